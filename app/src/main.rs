@@ -1,0 +1,50 @@
+//! The sample unikernel: boots on xenpv-rt, reports what it was given, and does what the
+//! command line asks (`panic`, `exit=N`), so that boot tests can drive it.
+#![no_std]
+#![no_main]
+
+use xenpv_rt::{println, Boot};
+
+xenpv_rt::entry!(main);
+
+fn main(boot: &mut Boot) -> i32 {
+    let role = if boot.is_dom0() { "dom0" } else { "domU" };
+    println!(
+        "xenpv-app: hello from xenpv-rt {} ({role})",
+        xenpv_rt::VERSION
+    );
+    println!("start_info: {}", boot.start_info());
+
+    let mut status = 0;
+    match boot.initrd() {
+        None if boot.start_info().module.is_none() => println!("initrd: none"),
+        None => println!("initrd: present but not mapped yet"),
+        Some(bytes) => match xenpv_rt::initrd::verify(bytes) {
+            Ok(v) => println!(
+                "initrd: ok len={} seed={} checksum={:#018x}",
+                v.header.total_len, v.header.seed, v.header.checksum
+            ),
+            Err(xenpv_rt::initrd::ImageError::BadMagic) => {
+                println!("initrd: {} bytes, not a checked image", bytes.len())
+            }
+            Err(e) => {
+                println!("initrd: BAD {e}");
+                status = 1;
+            }
+        },
+    }
+
+    let cmd = boot.cmdline();
+    if cmd.has("panic") {
+        panic!("provoked panic (command line word `panic`)");
+    }
+    match cmd.u64("exit") {
+        Ok(Some(n)) => return n.min(i32::MAX as u64) as i32,
+        Ok(None) => {}
+        Err(e) => {
+            println!("xenpv-app: {e}");
+            return 2;
+        }
+    }
+    status
+}

@@ -1,0 +1,150 @@
+//! Hypercalls through the hypercall page, with Xen's x86-64 argument registers.
+//!
+//! We use `xen-sys` for ABI types and constants but not for its call stubs: they mark a
+//! `call` as `nostack` (the trampoline pushes into the caller's red zone), pass the fifth
+//! argument in %r9 where Xen expects %r8, and its `sched_op` passes the shutdown reason by
+//! value where `__HYPERVISOR_sched_op` takes a pointer. `xenpv_hypercall` (entry.rs) is a
+//! real function, so the compiler never keeps data below %rsp across it.
+
+use crate::errno::XenError;
+use xen_sys as xen;
+
+extern "C" {
+    fn xenpv_hypercall(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64;
+}
+
+/// Issue hypercall `nr`.
+///
+/// # Safety
+/// The arguments must be what hypercall `nr` expects: pointers must point to live,
+/// correctly typed memory for the duration of the call.
+pub unsafe fn raw(nr: u32, a: [u64; 5]) -> i64 {
+    // SAFETY: forwarded to the caller's contract; xenpv_hypercall preserves the SysV ABI.
+    unsafe { xenpv_hypercall(nr as u64, a[0], a[1], a[2], a[3], a[4]) }
+}
+
+fn check(rc: i64) -> Result<i64, XenError> {
+    if rc < 0 {
+        Err(XenError(rc))
+    } else {
+        Ok(rc)
+    }
+}
+
+/// `console_io(CONSOLEIO_write)`: Xen's own console (the serial line for dom0).
+pub fn console_write(bytes: &[u8]) -> Result<(), XenError> {
+    // SAFETY: Xen reads `len` bytes from a live slice.
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_console_io,
+            [
+                xen::CONSOLEIO_write as u64,
+                bytes.len() as u64,
+                bytes.as_ptr() as u64,
+                0,
+                0,
+            ],
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+#[repr(C)]
+struct SchedShutdown {
+    reason: u32,
+}
+
+/// `SCHEDOP_shutdown`. Returns only if Xen refused.
+pub fn shutdown(reason: u32) -> XenError {
+    let arg = SchedShutdown { reason };
+    // SAFETY: sched_op(SCHEDOP_shutdown, &sched_shutdown) reads one u32.
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_sched_op,
+            [
+                xen::SCHEDOP_shutdown as u64,
+                &arg as *const _ as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    XenError(if rc < 0 { rc } else { -1 })
+}
+
+/// `PHYSDEVOP_set_iopl`: lets the (ring-3) PV kernel execute `in`/`out`.
+pub fn set_iopl(iopl: u32) -> Result<(), XenError> {
+    const PHYSDEVOP_SET_IOPL: u64 = 6;
+    #[repr(C)]
+    struct SetIopl {
+        iopl: u32,
+    }
+    let arg = SetIopl { iopl };
+    // SAFETY: physdev_op(PHYSDEVOP_set_iopl, &physdev_set_iopl) reads one u32.
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_physdev_op,
+            [PHYSDEVOP_SET_IOPL, &arg as *const _ as u64, 0, 0, 0],
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+/// `mmu_update(reqs, count, &done, DOMID_SELF)`. On failure, also says how many of the
+/// requests were done before the failing one.
+pub fn mmu_update(reqs: &[xen::mmu_update]) -> Result<(), (XenError, usize)> {
+    let mut done: u32 = 0;
+    // SAFETY: Xen reads `len` mmu_update structs and writes the done count.
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_mmu_update,
+            [
+                reqs.as_ptr() as u64,
+                reqs.len() as u64,
+                &mut done as *mut u32 as u64,
+                DOMID_SELF,
+                0,
+            ],
+        )
+    };
+    check(rc).map(|_| ()).map_err(|e| (e, done as usize))
+}
+
+/// `mmuext_op(ops, count, &done, DOMID_SELF)`.
+pub fn mmuext_op(ops: &[xen::mmuext_op]) -> Result<(), (XenError, usize)> {
+    let mut done: u32 = 0;
+    // SAFETY: Xen reads `len` mmuext_op structs and writes the done count.
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_mmuext_op,
+            [
+                ops.as_ptr() as u64,
+                ops.len() as u64,
+                &mut done as *mut u32 as u64,
+                DOMID_SELF,
+                0,
+            ],
+        )
+    };
+    check(rc).map(|_| ()).map_err(|e| (e, done as usize))
+}
+
+/// `update_va_mapping(va, val, flags)`.
+pub fn update_va_mapping(va: u64, val: u64, flags: u64) -> Result<(), XenError> {
+    // SAFETY: no pointers; Xen validates the new entry.
+    let rc = unsafe { raw(xen::__HYPERVISOR_update_va_mapping, [va, val, flags, 0, 0]) };
+    check(rc).map(|_| ())
+}
+
+/// `DOMID_SELF` (0x7ff0).
+pub const DOMID_SELF: u64 = 0x7ff0;
+/// `UVMF_INVLPG | UVMF_LOCAL`: flush this VA on this vCPU.
+pub const UVMF_INVLPG_LOCAL: u64 = 2;
+
+/// `xen_version(XENVER_version)`: (major, minor).
+pub fn xen_version() -> (u32, u32) {
+    // SAFETY: XENVER_version (0) takes no argument.
+    let v = unsafe { raw(xen::__HYPERVISOR_xen_version, [0, 0, 0, 0, 0]) };
+    ((v >> 16) as u32 & 0xffff, v as u32 & 0xffff)
+}

@@ -1,0 +1,75 @@
+//! xenpv-rt: start of day for 64-bit paravirtualized Xen unikernels.
+//!
+//! An application is a `#![no_std] #![no_main]` binary that names its entry with
+//! [`entry!`] and passes the runtime's link arguments on from its build script (see the
+//! README). The runtime owns everything before `main`: ELF notes, `_start`, hypercalls,
+//! start_info, the console and paging.
+#![cfg_attr(not(test), no_std)]
+
+pub mod cmdline;
+pub mod console;
+pub mod errno;
+pub mod exit;
+pub mod initrd;
+pub mod mm;
+pub mod start_info;
+
+#[cfg(all(feature = "rt", not(test)))]
+mod boot;
+#[cfg(all(feature = "rt", not(test)))]
+mod entry;
+#[cfg(all(feature = "rt", not(test)))]
+pub mod hypercall;
+#[cfg(all(feature = "rt", not(test)))]
+mod libc;
+#[cfg(all(feature = "rt", not(test)))]
+mod panic;
+
+pub use cmdline::Cmdline;
+pub use start_info::StartInfo;
+
+/// This runtime's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What the runtime hands the application's `main`.
+pub struct Boot {
+    start_info: StartInfo,
+}
+
+impl Boot {
+    /// The validated start_info.
+    pub fn start_info(&self) -> &StartInfo {
+        &self.start_info
+    }
+    /// The guest command line.
+    pub fn cmdline(&self) -> Cmdline<'_> {
+        Cmdline(self.start_info.cmdline())
+    }
+    pub fn is_dom0(&self) -> bool {
+        self.start_info.is_dom0()
+    }
+    /// The initrd's bytes, when Xen mapped it.
+    pub fn initrd(&self) -> Option<&[u8]> {
+        match self.start_info.module? {
+            start_info::Module::Mapped { va, len } => {
+                // SAFETY: start_info was validated: Xen maps [va, va+len) read-write in the
+                // boot region, and nothing unmaps it while `self` is borrowed.
+                Some(unsafe { core::slice::from_raw_parts(va as *const u8, len as usize) })
+            }
+            start_info::Module::Pfn { .. } => None,
+        }
+    }
+}
+
+/// Name the application's entry point: `xenpv_rt::entry!(main);` with
+/// `fn main(boot: &mut xenpv_rt::Boot) -> i32`. The return value is the exit status.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[export_name = "__xenpv_rt_main"]
+        fn __xenpv_rt_main(boot: &mut $crate::Boot) -> i32 {
+            let main: fn(&mut $crate::Boot) -> i32 = $main;
+            main(boot)
+        }
+    };
+}

@@ -1,0 +1,3 @@
+//! Paging: the layout, the planners that decide MMU operations, and their executor.
+pub mod layout;
+pub mod ops;

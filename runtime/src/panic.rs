@@ -1,0 +1,30 @@
+//! The panic handler: message and location on the console, then status 101.
+
+use crate::exit::{deliver, STATUS_PANIC};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    if PANICKING.swap(true, Ordering::SeqCst) {
+        crate::console::write_bytes(b"xenpv-rt: panicked while panicking\n");
+        deliver(STATUS_PANIC);
+    }
+    // Unlocked: the panicking code may hold the console lock.
+    match info.location() {
+        Some(l) => crate::console::_print_unlocked(format_args!(
+            "\nxenpv-rt: panicked at {}:{}:{}: {}\n",
+            l.file(),
+            l.line(),
+            l.column(),
+            info.message()
+        )),
+        None => crate::console::_print_unlocked(format_args!(
+            "\nxenpv-rt: panicked: {}\n",
+            info.message()
+        )),
+    }
+    crate::console::_print_unlocked(format_args!("xenpv-rt: exit status {STATUS_PANIC}\n"));
+    deliver(STATUS_PANIC)
+}
