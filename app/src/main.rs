@@ -16,6 +16,20 @@ fn main(boot: &mut Boot) -> i32 {
     println!("start_info: {}", boot.start_info());
 
     let mut status = 0;
+    let report = boot.memory().report();
+    println!("{report}");
+    if !report.ok() {
+        status = 3;
+    }
+    // shared_info through fixmap slot 0: vCPU 0's event mask must read back as Xen set it.
+    let si = boot.memory().shared_info();
+    // SAFETY: the runtime maps shared_info at fixmap slot 0; a volatile read of a u8 field.
+    let mask =
+        unsafe { core::ptr::addr_of!((*si).vcpu_info[0].evtchn_upcall_mask).read_volatile() };
+    println!(
+        "layout: shared_info at fixmap {:#x}: vcpu0 upcall_mask={mask}",
+        si as u64
+    );
     match boot.initrd() {
         None if boot.start_info().module.is_none() => println!("initrd: none"),
         None => println!("initrd: present but not mapped yet"),

@@ -1,5 +1,6 @@
 //! From `_start` to the application's `main`.
 
+use crate::mm::layout::Split;
 use crate::start_info::{self, StartInfo};
 use crate::{cmdline::Cmdline, console, exit, Boot};
 
@@ -35,7 +36,28 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
         );
     }
 
-    let mut boot = Boot { start_info: info };
+    let split = match cmd.value("split").map(|v| (v, Split::parse(v))) {
+        None => Split::default(),
+        Some((_, Some(split))) => split,
+        Some((v, None)) => crate::fatal!("split={v:?}: the kernel/module split is 512M or 1G"),
+    };
+    let module_space_min = match cmd.u64("modspace") {
+        Ok(mib) => mib.unwrap_or(0).saturating_mul(1 << 20),
+        Err(e) => crate::fatal!("{e} (module space needed, in MiB)"),
+    };
+    let memory = crate::mm::setup::take_over(&info, split, module_space_min);
+    crate::info!(
+        "paging: own tables live, split {}, {} PTE updates, {} boot frames reclaimed, {} free frames",
+        split.name(),
+        memory.outcome.pt_updates,
+        memory.outcome.reclaimed,
+        memory.frames.free_frames()
+    );
+
+    let mut boot = Boot {
+        start_info: info,
+        memory,
+    };
     // SAFETY: the application defines this symbol with the right signature via entry!.
     let status = unsafe { __xenpv_rt_main(&mut boot) };
     exit::exit(status)

@@ -32,10 +32,13 @@ pub use start_info::StartInfo;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What the runtime hands the application's `main`.
+#[cfg(all(feature = "rt", not(test)))]
 pub struct Boot {
     start_info: StartInfo,
+    memory: mm::setup::Memory,
 }
 
+#[cfg(all(feature = "rt", not(test)))]
 impl Boot {
     /// The validated start_info.
     pub fn start_info(&self) -> &StartInfo {
@@ -48,16 +51,22 @@ impl Boot {
     pub fn is_dom0(&self) -> bool {
         self.start_info.is_dom0()
     }
-    /// The initrd's bytes, when Xen mapped it.
+    /// Paging: frame allocator, tables, the layout report.
+    pub fn memory(&mut self) -> &mut mm::setup::Memory {
+        &mut self.memory
+    }
+    /// The initrd's bytes, through the direct map (whichever way Xen handed it over).
     pub fn initrd(&self) -> Option<&[u8]> {
-        match self.start_info.module? {
-            start_info::Module::Mapped { va, len } => {
-                // SAFETY: start_info was validated: Xen maps [va, va+len) read-write in the
-                // boot region, and nothing unmaps it while `self` is borrowed.
-                Some(unsafe { core::slice::from_raw_parts(va as *const u8, len as usize) })
+        let m = self.start_info.module?;
+        let va = match m {
+            start_info::Module::Mapped { va, .. } => {
+                mm::layout::DIRECT_MAP_BASE + (va - mm::layout::KERNEL_VIRT_BASE)
             }
-            start_info::Module::Pfn { .. } => None,
-        }
+            start_info::Module::Pfn { pfn, .. } => mm::layout::direct_map_va(pfn),
+        };
+        // SAFETY: start_info was validated (the module lies below nr_pages); the takeover
+        // direct-maps every pfn and reserves the initrd's frames, so nothing reuses them.
+        Some(unsafe { core::slice::from_raw_parts(va as *const u8, m.len() as usize) })
     }
 }
 

@@ -1,3 +1,12 @@
 //! Paging: the layout, the planners that decide MMU operations, and their executor.
+pub mod check;
+#[cfg(all(feature = "rt", not(test)))]
+pub mod exec;
+pub mod frames;
+pub mod graft;
 pub mod layout;
 pub mod ops;
+#[cfg(all(feature = "rt", not(test)))]
+pub mod setup;
+pub mod snapshot;
+pub mod takeover;

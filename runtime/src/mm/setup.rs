@@ -1,0 +1,258 @@
+//! Start-of-day paging on the live system: gather the takeover's inputs from start_info
+//! and Xen's boot tables, run the plan through the executor, then bring up the frame
+//! allocator and read the layout back for the report.
+
+use super::check::{self, Inspect, Report};
+use super::frames::{bitmap_words, FrameAllocator, Use};
+use super::layout::{direct_map_va, Fixmap, Split, DIRECT_MAP_BASE, KERNEL_VIRT_BASE, PAGE_SIZE};
+use super::ops::{pte, Mfn, Pfn};
+use super::snapshot::{self, TableReader};
+use super::takeover::{self, Outcome, P2m, TakeoverError};
+use crate::start_info::{ConsoleInfo, Module, StartInfo};
+
+extern "C" {
+    static __xenpv_kernel_end: u8;
+}
+
+/// Xen's read-only machine-to-phys table in every 64-bit PV guest (`MACH2PHYS_VIRT_START`).
+const M2P: u64 = 0xffff_8000_0000_0000;
+
+/// Paging as the runtime left it for the application.
+pub struct Memory {
+    pub frames: FrameAllocator<'static>,
+    pub outcome: Outcome,
+    pub split: Split,
+    pub kernel_end: u64,
+    nr_pages: u64,
+    p2m_va: u64,
+}
+
+/// The p2m list: boot mapping before the switch, direct map after.
+struct LiveP2m {
+    boot: u64,
+    nr_pages: u64,
+}
+
+impl LiveP2m {
+    fn direct(&self) -> u64 {
+        DIRECT_MAP_BASE + (self.boot - KERNEL_VIRT_BASE)
+    }
+}
+
+impl P2m for LiveP2m {
+    fn mfn(&self, pfn: Pfn, switched: bool) -> Option<Mfn> {
+        if pfn >= self.nr_pages {
+            return None;
+        }
+        let base = if switched { self.direct() } else { self.boot };
+        // SAFETY: pfn < nr_pages; the list is mapped at `boot` until the switch (Xen's boot
+        // mapping) and at `direct()` from the switch on (the direct map the takeover built).
+        Some(unsafe { ((base + pfn * 8) as *const u64).read_volatile() })
+    }
+}
+
+/// Reads Xen's boot tables through the boot mapping, refusing any frame that is not one
+/// of the boot page-table frames start_info names.
+struct BootTables<'a> {
+    p2m: &'a LiveP2m,
+    pt: (Pfn, Pfn),
+}
+
+impl TableReader for BootTables<'_> {
+    fn table(&self, mfn: Mfn) -> Option<[u64; 512]> {
+        let pfn = (self.pt.0..self.pt.1).find(|&p| self.p2m.mfn(p, false) == Some(mfn))?;
+        let va = KERNEL_VIRT_BASE + pfn * PAGE_SIZE;
+        // SAFETY: boot page-table frames are mapped (read-only) in the boot region at their
+        // pfn's address; we only read.
+        Some(unsafe { (va as *const [u64; 512]).read_volatile() })
+    }
+}
+
+fn pfn_range(va: u64, len: u64) -> (Pfn, Pfn) {
+    (
+        (va - KERNEL_VIRT_BASE) / PAGE_SIZE,
+        (va - KERNEL_VIRT_BASE + len).div_ceil(PAGE_SIZE),
+    )
+}
+
+fn nx_supported() -> bool {
+    // Leaf 0x80000001 exists on every CPU Xen 4.17 supports.
+    let r = core::arch::x86_64::__cpuid(0x8000_0001);
+    r.edx & (1 << 20) != 0
+}
+
+/// Take over paging. Refusals and hypercall failures are fatal (status 102) with a message
+/// naming the sizes or the operation; refusals happen before anything is written.
+pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64) -> Memory {
+    // SAFETY: a linker-script symbol; only its address is used.
+    let kernel_end = unsafe { &__xenpv_kernel_end as *const u8 as u64 };
+    let nr = info.nr_pages;
+    let p2m = LiveP2m {
+        boot: info.mfn_list,
+        nr_pages: nr,
+    };
+    let p2m_pfns = pfn_range(info.mfn_list, nr * 8);
+    let xen_pt = pfn_range(info.pt_base, info.nr_pt_frames * PAGE_SIZE);
+    if xen_pt.1 > nr || p2m_pfns.1 > nr {
+        crate::fatal!(
+            "start_info: boot tables (pfn {:#x}..{:#x}) or p2m list (pfn {:#x}..{:#x}) lie past nr_pages {nr:#x}",
+            xen_pt.0, xen_pt.1, p2m_pfns.0, p2m_pfns.1
+        );
+    }
+    let Some(xen_l4) = p2m.mfn(xen_pt.0, false) else {
+        crate::fatal!("p2m has no entry for pt_base")
+    };
+    let cr3 = x86_64::registers::control::Cr3::read()
+        .0
+        .start_address()
+        .as_u64()
+        >> 12;
+    if cr3 != xen_l4 {
+        crate::fatal!("cr3 holds mfn {cr3:#x} but pt_base's frame is mfn {xen_l4:#x}");
+    }
+    let reader = BootTables {
+        p2m: &p2m,
+        pt: xen_pt,
+    };
+    let snap = match snapshot::read(&reader, xen_l4, kernel_end) {
+        Ok(s) => s,
+        Err(e) => crate::fatal!("Xen's boot page tables: {e}"),
+    };
+    let module = info.module.map(|m| match m {
+        Module::Mapped { va, len } => pfn_range(va, len),
+        Module::Pfn { pfn, len } => (pfn, pfn + len.div_ceil(PAGE_SIZE)),
+    });
+    let find = |mfn: Mfn| (0..nr).find(|&p| p2m.mfn(p, false) == Some(mfn));
+    let shared_rings = match info.console {
+        ConsoleInfo::Dom0 { .. } => [None, None],
+        ConsoleInfo::DomU { mfn, .. } => [find(info.store_mfn), find(mfn)],
+    };
+    let input = takeover::Input {
+        nr_pages: nr,
+        p2m: &p2m,
+        kernel_end,
+        snapshot: &snap,
+        xen_l4,
+        xen_pt,
+        p2m_pfns,
+        module,
+        shared_rings,
+        shared_info: info.shared_info_maddr >> 12,
+        split,
+        module_space_min,
+        nx: nx_supported(),
+    };
+    let mut exec = super::exec::Executor::new();
+    let outcome = match takeover::run(&input, &mut exec) {
+        Ok(o) => o,
+        Err(TakeoverError::Layout(e)) => crate::fatal!("layout refused: {e}"),
+        Err(TakeoverError::BadP2m { pfn, mfn }) => {
+            crate::fatal!("p2m entry of pfn {pfn:#x} is {mfn:#x}, not a frame")
+        }
+        Err(TakeoverError::Sink { step, error }) => {
+            crate::fatal!("paging takeover, step \"{step}\": {error}")
+        }
+    };
+    crate::debug!(
+        "paging: {} PTE updates and {} mmuext ops in {} hypercalls",
+        outcome.pt_updates,
+        outcome.mmuext_ops,
+        exec.hypercalls
+    );
+
+    let words = bitmap_words(nr);
+    // SAFETY: the bitmap frames are ours (reserved by the takeover), contiguous in pfn and so
+    // in the direct map, mapped read-write, and referenced nowhere else.
+    let bits = unsafe {
+        core::slice::from_raw_parts_mut(direct_map_va(outcome.bitmap.0) as *mut u64, words)
+    };
+    let frames = match FrameAllocator::new(bits, nr, outcome.regions.clone()) {
+        Ok(f) => f,
+        Err(e) => crate::fatal!("frame allocator: {e}"),
+    };
+    Memory {
+        frames,
+        outcome,
+        split,
+        kernel_end,
+        nr_pages: nr,
+        p2m_va: p2m.direct(),
+    }
+}
+
+impl Memory {
+    /// The p2m list through the direct map.
+    pub fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        if pfn >= self.nr_pages {
+            return None;
+        }
+        // SAFETY: pfn < nr_pages, and the p2m list is direct-mapped.
+        Some(unsafe { ((self.p2m_va + pfn * 8) as *const u64).read_volatile() })
+    }
+
+    /// mfn -> pfn through Xen's M2P, checked against the p2m.
+    pub fn pfn(&self, mfn: Mfn) -> Option<Pfn> {
+        if mfn > takeover::MAX_MFN {
+            return None;
+        }
+        // SAFETY: Xen maps the M2P read-only for every PV guest; the entry of one of our own
+        // frames (all callers pass mfns from our page tables) is mapped.
+        let pfn = unsafe { ((M2P + mfn * 8) as *const u64).read_volatile() };
+        (self.mfn(pfn) == Some(mfn)).then_some(pfn)
+    }
+
+    /// A page-table page (or any frame) through the direct map.
+    pub fn table(&self, pfn: Pfn) -> &[u64; 512] {
+        assert!(pfn < self.nr_pages);
+        // SAFETY: every pfn below nr_pages is direct-mapped (at least read-only).
+        unsafe { &*(direct_map_va(pfn) as *const [u64; 512]) }
+    }
+
+    /// The direct map's PTE for `pfn`.
+    pub fn direct_pte(&self, pfn: Pfn) -> u64 {
+        let t = self.outcome.tables.direct_l1;
+        self.table(t.0 + pfn / 512)[(pfn % 512) as usize]
+    }
+
+    /// shared_info, mapped at fixmap slot 0.
+    pub fn shared_info(&self) -> *mut xen_sys::shared_info {
+        Fixmap::SharedInfo.va() as *mut xen_sys::shared_info
+    }
+
+    /// Read the kernel map back and check it.
+    pub fn report(&self) -> Report {
+        let t = &self.outcome.tables;
+        check::check(
+            self.split,
+            self.kernel_end,
+            self.table(t.level2_kernel),
+            self.table(t.level2_fixmap),
+            self.direct_pte(t.level1_fixmap) & pte::RW == 0,
+            self,
+        )
+    }
+}
+
+impl Inspect for Memory {
+    fn is_module_table(&self, _l1: Mfn) -> bool {
+        false
+    }
+    fn first_page_holds(&self, l1: Mfn) -> &'static str {
+        let Some(l1_pfn) = self.pfn(l1) else {
+            return "a foreign frame";
+        };
+        let Some(&e) = self.table(l1_pfn).iter().find(|e| pte::present(**e)) else {
+            return "nothing";
+        };
+        match self.pfn(pte::frame(e)) {
+            None => "a foreign frame",
+            Some(p) => match self.frames.region_of(p) {
+                Some(Use::Kernel) => "kernel",
+                Some(Use::Initrd) => "initrd",
+                Some(Use::P2m) => "p2m",
+                Some(_) => "page-tables",
+                None => "boot-data",
+            },
+        }
+    }
+}
