@@ -47,7 +47,7 @@ impl Checksum {
     }
     /// Feed bytes whose length is a multiple of 8.
     pub fn bytes(&mut self, b: &[u8]) {
-        debug_assert!(b.len() % 8 == 0);
+        debug_assert!(b.len().is_multiple_of(8));
         for c in b.chunks_exact(8) {
             self.word(u64::from_le_bytes([
                 c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
@@ -96,7 +96,7 @@ pub fn header_for(total_len: u64, seed: u64) -> Result<Header, ImageError> {
 }
 
 fn check_len(total_len: u64) -> Result<(), ImageError> {
-    if total_len < HEADER_LEN as u64 || total_len % 8 != 0 {
+    if total_len < HEADER_LEN as u64 || !total_len.is_multiple_of(8) {
         return Err(ImageError::BadLength { total_len });
     }
     Ok(())

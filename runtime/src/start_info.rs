@@ -198,7 +198,7 @@ impl StartInfo {
             });
         }
         let shared_info_maddr = u64_at(b, offset_of!(Raw, shared_info));
-        if shared_info_maddr % PAGE_SIZE != 0 {
+        if !shared_info_maddr.is_multiple_of(PAGE_SIZE) {
             return Err(Misaligned {
                 field: "shared_info",
                 value: shared_info_maddr,
@@ -224,7 +224,7 @@ impl StartInfo {
                 value: pt_base,
             });
         }
-        if pt_base % PAGE_SIZE != 0 {
+        if !pt_base.is_multiple_of(PAGE_SIZE) {
             return Err(Misaligned {
                 field: "pt_base",
                 value: pt_base,
@@ -244,7 +244,7 @@ impl StartInfo {
                 value: mfn_list,
             });
         }
-        if mfn_list % 8 != 0 {
+        if !mfn_list.is_multiple_of(8) {
             return Err(Misaligned {
                 field: "mfn_list",
                 value: mfn_list,

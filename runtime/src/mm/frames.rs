@@ -106,7 +106,7 @@ impl<'a> FrameAllocator<'a> {
         let bits = &mut bits[..need];
         bits.fill(0);
         // Bits past nr_pages in the last word count as taken.
-        if nr_pages % 64 != 0 {
+        if !nr_pages.is_multiple_of(64) {
             bits[need - 1] = !0u64 << (nr_pages % 64);
         }
         let mut a = FrameAllocator {

@@ -1,0 +1,451 @@
+//! `cargo xtask test`: host unit tests, builds, then boot tests under Xen in QEMU, each a
+//! row of a table that says what to boot and what the console must show.
+use crate::cargo::{self, Image};
+use crate::qemu::{self, Boot, Outcome, Stream};
+use crate::{initrd, provision, Opts};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Host test runs: (label, cargo test arguments).
+const HOST_TESTS: &[(&str, &[&str])] = &[
+    ("runtime", &["-p", "xenpv-rt"]),
+    (
+        "runtime with the 2014 regression",
+        &["-p", "xenpv-rt", "--features", "regress-2014-fixmap-copy"],
+    ),
+    ("xtask", &["-p", "xtask"]),
+];
+
+const REGRESS: &str = "xenpv-rt/regress-2014-fixmap-copy";
+const MOD_START_PFN: &str = "xenpv-rt/mod-start-pfn";
+
+#[derive(Clone, Copy, Debug)]
+pub enum InitrdSpec {
+    None,
+    Checked {
+        mib: u64,
+        seed: u64,
+    },
+    /// A checked image with one byte flipped: the guest must say BAD.
+    Corrupt {
+        mib: u64,
+        seed: u64,
+        offset: u64,
+    },
+}
+
+pub enum Check {
+    Contains(String),
+    NotContains(String),
+    Regex(&'static str),
+    Custom(&'static str, fn(&Outcome) -> Result<(), String>),
+}
+
+pub struct BootTest {
+    pub name: String,
+    pub image: Image,
+    pub cmdline: String,
+    pub initrd: InitrdSpec,
+    pub memory_mib: u64,
+    pub timeout_s: u64,
+    pub status: i32,
+    pub checks: Vec<Check>,
+}
+
+fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check>) -> BootTest {
+    BootTest {
+        name: name.into(),
+        image,
+        cmdline: cmdline.into(),
+        initrd: InitrdSpec::None,
+        memory_mib: 256,
+        timeout_s: 120,
+        status,
+        checks,
+    }
+}
+
+fn has(s: &str) -> Check {
+    Check::Contains(s.into())
+}
+
+/// End of Xen's boot mapping, from its "VIRTUAL MEMORY ARRANGEMENT" (`TOTAL: a->b`).
+fn boot_mapping_end(o: &Outcome) -> Result<u64, String> {
+    let line = o
+        .text
+        .lines()
+        .find(|l| l.contains("TOTAL:"))
+        .ok_or("Xen printed no TOTAL: line")?;
+    let end = line
+        .rsplit("->")
+        .next()
+        .ok_or("TOTAL: line without ->")?
+        .trim();
+    u64::from_str_radix(end, 16).map_err(|e| format!("TOTAL end {end:?}: {e}"))
+}
+
+/// The paging layout every good boot must report.
+fn layout_ok() -> Vec<Check> {
+    vec![
+        has("layout: level2_kernel 0=kernel 1-511=free"),
+        has("layout: level2_fixmap 0-505=free 506=fixmap 507-511=free fixmap_l1=ro"),
+        has("layout: check ok"),
+        Check::Regex(r"layout: shared_info at fixmap 0xffffffffff400000: vcpu0 upcall_mask=\d"),
+    ]
+}
+
+/// The table of boot tests.
+pub fn table() -> Vec<BootTest> {
+    let app = Image::app;
+    let mut v = vec![
+        t("boot-hello", app(), "", 0, {
+            let mut c = vec![
+                has("xenpv-app: hello from xenpv-rt 0.1.0 (dom0)"),
+                Check::Regex(
+                    r#"start_info: magic="xen-3\.0-x86_64" nr_pages=65536 flags=0x[0-9a-f]+ \[privileged,initdomain\].* cmdline="qemu-exit""#,
+                ),
+                has("initrd: none"),
+                has("xenpv-rt: exit status 0"),
+            ];
+            c.extend(layout_ok());
+            c
+        }),
+        t(
+            "panic",
+            app(),
+            "panic",
+            101,
+            vec![
+                Check::Regex(r"xenpv-rt: panicked at app/src/main\.rs:\d+:\d+: provoked panic"),
+                has("xenpv-rt: exit status 101"),
+            ],
+        ),
+        t(
+            "exit-status",
+            app(),
+            "exit=7",
+            7,
+            vec![has("xenpv-rt: exit status 7")],
+        ),
+        t(
+            "example-hello",
+            Image::Example,
+            "",
+            0,
+            vec![has("hello from a library consumer: 65536 pages")],
+        ),
+        t(
+            "layout-refused",
+            app(),
+            "split=1G modspace=2000",
+            102,
+            vec![has(
+                "xenpv-rt: fatal: layout refused: module space of the 1G split is 1008 MiB \
+             (0xffffffffc0000000..0xffffffffff000000), smaller than the 2000 MiB asked for",
+            )],
+        ),
+        t(
+            "bad-split",
+            app(),
+            "split=3G",
+            102,
+            vec![has(
+                "xenpv-rt: fatal: split=\"3G\": the kernel/module split is 512M or 1G",
+            )],
+        ),
+    ];
+    // The paging matrix: initrd size x split.
+    for (mib, mem, seed) in [(0, 256, 0), (64, 256, 1), (600, 1024, 2), (1100, 2048, 3)] {
+        for split in ["512M", "1G"] {
+            let mut b = t(
+                &format!("paging-{split}-initrd-{mib}M"),
+                app(),
+                &format!("split={split}"),
+                0,
+                layout_ok(),
+            );
+            b.memory_mib = mem;
+            b.timeout_s = 240;
+            if mib > 0 {
+                b.initrd = InitrdSpec::Checked { mib, seed };
+            }
+            if mib == 600 {
+                b.checks
+                    .push(Check::Custom("Xen's boot mapping crosses 512 MiB", |o| {
+                        let end = boot_mapping_end(o)?;
+                        (end > 0xffff_ffff_a000_0000)
+                            .then_some(())
+                            .ok_or(format!("boot mapping ends at {end:#x}"))
+                    }));
+            }
+            if mib == 1100 {
+                b.checks.push(Check::Custom(
+                    "Xen's boot mapping reaches into L3[511]",
+                    |o| {
+                        let end = boot_mapping_end(o)?;
+                        (end > 0xffff_ffff_c000_0000)
+                            .then_some(())
+                            .ok_or(format!("boot mapping ends at {end:#x}"))
+                    },
+                ));
+            }
+            v.push(b);
+        }
+    }
+    let mut pfn = t(
+        "paging-mod-start-pfn-1G-initrd-1100M",
+        Image::App {
+            features: vec![MOD_START_PFN.into()],
+        },
+        "split=1G",
+        0,
+        layout_ok(),
+    );
+    pfn.initrd = InitrdSpec::Checked { mib: 1100, seed: 3 };
+    pfn.memory_mib = 2048;
+    pfn.timeout_s = 240;
+    pfn.checks.push(Check::Regex(
+        r"flags=0x[0-9a-f]+ \[[a-z_,]*mod_start_pfn[a-z_,]*\].* module=pfn0x",
+    ));
+    v.push(pfn);
+
+    let mut bad = t(
+        "initrd-corrupt-detected",
+        app(),
+        "",
+        1,
+        vec![Check::Regex(
+            r"initrd: BAD first bad word at offset 0x2000: 0x[0-9a-f]{16}, pattern says 0x[0-9a-f]{16}",
+        )],
+    );
+    bad.initrd = InitrdSpec::Corrupt {
+        mib: 64,
+        seed: 1,
+        offset: 0x2003,
+    };
+    v.push(bad);
+
+    // The 2014 bug, reproduced: the layout check must catch it.
+    let mut regress = t(
+        "regress-2014-caught-1G-initrd-600M",
+        Image::App {
+            features: vec![REGRESS.into()],
+        },
+        "split=1G",
+        3,
+        vec![
+            Check::Regex(r"layout: level2_fixmap 0=STALE:kernel 1-\d+=STALE:initrd"),
+            Check::Regex(
+                r"layout: check FAILED: \d+ stale slot\(s\) in the kernel map; first L3\[511\] L2\[0\] at 0xffffffffc0000000 maps kernel",
+            ),
+            Check::NotContains("layout: check ok".into()),
+        ],
+    );
+    regress.initrd = InitrdSpec::Checked { mib: 600, seed: 2 };
+    regress.memory_mib = 1024;
+    regress.timeout_s = 240;
+    v.push(regress);
+    v
+}
+
+fn evaluate(test: &BootTest, o: &Outcome, expect_initrd: Option<String>) -> Result<(), String> {
+    match &o.status {
+        Ok(st) if *st == test.status => {}
+        Ok(st) => return Err(format!("guest status {st}, expected {}", test.status)),
+        Err(f) => return Err(f.to_string()),
+    }
+    let guest: String = o.guest_lines().collect::<Vec<_>>().join("\n");
+    for c in test
+        .checks
+        .iter()
+        .chain(expect_initrd.map(Check::Contains).iter())
+    {
+        match c {
+            Check::Contains(s) if !guest.contains(s.as_str()) => {
+                return Err(format!("console lacks {s:?}"))
+            }
+            Check::NotContains(s) if guest.contains(s.as_str()) => {
+                return Err(format!("console shows {s:?}"))
+            }
+            Check::Regex(r) => {
+                let re = regex::Regex::new(r).map_err(|e| format!("bad regex {r:?}: {e}"))?;
+                if !re.is_match(&guest) {
+                    return Err(format!("console matches no /{r}/"));
+                }
+            }
+            Check::Custom(what, f) => f(o).map_err(|e| format!("{what}: {e}"))?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `cargo xtask test`.
+pub fn test_command(args: &[String]) -> Result<u8, String> {
+    let o = Opts::parse(args, &["--host-only", "--boot-only"], &["--filter", "-j"])?;
+    let jobs = o.num("-j", 2, 1..=16)? as usize;
+    let (mut passed, mut failed) = (0u64, 0u64);
+
+    if !o.flag("--boot-only") {
+        for (label, args) in HOST_TESTS {
+            println!("== host tests: {label} (cargo test {})", args.join(" "));
+            let (p, f) = cargo::test(args)?;
+            println!("   {p} passed, {f} failed");
+            passed += p;
+            failed += f;
+        }
+    }
+    if !o.flag("--host-only") {
+        let filter = o.get("--filter").unwrap_or("");
+        let tests: Vec<BootTest> = table()
+            .into_iter()
+            .filter(|t| t.name.contains(filter))
+            .collect();
+        // Builds: every image the boot tests need, plus the library-consumer example always.
+        let mut images: Vec<Image> = vec![Image::app(), Image::Example];
+        for t in &tests {
+            if !images.contains(&t.image) {
+                images.push(t.image.clone());
+            }
+        }
+        let mut built = Vec::new();
+        for img in &images {
+            match cargo::build(img, true) {
+                Ok(_) => {
+                    println!("PASS build {}", img.name());
+                    passed += 1;
+                    built.push(img.clone());
+                }
+                Err(e) => {
+                    println!("FAIL build {}: {e}", img.name());
+                    failed += 1;
+                }
+            }
+        }
+        let xen = provision::ensure()?;
+        let (p, f) = run_boot_tests(&xen, tests, &built, jobs)?;
+        passed += p;
+        failed += f;
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+fn run_boot_tests(
+    xen: &std::path::Path,
+    tests: Vec<BootTest>,
+    built: &[Image],
+    jobs: usize,
+) -> Result<(u64, u64), String> {
+    let dir = crate::root().join("target/xtask/tests");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Make the initrds up front (sequentially: they are big and share files).
+    let mut prepared = VecDeque::new();
+    for t in tests {
+        let (initrd, expect): (Option<PathBuf>, Option<String>) = match t.initrd {
+            InitrdSpec::None => (None, None),
+            InitrdSpec::Checked { mib, seed } => {
+                let (p, h) = initrd::checked(mib, seed)?;
+                (
+                    Some(p),
+                    Some(format!(
+                        "initrd: ok len={} seed={} checksum={:#018x}",
+                        h.total_len, h.seed, h.checksum
+                    )),
+                )
+            }
+            InitrdSpec::Corrupt { mib, seed, offset } => {
+                (Some(initrd::corrupted(mib, seed, offset)?), None)
+            }
+        };
+        prepared.push_back((t, initrd, expect));
+    }
+    let queue = Arc::new(Mutex::new(prepared));
+    let counts = Arc::new(Mutex::new((0u64, 0u64)));
+    let built = Arc::new(built.to_vec());
+    let workers: Vec<_> = (0..jobs)
+        .map(|_| {
+            let (queue, counts, built, xen, dir) = (
+                queue.clone(),
+                counts.clone(),
+                built.clone(),
+                xen.to_path_buf(),
+                dir.clone(),
+            );
+            std::thread::spawn(move || loop {
+                let Some((t, initrd, expect)) = queue.lock().expect("queue").pop_front() else {
+                    break;
+                };
+                let result = if !built.contains(&t.image) {
+                    Err(format!("image {} did not build", t.image.name()))
+                } else {
+                    let o = qemu::boot(
+                        &xen,
+                        &Boot {
+                            image: t.image.path(),
+                            cmdline: t.cmdline.clone(),
+                            initrd,
+                            memory_mib: t.memory_mib,
+                            timeout: Duration::from_secs(t.timeout_s),
+                            stream: Stream::Quiet,
+                            log: dir.join(format!("{}.log", t.name)),
+                        },
+                    );
+                    evaluate(&t, &o, expect)
+                        .map(|_| o.secs)
+                        .map_err(|e| (e, o))
+                        .map_err(|(e, o)| {
+                            let tail: Vec<&str> = o.text.lines().rev().take(30).collect();
+                            let tail: Vec<&str> = tail.into_iter().rev().collect();
+                            format!(
+                                "{e}\n--- last lines (full log: {}):\n{}",
+                                o.log.display(),
+                                tail.join("\n")
+                            )
+                        })
+                };
+                let mut c = counts.lock().expect("counts");
+                match result {
+                    Ok(secs) => {
+                        println!("PASS {} ({secs:.1} s)", t.name);
+                        c.0 += 1;
+                    }
+                    Err(e) => {
+                        println!("FAIL {}: {e}", t.name);
+                        c.1 += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join()
+            .map_err(|_| "a boot-test worker panicked".to_string())?;
+    }
+    let c = *counts.lock().expect("counts");
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn the_table_covers_the_paging_matrix_and_the_regression() {
+        let names: Vec<String> = table().into_iter().map(|t| t.name).collect();
+        for mib in [0, 64, 600, 1100] {
+            for split in ["512M", "1G"] {
+                assert!(
+                    names.contains(&format!("paging-{split}-initrd-{mib}M")),
+                    "{mib} {split}"
+                );
+            }
+        }
+        assert!(names.iter().any(|n| n.starts_with("regress-2014")));
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "test names are unique");
+    }
+}

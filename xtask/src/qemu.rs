@@ -1,0 +1,368 @@
+//! Booting a guest as the PV dom0 of Xen 4.17 inside QEMU, streaming its console and
+//! decoding its exit status (isa-debug-exit: QEMU exits with `(status << 1) | 1`).
+use crate::cargo::{self, Image};
+use crate::{initrd, provision, xl, Opts};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Exit code of `run` when the wall-clock limit hit.
+pub const EXIT_TIMEOUT: u8 = 124;
+/// Exit code of `run` when the machine stopped without delivering a status.
+pub const EXIT_NO_STATUS: u8 = 125;
+
+/// What to show while the guest runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Quiet,
+    Guest,
+    All,
+}
+
+pub struct Boot {
+    pub image: PathBuf,
+    pub cmdline: String,
+    pub initrd: Option<PathBuf>,
+    pub memory_mib: u64,
+    pub timeout: Duration,
+    pub stream: Stream,
+    pub log: PathBuf,
+}
+
+pub struct Outcome {
+    /// The guest's status, or why there is none.
+    pub status: Result<i32, Failure>,
+    /// Everything QEMU printed (Xen's lines and the guest's).
+    pub text: String,
+    pub secs: f64,
+    pub log: PathBuf,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    Timeout(u64),
+    NoStatus(String),
+    Start(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Timeout(s) => write!(f, "timed out after {s} s (QEMU killed)"),
+            Failure::NoStatus(why) => write!(
+                f,
+                "the machine stopped without delivering a guest status: {why}"
+            ),
+            Failure::Start(why) => write!(f, "QEMU did not start: {why}"),
+        }
+    }
+}
+
+impl Outcome {
+    /// The guest's console lines (Xen's own start with "(XEN)").
+    pub fn guest_lines(&self) -> impl Iterator<Item = &str> {
+        self.text.lines().filter(|l| !l.starts_with("(XEN)"))
+    }
+}
+
+/// Xen lines after which the machine will not deliver a status by itself.
+const XEN_FATAL: [&str; 4] = [
+    "Hardware Dom0 crashed",
+    "Hardware Dom0 halted",
+    "Panic on CPU",
+    "Hardware Dom0 shutdown",
+];
+
+/// QEMU's `-initrd` separates modules with commas: a comma in a path or command line is `,,`.
+pub fn initrd_arg(image: &Path, cmdline: &str, initrd: Option<&Path>) -> String {
+    let esc = |s: &str| s.replace(',', ",,");
+    let mut arg = esc(&image.to_string_lossy());
+    if !cmdline.trim().is_empty() {
+        arg.push(' ');
+        arg.push_str(&esc(cmdline.trim()));
+    }
+    if let Some(i) = initrd {
+        arg.push(',');
+        arg.push_str(&esc(&i.to_string_lossy()));
+    }
+    arg
+}
+
+/// QEMU's memory: the guest's, the initrd (loaded by QEMU before Xen copies it), headroom.
+pub fn qemu_memory(guest_mib: u64, initrd_bytes: u64) -> u64 {
+    guest_mib + initrd_bytes.div_ceil(1 << 20) + 512
+}
+
+/// Decode QEMU's exit code and the console's own exit line into the guest's status.
+pub fn decode_status(code: Option<i32>, text: &str, fatal: Option<&str>) -> Result<i32, Failure> {
+    let said = text.lines().rev().find_map(|l| {
+        l.trim()
+            .strip_prefix("xenpv-rt: exit status ")
+            .and_then(|n| n.trim().parse::<i32>().ok())
+    });
+    match code {
+        Some(c) if c % 2 == 1 => {
+            let st = c >> 1;
+            match said {
+                Some(s) if s != st => Err(Failure::NoStatus(format!(
+                    "the exit device says {st} but the console says {s}"
+                ))),
+                _ => Ok(st),
+            }
+        }
+        Some(c) => Err(Failure::NoStatus(match fatal {
+            Some(line) => format!("QEMU exit code {c} after Xen said \"{line}\""),
+            None => format!("QEMU exit code {c} (a reset or power-off, not the exit device)"),
+        })),
+        None => Err(Failure::NoStatus("QEMU was killed by a signal".into())),
+    }
+}
+
+pub fn boot(xen: &Path, b: &Boot) -> Outcome {
+    let start = Instant::now();
+    let initrd_bytes = b
+        .initrd
+        .as_ref()
+        .and_then(|p| p.metadata().ok())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let mem = b.memory_mib;
+    let cmdline = format!("{} qemu-exit", b.cmdline.trim());
+    let mut cmd = Command::new(provision::QEMU);
+    cmd.args(["-accel", "tcg", "-cpu", "max", "-nographic", "-no-reboot", "-monitor", "none"])
+        .args(["-m", &qemu_memory(mem, initrd_bytes).to_string()])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-kernel")
+        .arg(xen)
+        .arg("-append")
+        .arg(format!(
+            "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem={mem}M,max:{mem}M dom0_max_vcpus=1 smap=0"
+        ))
+        .arg("-initrd")
+        .arg(initrd_arg(&b.image, &cmdline, b.initrd.as_deref()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let fail = |why: String, text: String| Outcome {
+        status: Err(Failure::Start(why)),
+        text,
+        secs: start.elapsed().as_secs_f64(),
+        log: b.log.clone(),
+    };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{}: {e}", provision::QEMU), String::new()),
+    };
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+            if tx
+                .send(
+                    String::from_utf8_lossy(&line)
+                        .trim_end_matches('\r')
+                        .to_string(),
+                )
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).split(b'\n').map_while(Result::ok) {
+            let _ = tx2.send(format!("qemu: {}", String::from_utf8_lossy(&line)));
+        }
+    });
+    let deadline = start + b.timeout;
+    let mut text = String::new();
+    let mut fatal: Option<String> = None;
+    let mut fatal_at: Option<Instant> = None;
+    let mut timed_out = false;
+    loop {
+        let now = Instant::now();
+        let until = fatal_at.map_or(deadline, |f| f.min(deadline));
+        if now >= until {
+            timed_out = fatal_at.is_none_or(|f| f > deadline);
+            let _ = child.kill();
+            break;
+        }
+        match rx.recv_timeout(until - now) {
+            Ok(line) => {
+                let xen_line = line.starts_with("(XEN)");
+                if b.stream == Stream::All || (b.stream == Stream::Guest && !xen_line) {
+                    println!("{line}");
+                }
+                if xen_line && fatal.is_none() {
+                    if let Some(f) = XEN_FATAL.iter().find(|f| line.contains(*f)) {
+                        fatal = Some(f.to_string());
+                        fatal_at = Some(Instant::now() + Duration::from_secs(3));
+                    }
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let code = child.wait().ok().and_then(|s| s.code());
+    let _ = std::fs::write(&b.log, &text);
+    let status = if timed_out {
+        Err(Failure::Timeout(b.timeout.as_secs()))
+    } else {
+        decode_status(code, &text, fatal.as_deref())
+    };
+    Outcome {
+        status,
+        text,
+        secs: start.elapsed().as_secs_f64(),
+        log: b.log.clone(),
+    }
+}
+
+/// `cargo xtask run`.
+pub fn run_command(args: &[String]) -> Result<u8, String> {
+    let o = Opts::parse(
+        args,
+        &["--example", "--xen-log", "--xl", "--dry-run"],
+        &[
+            "--cmdline",
+            "--initrd",
+            "--initrd-mib",
+            "--seed",
+            "--memory",
+            "--timeout",
+            "--features",
+        ],
+    )?;
+    let image = if o.flag("--example") {
+        Image::Example
+    } else {
+        Image::App {
+            features: o
+                .get("--features")
+                .map(|f| f.split(',').map(String::from).collect())
+                .unwrap_or_default(),
+        }
+    };
+    let cmdline = o.get("--cmdline").unwrap_or("").to_string();
+    let initrd = match (o.get("--initrd"), o.get("--initrd-mib")) {
+        (Some(_), Some(_)) => return Err("--initrd and --initrd-mib exclude each other".into()),
+        (Some(f), None) => {
+            let p = PathBuf::from(f);
+            if !p.is_file() {
+                return Err(format!("--initrd {f}: no such file"));
+            }
+            Some(p)
+        }
+        (None, Some(_)) => {
+            let mib = o.num("--initrd-mib", 0, 1..=initrd::MAX_MIB)?;
+            Some(initrd::checked(mib, o.num("--seed", 1, 0..=u64::MAX)?)?.0)
+        }
+        (None, None) => None,
+    };
+    let initrd_mib = initrd
+        .as_ref()
+        .and_then(|p| p.metadata().ok())
+        .map_or(0, |m| m.len() >> 20);
+    let default_mem = if initrd_mib >= 1024 {
+        2048
+    } else if initrd_mib >= 256 {
+        1024
+    } else {
+        256
+    };
+    let memory_mib = o.num("--memory", default_mem, 64..=65536)?;
+    let timeout = o.num("--timeout", 120, 1..=86400)?;
+    if o.flag("--xl") {
+        return xl::run(
+            &image,
+            &cmdline,
+            initrd.as_deref(),
+            memory_mib,
+            o.flag("--dry-run"),
+            timeout,
+        );
+    }
+    let path = cargo::build(&image, false)?;
+    let xen = provision::ensure()?;
+    let log = crate::root().join("target/xtask/last-run.log");
+    let stream = if o.flag("--xen-log") {
+        Stream::All
+    } else {
+        Stream::Guest
+    };
+    let _ = std::io::stdout().flush();
+    let out = boot(
+        &xen,
+        &Boot {
+            image: path,
+            cmdline,
+            initrd,
+            memory_mib,
+            timeout: Duration::from_secs(timeout),
+            stream,
+            log,
+        },
+    );
+    match out.status {
+        Ok(st) => {
+            eprintln!(
+                "xtask: guest exited with status {st} after {:.1} s (log: {})",
+                out.secs,
+                out.log.display()
+            );
+            Ok(st.clamp(0, 255) as u8)
+        }
+        Err(f) => {
+            eprintln!("xtask: {f} (full log: {})", out.log.display());
+            Ok(match f {
+                Failure::Timeout(_) => EXIT_TIMEOUT,
+                Failure::NoStatus(_) => EXIT_NO_STATUS,
+                Failure::Start(_) => 2,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_comes_from_the_exit_device_and_agrees_with_the_console() {
+        assert_eq!(
+            decode_status(Some(15), "xenpv-rt: exit status 7\n", None),
+            Ok(7)
+        );
+        assert_eq!(decode_status(Some(1), "", None), Ok(0));
+        assert!(matches!(
+            decode_status(Some(15), "xenpv-rt: exit status 3\n", None),
+            Err(Failure::NoStatus(_))
+        ));
+        let e = decode_status(Some(0), "", Some("Hardware Dom0 crashed")).unwrap_err();
+        assert!(e.to_string().contains("Hardware Dom0 crashed"), "{e}");
+        assert!(matches!(
+            decode_status(None, "", None),
+            Err(Failure::NoStatus(_))
+        ));
+    }
+
+    #[test]
+    fn commas_are_escaped_for_qemu() {
+        let a = initrd_arg(Path::new("/t/app"), " a=1,2 ", Some(Path::new("/i,mg")));
+        assert_eq!(a, "/t/app a=1,,2,/i,,mg");
+        assert_eq!(initrd_arg(Path::new("/t/app"), "", None), "/t/app");
+    }
+
+    #[test]
+    fn qemu_gets_room_for_the_initrd() {
+        assert_eq!(qemu_memory(256, 0), 768);
+        assert_eq!(qemu_memory(2048, 1100 << 20), 3660);
+    }
+}
