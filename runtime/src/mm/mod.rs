@@ -5,8 +5,12 @@ pub mod exec;
 pub mod frames;
 pub mod graft;
 pub mod layout;
+#[cfg(test)]
+pub mod model;
 pub mod ops;
 #[cfg(all(feature = "rt", not(test)))]
 pub mod setup;
 pub mod snapshot;
 pub mod takeover;
+#[cfg(test)]
+mod takeover_tests;
