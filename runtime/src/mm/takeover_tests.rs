@@ -212,6 +212,7 @@ fn verify(c: &Case, done: &Done) -> check::Report {
     )
 }
 
+#[cfg(not(feature = "regress-2014-fixmap-copy"))]
 fn matrix() -> Vec<Case> {
     let mut v = vec![];
     for (nr, initrd) in [
