@@ -16,6 +16,7 @@ fn main(boot: &mut Boot) -> i32 {
     println!("start_info: {}", boot.start_info());
 
     let mut status = 0;
+    println!("{}", boot.layout_top());
     let report = boot.memory().report();
     println!("{report}");
     if !report.ok() {

@@ -55,6 +55,19 @@ impl Boot {
     pub fn memory(&mut self) -> &mut mm::setup::Memory {
         &mut self.memory
     }
+    /// The top of the layout report: L4 and level3_kernel slots, and where the initrd is.
+    pub fn layout_top(&self) -> mm::setup::TopLevel<'_> {
+        let initrd = self.start_info.module.map(|m| match m {
+            start_info::Module::Mapped { va, len } => {
+                let s = (va - mm::layout::KERNEL_VIRT_BASE) / mm::layout::PAGE_SIZE;
+                (s, s + len.div_ceil(mm::layout::PAGE_SIZE))
+            }
+            start_info::Module::Pfn { pfn, len } => {
+                (pfn, pfn + len.div_ceil(mm::layout::PAGE_SIZE))
+            }
+        });
+        mm::setup::TopLevel(&self.memory, initrd)
+    }
     /// The initrd's bytes, through the direct map (whichever way Xen handed it over).
     pub fn initrd(&self) -> Option<&[u8]> {
         let m = self.start_info.module?;

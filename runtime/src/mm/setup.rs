@@ -256,3 +256,68 @@ impl Inspect for Memory {
         }
     }
 }
+
+/// The top of the layout as read back: which L4 and level3_kernel slots are present and
+/// what they point at, and where the initrd lives (the `layout:` lines above the L2 ones).
+pub struct TopLevel<'a>(pub &'a Memory, pub Option<(Pfn, Pfn)>);
+
+impl core::fmt::Display for TopLevel<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let m = self.0;
+        let t = &m.outcome.tables;
+        let mfn = |p: Pfn| m.mfn(p).unwrap_or(!0);
+        let name4 = |slot: usize, e: u64| match slot {
+            super::layout::L4_XEN_FIRST..=super::layout::L4_XEN_LAST => "xen",
+            _ if pte::frame(e) == mfn(t.level3_ident) => "direct-map",
+            _ if pte::frame(e) == mfn(t.level3_kernel) => "kernel-map",
+            _ => "UNEXPECTED",
+        };
+        write!(f, "layout: l4")?;
+        runs(f, m.table(t.l4), name4)?;
+        write!(f, "\nlayout: level3_kernel")?;
+        runs(f, m.table(t.level3_kernel), |_, e| {
+            if pte::frame(e) == mfn(t.level2_kernel) {
+                "level2_kernel"
+            } else if pte::frame(e) == mfn(t.level2_fixmap) {
+                "level2_fixmap"
+            } else {
+                "UNEXPECTED"
+            }
+        })?;
+        match self.1 {
+            None => write!(f, "\nlayout: initrd none"),
+            Some((s, e)) => write!(
+                f,
+                "\nlayout: initrd pfn {s:#x}..{e:#x} at {:#x} (direct map), frames reserved",
+                direct_map_va(s)
+            ),
+        }
+    }
+}
+
+/// ` a-b=name c=name` over the present entries of a table.
+fn runs(
+    f: &mut core::fmt::Formatter<'_>,
+    table: &[u64; 512],
+    name: impl Fn(usize, u64) -> &'static str,
+) -> core::fmt::Result {
+    let mut i = 0;
+    while i < 512 {
+        if !pte::present(table[i]) {
+            i += 1;
+            continue;
+        }
+        let n = name(i, table[i]);
+        let mut j = i;
+        while j + 1 < 512 && pte::present(table[j + 1]) && name(j + 1, table[j + 1]) == n {
+            j += 1;
+        }
+        if i == j {
+            write!(f, " {i}={n}")?;
+        } else {
+            write!(f, " {i}-{j}={n}")?;
+        }
+        i = j + 1;
+    }
+    Ok(())
+}
