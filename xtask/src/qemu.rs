@@ -183,6 +183,8 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
     let mut fatal: Option<String> = None;
     let mut fatal_at: Option<Instant> = None;
     let mut timed_out = false;
+    // Firmware (SeaBIOS, iPXE) paints the screen before Xen starts: log it, don't show it.
+    let mut xen_started = false;
     loop {
         let now = Instant::now();
         let until = fatal_at.map_or(deadline, |f| f.min(deadline));
@@ -194,7 +196,10 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
         match rx.recv_timeout(until - now) {
             Ok(line) => {
                 let xen_line = line.starts_with("(XEN)");
-                if b.stream == Stream::All || (b.stream == Stream::Guest && !xen_line) {
+                xen_started |= line.contains("(XEN)");
+                if xen_started
+                    && (b.stream == Stream::All || (b.stream == Stream::Guest && !xen_line))
+                {
                     println!("{line}");
                 }
                 if xen_line && fatal.is_none() {
