@@ -543,8 +543,8 @@ mod tests {
         put(m, f[0], 0, (f[1] << 12) | T).unwrap();
     }
 
-    #[test]
-    fn accepts_a_tree_built_in_untyped_frames_then_pinned_and_switched() {
+    /// `tree` in fresh frames, its L4 pinned.
+    fn pinned_tree() -> (Model, Vec<Mfn>) {
         let (mut m, f) = fresh(8);
         tree(&mut m, &f);
         m.apply(MmuOp::Pin {
@@ -552,6 +552,12 @@ mod tests {
             mfn: f[0],
         })
         .unwrap();
+        (m, f)
+    }
+
+    #[test]
+    fn accepts_a_tree_built_in_untyped_frames_then_pinned_and_switched() {
+        let (mut m, f) = pinned_tree();
         m.apply(MmuOp::NewBaseptr { mfn: f[0] }).unwrap();
         assert_eq!(m.ty(f[3]), (Ty::Table(1), 1, false));
         assert_eq!(m.ty(f[4]), (Ty::Writable, 1, false));
@@ -586,13 +592,7 @@ mod tests {
 
     #[test]
     fn refuses_a_writable_mapping_of_a_pinned_table() {
-        let (mut m, f) = fresh(8);
-        tree(&mut m, &f);
-        m.apply(MmuOp::Pin {
-            level: Level::L4,
-            mfn: f[0],
-        })
-        .unwrap();
+        let (mut m, f) = pinned_tree();
         assert_eq!(
             put(&mut m, f[3], 2, (f[1] << 12) | T).unwrap_err().errno,
             EINVAL
@@ -603,13 +603,7 @@ mod tests {
 
     #[test]
     fn refuses_superpages_xen_slots_foreign_frames_and_bad_ptrs() {
-        let (mut m, f) = fresh(8);
-        tree(&mut m, &f);
-        m.apply(MmuOp::Pin {
-            level: Level::L4,
-            mfn: f[0],
-        })
-        .unwrap();
+        let (mut m, f) = pinned_tree();
         assert_eq!(
             put(&mut m, f[2], 1, (f[5] << 12) | T | pte::PSE)
                 .unwrap_err()
@@ -649,13 +643,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_pins_baseptrs_and_clears() {
-        let (mut m, f) = fresh(8);
-        tree(&mut m, &f);
-        m.apply(MmuOp::Pin {
-            level: Level::L4,
-            mfn: f[0],
-        })
-        .unwrap();
+        let (mut m, f) = pinned_tree();
         assert_eq!(
             m.apply(MmuOp::Pin {
                 level: Level::L4,
