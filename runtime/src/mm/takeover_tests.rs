@@ -5,7 +5,7 @@
 use super::check::{self, Inspect};
 use super::graft::LayoutError;
 use super::layout::*;
-use super::model::{dom0, Dom0, Model, Ty};
+use super::model::{build_dom0, Dom0Config, PageType, XenError, XenPvModel as Model};
 use super::ops::{pte, Mfn, MmuOp, MmuSink, Pfn};
 use super::snapshot::{self, TableReader};
 use super::takeover::{self, Input, Outcome, P2m, TakeoverError};
@@ -16,7 +16,7 @@ use std::cell::RefCell;
 struct Shared<'a>(&'a RefCell<Model>);
 
 impl MmuSink for Shared<'_> {
-    type Error = super::model::XenError;
+    type Error = XenError;
     fn submit(&mut self, op: MmuOp) -> Result<(), Self::Error> {
         self.0.borrow_mut().apply(op)
     }
@@ -39,7 +39,7 @@ impl P2m for GuestP2m<'_> {
         } else {
             self.mfn_list
         };
-        self.m.borrow().read_va(base + pfn * 8)
+        self.m.borrow().read_va(base + pfn * 8).ok()
     }
 }
 
@@ -56,6 +56,23 @@ impl TableReader for BootReader<'_> {
     }
 }
 
+/// The start_info facts of the dom0 builder model, in the shape the tests use.
+struct Dom0 {
+    p2m: Vec<Mfn>,
+    kernel_end: u64,
+    module: Option<(Pfn, Pfn)>,
+    p2m_pfns: (Pfn, Pfn),
+    mfn_list: u64,
+    xen_pt: (Pfn, Pfn),
+    boot_end: u64,
+    shared_info: Mfn,
+}
+
+/// (mfn, writable) of `va` in the model's current tables.
+fn tr(m: &Model, va: u64) -> Option<(Mfn, bool)> {
+    m.translate(va).map(|t| (t.mfn, t.writable))
+}
+
 struct Case {
     nr_pages: u64,
     kernel_pages: u64,
@@ -67,18 +84,36 @@ struct Case {
 struct Done {
     m: Model,
     d: Dom0,
-    out: Result<Outcome, TakeoverError<super::model::XenError>>,
+    out: Result<Outcome, TakeoverError<XenError>>,
 }
 
 fn take_over(c: &Case, module_space_min: u64) -> Done {
-    let mut model = Model::default();
-    let d = dom0(
-        &mut model,
-        c.nr_pages,
-        c.kernel_pages,
-        c.initrd,
-        c.mod_start_pfn,
-        c.nr_pages ^ c.initrd,
+    let (model, b) = build_dom0(&Dom0Config {
+        nr_pages: c.nr_pages,
+        kernel_bytes: c.kernel_pages * PAGE_SIZE,
+        initrd_bytes: (c.initrd > 0).then_some(c.initrd),
+        mod_start_pfn: c.mod_start_pfn,
+        p2m_seed: c.nr_pages ^ c.initrd,
+    });
+    let pfn_of = |va: u64| (va - KERNEL_VIRT_BASE) / PAGE_SIZE;
+    let pt0 = pfn_of(b.pt_base);
+    let d = Dom0 {
+        p2m: model.p2m().to_vec(),
+        kernel_end: b.kernel_end,
+        module: b.initrd_pfn.map(|p| (p, p + b.mod_len.div_ceil(PAGE_SIZE))),
+        p2m_pfns: (
+            pfn_of(b.mfn_list),
+            (b.mfn_list - KERNEL_VIRT_BASE + c.nr_pages * 8).div_ceil(PAGE_SIZE),
+        ),
+        mfn_list: b.mfn_list,
+        xen_pt: (pt0, pt0 + b.nr_pt_frames),
+        boot_end: b.v_end,
+        shared_info: b.shared_info >> 12,
+    };
+    assert_eq!(
+        model.base(),
+        Some(d.p2m[pt0 as usize]),
+        "pt_base is the current L4"
     );
     let m = RefCell::new(model);
     let xen_l4 = d.p2m[d.xen_pt.0 as usize];
@@ -130,11 +165,14 @@ fn verify(c: &Case, done: &Done) -> check::Report {
         .as_ref()
         .unwrap_or_else(|e| panic!("takeover refused: {e:?}"));
     let mfn = |p: Pfn| d.p2m[p as usize];
-    assert_eq!(m.base, Some(mfn(out.tables.l4)), "running on the new L4");
+    assert_eq!(m.base(), Some(mfn(out.tables.l4)), "running on the new L4");
     // Xen's boot L4 let go of: no longer a page table, reclaimed as writable memory.
     assert_eq!(
-        m.ty(mfn(d.xen_pt.0)),
-        (Ty::Writable, 1, false),
+        {
+            let t = m.frame_type(mfn(d.xen_pt.0));
+            (t.ty, t.count, t.pinned)
+        },
+        (PageType::Writable, 1, false),
         "Xen's boot L4 reclaimed"
     );
     m.check_invariants().unwrap();
@@ -144,47 +182,38 @@ fn verify(c: &Case, done: &Done) -> check::Report {
         .step_by(step as usize)
         .chain([c.nr_pages - 1])
     {
-        let (got, rw) = m
-            .translate(direct_map_va(pfn))
-            .unwrap_or_else(|| panic!("pfn {pfn:#x} not direct-mapped"));
+        let (got, rw) =
+            tr(m, direct_map_va(pfn)).unwrap_or_else(|| panic!("pfn {pfn:#x} not direct-mapped"));
         assert_eq!(got, mfn(pfn), "direct map of pfn {pfn:#x}");
-        let table = out.tables.contains(pfn)
-            || m.ty(mfn(pfn)).0 != Ty::None && matches!(m.ty(mfn(pfn)).0, Ty::Table(_));
+        let table = out.tables.contains(pfn) || m.frame_type(mfn(pfn)).ty.level().is_some();
         assert_eq!(rw, !table, "pfn {pfn:#x}: writable iff not a page table");
     }
     for pfn in out.tables.l4..out.tables.l4 + out.tables.count() {
         assert!(
-            !m.translate(direct_map_va(pfn)).unwrap().1,
+            !tr(m, direct_map_va(pfn)).unwrap().1,
             "table pfn {pfn:#x} read-only"
         );
     }
     // The kernel image mapped, nothing after it.
     let kpages = (d.kernel_end - KERNEL_VIRT_BASE) / PAGE_SIZE;
-    assert_eq!(m.translate(KERNEL_VIRT_BASE), Some((mfn(0), true)));
+    assert_eq!(tr(m, KERNEL_VIRT_BASE), Some((mfn(0), true)));
     assert_eq!(
-        m.translate(d.kernel_end - PAGE_SIZE).map(|t| t.0),
+        tr(m, d.kernel_end - PAGE_SIZE).map(|t| t.0),
         Some(mfn(kpages - 1))
     );
-    assert_eq!(
-        m.translate(d.kernel_end),
-        None,
-        "the boot region is retired"
-    );
+    assert_eq!(tr(m, d.kernel_end), None, "the boot region is retired");
     // Module space empty, slot by slot; the fixmap holds shared_info.
     // (With the 2014 regression module space is not empty: the check below must say so.)
     let mut va = c.split.modules_start();
     while va < MODULES_END && !cfg!(feature = "regress-2014-fixmap-copy") {
-        assert_eq!(m.translate(va), None, "module space at {va:#x}");
+        assert_eq!(tr(m, va), None, "module space at {va:#x}");
         va += L2_SPAN;
     }
-    assert_eq!(
-        m.translate(Fixmap::SharedInfo.va()),
-        Some((d.shared_info, true))
-    );
+    assert_eq!(tr(m, Fixmap::SharedInfo.va()), Some((d.shared_info, true)));
     // The initrd, wherever Xen put it, through the direct map.
     if let Some((s, e)) = d.module {
         for p in [s, (s + e) / 2, e - 1] {
-            assert_eq!(m.translate(direct_map_va(p)).map(|t| t.0), Some(mfn(p)));
+            assert_eq!(tr(m, direct_map_va(p)).map(|t| t.0), Some(mfn(p)));
         }
     }
     // The reclaimed frames and the allocator's regions: nothing reserved is free, and
@@ -195,7 +224,7 @@ fn verify(c: &Case, done: &Done) -> check::Report {
     for pfn in d.xen_pt.0..d.xen_pt.1 {
         let held = out.regions.iter().any(|r| (r.start..r.end).contains(&pfn));
         assert_eq!(
-            m.translate(direct_map_va(pfn)).unwrap().1,
+            tr(m, direct_map_va(pfn)).unwrap().1,
             !held,
             "boot table pfn {pfn:#x}"
         );
@@ -207,7 +236,7 @@ fn verify(c: &Case, done: &Done) -> check::Report {
         d.kernel_end,
         &m.table(mfn(t.level2_kernel)),
         &m.table(mfn(t.level2_fixmap)),
-        !m.translate(direct_map_va(t.level1_fixmap)).unwrap().1,
+        !tr(m, direct_map_va(t.level1_fixmap)).unwrap().1,
         &NoModules,
     )
 }
@@ -299,7 +328,7 @@ fn the_2014_copy_is_caught_by_the_layout_check() {
     let t = &out.tables;
     let mfn = |p: Pfn| done.d.p2m[p as usize];
     // ...module space aliases the kernel image at its very start...
-    assert_eq!(done.m.translate(FIXMAP_L2_BASE).map(|t| t.0), Some(mfn(0)));
+    assert_eq!(tr(&done.m, FIXMAP_L2_BASE).map(|t| t.0), Some(mfn(0)));
     // ...and the layout check says so.
     let report = check::check(
         c.split,
@@ -330,7 +359,7 @@ fn layouts_that_cannot_fit_are_refused_before_anything_is_written() {
             if have_bytes == 1008 << 20 && want_bytes == 2000 << 20
     ));
     assert_eq!(
-        done.m.base,
+        done.m.base(),
         Some(done.d.p2m[done.d.xen_pt.0 as usize]),
         "still on Xen's tables"
     );
