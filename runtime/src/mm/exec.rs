@@ -77,6 +77,10 @@ impl MmuSink for Executor {
     type Error = ExecError;
 
     fn submit(&mut self, op: MmuOp) -> Result<(), ExecError> {
+        if let MmuOp::PtUpdate { ptr, .. } = op {
+            // The low bits would select another mmu_update command, which Xen accepts.
+            assert!(ptr & 7 == 0, "PtUpdate ptr {ptr:#x} is not 8-aligned");
+        }
         if self.len > 0 && self.pending[0].hypercall() != op.hypercall() {
             self.flush()?;
         }

@@ -35,16 +35,19 @@ impl Level {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MmuOp {
     /// `mmu_update` with `MMU_NORMAL_PT_UPDATE`: store `val` in the 8-byte entry at machine
-    /// address `ptr`. If the frame is a typed page table Xen validates the new entry for that
-    /// level; if the frame has no type yet Xen performs a plain checked write.
+    /// address `ptr`, which must be 8-aligned (Xen reads the low 3 bits as the command: 1 is
+    /// MMU_MACHPHYS_UPDATE, silently accepted). If the frame is a typed page table Xen
+    /// validates the new entry for that level; otherwise it performs a plain checked write.
     PtUpdate { ptr: u64, val: u64 },
-    /// `mmuext_op` `MMUEXT_CLEAR_PAGE`: zero a frame (which must not be a page table).
+    /// `mmuext_op` `MMUEXT_CLEAR_PAGE`: zero a frame that holds no page-table type
+    /// reference right now (a former table whose count is back to 0 is fine).
     ClearPage { mfn: Mfn },
     /// `mmuext_op` `MMUEXT_PIN_L{1..4}_TABLE`.
     Pin { level: Level, mfn: Mfn },
     /// `mmuext_op` `MMUEXT_UNPIN_TABLE`.
     Unpin { mfn: Mfn },
-    /// `mmuext_op` `MMUEXT_NEW_BASEPTR`: load a (validated) L4 as the kernel page table.
+    /// `mmuext_op` `MMUEXT_NEW_BASEPTR`: load an L4 as the kernel page table. Xen validates
+    /// it if needed (pinning is not required) and drops its reference on the old base.
     NewBaseptr { mfn: Mfn },
     /// `mmuext_op` `MMUEXT_TLB_FLUSH_LOCAL`.
     TlbFlushLocal,
