@@ -5,6 +5,8 @@
 
 use xenpv_rt::{println, Boot};
 
+mod stress;
+
 xenpv_rt::entry!(main);
 
 fn main(boot: &mut Boot) -> i32 {
@@ -16,6 +18,18 @@ fn main(boot: &mut Boot) -> i32 {
     println!("start_info: {}", boot.start_info());
 
     let mut status = 0;
+    let timing = boot.timing();
+    let m = boot.memory();
+    let (calls, updates) = m.mmu_counts();
+    let pages = m.frames.nr_pages();
+    let takeover_ns = timing.takeover_ns().max(1);
+    println!(
+        "timing: entry_to_main_us={} paging_setup_us={} paging_pte_updates={updates} paging_hypercalls={calls} paging_per_hypercall={} paging_pages_per_s={}",
+        timing.entry_to_main_ns() / 1000,
+        takeover_ns / 1000,
+        updates.checked_div(calls).unwrap_or(0),
+        pages as u128 * 1_000_000_000 / takeover_ns as u128
+    );
     println!("{}", boot.layout_top());
     let report = boot.memory().report();
     println!("{report}");
@@ -31,14 +45,18 @@ fn main(boot: &mut Boot) -> i32 {
         "layout: shared_info at fixmap {:#x}: vcpu0 upcall_mask={mask}",
         si as u64
     );
+    let mut initrd_checksum = None;
     match boot.initrd() {
         None if boot.start_info().module.is_none() => println!("initrd: none"),
         None => println!("initrd: present but not mapped yet"),
         Some(bytes) => match xenpv_rt::initrd::verify(bytes) {
-            Ok(v) => println!(
-                "initrd: ok len={} seed={} checksum={:#018x}",
-                v.header.total_len, v.header.seed, v.header.checksum
-            ),
+            Ok(v) => {
+                initrd_checksum = Some(v.header.checksum);
+                println!(
+                    "initrd: ok len={} seed={} checksum={:#018x}",
+                    v.header.total_len, v.header.seed, v.header.checksum
+                )
+            }
             Err(xenpv_rt::initrd::ImageError::BadMagic) => {
                 println!("initrd: {} bytes, not a checked image", bytes.len())
             }
@@ -49,6 +67,35 @@ fn main(boot: &mut Boot) -> i32 {
         },
     }
 
+    let cmd = boot.cmdline();
+    if cmd.has("stress") {
+        let num = |k: &str, default: u64| match cmd.u64(k) {
+            Ok(v) => Some(v.unwrap_or(default)),
+            Err(e) => {
+                println!("xenpv-app: {e}");
+                None
+            }
+        };
+        let (Some(seed), Some(cycles), Some(max_pages)) =
+            (num("seed", 1), num("cycles", 400), num("max_pages", 2048))
+        else {
+            return 2;
+        };
+        let cfg = stress::Config {
+            seed,
+            cycles,
+            max_pages: max_pages.clamp(1, 65536),
+        };
+        if let Ok(Some(n)) = cmd.u64("stress_batch") {
+            if let Err(e) = boot.memory().set_mmu_batch(n as usize) {
+                println!("xenpv-app: {e}");
+                return 2;
+            }
+        }
+        if !stress::run(boot, &cfg, initrd_checksum) && status == 0 {
+            status = 4;
+        }
+    }
     let cmd = boot.cmdline();
     if cmd.has("panic") {
         panic!("provoked panic (command line word `panic`)");

@@ -12,6 +12,7 @@ extern "Rust" {
 /// Called by `_start` on the runtime's stack with Xen's start_info pointer.
 #[no_mangle]
 extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
+    let entry_tsc = crate::time::rdtsc();
     // SAFETY: Xen passes the virtual address of a mapped start_info page (4 KiB, of which
     // RAW_SIZE bytes are the structure); nothing else writes it while we read.
     let raw = unsafe { core::slice::from_raw_parts(si, start_info::RAW_SIZE) };
@@ -45,7 +46,18 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
         Ok(mib) => mib.unwrap_or(0).saturating_mul(1 << 20),
         Err(e) => crate::fatal!("{e} (module space needed, in MiB)"),
     };
-    let memory = crate::mm::setup::take_over(&info, split, module_space_min);
+    let batch = match cmd.u64("mmu_batch") {
+        Ok(None) => crate::mm::exec::MMU_BATCH,
+        Ok(Some(n)) if (1..=crate::mm::exec::MMU_BATCH as u64).contains(&n) => n as usize,
+        Ok(Some(n)) => crate::fatal!(
+            "mmu_batch={n}: operations per hypercall must be 1..={}",
+            crate::mm::exec::MMU_BATCH
+        ),
+        Err(e) => crate::fatal!("{e} (MMU operations per hypercall)"),
+    };
+    let takeover_tsc = crate::time::rdtsc();
+    let memory = crate::mm::setup::take_over(&info, split, module_space_min, batch);
+    let takeover_end_tsc = crate::time::rdtsc();
     crate::info!(
         "paging: own tables live, split {}, {} PTE updates, {} boot frames reclaimed, {} free frames",
         split.name(),
@@ -57,6 +69,12 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     let mut boot = Boot {
         start_info: info,
         memory,
+        timing: crate::Timing {
+            entry_tsc,
+            takeover_tsc,
+            takeover_end_tsc,
+            main_tsc: crate::time::rdtsc(),
+        },
     };
     // SAFETY: the application defines this symbol with the right signature via entry!.
     let status = unsafe { __xenpv_rt_main(&mut boot) };

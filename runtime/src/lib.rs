@@ -13,6 +13,7 @@ pub mod exit;
 pub mod initrd;
 pub mod mm;
 pub mod start_info;
+pub mod time;
 
 #[cfg(all(feature = "rt", not(test)))]
 mod boot;
@@ -36,6 +37,34 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Boot {
     start_info: StartInfo,
     memory: mm::setup::Memory,
+    timing: Timing,
+}
+
+/// When start of day happened (TSC values; [`Timing::ns`] converts with Xen's clock).
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// First thing `xenpv_rt_start` does (on the runtime's stack, .bss zeroed).
+    pub entry_tsc: u64,
+    /// Paging takeover started / finished (frame allocator up).
+    pub takeover_tsc: u64,
+    pub takeover_end_tsc: u64,
+    /// Just before the application's `main`.
+    pub main_tsc: u64,
+}
+
+#[cfg(all(feature = "rt", not(test)))]
+impl Timing {
+    /// Nanoseconds of Xen system time between two TSC values.
+    pub fn ns(from: u64, to: u64) -> u64 {
+        let c = time::clock();
+        c.at(to).saturating_sub(c.at(from))
+    }
+    pub fn entry_to_main_ns(&self) -> u64 {
+        Self::ns(self.entry_tsc, self.main_tsc)
+    }
+    pub fn takeover_ns(&self) -> u64 {
+        Self::ns(self.takeover_tsc, self.takeover_end_tsc)
+    }
 }
 
 #[cfg(all(feature = "rt", not(test)))]
@@ -51,7 +80,11 @@ impl Boot {
     pub fn is_dom0(&self) -> bool {
         self.start_info.is_dom0()
     }
-    /// Paging: frame allocator, tables, the layout report.
+    /// Start-of-day timestamps.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+    /// Paging: frame allocator, tables, the layout report, vmap.
     pub fn memory(&mut self) -> &mut mm::setup::Memory {
         &mut self.memory
     }
@@ -80,6 +113,24 @@ impl Boot {
         // SAFETY: start_info was validated (the module lies below nr_pages); the takeover
         // direct-maps every pfn and reserves the initrd's frames, so nothing reuses them.
         Some(unsafe { core::slice::from_raw_parts(va as *const u8, m.len() as usize) })
+    }
+}
+
+/// The image's text and read-only data (`__xenpv_kernel_start..__xenpv_rodata_end`):
+/// constant after Xen wrote the hypercall page, so an app can checksum it to prove
+/// nothing scribbled over the kernel.
+#[cfg(all(feature = "rt", not(test)))]
+pub fn image_read_only() -> &'static [u8] {
+    extern "C" {
+        static __xenpv_kernel_start: u8;
+        static __xenpv_rodata_end: u8;
+    }
+    // SAFETY: linker-script symbols bounding mapped, initialised image sections that the
+    // runtime never writes; only their addresses are taken.
+    unsafe {
+        let s = core::ptr::addr_of!(__xenpv_kernel_start);
+        let e = core::ptr::addr_of!(__xenpv_rodata_end);
+        core::slice::from_raw_parts(s, e as usize - s as usize)
     }
 }
 

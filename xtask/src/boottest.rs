@@ -104,6 +104,46 @@ fn layout_ok() -> Vec<Check> {
     ]
 }
 
+/// Guest memory for a stress run: the initrd, all of module space (so that module space,
+/// not memory, runs out first) and room for the kernel, tables and the runtime.
+pub fn stress_memory_mib(initrd_mib: u64, split: &str) -> u64 {
+    let modules = if split == "1G" { 1008 } else { 1520 };
+    initrd_mib + modules + 384
+}
+
+/// A field `key=value` of the stress summary line.
+pub fn stress_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("stress: seed="))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The stress passed and kept to its promises.
+fn stress_ok() -> Vec<Check> {
+    vec![
+        has("stress: checks image_ro=same"),
+        Check::Regex(r"stress: checks .* patterns=intact frames_back=true poisoned_pages=0"),
+        Check::Regex(
+            r"stress: seed=\d+ cycles=\d+ pages_mapped=\d+ peak_pages=\d+ exhausted_va=[1-9]\d* exhausted_frames=\d+ l1_made=\d+ non_none_ptes=0 .* verdict=PASS",
+        ),
+        Check::Custom(
+            "at least 256 PTE updates per hypercall in the stress",
+            |o| {
+                let v: f64 = stress_field(&o.text, "per_hypercall")
+                    .ok_or("no per_hypercall figure")?
+                    .parse()
+                    .map_err(|e| format!("per_hypercall: {e}"))?;
+                (v >= 256.0)
+                    .then_some(())
+                    .ok_or(format!("{v} PTE updates per hypercall"))
+            },
+        ),
+    ]
+}
+
 /// The table of boot tests.
 pub fn table() -> Vec<BootTest> {
     let app = Image::app;
@@ -142,7 +182,10 @@ pub fn table() -> Vec<BootTest> {
             Image::Example,
             "",
             0,
-            vec![has("hello from a library consumer: 65536 pages")],
+            vec![
+                has("hello from a library consumer: 65536 pages"),
+                Check::Regex(r"vmalloc'd 3 MiB at 0xffffffffa0000000 and gave it back"),
+            ],
         ),
         t(
             "layout-refused",
@@ -164,18 +207,19 @@ pub fn table() -> Vec<BootTest> {
             )],
         ),
     ];
-    // The paging matrix: initrd size x split.
-    for (mib, mem, seed) in [(0, 256, 0), (64, 256, 1), (600, 1024, 2), (1100, 2048, 3)] {
+    // The paging matrix: initrd size x split, each booting with the vmap stress.
+    for (mib, seed) in [(0, 0), (64, 1), (600, 2), (1100, 3)] {
         for split in ["512M", "1G"] {
             let mut b = t(
                 &format!("paging-{split}-initrd-{mib}M"),
                 app(),
-                &format!("split={split}"),
+                &format!("split={split} stress seed={}", 11 + seed),
                 0,
                 layout_ok(),
             );
-            b.memory_mib = mem;
-            b.timeout_s = 240;
+            b.checks.extend(stress_ok());
+            b.memory_mib = stress_memory_mib(mib, split);
+            b.timeout_s = 300;
             if mib > 0 {
                 b.initrd = InitrdSpec::Checked { mib, seed };
             }
@@ -235,15 +279,21 @@ pub fn table() -> Vec<BootTest> {
     };
     v.push(bad);
 
-    // The 2014 bug, reproduced: the layout check must catch it.
+    // The 2014 bug, reproduced: the layout check must catch it, and the stress must meet
+    // the stale PTEs (and refuse to overwrite them).
     let mut regress = t(
         "regress-2014-caught-1G-initrd-600M",
         Image::App {
             features: vec![REGRESS.into()],
         },
-        "split=1G",
+        "split=1G stress seed=5",
         3,
         vec![
+            Check::Regex(
+                r"stress: vmap of \d+ pages refused: L1 entry for 0xffffffffc0000000 is 0x[0-9a-f]{16}, not none \(\d+ such entries in the request\); range poisoned",
+            ),
+            Check::Regex(r"stress: seed=5 .* non_none_ptes=[1-9]\d* .* verdict=FAIL"),
+            Check::Regex(r"stress: FAIL: non-none PTEs met"),
             Check::Regex(r"layout: level2_fixmap 0=STALE:kernel 1-\d+=STALE:initrd"),
             Check::Regex(
                 r"layout: check FAILED: \d+ stale slot\(s\) in the kernel map; first L3\[511\] L2\[0\] at 0xffffffffc0000000 maps kernel",
@@ -252,8 +302,8 @@ pub fn table() -> Vec<BootTest> {
         ],
     );
     regress.initrd = InitrdSpec::Checked { mib: 600, seed: 2 };
-    regress.memory_mib = 1024;
-    regress.timeout_s = 240;
+    regress.memory_mib = stress_memory_mib(600, "1G");
+    regress.timeout_s = 300;
     v.push(regress);
     v
 }

@@ -1,4 +1,5 @@
 //! `cargo xtask`: build the unikernel, boot it under Xen, test it.
+mod bench;
 mod boottest;
 mod cargo;
 mod initrd;
@@ -24,6 +25,10 @@ commands:
           --xl [--dry-run]    run on a real Xen host as a domU with xl create -c
   test    host unit tests, builds, and boot tests under Xen; ends with \"N passed, N failed\"
           --host-only | --boot-only   --filter SUBSTR   -j N (parallel boots, default 2)
+  bench   boot the vmap stress twice (batched, and one MMU op per hypercall) and print
+          paging-setup and stress figures side by side; exit 1 if the stress averages
+          fewer than 256 PTE updates per hypercall
+          --split 512M|1G (1G)  --seed S (1)  --cycles N (400)  --initrd-mib N (0)
 ";
 
 fn main() -> ExitCode {
@@ -31,6 +36,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => qemu::run_command(&args[1..]),
         Some("test") => boottest::test_command(&args[1..]),
+        Some("bench") => bench::bench_command(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(0)

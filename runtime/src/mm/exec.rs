@@ -1,10 +1,42 @@
 //! The executor: runs of [`MmuOp`]s become batched `mmu_update` / `mmuext_op` hypercalls.
 //! Thin on purpose: what to do was decided by a planner.
 
-use super::ops::{Hypercall, MmuOp, MmuSink};
+use super::ops::{MmuOp, MmuSink};
 use crate::errno::XenError;
-use crate::hypercall;
 use xen_sys as xen;
+
+/// How batches reach Xen: hypercalls on the live system ([`Xen`]), the model in host tests.
+/// On failure each says which request failed (updates counted first in the combined call).
+pub trait Transport {
+    fn mmu_update(&mut self, reqs: &[xen::mmu_update]) -> Result<(), (XenError, usize)>;
+    fn mmuext_op(&mut self, ops: &[xen::mmuext_op]) -> Result<(), (XenError, usize)>;
+    fn mmu_update_then_ext(
+        &mut self,
+        reqs: &[xen::mmu_update],
+        ops: &[xen::mmuext_op],
+    ) -> Result<(), (XenError, usize)>;
+}
+
+/// The hypercalls.
+#[cfg(all(feature = "rt", not(test)))]
+pub struct Xen;
+
+#[cfg(all(feature = "rt", not(test)))]
+impl Transport for Xen {
+    fn mmu_update(&mut self, reqs: &[xen::mmu_update]) -> Result<(), (XenError, usize)> {
+        crate::hypercall::mmu_update(reqs)
+    }
+    fn mmuext_op(&mut self, ops: &[xen::mmuext_op]) -> Result<(), (XenError, usize)> {
+        crate::hypercall::mmuext_op(ops)
+    }
+    fn mmu_update_then_ext(
+        &mut self,
+        reqs: &[xen::mmu_update],
+        ops: &[xen::mmuext_op],
+    ) -> Result<(), (XenError, usize)> {
+        crate::hypercall::mmu_update_then_ext(reqs, ops)
+    }
+}
 
 /// PTE updates per `mmu_update` call (one whole L1 table).
 pub const MMU_BATCH: usize = 512;
@@ -12,7 +44,7 @@ pub const MMU_BATCH: usize = 512;
 pub const EXT_BATCH: usize = 64;
 
 /// A refused operation: which one and what Xen said.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecError {
     pub op: MmuOp,
     pub error: XenError,
@@ -24,35 +56,49 @@ impl core::fmt::Display for ExecError {
     }
 }
 
-pub struct Executor {
+pub struct Executor<T: Transport> {
+    transport: T,
+    /// Queued PTE updates (one `mmu_update` batch).
     pending: [MmuOp; MMU_BATCH],
     len: usize,
-    /// Hypercalls issued and operations carried, for the stress and bench figures.
+    /// Queued `mmuext` ops; after queued updates only TLB flushes, which then ride in
+    /// the same multicall.
+    ext: [MmuOp; EXT_BATCH],
+    ext_len: usize,
+    /// Most operations per hypercall (1 gives the one-update-per-call baseline).
+    batch: usize,
+    /// Hypercalls issued (a multicall counts once) and operations carried, for the
+    /// stress and bench figures.
     pub hypercalls: u64,
     pub pt_updates: u64,
+    pub multicalls: u64,
 }
 
-impl Default for Executor {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Executor {
-    pub const fn new() -> Self {
+impl<T: Transport> Executor<T> {
+    pub const fn new(transport: T) -> Self {
         Executor {
+            transport,
             pending: [MmuOp::TlbFlushLocal; MMU_BATCH],
             len: 0,
+            ext: [MmuOp::TlbFlushLocal; EXT_BATCH],
+            ext_len: 0,
+            batch: MMU_BATCH,
             hypercalls: 0,
             pt_updates: 0,
+            multicalls: 0,
         }
     }
 
-    fn limit(kind: Hypercall) -> usize {
-        match kind {
-            Hypercall::MmuUpdate => MMU_BATCH,
-            Hypercall::MmuextOp => EXT_BATCH,
-        }
+    /// The transport (tests look at what the model saw).
+    pub fn transport(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    /// At most `n` (1..=512) operations per hypercall from now on.
+    pub fn set_batch(&mut self, n: usize) -> Result<(), ExecError> {
+        self.flush()?;
+        self.batch = n.clamp(1, MMU_BATCH);
+        Ok(())
     }
 }
 
@@ -73,59 +119,81 @@ fn ext(op: &MmuOp) -> xen::mmuext_op {
     }
 }
 
-impl MmuSink for Executor {
+/// May this mmuext op follow queued updates in one multicall? Only if running it after
+/// a failed update batch is harmless.
+fn rides_along(op: &MmuOp) -> bool {
+    matches!(op, MmuOp::TlbFlushLocal | MmuOp::InvlpgLocal { .. })
+}
+
+impl<T: Transport> MmuSink for Executor<T> {
     type Error = ExecError;
 
     fn submit(&mut self, op: MmuOp) -> Result<(), ExecError> {
-        if let MmuOp::PtUpdate { ptr, .. } = op {
-            // The low bits would select another mmu_update command, which Xen accepts.
-            assert!(ptr & 7 == 0, "PtUpdate ptr {ptr:#x} is not 8-aligned");
-        }
-        if self.len > 0 && self.pending[0].hypercall() != op.hypercall() {
-            self.flush()?;
-        }
-        self.pending[self.len] = op;
-        self.len += 1;
-        if self.len == Self::limit(op.hypercall()) {
-            self.flush()?;
+        match op {
+            MmuOp::PtUpdate { ptr, .. } => {
+                // The low bits would select another mmu_update command, which Xen accepts.
+                assert!(ptr & 7 == 0, "PtUpdate ptr {ptr:#x} is not 8-aligned");
+                if self.ext_len > 0 {
+                    self.flush()?; // keep the order: queued ext ops go first
+                }
+                self.pending[self.len] = op;
+                self.len += 1;
+                if self.len >= self.batch {
+                    self.flush()?;
+                }
+            }
+            _ => {
+                if self.len > 0 && !rides_along(&op) {
+                    self.flush()?;
+                }
+                self.ext[self.ext_len] = op;
+                self.ext_len += 1;
+                if self.ext_len >= self.batch.min(EXT_BATCH) {
+                    self.flush()?;
+                }
+            }
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), ExecError> {
-        let ops = &self.pending[..self.len];
-        if ops.is_empty() {
+        let (n, e) = (self.len, self.ext_len);
+        if n == 0 && e == 0 {
             return Ok(());
         }
+        self.len = 0;
+        self.ext_len = 0;
         self.hypercalls += 1;
-        let result = match ops[0].hypercall() {
-            Hypercall::MmuUpdate => {
-                let mut reqs = [xen::mmu_update { ptr: 0, val: 0 }; MMU_BATCH];
-                for (r, op) in reqs.iter_mut().zip(ops) {
-                    if let MmuOp::PtUpdate { ptr, val } = *op {
-                        // Low bits of ptr select the command: 0 = MMU_NORMAL_PT_UPDATE.
-                        *r = xen::mmu_update {
-                            ptr: ptr | xen::MMU_NORMAL_PT_UPDATE as u64,
-                            val,
-                        };
-                    }
-                }
-                self.pt_updates += ops.len() as u64;
-                hypercall::mmu_update(&reqs[..ops.len()])
+        self.pt_updates += n as u64;
+        let mut reqs = [xen::mmu_update { ptr: 0, val: 0 }; MMU_BATCH];
+        for (r, op) in reqs.iter_mut().zip(&self.pending[..n]) {
+            if let MmuOp::PtUpdate { ptr, val } = *op {
+                // Low bits of ptr select the command: 0 = MMU_NORMAL_PT_UPDATE.
+                *r = xen::mmu_update {
+                    ptr: ptr | xen::MMU_NORMAL_PT_UPDATE as u64,
+                    val,
+                };
             }
-            Hypercall::MmuextOp => {
-                let mut reqs = [ext(&MmuOp::TlbFlushLocal); EXT_BATCH];
-                for (r, op) in reqs.iter_mut().zip(ops) {
-                    *r = ext(op);
-                }
-                hypercall::mmuext_op(&reqs[..ops.len()])
+        }
+        let mut exts = [ext(&MmuOp::TlbFlushLocal); EXT_BATCH];
+        for (r, op) in exts.iter_mut().zip(&self.ext[..e]) {
+            *r = ext(op);
+        }
+        let result = match (n, e) {
+            (_, 0) => self.transport.mmu_update(&reqs[..n]),
+            (0, _) => self.transport.mmuext_op(&exts[..e]),
+            _ => {
+                self.multicalls += 1;
+                self.transport.mmu_update_then_ext(&reqs[..n], &exts[..e])
             }
         };
-        let failed = result.map_err(|(error, done)| ExecError {
-            op: ops[done.min(ops.len() - 1)],
+        result.map_err(|(error, done)| ExecError {
+            op: if done < n {
+                self.pending[done]
+            } else {
+                self.ext[(done - n).min(e.saturating_sub(1))]
+            },
             error,
-        });
-        self.len = 0;
-        failed
+        })
     }
 }

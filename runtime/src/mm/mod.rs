@@ -1,6 +1,5 @@
 //! Paging: the layout, the planners that decide MMU operations, and their executor.
 pub mod check;
-#[cfg(all(feature = "rt", not(test)))]
 pub mod exec;
 pub mod frames;
 pub mod graft;
@@ -14,3 +13,7 @@ pub mod snapshot;
 pub mod takeover;
 #[cfg(test)]
 mod takeover_tests;
+pub mod vmap;
+#[cfg(test)]
+mod vmap_tests;
+pub mod vrange;

@@ -3,11 +3,13 @@
 //! allocator and read the layout back for the report.
 
 use super::check::{self, Inspect, Report};
+use super::exec::{ExecError, Executor, Xen};
 use super::frames::{bitmap_words, FrameAllocator, Use};
 use super::layout::{direct_map_va, Fixmap, Split, DIRECT_MAP_BASE, KERNEL_VIRT_BASE, PAGE_SIZE};
 use super::ops::{pte, Mfn, Pfn};
 use super::snapshot::{self, TableReader};
 use super::takeover::{self, Outcome, P2m, TakeoverError};
+use super::vmap::{VmArea, Vmap, VmapEnv, VmapError, VmapStats, VmapTables};
 use crate::start_info::{ConsoleInfo, Module, StartInfo};
 
 extern "C" {
@@ -23,8 +25,49 @@ pub struct Memory {
     pub outcome: Outcome,
     pub split: Split,
     pub kernel_end: u64,
+    /// Hypercalls the takeover issued.
+    pub takeover_hypercalls: u64,
+    direct: Direct,
+    exec: Executor<Xen>,
+    vmap: Vmap,
+}
+
+/// Frames through the direct map, the p2m list and Xen's M2P: what vmap reads with.
+#[derive(Clone, Copy)]
+struct Direct {
     nr_pages: u64,
     p2m_va: u64,
+}
+
+impl VmapEnv for Direct {
+    fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        if pfn >= self.nr_pages {
+            return None;
+        }
+        // SAFETY: pfn < nr_pages, and the p2m list is direct-mapped.
+        Some(unsafe { ((self.p2m_va + pfn * 8) as *const u64).read_volatile() })
+    }
+    fn pfn(&self, mfn: Mfn) -> Option<Pfn> {
+        if mfn > takeover::MAX_MFN {
+            return None;
+        }
+        // SAFETY: Xen maps the M2P read-only for every PV guest, covering all of the
+        // machine's frames (an mfn past it would fault: callers pass mfns read from
+        // entries of our own page tables).
+        let pfn = unsafe { ((M2P + mfn * 8) as *const u64).read_volatile() };
+        (self.mfn(pfn) == Some(mfn)).then_some(pfn)
+    }
+    fn word(&self, pfn: Pfn, index: usize) -> u64 {
+        assert!(pfn < self.nr_pages && index < 512);
+        // SAFETY: every pfn below nr_pages is direct-mapped (at least read-only).
+        unsafe { ((direct_map_va(pfn) + index as u64 * 8) as *const u64).read_volatile() }
+    }
+    fn zero(&mut self, pfn: Pfn) {
+        assert!(pfn < self.nr_pages);
+        // SAFETY: vmap zeroes only frames it just took from the allocator: free frames are
+        // direct-mapped writable and referenced by nothing else.
+        unsafe { core::ptr::write_bytes(direct_map_va(pfn) as *mut u8, 0, PAGE_SIZE as usize) }
+    }
 }
 
 /// The p2m list: boot mapping before the switch, direct map after.
@@ -83,7 +126,8 @@ fn nx_supported() -> bool {
 
 /// Take over paging. Refusals and hypercall failures are fatal (status 102) with a message
 /// naming the sizes or the operation; refusals happen before anything is written.
-pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64) -> Memory {
+/// `batch` caps operations per hypercall (512 normally; 1 for the bench's baseline).
+pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64, batch: usize) -> Memory {
     // SAFETY: a linker-script symbol; only its address is used.
     let kernel_end = unsafe { &__xenpv_kernel_end as *const u8 as u64 };
     let nr = info.nr_pages;
@@ -142,7 +186,10 @@ pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64) -> Memor
         module_space_min,
         nx: nx_supported(),
     };
-    let mut exec = super::exec::Executor::new();
+    let mut exec = Executor::new(Xen);
+    if let Err(e) = exec.set_batch(batch) {
+        crate::fatal!("paging: {e}");
+    }
     let outcome = match takeover::run(&input, &mut exec) {
         Ok(o) => o,
         Err(TakeoverError::Layout(e)) => crate::fatal!("layout refused: {e}"),
@@ -170,40 +217,82 @@ pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64) -> Memor
         Ok(f) => f,
         Err(e) => crate::fatal!("frame allocator: {e}"),
     };
+    let vmap = Vmap::new(
+        split,
+        VmapTables {
+            level2: [outcome.tables.level2_kernel, outcome.tables.level2_fixmap],
+            direct_l1: outcome.tables.direct_l1.0,
+        },
+        input.nx,
+    );
+    let takeover_hypercalls = exec.hypercalls;
     Memory {
         frames,
         outcome,
         split,
         kernel_end,
-        nr_pages: nr,
-        p2m_va: p2m.direct(),
+        takeover_hypercalls,
+        direct: Direct {
+            nr_pages: nr,
+            p2m_va: p2m.direct(),
+        },
+        exec,
+        vmap,
     }
 }
 
 impl Memory {
     /// The p2m list through the direct map.
     pub fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
-        if pfn >= self.nr_pages {
-            return None;
-        }
-        // SAFETY: pfn < nr_pages, and the p2m list is direct-mapped.
-        Some(unsafe { ((self.p2m_va + pfn * 8) as *const u64).read_volatile() })
+        self.direct.mfn(pfn)
     }
 
     /// mfn -> pfn through Xen's M2P, checked against the p2m.
     pub fn pfn(&self, mfn: Mfn) -> Option<Pfn> {
-        if mfn > takeover::MAX_MFN {
-            return None;
-        }
-        // SAFETY: Xen maps the M2P read-only for every PV guest; the entry of one of our own
-        // frames (all callers pass mfns from our page tables) is mapped.
-        let pfn = unsafe { ((M2P + mfn * 8) as *const u64).read_volatile() };
-        (self.mfn(pfn) == Some(mfn)).then_some(pfn)
+        self.direct.pfn(mfn)
+    }
+
+    /// Map `pages` fresh frames in module space (read-write, NX, a guard page after).
+    pub fn vmap(&mut self, pages: u64) -> Result<VmArea, VmapError<ExecError>> {
+        self.vmap
+            .map(&mut self.direct, &mut self.exec, &mut self.frames, pages)
+    }
+
+    /// [`Memory::vmap`] of enough pages for `bytes`.
+    pub fn vmalloc(&mut self, bytes: u64) -> Result<VmArea, VmapError<ExecError>> {
+        self.vmap(bytes.div_ceil(PAGE_SIZE))
+    }
+
+    /// Unmap an area; its frames (and L1s left empty) go back to the allocator.
+    pub fn vfree(&mut self, area: VmArea) -> Result<(), VmapError<ExecError>> {
+        self.vmap
+            .unmap(&mut self.direct, &mut self.exec, &mut self.frames, area)
+    }
+
+    pub fn vmap_stats(&self) -> VmapStats {
+        self.vmap.stats
+    }
+
+    /// Module space: `(live pages incl. guards, poisoned pages, live areas)`.
+    pub fn module_space_usage(&self) -> (u64, u64, usize) {
+        let r = self.vmap.ranges();
+        let (live, poisoned) = r.usage();
+        (live, poisoned, r.live_areas())
+    }
+
+    /// `(hypercalls, PTE updates)` issued by the MMU executor so far, takeover included.
+    pub fn mmu_counts(&self) -> (u64, u64) {
+        (self.exec.hypercalls, self.exec.pt_updates)
+    }
+
+    /// Cap MMU operations per hypercall (1..=512) from now on.
+    pub fn set_mmu_batch(&mut self, n: usize) -> Result<(), ExecError> {
+        self.exec.set_batch(n)
     }
 
     /// A page-table page (or any frame) through the direct map.
     pub fn table(&self, pfn: Pfn) -> &[u64; 512] {
-        assert!(pfn < self.nr_pages);
+        assert!(pfn < self.direct.nr_pages);
         // SAFETY: every pfn below nr_pages is direct-mapped (at least read-only).
         unsafe { &*(direct_map_va(pfn) as *const [u64; 512]) }
     }
@@ -234,8 +323,8 @@ impl Memory {
 }
 
 impl Inspect for Memory {
-    fn is_module_table(&self, _l1: Mfn) -> bool {
-        false
+    fn is_module_table(&self, l1: Mfn) -> bool {
+        self.pfn(l1).is_some_and(|p| self.vmap.owns_l1(p))
     }
     fn first_page_holds(&self, l1: Mfn) -> &'static str {
         let Some(l1_pfn) = self.pfn(l1) else {

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use std::cell::RefCell;
 
 /// The model as a sink and as the memory the planner reads through.
-struct Shared<'a>(&'a RefCell<Model>);
+pub(super) struct Shared<'a>(pub(super) &'a RefCell<Model>);
 
 impl MmuSink for Shared<'_> {
     type Error = XenError;
@@ -57,10 +57,10 @@ impl TableReader for BootReader<'_> {
 }
 
 /// The start_info facts of the dom0 builder model, in the shape the tests use.
-struct Dom0 {
-    p2m: Vec<Mfn>,
-    kernel_end: u64,
-    module: Option<(Pfn, Pfn)>,
+pub(super) struct Dom0 {
+    pub(super) p2m: Vec<Mfn>,
+    pub(super) kernel_end: u64,
+    pub(super) module: Option<(Pfn, Pfn)>,
     p2m_pfns: (Pfn, Pfn),
     mfn_list: u64,
     xen_pt: (Pfn, Pfn),
@@ -69,25 +69,25 @@ struct Dom0 {
 }
 
 /// (mfn, writable) of `va` in the model's current tables.
-fn tr(m: &Model, va: u64) -> Option<(Mfn, bool)> {
+pub(super) fn tr(m: &Model, va: u64) -> Option<(Mfn, bool)> {
     m.translate(va).map(|t| (t.mfn, t.writable))
 }
 
-struct Case {
-    nr_pages: u64,
-    kernel_pages: u64,
-    initrd: u64,
-    mod_start_pfn: bool,
-    split: Split,
+pub(super) struct Case {
+    pub(super) nr_pages: u64,
+    pub(super) kernel_pages: u64,
+    pub(super) initrd: u64,
+    pub(super) mod_start_pfn: bool,
+    pub(super) split: Split,
 }
 
-struct Done {
-    m: Model,
-    d: Dom0,
-    out: Result<Outcome, TakeoverError<XenError>>,
+pub(super) struct Done {
+    pub(super) m: Model,
+    pub(super) d: Dom0,
+    pub(super) out: Result<Outcome, TakeoverError<XenError>>,
 }
 
-fn take_over(c: &Case, module_space_min: u64) -> Done {
+pub(super) fn take_over(c: &Case, module_space_min: u64) -> Done {
     let (model, b) = build_dom0(&Dom0Config {
         nr_pages: c.nr_pages,
         kernel_bytes: c.kernel_pages * PAGE_SIZE,

@@ -1,0 +1,191 @@
+//! `cargo xtask bench`: figures, not verdicts. Boots the app twice with the same stress
+//! (same seed, split, initrd): once batched as the runtime normally runs, once with one
+//! MMU operation per hypercall (`mmu_batch=1 stress_batch=1`) as the baseline, and
+//! prints paging-setup and stress figures side by side.
+use crate::boottest::{stress_field, stress_memory_mib};
+use crate::cargo::{self, Image};
+use crate::qemu::{self, Boot, Stream};
+use crate::{initrd, provision, Opts};
+use std::time::Duration;
+
+/// The batching target of the stress (PTE updates per hypercall, on average).
+pub const TARGET: f64 = 256.0;
+
+/// `key=value` from the guest's `timing:` line.
+fn timing_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let line = text.lines().find(|l| l.starts_with("timing: "))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Figures {
+    pub entry_to_main_us: f64,
+    pub setup_updates: f64,
+    pub setup_calls: f64,
+    pub setup_pages_per_s: f64,
+    pub stress_updates: f64,
+    pub stress_calls: f64,
+    pub stress_pages_per_s: f64,
+    pub stress_secs: f64,
+}
+
+/// The figures of one boot's console text.
+pub fn figures(text: &str) -> Result<Figures, String> {
+    let num = |v: Option<&str>, what: &str| -> Result<f64, String> {
+        v.ok_or(format!("the guest printed no {what}"))?
+            .parse::<f64>()
+            .map_err(|e| format!("{what}: {e}"))
+    };
+    if stress_field(text, "verdict") != Some("PASS") {
+        return Err("the stress did not pass (see the log)".into());
+    }
+    Ok(Figures {
+        entry_to_main_us: num(timing_field(text, "entry_to_main_us"), "entry_to_main_us")?,
+        setup_updates: num(
+            timing_field(text, "paging_pte_updates"),
+            "paging_pte_updates",
+        )?,
+        setup_calls: num(timing_field(text, "paging_hypercalls"), "paging_hypercalls")?,
+        setup_pages_per_s: num(
+            timing_field(text, "paging_pages_per_s"),
+            "paging_pages_per_s",
+        )?,
+        stress_updates: num(stress_field(text, "pte_updates"), "pte_updates")?,
+        stress_calls: num(stress_field(text, "hypercalls"), "hypercalls")?,
+        stress_pages_per_s: num(stress_field(text, "pages_per_s"), "pages_per_s")?,
+        stress_secs: num(stress_field(text, "secs"), "secs")?,
+    })
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// The side-by-side table: (label, figure, decimals) per row.
+pub fn table(batched: &Figures, base: &Figures, what: &str) -> String {
+    type Row = (&'static str, fn(&Figures) -> f64, usize);
+    const ROWS: &[Row] = &[
+        ("paging setup: PTE updates", |f| f.setup_updates, 0),
+        ("  hypercalls", |f| f.setup_calls, 0),
+        (
+            "  PTE updates per hypercall",
+            |f| ratio(f.setup_updates, f.setup_calls),
+            1,
+        ),
+        ("  pages mapped per second", |f| f.setup_pages_per_s, 0),
+        (
+            "guest entry to main (ms)",
+            |f| f.entry_to_main_us / 1000.0,
+            1,
+        ),
+        ("stress: PTE updates", |f| f.stress_updates, 0),
+        ("  hypercalls", |f| f.stress_calls, 0),
+        (
+            "  PTE updates per hypercall",
+            |f| ratio(f.stress_updates, f.stress_calls),
+            1,
+        ),
+        ("  pages mapped per second", |f| f.stress_pages_per_s, 0),
+        ("  stress time (s)", |f| f.stress_secs, 1),
+    ];
+    let mut s = format!("{:<34}{:>16}{:>20}\n", what, "batched", "1 op/hypercall");
+    for (name, get, d) in ROWS {
+        let (a, b) = (get(batched), get(base));
+        s += &format!("  {name:<32}{a:>16.d$}{b:>20.d$}\n", d = *d);
+    }
+    s
+}
+
+pub fn bench_command(args: &[String]) -> Result<u8, String> {
+    let o = Opts::parse(
+        args,
+        &[],
+        &["--split", "--seed", "--initrd-mib", "--cycles"],
+    )?;
+    let split = o.get("--split").unwrap_or("1G");
+    if !["512M", "1G"].contains(&split) {
+        return Err(format!("--split {split}: 512M or 1G"));
+    }
+    let seed = o.num("--seed", 1, 0..=u64::MAX)?;
+    let cycles = o.num("--cycles", 400, 1..=1_000_000)?;
+    let initrd_mib = o.num("--initrd-mib", 0, 0..=initrd::MAX_MIB)?;
+    let image = Image::app();
+    let path = cargo::build(&image, false)?;
+    let xen = provision::ensure()?;
+    let initrd = if initrd_mib > 0 {
+        Some(initrd::checked(initrd_mib, seed)?.0)
+    } else {
+        None
+    };
+    let base = format!("split={split} stress seed={seed} cycles={cycles}");
+    let mut got = vec![];
+    for (name, extra) in [("batched", ""), ("baseline", " mmu_batch=1 stress_batch=1")] {
+        let cmdline = format!("{base}{extra}");
+        println!("xtask bench: booting ({name}): {cmdline}");
+        let out = qemu::boot(
+            &xen,
+            &Boot {
+                image: path.clone(),
+                cmdline,
+                initrd: initrd.clone(),
+                memory_mib: stress_memory_mib(initrd_mib, split),
+                timeout: Duration::from_secs(900),
+                stream: Stream::Quiet,
+                log: crate::root().join(format!("target/xtask/bench-{name}.log")),
+            },
+        );
+        if out.status != Ok(0) {
+            return Err(format!(
+                "{name} boot: {:?} (log: {})",
+                out.status,
+                out.log.display()
+            ));
+        }
+        got.push(figures(&out.text).map_err(|e| format!("{name} boot: {e}"))?);
+    }
+    let what = format!("split {split}, seed {seed}, initrd {initrd_mib} MiB");
+    print!("{}", table(&got[0], &got[1], &what));
+    let per = ratio(got[0].stress_updates, got[0].stress_calls);
+    let met = per >= TARGET;
+    println!(
+        "batching target (>= {TARGET:.0} PTE updates per hypercall in the stress): {} ({per:.1})",
+        if met { "met" } else { "MISSED" }
+    );
+    Ok(if met { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+timing: entry_to_main_us=649745 paging_setup_us=635954 paging_pte_updates=359530 paging_hypercalls=706 paging_per_hypercall=509 paging_pages_per_s=563562
+stress: seed=7 cycles=660 pages_mapped=501310 peak_pages=247397 exhausted_va=1 exhausted_frames=0 l1_made=857 non_none_ptes=0 hypercalls=2810 pte_updates=1006048 per_hypercall=358.0 pages_per_s=194692 secs=8.8 verdict=PASS
+";
+
+    #[test]
+    fn figures_are_read_from_the_guest_lines() {
+        let f = figures(TEXT).unwrap();
+        assert_eq!(f.setup_calls, 706.0);
+        assert_eq!(f.stress_updates, 1006048.0);
+        assert_eq!(f.stress_secs, 8.8);
+        let t = table(&f, &f, "x");
+        assert!(t.contains("PTE updates per hypercall"), "{t}");
+        assert!(t.contains("358.0"), "{t}");
+    }
+
+    #[test]
+    fn a_failed_or_silent_stress_gives_no_figures() {
+        assert!(figures(&TEXT.replace("verdict=PASS", "verdict=FAIL")).is_err());
+        assert!(figures("timing: entry_to_main_us=1").is_err());
+        let no_timing: String = TEXT.lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert!(figures(&no_timing)
+            .unwrap_err()
+            .contains("entry_to_main_us"));
+    }
+}
