@@ -5,6 +5,9 @@
 
 use xenpv_rt::{println, Boot};
 
+mod events;
+mod grants;
+mod store;
 mod stress;
 
 xenpv_rt::entry!(main);
@@ -95,6 +98,21 @@ fn main(boot: &mut Boot) -> i32 {
         if !stress::run(boot, &cfg, initrd_checksum) && status == 0 {
             status = 4;
         }
+    }
+    let cmd = boot.cmdline();
+    let (grant, store) = (cmd.has("grant"), cmd.has("xenstore"));
+    if cmd.has("events") {
+        let n = cmd.u64("timer_events").ok().flatten().unwrap_or(2000);
+        let period = cmd.u64("timer_us").ok().flatten().unwrap_or(1000).max(1);
+        if !events::run(n, period) && status == 0 {
+            status = 5;
+        }
+    }
+    if grant && !grants::run(boot) && status == 0 {
+        status = 6;
+    }
+    if store && !store::run(boot) && status == 0 {
+        status = 7;
     }
     let cmd = boot.cmdline();
     if cmd.has("panic") {

@@ -20,6 +20,10 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
         Ok(info) => info,
         Err(e) => crate::fatal!("start_info refused: {e}"),
     };
+    if !info.is_dom0() {
+        // Release builds of Xen drop a domU's console_io: hold output for the ring.
+        console::ring::expect_ring();
+    }
     let cmd = Cmdline(info.cmdline());
     exit::enable_qemu_exit(info.is_dom0() && cmd.has("qemu-exit"));
     if let Some(l) = cmd.value("loglevel") {
@@ -58,6 +62,9 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     let takeover_tsc = crate::time::rdtsc();
     let memory = crate::mm::setup::take_over(&info, split, module_space_min, batch);
     let takeover_end_tsc = crate::time::rdtsc();
+    if let start_info::ConsoleInfo::DomU { mfn, evtchn } = info.console {
+        attach_ring_console(&memory, mfn, evtchn);
+    }
     crate::info!(
         "paging: own tables live, split {}, {} PTE updates, {} boot frames reclaimed, {} free frames",
         split.name(),
@@ -66,8 +73,11 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
         memory.frames.free_frames()
     );
 
+    let xenstore =
+        (!info.is_dom0()).then(|| attach_xenstore(&memory, info.store_mfn, info.store_evtchn));
     let mut boot = Boot {
         start_info: info,
+        xenstore,
         memory,
         timing: crate::Timing {
             entry_tsc,
@@ -79,4 +89,37 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     // SAFETY: the application defines this symbol with the right signature via entry!.
     let status = unsafe { __xenpv_rt_main(&mut boot) };
     exit::exit(status)
+}
+
+/// The domU console ring, through the direct map (the takeover reserved its frame).
+fn attach_ring_console(memory: &crate::mm::setup::Memory, mfn: u64, evtchn: u32) {
+    let (Some(pfn), Ok(port)) = (memory.pfn(mfn), crate::evtchn::checked(evtchn)) else {
+        crate::fatal!("start_info: console ring mfn {mfn:#x} / event channel {evtchn} unusable");
+    };
+    let va = crate::mm::layout::direct_map_va(pfn);
+    // SAFETY: the frame is ours (p2m/M2P agree), direct-mapped RW, reserved as a shared
+    // ring by the takeover, and only the console uses it.
+    let link = unsafe { crate::ring::PageLink::new(va, crate::ring::CONSOLE_PAGE, port) };
+    console::ring::attach(crate::ring::Duplex::new(link));
+}
+
+/// A domU's xenstore ring, through the direct map (the takeover reserved its frame).
+fn attach_xenstore(
+    memory: &crate::mm::setup::Memory,
+    mfn: u64,
+    evtchn: u32,
+) -> crate::xenstore::Xenstore<crate::ring::PageLink> {
+    let (Some(pfn), Ok(port)) = (memory.pfn(mfn), crate::evtchn::checked(evtchn)) else {
+        crate::fatal!("start_info: xenstore ring mfn {mfn:#x} / event channel {evtchn} unusable");
+    };
+    // SAFETY: as for the console ring: our frame, direct-mapped RW, reserved, and only this
+    // client uses it (Boot holds the one instance).
+    let link = unsafe {
+        crate::ring::PageLink::new(
+            crate::mm::layout::direct_map_va(pfn),
+            crate::ring::XENSTORE_PAGE,
+            port,
+        )
+    };
+    crate::xenstore::Xenstore::new(link)
 }

@@ -31,22 +31,32 @@ fn check(rc: i64) -> Result<i64, XenError> {
     }
 }
 
+/// `console_io(cmd, len, buf)`.
+///
+/// # Safety
+/// `buf` must be valid for `len` bytes of what `cmd` does with it (read for write, written
+/// for read).
+unsafe fn console_io(cmd: u32, len: usize, buf: u64) -> Result<i64, XenError> {
+    // SAFETY: forwarded to the caller's contract.
+    check(unsafe {
+        raw(
+            xen::__HYPERVISOR_console_io,
+            [cmd as u64, len as u64, buf, 0, 0],
+        )
+    })
+}
+
 /// `console_io(CONSOLEIO_write)`: Xen's own console (the serial line for dom0).
 pub fn console_write(bytes: &[u8]) -> Result<(), XenError> {
     // SAFETY: Xen reads `len` bytes from a live slice.
-    let rc = unsafe {
-        raw(
-            xen::__HYPERVISOR_console_io,
-            [
-                xen::CONSOLEIO_write as u64,
-                bytes.len() as u64,
-                bytes.as_ptr() as u64,
-                0,
-                0,
-            ],
-        )
-    };
-    check(rc).map(|_| ())
+    unsafe { console_io(xen::CONSOLEIO_write, bytes.len(), bytes.as_ptr() as u64) }.map(|_| ())
+}
+
+/// `console_io(CONSOLEIO_read)`: input typed on Xen's console (dom0 only); bytes read.
+pub fn console_read(buf: &mut [u8]) -> Result<usize, XenError> {
+    // SAFETY: Xen writes at most `len` bytes into a live, exclusively borrowed slice.
+    unsafe { console_io(xen::CONSOLEIO_read, buf.len(), buf.as_mut_ptr() as u64) }
+        .map(|n| (n as usize).min(buf.len()))
 }
 
 #[repr(C)]
@@ -191,4 +201,72 @@ pub fn xen_version() -> (u32, u32) {
     // SAFETY: XENVER_version (0) takes no argument.
     let v = unsafe { raw(xen::__HYPERVISOR_xen_version, [0, 0, 0, 0, 0]) };
     ((v >> 16) as u32 & 0xffff, v as u32 & 0xffff)
+}
+
+/// `event_channel_op(cmd, arg)`: `arg` is the command's struct, read and written by Xen.
+pub fn event_channel_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError> {
+    // SAFETY: `arg` is a live, exclusively borrowed struct of the type `cmd` takes (the
+    // typed wrappers in `evtchn` pair them).
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_event_channel_op,
+            [cmd as u64, arg as *mut T as u64, 0, 0, 0],
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+/// `set_timer_op(deadline)`: a one-shot VIRQ_TIMER at Xen system time `deadline_ns`
+/// (0 cancels).
+pub fn set_timer_op(deadline_ns: u64) -> Result<(), XenError> {
+    // SAFETY: no pointers.
+    let rc = unsafe { raw(xen::__HYPERVISOR_set_timer_op, [deadline_ns, 0, 0, 0, 0]) };
+    check(rc).map(|_| ())
+}
+
+/// `VCPUOP_stop_periodic_timer` for vCPU 0: Xen's default 100 Hz VIRQ_TIMER off, so that
+/// only the one-shot timers the runtime sets fire.
+pub fn stop_periodic_timer() -> Result<(), XenError> {
+    const VCPUOP_STOP_PERIODIC_TIMER: u64 = 7;
+    // SAFETY: the op takes no argument (NULL).
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_vcpu_op,
+            [VCPUOP_STOP_PERIODIC_TIMER, 0, 0, 0, 0],
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+/// `SCHEDOP_poll`: block until one of `ports` is pending or Xen system time reaches
+/// `deadline_ns` (0: no deadline). Event delivery stays masked: this is how the runtime
+/// waits (see `evtchn`).
+pub fn poll(ports: &mut [u32], deadline_ns: u64) -> Result<(), XenError> {
+    let mut p = xen::sched_poll {
+        ports: ports.as_mut_ptr(),
+        nr_ports: ports.len() as u32,
+        timeout: deadline_ns,
+    };
+    // SAFETY: Xen reads the sched_poll struct and `nr_ports` ports from the live slice.
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_sched_op,
+            [xen::SCHEDOP_poll as u64, &mut p as *mut _ as u64, 0, 0, 0],
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+/// `grant_table_op(cmd, ops, count)`: `ops` are `count` structs of the command's type.
+pub fn grant_table_op<T>(cmd: u32, ops: &mut [T]) -> Result<(), XenError> {
+    // SAFETY: `ops` are live, exclusively borrowed structs of the type `cmd` takes (the
+    // typed wrappers in `gnttab` pair them); pointers inside them are the callers' to keep
+    // valid, which those wrappers do.
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_grant_table_op,
+            [cmd as u64, ops.as_mut_ptr() as u64, ops.len() as u64, 0, 0],
+        )
+    };
+    check(rc).map(|_| ())
 }

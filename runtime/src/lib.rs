@@ -9,11 +9,15 @@
 pub mod cmdline;
 pub mod console;
 pub mod errno;
+pub mod evtchn;
 pub mod exit;
+pub mod gnttab;
 pub mod initrd;
 pub mod mm;
+pub mod ring;
 pub mod start_info;
 pub mod time;
+pub mod xenstore;
 
 #[cfg(all(feature = "rt", not(test)))]
 mod boot;
@@ -38,6 +42,7 @@ pub struct Boot {
     start_info: StartInfo,
     memory: mm::setup::Memory,
     timing: Timing,
+    xenstore: Option<xenstore::Xenstore<ring::PageLink>>,
 }
 
 /// When start of day happened (TSC values; [`Timing::ns`] converts with Xen's clock).
@@ -79,6 +84,11 @@ impl Boot {
     }
     pub fn is_dom0(&self) -> bool {
         self.start_info.is_dom0()
+    }
+    /// The xenstore client of a domU (`None` for dom0: xenstored is not running when a
+    /// dom0 kernel starts, and there is no store page).
+    pub fn xenstore(&mut self) -> Option<&mut xenstore::Xenstore<ring::PageLink>> {
+        self.xenstore.as_mut()
     }
     /// Start-of-day timestamps.
     pub fn timing(&self) -> Timing {

@@ -111,6 +111,20 @@ pub fn stress_memory_mib(initrd_mib: u64, split: &str) -> u64 {
     initrd_mib + modules + 384
 }
 
+/// A numeric `key=value` of the last line starting with `prefix`.
+fn field(text: &str, prefix: &str, key: &str) -> Result<u64, String> {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with(prefix))
+        .ok_or(format!("no line starting {prefix:?}"))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .ok_or(format!("no {key}= in {line:?}"))?
+        .parse()
+        .map_err(|e| format!("{key}: {e}"))
+}
+
 /// A field `key=value` of the stress summary line.
 pub fn stress_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let line = text
@@ -207,6 +221,42 @@ pub fn table() -> Vec<BootTest> {
             )],
         ),
     ];
+    // Event channels: one-shot timers (count, spacing, arriving mid-computation) and a
+    // loopback channel.
+    v.push(t(
+        "events-timer-and-loopback",
+        app(),
+        "events",
+        0,
+        vec![
+            Check::Regex(r"events: timer fired=2000/2000 period_us=1000 min_spacing_us=\d+ max_late_us=\d+ early=0 during_compute=\d+ fmt_checks=\d+ fmt_bad=0"),
+            Check::Custom("timer events at least 1 ms apart (less Xen's 50 us slop)", |o| {
+                let gap: u64 = field(&o.text, "events: timer", "min_spacing_us")?;
+                (gap >= 950).then_some(()).ok_or(format!("min spacing {gap} us"))
+            }),
+            Check::Custom("half the timer events arrived during computation", |o| {
+                let n: u64 = field(&o.text, "events: timer", "during_compute")?;
+                (n >= 1000).then_some(()).ok_or(format!("{n} during computation"))
+            }),
+            has("bind_marks_pending=ok b->a=ok a->b=ok masked=ok unmasked=ok closed=ok"),
+            has("events: verdict=PASS"),
+        ],
+    ));
+    // Grant tables with Xen doing the peer's part.
+    v.push(t(
+        "grant-copy-map-exhaust",
+        app(),
+        "grant",
+        0,
+        vec![
+            Check::Regex(r"grant: copy via ref \d+: 4096 bytes, 0 differ"),
+            Check::Regex(r"grant: write through read-only ref \d+ refused: GNTTABOP_copy: status -\d+"),
+            Check::Regex(r"grant: end while mapped: grant reference \d+ still in use by the peer \(flags 0x[0-9a-f]+\): access not ended"),
+            has("contents same, end refused while mapped: yes, ended after unmap: yes"),
+            has("grant: after 504 grants: all 504 grant references in use; all back: yes"),
+            has("grant: verdict=PASS"),
+        ],
+    ));
     // The paging matrix: initrd size x split, each booting with the vmap stress.
     for (mib, seed) in [(0, 0), (64, 1), (600, 2), (1100, 3)] {
         for split in ["512M", "1G"] {

@@ -8,6 +8,8 @@
 //! fragment.
 
 use core::fmt::{self, Write};
+
+pub mod ring;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Log levels, most severe first.
@@ -54,6 +56,9 @@ static LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
 /// Write bytes to the console as they are.
 pub fn write_bytes(bytes: &[u8]) {
+    if ring::write(bytes) {
+        return;
+    }
     // Xen's console_io takes at most a few KiB at a time in practice; chunk generously.
     for chunk in bytes.chunks(1024) {
         #[cfg(all(feature = "rt", not(test)))]
@@ -151,3 +156,46 @@ macro_rules! warn { ($($arg:tt)*) => { $crate::console::_log($crate::console::Le
 macro_rules! info { ($($arg:tt)*) => { $crate::console::_log($crate::console::Level::Info, format_args!($($arg)*)) }; }
 #[macro_export]
 macro_rules! debug { ($($arg:tt)*) => { $crate::console::_log($crate::console::Level::Debug, format_args!($($arg)*)) }; }
+
+/// The guest's console, whichever it is: Xen's (dom0: `console_io`) or the ring (domU).
+/// `print!` and friends go through the same path.
+pub struct Console;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleError {
+    Ring(crate::ring::DuplexError),
+    Xen(crate::errno::XenError),
+}
+
+impl fmt::Display for ConsoleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConsoleError::Ring(e) => write!(f, "console ring: {e}"),
+            ConsoleError::Xen(e) => write!(f, "console_io: {e}"),
+        }
+    }
+}
+
+#[cfg(all(feature = "rt", not(test)))]
+impl Console {
+    /// Write raw bytes (no line buffering), in order; a ring backend that takes nothing
+    /// for [`ring::STALL_TIMEOUT_NS`] gives an error naming how much went out.
+    pub fn write_all(&self, bytes: &[u8]) -> Result<(), ConsoleError> {
+        let _guard = LOCK.lock();
+        if ring::write(bytes) {
+            return Ok(());
+        }
+        for chunk in bytes.chunks(1024) {
+            crate::hypercall::console_write(chunk).map_err(ConsoleError::Xen)?;
+        }
+        Ok(())
+    }
+
+    /// Input typed at the console, without blocking (0 bytes if none).
+    pub fn read(&self, out: &mut [u8]) -> Result<usize, ConsoleError> {
+        match ring::read(out) {
+            Some(r) => r.map_err(ConsoleError::Ring),
+            None => crate::hypercall::console_read(out).map_err(ConsoleError::Xen),
+        }
+    }
+}

@@ -16,6 +16,8 @@
 //!                           slot 504..505  gap (Linux's MODULES_END is slot 504)
 //!                           slot 506 ───> level1_fixmap (RO page table): 0xffff_ffff_ff40_0000
 //!                                         fixmap slot 0: shared_info
+//!                                         slots 16..48: grant-table frames
+//!                                         slot 64: a granted page mapped back (gnttab)
 //!                           slot 507..511  reserved (Linux's vsyscall page and above)
 //! ```
 //!
@@ -68,7 +70,14 @@ pub const MODULES_END: u64 = FIXMAP_L2_BASE + MODULES_END_L2_SLOT as u64 * L2_SP
 #[repr(usize)]
 pub enum Fixmap {
     SharedInfo = 0,
+    /// First of [`GNTTAB_MAX_FRAMES`] slots for the grant table's frames.
+    GnttabFirst = 16,
+    /// Where `gnttab` maps one granted page (a real peer operation on a grant).
+    GrantMap = 64,
 }
+
+/// Grant-table frames the fixmap has room for (32 frames = 16384 v1 entries).
+pub const GNTTAB_MAX_FRAMES: usize = 32;
 
 impl Fixmap {
     pub const fn va(self) -> u64 {
@@ -149,6 +158,7 @@ mod tests {
         assert_eq!(Split::Full.modules_start(), FIXMAP_L2_BASE);
         assert_eq!(kernel_l2_slot_va(511, 3), FIXMAP_L2_BASE + 3 * L2_SPAN);
         assert_eq!(index(Fixmap::SharedInfo.va(), 1), 0);
+        assert!(Fixmap::GnttabFirst as usize + GNTTAB_MAX_FRAMES <= Fixmap::GrantMap as usize);
     }
 
     #[test]

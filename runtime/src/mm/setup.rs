@@ -32,6 +32,13 @@ pub struct Memory {
     vmap: Vmap,
 }
 
+/// A frame the application owns (not Clone: freeing consumes it).
+#[derive(Debug)]
+pub struct Page {
+    pub pfn: Pfn,
+    pub mfn: Mfn,
+}
+
 /// Frames through the direct map, the p2m list and Xen's M2P: what vmap reads with.
 #[derive(Clone, Copy)]
 struct Direct {
@@ -283,6 +290,53 @@ impl Memory {
     /// `(hypercalls, PTE updates)` issued by the MMU executor so far, takeover included.
     pub fn mmu_counts(&self) -> (u64, u64) {
         (self.exec.hypercalls, self.exec.pt_updates)
+    }
+
+    /// Map machine frame `mfn` (read-write, NX) at fixmap slot `slot`, or clear the slot
+    /// (`mfn` = None). Xen checks the frame is one the guest may map.
+    pub fn set_fixmap(&mut self, slot: usize, mfn: Option<Mfn>) -> Result<(), ExecError> {
+        use super::ops::{MmuOp, MmuSink};
+        assert!(slot < 512, "fixmap slot {slot}");
+        let l1 = self.fixmap_pte_maddr(slot);
+        let val = mfn.map_or(0, |m| {
+            (m << 12) | pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | pte::NX
+        });
+        self.exec.submit(MmuOp::PtUpdate { ptr: l1, val })?;
+        if mfn.is_none() {
+            self.exec.submit(MmuOp::InvlpgLocal {
+                va: super::layout::FIXMAP_BASE + slot as u64 * PAGE_SIZE,
+            })?;
+        }
+        self.exec.flush()
+    }
+
+    /// Machine address of fixmap slot `slot`'s PTE (for Xen operations that take one).
+    pub fn fixmap_pte_maddr(&self, slot: usize) -> u64 {
+        let l1 = self.mfn(self.outcome.tables.level1_fixmap).unwrap_or(0);
+        (l1 << 12) | ((slot as u64 % 512) * 8)
+    }
+
+    /// A fresh frame for the application: `(pfn, mfn)`, mapped read-write in the direct
+    /// map. `None` when memory is exhausted.
+    pub fn alloc_page(&mut self) -> Option<Page> {
+        let pfn = self.frames.alloc()?;
+        match self.mfn(pfn) {
+            Some(mfn) if mfn <= takeover::MAX_MFN => Some(Page { pfn, mfn }),
+            _ => None, // a hole in the p2m: keep the frame out of use
+        }
+    }
+
+    /// The page's bytes through the direct map.
+    pub fn page_mut(&mut self, page: &mut Page) -> &mut [u8; 4096] {
+        // SAFETY: a Page is handed out once by alloc_page for a frame the allocator gave
+        // us (direct-mapped RW, referenced nowhere else) and consumed by free_page; the
+        // &mut borrow of it makes this reference unique.
+        unsafe { &mut *(direct_map_va(page.pfn) as *mut [u8; 4096]) }
+    }
+
+    pub fn free_page(&mut self, page: Page) {
+        // Cannot fail: the frame came from the allocator and the Page was consumed.
+        let _ = self.frames.free(page.pfn);
     }
 
     /// Cap MMU operations per hypercall (1..=512) from now on.
