@@ -13,6 +13,12 @@ use xenpv_rt::{println, Boot};
 const DOM0: u16 = 0;
 
 pub fn run(boot: &mut Boot) -> bool {
+    if !boot.is_dom0() {
+        return offer(boot).unwrap_or_else(|e| {
+            println!("grant: {e}");
+            false
+        });
+    }
     match go(boot) {
         Ok(pass) => pass,
         Err(e) => {
@@ -124,4 +130,43 @@ fn yes(b: bool) -> &'static str {
     } else {
         "NO"
     }
+}
+
+/// FNV-1a, as the dom0 peer computes it.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// As a domU: grant dom0 read access to a page and publish the reference and the page's
+/// hash in xenstore; dom0 (the box's `xenbox-peer`) maps it and checks every byte. The
+/// grant stays in place after we exit, for dom0 to map.
+fn offer(boot: &mut Boot) -> Result<bool, GntError> {
+    let mem = boot.memory();
+    let mut gt = GrantTable::setup(mem, 1)?;
+    let Some(mut page) = mem.alloc_page() else {
+        println!("grant: no free frames");
+        return Ok(false);
+    };
+    for (i, b) in mem.page_mut(&mut page).iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(151) ^ (i >> 8) as u8 ^ 0x5c;
+    }
+    let hash = fnv(&mem.page_mut(&mut page)[..]);
+    let r = gt.grant(DOM0, page.mfn, true)?;
+    let Some(xs) = boot.xenstore() else {
+        return Ok(false);
+    };
+    let mut v: heapless::String<24> = heapless::String::new();
+    let _ = core::fmt::write(&mut v, format_args!("{r}"));
+    let a = xs.write("data/xenpv-app/grant-ref", v.as_bytes());
+    v.clear();
+    let _ = core::fmt::write(&mut v, format_args!("{hash:016x}"));
+    let b = xs.write("data/xenpv-app/grant-fnv", v.as_bytes());
+    let ok = a.is_ok() && b.is_ok();
+    println!(
+        "grant: offered ref {r} to dom0 read-only, fnv={hash:016x}, published={}",
+        yes(ok)
+    );
+    Ok(ok)
 }

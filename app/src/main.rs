@@ -100,6 +100,19 @@ fn main(boot: &mut Boot) -> i32 {
         }
     }
     let cmd = boot.cmdline();
+    if let Ok(Some(n)) = cmd.u64("burst") {
+        // A long run of numbered lines: the console must deliver all, in order.
+        for i in 0..n {
+            println!(
+                "burst: line {i} of {n} {:016x}",
+                (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            );
+        }
+        println!(
+            "burst: done n={n} lost={}",
+            xenpv_rt::console::ring::lost_bytes()
+        );
+    }
     let (grant, store) = (cmd.has("grant"), cmd.has("xenstore"));
     if cmd.has("events") {
         let n = cmd.u64("timer_events").ok().flatten().unwrap_or(2000);

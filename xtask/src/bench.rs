@@ -130,6 +130,7 @@ pub fn bench_command(args: &[String]) -> Result<u8, String> {
         let out = qemu::boot(
             &xen,
             &Boot {
+                domu: None,
                 image: path.clone(),
                 cmdline,
                 initrd: initrd.clone(),

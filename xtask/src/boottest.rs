@@ -45,6 +45,8 @@ pub enum Check {
 
 pub struct BootTest {
     pub name: String,
+    /// Boot as a domU in the Xen-in-a-box instead of as dom0.
+    pub domu: bool,
     pub image: Image,
     pub cmdline: String,
     pub initrd: InitrdSpec,
@@ -57,6 +59,7 @@ pub struct BootTest {
 fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check>) -> BootTest {
     BootTest {
         name: name.into(),
+        domu: false,
         image,
         cmdline: cmdline.into(),
         initrd: InitrdSpec::None,
@@ -355,6 +358,127 @@ pub fn table() -> Vec<BootTest> {
     regress.memory_mib = stress_memory_mib(600, "1G");
     regress.timeout_s = 300;
     v.push(regress);
+    v.extend(domu_tests());
+    v
+}
+
+/// A burst of `n` numbered lines arrived complete and in order.
+fn burst_complete(o: &Outcome) -> Result<(), String> {
+    let mut next = 0u64;
+    let mut n = None;
+    for l in o.guest_lines() {
+        if let Some(rest) = l.strip_prefix("burst: line ") {
+            let mut w = rest.split_whitespace();
+            let i: u64 = w
+                .next()
+                .and_then(|v| v.parse().ok())
+                .ok_or(format!("bad line {l:?}"))?;
+            let want = format!("{:016x}", (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            if i != next || w.nth(2) != Some(want.as_str()) {
+                return Err(format!("line {next} expected, got {l:?}"));
+            }
+            next += 1;
+        } else if let Some(rest) = l.strip_prefix("burst: done n=") {
+            n = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok());
+        }
+    }
+    match n {
+        Some(n) if n == next => Ok(()),
+        Some(n) => Err(format!("{next} of {n} lines arrived")),
+        None => Err(format!("no done line after {next} lines")),
+    }
+}
+
+/// Boot tests as a domU of a Linux dom0 in the box (xl, xenstored, xenconsoled).
+fn domu_tests() -> Vec<BootTest> {
+    let app = Image::app;
+    let mut hello = t(
+        "domu-hello-console-xenstore",
+        app(),
+        "xenstore grant burst=3000",
+        0,
+        vec![
+            Check::Regex(
+                r"grant: offered ref \d+ to dom0 read-only, fnv=[0-9a-f]{16}, published=yes",
+            ),
+            Check::Regex(
+                r"xenbox: peer: mapped grant \d+ of domain [1-9]\d*: 4096 bytes fnv=([0-9a-f]{16}) expected=[0-9a-f]{16} match=yes",
+            ),
+            Check::Custom("dom0 saw the page the domU granted", |o| {
+                let said = |p: &str| {
+                    o.text.lines().find(|l| l.contains(p)).and_then(|l| {
+                        l.split_whitespace()
+                            .find_map(|w| w.strip_prefix("fnv="))
+                            .map(|f| f.trim_end_matches(','))
+                    })
+                };
+                match (said("grant: offered ref"), said("peer: mapped grant")) {
+                    (Some(a), Some(b)) if a == b => Ok(()),
+                    other => Err(format!("domU and dom0 hashes: {other:?}")),
+                }
+            }),
+            has("xenpv-app: hello from xenpv-rt 0.1.0 (domU)"),
+            Check::Regex(
+                r#"start_info: magic="xen-3\.0-x86_64" nr_pages=\d+ flags=0x0 \[\].* console=mfn0x[0-9a-f]+/evtchn\d+ cmdline="xenstore grant burst=3000""#,
+            ),
+            Check::Regex(r"xenstore: domid=[1-9]\d* name=xenpv-app status_write=ok"),
+            Check::Regex(
+                r"xenbox: xenstore-read /local/domain/[1-9]\d*/data/xenpv-app/status = ok",
+            ),
+            has("burst: done n=3000 lost=0"),
+            Check::Custom(
+                "the 3000-line burst arrived complete and in order",
+                burst_complete,
+            ),
+            has("xenbox: domU state=---s-- reason=0"),
+        ],
+    );
+    hello.checks.extend(layout_ok());
+    hello.memory_mib = 128;
+    let mut v = vec![hello];
+    // 1024 MiB is the largest ramdisk xl can load (libxenguest's XC_DOM_DECOMPRESS_MAX),
+    // and still spills the domU's boot mapping into L3[511].
+    for (mib, seed) in [(600, 2), (1024, 4)] {
+        let mut b = t(
+            &format!("domu-paging-1G-initrd-{mib}M"),
+            app(),
+            "split=1G",
+            0,
+            layout_ok(),
+        );
+        b.checks.push(has("xenbox: domU state=---s-- reason=0"));
+        if mib == 1024 {
+            // libxenguest puts the p2m list after the ramdisk: past 1 GiB it is under L3[511].
+            b.checks.push(Check::Custom(
+                "the domU's boot mapping reaches into L3[511]",
+                |o| {
+                    let line = o
+                        .guest_lines()
+                        .find(|l| l.starts_with("start_info:"))
+                        .ok_or("no start_info line")?;
+                    let v = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("mfn_list=0x"))
+                        .ok_or("no mfn_list")?;
+                    let va = u64::from_str_radix(v, 16).map_err(|e| e.to_string())?;
+                    (va >= 0xffff_ffff_c000_0000)
+                        .then_some(())
+                        .ok_or(format!("mfn_list at {va:#x}"))
+                },
+            ));
+        }
+        b.initrd = InitrdSpec::Checked { mib, seed };
+        b.memory_mib = mib + 256;
+        b.timeout_s = 400;
+        v.push(b);
+    }
+    for b in &mut v {
+        b.domu = true;
+        b.timeout_s = b.timeout_s.max(240);
+    }
     v
 }
 
@@ -433,7 +557,12 @@ pub fn test_command(args: &[String]) -> Result<u8, String> {
             }
         }
         let xen = provision::ensure()?;
-        let (p, f) = run_boot_tests(&xen, tests, &built, jobs)?;
+        let domu_box = if tests.iter().any(|t| t.domu) {
+            Some(std::sync::Arc::new(crate::xenbox::ensure()?))
+        } else {
+            None
+        };
+        let (p, f) = run_boot_tests(&xen, domu_box, tests, &built, jobs)?;
         passed += p;
         failed += f;
     }
@@ -443,6 +572,7 @@ pub fn test_command(args: &[String]) -> Result<u8, String> {
 
 fn run_boot_tests(
     xen: &std::path::Path,
+    domu_box: Option<Arc<crate::xenbox::BoxImage>>,
     tests: Vec<BootTest>,
     built: &[Image],
     jobs: usize,
@@ -475,12 +605,13 @@ fn run_boot_tests(
     let built = Arc::new(built.to_vec());
     let workers: Vec<_> = (0..jobs)
         .map(|_| {
-            let (queue, counts, built, xen, dir) = (
+            let (queue, counts, built, xen, dir, domu_box) = (
                 queue.clone(),
                 counts.clone(),
                 built.clone(),
                 xen.to_path_buf(),
                 dir.clone(),
+                domu_box.clone(),
             );
             std::thread::spawn(move || loop {
                 let Some((t, initrd, expect)) = queue.lock().expect("queue").pop_front() else {
@@ -492,6 +623,7 @@ fn run_boot_tests(
                     let o = qemu::boot(
                         &xen,
                         &Boot {
+                            domu: if t.domu { domu_box.clone() } else { None },
                             image: t.image.path(),
                             cmdline: t.cmdline.clone(),
                             initrd,

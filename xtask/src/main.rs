@@ -5,6 +5,7 @@ mod cargo;
 mod initrd;
 mod provision;
 mod qemu;
+mod xenbox;
 mod xl;
 
 use std::process::ExitCode;
@@ -23,6 +24,9 @@ commands:
           --features F        build the app with runtime features (e.g. xenpv-rt/regress-2014-fixmap-copy)
           --xen-log           show Xen's own lines too
           --xl [--dry-run]    run on a real Xen host as a domU with xl create -c
+          --domu              boot it as a domU of a Linux dom0 inside QEMU (the box);
+                              --memory is then the domU's
+  box     build the Xen-in-a-box (Debian's Linux dom0 + xl) from pinned packages, cached
   test    host unit tests, builds, and boot tests under Xen; ends with \"N passed, N failed\"
           --host-only | --boot-only   --filter SUBSTR   -j N (parallel boots, default 2)
   bench   boot the vmap stress twice (batched, and one MMU op per hypercall) and print
@@ -37,6 +41,10 @@ fn main() -> ExitCode {
         Some("run") => qemu::run_command(&args[1..]),
         Some("test") => boottest::test_command(&args[1..]),
         Some("bench") => bench::bench_command(&args[1..]),
+        Some("box") => xenbox::ensure().map(|b| {
+            println!("box: {} and {}", b.vmlinuz.display(), b.initramfs.display());
+            0
+        }),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(0)

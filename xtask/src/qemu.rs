@@ -22,6 +22,8 @@ pub enum Stream {
 }
 
 pub struct Boot {
+    /// Boot the image as a domU in the Xen-in-a-box (`None`: as the PV dom0).
+    pub domu: Option<std::sync::Arc<crate::xenbox::BoxImage>>,
     pub image: PathBuf,
     pub cmdline: String,
     pub initrd: Option<PathBuf>,
@@ -62,8 +64,12 @@ impl std::fmt::Display for Failure {
 
 impl Outcome {
     /// The guest's console lines (Xen's own start with "(XEN)").
+    /// The guest's lines: not Xen's; a domU's without the box's `domU| ` prefix.
     pub fn guest_lines(&self) -> impl Iterator<Item = &str> {
-        self.text.lines().filter(|l| !l.starts_with("(XEN)"))
+        self.text
+            .lines()
+            .filter(|l| !l.starts_with("(XEN)"))
+            .map(|l| l.strip_prefix("domU| ").unwrap_or(l))
     }
 }
 
@@ -131,18 +137,73 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
     let mem = b.memory_mib;
     let cmdline = format!("{} qemu-exit", b.cmdline.trim());
     let mut cmd = Command::new(provision::QEMU);
-    cmd.args(["-accel", "tcg", "-cpu", "max", "-nographic", "-no-reboot", "-monitor", "none"])
-        .args(["-m", &qemu_memory(mem, initrd_bytes).to_string()])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .arg("-kernel")
-        .arg(xen)
-        .arg("-append")
-        .arg(format!(
-            "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem={mem}M,max:{mem}M dom0_max_vcpus=1 smap=0"
-        ))
-        .arg("-initrd")
-        .arg(initrd_arg(&b.image, &cmdline, b.initrd.as_deref()))
-        .stdin(Stdio::null())
+    cmd.args([
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-nographic",
+        "-no-reboot",
+        "-monitor",
+        "none",
+    ])
+    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+    .arg("-kernel")
+    .arg(xen);
+    match &b.domu {
+        None => {
+            cmd.args(["-m", &qemu_memory(mem, initrd_bytes).to_string()])
+                .arg("-append")
+                .arg(format!(
+                    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem={mem}M,max:{mem}M dom0_max_vcpus=1 smap=0"
+                ))
+                .arg("-initrd")
+                .arg(initrd_arg(&b.image, &cmdline, b.initrd.as_deref()));
+        }
+        Some(bx) => {
+            // dom0 holds a copy of the ramdisk until xl has loaded it into the domU.
+            let dom0 = crate::xenbox::DOM0_MIB + initrd_bytes.div_ceil(1 << 20);
+            let payload = b.log.with_extension("payload");
+            let name = "xenpv-app";
+            // The domU's status travels in its console's exit line, not an exit device.
+            if let Err(e) = crate::xenbox::payload(
+                &payload,
+                name,
+                &b.image,
+                &bx.peer,
+                b.cmdline.trim(),
+                mem,
+                b.timeout.as_secs(),
+            ) {
+                return Outcome {
+                    status: Err(Failure::Start(e)),
+                    text: String::new(),
+                    secs: 0.0,
+                    log: b.log.clone(),
+                };
+            }
+            cmd.args(["-m", &(dom0 + mem + 384).to_string()])
+                .arg("-append")
+                .arg(format!(
+                    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem={dom0}M,max:{dom0}M dom0_max_vcpus=1 smap=0"
+                ))
+                .arg("-initrd")
+                .arg(format!(
+                    "{} console=hvc0 earlyprintk=xen quiet,{}",
+                    bx.vmlinuz.display(),
+                    bx.initramfs.display()
+                ))
+                .arg("-drive")
+                .arg(format!("file={},format=raw,if=virtio,readonly=on", payload.display()));
+            if let Some(r) = &b.initrd {
+                cmd.arg("-drive").arg(format!(
+                    "file={},format=raw,if=virtio,readonly=on",
+                    r.display()
+                ));
+            }
+        }
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let fail = |why: String, text: String| Outcome {
@@ -197,10 +258,15 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
             Ok(line) => {
                 let xen_line = line.starts_with("(XEN)");
                 xen_started |= line.contains("(XEN)");
-                if xen_started
-                    && (b.stream == Stream::All || (b.stream == Stream::Guest && !xen_line))
-                {
+                let guest = match (&b.domu, line.strip_prefix("domU| ")) {
+                    (None, _) => (!xen_line).then_some(line.as_str()),
+                    (Some(_), Some(g)) => Some(g),
+                    (Some(_), None) => line.starts_with("xenbox: ").then_some(line.as_str()),
+                };
+                if xen_started && b.stream == Stream::All {
                     println!("{line}");
+                } else if let (true, Stream::Guest, Some(g)) = (xen_started, b.stream, guest) {
+                    println!("{g}");
                 }
                 if xen_line && fatal.is_none() {
                     if let Some(f) = XEN_FATAL.iter().find(|f| line.contains(*f)) {
@@ -234,7 +300,7 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
 pub fn run_command(args: &[String]) -> Result<u8, String> {
     let o = Opts::parse(
         args,
-        &["--example", "--xen-log", "--xl", "--dry-run"],
+        &["--example", "--xen-log", "--xl", "--dry-run", "--domu"],
         &[
             "--cmdline",
             "--initrd",
@@ -275,7 +341,9 @@ pub fn run_command(args: &[String]) -> Result<u8, String> {
         .as_ref()
         .and_then(|p| p.metadata().ok())
         .map_or(0, |m| m.len() >> 20);
-    let default_mem = if initrd_mib >= 1024 {
+    let default_mem = if o.flag("--domu") {
+        initrd_mib + 128
+    } else if initrd_mib >= 1024 {
         2048
     } else if initrd_mib >= 256 {
         1024
@@ -296,6 +364,11 @@ pub fn run_command(args: &[String]) -> Result<u8, String> {
     }
     let path = cargo::build(&image, false)?;
     let xen = provision::ensure()?;
+    let domu = if o.flag("--domu") {
+        Some(std::sync::Arc::new(crate::xenbox::ensure()?))
+    } else {
+        None
+    };
     let log = crate::root().join("target/xtask/last-run.log");
     let stream = if o.flag("--xen-log") {
         Stream::All
@@ -306,6 +379,7 @@ pub fn run_command(args: &[String]) -> Result<u8, String> {
     let out = boot(
         &xen,
         &Boot {
+            domu,
             image: path,
             cmdline,
             initrd,

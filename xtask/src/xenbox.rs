@@ -1,0 +1,490 @@
+//! A Xen host in a box: Debian's Linux as PV dom0 with Xen's toolstack (xl, xenstored,
+//! xenconsoled) in an initramfs, inside QEMU, so the app also boots as a real domU.
+//!
+//! Built from the pinned packages of `xtask/xenbox/packages.lock` (apt-get download +
+//! dpkg -x, nothing installed), cached under `target/xtask/xenbox/<key>/` where the key
+//! hashes the lock, the init script and this builder's layout: with nothing changed,
+//! `ensure` is a no-op. Per run, the payload travels on two read-only virtio disks:
+//! `/dev/vda` = a text header (name, memory, command line, time limit) and the kernel,
+//! `/dev/vdb` = the ramdisk, if any (the file itself, not copied).
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const LOCK: &str = include_str!("../xenbox/packages.lock");
+const INIT: &str = include_str!("../xenbox/init.sh");
+/// Bumped when the layout of the initramfs changes.
+const LAYOUT_VERSION: u32 = 1;
+/// Kernel modules the init script loads (their dependencies come first, read from
+/// each module's `.modinfo`).
+const MODULES: &[&str] = &[
+    "xen-evtchn",
+    "xen-gntdev",
+    "xen-gntalloc",
+    "xen-privcmd",
+    "xenfs",
+    "virtio_blk",
+    "virtio_pci",
+];
+/// dom0's memory in the box.
+pub const DOM0_MIB: u64 = 512;
+
+pub struct BoxImage {
+    pub vmlinuz: PathBuf,
+    pub initramfs: PathBuf,
+    /// dom0's side of the grant test (`tools/xenbox-peer`), carried on the payload disk.
+    pub peer: PathBuf,
+}
+
+/// Build the dom0-side grant checker (a std binary for the box's glibc).
+fn build_peer() -> Result<PathBuf, String> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-q", "-p", "xenbox-peer"])
+        .current_dir(crate::root())
+        .status()
+        .map_err(|e| format!("cargo build -p xenbox-peer: {e}"))?;
+    if !out.success() {
+        return Err(format!("cargo build -p xenbox-peer: {out}"));
+    }
+    Ok(crate::root().join("target/release/xenbox-peer"))
+}
+
+/// `(package, version)` pairs of the lock file.
+pub fn pins(lock: &str) -> Result<Vec<(String, String)>, String> {
+    lock.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            l.split_once('=')
+                .map(|(p, v)| (p.to_string(), v.to_string()))
+                .ok_or(format!("packages.lock: {l:?} is not package=version"))
+        })
+        .collect()
+}
+
+/// FNV-1a of everything the box is built from.
+fn key() -> String {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in LOCK
+        .bytes()
+        .chain(INIT.bytes())
+        .chain(MODULES.concat().bytes())
+        .chain(LAYOUT_VERSION.to_le_bytes())
+    {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The box, built if needed.
+pub fn ensure() -> Result<BoxImage, String> {
+    let base = crate::root().join("target/xtask/xenbox");
+    let dir = base.join(key());
+    let img = BoxImage {
+        vmlinuz: dir.join("vmlinuz"),
+        initramfs: dir.join("initramfs.cpio"),
+        peer: build_peer()?,
+    };
+    if img.vmlinuz.is_file() && img.initramfs.is_file() {
+        return Ok(img);
+    }
+    let pins = pins(LOCK)?;
+    let debs = base.join("debs");
+    fs::create_dir_all(&debs).map_err(|e| format!("{}: {e}", debs.display()))?;
+    let x = dir.join("x");
+    let _ = fs::remove_dir_all(&x);
+    fs::create_dir_all(&x).map_err(|e| format!("{}: {e}", x.display()))?;
+    for (pkg, ver) in &pins {
+        let deb = find_deb(&debs, pkg, ver);
+        let deb = match deb {
+            Some(d) => d,
+            None => {
+                eprintln!("xtask: box: downloading {pkg}={ver}");
+                run(
+                    Command::new("apt-get")
+                        .args(["download", &format!("{pkg}={ver}")])
+                        .current_dir(&debs),
+                    &format!("apt-get download {pkg}={ver}"),
+                )
+                .map_err(|e| {
+                    // A pinned version can leave the mirror when Debian supersedes it.
+                    let now = Command::new("apt-cache")
+                        .args(["policy", pkg])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default();
+                    let cand = now
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("Candidate: "))
+                        .unwrap_or("none (run apt-get update?)");
+                    format!(
+                        "{e}\nthe mirror's candidate for {pkg} is {cand}; update xtask/xenbox/packages.lock to move the pin"
+                    )
+                })?;
+                find_deb(&debs, pkg, ver).ok_or(format!("{pkg}={ver}: no .deb after download"))?
+            }
+        };
+        run(
+            Command::new("dpkg").arg("-x").arg(&deb).arg(&x),
+            &format!("dpkg -x {}", deb.display()),
+        )?;
+    }
+    let entries = layout(&x)?;
+    let tmp = dir.join("initramfs.cpio.tmp");
+    let mut f = fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    write_cpio(&mut f, &entries)?;
+    drop(f);
+    let vmlinuz = fs::read_dir(x.join("boot"))
+        .map_err(|e| format!("kernel package: {e}"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .ok_or("the kernel package has no vmlinuz")?;
+    fs::copy(&vmlinuz, &img.vmlinuz).map_err(|e| format!("vmlinuz: {e}"))?;
+    fs::rename(&tmp, &img.initramfs).map_err(|e| format!("initramfs: {e}"))?;
+    let _ = fs::remove_dir_all(&x);
+    eprintln!("xtask: box built in {}", dir.display());
+    Ok(img)
+}
+
+fn find_deb(debs: &Path, pkg: &str, ver: &str) -> Option<PathBuf> {
+    let want = format!("{pkg}_{}_", ver.replace(':', "%3a"));
+    fs::read_dir(debs)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&want))
+        })
+}
+
+/// One member of the initramfs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Dir,
+    File { data: Vec<u8>, mode: u32 },
+    Symlink(String),
+    CharDev(u32, u32),
+}
+
+/// What goes into the initramfs, by path.
+fn layout(x: &Path) -> Result<BTreeMap<String, Entry>, String> {
+    let mut m = BTreeMap::new();
+    let read = |p: &Path| fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let exe = |data| Entry::File { data, mode: 0o755 };
+    m.insert("init".into(), exe(INIT.as_bytes().to_vec()));
+    m.insert("dev/console".into(), Entry::CharDev(5, 1));
+    m.insert("bin/busybox".into(), exe(read(&x.join("bin/busybox"))?));
+    for b in ["xl", "xenstored", "xenconsoled", "xen-init-dom0"] {
+        m.insert(
+            format!("usr/lib/xen-4.17/bin/{b}"),
+            exe(read(&x.join("usr/lib/xen-4.17/bin").join(b))?),
+        );
+    }
+    m.insert(
+        "usr/bin/xenstore".into(),
+        exe(read(&x.join("usr/bin/xenstore"))?),
+    );
+    for l in ["read", "write", "ls", "list", "exists", "rm"] {
+        m.insert(
+            format!("usr/bin/xenstore-{l}"),
+            Entry::Symlink("xenstore".into()),
+        );
+    }
+    // Shared libraries (not gconv & co.: nothing here needs them).
+    for d in ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"] {
+        for e in fs::read_dir(x.join(d)).map_err(|e| format!("{d}: {e}"))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if !name.contains(".so") {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&p).map_err(|e| e.to_string())?;
+            let entry = if meta.file_type().is_symlink() {
+                Entry::Symlink(
+                    fs::read_link(&p)
+                        .map_err(|e| e.to_string())?
+                        .to_string_lossy()
+                        .into(),
+                )
+            } else {
+                exe(read(&p)?)
+            };
+            m.insert(format!("{d}/{name}"), entry);
+        }
+    }
+    m.insert(
+        "lib64/ld-linux-x86-64.so.2".into(),
+        Entry::Symlink("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".into()),
+    );
+    m.insert(
+        "etc/xen/xl.conf".into(),
+        Entry::File {
+            data: b"autoballoon=\"off\"\n".to_vec(),
+            mode: 0o644,
+        },
+    );
+    let order = module_order(x)?;
+    let mut list = String::new();
+    for (name, path) in &order {
+        m.insert(
+            format!("lib/modules/{name}.ko"),
+            Entry::File {
+                data: read(path)?,
+                mode: 0o644,
+            },
+        );
+        list += &format!("{name}.ko\n");
+    }
+    m.insert(
+        "etc/xenbox/modules".into(),
+        Entry::File {
+            data: list.into_bytes(),
+            mode: 0o644,
+        },
+    );
+    Ok(m)
+}
+
+/// `depends=` of a module's `.modinfo`.
+pub fn modinfo_depends(ko: &[u8]) -> Vec<String> {
+    let key = b"depends=";
+    ko.windows(key.len())
+        .position(|w| w == key)
+        .map(|i| {
+            let rest = &ko[i + key.len()..];
+            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            String::from_utf8_lossy(&rest[..end])
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// MODULES and their dependencies, dependencies first.
+fn module_order(x: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut all = BTreeMap::new();
+    let kdir = fs::read_dir(x.join("lib/modules"))
+        .map_err(|e| format!("kernel modules: {e}"))?
+        .filter_map(Result::ok)
+        .next()
+        .ok_or("no /lib/modules/<version>")?
+        .path();
+    let mut stack = vec![kdir.join("kernel")];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+        {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(n) = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".ko"))
+            {
+                // Module names use '_' and '-' interchangeably.
+                all.insert(n.replace('-', "_"), (n.to_string(), p.clone()));
+            }
+        }
+    }
+    let mut out: Vec<(String, PathBuf)> = vec![];
+    fn visit(
+        name: &str,
+        all: &BTreeMap<String, (String, PathBuf)>,
+        out: &mut Vec<(String, PathBuf)>,
+        depth: u32,
+    ) -> Result<(), String> {
+        let (file, path) = all
+            .get(&name.replace('-', "_"))
+            .ok_or(format!("kernel module {name} not in the kernel package"))?;
+        if out.iter().any(|(n, _)| n == file) {
+            return Ok(());
+        }
+        if depth > 32 {
+            return Err(format!("module dependencies of {name} loop"));
+        }
+        let data = fs::read(path).map_err(|e| e.to_string())?;
+        for d in modinfo_depends(&data) {
+            visit(&d, all, out, depth + 1)?;
+        }
+        out.push((file.clone(), path.clone()));
+        Ok(())
+    }
+    for m in MODULES {
+        visit(m, &all, &mut out, 0)?;
+    }
+    Ok(out)
+}
+
+/// An uncompressed newc cpio archive (what the kernel unpacks as initramfs); parent
+/// directories are added, mtimes are 0 so the same inputs give the same bytes.
+pub fn write_cpio(w: &mut impl Write, entries: &BTreeMap<String, Entry>) -> Result<(), String> {
+    let mut all = entries.clone();
+    for path in entries.keys() {
+        let mut p = Path::new(path).parent();
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+            all.entry(d.to_string_lossy().into()).or_insert(Entry::Dir);
+            p = d.parent();
+        }
+    }
+    let mut ino = 1u32;
+    let mut put = |w: &mut dyn Write,
+                   name: &str,
+                   mode: u32,
+                   data: &[u8],
+                   rdev: (u32, u32)|
+     -> std::io::Result<()> {
+        let namesize = name.len() + 1;
+        let hdr = format!(
+            "070701{ino:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{namesize:08x}{:08x}",
+            0, 0, 1, 0, data.len(), 0, 0, rdev.0, rdev.1, 0
+        );
+        ino += 1;
+        w.write_all(hdr.as_bytes())?;
+        w.write_all(name.as_bytes())?;
+        w.write_all(&[0])?;
+        let pad = (4 - (110 + namesize) % 4) % 4;
+        w.write_all(&[0; 3][..pad])?;
+        w.write_all(data)?;
+        w.write_all(&[0; 3][..(4 - data.len() % 4) % 4])
+    };
+    let io = |e: std::io::Error| format!("writing the initramfs: {e}");
+    for (name, e) in &all {
+        match e {
+            Entry::Dir => put(w, name, 0o040755, &[], (0, 0)),
+            Entry::File { data, mode } => put(w, name, 0o100000 | mode, data, (0, 0)),
+            Entry::Symlink(t) => put(w, name, 0o120777, t.as_bytes(), (0, 0)),
+            Entry::CharDev(maj, min) => put(w, name, 0o020600, &[], (*maj, *min)),
+        }
+        .map_err(io)?;
+    }
+    put(w, "TRAILER!!!", 0, &[], (0, 0)).map_err(io)
+}
+
+/// The per-run payload disk: a 4 KiB header, the kernel, then the peer tool, each
+/// starting on a 4 KiB boundary.
+pub fn payload(
+    path: &Path,
+    name: &str,
+    kernel: &Path,
+    peer: &Path,
+    cmdline: &str,
+    memory_mib: u64,
+    timeout_s: u64,
+) -> Result<(), String> {
+    for (what, v) in [("name", name), ("command line", cmdline)] {
+        if v.contains(['\n', '"', '\0']) {
+            return Err(format!("domU {what} {v:?} holds a newline, quote or NUL"));
+        }
+    }
+    let k = fs::read(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
+    let p = fs::read(peer).map_err(|e| format!("{}: {e}", peer.display()))?;
+    let hdr = format!(
+        "name={name}\nkernel_len={}\npeer_len={}\nmemory={memory_mib}\nextra={cmdline}\ntimeout={timeout_s}\n",
+        k.len(),
+        p.len()
+    );
+    if hdr.len() > 4096 {
+        return Err(format!(
+            "payload header of {} bytes, the limit is 4096",
+            hdr.len()
+        ));
+    }
+    let mut data = hdr.into_bytes();
+    data.resize(4096, 0);
+    for part in [&k, &p] {
+        data.extend_from_slice(part);
+        data.resize(data.len().div_ceil(4096) * 4096, 0);
+    }
+    fs::write(path, data).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_pins_every_package() {
+        let p = pins(LOCK).unwrap();
+        assert!(p.iter().any(|(n, _)| n.starts_with("linux-image-")));
+        assert!(p.iter().any(|(n, _)| n == "xen-utils-4.17"));
+        assert!(p.iter().all(|(_, v)| !v.is_empty()));
+        assert!(pins("no-version\n").is_err());
+    }
+
+    #[test]
+    fn cpio_is_newc_with_parents_and_a_trailer() {
+        let mut e = BTreeMap::new();
+        e.insert(
+            "a/b/c".to_string(),
+            Entry::File {
+                data: b"hello".to_vec(),
+                mode: 0o644,
+            },
+        );
+        e.insert("dev/console".to_string(), Entry::CharDev(5, 1));
+        let mut out = vec![];
+        write_cpio(&mut out, &e).unwrap();
+        let s = String::from_utf8_lossy(&out);
+        assert!(s.starts_with("070701"));
+        for name in ["a\0", "a/b\0", "a/b/c\0", "dev\0", "TRAILER!!!\0"] {
+            assert!(s.contains(name), "{name:?}");
+        }
+        assert_eq!(out.len() % 4, 0);
+        // Same input, same bytes.
+        let mut again = vec![];
+        write_cpio(&mut again, &e).unwrap();
+        assert_eq!(out, again);
+    }
+
+    #[test]
+    fn module_dependencies_are_read_from_modinfo() {
+        let ko = b"\x7fELF....license=GPL\0depends=virtio,virtio_ring\0vermagic=6.1\0";
+        assert_eq!(modinfo_depends(ko), ["virtio", "virtio_ring"]);
+        assert!(modinfo_depends(b"depends=\0").is_empty());
+    }
+
+    #[test]
+    fn payload_headers_refuse_what_would_break_the_config() {
+        let d = std::env::temp_dir().join("xenbox-payload-test");
+        let k = d.with_extension("k");
+        fs::write(&k, b"ELF").unwrap();
+        assert!(payload(&d, "app", &k, &k, "a\"b", 64, 10)
+            .unwrap_err()
+            .contains("quote"));
+        payload(&d, "app", &k, &k, "split=1G stress", 64, 10).unwrap();
+        let data = fs::read(&d).unwrap();
+        assert!(data.starts_with(
+            b"name=app\nkernel_len=3\npeer_len=3\nmemory=64\nextra=split=1G stress\n"
+        ));
+        assert_eq!(&data[4096..4099], b"ELF");
+        assert_eq!(
+            &data[8192..8195],
+            b"ELF",
+            "the peer on the next 4 KiB boundary"
+        );
+    }
+}

@@ -1,0 +1,110 @@
+#!/bin/busybox sh
+# /init of the Xen-in-a-box dom0 (Debian's Linux as PV dom0): start Xen's toolstack
+# daemons, boot the payload as a domU with xl, stream its console, check its xenstore
+# key, report its shutdown, and power the box off with a status the host receives.
+/bin/busybox --install -s /bin
+export PATH=/bin:/usr/bin:/usr/sbin:/usr/lib/xen-4.17/bin
+say() { echo "xenbox: $*"; }
+finish() {
+    say "exit $1"
+    sync
+    # isa-debug-exit at port 0xf4: QEMU exits with (status << 1) | 1.
+    printf "$(printf '\\%03o' "$1")" | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null
+    echo o > /proc/sysrq-trigger
+    sleep 30
+}
+fail() { say "FAIL $*"; finish 120; }
+
+mkdir -p /proc /sys /dev
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /run /tmp /var/lock /var/lib/xen /var/log/xen/console
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs -o size=95% tmpfs /run
+mkdir -p /run/xen /run/xenstored
+[ -e /var/run ] || ln -s /run /var/run
+echo 1 > /proc/sys/kernel/sysrq
+for m in $(cat /etc/xenbox/modules); do
+    insmod "/lib/modules/$m" || fail "insmod $m"
+done
+mount -t xenfs xenfs /proc/xen || fail "mount xenfs"
+xenstored --pid-file=/run/xenstored.pid || fail "xenstored"
+xen-init-dom0 > /run/xen-init-dom0.log 2>&1 || fail "xen-init-dom0: $(cat /run/xen-init-dom0.log)"
+xenconsoled --log=guest --log-dir=/var/log/xen/console || fail "xenconsoled"
+say "dom0 ready"
+
+# The payload: /dev/vda = a 4 KiB text header + the kernel; /dev/vdb = the ramdisk.
+[ -b /dev/vda ] || fail "no payload disk"
+hdr=$(head -c 4096 /dev/vda | tr -d '\000')
+get() { echo "$hdr" | sed -n "s/^$1=//p"; }
+name=$(get name); klen=$(get kernel_len); mem=$(get memory); extra=$(get extra); limit=$(get timeout)
+dd if=/dev/vda bs=4096 skip=1 2>/dev/null | head -c "$klen" > /run/kernel || fail "reading the kernel"
+plen=$(get peer_len)
+dd if=/dev/vda bs=4096 skip=$((1 + (klen + 4095) / 4096)) 2>/dev/null | head -c "$plen" > /run/peer
+chmod +x /run/peer
+ramdisk=""
+if [ -b /dev/vdb ]; then
+    cat /dev/vdb > /run/ramdisk.img || fail "reading the ramdisk"
+    ramdisk='ramdisk = "/run/ramdisk.img"'
+fi
+cat > /run/domu.cfg <<CFG
+name = "$name"
+type = "pv"
+kernel = "/run/kernel"
+$ramdisk
+memory = $mem
+vcpus = 1
+extra = "$extra"
+on_poweroff = "preserve"
+on_reboot = "preserve"
+on_crash = "preserve"
+CFG
+say "xl create (memory ${mem} MiB, ramdisk $([ -n "$ramdisk" ] && wc -c < /run/ramdisk.img || echo none) bytes)"
+log=/var/log/xen/console/guest-$name.log
+xl create /run/domu.cfg > /run/xl.log 2>&1 || fail "xl create: $(cat /run/xl.log)"
+rm -f /run/ramdisk.img
+id=$(xl domid "$name")
+say "domU $name is domain $id"
+touch "$log"
+# Stream the domU's console as xenconsoled logs it; a copy of what went out lets us
+# wait, at the end, until everything logged has been shown.
+tail -n +1 -F "$log" 2>/dev/null | tee /run/streamed | sed 's/^/domU| /' &
+# Wait for the domU to shut down (state flag s or c), up to the time limit.
+t=0
+while :; do
+    state=$(xl list "$id" 2>/dev/null | awk 'NR==2 {print $5}')
+    case "$state" in *s*|*c*) break ;; esac
+    [ -z "$state" ] && break
+    t=$((t + 1))
+    [ "$t" -gt $((limit * 5)) ] && { say "domU still running after $limit s"; break; }
+    usleep 200000
+done
+n=0
+while [ "$(wc -c < /run/streamed)" -lt "$(wc -c < "$log")" ] && [ $n -lt 300 ]; do
+    usleep 200000
+    n=$((n + 1))
+done
+sleep 1
+pkill tail 2>/dev/null
+reason=$(xl list -v "$id" 2>/dev/null | awk 'NR==2 {print $8}')
+say "domU state=$state reason=$reason"
+# What the domU wrote to xenstore, read from dom0's side.
+st=$(xenstore-read "/local/domain/$id/data/xenpv-app/status" 2>/dev/null)
+say "xenstore-read /local/domain/$id/data/xenpv-app/status = ${st:-<none>}"
+# A grant the domU left for dom0: map it as a backend would and check its bytes.
+gref=$(xenstore-read "/local/domain/$id/data/xenpv-app/grant-ref" 2>/dev/null)
+if [ -n "$gref" ]; then
+    gfnv=$(xenstore-read "/local/domain/$id/data/xenpv-app/grant-fnv" 2>/dev/null)
+    /run/peer "$id" "$gref" "$gfnv" 2>&1 | sed 's/^/xenbox: /'
+fi
+# The guest's status from its console's own exit line (cross-checked with the reason).
+status=$(sed -n 's/^xenpv-rt: exit status \([0-9]*\).*/\1/p' "$log" | tail -1)
+[ -z "$status" ] && status=125
+case "$reason" in
+    0) [ "$status" = 0 ] || say "status $status but shutdown reason poweroff" ;;
+    3) [ "$status" != 0 ] || say "status 0 but shutdown reason crash" ;;
+esac
+xl destroy "$id" 2>/dev/null
+finish "$status"
