@@ -11,9 +11,16 @@ fn main() {
     println!("cargo:rerun-if-changed=xenpv-rt.ld");
     println!("cargo:rustc-link-search={}", out.display());
     // Static, not PIE, no C start files or libraries: Xen jumps straight to _start.
+    // defmt's own script (found on the search path its build script adds) lays out the
+    // non-allocated .defmt section the host decoder reads.
+    let defmt = if env::var_os("CARGO_FEATURE_DEFMT").is_some() {
+        " -Tdefmt.x"
+    } else {
+        ""
+    };
     println!(
         "cargo:link_args=-nostartfiles -nostdlib -static -no-pie -Wl,--build-id=none \
-         -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -T{}",
+         -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -T{}{defmt}",
         script.display()
     );
 }

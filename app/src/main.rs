@@ -19,6 +19,19 @@ fn main(boot: &mut Boot) -> i32 {
         xenpv_rt::VERSION
     );
     println!("start_info: {}", boot.start_info());
+    let pages = boot.start_info().nr_pages;
+    if boot.cmdline().has("defmt_damage") {
+        // What a mangled console would deliver: the decoder must say so and go on.
+        println!("=defmt=AQCj8R4A!!");
+        println!("=defmt=AQCj");
+        println!("=defmt=!overflow");
+    }
+    defmt::info!(
+        "defmt: {=str} has {=u64} pages, split {=str}",
+        role,
+        pages,
+        boot.memory().split.name()
+    );
 
     let mut status = 0;
     let timing = boot.timing();
@@ -97,6 +110,18 @@ fn main(boot: &mut Boot) -> i32 {
         }
         if !stress::run(boot, &cfg, initrd_checksum) && status == 0 {
             status = 4;
+        }
+    }
+    let cmd = boot.cmdline();
+    if cmd.has("vmap_demo") {
+        // Module space in use, for the layout picture: two areas, the report again, gone.
+        let m = boot.memory();
+        match (m.vmalloc(3 << 20), m.vmalloc(5 << 20)) {
+            (Ok(a), Ok(b)) => {
+                println!("{}", m.report());
+                let (_, _) = (m.vfree(a), m.vfree(b));
+            }
+            (a, b) => println!("vmap_demo: {:?} {:?}", a.err(), b.err()),
         }
     }
     let cmd = boot.cmdline();

@@ -62,6 +62,8 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     let takeover_tsc = crate::time::rdtsc();
     let memory = crate::mm::setup::take_over(&info, split, module_space_min, batch);
     let takeover_end_tsc = crate::time::rdtsc();
+    #[cfg(feature = "defmt")]
+    crate::defmt_log::clock_up();
     if let start_info::ConsoleInfo::DomU { mfn, evtchn } = info.console {
         attach_ring_console(&memory, mfn, evtchn);
     }

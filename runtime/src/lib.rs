@@ -8,6 +8,7 @@
 
 pub mod cmdline;
 pub mod console;
+pub mod defmt_log;
 pub mod errno;
 pub mod evtchn;
 pub mod exit;
@@ -31,6 +32,9 @@ mod libc;
 mod panic;
 
 pub use cmdline::Cmdline;
+/// The application's defmt macros, for apps that do not depend on defmt themselves.
+#[cfg(feature = "defmt")]
+pub use defmt;
 pub use start_info::StartInfo;
 
 /// This runtime's version.

@@ -89,6 +89,34 @@ fn boot_mapping_end(o: &Outcome) -> Result<u64, String> {
     u64::from_str_radix(end, 16).map_err(|e| format!("TOTAL end {end:?}: {e}"))
 }
 
+/// The decoded defmt line points at the `defmt::info!` in the app's source.
+fn defmt_line_matches_source(o: &Outcome) -> Result<(), String> {
+    let src = std::fs::read_to_string(crate::root().join("app/src/main.rs"))
+        .map_err(|e| e.to_string())?;
+    // The macro's line: the one holding `defmt::info!(` at or before the format string.
+    let lines: Vec<&str> = src.lines().collect();
+    let fmt_at = lines
+        .iter()
+        .position(|l| l.contains("\"defmt: {=str} has"))
+        .ok_or("no defmt message in app/src/main.rs")?;
+    let want = (0..=fmt_at)
+        .rev()
+        .find(|&i| lines[i].contains("defmt::info!("))
+        .ok_or("no defmt::info! before the message")?
+        + 1;
+    let got = o
+        .guest_lines()
+        .find_map(|l| {
+            l.strip_prefix("INFO  ")
+                .and_then(|r| r.rsplit_once("(app/src/main.rs:"))
+        })
+        .and_then(|(_, n)| n.trim_end_matches(')').parse::<usize>().ok())
+        .ok_or("no decoded defmt line")?;
+    (got == want).then_some(()).ok_or(format!(
+        "decoded line says :{got}, the source has it at :{want}"
+    ))
+}
+
 /// The paging layout every good boot must report.
 fn layout_ok() -> Vec<Check> {
     vec![
@@ -165,11 +193,21 @@ fn stress_ok() -> Vec<Check> {
 pub fn table() -> Vec<BootTest> {
     let app = Image::app;
     let mut v = vec![
-        t("boot-hello", app(), "", 0, {
+        t("boot-hello", app(), "defmt_damage", 0, {
             let mut c = vec![
+                Check::Regex(
+                    r"(?m)^INFO  \[\d+\.\d{6}\] defmt: dom0 has 65536 pages, split 512M \(app/src/main\.rs:\d+\)$",
+                ),
+                Check::Custom(
+                    "the defmt line names the right file:line",
+                    defmt_line_matches_source,
+                ),
+                has("[defmt: corrupt line (not base64): AQCj8R4A!!]"),
+                Check::Regex(r"\[defmt: corrupt frame \(.*\), 3 bytes\]"),
+                has("[defmt: a frame too large for the runtime's buffer was dropped]"),
                 has("xenpv-app: hello from xenpv-rt 0.1.0 (dom0)"),
                 Check::Regex(
-                    r#"start_info: magic="xen-3\.0-x86_64" nr_pages=65536 flags=0x[0-9a-f]+ \[privileged,initdomain\].* cmdline="qemu-exit""#,
+                    r#"start_info: magic="xen-3\.0-x86_64" nr_pages=65536 flags=0x[0-9a-f]+ \[privileged,initdomain\].* cmdline="defmt_damage qemu-exit""#,
                 ),
                 has("initrd: none"),
                 has("xenpv-rt: exit status 0"),
@@ -224,6 +262,24 @@ pub fn table() -> Vec<BootTest> {
             )],
         ),
     ];
+    // The address-space picture, drawn from a real boot with module areas in use.
+    v.push(t(
+        "layout-picture",
+        app(),
+        "vmap_demo",
+        0,
+        vec![
+            Check::Regex(r"layout: level2_kernel 0=kernel 1-255=free 256-\d+=module \d+-511=free"),
+            Check::Custom("the SVG picture is valid XML with the slot labels", |o| {
+                let guest: String = o.guest_lines().collect::<Vec<_>>().join("\n");
+                let l = crate::picture::parse(&guest)?;
+                let svg = crate::picture::svg(&l);
+                crate::picture::check_svg(&svg, &l)?;
+                let f = crate::root().join("target/xtask/tests/layout.svg");
+                std::fs::write(&f, svg).map_err(|e| format!("{}: {e}", f.display()))
+            }),
+        ],
+    ));
     // Event channels: one-shot timers (count, spacing, arriving mid-computation) and a
     // loopback channel.
     v.push(t(
@@ -600,11 +656,17 @@ fn run_boot_tests(
         };
         prepared.push_back((t, initrd, expect));
     }
+    let bar = Arc::new(crate::progress::bar(
+        prepared.len() as u64,
+        "boot tests",
+        false,
+    ));
     let queue = Arc::new(Mutex::new(prepared));
     let counts = Arc::new(Mutex::new((0u64, 0u64)));
     let built = Arc::new(built.to_vec());
     let workers: Vec<_> = (0..jobs)
         .map(|_| {
+            let bar = bar.clone();
             let (queue, counts, built, xen, dir, domu_box) = (
                 queue.clone(),
                 counts.clone(),
@@ -647,13 +709,20 @@ fn run_boot_tests(
                         })
                 };
                 let mut c = counts.lock().expect("counts");
+                bar.inc(1);
                 match result {
                     Ok(secs) => {
-                        println!("PASS {} ({secs:.1} s)", t.name);
+                        bar.println(format!("PASS {} ({secs:.1} s)", t.name));
+                        if !crate::progress::shown() {
+                            println!("PASS {} ({secs:.1} s)", t.name);
+                        }
                         c.0 += 1;
                     }
                     Err(e) => {
-                        println!("FAIL {}: {e}", t.name);
+                        bar.println(format!("FAIL {}: {e}", t.name));
+                        if !crate::progress::shown() {
+                            println!("FAIL {}: {e}", t.name);
+                        }
                         c.1 += 1;
                     }
                 }
@@ -664,6 +733,7 @@ fn run_boot_tests(
         w.join()
             .map_err(|_| "a boot-test worker panicked".to_string())?;
     }
+    bar.finish_and_clear();
     let c = *counts.lock().expect("counts");
     Ok(c)
 }

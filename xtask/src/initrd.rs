@@ -29,15 +29,18 @@ pub fn checked(mib: u64, seed: u64) -> Result<(PathBuf, Header), String> {
     );
     let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
     f.write_all(&header.to_bytes()).map_err(io)?;
+    let bar = crate::progress::bar(total, &format!("initrd {mib} MiB"), true);
     let mut buf = Vec::with_capacity(1 << 20);
     for i in 0..(total - HEADER_LEN as u64) / 8 {
         buf.extend_from_slice(&pattern_word(seed, i).to_le_bytes());
         if buf.len() == 1 << 20 {
             f.write_all(&buf).map_err(io)?;
+            bar.inc(buf.len() as u64);
             buf.clear();
         }
     }
     f.write_all(&buf).map_err(io)?;
+    bar.finish_and_clear();
     f.flush().map_err(io)?;
     drop(f);
     std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -2,7 +2,10 @@
 mod bench;
 mod boottest;
 mod cargo;
+mod defmt_log;
 mod initrd;
+mod picture;
+mod progress;
 mod provision;
 mod qemu;
 mod xenbox;
@@ -26,6 +29,9 @@ commands:
           --xl [--dry-run]    run on a real Xen host as a domU with xl create -c
           --domu              boot it as a domU of a Linux dom0 inside QEMU (the box);
                               --memory is then the domU's
+  layout  boot the app (with two module areas mapped) and draw the address space it
+          reports, in the terminal and as target/xtask/layout.svg
+          --cmdline \"words\"   --initrd-mib N   --memory MiB
   box     build the Xen-in-a-box (Debian's Linux dom0 + xl) from pinned packages, cached
   test    host unit tests, builds, and boot tests under Xen; ends with \"N passed, N failed\"
           --host-only | --boot-only   --filter SUBSTR   -j N (parallel boots, default 2)
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
         Some("run") => qemu::run_command(&args[1..]),
         Some("test") => boottest::test_command(&args[1..]),
         Some("bench") => bench::bench_command(&args[1..]),
+        Some("layout") => picture::layout_command(&args[1..]),
         Some("box") => xenbox::ensure().map(|b| {
             println!("box: {} and {}", b.vmlinuz.display(), b.initramfs.display());
             0

@@ -240,6 +240,14 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
         }
     });
     let deadline = start + b.timeout;
+    // defmt lines are decoded with the image's own ELF as they arrive.
+    let defmt = match crate::defmt_log::Defmt::from_elf(&b.image) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("xtask: defmt lines stay encoded: {e}");
+            None
+        }
+    };
     let mut text = String::new();
     let mut fatal: Option<String> = None;
     let mut fatal_at: Option<Instant> = None;
@@ -256,6 +264,7 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
         }
         match rx.recv_timeout(until - now) {
             Ok(line) => {
+                let line = crate::defmt_log::show(defmt.as_ref(), &line);
                 let xen_line = line.starts_with("(XEN)");
                 xen_started |= line.contains("(XEN)");
                 let guest = match (&b.domu, line.strip_prefix("domU| ")) {

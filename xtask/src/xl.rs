@@ -30,6 +30,26 @@ fn is_xen_host() -> bool {
     Path::new("/proc/xen/capabilities").exists()
 }
 
+/// The config file (next to the image), its text and the command that boots it.
+pub fn plan(
+    name: &str,
+    kernel: &Path,
+    cmdline: &str,
+    ramdisk: Option<&Path>,
+    memory_mib: u64,
+    timeout: u64,
+) -> (std::path::PathBuf, String, String) {
+    let cfg_path = kernel.with_extension("xl.cfg");
+    let cfg = config(name, kernel, cmdline, ramdisk, memory_mib);
+    let cmd = format!("timeout {timeout} xl create -c {}", cfg_path.display());
+    (cfg_path, cfg, cmd)
+}
+
+/// What `--dry-run` prints: the config and the command, nothing else.
+pub fn dry_run_text(cfg_path: &Path, cfg: &str, cmd: &str) -> String {
+    format!("# {}\n{cfg}# then:\n{cmd}\n", cfg_path.display())
+}
+
 pub fn run(
     image: &Image,
     cmdline: &str,
@@ -44,13 +64,9 @@ pub fn run(
         cargo::build(image, false)?
     };
     let name = format!("xenpv-{}", image.name().replace(['[', ']', ',', '/'], "-"));
-    let cfg_path = crate::root()
-        .join("target/xtask/xl")
-        .join(format!("{name}.cfg"));
-    let cfg = config(&name, &kernel, cmdline, ramdisk, memory_mib);
-    let cmd = format!("timeout {timeout} xl create -c {}", cfg_path.display());
+    let (cfg_path, cfg, cmd) = plan(&name, &kernel, cmdline, ramdisk, memory_mib, timeout);
     if dry_run {
-        println!("# {}\n{cfg}# then:\n{cmd}", cfg_path.display());
+        print!("{}", dry_run_text(&cfg_path, &cfg, &cmd));
         return Ok(0);
     }
     if !is_xen_host() {
@@ -70,10 +86,12 @@ pub fn run(
         .spawn()
         .map_err(|e| format!("xl: {e}"))?;
     let mut status = None;
+    let defmt = crate::defmt_log::Defmt::from_elf(&kernel).ok().flatten();
     for line in BufReader::new(child.stdout.take().expect("piped"))
         .lines()
         .map_while(Result::ok)
     {
+        let line = crate::defmt_log::show(defmt.as_ref(), line.trim_end_matches('\r'));
         println!("{line}");
         if let Some(n) = line.trim().strip_prefix("xenpv-rt: exit status ") {
             status = n.trim().parse::<u8>().ok();
@@ -108,5 +126,26 @@ mod tests {
              on_reboot = \"destroy\"\non_crash = \"destroy\"\n"
         );
         assert!(!config("n", Path::new("/k"), "", None, 64).contains("ramdisk"));
+    }
+
+    #[test]
+    fn dry_run_prints_the_config_next_to_the_image_and_the_command() {
+        let (p, cfg, cmd) = plan(
+            "xenpv-app",
+            Path::new("/t/release/xenpv-app"),
+            "split=1G",
+            Some(Path::new("/r/600M.img")),
+            768,
+            60,
+        );
+        assert_eq!(p, Path::new("/t/release/xenpv-app.xl.cfg"));
+        let out = dry_run_text(&p, &cfg, &cmd);
+        assert_eq!(
+            out,
+            "# /t/release/xenpv-app.xl.cfg\nname = \"xenpv-app\"\ntype = \"pv\"\n\
+             kernel = \"/t/release/xenpv-app\"\nmemory = 768\nvcpus = 1\nextra = \"split=1G\"\n\
+             ramdisk = \"/r/600M.img\"\non_poweroff = \"destroy\"\non_reboot = \"destroy\"\n\
+             on_crash = \"destroy\"\n# then:\ntimeout 60 xl create -c /t/release/xenpv-app.xl.cfg\n"
+        );
     }
 }
