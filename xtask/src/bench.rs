@@ -2,7 +2,7 @@
 //! (same seed, split, initrd): once batched as the runtime normally runs, once with one
 //! MMU operation per hypercall (`mmu_batch=1 stress_batch=1`) as the baseline, and
 //! prints paging-setup and stress figures side by side.
-use crate::boottest::{stress_field, stress_memory_mib};
+use crate::boottest::{line_field, stress_field, stress_memory_mib};
 use crate::cargo::{self, Image};
 use crate::qemu::{self, Boot, Stream};
 use crate::{initrd, provision, Opts};
@@ -13,9 +13,7 @@ pub const TARGET: f64 = 256.0;
 
 /// `key=value` from the guest's `timing:` line.
 fn timing_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let line = text.lines().find(|l| l.starts_with("timing: "))?;
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    line_field(text, "timing: ", key)
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -142,28 +142,24 @@ pub fn stress_memory_mib(initrd_mib: u64, split: &str) -> u64 {
     initrd_mib + modules + 384
 }
 
-/// A numeric `key=value` of the last line starting with `prefix`.
-fn field(text: &str, prefix: &str, key: &str) -> Result<u64, String> {
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with(prefix))
-        .ok_or(format!("no line starting {prefix:?}"))?;
+/// `key=value` of the last line starting with `prefix` (the guest's summary lines).
+pub fn line_field<'a>(text: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
+    let line = text.lines().rev().find(|l| l.starts_with(prefix))?;
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .ok_or(format!("no {key}= in {line:?}"))?
+}
+
+/// A numeric [`line_field`], with an error saying what is missing.
+fn field(text: &str, prefix: &str, key: &str) -> Result<u64, String> {
+    line_field(text, prefix, key)
+        .ok_or(format!("no {key}= on a line starting {prefix:?}"))?
         .parse()
         .map_err(|e| format!("{key}: {e}"))
 }
 
-/// A field `key=value` of the stress summary line.
+/// A field of the stress summary line.
 pub fn stress_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("stress: seed="))?;
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    line_field(text, "stress: seed=", key)
 }
 
 /// The stress passed and kept to its promises.
