@@ -93,35 +93,36 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     exit::exit(status)
 }
 
-/// The domU console ring, through the direct map (the takeover reserved its frame).
-fn attach_ring_console(memory: &crate::mm::setup::Memory, mfn: u64, evtchn: u32) {
+/// A shared ring page Xen set up for a domU (`what`: for the refusal), through the
+/// direct map: the takeover reserved its frame.
+fn shared_page(
+    memory: &crate::mm::setup::Memory,
+    what: &str,
+    mfn: u64,
+    evtchn: u32,
+    layout: crate::ring::PageLayout,
+) -> crate::ring::PageLink {
     let (Some(pfn), Ok(port)) = (memory.pfn(mfn), crate::evtchn::checked(evtchn)) else {
-        crate::fatal!("start_info: console ring mfn {mfn:#x} / event channel {evtchn} unusable");
+        crate::fatal!("start_info: {what} ring mfn {mfn:#x} / event channel {evtchn} unusable");
     };
-    let va = crate::mm::layout::direct_map_va(pfn);
     // SAFETY: the frame is ours (p2m/M2P agree), direct-mapped RW, reserved as a shared
-    // ring by the takeover, and only the console uses it.
-    let link = unsafe { crate::ring::PageLink::new(va, crate::ring::CONSOLE_PAGE, port) };
+    // ring by the takeover; each ring has one user (the console, or the one Xenstore that
+    // Boot holds).
+    unsafe { crate::ring::PageLink::new(crate::mm::layout::direct_map_va(pfn), layout, port) }
+}
+
+/// The domU console ring.
+fn attach_ring_console(memory: &crate::mm::setup::Memory, mfn: u64, evtchn: u32) {
+    let link = shared_page(memory, "console", mfn, evtchn, crate::ring::CONSOLE_PAGE);
     console::ring::attach(crate::ring::Duplex::new(link));
 }
 
-/// A domU's xenstore ring, through the direct map (the takeover reserved its frame).
+/// A domU's xenstore client.
 fn attach_xenstore(
     memory: &crate::mm::setup::Memory,
     mfn: u64,
     evtchn: u32,
 ) -> crate::xenstore::Xenstore<crate::ring::PageLink> {
-    let (Some(pfn), Ok(port)) = (memory.pfn(mfn), crate::evtchn::checked(evtchn)) else {
-        crate::fatal!("start_info: xenstore ring mfn {mfn:#x} / event channel {evtchn} unusable");
-    };
-    // SAFETY: as for the console ring: our frame, direct-mapped RW, reserved, and only this
-    // client uses it (Boot holds the one instance).
-    let link = unsafe {
-        crate::ring::PageLink::new(
-            crate::mm::layout::direct_map_va(pfn),
-            crate::ring::XENSTORE_PAGE,
-            port,
-        )
-    };
+    let link = shared_page(memory, "xenstore", mfn, evtchn, crate::ring::XENSTORE_PAGE);
     crate::xenstore::Xenstore::new(link)
 }

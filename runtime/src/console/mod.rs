@@ -55,17 +55,25 @@ pub fn enabled(level: Level) -> bool {
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
 /// Write bytes to the console as they are.
+/// Printing has nowhere to report a failure: ring losses are counted
+/// (`ring::lost_bytes`), a refused console_io write is dropped.
 pub fn write_bytes(bytes: &[u8]) {
-    if ring::write(bytes) {
-        return;
+    let _ = write_raw(bytes);
+}
+
+/// The ring if this guest has one, else Xen's console_io.
+fn write_raw(bytes: &[u8]) -> Result<(), ConsoleError> {
+    if let Some(r) = ring::write(bytes) {
+        return r.map_err(ConsoleError::Ring);
     }
     // Xen's console_io takes at most a few KiB at a time in practice; chunk generously.
     for chunk in bytes.chunks(1024) {
         #[cfg(all(feature = "rt", not(test)))]
-        let _ = crate::hypercall::console_write(chunk);
+        crate::hypercall::console_write(chunk).map_err(ConsoleError::Xen)?;
         #[cfg(not(all(feature = "rt", not(test))))]
         let _ = chunk;
     }
+    Ok(())
 }
 
 /// A line-buffered writer; flushes on newline, when full, and on drop.
@@ -182,13 +190,7 @@ impl Console {
     /// for [`ring::STALL_TIMEOUT_NS`] gives an error naming how much went out.
     pub fn write_all(&self, bytes: &[u8]) -> Result<(), ConsoleError> {
         let _guard = LOCK.lock();
-        if ring::write(bytes) {
-            return Ok(());
-        }
-        for chunk in bytes.chunks(1024) {
-            crate::hypercall::console_write(chunk).map_err(ConsoleError::Xen)?;
-        }
-        Ok(())
+        write_raw(bytes)
     }
 
     /// Input typed at the console, without blocking (0 bytes if none).

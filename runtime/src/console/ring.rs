@@ -47,7 +47,8 @@ pub fn attach(ring: Live) {
     *r = Some(ring);
     let early = core::mem::take(&mut *EARLY.lock());
     if let Some(d) = r.as_mut() {
-        send(d, &early);
+        // Losses are counted by send and said just below.
+        let _ = send(d, &early);
         let lost = LOST.load(Ordering::Relaxed);
         if lost > 0 {
             let mut s: heapless::String<96> = heapless::String::new();
@@ -55,28 +56,31 @@ pub fn attach(ring: Live) {
                 &mut s,
                 format_args!("xenpv-rt: {lost} console bytes lost before the ring was up\n"),
             );
-            send(d, s.as_bytes());
+            let _ = send(d, s.as_bytes());
         }
     }
 }
 
-fn send(d: &mut Live, bytes: &[u8]) {
-    if let Err(e) = d.write_all(bytes, STALL_TIMEOUT_NS) {
-        let written = match e {
+/// Write to the ring; bytes that did not go out are counted as lost and reported.
+fn send(d: &mut Live, bytes: &[u8]) -> Result<(), DuplexError> {
+    d.write_all(bytes, STALL_TIMEOUT_NS).inspect_err(|e| {
+        let written = match *e {
             DuplexError::Stalled { written, .. } => written,
             _ => 0,
         };
         LOST.fetch_add(bytes.len() - written, Ordering::Relaxed);
-    }
+    })
 }
 
-/// Route `bytes` to the ring if this guest has one; false means "use console_io".
-pub(crate) fn write(bytes: &[u8]) -> bool {
+/// Route `bytes` to the ring if this guest has one (`None`: use console_io). Before the
+/// ring is attached they wait in the early buffer; what does not fit there is lost and
+/// reported as `Stalled`.
+pub(crate) fn write(bytes: &[u8]) -> Option<Result<(), DuplexError>> {
     if !EXPECT_RING.load(Ordering::Relaxed) {
-        return false;
+        return None;
     }
     let mut r = RING.lock();
-    match r.as_mut() {
+    Some(match r.as_mut() {
         Some(d) => send(d, bytes),
         None => {
             let mut early = EARLY.lock();
@@ -84,9 +88,16 @@ pub(crate) fn write(bytes: &[u8]) -> bool {
             let n = room.min(bytes.len());
             let _ = early.extend_from_slice(&bytes[..n]);
             LOST.fetch_add(bytes.len() - n, Ordering::Relaxed);
+            if n == bytes.len() {
+                Ok(())
+            } else {
+                Err(DuplexError::Stalled {
+                    written: n,
+                    len: bytes.len(),
+                })
+            }
         }
-    }
-    true
+    })
 }
 
 /// Input from the ring (0 if none), or `None` if this guest has no ring console.

@@ -171,6 +171,11 @@ fn slot(va: u64) -> usize {
     ((va - KERNEL_VIRT_BASE) / L2_SPAN) as usize
 }
 
+/// End of L2 slot `g`'s span, or `end` if that comes first.
+fn slot_end(g: usize, end: u64) -> u64 {
+    (KERNEL_VIRT_BASE + (g as u64 + 1) * L2_SPAN).min(end)
+}
+
 fn put<S: MmuSink>(sink: &mut S, table: Mfn, idx: usize, val: u64) -> Result<(), S::Error> {
     sink.submit(MmuOp::PtUpdate {
         ptr: (table << 12) | (idx as u64 * 8),
@@ -252,7 +257,7 @@ impl Vmap {
         while p < end {
             let g = slot(p);
             let slot_va = p;
-            let slot_end = (KERNEL_VIRT_BASE + (g as u64 + 1) * L2_SPAN).min(end);
+            let slot_end = slot_end(g, end);
             let l2e = env.word(self.l2_pfn(g), g % 512);
             if self.l1[g] == 0 && l2e == 0 {
                 // No table yet: nothing can be there. A fresh L1 will be made.
@@ -322,7 +327,7 @@ impl Vmap {
                     self.stats.pt_updates += 2;
                 }
                 let l1_mfn = self.mfn_of(env, self.l1[g] as Pfn)?;
-                let slot_end = (KERNEL_VIRT_BASE + (g as u64 + 1) * L2_SPAN).min(end);
+                let slot_end = slot_end(g, end);
                 while p < slot_end {
                     let (_, m) = self.take_frame(env, frames)?;
                     put(sink, l1_mfn, index(p, 1), (m << 12) | self.data)
