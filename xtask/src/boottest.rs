@@ -528,6 +528,8 @@ fn domu_tests() -> Vec<BootTest> {
         v.push(b);
     }
     for b in &mut v {
+        // The guest's last line must come through the stream too.
+        b.checks.push(has("xenpv-rt: exit status 0"));
         b.domu = true;
         b.timeout_s = b.timeout_s.max(240);
     }

@@ -134,6 +134,12 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
         .and_then(|p| p.metadata().ok())
         .map(|m| m.len())
         .unwrap_or(0);
+    let fail = |why: String, text: String| Outcome {
+        status: Err(Failure::Start(why)),
+        text,
+        secs: start.elapsed().as_secs_f64(),
+        log: b.log.clone(),
+    };
     let mem = b.memory_mib;
     let cmdline = format!("{} qemu-exit", b.cmdline.trim());
     let mut cmd = Command::new(provision::QEMU);
@@ -175,12 +181,7 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
                 mem,
                 b.timeout.as_secs(),
             ) {
-                return Outcome {
-                    status: Err(Failure::Start(e)),
-                    text: String::new(),
-                    secs: 0.0,
-                    log: b.log.clone(),
-                };
+                return fail(e, String::new());
             }
             cmd.args(["-m", &(dom0 + mem + 384).to_string()])
                 .arg("-append")
@@ -206,12 +207,6 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let fail = |why: String, text: String| Outcome {
-        status: Err(Failure::Start(why)),
-        text,
-        secs: start.elapsed().as_secs_f64(),
-        log: b.log.clone(),
-    };
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return fail(format!("{}: {e}", provision::QEMU), String::new()),

@@ -65,29 +65,55 @@ say "xl create (memory ${mem} MiB, ramdisk $([ -n "$ramdisk" ] && wc -c < /run/r
 log=/var/log/xen/console/guest-$name.log
 xl create /run/domu.cfg > /run/xl.log 2>&1 || fail "xl create: $(cat /run/xl.log)"
 rm -f /run/ramdisk.img
-id=$(xl domid "$name")
+# xl can answer before the new domain is listed: ask again for a while, never go on
+# without an id (an empty one would make `xl list` report dom0).
+id=""
+for i in $(seq 1 50); do
+    id=$(xl domid "$name" 2>/dev/null)
+    [ -n "$id" ] && break
+    usleep 200000
+done
+[ -n "$id" ] || fail "no domain id for $name after xl create: $(xl list 2>&1)"
 say "domU $name is domain $id"
 touch "$log"
 # Stream the domU's console as xenconsoled logs it; a copy of what went out lets us
 # wait, at the end, until everything logged has been shown.
-tail -n +1 -F "$log" 2>/dev/null | tee /run/streamed | sed 's/^/domU| /' &
-# Wait for the domU to shut down (state flag s or c), up to the time limit.
-t=0
+(tail -n +1 -F "$log" 2>/dev/null & echo $! > /run/tail.pid; wait) |
+    tee /run/streamed | sed 's/^/domU| /' &
+streamer=$!
+# Wait for the domU to shut down (state flag s or c). The limit is wall-clock time, with
+# room left before the host's own limit, so a domU that never stops is reported here.
+start=$(date +%s)
 while :; do
     state=$(xl list "$id" 2>/dev/null | awk 'NR==2 {print $5}')
     case "$state" in *s*|*c*) break ;; esac
     [ -z "$state" ] && break
-    t=$((t + 1))
-    [ "$t" -gt $((limit * 5)) ] && { say "domU still running after $limit s"; break; }
+    if [ $(($(date +%s) - start)) -ge $((limit - 30)) ]; then
+        say "domU still running after $((limit - 30)) s"
+        break
+    fi
     usleep 200000
 done
+# xenconsoled may still be moving the domU's last bytes into the log: wait until the log
+# stops growing and all of it has been streamed.
+prev=-1
 n=0
-while [ "$(wc -c < /run/streamed)" -lt "$(wc -c < "$log")" ] && [ $n -lt 300 ]; do
-    usleep 200000
+while [ $n -lt 100 ]; do
+    size=$(wc -c < "$log")
+    [ "$size" = "$prev" ] && [ "$(wc -c < /run/streamed)" -ge "$size" ] && break
+    prev=$size
+    usleep 300000
     n=$((n + 1))
 done
 sleep 1
-pkill tail 2>/dev/null
+# Stopping tail ends the pipeline; sed writes what it still buffers when it exits.
+kill "$(cat /run/tail.pid)" 2>/dev/null
+n=0
+while kill -0 "$streamer" 2>/dev/null && [ $n -lt 50 ]; do
+    usleep 200000
+    n=$((n + 1))
+done
+kill -0 "$streamer" 2>/dev/null && say "the console stream did not end"
 reason=$(xl list -v "$id" 2>/dev/null | awk 'NR==2 {print $8}')
 say "domU state=$state reason=$reason"
 # What the domU wrote to xenstore, read from dom0's side.
