@@ -4,8 +4,8 @@
 //!
 //! Replay a failure with the seed it printed: `stress seed=N`.
 
-use xenpv_rt::mm::vmap::{VmArea, VmapError};
 use xenpv_rt::mm::vrange::RangeError;
+use xenpv_rt::mm::{VmArea, VmapError};
 use xenpv_rt::{println, Boot, Timing};
 
 /// Areas alive at once (more than module space can hold at the average size).

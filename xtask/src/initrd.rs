@@ -1,7 +1,7 @@
-//! Checked initrd images (format: `xenpv_rt::initrd`), made once and cached.
+//! Checked initrd images (format: `xenpv_protocol::initrd`), made once and cached.
 use std::io::Write;
 use std::path::PathBuf;
-use xenpv_rt::initrd::{header_for, pattern_word, Header, HEADER_LEN};
+use xenpv_protocol::initrd::{header_for, pattern_word, Header, HEADER_LEN};
 
 /// Largest image we make (the guest's direct map and Xen's boot mapping bound it anyway).
 pub const MAX_MIB: u64 = 4096;
@@ -81,9 +81,12 @@ mod tests {
     fn images_verify_with_the_runtime_and_sizes_are_bounded() {
         let (path, header) = super::checked(1, 42).unwrap();
         let data = std::fs::read(&path).unwrap();
-        assert_eq!(xenpv_rt::initrd::verify(&data).unwrap().header, header);
+        assert_eq!(
+            xenpv_protocol::initrd::verify(&data).unwrap().header,
+            header
+        );
         let bad = std::fs::read(super::corrupted(1, 42, 5000).unwrap()).unwrap();
-        assert!(xenpv_rt::initrd::verify(&bad).is_err());
+        assert!(xenpv_protocol::initrd::verify(&bad).is_err());
         assert!(super::checked(0, 1)
             .unwrap_err()
             .contains("outside 1..=4096"));

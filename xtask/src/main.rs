@@ -4,6 +4,7 @@ mod boottest;
 mod cargo;
 mod defmt_log;
 mod initrd;
+mod lint;
 mod picture;
 mod progress;
 mod provision;
@@ -48,6 +49,10 @@ fn main() -> ExitCode {
         Some("test") => boottest::test_command(&args[1..]),
         Some("bench") => bench::bench_command(&args[1..]),
         Some("layout") => picture::layout_command(&args[1..]),
+        Some("lint") => lint::run().map(|()| {
+            println!("lint: PASS");
+            0
+        }),
         Some("box") => xenbox::ensure().map(|b| {
             println!("box: {} and {}", b.vmlinuz.display(), b.initramfs.display());
             0

@@ -1,0 +1,28 @@
+//! The vocabulary every xenpv-rt crate shares: typed frame numbers and addresses, and
+//! Xen's error returns.
+//!
+//! A PV guest deals in two kinds of frame numbers: *machine* frames ([`Mfn`]), which Xen
+//! and the page tables see, and *pseudo-physical* frames ([`Pfn`]), the guest's own
+//! contiguous numbering, translated through the p2m list. Mixing them up is the classic
+//! PV paging bug, so they are distinct types: the compiler refuses an `Mfn` where a `Pfn`
+//! is wanted, and a conversion is always spelled out (`Mfn(raw)`, `mfn.0`, or a lookup
+//! through the p2m/m2p).
+//!
+//! ```
+//! use xenpv_abi::{Maddr, Mfn, Pfn};
+//! let mfn = Mfn(0x1234);
+//! assert_eq!(mfn.maddr(), Maddr(0x1234000));
+//! assert_eq!(Maddr(0x1234_008).mfn(), mfn);
+//! let pfn = Pfn(7);
+//! assert_eq!(pfn + 1, Pfn(8));
+//! // `let m: Mfn = pfn;` does not compile.
+//! ```
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod errno;
+mod frame;
+
+pub use errno::XenError;
+pub use frame::{Maddr, Mfn, Pfn, PAGE_SHIFT, PAGE_SIZE};

@@ -1,0 +1,179 @@
+//! The executor: runs of [`MmuOp`]s become batched `mmu_update` / `mmuext_op` hypercalls.
+//! Thin on purpose: what to do was decided by a planner.
+
+use crate::ops::{MmuOp, MmuSink};
+use xen_sys as xen;
+use xenpv_abi::XenError;
+
+/// How batches reach Xen: hypercalls on the live system (the platform crate's transport),
+/// the model of Xen's PV MMU in host tests.
+/// On failure each says which request failed (updates counted first in the combined call).
+pub trait Transport {
+    fn mmu_update(&mut self, reqs: &[xen::mmu_update]) -> Result<(), (XenError, usize)>;
+    fn mmuext_op(&mut self, ops: &[xen::mmuext_op]) -> Result<(), (XenError, usize)>;
+    fn mmu_update_then_ext(
+        &mut self,
+        reqs: &[xen::mmu_update],
+        ops: &[xen::mmuext_op],
+    ) -> Result<(), (XenError, usize)>;
+}
+
+/// PTE updates per `mmu_update` call (one whole L1 table).
+pub const MMU_BATCH: usize = 512;
+/// Operations per `mmuext_op` call.
+pub const EXT_BATCH: usize = 64;
+
+/// A refused operation: which one and what Xen said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecError {
+    pub op: MmuOp,
+    pub error: XenError,
+}
+
+impl core::fmt::Display for ExecError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Xen refused {:x?}: {}", self.op, self.error)
+    }
+}
+
+pub struct Executor<T: Transport> {
+    transport: T,
+    /// Queued PTE updates (one `mmu_update` batch).
+    pending: [MmuOp; MMU_BATCH],
+    len: usize,
+    /// Queued `mmuext` ops; after queued updates only TLB flushes, which then ride in
+    /// the same multicall.
+    ext: [MmuOp; EXT_BATCH],
+    ext_len: usize,
+    /// Most operations per hypercall (1 gives the one-update-per-call baseline).
+    batch: usize,
+    /// Hypercalls issued (a multicall counts once) and operations carried, for the
+    /// stress and bench figures.
+    pub hypercalls: u64,
+    pub pt_updates: u64,
+    pub multicalls: u64,
+}
+
+impl<T: Transport> Executor<T> {
+    pub const fn new(transport: T) -> Self {
+        Executor {
+            transport,
+            pending: [MmuOp::TlbFlushLocal; MMU_BATCH],
+            len: 0,
+            ext: [MmuOp::TlbFlushLocal; EXT_BATCH],
+            ext_len: 0,
+            batch: MMU_BATCH,
+            hypercalls: 0,
+            pt_updates: 0,
+            multicalls: 0,
+        }
+    }
+
+    /// The transport (tests look at what the model saw).
+    pub fn transport(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    /// At most `n` (1..=512) operations per hypercall from now on.
+    pub fn set_batch(&mut self, n: usize) -> Result<(), ExecError> {
+        self.flush()?;
+        self.batch = n.clamp(1, MMU_BATCH);
+        Ok(())
+    }
+}
+
+fn ext(op: &MmuOp) -> xen::mmuext_op {
+    let (cmd, arg1) = match *op {
+        MmuOp::ClearPage { mfn } => (xen::MMUEXT_CLEAR_PAGE, mfn),
+        MmuOp::Pin { level, mfn } => (xen::MMUEXT_PIN_L1_TABLE + level as u32 - 1, mfn),
+        MmuOp::Unpin { mfn } => (xen::MMUEXT_UNPIN_TABLE, mfn),
+        MmuOp::NewBaseptr { mfn } => (xen::MMUEXT_NEW_BASEPTR, mfn),
+        MmuOp::TlbFlushLocal => (xen::MMUEXT_TLB_FLUSH_LOCAL, 0),
+        MmuOp::InvlpgLocal { va } => (xen::MMUEXT_INVLPG_LOCAL, va),
+        MmuOp::PtUpdate { .. } => unreachable!("PtUpdate travels by mmu_update"),
+    };
+    xen::mmuext_op {
+        cmd,
+        arg1: xen::mmuext_op__bindgen_ty_1 { mfn: arg1 },
+        arg2: xen::mmuext_op__bindgen_ty_2 { nr_ents: 0 },
+    }
+}
+
+/// May this mmuext op follow queued updates in one multicall? Only if running it after
+/// a failed update batch is harmless.
+fn rides_along(op: &MmuOp) -> bool {
+    matches!(op, MmuOp::TlbFlushLocal | MmuOp::InvlpgLocal { .. })
+}
+
+impl<T: Transport> MmuSink for Executor<T> {
+    type Error = ExecError;
+
+    fn submit(&mut self, op: MmuOp) -> Result<(), ExecError> {
+        match op {
+            MmuOp::PtUpdate { ptr, .. } => {
+                // The low bits would select another mmu_update command, which Xen accepts.
+                assert!(ptr & 7 == 0, "PtUpdate ptr {ptr:#x} is not 8-aligned");
+                if self.ext_len > 0 {
+                    self.flush()?; // keep the order: queued ext ops go first
+                }
+                self.pending[self.len] = op;
+                self.len += 1;
+                if self.len >= self.batch {
+                    self.flush()?;
+                }
+            }
+            _ => {
+                if self.len > 0 && !rides_along(&op) {
+                    self.flush()?;
+                }
+                self.ext[self.ext_len] = op;
+                self.ext_len += 1;
+                if self.ext_len >= self.batch.min(EXT_BATCH) {
+                    self.flush()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ExecError> {
+        let (n, e) = (self.len, self.ext_len);
+        if n == 0 && e == 0 {
+            return Ok(());
+        }
+        self.len = 0;
+        self.ext_len = 0;
+        self.hypercalls += 1;
+        self.pt_updates += n as u64;
+        let mut reqs = [xen::mmu_update { ptr: 0, val: 0 }; MMU_BATCH];
+        for (r, op) in reqs.iter_mut().zip(&self.pending[..n]) {
+            if let MmuOp::PtUpdate { ptr, val } = *op {
+                // Low bits of ptr select the command: 0 = MMU_NORMAL_PT_UPDATE.
+                *r = xen::mmu_update {
+                    ptr: ptr | xen::MMU_NORMAL_PT_UPDATE as u64,
+                    val,
+                };
+            }
+        }
+        let mut exts = [ext(&MmuOp::TlbFlushLocal); EXT_BATCH];
+        for (r, op) in exts.iter_mut().zip(&self.ext[..e]) {
+            *r = ext(op);
+        }
+        let result = match (n, e) {
+            (_, 0) => self.transport.mmu_update(&reqs[..n]),
+            (0, _) => self.transport.mmuext_op(&exts[..e]),
+            _ => {
+                self.multicalls += 1;
+                self.transport.mmu_update_then_ext(&reqs[..n], &exts[..e])
+            }
+        };
+        result.map_err(|(error, done)| ExecError {
+            op: if done < n {
+                self.pending[done]
+            } else {
+                self.ext[(done - n).min(e.saturating_sub(1))]
+            },
+            error,
+        })
+    }
+}

@@ -1,0 +1,257 @@
+//! The frame allocator: which pseudo-physical frames are taken, and by what.
+//!
+//! A bitmap (one bit per pfn, set = taken) that lives in frames the takeover reserves and
+//! is reached through the direct map; plus the named regions it was seeded with, so that
+//! the layout report can say what holds a frame.
+
+use crate::ops::Pfn;
+
+/// What a reserved region holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    Kernel,
+    Initrd,
+    P2m,
+    /// The runtime's page tables (and the bitmap itself).
+    PageTables,
+    Bitmap,
+    /// Xen's boot L1s still referenced by the kernel map.
+    BootL1,
+    /// Shared rings Xen set up for a domU (xenstore, console).
+    SharedRing,
+}
+
+impl Use {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Use::Kernel => "kernel",
+            Use::Initrd => "initrd",
+            Use::P2m => "p2m",
+            Use::PageTables => "page-tables",
+            Use::Bitmap => "frame-bitmap",
+            Use::BootL1 => "boot-l1",
+            Use::SharedRing => "shared-ring",
+        }
+    }
+}
+
+/// A reserved range of pfns `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub start: Pfn,
+    pub end: Pfn,
+    pub what: Use,
+}
+
+/// Up to this many named regions.
+pub type Regions = heapless::Vec<Region, 24>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// The pfn is not below nr_pages.
+    OutOfRange { pfn: Pfn, nr_pages: u64 },
+    /// Freeing a frame that is not allocated.
+    DoubleFree { pfn: Pfn },
+    /// A reserved region's frame cannot be freed.
+    Reserved { pfn: Pfn, what: Use },
+    /// The bitmap given is too small for nr_pages.
+    BitmapTooSmall { words: usize, need: usize },
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            FrameError::OutOfRange { pfn, nr_pages } => {
+                write!(f, "pfn {pfn:#x} is not below nr_pages {nr_pages:#x}")
+            }
+            FrameError::DoubleFree { pfn } => write!(f, "pfn {pfn:#x} freed but not allocated"),
+            FrameError::Reserved { pfn, what } => {
+                write!(
+                    f,
+                    "pfn {pfn:#x} belongs to the {} region and cannot be freed",
+                    what.name()
+                )
+            }
+            FrameError::BitmapTooSmall { words, need } => {
+                write!(f, "frame bitmap of {words} words, {need} needed")
+            }
+        }
+    }
+}
+
+/// Bitmap words needed for `nr_pages`.
+pub const fn bitmap_words(nr_pages: u64) -> usize {
+    nr_pages.div_ceil(64) as usize
+}
+
+pub struct FrameAllocator<'a> {
+    bits: &'a mut [u64],
+    nr_pages: u64,
+    regions: Regions,
+    free: u64,
+    /// Where the next search starts (keeps allocation O(1) amortised).
+    rotor: usize,
+}
+
+impl<'a> FrameAllocator<'a> {
+    /// All frames free except `regions`. `bits` need not be zeroed.
+    pub fn new(bits: &'a mut [u64], nr_pages: u64, regions: Regions) -> Result<Self, FrameError> {
+        let need = bitmap_words(nr_pages);
+        if bits.len() < need {
+            return Err(FrameError::BitmapTooSmall {
+                words: bits.len(),
+                need,
+            });
+        }
+        let bits = &mut bits[..need];
+        bits.fill(0);
+        // Bits past nr_pages in the last word count as taken.
+        if !nr_pages.is_multiple_of(64) {
+            bits[need - 1] = !0u64 << (nr_pages % 64);
+        }
+        let mut a = FrameAllocator {
+            bits,
+            nr_pages,
+            regions: Regions::new(),
+            free: nr_pages,
+            rotor: 0,
+        };
+        for r in &regions {
+            for pfn in r.start..r.end.min(nr_pages) {
+                if a.mark(pfn) {
+                    a.free -= 1;
+                }
+            }
+        }
+        a.regions = regions;
+        Ok(a)
+    }
+
+    fn mark(&mut self, pfn: Pfn) -> bool {
+        let (w, b) = ((pfn / 64) as usize, pfn % 64);
+        let was = self.bits[w] & (1 << b) != 0;
+        self.bits[w] |= 1 << b;
+        !was
+    }
+
+    pub fn nr_pages(&self) -> u64 {
+        self.nr_pages
+    }
+    pub fn free_frames(&self) -> u64 {
+        self.free
+    }
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+    pub fn is_taken(&self, pfn: Pfn) -> bool {
+        pfn >= self.nr_pages || self.bits[(pfn / 64) as usize] & (1 << (pfn % 64)) != 0
+    }
+    /// The region holding `pfn`, if it is reserved.
+    pub fn region_of(&self, pfn: Pfn) -> Option<Use> {
+        self.regions
+            .iter()
+            .find(|r| (r.start..r.end).contains(&pfn))
+            .map(|r| r.what)
+    }
+
+    /// One free frame, or `None` when memory is exhausted.
+    pub fn alloc(&mut self) -> Option<Pfn> {
+        let n = self.bits.len();
+        for k in 0..n {
+            let w = (self.rotor + k) % n;
+            if self.bits[w] != !0 {
+                let b = (!self.bits[w]).trailing_zeros() as u64;
+                self.bits[w] |= 1 << b;
+                self.rotor = w;
+                self.free -= 1;
+                return Some(w as u64 * 64 + b);
+            }
+        }
+        None
+    }
+
+    pub fn free(&mut self, pfn: Pfn) -> Result<(), FrameError> {
+        if pfn >= self.nr_pages {
+            return Err(FrameError::OutOfRange {
+                pfn,
+                nr_pages: self.nr_pages,
+            });
+        }
+        if let Some(what) = self.region_of(pfn) {
+            return Err(FrameError::Reserved { pfn, what });
+        }
+        let (w, b) = ((pfn / 64) as usize, pfn % 64);
+        if self.bits[w] & (1 << b) == 0 {
+            return Err(FrameError::DoubleFree { pfn });
+        }
+        self.bits[w] &= !(1 << b);
+        self.free += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regions(r: &[(u64, u64, Use)]) -> Regions {
+        r.iter()
+            .map(|&(start, end, what)| Region { start, end, what })
+            .collect()
+    }
+
+    #[test]
+    fn reserved_frames_are_never_handed_out() {
+        let mut bits = vec![!0u64; 4];
+        let mut a = FrameAllocator::new(
+            &mut bits,
+            200,
+            regions(&[(0, 10, Use::Kernel), (50, 60, Use::Initrd)]),
+        )
+        .unwrap();
+        assert_eq!(a.free_frames(), 180);
+        let mut got = Vec::new();
+        while let Some(p) = a.alloc() {
+            got.push(p);
+        }
+        assert_eq!(got.len(), 180);
+        assert!(got
+            .iter()
+            .all(|&p| p >= 10 && !(50..60).contains(&p) && p < 200));
+        assert_eq!(a.free_frames(), 0);
+        assert_eq!(a.alloc(), None, "exhaustion is None, not a panic");
+    }
+
+    #[test]
+    fn free_checks_range_reservation_and_double_free() {
+        let mut bits = vec![0u64; 2];
+        let mut a = FrameAllocator::new(&mut bits, 100, regions(&[(0, 4, Use::Kernel)])).unwrap();
+        let p = a.alloc().unwrap();
+        assert_eq!(a.free(p), Ok(()));
+        assert_eq!(a.free(p), Err(FrameError::DoubleFree { pfn: p }));
+        assert_eq!(
+            a.free(2),
+            Err(FrameError::Reserved {
+                pfn: 2,
+                what: Use::Kernel
+            })
+        );
+        assert_eq!(
+            a.free(100),
+            Err(FrameError::OutOfRange {
+                pfn: 100,
+                nr_pages: 100
+            })
+        );
+        assert_eq!(a.region_of(3), Some(Use::Kernel));
+    }
+
+    #[test]
+    fn a_short_bitmap_is_refused() {
+        let mut bits = vec![0u64; 1];
+        assert_eq!(
+            FrameAllocator::new(&mut bits, 65, Regions::new()).err(),
+            Some(FrameError::BitmapTooSmall { words: 1, need: 2 })
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Grafting Xen's boot mappings into the runtime's kernel map: which L2 slots go where,
+//! and which are retired after the switch. Pure.
+//!
+//! Xen's L2 under L3[510] becomes level2_kernel, entry for entry (the L1s it points at are
+//! shared, as in Linux). Where the boot region spills under L3[511] (an initrd above about
+//! 1 GiB), exactly the slots Xen populated there go into level2_fixmap. After the switch
+//! everything above the kernel image is retired, so module space starts empty.
+//!
+//! The 2014 Linux bug, reproducible with the `regress-2014-fixmap-copy` feature: Linux
+//! took "Xen's L2 for `__START_KERNEL_map + PMD_SIZE`" for level2_fixmap. 2 MiB past the
+//! kernel base is still under L3[510], so that is the kernel's L2 again, copied whole into
+//! level2_fixmap: module space under L3[511] then aliased the kernel image, initrd and
+//! boot data, and vmalloc found PTEs that should have been empty.
+
+use crate::layout::{
+    index, kernel_l2_slot_va, Split, FIXMAP_L2_SLOT, KERNEL_VIRT_BASE, L2_SPAN, L3_FIXMAP,
+    L3_KERNEL, L3_SPAN, MODULES_END, MODULES_END_L2_SLOT,
+};
+use crate::ops::pte;
+use crate::snapshot::BootSnapshot;
+
+/// What goes into the runtime's two kernel-map L2 pages, and what is retired later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Graft {
+    /// Entries of level2_kernel (absent = 0).
+    pub level2_kernel: [u64; 512],
+    /// Entries of level2_fixmap grafted from Xen (the fixmap slot itself is not here).
+    pub level2_fixmap: [u64; 512],
+    /// level2_kernel slots past the kernel image, cleared after the switch.
+    pub retire_kernel: SlotSet,
+    /// level2_fixmap slots grafted from Xen's boot region, cleared after the switch.
+    pub retire_fixmap: SlotSet,
+    /// The last level2_kernel slot of the kernel image.
+    pub kernel_last_slot: usize,
+}
+
+/// A set of slots 0..512.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotSet([u64; 8]);
+
+impl SlotSet {
+    pub fn insert(&mut self, slot: usize) {
+        self.0[slot / 64] |= 1 << (slot % 64);
+    }
+    pub fn contains(&self, slot: usize) -> bool {
+        self.0[slot / 64] & (1 << (slot % 64)) != 0
+    }
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..512).filter(|&s| self.contains(s))
+    }
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A layout the runtime refuses, before anything is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// The kernel image does not fit below module space.
+    KernelTooBig { kernel_bytes: u64, split: Split },
+    /// Xen's boot region reaches the end of module space (and the fixmap slots after it).
+    BootRegionReachesFixmap { boot_end: u64, limit: u64 },
+    /// Module space is smaller than the application asked for.
+    ModuleSpaceTooSmall {
+        have_bytes: u64,
+        want_bytes: u64,
+        split: Split,
+    },
+    /// Not enough free frames above the boot region for the new page tables.
+    OutOfFrames { need: u64, have: u64 },
+}
+
+impl core::fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        const MIB: u64 = 1 << 20;
+        match *self {
+            LayoutError::KernelTooBig { kernel_bytes, split } => write!(
+                f,
+                "kernel image of {} KiB does not fit the {} kernel space ({} MiB)",
+                kernel_bytes / 1024,
+                split.name(),
+                split.kernel_bytes() / MIB
+            ),
+            LayoutError::BootRegionReachesFixmap { boot_end, limit } => write!(
+                f,
+                "Xen's boot mapping ends at {boot_end:#x}, {} MiB from the kernel base, past the \
+                 end of module space at {limit:#x} ({} MiB; the fixmap follows): the initrd is \
+                 too big to be mapped, build with the mod-start-pfn feature",
+                (boot_end - KERNEL_VIRT_BASE) / MIB,
+                (limit - KERNEL_VIRT_BASE) / MIB
+            ),
+            LayoutError::ModuleSpaceTooSmall { have_bytes, want_bytes, split } => write!(
+                f,
+                "module space of the {} split is {} MiB ({:#x}..{:#x}), smaller than the {} MiB asked for",
+                split.name(),
+                have_bytes / MIB,
+                split.modules_start(),
+                MODULES_END,
+                want_bytes / MIB
+            ),
+            LayoutError::OutOfFrames { need, have } => write!(
+                f,
+                "the new page tables need {need} free frames above the boot region, there are {have}"
+            ),
+        }
+    }
+}
+
+/// Decide the graft. `kernel_end` is the first address after the image.
+pub fn graft(snap: &BootSnapshot, kernel_end: u64, split: Split) -> Result<Graft, LayoutError> {
+    let kernel_bytes = kernel_end - KERNEL_VIRT_BASE;
+    if kernel_bytes > split.kernel_bytes() {
+        return Err(LayoutError::KernelTooBig {
+            kernel_bytes,
+            split,
+        });
+    }
+    // The boot region may cover module space (it is retired), never the fixmap's slots.
+    let limit = kernel_l2_slot_va(L3_FIXMAP, MODULES_END_L2_SLOT);
+    if snap.boot_end > limit
+        || (snap.boot_end - KERNEL_VIRT_BASE) > L3_SPAN + MODULES_END_L2_SLOT as u64 * L2_SPAN
+    {
+        return Err(LayoutError::BootRegionReachesFixmap {
+            boot_end: snap.boot_end,
+            limit,
+        });
+    }
+    let kernel_last_slot = index(kernel_end - 1, 2);
+    let mut g = Graft {
+        level2_kernel: snap.l2_kernel,
+        level2_fixmap: [0; 512],
+        retire_kernel: SlotSet::default(),
+        retire_fixmap: SlotSet::default(),
+        kernel_last_slot,
+    };
+    for slot in kernel_last_slot + 1..512 {
+        if pte::present(snap.l2_kernel[slot]) {
+            g.retire_kernel.insert(slot);
+        }
+    }
+    if let Some(l2) = &snap.l2_fixmap {
+        for (slot, &e) in l2.iter().enumerate() {
+            if pte::present(e) && kernel_l2_slot_va(L3_FIXMAP, slot) < snap.boot_end {
+                g.level2_fixmap[slot] = e;
+                g.retire_fixmap.insert(slot);
+            }
+        }
+    }
+    if cfg!(feature = "regress-2014-fixmap-copy") {
+        // Linux before 2014: l2 = Xen's L2 for __START_KERNEL_map + PMD_SIZE (L3 slot
+        // index(base + 2M, 3) == 510: the kernel's own L2), copy_page(level2_fixmap, l2).
+        let wrong_l3_slot = index(KERNEL_VIRT_BASE + L2_SPAN, 3);
+        debug_assert_eq!(wrong_l3_slot, L3_KERNEL);
+        g.level2_fixmap = snap.l2_kernel;
+    }
+    debug_assert!(!g.retire_fixmap.contains(FIXMAP_L2_SLOT));
+    Ok(g)
+}

@@ -1,0 +1,140 @@
+//! Reading Xen's boot page tables: the part of them the takeover grafts.
+//!
+//! Xen's boot tables are untrusted input: every frame they reference on the way down must
+//! be one of the boot page-table frames start_info names, and no entry may be a superpage.
+//! The reader is abstract so the host tests read the model's memory instead.
+
+use crate::layout::{index, KERNEL_VIRT_BASE, L2_SPAN, L3_FIXMAP, L3_KERNEL, L4_KERNEL, PAGE_SIZE};
+use crate::ops::{pte, Mfn};
+
+/// Gives the 512 entries of one of Xen's boot page-table frames.
+pub trait TableReader {
+    /// `None` if `mfn` is not one of the boot page-table frames.
+    fn table(&self, mfn: Mfn) -> Option<[u64; 512]>;
+}
+
+/// What the takeover needs of Xen's boot tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootSnapshot {
+    /// Xen's L2 under L3[510] (0xffffffff80000000..0xffffffffc0000000).
+    pub l2_kernel: [u64; 512],
+    /// Xen's L2 under L3[511], when the boot region reaches past 1 GiB.
+    pub l2_fixmap: Option<[u64; 512]>,
+    /// One past the last byte Xen mapped from [`KERNEL_VIRT_BASE`] (padding included).
+    pub boot_end: u64,
+    /// The L1 holding the kernel image's last page, and its entries.
+    pub kernel_tail_l1: (Mfn, [u64; 512]),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// A table entry points at a frame that is not one of Xen's boot page-table frames.
+    ForeignTable { level: u8, slot: usize, mfn: Mfn },
+    /// A superpage entry (Xen never gives PV guests any).
+    Superpage { level: u8, slot: usize },
+    /// L4[511] or L3[510] is empty: there is no kernel map to take over.
+    NoKernelMap,
+    /// The boot mapping has a hole before `va` while later slots are mapped.
+    Hole { va: u64 },
+    /// The kernel image's last page is not mapped.
+    KernelNotMapped { va: u64 },
+}
+
+impl core::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            SnapshotError::ForeignTable { level, slot, mfn } => write!(
+                f,
+                "Xen's boot L{level}[{slot}] points at mfn {mfn:#x}, not one of the boot page-table frames"
+            ),
+            SnapshotError::Superpage { level, slot } => {
+                write!(f, "Xen's boot L{level}[{slot}] is a superpage")
+            }
+            SnapshotError::NoKernelMap => write!(f, "Xen's boot tables have no L4[511]/L3[510]"),
+            SnapshotError::Hole { va } => write!(f, "Xen's boot mapping has a hole at {va:#x}"),
+            SnapshotError::KernelNotMapped { va } => {
+                write!(f, "the kernel image's page at {va:#x} is not mapped")
+            }
+        }
+    }
+}
+
+fn child(
+    r: &impl TableReader,
+    entry: u64,
+    level: u8,
+    slot: usize,
+) -> Result<Option<(Mfn, [u64; 512])>, SnapshotError> {
+    if !pte::present(entry) {
+        return Ok(None);
+    }
+    if level != 4 && entry & pte::PSE != 0 {
+        return Err(SnapshotError::Superpage { level, slot });
+    }
+    let mfn = pte::frame(entry);
+    r.table(mfn)
+        .map(|t| Some((mfn, t)))
+        .ok_or(SnapshotError::ForeignTable { level, slot, mfn })
+}
+
+/// Read the kernel half of Xen's boot tables rooted at `l4_mfn`. `kernel_end` is the
+/// first address after the image (.bss included).
+pub fn read(
+    r: &impl TableReader,
+    l4_mfn: Mfn,
+    kernel_end: u64,
+) -> Result<BootSnapshot, SnapshotError> {
+    let l4 = r.table(l4_mfn).ok_or(SnapshotError::ForeignTable {
+        level: 5,
+        slot: 0,
+        mfn: l4_mfn,
+    })?;
+    let (_, l3) = child(r, l4[L4_KERNEL], 4, L4_KERNEL)?.ok_or(SnapshotError::NoKernelMap)?;
+    let (_, l2_kernel) =
+        child(r, l3[L3_KERNEL], 3, L3_KERNEL)?.ok_or(SnapshotError::NoKernelMap)?;
+    let l2_fixmap = child(r, l3[L3_FIXMAP], 3, L3_FIXMAP)?.map(|(_, t)| t);
+
+    // Slots are one run from slot 0 of L3[510] on, continuing into L3[511].
+    let slots = l2_kernel.iter().chain(l2_fixmap.iter().flatten());
+    let mut last = None;
+    for (i, e) in slots.enumerate() {
+        if pte::present(*e) {
+            if let Some(l) = last {
+                if l + 1 != i {
+                    return Err(SnapshotError::Hole {
+                        va: KERNEL_VIRT_BASE + (l as u64 + 1) * L2_SPAN,
+                    });
+                }
+            }
+            last = Some(i);
+        }
+    }
+    let last = last.ok_or(SnapshotError::NoKernelMap)?;
+    let (l2, slot) = if last < 512 {
+        (&l2_kernel, last)
+    } else {
+        (l2_fixmap.as_ref().unwrap_or(&l2_kernel), last - 512)
+    };
+    let (_, l1) = child(r, l2[slot], 2, slot)?.ok_or(SnapshotError::NoKernelMap)?;
+    let last_pte = l1
+        .iter()
+        .rposition(|e| pte::present(*e))
+        .ok_or(SnapshotError::Hole {
+            va: KERNEL_VIRT_BASE + last as u64 * L2_SPAN,
+        })?;
+    let boot_end = KERNEL_VIRT_BASE + last as u64 * L2_SPAN + (last_pte as u64 + 1) * PAGE_SIZE;
+
+    let tail = kernel_end - PAGE_SIZE;
+    let tail_slot = index(tail, 2);
+    let kernel_tail_l1 = child(r, l2_kernel[tail_slot], 2, tail_slot)?
+        .ok_or(SnapshotError::KernelNotMapped { va: tail })?;
+    if !pte::present(kernel_tail_l1.1[index(tail, 1)]) {
+        return Err(SnapshotError::KernelNotMapped { va: tail });
+    }
+    Ok(BootSnapshot {
+        l2_kernel,
+        l2_fixmap,
+        boot_end,
+        kernel_tail_l1,
+    })
+}

@@ -1,0 +1,431 @@
+//! Taking over paging from Xen: the whole sequence of MMU operations, planned by one pure
+//! function and emitted into a [`MmuSink`] (the executor, or the model in host tests).
+//!
+//! Sequence (Linux `xen_setup_kernel_pagetable` and Mini-OS `build_pagetable` are the
+//! models; the tables here are built in frames Xen never mapped, so no page needs to be
+//! made read-only before it becomes a page table):
+//! 1. Pick one run of free frames above Xen's boot region for every new table and for the
+//!    frame allocator's bitmap. `ClearPage` them (untyped frames: plain writes).
+//! 2. Write the direct map's L1s (every pfn; page-table frames read-only), level2_ident,
+//!    level3_ident, level1_fixmap (shared_info), level2_kernel and level2_fixmap (the
+//!    graft), level3_kernel and the new L4, all with plain `mmu_update`s.
+//! 3. Pin the new L4 (Xen validates the whole tree), switch to it, unpin Xen's.
+//! 4. Retire the boot region from the kernel map: level2_kernel slots past the image,
+//!    the grafted level2_fixmap slots, and the image's last L1 past its end. Flush.
+//! 5. Reclaim Xen's boot page-table frames nobody references any more (direct map RW
+//!    again) and the rest of the boot region (start_info, stack, padding).
+
+use crate::frames::{bitmap_words, Region, Regions, Use};
+use crate::graft::{graft, Graft, LayoutError};
+use crate::layout::{
+    index, Split, DIRECT_MAP_MAX_BYTES, FIXMAP_L2_SLOT, KERNEL_VIRT_BASE, L3_FIXMAP, L3_KERNEL,
+    L4_DIRECT_MAP, L4_KERNEL, MODULES_END, PAGE_SIZE,
+};
+use crate::ops::{pte, Level, Mfn, MmuOp, MmuSink, Pfn};
+use crate::snapshot::BootSnapshot;
+
+/// The p2m list as the planner reads it. The boot mapping it lives in is retired by the
+/// takeover itself, so after the switch the runtime reads it through the direct map.
+pub trait P2m {
+    /// The mfn of `pfn`; `switched` says whether the new tables are live.
+    fn mfn(&self, pfn: Pfn, switched: bool) -> Option<Mfn>;
+}
+
+impl P2m for [Mfn] {
+    fn mfn(&self, pfn: Pfn, _switched: bool) -> Option<Mfn> {
+        self.get(pfn as usize).copied()
+    }
+}
+
+/// Largest machine frame number an entry can hold (52-bit physical addresses).
+pub const MAX_MFN: Mfn = (1 << 40) - 1;
+
+/// Flags of an entry pointing at a lower table.
+pub const TABLE: u64 = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY;
+
+/// What the takeover needs to know.
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    pub nr_pages: u64,
+    /// pfn -> mfn (start_info.mfn_list).
+    pub p2m: &'a dyn P2m,
+    /// First address after the kernel image (.bss included).
+    pub kernel_end: u64,
+    pub snapshot: &'a BootSnapshot,
+    /// Xen's boot L4 (pinned, current).
+    pub xen_l4: Mfn,
+    /// Xen's boot page-table frames `[start, end)` (pt_base, nr_pt_frames).
+    pub xen_pt: (Pfn, Pfn),
+    /// Frames of the p2m list `[start, end)`.
+    pub p2m_pfns: (Pfn, Pfn),
+    /// Frames of the initrd `[start, end)`, if any, and whether Xen mapped it.
+    pub module: Option<(Pfn, Pfn)>,
+    /// A domU's xenstore and console ring frames: never reclaimed.
+    pub shared_rings: [Option<Pfn>; 2],
+    /// Machine frame of shared_info (mapped at fixmap slot 0).
+    pub shared_info: Mfn,
+    pub split: Split,
+    /// Module space the application needs at least (bytes; 0 for no requirement).
+    pub module_space_min: u64,
+    /// Set NX on data mappings (the CPU supports it).
+    pub nx: bool,
+}
+
+/// The runtime's page-table frames (pfns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tables {
+    pub l4: Pfn,
+    pub level3_ident: Pfn,
+    pub level3_kernel: Pfn,
+    pub level2_kernel: Pfn,
+    pub level2_fixmap: Pfn,
+    pub level1_fixmap: Pfn,
+    /// `[start, start+n)`: level2_ident pages.
+    pub level2_ident: (Pfn, u64),
+    /// `[start, start+n)`: direct-map L1s.
+    pub direct_l1: (Pfn, u64),
+}
+
+impl Tables {
+    const FIXED: u64 = 6;
+    /// All table frames are one run starting at `l4`.
+    pub fn count(&self) -> u64 {
+        Self::FIXED + self.level2_ident.1 + self.direct_l1.1
+    }
+    pub fn contains(&self, pfn: Pfn) -> bool {
+        (self.l4..self.l4 + self.count()).contains(&pfn)
+    }
+}
+
+/// What the takeover did.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub tables: Tables,
+    /// The frame allocator's bitmap `[start, end)`.
+    pub bitmap: (Pfn, Pfn),
+    pub graft: Graft,
+    /// Reserved regions to seed the frame allocator with.
+    pub regions: Regions,
+    pub boot_end_pfn: Pfn,
+    /// Frames of the boot region and of Xen's boot tables given back.
+    pub reclaimed: u64,
+    /// pfns whose p2m entry is not a valid mfn (left unmapped).
+    pub direct_map_holes: u64,
+    pub pt_updates: u64,
+    pub mmuext_ops: u64,
+}
+
+/// Why the takeover stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakeoverError<E> {
+    /// Refused before anything was written.
+    Layout(LayoutError),
+    /// A frame the plan must use has no valid mfn in the p2m.
+    BadP2m { pfn: Pfn, mfn: Mfn },
+    /// The sink (Xen, or the model) refused an operation of this step.
+    Sink { step: &'static str, error: E },
+}
+
+/// Page-table pages needed to direct-map `nr_pages`: (level2_ident pages, L1 pages).
+pub const fn direct_map_tables(nr_pages: u64) -> (u64, u64) {
+    (nr_pages.div_ceil(512 * 512), nr_pages.div_ceil(512))
+}
+
+struct Emitter<'s, S: MmuSink> {
+    sink: &'s mut S,
+    step: &'static str,
+    pt_updates: u64,
+    mmuext_ops: u64,
+}
+
+impl<S: MmuSink> Emitter<'_, S> {
+    fn op(&mut self, op: MmuOp) -> Result<(), TakeoverError<S::Error>> {
+        match op {
+            MmuOp::PtUpdate { .. } => self.pt_updates += 1,
+            _ => self.mmuext_ops += 1,
+        }
+        let step = self.step;
+        self.sink
+            .submit(op)
+            .map_err(|error| TakeoverError::Sink { step, error })
+    }
+    fn put(&mut self, table: Mfn, slot: usize, val: u64) -> Result<(), TakeoverError<S::Error>> {
+        self.op(MmuOp::PtUpdate {
+            ptr: (table << 12) | (slot as u64 * 8),
+            val,
+        })
+    }
+    fn flush(&mut self) -> Result<(), TakeoverError<S::Error>> {
+        let step = self.step;
+        self.sink
+            .flush()
+            .map_err(|error| TakeoverError::Sink { step, error })
+    }
+}
+
+fn in_range(pfn: Pfn, r: (Pfn, Pfn)) -> bool {
+    (r.0..r.1).contains(&pfn)
+}
+
+/// Plan and emit the takeover. Every refusal happens before the first operation.
+pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverError<S::Error>> {
+    let layout = |e| TakeoverError::Layout(e);
+    let nr = input.nr_pages;
+    let g = graft(input.snapshot, input.kernel_end, input.split).map_err(layout)?;
+    let have = MODULES_END - input.split.modules_start();
+    if input.module_space_min > have {
+        return Err(layout(LayoutError::ModuleSpaceTooSmall {
+            have_bytes: have,
+            want_bytes: input.module_space_min,
+            split: input.split,
+        }));
+    }
+    debug_assert!(nr * PAGE_SIZE <= DIRECT_MAP_MAX_BYTES);
+
+    // 1. One run of frames past the boot region (and past an unmapped initrd) for all
+    //    new tables and the bitmap.
+    let boot_end_pfn = (input.snapshot.boot_end - KERNEL_VIRT_BASE) / PAGE_SIZE;
+    let (n_l2i, n_l1) = direct_map_tables(nr);
+    let bitmap_pages = (bitmap_words(nr) as u64 * 8).div_ceil(PAGE_SIZE);
+    let need = Tables::FIXED + n_l2i + n_l1 + bitmap_pages;
+    let mut start = boot_end_pfn.max(input.p2m_pfns.1);
+    if let Some(m) = input.module {
+        if start < m.1 && m.0 < start + need {
+            start = m.1;
+        }
+    }
+    if start + need > nr {
+        return Err(layout(LayoutError::OutOfFrames {
+            need,
+            have: nr.saturating_sub(start),
+        }));
+    }
+    let t = Tables {
+        l4: start,
+        level3_ident: start + 1,
+        level3_kernel: start + 2,
+        level2_kernel: start + 3,
+        level2_fixmap: start + 4,
+        level1_fixmap: start + 5,
+        level2_ident: (start + Tables::FIXED, n_l2i),
+        direct_l1: (start + Tables::FIXED + n_l2i, n_l1),
+    };
+    let bitmap = (start + t.count(), start + need);
+    let switched = core::cell::Cell::new(false);
+    let mfn = |pfn: Pfn| -> Result<Mfn, TakeoverError<S::Error>> {
+        match input.p2m.mfn(pfn, switched.get()) {
+            Some(m) if m <= MAX_MFN => Ok(m),
+            other => Err(TakeoverError::BadP2m {
+                pfn,
+                mfn: other.unwrap_or(!0),
+            }),
+        }
+    };
+    for pfn in start..start + need {
+        mfn(pfn)?;
+    }
+    let data =
+        pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | if input.nx { pte::NX } else { 0 };
+    let read_only = |pfn: Pfn| t.contains(pfn) || in_range(pfn, input.xen_pt);
+
+    let mut e = Emitter {
+        sink,
+        step: "clear new frames",
+        pt_updates: 0,
+        mmuext_ops: 0,
+    };
+    for pfn in start..start + need {
+        // A fully written direct-map L1 needs no clearing.
+        let full_l1 = pfn >= t.direct_l1.0 && pfn + 1 < t.direct_l1.0 + n_l1;
+        if !full_l1 {
+            e.op(MmuOp::ClearPage { mfn: mfn(pfn)? })?;
+        }
+    }
+
+    // 2. The direct map.
+    e.step = "write direct map";
+    let mut holes = 0;
+    for pfn in 0..nr {
+        let m = input.p2m.mfn(pfn, false).unwrap_or(!0);
+        if m > MAX_MFN {
+            holes += 1;
+            continue;
+        }
+        let flags = if read_only(pfn) {
+            data & !pte::RW
+        } else {
+            data
+        };
+        e.put(
+            mfn(t.direct_l1.0 + pfn / 512)?,
+            (pfn % 512) as usize,
+            (m << 12) | flags,
+        )?;
+    }
+    for i in 0..n_l1 {
+        let l2i = t.level2_ident.0 + i / 512;
+        e.put(
+            mfn(l2i)?,
+            (i % 512) as usize,
+            (mfn(t.direct_l1.0 + i)? << 12) | TABLE,
+        )?;
+    }
+    for j in 0..n_l2i {
+        e.put(
+            mfn(t.level3_ident)?,
+            j as usize,
+            (mfn(t.level2_ident.0 + j)? << 12) | TABLE,
+        )?;
+    }
+
+    // The kernel map: fixmap, graft, level3_kernel, root.
+    e.step = "write kernel map";
+    e.put(mfn(t.level1_fixmap)?, 0, (input.shared_info << 12) | data)?;
+    for (slot, &v) in g.level2_kernel.iter().enumerate() {
+        if pte::present(v) {
+            e.put(mfn(t.level2_kernel)?, slot, v)?;
+        }
+    }
+    for (slot, &v) in g.level2_fixmap.iter().enumerate() {
+        if pte::present(v) && slot != FIXMAP_L2_SLOT {
+            e.put(mfn(t.level2_fixmap)?, slot, v)?;
+        }
+    }
+    e.put(
+        mfn(t.level2_fixmap)?,
+        FIXMAP_L2_SLOT,
+        (mfn(t.level1_fixmap)? << 12) | TABLE,
+    )?;
+    e.put(
+        mfn(t.level3_kernel)?,
+        L3_KERNEL,
+        (mfn(t.level2_kernel)? << 12) | TABLE,
+    )?;
+    e.put(
+        mfn(t.level3_kernel)?,
+        L3_FIXMAP,
+        (mfn(t.level2_fixmap)? << 12) | TABLE,
+    )?;
+    e.put(
+        mfn(t.l4)?,
+        L4_DIRECT_MAP,
+        (mfn(t.level3_ident)? << 12) | TABLE,
+    )?;
+    e.put(mfn(t.l4)?, L4_KERNEL, (mfn(t.level3_kernel)? << 12) | TABLE)?;
+    e.flush()?;
+
+    // 3. Validate, switch, let go of Xen's tables.
+    e.step = "pin and switch";
+    e.op(MmuOp::Pin {
+        level: Level::L4,
+        mfn: mfn(t.l4)?,
+    })?;
+    e.op(MmuOp::NewBaseptr { mfn: mfn(t.l4)? })?;
+    e.op(MmuOp::Unpin { mfn: input.xen_l4 })?;
+    e.flush()?;
+    switched.set(true);
+
+    // 4. Retire the boot region from the kernel map.
+    e.step = "retire boot mappings";
+    for slot in g.retire_kernel.iter() {
+        e.put(mfn(t.level2_kernel)?, slot, 0)?;
+    }
+    for slot in g.retire_fixmap.iter() {
+        e.put(mfn(t.level2_fixmap)?, slot, 0)?;
+    }
+    let (tail_l1, tail) = input.snapshot.kernel_tail_l1;
+    let last_kernel_pte = index(input.kernel_end - PAGE_SIZE, 1);
+    if pte::frame(g.level2_kernel[g.kernel_last_slot]) == tail_l1 {
+        for (i, &v) in tail.iter().enumerate().skip(last_kernel_pte + 1) {
+            if pte::present(v) {
+                e.put(tail_l1, i, 0)?;
+            }
+        }
+    }
+    e.op(MmuOp::TlbFlushLocal)?;
+    e.flush()?;
+
+    // 5. Reclaim: Xen's table frames no kernel-map entry references any more become data.
+    e.step = "reclaim boot frames";
+    let mut final_l2 = [g.level2_kernel, g.level2_fixmap];
+    for s in g.retire_kernel.iter() {
+        final_l2[0][s] = 0;
+    }
+    for s in g.retire_fixmap.iter() {
+        final_l2[1][s] = 0;
+    }
+    final_l2[1][FIXMAP_L2_SLOT] = 0; // our own level1_fixmap, not Xen's
+    let referenced = |m: Mfn| {
+        final_l2
+            .iter()
+            .flatten()
+            .any(|&v| pte::present(v) && pte::frame(v) == m)
+    };
+    let mut regions = Regions::new();
+    let push = |start: Pfn, end: Pfn, what: Use, regions: &mut Regions| {
+        if start < end {
+            // Coalesce with the previous region of the same use.
+            if let Some(last) = regions.last_mut() {
+                if last.what == what && last.end == start {
+                    last.end = end;
+                    return;
+                }
+            }
+            // Capacity is ample for what the runtime pushes; an overflow keeps the frames
+            // unreserved only if we drop them, so widen the previous region instead.
+            if regions.push(Region { start, end, what }).is_err() {
+                if let Some(last) = regions.last_mut() {
+                    last.end = last.end.max(end);
+                }
+            }
+        }
+    };
+    let kernel_end_pfn = (input.kernel_end - KERNEL_VIRT_BASE).div_ceil(PAGE_SIZE);
+    push(0, kernel_end_pfn, Use::Kernel, &mut regions);
+    push(input.p2m_pfns.0, input.p2m_pfns.1, Use::P2m, &mut regions);
+    if let Some(m) = input.module {
+        push(m.0, m.1, Use::Initrd, &mut regions);
+    }
+    push(t.l4, t.l4 + t.count(), Use::PageTables, &mut regions);
+    push(bitmap.0, bitmap.1, Use::Bitmap, &mut regions);
+    for r in input.shared_rings.iter().flatten() {
+        push(*r, *r + 1, Use::SharedRing, &mut regions);
+    }
+    let mut reclaimed = 0;
+    for pfn in input.xen_pt.0..input.xen_pt.1 {
+        let m = mfn(pfn)?;
+        if referenced(m) {
+            push(pfn, pfn + 1, Use::BootL1, &mut regions);
+        } else {
+            e.put(
+                mfn(t.direct_l1.0 + pfn / 512)?,
+                (pfn % 512) as usize,
+                (m << 12) | data,
+            )?;
+            reclaimed += 1;
+        }
+    }
+    e.flush()?;
+    let kept = |pfn: Pfn| {
+        pfn < kernel_end_pfn
+            || in_range(pfn, input.xen_pt)
+            || in_range(pfn, input.p2m_pfns)
+            || input.module.is_some_and(|m| in_range(pfn, m))
+            || input.shared_rings.contains(&Some(pfn))
+    };
+    reclaimed += (kernel_end_pfn..boot_end_pfn.min(nr))
+        .filter(|&p| !kept(p))
+        .count() as u64;
+
+    Ok(Outcome {
+        tables: t,
+        bitmap,
+        graft: g,
+        regions,
+        boot_end_pfn,
+        reclaimed,
+        direct_map_holes: holes,
+        pt_updates: e.pt_updates,
+        mmuext_ops: e.mmuext_ops,
+    })
+}

@@ -1,0 +1,102 @@
+//! The console a domU has: a ring page (`xencons_interface`) and an event channel from
+//! start_info, served by xenconsoled in dom0. Release builds of Xen drop a domU's
+//! `console_io` writes, so this ring is the only way out.
+//!
+//! Lines printed before paging is up (the ring page is mapped through the direct map)
+//! wait in a 4 KiB buffer and go out first when the ring is attached; if that buffer
+//! overflows, the count of lost bytes is kept ([`lost_bytes`]) and said on the ring.
+//! A write waits for room as long as the backend takes bytes; a backend that takes
+//! nothing for [`STALL_TIMEOUT_NS`] makes the write fail (counted, never reordered).
+
+use crate::ring::{Duplex, DuplexError};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// How long a console write waits for a backend that takes nothing.
+pub const STALL_TIMEOUT_NS: u64 = 2_000_000_000;
+
+static EXPECT_RING: AtomicBool = AtomicBool::new(false);
+static LOST: AtomicUsize = AtomicUsize::new(0);
+static EARLY: spin::Mutex<heapless::Vec<u8, 4096>> = spin::Mutex::new(heapless::Vec::new());
+
+type Live = Duplex<crate::ring_page::PageLink>;
+
+static RING: spin::Mutex<Option<Live>> = spin::Mutex::new(None);
+
+/// Console bytes that could not be delivered (early-buffer overflow, stalled backend).
+pub fn lost_bytes() -> usize {
+    LOST.load(Ordering::Relaxed)
+}
+
+/// This guest's console is a ring: hold output until [`attach`].
+pub fn expect_ring() {
+    EXPECT_RING.store(true, Ordering::Relaxed);
+}
+
+/// Is the ring console attached?
+pub fn attached() -> bool {
+    RING.lock().is_some()
+}
+
+/// Start using the ring; the early buffer goes out first.
+pub fn attach(ring: Live) {
+    let mut r = RING.lock();
+    *r = Some(ring);
+    let early = core::mem::take(&mut *EARLY.lock());
+    if let Some(d) = r.as_mut() {
+        // Losses are counted by send and said just below.
+        let _ = send(d, &early);
+        let lost = LOST.load(Ordering::Relaxed);
+        if lost > 0 {
+            let mut s: heapless::String<96> = heapless::String::new();
+            let _ = core::fmt::write(
+                &mut s,
+                format_args!("xenpv-rt: {lost} console bytes lost before the ring was up\n"),
+            );
+            let _ = send(d, s.as_bytes());
+        }
+    }
+}
+
+/// Write to the ring; bytes that did not go out are counted as lost and reported.
+fn send(d: &mut Live, bytes: &[u8]) -> Result<(), DuplexError> {
+    d.write_all(bytes, STALL_TIMEOUT_NS).inspect_err(|e| {
+        let written = match *e {
+            DuplexError::Stalled { written, .. } => written,
+            _ => 0,
+        };
+        LOST.fetch_add(bytes.len() - written, Ordering::Relaxed);
+    })
+}
+
+/// Route `bytes` to the ring if this guest has one (`None`: use console_io). Before the
+/// ring is attached they wait in the early buffer; what does not fit there is lost and
+/// reported as `Stalled`.
+pub(crate) fn write(bytes: &[u8]) -> Option<Result<(), DuplexError>> {
+    if !EXPECT_RING.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut r = RING.lock();
+    Some(match r.as_mut() {
+        Some(d) => send(d, bytes),
+        None => {
+            let mut early = EARLY.lock();
+            let room = early.capacity() - early.len();
+            let n = room.min(bytes.len());
+            let _ = early.extend_from_slice(&bytes[..n]);
+            LOST.fetch_add(bytes.len() - n, Ordering::Relaxed);
+            if n == bytes.len() {
+                Ok(())
+            } else {
+                Err(DuplexError::Stalled {
+                    written: n,
+                    len: bytes.len(),
+                })
+            }
+        }
+    })
+}
+
+/// Input from the ring (0 if none), or `None` if this guest has no ring console.
+pub fn read(out: &mut [u8]) -> Option<Result<usize, DuplexError>> {
+    RING.lock().as_mut().map(|d| d.read(out))
+}

@@ -1,0 +1,249 @@
+//! Grant tables: setup and the grant-table operations (thin hypercall glue over the
+//! entry protocol in `xenpv_protocol::grant`).
+
+use crate::hypercall;
+use crate::mm::layout::{Fixmap, GNTTAB_MAX_FRAMES, PAGE_SIZE};
+use crate::mm::Memory;
+use core::sync::atomic::{AtomicU16, AtomicU32};
+pub use xenpv_protocol::grant::*;
+
+const GNTTABOP_MAP_GRANT_REF: u32 = 0;
+const GNTTABOP_UNMAP_GRANT_REF: u32 = 1;
+const GNTTABOP_SETUP_TABLE: u32 = 2;
+const GNTTABOP_COPY: u32 = 5;
+const GNTTABOP_QUERY_SIZE: u32 = 6;
+const GNTMAP_HOST_MAP: u32 = 1 << 1;
+const GNTMAP_READONLY: u32 = 1 << 2;
+const GNTMAP_CONTAINS_PTE: u32 = 1 << 4;
+pub const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
+pub const GNTCOPY_DEST_GREF: u16 = 1 << 1;
+const DOMID_SELF: u16 = hypercall::DOMID_SELF as u16;
+
+// grant_table.h structures xen-sys does not have; layouts checked in `abi_tests`.
+#[repr(C)]
+struct QuerySize {
+    dom: u16,
+    nr_frames: u32,
+    max_nr_frames: u32,
+    status: i16,
+}
+#[repr(C)]
+struct SetupTable {
+    dom: u16,
+    nr_frames: u32,
+    status: i16,
+    frame_list: *mut u64,
+}
+/// One side of a copy: a grant reference or a frame (`gmfn` is the mfn for PV).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CopyPtr {
+    pub u: u64,
+    pub domid: u16,
+    pub offset: u16,
+}
+#[repr(C)]
+struct Copy {
+    source: CopyPtr,
+    dest: CopyPtr,
+    len: u16,
+    flags: u16,
+    status: i16,
+}
+#[repr(C)]
+struct MapGrantRef {
+    host_addr: u64,
+    flags: u32,
+    gref: u32,
+    dom: u16,
+    status: i16,
+    handle: u32,
+    dev_bus_addr: u64,
+}
+#[repr(C)]
+struct UnmapGrantRef {
+    host_addr: u64,
+    dev_bus_addr: u64,
+    handle: u32,
+    status: i16,
+}
+const _: () = {
+    assert!(core::mem::size_of::<QuerySize>() == 16);
+    assert!(core::mem::offset_of!(SetupTable, frame_list) == 16);
+    assert!(core::mem::size_of::<Copy>() == 40);
+    assert!(core::mem::offset_of!(Copy, len) == 32);
+    assert!(core::mem::offset_of!(MapGrantRef, dev_bus_addr) == 24);
+    assert!(core::mem::offset_of!(UnmapGrantRef, status) == 20);
+};
+
+fn op<T>(name: &'static str, cmd: u32, arg: &mut [T]) -> Result<(), GntError> {
+    hypercall::grant_table_op(cmd, arg).map_err(|e| GntError::Xen(name, e))
+}
+fn status(name: &'static str, s: i16) -> Result<(), GntError> {
+    if s == 0 {
+        Ok(())
+    } else {
+        Err(GntError::Status(name, s))
+    }
+}
+
+/// The grant table, mapped, and its free list.
+pub struct GrantTable {
+    frames: u32,
+    free: FreeList,
+}
+
+/// A granted page mapped back through Xen (the peer side of a grant, done by us).
+pub struct Mapping {
+    handle: u32,
+    pte: u64,
+    pub va: u64,
+}
+
+impl GrantTable {
+    /// Set up `want` frames (bounded by what Xen allows and the fixmap holds).
+    pub fn setup(mem: &mut Memory, want: u32) -> Result<GrantTable, GntError> {
+        let mut q = [QuerySize {
+            dom: DOMID_SELF,
+            nr_frames: 0,
+            max_nr_frames: 0,
+            status: 0,
+        }];
+        op("GNTTABOP_query_size", GNTTABOP_QUERY_SIZE, &mut q)?;
+        status("GNTTABOP_query_size", q[0].status)?;
+        let max = q[0].max_nr_frames.min(GNTTAB_MAX_FRAMES as u32);
+        if want == 0 || want > max {
+            return Err(GntError::Frames { want, max });
+        }
+        let mut list = [0u64; GNTTAB_MAX_FRAMES];
+        let mut s = [SetupTable {
+            dom: DOMID_SELF,
+            nr_frames: want,
+            status: 0,
+            frame_list: list.as_mut_ptr(),
+        }];
+        op("GNTTABOP_setup_table", GNTTABOP_SETUP_TABLE, &mut s)?;
+        status("GNTTABOP_setup_table", s[0].status)?;
+        for (i, &mfn) in list[..want as usize].iter().enumerate() {
+            mem.set_fixmap(Fixmap::GnttabFirst as usize + i, Some(mfn))
+                .map_err(|e| GntError::Xen("mapping the grant table", e.error))?;
+        }
+        Ok(GrantTable {
+            frames: want,
+            free: FreeList::new(want * ENTRIES_PER_FRAME),
+        })
+    }
+
+    pub fn refs(&self) -> u32 {
+        self.frames * ENTRIES_PER_FRAME
+    }
+    pub fn free_count(&self) -> usize {
+        self.free.free_count()
+    }
+
+    fn entry(&self, r: GrantRef) -> Entry<'static> {
+        assert!(r < self.refs());
+        let va = Fixmap::GnttabFirst.va() + r as u64 * 8;
+        // SAFETY: the table's frames are mapped RW at the grant fixmap slots for as
+        // long as the GrantTable lives (the runtime never unmaps them); the entry's
+        // fields are naturally aligned and shared with Xen, so accessed atomically.
+        unsafe {
+            Entry {
+                flags: AtomicU16::from_ptr(va as *mut u16),
+                domid: AtomicU16::from_ptr((va + 2) as *mut u16),
+                frame: AtomicU32::from_ptr((va + 4) as *mut u32),
+            }
+        }
+    }
+
+    /// Grant `domid` access to machine frame `mfn`.
+    pub fn grant(&mut self, domid: u16, mfn: u64, readonly: bool) -> Result<GrantRef, GntError> {
+        if u32::try_from(mfn).is_err() {
+            return Err(GntError::FrameTooBig(mfn));
+        }
+        let r = self.free.alloc()?;
+        self.entry(r).grant(domid, mfn, readonly)?;
+        Ok(r)
+    }
+
+    /// End access; refused (the reference stays granted) while the peer uses it.
+    pub fn end(&mut self, r: GrantRef) -> Result<(), GntError> {
+        if !self.free.is_used(r) {
+            return Err(GntError::NotGranted(r));
+        }
+        self.entry(r).end(r)?;
+        self.free.free(r)
+    }
+
+    /// `GNTTABOP_copy` of `len` bytes (one page at most) from `src` to `dst`.
+    pub fn copy(src: CopyPtr, dst: CopyPtr, len: u16, flags: u16) -> Result<(), GntError> {
+        let mut c = [Copy {
+            source: src,
+            dest: dst,
+            len,
+            flags,
+            status: 0,
+        }];
+        op("GNTTABOP_copy", GNTTABOP_COPY, &mut c)?;
+        status("GNTTABOP_copy", c[0].status)
+    }
+
+    /// Map grant `r` of domain `dom` at the fixmap's grant slot, as a backend would.
+    pub fn map(mem: &Memory, dom: u16, r: GrantRef, readonly: bool) -> Result<Mapping, GntError> {
+        let pte = mem.fixmap_pte_maddr(Fixmap::GrantMap as usize);
+        let ro = if readonly { GNTMAP_READONLY } else { 0 };
+        let mut m = [MapGrantRef {
+            host_addr: pte,
+            flags: GNTMAP_HOST_MAP | GNTMAP_CONTAINS_PTE | ro,
+            gref: r,
+            dom,
+            status: 0,
+            handle: 0,
+            dev_bus_addr: 0,
+        }];
+        op("GNTTABOP_map_grant_ref", GNTTABOP_MAP_GRANT_REF, &mut m)?;
+        status("GNTTABOP_map_grant_ref", m[0].status)?;
+        Ok(Mapping {
+            handle: m[0].handle,
+            pte,
+            va: Fixmap::GrantMap.va(),
+        })
+    }
+
+    pub fn unmap(m: Mapping) -> Result<(), GntError> {
+        let mut u = [UnmapGrantRef {
+            host_addr: m.pte,
+            dev_bus_addr: 0,
+            handle: m.handle,
+            status: 0,
+        }];
+        op("GNTTABOP_unmap_grant_ref", GNTTABOP_UNMAP_GRANT_REF, &mut u)?;
+        status("GNTTABOP_unmap_grant_ref", u[0].status)
+    }
+}
+
+impl Mapping {
+    /// The mapped page.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: Xen mapped the granted frame at `va` (one page) and keeps it there
+        // until `unmap`, which consumes the Mapping.
+        unsafe { core::slice::from_raw_parts(self.va as *const u8, PAGE_SIZE as usize) }
+    }
+}
+
+/// A copy side naming a grant reference of `domid`.
+pub fn by_ref(r: GrantRef, domid: u16) -> CopyPtr {
+    CopyPtr {
+        u: r as u64,
+        domid,
+        offset: 0,
+    }
+}
+/// A copy side naming our own machine frame.
+pub fn by_frame(mfn: u64) -> CopyPtr {
+    CopyPtr {
+        u: mfn,
+        domid: DOMID_SELF,
+        offset: 0,
+    }
+}

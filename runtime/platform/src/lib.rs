@@ -1,0 +1,243 @@
+//! xenpv-rt: a runtime for unikernels that run as 64-bit paravirtualized (PV) guests on
+//! Xen.
+//!
+//! An application is a `#![no_std] #![no_main]` binary for the host triple (stable Rust,
+//! no build-std) that names its entry with [`entry!`] and passes the runtime's link
+//! arguments on from its build script. The runtime owns everything before `main`: the ELF
+//! notes Xen's domain builder reads, `_start`, hypercalls, a validated start_info, the
+//! console, and paging — it takes over Xen's boot page tables and builds a Linux-style
+//! layout of its own (drawn in [`mm::layout`]).
+//!
+//! # Boot and print
+//!
+//! ```no_run
+//! #![no_std]
+//! #![no_main]
+//!
+//! xenpv_rt::entry!(main);
+//!
+//! fn main(boot: &mut xenpv_rt::Boot) -> i32 {
+//!     xenpv_rt::println!("hello: {} pages, dom0: {}", boot.start_info().nr_pages, boot.is_dom0());
+//!     if boot.cmdline().has("fail") {
+//!         return 3; // the guest's exit status
+//!     }
+//!     0
+//! }
+//! ```
+//!
+//! with a build script that hands the link arguments on:
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() {
+//!     let args = std::env::var("DEP_XENPV_RT_LINK_ARGS").unwrap();
+//!     for arg in args.split_whitespace() {
+//!         println!("cargo:rustc-link-arg-bins={arg}");
+//!     }
+//! }
+//! ```
+//!
+//! # vmalloc
+//!
+//! Fresh frames mapped in module space, read-write, NX, with an unmapped guard page after;
+//! errors are values ([`mm::VmapError`]), never an overwrite.
+//!
+//! ```no_run
+//! # fn f(boot: &mut xenpv_rt::Boot) -> Result<(), xenpv_rt::mm::VmapError<xenpv_paging::exec::ExecError>> {
+//! let mut area = boot.memory().vmalloc(3 << 20)?;
+//! area.as_mut_slice().fill(0x5a5a);
+//! boot.memory().vfree(area)?;
+//! # Ok(()) }
+//! ```
+//!
+//! # A timer
+//!
+//! Events are never delivered asynchronously: the runtime waits in `SCHEDOP_poll` and
+//! reads pending bits at those points (see [`evtchn`]).
+//!
+//! ```no_run
+//! # fn f() -> Result<(), xenpv_rt::evtchn::EvtchnError> {
+//! use xenpv_rt::{evtchn::Timer, time::now_ns};
+//! let timer = Timer::new()?;
+//! timer.set(now_ns() + 1_000_000)?; // 1 ms from now
+//! let fired = timer.wait(now_ns() + 1_000_000_000)?; // give up after 1 s
+//! # let _ = fired; Ok(()) }
+//! ```
+//!
+//! # A grant
+//!
+//! ```no_run
+//! # fn f(boot: &mut xenpv_rt::Boot) -> Result<(), xenpv_rt::gnttab::GntError> {
+//! use xenpv_rt::gnttab::GrantTable;
+//! let mut gt = GrantTable::setup(boot.memory(), 1)?;
+//! let page = boot.memory().alloc_page().expect("a free frame");
+//! let mfn = boot.memory().mfn(page.pfn()).expect("a frame of ours");
+//! let gref = gt.grant(0, mfn, true)?; // dom0 may read it
+//! gt.end(gref)?; // refused while dom0 still has it mapped
+//! # Ok(()) }
+//! ```
+//!
+//! # xenstore (a domU)
+//!
+//! ```no_run
+//! # fn f(boot: &mut xenpv_rt::Boot) -> Result<(), xenpv_rt::xenstore::XsError> {
+//! if let Some(xs) = boot.xenstore() {
+//!     let name = xs.read("name")?;
+//!     xs.write("data/status", b"running")?;
+//!     xenpv_rt::println!("I am {}", core::str::from_utf8(&name).unwrap_or("?"));
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Crates
+//!
+//! The decisions live in pure, host-tested crates that this one re-exports where an
+//! application needs them: `xenpv-paging` (the paging planners), `xenpv-protocol` (rings,
+//! xenstore, grants, start_info...), `xenpv-abi` (typed frames, Xen's errors).
+#![no_std]
+#![warn(missing_docs)]
+
+mod boot;
+pub mod console;
+#[cfg(feature = "defmt")]
+mod defmt_log;
+mod entry;
+pub mod evtchn;
+pub mod exit;
+pub mod gnttab;
+pub mod hypercall;
+mod libc;
+pub mod mm;
+mod panic;
+mod ring_page;
+pub mod time;
+
+pub use ring_page::PageLink;
+pub use xenpv_abi::{Maddr, Mfn, Pfn, XenError};
+pub use xenpv_protocol::{cmdline, initrd, ring, start_info, xenstore};
+
+pub use cmdline::Cmdline;
+/// The application's defmt macros, for apps that do not depend on defmt themselves.
+#[cfg(feature = "defmt")]
+pub use defmt;
+pub use start_info::StartInfo;
+
+/// This runtime's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What the runtime hands the application's `main`.
+pub struct Boot {
+    start_info: StartInfo,
+    memory: mm::Memory,
+    timing: Timing,
+    xenstore: Option<xenstore::Xenstore<ring_page::PageLink>>,
+}
+
+/// When start of day happened (TSC values; [`Timing::ns`] converts with Xen's clock).
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// First thing `xenpv_rt_start` does (on the runtime's stack, .bss zeroed).
+    pub entry_tsc: u64,
+    /// Paging takeover started / finished (frame allocator up).
+    pub takeover_tsc: u64,
+    pub takeover_end_tsc: u64,
+    /// Just before the application's `main`.
+    pub main_tsc: u64,
+}
+
+impl Timing {
+    /// Nanoseconds of Xen system time between two TSC values.
+    pub fn ns(from: u64, to: u64) -> u64 {
+        let c = time::clock();
+        c.at(to).saturating_sub(c.at(from))
+    }
+    pub fn entry_to_main_ns(&self) -> u64 {
+        Self::ns(self.entry_tsc, self.main_tsc)
+    }
+    pub fn takeover_ns(&self) -> u64 {
+        Self::ns(self.takeover_tsc, self.takeover_end_tsc)
+    }
+}
+
+impl Boot {
+    /// The validated start_info.
+    pub fn start_info(&self) -> &StartInfo {
+        &self.start_info
+    }
+    /// The guest command line.
+    pub fn cmdline(&self) -> Cmdline<'_> {
+        Cmdline(self.start_info.cmdline())
+    }
+    pub fn is_dom0(&self) -> bool {
+        self.start_info.is_dom0()
+    }
+    /// The xenstore client of a domU (`None` for dom0: xenstored is not running when a
+    /// dom0 kernel starts, and there is no store page).
+    pub fn xenstore(&mut self) -> Option<&mut xenstore::Xenstore<ring_page::PageLink>> {
+        self.xenstore.as_mut()
+    }
+    /// Start-of-day timestamps.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+    /// Paging: frame allocator, tables, the layout report, vmap.
+    pub fn memory(&mut self) -> &mut mm::Memory {
+        &mut self.memory
+    }
+    /// The top of the layout report: L4 and level3_kernel slots, and where the initrd is.
+    pub fn layout_top(&self) -> mm::TopLevel<'_> {
+        let initrd = self.start_info.module.map(|m| match m {
+            start_info::Module::Mapped { va, len } => {
+                let s = (va - mm::layout::KERNEL_VIRT_BASE) / mm::layout::PAGE_SIZE;
+                (s, s + len.div_ceil(mm::layout::PAGE_SIZE))
+            }
+            start_info::Module::Pfn { pfn, len } => {
+                (pfn, pfn + len.div_ceil(mm::layout::PAGE_SIZE))
+            }
+        });
+        mm::TopLevel(&self.memory, initrd)
+    }
+    /// The initrd's bytes, through the direct map (whichever way Xen handed it over).
+    pub fn initrd(&self) -> Option<&[u8]> {
+        let m = self.start_info.module?;
+        let va = match m {
+            start_info::Module::Mapped { va, .. } => {
+                mm::layout::DIRECT_MAP_BASE + (va - mm::layout::KERNEL_VIRT_BASE)
+            }
+            start_info::Module::Pfn { pfn, .. } => mm::layout::direct_map_va(pfn),
+        };
+        // SAFETY: start_info was validated (the module lies below nr_pages); the takeover
+        // direct-maps every pfn and reserves the initrd's frames, so nothing reuses them.
+        Some(unsafe { core::slice::from_raw_parts(va as *const u8, m.len() as usize) })
+    }
+}
+
+/// The image's text and read-only data (`__xenpv_kernel_start..__xenpv_rodata_end`):
+/// constant after Xen wrote the hypercall page, so an app can checksum it to prove
+/// nothing scribbled over the kernel.
+pub fn image_read_only() -> &'static [u8] {
+    extern "C" {
+        static __xenpv_kernel_start: u8;
+        static __xenpv_rodata_end: u8;
+    }
+    // SAFETY: linker-script symbols bounding mapped, initialised image sections that the
+    // runtime never writes; only their addresses are taken.
+    unsafe {
+        let s = core::ptr::addr_of!(__xenpv_kernel_start);
+        let e = core::ptr::addr_of!(__xenpv_rodata_end);
+        core::slice::from_raw_parts(s, e as usize - s as usize)
+    }
+}
+
+/// Name the application's entry point: `xenpv_rt::entry!(main);` with
+/// `fn main(boot: &mut xenpv_rt::Boot) -> i32`. The return value is the exit status.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[export_name = "__xenpv_rt_main"]
+        fn __xenpv_rt_main(boot: &mut $crate::Boot) -> i32 {
+            let main: fn(&mut $crate::Boot) -> i32 = $main;
+            main(boot)
+        }
+    };
+}

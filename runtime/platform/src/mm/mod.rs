@@ -1,0 +1,14 @@
+//! Paging on the live system: the takeover and vmap planners of `xenpv_paging` run over
+//! the direct map and executed with hypercalls.
+//!
+//! [`Memory`] is what the application gets from [`Boot::memory`](crate::Boot::memory):
+//! the frame allocator, the runtime's tables, vmap/vmalloc in module space, the fixmap.
+
+pub use xenpv_paging::{check, layout, ops, vmap, vrange};
+
+mod setup;
+mod xen;
+
+pub use setup::{take_over, Memory, Page, TopLevel, VmArea};
+pub use vmap::{VmapError, VmapStats};
+pub use xen::Xen;

@@ -1,0 +1,500 @@
+//! Start-of-day paging on the live system: gather the takeover's inputs from start_info
+//! and Xen's boot tables, run the plan through the executor, then bring up the frame
+//! allocator and read the layout back for the report.
+
+use super::Xen;
+use xenpv_paging::check::{self, Inspect, Report};
+use xenpv_paging::exec::{ExecError, Executor};
+use xenpv_paging::frames::{bitmap_words, FrameAllocator, Use};
+use xenpv_paging::layout::{
+    direct_map_va, Fixmap, Split, DIRECT_MAP_BASE, KERNEL_VIRT_BASE, PAGE_SIZE,
+};
+use xenpv_paging::ops::{pte, Mfn, Pfn};
+use xenpv_paging::snapshot::{self, TableReader};
+use xenpv_paging::takeover::{self, Outcome, P2m, TakeoverError};
+use xenpv_paging::vmap::{self, Vmap, VmapEnv, VmapError, VmapStats, VmapTables};
+use xenpv_protocol::start_info::{ConsoleInfo, Module, StartInfo};
+
+/// A mapped area of module space, handed out by [`Memory::vmap`] / [`Memory::vmalloc`]
+/// only. Not `Clone`: [`Memory::vfree`] consumes it, so a freed area cannot be touched or
+/// freed again through it.
+#[derive(Debug)]
+pub struct VmArea(vmap::VmArea);
+
+impl VmArea {
+    /// The area's first virtual address.
+    pub fn va(&self) -> u64 {
+        self.0.va()
+    }
+    /// Pages mapped (the guard page after them not counted).
+    pub fn pages(&self) -> u64 {
+        self.0.pages()
+    }
+    /// Bytes mapped.
+    pub fn bytes(&self) -> u64 {
+        self.0.bytes()
+    }
+    /// The area's memory.
+    pub fn as_mut_slice(&mut self) -> &mut [u64] {
+        // SAFETY: this type is only built by `Memory::vmap` from an area the planner mapped
+        // (PTEs written and flushed, RW) and is consumed by `Memory::vfree`, so the range
+        // is mapped for as long as `self` lives; `&mut self` makes the borrow unique.
+        unsafe {
+            core::slice::from_raw_parts_mut(self.va() as *mut u64, (self.bytes() / 8) as usize)
+        }
+    }
+}
+
+extern "C" {
+    static __xenpv_kernel_end: u8;
+}
+
+/// Xen's read-only machine-to-phys table in every 64-bit PV guest (`MACH2PHYS_VIRT_START`).
+const M2P: u64 = 0xffff_8000_0000_0000;
+
+/// Paging as the runtime left it for the application.
+pub struct Memory {
+    pub frames: FrameAllocator<'static>,
+    pub outcome: Outcome,
+    pub split: Split,
+    pub kernel_end: u64,
+    /// Hypercalls the takeover issued.
+    pub takeover_hypercalls: u64,
+    direct: Direct,
+    exec: Executor<Xen>,
+    vmap: Vmap,
+}
+
+/// A frame the application owns (not Clone: freeing consumes it).
+#[derive(Debug)]
+pub struct Page {
+    pub pfn: Pfn,
+    pub mfn: Mfn,
+}
+
+/// Frames through the direct map, the p2m list and Xen's M2P: what vmap reads with.
+#[derive(Clone, Copy)]
+struct Direct {
+    nr_pages: u64,
+    p2m_va: u64,
+}
+
+impl VmapEnv for Direct {
+    fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        if pfn >= self.nr_pages {
+            return None;
+        }
+        // SAFETY: pfn < nr_pages, and the p2m list is direct-mapped.
+        Some(unsafe { ((self.p2m_va + pfn * 8) as *const u64).read_volatile() })
+    }
+    fn pfn(&self, mfn: Mfn) -> Option<Pfn> {
+        if mfn > takeover::MAX_MFN {
+            return None;
+        }
+        // SAFETY: Xen maps the M2P read-only for every PV guest, covering all of the
+        // machine's frames (an mfn past it would fault: callers pass mfns read from
+        // entries of our own page tables).
+        let pfn = unsafe { ((M2P + mfn * 8) as *const u64).read_volatile() };
+        (self.mfn(pfn) == Some(mfn)).then_some(pfn)
+    }
+    fn word(&self, pfn: Pfn, index: usize) -> u64 {
+        assert!(pfn < self.nr_pages && index < 512);
+        // SAFETY: every pfn below nr_pages is direct-mapped (at least read-only).
+        unsafe { ((direct_map_va(pfn) + index as u64 * 8) as *const u64).read_volatile() }
+    }
+    fn zero(&mut self, pfn: Pfn) {
+        assert!(pfn < self.nr_pages);
+        // SAFETY: vmap zeroes only frames it just took from the allocator: free frames are
+        // direct-mapped writable and referenced by nothing else.
+        unsafe { core::ptr::write_bytes(direct_map_va(pfn) as *mut u8, 0, PAGE_SIZE as usize) }
+    }
+}
+
+/// The p2m list: boot mapping before the switch, direct map after.
+struct LiveP2m {
+    boot: u64,
+    nr_pages: u64,
+}
+
+impl LiveP2m {
+    fn direct(&self) -> u64 {
+        DIRECT_MAP_BASE + (self.boot - KERNEL_VIRT_BASE)
+    }
+}
+
+impl P2m for LiveP2m {
+    fn mfn(&self, pfn: Pfn, switched: bool) -> Option<Mfn> {
+        if pfn >= self.nr_pages {
+            return None;
+        }
+        let base = if switched { self.direct() } else { self.boot };
+        // SAFETY: pfn < nr_pages; the list is mapped at `boot` until the switch (Xen's boot
+        // mapping) and at `direct()` from the switch on (the direct map the takeover built).
+        Some(unsafe { ((base + pfn * 8) as *const u64).read_volatile() })
+    }
+}
+
+/// Reads Xen's boot tables through the boot mapping, refusing any frame that is not one
+/// of the boot page-table frames start_info names.
+struct BootTables<'a> {
+    p2m: &'a LiveP2m,
+    pt: (Pfn, Pfn),
+}
+
+impl TableReader for BootTables<'_> {
+    fn table(&self, mfn: Mfn) -> Option<[u64; 512]> {
+        let pfn = (self.pt.0..self.pt.1).find(|&p| self.p2m.mfn(p, false) == Some(mfn))?;
+        let va = KERNEL_VIRT_BASE + pfn * PAGE_SIZE;
+        // SAFETY: boot page-table frames are mapped (read-only) in the boot region at their
+        // pfn's address; we only read.
+        Some(unsafe { (va as *const [u64; 512]).read_volatile() })
+    }
+}
+
+fn pfn_range(va: u64, len: u64) -> (Pfn, Pfn) {
+    (
+        (va - KERNEL_VIRT_BASE) / PAGE_SIZE,
+        (va - KERNEL_VIRT_BASE + len).div_ceil(PAGE_SIZE),
+    )
+}
+
+fn nx_supported() -> bool {
+    // Leaf 0x80000001 exists on every CPU Xen 4.17 supports.
+    let r = core::arch::x86_64::__cpuid(0x8000_0001);
+    r.edx & (1 << 20) != 0
+}
+
+/// Take over paging. Refusals and hypercall failures are fatal (status 102) with a message
+/// naming the sizes or the operation; refusals happen before anything is written.
+/// `batch` caps operations per hypercall (512 normally; 1 for the bench's baseline).
+pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64, batch: usize) -> Memory {
+    // SAFETY: a linker-script symbol; only its address is used.
+    let kernel_end = unsafe { &__xenpv_kernel_end as *const u8 as u64 };
+    let nr = info.nr_pages;
+    let p2m = LiveP2m {
+        boot: info.mfn_list,
+        nr_pages: nr,
+    };
+    let p2m_pfns = pfn_range(info.mfn_list, nr * 8);
+    let xen_pt = pfn_range(info.pt_base, info.nr_pt_frames * PAGE_SIZE);
+    if xen_pt.1 > nr || p2m_pfns.1 > nr {
+        crate::fatal!(
+            "start_info: boot tables (pfn {:#x}..{:#x}) or p2m list (pfn {:#x}..{:#x}) lie past nr_pages {nr:#x}",
+            xen_pt.0, xen_pt.1, p2m_pfns.0, p2m_pfns.1
+        );
+    }
+    let Some(xen_l4) = p2m.mfn(xen_pt.0, false) else {
+        crate::fatal!("p2m has no entry for pt_base")
+    };
+    let cr3 = x86_64::registers::control::Cr3::read()
+        .0
+        .start_address()
+        .as_u64()
+        >> 12;
+    if cr3 != xen_l4 {
+        crate::fatal!("cr3 holds mfn {cr3:#x} but pt_base's frame is mfn {xen_l4:#x}");
+    }
+    let reader = BootTables {
+        p2m: &p2m,
+        pt: xen_pt,
+    };
+    let snap = match snapshot::read(&reader, xen_l4, kernel_end) {
+        Ok(s) => s,
+        Err(e) => crate::fatal!("Xen's boot page tables: {e}"),
+    };
+    let module = info.module.map(|m| match m {
+        Module::Mapped { va, len } => pfn_range(va, len),
+        Module::Pfn { pfn, len } => (pfn, pfn + len.div_ceil(PAGE_SIZE)),
+    });
+    let find = |mfn: Mfn| (0..nr).find(|&p| p2m.mfn(p, false) == Some(mfn));
+    let shared_rings = match info.console {
+        ConsoleInfo::Dom0 { .. } => [None, None],
+        ConsoleInfo::DomU { mfn, .. } => [find(info.store_mfn), find(mfn)],
+    };
+    let input = takeover::Input {
+        nr_pages: nr,
+        p2m: &p2m,
+        kernel_end,
+        snapshot: &snap,
+        xen_l4,
+        xen_pt,
+        p2m_pfns,
+        module,
+        shared_rings,
+        shared_info: info.shared_info_maddr >> 12,
+        split,
+        module_space_min,
+        nx: nx_supported(),
+    };
+    let mut exec = Executor::new(Xen);
+    if let Err(e) = exec.set_batch(batch) {
+        crate::fatal!("paging: {e}");
+    }
+    let outcome = match takeover::run(&input, &mut exec) {
+        Ok(o) => o,
+        Err(TakeoverError::Layout(e)) => crate::fatal!("layout refused: {e}"),
+        Err(TakeoverError::BadP2m { pfn, mfn }) => {
+            crate::fatal!("p2m entry of pfn {pfn:#x} is {mfn:#x}, not a frame")
+        }
+        Err(TakeoverError::Sink { step, error }) => {
+            crate::fatal!("paging takeover, step \"{step}\": {error}")
+        }
+    };
+    crate::debug!(
+        "paging: {} PTE updates and {} mmuext ops in {} hypercalls",
+        outcome.pt_updates,
+        outcome.mmuext_ops,
+        exec.hypercalls
+    );
+
+    let words = bitmap_words(nr);
+    // SAFETY: the bitmap frames are ours (reserved by the takeover), contiguous in pfn and so
+    // in the direct map, mapped read-write, and referenced nowhere else.
+    let bits = unsafe {
+        core::slice::from_raw_parts_mut(direct_map_va(outcome.bitmap.0) as *mut u64, words)
+    };
+    let frames = match FrameAllocator::new(bits, nr, outcome.regions.clone()) {
+        Ok(f) => f,
+        Err(e) => crate::fatal!("frame allocator: {e}"),
+    };
+    let vmap = Vmap::new(
+        split,
+        VmapTables {
+            level2: [outcome.tables.level2_kernel, outcome.tables.level2_fixmap],
+            direct_l1: outcome.tables.direct_l1.0,
+        },
+        input.nx,
+    );
+    let takeover_hypercalls = exec.hypercalls;
+    Memory {
+        frames,
+        outcome,
+        split,
+        kernel_end,
+        takeover_hypercalls,
+        direct: Direct {
+            nr_pages: nr,
+            p2m_va: p2m.direct(),
+        },
+        exec,
+        vmap,
+    }
+}
+
+impl Memory {
+    /// The p2m list through the direct map.
+    pub fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        self.direct.mfn(pfn)
+    }
+
+    /// mfn -> pfn through Xen's M2P, checked against the p2m.
+    pub fn pfn(&self, mfn: Mfn) -> Option<Pfn> {
+        self.direct.pfn(mfn)
+    }
+
+    /// Map `pages` fresh frames in module space (read-write, NX, a guard page after).
+    pub fn vmap(&mut self, pages: u64) -> Result<VmArea, VmapError<ExecError>> {
+        self.vmap
+            .map(&mut self.direct, &mut self.exec, &mut self.frames, pages)
+            .map(VmArea)
+    }
+
+    /// [`Memory::vmap`] of enough pages for `bytes`.
+    pub fn vmalloc(&mut self, bytes: u64) -> Result<VmArea, VmapError<ExecError>> {
+        self.vmap(bytes.div_ceil(PAGE_SIZE))
+    }
+
+    /// Unmap an area; its frames (and L1s left empty) go back to the allocator.
+    pub fn vfree(&mut self, area: VmArea) -> Result<(), VmapError<ExecError>> {
+        self.vmap
+            .unmap(&mut self.direct, &mut self.exec, &mut self.frames, area.0)
+    }
+
+    pub fn vmap_stats(&self) -> VmapStats {
+        self.vmap.stats
+    }
+
+    /// Module space: `(live pages incl. guards, poisoned pages, live areas)`.
+    pub fn module_space_usage(&self) -> (u64, u64, usize) {
+        let r = self.vmap.ranges();
+        let (live, poisoned) = r.usage();
+        (live, poisoned, r.live_areas())
+    }
+
+    /// `(hypercalls, PTE updates)` issued by the MMU executor so far, takeover included.
+    pub fn mmu_counts(&self) -> (u64, u64) {
+        (self.exec.hypercalls, self.exec.pt_updates)
+    }
+
+    /// Map machine frame `mfn` (read-write, NX) at fixmap slot `slot`, or clear the slot
+    /// (`mfn` = None). Xen checks the frame is one the guest may map.
+    pub fn set_fixmap(&mut self, slot: usize, mfn: Option<Mfn>) -> Result<(), ExecError> {
+        use xenpv_paging::ops::{MmuOp, MmuSink};
+        assert!(slot < 512, "fixmap slot {slot}");
+        let l1 = self.fixmap_pte_maddr(slot);
+        let val = mfn.map_or(0, |m| {
+            (m << 12) | pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | pte::NX
+        });
+        self.exec.submit(MmuOp::PtUpdate { ptr: l1, val })?;
+        if mfn.is_none() {
+            self.exec.submit(MmuOp::InvlpgLocal {
+                va: super::layout::FIXMAP_BASE + slot as u64 * PAGE_SIZE,
+            })?;
+        }
+        self.exec.flush()
+    }
+
+    /// Machine address of fixmap slot `slot`'s PTE (for Xen operations that take one).
+    pub fn fixmap_pte_maddr(&self, slot: usize) -> u64 {
+        let l1 = self.mfn(self.outcome.tables.level1_fixmap).unwrap_or(0);
+        (l1 << 12) | ((slot as u64 % 512) * 8)
+    }
+
+    /// A fresh frame for the application: `(pfn, mfn)`, mapped read-write in the direct
+    /// map. `None` when memory is exhausted.
+    pub fn alloc_page(&mut self) -> Option<Page> {
+        let pfn = self.frames.alloc()?;
+        match self.mfn(pfn) {
+            Some(mfn) if mfn <= takeover::MAX_MFN => Some(Page { pfn, mfn }),
+            _ => None, // a hole in the p2m: keep the frame out of use
+        }
+    }
+
+    /// The page's bytes through the direct map.
+    pub fn page_mut(&mut self, page: &mut Page) -> &mut [u8; 4096] {
+        // SAFETY: a Page is handed out once by alloc_page for a frame the allocator gave
+        // us (direct-mapped RW, referenced nowhere else) and consumed by free_page; the
+        // &mut borrow of it makes this reference unique.
+        unsafe { &mut *(direct_map_va(page.pfn) as *mut [u8; 4096]) }
+    }
+
+    pub fn free_page(&mut self, page: Page) {
+        // Cannot fail: the frame came from the allocator and the Page was consumed.
+        let _ = self.frames.free(page.pfn);
+    }
+
+    /// Cap MMU operations per hypercall (1..=512) from now on.
+    pub fn set_mmu_batch(&mut self, n: usize) -> Result<(), ExecError> {
+        self.exec.set_batch(n)
+    }
+
+    /// A page-table page (or any frame) through the direct map.
+    pub fn table(&self, pfn: Pfn) -> &[u64; 512] {
+        assert!(pfn < self.direct.nr_pages);
+        // SAFETY: every pfn below nr_pages is direct-mapped (at least read-only).
+        unsafe { &*(direct_map_va(pfn) as *const [u64; 512]) }
+    }
+
+    /// The direct map's PTE for `pfn`.
+    pub fn direct_pte(&self, pfn: Pfn) -> u64 {
+        let t = self.outcome.tables.direct_l1;
+        self.table(t.0 + pfn / 512)[(pfn % 512) as usize]
+    }
+
+    /// shared_info, mapped at fixmap slot 0.
+    pub fn shared_info(&self) -> *mut xen_sys::shared_info {
+        Fixmap::SharedInfo.va() as *mut xen_sys::shared_info
+    }
+
+    /// Read the kernel map back and check it.
+    pub fn report(&self) -> Report {
+        let t = &self.outcome.tables;
+        check::check(
+            self.split,
+            self.kernel_end,
+            self.table(t.level2_kernel),
+            self.table(t.level2_fixmap),
+            self.direct_pte(t.level1_fixmap) & pte::RW == 0,
+            self,
+        )
+    }
+}
+
+impl Inspect for Memory {
+    fn is_module_table(&self, l1: Mfn) -> bool {
+        self.pfn(l1).is_some_and(|p| self.vmap.owns_l1(p))
+    }
+    fn first_page_holds(&self, l1: Mfn) -> &'static str {
+        let Some(l1_pfn) = self.pfn(l1) else {
+            return "a foreign frame";
+        };
+        let Some(&e) = self.table(l1_pfn).iter().find(|e| pte::present(**e)) else {
+            return "nothing";
+        };
+        match self.pfn(pte::frame(e)) {
+            None => "a foreign frame",
+            Some(p) => match self.frames.region_of(p) {
+                Some(Use::Kernel) => "kernel",
+                Some(Use::Initrd) => "initrd",
+                Some(Use::P2m) => "p2m",
+                Some(_) => "page-tables",
+                None => "boot-data",
+            },
+        }
+    }
+}
+
+/// The top of the layout as read back: which L4 and level3_kernel slots are present and
+/// what they point at, and where the initrd lives (the `layout:` lines above the L2 ones).
+pub struct TopLevel<'a>(pub &'a Memory, pub Option<(Pfn, Pfn)>);
+
+impl core::fmt::Display for TopLevel<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let m = self.0;
+        let t = &m.outcome.tables;
+        let mfn = |p: Pfn| m.mfn(p).unwrap_or(!0);
+        let name4 = |slot: usize, e: u64| match slot {
+            super::layout::L4_XEN_FIRST..=super::layout::L4_XEN_LAST => "xen",
+            _ if pte::frame(e) == mfn(t.level3_ident) => "direct-map",
+            _ if pte::frame(e) == mfn(t.level3_kernel) => "kernel-map",
+            _ => "UNEXPECTED",
+        };
+        write!(f, "layout: l4")?;
+        runs(f, m.table(t.l4), name4)?;
+        write!(f, "\nlayout: level3_kernel")?;
+        runs(f, m.table(t.level3_kernel), |_, e| {
+            if pte::frame(e) == mfn(t.level2_kernel) {
+                "level2_kernel"
+            } else if pte::frame(e) == mfn(t.level2_fixmap) {
+                "level2_fixmap"
+            } else {
+                "UNEXPECTED"
+            }
+        })?;
+        match self.1 {
+            None => write!(f, "\nlayout: initrd none"),
+            Some((s, e)) => write!(
+                f,
+                "\nlayout: initrd pfn {s:#x}..{e:#x} at {:#x} (direct map), frames reserved",
+                direct_map_va(s)
+            ),
+        }
+    }
+}
+
+/// ` a-b=name c=name` over the present entries of a table.
+fn runs(
+    f: &mut core::fmt::Formatter<'_>,
+    table: &[u64; 512],
+    name: impl Fn(usize, u64) -> &'static str,
+) -> core::fmt::Result {
+    let mut i = 0;
+    while i < 512 {
+        if !pte::present(table[i]) {
+            i += 1;
+            continue;
+        }
+        let n = name(i, table[i]);
+        let mut j = i;
+        while j + 1 < 512 && pte::present(table[j + 1]) && name(j + 1, table[j + 1]) == n {
+            j += 1;
+        }
+        if i == j {
+            write!(f, " {i}={n}")?;
+        } else {
+            write!(f, " {i}-{j}={n}")?;
+        }
+        i = j + 1;
+    }
+    Ok(())
+}

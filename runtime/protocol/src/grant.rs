@@ -1,0 +1,297 @@
+//! Grant tables, version 1: give another domain (or Xen, on our behalf) access to a frame.
+//!
+//! The table is a run of frames Xen shares with us (`GNTTABOP_setup_table`), mapped at
+//! the fixmap's grant slots. An entry is `{flags: u16, domid: u16, frame: u32}`; granting
+//! writes domid and frame first and `GTF_permit_access` last (a peer that sees the flag
+//! sees the rest); ending access clears the flags with a compare-and-swap that refuses
+//! while Xen has marked the entry in use by a peer (`GTF_reading` / `GTF_writing`), as
+//! Linux's `gnttab_end_foreign_access_ref_v1` does — the peer's mapping would otherwise
+//! outlive our permission.
+//!
+//! The free list and the entry protocol are pure and host-tested; setup and the
+//! grant-table operations are thin hypercall glue.
+
+use core::sync::atomic::{AtomicU16, Ordering};
+
+pub type GrantRef = u32;
+
+/// Entries per frame (v1 entries are 8 bytes).
+pub const ENTRIES_PER_FRAME: u32 = 512;
+/// References 0..8 are reserved by convention (0: console, 1: xenstore for a domU's
+/// toolstack-set-up rings).
+pub const RESERVED: u32 = 8;
+
+pub const GTF_PERMIT_ACCESS: u16 = 1;
+pub const GTF_READONLY: u16 = 1 << 2;
+pub const GTF_READING: u16 = 1 << 3;
+pub const GTF_WRITING: u16 = 1 << 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GntError {
+    /// Every reference is in use.
+    Exhausted { refs: u32 },
+    /// The reference is not one we handed out (or it was already ended).
+    NotGranted(GrantRef),
+    /// The peer still uses the grant (flags as Xen left them): access not ended.
+    InUse { gref: GrantRef, flags: u16 },
+    /// A v1 entry holds a 32-bit frame number.
+    FrameTooBig(u64),
+    /// A grant-table operation's status (`GNTST_*`).
+    Status(&'static str, i16),
+    /// The hypercall itself failed.
+    Xen(&'static str, xenpv_abi::XenError),
+    /// Xen offers fewer frames than asked, or the fixmap cannot hold them.
+    Frames { want: u32, max: u32 },
+}
+
+/// `GNTST_*` names.
+pub fn status_name(s: i16) -> &'static str {
+    match s {
+        0 => "okay",
+        -1 => "general error",
+        -2 => "bad domain",
+        -3 => "bad grant reference",
+        -4 => "bad handle",
+        -5 => "bad virtual address",
+        -6 => "bad device address",
+        -7 => "no device space",
+        -8 => "permission denied",
+        -9 => "bad page",
+        -10 => "copy crosses a page boundary",
+        -11 => "address too big",
+        -12 => "try again",
+        _ => "unknown status",
+    }
+}
+
+impl core::fmt::Display for GntError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            GntError::Exhausted { refs } => write!(f, "all {refs} grant references in use"),
+            GntError::NotGranted(r) => write!(f, "grant reference {r} is not granted"),
+            GntError::InUse { gref, flags } => write!(
+                f,
+                "grant reference {gref} still in use by the peer (flags {flags:#x}): access not ended"
+            ),
+            GntError::FrameTooBig(m) => write!(f, "mfn {m:#x} does not fit a v1 grant entry"),
+            GntError::Status(op, s) => write!(f, "{op}: status {s} ({})", status_name(s)),
+            GntError::Xen(op, e) => write!(f, "{op}: {e}"),
+            GntError::Frames { want, max } => {
+                write!(f, "{want} grant-table frames wanted, at most {max}")
+            }
+        }
+    }
+}
+
+/// Which references are in use: a bitmap (2 KiB for the most the fixmap holds), searched
+/// from a rotor, which also catches double frees.
+pub struct FreeList {
+    refs: u32,
+    free: u32,
+    rotor: u32,
+    used: [u64; MAX_REFS as usize / 64],
+}
+
+/// References the fixmap's grant slots can hold.
+pub const MAX_REFS: u32 = xenpv_paging::layout::GNTTAB_MAX_FRAMES as u32 * ENTRIES_PER_FRAME;
+
+impl FreeList {
+    /// References `RESERVED..refs` free (`refs` at most [`MAX_REFS`]).
+    pub fn new(refs: u32) -> Self {
+        let refs = refs.clamp(RESERVED, MAX_REFS);
+        let mut used = [0u64; MAX_REFS as usize / 64];
+        used[0] = (1 << RESERVED) - 1;
+        FreeList {
+            refs,
+            free: refs - RESERVED,
+            rotor: RESERVED,
+            used,
+        }
+    }
+    pub fn free_count(&self) -> usize {
+        self.free as usize
+    }
+    pub fn alloc(&mut self) -> Result<GrantRef, GntError> {
+        if self.free == 0 {
+            return Err(GntError::Exhausted {
+                refs: self.refs - RESERVED,
+            });
+        }
+        for k in 0..self.refs {
+            let r = (self.rotor + k) % self.refs;
+            if !self.is_used(r) {
+                self.used[(r / 64) as usize] |= 1 << (r % 64);
+                self.free -= 1;
+                self.rotor = r + 1;
+                return Ok(r);
+            }
+        }
+        unreachable!("free count {} but no free bit", self.free)
+    }
+    pub fn is_used(&self, r: GrantRef) -> bool {
+        r < self.refs && self.used[(r / 64) as usize] & (1 << (r % 64)) != 0
+    }
+    pub fn free(&mut self, r: GrantRef) -> Result<(), GntError> {
+        if r < RESERVED || !self.is_used(r) {
+            return Err(GntError::NotGranted(r));
+        }
+        self.used[(r / 64) as usize] &= !(1 << (r % 64));
+        self.free += 1;
+        Ok(())
+    }
+}
+
+/// One v1 entry, wherever it lives (the mapped table, or plain memory in tests).
+pub struct Entry<'a> {
+    pub flags: &'a AtomicU16,
+    pub domid: &'a AtomicU16,
+    pub frame: &'a core::sync::atomic::AtomicU32,
+}
+
+impl Entry<'_> {
+    /// Let `domid` access `mfn`: domid and frame first, then the flags.
+    pub fn grant(&self, domid: u16, mfn: u64, readonly: bool) -> Result<(), GntError> {
+        let frame = u32::try_from(mfn).map_err(|_| GntError::FrameTooBig(mfn))?;
+        self.domid.store(domid, Ordering::Relaxed);
+        self.frame.store(frame, Ordering::Relaxed);
+        let ro = if readonly { GTF_READONLY } else { 0 };
+        self.flags.store(GTF_PERMIT_ACCESS | ro, Ordering::Release);
+        Ok(())
+    }
+
+    /// End access unless the peer is using the grant right now.
+    pub fn end(&self, gref: GrantRef) -> Result<(), GntError> {
+        let mut flags = self.flags.load(Ordering::Acquire);
+        loop {
+            if flags & (GTF_READING | GTF_WRITING) != 0 {
+                return Err(GntError::InUse { gref, flags });
+            }
+            match self
+                .flags
+                .compare_exchange(flags, 0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                // Xen changed the flags between our load and the swap: look again.
+                Err(now) => flags = now,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::AtomicU32;
+
+    #[test]
+    fn references_run_out_with_an_error_and_come_back() {
+        let mut f = FreeList::new(ENTRIES_PER_FRAME);
+        let mut got = vec![];
+        loop {
+            match f.alloc() {
+                Ok(r) => got.push(r),
+                Err(e) => {
+                    assert_eq!(e, GntError::Exhausted { refs: 504 });
+                    assert!(e.to_string().contains("all 504"));
+                    break;
+                }
+            }
+        }
+        assert_eq!(got.len(), 504);
+        assert!(
+            got.iter().all(|&r| (RESERVED..512).contains(&r)),
+            "reserved refs never handed out"
+        );
+        assert_eq!(f.free(got[10]), Ok(()));
+        assert_eq!(
+            f.free(got[10]),
+            Err(GntError::NotGranted(got[10])),
+            "double free"
+        );
+        assert_eq!(f.free(3), Err(GntError::NotGranted(3)), "a reserved ref");
+        assert_eq!(f.free(100_000), Err(GntError::NotGranted(100_000)));
+        // The rotor moves on, so the freed one comes back once the others are taken.
+        assert_eq!(f.alloc(), Ok(got[10]));
+        assert!(f.alloc().is_err());
+    }
+
+    struct Mem(AtomicU16, AtomicU16, AtomicU32);
+    fn mem() -> Mem {
+        Mem(AtomicU16::new(0), AtomicU16::new(0), AtomicU32::new(0))
+    }
+    fn entry(m: &Mem) -> Entry<'_> {
+        Entry {
+            flags: &m.0,
+            domid: &m.1,
+            frame: &m.2,
+        }
+    }
+
+    #[test]
+    fn an_entry_is_granted_then_ended_unless_in_use() {
+        let m = mem();
+        let e = entry(&m);
+        e.grant(7, 0x1234, true).unwrap();
+        assert_eq!(m.0.load(Ordering::SeqCst), GTF_PERMIT_ACCESS | GTF_READONLY);
+        assert_eq!(
+            (m.1.load(Ordering::SeqCst), m.2.load(Ordering::SeqCst)),
+            (7, 0x1234)
+        );
+        // The peer maps it: Xen sets GTF_reading.
+        m.0.fetch_or(GTF_READING, Ordering::SeqCst);
+        assert_eq!(
+            e.end(9),
+            Err(GntError::InUse {
+                gref: 9,
+                flags: GTF_PERMIT_ACCESS | GTF_READONLY | GTF_READING
+            })
+        );
+        assert_ne!(m.0.load(Ordering::SeqCst), 0, "still granted");
+        m.0.fetch_and(!GTF_READING, Ordering::SeqCst);
+        assert_eq!(e.end(9), Ok(()));
+        assert_eq!(m.0.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            e.grant(1, 1 << 40, false),
+            Err(GntError::FrameTooBig(1 << 40))
+        );
+    }
+
+    #[test]
+    fn ending_races_with_a_peer_that_starts_using_the_grant() {
+        // A peer thread flips GTF_writing on and off while we try to end access: every
+        // attempt either refuses (saw it in use) or clears the flags with nothing set.
+        let m = std::sync::Arc::new(mem());
+        for _ in 0..200 {
+            entry(&m).grant(1, 5, false).unwrap();
+            let peer = {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let _ = m.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
+                            (f & GTF_PERMIT_ACCESS != 0).then_some(f | GTF_WRITING)
+                        });
+                        m.0.fetch_and(!GTF_WRITING, Ordering::SeqCst);
+                    }
+                })
+            };
+            loop {
+                match entry(&m).end(1) {
+                    Ok(()) => break,
+                    Err(GntError::InUse { flags, .. }) => assert!(flags & GTF_WRITING != 0),
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            peer.join().unwrap();
+            assert_eq!(m.0.load(Ordering::SeqCst) & GTF_PERMIT_ACCESS, 0);
+        }
+    }
+
+    #[test]
+    fn statuses_have_names() {
+        assert_eq!(status_name(-8), "permission denied");
+        assert_eq!(status_name(-99), "unknown status");
+        assert!(GntError::Status("GNTTABOP_copy", -8)
+            .to_string()
+            .contains("permission denied"));
+    }
+}

@@ -1,0 +1,57 @@
+//! The pure halves of a Xen PV guest's protocols: everything that decides, with nothing
+//! that touches a shared page or makes a hypercall.
+//!
+//! What the other side writes (Xen, the toolstack, a backend) is hostile here: indices,
+//! lengths, ids and strings are bounds-checked and copied before use, every wait has a
+//! deadline, and a bad value is an error naming the value and the limit, never a panic.
+//!
+//! - [`ring`]: free-running producer/consumer arithmetic for Xen's byte rings, and
+//!   [`ring::Duplex`], both rings of a shared page behind the [`ring::Link`] trait;
+//! - [`xenstore`]: the wire format and a client generic over the link;
+//! - [`grant`]: grant-table v1 entries and the reference free list;
+//! - [`evtchn`]: the 2-level event-channel bitmaps and port numbers;
+//! - [`start_info`]: Xen's start_info page, validated into a typed view;
+//! - [`clock`]: Xen system time from the pvclock fields;
+//! - [`initrd`]: the checked initrd image the sample app and the tools share;
+//! - [`cmdline`]: the guest command line's words;
+//! - [`status`] and [`defmt_line`]: exit statuses and the console framing of defmt
+//!   frames, which the host tools read back.
+//!
+//! The platform crate (`xenpv-rt`) supplies the live side of each: the mapped pages, the
+//! event channels, the hypercalls. The host tests drive the same code against the model
+//! peers in `xenpv-testkit`.
+//!
+//! ```
+//! use xenpv_protocol::ring::{produce, consume, RingMem, RingError};
+//!
+//! // A ring's bytes can live anywhere; here, an array.
+//! struct Mem([u8; 8]);
+//! impl RingMem for Mem {
+//!     fn size(&self) -> u32 { 8 }
+//!     fn load(&self, i: u32) -> u8 { self.0[i as usize] }
+//!     fn store(&mut self, i: u32, b: u8) { self.0[i as usize] = b }
+//! }
+//! let mut m = Mem([0; 8]);
+//! let (n, prod) = produce(&mut m, 0, 0, b"hello").unwrap();
+//! let mut out = [0; 8];
+//! assert_eq!(consume(&m, 0, prod, &mut out).unwrap(), (n, prod));
+//! assert_eq!(&out[..n], b"hello");
+//! // A peer that claims more bytes than the ring holds is refused, not followed.
+//! assert!(matches!(consume(&m, 0, 100, &mut out), Err(RingError::Corrupt { .. })));
+//! ```
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod cmdline;
+pub mod defmt_line;
+pub mod evtchn;
+pub mod grant;
+pub mod initrd;
+pub mod ring;
+pub mod start_info;
+pub mod status;
+pub mod xenstore;
+
+pub use xenpv_abi::{Maddr, Mfn, Pfn, XenError};

@@ -1,0 +1,274 @@
+//! Xen's shared byte rings (the console's `in`/`out`, xenstore's `req`/`rsp`): a
+//! power-of-two buffer and free-running 32-bit producer/consumer indices, one side
+//! writing each index.
+//!
+//! The other side's index is untrusted: whatever it holds, these functions only touch
+//! `buf[index & (size - 1)]` and refuse (`Corrupt`) when the two indices claim more
+//! than `size` bytes in flight. Our own index is kept by the caller, never re-read from
+//! shared memory.
+
+/// The ring's bytes.
+pub trait RingMem {
+    /// Bytes in the ring (a power of two).
+    fn size(&self) -> u32;
+    /// Byte `i` (< size).
+    fn load(&self, i: u32) -> u8;
+    fn store(&mut self, i: u32, b: u8);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingError {
+    /// The indices claim `prod - cons` bytes in a ring of `size`.
+    Corrupt { prod: u32, cons: u32, size: u32 },
+}
+
+impl core::fmt::Display for RingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let RingError::Corrupt { prod, cons, size } = *self;
+        write!(
+            f,
+            "ring indices corrupt: prod {prod:#x} - cons {cons:#x} = {} bytes in a ring of {size}",
+            prod.wrapping_sub(cons)
+        )
+    }
+}
+
+fn used(prod: u32, cons: u32, size: u32) -> Result<u32, RingError> {
+    let n = prod.wrapping_sub(cons);
+    if n > size {
+        Err(RingError::Corrupt { prod, cons, size })
+    } else {
+        Ok(n)
+    }
+}
+
+/// We produce: copy as much of `data` as fits. Returns bytes written and our new index.
+pub fn produce(
+    mem: &mut impl RingMem,
+    prod: u32,
+    peer_cons: u32,
+    data: &[u8],
+) -> Result<(usize, u32), RingError> {
+    let size = mem.size();
+    let room = size - used(prod, peer_cons, size)?;
+    let n = (room as usize).min(data.len());
+    for (k, &b) in data[..n].iter().enumerate() {
+        mem.store(prod.wrapping_add(k as u32) & (size - 1), b);
+    }
+    Ok((n, prod.wrapping_add(n as u32)))
+}
+
+/// We consume: copy what is there (up to `out.len()`). Returns bytes read and our new index.
+pub fn consume(
+    mem: &impl RingMem,
+    cons: u32,
+    peer_prod: u32,
+    out: &mut [u8],
+) -> Result<(usize, u32), RingError> {
+    let size = mem.size();
+    let avail = used(peer_prod, cons, size)?;
+    let n = (avail as usize).min(out.len());
+    for (k, b) in out[..n].iter_mut().enumerate() {
+        *b = mem.load(cons.wrapping_add(k as u32) & (size - 1));
+    }
+    Ok((n, cons.wrapping_add(n as u32)))
+}
+
+/// Bytes waiting to be consumed, if the indices are sane.
+pub fn pending(prod: u32, cons: u32, size: u32) -> Result<u32, RingError> {
+    used(prod, cons, size)
+}
+
+/// Index words of a duplex page: ours are written only by us, the peer's only read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Idx {
+    /// Our producer index on the ring we write (console `out_prod`, xenstore `req_prod`).
+    TxProd,
+    /// The peer's consumer index on it.
+    TxCons,
+    /// Our consumer index on the ring we read (console `in_cons`, xenstore `rsp_cons`).
+    RxCons,
+    /// The peer's producer index on it.
+    RxProd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Tx,
+    Rx,
+}
+
+/// A shared page with one ring each way, and the event channel that goes with it.
+pub trait Link {
+    fn size(&self, side: Side) -> u32;
+    fn index(&self, i: Idx) -> u32;
+    fn set_index(&mut self, i: Idx, v: u32);
+    fn load(&self, side: Side, i: u32) -> u8;
+    fn store(&mut self, side: Side, i: u32, b: u8);
+    /// Signal the peer.
+    fn notify(&mut self);
+    /// Block until the peer signals or Xen system time reaches `deadline_ns`.
+    fn wait(&mut self, deadline_ns: u64);
+    fn now_ns(&self) -> u64;
+}
+
+struct Half<'a, L: Link>(&'a mut L, Side);
+
+impl<L: Link> RingMem for Half<'_, L> {
+    fn size(&self) -> u32 {
+        self.0.size(self.1)
+    }
+    fn load(&self, i: u32) -> u8 {
+        self.0.load(self.1, i)
+    }
+    fn store(&mut self, i: u32, b: u8) {
+        self.0.store(self.1, i, b)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DuplexError {
+    Ring(RingError),
+    /// The peer took no more bytes before the deadline; `written` of `len` went out (in
+    /// order; none dropped).
+    Stalled {
+        written: usize,
+        len: usize,
+    },
+    /// Fewer bytes than needed arrived before the deadline.
+    TimedOut {
+        got: usize,
+        want: usize,
+    },
+}
+
+impl core::fmt::Display for DuplexError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            DuplexError::Ring(e) => write!(f, "{e}"),
+            DuplexError::Stalled { written, len } => {
+                write!(f, "peer stalled: {written} of {len} bytes written")
+            }
+            DuplexError::TimedOut { got, want } => {
+                write!(f, "timed out: {got} of {want} bytes received")
+            }
+        }
+    }
+}
+
+/// Both rings of a shared page, with our indices kept privately.
+pub struct Duplex<L: Link> {
+    link: L,
+    tx_prod: u32,
+    rx_cons: u32,
+}
+
+impl<L: Link> Duplex<L> {
+    /// Attach to a page whose indices the peer (or toolstack) initialised.
+    pub fn new(link: L) -> Self {
+        Duplex {
+            tx_prod: link.index(Idx::TxProd),
+            rx_cons: link.index(Idx::RxCons),
+            link,
+        }
+    }
+
+    pub fn link(&mut self) -> &mut L {
+        &mut self.link
+    }
+
+    /// Write all of `data`, waiting for room as long as the peer makes progress, until
+    /// `timeout_ns` passes without it taking everything.
+    pub fn write_all(&mut self, data: &[u8], timeout_ns: u64) -> Result<(), DuplexError> {
+        let deadline = self.link.now_ns().saturating_add(timeout_ns);
+        let mut done = 0;
+        while done < data.len() {
+            let cons = self.link.index(Idx::TxCons);
+            let (n, prod) = produce(
+                &mut Half(&mut self.link, Side::Tx),
+                self.tx_prod,
+                cons,
+                &data[done..],
+            )
+            .map_err(DuplexError::Ring)?;
+            if n > 0 {
+                // The bytes before the index that publishes them.
+                core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+                self.tx_prod = prod;
+                self.link.set_index(Idx::TxProd, prod);
+                self.link.notify();
+                done += n;
+                continue;
+            }
+            if self.link.now_ns() >= deadline {
+                return Err(DuplexError::Stalled {
+                    written: done,
+                    len: data.len(),
+                });
+            }
+            self.link.wait(deadline);
+        }
+        Ok(())
+    }
+
+    /// What has arrived, up to `out.len()` bytes (0 if nothing); never blocks.
+    pub fn read(&mut self, out: &mut [u8]) -> Result<usize, DuplexError> {
+        let prod = self.link.index(Idx::RxProd);
+        // The index before the bytes it publishes.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+        let (n, cons) = consume(&Half(&mut self.link, Side::Rx), self.rx_cons, prod, out)
+            .map_err(DuplexError::Ring)?;
+        if n > 0 {
+            core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+            self.rx_cons = cons;
+            self.link.set_index(Idx::RxCons, cons);
+            self.link.notify();
+        }
+        Ok(n)
+    }
+
+    /// Fill `out` completely, waiting until `deadline_ns` (absolute).
+    pub fn read_exact(&mut self, out: &mut [u8], deadline_ns: u64) -> Result<(), DuplexError> {
+        let mut got = 0;
+        while got < out.len() {
+            let n = self.read(&mut out[got..])?;
+            got += n;
+            if n == 0 && got < out.len() {
+                if self.link.now_ns() >= deadline_ns {
+                    return Err(DuplexError::TimedOut {
+                        got,
+                        want: out.len(),
+                    });
+                }
+                self.link.wait(deadline_ns);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a shared page keeps its rings and index words (byte offsets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageLayout {
+    pub tx: (usize, u32),
+    pub rx: (usize, u32),
+    /// Offsets of TxProd, TxCons, RxCons, RxProd.
+    pub idx: [usize; 4],
+}
+
+/// `struct xencons_interface` (io/console.h): `in[1024]`, `out[2048]`, in_cons, in_prod,
+/// out_cons, out_prod. We write `out`.
+pub const CONSOLE_PAGE: PageLayout = PageLayout {
+    tx: (1024, 2048),
+    rx: (0, 1024),
+    idx: [3084, 3080, 3072, 3076],
+};
+
+/// `struct xenstore_domain_interface` (io/xs_wire.h): `req[1024]`, `rsp[1024]`, req_cons,
+/// req_prod, rsp_cons, rsp_prod. We write `req`.
+pub const XENSTORE_PAGE: PageLayout = PageLayout {
+    tx: (0, 1024),
+    rx: (1024, 1024),
+    idx: [2052, 2048, 2056, 2060],
+};

@@ -1,0 +1,514 @@
+//! start_info, validated: Xen's page of boot facts turned into a typed view.
+//!
+//! The parser is a pure function over the raw bytes, so the host tests can feed it
+//! garbage; every refusal names the field, the value and the limit. Offsets come from
+//! `xen_sys::start_info` (`offset_of!`), not from hand-written numbers.
+
+use core::mem::{offset_of, size_of};
+use xen_sys::start_info as Raw;
+use xenpv_paging::layout::{DIRECT_MAP_MAX_BYTES, KERNEL_VIRT_BASE, PAGE_SIZE};
+
+/// Bytes of `struct start_info` on x86-64.
+pub const RAW_SIZE: usize = size_of::<Raw>();
+/// `MAX_GUEST_CMDLINE`.
+pub const CMDLINE_MAX: usize = 1024;
+/// Most pages the runtime can direct-map (one L3 page: 512 GiB).
+pub const MAX_PAGES: u64 = DIRECT_MAP_MAX_BYTES / PAGE_SIZE;
+
+pub const SIF_PRIVILEGED: u32 = xen_sys::SIF_PRIVILEGED;
+pub const SIF_INITDOMAIN: u32 = xen_sys::SIF_INITDOMAIN;
+pub const SIF_MULTIBOOT_MOD: u32 = xen_sys::SIF_MULTIBOOT_MOD;
+pub const SIF_MOD_START_PFN: u32 = xen_sys::SIF_MOD_START_PFN;
+pub const SIF_VIRT_P2M_4TOOLS: u32 = xen_sys::SIF_VIRT_P2M_4TOOLS;
+const SIF_KNOWN: u32 = SIF_PRIVILEGED
+    | SIF_INITDOMAIN
+    | SIF_MULTIBOOT_MOD
+    | SIF_MOD_START_PFN
+    | SIF_VIRT_P2M_4TOOLS
+    | xen_sys::SIF_PM_MASK;
+
+/// The console Xen describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleInfo {
+    /// dom0: `console_io` to Xen's console; VGA info at this offset of start_info.
+    Dom0 { info_off: u32, info_size: u32 },
+    /// domU: the ring page and its event channel.
+    DomU { mfn: u64, evtchn: u32 },
+}
+
+/// The initrd ("module") Xen handed over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Module {
+    /// Mapped by Xen in the boot region at this virtual address.
+    Mapped { va: u64, len: u64 },
+    /// Not mapped (`SIF_MOD_START_PFN`): starts at this pseudo-physical frame.
+    Pfn { pfn: u64, len: u64 },
+}
+
+impl Module {
+    pub const fn len(&self) -> u64 {
+        match *self {
+            Module::Mapped { len, .. } | Module::Pfn { len, .. } => len,
+        }
+    }
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Pages the module occupies.
+    pub const fn pages(&self) -> u64 {
+        self.len().div_ceil(PAGE_SIZE)
+    }
+}
+
+/// The validated view.
+#[derive(Clone, Debug)]
+pub struct StartInfo {
+    magic: heapless::String<32>,
+    pub nr_pages: u64,
+    /// Machine address of shared_info.
+    pub shared_info_maddr: u64,
+    pub flags: u32,
+    pub store_mfn: u64,
+    pub store_evtchn: u32,
+    pub console: ConsoleInfo,
+    pub pt_base: u64,
+    pub nr_pt_frames: u64,
+    pub mfn_list: u64,
+    pub module: Option<Module>,
+    cmdline: heapless::String<CMDLINE_MAX>,
+    pub first_p2m_pfn: u64,
+    pub nr_p2m_frames: u64,
+}
+
+/// Why start_info was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartInfoError {
+    ShortPage {
+        len: usize,
+    },
+    /// Magic not `xen-3.0-x86_64...`, or not NUL-terminated within 32 bytes.
+    BadMagic,
+    NrPages {
+        value: u64,
+        max: u64,
+    },
+    Misaligned {
+        field: &'static str,
+        value: u64,
+        align: u64,
+    },
+    /// A virtual address below the kernel map.
+    BelowVirtBase {
+        field: &'static str,
+        value: u64,
+    },
+    NrPtFrames {
+        value: u64,
+    },
+    /// The module does not fit: `[start, start+len)` overflows or leaves guest memory.
+    BadModule {
+        start: u64,
+        len: u64,
+        limit: u64,
+    },
+    CmdlineNotUtf8 {
+        at: usize,
+    },
+}
+
+impl core::fmt::Display for StartInfoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use StartInfoError::*;
+        match *self {
+            ShortPage { len } => write!(f, "start_info has {len} bytes, needs {RAW_SIZE}"),
+            BadMagic => write!(
+                f,
+                "start_info magic is not \"xen-3.0-x86_64\" (NUL-terminated)"
+            ),
+            NrPages { value, max } => {
+                write!(
+                    f,
+                    "nr_pages {value} out of range 1..={max} (the direct map's limit)"
+                )
+            }
+            Misaligned {
+                field,
+                value,
+                align,
+            } => {
+                write!(f, "{field} {value:#x} is not {align}-byte aligned")
+            }
+            BelowVirtBase { field, value } => {
+                write!(
+                    f,
+                    "{field} {value:#x} lies below the kernel map {KERNEL_VIRT_BASE:#x}"
+                )
+            }
+            NrPtFrames { value } => {
+                write!(
+                    f,
+                    "nr_pt_frames {value}: a 4-level boot table needs 4..=65536"
+                )
+            }
+            BadModule { start, len, limit } => write!(
+                f,
+                "initrd at {start:#x} of {len} bytes runs past the limit {limit:#x}"
+            ),
+            CmdlineNotUtf8 { at } => write!(f, "command line is not UTF-8 (byte {at})"),
+        }
+    }
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(w)
+}
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[off..off + 4]);
+    u32::from_le_bytes(w)
+}
+
+// Offsets within the console union.
+const CON: usize = offset_of!(Raw, console);
+const CON_DOMU_EVTCHN: usize =
+    CON + offset_of!(xen_sys::start_info__bindgen_ty_1__bindgen_ty_1, evtchn);
+const CON_DOM0_SIZE: usize =
+    CON + offset_of!(xen_sys::start_info__bindgen_ty_1__bindgen_ty_2, info_size);
+
+impl StartInfo {
+    /// Parse and validate the raw page Xen passed (at least [`RAW_SIZE`] bytes).
+    pub fn parse(b: &[u8]) -> Result<StartInfo, StartInfoError> {
+        use StartInfoError::*;
+        if b.len() < RAW_SIZE {
+            return Err(ShortPage { len: b.len() });
+        }
+        let magic_raw = &b[offset_of!(Raw, magic)..offset_of!(Raw, magic) + 32];
+        let nul = magic_raw.iter().position(|&c| c == 0).ok_or(BadMagic)?;
+        let magic_str = core::str::from_utf8(&magic_raw[..nul]).map_err(|_| BadMagic)?;
+        if !magic_str.starts_with("xen-3.0-x86_64") {
+            return Err(BadMagic);
+        }
+        let nr_pages = u64_at(b, offset_of!(Raw, nr_pages));
+        if nr_pages == 0 || nr_pages > MAX_PAGES {
+            return Err(NrPages {
+                value: nr_pages,
+                max: MAX_PAGES,
+            });
+        }
+        let shared_info_maddr = u64_at(b, offset_of!(Raw, shared_info));
+        if !shared_info_maddr.is_multiple_of(PAGE_SIZE) {
+            return Err(Misaligned {
+                field: "shared_info",
+                value: shared_info_maddr,
+                align: PAGE_SIZE,
+            });
+        }
+        let flags = u32_at(b, offset_of!(Raw, flags));
+        let console = if flags & SIF_INITDOMAIN != 0 {
+            ConsoleInfo::Dom0 {
+                info_off: u32_at(b, CON),
+                info_size: u32_at(b, CON_DOM0_SIZE),
+            }
+        } else {
+            ConsoleInfo::DomU {
+                mfn: u64_at(b, CON),
+                evtchn: u32_at(b, CON_DOMU_EVTCHN),
+            }
+        };
+        let pt_base = u64_at(b, offset_of!(Raw, pt_base));
+        if pt_base < KERNEL_VIRT_BASE {
+            return Err(BelowVirtBase {
+                field: "pt_base",
+                value: pt_base,
+            });
+        }
+        if !pt_base.is_multiple_of(PAGE_SIZE) {
+            return Err(Misaligned {
+                field: "pt_base",
+                value: pt_base,
+                align: PAGE_SIZE,
+            });
+        }
+        let nr_pt_frames = u64_at(b, offset_of!(Raw, nr_pt_frames));
+        if !(4..=65536).contains(&nr_pt_frames) {
+            return Err(NrPtFrames {
+                value: nr_pt_frames,
+            });
+        }
+        let mfn_list = u64_at(b, offset_of!(Raw, mfn_list));
+        if mfn_list < KERNEL_VIRT_BASE {
+            return Err(BelowVirtBase {
+                field: "mfn_list",
+                value: mfn_list,
+            });
+        }
+        if !mfn_list.is_multiple_of(8) {
+            return Err(Misaligned {
+                field: "mfn_list",
+                value: mfn_list,
+                align: 8,
+            });
+        }
+        let (mod_start, mod_len) = (
+            u64_at(b, offset_of!(Raw, mod_start)),
+            u64_at(b, offset_of!(Raw, mod_len)),
+        );
+        let module = if mod_len == 0 {
+            None
+        } else if flags & SIF_MOD_START_PFN != 0 {
+            let limit = nr_pages * PAGE_SIZE;
+            let start = mod_start.checked_mul(PAGE_SIZE);
+            match start.and_then(|s| s.checked_add(mod_len)) {
+                Some(end) if end <= limit => Some(Module::Pfn {
+                    pfn: mod_start,
+                    len: mod_len,
+                }),
+                _ => {
+                    return Err(BadModule {
+                        start: mod_start,
+                        len: mod_len,
+                        limit,
+                    })
+                }
+            }
+        } else {
+            if mod_start < KERNEL_VIRT_BASE {
+                return Err(BelowVirtBase {
+                    field: "mod_start",
+                    value: mod_start,
+                });
+            }
+            match mod_start.checked_add(mod_len) {
+                // The boot region is a 1:1 view of the first pfns: it cannot exceed memory.
+                Some(end) if end - KERNEL_VIRT_BASE <= nr_pages * PAGE_SIZE => {
+                    Some(Module::Mapped {
+                        va: mod_start,
+                        len: mod_len,
+                    })
+                }
+                _ => {
+                    return Err(BadModule {
+                        start: mod_start,
+                        len: mod_len,
+                        limit: KERNEL_VIRT_BASE.wrapping_add(nr_pages * PAGE_SIZE),
+                    })
+                }
+            }
+        };
+        let cl = &b[offset_of!(Raw, cmd_line)..offset_of!(Raw, cmd_line) + CMDLINE_MAX];
+        // Xen terminates the command line; if it did not, all 1024 bytes are the line.
+        let cl = &cl[..cl.iter().position(|&c| c == 0).unwrap_or(CMDLINE_MAX)];
+        let cmdline = core::str::from_utf8(cl).map_err(|e| CmdlineNotUtf8 {
+            at: e.valid_up_to(),
+        })?;
+        Ok(StartInfo {
+            magic: heapless::String::try_from(magic_str).map_err(|_| BadMagic)?,
+            nr_pages,
+            shared_info_maddr,
+            flags,
+            store_mfn: u64_at(b, offset_of!(Raw, store_mfn)),
+            store_evtchn: u32_at(b, offset_of!(Raw, store_evtchn)),
+            console,
+            pt_base,
+            nr_pt_frames,
+            mfn_list,
+            module,
+            // Cannot fail: at most CMDLINE_MAX bytes.
+            cmdline: heapless::String::try_from(cmdline).map_err(|_| CmdlineNotUtf8 { at: 0 })?,
+            first_p2m_pfn: u64_at(b, offset_of!(Raw, first_p2m_pfn)),
+            nr_p2m_frames: u64_at(b, offset_of!(Raw, nr_p2m_frames)),
+        })
+    }
+
+    pub fn magic(&self) -> &str {
+        &self.magic
+    }
+    pub fn cmdline(&self) -> &str {
+        &self.cmdline
+    }
+    pub const fn is_dom0(&self) -> bool {
+        self.flags & SIF_INITDOMAIN != 0
+    }
+    /// Flag bits this runtime does not know (reported, not refused: newer Xens add some).
+    pub const fn unknown_flags(&self) -> u32 {
+        self.flags & !SIF_KNOWN
+    }
+}
+
+/// The one-line summary the sample app prints (`start_info: ...`).
+impl core::fmt::Display for StartInfo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "magic=\"{}\" nr_pages={} flags={:#x} [",
+            self.magic, self.nr_pages, self.flags
+        )?;
+        let mut sep = "";
+        for (bit, name) in [
+            (SIF_PRIVILEGED, "privileged"),
+            (SIF_INITDOMAIN, "initdomain"),
+            (SIF_MULTIBOOT_MOD, "multiboot_mod"),
+            (SIF_MOD_START_PFN, "mod_start_pfn"),
+            (SIF_VIRT_P2M_4TOOLS, "virt_p2m"),
+        ] {
+            if self.flags & bit != 0 {
+                write!(f, "{sep}{name}")?;
+                sep = ",";
+            }
+        }
+        write!(
+            f,
+            "] shared_info={:#x} pt_base={:#x} nr_pt_frames={} mfn_list={:#x}",
+            self.shared_info_maddr, self.pt_base, self.nr_pt_frames, self.mfn_list
+        )?;
+        match self.module {
+            None => write!(f, " module=none")?,
+            Some(Module::Mapped { va, len }) => write!(f, " module=mapped@{va:#x}+{len}")?,
+            Some(Module::Pfn { pfn, len }) => write!(f, " module=pfn{pfn:#x}+{len}")?,
+        }
+        match self.console {
+            ConsoleInfo::Dom0 { .. } => write!(f, " console=dom0")?,
+            ConsoleInfo::DomU { mfn, evtchn } => write!(f, " console=mfn{mfn:#x}/evtchn{evtchn}")?,
+        }
+        write!(f, " cmdline=\"{}\"", self.cmdline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn put64(b: &mut [u8], off: usize, v: u64) {
+        b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// A plausible dom0 start_info, as Xen 4.17 builds one.
+    fn good() -> Vec<u8> {
+        let mut b = vec![0u8; RAW_SIZE];
+        b[..15].copy_from_slice(b"xen-3.0-x86_64\0");
+        put64(&mut b, offset_of!(Raw, nr_pages), 65536);
+        put64(&mut b, offset_of!(Raw, shared_info), 0x1234_5000);
+        b[offset_of!(Raw, flags)] = (SIF_PRIVILEGED | SIF_INITDOMAIN) as u8;
+        put64(&mut b, offset_of!(Raw, pt_base), 0xffff_ffff_8040_0000);
+        put64(&mut b, offset_of!(Raw, nr_pt_frames), 6);
+        put64(&mut b, offset_of!(Raw, mfn_list), 0xffff_ffff_8030_0000);
+        put64(&mut b, offset_of!(Raw, mod_start), 0xffff_ffff_8020_0000);
+        put64(&mut b, offset_of!(Raw, mod_len), 4096);
+        let cl = b"split=1G panic";
+        b[offset_of!(Raw, cmd_line)..][..cl.len()].copy_from_slice(cl);
+        b
+    }
+
+    #[test]
+    fn layout_matches_xen_headers() {
+        // xen/include/public/xen.h, x86-64.
+        assert_eq!(RAW_SIZE, 1168);
+        assert_eq!(offset_of!(Raw, nr_pages), 32);
+        assert_eq!(offset_of!(Raw, flags), 48);
+        assert_eq!(offset_of!(Raw, console), 72);
+        assert_eq!(offset_of!(Raw, pt_base), 88);
+        assert_eq!(offset_of!(Raw, mod_len), 120);
+        assert_eq!(offset_of!(Raw, cmd_line), 128);
+        assert_eq!(offset_of!(Raw, nr_p2m_frames), 1160);
+        assert_eq!(CON_DOMU_EVTCHN, 80);
+        assert_eq!(CON_DOM0_SIZE, 76);
+    }
+
+    #[test]
+    fn parses_a_dom0_start_info() {
+        let si = StartInfo::parse(&good()).unwrap();
+        assert!(si.is_dom0());
+        assert_eq!(si.nr_pages, 65536);
+        assert_eq!(si.cmdline(), "split=1G panic");
+        assert_eq!(
+            si.module,
+            Some(Module::Mapped {
+                va: 0xffff_ffff_8020_0000,
+                len: 4096
+            })
+        );
+        let s = format!("{si}");
+        assert!(
+            s.starts_with(
+                "magic=\"xen-3.0-x86_64\" nr_pages=65536 flags=0x3 [privileged,initdomain]"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn refusals_name_field_value_and_limit() {
+        let mut b = good();
+        put64(&mut b, offset_of!(Raw, nr_pages), MAX_PAGES + 1);
+        let e = StartInfo::parse(&b).unwrap_err();
+        assert_eq!(
+            e,
+            StartInfoError::NrPages {
+                value: MAX_PAGES + 1,
+                max: MAX_PAGES
+            }
+        );
+        assert!(format!("{e}").contains(&format!("{}", MAX_PAGES + 1)));
+
+        let mut b = good();
+        put64(&mut b, offset_of!(Raw, mod_len), u64::MAX - 5);
+        assert!(matches!(
+            StartInfo::parse(&b),
+            Err(StartInfoError::BadModule { .. })
+        ));
+
+        let mut b = good();
+        b[offset_of!(Raw, flags)] |= SIF_MOD_START_PFN as u8;
+        put64(&mut b, offset_of!(Raw, mod_start), 65535);
+        put64(&mut b, offset_of!(Raw, mod_len), 8192);
+        assert_eq!(
+            StartInfo::parse(&b).unwrap_err(),
+            StartInfoError::BadModule {
+                start: 65535,
+                len: 8192,
+                limit: 65536 * 4096
+            }
+        );
+
+        let mut b = good();
+        b[0] = b'X';
+        assert_eq!(StartInfo::parse(&b).unwrap_err(), StartInfoError::BadMagic);
+        assert_eq!(
+            StartInfo::parse(&b[..100]).unwrap_err(),
+            StartInfoError::ShortPage { len: 100 }
+        );
+
+        let mut b = good();
+        b[offset_of!(Raw, cmd_line) + 3] = 0xff;
+        assert_eq!(
+            StartInfo::parse(&b).unwrap_err(),
+            StartInfoError::CmdlineNotUtf8 { at: 3 }
+        );
+    }
+
+    #[test]
+    fn an_unterminated_command_line_is_read_whole() {
+        let mut b = good();
+        b[offset_of!(Raw, cmd_line)..][..CMDLINE_MAX].fill(b'a');
+        assert_eq!(StartInfo::parse(&b).unwrap().cmdline().len(), CMDLINE_MAX);
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1300)) {
+            let _ = StartInfo::parse(&bytes);
+        }
+
+        #[test]
+        fn mutated_good_pages_never_panic(idx in 0usize..RAW_SIZE, val in any::<u8>()) {
+            let mut b = good();
+            b[idx] = val;
+            if let Ok(si) = StartInfo::parse(&b) {
+                let _ = format!("{si}");
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Proptest strategies shared by the host tests.

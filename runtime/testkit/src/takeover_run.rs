@@ -1,0 +1,155 @@
+//! The takeover planner run against the model of Xen's dom0 builder and PV MMU: the
+//! scenario both the takeover and the vmap tests start from.
+
+use crate::mmu_model::{build_dom0, Dom0Config, Refusal, XenPvModel as Model};
+use std::cell::RefCell;
+use xenpv_paging::layout::*;
+use xenpv_paging::ops::{Mfn, Pfn};
+use xenpv_paging::ops::{MmuOp, MmuSink};
+use xenpv_paging::snapshot::{self, TableReader};
+use xenpv_paging::takeover::{self, Input, Outcome, P2m, TakeoverError};
+
+/// The model as a sink and as the memory the planner reads through.
+pub struct Shared<'a>(pub &'a RefCell<Model>);
+
+impl MmuSink for Shared<'_> {
+    type Error = Refusal;
+    fn submit(&mut self, op: MmuOp) -> Result<(), Self::Error> {
+        self.0.borrow_mut().apply(op)
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// The p2m list read through the guest's mappings of the moment, as the runtime does: a
+/// plan that read it through the boot mapping after retiring it would fail here.
+pub struct GuestP2m<'a> {
+    m: &'a RefCell<Model>,
+    mfn_list: u64,
+}
+
+impl P2m for GuestP2m<'_> {
+    fn mfn(&self, pfn: Pfn, switched: bool) -> Option<Mfn> {
+        let base = if switched {
+            DIRECT_MAP_BASE + (self.mfn_list - KERNEL_VIRT_BASE)
+        } else {
+            self.mfn_list
+        };
+        self.m.borrow().read_va(base + pfn * 8).ok()
+    }
+}
+
+pub struct BootReader<'a> {
+    m: &'a RefCell<Model>,
+    d: &'a Dom0,
+}
+
+impl TableReader for BootReader<'_> {
+    fn table(&self, mfn: Mfn) -> Option<[u64; 512]> {
+        (self.d.xen_pt.0..self.d.xen_pt.1)
+            .any(|p| self.d.p2m[p as usize] == mfn)
+            .then(|| self.m.borrow().table(mfn))
+    }
+}
+
+/// The start_info facts of the dom0 builder model, in the shape the tests use.
+pub struct Dom0 {
+    pub p2m: Vec<Mfn>,
+    pub kernel_end: u64,
+    pub module: Option<(Pfn, Pfn)>,
+    pub p2m_pfns: (Pfn, Pfn),
+    pub mfn_list: u64,
+    pub xen_pt: (Pfn, Pfn),
+    pub boot_end: u64,
+    pub shared_info: Mfn,
+}
+
+/// (mfn, writable) of `va` in the model's current tables.
+pub fn tr(m: &Model, va: u64) -> Option<(Mfn, bool)> {
+    m.translate(va).map(|t| (t.mfn, t.writable))
+}
+
+pub struct Case {
+    pub nr_pages: u64,
+    pub kernel_pages: u64,
+    pub initrd: u64,
+    pub mod_start_pfn: bool,
+    pub split: Split,
+}
+
+pub struct Done {
+    pub m: Model,
+    pub d: Dom0,
+    pub out: Result<Outcome, TakeoverError<Refusal>>,
+}
+
+pub fn take_over(c: &Case, module_space_min: u64) -> Done {
+    let (model, b) = build_dom0(&Dom0Config {
+        nr_pages: c.nr_pages,
+        kernel_bytes: c.kernel_pages * PAGE_SIZE,
+        initrd_bytes: (c.initrd > 0).then_some(c.initrd),
+        mod_start_pfn: c.mod_start_pfn,
+        p2m_seed: c.nr_pages ^ c.initrd,
+    });
+    let pfn_of = |va: u64| (va - KERNEL_VIRT_BASE) / PAGE_SIZE;
+    let pt0 = pfn_of(b.pt_base);
+    let d = Dom0 {
+        p2m: model.p2m().to_vec(),
+        kernel_end: b.kernel_end,
+        module: b.initrd_pfn.map(|p| (p, p + b.mod_len.div_ceil(PAGE_SIZE))),
+        p2m_pfns: (
+            pfn_of(b.mfn_list),
+            (b.mfn_list - KERNEL_VIRT_BASE + c.nr_pages * 8).div_ceil(PAGE_SIZE),
+        ),
+        mfn_list: b.mfn_list,
+        xen_pt: (pt0, pt0 + b.nr_pt_frames),
+        boot_end: b.v_end,
+        shared_info: b.shared_info >> 12,
+    };
+    assert_eq!(
+        model.base(),
+        Some(d.p2m[pt0 as usize]),
+        "pt_base is the current L4"
+    );
+    let m = RefCell::new(model);
+    let xen_l4 = d.p2m[d.xen_pt.0 as usize];
+    let snap =
+        snapshot::read(&BootReader { m: &m, d: &d }, xen_l4, d.kernel_end).expect("snapshot");
+    assert_eq!(snap.boot_end, d.boot_end);
+    let p2m = GuestP2m {
+        m: &m,
+        mfn_list: d.mfn_list,
+    };
+    let input = Input {
+        nr_pages: c.nr_pages,
+        p2m: &p2m,
+        kernel_end: d.kernel_end,
+        snapshot: &snap,
+        xen_l4,
+        xen_pt: d.xen_pt,
+        p2m_pfns: d.p2m_pfns,
+        module: d.module,
+        shared_rings: [None, None],
+        shared_info: d.shared_info,
+        split: c.split,
+        module_space_min,
+        nx: true,
+    };
+    let out = takeover::run(&input, &mut Shared(&m));
+    Done {
+        m: m.into_inner(),
+        d,
+        out,
+    }
+}
+
+pub struct NoModules;
+impl xenpv_paging::check::Inspect for NoModules {
+    fn is_module_table(&self, _: Mfn) -> bool {
+        false
+    }
+    fn first_page_holds(&self, _: Mfn) -> &'static str {
+        "something"
+    }
+}

@@ -1,0 +1,200 @@
+//! xenstored in miniature: a key/value map and watches, speaking the wire protocol over
+//! the page rings, honest or misbehaving in the ways a real one can.
+
+use std::collections::BTreeMap;
+use xenpv_protocol::ring::{Idx, Link, Side};
+use xenpv_protocol::xenstore::wire::{self, Header, MsgType, HEADER_LEN};
+use xenpv_protocol::xenstore::EVENT_QUEUE;
+
+/// How the model behaves.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Honest,
+    /// Replies with a header claiming 5000 bytes.
+    OversizedReply,
+    /// Replies to request id + 1.
+    WrongId,
+    /// Sends half a header, then nothing.
+    Truncated,
+    /// Never answers.
+    Silent,
+    /// Sends 20 watch events before every reply.
+    EventStorm,
+}
+
+/// The model xenstored.
+pub struct Xenstored {
+    req: Vec<u8>,
+    rsp: Vec<u8>,
+    pub idx: [u32; 4],
+    store: BTreeMap<String, Vec<u8>>,
+    watches: Vec<(String, String)>,
+    pending_out: std::collections::VecDeque<u8>,
+    /// Bytes taken off the req ring, not yet a whole request (xenstored buffers too).
+    inbox: Vec<u8>,
+    mode: Mode,
+    pub clock: u64,
+}
+
+impl Xenstored {
+    pub fn new(mode: Mode) -> Self {
+        let mut store = BTreeMap::new();
+        store.insert("domid".into(), b"5".to_vec());
+        store.insert("name".into(), b"xenpv-app".to_vec());
+        store.insert("device/vif/0/state".into(), b"1".to_vec());
+        Xenstored {
+            req: vec![0; 1024],
+            rsp: vec![0; 1024],
+            idx: [0; 4],
+            store,
+            watches: vec![],
+            pending_out: Default::default(),
+            inbox: vec![],
+            mode,
+            clock: 0,
+        }
+    }
+    fn reply(&mut self, ty: u32, id: u32, payload: &[u8]) {
+        let h = Header {
+            ty,
+            req_id: id,
+            tx_id: 0,
+            len: payload.len() as u32,
+        };
+        self.pending_out.extend(h.encode());
+        self.pending_out.extend(payload);
+    }
+    fn fire(&mut self, changed: &str) {
+        let hits: Vec<_> = self
+            .watches
+            .iter()
+            .filter(|(p, _)| changed.starts_with(p.as_str()))
+            .cloned()
+            .collect();
+        for (_, tok) in hits {
+            let p = format!("{changed}\0{tok}\0");
+            self.reply(MsgType::WatchEvent as u32, 0, p.as_bytes());
+        }
+    }
+    fn serve(&mut self) {
+        // Drain the req ring, then handle every complete request.
+        while self.idx[1] != self.idx[0] {
+            self.inbox.push(self.req[self.idx[1] as usize % 1024]);
+            self.idx[1] = self.idx[1].wrapping_add(1);
+        }
+        while self.inbox.len() >= HEADER_LEN {
+            let h = Header::decode(self.inbox[..HEADER_LEN].try_into().unwrap()).unwrap();
+            let end = HEADER_LEN + h.len as usize;
+            if self.inbox.len() < end {
+                break;
+            }
+            let p: Vec<u8> = self.inbox[HEADER_LEN..end].to_vec();
+            self.inbox.drain(..end);
+            self.handle(h, &p);
+        }
+        // Send what fits.
+        let room = 1024 - self.idx[3].wrapping_sub(self.idx[2]) as usize;
+        for _ in 0..room.min(self.pending_out.len()) {
+            let b = self.pending_out.pop_front().unwrap();
+            self.rsp[self.idx[3] as usize % 1024] = b;
+            self.idx[3] = self.idx[3].wrapping_add(1);
+        }
+    }
+    fn handle(&mut self, h: Header, p: &[u8]) {
+        let id = h.req_id;
+        match self.mode {
+            Mode::Silent => return,
+            Mode::OversizedReply => {
+                let mut hb = Header {
+                    ty: h.ty,
+                    req_id: id,
+                    tx_id: 0,
+                    len: 0,
+                }
+                .encode();
+                hb[12..].copy_from_slice(&5000u32.to_le_bytes());
+                self.pending_out.extend(hb);
+                return;
+            }
+            Mode::WrongId => return self.reply(h.ty, id + 1, b"OK\0"),
+            Mode::Truncated => return self.pending_out.extend([1u8, 0, 0, 0, 9, 9]),
+            Mode::EventStorm => {
+                for i in 0..(EVENT_QUEUE + 4) {
+                    self.reply(
+                        MsgType::WatchEvent as u32,
+                        0,
+                        format!("x/{i}\0tok\0").as_bytes(),
+                    );
+                }
+            }
+            Mode::Honest => {}
+        }
+        let parts: Vec<&[u8]> = p.split(|&b| b == 0).collect();
+        let path = String::from_utf8_lossy(parts[0]).to_string();
+        match MsgType::from_u32(h.ty) {
+            Some(MsgType::Read) => match self.store.get(&path).cloned() {
+                Some(v) => self.reply(h.ty, id, &v),
+                None => self.reply(MsgType::Error as u32, id, b"ENOENT\0"),
+            },
+            Some(MsgType::Write) => {
+                let v = p[path.len() + 1..].to_vec();
+                self.store.insert(path.clone(), v);
+                self.reply(h.ty, id, b"OK\0");
+                self.fire(&path);
+            }
+            Some(MsgType::Directory) => {
+                let mut kids: Vec<String> = self
+                    .store
+                    .keys()
+                    .filter_map(|k| {
+                        k.strip_prefix(&format!("{path}/"))
+                            .map(|r| r.split('/').next().unwrap().to_string())
+                    })
+                    .collect();
+                kids.dedup();
+                let body: String = kids.iter().map(|k| format!("{k}\0")).collect();
+                self.reply(h.ty, id, body.as_bytes());
+            }
+            Some(MsgType::Watch) => {
+                let tok = String::from_utf8_lossy(parts[1]).to_string();
+                self.watches.push((path.clone(), tok));
+                self.reply(h.ty, id, b"OK\0");
+                self.fire(&path); // xenstored fires a new watch once
+            }
+            _ => self.reply(MsgType::Error as u32, id, b"EINVAL\0"),
+        }
+    }
+}
+
+impl Link for Xenstored {
+    fn size(&self, _: Side) -> u32 {
+        1024
+    }
+    fn index(&self, i: Idx) -> u32 {
+        self.idx[i as usize]
+    }
+    fn set_index(&mut self, i: Idx, v: u32) {
+        assert!(matches!(i, Idx::TxProd | Idx::RxCons));
+        self.idx[i as usize] = v;
+    }
+    fn load(&self, side: Side, i: u32) -> u8 {
+        match side {
+            Side::Tx => self.req[i as usize],
+            Side::Rx => self.rsp[i as usize],
+        }
+    }
+    fn store(&mut self, side: Side, i: u32, b: u8) {
+        assert_eq!(side, Side::Tx);
+        self.req[i as usize] = b;
+    }
+    fn notify(&mut self) {
+        self.serve();
+    }
+    fn wait(&mut self, deadline: u64) {
+        self.clock = (self.clock + 10_000_000).min(deadline.max(self.clock));
+        self.serve();
+    }
+    fn now_ns(&self) -> u64 {
+        self.clock
+    }
+}
