@@ -29,6 +29,13 @@ impl Mfn {
     }
 }
 
+impl Pfn {
+    /// The frames `self..end`, in order (`Range<Pfn>` cannot iterate on stable Rust).
+    pub fn up_to(self, end: Pfn) -> impl DoubleEndedIterator<Item = Pfn> + Clone {
+        (self.0..end.0).map(Pfn)
+    }
+}
+
 impl Maddr {
     /// The frame this address lies in.
     pub const fn mfn(self) -> Mfn {

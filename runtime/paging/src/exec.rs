@@ -84,10 +84,10 @@ impl<T: Transport> Executor<T> {
 
 fn ext(op: &MmuOp) -> xen::mmuext_op {
     let (cmd, arg1) = match *op {
-        MmuOp::ClearPage { mfn } => (xen::MMUEXT_CLEAR_PAGE, mfn),
-        MmuOp::Pin { level, mfn } => (xen::MMUEXT_PIN_L1_TABLE + level as u32 - 1, mfn),
-        MmuOp::Unpin { mfn } => (xen::MMUEXT_UNPIN_TABLE, mfn),
-        MmuOp::NewBaseptr { mfn } => (xen::MMUEXT_NEW_BASEPTR, mfn),
+        MmuOp::ClearPage { mfn } => (xen::MMUEXT_CLEAR_PAGE, mfn.0),
+        MmuOp::Pin { level, mfn } => (xen::MMUEXT_PIN_L1_TABLE + level as u32 - 1, mfn.0),
+        MmuOp::Unpin { mfn } => (xen::MMUEXT_UNPIN_TABLE, mfn.0),
+        MmuOp::NewBaseptr { mfn } => (xen::MMUEXT_NEW_BASEPTR, mfn.0),
         MmuOp::TlbFlushLocal => (xen::MMUEXT_TLB_FLUSH_LOCAL, 0),
         MmuOp::InvlpgLocal { va } => (xen::MMUEXT_INVLPG_LOCAL, va),
         MmuOp::PtUpdate { .. } => unreachable!("PtUpdate travels by mmu_update"),
@@ -112,7 +112,7 @@ impl<T: Transport> MmuSink for Executor<T> {
         match op {
             MmuOp::PtUpdate { ptr, .. } => {
                 // The low bits would select another mmu_update command, which Xen accepts.
-                assert!(ptr & 7 == 0, "PtUpdate ptr {ptr:#x} is not 8-aligned");
+                assert!(ptr.0 & 7 == 0, "PtUpdate ptr {ptr:#x} is not 8-aligned");
                 if self.ext_len > 0 {
                     self.flush()?; // keep the order: queued ext ops go first
                 }
@@ -150,7 +150,7 @@ impl<T: Transport> MmuSink for Executor<T> {
             if let MmuOp::PtUpdate { ptr, val } = *op {
                 // Low bits of ptr select the command: 0 = MMU_NORMAL_PT_UPDATE.
                 *r = xen::mmu_update {
-                    ptr: ptr | xen::MMU_NORMAL_PT_UPDATE as u64,
+                    ptr: ptr.0 | xen::MMU_NORMAL_PT_UPDATE as u64,
                     val,
                 };
             }

@@ -93,6 +93,11 @@ pub struct FrameAllocator<'a> {
     rotor: usize,
 }
 
+/// The bitmap word and bit of `pfn`.
+fn bit(pfn: Pfn) -> (usize, u64) {
+    ((pfn.0 / 64) as usize, pfn.0 % 64)
+}
+
 impl<'a> FrameAllocator<'a> {
     /// All frames free except `regions`. `bits` need not be zeroed.
     pub fn new(bits: &'a mut [u64], nr_pages: u64, regions: Regions) -> Result<Self, FrameError> {
@@ -117,7 +122,7 @@ impl<'a> FrameAllocator<'a> {
             rotor: 0,
         };
         for r in &regions {
-            for pfn in r.start..r.end.min(nr_pages) {
+            for pfn in (r.start.0..r.end.0.min(nr_pages)).map(Pfn) {
                 if a.mark(pfn) {
                     a.free -= 1;
                 }
@@ -128,7 +133,7 @@ impl<'a> FrameAllocator<'a> {
     }
 
     fn mark(&mut self, pfn: Pfn) -> bool {
-        let (w, b) = ((pfn / 64) as usize, pfn % 64);
+        let (w, b) = bit(pfn);
         let was = self.bits[w] & (1 << b) != 0;
         self.bits[w] |= 1 << b;
         !was
@@ -144,7 +149,8 @@ impl<'a> FrameAllocator<'a> {
         &self.regions
     }
     pub fn is_taken(&self, pfn: Pfn) -> bool {
-        pfn >= self.nr_pages || self.bits[(pfn / 64) as usize] & (1 << (pfn % 64)) != 0
+        let (w, b) = bit(pfn);
+        pfn.0 >= self.nr_pages || self.bits[w] & (1 << b) != 0
     }
     /// The region holding `pfn`, if it is reserved.
     pub fn region_of(&self, pfn: Pfn) -> Option<Use> {
@@ -164,14 +170,14 @@ impl<'a> FrameAllocator<'a> {
                 self.bits[w] |= 1 << b;
                 self.rotor = w;
                 self.free -= 1;
-                return Some(w as u64 * 64 + b);
+                return Some(Pfn(w as u64 * 64 + b));
             }
         }
         None
     }
 
     pub fn free(&mut self, pfn: Pfn) -> Result<(), FrameError> {
-        if pfn >= self.nr_pages {
+        if pfn.0 >= self.nr_pages {
             return Err(FrameError::OutOfRange {
                 pfn,
                 nr_pages: self.nr_pages,
@@ -180,7 +186,7 @@ impl<'a> FrameAllocator<'a> {
         if let Some(what) = self.region_of(pfn) {
             return Err(FrameError::Reserved { pfn, what });
         }
-        let (w, b) = ((pfn / 64) as usize, pfn % 64);
+        let (w, b) = bit(pfn);
         if self.bits[w] & (1 << b) == 0 {
             return Err(FrameError::DoubleFree { pfn });
         }
@@ -196,7 +202,11 @@ mod tests {
 
     fn regions(r: &[(u64, u64, Use)]) -> Regions {
         r.iter()
-            .map(|&(start, end, what)| Region { start, end, what })
+            .map(|&(start, end, what)| Region {
+                start: Pfn(start),
+                end: Pfn(end),
+                what,
+            })
             .collect()
     }
 
@@ -217,7 +227,7 @@ mod tests {
         assert_eq!(got.len(), 180);
         assert!(got
             .iter()
-            .all(|&p| p >= 10 && !(50..60).contains(&p) && p < 200));
+            .all(|&p| p.0 >= 10 && !(50..60).contains(&p.0) && p.0 < 200));
         assert_eq!(a.free_frames(), 0);
         assert_eq!(a.alloc(), None, "exhaustion is None, not a panic");
     }
@@ -230,20 +240,20 @@ mod tests {
         assert_eq!(a.free(p), Ok(()));
         assert_eq!(a.free(p), Err(FrameError::DoubleFree { pfn: p }));
         assert_eq!(
-            a.free(2),
+            a.free(Pfn(2)),
             Err(FrameError::Reserved {
-                pfn: 2,
+                pfn: Pfn(2),
                 what: Use::Kernel
             })
         );
         assert_eq!(
-            a.free(100),
+            a.free(Pfn(100)),
             Err(FrameError::OutOfRange {
-                pfn: 100,
+                pfn: Pfn(100),
                 nr_pages: 100
             })
         );
-        assert_eq!(a.region_of(3), Some(Use::Kernel));
+        assert_eq!(a.region_of(Pfn(3)), Some(Use::Kernel));
     }
 
     #[test]

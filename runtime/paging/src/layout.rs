@@ -132,8 +132,8 @@ pub const fn index(va: u64, level: u32) -> usize {
 }
 
 /// Direct-map address of a pseudo-physical frame.
-pub const fn direct_map_va(pfn: u64) -> u64 {
-    DIRECT_MAP_BASE + pfn * PAGE_SIZE
+pub const fn direct_map_va(pfn: crate::Pfn) -> u64 {
+    DIRECT_MAP_BASE + pfn.0 * PAGE_SIZE
 }
 
 /// Virtual address of an L2 slot under level3_kernel (`l3` is 510 or 511).

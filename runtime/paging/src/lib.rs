@@ -60,5 +60,4 @@ pub mod takeover;
 pub mod vmap;
 pub mod vrange;
 
-pub use ops::{Mfn, Pfn};
-pub use xenpv_abi::XenError;
+pub use xenpv_abi::{Maddr, Mfn, Pfn, XenError};

@@ -5,10 +5,7 @@
 //! model of Xen's PV MMU rules instead. Keeping the plan as data is what lets the host
 //! tests check every operation the runtime would issue against Xen's rules.
 
-/// A machine frame number (what Xen and the hardware see).
-pub type Mfn = u64;
-/// A pseudo-physical frame number (the guest's contiguous view, index into the p2m).
-pub type Pfn = u64;
+pub use xenpv_abi::{Maddr, Mfn, Pfn};
 
 /// Page-table level, 1 (PTEs) to 4 (the root).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,7 +35,7 @@ pub enum MmuOp {
     /// address `ptr`, which must be 8-aligned (Xen reads the low 3 bits as the command: 1 is
     /// MMU_MACHPHYS_UPDATE, silently accepted). If the frame is a typed page table Xen
     /// validates the new entry for that level; otherwise it performs a plain checked write.
-    PtUpdate { ptr: u64, val: u64 },
+    PtUpdate { ptr: Maddr, val: u64 },
     /// `mmuext_op` `MMUEXT_CLEAR_PAGE`: zero a frame that holds no page-table type
     /// reference right now (a former table whose count is back to 0 is fine).
     ClearPage { mfn: Mfn },
@@ -99,8 +96,12 @@ pub mod pte {
     /// Bits 12..51: the frame.
     pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
-    pub const fn frame(entry: u64) -> u64 {
-        (entry & ADDR_MASK) >> 12
+    pub const fn frame(entry: u64) -> super::Mfn {
+        super::Mfn((entry & ADDR_MASK) >> 12)
+    }
+    /// An entry mapping (or pointing at) frame `mfn` with `flags`.
+    pub const fn entry(mfn: super::Mfn, flags: u64) -> u64 {
+        (mfn.0 << 12) | flags
     }
     pub const fn present(entry: u64) -> bool {
         entry & PRESENT != 0

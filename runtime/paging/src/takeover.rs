@@ -21,7 +21,7 @@ use crate::layout::{
     index, Split, DIRECT_MAP_MAX_BYTES, FIXMAP_L2_SLOT, KERNEL_VIRT_BASE, L3_FIXMAP, L3_KERNEL,
     L4_DIRECT_MAP, L4_KERNEL, MODULES_END, PAGE_SIZE,
 };
-use crate::ops::{pte, Level, Mfn, MmuOp, MmuSink, Pfn};
+use crate::ops::{pte, Level, Maddr, Mfn, MmuOp, MmuSink, Pfn};
 use crate::snapshot::BootSnapshot;
 
 /// The p2m list as the planner reads it. The boot mapping it lives in is retired by the
@@ -33,12 +33,12 @@ pub trait P2m {
 
 impl P2m for [Mfn] {
     fn mfn(&self, pfn: Pfn, _switched: bool) -> Option<Mfn> {
-        self.get(pfn as usize).copied()
+        self.get(pfn.0 as usize).copied()
     }
 }
 
 /// Largest machine frame number an entry can hold (52-bit physical addresses).
-pub const MAX_MFN: Mfn = (1 << 40) - 1;
+pub const MAX_MFN: Mfn = Mfn((1 << 40) - 1);
 
 /// Flags of an entry pointing at a lower table.
 pub const TABLE: u64 = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY;
@@ -151,7 +151,7 @@ impl<S: MmuSink> Emitter<'_, S> {
     }
     fn put(&mut self, table: Mfn, slot: usize, val: u64) -> Result<(), TakeoverError<S::Error>> {
         self.op(MmuOp::PtUpdate {
-            ptr: (table << 12) | (slot as u64 * 8),
+            ptr: Maddr(table.maddr().0 + slot as u64 * 8),
             val,
         })
     }
@@ -184,7 +184,7 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
 
     // 1. One run of frames past the boot region (and past an unmapped initrd) for all
     //    new tables and the bitmap.
-    let boot_end_pfn = (input.snapshot.boot_end - KERNEL_VIRT_BASE) / PAGE_SIZE;
+    let boot_end_pfn = Pfn((input.snapshot.boot_end - KERNEL_VIRT_BASE) / PAGE_SIZE);
     let (n_l2i, n_l1) = direct_map_tables(nr);
     let bitmap_pages = (bitmap_words(nr) as u64 * 8).div_ceil(PAGE_SIZE);
     let need = Tables::FIXED + n_l2i + n_l1 + bitmap_pages;
@@ -194,10 +194,10 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
             start = m.1;
         }
     }
-    if start + need > nr {
+    if start.0 + need > nr {
         return Err(layout(LayoutError::OutOfFrames {
             need,
-            have: nr.saturating_sub(start),
+            have: nr.saturating_sub(start.0),
         }));
     }
     let t = Tables {
@@ -217,11 +217,11 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
             Some(m) if m <= MAX_MFN => Ok(m),
             other => Err(TakeoverError::BadP2m {
                 pfn,
-                mfn: other.unwrap_or(!0),
+                mfn: other.unwrap_or(Mfn(!0)),
             }),
         }
     };
-    for pfn in start..start + need {
+    for pfn in (start.0..start.0 + need).map(Pfn) {
         mfn(pfn)?;
     }
     let data =
@@ -234,7 +234,7 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
         pt_updates: 0,
         mmuext_ops: 0,
     };
-    for pfn in start..start + need {
+    for pfn in (start.0..start.0 + need).map(Pfn) {
         // A fully written direct-map L1 needs no clearing.
         let full_l1 = pfn >= t.direct_l1.0 && pfn + 1 < t.direct_l1.0 + n_l1;
         if !full_l1 {
@@ -245,8 +245,8 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
     // 2. The direct map.
     e.step = "write direct map";
     let mut holes = 0;
-    for pfn in 0..nr {
-        let m = input.p2m.mfn(pfn, false).unwrap_or(!0);
+    for pfn in (0..nr).map(Pfn) {
+        let m = input.p2m.mfn(pfn, false).unwrap_or(Mfn(!0));
         if m > MAX_MFN {
             holes += 1;
             continue;
@@ -257,9 +257,9 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
             data
         };
         e.put(
-            mfn(t.direct_l1.0 + pfn / 512)?,
-            (pfn % 512) as usize,
-            (m << 12) | flags,
+            mfn(t.direct_l1.0 + pfn.0 / 512)?,
+            (pfn.0 % 512) as usize,
+            pte::entry(m, flags),
         )?;
     }
     for i in 0..n_l1 {
@@ -267,20 +267,20 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
         e.put(
             mfn(l2i)?,
             (i % 512) as usize,
-            (mfn(t.direct_l1.0 + i)? << 12) | TABLE,
+            pte::entry(mfn(t.direct_l1.0 + i)?, TABLE),
         )?;
     }
     for j in 0..n_l2i {
         e.put(
             mfn(t.level3_ident)?,
             j as usize,
-            (mfn(t.level2_ident.0 + j)? << 12) | TABLE,
+            pte::entry(mfn(t.level2_ident.0 + j)?, TABLE),
         )?;
     }
 
     // The kernel map: fixmap, graft, level3_kernel, root.
     e.step = "write kernel map";
-    e.put(mfn(t.level1_fixmap)?, 0, (input.shared_info << 12) | data)?;
+    e.put(mfn(t.level1_fixmap)?, 0, pte::entry(input.shared_info, data))?;
     for (slot, &v) in g.level2_kernel.iter().enumerate() {
         if pte::present(v) {
             e.put(mfn(t.level2_kernel)?, slot, v)?;
@@ -294,24 +294,24 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
     e.put(
         mfn(t.level2_fixmap)?,
         FIXMAP_L2_SLOT,
-        (mfn(t.level1_fixmap)? << 12) | TABLE,
+        pte::entry(mfn(t.level1_fixmap)?, TABLE),
     )?;
     e.put(
         mfn(t.level3_kernel)?,
         L3_KERNEL,
-        (mfn(t.level2_kernel)? << 12) | TABLE,
+        pte::entry(mfn(t.level2_kernel)?, TABLE),
     )?;
     e.put(
         mfn(t.level3_kernel)?,
         L3_FIXMAP,
-        (mfn(t.level2_fixmap)? << 12) | TABLE,
+        pte::entry(mfn(t.level2_fixmap)?, TABLE),
     )?;
     e.put(
         mfn(t.l4)?,
         L4_DIRECT_MAP,
-        (mfn(t.level3_ident)? << 12) | TABLE,
+        pte::entry(mfn(t.level3_ident)?, TABLE),
     )?;
-    e.put(mfn(t.l4)?, L4_KERNEL, (mfn(t.level3_kernel)? << 12) | TABLE)?;
+    e.put(mfn(t.l4)?, L4_KERNEL, pte::entry(mfn(t.level3_kernel)?, TABLE))?;
     e.flush()?;
 
     // 3. Validate, switch, let go of Xen's tables.
@@ -380,8 +380,8 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
             }
         }
     };
-    let kernel_end_pfn = (input.kernel_end - KERNEL_VIRT_BASE).div_ceil(PAGE_SIZE);
-    push(0, kernel_end_pfn, Use::Kernel, &mut regions);
+    let kernel_end_pfn = Pfn((input.kernel_end - KERNEL_VIRT_BASE).div_ceil(PAGE_SIZE));
+    push(Pfn(0), kernel_end_pfn, Use::Kernel, &mut regions);
     push(input.p2m_pfns.0, input.p2m_pfns.1, Use::P2m, &mut regions);
     if let Some(m) = input.module {
         push(m.0, m.1, Use::Initrd, &mut regions);
@@ -392,15 +392,15 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
         push(*r, *r + 1, Use::SharedRing, &mut regions);
     }
     let mut reclaimed = 0;
-    for pfn in input.xen_pt.0..input.xen_pt.1 {
+    for pfn in (input.xen_pt.0 .0..input.xen_pt.1 .0).map(Pfn) {
         let m = mfn(pfn)?;
         if referenced(m) {
             push(pfn, pfn + 1, Use::BootL1, &mut regions);
         } else {
             e.put(
-                mfn(t.direct_l1.0 + pfn / 512)?,
-                (pfn % 512) as usize,
-                (m << 12) | data,
+                mfn(t.direct_l1.0 + pfn.0 / 512)?,
+                (pfn.0 % 512) as usize,
+                pte::entry(m, data),
             )?;
             reclaimed += 1;
         }
@@ -413,7 +413,8 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
             || input.module.is_some_and(|m| in_range(pfn, m))
             || input.shared_rings.contains(&Some(pfn))
     };
-    reclaimed += (kernel_end_pfn..boot_end_pfn.min(nr))
+    reclaimed += (kernel_end_pfn.0..boot_end_pfn.0.min(nr))
+        .map(Pfn)
         .filter(|&p| !kept(p))
         .count() as u64;
 

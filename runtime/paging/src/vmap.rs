@@ -20,7 +20,7 @@
 
 use crate::frames::FrameAllocator;
 use crate::layout::{index, Split, KERNEL_VIRT_BASE, L2_SPAN, L3_KERNEL, MODULES_END, PAGE_SIZE};
-use crate::ops::{pte, Level, Mfn, MmuOp, MmuSink, Pfn};
+use crate::ops::{pte, Level, Maddr, Mfn, MmuOp, MmuSink, Pfn};
 use crate::takeover::{MAX_MFN, TABLE};
 use crate::vrange::{RangeAllocator, RangeError};
 
@@ -172,7 +172,7 @@ fn slot_end(g: usize, end: u64) -> u64 {
 
 fn put<S: MmuSink>(sink: &mut S, table: Mfn, idx: usize, val: u64) -> Result<(), S::Error> {
     sink.submit(MmuOp::PtUpdate {
-        ptr: (table << 12) | (idx as u64 * 8),
+        ptr: Maddr(table.maddr().0 + idx as u64 * 8),
         val,
     })
 }
@@ -201,7 +201,7 @@ impl Vmap {
 
     /// Is `pfn` an L1 this vmap made (and still uses)?
     pub fn owns_l1(&self, pfn: Pfn) -> bool {
-        pfn != 0 && self.l1.contains(&(pfn as u32))
+        pfn != Pfn(0) && u32::try_from(pfn.0).is_ok_and(|p| self.l1.contains(&p))
     }
 
     fn l2_pfn(&self, g: usize) -> Pfn {
@@ -214,7 +214,7 @@ impl Vmap {
         let g = slot(va);
         let idx = index(va, 1);
         if self.l1[g] != 0 {
-            return (env.word(self.l1[g] as Pfn, idx), Level::L1);
+            return (env.word(Pfn(self.l1[g].into()), idx), Level::L1);
         }
         let l2e = env.word(self.l2_pfn(g), g % 512);
         if l2e == 0 {
@@ -306,25 +306,26 @@ impl Vmap {
                 if self.l1[g] == 0 {
                     let (l1, l1_mfn) = self.take_frame(env, frames)?;
                     env.zero(l1);
-                    let dl1 = self.mfn_of(env, self.t.direct_l1 + l1 / 512)?;
+                    let dl1 = self.mfn_of(env, self.t.direct_l1 + l1.0 / 512)?;
                     put(
                         sink,
                         dl1,
-                        (l1 % 512) as usize,
-                        (l1_mfn << 12) | (self.data & !pte::RW),
+                        (l1.0 % 512) as usize,
+                        pte::entry(l1_mfn, self.data & !pte::RW),
                     )
                     .map_err(VmapError::Sink)?;
                     let l2 = self.mfn_of(env, self.l2_pfn(g))?;
-                    put(sink, l2, g % 512, (l1_mfn << 12) | TABLE).map_err(VmapError::Sink)?;
-                    self.l1[g] = l1 as u32;
+                    put(sink, l2, g % 512, pte::entry(l1_mfn, TABLE)).map_err(VmapError::Sink)?;
+                    // pfns stay below 2^27 (the direct map spans 512 GiB): they fit a u32.
+                    self.l1[g] = l1.0 as u32;
                     self.stats.l1_made += 1;
                     self.stats.pt_updates += 2;
                 }
-                let l1_mfn = self.mfn_of(env, self.l1[g] as Pfn)?;
+                let l1_mfn = self.mfn_of(env, Pfn(self.l1[g].into()))?;
                 let slot_end = slot_end(g, end);
                 while p < slot_end {
                     let (_, m) = self.take_frame(env, frames)?;
-                    put(sink, l1_mfn, index(p, 1), (m << 12) | self.data)
+                    put(sink, l1_mfn, index(p, 1), pte::entry(m, self.data))
                         .map_err(VmapError::Sink)?;
                     self.used[g] += 1;
                     self.stats.pt_updates += 1;
@@ -361,7 +362,7 @@ impl Vmap {
             Some(m) if m <= MAX_MFN => Ok(m),
             other => Err(VmapError::Inconsistent {
                 va: crate::layout::direct_map_va(pfn),
-                entry: other.unwrap_or(!0),
+                entry: other.unwrap_or(Mfn(!0)).0,
             }),
         }
     }
@@ -423,8 +424,8 @@ impl Vmap {
         for i in 0..pages {
             let p = va + i * PAGE_SIZE;
             let g = slot(p);
-            let l1 = self.l1[g] as Pfn;
-            let e = if l1 == 0 {
+            let l1 = Pfn(self.l1[g].into());
+            let e = if l1 == Pfn(0) {
                 0
             } else {
                 env.word(l1, index(p, 1))
@@ -445,14 +446,14 @@ impl Vmap {
                 let l1_mfn = self.mfn_of(env, l1)?;
                 put(sink, self.mfn_of(env, self.l2_pfn(g))?, g % 512, 0)
                     .map_err(VmapError::Sink)?;
-                let dl1 = self.mfn_of(env, self.t.direct_l1 + l1 / 512)?;
-                put(sink, dl1, (l1 % 512) as usize, (l1_mfn << 12) | self.data)
+                let dl1 = self.mfn_of(env, self.t.direct_l1 + l1.0 / 512)?;
+                put(sink, dl1, (l1.0 % 512) as usize, pte::entry(l1_mfn, self.data))
                     .map_err(VmapError::Sink)?;
                 self.stats.pt_updates += 2;
                 self.l1[g] = 0;
                 self.stats.l1_freed += 1;
                 if frames.free(l1).is_err() {
-                    bad.get_or_insert(VmapError::Inconsistent { va: p, entry: l1 });
+                    bad.get_or_insert(VmapError::Inconsistent { va: p, entry: l1.0 });
                 }
             }
         }

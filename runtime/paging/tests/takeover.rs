@@ -20,12 +20,12 @@ fn verify(c: &Case, done: &Done) -> check::Report {
         .out
         .as_ref()
         .unwrap_or_else(|e| panic!("takeover refused: {e:?}"));
-    let mfn = |p: Pfn| d.p2m[p as usize];
-    assert_eq!(m.base(), Some(mfn(out.tables.l4)), "running on the new L4");
+    let mfn = |p: Pfn| d.p2m[p.0 as usize];
+    assert_eq!(m.base(), Some(mfn(out.tables.l4).0), "running on the new L4");
     // Xen's boot L4 let go of: no longer a page table, reclaimed as writable memory.
     assert_eq!(
         {
-            let t = m.frame_type(mfn(d.xen_pt.0));
+            let t = m.frame_type(mfn(d.xen_pt.0).0);
             (t.ty, t.count, t.pinned)
         },
         (PageType::Writable, 1, false),
@@ -37,14 +37,15 @@ fn verify(c: &Case, done: &Done) -> check::Report {
     for pfn in (0..c.nr_pages)
         .step_by(step as usize)
         .chain([c.nr_pages - 1])
+        .map(Pfn)
     {
         let (got, rw) =
             tr(m, direct_map_va(pfn)).unwrap_or_else(|| panic!("pfn {pfn:#x} not direct-mapped"));
         assert_eq!(got, mfn(pfn), "direct map of pfn {pfn:#x}");
-        let table = out.tables.contains(pfn) || m.frame_type(mfn(pfn)).ty.level().is_some();
+        let table = out.tables.contains(pfn) || m.frame_type(mfn(pfn).0).ty.level().is_some();
         assert_eq!(rw, !table, "pfn {pfn:#x}: writable iff not a page table");
     }
-    for pfn in out.tables.l4..out.tables.l4 + out.tables.count() {
+    for pfn in out.tables.l4.up_to(out.tables.l4 + out.tables.count()) {
         assert!(
             !tr(m, direct_map_va(pfn)).unwrap().1,
             "table pfn {pfn:#x} read-only"
@@ -52,10 +53,10 @@ fn verify(c: &Case, done: &Done) -> check::Report {
     }
     // The kernel image mapped, nothing after it.
     let kpages = (d.kernel_end - KERNEL_VIRT_BASE) / PAGE_SIZE;
-    assert_eq!(tr(m, KERNEL_VIRT_BASE), Some((mfn(0), true)));
+    assert_eq!(tr(m, KERNEL_VIRT_BASE), Some((mfn(Pfn(0)), true)));
     assert_eq!(
         tr(m, d.kernel_end - PAGE_SIZE).map(|t| t.0),
-        Some(mfn(kpages - 1))
+        Some(mfn(Pfn(kpages - 1)))
     );
     assert_eq!(tr(m, d.kernel_end), None, "the boot region is retired");
     // Module space empty, slot by slot; the fixmap holds shared_info.
@@ -68,16 +69,16 @@ fn verify(c: &Case, done: &Done) -> check::Report {
     assert_eq!(tr(m, Fixmap::SharedInfo.va()), Some((d.shared_info, true)));
     // The initrd, wherever Xen put it, through the direct map.
     if let Some((s, e)) = d.module {
-        for p in [s, (s + e) / 2, e - 1] {
+        for p in [s, Pfn((s.0 + e.0) / 2), e - 1] {
             assert_eq!(tr(m, direct_map_va(p)).map(|t| t.0), Some(mfn(p)));
         }
     }
     // The reclaimed frames and the allocator's regions: nothing reserved is free, and
     // every frame a region does not hold is writable in the direct map (usable memory).
     for r in &out.regions {
-        assert!(r.start < r.end && r.end <= c.nr_pages, "{r:?}");
+        assert!(r.start < r.end && r.end <= Pfn(c.nr_pages), "{r:?}");
     }
-    for pfn in d.xen_pt.0..d.xen_pt.1 {
+    for pfn in d.xen_pt.0.up_to(d.xen_pt.1) {
         let held = out.regions.iter().any(|r| (r.start..r.end).contains(&pfn));
         assert_eq!(
             tr(m, direct_map_va(pfn)).unwrap().1,
@@ -90,8 +91,8 @@ fn verify(c: &Case, done: &Done) -> check::Report {
     check::check(
         c.split,
         d.kernel_end,
-        &m.table(mfn(t.level2_kernel)),
-        &m.table(mfn(t.level2_fixmap)),
+        &m.table(mfn(t.level2_kernel).0),
+        &m.table(mfn(t.level2_fixmap).0),
         !tr(m, direct_map_va(t.level1_fixmap)).unwrap().1,
         &NoModules,
     )
@@ -216,7 +217,7 @@ fn layouts_that_cannot_fit_are_refused_before_anything_is_written() {
     ));
     assert_eq!(
         done.m.base(),
-        Some(done.d.p2m[done.d.xen_pt.0 as usize]),
+        Some(done.d.p2m[done.d.xen_pt.0 .0 as usize].0),
         "still on Xen's tables"
     );
     // A boot region reaching the fixmap slots (an initrd of ~2 GiB mapped by Xen).
@@ -224,7 +225,7 @@ fn layouts_that_cannot_fit_are_refused_before_anything_is_written() {
         l2_kernel: [0; 512],
         l2_fixmap: Some([0; 512]),
         boot_end: 0xffff_ffff_ff20_0000,
-        kernel_tail_l1: (0, [0; 512]),
+        kernel_tail_l1: (Mfn(0), [0; 512]),
     };
     snap.l2_kernel[0] = 1;
     let e = xenpv_paging::graft::graft(&snap, KERNEL_VIRT_BASE + 0x59000, Split::Half).unwrap_err();
@@ -277,7 +278,7 @@ fn reserved_regions_never_overlap_and_cover_what_must_survive() {
     }
     let held = |p: Pfn| out.regions.iter().any(|x| (x.start..x.end).contains(&p));
     let (m0, m1) = done.d.module.unwrap();
-    assert!(held(0) && held(m0) && held(m1 - 1) && held(done.d.p2m_pfns.0) && held(out.tables.l4));
+    assert!(held(Pfn(0)) && held(m0) && held(m1 - 1) && held(done.d.p2m_pfns.0) && held(out.tables.l4));
     assert!(out.reclaimed > 0);
     let _ = pte::PRESENT;
 }

@@ -9,7 +9,7 @@ use xenpv_paging::check::{self, Inspect};
 use xenpv_paging::exec::{Executor, Transport};
 use xenpv_paging::frames::{bitmap_words, FrameAllocator};
 use xenpv_paging::layout::*;
-use xenpv_paging::ops::{pte, Level, Mfn, MmuOp, Pfn};
+use xenpv_paging::ops::{pte, Level, Maddr, Mfn, MmuOp, Pfn};
 use xenpv_paging::vmap::{VmArea, Vmap, VmapEnv, VmapError, VmapTables, INVLPG_MAX};
 use xenpv_paging::vrange::RangeError;
 use xenpv_testkit::mmu_model::{PageType, XenPvModel as Model};
@@ -45,7 +45,7 @@ impl ModelXen<'_> {
 fn from_update(u: &xen_sys::mmu_update) -> MmuOp {
     assert_eq!(u.ptr & 7, 0, "MMU_NORMAL_PT_UPDATE");
     MmuOp::PtUpdate {
-        ptr: u.ptr,
+        ptr: Maddr(u.ptr),
         val: u.val,
     }
 }
@@ -56,9 +56,9 @@ fn from_ext(o: &xen_sys::mmuext_op) -> MmuOp {
     match o.cmd {
         xen_sys::MMUEXT_TLB_FLUSH_LOCAL => MmuOp::TlbFlushLocal,
         xen_sys::MMUEXT_INVLPG_LOCAL => MmuOp::InvlpgLocal { va: arg },
-        xen_sys::MMUEXT_CLEAR_PAGE => MmuOp::ClearPage { mfn: arg },
-        xen_sys::MMUEXT_UNPIN_TABLE => MmuOp::Unpin { mfn: arg },
-        xen_sys::MMUEXT_NEW_BASEPTR => MmuOp::NewBaseptr { mfn: arg },
+        xen_sys::MMUEXT_CLEAR_PAGE => MmuOp::ClearPage { mfn: Mfn(arg) },
+        xen_sys::MMUEXT_UNPIN_TABLE => MmuOp::Unpin { mfn: Mfn(arg) },
+        xen_sys::MMUEXT_NEW_BASEPTR => MmuOp::NewBaseptr { mfn: Mfn(arg) },
         c => panic!("mmuext cmd {c} not expected from vmap"),
     }
 }
@@ -106,10 +106,10 @@ struct Env<'a> {
 
 impl VmapEnv for Env<'_> {
     fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
-        self.p2m.get(pfn as usize).copied()
+        self.p2m.get(pfn.0 as usize).copied()
     }
     fn pfn(&self, mfn: Mfn) -> Option<Pfn> {
-        let p = self.m.borrow().m2p(mfn)?;
+        let p = Pfn(self.m.borrow().m2p(mfn.0)?);
         (self.mfn(p) == Some(mfn)).then_some(p)
     }
     fn word(&self, pfn: Pfn, i: usize) -> u64 {
@@ -217,8 +217,8 @@ impl Inspect for Owned<'_> {
     fn is_module_table(&self, l1: Mfn) -> bool {
         self.2
             .borrow()
-            .m2p(l1)
-            .is_some_and(|p| self.1[p as usize] == l1 && self.0.owns_l1(p))
+            .m2p(l1.0)
+            .is_some_and(|p| self.1[p as usize] == l1 && self.0.owns_l1(Pfn(p)))
     }
     fn first_page_holds(&self, _: Mfn) -> &'static str {
         "something"
@@ -227,7 +227,7 @@ impl Inspect for Owned<'_> {
 
 fn report(w: &World, vmap: &Vmap) -> check::Report {
     let m = w.m.borrow();
-    let mfn = |p: Pfn| w.p2m[p as usize];
+    let mfn = |p: Pfn| w.p2m[p.0 as usize].0;
     check::check(
         w.split,
         w.kernel_end,
@@ -248,7 +248,7 @@ fn frames_of(w: &World, a: &VmArea) -> Vec<Mfn> {
                 .unwrap_or_else(|| panic!("page {i} of {:#x} unmapped", a.va()));
             assert!(t.writable && t.nx, "page {i}: {t:?}");
             assert_eq!(m.frame_type(t.mfn).ty, PageType::Writable);
-            t.mfn
+            Mfn(t.mfn)
         })
         .collect()
 }
@@ -298,9 +298,9 @@ fn map_and_unmap_follow_xens_rules_and_give_everything_back() {
             } else {
                 w.t.level2_fixmap
             };
-            let l1 = pte::frame(w.m.borrow().table(w.p2m[l2 as usize])[*s]);
-            assert_eq!(w.m.borrow().frame_type(l1).ty, PageType::L1);
-            let p = w.m.borrow().m2p(l1).unwrap();
+            let l1 = pte::frame(w.m.borrow().table(w.p2m[l2.0 as usize].0)[*s]);
+            assert_eq!(w.m.borrow().frame_type(l1.0).ty, PageType::L1);
+            let p = Pfn(w.m.borrow().m2p(l1.0).unwrap());
             assert!(
                 !tr(&w.m.borrow(), direct_map_va(p)).unwrap().1,
                 "L1 read-only"

@@ -102,7 +102,7 @@ fn shared_page(
     evtchn: u32,
     layout: crate::ring::PageLayout,
 ) -> crate::ring_page::PageLink {
-    let (Some(pfn), Ok(port)) = (memory.pfn(mfn), crate::evtchn::checked(evtchn)) else {
+    let (Some(pfn), Ok(port)) = (memory.pfn(xenpv_abi::Mfn(mfn)), crate::evtchn::checked(evtchn)) else {
         crate::fatal!("start_info: {what} ring mfn {mfn:#x} / event channel {evtchn} unusable");
     };
     // SAFETY: the frame is ours (p2m/M2P agree), direct-mapped RW, reserved as a shared

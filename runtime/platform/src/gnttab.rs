@@ -4,6 +4,7 @@
 use crate::hypercall;
 use crate::mm::layout::{Fixmap, GNTTAB_MAX_FRAMES, PAGE_SIZE};
 use crate::mm::Memory;
+use xenpv_abi::Mfn;
 use core::sync::atomic::{AtomicU16, AtomicU32};
 pub use xenpv_protocol::grant::*;
 
@@ -125,7 +126,7 @@ impl GrantTable {
         op("GNTTABOP_setup_table", GNTTABOP_SETUP_TABLE, &mut s)?;
         status("GNTTABOP_setup_table", s[0].status)?;
         for (i, &mfn) in list[..want as usize].iter().enumerate() {
-            mem.set_fixmap(Fixmap::GnttabFirst as usize + i, Some(mfn))
+            mem.set_fixmap(Fixmap::GnttabFirst as usize + i, Some(Mfn(mfn)))
                 .map_err(|e| GntError::Xen("mapping the grant table", e.error))?;
         }
         Ok(GrantTable {
@@ -157,7 +158,8 @@ impl GrantTable {
     }
 
     /// Grant `domid` access to machine frame `mfn`.
-    pub fn grant(&mut self, domid: u16, mfn: u64, readonly: bool) -> Result<GrantRef, GntError> {
+    pub fn grant(&mut self, domid: u16, mfn: Mfn, readonly: bool) -> Result<GrantRef, GntError> {
+        let mfn = mfn.0;
         if u32::try_from(mfn).is_err() {
             return Err(GntError::FrameTooBig(mfn));
         }
@@ -190,7 +192,7 @@ impl GrantTable {
 
     /// Map grant `r` of domain `dom` at the fixmap's grant slot, as a backend would.
     pub fn map(mem: &Memory, dom: u16, r: GrantRef, readonly: bool) -> Result<Mapping, GntError> {
-        let pte = mem.fixmap_pte_maddr(Fixmap::GrantMap as usize);
+        let pte = mem.fixmap_pte_maddr(Fixmap::GrantMap as usize).0;
         let ro = if readonly { GNTMAP_READONLY } else { 0 };
         let mut m = [MapGrantRef {
             host_addr: pte,
@@ -240,7 +242,8 @@ pub fn by_ref(r: GrantRef, domid: u16) -> CopyPtr {
     }
 }
 /// A copy side naming our own machine frame.
-pub fn by_frame(mfn: u64) -> CopyPtr {
+pub fn by_frame(mfn: Mfn) -> CopyPtr {
+    let mfn = mfn.0;
     CopyPtr {
         u: mfn,
         domid: DOMID_SELF,

@@ -25,15 +25,14 @@
 //! }
 //! ```
 //!
-//! with a build script that hands the link arguments on:
+//! with a build script (`build.rs`) whose `main` hands the link arguments on (the linker
+//! script, static and non-PIE, no C start files; this crate sets `links = "xenpv-rt"`, so
+//! cargo passes them to the application's build script as `DEP_XENPV_RT_LINK_ARGS`):
 //!
 //! ```no_run
-//! // build.rs
-//! fn main() {
-//!     let args = std::env::var("DEP_XENPV_RT_LINK_ARGS").unwrap();
-//!     for arg in args.split_whitespace() {
-//!         println!("cargo:rustc-link-arg-bins={arg}");
-//!     }
+//! let args = std::env::var("DEP_XENPV_RT_LINK_ARGS").unwrap();
+//! for arg in args.split_whitespace() {
+//!     println!("cargo:rustc-link-arg-bins={arg}");
 //! }
 //! ```
 //!
@@ -71,8 +70,7 @@
 //! use xenpv_rt::gnttab::GrantTable;
 //! let mut gt = GrantTable::setup(boot.memory(), 1)?;
 //! let page = boot.memory().alloc_page().expect("a free frame");
-//! let mfn = boot.memory().mfn(page.pfn()).expect("a frame of ours");
-//! let gref = gt.grant(0, mfn, true)?; // dom0 may read it
+//! let gref = gt.grant(0, page.mfn, true)?; // dom0 may read it
 //! gt.end(gref)?; // refused while dom0 still has it mapped
 //! # Ok(()) }
 //! ```
@@ -89,11 +87,26 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Output
+//!
+//! [`println!`] and the levelled [`error!`], [`warn!`], [`info!`] and [`debug!`] go to
+//! the guest's console: Xen's `console_io` for dom0 (its serial line), the ring console
+//! that xenconsoled serves for a domU ([`console::ring`]). With the `defmt` feature
+//! (default) the runtime is also defmt's global logger, one frame per console line.
+//!
+//! # Exit status
+//!
+//! `main`'s return value is the guest's exit status ([`exit`]); a panic exits with
+//! [`exit::STATUS_PANIC`] and a start-of-day refusal ([`fatal!`]) with
+//! [`exit::STATUS_FATAL`].
+//!
 //! # Crates
 //!
 //! The decisions live in pure, host-tested crates that this one re-exports where an
-//! application needs them: `xenpv-paging` (the paging planners), `xenpv-protocol` (rings,
-//! xenstore, grants, start_info...), `xenpv-abi` (typed frames, Xen's errors).
+//! application needs them: `xenpv-paging` (the paging planners, re-exported under
+//! [`mm`]), `xenpv-protocol` (rings, xenstore, grants, start_info...: [`ring`],
+//! [`xenstore`], [`start_info`], [`cmdline`], [`initrd`]), `xenpv-abi` (typed frames,
+//! Xen's errors: [`Mfn`], [`Pfn`], [`Maddr`], [`XenError`]).
 #![no_std]
 #![warn(missing_docs)]
 
@@ -108,6 +121,9 @@ pub mod gnttab;
 pub mod hypercall;
 mod libc;
 pub mod mm;
+// `cargo clippy --all-targets` also checks the library as a test crate (cargo passes
+// `--test` for it even with `test = false`), which links std and std's panic handler.
+#[cfg(not(test))]
 mod panic;
 mod ring_page;
 pub mod time;
@@ -122,89 +138,105 @@ pub use cmdline::Cmdline;
 pub use defmt;
 pub use start_info::StartInfo;
 
-/// This runtime's version.
+/// This runtime's version (the crate version, e.g. `"0.1.0"`), printed at start of day.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// What the runtime hands the application's `main`.
+/// What the runtime hands the application's `main` (see [`entry!`]): the validated
+/// start_info, paging, the start-of-day timestamps, and a domU's xenstore client.
+///
+/// Only the runtime builds one, once, after the paging takeover; it lives until `main`
+/// returns.
 pub struct Boot {
     start_info: StartInfo,
     memory: mm::Memory,
     timing: Timing,
-    xenstore: Option<xenstore::Xenstore<ring_page::PageLink>>,
+    xenstore: Option<xenstore::Xenstore<PageLink>>,
 }
 
-/// When start of day happened (TSC values; [`Timing::ns`] converts with Xen's clock).
+/// When start of day happened (TSC values; [`Timing::ns`] converts them to nanoseconds with
+/// Xen's clock).
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
     /// First thing `xenpv_rt_start` does (on the runtime's stack, .bss zeroed).
     pub entry_tsc: u64,
-    /// Paging takeover started / finished (frame allocator up).
+    /// Paging takeover started.
     pub takeover_tsc: u64,
+    /// Paging takeover finished (the runtime's own tables live, frame allocator up).
     pub takeover_end_tsc: u64,
     /// Just before the application's `main`.
     pub main_tsc: u64,
 }
 
 impl Timing {
-    /// Nanoseconds of Xen system time between two TSC values.
+    /// Nanoseconds of Xen system time between two TSC values (0 if `to` is before
+    /// `from`), with vCPU 0's current TSC scale ([`time::clock`]).
     pub fn ns(from: u64, to: u64) -> u64 {
         let c = time::clock();
         c.at(to).saturating_sub(c.at(from))
     }
+    /// From `_start`'s first Rust code to just before the application's `main`.
     pub fn entry_to_main_ns(&self) -> u64 {
         Self::ns(self.entry_tsc, self.main_tsc)
     }
+    /// How long the paging takeover took.
     pub fn takeover_ns(&self) -> u64 {
         Self::ns(self.takeover_tsc, self.takeover_end_tsc)
     }
 }
 
 impl Boot {
-    /// The validated start_info.
+    /// The start_info page Xen passed at boot, validated ([`StartInfo::parse`]).
     pub fn start_info(&self) -> &StartInfo {
         &self.start_info
     }
-    /// The guest command line.
+    /// The guest command line (start_info's `cmd_line`: `cmdline=` or `extra=` in an
+    /// xl config).
     pub fn cmdline(&self) -> Cmdline<'_> {
         Cmdline(self.start_info.cmdline())
     }
+    /// Whether this guest is the initial domain (start_info's `SIF_INITDOMAIN` flag):
+    /// dom0 has Xen's console and no xenstore; a domU has ring pages for both.
     pub fn is_dom0(&self) -> bool {
         self.start_info.is_dom0()
     }
     /// The xenstore client of a domU (`None` for dom0: xenstored is not running when a
     /// dom0 kernel starts, and there is no store page).
-    pub fn xenstore(&mut self) -> Option<&mut xenstore::Xenstore<ring_page::PageLink>> {
+    pub fn xenstore(&mut self) -> Option<&mut xenstore::Xenstore<PageLink>> {
         self.xenstore.as_mut()
     }
     /// Start-of-day timestamps.
     pub fn timing(&self) -> Timing {
         self.timing
     }
-    /// Paging: frame allocator, tables, the layout report, vmap.
+    /// Paging as the takeover left it: frame allocator, tables, the layout report,
+    /// vmap/vmalloc, the fixmap.
     pub fn memory(&mut self) -> &mut mm::Memory {
         &mut self.memory
     }
-    /// The top of the layout report: L4 and level3_kernel slots, and where the initrd is.
+    /// The top of the layout report: L4 and level3_kernel slots, and where the initrd is
+    /// (its `Display` prints the `layout:` lines).
     pub fn layout_top(&self) -> mm::TopLevel<'_> {
         let initrd = self.start_info.module.map(|m| match m {
             start_info::Module::Mapped { va, len } => {
-                let s = (va - mm::layout::KERNEL_VIRT_BASE) / mm::layout::PAGE_SIZE;
+                let s = Pfn((va - mm::layout::KERNEL_VIRT_BASE) / mm::layout::PAGE_SIZE);
                 (s, s + len.div_ceil(mm::layout::PAGE_SIZE))
             }
             start_info::Module::Pfn { pfn, len } => {
-                (pfn, pfn + len.div_ceil(mm::layout::PAGE_SIZE))
+                (Pfn(pfn), Pfn(pfn + len.div_ceil(mm::layout::PAGE_SIZE)))
             }
         });
         mm::TopLevel(&self.memory, initrd)
     }
-    /// The initrd's bytes, through the direct map (whichever way Xen handed it over).
+    /// The initrd's bytes, through the direct map (whichever way Xen handed it over:
+    /// mapped in the boot region, or as a first pfn with the `mod-start-pfn` feature);
+    /// `None` if the guest was started without one.
     pub fn initrd(&self) -> Option<&[u8]> {
         let m = self.start_info.module?;
         let va = match m {
             start_info::Module::Mapped { va, .. } => {
                 mm::layout::DIRECT_MAP_BASE + (va - mm::layout::KERNEL_VIRT_BASE)
             }
-            start_info::Module::Pfn { pfn, .. } => mm::layout::direct_map_va(pfn),
+            start_info::Module::Pfn { pfn, .. } => mm::layout::direct_map_va(Pfn(pfn)),
         };
         // SAFETY: start_info was validated (the module lies below nr_pages); the takeover
         // direct-maps every pfn and reserves the initrd's frames, so nothing reuses them.
@@ -231,6 +263,10 @@ pub fn image_read_only() -> &'static [u8] {
 
 /// Name the application's entry point: `xenpv_rt::entry!(main);` with
 /// `fn main(boot: &mut xenpv_rt::Boot) -> i32`. The return value is the exit status.
+///
+/// It defines the `__xenpv_rt_main` symbol the runtime calls once start of day is done;
+/// the function pointer coercion checks `main`'s signature at compile time. Use it once
+/// per image (a second use is a duplicate symbol).
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {

@@ -35,7 +35,17 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use xenpv_paging::ops::{pte, Level, MmuOp, MmuSink};
-use xenpv_paging::ops::{Mfn, Pfn};
+/// Raw machine frame number. The model keys Xen's frames by number, as Xen's
+/// `frame_table` does; the typed `xenpv_paging::Mfn` is converted where a plan's
+/// operations arrive ([`XenPvModel::apply`]) and in the dom0 builder's outputs.
+pub type Mfn = u64;
+/// Raw pseudo-physical frame number (see [`Mfn`]).
+pub type Pfn = u64;
+
+/// The frame an entry points at, as a raw number.
+fn frame(entry: u64) -> Mfn {
+    pte::frame(entry).0
+}
 
 // ---------------------------------------------------------------------------------------
 // Errors
@@ -619,7 +629,7 @@ impl XenPvModel {
         if e & disallow != 0 {
             return fail(EINVAL, format!("bad L1 flags {:#x}", e & disallow));
         }
-        let m = pte::frame(e);
+        let m = frame(e);
         if !self.frames.contains_key(&m) {
             if self.io.contains(&m) {
                 return if self.io_caps {
@@ -665,7 +675,7 @@ impl XenPvModel {
                 format!("bad L{} flags {:#x}", level as u8, e & PDE_DISALLOW),
             );
         }
-        let target = pte::frame(e);
+        let target = frame(e);
         if !self.frames.contains_key(&target) {
             return fail(
                 EINVAL,
@@ -718,7 +728,7 @@ impl XenPvModel {
         if e & P == 0 {
             return;
         }
-        let m = pte::frame(e);
+        let m = frame(e);
         if level == Level::L1 {
             if self.frames.contains_key(&m) {
                 if e & RW != 0 {
@@ -779,21 +789,21 @@ impl XenPvModel {
     pub fn apply(&mut self, op: MmuOp) -> Result<(), Refusal> {
         self.ops_applied += 1;
         match op {
-            MmuOp::PtUpdate { ptr, val } => self.mmu_update(ptr, val),
+            MmuOp::PtUpdate { ptr, val } => self.mmu_update(ptr.0, val),
             MmuOp::ClearPage { mfn } => self
-                .clear_page(mfn)
+                .clear_page(mfn.0)
                 .map_err(|e| context(e, format_args!("MMUEXT_CLEAR_PAGE {mfn:#x}"))),
-            MmuOp::Pin { level, mfn } => self.pin(level, mfn).map_err(|e| {
+            MmuOp::Pin { level, mfn } => self.pin(level, mfn.0).map_err(|e| {
                 context(
                     e,
                     format_args!("MMUEXT_PIN_L{}_TABLE {mfn:#x}", level as u8),
                 )
             }),
             MmuOp::Unpin { mfn } => self
-                .unpin(mfn)
+                .unpin(mfn.0)
                 .map_err(|e| context(e, format_args!("MMUEXT_UNPIN_TABLE {mfn:#x}"))),
             MmuOp::NewBaseptr { mfn } => self
-                .new_baseptr(mfn)
+                .new_baseptr(mfn.0)
                 .map_err(|e| context(e, format_args!("MMUEXT_NEW_BASEPTR {mfn:#x}"))),
             MmuOp::TlbFlushLocal | MmuOp::InvlpgLocal { .. } => Ok(()),
         }
@@ -944,7 +954,7 @@ impl XenPvModel {
                 )
                 .map_err(ctx);
             }
-            table = pte::frame(e);
+            table = frame(e);
         }
         let l2e = self.word(table, index(va, Level::L2));
         if l2e & (P | pte::PSE) != P {
@@ -954,7 +964,7 @@ impl XenPvModel {
             )
             .map_err(ctx);
         }
-        let l1 = pte::frame(l2e);
+        let l1 = frame(l2e);
         match self.frames.get(&l1) {
             Some(f) if f.count > 0 && f.validated && f.ty == PageType::L1 => {}
             _ => {
@@ -989,7 +999,7 @@ impl XenPvModel {
             writable &= e & RW != 0;
             nx |= e & pte::NX != 0;
             user &= e & USER != 0;
-            table = pte::frame(e);
+            table = frame(e);
         }
         Some(Translation {
             mfn: table,
@@ -1119,7 +1129,7 @@ impl XenPvModel {
                 if e != adjust(level, e) {
                     return Err(format!("{} not as Xen stores it", why()));
                 }
-                let target = pte::frame(e);
+                let target = frame(e);
                 if level == Level::L1 {
                     let disallow = if self.io_caps {
                         L1_DISALLOW_IO
@@ -1497,7 +1507,7 @@ pub fn build_dom0(cfg: &Dom0Config) -> (XenPvModel, Dom0Boot) {
                     f.refs = 3;
                 }
                 let va = v_start + c * PAGE;
-                let pl1 = pte::frame(m.walk_entry(l4, va, Level::L2));
+                let pl1 = frame(m.walk_entry(l4, va, Level::L2));
                 let slot = index(va, Level::L1);
                 let e = m.word(pl1, slot);
                 m.store(pl1, slot, e & !RW);
@@ -1588,7 +1598,7 @@ impl XenPvModel {
             if l == level || e & P == 0 {
                 return if l == level { e } else { 0 };
             }
-            table = pte::frame(e);
+            table = frame(e);
         }
         unreachable!()
     }
@@ -1597,6 +1607,7 @@ impl XenPvModel {
 #[cfg(test)]
 mod tests {
     //! The model accepts what Xen accepts and refuses what Xen refuses, with Xen's errno.
+    use xenpv_paging::{Maddr as TA, Mfn as TM};
     use super::*;
     use proptest::prelude::*;
 
@@ -1615,12 +1626,12 @@ mod tests {
     }
     fn put(m: &mut XenPvModel, table: Mfn, slot: usize, val: u64) -> Result<(), Refusal> {
         m.apply(MmuOp::PtUpdate {
-            ptr: ptr(table, slot),
+            ptr: TA(ptr(table, slot)),
             val,
         })
     }
     fn pin(m: &mut XenPvModel, level: Level, mfn: Mfn) -> Result<(), Refusal> {
-        m.apply(MmuOp::Pin { level, mfn })
+        m.apply(MmuOp::Pin { level, mfn: TM(mfn) })
     }
     fn e(mfn: Mfn, flags: u64) -> u64 {
         (mfn << 12) | flags
@@ -1657,7 +1668,7 @@ mod tests {
     #[test]
     fn accepts_a_fresh_tree_pinned_switched_and_the_old_one_unpinned() {
         let (mut m, f) = pinned_tree(false);
-        m.apply(MmuOp::NewBaseptr { mfn: f[0] }).unwrap();
+        m.apply(MmuOp::NewBaseptr { mfn: TM(f[0]) }).unwrap();
         assert_eq!(ty(&m, f[0]), (PageType::L4, 2, true));
         assert_eq!(ty(&m, f[1]), (PageType::L3, 1, false));
         assert_eq!(ty(&m, f[3]), (PageType::L1, 1, false));
@@ -1684,13 +1695,13 @@ mod tests {
         let g = &f[5..10];
         tree(&mut m, g);
         pin(&mut m, Level::L4, g[0]).unwrap();
-        m.apply(MmuOp::NewBaseptr { mfn: g[0] }).unwrap();
+        m.apply(MmuOp::NewBaseptr { mfn: TM(g[0]) }).unwrap();
         assert_eq!(
             ty(&m, f[0]),
             (PageType::L4, 1, true),
             "old base keeps its pin"
         );
-        m.apply(MmuOp::Unpin { mfn: f[0] }).unwrap();
+        m.apply(MmuOp::Unpin { mfn: TM(f[0]) }).unwrap();
         for &x in &f[0..5] {
             assert_eq!(ty(&m, x), (PageType::None, 0, false), "mfn {x:#x}");
             assert_eq!(m.frame_type(x).refs, 0);
@@ -1703,13 +1714,13 @@ mod tests {
     fn new_baseptr_needs_no_pin_and_drops_the_old_base() {
         let (mut m, f) = fresh(12, false);
         tree(&mut m, &f);
-        m.apply(MmuOp::NewBaseptr { mfn: f[0] }).unwrap(); // validates, not pinned
+        m.apply(MmuOp::NewBaseptr { mfn: TM(f[0]) }).unwrap(); // validates, not pinned
         assert_eq!(ty(&m, f[0]), (PageType::L4, 1, false));
         assert_eq!(ty(&m, f[3]), (PageType::L1, 1, false));
-        m.apply(MmuOp::NewBaseptr { mfn: f[0] }).unwrap(); // same base: no change
+        m.apply(MmuOp::NewBaseptr { mfn: TM(f[0]) }).unwrap(); // same base: no change
         assert_eq!(ty(&m, f[0]), (PageType::L4, 1, false));
         put(&mut m, f[6], 0, 0).unwrap();
-        m.apply(MmuOp::NewBaseptr { mfn: f[6] }).unwrap();
+        m.apply(MmuOp::NewBaseptr { mfn: TM(f[6]) }).unwrap();
         // The old base was only held by cr3: devalidated, its subtree released.
         for &x in &f[0..5] {
             assert_eq!(ty(&m, x), (PageType::None, 0, false));
@@ -1766,7 +1777,7 @@ mod tests {
     #[test]
     fn a_frame_mapped_rw_cannot_become_a_table() {
         let (mut m, f) = pinned_tree(false);
-        m.apply(MmuOp::NewBaseptr { mfn: f[0] }).unwrap();
+        m.apply(MmuOp::NewBaseptr { mfn: TM(f[0]) }).unwrap();
         put(&mut m, f[3], 5, e(f[6], T)).unwrap();
         assert_eq!(ty(&m, f[6]), (PageType::Writable, 1, false));
         // Writes into it are plain (it is writable-typed), but it cannot be pinned.
@@ -1834,7 +1845,7 @@ mod tests {
     #[test]
     fn user_mappings_get_global_and_read_back_differs() {
         let (mut m, f) = pinned_tree(false);
-        m.apply(MmuOp::NewBaseptr { mfn: f[0] }).unwrap();
+        m.apply(MmuOp::NewBaseptr { mfn: TM(f[0]) }).unwrap();
         put(&mut m, f[3], 1, e(f[6], T | USER)).unwrap();
         assert_eq!(
             m.read_machine(ptr(f[3], 1)),
@@ -1857,7 +1868,7 @@ mod tests {
         // Before validation anything may be written there; Xen overwrites it.
         put(&mut m, f[7], 260, e(f[8], T)).unwrap();
         pin(&mut m, Level::L4, f[7]).unwrap();
-        assert_ne!(pte::frame(m.read_machine(ptr(f[7], 260))), f[8]);
+        assert_ne!(frame(m.read_machine(ptr(f[7], 260))), f[8]);
         assert_eq!(ty(&m, f[8]).1, 0, "no reference taken for a Xen slot");
         m.check_invariants().unwrap();
     }
@@ -1866,15 +1877,15 @@ mod tests {
     fn unpinning_an_unpinned_frame_and_pinning_twice_fail() {
         let (mut m, f) = pinned_tree(false);
         assert_eq!(
-            m.apply(MmuOp::Unpin { mfn: f[1] }).unwrap_err().errno,
+            m.apply(MmuOp::Unpin { mfn: TM(f[1]) }).unwrap_err().errno,
             EINVAL
         );
         assert_eq!(
-            m.apply(MmuOp::Unpin { mfn: f[9] }).unwrap_err().errno,
+            m.apply(MmuOp::Unpin { mfn: TM(f[9]) }).unwrap_err().errno,
             EINVAL
         );
         assert_eq!(
-            m.apply(MmuOp::Unpin { mfn: 0x99 }).unwrap_err().errno,
+            m.apply(MmuOp::Unpin { mfn: TM(0x99) }).unwrap_err().errno,
             EINVAL
         );
         assert_eq!(pin(&mut m, Level::L4, f[0]).unwrap_err().errno, EINVAL);
@@ -1891,12 +1902,12 @@ mod tests {
         let (mut m, f) = pinned_tree(false);
         for x in [f[1], f[3], f[4]] {
             assert_eq!(
-                m.apply(MmuOp::NewBaseptr { mfn: x }).unwrap_err().errno,
+                m.apply(MmuOp::NewBaseptr { mfn: TM(x) }).unwrap_err().errno,
                 EINVAL
             );
         }
         assert_eq!(
-            m.apply(MmuOp::NewBaseptr { mfn: 0x77 }).unwrap_err().errno,
+            m.apply(MmuOp::NewBaseptr { mfn: TM(0x77) }).unwrap_err().errno,
             EINVAL
         );
         assert_eq!(m.base(), None);
@@ -1908,23 +1919,23 @@ mod tests {
         let (mut m, f) = pinned_tree(false);
         for x in [f[0], f[1], f[2], f[3]] {
             assert_eq!(
-                m.apply(MmuOp::ClearPage { mfn: x }).unwrap_err().errno,
+                m.apply(MmuOp::ClearPage { mfn: TM(x) }).unwrap_err().errno,
                 EINVAL
             );
         }
         assert_eq!(
-            m.apply(MmuOp::ClearPage { mfn: 0x55 }).unwrap_err().errno,
+            m.apply(MmuOp::ClearPage { mfn: TM(0x55) }).unwrap_err().errno,
             EINVAL
         );
         // Writable (mapped) and untyped frames are fine.
         put(&mut m, f[4], 3, 9).unwrap();
-        m.apply(MmuOp::ClearPage { mfn: f[4] }).unwrap();
+        m.apply(MmuOp::ClearPage { mfn: TM(f[4]) }).unwrap();
         assert_eq!(m.read_machine(ptr(f[4], 3)), 0);
         assert_eq!(ty(&m, f[4]), (PageType::Writable, 1, false));
-        m.apply(MmuOp::ClearPage { mfn: f[9] }).unwrap();
+        m.apply(MmuOp::ClearPage { mfn: TM(f[9]) }).unwrap();
         // A former table (type count back to 0) is fine too.
-        m.apply(MmuOp::Unpin { mfn: f[0] }).unwrap();
-        m.apply(MmuOp::ClearPage { mfn: f[2] }).unwrap();
+        m.apply(MmuOp::Unpin { mfn: TM(f[0]) }).unwrap();
+        m.apply(MmuOp::ClearPage { mfn: TM(f[2]) }).unwrap();
         m.check_invariants().unwrap();
     }
 
@@ -1976,7 +1987,7 @@ mod tests {
         for low in 4..8 {
             let x = m
                 .apply(MmuOp::PtUpdate {
-                    ptr: ptr(f[4], 1) | low,
+                    ptr: TA(ptr(f[4], 1) | low),
                     val: 5,
                 })
                 .unwrap_err();
@@ -1984,7 +1995,7 @@ mod tests {
         }
         // ptr | 1 is MMU_MACHPHYS_UPDATE: accepted, but no entry is written.
         m.apply(MmuOp::PtUpdate {
-            ptr: ptr(f[4], 1) | 1,
+            ptr: TA(ptr(f[4], 1) | 1),
             val: 77,
         })
         .unwrap();
@@ -1992,12 +2003,12 @@ mod tests {
         assert_eq!(m.m2p(f[4]), Some(77));
         // | 2 (PRESERVE_AD) and | 3 (NO_TRANSLATE) are PT updates.
         m.apply(MmuOp::PtUpdate {
-            ptr: ptr(f[3], 1) | 2,
+            ptr: TA(ptr(f[3], 1) | 2),
             val: e(f[6], T),
         })
         .unwrap();
         m.apply(MmuOp::PtUpdate {
-            ptr: ptr(f[3], 2) | 3,
+            ptr: TA(ptr(f[3], 2) | 3),
             val: e(f[7], T),
         })
         .unwrap();
@@ -2058,7 +2069,7 @@ mod tests {
         m.check_invariants().unwrap();
         put(&mut m, f[2], 9, 0).unwrap();
         assert_eq!(m.frame_type(f[6]).linear, 0);
-        m.apply(MmuOp::Unpin { mfn: f[0] }).unwrap();
+        m.apply(MmuOp::Unpin { mfn: TM(f[0]) }).unwrap();
         m.check_invariants().unwrap();
     }
 
@@ -2072,7 +2083,7 @@ mod tests {
             EINVAL,
             "no base yet"
         );
-        m.apply(MmuOp::NewBaseptr { mfn: f[0] }).unwrap();
+        m.apply(MmuOp::NewBaseptr { mfn: TM(f[0]) }).unwrap();
         m.update_va_mapping(VA + PAGE, e(f[5], T), UVMF_INVLPG | UVMF_LOCAL)
             .unwrap();
         assert_eq!(m.translate(VA + PAGE).unwrap().mfn, f[5]);
@@ -2106,7 +2117,7 @@ mod tests {
     #[test]
     fn guest_writes_fault_on_read_only_and_unmapped() {
         let (mut m, f) = pinned_tree(false);
-        m.apply(MmuOp::NewBaseptr { mfn: f[0] }).unwrap();
+        m.apply(MmuOp::NewBaseptr { mfn: TM(f[0]) }).unwrap();
         put(&mut m, f[3], 1, e(f[1], P)).unwrap();
         assert!(m.write_va(VA + PAGE, 1).is_err());
         assert!(m.read_va(VA + PAGE).is_ok());
@@ -2293,12 +2304,12 @@ mod tests {
         let (mut m, b) = build_dom0(&cfg(65536, 1 << 20, Some(4 << 20), false));
         let free = (b.v_end - b.v_start) / PAGE; // first pfn past the boot region
         let new_l4 = m.p2m()[free as usize];
-        let boot_l3 = pte::frame(m.read_machine((b.l4_mfn << 12) + 511 * 8));
-        m.apply(MmuOp::ClearPage { mfn: new_l4 }).unwrap();
+        let boot_l3 = frame(m.read_machine((b.l4_mfn << 12) + 511 * 8));
+        m.apply(MmuOp::ClearPage { mfn: TM(new_l4) }).unwrap();
         put(&mut m, new_l4, 511, e(boot_l3, T)).unwrap();
         pin(&mut m, Level::L4, new_l4).unwrap();
-        m.apply(MmuOp::NewBaseptr { mfn: new_l4 }).unwrap();
-        m.apply(MmuOp::Unpin { mfn: b.l4_mfn }).unwrap();
+        m.apply(MmuOp::NewBaseptr { mfn: TM(new_l4) }).unwrap();
+        m.apply(MmuOp::Unpin { mfn: TM(b.l4_mfn) }).unwrap();
         assert_eq!(m.frame_type(b.l4_mfn).count, 0);
         assert_eq!(m.frame_type(boot_l3).count, 1);
         // The boot L4 is still mapped read-only by the boot region.
@@ -2330,7 +2341,7 @@ mod tests {
         ro.extend(l1.iter().copied());
         let mut plan = Vec::with_capacity(n as usize + 2000);
         for &t in std::iter::once(&l3).chain(&l2).chain(&l1) {
-            plan.push(MmuOp::ClearPage { mfn: t });
+            plan.push(MmuOp::ClearPage { mfn: TM(t) });
         }
         for (pfn, &mf) in p2m.iter().enumerate() {
             let flags = if ro.contains(&mf) {
@@ -2339,24 +2350,24 @@ mod tests {
                 T | pte::NX
             };
             plan.push(MmuOp::PtUpdate {
-                ptr: ptr(l1[pfn / 512], pfn % 512),
+                ptr: TA(ptr(l1[pfn / 512], pfn % 512)),
                 val: e(mf, flags),
             });
         }
         for (i, &t) in l1.iter().enumerate() {
             plan.push(MmuOp::PtUpdate {
-                ptr: ptr(l2[i / 512], i % 512),
+                ptr: TA(ptr(l2[i / 512], i % 512)),
                 val: e(t, T),
             });
         }
         for (i, &t) in l2.iter().enumerate() {
             plan.push(MmuOp::PtUpdate {
-                ptr: ptr(l3, i),
+                ptr: TA(ptr(l3, i)),
                 val: e(t, T),
             });
         }
         plan.push(MmuOp::PtUpdate {
-            ptr: ptr(b.l4_mfn, 273),
+            ptr: TA(ptr(b.l4_mfn, 273)),
             val: e(l3, T),
         });
         plan.push(MmuOp::TlbFlushLocal);
@@ -2423,12 +2434,12 @@ mod tests {
                     // slot 0..3, with the target frame index 6 meaning "foreign"
                     Step::Put(a, slot, b, fl) => {
                         let target = if b == 6 { 0x999 } else { f[b] };
-                        MmuOp::PtUpdate { ptr: ptr(f[a], slot), val: if fl == 0 { 0 } else { e(target, fl) } }
+                        MmuOp::PtUpdate { ptr: TA(ptr(f[a], slot)), val: if fl == 0 { 0 } else { e(target, fl) } }
                     }
-                    Step::Pin(l, a) => MmuOp::Pin { level: levels[l as usize - 1], mfn: f[a] },
-                    Step::Unpin(a) => MmuOp::Unpin { mfn: f[a] },
-                    Step::Base(a) => MmuOp::NewBaseptr { mfn: f[a] },
-                    Step::Clear(a) => MmuOp::ClearPage { mfn: f[a] },
+                    Step::Pin(l, a) => MmuOp::Pin { level: levels[l as usize - 1], mfn: TM(f[a]) },
+                    Step::Unpin(a) => MmuOp::Unpin { mfn: TM(f[a]) },
+                    Step::Base(a) => MmuOp::NewBaseptr { mfn: TM(f[a]) },
+                    Step::Clear(a) => MmuOp::ClearPage { mfn: TM(f[a]) },
                 };
                 let r = m.apply(op);
                 prop_assert!(m.check_invariants().is_ok(), "{op:?} -> {r:?}: {:?}", m.check_invariants());

@@ -36,7 +36,7 @@ impl P2m for GuestP2m<'_> {
         } else {
             self.mfn_list
         };
-        self.m.borrow().read_va(base + pfn * 8).ok()
+        self.m.borrow().read_va(base + pfn.0 * 8).ok().map(Mfn)
     }
 }
 
@@ -47,9 +47,9 @@ pub struct BootReader<'a> {
 
 impl TableReader for BootReader<'_> {
     fn table(&self, mfn: Mfn) -> Option<[u64; 512]> {
-        (self.d.xen_pt.0..self.d.xen_pt.1)
+        (self.d.xen_pt.0 .0..self.d.xen_pt.1 .0)
             .any(|p| self.d.p2m[p as usize] == mfn)
-            .then(|| self.m.borrow().table(mfn))
+            .then(|| self.m.borrow().table(mfn.0))
     }
 }
 
@@ -67,7 +67,7 @@ pub struct Dom0 {
 
 /// (mfn, writable) of `va` in the model's current tables.
 pub fn tr(m: &Model, va: u64) -> Option<(Mfn, bool)> {
-    m.translate(va).map(|t| (t.mfn, t.writable))
+    m.translate(va).map(|t| (Mfn(t.mfn), t.writable))
 }
 
 pub struct Case {
@@ -92,28 +92,30 @@ pub fn take_over(c: &Case, module_space_min: u64) -> Done {
         mod_start_pfn: c.mod_start_pfn,
         p2m_seed: c.nr_pages ^ c.initrd,
     });
-    let pfn_of = |va: u64| (va - KERNEL_VIRT_BASE) / PAGE_SIZE;
+    let pfn_of = |va: u64| Pfn((va - KERNEL_VIRT_BASE) / PAGE_SIZE);
     let pt0 = pfn_of(b.pt_base);
     let d = Dom0 {
-        p2m: model.p2m().to_vec(),
+        p2m: model.p2m().iter().copied().map(Mfn).collect(),
         kernel_end: b.kernel_end,
-        module: b.initrd_pfn.map(|p| (p, p + b.mod_len.div_ceil(PAGE_SIZE))),
+        module: b
+            .initrd_pfn
+            .map(|p| (Pfn(p), Pfn(p + b.mod_len.div_ceil(PAGE_SIZE)))),
         p2m_pfns: (
             pfn_of(b.mfn_list),
-            (b.mfn_list - KERNEL_VIRT_BASE + c.nr_pages * 8).div_ceil(PAGE_SIZE),
+            Pfn((b.mfn_list - KERNEL_VIRT_BASE + c.nr_pages * 8).div_ceil(PAGE_SIZE)),
         ),
         mfn_list: b.mfn_list,
         xen_pt: (pt0, pt0 + b.nr_pt_frames),
         boot_end: b.v_end,
-        shared_info: b.shared_info >> 12,
+        shared_info: Mfn(b.shared_info >> 12),
     };
     assert_eq!(
         model.base(),
-        Some(d.p2m[pt0 as usize]),
+        Some(d.p2m[pt0.0 as usize].0),
         "pt_base is the current L4"
     );
     let m = RefCell::new(model);
-    let xen_l4 = d.p2m[d.xen_pt.0 as usize];
+    let xen_l4 = d.p2m[d.xen_pt.0 .0 as usize];
     let snap =
         snapshot::read(&BootReader { m: &m, d: &d }, xen_l4, d.kernel_end).expect("snapshot");
     assert_eq!(snap.boot_end, d.boot_end);

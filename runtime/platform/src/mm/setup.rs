@@ -9,7 +9,7 @@ use xenpv_paging::frames::{bitmap_words, FrameAllocator, Use};
 use xenpv_paging::layout::{
     direct_map_va, Fixmap, Split, DIRECT_MAP_BASE, KERNEL_VIRT_BASE, PAGE_SIZE,
 };
-use xenpv_paging::ops::{pte, Mfn, Pfn};
+use xenpv_paging::ops::{pte, Maddr, Mfn, Pfn};
 use xenpv_paging::snapshot::{self, TableReader};
 use xenpv_paging::takeover::{self, Outcome, P2m, TakeoverError};
 use xenpv_paging::vmap::{self, Vmap, VmapEnv, VmapError, VmapStats, VmapTables};
@@ -81,11 +81,13 @@ struct Direct {
 
 impl VmapEnv for Direct {
     fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
-        if pfn >= self.nr_pages {
+        if pfn.0 >= self.nr_pages {
             return None;
         }
         // SAFETY: pfn < nr_pages, and the p2m list is direct-mapped.
-        Some(unsafe { ((self.p2m_va + pfn * 8) as *const u64).read_volatile() })
+        Some(Mfn(unsafe {
+            ((self.p2m_va + pfn.0 * 8) as *const u64).read_volatile()
+        }))
     }
     fn pfn(&self, mfn: Mfn) -> Option<Pfn> {
         if mfn > takeover::MAX_MFN {
@@ -94,16 +96,16 @@ impl VmapEnv for Direct {
         // SAFETY: Xen maps the M2P read-only for every PV guest, covering all of the
         // machine's frames (an mfn past it would fault: callers pass mfns read from
         // entries of our own page tables).
-        let pfn = unsafe { ((M2P + mfn * 8) as *const u64).read_volatile() };
+        let pfn = Pfn(unsafe { ((M2P + mfn.0 * 8) as *const u64).read_volatile() });
         (self.mfn(pfn) == Some(mfn)).then_some(pfn)
     }
     fn word(&self, pfn: Pfn, index: usize) -> u64 {
-        assert!(pfn < self.nr_pages && index < 512);
+        assert!(pfn.0 < self.nr_pages && index < 512);
         // SAFETY: every pfn below nr_pages is direct-mapped (at least read-only).
         unsafe { ((direct_map_va(pfn) + index as u64 * 8) as *const u64).read_volatile() }
     }
     fn zero(&mut self, pfn: Pfn) {
-        assert!(pfn < self.nr_pages);
+        assert!(pfn.0 < self.nr_pages);
         // SAFETY: vmap zeroes only frames it just took from the allocator: free frames are
         // direct-mapped writable and referenced by nothing else.
         unsafe { core::ptr::write_bytes(direct_map_va(pfn) as *mut u8, 0, PAGE_SIZE as usize) }
@@ -124,13 +126,15 @@ impl LiveP2m {
 
 impl P2m for LiveP2m {
     fn mfn(&self, pfn: Pfn, switched: bool) -> Option<Mfn> {
-        if pfn >= self.nr_pages {
+        if pfn.0 >= self.nr_pages {
             return None;
         }
         let base = if switched { self.direct() } else { self.boot };
         // SAFETY: pfn < nr_pages; the list is mapped at `boot` until the switch (Xen's boot
         // mapping) and at `direct()` from the switch on (the direct map the takeover built).
-        Some(unsafe { ((base + pfn * 8) as *const u64).read_volatile() })
+        Some(Mfn(unsafe {
+            ((base + pfn.0 * 8) as *const u64).read_volatile()
+        }))
     }
 }
 
@@ -143,8 +147,12 @@ struct BootTables<'a> {
 
 impl TableReader for BootTables<'_> {
     fn table(&self, mfn: Mfn) -> Option<[u64; 512]> {
-        let pfn = (self.pt.0..self.pt.1).find(|&p| self.p2m.mfn(p, false) == Some(mfn))?;
-        let va = KERNEL_VIRT_BASE + pfn * PAGE_SIZE;
+        let pfn = self
+            .pt
+            .0
+            .up_to(self.pt.1)
+            .find(|&p| self.p2m.mfn(p, false) == Some(mfn))?;
+        let va = KERNEL_VIRT_BASE + pfn.0 * PAGE_SIZE;
         // SAFETY: boot page-table frames are mapped (read-only) in the boot region at their
         // pfn's address; we only read.
         Some(unsafe { (va as *const [u64; 512]).read_volatile() })
@@ -153,8 +161,8 @@ impl TableReader for BootTables<'_> {
 
 fn pfn_range(va: u64, len: u64) -> (Pfn, Pfn) {
     (
-        (va - KERNEL_VIRT_BASE) / PAGE_SIZE,
-        (va - KERNEL_VIRT_BASE + len).div_ceil(PAGE_SIZE),
+        Pfn((va - KERNEL_VIRT_BASE) / PAGE_SIZE),
+        Pfn((va - KERNEL_VIRT_BASE + len).div_ceil(PAGE_SIZE)),
     )
 }
 
@@ -177,7 +185,7 @@ pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64, batch: u
     };
     let p2m_pfns = pfn_range(info.mfn_list, nr * 8);
     let xen_pt = pfn_range(info.pt_base, info.nr_pt_frames * PAGE_SIZE);
-    if xen_pt.1 > nr || p2m_pfns.1 > nr {
+    if xen_pt.1 .0 > nr || p2m_pfns.1 .0 > nr {
         crate::fatal!(
             "start_info: boot tables (pfn {:#x}..{:#x}) or p2m list (pfn {:#x}..{:#x}) lie past nr_pages {nr:#x}",
             xen_pt.0, xen_pt.1, p2m_pfns.0, p2m_pfns.1
@@ -186,11 +194,12 @@ pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64, batch: u
     let Some(xen_l4) = p2m.mfn(xen_pt.0, false) else {
         crate::fatal!("p2m has no entry for pt_base")
     };
-    let cr3 = x86_64::registers::control::Cr3::read()
+    // Under PV the CPU's CR3 holds a machine address.
+    let cr3 = Mfn(x86_64::registers::control::Cr3::read()
         .0
         .start_address()
         .as_u64()
-        >> 12;
+        >> 12);
     if cr3 != xen_l4 {
         crate::fatal!("cr3 holds mfn {cr3:#x} but pt_base's frame is mfn {xen_l4:#x}");
     }
@@ -204,12 +213,12 @@ pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64, batch: u
     };
     let module = info.module.map(|m| match m {
         Module::Mapped { va, len } => pfn_range(va, len),
-        Module::Pfn { pfn, len } => (pfn, pfn + len.div_ceil(PAGE_SIZE)),
+        Module::Pfn { pfn, len } => (Pfn(pfn), Pfn(pfn + len.div_ceil(PAGE_SIZE))),
     });
-    let find = |mfn: Mfn| (0..nr).find(|&p| p2m.mfn(p, false) == Some(mfn));
+    let find = |mfn: Mfn| (0..nr).map(Pfn).find(|&p| p2m.mfn(p, false) == Some(mfn));
     let shared_rings = match info.console {
         ConsoleInfo::Dom0 { .. } => [None, None],
-        ConsoleInfo::DomU { mfn, .. } => [find(info.store_mfn), find(mfn)],
+        ConsoleInfo::DomU { mfn, .. } => [find(Mfn(info.store_mfn)), find(Mfn(mfn))],
     };
     let input = takeover::Input {
         nr_pages: nr,
@@ -221,7 +230,7 @@ pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64, batch: u
         p2m_pfns,
         module,
         shared_rings,
-        shared_info: info.shared_info_maddr >> 12,
+        shared_info: Maddr(info.shared_info_maddr).mfn(),
         split,
         module_space_min,
         nx: nx_supported(),
@@ -333,7 +342,10 @@ impl Memory {
         assert!(slot < 512, "fixmap slot {slot}");
         let l1 = self.fixmap_pte_maddr(slot);
         let val = mfn.map_or(0, |m| {
-            (m << 12) | pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | pte::NX
+            pte::entry(
+                m,
+                pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | pte::NX,
+            )
         });
         self.exec.submit(MmuOp::PtUpdate { ptr: l1, val })?;
         if mfn.is_none() {
@@ -345,9 +357,9 @@ impl Memory {
     }
 
     /// Machine address of fixmap slot `slot`'s PTE (for Xen operations that take one).
-    pub fn fixmap_pte_maddr(&self, slot: usize) -> u64 {
-        let l1 = self.mfn(self.outcome.tables.level1_fixmap).unwrap_or(0);
-        (l1 << 12) | ((slot as u64 % 512) * 8)
+    pub fn fixmap_pte_maddr(&self, slot: usize) -> Maddr {
+        let l1 = self.mfn(self.outcome.tables.level1_fixmap).unwrap_or(Mfn(0));
+        Maddr(l1.maddr().0 + (slot as u64 % 512) * 8)
     }
 
     /// A fresh frame for the application: `(pfn, mfn)`, mapped read-write in the direct
@@ -380,7 +392,7 @@ impl Memory {
 
     /// A page-table page (or any frame) through the direct map.
     pub fn table(&self, pfn: Pfn) -> &[u64; 512] {
-        assert!(pfn < self.direct.nr_pages);
+        assert!(pfn.0 < self.direct.nr_pages);
         // SAFETY: every pfn below nr_pages is direct-mapped (at least read-only).
         unsafe { &*(direct_map_va(pfn) as *const [u64; 512]) }
     }
@@ -388,7 +400,7 @@ impl Memory {
     /// The direct map's PTE for `pfn`.
     pub fn direct_pte(&self, pfn: Pfn) -> u64 {
         let t = self.outcome.tables.direct_l1;
-        self.table(t.0 + pfn / 512)[(pfn % 512) as usize]
+        self.table(t.0 + pfn.0 / 512)[(pfn.0 % 512) as usize]
     }
 
     /// shared_info, mapped at fixmap slot 0.
@@ -442,7 +454,7 @@ impl core::fmt::Display for TopLevel<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let m = self.0;
         let t = &m.outcome.tables;
-        let mfn = |p: Pfn| m.mfn(p).unwrap_or(!0);
+        let mfn = |p: Pfn| m.mfn(p).unwrap_or(Mfn(!0));
         let name4 = |slot: usize, e: u64| match slot {
             super::layout::L4_XEN_FIRST..=super::layout::L4_XEN_LAST => "xen",
             _ if pte::frame(e) == mfn(t.level3_ident) => "direct-map",
