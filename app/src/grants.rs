@@ -43,10 +43,10 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
     let self_dom = DOMID_SELF as u16;
 
     // 1. Xen copies our page through a read-only grant into another frame.
-    let r = gt.grant(DOM0, src.mfn, true)?;
+    let r = gt.grant(DOM0, src.mfn(), true)?;
     GrantTable::copy(
         by_ref(r, self_dom),
-        by_frame(dst.mfn),
+        by_frame(dst.mfn()),
         4096,
         GNTCOPY_SOURCE_GREF,
     )?;
@@ -62,7 +62,7 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
 
     // 2. Writing through the read-only grant is refused by Xen.
     let ro = GrantTable::copy(
-        by_frame(dst.mfn),
+        by_frame(dst.mfn()),
         by_ref(r, self_dom),
         16,
         GNTCOPY_DEST_GREF,
@@ -75,7 +75,9 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
 
     // 3. Map the grant back as a peer would: while mapped, ending access is refused.
     let m = GrantTable::map(mem, DOM0, r, true)?;
-    let mapped_same = m.bytes() == &src_bytes[..];
+    let mut seen = [0u8; 4096];
+    m.read(&mut seen);
+    let mapped_same = seen[..] == src_bytes[..];
     let busy = gt.end(r);
     let refused_in_use = matches!(busy, Err(GntError::InUse { .. }));
     if let Err(e) = busy {
@@ -93,7 +95,7 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
     // 4. References run out with an error, and all come back.
     let (free0, mut taken) = (gt.free_count(), heapless::Vec::<u32, 512>::new());
     let exhausted = loop {
-        match gt.grant(DOM0, src.mfn, true) {
+        match gt.grant(DOM0, src.mfn(), true) {
             Ok(g) => {
                 if taken.push(g).is_err() {
                     break None;
@@ -153,7 +155,7 @@ fn offer(boot: &mut Boot) -> Result<bool, GntError> {
         *b = (i as u8).wrapping_mul(151) ^ (i >> 8) as u8 ^ 0x5c;
     }
     let hash = fnv(&mem.page_mut(&mut page)[..]);
-    let r = gt.grant(DOM0, page.mfn, true)?;
+    let r = gt.grant(DOM0, page.mfn(), true)?;
     let Some(xs) = boot.xenstore() else {
         return Ok(false);
     };

@@ -6,6 +6,7 @@
 use xenpv_rt::{println, Boot};
 
 mod events;
+mod faults;
 mod grants;
 mod store;
 mod stress;
@@ -30,14 +31,14 @@ fn main(boot: &mut Boot) -> i32 {
         "defmt: {=str} has {=u64} pages, split {=str}",
         role,
         pages,
-        boot.memory().split.name()
+        boot.memory().split().name()
     );
 
     let mut status = 0;
     let timing = boot.timing();
     let m = boot.memory();
     let (calls, updates) = m.mmu_counts();
-    let pages = m.frames.nr_pages();
+    let pages = m.frames().nr_pages();
     let takeover_ns = timing.takeover_ns().max(1);
     println!(
         "timing: entry_to_main_us={} paging_setup_us={} paging_pte_updates={updates} paging_hypercalls={calls} paging_per_hypercall={} paging_pages_per_s={}",
@@ -151,6 +152,14 @@ fn main(boot: &mut Boot) -> i32 {
     }
     if store && !store::run(boot) && status == 0 {
         status = 7;
+    }
+    let cmd = boot.cmdline();
+    if let Some(kind) = cmd.value("fault") {
+        let Ok(k) = heapless::String::<32>::try_from(kind) else {
+            println!("xenpv-app: fault={kind:?} is longer than any kind");
+            return 2;
+        };
+        return faults::provoke(boot, &k);
     }
     let cmd = boot.cmdline();
     if cmd.has("panic") {

@@ -51,6 +51,13 @@ pub enum Check {
     NotContains(String),
     Regex(&'static str),
     Custom(&'static str, fn(&Outcome) -> Result<(), String>),
+    /// A symbolized fault report naming the line of `app/src/faults.rs` that carries the
+    /// `fault-line: KIND` marker (read at test time): in the fault line itself, or with
+    /// `via_caller`, in the first `called from` line (a jump whose target is not code).
+    FaultAt {
+        kind: &'static str,
+        via_caller: bool,
+    },
 }
 
 pub struct BootTest {
@@ -97,6 +104,36 @@ fn boot_mapping_end(o: &Outcome) -> Result<u64, String> {
         .ok_or("TOTAL: line without ->")?
         .trim();
     u64::from_str_radix(end, 16).map_err(|e| format!("TOTAL end {end:?}: {e}"))
+}
+
+/// The line number of the `fault-line: KIND` marker in the app's faults.rs.
+fn fault_line(kind: &str) -> Result<usize, String> {
+    let src = std::fs::read_to_string(crate::root().join("app/src/faults.rs"))
+        .map_err(|e| e.to_string())?;
+    let marker = format!("// fault-line: {kind}");
+    src.lines()
+        .position(|l| l.trim_end().ends_with(&marker))
+        .map(|i| i + 1)
+        .ok_or_else(|| format!("no {marker:?} in app/src/faults.rs"))
+}
+
+fn fault_at(guest: &str, kind: &str, via_caller: bool) -> Result<(), String> {
+    let want = format!("(app/src/faults.rs:{})", fault_line(kind)?);
+    let prefix = if via_caller {
+        "fault:   called from "
+    } else {
+        "fault: "
+    };
+    let lines: Vec<&str> = guest
+        .lines()
+        .map(|l| l.strip_prefix("domU| ").unwrap_or(l))
+        .filter(|l| l.starts_with(prefix) && (via_caller || !l.starts_with("fault:   ")))
+        .collect();
+    if lines.iter().any(|l| l.ends_with(&want)) {
+        Ok(())
+    } else {
+        Err(format!("no symbolized line ends with {want:?}: {lines:?}"))
+    }
 }
 
 /// The decoded defmt line points at the `defmt::info!` in the app's source.
@@ -195,6 +232,21 @@ fn stress_ok() -> Vec<Check> {
     ]
 }
 
+/// A provoked fault: status 103, the vector, and the symbolized line of faults.rs.
+fn fault(kind: &'static str, line: &str, via_caller: bool) -> BootTest {
+    t(
+        &format!("fault-{kind}"),
+        Image::app(),
+        &format!("fault={kind}"),
+        103,
+        vec![
+            has(&format!("xenpv-rt: fault: {line}")),
+            Check::FaultAt { kind, via_caller },
+            has("xenpv-rt: exit status 103"),
+        ],
+    )
+}
+
 /// The table of boot tests.
 pub fn table() -> Vec<BootTest> {
     let app = Image::app;
@@ -221,6 +273,27 @@ pub fn table() -> Vec<BootTest> {
             c.extend(layout_ok());
             c
         }),
+        fault("null-read", "#PF page fault vector=14 error=0x0", false),
+        fault("null-write", "#PF page fault vector=14 error=0x2", false),
+        fault("text-write", "#PF page fault vector=14 error=0x3", false),
+        fault("rodata-write", "#PF page fault vector=14 error=0x3", false),
+        fault("ud2", "#UD invalid opcode vector=6", false),
+        fault("div0", "#DE divide error vector=0", false),
+        fault("nx-jump", "#PF page fault vector=14 error=0x11", true),
+        // Xen cannot deliver a fault on an overflowed stack: the host reads its dump.
+        t(
+            "fault-recursion",
+            Image::app(),
+            "fault=recursion",
+            103,
+            vec![
+                has("fault: stack overflow: the boot stack ran into its guard page"),
+                Check::FaultAt {
+                    kind: "recursion",
+                    via_caller: false,
+                },
+            ],
+        ),
         t(
             "panic",
             app(),
@@ -540,6 +613,37 @@ fn domu_tests() -> Vec<BootTest> {
     for b in &mut v {
         // The guest's last line must come through the stream too.
         b.checks.push(has("xenpv-rt: exit status 0"));
+    }
+    // Early errors: a refused layout is said on the ring console (attached before any
+    // step that can fail), and a fault is reported and symbolized through it.
+    v.push(t(
+        "domu-refused-layout",
+        app(),
+        "split=2G",
+        102,
+        vec![
+            has("xenpv-rt: fatal: split=\"2G\": the kernel/module split is 512M or 1G"),
+            has("xenpv-rt: exit status 102"),
+        ],
+    ));
+    let mut null_write = fault("null-write", "#PF page fault vector=14 error=0x2", false);
+    null_write.name = "domu-fault-null-write".into();
+    null_write.memory_mib = 128;
+    v.push(null_write);
+    v.push(t(
+        "domu-fault-recursion",
+        app(),
+        "fault=recursion",
+        103,
+        vec![
+            has("fault: stack overflow: the boot stack ran into its guard page"),
+            Check::FaultAt {
+                kind: "recursion",
+                via_caller: false,
+            },
+        ],
+    ));
+    for b in &mut v {
         b.domu = true;
         b.timeout_s = b.timeout_s.max(240);
     }
@@ -572,6 +676,7 @@ fn evaluate(test: &BootTest, o: &Outcome, expect_initrd: Option<String>) -> Resu
                 }
             }
             Check::Custom(what, f) => f(o).map_err(|e| format!("{what}: {e}"))?,
+            Check::FaultAt { kind, via_caller } => fault_at(&guest, kind, *via_caller)?,
             _ => {}
         }
     }

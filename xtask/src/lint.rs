@@ -35,6 +35,21 @@ const STEPS: &[Step] = &[
         rustdocflags: false,
     },
     Step {
+        what: "clippy (paging with the 2014 regression feature)",
+        args: &[
+            "clippy",
+            "-p",
+            "xenpv-paging",
+            "--all-targets",
+            "--features",
+            "regress-2014-fixmap-copy",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        rustdocflags: false,
+    },
+    Step {
         what: "clippy (xtask)",
         args: &[
             "clippy",

@@ -9,6 +9,7 @@ mod picture;
 mod progress;
 mod provision;
 mod qemu;
+mod symbolize;
 mod xenbox;
 mod xl;
 

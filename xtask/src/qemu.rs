@@ -243,6 +243,7 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
             None
         }
     };
+    let sym = crate::symbolize::for_image(&b.image);
     let mut text = String::new();
     let mut fatal: Option<String> = None;
     let mut fatal_at: Option<Instant> = None;
@@ -260,6 +261,7 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
         match rx.recv_timeout(until - now) {
             Ok(line) => {
                 let line = crate::defmt_log::show(defmt.as_ref(), &line);
+                let line = crate::symbolize::with_annotation(sym.as_ref(), line);
                 let xen_line = line.starts_with("(XEN)");
                 xen_started |= line.contains("(XEN)");
                 let guest = match (&b.domu, line.strip_prefix("domU| ")) {
@@ -286,12 +288,26 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
         }
     }
     let code = child.wait().ok().and_then(|s| s.code());
-    let _ = std::fs::write(&b.log, &text);
-    let status = if timed_out {
+    let mut status = if timed_out {
         Err(Failure::Timeout(b.timeout.as_secs()))
     } else {
         decode_status(code, &text, fatal.as_deref())
     };
+    // A guest Xen crashed (a fault it could not deliver): say why, from Xen's dump. A
+    // domU's dump is on the box's serial line too; the box says 125 for a crashed domU.
+    let crashed = matches!((&status, &b.domu), (Err(_), None) | (Ok(125), Some(_)));
+    if crashed {
+        let guard = crate::symbolize::elf_symbol(&b.image, "xenpv_boot_stack_guard");
+        if let Some(report) = crate::symbolize::xen_crash(&text, sym.as_ref(), guard) {
+            if b.stream != Stream::Quiet {
+                println!("{report}");
+            }
+            text.push_str(&report);
+            text.push('\n');
+            status = Ok(crate::symbolize::STATUS_XEN_CRASH);
+        }
+    }
+    let _ = std::fs::write(&b.log, &text);
     Outcome {
         status,
         text,

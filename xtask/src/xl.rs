@@ -87,11 +87,13 @@ pub fn run(
         .map_err(|e| format!("xl: {e}"))?;
     let mut status = None;
     let defmt = crate::defmt_log::Defmt::from_elf(&kernel).ok().flatten();
+    let sym = crate::symbolize::for_image(&kernel);
     for line in BufReader::new(child.stdout.take().expect("piped"))
         .lines()
         .map_while(Result::ok)
     {
         let line = crate::defmt_log::show(defmt.as_ref(), line.trim_end_matches('\r'));
+        let line = crate::symbolize::with_annotation(sym.as_ref(), line);
         println!("{line}");
         if let Some(n) = line.trim().strip_prefix("xenpv-rt: exit status ") {
             status = n.trim().parse::<u8>().ok();

@@ -1,13 +1,21 @@
-//! Xen's error returns, named.
+//! Xen's error returns, named (the `-E*` values of Xen's public errno.h).
 
 /// A negative errno returned by a hypercall (the value in `rax`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XenError(pub i64);
 
 impl XenError {
-    /// The errno's name (`"EINVAL"`), or `"E?"` for one this table does not know.
+    /// The errno's name (`"EINVAL"`), or `"E?"` for one this table does not know (any
+    /// value at all: `i64::MIN` included, which has no negation).
+    ///
+    /// ```
+    /// use xenpv_abi::XenError;
+    ///
+    /// assert_eq!(XenError(-22).name(), "EINVAL");
+    /// assert_eq!(XenError(-99).name(), "E?");
+    /// ```
     pub const fn name(self) -> &'static str {
-        match -self.0 {
+        match self.0.wrapping_neg() {
             1 => "EPERM",
             2 => "ENOENT",
             3 => "ESRCH",

@@ -5,6 +5,42 @@
 //! The rule it enforces is the one the 2014 bug broke: outside the kernel image's slots
 //! and the fixmap, level2_kernel and level2_fixmap hold nothing at start of day. A present
 //! slot in module space is a stale mapping that vmalloc would trip over.
+//!
+//! ```
+//! use xenpv_paging::check::{check, Inspect, Slot};
+//! use xenpv_paging::layout::{Split, FIXMAP_L2_SLOT, KERNEL_VIRT_BASE, L3_FIXMAP};
+//! use xenpv_paging::ops::{pte, Mfn};
+//!
+//! /// No vmap yet; the kernel's L1 is mfn 1.
+//! struct AtBoot;
+//! impl Inspect for AtBoot {
+//!     fn is_module_table(&self, _l1: Mfn) -> bool {
+//!         false
+//!     }
+//!     fn first_page_holds(&self, l1: Mfn) -> &'static str {
+//!         if l1 == Mfn(1) { "kernel" } else { "boot data" }
+//!     }
+//! }
+//!
+//! let t = pte::PRESENT | pte::RW;
+//! let (mut level2_kernel, mut level2_fixmap) = ([0; 512], [0; 512]);
+//! level2_kernel[0] = pte::entry(Mfn(1), t);
+//! level2_fixmap[FIXMAP_L2_SLOT] = pte::entry(Mfn(2), t);
+//! let kernel_end = KERNEL_VIRT_BASE + (1 << 20);
+//! let r = check(Split::Full, kernel_end, &level2_kernel, &level2_fixmap, true, &AtBoot);
+//! assert!(r.ok());
+//! assert!(r.to_string().ends_with("layout: check ok"));
+//!
+//! // The 2014 bug: the kernel's L2 copied into level2_fixmap aliases the image there.
+//! level2_fixmap[0] = level2_kernel[0];
+//! let r = check(Split::Full, kernel_end, &level2_kernel, &level2_fixmap, true, &AtBoot);
+//! assert_eq!((r.ok(), r.stale), (false, 1));
+//! assert_eq!(r.l2_fixmap[0], Slot::Stale("kernel"));
+//! assert_eq!(r.first_stale, Some((L3_FIXMAP, 0, "kernel")));
+//! let text = r.to_string();
+//! assert!(text.contains("level2_fixmap 0=STALE:kernel 1-505=free 506=fixmap"), "{text}");
+//! assert!(text.contains("check FAILED: 1 stale slot(s)"), "{text}");
+//! ```
 
 use crate::layout::{
     kernel_l2_slot_va, Split, FIXMAP_L2_SLOT, L3_FIXMAP, L3_KERNEL, MODULES_END_L2_SLOT,
@@ -15,8 +51,11 @@ use core::fmt;
 /// What a level2_kernel / level2_fixmap slot holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
+    /// Not present.
     Free,
+    /// Part of the kernel image.
     Kernel,
+    /// The fixmap's L1 (level2_fixmap slot 506).
     Fixmap,
     /// Module space in use (an L1 the runtime's vmap made).
     Module,
@@ -25,6 +64,7 @@ pub enum Slot {
 }
 
 impl Slot {
+    /// Short name for the report (`STALE` for every stale slot).
     pub fn name(self) -> &'static str {
         match self {
             Slot::Free => "free",
@@ -49,18 +89,25 @@ pub trait Inspect {
 /// The layout as read back.
 #[derive(Clone, Debug)]
 pub struct Report {
+    /// The split checked against.
     pub split: Split,
+    /// First address after the kernel image.
     pub kernel_end: u64,
+    /// level2_kernel, slot by slot.
     pub l2_kernel: [Slot; 512],
+    /// level2_fixmap, slot by slot.
     pub l2_fixmap: [Slot; 512],
     /// level1_fixmap is mapped read-only in the direct map.
     pub fixmap_l1_read_only: bool,
-    /// Present slots where nothing should be, and the first of them.
+    /// Present slots where nothing should be.
     pub stale: usize,
+    /// The first of them: `(l3, slot, what its first page maps)`.
     pub first_stale: Option<(usize, usize, &'static str)>,
 }
 
 impl Report {
+    /// The verdict: no stale slot, the fixmap in place and its L1 read-only in the direct
+    /// map (Xen refuses a writable mapping of a frame in use as a page table).
     pub fn ok(&self) -> bool {
         self.stale == 0
             && self.l2_fixmap[FIXMAP_L2_SLOT] == Slot::Fixmap
@@ -120,7 +167,7 @@ pub fn check(
 }
 
 /// `0-255=kernel 256-511=free`: runs of equal slots.
-pub struct Runs<'a>(pub &'a [Slot; 512]);
+struct Runs<'a>(&'a [Slot; 512]);
 
 impl fmt::Display for Runs<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,5 +1,9 @@
 //! The executor: runs of [`MmuOp`]s become batched `mmu_update` / `mmuext_op` hypercalls.
 //! Thin on purpose: what to do was decided by a planner.
+//!
+//! Linux batches the same way (`xen_mc_batch` / `xen_mc_issue` in `arch/x86/xen/multicalls.c`,
+//! used by `mmu_pv.c`): a PV guest pays one guest/Xen transition per hypercall, so a whole
+//! L1's worth of entries travels in one `mmu_update`.
 
 use crate::ops::{MmuOp, MmuSink};
 use xen_sys as xen;
@@ -9,8 +13,13 @@ use xenpv_abi::XenError;
 /// the model of Xen's PV MMU in host tests.
 /// On failure each says which request failed (updates counted first in the combined call).
 pub trait Transport {
+    /// `HYPERVISOR_mmu_update(reqs, len, &done, DOMID_SELF)`. Xen stops at the first
+    /// refused request; the error gives its index (= requests done).
     fn mmu_update(&mut self, reqs: &[xen::mmu_update]) -> Result<(), (XenError, usize)>;
+    /// `HYPERVISOR_mmuext_op(ops, len, &done, DOMID_SELF)`, stopping likewise.
     fn mmuext_op(&mut self, ops: &[xen::mmuext_op]) -> Result<(), (XenError, usize)>;
+    /// Both in one multicall, updates first. Xen runs the second call whatever the first
+    /// returned, so the executor only lets TLB flushes ride behind updates.
     fn mmu_update_then_ext(
         &mut self,
         reqs: &[xen::mmu_update],
@@ -21,12 +30,14 @@ pub trait Transport {
 /// PTE updates per `mmu_update` call (one whole L1 table).
 pub const MMU_BATCH: usize = 512;
 /// Operations per `mmuext_op` call.
-pub const EXT_BATCH: usize = 64;
+const EXT_BATCH: usize = 64;
 
 /// A refused operation: which one and what Xen said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecError {
+    /// The operation Xen refused (the ones before it in its batch took effect).
     pub op: MmuOp,
+    /// Xen's errno.
     pub error: XenError,
 }
 
@@ -36,6 +47,82 @@ impl core::fmt::Display for ExecError {
     }
 }
 
+/// The [`MmuSink`] of the live system: queues operations and hands them to a
+/// [`Transport`] in as few hypercalls as the order allows.
+///
+/// - Consecutive [`MmuOp::PtUpdate`]s share one `mmu_update` (up to [`MMU_BATCH`]); other
+///   operations share one `mmuext_op` (up to 64).
+/// - The plan's order is kept: an `mmuext` operation after queued updates sends them first,
+///   except a TLB flush or INVLPG, which rides along in one multicall (running it after a
+///   failed update batch is harmless).
+/// - Nothing reaches Xen before a batch is full or [`flush`](MmuSink::flush) is called;
+///   an executor dropped with operations queued loses them.
+///
+/// ```
+/// use xen_sys as xen;
+/// use xenpv_paging::exec::{ExecError, Executor, Transport};
+/// use xenpv_paging::ops::{Level, Maddr, Mfn, MmuOp, MmuSink};
+/// use xenpv_paging::XenError;
+///
+/// /// Records the size of every call; refuses the update at `ptr == 0xbad0`.
+/// #[derive(Default)]
+/// struct Calls(Vec<(&'static str, usize, usize)>);
+/// impl Transport for Calls {
+///     fn mmu_update(&mut self, reqs: &[xen::mmu_update]) -> Result<(), (XenError, usize)> {
+///         self.0.push(("mmu_update", reqs.len(), 0));
+///         match reqs.iter().position(|r| r.ptr == 0xbad0) {
+///             Some(i) => Err((XenError(-22), i)),
+///             None => Ok(()),
+///         }
+///     }
+///     fn mmuext_op(&mut self, ops: &[xen::mmuext_op]) -> Result<(), (XenError, usize)> {
+///         self.0.push(("mmuext_op", 0, ops.len()));
+///         Ok(())
+///     }
+///     fn mmu_update_then_ext(
+///         &mut self,
+///         reqs: &[xen::mmu_update],
+///         ops: &[xen::mmuext_op],
+///     ) -> Result<(), (XenError, usize)> {
+///         self.0.push(("multicall", reqs.len(), ops.len()));
+///         Ok(())
+///     }
+/// }
+///
+/// let mut x = Executor::new(Calls::default());
+/// let update = |slot: u64| MmuOp::PtUpdate { ptr: Maddr(0x7000 + 8 * slot), val: 0 };
+///
+/// // Three updates are queued, not sent; `flush` sends them in one mmu_update.
+/// for slot in 0..3 {
+///     x.submit(update(slot)).unwrap();
+/// }
+/// assert!(x.transport().0.is_empty());
+/// x.flush().unwrap();
+/// assert_eq!(x.transport().0, [("mmu_update", 3, 0)]);
+/// x.flush().unwrap(); // nothing queued: no hypercall
+/// assert_eq!(x.hypercalls, 1);
+///
+/// // A TLB flush rides along with the updates before it, in one multicall...
+/// x.submit(update(3)).unwrap();
+/// x.submit(MmuOp::TlbFlushLocal).unwrap();
+/// x.flush().unwrap();
+/// assert_eq!(x.transport().0[1..], [("multicall", 1, 1)]);
+/// // ...a pin does not: the updates before it are sent first, on their own.
+/// x.submit(update(4)).unwrap();
+/// x.submit(MmuOp::Pin { level: Level::L1, mfn: Mfn(7) }).unwrap();
+/// assert_eq!(x.transport().0[2..], [("mmu_update", 1, 0)]);
+/// x.flush().unwrap();
+/// assert_eq!(x.transport().0[3..], [("mmuext_op", 0, 1)]);
+/// assert_eq!((x.hypercalls, x.pt_updates, x.multicalls), (4, 5, 1));
+///
+/// // A refusal names the operation Xen refused.
+/// x.submit(update(5)).unwrap();
+/// x.submit(MmuOp::PtUpdate { ptr: Maddr(0xbad0), val: 1 }).unwrap();
+/// assert_eq!(
+///     x.flush(),
+///     Err(ExecError { op: MmuOp::PtUpdate { ptr: Maddr(0xbad0), val: 1 }, error: XenError(-22) })
+/// );
+/// ```
 pub struct Executor<T: Transport> {
     transport: T,
     /// Queued PTE updates (one `mmu_update` batch).
@@ -47,14 +134,16 @@ pub struct Executor<T: Transport> {
     ext_len: usize,
     /// Most operations per hypercall (1 gives the one-update-per-call baseline).
     batch: usize,
-    /// Hypercalls issued (a multicall counts once) and operations carried, for the
-    /// stress and bench figures.
+    /// Hypercalls issued (a multicall counts once), for the stress and bench figures.
     pub hypercalls: u64,
+    /// PTE updates carried by those hypercalls.
     pub pt_updates: u64,
+    /// How many of the hypercalls were an update batch with flushes riding along.
     pub multicalls: u64,
 }
 
 impl<T: Transport> Executor<T> {
+    /// An executor with nothing queued, batching up to [`MMU_BATCH`] operations.
     pub const fn new(transport: T) -> Self {
         Executor {
             transport,
@@ -74,7 +163,8 @@ impl<T: Transport> Executor<T> {
         &mut self.transport
     }
 
-    /// At most `n` (1..=512) operations per hypercall from now on.
+    /// At most `n` (clamped to 1..=512) operations per hypercall from now on (`mmuext`
+    /// batches are capped at 64 in any case). Flushes what is queued first.
     pub fn set_batch(&mut self, n: usize) -> Result<(), ExecError> {
         self.flush()?;
         self.batch = n.clamp(1, MMU_BATCH);

@@ -2,18 +2,23 @@
 //!
 //! A bitmap (one bit per pfn, set = taken) that lives in frames the takeover reserves and
 //! is reached through the direct map; plus the named regions it was seeded with, so that
-//! the layout report can say what holds a frame.
+//! the layout report can say what holds a frame. Frames are pseudo-physical ([`Pfn`]);
+//! the p2m gives the machine frame a page-table entry needs.
 
 use crate::ops::Pfn;
 
 /// What a reserved region holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Use {
+    /// The kernel image, .bss included (from pfn 0).
     Kernel,
+    /// The initrd (Xen's boot module).
     Initrd,
+    /// The p2m list Xen built (start_info's `mfn_list`): pfn -> mfn.
     P2m,
     /// The runtime's page tables (and the bitmap itself).
     PageTables,
+    /// The frame allocator's own bitmap.
     Bitmap,
     /// Xen's boot L1s still referenced by the kernel map.
     BootL1,
@@ -22,6 +27,7 @@ pub enum Use {
 }
 
 impl Use {
+    /// Short name for reports (`kernel`, `page-tables`, ...).
     pub const fn name(self) -> &'static str {
         match self {
             Use::Kernel => "kernel",
@@ -38,24 +44,46 @@ impl Use {
 /// A reserved range of pfns `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {
+    /// First frame.
     pub start: Pfn,
+    /// One past the last frame.
     pub end: Pfn,
+    /// What the frames hold.
     pub what: Use,
 }
 
 /// Up to this many named regions.
 pub type Regions = heapless::Vec<Region, 24>;
 
+/// A refused [`FrameAllocator`] call. Nothing was changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
     /// The pfn is not below nr_pages.
-    OutOfRange { pfn: Pfn, nr_pages: u64 },
+    OutOfRange {
+        /// The frame given.
+        pfn: Pfn,
+        /// Frames the allocator manages.
+        nr_pages: u64,
+    },
     /// Freeing a frame that is not allocated.
-    DoubleFree { pfn: Pfn },
+    DoubleFree {
+        /// The frame given.
+        pfn: Pfn,
+    },
     /// A reserved region's frame cannot be freed.
-    Reserved { pfn: Pfn, what: Use },
+    Reserved {
+        /// The frame given.
+        pfn: Pfn,
+        /// The region it belongs to.
+        what: Use,
+    },
     /// The bitmap given is too small for nr_pages.
-    BitmapTooSmall { words: usize, need: usize },
+    BitmapTooSmall {
+        /// Words given.
+        words: usize,
+        /// Words needed ([`bitmap_words`]).
+        need: usize,
+    },
 }
 
 impl core::fmt::Display for FrameError {
@@ -84,6 +112,44 @@ pub const fn bitmap_words(nr_pages: u64) -> usize {
     nr_pages.div_ceil(64) as usize
 }
 
+/// The frame allocator: one bit per pfn below `nr_pages` (set = taken), first fit from a
+/// rotor, with the [`Region`]s it was seeded with reserved for good.
+///
+/// Free frames are mapped read-write by the direct map (the runtime's page tables are a
+/// reserved region), so a caller can zero one before use. A frame that is to become a
+/// page table must have that mapping made read-only first, since Xen refuses to type a
+/// frame as a page table while it is mapped writable: that is the caller's part (see
+/// [`crate::vmap`]). A pfn whose p2m entry is not a valid mfn is a hole in the direct map
+/// yet free here; callers needing a machine frame check the p2m.
+///
+/// ```
+/// use xenpv_paging::frames::{bitmap_words, FrameAllocator, FrameError, Region, Regions, Use};
+/// use xenpv_paging::Pfn;
+///
+/// let mut regions = Regions::new();
+/// regions.push(Region { start: Pfn(0), end: Pfn(4), what: Use::Kernel }).unwrap();
+/// let mut bits = vec![!0; bitmap_words(100)]; // need not be zeroed
+/// let mut frames = FrameAllocator::new(&mut bits, 100, regions).unwrap();
+/// assert_eq!(frames.free_frames(), 96);
+///
+/// // The kernel's frames are never handed out.
+/// let p = frames.alloc().unwrap();
+/// assert_eq!(p, Pfn(4));
+/// assert!(frames.is_taken(p) && frames.is_taken(Pfn(0)) && !frames.is_taken(Pfn(5)));
+///
+/// frames.free(p).unwrap();
+/// assert_eq!(frames.free(p), Err(FrameError::DoubleFree { pfn: p }));
+/// assert_eq!(frames.free(Pfn(1)), Err(FrameError::Reserved { pfn: Pfn(1), what: Use::Kernel }));
+/// assert_eq!(
+///     frames.free(Pfn(100)),
+///     Err(FrameError::OutOfRange { pfn: Pfn(100), nr_pages: 100 })
+/// );
+/// assert_eq!(frames.region_of(Pfn(3)), Some(Use::Kernel));
+///
+/// // Exhaustion is `None`, not a panic.
+/// while frames.alloc().is_some() {}
+/// assert_eq!(frames.free_frames(), 0);
+/// ```
 pub struct FrameAllocator<'a> {
     bits: &'a mut [u64],
     nr_pages: u64,
@@ -139,15 +205,19 @@ impl<'a> FrameAllocator<'a> {
         !was
     }
 
+    /// Frames managed: pfns `0..nr_pages`.
     pub fn nr_pages(&self) -> u64 {
         self.nr_pages
     }
+    /// Frames neither reserved nor allocated.
     pub fn free_frames(&self) -> u64 {
         self.free
     }
+    /// The reserved regions, as seeded.
     pub fn regions(&self) -> &[Region] {
         &self.regions
     }
+    /// Is `pfn` reserved or allocated (every pfn past `nr_pages` counts as taken)?
     pub fn is_taken(&self, pfn: Pfn) -> bool {
         let (w, b) = bit(pfn);
         pfn.0 >= self.nr_pages || self.bits[w] & (1 << b) != 0
@@ -176,6 +246,8 @@ impl<'a> FrameAllocator<'a> {
         None
     }
 
+    /// Give back an allocated frame. Reserved, unallocated and out-of-range frames are
+    /// refused, so a bookkeeping error cannot hand one frame out twice.
     pub fn free(&mut self, pfn: Pfn) -> Result<(), FrameError> {
         if pfn.0 >= self.nr_pages {
             return Err(FrameError::OutOfRange {

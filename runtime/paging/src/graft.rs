@@ -1,16 +1,47 @@
 //! Grafting Xen's boot mappings into the runtime's kernel map: which L2 slots go where,
 //! and which are retired after the switch. Pure.
 //!
-//! Xen's L2 under L3[510] becomes level2_kernel, entry for entry (the L1s it points at are
-//! shared, as in Linux). Where the boot region spills under L3[511] (an initrd above about
+//! Xen's L2 under L3\[510\] becomes level2_kernel, entry for entry (the L1s it points at are
+//! shared, as in Linux). Where the boot region spills under L3\[511\] (an initrd above about
 //! 1 GiB), exactly the slots Xen populated there go into level2_fixmap. After the switch
 //! everything above the kernel image is retired, so module space starts empty.
 //!
 //! The 2014 Linux bug, reproducible with the `regress-2014-fixmap-copy` feature: Linux
 //! took "Xen's L2 for `__START_KERNEL_map + PMD_SIZE`" for level2_fixmap. 2 MiB past the
-//! kernel base is still under L3[510], so that is the kernel's L2 again, copied whole into
-//! level2_fixmap: module space under L3[511] then aliased the kernel image, initrd and
+//! kernel base is still under L3\[510\], so that is the kernel's L2 again, copied whole into
+//! level2_fixmap: module space under L3\[511\] then aliased the kernel image, initrd and
 //! boot data, and vmalloc found PTEs that should have been empty.
+//!
+//! ```
+//! use xenpv_paging::graft::{graft, LayoutError};
+//! use xenpv_paging::layout::{Split, KERNEL_VIRT_BASE, L2_SPAN};
+//! use xenpv_paging::ops::{pte, Mfn};
+//! use xenpv_paging::snapshot::BootSnapshot;
+//!
+//! // Xen mapped 8 MiB (4 L2 slots) from the kernel base; the image is the first 1 MiB.
+//! let mut l2_kernel = [0; 512];
+//! for (slot, e) in l2_kernel.iter_mut().take(4).enumerate() {
+//!     *e = pte::entry(Mfn(0x100 + slot as u64), pte::PRESENT | pte::RW);
+//! }
+//! let snap = BootSnapshot {
+//!     l2_kernel,
+//!     l2_fixmap: None,
+//!     boot_end: KERNEL_VIRT_BASE + 4 * L2_SPAN,
+//!     kernel_tail_l1: (Mfn(0x100), [0; 512]),
+//! };
+//! let g = graft(&snap, KERNEL_VIRT_BASE + (1 << 20), Split::Half).unwrap();
+//! assert_eq!(g.level2_kernel, snap.l2_kernel, "Xen's L2 is taken whole...");
+//! assert_eq!(g.kernel_last_slot, 0);
+//! let retired: Vec<usize> = g.retire_kernel.iter().collect();
+//! assert_eq!(retired, [1, 2, 3], "...and retired past the image");
+//! assert!(g.retire_fixmap.is_empty());
+//!
+//! // A 600 MiB image does not fit the 512 MiB split.
+//! assert!(matches!(
+//!     graft(&snap, KERNEL_VIRT_BASE + (600 << 20), Split::Half),
+//!     Err(LayoutError::KernelTooBig { .. })
+//! ));
+//! ```
 
 use crate::layout::{
     index, kernel_l2_slot_va, Split, FIXMAP_L2_SLOT, KERNEL_VIRT_BASE, L2_SPAN, L3_FIXMAP,
@@ -39,18 +70,23 @@ pub struct Graft {
 pub struct SlotSet([u64; 8]);
 
 impl SlotSet {
-    pub fn insert(&mut self, slot: usize) {
+    /// Add `slot` (below 512).
+    pub(crate) fn insert(&mut self, slot: usize) {
         self.0[slot / 64] |= 1 << (slot % 64);
     }
+    /// Is `slot` (below 512) in the set?
     pub fn contains(&self, slot: usize) -> bool {
         self.0[slot / 64] & (1 << (slot % 64)) != 0
     }
+    /// The slots in the set, in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         (0..512).filter(|&s| self.contains(s))
     }
+    /// How many slots are in the set.
     pub fn len(&self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
+    /// Is the set empty?
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -60,17 +96,41 @@ impl SlotSet {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayoutError {
     /// The kernel image does not fit below module space.
-    KernelTooBig { kernel_bytes: u64, split: Split },
+    KernelTooBig {
+        /// Size of the image, .bss included.
+        kernel_bytes: u64,
+        /// The split asked for.
+        split: Split,
+    },
     /// Xen's boot region reaches the end of module space (and the fixmap slots after it).
-    BootRegionReachesFixmap { boot_end: u64, limit: u64 },
+    BootRegionReachesFixmap {
+        /// One past the last byte Xen mapped.
+        boot_end: u64,
+        /// The most it may reach: [`MODULES_END`].
+        limit: u64,
+    },
     /// Module space is smaller than the application asked for.
     ModuleSpaceTooSmall {
+        /// Module space of `split`.
         have_bytes: u64,
+        /// What the application asked for.
         want_bytes: u64,
+        /// The split asked for.
         split: Split,
     },
     /// Not enough free frames above the boot region for the new page tables.
-    OutOfFrames { need: u64, have: u64 },
+    OutOfFrames {
+        /// Frames the new tables and the frame bitmap need, in one run.
+        need: u64,
+        /// Frames from the first usable one to the end of memory.
+        have: u64,
+    },
+    /// A page of the image is not mapped through a boot L1 (no entry, or a superpage), so
+    /// its permissions cannot be set page by page.
+    ImageNotMapped {
+        /// The page.
+        va: u64,
+    },
 }
 
 impl core::fmt::Display for LayoutError {
@@ -104,6 +164,10 @@ impl core::fmt::Display for LayoutError {
             LayoutError::OutOfFrames { need, have } => write!(
                 f,
                 "the new page tables need {need} free frames above the boot region, there are {have}"
+            ),
+            LayoutError::ImageNotMapped { va } => write!(
+                f,
+                "kernel image page {va:#x} is not mapped through a 4 KiB boot L1 entry"
             ),
         }
     }

@@ -7,7 +7,8 @@
 //! *which* requests to make, as plans of [`ops::MmuOp`]s sent into an [`ops::MmuSink`]:
 //! on the live system the sink is [`exec::Executor`] over the platform's hypercalls, in
 //! the host tests it is a model of Xen's PV MMU (the `xenpv-testkit` crate), so every
-//! operation the runtime would issue is checked against Xen's rules on the host.
+//! operation the runtime would issue is checked against Xen's rules on the host. The
+//! rules, with references into Xen's source, are in `docs/xen-pv-facts.md`.
 //!
 //! The pieces, in the order start of day uses them:
 //! - [`layout`]: every constant of the address space, with a drawing;

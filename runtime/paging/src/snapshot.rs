@@ -3,6 +3,50 @@
 //! Xen's boot tables are untrusted input: every frame they reference on the way down must
 //! be one of the boot page-table frames start_info names, and no entry may be a superpage.
 //! The reader is abstract so the host tests read the model's memory instead.
+//!
+//! Linux's `xen_setup_kernel_pagetable` (`arch/x86/xen/mmu_pv.c`) walks the same tables
+//! to find Xen's L2 for the kernel map; here the walk also checks that Xen's tables have
+//! the shape `docs/xen-pv-facts.md` (section f) describes: one run of L2 slots from
+//! `KERNEL_VIRT_BASE` on, 4 KiB pages only.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use xenpv_paging::layout::{KERNEL_VIRT_BASE, L3_KERNEL, L4_KERNEL, PAGE_SIZE};
+//! use xenpv_paging::ops::{pte, Mfn};
+//! use xenpv_paging::snapshot::{read, SnapshotError, TableReader};
+//!
+//! /// Xen's boot page-table frames, by mfn.
+//! struct Boot(HashMap<u64, [u64; 512]>);
+//! impl TableReader for Boot {
+//!     fn table(&self, mfn: Mfn) -> Option<[u64; 512]> {
+//!         self.0.get(&mfn.0).copied()
+//!     }
+//! }
+//!
+//! // L4 (mfn 10) -> L3 (11) -> L2 (12) -> L1 (13): a 2-page kernel, then start_info.
+//! let t = pte::PRESENT | pte::RW;
+//! let (mut l4, mut l3, mut l2, mut l1) = ([0; 512], [0; 512], [0; 512], [0; 512]);
+//! l4[L4_KERNEL] = pte::entry(Mfn(11), t);
+//! l3[L3_KERNEL] = pte::entry(Mfn(12), t);
+//! l2[0] = pte::entry(Mfn(13), t);
+//! for (i, e) in l1.iter_mut().take(3).enumerate() {
+//!     *e = pte::entry(Mfn(100 + i as u64), t);
+//! }
+//! let mut boot = Boot(HashMap::from([(10, l4), (11, l3), (12, l2), (13, l1)]));
+//! let kernel_end = KERNEL_VIRT_BASE + 2 * PAGE_SIZE;
+//!
+//! let snap = read(&boot, Mfn(10), kernel_end).unwrap();
+//! assert_eq!(snap.boot_end, KERNEL_VIRT_BASE + 3 * PAGE_SIZE);
+//! assert_eq!(snap.kernel_tail_l1.0, Mfn(13));
+//! assert_eq!(snap.l2_fixmap, None);
+//!
+//! // An entry leading out of the boot page-table frames is refused, not followed.
+//! boot.0.get_mut(&12).unwrap()[1] = pte::entry(Mfn(99), t);
+//! assert_eq!(
+//!     read(&boot, Mfn(10), kernel_end),
+//!     Err(SnapshotError::ForeignTable { level: 2, slot: 1, mfn: Mfn(99) })
+//! );
+//! ```
 
 use crate::layout::{index, KERNEL_VIRT_BASE, L2_SPAN, L3_FIXMAP, L3_KERNEL, L4_KERNEL, PAGE_SIZE};
 use crate::ops::{pte, Mfn};
@@ -16,9 +60,9 @@ pub trait TableReader {
 /// What the takeover needs of Xen's boot tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootSnapshot {
-    /// Xen's L2 under L3[510] (0xffffffff80000000..0xffffffffc0000000).
+    /// Xen's L2 under L3\[510\] (0xffffffff80000000..0xffffffffc0000000).
     pub l2_kernel: [u64; 512],
-    /// Xen's L2 under L3[511], when the boot region reaches past 1 GiB.
+    /// Xen's L2 under L3\[511\], when the boot region reaches past 1 GiB.
     pub l2_fixmap: Option<[u64; 512]>,
     /// One past the last byte Xen mapped from [`KERNEL_VIRT_BASE`] (padding included).
     pub boot_end: u64,
@@ -26,18 +70,38 @@ pub struct BootSnapshot {
     pub kernel_tail_l1: (Mfn, [u64; 512]),
 }
 
+/// Why Xen's boot tables cannot be taken over. Found before anything is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SnapshotError {
     /// A table entry points at a frame that is not one of Xen's boot page-table frames.
-    ForeignTable { level: u8, slot: usize, mfn: Mfn },
+    ForeignTable {
+        /// Level of the table holding the entry (5 for the root itself: `l4_mfn` is not
+        /// a boot page-table frame).
+        level: u8,
+        /// The entry's slot in that table.
+        slot: usize,
+        /// The frame it points at.
+        mfn: Mfn,
+    },
     /// A superpage entry (Xen never gives PV guests any).
-    Superpage { level: u8, slot: usize },
-    /// L4[511] or L3[510] is empty: there is no kernel map to take over.
+    Superpage {
+        /// Level of the table holding the entry.
+        level: u8,
+        /// The entry's slot in that table.
+        slot: usize,
+    },
+    /// L4\[511\] or L3\[510\] is empty: there is no kernel map to take over.
     NoKernelMap,
     /// The boot mapping has a hole before `va` while later slots are mapped.
-    Hole { va: u64 },
+    Hole {
+        /// First unmapped address.
+        va: u64,
+    },
     /// The kernel image's last page is not mapped.
-    KernelNotMapped { va: u64 },
+    KernelNotMapped {
+        /// That page's address.
+        va: u64,
+    },
 }
 
 impl core::fmt::Display for SnapshotError {

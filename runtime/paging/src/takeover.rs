@@ -40,17 +40,20 @@ impl P2m for [Mfn] {
 /// Largest machine frame number an entry can hold (52-bit physical addresses).
 pub const MAX_MFN: Mfn = Mfn((1 << 40) - 1);
 
-/// Flags of an entry pointing at a lower table.
-pub const TABLE: u64 = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY;
+/// Flags of an entry pointing at a lower table. RW in a non-leaf entry only allows writes
+/// through the mappings below it; Xen refuses it only in a linear page-table entry.
+pub(crate) const TABLE: u64 = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY;
 
-/// What the takeover needs to know.
+/// What the takeover needs to know: start_info, the boot snapshot and the settings.
 #[derive(Clone, Copy)]
 pub struct Input<'a> {
+    /// Pseudo-physical frames of the domain (start_info.nr_pages).
     pub nr_pages: u64,
     /// pfn -> mfn (start_info.mfn_list).
     pub p2m: &'a dyn P2m,
     /// First address after the kernel image (.bss included).
     pub kernel_end: u64,
+    /// Xen's boot tables, read by [`crate::snapshot::read`].
     pub snapshot: &'a BootSnapshot,
     /// Xen's boot L4 (pinned, current).
     pub xen_l4: Mfn,
@@ -58,27 +61,72 @@ pub struct Input<'a> {
     pub xen_pt: (Pfn, Pfn),
     /// Frames of the p2m list `[start, end)`.
     pub p2m_pfns: (Pfn, Pfn),
-    /// Frames of the initrd `[start, end)`, if any, and whether Xen mapped it.
+    /// Frames of the initrd `[start, end)`, if any, mapped by Xen or not (with
+    /// `SIF_MOD_START_PFN` they lie past the boot region; the new tables avoid them).
     pub module: Option<(Pfn, Pfn)>,
     /// A domU's xenstore and console ring frames: never reclaimed.
     pub shared_rings: [Option<Pfn>; 2],
     /// Machine frame of shared_info (mapped at fixmap slot 0).
     pub shared_info: Mfn,
+    /// Where module space begins.
     pub split: Split,
     /// Module space the application needs at least (bytes; 0 for no requirement).
     pub module_space_min: u64,
     /// Set NX on data mappings (the CPU supports it).
     pub nx: bool,
+    /// The image's sections, to map them by permission (W^X); `None` keeps Xen's
+    /// mappings of the image as they are (read-write and executable).
+    pub image: Option<ImageLayout<'a>>,
 }
 
-/// The runtime's page-table frames (pfns).
+/// Where the image's sections end, so the takeover can map each by what it is: text
+/// read + execute, read-only data read-only + NX, data and .bss read-write + NX (what
+/// Linux does with `mark_rodata_ro` and NX after it takes over), and their direct-map
+/// aliases of text and read-only data read-only. Addresses are in the kernel map.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageLayout<'a> {
+    /// End of the text (the hypercall page included): `[KERNEL_VIRT_BASE, text_end)`.
+    pub text_end: u64,
+    /// End of the read-only data (and Xen's notes): `[text_end, rodata_end)`.
+    pub rodata_end: u64,
+    /// Pages left unmapped: the guard pages below stacks.
+    pub guard_pages: &'a [u64],
+    /// Pages whose entries are left as they are: mapped by the platform before the
+    /// takeover (a domU's console window maps the console ring there).
+    pub keep: &'a [u64],
+}
+
+impl ImageLayout<'_> {
+    /// The entry flags of image page `va` (`None`: leave it alone; `Some(0)`: unmap it).
+    fn flags(&self, va: u64, nx: u64) -> Option<u64> {
+        if self.keep.contains(&va) {
+            None
+        } else if self.guard_pages.contains(&va) {
+            Some(0)
+        } else if va < self.text_end {
+            Some(pte::PRESENT | pte::ACCESSED)
+        } else if va < self.rodata_end {
+            Some(pte::PRESENT | pte::ACCESSED | nx)
+        } else {
+            Some(pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | nx)
+        }
+    }
+}
+
+/// The runtime's page-table frames (pfns), named as in the [`crate::layout`] drawing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tables {
+    /// The root (pinned, the base pointer after the switch).
     pub l4: Pfn,
+    /// The direct map's L3 (L4 slot 272).
     pub level3_ident: Pfn,
+    /// The kernel map's L3 (L4 slot 511).
     pub level3_kernel: Pfn,
+    /// The kernel image and, with the 512M split, the start of module space (L3 slot 510).
     pub level2_kernel: Pfn,
+    /// Module space and the fixmap (L3 slot 511).
     pub level2_fixmap: Pfn,
+    /// The fixmap's L1 (level2_fixmap slot 506).
     pub level1_fixmap: Pfn,
     /// `[start, start+n)`: level2_ident pages.
     pub level2_ident: (Pfn, u64),
@@ -88,10 +136,11 @@ pub struct Tables {
 
 impl Tables {
     const FIXED: u64 = 6;
-    /// All table frames are one run starting at `l4`.
+    /// How many table frames there are: they are one run starting at `l4`.
     pub fn count(&self) -> u64 {
         Self::FIXED + self.level2_ident.1 + self.direct_l1.1
     }
+    /// Is `pfn` one of the table frames (mapped read-only in the direct map)?
     pub fn contains(&self, pfn: Pfn) -> bool {
         (self.l4..self.l4 + self.count()).contains(&pfn)
     }
@@ -100,18 +149,23 @@ impl Tables {
 /// What the takeover did.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// Where the new page tables are.
     pub tables: Tables,
     /// The frame allocator's bitmap `[start, end)`.
     pub bitmap: (Pfn, Pfn),
+    /// What was grafted from Xen's boot tables, and retired again.
     pub graft: Graft,
     /// Reserved regions to seed the frame allocator with.
     pub regions: Regions,
+    /// First pfn past Xen's boot region (its mapping ended at the snapshot's `boot_end`).
     pub boot_end_pfn: Pfn,
     /// Frames of the boot region and of Xen's boot tables given back.
     pub reclaimed: u64,
     /// pfns whose p2m entry is not a valid mfn (left unmapped).
     pub direct_map_holes: u64,
+    /// `mmu_update` requests the plan emitted.
     pub pt_updates: u64,
+    /// `mmuext_op` requests the plan emitted.
     pub mmuext_ops: u64,
 }
 
@@ -121,13 +175,23 @@ pub enum TakeoverError<E> {
     /// Refused before anything was written.
     Layout(LayoutError),
     /// A frame the plan must use has no valid mfn in the p2m.
-    BadP2m { pfn: Pfn, mfn: Mfn },
+    BadP2m {
+        /// The frame.
+        pfn: Pfn,
+        /// Its p2m entry (`!0` if there is none).
+        mfn: Mfn,
+    },
     /// The sink (Xen, or the model) refused an operation of this step.
-    Sink { step: &'static str, error: E },
+    Sink {
+        /// The step of the sequence (`"pin and switch"`, ...).
+        step: &'static str,
+        /// The sink's error.
+        error: E,
+    },
 }
 
 /// Page-table pages needed to direct-map `nr_pages`: (level2_ident pages, L1 pages).
-pub const fn direct_map_tables(nr_pages: u64) -> (u64, u64) {
+pub(crate) const fn direct_map_tables(nr_pages: u64) -> (u64, u64) {
     (nr_pages.div_ceil(512 * 512), nr_pages.div_ceil(512))
 }
 
@@ -167,8 +231,13 @@ fn in_range(pfn: Pfn, r: (Pfn, Pfn)) -> bool {
     (r.0..r.1).contains(&pfn)
 }
 
-/// Plan and emit the takeover. Every refusal happens before the first operation.
-pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverError<S::Error>> {
+/// Plan and emit the takeover. A [`TakeoverError::Layout`] refusal, or a bad p2m entry
+/// for a frame of the new tables, comes before the first operation is emitted; after a
+/// [`TakeoverError::Sink`] error the sequence is done up to the step it names.
+pub fn run<S: MmuSink>(
+    input: &Input<'_>,
+    sink: &mut S,
+) -> Result<Outcome, TakeoverError<S::Error>> {
     let layout = |e| TakeoverError::Layout(e);
     let nr = input.nr_pages;
     let g = graft(input.snapshot, input.kernel_end, input.split).map_err(layout)?;
@@ -181,6 +250,16 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
         }));
     }
     debug_assert!(nr * PAGE_SIZE <= DIRECT_MAP_MAX_BYTES);
+    if input.image.is_some() {
+        let mut va = KERNEL_VIRT_BASE;
+        while va < input.kernel_end {
+            let l2e = g.level2_kernel[index(va, 2)];
+            if !pte::present(l2e) || l2e & pte::PSE != 0 {
+                return Err(layout(LayoutError::ImageNotMapped { va }));
+            }
+            va += PAGE_SIZE;
+        }
+    }
 
     // 1. One run of frames past the boot region (and past an unmapped initrd) for all
     //    new tables and the bitmap.
@@ -226,7 +305,11 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
     }
     let data =
         pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | if input.nx { pte::NX } else { 0 };
-    let read_only = |pfn: Pfn| t.contains(pfn) || in_range(pfn, input.xen_pt);
+    // Page tables, and the image's text and read-only data (their direct-map aliases).
+    let image_ro_end = input.image.map_or(Pfn(0), |i| {
+        Pfn((i.rodata_end.max(KERNEL_VIRT_BASE) - KERNEL_VIRT_BASE).div_ceil(PAGE_SIZE))
+    });
+    let read_only = |pfn: Pfn| t.contains(pfn) || in_range(pfn, input.xen_pt) || pfn < image_ro_end;
 
     let mut e = Emitter {
         sink,
@@ -280,7 +363,11 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
 
     // The kernel map: fixmap, graft, level3_kernel, root.
     e.step = "write kernel map";
-    e.put(mfn(t.level1_fixmap)?, 0, pte::entry(input.shared_info, data))?;
+    e.put(
+        mfn(t.level1_fixmap)?,
+        0,
+        pte::entry(input.shared_info, data),
+    )?;
     for (slot, &v) in g.level2_kernel.iter().enumerate() {
         if pte::present(v) {
             e.put(mfn(t.level2_kernel)?, slot, v)?;
@@ -311,7 +398,11 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
         L4_DIRECT_MAP,
         pte::entry(mfn(t.level3_ident)?, TABLE),
     )?;
-    e.put(mfn(t.l4)?, L4_KERNEL, pte::entry(mfn(t.level3_kernel)?, TABLE))?;
+    e.put(
+        mfn(t.l4)?,
+        L4_KERNEL,
+        pte::entry(mfn(t.level3_kernel)?, TABLE),
+    )?;
     e.flush()?;
 
     // 3. Validate, switch, let go of Xen's tables.
@@ -340,6 +431,26 @@ pub fn run<S: MmuSink>(input: &Input, sink: &mut S) -> Result<Outcome, TakeoverE
             if pte::present(v) {
                 e.put(tail_l1, i, 0)?;
             }
+        }
+    }
+    // The image by permission (W^X): its PTEs live in Xen's boot L1s, which the graft
+    // kept for the image; the image maps pfn i at KERNEL_VIRT_BASE + i pages.
+    if let Some(image) = input.image {
+        e.step = "map the image by section";
+        let nx = if input.nx { pte::NX } else { 0 };
+        let mut va = KERNEL_VIRT_BASE;
+        while va < input.kernel_end {
+            let l2e = g.level2_kernel[index(va, 2)];
+            if let Some(flags) = image.flags(va, nx) {
+                let pfn = Pfn((va - KERNEL_VIRT_BASE) / PAGE_SIZE);
+                let val = if flags == 0 {
+                    0
+                } else {
+                    pte::entry(mfn(pfn)?, flags)
+                };
+                e.put(pte::frame(l2e), index(va, 1), val)?;
+            }
+            va += PAGE_SIZE;
         }
     }
     e.op(MmuOp::TlbFlushLocal)?;

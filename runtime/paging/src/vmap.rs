@@ -24,7 +24,7 @@ use crate::ops::{pte, Level, Maddr, Mfn, MmuOp, MmuSink, Pfn};
 use crate::takeover::{MAX_MFN, TABLE};
 use crate::vrange::{RangeAllocator, RangeError};
 
-/// L2 slots under level3_kernel[510] and [511] together.
+/// L2 slots under `level3_kernel[510]` and `[511]` together.
 const KERNEL_MAP_SLOTS: usize = 1024;
 /// Above this many pages an unmap flushes the whole TLB instead of page by page.
 pub const INVLPG_MAX: u64 = 32;
@@ -32,7 +32,7 @@ pub const INVLPG_MAX: u64 = 32;
 /// The runtime's tables vmap writes into.
 #[derive(Clone, Copy, Debug)]
 pub struct VmapTables {
-    /// level2_kernel (L3[510]) and level2_fixmap (L3[511]).
+    /// level2_kernel (L3\[510\]) and level2_fixmap (L3\[511\]).
     pub level2: [Pfn; 2],
     /// First direct-map L1 (pfn p's entry is in `direct_l1 + p/512`, slot `p%512`).
     pub direct_l1: Pfn,
@@ -40,6 +40,7 @@ pub struct VmapTables {
 
 /// How the planner reads and zeroes memory.
 pub trait VmapEnv {
+    /// pfn -> mfn (the p2m list), `None` past its end.
     fn mfn(&self, pfn: Pfn) -> Option<Mfn>;
     /// mfn -> pfn, `None` if the frame is not ours.
     fn pfn(&self, mfn: Mfn) -> Option<Pfn>;
@@ -58,12 +59,15 @@ pub struct VmArea {
 }
 
 impl VmArea {
+    /// First address of the area.
     pub fn va(&self) -> u64 {
         self.va
     }
+    /// Pages mapped (the guard page after them not counted).
     pub fn pages(&self) -> u64 {
         self.pages
     }
+    /// Bytes mapped.
     pub fn bytes(&self) -> u64 {
         self.pages * PAGE_SIZE
     }
@@ -75,6 +79,7 @@ impl VmArea {
     }
 }
 
+/// Why [`Vmap::map`] or [`Vmap::unmap`] failed; `E` is the sink's error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmapError<E> {
     /// No virtual range (module space exhausted, or fragmented), or a bad area handed back.
@@ -82,18 +87,37 @@ pub enum VmapError<E> {
     /// A PTE (or, for a table that is not ours, the L2 entry) that should be none is not.
     /// Nothing was written; the range is poisoned.
     NotNone {
+        /// The first address whose entry is not none.
         va: u64,
+        /// That entry.
         old: u64,
+        /// Its level: L1 for a PTE, L2 when the L2 entry points at a table not ours.
         level: Level,
         /// Non-none entries in the whole request.
         count: u64,
     },
     /// Not enough free frames for the pages and their new L1 tables. Nothing was written.
-    OutOfFrames { need: u64, free: u64 },
+    OutOfFrames {
+        /// Frames needed: the pages and the new L1s.
+        need: u64,
+        /// Frames free.
+        free: u64,
+    },
     /// The request is larger than module space could ever hold.
-    TooLarge { pages: u64, max: u64 },
-    /// Our own bookkeeping and the page tables disagree (found while unmapping).
-    Inconsistent { va: u64, entry: u64 },
+    TooLarge {
+        /// Pages asked for.
+        pages: u64,
+        /// The most one area can have (module space less its guard page).
+        max: u64,
+    },
+    /// Our own bookkeeping and the page tables disagree (found while unmapping), or a
+    /// frame the plan needs has no valid mfn.
+    Inconsistent {
+        /// The address concerned (a direct-map address for a frame without mfn).
+        va: u64,
+        /// The entry found there; for a frame, its mfn (`!0` if none) or its pfn.
+        entry: u64,
+    },
     /// Xen (or the model) refused an operation. What was applied of the batch is unknown
     /// to the bookkeeping, so the vmap stops: every later call fails with `Halted`.
     Sink(E),
@@ -132,22 +156,37 @@ impl<E: core::fmt::Display> core::fmt::Display for VmapError<E> {
 /// Counters for the stress summary and the bench.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VmapStats {
+    /// Successful [`Vmap::map`] calls.
     pub maps: u64,
+    /// Successful [`Vmap::unmap`] calls.
     pub unmaps: u64,
+    /// Pages mapped, in total.
     pub pages_mapped: u64,
+    /// Pages mapped now.
     pub pages_in_use: u64,
+    /// Most pages mapped at once.
     pub peak_pages: u64,
+    /// L1 tables made.
     pub l1_made: u64,
+    /// L1 tables given back (emptied by an unmap).
     pub l1_freed: u64,
     /// PTEs checked to be none before writing.
     pub ptes_checked: u64,
     /// Entries met that were not none (each a refused write).
     pub non_none_met: u64,
+    /// Requests refused for a non-none entry.
     pub refused: u64,
+    /// PTE updates emitted.
     pub pt_updates: u64,
+    /// TLB flushes (one per unmap: INVLPGs or a full flush).
     pub flushes: u64,
 }
 
+/// The vmap planner: module space of one [`Split`], with the L1 tables it made there.
+///
+/// The live system keeps one (in the platform crate's `Memory`); every call goes through
+/// a [`VmapEnv`], the [`FrameAllocator`] and an [`MmuSink`] passed in, so the planner owns
+/// no memory itself.
 pub struct Vmap {
     t: VmapTables,
     data: u64,
@@ -156,11 +195,12 @@ pub struct Vmap {
     l1: [u32; KERNEL_MAP_SLOTS],
     /// PTEs in use in that L1.
     used: [u16; KERNEL_MAP_SLOTS],
+    /// Counters, for reports.
     pub stats: VmapStats,
     halted: bool,
 }
 
-/// Global kernel-map L2 slot of `va` (0..1024: 0..512 under L3[510], the rest L3[511]).
+/// Global kernel-map L2 slot of `va` (0..1024: 0..512 under `L3[510]`, the rest `L3[511]`).
 fn slot(va: u64) -> usize {
     ((va - KERNEL_VIRT_BASE) / L2_SPAN) as usize
 }
@@ -195,6 +235,7 @@ impl Vmap {
         }
     }
 
+    /// The virtual ranges of module space (live and poisoned areas).
     pub fn ranges(&self) -> &RangeAllocator {
         &self.ranges
     }
@@ -231,7 +272,7 @@ impl Vmap {
         &mut self,
         env: &mut E,
         sink: &mut S,
-        frames: &mut FrameAllocator,
+        frames: &mut FrameAllocator<'_>,
         pages: u64,
     ) -> Result<VmArea, VmapError<S::Error>> {
         if self.halted {
@@ -371,7 +412,7 @@ impl Vmap {
     fn take_frame<E: VmapEnv, X>(
         &self,
         env: &E,
-        frames: &mut FrameAllocator,
+        frames: &mut FrameAllocator<'_>,
     ) -> Result<(Pfn, Mfn), VmapError<X>> {
         loop {
             let Some(p) = frames.alloc() else {
@@ -388,7 +429,7 @@ impl Vmap {
         &mut self,
         env: &mut E,
         sink: &mut S,
-        frames: &mut FrameAllocator,
+        frames: &mut FrameAllocator<'_>,
         area: VmArea,
     ) -> Result<(), VmapError<S::Error>> {
         if self.halted {
@@ -416,7 +457,7 @@ impl Vmap {
         &mut self,
         env: &mut E,
         sink: &mut S,
-        frames: &mut FrameAllocator,
+        frames: &mut FrameAllocator<'_>,
         va: u64,
         pages: u64,
     ) -> Result<(), VmapError<S::Error>> {
@@ -447,8 +488,13 @@ impl Vmap {
                 put(sink, self.mfn_of(env, self.l2_pfn(g))?, g % 512, 0)
                     .map_err(VmapError::Sink)?;
                 let dl1 = self.mfn_of(env, self.t.direct_l1 + l1.0 / 512)?;
-                put(sink, dl1, (l1.0 % 512) as usize, pte::entry(l1_mfn, self.data))
-                    .map_err(VmapError::Sink)?;
+                put(
+                    sink,
+                    dl1,
+                    (l1.0 % 512) as usize,
+                    pte::entry(l1_mfn, self.data),
+                )
+                .map_err(VmapError::Sink)?;
                 self.stats.pt_updates += 2;
                 self.l1[g] = 0;
                 self.stats.l1_freed += 1;

@@ -24,16 +24,30 @@ struct Span {
     kind: Kind,
 }
 
+/// A refused [`RangeAllocator`] call. Nothing was changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RangeError {
     /// Zero pages asked for.
     Empty,
     /// No gap holds `pages` + the guard page; `largest` is the biggest area that would fit.
-    NoSpace { pages: u64, largest: u64 },
+    NoSpace {
+        /// Pages asked for.
+        pages: u64,
+        /// Pages of the largest area that would have fit (guard page not counted).
+        largest: u64,
+    },
     /// The span table is full.
-    TooManyAreas { max: usize },
+    TooManyAreas {
+        /// Areas tracked ([`MAX_SPANS`]).
+        max: usize,
+    },
     /// `va` is not the start of a live area of `pages` pages.
-    NotAllocated { va: u64, pages: u64 },
+    NotAllocated {
+        /// The address given.
+        va: u64,
+        /// The size given, in pages.
+        pages: u64,
+    },
 }
 
 impl core::fmt::Display for RangeError {
@@ -54,6 +68,37 @@ impl core::fmt::Display for RangeError {
     }
 }
 
+/// Virtual ranges of `[base, end)`, first fit, each area followed by an unmapped guard
+/// page (as Linux's vmalloc leaves one after every `vm_struct`).
+///
+/// ```
+/// use xenpv_paging::layout::{Split, PAGE_SIZE};
+/// use xenpv_paging::vrange::{RangeAllocator, RangeError};
+///
+/// let base = Split::Full.modules_start();
+/// let mut r = RangeAllocator::new(base, base + 16 * PAGE_SIZE);
+/// assert_eq!(r.end(), base + 16 * PAGE_SIZE);
+///
+/// let a = r.alloc(4).unwrap();
+/// let b = r.alloc(2).unwrap();
+/// assert_eq!(a, base);
+/// assert_eq!(b, a + 5 * PAGE_SIZE, "one guard page after each area");
+/// assert!(r.is_live(a + 3 * PAGE_SIZE) && !r.is_live(a + 4 * PAGE_SIZE));
+/// assert_eq!(r.usage(), (5 + 3, 0), "guards count as used");
+///
+/// // An area is given back by its exact start and size.
+/// assert_eq!(r.free(a, 3), Err(RangeError::NotAllocated { va: a, pages: 3 }));
+/// r.free(a, 4).unwrap();
+/// assert_eq!(r.alloc(1).unwrap(), a, "first fit reuses the hole");
+///
+/// // A poisoned area (its page tables held something not ours) is never reused.
+/// r.poison(b, 2).unwrap();
+/// assert_eq!(r.free(b, 2), Err(RangeError::NotAllocated { va: b, pages: 2 }));
+/// assert_eq!((r.usage(), r.live_areas()), ((2, 3), 1));
+/// // The tail [8, 16) holds 7 pages + guard, no more.
+/// assert_eq!(r.alloc(8), Err(RangeError::NoSpace { pages: 8, largest: 7 }));
+/// assert_eq!(r.alloc(7), Ok(base + 8 * PAGE_SIZE));
+/// ```
 pub struct RangeAllocator {
     base: u64,
     pages: u64,
@@ -71,9 +116,11 @@ impl RangeAllocator {
         }
     }
 
+    /// First address handed out.
     pub fn base(&self) -> u64 {
         self.base
     }
+    /// One past the last address handed out.
     pub fn end(&self) -> u64 {
         self.base + self.pages * PAGE_SIZE
     }
@@ -144,7 +191,7 @@ impl RangeAllocator {
 
     /// Keep a live area out of use for good, merged with poisoned neighbours it touches.
     pub fn poison(&mut self, va: u64, pages: u64) -> Result<(), RangeError> {
-        let mut i = self.find_live(va, pages)?;
+        let i = self.find_live(va, pages)?;
         self.spans[i].kind = Kind::Poisoned;
         if i + 1 < self.spans.len() {
             let (a, b) = (self.spans[i], self.spans[i + 1]);
@@ -158,10 +205,8 @@ impl RangeAllocator {
             if a.kind == Kind::Poisoned && a.start + a.len == b.start {
                 self.spans[i - 1].len += b.len;
                 self.spans.remove(i);
-                i -= 1;
             }
         }
-        let _ = i;
         Ok(())
     }
 
@@ -172,6 +217,7 @@ impl RangeAllocator {
             Kind::Poisoned => (l, p + s.len),
         })
     }
+    /// Areas handed out and not yet freed or poisoned.
     pub fn live_areas(&self) -> usize {
         self.spans.iter().filter(|s| s.kind == Kind::Live).count()
     }

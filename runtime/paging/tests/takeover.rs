@@ -3,15 +3,15 @@
 //! results must be the one the layout module draws.
 
 use proptest::prelude::*;
-use xenpv_paging::check::{self, Inspect};
+use xenpv_paging::check;
 use xenpv_paging::graft::LayoutError;
 use xenpv_paging::layout::*;
-use xenpv_paging::ops::{pte, MmuOp};
+use xenpv_paging::ops::pte;
 use xenpv_paging::ops::{Mfn, Pfn};
 use xenpv_paging::snapshot;
 use xenpv_paging::takeover::TakeoverError;
-use xenpv_testkit::mmu_model::{PageType, Refusal};
-use xenpv_testkit::takeover_run::{take_over, tr, Case, Done, NoModules};
+use xenpv_testkit::mmu_model::PageType;
+use xenpv_testkit::takeover_run::{take_over, tr, Case, Done, Image, NoModules};
 
 /// Everything the layout promises, checked on the model's address space.
 fn verify(c: &Case, done: &Done) -> check::Report {
@@ -21,7 +21,12 @@ fn verify(c: &Case, done: &Done) -> check::Report {
         .as_ref()
         .unwrap_or_else(|e| panic!("takeover refused: {e:?}"));
     let mfn = |p: Pfn| d.p2m[p.0 as usize];
-    assert_eq!(m.base(), Some(mfn(out.tables.l4).0), "running on the new L4");
+    let image = Image::of(c.kernel_pages);
+    assert_eq!(
+        m.base(),
+        Some(mfn(out.tables.l4).0),
+        "running on the new L4"
+    );
     // Xen's boot L4 let go of: no longer a page table, reclaimed as writable memory.
     assert_eq!(
         {
@@ -43,7 +48,12 @@ fn verify(c: &Case, done: &Done) -> check::Report {
             tr(m, direct_map_va(pfn)).unwrap_or_else(|| panic!("pfn {pfn:#x} not direct-mapped"));
         assert_eq!(got, mfn(pfn), "direct map of pfn {pfn:#x}");
         let table = out.tables.contains(pfn) || m.frame_type(mfn(pfn).0).ty.level().is_some();
-        assert_eq!(rw, !table, "pfn {pfn:#x}: writable iff not a page table");
+        let image_ro = pfn.0 < (image.rodata_end - KERNEL_VIRT_BASE) / PAGE_SIZE;
+        assert_eq!(
+            rw,
+            !(table || image_ro),
+            "pfn {pfn:#x}: writable iff not a page table, text or read-only data"
+        );
     }
     for pfn in out.tables.l4.up_to(out.tables.l4 + out.tables.count()) {
         assert!(
@@ -51,9 +61,27 @@ fn verify(c: &Case, done: &Done) -> check::Report {
             "table pfn {pfn:#x} read-only"
         );
     }
-    // The kernel image mapped, nothing after it.
+    // The kernel image mapped by section (W^X), nothing after it.
     let kpages = (d.kernel_end - KERNEL_VIRT_BASE) / PAGE_SIZE;
-    assert_eq!(tr(m, KERNEL_VIRT_BASE), Some((mfn(Pfn(0)), true)));
+    assert_eq!(tr(m, KERNEL_VIRT_BASE), Some((mfn(Pfn(0)), false)));
+    for p in 0..kpages {
+        let va = KERNEL_VIRT_BASE + p * PAGE_SIZE;
+        let want = if Some(va) == image.guard {
+            None
+        } else if va < image.text_end {
+            Some((false, false)) // read + execute
+        } else if va < image.rodata_end {
+            Some((false, true)) // read-only, no-execute
+        } else {
+            Some((true, true)) // read-write, no-execute
+        };
+        let got = m.translate(va).map(|t| (t.writable, t.nx));
+        assert_eq!(
+            got, want,
+            "image page {va:#x} (text to {:#x}, rodata to {:#x})",
+            image.text_end, image.rodata_end
+        );
+    }
     assert_eq!(
         tr(m, d.kernel_end - PAGE_SIZE).map(|t| t.0),
         Some(mfn(Pfn(kpages - 1)))
@@ -183,15 +211,15 @@ fn the_2014_copy_is_caught_by_the_layout_check() {
         .as_ref()
         .expect("the model accepts the buggy plan, as Xen did");
     let t = &out.tables;
-    let mfn = |p: Pfn| done.d.p2m[p as usize];
+    let mfn = |p: Pfn| done.d.p2m[p.0 as usize];
     // ...module space aliases the kernel image at its very start...
-    assert_eq!(tr(&done.m, FIXMAP_L2_BASE).map(|t| t.0), Some(mfn(0)));
+    assert_eq!(tr(&done.m, FIXMAP_L2_BASE).map(|t| t.0), Some(mfn(Pfn(0))));
     // ...and the layout check says so.
     let report = check::check(
         c.split,
         done.d.kernel_end,
-        &done.m.table(mfn(t.level2_kernel)),
-        &done.m.table(mfn(t.level2_fixmap)),
+        &done.m.table(mfn(t.level2_kernel).0),
+        &done.m.table(mfn(t.level2_fixmap).0),
         true,
         &NoModules,
     );
@@ -278,7 +306,9 @@ fn reserved_regions_never_overlap_and_cover_what_must_survive() {
     }
     let held = |p: Pfn| out.regions.iter().any(|x| (x.start..x.end).contains(&p));
     let (m0, m1) = done.d.module.unwrap();
-    assert!(held(Pfn(0)) && held(m0) && held(m1 - 1) && held(done.d.p2m_pfns.0) && held(out.tables.l4));
+    assert!(
+        held(Pfn(0)) && held(m0) && held(m1 - 1) && held(done.d.p2m_pfns.0) && held(out.tables.l4)
+    );
     assert!(out.reclaimed > 0);
     let _ = pte::PRESENT;
 }

@@ -51,7 +51,7 @@ fn from_update(u: &xen_sys::mmu_update) -> MmuOp {
 }
 
 fn from_ext(o: &xen_sys::mmuext_op) -> MmuOp {
-    // SAFETY (union read): every command the executor emits sets arg1 as an mfn or a va.
+    // SAFETY: a union read; every command the executor emits sets arg1 as an mfn or a va.
     let arg = unsafe { o.arg1.mfn };
     match o.cmd {
         xen_sys::MMUEXT_TLB_FLUSH_LOCAL => MmuOp::TlbFlushLocal,
@@ -198,9 +198,9 @@ fn not_none<E: std::fmt::Debug>(err: &VmapError<E>) -> (u64, u64, Level, u64) {
 /// Map areas of `pages` until the first error: the areas and the error.
 fn map_until_error(
     vmap: &mut Vmap,
-    env: &mut Env,
-    sink: &mut Sink,
-    frames: &mut FrameAllocator,
+    env: &mut Env<'_>,
+    sink: &mut Sink<'_>,
+    frames: &mut FrameAllocator<'_>,
     pages: u64,
 ) -> (Vec<VmArea>, VmapError<xenpv_paging::exec::ExecError>) {
     let mut areas = vec![];

@@ -13,17 +13,20 @@ extern "Rust" {
 #[no_mangle]
 extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     let entry_tsc = crate::time::rdtsc();
+    crate::traps::install();
     // SAFETY: Xen passes the virtual address of a mapped start_info page (4 KiB, of which
     // RAW_SIZE bytes are the structure); nothing else writes it while we read.
     let raw = unsafe { core::slice::from_raw_parts(si, start_info::RAW_SIZE) };
+    if let Some((mfn, evtchn)) = start_info::domu_console(raw) {
+        // Release builds of Xen drop a domU's console_io: the ring is the only way out,
+        // so it comes first, before any step that can fail.
+        console::ring::expect_ring();
+        attach_early_console(mfn, evtchn);
+    }
     let info = match StartInfo::parse(raw) {
         Ok(info) => info,
         Err(e) => crate::fatal!("start_info refused: {e}"),
     };
-    if !info.is_dom0() {
-        // Release builds of Xen drop a domU's console_io: hold output for the ring.
-        console::ring::expect_ring();
-    }
     let cmd = Cmdline(info.cmdline());
     exit::enable_qemu_exit(info.is_dom0() && cmd.has("qemu-exit"));
     if let Some(l) = cmd.value("loglevel") {
@@ -61,18 +64,16 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     };
     let takeover_tsc = crate::time::rdtsc();
     let memory = crate::mm::take_over(&info, split, module_space_min, batch);
+    crate::time::mark_ready();
     let takeover_end_tsc = crate::time::rdtsc();
     #[cfg(feature = "defmt")]
     crate::defmt_log::clock_up();
-    if let start_info::ConsoleInfo::DomU { mfn, evtchn } = info.console {
-        attach_ring_console(&memory, mfn, evtchn);
-    }
     crate::info!(
         "paging: own tables live, split {}, {} PTE updates, {} boot frames reclaimed, {} free frames",
         split.name(),
-        memory.outcome.pt_updates,
-        memory.outcome.reclaimed,
-        memory.frames.free_frames()
+        memory.outcome().pt_updates,
+        memory.outcome().reclaimed,
+        memory.frames().free_frames()
     );
 
     let xenstore =
@@ -102,7 +103,10 @@ fn shared_page(
     evtchn: u32,
     layout: crate::ring::PageLayout,
 ) -> crate::ring_page::PageLink {
-    let (Some(pfn), Ok(port)) = (memory.pfn(xenpv_abi::Mfn(mfn)), crate::evtchn::checked(evtchn)) else {
+    let (Some(pfn), Ok(port)) = (
+        memory.pfn(xenpv_abi::Mfn(mfn)),
+        crate::evtchn::checked(evtchn),
+    ) else {
         crate::fatal!("start_info: {what} ring mfn {mfn:#x} / event channel {evtchn} unusable");
     };
     // SAFETY: the frame is ours (p2m/M2P agree), direct-mapped RW, reserved as a shared
@@ -111,9 +115,32 @@ fn shared_page(
     unsafe { crate::ring_page::PageLink::new(crate::mm::layout::direct_map_va(pfn), layout, port) }
 }
 
-/// The domU console ring.
-fn attach_ring_console(memory: &crate::mm::Memory, mfn: u64, evtchn: u32) {
-    let link = shared_page(memory, "console", mfn, evtchn, crate::ring::CONSOLE_PAGE);
+/// The domU console ring, mapped at the image's console window page (a page of .bss set
+/// aside for it) with `update_va_mapping`: that works before the takeover (the page's PTE
+/// is in one of Xen's boot L1s) and stays valid after it (the takeover keeps those L1s
+/// for the image and leaves this PTE alone). If Xen refuses (an mfn that is not ours, a
+/// bad port) output stays held in the early buffer.
+fn attach_early_console(mfn: u64, evtchn: u32) {
+    use xenpv_paging::ops::pte;
+    extern "C" {
+        static xenpv_console_window: u8;
+    }
+    let Ok(port) = crate::evtchn::checked(evtchn) else {
+        return;
+    };
+    // A symbol of the image's start-of-day assembly: only its address is used.
+    let va = core::ptr::addr_of!(xenpv_console_window) as u64;
+    let entry = pte::entry(
+        xenpv_abi::Mfn(mfn),
+        pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | pte::NX,
+    );
+    if crate::hypercall::update_va_mapping(va, entry, crate::hypercall::UVMF_INVLPG_LOCAL).is_err()
+    {
+        return;
+    }
+    // SAFETY: `va` now maps the console ring page RW for the guest's lifetime (nothing
+    // else maps or uses the window page), and the console is its one user.
+    let link = unsafe { crate::ring_page::PageLink::new(va, crate::ring::CONSOLE_PAGE, port) };
     console::ring::attach(crate::ring::Duplex::new(link));
 }
 

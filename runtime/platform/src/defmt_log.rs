@@ -4,6 +4,7 @@ mod logger {
     use core::sync::atomic::{AtomicBool, Ordering};
     use xenpv_protocol::defmt_line::{base64, MARKER, MAX_FRAME};
 
+    /// The frame being encoded, at most [`MAX_FRAME`] bytes.
     struct Frame {
         buf: [u8; MAX_FRAME],
         len: usize,
@@ -21,6 +22,7 @@ mod logger {
     /// Logs started while a frame was open (a log from inside a log): dropped whole.
     static NESTED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
+    /// defmt's global logger: one base64 frame per console line, after [`MARKER`].
     #[defmt::global_logger]
     struct Logger;
 
@@ -95,6 +97,7 @@ mod logger {
 
     /// Xen system time, once shared_info is mapped (0 before the paging takeover).
     static CLOCK_UP: AtomicBool = AtomicBool::new(false);
+    /// shared_info is mapped: timestamps read Xen system time from now on.
     pub fn clock_up() {
         CLOCK_UP.store(true, Ordering::Release);
     }

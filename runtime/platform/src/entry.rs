@@ -1,16 +1,18 @@
 //! Start of day in assembly: the ELF notes Xen's domain builder reads, the hypercall page
 //! it fills, and `_start`, which zeroes .bss, moves onto the runtime's own stack and calls
-//! `boot::start` with the start_info pointer Xen passes in %rsi.
+//! `xenpv_rt_start` (in `boot.rs`) with the start_info pointer Xen passes in %rsi.
 //!
 //! The runtime never runs on Xen's boot stack beyond the first instructions: that stack
 //! lies in the boot region the paging code later retires (and, with a big initrd, under
-//! L3[511]).
+//! `L3[511]`).
 
 use crate::mm::layout::KERNEL_VIRT_BASE;
 
-/// Size of the runtime's boot stack (in .bss).
+/// Size of the runtime's boot stack (in .bss), on which start of day and the application's
+/// `main` run.
 pub const BOOT_STACK_BYTES: usize = 256 * 1024;
 
+/// The start-of-day assembly, with `$extra` ELF notes appended to the fixed ones.
 macro_rules! notes_asm {
     ($($extra:literal),*) => {
         core::arch::global_asm!(
@@ -45,9 +47,25 @@ macro_rules! notes_asm {
             "",
             ".pushsection .bss.xenpv_boot_stack, \"aw\", @nobits",
             ".balign 4096",
+            // One page that the takeover unmaps: an overflow faults instead of writing
+            // over .bss (the linker script puts this section first in .bss).
+            ".globl xenpv_boot_stack_guard",
+            "xenpv_boot_stack_guard:",
+            ".skip 4096",
+            ".globl xenpv_boot_stack_bottom",
             "xenpv_boot_stack_bottom:",
             ".skip {stack}",
+            ".globl xenpv_boot_stack_top",
             "xenpv_boot_stack_top:",
+            ".popsection",
+            "",
+            // A page a domU maps its console ring at before anything else (boot.rs):
+            // early errors reach the console even when start of day fails.
+            ".pushsection .bss.xenpv_console_window, \"aw\", @nobits",
+            ".balign 4096",
+            ".globl xenpv_console_window",
+            "xenpv_console_window:",
+            ".skip 4096",
             ".popsection",
             "",
             ".pushsection .text.xenpv_entry, \"ax\"",

@@ -1,4 +1,15 @@
 //! Event channels: the live operations (hypercalls, the bitmaps in shared_info).
+//!
+//! An event channel is Xen's doorbell between two ends (another domain's port, a virtual
+//! IRQ such as `VIRQ_TIMER`, or a loopback). Its state is two bits per port in the 2-level
+//! ABI: `evtchn_pending` and `evtchn_mask` in the `shared_info` page (`xen.h`), which the
+//! runtime maps at fixmap slot 0. The operations are `event_channel_op` commands from
+//! `event_channel.h` (the crate-private `hypercall::event_channel_op`).
+//!
+//! The runtime never takes event upcalls: no callback is registered, and it waits with
+//! `SCHEDOP_poll` ([`wait`]), then reads and clears pending bits itself. The port
+//! arithmetic and bitmap scan are `xenpv_protocol::evtchn`, re-exported here ([`Port`],
+//! [`NR_PORTS`], [`checked`], [`scan`], [`EvtchnError`]).
 
 use crate::hypercall;
 use crate::mm::layout::Fixmap;
@@ -8,15 +19,18 @@ pub use xenpv_protocol::evtchn::*;
 
 const DOMID_SELF: u16 = hypercall::DOMID_SELF as u16;
 
+/// `event_channel_op(cmd, arg)`, the error named `name`. Only called with the struct
+/// `cmd` takes.
 fn op<T>(name: &'static str, cmd: u32, arg: &mut T) -> Result<(), EvtchnError> {
     hypercall::event_channel_op(cmd, arg).map_err(|e| EvtchnError::Xen(name, e))
 }
 
+/// shared_info, at its fixmap slot.
 fn shared() -> *mut xen::shared_info {
     Fixmap::SharedInfo.va() as *mut xen::shared_info
 }
 
-/// The pending (or mask) word of `port`, as an atomic.
+/// The pending (or mask) word of `port`, as an atomic. `port` must be below [`NR_PORTS`].
 fn word(mask: bool, port: Port) -> &'static AtomicU64 {
     let s = shared();
     // SAFETY: shared_info is mapped at its fixmap slot for the guest's lifetime; the
@@ -33,7 +47,8 @@ fn word(mask: bool, port: Port) -> &'static AtomicU64 {
     }
 }
 
-/// Bind a VIRQ on vCPU 0.
+/// `EVTCHNOP_bind_virq`: bind virtual IRQ `virq` (a `VIRQ_*` number from `xen.h`, e.g.
+/// `VIRQ_TIMER`, 0) on vCPU 0 to a fresh port. Xen refuses a VIRQ that is already bound.
 pub fn bind_virq(virq: u32) -> Result<Port, EvtchnError> {
     let mut a = xen::evtchn_bind_virq {
         virq,
@@ -44,7 +59,9 @@ pub fn bind_virq(virq: u32) -> Result<Port, EvtchnError> {
     checked(a.port)
 }
 
-/// A port `remote_dom` may bind to (`hypercall::DOMID_SELF` for a loopback).
+/// `EVTCHNOP_alloc_unbound`: a fresh port that `remote_dom` may bind to with
+/// [`bind_interdomain`] ([`hypercall::DOMID_SELF`] for a loopback); the port number is
+/// passed to the peer out of band (usually through xenstore).
 pub fn alloc_unbound(remote_dom: u16) -> Result<Port, EvtchnError> {
     let mut a = xen::evtchn_alloc_unbound {
         dom: DOMID_SELF,
@@ -55,7 +72,8 @@ pub fn alloc_unbound(remote_dom: u16) -> Result<Port, EvtchnError> {
     checked(a.port)
 }
 
-/// Connect to `remote_port` of `remote_dom`.
+/// `EVTCHNOP_bind_interdomain`: connect a fresh local port to `remote_port` of
+/// `remote_dom`, which that domain allocated for us with `alloc_unbound`.
 pub fn bind_interdomain(remote_dom: u16, remote_port: Port) -> Result<Port, EvtchnError> {
     let mut a = xen::evtchn_bind_interdomain {
         remote_dom,
@@ -66,25 +84,29 @@ pub fn bind_interdomain(remote_dom: u16, remote_port: Port) -> Result<Port, Evtc
     checked(a.local_port)
 }
 
-/// Notify the other end of `port`.
+/// `EVTCHNOP_send`: notify the other end of `port` (sets its pending bit there).
 pub fn send(port: Port) -> Result<(), EvtchnError> {
     let mut a = xen::evtchn_send { port };
     op("send", xen::EVTCHNOP_send, &mut a)
 }
 
+/// `EVTCHNOP_close`: close `port`. A VIRQ bound to it is unbound, an interdomain peer's
+/// end goes back to unbound, and the port number may be handed out again.
 pub fn close(port: Port) -> Result<(), EvtchnError> {
     let mut a = xen::evtchn_close { port };
     op("close", xen::EVTCHNOP_close, &mut a)
 }
 
-/// Mask `port` (its events stay pending but are not reported by [`pending`]).
+/// Mask `port` in shared_info (its events stay pending but are not reported by
+/// [`pending`]); masking is the guest's own bit, no hypercall needed.
 pub fn mask(port: Port) -> Result<(), EvtchnError> {
     checked(port)?;
     word(true, port).fetch_or(1 << (port % 64), Ordering::SeqCst);
     Ok(())
 }
 
-/// Unmask `port` through Xen, which re-marks the vCPU if the port is pending.
+/// `EVTCHNOP_unmask`: unmask `port` through Xen, which re-marks the vCPU if the port is
+/// pending.
 pub fn unmask(port: Port) -> Result<(), EvtchnError> {
     let mut a = xen::evtchn_unmask {
         port: checked(port)?,
@@ -92,11 +114,12 @@ pub fn unmask(port: Port) -> Result<(), EvtchnError> {
     op("unmask", xen::EVTCHNOP_unmask, &mut a)
 }
 
+/// Whether `port`'s pending bit is set (masked or not); `false` for a port out of range.
 pub fn is_pending(port: Port) -> bool {
     port < NR_PORTS && word(false, port).load(Ordering::SeqCst) & (1 << (port % 64)) != 0
 }
 
-/// Clear `port`'s pending bit; says whether it was set.
+/// Clear `port`'s pending bit; says whether it was set (`false` for a port out of range).
 pub fn clear(port: Port) -> bool {
     port < NR_PORTS
         && word(false, port).fetch_and(!(1 << (port % 64)), Ordering::SeqCst) & (1 << (port % 64))
@@ -121,11 +144,28 @@ pub fn pending(out: &mut [Port]) -> usize {
 }
 
 /// Block until one of `ports` is pending (its bit is cleared and it is returned) or Xen
-/// system time passes `deadline_ns` (`Ok(None)`). Delivery stays masked throughout.
+/// system time passes `deadline_ns` (`Ok(None)`). Delivery stays masked throughout: the
+/// wait is `SCHEDOP_poll`, re-checked after every return.
+///
+/// At most 8 ports (what `SCHEDOP_poll` is given here); more is
+/// [`EvtchnError::TooManyPorts`]. Before the takeover has mapped shared_info it yields
+/// once and returns `Ok(None)`: the caller re-checks what it waits for.
 pub fn wait(ports: &[Port], deadline_ns: u64) -> Result<Option<Port>, EvtchnError> {
     let mut buf = [0u32; 8];
-    let n = ports.len().min(buf.len());
-    buf[..n].copy_from_slice(&ports[..n]);
+    if ports.len() > buf.len() {
+        return Err(EvtchnError::TooManyPorts {
+            given: ports.len(),
+            max: buf.len(),
+        });
+    }
+    let n = ports.len();
+    buf[..n].copy_from_slice(ports);
+    if !crate::time::ready() {
+        // shared_info is not mapped yet: its pending bits cannot be read. Give the CPU
+        // away once and let the caller re-check what it waits for (a ring's indices).
+        hypercall::yield_now();
+        return Ok(None);
+    }
     loop {
         if let Some(&p) = buf[..n].iter().find(|&&p| clear(p)) {
             return Ok(Some(p));
@@ -139,12 +179,18 @@ pub fn wait(ports: &[Port], deadline_ns: u64) -> Result<Option<Port>, EvtchnErro
     }
 }
 
-/// The one-shot timer: VIRQ_TIMER bound, Xen's periodic tick stopped.
+/// The one-shot timer: `VIRQ_TIMER` bound, Xen's periodic tick stopped.
+///
+/// There is one timer per vCPU in Xen: a second [`Timer::new`] fails (the VIRQ is already
+/// bound), and [`Timer::set`] replaces the previous deadline.
 pub struct Timer {
+    /// The port `VIRQ_TIMER` is bound to.
     pub port: Port,
 }
 
 impl Timer {
+    /// Stop Xen's periodic 100 Hz tick (`VCPUOP_stop_periodic_timer`) and bind
+    /// `VIRQ_TIMER`, so that the port fires only at deadlines set here.
     pub fn new() -> Result<Timer, EvtchnError> {
         hypercall::stop_periodic_timer()
             .map_err(|e| EvtchnError::Xen("VCPUOP_stop_periodic_timer", e))?;
@@ -152,11 +198,13 @@ impl Timer {
             port: bind_virq(xen::VIRQ_TIMER)?,
         })
     }
-    /// Fire once at Xen system time `deadline_ns`.
+    /// Fire once at Xen system time `deadline_ns` ([`now_ns`](crate::time::now_ns) is
+    /// the time now) with `set_timer_op`; 0 cancels.
     pub fn set(&self, deadline_ns: u64) -> Result<(), EvtchnError> {
         hypercall::set_timer_op(deadline_ns).map_err(|e| EvtchnError::Xen("set_timer_op", e))
     }
-    /// Wait for the timer to fire, giving up at `give_up_ns`.
+    /// Wait for the timer to fire, giving up at Xen system time `give_up_ns`: `true` if
+    /// it fired (its pending bit is cleared), `false` if `give_up_ns` came first.
     pub fn wait(&self, give_up_ns: u64) -> Result<bool, EvtchnError> {
         wait(&[self.port], give_up_ns).map(|p| p.is_some())
     }

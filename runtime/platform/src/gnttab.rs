@@ -4,8 +4,8 @@
 use crate::hypercall;
 use crate::mm::layout::{Fixmap, GNTTAB_MAX_FRAMES, PAGE_SIZE};
 use crate::mm::Memory;
-use xenpv_abi::Mfn;
 use core::sync::atomic::{AtomicU16, AtomicU32};
+use xenpv_abi::Mfn;
 pub use xenpv_protocol::grant::*;
 
 const GNTTABOP_MAP_GRANT_REF: u32 = 0;
@@ -16,7 +16,11 @@ const GNTTABOP_QUERY_SIZE: u32 = 6;
 const GNTMAP_HOST_MAP: u32 = 1 << 1;
 const GNTMAP_READONLY: u32 = 1 << 2;
 const GNTMAP_CONTAINS_PTE: u32 = 1 << 4;
+/// `GNTCOPY_source_gref` (`grant_table.h`): the copy's source is a grant reference
+/// ([`by_ref`]), not a frame.
 pub const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
+/// `GNTCOPY_dest_gref` (`grant_table.h`): the copy's destination is a grant reference
+/// ([`by_ref`]), not a frame.
 pub const GNTCOPY_DEST_GREF: u16 = 1 << 1;
 const DOMID_SELF: u16 = hypercall::DOMID_SELF as u16;
 
@@ -39,8 +43,12 @@ struct SetupTable {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CopyPtr {
+    /// The grant reference (with the `GNTCOPY_*_GREF` flag for this side) or the machine
+    /// frame number.
     pub u: u64,
+    /// The domain whose grant table or frame this is (`DOMID_SELF` for our own).
     pub domid: u16,
+    /// Byte offset into the page.
     pub offset: u16,
 }
 #[repr(C)]
@@ -69,9 +77,9 @@ struct UnmapGrantRef {
     status: i16,
 }
 const _: () = {
-    assert!(core::mem::size_of::<QuerySize>() == 16);
+    assert!(size_of::<QuerySize>() == 16);
     assert!(core::mem::offset_of!(SetupTable, frame_list) == 16);
-    assert!(core::mem::size_of::<Copy>() == 40);
+    assert!(size_of::<Copy>() == 40);
     assert!(core::mem::offset_of!(Copy, len) == 32);
     assert!(core::mem::offset_of!(MapGrantRef, dev_bus_addr) == 24);
     assert!(core::mem::offset_of!(UnmapGrantRef, status) == 20);
@@ -95,14 +103,22 @@ pub struct GrantTable {
 }
 
 /// A granted page mapped back through Xen (the peer side of a grant, done by us).
+///
+/// All mappings share one fixmap slot ([`Fixmap::GrantMap`]): unmap one before mapping
+/// the next.
 pub struct Mapping {
     handle: u32,
     pte: u64,
-    pub va: u64,
+    va: u64,
 }
 
 impl GrantTable {
     /// Set up `want` frames (bounded by what Xen allows and the fixmap holds).
+    ///
+    /// `GNTTABOP_query_size`, then `GNTTABOP_setup_table` for `want` v1 frames (each
+    /// [`ENTRIES_PER_FRAME`] references), which are mapped at the fixmap's grant slots.
+    /// References below [`RESERVED`] stay out of the free list. Call it once per guest:
+    /// tables share those slots.
     pub fn setup(mem: &mut Memory, want: u32) -> Result<GrantTable, GntError> {
         let mut q = [QuerySize {
             dom: DOMID_SELF,
@@ -135,9 +151,12 @@ impl GrantTable {
         })
     }
 
+    /// References the table holds (`frames * ENTRIES_PER_FRAME`, the reserved ones
+    /// included).
     pub fn refs(&self) -> u32 {
         self.frames * ENTRIES_PER_FRAME
     }
+    /// References free to [`grant`](GrantTable::grant).
     pub fn free_count(&self) -> usize {
         self.free.free_count()
     }
@@ -178,6 +197,9 @@ impl GrantTable {
     }
 
     /// `GNTTABOP_copy` of `len` bytes (one page at most) from `src` to `dst`.
+    ///
+    /// `flags` says which sides are grant references ([`GNTCOPY_SOURCE_GREF`],
+    /// [`GNTCOPY_DEST_GREF`]); the other sides are frames ([`by_frame`]).
     pub fn copy(src: CopyPtr, dst: CopyPtr, len: u16, flags: u16) -> Result<(), GntError> {
         let mut c = [Copy {
             source: src,
@@ -212,6 +234,8 @@ impl GrantTable {
         })
     }
 
+    /// `GNTTABOP_unmap_grant_ref` of a mapping made by [`map`](GrantTable::map); the
+    /// fixmap's grant slot is empty again.
     pub fn unmap(m: Mapping) -> Result<(), GntError> {
         let mut u = [UnmapGrantRef {
             host_addr: m.pte,
@@ -225,11 +249,20 @@ impl GrantTable {
 }
 
 impl Mapping {
-    /// The mapped page.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: Xen mapped the granted frame at `va` (one page) and keeps it there
-        // until `unmap`, which consumes the Mapping.
-        unsafe { core::slice::from_raw_parts(self.va as *const u8, PAGE_SIZE as usize) }
+    /// Where the granted page is mapped (the fixmap's grant slot).
+    pub fn va(&self) -> u64 {
+        self.va
+    }
+
+    /// Copy the mapped page into `out`. A copy, never a reference: the granting domain can
+    /// write the page at any time, so what it holds is read once and then checked.
+    pub fn read(&self, out: &mut [u8; PAGE_SIZE as usize]) {
+        for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: Xen mapped the granted frame at `va` (one page) and keeps it there
+            // until `unmap`, which consumes the Mapping; `i` < one page; volatile because
+            // the peer may write the page concurrently.
+            *b = unsafe { ((self.va + i as u64) as *const u8).read_volatile() };
+        }
     }
 }
 

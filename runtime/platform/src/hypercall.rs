@@ -1,10 +1,23 @@
 //! Hypercalls through the hypercall page, with Xen's x86-64 argument registers.
 //!
+//! A 64-bit PV guest calls Xen through the hypercall page (ELF note `HYPERCALL_PAGE`),
+//! which Xen fills with one 32-byte trampoline per hypercall number: hypercall `nr` is a
+//! `call` to `HYPERCALL_PAGE + nr * 32` with the arguments in %rdi, %rsi, %rdx, %r10 and
+//! %r8 and the result in %rax (negative: a Xen errno, see [`XenError`]).
+//!
 //! We use `xen-sys` for ABI types and constants but not for its call stubs: they mark a
 //! `call` as `nostack` (the trampoline pushes into the caller's red zone), pass the fifth
 //! argument in %r9 where Xen expects %r8, and its `sched_op` passes the shutdown reason by
-//! value where `__HYPERVISOR_sched_op` takes a pointer. `xenpv_hypercall` (entry.rs) is a
-//! real function, so the compiler never keeps data below %rsp across it.
+//! value where `__HYPERVISOR_sched_op` takes a pointer. `xenpv_hypercall` (in the
+//! runtime's start-of-day assembly) is a real function, so the compiler never keeps data
+//! below %rsp across it.
+//!
+//! `raw` (crate-private) is the one unsafe entry; the other functions here are wrappers for the calls
+//! the runtime makes, named after the hypercall (numbers and structures from Xen's
+//! `xen/include/public/xen.h`, `sched.h`, `event_channel.h`, `grant_table.h`,
+//! `physdev.h`, `vcpu.h`, `version.h`). They are safe functions, but several of them
+//! change this guest's page tables or let Xen write through a pointer: their docs say
+//! what a caller must not do with them.
 
 use xen_sys as xen;
 use xenpv_abi::XenError;
@@ -13,16 +26,21 @@ extern "C" {
     fn xenpv_hypercall(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64;
 }
 
-/// Issue hypercall `nr`.
+/// Issue hypercall `nr` (a `__HYPERVISOR_*` number from `xen.h`) with up to five
+/// arguments, unused ones 0. Returns Xen's result as is: negative values are Xen errnos.
 ///
 /// # Safety
 /// The arguments must be what hypercall `nr` expects: pointers must point to live,
-/// correctly typed memory for the duration of the call.
-pub unsafe fn raw(nr: u32, a: [u64; 5]) -> i64 {
-    // SAFETY: forwarded to the caller's contract; xenpv_hypercall preserves the SysV ABI.
+/// correctly typed memory for the duration of the call, and whatever the hypercall does
+/// to this guest (page-table updates, writes through those pointers) must not break
+/// anything Rust code relies on.
+pub(crate) unsafe fn raw(nr: u32, a: [u64; 5]) -> i64 {
+    // SAFETY: the arguments are the caller's contract; xenpv_hypercall is a SysV function
+    // (callee-saved registers kept, only %rax returned).
     unsafe { xenpv_hypercall(nr as u64, a[0], a[1], a[2], a[3], a[4]) }
 }
 
+/// A hypercall's return value: negative is an error, anything else is the result.
 fn check(rc: i64) -> Result<i64, XenError> {
     if rc < 0 {
         Err(XenError(rc))
@@ -31,13 +49,14 @@ fn check(rc: i64) -> Result<i64, XenError> {
     }
 }
 
-/// `console_io(cmd, len, buf)`.
+/// `console_io(cmd, len, buf)` (`__HYPERVISOR_console_io`, 18).
 ///
 /// # Safety
 /// `buf` must be valid for `len` bytes of what `cmd` does with it (read for write, written
 /// for read).
 unsafe fn console_io(cmd: u32, len: usize, buf: u64) -> Result<i64, XenError> {
-    // SAFETY: forwarded to the caller's contract.
+    // SAFETY: console_io takes (cmd, count, buffer) and touches only `len` bytes at `buf`,
+    // which the caller's contract makes valid for what `cmd` does.
     check(unsafe {
         raw(
             xen::__HYPERVISOR_console_io,
@@ -46,28 +65,39 @@ unsafe fn console_io(cmd: u32, len: usize, buf: u64) -> Result<i64, XenError> {
     })
 }
 
-/// `console_io(CONSOLEIO_write)`: Xen's own console (the serial line for dom0).
+/// `console_io(CONSOLEIO_write)`: write `bytes` to Xen's own console (the serial line for
+/// dom0).
+///
+/// Xen accepts this from dom0; release builds of Xen refuse it for a domU (whose output
+/// goes to its ring console instead, see [`console::ring`](crate::console::ring)).
 pub fn console_write(bytes: &[u8]) -> Result<(), XenError> {
     // SAFETY: Xen reads `len` bytes from a live slice.
     unsafe { console_io(xen::CONSOLEIO_write, bytes.len(), bytes.as_ptr() as u64) }.map(|_| ())
 }
 
-/// `console_io(CONSOLEIO_read)`: input typed on Xen's console (dom0 only); bytes read.
+/// `console_io(CONSOLEIO_read)`: input typed on Xen's console, without blocking; returns
+/// the number of bytes put into `buf` (0 if nothing was typed). Only dom0 may read.
 pub fn console_read(buf: &mut [u8]) -> Result<usize, XenError> {
     // SAFETY: Xen writes at most `len` bytes into a live, exclusively borrowed slice.
     unsafe { console_io(xen::CONSOLEIO_read, buf.len(), buf.as_mut_ptr() as u64) }
         .map(|n| (n as usize).min(buf.len()))
 }
 
+/// `struct sched_shutdown` (`sched.h`): the argument of `SCHEDOP_shutdown`.
 #[repr(C)]
 struct SchedShutdown {
     reason: u32,
 }
 
-/// `SCHEDOP_shutdown`. Returns only if Xen refused.
+/// `sched_op(SCHEDOP_shutdown, &sched_shutdown)`: stop this domain for `reason` (a
+/// `SHUTDOWN_*` code from `sched.h`: 0 poweroff, 1 reboot, 2 suspend, 3 crash).
+///
+/// Returns only if Xen refused, with the error (`-1` if Xen returned a non-negative
+/// value without shutting the domain down).
 pub fn shutdown(reason: u32) -> XenError {
     let arg = SchedShutdown { reason };
-    // SAFETY: sched_op(SCHEDOP_shutdown, &sched_shutdown) reads one u32.
+    // SAFETY: sched_op(SCHEDOP_shutdown, &sched_shutdown) reads one u32 from `arg`, which
+    // lives on this stack frame for the whole call.
     let rc = unsafe {
         raw(
             xen::__HYPERVISOR_sched_op,
@@ -83,15 +113,20 @@ pub fn shutdown(reason: u32) -> XenError {
     XenError(if rc < 0 { rc } else { -1 })
 }
 
-/// `PHYSDEVOP_set_iopl`: lets the (ring-3) PV kernel execute `in`/`out`.
+/// `physdev_op(PHYSDEVOP_set_iopl, &physdev_set_iopl)` (`physdev.h`): set this vCPU's
+/// virtual I/O privilege level. A 64-bit PV kernel runs in ring 3, so `iopl` 3 is what
+/// lets it execute `in`/`out`: Xen then emulates each one on ports the domain may access
+/// (dom0 has nearly all of them).
 pub fn set_iopl(iopl: u32) -> Result<(), XenError> {
     const PHYSDEVOP_SET_IOPL: u64 = 6;
+    /// `struct physdev_set_iopl`.
     #[repr(C)]
     struct SetIopl {
         iopl: u32,
     }
     let arg = SetIopl { iopl };
-    // SAFETY: physdev_op(PHYSDEVOP_set_iopl, &physdev_set_iopl) reads one u32.
+    // SAFETY: physdev_op(PHYSDEVOP_set_iopl, &physdev_set_iopl) reads one u32 from `arg`,
+    // live on this stack frame; changing the IOPL touches no memory.
     let rc = unsafe {
         raw(
             xen::__HYPERVISOR_physdev_op,
@@ -101,11 +136,20 @@ pub fn set_iopl(iopl: u32) -> Result<(), XenError> {
     check(rc).map(|_| ())
 }
 
-/// `mmu_update(reqs, count, &done, DOMID_SELF)`. On failure, also says how many of the
-/// requests were done before the failing one.
-pub fn mmu_update(reqs: &[xen::mmu_update]) -> Result<(), (XenError, usize)> {
+/// `mmu_update(reqs, count, &done, DOMID_SELF)` (`__HYPERVISOR_mmu_update`, 1): write
+/// page-table entries by machine address (`struct mmu_update`: `ptr` is the entry's
+/// machine address with the command in its low bits, `val` the new entry). Xen validates
+/// each entry against the frame's type and refcounts before writing it.
+///
+/// On failure, also says how many of the requests were done before the failing one.
+///
+/// This is a safe function, but remapping memory that Rust code still references
+/// (through the kernel map, the direct map or a [`VmArea`](crate::mm::VmArea)) breaks
+/// memory safety: the runtime only passes the planners' operations in `xenpv_paging`.
+pub(crate) fn mmu_update(reqs: &[xen::mmu_update]) -> Result<(), (XenError, usize)> {
     let mut done: u32 = 0;
-    // SAFETY: Xen reads `len` mmu_update structs and writes the done count.
+    // SAFETY: Xen reads `reqs.len()` mmu_update structs from the live slice and writes the
+    // u32 `done` on this frame; what the updates map is the caller's (see the doc).
     let rc = unsafe {
         raw(
             xen::__HYPERVISOR_mmu_update,
@@ -121,10 +165,18 @@ pub fn mmu_update(reqs: &[xen::mmu_update]) -> Result<(), (XenError, usize)> {
     check(rc).map(|_| ()).map_err(|e| (e, done as usize))
 }
 
-/// `mmuext_op(ops, count, &done, DOMID_SELF)`.
-pub fn mmuext_op(ops: &[xen::mmuext_op]) -> Result<(), (XenError, usize)> {
+/// `mmuext_op(ops, count, &done, DOMID_SELF)` (`__HYPERVISOR_mmuext_op`, 26): the
+/// extended MMU operations of `struct mmuext_op` — pin or unpin a page-table frame, load a
+/// new base table (`MMUEXT_NEW_BASEPTR`, the PV `mov cr3`), flush the TLB or one address.
+///
+/// On failure, also says how many of the operations were done before the failing one.
+///
+/// Safe to call, but like [`mmu_update`] it can change what addresses map: the runtime
+/// only passes the planners' operations.
+pub(crate) fn mmuext_op(ops: &[xen::mmuext_op]) -> Result<(), (XenError, usize)> {
     let mut done: u32 = 0;
-    // SAFETY: Xen reads `len` mmuext_op structs and writes the done count.
+    // SAFETY: Xen reads `ops.len()` mmuext_op structs from the live slice and writes the
+    // u32 `done` on this frame; what the operations change is the caller's (see the doc).
     let rc = unsafe {
         raw(
             xen::__HYPERVISOR_mmuext_op,
@@ -140,12 +192,15 @@ pub fn mmuext_op(ops: &[xen::mmuext_op]) -> Result<(), (XenError, usize)> {
     check(rc).map(|_| ()).map_err(|e| (e, done as usize))
 }
 
-/// `multicall` of an `mmu_update` batch followed by an `mmuext_op` batch: one guest/Xen
-/// round trip for both (Linux's `xen_mc_batch` does the same). Xen runs every entry
-/// whatever an earlier one returned, so callers only put operations after the updates
-/// that are harmless if those failed (TLB flushes). On failure, says which operation of
-/// the two batches (counted together, updates first) failed.
-pub fn mmu_update_then_ext(
+/// `multicall(calls, 2)` (`__HYPERVISOR_multicall`, 13, with two `struct
+/// multicall_entry`) of an `mmu_update` batch followed by an `mmuext_op` batch: one
+/// guest/Xen round trip for both (Linux's `xen_mc_batch` does the same). Xen runs every
+/// entry whatever an earlier one returned, so callers only put operations after the
+/// updates that are harmless if those failed (TLB flushes). On failure, says which
+/// operation of the two batches (counted together, updates first) failed.
+///
+/// Safe to call, with the same caveat as [`mmu_update`] and [`mmuext_op`].
+pub(crate) fn mmu_update_then_ext(
     reqs: &[xen::mmu_update],
     ops: &[xen::mmuext_op],
 ) -> Result<(), (XenError, usize)> {
@@ -171,7 +226,8 @@ pub fn mmu_update_then_ext(
         ),
     ];
     // SAFETY: Xen reads the two entries and, through them, the request arrays (live for
-    // the call), and writes each entry's result and done count.
+    // the call), and writes each entry's result and the two u32 done counts on this
+    // frame; what the operations map is the caller's (see the doc).
     let rc = unsafe {
         raw(
             xen::__HYPERVISOR_multicall,
@@ -184,29 +240,44 @@ pub fn mmu_update_then_ext(
     Ok(())
 }
 
-/// `update_va_mapping(va, val, flags)`.
-pub fn update_va_mapping(va: u64, val: u64, flags: u64) -> Result<(), XenError> {
-    // SAFETY: no pointers; Xen validates the new entry.
+/// `update_va_mapping(va, val, flags)` (`__HYPERVISOR_update_va_mapping`, 14): set the
+/// L1 entry that maps `va` in the current page tables to `val`, then flush as `flags`
+/// says (`UVMF_*`, e.g. [`UVMF_INVLPG_LOCAL`]).
+///
+/// Safe to call, but remapping or unmapping a page that Rust code still references breaks
+/// memory safety.
+pub(crate) fn update_va_mapping(va: u64, val: u64, flags: u64) -> Result<(), XenError> {
+    // SAFETY: no pointers are passed; Xen validates the new entry, and what it maps at
+    // `va` is the caller's (see the doc).
     let rc = unsafe { raw(xen::__HYPERVISOR_update_va_mapping, [va, val, flags, 0, 0]) };
     check(rc).map(|_| ())
 }
 
-/// `DOMID_SELF` (0x7ff0).
+/// `DOMID_SELF` (0x7ff0, `xen.h`): "the calling domain" wherever a hypercall takes a
+/// domain id.
 pub const DOMID_SELF: u64 = 0x7ff0;
-/// `UVMF_INVLPG | UVMF_LOCAL`: flush this VA on this vCPU.
+/// `UVMF_INVLPG | UVMF_LOCAL` (2 | 0, `xen.h`): after `update_va_mapping`, flush that
+/// one address from this vCPU's TLB.
 pub const UVMF_INVLPG_LOCAL: u64 = 2;
 
-/// `xen_version(XENVER_version)`: (major, minor).
+/// `xen_version(XENVER_version, NULL)` (`__HYPERVISOR_xen_version`, 17, `version.h`):
+/// Xen's `(major, minor)` version (Xen returns `major << 16 | minor`).
 pub fn xen_version() -> (u32, u32) {
-    // SAFETY: XENVER_version (0) takes no argument.
+    // SAFETY: XENVER_version (0) takes no argument (NULL) and changes nothing.
     let v = unsafe { raw(xen::__HYPERVISOR_xen_version, [0, 0, 0, 0, 0]) };
     ((v >> 16) as u32 & 0xffff, v as u32 & 0xffff)
 }
 
-/// `event_channel_op(cmd, arg)`: `arg` is the command's struct, read and written by Xen.
-pub fn event_channel_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError> {
-    // SAFETY: `arg` is a live, exclusively borrowed struct of the type `cmd` takes (the
-    // typed wrappers in `evtchn` pair them).
+/// `event_channel_op(cmd, arg)` (`__HYPERVISOR_event_channel_op`, 32): `cmd` is an
+/// `EVTCHNOP_*` number from `event_channel.h` and `arg` its struct (`evtchn_send` for
+/// `EVTCHNOP_send`, ...), read and written by Xen.
+///
+/// Xen takes the struct's size from `cmd`, not from `T`: `T` must be exactly the struct
+/// `cmd` takes, or Xen reads and writes past `arg`. This function is safe and cannot check
+/// that; use the typed wrappers in [`evtchn`](crate::evtchn), which pair them.
+pub(crate) fn event_channel_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError> {
+    // SAFETY: `arg` is live and exclusively borrowed for the call; that `T` is the struct
+    // `cmd` takes is up to the caller (see the doc; the wrappers in `evtchn` pair them).
     let rc = unsafe {
         raw(
             xen::__HYPERVISOR_event_channel_op,
@@ -216,19 +287,32 @@ pub fn event_channel_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError> {
     check(rc).map(|_| ())
 }
 
-/// `set_timer_op(deadline)`: a one-shot VIRQ_TIMER at Xen system time `deadline_ns`
-/// (0 cancels).
+/// `set_timer_op(deadline)` (`__HYPERVISOR_set_timer_op`, 15): a one-shot `VIRQ_TIMER`
+/// on this vCPU at Xen system time `deadline_ns` (0 cancels; a deadline already past
+/// fires right away). Replaces any earlier one-shot deadline.
 pub fn set_timer_op(deadline_ns: u64) -> Result<(), XenError> {
-    // SAFETY: no pointers.
+    // SAFETY: no pointers; arming the timer touches no guest memory.
     let rc = unsafe { raw(xen::__HYPERVISOR_set_timer_op, [deadline_ns, 0, 0, 0, 0]) };
     check(rc).map(|_| ())
 }
 
-/// `VCPUOP_stop_periodic_timer` for vCPU 0: Xen's default 100 Hz VIRQ_TIMER off, so that
-/// only the one-shot timers the runtime sets fire.
+/// `sched_op(SCHEDOP_yield)`: give the CPU away once (Xen runs something else if it can).
+pub fn yield_now() {
+    // SAFETY: SCHEDOP_yield takes no argument and touches no guest memory.
+    let _ = unsafe {
+        raw(
+            xen::__HYPERVISOR_sched_op,
+            [xen::SCHEDOP_yield as u64, 0, 0, 0, 0],
+        )
+    };
+}
+
+/// `vcpu_op(VCPUOP_stop_periodic_timer, 0, NULL)` (`__HYPERVISOR_vcpu_op`, 24,
+/// `vcpu.h`) for vCPU 0: Xen's default 100 Hz `VIRQ_TIMER` off, so that only the one-shot
+/// timers the runtime sets ([`set_timer_op`]) fire.
 pub fn stop_periodic_timer() -> Result<(), XenError> {
     const VCPUOP_STOP_PERIODIC_TIMER: u64 = 7;
-    // SAFETY: the op takes no argument (NULL).
+    // SAFETY: the op takes no argument (NULL) and touches no guest memory.
     let rc = unsafe {
         raw(
             xen::__HYPERVISOR_vcpu_op,
@@ -238,16 +322,18 @@ pub fn stop_periodic_timer() -> Result<(), XenError> {
     check(rc).map(|_| ())
 }
 
-/// `SCHEDOP_poll`: block until one of `ports` is pending or Xen system time reaches
-/// `deadline_ns` (0: no deadline). Event delivery stays masked: this is how the runtime
-/// waits (see `evtchn`).
+/// `sched_op(SCHEDOP_poll, &sched_poll)` (`sched.h`): block until one of `ports` is
+/// pending or Xen system time reaches `deadline_ns` (0: no deadline). Event delivery
+/// stays masked: this is how the runtime waits (see [`evtchn`](crate::evtchn)). It may
+/// also return early: callers re-check the pending bits and the time.
 pub fn poll(ports: &mut [u32], deadline_ns: u64) -> Result<(), XenError> {
     let mut p = xen::sched_poll {
         ports: ports.as_mut_ptr(),
         nr_ports: ports.len() as u32,
         timeout: deadline_ns,
     };
-    // SAFETY: Xen reads the sched_poll struct and `nr_ports` ports from the live slice.
+    // SAFETY: Xen reads the sched_poll struct on this frame and `nr_ports` ports from the
+    // live slice it points to; it writes neither.
     let rc = unsafe {
         raw(
             xen::__HYPERVISOR_sched_op,
@@ -257,11 +343,19 @@ pub fn poll(ports: &mut [u32], deadline_ns: u64) -> Result<(), XenError> {
     check(rc).map(|_| ())
 }
 
-/// `grant_table_op(cmd, ops, count)`: `ops` are `count` structs of the command's type.
-pub fn grant_table_op<T>(cmd: u32, ops: &mut [T]) -> Result<(), XenError> {
-    // SAFETY: `ops` are live, exclusively borrowed structs of the type `cmd` takes (the
-    // typed wrappers in `gnttab` pair them); pointers inside them are the callers' to keep
-    // valid, which those wrappers do.
+/// `grant_table_op(cmd, ops, count)` (`__HYPERVISOR_grant_table_op`, 20): `cmd` is a
+/// `GNTTABOP_*` number from `grant_table.h` and `ops` are `count` structs of the type it
+/// takes, read and written by Xen.
+///
+/// Xen takes the struct type from `cmd`, not from `T`, and follows the pointers and
+/// machine addresses inside the structs (a setup_table frame list, a PTE to map into, a
+/// frame to copy into). This function is safe and checks none of it: a wrong `T` or a
+/// wrong address lets Xen write into memory Rust code owns. Use the typed wrappers in
+/// [`gnttab`](crate::gnttab).
+pub(crate) fn grant_table_op<T>(cmd: u32, ops: &mut [T]) -> Result<(), XenError> {
+    // SAFETY: `ops` is live and exclusively borrowed for the call; that `T` is the struct
+    // `cmd` takes, and that the addresses inside are valid, is up to the caller (see the
+    // doc; the wrappers in `gnttab` keep both).
     let rc = unsafe {
         raw(
             xen::__HYPERVISOR_grant_table_op,

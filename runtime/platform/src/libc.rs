@@ -3,6 +3,8 @@
 
 use core::arch::asm;
 
+/// Copy `n` bytes from `src` to `dst`; returns `dst`.
+///
 /// # Safety
 /// C's memcpy contract: `n` bytes valid at both, not overlapping.
 #[no_mangle]
@@ -15,6 +17,8 @@ pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut 
     dst
 }
 
+/// Copy `n` bytes from `src` to `dst`, which may overlap; returns `dst`.
+///
 /// # Safety
 /// C's memmove contract: `n` bytes valid at both; they may overlap.
 #[no_mangle]
@@ -33,6 +37,8 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
     dst
 }
 
+/// Fill `n` bytes at `dst` with the byte `c`; returns `dst`.
+///
 /// # Safety
 /// C's memset contract: `n` bytes valid at `dst`.
 #[no_mangle]
@@ -45,6 +51,9 @@ pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
     dst
 }
 
+/// Compare `n` bytes: negative, 0 or positive as the first differing byte of `a` is
+/// below, equal to or above `b`'s.
+///
 /// # Safety
 /// C's memcmp contract: `n` bytes valid at both.
 #[no_mangle]
@@ -59,6 +68,8 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     0
 }
 
+/// Whether `n` bytes are equal (0) or not (non-zero).
+///
 /// # Safety
 /// As [`memcmp`].
 #[no_mangle]

@@ -3,10 +3,12 @@
 use crate::exit::{deliver, STATUS_PANIC};
 use core::sync::atomic::{AtomicBool, Ordering};
 
+/// Set by the first panic: a panic while printing that one only says so and stops.
 static PANICKING: AtomicBool = AtomicBool::new(false);
 
+/// Print where and why, then stop with [`STATUS_PANIC`] (no unwinding: panic=abort).
 #[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if PANICKING.swap(true, Ordering::SeqCst) {
         crate::console::write_bytes(b"xenpv-rt: panicked while panicking\n");
         deliver(STATUS_PANIC);

@@ -3,7 +3,13 @@
 
 use xenpv_protocol::ring::{Idx, Link, PageLayout, Side};
 
-/// A shared ring page mapped at `va` (direct map) and its event channel.
+/// A shared ring page mapped at `va` (direct map) and its event channel: the live
+/// [`Link`] under the domU console ([`console::ring`](crate::console::ring)) and the
+/// xenstore client ([`Boot::xenstore`](crate::Boot::xenstore)).
+///
+/// Every access to the page is volatile, because the peer (xenconsoled, xenstored) writes
+/// it at any time; the ring arithmetic that decides what to access, and refuses indices
+/// the peer corrupted, is [`ring::Duplex`](crate::ring::Duplex).
 pub struct PageLink {
     va: u64,
     layout: PageLayout,
@@ -11,15 +17,22 @@ pub struct PageLink {
 }
 
 impl PageLink {
+    /// A link over the ring page mapped at `va`, laid out as `layout` (e.g.
+    /// [`ring::CONSOLE_PAGE`](crate::ring::CONSOLE_PAGE) or
+    /// [`ring::XENSTORE_PAGE`](crate::ring::XENSTORE_PAGE)), signalled through `port`.
+    ///
     /// # Safety
-    /// `va` must map the 4 KiB ring page, RW, for as long as the link is used, and
-    /// nothing else in this guest may access it.
+    /// `va` must map the 4 KiB ring page, RW, for as long as the link is used, nothing
+    /// else in this guest may access it, and `layout`'s offsets must lie inside the page
+    /// with its index words 4-byte aligned.
     pub unsafe fn new(va: u64, layout: PageLayout, port: crate::evtchn::Port) -> Self {
         PageLink { va, layout, port }
     }
+    /// The page at byte offset `off`.
     fn at<T>(&self, off: usize) -> *mut T {
         (self.va + off as u64) as *mut T
     }
+    /// Byte `i` (free-running, taken modulo the ring's size) of the ring on `side`.
     fn byte(&self, side: Side, i: u32) -> *mut u8 {
         let (off, size) = match side {
             Side::Tx => self.layout.tx,
@@ -29,13 +42,12 @@ impl PageLink {
     }
 }
 
+/// Which of `PageLayout::idx` holds index word `i`.
 fn slot(i: Idx) -> usize {
     i as usize
 }
 
-// SAFETY (all accesses below): `new`'s contract; offsets come from the layouts above,
-// all inside the page; index words are 4-byte aligned. The peer writes the page at
-// any time, so every access is volatile.
+// The peer writes the page at any time, so every access below is volatile.
 impl Link for PageLink {
     fn size(&self, side: Side) -> u32 {
         match side {
@@ -44,15 +56,23 @@ impl Link for PageLink {
         }
     }
     fn index(&self, i: Idx) -> u32 {
+        // SAFETY: by `new`'s contract the page is mapped and the index word's offset is
+        // inside it and 4-byte aligned; a volatile read of a u32 the peer may change.
         unsafe { self.at::<u32>(self.layout.idx[slot(i)]).read_volatile() }
     }
     fn set_index(&mut self, i: Idx, v: u32) {
+        // SAFETY: by `new`'s contract the page is mapped RW and the index word's offset is
+        // inside it and 4-byte aligned; nothing else in this guest touches the page.
         unsafe { self.at::<u32>(self.layout.idx[slot(i)]).write_volatile(v) }
     }
     fn load(&self, side: Side, i: u32) -> u8 {
+        // SAFETY: `byte` reduces `i` modulo the ring's size, so the address lies in that
+        // ring's bytes inside the page `new`'s contract keeps mapped.
         unsafe { self.byte(side, i).read_volatile() }
     }
     fn store(&mut self, side: Side, i: u32, b: u8) {
+        // SAFETY: `byte` reduces `i` modulo the ring's size, so the address lies in that
+        // ring's bytes inside the page `new`'s contract keeps mapped RW and ours alone.
         unsafe { self.byte(side, i).write_volatile(b) }
     }
     fn notify(&mut self) {

@@ -1,15 +1,33 @@
 //! Xen system time, read live from vCPU 0's `vcpu_time_info` (the arithmetic is
 //! `xenpv_protocol::clock`).
 
+use core::sync::atomic::{AtomicBool, Ordering};
 pub use xenpv_protocol::clock::Clock;
 
-/// The TSC.
+/// shared_info is mapped (the takeover did it): the pvclock can be read.
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// Called once the takeover has mapped shared_info at its fixmap slot.
+pub(crate) fn mark_ready() {
+    READY.store(true, Ordering::Release);
+}
+
+/// Can Xen system time (and event state in shared_info) be read yet?
+pub fn ready() -> bool {
+    READY.load(Ordering::Acquire)
+}
+
+/// The TSC (`rdtsc`), the raw counter Xen system time is computed from.
 pub fn rdtsc() -> u64 {
     // SAFETY: rdtsc has no side effects; Xen lets PV guests read the TSC.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Read vCPU 0's clock (version-checked: Xen bumps it to odd while it updates the fields).
+/// Read vCPU 0's clock, the `vcpu_time_info` in shared_info (`xen.h`): version-checked,
+/// because Xen bumps the version to odd while it updates the fields.
+///
+/// Call it after the paging takeover has mapped shared_info (the application's `main`
+/// always runs after it).
 pub fn clock() -> Clock {
     use crate::mm::layout::Fixmap;
     let si = Fixmap::SharedInfo.va() as *const xen_sys::shared_info;
@@ -19,14 +37,14 @@ pub fn clock() -> Clock {
         let (v0, c, v1) = unsafe {
             let t = core::ptr::addr_of!((*si).vcpu_info[0].time);
             let v0 = core::ptr::addr_of!((*t).version).read_volatile();
-            core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::Acquire);
+            core::sync::atomic::compiler_fence(Ordering::Acquire);
             let c = Clock {
                 tsc_timestamp: core::ptr::addr_of!((*t).tsc_timestamp).read_volatile(),
                 system_time: core::ptr::addr_of!((*t).system_time).read_volatile(),
                 mul: core::ptr::addr_of!((*t).tsc_to_system_mul).read_volatile(),
                 shift: core::ptr::addr_of!((*t).tsc_shift).read_volatile(),
             };
-            core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::Acquire);
+            core::sync::atomic::compiler_fence(Ordering::Acquire);
             (v0, c, core::ptr::addr_of!((*t).version).read_volatile())
         };
         if v0 == v1 && v0 & 1 == 0 {
@@ -35,7 +53,17 @@ pub fn clock() -> Clock {
     }
 }
 
-/// Xen system time now, in nanoseconds.
+/// Xen system time now, in nanoseconds since Xen started: the clock that
+/// `set_timer_op` and `SCHEDOP_poll` deadlines are measured on.
+///
+/// Before the takeover maps shared_info (only the runtime's own start of day runs then,
+/// e.g. a domU's early console output) it returns the raw TSC: deadlines then count
+/// ticks, about a nanosecond each on the machines Xen runs on, which is close enough
+/// for the stall timeouts that are all start of day uses.
 pub fn now_ns() -> u64 {
-    clock().at(rdtsc())
+    if ready() {
+        clock().at(rdtsc())
+    } else {
+        rdtsc()
+    }
 }

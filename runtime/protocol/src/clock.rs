@@ -1,18 +1,35 @@
 //! Xen system time: nanoseconds since the machine booted, from the vCPU's
-//! `vcpu_time_info` in shared_info (the pvclock). TSC deltas are scaled as Xen's
+//! `vcpu_time_info` in shared_info (the pvclock, xen.h). TSC deltas are scaled as Xen's
 //! `scale_delta` does: shift, then multiply by a 32.32 fixed-point factor.
+//!
+//! ```
+//! use xenpv_protocol::clock::Clock;
+//!
+//! // A 2 GHz TSC: shift 0, mul 2^31 (half a nanosecond per tick).
+//! let c = Clock { tsc_timestamp: 1_000, system_time: 5_000, mul: 1 << 31, shift: 0 };
+//! assert_eq!(c.at(3_000), 6_000);
+//! // A TSC read just behind the stamp counts as no time elapsed.
+//! assert_eq!(c.at(900), 5_000);
+//! ```
 
-/// One consistent copy of the pvclock fields.
+/// One consistent copy of the pvclock fields (`struct vcpu_time_info`, xen.h), taken
+/// between two reads of an even, unchanged `version`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Clock {
+    /// TSC value at which Xen computed `system_time`.
     pub tsc_timestamp: u64,
+    /// Nanoseconds since boot at `tsc_timestamp`.
     pub system_time: u64,
+    /// `tsc_to_system_mul`: nanoseconds per (shifted) tick as a 32.32 fixed-point factor.
     pub mul: u32,
+    /// `tsc_shift`: the power of two applied to a TSC delta before the multiply.
     pub shift: i8,
 }
 
 impl Clock {
-    /// Nanoseconds for a TSC delta.
+    /// Nanoseconds for a TSC delta: shifted by `shift` (left if positive; as in Xen's
+    /// `scale_delta`, bits shifted out are dropped; a left shift of 64 or more gives 0),
+    /// then multiplied by `mul / 2^32`. Never panics, whatever the fields hold.
     pub fn scale(&self, delta: u64) -> u64 {
         let d = if self.shift >= 0 {
             delta.checked_shl(self.shift as u32).unwrap_or(0)
@@ -21,15 +38,19 @@ impl Clock {
         };
         ((d as u128 * self.mul as u128) >> 32) as u64
     }
-    /// System time at TSC value `tsc` (at or after the clock's timestamp; earlier TSC values
-    /// are scaled backwards).
+    /// System time at TSC value `tsc`.
+    ///
+    /// A TSC before `tsc_timestamp` reads as `system_time`: no time elapsed. That happens
+    /// when the TSC was read on a pCPU slightly behind the one Xen stamped on, or just
+    /// before Xen's update. Scaling it backwards would make time go back by up to the gap
+    /// (or drop to 0 near boot), and subtracting unsigned as Linux's
+    /// `__pvclock_read_cycles` and Mini-OS do wraps to an enormous delta (Linux then relies
+    /// on a global last-value clamp). Clamping to the stamp keeps readings monotonic across
+    /// Xen's updates.
     pub fn at(&self, tsc: u64) -> u64 {
-        if tsc >= self.tsc_timestamp {
-            self.system_time
-                .saturating_add(self.scale(tsc - self.tsc_timestamp))
-        } else {
-            self.system_time
-                .saturating_sub(self.scale(self.tsc_timestamp - tsc))
+        match tsc.checked_sub(self.tsc_timestamp) {
+            Some(delta) => self.system_time.saturating_add(self.scale(delta)),
+            None => self.system_time,
         }
     }
 }
@@ -48,7 +69,11 @@ mod tests {
             shift: 0,
         };
         assert_eq!(c.at(3000), 6_000);
-        assert_eq!(c.at(0), 4_500, "earlier TSC values scale backwards");
+        assert_eq!(
+            c.at(0),
+            5_000,
+            "an earlier TSC value is the stamp, not earlier"
+        );
         // 500 MHz: shift 1, mul 2^32-1 ≈ 2 ns per tick.
         let c = Clock {
             tsc_timestamp: 0,
@@ -72,5 +97,50 @@ mod tests {
         };
         assert_eq!(c.at(0), u64::MAX);
         let _ = Clock { shift: -128, ..c }.at(u64::MAX);
+    }
+
+    /// A 2 GHz clock stamped at TSC `ts` and system time `sys`.
+    fn ghz2(ts: u64, sys: u64) -> Clock {
+        Clock {
+            tsc_timestamp: ts,
+            system_time: sys,
+            mul: 1 << 31,
+            shift: 0,
+        }
+    }
+
+    #[test]
+    fn a_tsc_just_behind_the_stamp_reads_as_the_stamp() {
+        let c = ghz2(1_000_000, 5_000);
+        for behind in 1..=1000 {
+            assert_eq!(c.at(1_000_000 - behind), 5_000, "{behind} ticks behind");
+        }
+        // Never a drop to 0, never a wrap to a huge value.
+        let c = ghz2(u64::MAX - 10, 100);
+        assert_eq!(c.at(0), 100);
+        assert_eq!(c.at(u64::MAX - 11), 100);
+        assert_eq!(c.at(u64::MAX), 105);
+    }
+
+    #[test]
+    fn time_never_goes_back_when_the_stamp_moves_past_the_tsc() {
+        // Xen restamps every 2000 ticks (1000 ns); each read after a restamp sees a TSC up
+        // to 999 ticks behind the new stamp (another pCPU's TSC, a read before the update).
+        let mut last = 0;
+        let mut behind = 7u64;
+        for k in 0..200u64 {
+            let old = ghz2(1_000 + 2_000 * k, 5_000 + 1_000 * k);
+            let new = ghz2(1_000 + 2_000 * (k + 1), 5_000 + 1_000 * (k + 1));
+            behind = (behind * 31 + 17) % 999 + 1;
+            for t in [
+                old.at(old.tsc_timestamp + 1_999),
+                new.at(new.tsc_timestamp - behind),
+                new.at(new.tsc_timestamp),
+                new.at(new.tsc_timestamp + 1),
+            ] {
+                assert!(t >= last, "step {k}: {t} after {last} ({behind} behind)");
+                last = t;
+            }
+        }
     }
 }

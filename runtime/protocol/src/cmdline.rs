@@ -1,14 +1,27 @@
 //! The guest command line: space-separated words, some of them `key=value`.
+//!
+//! ```
+//! use xenpv_protocol::cmdline::Cmdline;
+//!
+//! let c = Cmdline("panic seed=0x10 exit=7 exit=9");
+//! assert!(c.has("panic"));
+//! assert_eq!(c.u64("seed"), Ok(Some(16)));
+//! assert_eq!(c.value("exit"), Some("9")); // the last one wins
+//! assert!(Cmdline("seed=ten").u64("seed").is_err());
+//! ```
 
-/// A view of the command line.
+/// A view of the command line (start_info's `cmd_line`).
 #[derive(Clone, Copy, Debug)]
 pub struct Cmdline<'a>(pub &'a str);
 
 /// A `key=value` word whose value did not parse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadValue<'a> {
+    /// The key.
     pub key: &'a str,
+    /// Its value as written.
     pub value: &'a str,
+    /// What the value should have been ("a number").
     pub expected: &'static str,
 }
 
@@ -23,6 +36,7 @@ impl core::fmt::Display for BadValue<'_> {
 }
 
 impl<'a> Cmdline<'a> {
+    /// The words, split on ASCII whitespace (runs of it count as one separator).
     pub fn words(&self) -> impl Iterator<Item = &'a str> {
         self.0.split_ascii_whitespace()
     }
@@ -75,6 +89,77 @@ mod tests {
                 value: "abc",
                 expected: "a number"
             })
+        );
+    }
+
+    #[test]
+    fn words_split_on_any_run_of_ascii_whitespace() {
+        let c = Cmdline("a\tb\n  c\r\nd=1 ");
+        assert_eq!(c.words().collect::<Vec<_>>(), ["a", "b", "c", "d=1"]);
+        assert!(c.has("c") && c.has("d=1"));
+    }
+
+    #[test]
+    fn an_empty_or_blank_line_has_no_words() {
+        for line in ["", "   ", "\t\n"] {
+            let c = Cmdline(line);
+            assert_eq!(c.words().count(), 0);
+            assert!(!c.has(""));
+            assert_eq!(c.value(""), None);
+            assert_eq!(c.u64("seed"), Ok(None));
+        }
+    }
+
+    #[test]
+    fn a_bare_word_and_a_key_are_different_things() {
+        let c = Cmdline("seed split=1G");
+        assert!(c.has("seed"));
+        assert_eq!(c.value("seed"), None, "a bare word has no value");
+        assert!(!c.has("split"), "a key=value word is not the bare word");
+        assert_eq!(c.value("spl"), None, "keys match whole");
+    }
+
+    #[test]
+    fn values_split_at_the_first_equals_and_may_be_empty() {
+        let c = Cmdline("k= a=b=c =v");
+        assert_eq!(c.value("k"), Some(""));
+        assert_eq!(c.value("a"), Some("b=c"));
+        assert_eq!(c.value(""), Some("v"));
+        assert!(c.u64("k").is_err(), "an empty value is not a number");
+    }
+
+    #[test]
+    fn the_last_of_repeated_keys_wins_even_when_earlier_ones_are_bad() {
+        let c = Cmdline("seed=junk seed=3 other=1 seed=0x2a");
+        assert_eq!(c.value("seed"), Some("0x2a"));
+        assert_eq!(c.u64("seed"), Ok(Some(42)));
+        let c = Cmdline("seed=3 seed=junk");
+        assert_eq!(c.u64("seed").unwrap_err().value, "junk");
+    }
+
+    #[test]
+    fn numbers_at_and_past_the_u64_limits() {
+        let num = |s: &'static str| Cmdline(s).u64("n");
+        assert_eq!(num("n=0"), Ok(Some(0)));
+        assert_eq!(num("n=18446744073709551615"), Ok(Some(u64::MAX)));
+        assert_eq!(num("n=0xffffffffffffffff"), Ok(Some(u64::MAX)));
+        for bad in [
+            "n=18446744073709551616",
+            "n=0x1ffffffffffffffff",
+            "n=-1",
+            "n=0x",
+            "n=1G",
+        ] {
+            assert!(num(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_names_key_value_and_expectation() {
+        let e = Cmdline("exit=seven").u64("exit").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "command line: exit=\"seven\" is not a number"
         );
     }
 }

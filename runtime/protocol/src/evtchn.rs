@@ -1,20 +1,33 @@
-//! Event channels, 2-level ABI (the pending and mask bitmaps in shared_info), and the
-//! one-shot timer.
+//! Event channels, 2-level ABI (event_channel.h; the pending and mask bitmaps in
+//! shared_info): port numbers and the bitmap scan.
 //!
 //! # When events arrive, and why that is safe
 //! Xen delivers an event *asynchronously* only by building a bounce frame on the guest's
 //! stack and jumping to the event callback — right below %rsp, without skipping the red
-//! zone that the precompiled libcore uses (`shared/xen-notes.md`). The runtime never lets
-//! that happen: it registers no event callback (`set_callbacks` is never called) and keeps
-//! vCPU 0's `evtchn_upcall_mask` at 1, as Xen starts a PV guest. Xen still *records* events
-//! at any time (it sets the port's pending bit in shared_info), but nothing runs because of
-//! it. The runtime looks at pending bits only at explicit points: [`wait`] (which blocks in
-//! `SCHEDOP_poll`, a hypercall that does not unmask delivery) and [`is_pending`] /
-//! [`pending`]. So an event that fires while the application computes costs it nothing:
-//! the boot test `events` lets thousands of timer events fire in the middle of `core::fmt`
-//! work and checks every result.
+//! zone that the precompiled libcore uses. The runtime never lets that happen: it registers
+//! no event callback (`set_callbacks` is never called) and keeps vCPU 0's
+//! `evtchn_upcall_mask` at 1, as Xen starts a PV guest (`docs/xen-pv-facts.md` records what
+//! was verified). Xen still *records* events at any time (it sets the port's pending bit in
+//! shared_info), but nothing runs because of it. The platform crate looks at pending bits
+//! only at explicit points: `xenpv_rt::evtchn::wait` (which blocks in `SCHEDOP_poll`, a
+//! hypercall that does not unmask delivery) and its `is_pending` / `pending` (the latter
+//! runs [`scan`] over shared_info's bitmaps). So an event that fires while the application
+//! computes costs it nothing: the boot test `events` lets thousands of timer events fire in
+//! the middle of `core::fmt` work and checks every result.
 //!
-//! The pure part (scanning the bitmaps) is host-tested; the rest is thin hypercall glue.
+//! This module is the pure part, host-tested; the hypercalls (and the one-shot timer)
+//! live in the platform crate.
+//!
+//! ```
+//! use xenpv_protocol::evtchn::{checked, scan, EvtchnError};
+//!
+//! let (mut pending, mut mask) = ([0u64; 64], [0u64; 64]);
+//! pending[0] = 0b1010; // ports 1 and 3
+//! pending[1] = 1; // port 64
+//! mask[0] = 0b1000; // port 3 masked
+//! assert_eq!(scan(&pending, &mask).collect::<Vec<_>>(), [1, 64]);
+//! assert_eq!(checked(4096), Err(EvtchnError::BadPort(4096)));
+//! ```
 
 /// An event-channel port.
 pub type Port = u32;
@@ -50,12 +63,20 @@ pub fn checked(port: u32) -> Result<Port, EvtchnError> {
     }
 }
 
+/// Why an event-channel operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EvtchnError {
     /// A port number outside the 2-level ABI's 4096.
     BadPort(u32),
     /// Xen refused the operation.
     Xen(&'static str, xenpv_abi::XenError),
+    /// More ports than one wait can watch.
+    TooManyPorts {
+        /// Ports asked for.
+        given: usize,
+        /// Ports a wait watches at most.
+        max: usize,
+    },
 }
 
 impl core::fmt::Display for EvtchnError {
@@ -63,6 +84,9 @@ impl core::fmt::Display for EvtchnError {
         match self {
             EvtchnError::BadPort(p) => write!(f, "port {p} is not below {NR_PORTS}"),
             EvtchnError::Xen(op, e) => write!(f, "{op}: {e}"),
+            EvtchnError::TooManyPorts { given, max } => {
+                write!(f, "{given} ports to wait on, at most {max}")
+            }
         }
     }
 }
@@ -70,6 +94,7 @@ impl core::fmt::Display for EvtchnError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn scan_reports_pending_unmasked_ports_in_order() {
@@ -89,5 +114,72 @@ mod tests {
         assert_eq!(checked(4095), Ok(4095));
         assert_eq!(checked(4096), Err(EvtchnError::BadPort(4096)));
         assert!(EvtchnError::BadPort(u32::MAX).to_string().contains("4096"));
+    }
+
+    fn bitmap(ports: &[Port]) -> [u64; 64] {
+        let mut b = [0u64; 64];
+        for &p in ports {
+            b[(p / 64) as usize] |= 1 << (p % 64);
+        }
+        b
+    }
+
+    #[test]
+    fn each_edge_port_alone_is_found_and_masked_alone() {
+        for port in [0, 1, 62, 63, 64, 65, 127, 128, 4031, 4032, 4094, 4095] {
+            let p = bitmap(&[port]);
+            assert_eq!(scan(&p, &[0; 64]).collect::<Vec<_>>(), [port]);
+            assert_eq!(scan(&p, &bitmap(&[port])).count(), 0, "{port} masked");
+            // Masking every other port leaves this one.
+            let mut m = [!0u64; 64];
+            m[(port / 64) as usize] &= !(1 << (port % 64));
+            assert_eq!(scan(&[!0; 64], &m).collect::<Vec<_>>(), [port]);
+        }
+    }
+
+    #[test]
+    fn a_masked_port_that_is_not_pending_reports_nothing() {
+        assert_eq!(scan(&[0; 64], &[!0; 64]).count(), 0);
+        assert_eq!(scan(&[0; 64], &[0; 64]).count(), 0);
+    }
+
+    #[test]
+    fn the_port_limit_is_checked_at_its_edge() {
+        assert_eq!(NR_PORTS, 4096);
+        assert_eq!(checked(0), Ok(0));
+        assert_eq!(checked(NR_PORTS - 1), Ok(NR_PORTS - 1));
+        for bad in [NR_PORTS, NR_PORTS + 1, u32::MAX] {
+            assert_eq!(checked(bad), Err(EvtchnError::BadPort(bad)));
+        }
+    }
+
+    #[test]
+    fn xen_errors_name_the_operation() {
+        let e = EvtchnError::Xen("EVTCHNOP_send", xenpv_abi::XenError(-22));
+        assert_eq!(e.to_string(), "EVTCHNOP_send: EINVAL (-22)");
+    }
+
+    proptest! {
+        #[test]
+        fn scan_finds_exactly_the_pending_unmasked_ports(
+            p in proptest::array::uniform32(any::<u64>()),
+            m in proptest::array::uniform32(any::<u64>()),
+        ) {
+            // The upper half of each bitmap mirrors the lower, shifted.
+            let (mut pending, mut mask) = ([0u64; 64], [0u64; 64]);
+            for i in 0..32 {
+                pending[i] = p[i];
+                pending[63 - i] = p[i].rotate_left(i as u32);
+                mask[i] = m[i];
+                mask[63 - i] = m[i].rotate_right(i as u32);
+            }
+            let naive: Vec<Port> = (0..NR_PORTS)
+                .filter(|&port| {
+                    let (w, b) = ((port / 64) as usize, port % 64);
+                    pending[w] >> b & 1 == 1 && mask[w] >> b & 1 == 0
+                })
+                .collect();
+            prop_assert_eq!(scan(&pending, &mask).collect::<Vec<_>>(), naive);
+        }
     }
 }

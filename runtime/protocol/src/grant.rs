@@ -13,6 +13,7 @@
 
 use core::sync::atomic::{AtomicU16, Ordering};
 
+/// A grant reference: an entry's index in the table, what the peer is told to map.
 pub type GrantRef = u32;
 
 /// Entries per frame (v1 entries are 8 bytes).
@@ -21,19 +22,32 @@ pub const ENTRIES_PER_FRAME: u32 = 512;
 /// toolstack-set-up rings).
 pub const RESERVED: u32 = 8;
 
+/// `GTF_permit_access` (grant_table.h): `domid` may access `frame`.
 pub const GTF_PERMIT_ACCESS: u16 = 1;
+/// `GTF_readonly`: the peer may only read the frame.
 pub const GTF_READONLY: u16 = 1 << 2;
+/// `GTF_reading`: set by Xen while the peer maps or copies from the frame.
 pub const GTF_READING: u16 = 1 << 3;
+/// `GTF_writing`: set by Xen while the peer maps the frame writable or copies into it.
 pub const GTF_WRITING: u16 = 1 << 4;
 
+/// Why a grant operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GntError {
     /// Every reference is in use.
-    Exhausted { refs: u32 },
+    Exhausted {
+        /// References the list hands out (the reserved ones not counted).
+        refs: u32,
+    },
     /// The reference is not one we handed out (or it was already ended).
     NotGranted(GrantRef),
     /// The peer still uses the grant (flags as Xen left them): access not ended.
-    InUse { gref: GrantRef, flags: u16 },
+    InUse {
+        /// The reference.
+        gref: GrantRef,
+        /// The entry's flags as last read.
+        flags: u16,
+    },
     /// A v1 entry holds a 32-bit frame number.
     FrameTooBig(u64),
     /// A grant-table operation's status (`GNTST_*`).
@@ -41,7 +55,12 @@ pub enum GntError {
     /// The hypercall itself failed.
     Xen(&'static str, xenpv_abi::XenError),
     /// Xen offers fewer frames than asked, or the fixmap cannot hold them.
-    Frames { want: u32, max: u32 },
+    Frames {
+        /// Grant-table frames asked for.
+        want: u32,
+        /// The most Xen offers or the fixmap holds.
+        max: u32,
+    },
 }
 
 /// `GNTST_*` names.
@@ -108,9 +127,12 @@ impl FreeList {
             used,
         }
     }
+    /// References free to hand out.
     pub fn free_count(&self) -> usize {
         self.free as usize
     }
+    /// A free reference, searched from just past the last one handed out (a freed
+    /// reference comes back only after the others).
     pub fn alloc(&mut self) -> Result<GrantRef, GntError> {
         if self.free == 0 {
             return Err(GntError::Exhausted {
@@ -128,9 +150,11 @@ impl FreeList {
         }
         unreachable!("free count {} but no free bit", self.free)
     }
+    /// Is `r` handed out (or reserved)?
     pub fn is_used(&self, r: GrantRef) -> bool {
         r < self.refs && self.used[(r / 64) as usize] & (1 << (r % 64)) != 0
     }
+    /// Give `r` back; refuses a reserved reference, one not handed out, and a double free.
     pub fn free(&mut self, r: GrantRef) -> Result<(), GntError> {
         if r < RESERVED || !self.is_used(r) {
             return Err(GntError::NotGranted(r));
@@ -143,8 +167,11 @@ impl FreeList {
 
 /// One v1 entry, wherever it lives (the mapped table, or plain memory in tests).
 pub struct Entry<'a> {
+    /// `flags`: `GTF_*`, written last when granting; Xen sets the in-use bits.
     pub flags: &'a AtomicU16,
+    /// `domid`: the domain allowed access.
     pub domid: &'a AtomicU16,
+    /// `frame`: the machine frame granted (32 bits in a v1 entry).
     pub frame: &'a core::sync::atomic::AtomicU32,
 }
 

@@ -13,9 +13,27 @@
 //!     32     8  checksum of the body (bytes 64..total)
 //!     40    24  zero
 //! ```
+//!
+//! All numbers are little-endian.
+//!
+//! ```
+//! use xenpv_protocol::initrd::{header_for, pattern_word, verify, ImageError, HEADER_LEN};
+//!
+//! let h = header_for(128, 42).unwrap();
+//! let mut img = h.to_bytes().to_vec();
+//! for i in 0..(128 - HEADER_LEN as u64) / 8 {
+//!     img.extend_from_slice(&pattern_word(42, i).to_le_bytes());
+//! }
+//! assert_eq!(verify(&img).unwrap().header, h);
+//! img[100] ^= 1; // one flipped bit, named by its word
+//! assert!(matches!(verify(&img), Err(ImageError::FirstBadWord { offset: 96, .. })));
+//! ```
 
+/// The first 8 bytes of a checked image.
 pub const MAGIC: [u8; 8] = *b"XPVRTIMG";
+/// The format version this crate writes and reads.
 pub const VERSION: u32 = 1;
+/// Bytes in the header; the body starts here.
 pub const HEADER_LEN: usize = 64;
 
 /// Word `i` of the body (little-endian u64 at byte offset 64 + 8*i): splitmix64.
@@ -38,9 +56,11 @@ impl Default for Checksum {
 }
 
 impl Checksum {
+    /// The checksum of nothing.
     pub const fn new() -> Self {
         Checksum(0xcbf2_9ce4_8422_2325)
     }
+    /// Feed one word.
     #[inline]
     pub fn word(&mut self, w: u64) {
         self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x0000_0100_0000_01b3);
@@ -54,20 +74,26 @@ impl Checksum {
             ]));
         }
     }
+    /// The checksum of what was fed so far.
     pub const fn value(&self) -> u64 {
         self.0
     }
 }
 
-/// The header of a checked image, as written by `header`.
+/// The variable fields of a checked image's header (magic, version and header length
+/// are constants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// Image length in bytes, header included (a multiple of 8).
     pub total_len: u64,
+    /// Seed of the body pattern ([`pattern_word`]).
     pub seed: u64,
+    /// [`Checksum`] of the body.
     pub checksum: u64,
 }
 
 impl Header {
+    /// The 64 header bytes, laid out as in the module docs.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[0..8].copy_from_slice(&MAGIC);
@@ -107,29 +133,42 @@ fn check_len(total_len: u64) -> Result<(), ImageError> {
 pub enum ImageError {
     /// Shorter than a header: not a checked image at all.
     TooShort {
+        /// The module's length.
         len: usize,
     },
+    /// The first 8 bytes are not [`MAGIC`]: not a checked image.
     BadMagic,
+    /// A version (or header length) this crate does not read.
     BadVersion {
+        /// The version in the header.
         found: u32,
     },
+    /// A total length below [`HEADER_LEN`] or not a multiple of 8.
     BadLength {
+        /// The length in the header (or asked of [`header_for`]).
         total_len: u64,
     },
     /// The header's length and the module's length disagree (truncated or padded module).
     LengthMismatch {
+        /// The length the header states.
         header: u64,
+        /// The module's actual length.
         module: u64,
     },
     /// Content changed: the checksum over what the guest sees is not the header's.
     ChecksumMismatch {
+        /// The header's checksum.
         expected: u64,
+        /// The checksum of the body as read.
         found: u64,
     },
     /// The first word that differs from the pattern (only computed after a checksum mismatch).
     FirstBadWord {
+        /// Byte offset of the word in the image.
         offset: u64,
+        /// The pattern's word.
         expected: u64,
+        /// The word as read.
         found: u64,
     },
 }
@@ -176,6 +215,7 @@ impl core::fmt::Display for ImageError {
 /// What a successful verification saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verified {
+    /// The image's header.
     pub header: Header,
 }
 

@@ -6,6 +6,12 @@
 //! `buf[index & (size - 1)]` and refuse (`Corrupt`) when the two indices claim more
 //! than `size` bytes in flight. Our own index is kept by the caller, never re-read from
 //! shared memory.
+//!
+//! [`produce`], [`consume`] and [`pending`] are the arithmetic over any [`RingMem`];
+//! [`Duplex`] drives both rings of a page through a [`Link`] (the platform's mapped page
+//! and event channel, or a model peer in the host tests), with a deadline on every wait.
+//! [`CONSOLE_PAGE`] and [`XENSTORE_PAGE`] say where the rings and index words live in
+//! the two pages that use them.
 
 /// The ring's bytes.
 pub trait RingMem {
@@ -13,13 +19,22 @@ pub trait RingMem {
     fn size(&self) -> u32;
     /// Byte `i` (< size).
     fn load(&self, i: u32) -> u8;
+    /// Set byte `i` (< size) to `b`.
     fn store(&mut self, i: u32, b: u8);
 }
 
+/// Why a ring's indices were not followed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RingError {
     /// The indices claim `prod - cons` bytes in a ring of `size`.
-    Corrupt { prod: u32, cons: u32, size: u32 },
+    Corrupt {
+        /// The producer index as read.
+        prod: u32,
+        /// The consumer index as read.
+        cons: u32,
+        /// Bytes in the ring.
+        size: u32,
+    },
 }
 
 impl core::fmt::Display for RingError {
@@ -75,6 +90,17 @@ pub fn consume(
 }
 
 /// Bytes waiting to be consumed, if the indices are sane.
+///
+/// ```
+/// use xenpv_protocol::ring::{pending, RingError};
+///
+/// assert_eq!(pending(10, 4, 16), Ok(6));
+/// assert_eq!(pending(3, u32::MAX - 2, 16), Ok(6)); // the indices wrap
+/// assert_eq!(
+///     pending(4, 10, 16), // a consumer ahead of the producer
+///     Err(RingError::Corrupt { prod: 4, cons: 10, size: 16 })
+/// );
+/// ```
 pub fn pending(prod: u32, cons: u32, size: u32) -> Result<u32, RingError> {
     used(prod, cons, size)
 }
@@ -93,23 +119,32 @@ pub enum Idx {
     RxProd,
 }
 
+/// One of a duplex page's two rings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
+    /// The ring we produce on (console `out`, xenstore `req`).
     Tx,
+    /// The ring we consume from (console `in`, xenstore `rsp`).
     Rx,
 }
 
 /// A shared page with one ring each way, and the event channel that goes with it.
 pub trait Link {
+    /// Bytes in the ring on `side` (a power of two).
     fn size(&self, side: Side) -> u32;
+    /// Read an index word (the peer's may hold anything).
     fn index(&self, i: Idx) -> u32;
+    /// Write one of our index words ([`Idx::TxProd`] or [`Idx::RxCons`]).
     fn set_index(&mut self, i: Idx, v: u32);
+    /// Byte `i` (< size) of the ring on `side`.
     fn load(&self, side: Side, i: u32) -> u8;
+    /// Set byte `i` (< size) of the [`Side::Tx`] ring.
     fn store(&mut self, side: Side, i: u32, b: u8);
     /// Signal the peer.
     fn notify(&mut self);
     /// Block until the peer signals or Xen system time reaches `deadline_ns`.
     fn wait(&mut self, deadline_ns: u64);
+    /// Xen system time now, in nanoseconds.
     fn now_ns(&self) -> u64;
 }
 
@@ -127,18 +162,24 @@ impl<L: Link> RingMem for Half<'_, L> {
     }
 }
 
+/// Why a [`Duplex`] transfer stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DuplexError {
+    /// The peer's index is corrupt.
     Ring(RingError),
     /// The peer took no more bytes before the deadline; `written` of `len` went out (in
     /// order; none dropped).
     Stalled {
+        /// Bytes the peer took.
         written: usize,
+        /// Bytes we meant to write.
         len: usize,
     },
     /// Fewer bytes than needed arrived before the deadline.
     TimedOut {
+        /// Bytes that arrived (and were consumed).
         got: usize,
+        /// Bytes needed.
         want: usize,
     },
 }
@@ -174,6 +215,7 @@ impl<L: Link> Duplex<L> {
         }
     }
 
+    /// The link underneath.
     pub fn link(&mut self) -> &mut L {
         &mut self.link
     }
@@ -251,9 +293,11 @@ impl<L: Link> Duplex<L> {
 /// Where a shared page keeps its rings and index words (byte offsets).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageLayout {
+    /// Offset and size of the ring we write.
     pub tx: (usize, u32),
+    /// Offset and size of the ring we read.
     pub rx: (usize, u32),
-    /// Offsets of TxProd, TxCons, RxCons, RxProd.
+    /// Offsets of TxProd, TxCons, RxCons, RxProd (in [`Idx`] order).
     pub idx: [usize; 4],
 }
 

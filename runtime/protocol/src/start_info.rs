@@ -15,10 +15,15 @@ pub const CMDLINE_MAX: usize = 1024;
 /// Most pages the runtime can direct-map (one L3 page: 512 GiB).
 pub const MAX_PAGES: u64 = DIRECT_MAP_MAX_BYTES / PAGE_SIZE;
 
+/// `SIF_PRIVILEGED` (xen.h): the domain is privileged.
 pub const SIF_PRIVILEGED: u32 = xen_sys::SIF_PRIVILEGED;
+/// `SIF_INITDOMAIN`: this is dom0, the initial domain.
 pub const SIF_INITDOMAIN: u32 = xen_sys::SIF_INITDOMAIN;
+/// `SIF_MULTIBOOT_MOD`: `mod_start` is a multiboot module.
 pub const SIF_MULTIBOOT_MOD: u32 = xen_sys::SIF_MULTIBOOT_MOD;
+/// `SIF_MOD_START_PFN`: `mod_start` is a pseudo-physical frame, not a virtual address.
 pub const SIF_MOD_START_PFN: u32 = xen_sys::SIF_MOD_START_PFN;
+/// `SIF_VIRT_P2M_4TOOLS`: the tools understand a virtually mapped p2m list.
 pub const SIF_VIRT_P2M_4TOOLS: u32 = xen_sys::SIF_VIRT_P2M_4TOOLS;
 const SIF_KNOWN: u32 = SIF_PRIVILEGED
     | SIF_INITDOMAIN
@@ -31,26 +36,48 @@ const SIF_KNOWN: u32 = SIF_PRIVILEGED
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConsoleInfo {
     /// dom0: `console_io` to Xen's console; VGA info at this offset of start_info.
-    Dom0 { info_off: u32, info_size: u32 },
+    Dom0 {
+        /// Offset of the `dom0_vga_console_info` struct from start_info's start.
+        info_off: u32,
+        /// Its size in bytes.
+        info_size: u32,
+    },
     /// domU: the ring page and its event channel.
-    DomU { mfn: u64, evtchn: u32 },
+    DomU {
+        /// Machine frame of the console ring page.
+        mfn: u64,
+        /// Event channel of the console.
+        evtchn: u32,
+    },
 }
 
 /// The initrd ("module") Xen handed over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Module {
     /// Mapped by Xen in the boot region at this virtual address.
-    Mapped { va: u64, len: u64 },
+    Mapped {
+        /// Virtual address of its first byte.
+        va: u64,
+        /// Bytes.
+        len: u64,
+    },
     /// Not mapped (`SIF_MOD_START_PFN`): starts at this pseudo-physical frame.
-    Pfn { pfn: u64, len: u64 },
+    Pfn {
+        /// Its first pseudo-physical frame.
+        pfn: u64,
+        /// Bytes.
+        len: u64,
+    },
 }
 
 impl Module {
+    /// Bytes in the module.
     pub const fn len(&self) -> u64 {
         match *self {
             Module::Mapped { len, .. } | Module::Pfn { len, .. } => len,
         }
     }
+    /// Is the module zero bytes long?
     pub const fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -64,54 +91,84 @@ impl Module {
 #[derive(Clone, Debug)]
 pub struct StartInfo {
     magic: heapless::String<32>,
+    /// Pages of memory the domain has (checked: 1..=[`MAX_PAGES`]).
     pub nr_pages: u64,
     /// Machine address of shared_info.
     pub shared_info_maddr: u64,
+    /// `SIF_*` flags.
     pub flags: u32,
+    /// Machine frame of the xenstore ring page.
     pub store_mfn: u64,
+    /// Event channel of the xenstore ring.
     pub store_evtchn: u32,
+    /// The console Xen describes.
     pub console: ConsoleInfo,
+    /// Virtual address of the boot page tables' top level (checked: page-aligned, in the
+    /// kernel map).
     pub pt_base: u64,
+    /// Frames of boot page tables (checked: 4..=65536).
     pub nr_pt_frames: u64,
+    /// Virtual address of the p2m list (pfn to mfn) Xen mapped.
     pub mfn_list: u64,
+    /// The initrd, if one was given.
     pub module: Option<Module>,
     cmdline: heapless::String<CMDLINE_MAX>,
+    /// First pfn of the frames that form the initial p2m table.
     pub first_p2m_pfn: u64,
+    /// Frames that form the initial p2m table.
     pub nr_p2m_frames: u64,
 }
 
 /// Why start_info was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartInfoError {
+    /// Fewer bytes than `struct start_info` has.
     ShortPage {
+        /// Bytes given.
         len: usize,
     },
     /// Magic not `xen-3.0-x86_64...`, or not NUL-terminated within 32 bytes.
     BadMagic,
+    /// `nr_pages` is 0, or more than the direct map can hold.
     NrPages {
+        /// `nr_pages` as read.
         value: u64,
+        /// [`MAX_PAGES`].
         max: u64,
     },
+    /// A field that must be aligned is not.
     Misaligned {
+        /// The field's name.
         field: &'static str,
+        /// Its value.
         value: u64,
+        /// The alignment it needs, in bytes.
         align: u64,
     },
     /// A virtual address below the kernel map.
     BelowVirtBase {
+        /// The field's name.
         field: &'static str,
+        /// Its value.
         value: u64,
     },
+    /// `nr_pt_frames` outside 4..=65536.
     NrPtFrames {
+        /// `nr_pt_frames` as read.
         value: u64,
     },
     /// The module does not fit: `[start, start+len)` overflows or leaves guest memory.
     BadModule {
+        /// `mod_start` (a virtual address, or a pfn with `SIF_MOD_START_PFN`).
         start: u64,
+        /// `mod_len`.
         len: u64,
+        /// Where guest memory ends (virtual for a mapped module, pseudo-physical else).
         limit: u64,
     },
+    /// The command line is not UTF-8.
     CmdlineNotUtf8 {
+        /// Offset of the first bad byte.
         at: usize,
     },
 }
@@ -172,6 +229,18 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 
 // Offsets within the console union.
 const CON: usize = offset_of!(Raw, console);
+
+/// A domU's console ring (`(mfn, evtchn)`) from raw start_info bytes, before anything
+/// else is validated, so that a domU can attach its console first and say why the rest
+/// of start_info is refused. `None` for dom0 (no ring) or a buffer too short to hold
+/// the fields. The values are Xen's and still hostile: Xen itself refuses to map an mfn
+/// the domain does not own, and the port is checked by the caller.
+pub fn domu_console(b: &[u8]) -> Option<(u64, u32)> {
+    if b.len() < RAW_SIZE || u32_at(b, offset_of!(Raw, flags)) & SIF_INITDOMAIN != 0 {
+        return None;
+    }
+    Some((u64_at(b, CON), u32_at(b, CON_DOMU_EVTCHN)))
+}
 const CON_DOMU_EVTCHN: usize =
     CON + offset_of!(xen_sys::start_info__bindgen_ty_1__bindgen_ty_1, evtchn);
 const CON_DOM0_SIZE: usize =
@@ -322,12 +391,15 @@ impl StartInfo {
         })
     }
 
+    /// The magic string Xen wrote (`xen-3.0-x86_64`...).
     pub fn magic(&self) -> &str {
         &self.magic
     }
+    /// The command line, up to its NUL (at most [`CMDLINE_MAX`] bytes).
     pub fn cmdline(&self) -> &str {
         &self.cmdline
     }
+    /// Is this dom0 (`SIF_INITDOMAIN`)?
     pub const fn is_dom0(&self) -> bool {
         self.flags & SIF_INITDOMAIN != 0
     }

@@ -156,3 +156,160 @@ fn input_is_read_in_order() {
     d.read_exact(&mut got, 1_000_000_000).unwrap();
     assert_eq!(&got, b"0123456789abcdefghijklmnopqrstuvwxyz");
 }
+
+#[test]
+fn pending_counts_across_the_wrap_and_refuses_more_than_the_ring() {
+    assert_eq!(pending(7, 7, 16), Ok(0));
+    assert_eq!(pending(16, 0, 16), Ok(16), "a full ring is not corrupt");
+    assert_eq!(
+        pending(2, u32::MAX - 13, 16),
+        Ok(16),
+        "full across the u32 wrap"
+    );
+    assert_eq!(
+        pending(17, 0, 16),
+        Err(RingError::Corrupt {
+            prod: 17,
+            cons: 0,
+            size: 16
+        })
+    );
+    assert!(
+        pending(0, 1, 16).is_err(),
+        "a consumer past the producer is corrupt"
+    );
+}
+
+proptest! {
+    #[test]
+    fn pending_is_the_wrapping_distance_when_it_fits(cons in any::<u32>(), n in 0u32..=64) {
+        prop_assert_eq!(pending(cons.wrapping_add(n), cons, 64), Ok(n));
+        prop_assert!(pending(cons.wrapping_add(65 + n), cons, 64).is_err());
+    }
+}
+
+#[test]
+fn partial_transfers_report_what_moved_and_where_the_index_is() {
+    let mut r = VecRing(vec![0; 8]);
+    // 5 bytes already in flight: room for 3.
+    assert_eq!(produce(&mut r, 5, 0, b"abcdef").unwrap(), (3, 8));
+    // A reader with a 2-byte buffer takes 2 of the 8.
+    let mut out = [0; 2];
+    assert_eq!(consume(&r, 0, 8, &mut out).unwrap(), (2, 2));
+    // Reading an empty ring moves nothing.
+    assert_eq!(consume(&r, 8, 8, &mut out).unwrap(), (0, 8));
+    assert_eq!(produce(&mut r, 8, 8, b"").unwrap(), (0, 8));
+}
+
+#[test]
+fn a_read_with_nothing_there_returns_at_once() {
+    let mut d = Duplex::new(Peer::new(16, 16, Behaviour::Stalled));
+    let mut buf = [0; 4];
+    assert_eq!(d.read(&mut buf), Ok(0));
+    assert_eq!(d.link().waits, 0, "read never waits");
+    assert_eq!(d.link().notifies, 0, "nothing consumed, nothing signalled");
+}
+
+/// A whole 4 KiB page laid out as `PageLayout` says, the peer's side poked by hand.
+struct Page {
+    mem: Vec<u8>,
+    l: PageLayout,
+}
+
+impl Page {
+    fn new(l: PageLayout) -> Self {
+        Page {
+            mem: vec![0; 4096],
+            l,
+        }
+    }
+    fn word(&self, off: usize) -> u32 {
+        u32::from_le_bytes(self.mem[off..off + 4].try_into().unwrap())
+    }
+    fn set_word(&mut self, off: usize, v: u32) {
+        self.mem[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    fn ring(&self, side: Side) -> (usize, u32) {
+        match side {
+            Side::Tx => self.l.tx,
+            Side::Rx => self.l.rx,
+        }
+    }
+}
+
+impl Link for Page {
+    fn size(&self, side: Side) -> u32 {
+        self.ring(side).1
+    }
+    fn index(&self, i: Idx) -> u32 {
+        self.word(self.l.idx[i as usize])
+    }
+    fn set_index(&mut self, i: Idx, v: u32) {
+        self.set_word(self.l.idx[i as usize], v);
+    }
+    fn load(&self, side: Side, i: u32) -> u8 {
+        self.mem[self.ring(side).0 + i as usize]
+    }
+    fn store(&mut self, side: Side, i: u32, b: u8) {
+        let at = self.ring(side).0 + i as usize;
+        self.mem[at] = b;
+    }
+    fn notify(&mut self) {}
+    fn wait(&mut self, _: u64) {}
+    fn now_ns(&self) -> u64 {
+        0
+    }
+}
+
+/// Through a real page layout, our bytes land in the ring the header says we write, our
+/// index words are the ones the header names, and the peer's are read from its words.
+fn check_page(
+    l: PageLayout,
+    out_off: usize,
+    out_prod: usize,
+    in_off: usize,
+    in_prod: usize,
+    in_cons: usize,
+) {
+    let mut d = Duplex::new(Page::new(l));
+    d.write_all(b"hello", 0).unwrap();
+    let p = d.link();
+    assert_eq!(&p.mem[out_off..out_off + 5], b"hello");
+    assert_eq!(p.word(out_prod), 5);
+    p.mem[in_off..in_off + 2].copy_from_slice(b"hi");
+    p.set_word(in_prod, 2);
+    let mut buf = [0; 8];
+    assert_eq!(d.read(&mut buf), Ok(2));
+    assert_eq!(&buf[..2], b"hi");
+    assert_eq!(d.link().word(in_cons), 2);
+}
+
+#[test]
+fn the_console_page_is_used_as_io_console_h_lays_it_out() {
+    // struct xencons_interface: in[1024] @0, out[2048] @1024, in_cons @3072,
+    // in_prod @3076, out_cons @3080, out_prod @3084; the guest writes `out`.
+    check_page(CONSOLE_PAGE, 1024, 3084, 0, 3076, 3072);
+}
+
+#[test]
+fn the_xenstore_page_is_used_as_io_xs_wire_h_lays_it_out() {
+    // struct xenstore_domain_interface: req[1024] @0, rsp[1024] @1024, req_cons @2048,
+    // req_prod @2052, rsp_cons @2056, rsp_prod @2060; the guest writes `req`.
+    check_page(XENSTORE_PAGE, 0, 2052, 1024, 2060, 2056);
+}
+
+#[test]
+fn rings_and_index_words_do_not_overlap() {
+    for l in [CONSOLE_PAGE, XENSTORE_PAGE] {
+        let mut spans = vec![
+            (l.tx.0, l.tx.0 + l.tx.1 as usize),
+            (l.rx.0, l.rx.0 + l.rx.1 as usize),
+        ];
+        spans.extend(l.idx.iter().map(|&o| (o, o + 4)));
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0, "{:?} overlaps {:?}", w[0], w[1]);
+        }
+        assert!(spans.last().unwrap().1 <= 4096);
+    }
+}

@@ -1,8 +1,11 @@
 //! The client against a model xenstored on the other end of the ring, honest and not.
 
+use proptest::prelude::*;
 use xenpv_protocol::ring::DuplexError;
 use xenpv_protocol::xenstore::wire::{self, MsgType};
 use xenpv_protocol::xenstore::*;
+use xenpv_testkit::ring_peer::{Behaviour, Peer};
+use xenpv_testkit::strategies::xs_reply_stream;
 use xenpv_testkit::xenstored::{Mode, Xenstored};
 
 fn xs(mode: Mode) -> Xenstore<Xenstored> {
@@ -69,8 +72,13 @@ fn a_hostile_or_silent_xenstored_gives_errors_not_panics_or_hangs() {
         x.read("domid"),
         Err(XsError::Wire(wire::WireError::TooLong { len: 5000, .. }))
     ));
+    // A reply to another id answers nothing: discarded, and the request times out.
     let mut x = xs(Mode::WrongId);
-    assert!(matches!(x.read("domid"), Err(XsError::Protocol { .. })));
+    assert_eq!(
+        x.read("domid"),
+        Err(XsError::Ring(DuplexError::TimedOut { got: 0, want: 16 }))
+    );
+    assert_eq!(x.stale_replies(), 1);
     let mut x = xs(Mode::Truncated);
     assert!(matches!(
         x.read("domid"),
@@ -92,4 +100,130 @@ fn an_event_storm_is_an_error_not_a_silent_drop() {
         x.next_event(u64::MAX).unwrap().unwrap().path.as_str(),
         "x/0"
     );
+}
+
+#[test]
+fn an_error_name_is_cut_on_a_char_boundary() {
+    // 31 ASCII bytes then a two-byte `é`: byte 32 lies inside it.
+    let mut x = xs(Mode::ErrorNameMultibyte);
+    let want: heapless::String<32> = "E".repeat(31).as_str().try_into().unwrap();
+    assert_eq!(x.read("domid"), Err(XsError::Xenstore(want)));
+}
+
+#[test]
+fn a_reply_after_the_deadline_is_discarded_not_taken_for_the_next() {
+    let mut x = xs(Mode::LateFirstReply);
+    assert_eq!(
+        x.read("domid"),
+        Err(XsError::Ring(DuplexError::TimedOut { got: 0, want: 16 }))
+    );
+    // The late reply to request 1 arrives first; it must not answer request 2.
+    assert_eq!(&x.read("name").unwrap()[..], b"xenpv-app");
+    assert_eq!(x.stale_replies(), 1);
+    assert_eq!(&x.read("domid").unwrap()[..], b"5");
+    assert_eq!(x.stale_replies(), 1);
+}
+
+#[test]
+fn an_oversized_reply_is_drained_and_the_next_request_succeeds() {
+    let mut x = xs(Mode::OversizedOnce);
+    assert!(matches!(
+        x.read("domid"),
+        Err(XsError::Wire(wire::WireError::TooLong { len: 5000, .. }))
+    ));
+    assert_eq!(&x.read("name").unwrap()[..], b"xenpv-app");
+    assert_eq!(&x.read("domid").unwrap()[..], b"5");
+}
+
+#[test]
+fn a_late_reply_while_waiting_for_events_is_discarded() {
+    let mut p = Peer::new(1024, 1024, Behaviour::Honest { per_step: 64 });
+    for (ty, body) in [
+        (MsgType::Read, &b"late"[..]),
+        (MsgType::WatchEvent, b"data/x\0tok\0"),
+    ] {
+        let h = wire::Header {
+            ty: ty as u32,
+            req_id: 9,
+            tx_id: 0,
+            len: body.len() as u32,
+        };
+        p.to_send.extend(h.encode());
+        p.to_send.extend(body);
+    }
+    let mut x = Xenstore::new(p);
+    let ev = x.next_event(1_000_000_000).unwrap().unwrap();
+    assert_eq!((ev.path.as_str(), ev.token.as_str()), ("data/x", "tok"));
+    assert_eq!(x.stale_replies(), 1);
+    let soon = x.link().clock + 5_000_000;
+    assert_eq!(x.next_event(soon), Ok(None));
+}
+
+#[test]
+fn a_header_only_oversized_reply_is_refused_by_the_deadline() {
+    // The header claims 5000 bytes and none follow: the drain gives up at the deadline.
+    let mut x = xs(Mode::OversizedReply);
+    assert!(matches!(
+        x.read("domid"),
+        Err(XsError::Wire(wire::WireError::TooLong { len: 5000, .. }))
+    ));
+    assert!(x.link().clock <= REPLY_TIMEOUT_NS);
+}
+
+proptest! {
+    /// Whatever a hostile xenstored sends, each request ends (answer or error) by its
+    /// deadline, without a panic.
+    #[test]
+    fn any_reply_stream_ends_each_request_by_its_deadline(stream in xs_reply_stream()) {
+        let mut p = Peer::new(1024, 1024, Behaviour::Honest { per_step: 4096 });
+        p.to_send.extend(stream);
+        let mut x = Xenstore::new(p);
+        for _ in 0..3 {
+            let start = x.link().clock;
+            let _ = x.read("domid");
+            prop_assert!(x.link().clock <= start + REPLY_TIMEOUT_NS);
+        }
+        let soon = x.link().clock + 10_000_000;
+        let _ = x.next_event(soon);
+        prop_assert!(x.link().clock <= soon);
+    }
+}
+
+#[test]
+fn watch_tokens_are_checked_at_their_limit_before_sending() {
+    let mut x = xs(Mode::Honest);
+    let at = "t".repeat(TOKEN_MAX);
+    x.watch("data", &at).unwrap();
+    let sent = x.link().idx[0];
+    for bad in ["t".repeat(TOKEN_MAX + 1), "a\0b".to_string()] {
+        assert!(matches!(
+            x.watch("data", &bad),
+            Err(XsError::Wire(wire::WireError::BadString(_)))
+        ));
+    }
+    assert_eq!(x.link().idx[0], sent, "the refused watches were not sent");
+    let ev = x.next_event(u64::MAX).unwrap().unwrap();
+    assert_eq!(ev.token.as_str(), at);
+}
+
+#[test]
+fn an_event_path_over_the_limit_is_an_error_and_the_stream_stays_in_step() {
+    let mut x = xs(Mode::Honest);
+    x.watch("data", "t").unwrap();
+    assert_eq!(
+        x.next_event(u64::MAX).unwrap().unwrap().path.as_str(),
+        "data"
+    );
+    let long = format!("data/{}", "x".repeat(EVENT_PATH_MAX));
+    x.write(&long, b"1").unwrap(); // its event follows the reply
+    assert_eq!(
+        x.next_event(u64::MAX),
+        Err(XsError::Wire(wire::WireError::TooLong {
+            what: "watch path",
+            len: EVENT_PATH_MAX + 5,
+            max: EVENT_PATH_MAX
+        }))
+    );
+    assert_eq!(&x.read("domid").unwrap()[..], b"5");
+    assert_eq!(x.stale_replies(), 0);
 }

@@ -121,8 +121,7 @@ const CACHE_ATTRS: u64 = pte::PWT | pte::PCD | PAT;
 
 /// `base_disallow_mask` (`arch_init_memory`): everything but P, RW, USER, A, D, AVAIL,
 /// AVAIL_HIGH and NX. What is left of the flag positions: PWT, PCD, PSE/PAT, GLOBAL.
-pub const BASE_DISALLOW: u64 =
-    bits::FLAGS & !(P | RW | USER | A | D | AVAIL | AVAIL_HIGH | pte::NX);
+pub const BASE_DISALLOW: u64 = FLAGS & !(P | RW | USER | A | D | AVAIL | AVAIL_HIGH | pte::NX);
 /// `L1_DISALLOW_MASK` for a domain without I/O capabilities (a plain domU).
 pub const L1_DISALLOW: u64 = (BASE_DISALLOW | GNTTAB) & !pte::GLOBAL;
 /// `l1_disallow_mask(d)` for a domain with I/O capabilities (dom0): cache attributes allowed.
@@ -1607,9 +1606,9 @@ impl XenPvModel {
 #[cfg(test)]
 mod tests {
     //! The model accepts what Xen accepts and refuses what Xen refuses, with Xen's errno.
-    use xenpv_paging::{Maddr as TA, Mfn as TM};
     use super::*;
     use proptest::prelude::*;
+    use xenpv_paging::{Maddr as TA, Mfn as TM};
 
     /// Entry flags as a guest writes them (Xen adds USER etc. itself).
     const T: u64 = P | RW;
@@ -1631,7 +1630,10 @@ mod tests {
         })
     }
     fn pin(m: &mut XenPvModel, level: Level, mfn: Mfn) -> Result<(), Refusal> {
-        m.apply(MmuOp::Pin { level, mfn: TM(mfn) })
+        m.apply(MmuOp::Pin {
+            level,
+            mfn: TM(mfn),
+        })
     }
     fn e(mfn: Mfn, flags: u64) -> u64 {
         (mfn << 12) | flags
@@ -1907,7 +1909,9 @@ mod tests {
             );
         }
         assert_eq!(
-            m.apply(MmuOp::NewBaseptr { mfn: TM(0x77) }).unwrap_err().errno,
+            m.apply(MmuOp::NewBaseptr { mfn: TM(0x77) })
+                .unwrap_err()
+                .errno,
             EINVAL
         );
         assert_eq!(m.base(), None);
@@ -1924,7 +1928,9 @@ mod tests {
             );
         }
         assert_eq!(
-            m.apply(MmuOp::ClearPage { mfn: TM(0x55) }).unwrap_err().errno,
+            m.apply(MmuOp::ClearPage { mfn: TM(0x55) })
+                .unwrap_err()
+                .errno,
             EINVAL
         );
         // Writable (mapped) and untyped frames are fine.

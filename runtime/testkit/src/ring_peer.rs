@@ -1,6 +1,20 @@
 //! Model peers for Xen's shared byte rings: the other side of a console or xenstore page
 //! in ordinary memory, stepped whenever our side waits, with knobs for bad behaviour
 //! (honest and slow, stalled, hostile indices).
+//!
+//! ```
+//! use xenpv_protocol::ring::Duplex;
+//! use xenpv_testkit::ring_peer::{Behaviour, Peer};
+//!
+//! let mut peer = Peer::new(2048, 1024, Behaviour::Honest { per_step: 16 });
+//! peer.to_send.extend(b"pong");
+//! let mut d = Duplex::new(peer);
+//! d.write_all(b"ping", 1_000_000_000).unwrap();
+//! let mut got = [0; 4];
+//! d.read_exact(&mut got, 1_000_000_000).unwrap(); // the peer steps while we wait
+//! assert_eq!(&got, b"pong");
+//! assert_eq!(d.link().received, b"ping");
+//! ```
 
 use xenpv_protocol::ring::{consume, produce, Idx, Link, RingMem, Side};
 
@@ -19,30 +33,50 @@ impl RingMem for VecRing {
     }
 }
 
+/// What the peer does each time our side waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Behaviour {
-    /// Consumes up to `n` bytes of what we wrote per step, replies with what it is given.
-    Honest { per_step: usize },
+    /// Consumes up to `per_step` bytes of what we wrote per step, and produces as much of
+    /// [`Peer::to_send`] as fits.
+    Honest {
+        /// Bytes taken off our ring per step.
+        per_step: usize,
+    },
     /// Never consumes or produces.
     Stalled,
     /// Writes garbage into its indices.
-    Hostile { tx_cons: u32, rx_prod: u32 },
+    Hostile {
+        /// What it writes into its consumer index on our ring.
+        tx_cons: u32,
+        /// What it writes into its producer index on its ring.
+        rx_prod: u32,
+    },
 }
 
+/// The other end of a duplex page, in ordinary memory; a [`Link`] for our side.
 pub struct Peer {
+    /// The ring we write (`Side::Tx`).
     pub tx: Vec<u8>,
+    /// The ring we read (`Side::Rx`).
     pub rx: Vec<u8>,
+    /// The index words, in [`Idx`] order.
     pub idx: [u32; 4],
+    /// Everything the peer has consumed from our ring, in order.
     pub received: Vec<u8>,
     /// Bytes the peer will send us, in order, as room allows.
     pub to_send: std::collections::VecDeque<u8>,
+    /// How it behaves on each step.
     pub behaviour: Behaviour,
+    /// Xen system time as our side sees it: 1 ms per wait, never past the deadline.
     pub clock: u64,
+    /// Times our side signalled the peer.
     pub notifies: u64,
+    /// Times our side waited (each wait is one step of the peer).
     pub waits: u64,
 }
 
 impl Peer {
+    /// A peer with rings of `tx` and `rx` bytes (powers of two), all indices 0.
     pub fn new(tx: usize, rx: usize, behaviour: Behaviour) -> Self {
         Peer {
             tx: vec![0; tx],

@@ -7,7 +7,7 @@ use xenpv_paging::layout::*;
 use xenpv_paging::ops::{Mfn, Pfn};
 use xenpv_paging::ops::{MmuOp, MmuSink};
 use xenpv_paging::snapshot::{self, TableReader};
-use xenpv_paging::takeover::{self, Input, Outcome, P2m, TakeoverError};
+use xenpv_paging::takeover::{self, ImageLayout, Input, Outcome, P2m, TakeoverError};
 
 /// The model as a sink and as the memory the planner reads through.
 pub struct Shared<'a>(pub &'a RefCell<Model>);
@@ -84,7 +84,34 @@ pub struct Done {
     pub out: Result<Outcome, TakeoverError<Refusal>>,
 }
 
+/// The sections the scenario gives the model's kernel image (in the kernel map): text
+/// in the first half, read-only data to three quarters, then data with one guard page.
+#[derive(Clone, Copy, Debug)]
+pub struct Image {
+    /// End of text.
+    pub text_end: u64,
+    /// End of read-only data.
+    pub rodata_end: u64,
+    /// The guard page, left unmapped (images of 8 pages and more).
+    pub guard: Option<u64>,
+}
+
+impl Image {
+    /// The layout of a `kernel_pages`-page image.
+    pub fn of(kernel_pages: u64) -> Image {
+        let at = |n: u64| KERNEL_VIRT_BASE + n * PAGE_SIZE;
+        let text = (kernel_pages / 2).max(1);
+        Image {
+            text_end: at(text),
+            rodata_end: at((kernel_pages * 3 / 4).max(text)),
+            guard: (kernel_pages >= 8).then(|| at(kernel_pages * 7 / 8)),
+        }
+    }
+}
+
+/// Build the model's dom0, run the takeover planner against it, and keep the result.
 pub fn take_over(c: &Case, module_space_min: u64) -> Done {
+    let image = Image::of(c.kernel_pages);
     let (model, b) = build_dom0(&Dom0Config {
         nr_pages: c.nr_pages,
         kernel_bytes: c.kernel_pages * PAGE_SIZE,
@@ -137,6 +164,12 @@ pub fn take_over(c: &Case, module_space_min: u64) -> Done {
         split: c.split,
         module_space_min,
         nx: true,
+        image: Some(ImageLayout {
+            text_end: image.text_end,
+            rodata_end: image.rodata_end,
+            guard_pages: image.guard.as_slice(),
+            keep: &[],
+        }),
     };
     let out = takeover::run(&input, &mut Shared(&m));
     Done {

@@ -1,16 +1,31 @@
 //! xenstored in miniature: a key/value map and watches, speaking the wire protocol over
 //! the page rings, honest or misbehaving in the ways a real one can.
+//!
+//! It serves requests whenever our side notifies or waits; each wait advances its
+//! clock by 10 ms, never past the waiter's deadline. Its store starts with `domid`
+//! (`5`), `name` and `device/vif/0/state`.
+//!
+//! ```
+//! use xenpv_protocol::xenstore::Xenstore;
+//! use xenpv_testkit::xenstored::{Mode, Xenstored};
+//!
+//! let mut xs = Xenstore::new(Xenstored::new(Mode::Honest));
+//! xs.write("data/x", b"1").unwrap();
+//! assert_eq!(&xs.read("data/x").unwrap()[..], b"1");
+//! assert_eq!(&xs.read("domid").unwrap()[..], b"5");
+//! ```
 
 use std::collections::BTreeMap;
 use xenpv_protocol::ring::{Idx, Link, Side};
-use xenpv_protocol::xenstore::wire::{self, Header, MsgType, HEADER_LEN};
+use xenpv_protocol::xenstore::wire::{Header, MsgType, HEADER_LEN};
 use xenpv_protocol::xenstore::EVENT_QUEUE;
 
 /// How the model behaves.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {
+    /// Answers every request as xenstored would.
     Honest,
-    /// Replies with a header claiming 5000 bytes.
+    /// Replies with a header claiming 5000 bytes, and sends none of them.
     OversizedReply,
     /// Replies to request id + 1.
     WrongId,
@@ -18,14 +33,24 @@ pub enum Mode {
     Truncated,
     /// Never answers.
     Silent,
-    /// Sends 20 watch events before every reply.
+    /// Sends `EVENT_QUEUE + 4` watch events before every reply.
     EventStorm,
+    /// Answers every request with an error whose errno name has a two-byte character
+    /// straddling byte 32 (31 ASCII bytes, then `é`).
+    ErrorNameMultibyte,
+    /// Holds its reply to the first request back until the next request arrives (the
+    /// client has given up on it by then), sends it late, then answers honestly.
+    LateFirstReply,
+    /// Answers the first request with a whole message whose payload is 5000 bytes (over
+    /// `PAYLOAD_MAX`), then answers honestly.
+    OversizedOnce,
 }
 
 /// The model xenstored.
 pub struct Xenstored {
     req: Vec<u8>,
     rsp: Vec<u8>,
+    /// The index words, in [`Idx`] order: req_prod, req_cons, rsp_cons, rsp_prod.
     pub idx: [u32; 4],
     store: BTreeMap<String, Vec<u8>>,
     watches: Vec<(String, String)>,
@@ -33,10 +58,16 @@ pub struct Xenstored {
     /// Bytes taken off the req ring, not yet a whole request (xenstored buffers too).
     inbox: Vec<u8>,
     mode: Mode,
+    /// Requests handled so far.
+    handled: u32,
+    /// A reply held back (`LateFirstReply`).
+    held: Vec<u8>,
+    /// Xen system time as our side sees it.
     pub clock: u64,
 }
 
 impl Xenstored {
+    /// A model behaving as `mode` says, with a small store and no watches.
     pub fn new(mode: Mode) -> Self {
         let mut store = BTreeMap::new();
         store.insert("domid".into(), b"5".to_vec());
@@ -51,6 +82,8 @@ impl Xenstored {
             pending_out: Default::default(),
             inbox: vec![],
             mode,
+            handled: 0,
+            held: vec![],
             clock: 0,
         }
     }
@@ -101,6 +134,11 @@ impl Xenstored {
         }
     }
     fn handle(&mut self, h: Header, p: &[u8]) {
+        let first = self.handled == 0;
+        self.handled += 1;
+        // A held reply goes out late, ahead of the answer to the request after it.
+        let held = std::mem::take(&mut self.held);
+        self.pending_out.extend(held);
         let id = h.req_id;
         match self.mode {
             Mode::Silent => return,
@@ -127,8 +165,24 @@ impl Xenstored {
                     );
                 }
             }
-            Mode::Honest => {}
+            Mode::ErrorNameMultibyte => {
+                let name = format!("{}é-and-more\0", "E".repeat(31));
+                return self.reply(MsgType::Error as u32, id, name.as_bytes());
+            }
+            Mode::LateFirstReply if first => {
+                let start = self.pending_out.len();
+                self.answer(h, p);
+                self.held = self.pending_out.drain(start..).collect();
+                return;
+            }
+            Mode::OversizedOnce if first => return self.reply(h.ty, id, &[b'x'; 5000]),
+            Mode::Honest | Mode::LateFirstReply | Mode::OversizedOnce => {}
         }
+        self.answer(h, p);
+    }
+    /// The honest answer to a request.
+    fn answer(&mut self, h: Header, p: &[u8]) {
+        let id = h.req_id;
         let parts: Vec<&[u8]> = p.split(|&b| b == 0).collect();
         let path = String::from_utf8_lossy(parts[0]).to_string();
         match MsgType::from_u32(h.ty) {

@@ -4,25 +4,32 @@
 //! writes are dropped by release builds of Xen, so a domU writes its ring console
 //! (start_info.console.domU, served by xenconsoled): see [`ring`].
 //!
-//! Output is line-buffered: one hypercall per line (or per 256 bytes), not per format
-//! fragment.
+//! Output is line-buffered: one write (a `console_io` hypercall, or one ring write and
+//! notification) per line (or per 256 bytes), not per format fragment. Lines from
+//! [`print!`](crate::print) and the log macros are written under one lock, so they do not
+//! interleave.
 
 use core::fmt::{self, Write};
 
 pub mod ring;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-/// Log levels, most severe first.
+/// Log levels, most severe first (so `Error < Debug`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Level {
+    /// Something failed ([`error!`](crate::error)).
     Error = 1,
+    /// Something is off but the guest goes on ([`warn!`](crate::warn)).
     Warn = 2,
+    /// Start-of-day progress ([`info!`](crate::info)); the default maximum.
     Info = 3,
+    /// Detail ([`debug!`](crate::debug)), shown with `loglevel=debug`.
     Debug = 4,
 }
 
 impl Level {
+    /// The fixed-width tag in a log line: `xenpv-rt[INFO ] ...`.
     pub const fn tag(self) -> &'static str {
         match self {
             Level::Error => "ERROR",
@@ -31,6 +38,7 @@ impl Level {
             Level::Debug => "DEBUG",
         }
     }
+    /// The level named by a `loglevel=` value: `error`, `warn`, `info` or `debug`.
     pub fn parse(s: &str) -> Option<Level> {
         match s {
             "error" => Some(Level::Error),
@@ -48,15 +56,19 @@ static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 pub fn set_max_level(level: Level) {
     MAX_LEVEL.store(level as u8, Ordering::Relaxed);
 }
+/// Whether messages at `level` are printed (see [`set_max_level`]).
 pub fn enabled(level: Level) -> bool {
     level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
 }
 
+/// Serialises whole lines from `print!`, the log macros and [`Console::write_all`].
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
-/// Write bytes to the console as they are.
+/// Write bytes to the console as they are, without taking the print lock.
+///
 /// Printing has nowhere to report a failure: ring losses are counted
-/// (`ring::lost_bytes`), a refused console_io write is dropped.
+/// ([`ring::lost_bytes`]), a refused `console_io` write is dropped. Use
+/// [`Console::write_all`] to see errors.
 pub fn write_bytes(bytes: &[u8]) {
     let _ = write_raw(bytes);
 }
@@ -73,19 +85,22 @@ fn write_raw(bytes: &[u8]) -> Result<(), ConsoleError> {
     Ok(())
 }
 
-/// A line-buffered writer; flushes on newline, when full, and on drop.
+/// A line-buffered [`fmt::Write`] over [`write_bytes`]: flushes on newline, when its
+/// 256-byte buffer is full, and on drop.
 pub struct LineWriter {
     buf: [u8; 256],
     len: usize,
 }
 
 impl LineWriter {
+    /// An empty writer.
     pub const fn new() -> Self {
         LineWriter {
             buf: [0; 256],
             len: 0,
         }
     }
+    /// Write out what is buffered.
     fn flush(&mut self) {
         write_bytes(&self.buf[..self.len]);
         self.len = 0;
@@ -120,8 +135,10 @@ impl Drop for LineWriter {
     }
 }
 
+/// What [`print!`](crate::print) and [`println!`](crate::println) expand to: format
+/// under the console lock.
 #[doc(hidden)]
-pub fn _print(args: fmt::Arguments) {
+pub fn _print(args: fmt::Arguments<'_>) {
     let _guard = LOCK.lock();
     let _ = LineWriter::new().write_fmt(args);
 }
@@ -129,46 +146,58 @@ pub fn _print(args: fmt::Arguments) {
 /// Print without taking the lock: for the panic path, where the lock may be held by the
 /// code that panicked.
 #[doc(hidden)]
-pub fn _print_unlocked(args: fmt::Arguments) {
+pub fn _print_unlocked(args: fmt::Arguments<'_>) {
     let _ = LineWriter::new().write_fmt(args);
 }
 
+/// What the log macros expand to: `xenpv-rt[LEVEL] message` if `level` is enabled.
 #[doc(hidden)]
-pub fn _log(level: Level, args: fmt::Arguments) {
+pub fn _log(level: Level, args: fmt::Arguments<'_>) {
     if enabled(level) {
         _print(format_args!("xenpv-rt[{}] {}\n", level.tag(), args));
     }
 }
 
-/// Print to the console.
+/// Print to the console, like `std`'s `print!` (line-buffered: a line without its
+/// newline goes out when the macro returns).
 #[macro_export]
 macro_rules! print {
     ($($arg:tt)*) => { $crate::console::_print(format_args!($($arg)*)) };
 }
 
-/// Print a line to the console.
+/// Print a line to the console, like `std`'s `println!`.
 #[macro_export]
 macro_rules! println {
     () => { $crate::console::_print(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::console::_print(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+/// Log at [level `Error`](crate::console::Level::Error): `xenpv-rt[ERROR] ...`.
 #[macro_export]
 macro_rules! error { ($($arg:tt)*) => { $crate::console::_log($crate::console::Level::Error, format_args!($($arg)*)) }; }
+/// Log at [level `Warn`](crate::console::Level::Warn): `xenpv-rt[WARN ] ...`.
 #[macro_export]
 macro_rules! warn { ($($arg:tt)*) => { $crate::console::_log($crate::console::Level::Warn, format_args!($($arg)*)) }; }
+/// Log at [level `Info`](crate::console::Level::Info): `xenpv-rt[INFO ] ...`.
 #[macro_export]
 macro_rules! info { ($($arg:tt)*) => { $crate::console::_log($crate::console::Level::Info, format_args!($($arg)*)) }; }
+/// Log at [level `Debug`](crate::console::Level::Debug): `xenpv-rt[DEBUG] ...`,
+/// printed only with `loglevel=debug`.
 #[macro_export]
 macro_rules! debug { ($($arg:tt)*) => { $crate::console::_log($crate::console::Level::Debug, format_args!($($arg)*)) }; }
 
 /// The guest's console, whichever it is: Xen's (dom0: `console_io`) or the ring (domU).
-/// `print!` and friends go through the same path.
+/// `print!` and friends go through the same path; this handle adds unbuffered writes that
+/// report errors, and input.
 pub struct Console;
 
+/// Why a console write or read failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConsoleError {
+    /// The domU ring console: the backend stalled, or its indices were corrupt.
     Ring(crate::ring::DuplexError),
+    /// Xen refused a `console_io` hypercall (e.g. a domU's write on a release build of
+    /// Xen, or a read by a domU).
     Xen(xenpv_abi::XenError),
 }
 
@@ -189,7 +218,8 @@ impl Console {
         write_raw(bytes)
     }
 
-    /// Input typed at the console, without blocking (0 bytes if none).
+    /// Input typed at the console, without blocking: bytes put into `out` (0 if none). A
+    /// domU reads its ring console; dom0 reads Xen's console with `console_io`.
     pub fn read(&self, out: &mut [u8]) -> Result<usize, ConsoleError> {
         match ring::read(out) {
             Some(r) => r.map_err(ConsoleError::Ring),

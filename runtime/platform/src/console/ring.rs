@@ -27,7 +27,8 @@ pub fn lost_bytes() -> usize {
     LOST.load(Ordering::Relaxed)
 }
 
-/// This guest's console is a ring: hold output until [`attach`].
+/// This guest's console is a ring: hold output until [`attach`] (the runtime says so
+/// first thing for a domU, before anything is printed).
 pub fn expect_ring() {
     EXPECT_RING.store(true, Ordering::Relaxed);
 }
@@ -37,7 +38,9 @@ pub fn attached() -> bool {
     RING.lock().is_some()
 }
 
-/// Start using the ring; the early buffer goes out first.
+/// Start using the ring; the early buffer goes out first. The runtime calls this at start
+/// of day for a domU, with start_info's console page and event channel; calling it again
+/// replaces the ring.
 pub fn attach(ring: Live) {
     let mut r = RING.lock();
     *r = Some(ring);

@@ -9,6 +9,7 @@ pub use xenpv_paging::{check, layout, ops, vmap, vrange};
 mod setup;
 mod xen;
 
-pub use setup::{take_over, Memory, Page, TopLevel, VmArea};
+pub(crate) use setup::take_over;
+pub use setup::{Memory, Page, TopLevel, VmArea};
 pub use vmap::{VmapError, VmapStats};
 pub use xen::Xen;

@@ -47,6 +47,10 @@ impl VmArea {
 
 extern "C" {
     static __xenpv_kernel_end: u8;
+    static __xenpv_text_end: u8;
+    static __xenpv_data_start: u8;
+    static xenpv_boot_stack_guard: u8;
+    static xenpv_console_window: u8;
 }
 
 /// Xen's read-only machine-to-phys table in every 64-bit PV guest (`MACH2PHYS_VIRT_START`).
@@ -54,12 +58,13 @@ const M2P: u64 = 0xffff_8000_0000_0000;
 
 /// Paging as the runtime left it for the application.
 pub struct Memory {
-    pub frames: FrameAllocator<'static>,
-    pub outcome: Outcome,
-    pub split: Split,
-    pub kernel_end: u64,
-    /// Hypercalls the takeover issued.
-    pub takeover_hypercalls: u64,
+    // Private: safe code that could free a frame in use, or edit the tables' record,
+    // could make the runtime hand out or map memory that is still in use.
+    frames: FrameAllocator<'static>,
+    outcome: Outcome,
+    split: Split,
+    kernel_end: u64,
+    takeover_hypercalls: u64,
     direct: Direct,
     exec: Executor<Xen>,
     vmap: Vmap,
@@ -68,8 +73,21 @@ pub struct Memory {
 /// A frame the application owns (not Clone: freeing consumes it).
 #[derive(Debug)]
 pub struct Page {
-    pub pfn: Pfn,
-    pub mfn: Mfn,
+    // Private: a Page is proof of ownership of its frame (`page_mut` hands out `&mut` to
+    // it), so safe code must not be able to make one up.
+    pfn: Pfn,
+    mfn: Mfn,
+}
+
+impl Page {
+    /// Its pseudo-physical frame number (its place in the direct map).
+    pub fn pfn(&self) -> Pfn {
+        self.pfn
+    }
+    /// Its machine frame number (what Xen and peers name it by).
+    pub fn mfn(&self) -> Mfn {
+        self.mfn
+    }
 }
 
 /// Frames through the direct map, the p2m list and Xen's M2P: what vmap reads with.
@@ -175,7 +193,12 @@ fn nx_supported() -> bool {
 /// Take over paging. Refusals and hypercall failures are fatal (status 102) with a message
 /// naming the sizes or the operation; refusals happen before anything is written.
 /// `batch` caps operations per hypercall (512 normally; 1 for the bench's baseline).
-pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64, batch: usize) -> Memory {
+pub(crate) fn take_over(
+    info: &StartInfo,
+    split: Split,
+    module_space_min: u64,
+    batch: usize,
+) -> Memory {
     // SAFETY: a linker-script symbol; only its address is used.
     let kernel_end = unsafe { &__xenpv_kernel_end as *const u8 as u64 };
     let nr = info.nr_pages;
@@ -220,6 +243,20 @@ pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64, batch: u
         ConsoleInfo::Dom0 { .. } => [None, None],
         ConsoleInfo::DomU { mfn, .. } => [find(Mfn(info.store_mfn)), find(Mfn(mfn))],
     };
+    // Linker-script and start-of-day symbols: only their addresses are used.
+    let (text_end, data_start, guard, window) = (
+        core::ptr::addr_of!(__xenpv_text_end) as u64,
+        core::ptr::addr_of!(__xenpv_data_start) as u64,
+        core::ptr::addr_of!(xenpv_boot_stack_guard) as u64,
+        core::ptr::addr_of!(xenpv_console_window) as u64,
+    );
+    let guard_pages = [guard];
+    // A domU's console ring is mapped at the window page already: leave that entry be.
+    let keep: &[u64] = if crate::console::ring::attached() {
+        &[window]
+    } else {
+        &[]
+    };
     let input = takeover::Input {
         nr_pages: nr,
         p2m: &p2m,
@@ -234,6 +271,13 @@ pub fn take_over(info: &StartInfo, split: Split, module_space_min: u64, batch: u
         split,
         module_space_min,
         nx: nx_supported(),
+        image: Some(takeover::ImageLayout {
+            text_end: text_end.next_multiple_of(PAGE_SIZE),
+            // .rodata and Xen's notes: everything up to .data.
+            rodata_end: data_start,
+            guard_pages: &guard_pages,
+            keep,
+        }),
     };
     let mut exec = Executor::new(Xen);
     if let Err(e) = exec.set_batch(batch) {
@@ -319,6 +363,7 @@ impl Memory {
             .unmap(&mut self.direct, &mut self.exec, &mut self.frames, area.0)
     }
 
+    /// vmap's counters so far.
     pub fn vmap_stats(&self) -> VmapStats {
         self.vmap.stats
     }
@@ -337,7 +382,7 @@ impl Memory {
 
     /// Map machine frame `mfn` (read-write, NX) at fixmap slot `slot`, or clear the slot
     /// (`mfn` = None). Xen checks the frame is one the guest may map.
-    pub fn set_fixmap(&mut self, slot: usize, mfn: Option<Mfn>) -> Result<(), ExecError> {
+    pub(crate) fn set_fixmap(&mut self, slot: usize, mfn: Option<Mfn>) -> Result<(), ExecError> {
         use xenpv_paging::ops::{MmuOp, MmuSink};
         assert!(slot < 512, "fixmap slot {slot}");
         let l1 = self.fixmap_pte_maddr(slot);
@@ -357,8 +402,10 @@ impl Memory {
     }
 
     /// Machine address of fixmap slot `slot`'s PTE (for Xen operations that take one).
-    pub fn fixmap_pte_maddr(&self, slot: usize) -> Maddr {
-        let l1 = self.mfn(self.outcome.tables.level1_fixmap).unwrap_or(Mfn(0));
+    pub(crate) fn fixmap_pte_maddr(&self, slot: usize) -> Maddr {
+        let l1 = self
+            .mfn(self.outcome.tables.level1_fixmap)
+            .unwrap_or(Mfn(0));
         Maddr(l1.maddr().0 + (slot as u64 % 512) * 8)
     }
 
@@ -380,6 +427,7 @@ impl Memory {
         unsafe { &mut *(direct_map_va(page.pfn) as *mut [u8; 4096]) }
     }
 
+    /// Give a page from [`Memory::alloc_page`] back to the allocator.
     pub fn free_page(&mut self, page: Page) {
         // Cannot fail: the frame came from the allocator and the Page was consumed.
         let _ = self.frames.free(page.pfn);
@@ -390,17 +438,41 @@ impl Memory {
         self.exec.set_batch(n)
     }
 
-    /// A page-table page (or any frame) through the direct map.
-    pub fn table(&self, pfn: Pfn) -> &[u64; 512] {
+    /// A copy of a page-table page (or any frame), read through the direct map. A copy,
+    /// not a reference: the frame may be a vmap area's or a shared ring's, which others
+    /// write.
+    pub fn table(&self, pfn: Pfn) -> [u64; 512] {
         assert!(pfn.0 < self.direct.nr_pages);
-        // SAFETY: every pfn below nr_pages is direct-mapped (at least read-only).
-        unsafe { &*(direct_map_va(pfn) as *const [u64; 512]) }
+        // SAFETY: every pfn below nr_pages is direct-mapped (at least read-only); a
+        // volatile read of the frame's words.
+        unsafe { (direct_map_va(pfn) as *const [u64; 512]).read_volatile() }
     }
 
     /// The direct map's PTE for `pfn`.
     pub fn direct_pte(&self, pfn: Pfn) -> u64 {
         let t = self.outcome.tables.direct_l1;
         self.table(t.0 + pfn.0 / 512)[(pfn.0 % 512) as usize]
+    }
+
+    /// The frame allocator (read-only: frames come and go through this type's methods).
+    pub fn frames(&self) -> &FrameAllocator<'static> {
+        &self.frames
+    }
+    /// What the takeover did: the runtime's tables, the reserved regions, counts.
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+    /// The kernel/module split of the kernel map (`split=` on the command line).
+    pub fn split(&self) -> Split {
+        self.split
+    }
+    /// The first virtual address past the image (`__xenpv_kernel_end`).
+    pub fn kernel_end(&self) -> u64 {
+        self.kernel_end
+    }
+    /// Hypercalls the takeover issued.
+    pub fn takeover_hypercalls(&self) -> u64 {
+        self.takeover_hypercalls
     }
 
     /// shared_info, mapped at fixmap slot 0.
@@ -414,8 +486,8 @@ impl Memory {
         check::check(
             self.split,
             self.kernel_end,
-            self.table(t.level2_kernel),
-            self.table(t.level2_fixmap),
+            &self.table(t.level2_kernel),
+            &self.table(t.level2_fixmap),
             self.direct_pte(t.level1_fixmap) & pte::RW == 0,
             self,
         )
@@ -462,9 +534,9 @@ impl core::fmt::Display for TopLevel<'_> {
             _ => "UNEXPECTED",
         };
         write!(f, "layout: l4")?;
-        runs(f, m.table(t.l4), name4)?;
+        runs(f, &m.table(t.l4), name4)?;
         write!(f, "\nlayout: level3_kernel")?;
-        runs(f, m.table(t.level3_kernel), |_, e| {
+        runs(f, &m.table(t.level3_kernel), |_, e| {
             if pte::frame(e) == mfn(t.level2_kernel) {
                 "level2_kernel"
             } else if pte::frame(e) == mfn(t.level2_fixmap) {

@@ -2,7 +2,18 @@
 //! then `len` bytes of payload, at most 4096; paths and tokens are NUL-terminated
 //! strings, a written value is not. Everything here is pure and refuses bad input with
 //! an error naming the value and the limit.
+//!
+//! ```
+//! use xenpv_protocol::xenstore::wire::{request, strings, Header, MsgType};
+//!
+//! let m = request(MsgType::Watch, 7, &["device/vif", "tok"], b"").unwrap();
+//! let h = Header::decode(m[..16].try_into().unwrap()).unwrap();
+//! assert_eq!((h.ty, h.req_id, h.len), (MsgType::Watch as u32, 7, 15));
+//! let parts: Vec<&str> = strings(&m[16..], "watch").unwrap().collect();
+//! assert_eq!(parts, ["device/vif", "tok"]);
+//! ```
 
+/// Bytes in a message header (`struct xsd_sockmsg`).
 pub const HEADER_LEN: usize = 16;
 /// `XENSTORE_PAYLOAD_MAX`.
 pub const PAYLOAD_MAX: usize = 4096;
@@ -13,17 +24,26 @@ pub const ABS_PATH_MAX: usize = 3072;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum MsgType {
+    /// `XS_DIRECTORY`: the children of a path.
     Directory = 1,
+    /// `XS_READ`: the value at a path.
     Read = 2,
+    /// `XS_WATCH`: watch a path with a token.
     Watch = 4,
+    /// `XS_UNWATCH`: drop a watch.
     Unwatch = 5,
+    /// `XS_GET_DOMAIN_PATH`: a domain's home path.
     GetDomainPath = 10,
+    /// `XS_WRITE`: set the value at a path.
     Write = 11,
+    /// `XS_WATCH_EVENT`: a fired watch (path and token), unrequested.
     WatchEvent = 15,
+    /// `XS_ERROR`: the reply to a failed request, its errno name.
     Error = 16,
 }
 
 impl MsgType {
+    /// The type with this wire value, if it is one of the above.
     pub fn from_u32(v: u32) -> Option<MsgType> {
         Some(match v {
             1 => MsgType::Directory,
@@ -39,12 +59,16 @@ impl MsgType {
     }
 }
 
+/// A message or string the wire format does not allow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WireError {
     /// A payload (or path) longer than the protocol allows.
     TooLong {
+        /// What was too long ("path", "reply payload"...).
         what: &'static str,
+        /// Its length in bytes.
         len: usize,
+        /// The limit.
         max: usize,
     },
     /// A path that is empty or holds a NUL.
@@ -68,15 +92,21 @@ impl core::fmt::Display for WireError {
     }
 }
 
+/// A message header (`struct xsd_sockmsg`), all fields little-endian on the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// The message type ([`MsgType`] as `u32`; a reply may hold any value).
     pub ty: u32,
+    /// Chosen by the requester, echoed in the reply (0 in watch events).
     pub req_id: u32,
+    /// Transaction id (0: none; this client uses no transactions).
     pub tx_id: u32,
+    /// Payload bytes that follow the header.
     pub len: u32,
 }
 
 impl Header {
+    /// The header's 16 bytes, as they go on the ring.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0; HEADER_LEN];
         for (i, v) in [self.ty, self.req_id, self.tx_id, self.len]
@@ -110,6 +140,7 @@ impl Header {
 /// A request being built: header and payload, within the protocol's limits.
 pub type Message = heapless::Vec<u8, { HEADER_LEN + PAYLOAD_MAX }>;
 
+/// A path we may send: not empty, no NUL, at most [`ABS_PATH_MAX`] bytes.
 pub fn check_path(path: &str) -> Result<(), WireError> {
     if path.is_empty() {
         return Err(WireError::BadPath("empty"));
@@ -244,6 +275,135 @@ mod tests {
         assert!(strings(b"abc", "errno").is_err());
         assert!(strings(b"\xff\xfe\0", "errno").is_err());
         assert_eq!(MsgType::from_u32(99), None);
+    }
+
+    fn header(ty: u32, len: u32) -> [u8; HEADER_LEN] {
+        Header {
+            ty,
+            req_id: 3,
+            tx_id: 0,
+            len,
+        }
+        .encode()
+    }
+
+    #[test]
+    fn an_unknown_type_decodes_and_is_left_to_the_client() {
+        // decode checks only the length; the type is the client's to judge.
+        let h = Header::decode(&header(99, 0)).unwrap();
+        assert_eq!(h.ty, 99);
+        assert_eq!(MsgType::from_u32(h.ty), None);
+        for bad in [0, 3, 6, 12, 14, 17, u32::MAX] {
+            assert_eq!(MsgType::from_u32(bad), None, "{bad}");
+        }
+        assert_eq!(
+            WireError::UnknownType(99).to_string(),
+            "unknown message type 99"
+        );
+    }
+
+    #[test]
+    fn every_known_type_round_trips_through_its_wire_value() {
+        for t in [
+            MsgType::Directory,
+            MsgType::Read,
+            MsgType::Watch,
+            MsgType::Unwatch,
+            MsgType::GetDomainPath,
+            MsgType::Write,
+            MsgType::WatchEvent,
+            MsgType::Error,
+        ] {
+            assert_eq!(MsgType::from_u32(t as u32), Some(t));
+        }
+        // xs_wire.h's numbering.
+        assert_eq!(
+            (
+                MsgType::Read as u32,
+                MsgType::Write as u32,
+                MsgType::Error as u32
+            ),
+            (2, 11, 16)
+        );
+    }
+
+    #[test]
+    fn a_length_over_the_max_is_refused_with_its_value() {
+        for len in [PAYLOAD_MAX as u32 + 1, 0x8000_0000, u32::MAX] {
+            assert_eq!(
+                Header::decode(&header(2, len)),
+                Err(WireError::TooLong {
+                    what: "reply payload",
+                    len: len as usize,
+                    max: PAYLOAD_MAX
+                })
+            );
+        }
+        assert_eq!(Header::decode(&header(2, 0)).unwrap().len, 0);
+        assert_eq!(
+            Header::decode(&header(2, PAYLOAD_MAX as u32)).unwrap().len,
+            4096
+        );
+    }
+
+    #[test]
+    fn a_path_at_the_limit_goes_out_and_one_byte_more_does_not() {
+        let at = "p".repeat(ABS_PATH_MAX);
+        assert_eq!(check_path(&at), Ok(()));
+        let m = request(MsgType::Read, 1, &[&at], b"").unwrap();
+        assert_eq!(m.len(), HEADER_LEN + ABS_PATH_MAX + 1);
+        assert_eq!(m[HEADER_LEN + ABS_PATH_MAX], 0, "NUL-terminated");
+        let over = "p".repeat(ABS_PATH_MAX + 1);
+        assert!(matches!(
+            check_path(&over),
+            Err(WireError::TooLong { len: 3073, .. })
+        ));
+        assert_eq!(check_path("/"), Ok(()));
+        assert_eq!(check_path("a\0"), Err(WireError::BadPath("contains a NUL")));
+    }
+
+    #[test]
+    fn a_request_of_exactly_the_max_payload_is_sent_whole() {
+        let value = vec![0xa5; PAYLOAD_MAX - 2];
+        let m = request(MsgType::Write, 9, &["p"], &value).unwrap();
+        assert_eq!(m.len(), HEADER_LEN + PAYLOAD_MAX);
+        let h = Header::decode(m[..HEADER_LEN].try_into().unwrap()).unwrap();
+        assert_eq!((h.ty, h.req_id, h.tx_id, h.len), (11, 9, 0, 4096));
+        // A value is raw bytes: NULs inside it are kept, not terminators.
+        let m = request(MsgType::Write, 1, &["p"], b"a\0b").unwrap();
+        assert_eq!(&m[HEADER_LEN..], b"p\0a\0b");
+    }
+
+    #[test]
+    fn unterminated_or_broken_reply_strings_are_refused() {
+        for bad in [
+            &b"a"[..],
+            b"a\0b",
+            b"\0\0x",
+            b"ok\0\xc3",
+            b"\xc3\0",
+            b"\xed\xa0\x80\0",
+        ] {
+            assert_eq!(
+                strings(bad, "directory").err(),
+                Some(WireError::BadString("directory")),
+                "{bad:?}"
+            );
+        }
+        assert!(WireError::BadString("errno")
+            .to_string()
+            .contains("not a NUL-terminated UTF-8 string"));
+    }
+
+    #[test]
+    fn empty_strings_are_skipped_and_utf8_is_kept() {
+        let v: Vec<&str> = strings(b"\0a\0\0b\0", "d").unwrap().collect();
+        assert_eq!(v, ["a", "b"]);
+        assert_eq!(strings(b"\0", "d").unwrap().count(), 0);
+        let v: Vec<&str> = strings("d\u{e9}j\u{e0}\0vu\0".as_bytes(), "d")
+            .unwrap()
+            .collect();
+        assert_eq!(v, ["d\u{e9}j\u{e0}", "vu"]);
     }
 
     proptest! {

@@ -1,0 +1,122 @@
+//! Provoked faults (`fault=KIND` on the command line), one per CPU exception the runtime
+//! reports, so that boot tests can check the report: vector, error code, addresses, and
+//! the `file:line` the host symbolizes. Each faulting instruction is an `asm!` on a line
+//! that carries a `fault-line: KIND` marker: the boot test reads the line number from this
+//! file at test time.
+use core::arch::asm;
+use xenpv_rt::{println, Boot};
+
+/// What `fault=` accepts.
+pub const KINDS: &[&str] = &[
+    "null-read",
+    "null-write",
+    "text-write",
+    "rodata-write",
+    "ud2",
+    "div0",
+    "nx-jump",
+    "recursion",
+];
+
+/// A constant in `.rodata` (the write to it must fault).
+static RODATA_WORD: u64 = 0x5eed;
+
+#[inline(never)]
+fn null_read() -> u64 {
+    let v: u64;
+    // SAFETY: none: this faults on purpose (page 0 is never mapped).
+    unsafe { asm!("mov {v}, qword ptr [{p}]", v = out(reg) v, p = in(reg) 0usize) }; // fault-line: null-read
+    v
+}
+
+#[inline(never)]
+fn null_write() {
+    // SAFETY: none: this faults on purpose (page 0 is never mapped).
+    unsafe { asm!("mov qword ptr [{p}], {v}", p = in(reg) 0usize, v = in(reg) 1u64) };
+    // fault-line: null-write
+}
+
+#[inline(never)]
+fn text_write() {
+    let p = text_write as fn() as usize;
+    // SAFETY: none: .text is mapped read-only and execute; this faults on purpose.
+    unsafe { asm!("mov byte ptr [{p}], 0xcc", p = in(reg) p) }; // fault-line: text-write
+}
+
+#[inline(never)]
+fn rodata_write() {
+    let p = core::ptr::addr_of!(RODATA_WORD) as usize;
+    // SAFETY: none: .rodata is mapped read-only; this faults on purpose.
+    unsafe { asm!("mov qword ptr [{p}], {v}", p = in(reg) p, v = in(reg) 7u64) };
+    // fault-line: rodata-write
+}
+
+#[inline(never)]
+fn ud2() {
+    // SAFETY: none: #UD on purpose.
+    unsafe { asm!("ud2") }; // fault-line: ud2
+}
+
+#[inline(never)]
+fn div0(d: u64) -> u64 {
+    let q: u64;
+    // SAFETY: none: a division by zero (#DE) on purpose.
+    unsafe { asm!("xor edx, edx", "div {d}", d = in(reg) d, inout("rax") 1u64 => q, out("rdx") _) }; // fault-line: div0
+    q
+}
+
+#[inline(never)]
+fn nx_jump(boot: &mut Boot) -> i32 {
+    // A fresh vmalloc'd page is read-write and no-execute: fill it with `ret` and call it.
+    let Ok(mut area) = boot.memory().vmalloc(4096) else {
+        println!("faults: vmalloc failed");
+        return 1;
+    };
+    area.as_mut_slice().fill(0xc3c3_c3c3_c3c3_c3c3);
+    let target = area.va();
+    // SAFETY: none: an instruction fetch from an NX page faults on purpose.
+    unsafe { asm!("call {t}", t = in(reg) target, clobber_abi("C")) }; // fault-line: nx-jump
+    println!("faults: executed an NX page");
+    1
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)] // the point: it ends in the guard page
+fn recursion(depth: u64) -> u64 {
+    let buf = [depth as u8; 512]; // fault-line: recursion
+    core::hint::black_box(&buf);
+    recursion(depth + 1).wrapping_add(buf[(depth % 512) as usize] as u64)
+}
+
+/// Provoke `kind`; returns only if the fault did not happen (an error status).
+pub fn provoke(boot: &mut Boot, kind: &str) -> i32 {
+    println!("faults: provoking {kind}");
+    let r = match kind {
+        "null-read" => null_read() as i32,
+        "null-write" => {
+            null_write();
+            0
+        }
+        "text-write" => {
+            text_write();
+            0
+        }
+        "rodata-write" => {
+            rodata_write();
+            0
+        }
+        "ud2" => {
+            ud2();
+            0
+        }
+        "div0" => div0(core::hint::black_box(0)) as i32,
+        "nx-jump" => return nx_jump(boot),
+        "recursion" => recursion(0) as i32,
+        other => {
+            println!("faults: unknown kind {other:?}; one of {KINDS:?}");
+            return 2;
+        }
+    };
+    println!("faults: {kind} did not fault (returned {r})");
+    1
+}
