@@ -78,6 +78,16 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
     let mut seen = [0u8; 4096];
     m.read(&mut seen);
     let mapped_same = seen[..] == src_bytes[..];
+    // One slot for mapping grants back: a second mapping is refused while this one lives.
+    let second = GrantTable::map(mem, DOM0, r, true);
+    let slot_owned = matches!(second, Err(GntError::MapSlotBusy));
+    match second {
+        Err(e) => println!("grant: second map while mapped: {e}"),
+        Ok(m2) => {
+            println!("grant: second map while mapped: ACCEPTED");
+            let _ = GrantTable::unmap(m2);
+        }
+    }
     let busy = gt.end(r);
     let refused_in_use = matches!(busy, Err(GntError::InUse { .. }));
     if let Err(e) = busy {
@@ -119,6 +129,7 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
         && ro_refused
         && mapped_same
         && refused_in_use
+        && slot_owned
         && ended
         && matches!(exhausted, Some(GntError::Exhausted { .. }))
         && back;

@@ -178,6 +178,9 @@ fn layout_ok() -> Vec<Check> {
         has("layout: level2_kernel 0=kernel 1-511=free"),
         has("layout: level2_fixmap 0-505=free 506=fixmap 507-511=free fixmap_l1=ro"),
         has("layout: check ok"),
+        // W^X: the image by section, the guard page under the boot stack, and the
+        // direct-map alias of the text read-only.
+        has("layout: image text=r-x rodata=r-- data=rw- stack-guard=unmapped text-alias=r--"),
         Check::Regex(r"layout: shared_info at fixmap 0xffffffffff400000: vcpu0 upcall_mask=\d"),
     ]
 }
@@ -294,6 +297,19 @@ pub fn table() -> Vec<BootTest> {
                 },
             ],
         ),
+        // A plain `cargo build` (dev profile, opt-level 0) must boot too.
+        t("dev-profile-app", Image::Dev { example: false }, "", 0, {
+            let mut c = vec![has("xenpv-rt: exit status 0")];
+            c.extend(layout_ok());
+            c
+        }),
+        t(
+            "dev-profile-example",
+            Image::Dev { example: true },
+            "",
+            0,
+            vec![has("xenpv-rt: exit status 0")],
+        ),
         t(
             "panic",
             app(),
@@ -391,6 +407,7 @@ pub fn table() -> Vec<BootTest> {
             Check::Regex(r"grant: write through read-only ref \d+ refused: GNTTABOP_copy: status -\d+"),
             Check::Regex(r"grant: end while mapped: grant reference \d+ still in use by the peer \(flags 0x[0-9a-f]+\): access not ended"),
             has("contents same, end refused while mapped: yes, ended after unmap: yes"),
+            has("grant: second map while mapped: the grant-mapping slot is in use: unmap that mapping first"),
             has("grant: after 504 grants: all 504 grant references in use; all back: yes"),
             has("grant: verdict=PASS"),
         ],

@@ -9,6 +9,9 @@ pub enum Image {
     App { features: Vec<String> },
     /// examples/hello, the library consumer.
     Example,
+    /// The app or the example (`example`) built with the dev profile at opt-level 0,
+    /// as a consumer's plain `cargo build` makes it.
+    Dev { example: bool },
 }
 
 impl Image {
@@ -17,8 +20,8 @@ impl Image {
     }
     fn package(&self) -> &'static str {
         match self {
-            Image::App { .. } => "xenpv-app",
-            Image::Example => "hello-unikernel",
+            Image::App { .. } | Image::Dev { example: false } => "xenpv-app",
+            Image::Example | Image::Dev { example: true } => "hello-unikernel",
         }
     }
     /// Variant builds get their own target dir so they do not rebuild each other.
@@ -29,17 +32,24 @@ impl Image {
                 let name: String = features.join("+").replace(['/', ':'], "_");
                 root.join("variants").join(name)
             }
+            Image::Dev { .. } => root.join("variants").join("dev-opt0"),
             _ => root,
         }
     }
     pub fn path(&self) -> PathBuf {
-        self.target_dir().join("release").join(self.package())
+        let profile = match self {
+            Image::Dev { .. } => "debug",
+            _ => "release",
+        };
+        self.target_dir().join(profile).join(self.package())
     }
     pub fn name(&self) -> String {
         match self {
             Image::App { features } if features.is_empty() => "app".into(),
             Image::App { features } => format!("app[{}]", features.join(",")),
             Image::Example => "example".into(),
+            Image::Dev { example: false } => "app[dev, opt-level 0]".into(),
+            Image::Dev { example: true } => "example[dev, opt-level 0]".into(),
         }
     }
 }
@@ -47,8 +57,14 @@ impl Image {
 /// `cargo build --release` of the image; returns its path.
 pub fn build(image: &Image, quiet: bool) -> Result<PathBuf, String> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(crate::root())
-        .args(["build", "--release", "-p", image.package(), "--target-dir"])
+    cmd.current_dir(crate::root());
+    if let Image::Dev { .. } = image {
+        // What a consumer's `cargo build` gives: no optimisation at all.
+        cmd.env("CARGO_PROFILE_DEV_OPT_LEVEL", "0").arg("build");
+    } else {
+        cmd.args(["build", "--release"]);
+    }
+    cmd.args(["-p", image.package(), "--target-dir"])
         .arg(image.target_dir());
     if let Image::App { features } = image {
         if !features.is_empty() {

@@ -26,6 +26,7 @@ commands:
           --memory MiB        guest memory (default 256, more for big initrds)
           --timeout SECS      wall-clock limit (default 120); exit 124 when it hits
           --example           boot examples/hello instead of the app
+          --dev               build with the dev profile at opt-level 0 (a plain `cargo build`)
           --features F        build the app with runtime features (e.g. xenpv-rt/regress-2014-fixmap-copy)
           --xen-log           show Xen's own lines too
           --xl [--dry-run]    run on a real Xen host as a domU with xl create -c

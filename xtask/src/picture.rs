@@ -19,6 +19,8 @@ pub struct Layout {
     pub level2_kernel: Vec<Run>,
     pub level2_fixmap: Vec<Run>,
     pub initrd: String,
+    /// The image's permissions (`text=r-x rodata=r-- …`), as the guest read them back.
+    pub image: String,
     pub ok: bool,
 }
 
@@ -66,6 +68,8 @@ pub fn parse(text: &str) -> Result<Layout, String> {
             l.split = r.split_whitespace().next().unwrap_or("").to_string();
         } else if let Some(r) = rest.strip_prefix("initrd ") {
             l.initrd = r.to_string();
+        } else if let Some(r) = rest.strip_prefix("image ") {
+            l.image = r.to_string();
         } else if rest.starts_with("check ok") {
             l.ok = true;
         } else if rest.starts_with("check FAILED") {
@@ -108,9 +112,10 @@ pub fn text(l: &Layout) -> String {
     }
     let _ = writeln!(
         s,
-        "split {}; initrd {}; check {}",
+        "split {}; initrd {}; image {}; check {}",
         l.split,
         l.initrd,
+        l.image,
         if l.ok { "ok" } else { "FAILED" }
     );
     s
@@ -214,6 +219,12 @@ pub fn svg(l: &Layout) -> String {
     }
     let _ = writeln!(
         s,
+        "<text x=\"20\" y=\"{}\">image: {}</text>",
+        h - 40,
+        esc(&l.image)
+    );
+    let _ = writeln!(
+        s,
         "<text x=\"20\" y=\"{}\">initrd: {}</text>",
         h - 20,
         esc(&l.initrd)
@@ -234,6 +245,10 @@ pub fn check_svg(svg: &str, l: &Layout) -> Result<(), String> {
         "L2[0] kernel",
         "L2[506] fixmap",
     ];
+    let image = format!("image: {}", l.image);
+    if !l.image.is_empty() {
+        want.push(&image);
+    }
     if l.level2_fixmap
         .iter()
         .chain(&l.level2_kernel)
@@ -293,6 +308,7 @@ mod tests {
     const REPORT: &str = "\
 layout: l4 256=xen 258=xen 260-262=xen 272=direct-map 511=kernel-map
 layout: level3_kernel 510=level2_kernel 511=level2_fixmap
+layout: image text=r-x rodata=r-- data=rw- stack-guard=unmapped text-alias=r--
 layout: initrd none
 layout: split=512M kernel=0xffffffff80000000..0xffffffff80074000 modules=0xffffffffa0000000..0xffffffffff000000 fixmap=0xffffffffff400000
 layout: level2_kernel 0=kernel 1-255=free 256-259=module 260-511=free

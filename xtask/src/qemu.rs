@@ -320,7 +320,14 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
 pub fn run_command(args: &[String]) -> Result<u8, String> {
     let o = Opts::parse(
         args,
-        &["--example", "--xen-log", "--xl", "--dry-run", "--domu"],
+        &[
+            "--example",
+            "--dev",
+            "--xen-log",
+            "--xl",
+            "--dry-run",
+            "--domu",
+        ],
         &[
             "--cmdline",
             "--initrd",
@@ -331,7 +338,11 @@ pub fn run_command(args: &[String]) -> Result<u8, String> {
             "--features",
         ],
     )?;
-    let image = if o.flag("--example") {
+    let image = if o.flag("--dev") {
+        Image::Dev {
+            example: o.flag("--example"),
+        }
+    } else if o.flag("--example") {
         Image::Example
     } else {
         Image::App {

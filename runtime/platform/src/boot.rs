@@ -14,6 +14,7 @@ extern "Rust" {
 extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     let entry_tsc = crate::time::rdtsc();
     crate::traps::install();
+    guard_boot_stack();
     // SAFETY: Xen passes the virtual address of a mapped start_info page (4 KiB, of which
     // RAW_SIZE bytes are the structure); nothing else writes it while we read.
     let raw = unsafe { core::slice::from_raw_parts(si, start_info::RAW_SIZE) };
@@ -76,8 +77,10 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
         memory.frames().free_frames()
     );
 
-    let xenstore =
-        (!info.is_dom0()).then(|| attach_xenstore(&memory, info.store_mfn, info.store_evtchn));
+    let xenstore = match memory.ring_pfns()[0] {
+        Some(pfn) => Some(attach_xenstore(pfn, info.store_evtchn)),
+        None => None,
+    };
     let mut boot = Boot {
         start_info: info,
         xenstore,
@@ -91,28 +94,24 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     };
     // SAFETY: the application defines this symbol with the right signature via entry!.
     let status = unsafe { __xenpv_rt_main(&mut boot) };
+    if let Some(xs) = boot.xenstore() {
+        exit::note_xenstore(xs.events_dropped(), xs.stale_replies());
+    }
     exit::exit(status)
 }
 
-/// A shared ring page Xen set up for a domU (`what`: for the refusal), through the
-/// direct map: the takeover reserved its frame.
-fn shared_page(
-    memory: &crate::mm::Memory,
-    what: &str,
-    mfn: u64,
-    evtchn: u32,
-    layout: crate::ring::PageLayout,
-) -> crate::ring_page::PageLink {
-    let (Some(pfn), Ok(port)) = (
-        memory.pfn(xenpv_abi::Mfn(mfn)),
-        crate::evtchn::checked(evtchn),
-    ) else {
-        crate::fatal!("start_info: {what} ring mfn {mfn:#x} / event channel {evtchn} unusable");
-    };
-    // SAFETY: the frame is ours (p2m/M2P agree), direct-mapped RW, reserved as a shared
-    // ring by the takeover; each ring has one user (the console, or the one Xenstore that
-    // Boot holds).
-    unsafe { crate::ring_page::PageLink::new(crate::mm::layout::direct_map_va(pfn), layout, port) }
+/// Unmap the page below the boot stack now, not only at the takeover: an overflow at
+/// any point of start of day then faults there instead of writing over .bss and the
+/// image (the takeover keeps the page unmapped).
+fn guard_boot_stack() {
+    extern "C" {
+        static xenpv_boot_stack_guard: u8;
+    }
+    let va = core::ptr::addr_of!(xenpv_boot_stack_guard) as u64;
+    if let Err(e) = crate::hypercall::update_va_mapping(va, 0, crate::hypercall::UVMF_INVLPG_LOCAL)
+    {
+        crate::warn!("boot stack guard page at {va:#x} not unmapped: {e}");
+    }
 }
 
 /// The domU console ring, mapped at the image's console window page (a page of .bss set
@@ -141,15 +140,26 @@ fn attach_early_console(mfn: u64, evtchn: u32) {
     // SAFETY: `va` now maps the console ring page RW for the guest's lifetime (nothing
     // else maps or uses the window page), and the console is its one user.
     let link = unsafe { crate::ring_page::PageLink::new(va, crate::ring::CONSOLE_PAGE, port) };
-    console::ring::attach(crate::ring::Duplex::new(link));
+    console::ring::attach(link);
 }
 
-/// A domU's xenstore client.
+/// A domU's xenstore client, over the store ring's frame (found in the p2m and reserved
+/// by the takeover).
 fn attach_xenstore(
-    memory: &crate::mm::Memory,
-    mfn: u64,
+    pfn: xenpv_abi::Pfn,
     evtchn: u32,
 ) -> crate::xenstore::Xenstore<crate::ring_page::PageLink> {
-    let link = shared_page(memory, "xenstore", mfn, evtchn, crate::ring::XENSTORE_PAGE);
+    let Ok(port) = crate::evtchn::checked(evtchn) else {
+        crate::fatal!("start_info: store_evtchn {evtchn} is not a port");
+    };
+    // SAFETY: the frame is ours (found in the p2m), direct-mapped RW and reserved as a
+    // shared ring by the takeover; the one Xenstore that Boot holds is its only user.
+    let link = unsafe {
+        crate::ring_page::PageLink::new(
+            crate::mm::layout::direct_map_va(pfn),
+            crate::ring::XENSTORE_PAGE,
+            port,
+        )
+    };
     crate::xenstore::Xenstore::new(link)
 }

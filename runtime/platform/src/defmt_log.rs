@@ -21,6 +21,9 @@ mod logger {
     static TAKEN: AtomicBool = AtomicBool::new(false);
     /// Logs started while a frame was open (a log from inside a log): dropped whole.
     static NESTED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    /// Frames dropped that way, for the loss report at exit.
+    pub(super) static DROPPED: core::sync::atomic::AtomicUsize =
+        core::sync::atomic::AtomicUsize::new(0);
 
     /// defmt's global logger: one base64 frame per console line, after [`MARKER`].
     #[defmt::global_logger]
@@ -48,6 +51,7 @@ mod logger {
         fn acquire() {
             if TAKEN.swap(true, Ordering::Acquire) {
                 NESTED.fetch_add(1, Ordering::Relaxed);
+                DROPPED.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             {
@@ -111,3 +115,8 @@ mod logger {
 }
 
 pub use logger::clock_up;
+
+/// defmt frames dropped because a log started inside another (a nested log).
+pub(crate) fn dropped_frames() -> usize {
+    logger::DROPPED.load(core::sync::atomic::Ordering::Relaxed)
+}

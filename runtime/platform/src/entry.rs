@@ -9,8 +9,11 @@
 use crate::mm::layout::KERNEL_VIRT_BASE;
 
 /// Size of the runtime's boot stack (in .bss), on which start of day and the application's
-/// `main` run.
-pub const BOOT_STACK_BYTES: usize = 256 * 1024;
+/// `main` run. 1 MiB: an unoptimised (opt-level 0) build's start of day reaches about
+/// 460 KiB (the planners pass 4 KiB page tables by value, and without optimisation every
+/// copy is a stack slot); an optimised one about 215 KiB. The page below it is a guard,
+/// unmapped from the first instructions on: an overflow faults, it never writes .bss.
+pub const BOOT_STACK_BYTES: usize = 1024 * 1024;
 
 /// The start-of-day assembly, with `$extra` ELF notes appended to the fixed ones.
 macro_rules! notes_asm {

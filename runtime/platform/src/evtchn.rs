@@ -151,15 +151,7 @@ pub fn pending(out: &mut [Port]) -> usize {
 /// [`EvtchnError::TooManyPorts`]. Before the takeover has mapped shared_info it yields
 /// once and returns `Ok(None)`: the caller re-checks what it waits for.
 pub fn wait(ports: &[Port], deadline_ns: u64) -> Result<Option<Port>, EvtchnError> {
-    let mut buf = [0u32; 8];
-    if ports.len() > buf.len() {
-        return Err(EvtchnError::TooManyPorts {
-            given: ports.len(),
-            max: buf.len(),
-        });
-    }
-    let n = ports.len();
-    buf[..n].copy_from_slice(ports);
+    let (mut buf, n) = wait_set(ports)?;
     if !crate::time::ready() {
         // shared_info is not mapped yet: its pending bits cannot be read. Give the CPU
         // away once and let the caller re-check what it waits for (a ring's indices).

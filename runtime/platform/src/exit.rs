@@ -16,8 +16,66 @@ pub fn enable_qemu_exit(on: bool) {
     QEMU_EXIT.store(on, Ordering::Relaxed);
 }
 
+/// xenstore losses the runtime learned of (events dropped, stale replies discarded), for
+/// the report at exit.
+static XENSTORE_LOSSES: [core::sync::atomic::AtomicU64; 2] = [
+    core::sync::atomic::AtomicU64::new(0),
+    core::sync::atomic::AtomicU64::new(0),
+];
+
+/// Note the xenstore client's counts for the loss report at exit.
+pub(crate) fn note_xenstore(events_dropped: u64, stale_replies: u64) {
+    XENSTORE_LOSSES[0].store(events_dropped, Ordering::Relaxed);
+    XENSTORE_LOSSES[1].store(stale_replies, Ordering::Relaxed);
+}
+
+/// One line naming everything that was lost on the way, if anything was: console bytes
+/// that never reached the backend, defmt frames dropped, xenstore watch events dropped
+/// and stale replies discarded. Nothing is lost silently.
+fn report_losses() {
+    let console = crate::console::ring::lost_bytes();
+    #[cfg(feature = "defmt")]
+    let defmt = crate::defmt_log::dropped_frames();
+    #[cfg(not(feature = "defmt"))]
+    let defmt = 0;
+    let events = XENSTORE_LOSSES[0].load(Ordering::Relaxed);
+    let stale = XENSTORE_LOSSES[1].load(Ordering::Relaxed);
+    if console > 0 || defmt > 0 || events > 0 || stale > 0 {
+        crate::println!(
+            "xenpv-rt: losses: console_bytes={console} defmt_frames={defmt} xenstore_events={events} xenstore_stale_replies={stale}"
+        );
+    }
+}
+
+/// The deepest the boot stack went: bytes from its top to the lowest word written
+/// (the stack is in .bss, zeroed at entry; a word that stayed zero counts as unused).
+pub fn boot_stack_used() -> usize {
+    extern "C" {
+        static xenpv_boot_stack_bottom: u8;
+        static xenpv_boot_stack_top: u8;
+    }
+    let bottom = core::ptr::addr_of!(xenpv_boot_stack_bottom) as usize;
+    let top = core::ptr::addr_of!(xenpv_boot_stack_top) as usize;
+    let mut at = bottom;
+    while at < top {
+        // SAFETY: `at` lies in the boot stack (bottom..top), mapped read-write; volatile
+        // so the scan reads memory rather than assumptions.
+        if unsafe { (at as *const u64).read_volatile() } != 0 {
+            break;
+        }
+        at += 8;
+    }
+    top - at
+}
+
 /// Print the exit line and stop the guest with `status`.
 pub fn exit(status: i32) -> ! {
+    crate::debug!(
+        "boot stack: {} KiB used of {} KiB",
+        boot_stack_used() / 1024,
+        crate::entry::BOOT_STACK_BYTES / 1024
+    );
+    report_losses();
     let (st, clamped) = clamp_status(status);
     if clamped {
         crate::println!(

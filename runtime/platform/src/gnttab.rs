@@ -4,7 +4,7 @@
 use crate::hypercall;
 use crate::mm::layout::{Fixmap, GNTTAB_MAX_FRAMES, PAGE_SIZE};
 use crate::mm::Memory;
-use core::sync::atomic::{AtomicU16, AtomicU32};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use xenpv_abi::Mfn;
 pub use xenpv_protocol::grant::*;
 
@@ -95,6 +95,9 @@ fn status(name: &'static str, s: i16) -> Result<(), GntError> {
         Err(GntError::Status(name, s))
     }
 }
+
+/// Is the fixmap's grant-mapping slot holding a live [`Mapping`]?
+static MAP_SLOT_BUSY: AtomicBool = AtomicBool::new(false);
 
 /// The grant table, mapped, and its free list.
 pub struct GrantTable {
@@ -214,6 +217,23 @@ impl GrantTable {
 
     /// Map grant `r` of domain `dom` at the fixmap's grant slot, as a backend would.
     pub fn map(mem: &Memory, dom: u16, r: GrantRef, readonly: bool) -> Result<Mapping, GntError> {
+        // One slot: a second mapping would replace a granted PTE under Xen's feet.
+        if MAP_SLOT_BUSY.swap(true, Ordering::AcqRel) {
+            return Err(GntError::MapSlotBusy);
+        }
+        let r = Self::map_at_slot(mem, dom, r, readonly);
+        if r.is_err() {
+            MAP_SLOT_BUSY.store(false, Ordering::Release);
+        }
+        r
+    }
+
+    fn map_at_slot(
+        mem: &Memory,
+        dom: u16,
+        r: GrantRef,
+        readonly: bool,
+    ) -> Result<Mapping, GntError> {
         let pte = mem.fixmap_pte_maddr(Fixmap::GrantMap as usize).0;
         let ro = if readonly { GNTMAP_READONLY } else { 0 };
         let mut m = [MapGrantRef {
@@ -244,7 +264,9 @@ impl GrantTable {
             status: 0,
         }];
         op("GNTTABOP_unmap_grant_ref", GNTTABOP_UNMAP_GRANT_REF, &mut u)?;
-        status("GNTTABOP_unmap_grant_ref", u[0].status)
+        status("GNTTABOP_unmap_grant_ref", u[0].status)?;
+        MAP_SLOT_BUSY.store(false, Ordering::Release);
+        Ok(())
     }
 }
 

@@ -54,6 +54,25 @@ pub fn scan<'a>(pending: &'a [u64; 64], mask: &'a [u64; 64]) -> impl Iterator<It
         })
 }
 
+/// Ports one wait watches at most (what the runtime hands `SCHEDOP_poll`).
+pub const WAIT_MAX: usize = 8;
+
+/// The ports of one wait, checked: at most [`WAIT_MAX`], each a valid port. More is an
+/// error, never a silent truncation (a port left out would never wake the waiter).
+pub fn wait_set(ports: &[Port]) -> Result<([Port; WAIT_MAX], usize), EvtchnError> {
+    if ports.len() > WAIT_MAX {
+        return Err(EvtchnError::TooManyPorts {
+            given: ports.len(),
+            max: WAIT_MAX,
+        });
+    }
+    let mut set = [0; WAIT_MAX];
+    for (slot, &p) in set.iter_mut().zip(ports) {
+        *slot = checked(p)?;
+    }
+    Ok((set, ports.len()))
+}
+
 /// A port number from Xen or from start_info, checked against the ABI.
 pub fn checked(port: u32) -> Result<Port, EvtchnError> {
     if port < NR_PORTS {
@@ -181,5 +200,19 @@ mod tests {
                 .collect();
             prop_assert_eq!(scan(&pending, &mask).collect::<Vec<_>>(), naive);
         }
+    }
+
+    #[test]
+    fn a_wait_takes_at_most_eight_valid_ports() {
+        let (set, n) = wait_set(&[1, 2, 3]).unwrap();
+        assert_eq!((&set[..n], n), (&[1, 2, 3][..], 3));
+        assert!(wait_set(&[0; 8]).is_ok());
+        let e = wait_set(&[0; 9]).unwrap_err();
+        assert_eq!(e, EvtchnError::TooManyPorts { given: 9, max: 8 });
+        assert!(e.to_string().contains("9 ports"), "{e}");
+        assert_eq!(
+            wait_set(&[1, 4096]).unwrap_err(),
+            EvtchnError::BadPort(4096)
+        );
     }
 }

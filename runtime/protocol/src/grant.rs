@@ -61,6 +61,9 @@ pub enum GntError {
         /// The most Xen offers or the fixmap holds.
         max: u32,
     },
+    /// A mapping made with the grant-mapping slot is still live: unmap it first (the
+    /// runtime has one slot for mapping grants back, and Xen must not see it replaced).
+    MapSlotBusy,
 }
 
 /// `GNTST_*` names.
@@ -97,6 +100,9 @@ impl core::fmt::Display for GntError {
             GntError::Xen(op, e) => write!(f, "{op}: {e}"),
             GntError::Frames { want, max } => {
                 write!(f, "{want} grant-table frames wanted, at most {max}")
+            }
+            GntError::MapSlotBusy => {
+                write!(f, "the grant-mapping slot is in use: unmap that mapping first")
             }
         }
     }

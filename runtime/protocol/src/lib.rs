@@ -45,6 +45,7 @@
 
 pub mod clock;
 pub mod cmdline;
+pub mod console_out;
 pub mod defmt_line;
 pub mod evtchn;
 pub mod grant;

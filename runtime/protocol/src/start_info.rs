@@ -6,6 +6,7 @@
 
 use core::mem::{offset_of, size_of};
 use xen_sys::start_info as Raw;
+use xenpv_abi::Pfn;
 use xenpv_paging::layout::{DIRECT_MAP_MAX_BYTES, KERNEL_VIRT_BASE, PAGE_SIZE};
 
 /// Bytes of `struct start_info` on x86-64.
@@ -171,6 +172,14 @@ pub enum StartInfoError {
         /// Offset of the first bad byte.
         at: usize,
     },
+    /// A ring frame named by start_info (`store_mfn`, `console.domU.mfn`) is not one of
+    /// this domain's frames (no pfn maps to it in the p2m).
+    RingNotOurs {
+        /// The field's name.
+        field: &'static str,
+        /// Its value.
+        mfn: u64,
+    },
 }
 
 impl core::fmt::Display for StartInfoError {
@@ -212,6 +221,10 @@ impl core::fmt::Display for StartInfoError {
                 "initrd at {start:#x} of {len} bytes runs past the limit {limit:#x}"
             ),
             CmdlineNotUtf8 { at } => write!(f, "command line is not UTF-8 (byte {at})"),
+            RingNotOurs { field, mfn } => write!(
+                f,
+                "{field} {mfn:#x} is not one of this domain's frames (not in the p2m)"
+            ),
         }
     }
 }
@@ -247,6 +260,39 @@ const CON_DOM0_SIZE: usize =
     CON + offset_of!(xen_sys::start_info__bindgen_ty_1__bindgen_ty_2, info_size);
 
 impl StartInfo {
+    /// A domU's xenstore and console ring frames as pfns (`[store, console]`), found by
+    /// looking each mfn up in the p2m (`p2m(pfn)` for pfns below `nr_pages`): a frame the
+    /// domain does not own is refused, never looked up in Xen's M2P (which may not map
+    /// it). dom0 has neither ring: `[None, None]`.
+    pub fn ring_pfns(
+        &self,
+        p2m: impl Fn(Pfn) -> Option<xenpv_abi::Mfn>,
+    ) -> Result<[Option<Pfn>; 2], StartInfoError> {
+        let ConsoleInfo::DomU { mfn: console, .. } = self.console else {
+            return Ok([None, None]);
+        };
+        let mut found = [None, None];
+        let want = [(self.store_mfn, "store_mfn"), (console, "console.domU.mfn")];
+        for p in (0..self.nr_pages).map(Pfn) {
+            if let Some(m) = p2m(p) {
+                for (slot, &(w, _)) in found.iter_mut().zip(&want) {
+                    if slot.is_none() && m.0 == w {
+                        *slot = Some(p);
+                    }
+                }
+            }
+            if found.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        for (slot, &(mfn, field)) in found.iter().zip(&want) {
+            if slot.is_none() {
+                return Err(StartInfoError::RingNotOurs { field, mfn });
+            }
+        }
+        Ok(found)
+    }
+
     /// Parse and validate the raw page Xen passed (at least [`RAW_SIZE`] bytes).
     pub fn parse(b: &[u8]) -> Result<StartInfo, StartInfoError> {
         use StartInfoError::*;
@@ -472,6 +518,44 @@ mod tests {
         let cl = b"split=1G panic";
         b[offset_of!(Raw, cmd_line)..][..cl.len()].copy_from_slice(cl);
         b
+    }
+
+    /// A domU's start_info: store ring mfn 0x500, console ring mfn 0x501, port 2.
+    fn domu() -> Vec<u8> {
+        let mut b = good();
+        b[offset_of!(Raw, flags)] = 0;
+        put64(&mut b, offset_of!(Raw, store_mfn), 0x500);
+        put64(&mut b, CON, 0x501);
+        b[CON_DOMU_EVTCHN] = 2;
+        b
+    }
+
+    #[test]
+    fn ring_frames_are_found_in_the_p2m_or_refused() {
+        let si = StartInfo::parse(&domu()).unwrap();
+        // pfn p maps mfn 0x400 + p: the rings are pfns 0x100 and 0x101.
+        let p2m = |p: Pfn| Some(xenpv_abi::Mfn(0x400 + p.0));
+        assert_eq!(si.ring_pfns(p2m), Ok([Some(Pfn(0x100)), Some(Pfn(0x101))]));
+        // A console mfn no pfn maps to: refused, naming the field.
+        let mut b = domu();
+        put64(&mut b, CON, 0xdead_beef);
+        let si = StartInfo::parse(&b).unwrap();
+        let e = si.ring_pfns(p2m).unwrap_err();
+        assert_eq!(
+            e,
+            StartInfoError::RingNotOurs {
+                field: "console.domU.mfn",
+                mfn: 0xdead_beef
+            }
+        );
+        assert!(e.to_string().contains("0xdeadbeef"), "{e}");
+        // dom0 has no rings to find.
+        let si = StartInfo::parse(&good()).unwrap();
+        assert_eq!(si.ring_pfns(|_| None), Ok([None, None]));
+        // The early console fields, for a domU only.
+        assert_eq!(domu_console(&domu()), Some((0x501, 2)));
+        assert_eq!(domu_console(&good()), None);
+        assert_eq!(domu_console(&domu()[..100]), None);
     }
 
     #[test]

@@ -40,6 +40,22 @@ impl P2m for GuestP2m<'_> {
     }
 }
 
+/// A p2m with holes punched in it.
+struct Holes<'a> {
+    p2m: GuestP2m<'a>,
+    holes: &'a [Pfn],
+}
+
+impl P2m for Holes<'_> {
+    fn mfn(&self, pfn: Pfn, switched: bool) -> Option<Mfn> {
+        if self.holes.contains(&pfn) {
+            Some(Mfn(!0))
+        } else {
+            self.p2m.mfn(pfn, switched)
+        }
+    }
+}
+
 pub struct BootReader<'a> {
     m: &'a RefCell<Model>,
     d: &'a Dom0,
@@ -111,6 +127,12 @@ impl Image {
 
 /// Build the model's dom0, run the takeover planner against it, and keep the result.
 pub fn take_over(c: &Case, module_space_min: u64) -> Done {
+    take_over_with_holes(c, module_space_min, &[])
+}
+
+/// [`take_over`] with holes in the p2m: `holes` read as `INVALID_P2M_ENTRY` (!0), as
+/// Xen's p2m has for frames a domain does not have.
+pub fn take_over_with_holes(c: &Case, module_space_min: u64, holes: &[Pfn]) -> Done {
     let image = Image::of(c.kernel_pages);
     let (model, b) = build_dom0(&Dom0Config {
         nr_pages: c.nr_pages,
@@ -146,9 +168,12 @@ pub fn take_over(c: &Case, module_space_min: u64) -> Done {
     let snap =
         snapshot::read(&BootReader { m: &m, d: &d }, xen_l4, d.kernel_end).expect("snapshot");
     assert_eq!(snap.boot_end, d.boot_end);
-    let p2m = GuestP2m {
-        m: &m,
-        mfn_list: d.mfn_list,
+    let p2m = Holes {
+        p2m: GuestP2m {
+            m: &m,
+            mfn_list: d.mfn_list,
+        },
+        holes,
     };
     let input = Input {
         nr_pages: c.nr_pages,

@@ -2,14 +2,16 @@
 //! start_info, served by xenconsoled in dom0. Release builds of Xen drop a domU's
 //! `console_io` writes, so this ring is the only way out.
 //!
-//! Lines printed before paging is up (the ring page is mapped through the direct map)
-//! wait in a 4 KiB buffer and go out first when the ring is attached; if that buffer
-//! overflows, the count of lost bytes is kept ([`lost_bytes`]) and said on the ring.
-//! A write waits for room as long as the backend takes bytes; a backend that takes
-//! nothing for [`STALL_TIMEOUT_NS`] makes the write fail (counted, never reordered).
+//! The runtime attaches the ring first thing at start of day (before any step that can
+//! fail); anything printed before that waits in a 4 KiB buffer and goes out first, and if
+//! that buffer overflows the count of lost bytes is kept ([`lost_bytes`]) and said on the
+//! ring. A write waits for room as long as the backend takes bytes; a backend that takes
+//! nothing for [`STALL_TIMEOUT_NS`] makes the write fail, and later writes fail fast
+//! until it moves again (`xenpv_protocol::console_out`): counted, never reordered.
 
-use crate::ring::{Duplex, DuplexError};
+use crate::ring::DuplexError;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use xenpv_protocol::console_out::ConsoleOut;
 
 /// How long a console write waits for a backend that takes nothing.
 pub const STALL_TIMEOUT_NS: u64 = 2_000_000_000;
@@ -18,13 +20,16 @@ static EXPECT_RING: AtomicBool = AtomicBool::new(false);
 static LOST: AtomicUsize = AtomicUsize::new(0);
 static EARLY: spin::Mutex<heapless::Vec<u8, 4096>> = spin::Mutex::new(heapless::Vec::new());
 
-type Live = Duplex<crate::ring_page::PageLink>;
+type Live = ConsoleOut<crate::ring_page::PageLink>;
 
 static RING: spin::Mutex<Option<Live>> = spin::Mutex::new(None);
 
 /// Console bytes that could not be delivered (early-buffer overflow, stalled backend).
 pub fn lost_bytes() -> usize {
-    LOST.load(Ordering::Relaxed)
+    let ring = RING
+        .try_lock()
+        .map_or(0, |r| r.as_ref().map_or(0, |c| c.lost()));
+    LOST.load(Ordering::Relaxed) + ring as usize
 }
 
 /// This guest's console is a ring: hold output until [`attach`] (the runtime says so
@@ -41,9 +46,9 @@ pub fn attached() -> bool {
 /// Start using the ring; the early buffer goes out first. The runtime calls this at start
 /// of day for a domU, with start_info's console page and event channel; calling it again
 /// replaces the ring.
-pub fn attach(ring: Live) {
+pub fn attach(link: crate::ring_page::PageLink) {
     let mut r = RING.lock();
-    *r = Some(ring);
+    *r = Some(ConsoleOut::new(link, STALL_TIMEOUT_NS));
     let early = core::mem::take(&mut *EARLY.lock());
     if let Some(d) = r.as_mut() {
         // Losses are counted by send and said just below.
@@ -60,15 +65,9 @@ pub fn attach(ring: Live) {
     }
 }
 
-/// Write to the ring; bytes that did not go out are counted as lost and reported.
+/// Write to the ring; bytes that did not go out are counted (by the ring's policy).
 fn send(d: &mut Live, bytes: &[u8]) -> Result<(), DuplexError> {
-    d.write_all(bytes, STALL_TIMEOUT_NS).inspect_err(|e| {
-        let written = match *e {
-            DuplexError::Stalled { written, .. } => written,
-            _ => 0,
-        };
-        LOST.fetch_add(bytes.len() - written, Ordering::Relaxed);
-    })
+    d.send(bytes)
 }
 
 /// Route `bytes` to the ring if this guest has one (`None`: use console_io). Before the

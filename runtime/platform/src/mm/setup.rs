@@ -13,7 +13,7 @@ use xenpv_paging::ops::{pte, Maddr, Mfn, Pfn};
 use xenpv_paging::snapshot::{self, TableReader};
 use xenpv_paging::takeover::{self, Outcome, P2m, TakeoverError};
 use xenpv_paging::vmap::{self, Vmap, VmapEnv, VmapError, VmapStats, VmapTables};
-use xenpv_protocol::start_info::{ConsoleInfo, Module, StartInfo};
+use xenpv_protocol::start_info::{Module, StartInfo};
 
 /// A mapped area of module space, handed out by [`Memory::vmap`] / [`Memory::vmalloc`]
 /// only. Not `Clone`: [`Memory::vfree`] consumes it, so a freed area cannot be touched or
@@ -65,6 +65,7 @@ pub struct Memory {
     split: Split,
     kernel_end: u64,
     takeover_hypercalls: u64,
+    rings: [Option<Pfn>; 2],
     direct: Direct,
     exec: Executor<Xen>,
     vmap: Vmap,
@@ -238,10 +239,11 @@ pub(crate) fn take_over(
         Module::Mapped { va, len } => pfn_range(va, len),
         Module::Pfn { pfn, len } => (Pfn(pfn), Pfn(pfn + len.div_ceil(PAGE_SIZE))),
     });
-    let find = |mfn: Mfn| (0..nr).map(Pfn).find(|&p| p2m.mfn(p, false) == Some(mfn));
-    let shared_rings = match info.console {
-        ConsoleInfo::Dom0 { .. } => [None, None],
-        ConsoleInfo::DomU { mfn, .. } => [find(Mfn(info.store_mfn)), find(Mfn(mfn))],
+    // The rings' frames, found in the p2m: a frame that is not ours is refused here,
+    // never looked up in Xen's M2P.
+    let shared_rings = match info.ring_pfns(|p| p2m.mfn(p, false)) {
+        Ok(r) => r,
+        Err(e) => crate::fatal!("start_info refused: {e}"),
     };
     // Linker-script and start-of-day symbols: only their addresses are used.
     let (text_end, data_start, guard, window) = (
@@ -325,6 +327,7 @@ pub(crate) fn take_over(
         split,
         kernel_end,
         takeover_hypercalls,
+        rings: shared_rings,
         direct: Direct {
             nr_pages: nr,
             p2m_va: p2m.direct(),
@@ -448,6 +451,17 @@ impl Memory {
         unsafe { (direct_map_va(pfn) as *const [u64; 512]).read_volatile() }
     }
 
+    /// The kernel map's PTE for image address `va` (through level2_kernel and the L1 it
+    /// points at), `None` if no L1 maps it.
+    pub fn kernel_pte(&self, va: u64) -> Option<u64> {
+        let l2e = self.table(self.outcome.tables.level2_kernel)[xenpv_paging::layout::index(va, 2)];
+        if !pte::present(l2e) || l2e & pte::PSE != 0 {
+            return None;
+        }
+        let l1 = self.pfn(pte::frame(l2e))?;
+        Some(self.table(l1)[xenpv_paging::layout::index(va, 1)])
+    }
+
     /// The direct map's PTE for `pfn`.
     pub fn direct_pte(&self, pfn: Pfn) -> u64 {
         let t = self.outcome.tables.direct_l1;
@@ -473,6 +487,11 @@ impl Memory {
     /// Hypercalls the takeover issued.
     pub fn takeover_hypercalls(&self) -> u64 {
         self.takeover_hypercalls
+    }
+    /// A domU's xenstore and console ring frames (`[store, console]`), as found in the
+    /// p2m at start of day; `None` for dom0.
+    pub fn ring_pfns(&self) -> [Option<Pfn>; 2] {
+        self.rings
     }
 
     /// shared_info, mapped at fixmap slot 0.
@@ -545,6 +564,22 @@ impl core::fmt::Display for TopLevel<'_> {
                 "UNEXPECTED"
             }
         })?;
+        // The image's permissions as the live tables have them (W^X), and the direct-map
+        // alias of its text.
+        let text = KERNEL_VIRT_BASE;
+        let rodata = core::ptr::addr_of!(__xenpv_text_end) as u64;
+        let rodata = rodata.next_multiple_of(PAGE_SIZE);
+        let data = core::ptr::addr_of!(__xenpv_data_start) as u64;
+        let guard = core::ptr::addr_of!(xenpv_boot_stack_guard) as u64;
+        write!(
+            f,
+            "\nlayout: image text={} rodata={} data={} stack-guard={} text-alias={}",
+            perms(m.kernel_pte(text)),
+            perms(m.kernel_pte(rodata)),
+            perms(m.kernel_pte(data)),
+            perms(m.kernel_pte(guard)),
+            perms(Some(m.direct_pte(Pfn(0)))),
+        )?;
         match self.1 {
             None => write!(f, "\nlayout: initrd none"),
             Some((s, e)) => write!(
@@ -553,6 +588,19 @@ impl core::fmt::Display for TopLevel<'_> {
                 direct_map_va(s)
             ),
         }
+    }
+}
+
+/// `r-x`, `r--`, `rw-`, `rwx` of a present entry; `unmapped` otherwise.
+fn perms(e: Option<u64>) -> &'static str {
+    match e {
+        Some(e) if pte::present(e) => match (e & pte::RW != 0, e & pte::NX == 0) {
+            (false, true) => "r-x",
+            (false, false) => "r--",
+            (true, false) => "rw-",
+            (true, true) => "rwx",
+        },
+        _ => "unmapped",
     }
 }
 

@@ -143,6 +143,7 @@ pub struct Xenstore<L: Link> {
     events: heapless::Deque<WatchEvent, EVENT_QUEUE>,
     overflowed: bool,
     stale: u64,
+    events_dropped: u64,
 }
 
 impl<L: Link> Xenstore<L> {
@@ -154,6 +155,7 @@ impl<L: Link> Xenstore<L> {
             events: heapless::Deque::new(),
             overflowed: false,
             stale: 0,
+            events_dropped: 0,
         }
     }
 
@@ -161,6 +163,12 @@ impl<L: Link> Xenstore<L> {
     /// their request's deadline).
     pub fn stale_replies(&self) -> u64 {
         self.stale
+    }
+
+    /// Watch events dropped because the queue was full (each drop is also reported once
+    /// by [`next_event`](Self::next_event) as [`XsError::EventQueueFull`]).
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
     }
 
     /// The link underneath (the model peer, in tests).
@@ -221,6 +229,7 @@ impl<L: Link> Xenstore<L> {
         };
         if self.events.push_back(ev).is_err() {
             self.overflowed = true;
+            self.events_dropped += 1;
         }
         Ok(())
     }
