@@ -290,6 +290,7 @@ pub fn table() -> Vec<BootTest> {
             "fault=recursion",
             103,
             vec![
+                has("fault: #PF page fault vector=14 that Xen could not deliver"),
                 has("fault: stack overflow: the boot stack ran into its guard page"),
                 Check::FaultAt {
                     kind: "recursion",
@@ -653,6 +654,7 @@ fn domu_tests() -> Vec<BootTest> {
         "fault=recursion",
         103,
         vec![
+            has("fault: #PF page fault vector=14 that Xen could not deliver"),
             has("fault: stack overflow: the boot stack ran into its guard page"),
             Check::FaultAt {
                 kind: "recursion",

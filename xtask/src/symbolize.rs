@@ -225,6 +225,13 @@ pub fn xen_crash(text: &str, sym: Option<&Symbolizer>, guard: Option<u64>) -> Op
         show(rsp),
         show(cr2)
     )];
+    // Xen names what it tripped over while building the exception frame.
+    if text[..start].contains("domain_crash_page_fault") {
+        out.push(
+            "fault: #PF page fault vector=14 that Xen could not deliver (writing the exception frame faulted)"
+                .to_string(),
+        );
+    }
     if let Some(g) = guard {
         let in_guard = |a: Option<u64>| a.is_some_and(|a| (g..g + 4096).contains(&a));
         if in_guard(rsp) || in_guard(cr2) {
