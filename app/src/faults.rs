@@ -1,8 +1,8 @@
 //! Provoked faults (`fault=KIND` on the command line), one per CPU exception the runtime
 //! reports, so that boot tests can check the report: vector, error code, addresses, and
-//! the `file:line` the host symbolizes. Each faulting instruction is an `asm!` on a line
-//! that carries a `fault-line: KIND` marker: the boot test reads the line number from this
-//! file at test time.
+//! the `file:line` the host symbolizes. Each faulting statement follows a
+//! `// fault-line: KIND` comment line: the boot test reads its line number (the marker's
+//! plus one) from this file at test time.
 use core::arch::asm;
 use xenpv_rt::{println, Boot};
 
@@ -25,43 +25,47 @@ static RODATA_WORD: u64 = 0x5eed;
 fn null_read() -> u64 {
     let v: u64;
     // SAFETY: none: this faults on purpose (page 0 is never mapped).
-    unsafe { asm!("mov {v}, qword ptr [{p}]", v = out(reg) v, p = in(reg) 0usize) }; // fault-line: null-read
+    // fault-line: null-read
+    unsafe { asm!("mov {v}, qword ptr [{p}]", v = out(reg) v, p = in(reg) 0usize) };
     v
 }
 
 #[inline(never)]
 fn null_write() {
     // SAFETY: none: this faults on purpose (page 0 is never mapped).
-    unsafe { asm!("mov qword ptr [{p}], {v}", p = in(reg) 0usize, v = in(reg) 1u64) };
     // fault-line: null-write
+    unsafe { asm!("mov qword ptr [{p}], {v}", p = in(reg) 0usize, v = in(reg) 1u64) };
 }
 
 #[inline(never)]
 fn text_write() {
     let p = text_write as fn() as usize;
     // SAFETY: none: .text is mapped read-only and execute; this faults on purpose.
-    unsafe { asm!("mov byte ptr [{p}], 0xcc", p = in(reg) p) }; // fault-line: text-write
+    // fault-line: text-write
+    unsafe { asm!("mov byte ptr [{p}], 0xcc", p = in(reg) p) };
 }
 
 #[inline(never)]
 fn rodata_write() {
     let p = core::ptr::addr_of!(RODATA_WORD) as usize;
     // SAFETY: none: .rodata is mapped read-only; this faults on purpose.
-    unsafe { asm!("mov qword ptr [{p}], {v}", p = in(reg) p, v = in(reg) 7u64) };
     // fault-line: rodata-write
+    unsafe { asm!("mov qword ptr [{p}], {v}", p = in(reg) p, v = in(reg) 7u64) };
 }
 
 #[inline(never)]
 fn ud2() {
     // SAFETY: none: #UD on purpose.
-    unsafe { asm!("ud2") }; // fault-line: ud2
+    // fault-line: ud2
+    unsafe { asm!("ud2") };
 }
 
 #[inline(never)]
 fn div0(d: u64) -> u64 {
     let q: u64;
     // SAFETY: none: a division by zero (#DE) on purpose.
-    unsafe { asm!("xor edx, edx", "div {d}", d = in(reg) d, inout("rax") 1u64 => q, out("rdx") _) }; // fault-line: div0
+    // fault-line: div0
+    unsafe { asm!("xor edx, edx", "div {d}", d = in(reg) d, inout("rax") 1u64 => q, out("rdx") _) };
     q
 }
 
@@ -75,7 +79,8 @@ fn nx_jump(boot: &mut Boot) -> i32 {
     area.as_mut_slice().fill(0xc3c3_c3c3_c3c3_c3c3);
     let target = area.va();
     // SAFETY: none: an instruction fetch from an NX page faults on purpose.
-    unsafe { asm!("call {t}", t = in(reg) target, clobber_abi("C")) }; // fault-line: nx-jump
+    // fault-line: nx-jump
+    unsafe { asm!("call {t}", t = in(reg) target, clobber_abi("C")) };
     println!("faults: executed an NX page");
     1
 }
@@ -83,7 +88,8 @@ fn nx_jump(boot: &mut Boot) -> i32 {
 #[inline(never)]
 #[allow(unconditional_recursion)] // the point: it ends in the guard page
 fn recursion(depth: u64) -> u64 {
-    let buf = [depth as u8; 512]; // fault-line: recursion
+    // fault-line: recursion
+    let buf = [depth as u8; 512];
     core::hint::black_box(&buf);
     recursion(depth + 1).wrapping_add(buf[(depth % 512) as usize] as u64)
 }

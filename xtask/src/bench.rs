@@ -5,7 +5,7 @@
 use crate::boottest::{line_field, stress_field, stress_memory_mib};
 use crate::cargo::{self, Image};
 use crate::qemu::{self, Boot, Stream};
-use crate::{initrd, provision, Opts};
+use crate::{initrd, provision};
 use std::time::Duration;
 
 /// The batching target of the stress (PTE updates per hypercall, on average).
@@ -99,19 +99,26 @@ pub fn table(batched: &Figures, base: &Figures, what: &str) -> String {
     s
 }
 
-pub fn bench_command(args: &[String]) -> Result<u8, String> {
-    let o = Opts::parse(
-        args,
-        &[],
-        &["--split", "--seed", "--initrd-mib", "--cycles"],
-    )?;
-    let split = o.get("--split").unwrap_or("1G");
-    if !["512M", "1G"].contains(&split) {
-        return Err(format!("--split {split}: 512M or 1G"));
-    }
-    let seed = o.num("--seed", 1, 0..=u64::MAX)?;
-    let cycles = o.num("--cycles", 400, 1..=1_000_000)?;
-    let initrd_mib = o.num("--initrd-mib", 0, 0..=initrd::MAX_MIB)?;
+/// `cargo xtask bench` options.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Where module space starts.
+    #[arg(long, default_value = "1G", value_parser = ["512M", "1G"])]
+    split: String,
+    /// The stress's seed (the run is a function of it).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Areas that must go through a whole map/fill/verify/unmap cycle.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    cycles: u64,
+    /// A checked initrd of N MiB (0: none).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=initrd::MAX_MIB))]
+    initrd_mib: u64,
+}
+
+/// `cargo xtask bench`.
+pub fn bench_command(a: BenchArgs) -> Result<u8, String> {
+    let (split, seed, cycles, initrd_mib) = (a.split.as_str(), a.seed, a.cycles, a.initrd_mib);
     let image = Image::app();
     let path = cargo::build(&image, false)?;
     let xen = provision::ensure()?;
@@ -129,6 +136,7 @@ pub fn bench_command(args: &[String]) -> Result<u8, String> {
             &xen,
             &Boot {
                 domu: None,
+                name: "xenpv-app".into(),
                 image: path.clone(),
                 cmdline,
                 initrd: initrd.clone(),

@@ -2,7 +2,7 @@
 //! row of a table that says what to boot and what the console must show.
 use crate::cargo::{self, Image};
 use crate::qemu::{self, Boot, Outcome, Stream};
-use crate::{initrd, provision, Opts};
+use crate::{initrd, provision};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -25,6 +25,7 @@ const HOST_TESTS: &[(&str, &[&str])] = &[
     ),
     ("protocols", &["-p", "xenpv-protocol"]),
     ("test models (self-tests)", &["-p", "xenpv-testkit"]),
+    ("runner", &["--manifest-path", "runner/Cargo.toml"]),
     ("xtask", &["--manifest-path", "xtask/Cargo.toml"]),
 ];
 
@@ -106,15 +107,16 @@ fn boot_mapping_end(o: &Outcome) -> Result<u64, String> {
     u64::from_str_radix(end, 16).map_err(|e| format!("TOTAL end {end:?}: {e}"))
 }
 
-/// The line number of the `fault-line: KIND` marker in the app's faults.rs.
+/// The line of the app's faults.rs that faults for KIND: the one after its
+/// `// fault-line: KIND` marker (1-based, so the marker's index plus two).
 fn fault_line(kind: &str) -> Result<usize, String> {
     let src = std::fs::read_to_string(crate::root().join("app/src/faults.rs"))
         .map_err(|e| e.to_string())?;
     let marker = format!("// fault-line: {kind}");
     src.lines()
-        .position(|l| l.trim_end().ends_with(&marker))
-        .map(|i| i + 1)
-        .ok_or_else(|| format!("no {marker:?} in app/src/faults.rs"))
+        .position(|l| l.trim() == marker)
+        .map(|i| i + 2)
+        .ok_or_else(|| format!("no {marker:?} line in app/src/faults.rs"))
 }
 
 fn fault_at(guest: &str, kind: &str, via_caller: bool) -> Result<(), String> {
@@ -702,17 +704,48 @@ fn evaluate(test: &BootTest, o: &Outcome, expect_initrd: Option<String>) -> Resu
     Ok(())
 }
 
+/// The box, with dom0's side of the grant test (tools/xenbox-peer, a std binary for the
+/// box's glibc) on board.
+pub fn box_with_peer() -> Result<crate::xenbox::BoxImage, String> {
+    let mut b = crate::xenbox::ensure()?;
+    let st = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-q", "-p", "xenbox-peer"])
+        .current_dir(crate::root())
+        .status()
+        .map_err(|e| format!("cargo build -p xenbox-peer: {e}"))?;
+    if !st.success() {
+        return Err(format!("cargo build -p xenbox-peer: {st}"));
+    }
+    b.peer = Some(crate::root().join("target/release/xenbox-peer"));
+    Ok(b)
+}
+
+/// `cargo xtask test` options.
+#[derive(clap::Args, Debug)]
+pub struct TestArgs {
+    /// Lint and host unit tests only.
+    #[arg(long, conflicts_with = "boot_only")]
+    host_only: bool,
+    /// Builds and boot tests only.
+    #[arg(long)]
+    boot_only: bool,
+    /// Skip the lint step.
+    #[arg(long)]
+    no_lint: bool,
+    /// Only the boot tests whose name contains SUBSTR.
+    #[arg(long, value_name = "SUBSTR", default_value = "")]
+    filter: String,
+    /// Boots in parallel.
+    #[arg(short = 'j', default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+    jobs: u64,
+}
+
 /// `cargo xtask test`.
-pub fn test_command(args: &[String]) -> Result<u8, String> {
-    let o = Opts::parse(
-        args,
-        &["--host-only", "--boot-only", "--no-lint"],
-        &["--filter", "-j"],
-    )?;
-    let jobs = o.num("-j", 2, 1..=16)? as usize;
+pub fn test_command(o: TestArgs) -> Result<u8, String> {
+    let jobs = o.jobs as usize;
     let (mut passed, mut failed) = (0u64, 0u64);
 
-    if !o.flag("--boot-only") && !o.flag("--no-lint") {
+    if !o.boot_only && !o.no_lint {
         println!("== lint (cargo xtask lint)");
         match crate::lint::run() {
             Ok(()) => {
@@ -725,7 +758,7 @@ pub fn test_command(args: &[String]) -> Result<u8, String> {
             }
         }
     }
-    if !o.flag("--boot-only") {
+    if !o.boot_only {
         for (label, args) in HOST_TESTS {
             println!("== host tests: {label} (cargo test {})", args.join(" "));
             let (p, f) = cargo::test(args)?;
@@ -734,8 +767,8 @@ pub fn test_command(args: &[String]) -> Result<u8, String> {
             failed += f;
         }
     }
-    if !o.flag("--host-only") {
-        let filter = o.get("--filter").unwrap_or("");
+    if !o.host_only {
+        let filter = o.filter.as_str();
         let tests: Vec<BootTest> = table()
             .into_iter()
             .filter(|t| t.name.contains(filter))
@@ -763,13 +796,30 @@ pub fn test_command(args: &[String]) -> Result<u8, String> {
         }
         let xen = provision::ensure()?;
         let domu_box = if tests.iter().any(|t| t.domu) {
-            Some(std::sync::Arc::new(crate::xenbox::ensure()?))
+            Some(std::sync::Arc::new(box_with_peer()?))
         } else {
             None
         };
         let (p, f) = run_boot_tests(&xen, domu_box, tests, &built, jobs)?;
         passed += p;
         failed += f;
+        // A consumer's crate outside the repository, through the installed runner (only
+        // in a full run: it takes minutes).
+        if filter.is_empty() || "consumer".contains(filter) {
+            println!("== a consumer's unikernel outside the workspace (xenpv-run new, cargo run, cargo test)");
+            for (what, r) in crate::consumer::run() {
+                match r {
+                    Ok(()) => {
+                        println!("PASS {what}");
+                        passed += 1;
+                    }
+                    Err(e) => {
+                        println!("FAIL {what}: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+        }
     }
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 { 0 } else { 1 })
@@ -835,6 +885,7 @@ fn run_boot_tests(
                         &xen,
                         &Boot {
                             domu: if t.domu { domu_box.clone() } else { None },
+                            name: "xenpv-app".into(),
                             image: t.image.path(),
                             cmdline: t.cmdline.clone(),
                             initrd,

@@ -10,6 +10,7 @@ struct Step {
 }
 
 const XTASK: &str = "xtask/Cargo.toml";
+const RUNNER: &str = "runner/Cargo.toml";
 
 const STEPS: &[Step] = &[
     Step {
@@ -48,6 +49,29 @@ const STEPS: &[Step] = &[
             "warnings",
         ],
         rustdocflags: false,
+    },
+    Step {
+        what: "rustfmt (runner)",
+        args: &["fmt", "--manifest-path", RUNNER, "--", "--check"],
+        rustdocflags: false,
+    },
+    Step {
+        what: "clippy (runner)",
+        args: &[
+            "clippy",
+            "--manifest-path",
+            RUNNER,
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        rustdocflags: false,
+    },
+    Step {
+        what: "rustdoc (runner)",
+        args: &["doc", "--manifest-path", RUNNER, "--no-deps"],
+        rustdocflags: true,
     },
     Step {
         what: "clippy (xtask)",

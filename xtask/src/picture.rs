@@ -265,15 +265,28 @@ pub fn check_svg(svg: &str, l: &Layout) -> Result<(), String> {
 }
 
 /// `cargo xtask layout`.
-pub fn layout_command(args: &[String]) -> Result<u8, String> {
-    let o = crate::Opts::parse(args, &[], &["--cmdline", "--initrd-mib", "--memory"])?;
-    let initrd_mib = o.num("--initrd-mib", 0, 0..=crate::initrd::MAX_MIB)?;
+/// `cargo xtask layout` options.
+#[derive(clap::Args, Debug)]
+pub struct LayoutArgs {
+    /// More words for the guest's command line.
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    #[command(flatten)]
+    initrd: crate::InitrdArgs,
+    /// Guest memory in MiB (default: 256 + twice the initrd).
+    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(64..=65536))]
+    memory: Option<u64>,
+}
+
+/// `cargo xtask layout`.
+pub fn layout_command(a: LayoutArgs) -> Result<u8, String> {
+    let initrd_mib = a.initrd.initrd_mib.unwrap_or(0);
     let initrd = if initrd_mib > 0 {
         Some(crate::initrd::checked(initrd_mib, 1)?.0)
     } else {
         None
     };
-    let memory_mib = o.num("--memory", 256 + initrd_mib * 2, 64..=65536)?;
+    let memory_mib = a.memory.unwrap_or(256 + initrd_mib * 2);
     let image = crate::cargo::Image::app();
     let path = crate::cargo::build(&image, false)?;
     let xen = crate::provision::ensure()?;
@@ -281,8 +294,9 @@ pub fn layout_command(args: &[String]) -> Result<u8, String> {
         &xen,
         &crate::qemu::Boot {
             domu: None,
+            name: "xenpv-app".into(),
             image: path,
-            cmdline: format!("vmap_demo {}", o.get("--cmdline").unwrap_or("")),
+            cmdline: format!("vmap_demo {}", a.cmdline),
             initrd,
             memory_mib,
             timeout: std::time::Duration::from_secs(300),

@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 /// not in Rust's own library (so an inlined `core` helper names its caller's line).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Place {
+    /// The demangled function name, without its hash.
     pub function: String,
+    /// The source file, relative to the [`Symbolizer`]'s root when under it.
     pub file: String,
+    /// The line in [`Place::file`].
     pub line: u32,
 }
 
@@ -19,7 +22,7 @@ impl std::fmt::Display for Place {
     }
 }
 
-/// A loaded kernel ELF.
+/// A loaded kernel ELF: its DWARF, for turning code addresses into [`Place`]s.
 pub struct Symbolizer {
     loader: Loader,
     /// Paths in the report are shown relative to this directory when under it.
@@ -172,16 +175,10 @@ pub fn with_annotation(sym: Option<&Symbolizer>, line: String) -> String {
 
 /// The symbolizer for a kernel image, or `None` (said once) if its debug info is unusable.
 pub fn for_image(image: &Path) -> Option<Symbolizer> {
-    let root = std::env::current_dir().unwrap_or_default();
-    let root = if image.starts_with(crate::root()) {
-        crate::root()
-    } else {
-        root
-    };
-    match Symbolizer::from_elf(image, &root) {
+    match Symbolizer::from_elf(image, &crate::source_root()) {
         Ok(s) => Some(s),
         Err(e) => {
-            eprintln!("xtask: fault reports stay unsymbolized: {e}");
+            eprintln!("xenpv-run: fault reports stay unsymbolized: {e}");
             None
         }
     }

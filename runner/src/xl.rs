@@ -1,5 +1,4 @@
 //! A real Xen host: the guest as a domU through `xl create -c`.
-use crate::cargo::{self, Image};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -50,21 +49,19 @@ pub fn dry_run_text(cfg_path: &Path, cfg: &str, cmd: &str) -> String {
     format!("# {}\n{cfg}# then:\n{cmd}\n", cfg_path.display())
 }
 
+/// Boot `kernel` as domain `name` with `xl create -c` on this Xen host (or, with
+/// `dry_run`, print the config and the command); the guest's status is the result.
 pub fn run(
-    image: &Image,
+    name: &str,
+    kernel: &Path,
     cmdline: &str,
     ramdisk: Option<&Path>,
     memory_mib: u64,
     dry_run: bool,
     timeout: u64,
 ) -> Result<u8, String> {
-    let kernel = if dry_run {
-        image.path()
-    } else {
-        cargo::build(image, false)?
-    };
-    let name = format!("xenpv-{}", image.name().replace(['[', ']', ',', '/'], "-"));
-    let (cfg_path, cfg, cmd) = plan(&name, &kernel, cmdline, ramdisk, memory_mib, timeout);
+    let kernel = kernel.to_path_buf();
+    let (cfg_path, cfg, cmd) = plan(name, &kernel, cmdline, ramdisk, memory_mib, timeout);
     if dry_run {
         print!("{}", dry_run_text(&cfg_path, &cfg, &cmd));
         return Ok(0);

@@ -3,12 +3,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The QEMU binary, looked up on `PATH`.
 pub const QEMU: &str = "qemu-system-x86_64";
+/// Xen 4.17's hypervisor image as Debian's `xen-hypervisor-4.17-amd64` installs it
+/// (gzipped; [`ensure`] unpacks it under [`crate::cache_dir`] for QEMU's `-kernel`).
 pub const XEN_GZ: &str = "/boot/xen-4.17-amd64.gz";
-/// The install line (bookworm). The machine image may carry a backported qemu-utils that
-/// conflicts with bookworm's qemu-system-x86; ci/install-deps.sh handles that case.
+/// What installs them on Debian bookworm (`runner/install-deps.sh`, compiled into the
+/// runner): apt-get, with care for a backported qemu-utils that conflicts with bookworm's
+/// qemu-system-x86.
+const INSTALL_SCRIPT: &str = include_str!("../install-deps.sh");
+/// The install line to show when we may not run apt-get ourselves.
 pub const INSTALL_HINT: &str =
-    "sudo bash ci/install-deps.sh   (apt-get install qemu-system-x86 xen-hypervisor-4.17-amd64)";
+    "sudo apt-get install qemu-system-x86 xen-hypervisor-4.17-amd64   (Debian bookworm)";
 
 fn have_qemu() -> bool {
     Command::new(QEMU)
@@ -26,7 +32,8 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Make sure QEMU and Xen are here; returns the path of the unpacked Xen image.
+/// Make sure QEMU and Xen are here (installing them when we are root, else an error with
+/// [`INSTALL_HINT`]); returns the path of the unpacked Xen image under [`crate::cache_dir`].
 pub fn ensure() -> Result<PathBuf, String> {
     if !have_qemu() || !Path::new(XEN_GZ).exists() {
         if !is_root() {
@@ -34,13 +41,11 @@ pub fn ensure() -> Result<PathBuf, String> {
                 "{QEMU} or {XEN_GZ} is missing; install them with:\n  {INSTALL_HINT}"
             ));
         }
-        eprintln!(
-            "xtask: installing QEMU and Xen 4.17 from Debian's packages (ci/install-deps.sh)"
-        );
+        eprintln!("xenpv-run: installing QEMU and Xen 4.17 from Debian's packages (apt-get)");
         let st = Command::new("bash")
-            .arg(crate::root().join("ci/install-deps.sh"))
+            .args(["-c", INSTALL_SCRIPT])
             .status()
-            .map_err(|e| format!("cannot run ci/install-deps.sh: {e}"))?;
+            .map_err(|e| format!("cannot run the install script: {e}"))?;
         if !st.success() || !have_qemu() || !Path::new(XEN_GZ).exists() {
             return Err(format!(
                 "installing QEMU/Xen failed ({st}); try:\n  {INSTALL_HINT}"
@@ -52,7 +57,7 @@ pub fn ensure() -> Result<PathBuf, String> {
 
 /// QEMU's -kernel wants the plain multiboot ELF: gunzip once, again when the package changes.
 fn unpack_xen() -> Result<PathBuf, String> {
-    let dir = crate::root().join("target/xtask");
+    let dir = crate::cache_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let out = dir.join("xen-4.17");
     let newer = |a: &Path, b: &Path| -> bool {

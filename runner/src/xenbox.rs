@@ -1,12 +1,14 @@
 //! A Xen host in a box: Debian's Linux as PV dom0 with Xen's toolstack (xl, xenstored,
-//! xenconsoled) in an initramfs, inside QEMU, so the app also boots as a real domU.
+//! xenconsoled) in an initramfs, inside QEMU, so a kernel also boots as a real domU.
 //!
-//! Built from the pinned packages of `xtask/xenbox/packages.lock` (apt-get download +
-//! dpkg -x, nothing installed), cached under `target/xtask/xenbox/<key>/` where the key
+//! Built from the pinned packages of `runner/xenbox/packages.lock` (apt-get download +
+//! dpkg -x, nothing installed) and the init script `runner/xenbox/init.sh`, both compiled
+//! into the runner; cached under `xenbox/<key>/` in [`crate::cache_dir`], where the key
 //! hashes the lock, the init script and this builder's layout: with nothing changed,
-//! `ensure` is a no-op. Per run, the payload travels on two read-only virtio disks:
-//! `/dev/vda` = a text header (name, memory, command line, time limit) and the kernel,
-//! `/dev/vdb` = the ramdisk, if any (the file itself, not copied).
+//! [`ensure`] is a no-op. Per run, the payload travels on two read-only virtio disks:
+//! `/dev/vda` = a text header (name, memory, command line, time limit), the kernel and
+//! the [`BoxImage::peer`] program if any (see [`payload`]), `/dev/vdb` = the ramdisk, if
+//! any (the file itself, not copied).
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -28,27 +30,18 @@ const MODULES: &[&str] = &[
     "virtio_blk",
     "virtio_pci",
 ];
-/// dom0's memory in the box.
+/// dom0's memory in the box, in MiB (QEMU gets it on top of the domU's).
 pub const DOM0_MIB: u64 = 512;
 
+/// The box: dom0's kernel and initramfs.
 pub struct BoxImage {
+    /// Debian's Linux kernel, booted as the PV dom0.
     pub vmlinuz: PathBuf,
+    /// The initramfs: Xen's toolstack, busybox and the init script.
     pub initramfs: PathBuf,
-    /// dom0's side of the grant test (`tools/xenbox-peer`), carried on the payload disk.
-    pub peer: PathBuf,
-}
-
-/// Build the dom0-side grant checker (a std binary for the box's glibc).
-fn build_peer() -> Result<PathBuf, String> {
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-q", "-p", "xenbox-peer"])
-        .current_dir(crate::root())
-        .status()
-        .map_err(|e| format!("cargo build -p xenbox-peer: {e}"))?;
-    if !out.success() {
-        return Err(format!("cargo build -p xenbox-peer: {out}"));
-    }
-    Ok(crate::root().join("target/release/xenbox-peer"))
+    /// A dom0-side program the init script runs when the domU publishes a grant (the
+    /// xenpv-rt repository's grant test), carried on the payload disk; `None` for none.
+    pub peer: Option<PathBuf>,
 }
 
 /// `(package, version)` pairs of the lock file.
@@ -91,14 +84,15 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     }
 }
 
-/// The box, built if needed.
+/// The box, built if needed (downloading the pinned packages with `apt-get download`);
+/// its [`BoxImage::peer`] is `None`, for the caller to set.
 pub fn ensure() -> Result<BoxImage, String> {
-    let base = crate::root().join("target/xtask/xenbox");
+    let base = crate::cache_dir().join("xenbox");
     let dir = base.join(key());
     let img = BoxImage {
         vmlinuz: dir.join("vmlinuz"),
         initramfs: dir.join("initramfs.cpio"),
-        peer: build_peer()?,
+        peer: None,
     };
     if img.vmlinuz.is_file() && img.initramfs.is_file() {
         return Ok(img);
@@ -114,7 +108,7 @@ pub fn ensure() -> Result<BoxImage, String> {
         let deb = match deb {
             Some(d) => d,
             None => {
-                eprintln!("xtask: box: downloading {pkg}={ver}");
+                eprintln!("xenpv-run: box: downloading {pkg}={ver}");
                 run(
                     Command::new("apt-get")
                         .args(["download", &format!("{pkg}={ver}")])
@@ -133,7 +127,7 @@ pub fn ensure() -> Result<BoxImage, String> {
                         .find_map(|l| l.trim().strip_prefix("Candidate: "))
                         .unwrap_or("none (run apt-get update?)");
                     format!(
-                        "{e}\nthe mirror's candidate for {pkg} is {cand}; update xtask/xenbox/packages.lock to move the pin"
+                        "{e}\nthe mirror's candidate for {pkg} is {cand}; update runner/xenbox/packages.lock to move the pin"
                     )
                 })?;
                 find_deb(&debs, pkg, ver).ok_or(format!("{pkg}={ver}: no .deb after download"))?
@@ -161,7 +155,7 @@ pub fn ensure() -> Result<BoxImage, String> {
     fs::copy(&vmlinuz, &img.vmlinuz).map_err(|e| format!("vmlinuz: {e}"))?;
     fs::rename(&tmp, &img.initramfs).map_err(|e| format!("initramfs: {e}"))?;
     let _ = fs::remove_dir_all(&x);
-    eprintln!("xtask: box built in {}", dir.display());
+    eprintln!("xenpv-run: box built in {}", dir.display());
     Ok(img)
 }
 
@@ -180,9 +174,18 @@ fn find_deb(debs: &Path, pkg: &str, ver: &str) -> Option<PathBuf> {
 /// One member of the initramfs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
+    /// A directory (mode 0755).
     Dir,
-    File { data: Vec<u8>, mode: u32 },
+    /// A regular file.
+    File {
+        /// Its bytes.
+        data: Vec<u8>,
+        /// Its permission bits (`0o755`, `0o644`).
+        mode: u32,
+    },
+    /// A symbolic link to this target.
     Symlink(String),
+    /// A character device (major, minor), mode 0600.
     CharDev(u32, u32),
 }
 
@@ -384,13 +387,14 @@ pub fn write_cpio(w: &mut impl Write, entries: &BTreeMap<String, Entry>) -> Resu
     put(w, "TRAILER!!!", 0, &[], (0, 0)).map_err(io)
 }
 
-/// The per-run payload disk: a 4 KiB header, the kernel, then the peer tool, each
-/// starting on a 4 KiB boundary.
+/// Write the per-run payload disk to `path`: a 4 KiB header, the kernel, then the peer
+/// program, each starting on a 4 KiB boundary. A name or command line holding a newline,
+/// quote or NUL is refused (it would break the header or the domU's xl config).
 pub fn payload(
     path: &Path,
     name: &str,
     kernel: &Path,
-    peer: &Path,
+    peer: Option<&Path>,
     cmdline: &str,
     memory_mib: u64,
     timeout_s: u64,
@@ -401,7 +405,10 @@ pub fn payload(
         }
     }
     let k = fs::read(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
-    let p = fs::read(peer).map_err(|e| format!("{}: {e}", peer.display()))?;
+    let p = match peer {
+        Some(peer) => fs::read(peer).map_err(|e| format!("{}: {e}", peer.display()))?,
+        None => Vec::new(),
+    };
     let hdr = format!(
         "name={name}\nkernel_len={}\npeer_len={}\nmemory={memory_mib}\nextra={cmdline}\ntimeout={timeout_s}\n",
         k.len(),
@@ -472,10 +479,10 @@ mod tests {
         let d = std::env::temp_dir().join("xenbox-payload-test");
         let k = d.with_extension("k");
         fs::write(&k, b"ELF").unwrap();
-        assert!(payload(&d, "app", &k, &k, "a\"b", 64, 10)
+        assert!(payload(&d, "app", &k, Some(&k), "a\"b", 64, 10)
             .unwrap_err()
             .contains("quote"));
-        payload(&d, "app", &k, &k, "split=1G stress", 64, 10).unwrap();
+        payload(&d, "app", &k, Some(&k), "split=1G stress", 64, 10).unwrap();
         let data = fs::read(&d).unwrap();
         assert!(data.starts_with(
             b"name=app\nkernel_len=3\npeer_len=3\nmemory=64\nextra=split=1G stress\n"

@@ -121,7 +121,7 @@ st=$(xenstore-read "/local/domain/$id/data/xenpv-app/status" 2>/dev/null)
 say "xenstore-read /local/domain/$id/data/xenpv-app/status = ${st:-<none>}"
 # A grant the domU left for dom0: map it as a backend would and check its bytes.
 gref=$(xenstore-read "/local/domain/$id/data/xenpv-app/grant-ref" 2>/dev/null)
-if [ -n "$gref" ]; then
+if [ -n "$gref" ] && [ -s /run/peer ]; then
     gfnv=$(xenstore-read "/local/domain/$id/data/xenpv-app/grant-fnv" 2>/dev/null)
     /run/peer "$id" "$gref" "$gfnv" 2>&1 | sed 's/^/xenbox: /'
 fi

@@ -1,13 +1,17 @@
-//! Progress for long work (big initrds, the boot matrix): a bar on a terminal, nothing in
-//! CI logs (stderr not a terminal, or `CI` set), where the PASS/FAIL lines say enough.
+//! Progress for long work (the repository's xtask shows it for big initrds and the boot
+//! matrix): a bar on a terminal, nothing in CI logs (stderr not a terminal, or `CI` set),
+//! where the PASS/FAIL lines say enough.
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
+/// Whether progress bars are drawn: stderr is a terminal and `CI` is not set. Callers
+/// that print a line through a hidden bar print it themselves when this is false.
 pub fn shown() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
 }
 
-/// A bar of `len` units with `what` in front; hidden when not [`shown`].
+/// A bar of `len` units with `what` in front, counting bytes (with an ETA) when `bytes`,
+/// else items (with the elapsed time); hidden when not [`shown`].
 pub fn bar(len: u64, what: &str, bytes: bool) -> ProgressBar {
     let b = ProgressBar::with_draw_target(
         Some(len),

@@ -1,51 +1,81 @@
-//! Booting a guest as the PV dom0 of Xen 4.17 inside QEMU, streaming its console and
-//! decoding its exit status (isa-debug-exit: QEMU exits with `(status << 1) | 1`).
-use crate::cargo::{self, Image};
-use crate::{initrd, provision, xl, Opts};
-use std::io::{BufRead, BufReader, Write};
+//! Booting a guest under Xen 4.17 inside QEMU, streaming its console and decoding its exit
+//! status: as the PV dom0 (isa-debug-exit: QEMU exits with `(status << 1) | 1`), or as a
+//! domU of the Linux dom0 of [`crate::xenbox`] (the status read from its console's exit
+//! line, which the box passes on to the exit device).
+use crate::provision;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Exit code of `run` when the wall-clock limit hit.
+/// Exit code ([`failure_status`], [`report`]) when the wall-clock limit hit (as `timeout(1)`).
 pub const EXIT_TIMEOUT: u8 = 124;
-/// Exit code of `run` when the machine stopped without delivering a status.
+/// Exit code ([`failure_status`], [`report`]) when the machine stopped without delivering a
+/// status.
 pub const EXIT_NO_STATUS: u8 = 125;
 
-/// What to show while the guest runs.
+/// What to show while the guest runs (everything goes to [`Boot::log`] either way; the
+/// firmware's screen before Xen starts is never shown).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
+    /// Nothing: not the console, not a crash report.
     Quiet,
+    /// The guest's lines: not Xen's; a domU's without the box's `domU| ` prefix, plus the
+    /// box's own `xenbox: ` lines.
     Guest,
+    /// Everything QEMU prints once Xen starts: Xen's lines, the box's and the guest's.
     All,
 }
 
+/// One run for [`boot`]: the kernel, how to boot it and where its console goes.
 pub struct Boot {
     /// Boot the image as a domU in the Xen-in-a-box (`None`: as the PV dom0).
     pub domu: Option<std::sync::Arc<crate::xenbox::BoxImage>>,
+    /// The domain's name when booted as a domU (what `xl` in the box calls it); unused
+    /// as the PV dom0.
+    pub name: String,
+    /// The kernel: a Xen PV ELF, whose defmt table and DWARF also decode its console.
     pub image: PathBuf,
+    /// The guest's command line (as the PV dom0, ` qemu-exit` is added so the runtime
+    /// leaves through QEMU's exit device).
     pub cmdline: String,
+    /// A ramdisk for the guest: a second Xen module as the PV dom0, the box's `/dev/vdb`
+    /// (handed on by `xl`) as a domU.
     pub initrd: Option<PathBuf>,
+    /// The guest's memory in MiB; QEMU gets more (see [`qemu_memory`], and the box's
+    /// dom0 as a domU).
     pub memory_mib: u64,
+    /// The wall-clock limit: QEMU is killed when it hits ([`Failure::Timeout`]).
     pub timeout: Duration,
+    /// What to print while the guest runs.
     pub stream: Stream,
+    /// Where the whole console is written when the run ends; a domU's payload disk is
+    /// written next to it (extension `payload`).
     pub log: PathBuf,
 }
 
+/// How a [`boot`] ended.
 pub struct Outcome {
     /// The guest's status, or why there is none.
     pub status: Result<i32, Failure>,
     /// Everything QEMU printed (Xen's lines and the guest's).
     pub text: String,
+    /// Wall-clock seconds the run took.
     pub secs: f64,
+    /// The log file [`Outcome::text`] was written to ([`Boot::log`]).
     pub log: PathBuf,
 }
 
+/// Why a run has no guest status.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Failure {
+    /// The time limit (in seconds) hit and QEMU was killed.
     Timeout(u64),
+    /// The machine stopped without delivering a status (a reset, a power-off, Xen saying
+    /// dom0 died, a signal): why.
     NoStatus(String),
+    /// QEMU did not start (or the domU's payload disk could not be written): why.
     Start(String),
 }
 
@@ -63,8 +93,8 @@ impl std::fmt::Display for Failure {
 }
 
 impl Outcome {
-    /// The guest's console lines (Xen's own start with "(XEN)").
-    /// The guest's lines: not Xen's; a domU's without the box's `domU| ` prefix.
+    /// The guest's console lines: not Xen's (those start with `(XEN)`); a domU's without
+    /// the box's `domU| ` prefix.
     pub fn guest_lines(&self) -> impl Iterator<Item = &str> {
         self.text
             .lines()
@@ -101,7 +131,8 @@ pub fn qemu_memory(guest_mib: u64, initrd_bytes: u64) -> u64 {
     guest_mib + initrd_bytes.div_ceil(1 << 20) + 512
 }
 
-/// Decode QEMU's exit code and the console's own exit line into the guest's status.
+/// Decode QEMU's exit code and the console's own exit line into the guest's status;
+/// `fatal` is the Xen line after which the machine stopped, if one was seen.
 pub fn decode_status(code: Option<i32>, text: &str, fatal: Option<&str>) -> Result<i32, Failure> {
     let said = text.lines().rev().find_map(|l| {
         l.trim()
@@ -126,6 +157,11 @@ pub fn decode_status(code: Option<i32>, text: &str, fatal: Option<&str>) -> Resu
     }
 }
 
+/// Boot `b` under the Xen image `xen` (from [`provision::ensure`]), stream its console as
+/// [`Boot::stream`] says (defmt lines decoded, fault lines symbolized), and return how it
+/// ended; the console is also written to [`Boot::log`]. A guest that Xen crashed on a
+/// fault it could not deliver gets [`crate::symbolize::STATUS_XEN_CRASH`] and a report
+/// from Xen's register dump.
 pub fn boot(xen: &Path, b: &Boot) -> Outcome {
     let start = Instant::now();
     let initrd_bytes = b
@@ -170,13 +206,13 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
             // dom0 holds a copy of the ramdisk until xl has loaded it into the domU.
             let dom0 = crate::xenbox::DOM0_MIB + initrd_bytes.div_ceil(1 << 20);
             let payload = b.log.with_extension("payload");
-            let name = "xenpv-app";
+            let name = b.name.as_str();
             // The domU's status travels in its console's exit line, not an exit device.
             if let Err(e) = crate::xenbox::payload(
                 &payload,
                 name,
                 &b.image,
-                &bx.peer,
+                bx.peer.as_deref(),
                 b.cmdline.trim(),
                 mem,
                 b.timeout.as_secs(),
@@ -239,7 +275,7 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
     let defmt = match crate::defmt_log::Defmt::from_elf(&b.image) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("xtask: defmt lines stay encoded: {e}");
+            eprintln!("xenpv-run: defmt lines stay encoded: {e}");
             None
         }
     };
@@ -316,126 +352,30 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
     }
 }
 
-/// `cargo xtask run`.
-pub fn run_command(args: &[String]) -> Result<u8, String> {
-    let o = Opts::parse(
-        args,
-        &[
-            "--example",
-            "--dev",
-            "--xen-log",
-            "--xl",
-            "--dry-run",
-            "--domu",
-        ],
-        &[
-            "--cmdline",
-            "--initrd",
-            "--initrd-mib",
-            "--seed",
-            "--memory",
-            "--timeout",
-            "--features",
-        ],
-    )?;
-    let image = if o.flag("--dev") {
-        Image::Dev {
-            example: o.flag("--example"),
-        }
-    } else if o.flag("--example") {
-        Image::Example
-    } else {
-        Image::App {
-            features: o
-                .get("--features")
-                .map(|f| f.split(',').map(String::from).collect())
-                .unwrap_or_default(),
-        }
-    };
-    let cmdline = o.get("--cmdline").unwrap_or("").to_string();
-    let initrd = match (o.get("--initrd"), o.get("--initrd-mib")) {
-        (Some(_), Some(_)) => return Err("--initrd and --initrd-mib exclude each other".into()),
-        (Some(f), None) => {
-            let p = PathBuf::from(f);
-            if !p.is_file() {
-                return Err(format!("--initrd {f}: no such file"));
-            }
-            Some(p)
-        }
-        (None, Some(_)) => {
-            let mib = o.num("--initrd-mib", 0, 1..=initrd::MAX_MIB)?;
-            Some(initrd::checked(mib, o.num("--seed", 1, 0..=u64::MAX)?)?.0)
-        }
-        (None, None) => None,
-    };
-    let initrd_mib = initrd
-        .as_ref()
-        .and_then(|p| p.metadata().ok())
-        .map_or(0, |m| m.len() >> 20);
-    let default_mem = if o.flag("--domu") {
-        initrd_mib + 128
-    } else if initrd_mib >= 1024 {
-        2048
-    } else if initrd_mib >= 256 {
-        1024
-    } else {
-        256
-    };
-    let memory_mib = o.num("--memory", default_mem, 64..=65536)?;
-    let timeout = o.num("--timeout", 120, 1..=86400)?;
-    if o.flag("--xl") {
-        return xl::run(
-            &image,
-            &cmdline,
-            initrd.as_deref(),
-            memory_mib,
-            o.flag("--dry-run"),
-            timeout,
-        );
+/// The exit code for a run that ended without a guest status.
+pub fn failure_status(f: &Failure) -> u8 {
+    match f {
+        Failure::Timeout(_) => EXIT_TIMEOUT,
+        Failure::NoStatus(_) => EXIT_NO_STATUS,
+        Failure::Start(_) => 2,
     }
-    let path = cargo::build(&image, false)?;
-    let xen = provision::ensure()?;
-    let domu = if o.flag("--domu") {
-        Some(std::sync::Arc::new(crate::xenbox::ensure()?))
-    } else {
-        None
-    };
-    let log = crate::root().join("target/xtask/last-run.log");
-    let stream = if o.flag("--xen-log") {
-        Stream::All
-    } else {
-        Stream::Guest
-    };
-    let _ = std::io::stdout().flush();
-    let out = boot(
-        &xen,
-        &Boot {
-            domu,
-            image: path,
-            cmdline,
-            initrd,
-            memory_mib,
-            timeout: Duration::from_secs(timeout),
-            stream,
-            log,
-        },
-    );
-    match out.status {
+}
+
+/// Say how the run ended (on stderr, `who: …`) and return the exit code to pass on: the
+/// guest's status, or [`failure_status`].
+pub fn report(out: &Outcome, who: &str) -> u8 {
+    match &out.status {
         Ok(st) => {
             eprintln!(
-                "xtask: guest exited with status {st} after {:.1} s (log: {})",
+                "{who}: guest exited with status {st} after {:.1} s (log: {})",
                 out.secs,
                 out.log.display()
             );
-            Ok(st.clamp(0, 255) as u8)
+            (*st).clamp(0, 255) as u8
         }
         Err(f) => {
-            eprintln!("xtask: {f} (full log: {})", out.log.display());
-            Ok(match f {
-                Failure::Timeout(_) => EXIT_TIMEOUT,
-                Failure::NoStatus(_) => EXIT_NO_STATUS,
-                Failure::Start(_) => 2,
-            })
+            eprintln!("{who}: {f} (full log: {})", out.log.display());
+            failure_status(f)
         }
     }
 }

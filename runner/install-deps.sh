@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what xenpv-run needs on Debian bookworm: QEMU and Xen 4.17 (the runner runs it as root).
+# Idempotent: does nothing when both are present.
+set -euo pipefail
+if command -v qemu-system-x86_64 >/dev/null && [ -f /boot/xen-4.17-amd64.gz ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: run as root (apt-get)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+pkgs=(qemu-system-x86 xen-hypervisor-4.17-amd64)
+extra=()
+# Some machine images carry a backported qemu-utils newer than bookworm's QEMU, whose
+# "Breaks: qemu-system-common (<< 8)" makes apt refuse. Pin qemu-utils to the version
+# that matches the qemu-system-common apt would install (a downgrade).
+if dpkg-query -W -f='${Version}' qemu-utils >/dev/null 2>&1; then
+  have=$(dpkg-query -W -f='${Version}' qemu-utils)
+  want=$(apt-cache policy qemu-system-common | awk '/Candidate:/ {print $2}')
+  if [ -n "$want" ] && [ "$want" != "(none)" ] && dpkg --compare-versions "$have" gt "$want"; then
+    extra=(--allow-downgrades "qemu-utils=$want")
+  fi
+fi
+apt-get install -y -q --no-install-recommends "${extra[@]}" "${pkgs[@]}"

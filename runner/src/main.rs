@@ -1,0 +1,233 @@
+//! `xenpv-run`: boot a Xen PV kernel and exit with its status.
+//!
+//! ```text
+//! xenpv-run KERNEL [GUEST WORDS…] [--domu | --xl] [--memory MiB] [--initrd FILE] …
+//! xenpv-run new NAME
+//! ```
+//!
+//! As a cargo runner (`runner = "xenpv-run"` in `.cargo/config.toml`), `cargo run`
+//! boots the crate's kernel and `cargo run -- exit=3 --domu` passes words to the guest
+//! and options to the runner. A binary without Xen's ELF notes (a `cargo test` binary)
+//! is run natively with its arguments as they are.
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use xenpv_run::{provision, qemu, starter, xenbox, xl};
+
+/// Boot a Xen PV kernel (a xenpv-rt unikernel, or any PV kernel) under Xen 4.17 in QEMU
+/// and exit with its status: the guest's own (101 a panic, 102 a refused start of day,
+/// 103 a fault), 124 when --timeout hits, 125 when the machine stops without a status,
+/// 2 for a usage or setup error.
+#[derive(Parser, Debug)]
+#[command(
+    name = "xenpv-run",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Write a new unikernel crate in ./NAME: Cargo.toml, build.rs, .cargo/config.toml
+    /// (this runner, DEFMT_LOG), src/main.rs and a host-tested src/lib.rs.
+    New(NewArgs),
+}
+
+#[derive(Args, Debug)]
+struct NewArgs {
+    /// The crate's name (and directory).
+    name: String,
+    /// Depend on the xenpv-rt crate at PATH (its runtime/platform directory); default:
+    /// the checkout this runner was built from.
+    #[arg(long, value_name = "PATH", conflicts_with = "git")]
+    path: Option<PathBuf>,
+    /// Depend on xenpv-rt from a git repository instead.
+    #[arg(long, value_name = "URL")]
+    git: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The kernel ELF.
+    #[arg(required = true)]
+    kernel: Option<PathBuf>,
+    /// Words for the guest's command line (after the kernel; after `--` for words that
+    /// start with a dash).
+    guest: Vec<String>,
+    /// Boot it as a domU of a Linux dom0 inside QEMU (Debian's kernel and xl: the box).
+    #[arg(long)]
+    domu: bool,
+    /// Boot it with `xl create -c` on this machine, a real Xen host.
+    #[arg(long, conflicts_with = "domu")]
+    xl: bool,
+    /// With --xl: print the config and the command, run nothing.
+    #[arg(long, requires = "xl")]
+    dry_run: bool,
+    /// Guest memory in MiB (default 256; 128 plus the initrd as a domU).
+    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(64..=65536))]
+    memory: Option<u64>,
+    /// Hand FILE to the guest as its initrd (module).
+    #[arg(long, value_name = "FILE")]
+    initrd: Option<PathBuf>,
+    /// Wall-clock limit in seconds; status 124 when it hits.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    timeout: u64,
+    /// Show Xen's own console lines too.
+    #[arg(long)]
+    xen_log: bool,
+    /// The domU's name (default: the kernel file's name).
+    #[arg(long, requires = "domu")]
+    name: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // cargo hands its runner every binary it runs: a test binary is not a PV kernel.
+    if let Some(first) = argv.get(1) {
+        let p = PathBuf::from(first);
+        if p.is_file() && matches!(xenpv_run::elf::is_xen_kernel(&p), Ok(false)) {
+            return native(&p, &argv[2..]);
+        }
+    }
+    let cli = Cli::parse_from(argv);
+    let r = match cli.cmd {
+        Some(Cmd::New(n)) => new(n),
+        None => run(cli.run),
+    };
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("xenpv-run: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Run a program that is not a PV kernel as it is, with its status.
+fn native(p: &std::path::Path, args: &[std::ffi::OsString]) -> ExitCode {
+    match std::process::Command::new(p).args(args).status() {
+        Ok(st) => ExitCode::from(st.code().map_or(125, |c| c.clamp(0, 255) as u8)),
+        Err(e) => {
+            eprintln!("xenpv-run: {}: {e}", p.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn new(n: NewArgs) -> Result<u8, String> {
+    let source = match (n.path, n.git) {
+        (Some(p), _) => starter::Source::Path(p),
+        (None, Some(url)) => starter::Source::Git(url),
+        (None, None) => starter::Source::this_checkout().ok_or(
+            "this runner was not built from a checkout of xenpv-rt: name one with --path or --git",
+        )?,
+    };
+    let dir = PathBuf::from(&n.name);
+    starter::write(&dir, &n.name, &source)?;
+    println!(
+        "xenpv-run: wrote {0}/ — `cd {0} && cargo run` boots it, `cargo test` tests its library",
+        n.name
+    );
+    Ok(0)
+}
+
+fn run(a: RunArgs) -> Result<u8, String> {
+    let kernel = a.kernel.expect("clap requires it");
+    if !kernel.is_file() {
+        return Err(format!("{}: no such file", kernel.display()));
+    }
+    if let Some(i) = &a.initrd {
+        if !i.is_file() {
+            return Err(format!("--initrd {}: no such file", i.display()));
+        }
+    }
+    let cmdline = a.guest.join(" ");
+    let initrd_mib = a
+        .initrd
+        .as_ref()
+        .and_then(|p| p.metadata().ok())
+        .map_or(0, |m| m.len() >> 20);
+    let memory = a.memory.unwrap_or(if a.domu {
+        128 + initrd_mib
+    } else {
+        256 + initrd_mib
+    });
+    let name = a.name.clone().unwrap_or_else(|| {
+        kernel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "xenpv-guest".into())
+    });
+    if a.xl {
+        return xl::run(
+            &name,
+            &kernel,
+            &cmdline,
+            a.initrd.as_deref(),
+            memory,
+            a.dry_run,
+            a.timeout,
+        );
+    }
+    let xen = provision::ensure()?;
+    let domu = if a.domu {
+        Some(std::sync::Arc::new(xenbox::ensure()?))
+    } else {
+        None
+    };
+    let log = kernel.with_extension("xenpv-run.log");
+    let _ = std::io::stdout().flush();
+    let out = qemu::boot(
+        &xen,
+        &qemu::Boot {
+            domu,
+            name,
+            image: kernel,
+            cmdline,
+            initrd: a.initrd,
+            memory_mib: memory,
+            timeout: Duration::from_secs(a.timeout),
+            stream: if a.xen_log {
+                qemu::Stream::All
+            } else {
+                qemu::Stream::Guest
+            },
+            log,
+        },
+    );
+    Ok(qemu::report(&out, "xenpv-run"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn guest_words_and_runner_options_mix_as_cargo_passes_them() {
+        let c =
+            Cli::try_parse_from(["xenpv-run", "k.elf", "exit=3", "--domu", "split=1G"]).unwrap();
+        assert!(c.run.domu);
+        assert_eq!(c.run.guest, ["exit=3", "split=1G"]);
+        let c = Cli::try_parse_from(["xenpv-run", "k.elf", "--", "--odd"]).unwrap();
+        assert_eq!(c.run.guest, ["--odd"]);
+        let e = Cli::try_parse_from(["xenpv-run", "k.elf", "--bogus"]).unwrap_err();
+        assert!(e.to_string().contains("--bogus"));
+        assert_eq!(e.exit_code(), 2);
+        let c = Cli::try_parse_from(["xenpv-run", "new", "hello"]).unwrap();
+        assert!(matches!(c.cmd, Some(Cmd::New(NewArgs { ref name, .. })) if name == "hello"));
+    }
+}
