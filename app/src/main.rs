@@ -8,6 +8,7 @@ use xenpv_rt::{println, Boot};
 mod events;
 mod faults;
 mod grants;
+mod heap;
 mod store;
 mod stress;
 
@@ -138,6 +139,15 @@ fn main(boot: &mut Boot) -> i32 {
             "burst: done n={n} lost={}",
             xenpv_rt::console::ring::lost_bytes()
         );
+    }
+    if cmd.has("heap_oom") {
+        heap::oom();
+    }
+    if cmd.has("heap") {
+        let n = |k: &str, d: u64| cmd.u64(k).ok().flatten().unwrap_or(d);
+        if !heap::run(n("seed", 1), n("heap_ops", 20_000), n("heap_mib", 256)) && status == 0 {
+            status = 8;
+        }
     }
     let (grant, store) = (cmd.has("grant"), cmd.has("xenstore"));
     if cmd.has("events") {

@@ -55,27 +55,31 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Write the crate `name` into `dir` (which must not exist yet).
-pub fn write(dir: &Path, name: &str, source: &Source) -> Result<(), String> {
-    check_name(name)?;
-    if dir.exists() {
-        return Err(format!("{} exists already", dir.display()));
-    }
+/// The crate's files for `name`: `(path in the crate, contents)`.
+pub fn render(name: &str, source: &Source) -> Vec<(&'static str, String)> {
     let krate = name.replace('-', "_");
     let fill = |t: &str| {
         t.replace("@NAME@", name)
             .replace("@CRATE@", &krate)
             .replace("@XENPV_RT@", &source.dependency())
     };
-    let files = [
+    vec![
         ("Cargo.toml", fill(CARGO_TOML)),
         ("build.rs", BUILD_RS.to_string()),
         (".cargo/config.toml", CONFIG_TOML.to_string()),
         ("src/main.rs", fill(MAIN_RS)),
         ("src/lib.rs", LIB_RS.to_string()),
         (".gitignore", "/target\n".to_string()),
-    ];
-    for (rel, text) in files {
+    ]
+}
+
+/// Write the crate `name` into `dir` (which must not exist yet).
+pub fn write(dir: &Path, name: &str, source: &Source) -> Result<(), String> {
+    check_name(name)?;
+    if dir.exists() {
+        return Err(format!("{} exists already", dir.display()));
+    }
+    for (rel, text) in render(name, source) {
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
@@ -105,7 +109,9 @@ mod tests {
         write(&d.join("k"), "my-kernel", &src).unwrap();
         let toml = fs::read_to_string(d.join("k/Cargo.toml")).unwrap();
         assert!(toml.contains("name = \"my-kernel\""));
-        assert!(toml.contains("xenpv-rt = { path = \"/somewhere/runtime/platform\" }"));
+        assert!(toml.contains(
+            "xenpv-rt = { path = \"/somewhere/runtime/platform\", features = [\"alloc\"] }"
+        ));
         let main = fs::read_to_string(d.join("k/src/main.rs")).unwrap();
         assert!(main.contains("use my_kernel::checksum;"));
         assert!(!main.contains('@'), "every placeholder filled");
@@ -114,5 +120,23 @@ mod tests {
             "never overwrites"
         );
         let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_readme_shows_exactly_the_starter() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+                .expect("the repository's README");
+        let src = Source::Path("../xenpv-rt/runtime/platform".into());
+        for (path, text) in render("my-kernel", &src) {
+            if path == ".gitignore" {
+                continue;
+            }
+            assert!(
+                readme.contains(&format!("# {path}\n{text}"))
+                    || readme.contains(&format!("// {path}\n{text}")),
+                "README.md does not show {path} as `xenpv-run new my-kernel` writes it"
+            );
+        }
     }
 }

@@ -3,6 +3,9 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
+use alloc::vec::Vec;
 use @CRATE@::checksum;
 use xenpv_rt::{println, Boot};
 
@@ -31,6 +34,10 @@ fn main(boot: &mut Boot) -> i32 {
             return 1;
         }
     }
+
+    // The heap: grows on demand from free memory.
+    let squares: Vec<u64> = (0..100_000u64).map(|i| i * i).collect();
+    println!("heap: {} squares, the last {}", squares.len(), squares[squares.len() - 1]);
 
     match boot.cmdline().u64("exit") {
         Ok(status) => status.unwrap_or(0).min(127) as i32,

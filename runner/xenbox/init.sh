@@ -76,15 +76,23 @@ done
 [ -n "$id" ] || fail "no domain id for $name after xl create: $(xl list 2>&1)"
 say "domU $name is domain $id"
 touch "$log"
-# Stream the domU's console as xenconsoled logs it; a copy of what went out lets us
-# wait, at the end, until everything logged has been shown.
-(tail -n +1 -F "$log" 2>/dev/null & echo $! > /run/tail.pid; wait) |
-    tee /run/streamed | sed 's/^/domU| /' &
-streamer=$!
+# Stream the domU's console as xenconsoled logs it. One loop in this shell, no pipeline
+# of background processes: under load a pipeline could start late or be killed before
+# it printed anything. Complete lines are shown as they arrive (`wc -l` counts them),
+# the last partial line at the end; nothing is shown twice and nothing is skipped.
+shown=0
+show_new() {
+    total=$(wc -l < "$log" 2>/dev/null || echo 0)
+    if [ "$total" -gt "$shown" ]; then
+        sed -n "$((shown + 1)),${total}p" "$log" | sed 's/^/domU| /'
+        shown=$total
+    fi
+}
 # Wait for the domU to shut down (state flag s or c). The limit is wall-clock time, with
 # room left before the host's own limit, so a domU that never stops is reported here.
 start=$(date +%s)
 while :; do
+    show_new
     state=$(xl list "$id" 2>/dev/null | awk 'NR==2 {print $5}')
     case "$state" in *s*|*c*) break ;; esac
     [ -z "$state" ] && break
@@ -94,26 +102,21 @@ while :; do
     fi
     usleep 200000
 done
-# xenconsoled may still be moving the domU's last bytes into the log: wait until the log
-# stops growing and all of it has been streamed.
+# xenconsoled may still be moving the domU's last bytes into the log: show what comes
+# until the log has not grown for a second (at most 30 s), then the unfinished last line.
 prev=-1
+same=0
 n=0
-while [ $n -lt 100 ]; do
-    size=$(wc -c < "$log")
-    [ "$size" = "$prev" ] && [ "$(wc -c < /run/streamed)" -ge "$size" ] && break
+while [ $n -lt 100 ] && [ $same -lt 4 ]; do
+    show_new
+    size=$(wc -c < "$log" 2>/dev/null || echo 0)
+    if [ "$size" = "$prev" ]; then same=$((same + 1)); else same=0; fi
     prev=$size
     usleep 300000
     n=$((n + 1))
 done
-sleep 1
-# Stopping tail ends the pipeline; sed writes what it still buffers when it exits.
-kill "$(cat /run/tail.pid)" 2>/dev/null
-n=0
-while kill -0 "$streamer" 2>/dev/null && [ $n -lt 50 ]; do
-    usleep 200000
-    n=$((n + 1))
-done
-kill -0 "$streamer" 2>/dev/null && say "the console stream did not end"
+show_new
+sed -n "$((shown + 1)),\$p" "$log" | sed 's/^/domU| /'
 reason=$(xl list -v "$id" 2>/dev/null | awk 'NR==2 {print $8}')
 say "domU state=$state reason=$reason"
 # What the domU wrote to xenstore, read from dom0's side.

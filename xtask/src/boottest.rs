@@ -72,6 +72,9 @@ pub struct BootTest {
     pub timeout_s: u64,
     pub status: i32,
     pub checks: Vec<Check>,
+    /// Keep both host cores busy while it boots (the box's console stream must not lose
+    /// a run on a loaded machine).
+    pub under_load: bool,
 }
 
 fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check>) -> BootTest {
@@ -85,6 +88,7 @@ fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check>) -
         timeout_s: 120,
         status,
         checks,
+        under_load: false,
     }
 }
 
@@ -415,6 +419,44 @@ pub fn table() -> Vec<BootTest> {
             has("grant: verdict=PASS"),
         ],
     ));
+    // The heap: a stress whose every byte is checked, a limit that is an error the app
+    // handles, and an infallible allocation past it that panics with the reason said.
+    let mut h = t(
+        "heap-stress",
+        app(),
+        "heap",
+        0,
+        vec![
+            Check::Regex(
+                r"heap: seed=1 allocations=\d+ allocs_per_s=\d+ alloc_free_per_s=\d+ bad=0 big_vec_mib=256 claimed_mib=\d+ failures=0 verdict=PASS",
+            ),
+            has("xenpv-rt: exit status 0"),
+        ],
+    );
+    h.memory_mib = 1024;
+    v.push(h);
+    v.push(t(
+        "heap-limit",
+        app(),
+        "heap heap=64 heap_mib=128",
+        8,
+        vec![
+            Check::Regex(r"xenpv-rt\[WARN \] heap: cannot allocate \d+ bytes \(align 8\): the heap limit is reached \(heap= on the command line, or heap::set_limit\); \d+ MiB claimed, limit 64 MiB"),
+            Check::Regex(r"heap: could not grow the Vec past \d+ MiB"),
+            Check::Regex(r"verdict=FAIL"),
+        ],
+    ));
+    v.push(t(
+        "heap-oom-panics-with-the-reason",
+        app(),
+        "heap_oom heap=32",
+        101,
+        vec![
+            has("heap: cannot allocate 1073741824 bytes (align 1): the heap limit is reached"),
+            has("memory allocation of 1073741824 bytes failed"),
+            has("xenpv-rt: exit status 101"),
+        ],
+    ));
     // The paging matrix: initrd size x split, each booting with the vmap stress.
     for (mib, seed) in [(0, 0), (64, 1), (600, 2), (1100, 3)] {
         for split in ["512M", "1G"] {
@@ -593,7 +635,25 @@ fn domu_tests() -> Vec<BootTest> {
     );
     hello.checks.extend(layout_ok());
     hello.memory_mib = 128;
-    let mut v = vec![hello];
+    // The same run while every host core is busy: the stream must still carry all of it.
+    let mut loaded = t(
+        &format!("{}-under-load", hello.name),
+        hello.image.clone(),
+        &hello.cmdline,
+        0,
+        Vec::new(),
+    );
+    loaded.checks = vec![
+        has("burst: done n=3000 lost=0"),
+        Check::Custom(
+            "the 3000-line burst arrived complete and in order",
+            burst_complete,
+        ),
+        has("xenbox: domU state=---s-- reason=0"),
+    ];
+    loaded.memory_mib = 128;
+    loaded.under_load = true;
+    let mut v = vec![hello, loaded];
     // 1024 MiB is the largest ramdisk xl can load (libxenguest's XC_DOM_DECOMPRESS_MAX),
     // and still spills the domU's boot mapping into L3[511].
     for (mib, seed) in [(600, 2), (1024, 4)] {
@@ -650,6 +710,17 @@ fn domu_tests() -> Vec<BootTest> {
     null_write.name = "domu-fault-null-write".into();
     null_write.memory_mib = 128;
     v.push(null_write);
+    let mut heap = t(
+        "domu-heap-stress",
+        app(),
+        "heap",
+        0,
+        vec![Check::Regex(
+            r"heap: seed=1 allocations=\d+ allocs_per_s=\d+ alloc_free_per_s=\d+ bad=0 big_vec_mib=256 claimed_mib=\d+ failures=0 verdict=PASS",
+        )],
+    );
+    heap.memory_mib = 1024;
+    v.push(heap);
     v.push(t(
         "domu-fault-recursion",
         app(),
@@ -718,6 +789,42 @@ pub fn box_with_peer() -> Result<crate::xenbox::BoxImage, String> {
     }
     b.peer = Some(crate::root().join("target/release/xenbox-peer"));
     Ok(b)
+}
+
+/// Busy threads, one per host core, until dropped.
+struct Load(
+    Arc<std::sync::atomic::AtomicBool>,
+    Vec<std::thread::JoinHandle<()>>,
+);
+
+impl Load {
+    fn start() -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 1u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        for _ in 0..100_000 {
+                            x = std::hint::black_box(x.wrapping_mul(6364136223846793005) + 1);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load(stop, threads)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// `cargo xtask test` options.
@@ -881,6 +988,7 @@ fn run_boot_tests(
                 let result = if !built.contains(&t.image) {
                     Err(format!("image {} did not build", t.image.name()))
                 } else {
+                    let _load = t.under_load.then(Load::start);
                     let o = qemu::boot(
                         &xen,
                         &Boot {

@@ -137,8 +137,13 @@ pub fn run() -> Vec<Verdict> {
             if !line.starts_with("INFO  ") || !line.ends_with(&defmt) {
                 return Err(format!("defmt line {line:?} lacks INFO or {defmt}"));
             }
-            if !text.contains("hello from hello-consumer") {
-                return Err(format!("no greeting:\n{text}"));
+            for want in [
+                "hello from hello-consumer",
+                "heap: 100000 squares, the last 9999800001",
+            ] {
+                if !text.contains(want) {
+                    return Err(format!("no {want:?}:\n{text}"));
+                }
             }
             Ok(())
         });

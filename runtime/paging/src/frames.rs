@@ -246,6 +246,44 @@ impl<'a> FrameAllocator<'a> {
         None
     }
 
+    /// `n` free frames in one run of consecutive pfns (first fit from the lowest pfn),
+    /// taken; the first of them. `None` if no run is that long (nothing is taken then).
+    /// A heap backed by the direct map grows by such runs: consecutive pfns are
+    /// consecutive addresses there.
+    pub fn alloc_run(&mut self, n: u64) -> Option<Pfn> {
+        if n == 0 || n > self.free {
+            return None;
+        }
+        let (mut start, mut len) = (0u64, 0u64);
+        let mut p = 0u64;
+        while p < self.nr_pages {
+            let (w, b) = bit(Pfn(p));
+            if b == 0 && self.bits[w] == !0 {
+                // A whole word taken: skip it.
+                len = 0;
+                p += 64;
+                continue;
+            }
+            if self.bits[w] & (1 << b) == 0 {
+                if len == 0 {
+                    start = p;
+                }
+                len += 1;
+                if len == n {
+                    for q in start..start + n {
+                        self.mark(Pfn(q));
+                    }
+                    self.free -= n;
+                    return Some(Pfn(start));
+                }
+            } else {
+                len = 0;
+            }
+            p += 1;
+        }
+        None
+    }
+
     /// Give back an allocated frame. Reserved, unallocated and out-of-range frames are
     /// refused, so a bookkeeping error cannot hand one frame out twice.
     pub fn free(&mut self, pfn: Pfn) -> Result<(), FrameError> {
@@ -335,5 +373,32 @@ mod tests {
             FrameAllocator::new(&mut bits, 65, Regions::new()).err(),
             Some(FrameError::BitmapTooSmall { words: 1, need: 2 })
         );
+    }
+
+    #[test]
+    fn runs_of_frames_are_found_whole_or_not_at_all() {
+        let mut bits = vec![0u64; 4];
+        let mut a = FrameAllocator::new(
+            &mut bits,
+            200,
+            regions(&[(0, 10, Use::Kernel), (50, 60, Use::Initrd)]),
+        )
+        .unwrap();
+        // The first run of 30 free frames starts at 10 (10..50 is 40 long).
+        assert_eq!(a.alloc_run(30), Some(Pfn(10)));
+        assert_eq!(a.free_frames(), 150);
+        // 10 are left before the initrd: 20 must come after it.
+        assert_eq!(a.alloc_run(20), Some(Pfn(60)));
+        assert!((60..80).all(|p| a.is_taken(Pfn(p))));
+        // Longer than any run: refused, nothing taken.
+        assert_eq!(a.alloc_run(150), None);
+        assert_eq!(a.free_frames(), 130);
+        assert_eq!(a.alloc_run(0), None);
+        // Freed frames join the run after them again.
+        for p in 60..80 {
+            a.free(Pfn(p)).unwrap();
+        }
+        assert_eq!(a.alloc_run(120), Some(Pfn(60)));
+        assert_eq!(a.free_frames(), 30);
     }
 }

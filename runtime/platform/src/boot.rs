@@ -54,6 +54,12 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
         Ok(mib) => mib.unwrap_or(0).saturating_mul(1 << 20),
         Err(e) => crate::fatal!("{e} (module space needed, in MiB)"),
     };
+    #[cfg(feature = "alloc")]
+    match cmd.u64("heap") {
+        Ok(Some(mib)) => crate::heap::set_limit(mib.saturating_mul(1 << 20)),
+        Ok(None) => {}
+        Err(e) => crate::fatal!("{e} (the heap's limit, in MiB)"),
+    }
     let batch = match cmd.u64("mmu_batch") {
         Ok(None) => xenpv_paging::exec::MMU_BATCH,
         Ok(Some(n)) if (1..=xenpv_paging::exec::MMU_BATCH as u64).contains(&n) => n as usize,

@@ -118,6 +118,8 @@ mod entry;
 pub mod evtchn;
 pub mod exit;
 pub mod gnttab;
+#[cfg(feature = "alloc")]
+pub mod heap;
 pub mod hypercall;
 mod libc;
 pub mod mm;

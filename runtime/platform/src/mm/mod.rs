@@ -9,7 +9,8 @@ pub use xenpv_paging::{check, layout, ops, vmap, vrange};
 mod setup;
 mod xen;
 
+pub(crate) use setup::take_frame_run;
 pub(crate) use setup::take_over;
-pub use setup::{Memory, Page, TopLevel, VmArea};
+pub use setup::{FramesGuard, Memory, Page, TopLevel, VmArea};
 pub use vmap::{VmapError, VmapStats};
 pub use xen::Xen;

@@ -59,8 +59,8 @@ const M2P: u64 = 0xffff_8000_0000_0000;
 /// Paging as the runtime left it for the application.
 pub struct Memory {
     // Private: safe code that could free a frame in use, or edit the tables' record,
-    // could make the runtime hand out or map memory that is still in use.
-    frames: FrameAllocator<'static>,
+    // could make the runtime hand out or map memory that is still in use. The frame
+    // allocator itself lives in FRAMES, shared with the heap.
     outcome: Outcome,
     split: Split,
     kernel_end: u64,
@@ -69,6 +69,50 @@ pub struct Memory {
     direct: Direct,
     exec: Executor<Xen>,
     vmap: Vmap,
+}
+
+/// The frame allocator, shared by [`Memory`] and the heap (which takes runs of frames
+/// through the direct map). Locked only for the length of one operation.
+static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(None);
+
+/// The frame allocator, locked: read it through this guard (see [`Memory::frames`]).
+pub struct FramesGuard(spin::MutexGuard<'static, Option<FrameAllocator<'static>>>);
+
+impl core::ops::Deref for FramesGuard {
+    type Target = FrameAllocator<'static>;
+    fn deref(&self) -> &FrameAllocator<'static> {
+        self.0
+            .as_ref()
+            .expect("the takeover set up the frame allocator")
+    }
+}
+
+/// The frame allocator for one operation of the runtime's own.
+fn frames_mut() -> impl core::ops::DerefMut<Target = FrameAllocator<'static>> {
+    struct Mut(spin::MutexGuard<'static, Option<FrameAllocator<'static>>>);
+    impl core::ops::Deref for Mut {
+        type Target = FrameAllocator<'static>;
+        fn deref(&self) -> &FrameAllocator<'static> {
+            self.0
+                .as_ref()
+                .expect("the takeover set up the frame allocator")
+        }
+    }
+    impl core::ops::DerefMut for Mut {
+        fn deref_mut(&mut self) -> &mut FrameAllocator<'static> {
+            self.0
+                .as_mut()
+                .expect("the takeover set up the frame allocator")
+        }
+    }
+    Mut(FRAMES.lock())
+}
+
+/// `pages` frames in one run of consecutive pfns, for the heap: their first pfn. `None`
+/// if no run is that long, or if the allocator is in use right now (an allocation made
+/// while a [`FramesGuard`] is held: the heap then cannot grow, rather than deadlock).
+pub(crate) fn take_frame_run(pages: u64) -> Option<Pfn> {
+    FRAMES.try_lock()?.as_mut()?.alloc_run(pages)
 }
 
 /// A frame the application owns (not Clone: freeing consumes it).
@@ -312,6 +356,7 @@ pub(crate) fn take_over(
         Ok(f) => f,
         Err(e) => crate::fatal!("frame allocator: {e}"),
     };
+    *FRAMES.lock() = Some(frames);
     let vmap = Vmap::new(
         split,
         VmapTables {
@@ -322,7 +367,6 @@ pub(crate) fn take_over(
     );
     let takeover_hypercalls = exec.hypercalls;
     Memory {
-        frames,
         outcome,
         split,
         kernel_end,
@@ -351,7 +395,7 @@ impl Memory {
     /// Map `pages` fresh frames in module space (read-write, NX, a guard page after).
     pub fn vmap(&mut self, pages: u64) -> Result<VmArea, VmapError<ExecError>> {
         self.vmap
-            .map(&mut self.direct, &mut self.exec, &mut self.frames, pages)
+            .map(&mut self.direct, &mut self.exec, &mut frames_mut(), pages)
             .map(VmArea)
     }
 
@@ -363,7 +407,7 @@ impl Memory {
     /// Unmap an area; its frames (and L1s left empty) go back to the allocator.
     pub fn vfree(&mut self, area: VmArea) -> Result<(), VmapError<ExecError>> {
         self.vmap
-            .unmap(&mut self.direct, &mut self.exec, &mut self.frames, area.0)
+            .unmap(&mut self.direct, &mut self.exec, &mut frames_mut(), area.0)
     }
 
     /// vmap's counters so far.
@@ -415,7 +459,7 @@ impl Memory {
     /// A fresh frame for the application: `(pfn, mfn)`, mapped read-write in the direct
     /// map. `None` when memory is exhausted.
     pub fn alloc_page(&mut self) -> Option<Page> {
-        let pfn = self.frames.alloc()?;
+        let pfn = frames_mut().alloc()?;
         match self.mfn(pfn) {
             Some(mfn) if mfn <= takeover::MAX_MFN => Some(Page { pfn, mfn }),
             _ => None, // a hole in the p2m: keep the frame out of use
@@ -433,7 +477,7 @@ impl Memory {
     /// Give a page from [`Memory::alloc_page`] back to the allocator.
     pub fn free_page(&mut self, page: Page) {
         // Cannot fail: the frame came from the allocator and the Page was consumed.
-        let _ = self.frames.free(page.pfn);
+        let _ = frames_mut().free(page.pfn);
     }
 
     /// Cap MMU operations per hypercall (1..=512) from now on.
@@ -468,9 +512,11 @@ impl Memory {
         self.table(t.0 + pfn.0 / 512)[(pfn.0 % 512) as usize]
     }
 
-    /// The frame allocator (read-only: frames come and go through this type's methods).
-    pub fn frames(&self) -> &FrameAllocator<'static> {
-        &self.frames
+    /// The frame allocator, locked for reading (frames come and go through this type's
+    /// methods). Drop the guard before allocating from the heap: while it is held the
+    /// heap cannot grow.
+    pub fn frames(&self) -> FramesGuard {
+        FramesGuard(FRAMES.lock())
     }
     /// What the takeover did: the runtime's tables, the reserved regions, counts.
     pub fn outcome(&self) -> &Outcome {
@@ -526,7 +572,7 @@ impl Inspect for Memory {
         };
         match self.pfn(pte::frame(e)) {
             None => "a foreign frame",
-            Some(p) => match self.frames.region_of(p) {
+            Some(p) => match self.frames().region_of(p) {
                 Some(Use::Kernel) => "kernel",
                 Some(Use::Initrd) => "initrd",
                 Some(Use::P2m) => "p2m",
