@@ -16,33 +16,12 @@ pub struct Defmt {
     root: String,
 }
 
+/// The frame a defmt line carries (base64, as the runtime encodes it).
 fn unbase64(s: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
     let b = s.trim_end().as_bytes();
-    if !b.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(b.len() / 4 * 3);
-    for q in b.chunks(4) {
-        let pad = q.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || q[..4 - pad].contains(&b'=') {
-            return None;
-        }
-        let mut n = 0u32;
-        for (k, &c) in q.iter().enumerate() {
-            n |= if c == b'=' { 0 } else { val(c)? } << (18 - 6 * k);
-        }
-        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
-    }
+    let mut out = vec![0u8; b.len() / 4 * 3];
+    let n = xenpv_protocol::defmt_line::unbase64(b, &mut out)?;
+    out.truncate(n);
     Some(out)
 }
 

@@ -256,6 +256,25 @@ fn fault(kind: &'static str, line: &str, via_caller: bool) -> BootTest {
     )
 }
 
+/// Unbounded recursion into the guard page: Xen cannot deliver that fault, so the host
+/// reads Xen's register dump, names the overflow and symbolizes where it happened.
+fn stack_overflow(name: &str) -> BootTest {
+    t(
+        name,
+        Image::app(),
+        "fault=recursion",
+        103,
+        vec![
+            has("fault: #PF page fault vector=14 that Xen could not deliver"),
+            has("fault: stack overflow: the boot stack ran into its guard page"),
+            Check::FaultAt {
+                kind: "recursion",
+                via_caller: false,
+            },
+        ],
+    )
+}
+
 /// The table of boot tests.
 pub fn table() -> Vec<BootTest> {
     let app = Image::app;
@@ -290,20 +309,7 @@ pub fn table() -> Vec<BootTest> {
         fault("div0", "#DE divide error vector=0", false),
         fault("nx-jump", "#PF page fault vector=14 error=0x11", true),
         // Xen cannot deliver a fault on an overflowed stack: the host reads its dump.
-        t(
-            "fault-recursion",
-            Image::app(),
-            "fault=recursion",
-            103,
-            vec![
-                has("fault: #PF page fault vector=14 that Xen could not deliver"),
-                has("fault: stack overflow: the boot stack ran into its guard page"),
-                Check::FaultAt {
-                    kind: "recursion",
-                    via_caller: false,
-                },
-            ],
-        ),
+        stack_overflow("fault-recursion"),
         // A plain `cargo build` (dev profile, opt-level 0) must boot too.
         t("dev-profile-app", Image::Dev { example: false }, "", 0, {
             let mut c = vec![has("xenpv-rt: exit status 0")];
@@ -721,20 +727,7 @@ fn domu_tests() -> Vec<BootTest> {
     );
     heap.memory_mib = 1024;
     v.push(heap);
-    v.push(t(
-        "domu-fault-recursion",
-        app(),
-        "fault=recursion",
-        103,
-        vec![
-            has("fault: #PF page fault vector=14 that Xen could not deliver"),
-            has("fault: stack overflow: the boot stack ran into its guard page"),
-            Check::FaultAt {
-                kind: "recursion",
-                via_caller: false,
-            },
-        ],
-    ));
+    v.push(stack_overflow("domu-fault-recursion"));
     for b in &mut v {
         b.domu = true;
         b.timeout_s = b.timeout_s.max(240);

@@ -41,6 +41,42 @@ pub fn base64(data: &[u8], out: &mut [u8]) -> Option<usize> {
     Some(need)
 }
 
+/// Decode standard base64 (`=` padding only at the end) into `out`: the length
+/// written, or `None` for anything that is not such base64 or does not fit. The host
+/// tools decode the console's defmt lines with it.
+pub fn unbase64(s: &[u8], out: &mut [u8]) -> Option<usize> {
+    if !s.len().is_multiple_of(4) {
+        return None;
+    }
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let quads = s.len() / 4;
+    let mut len = 0;
+    for (q, quad) in s.chunks(4).enumerate() {
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && q + 1 != quads) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            n = n << 6 | val(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = &n.to_be_bytes()[1..4 - pad];
+        out.get_mut(len..len + bytes.len())?.copy_from_slice(bytes);
+        len += bytes.len();
+    }
+    Some(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,40 +102,15 @@ mod tests {
         );
     }
 
-    /// An independent decoder: standard alphabet, `=` padding only at the end.
     fn decode(s: &[u8]) -> Option<Vec<u8>> {
-        if !s.len().is_multiple_of(4) {
-            return None;
-        }
-        let val = |c: u8| -> Option<u32> {
-            Some(match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                _ => return None,
-            } as u32)
-        };
-        let mut out = vec![];
-        let quads = s.len() / 4;
-        for (q, quad) in s.chunks(4).enumerate() {
-            let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-            if pad > 2 || (pad > 0 && q + 1 != quads) {
-                return None;
-            }
-            let mut n = 0u32;
-            for &c in &quad[..4 - pad] {
-                n = n << 6 | val(c)?;
-            }
-            n <<= 6 * pad as u32;
-            out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
-        }
+        let mut out = vec![0u8; s.len() / 4 * 3];
+        let n = unbase64(s, &mut out)?;
+        out.truncate(n);
         Some(out)
     }
 
     #[test]
-    fn the_test_decoder_agrees_with_the_standard() {
+    fn the_decoder_agrees_with_the_standard() {
         assert_eq!(decode(b"Zm9vYmE=").unwrap(), b"fooba");
         assert_eq!(decode(b"Zg==").unwrap(), b"f");
         assert_eq!(decode(b"Zg=a"), None);
