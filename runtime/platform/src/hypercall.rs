@@ -296,6 +296,21 @@ pub fn set_timer_op(deadline_ns: u64) -> Result<(), XenError> {
     check(rc).map(|_| ())
 }
 
+/// `memory_op(XENMEM_maximum_ram_page)` (`__HYPERVISOR_memory_op`, 12, `memory.h`): the
+/// highest machine frame of the host, which bounds the M2P table Xen maps for PV guests.
+pub fn maximum_ram_page() -> Result<xenpv_abi::Mfn, XenError> {
+    const XENMEM_MAXIMUM_RAM_PAGE: u64 = 2;
+    // SAFETY: XENMEM_maximum_ram_page takes no argument (a NULL pointer) and writes no
+    // guest memory; it returns the frame number.
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_memory_op,
+            [XENMEM_MAXIMUM_RAM_PAGE, 0, 0, 0, 0],
+        )
+    };
+    check(rc).map(|m| xenpv_abi::Mfn(m as u64))
+}
+
 /// `sched_op(SCHEDOP_yield)`: give the CPU away once (Xen runs something else if it can).
 pub fn yield_now() {
     // SAFETY: SCHEDOP_yield takes no argument and touches no guest memory.

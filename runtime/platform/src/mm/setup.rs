@@ -140,6 +140,8 @@ impl Page {
 struct Direct {
     nr_pages: u64,
     p2m_va: u64,
+    /// The highest machine frame (`XENMEM_maximum_ram_page`): the M2P covers up to it.
+    max_mfn: Mfn,
 }
 
 impl VmapEnv for Direct {
@@ -153,12 +155,11 @@ impl VmapEnv for Direct {
         }))
     }
     fn pfn(&self, mfn: Mfn) -> Option<Pfn> {
-        if mfn > takeover::MAX_MFN {
+        if mfn > self.max_mfn || mfn > takeover::MAX_MFN {
             return None;
         }
-        // SAFETY: Xen maps the M2P read-only for every PV guest, covering all of the
-        // machine's frames (an mfn past it would fault: callers pass mfns read from
-        // entries of our own page tables).
+        // SAFETY: Xen maps the M2P read-only for every PV guest, covering every machine
+        // frame up to the maximum RAM page, which `mfn` does not exceed (checked above).
         let pfn = Pfn(unsafe { ((M2P + mfn.0 * 8) as *const u64).read_volatile() });
         (self.mfn(pfn) == Some(mfn)).then_some(pfn)
     }
@@ -375,6 +376,8 @@ pub(crate) fn take_over(
         direct: Direct {
             nr_pages: nr,
             p2m_va: p2m.direct(),
+            max_mfn: crate::hypercall::maximum_ram_page()
+                .map_or(takeover::MAX_MFN, |m| m.min(takeover::MAX_MFN)),
         },
         exec,
         vmap,
