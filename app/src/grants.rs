@@ -43,10 +43,10 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
     let self_dom = DOMID_SELF as u16;
 
     // 1. Xen copies our page through a read-only grant into another frame.
-    let r = gt.grant(DOM0, src.mfn(), true)?;
+    let r = gt.grant(DOM0, &src, true)?;
     GrantTable::copy(
         by_ref(r, self_dom),
-        by_frame(dst.mfn()),
+        by_frame(&dst),
         4096,
         GNTCOPY_SOURCE_GREF,
     )?;
@@ -61,12 +61,7 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
     println!("grant: copy via ref {r}: 4096 bytes, {diff} differ");
 
     // 2. Writing through the read-only grant is refused by Xen.
-    let ro = GrantTable::copy(
-        by_frame(dst.mfn()),
-        by_ref(r, self_dom),
-        16,
-        GNTCOPY_DEST_GREF,
-    );
+    let ro = GrantTable::copy(by_frame(&dst), by_ref(r, self_dom), 16, GNTCOPY_DEST_GREF);
     let ro_refused = matches!(ro, Err(GntError::Status(..)));
     match ro {
         Err(e) => println!("grant: write through read-only ref {r} refused: {e}"),
@@ -105,7 +100,7 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
     // 4. References run out with an error, and all come back.
     let (free0, mut taken) = (gt.free_count(), heapless::Vec::<u32, 512>::new());
     let exhausted = loop {
-        match gt.grant(DOM0, src.mfn(), true) {
+        match gt.grant(DOM0, &src, true) {
             Ok(g) => {
                 if taken.push(g).is_err() {
                     break None;
@@ -166,7 +161,7 @@ fn offer(boot: &mut Boot) -> Result<bool, GntError> {
         *b = (i as u8).wrapping_mul(151) ^ (i >> 8) as u8 ^ 0x5c;
     }
     let hash = fnv(&mem.page_mut(&mut page)[..]);
-    let r = gt.grant(DOM0, page.mfn(), true)?;
+    let r = gt.grant(DOM0, &page, true)?;
     let Some(xs) = boot.xenstore() else {
         return Ok(false);
     };

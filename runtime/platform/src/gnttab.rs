@@ -3,7 +3,7 @@
 
 use crate::hypercall;
 use crate::mm::layout::{Fixmap, GNTTAB_MAX_FRAMES, PAGE_SIZE};
-use crate::mm::Memory;
+use crate::mm::{Memory, Page};
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use xenpv_abi::Mfn;
 pub use xenpv_protocol::grant::*;
@@ -39,17 +39,19 @@ struct SetupTable {
     status: i16,
     frame_list: *mut u64,
 }
-/// One side of a copy: a grant reference or a frame (`gmfn` is the mfn for PV).
+/// One side of a copy: a grant reference or a frame (`gmfn` is the mfn for PV). Made
+/// by [`by_ref`] or [`by_frame`] only: a frame side names a [`Page`] the caller owns, so
+/// a copy can never be aimed at memory that is not the caller's.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CopyPtr {
     /// The grant reference (with the `GNTCOPY_*_GREF` flag for this side) or the machine
     /// frame number.
-    pub u: u64,
+    u: u64,
     /// The domain whose grant table or frame this is (`DOMID_SELF` for our own).
-    pub domid: u16,
+    domid: u16,
     /// Byte offset into the page.
-    pub offset: u16,
+    offset: u16,
 }
 #[repr(C)]
 struct Copy {
@@ -180,8 +182,11 @@ impl GrantTable {
     }
 
     /// Grant `domid` access to machine frame `mfn`.
-    pub fn grant(&mut self, domid: u16, mfn: Mfn, readonly: bool) -> Result<GrantRef, GntError> {
-        let mfn = mfn.0;
+    ///
+    /// The page is named by a [`Page`] the caller owns: a grant can only ever give away
+    /// the caller's own memory. End the grant before freeing the page.
+    pub fn grant(&mut self, domid: u16, page: &Page, readonly: bool) -> Result<GrantRef, GntError> {
+        let mfn = page.mfn().0;
         if u32::try_from(mfn).is_err() {
             return Err(GntError::FrameTooBig(mfn));
         }
@@ -192,7 +197,8 @@ impl GrantTable {
 
     /// End access; refused (the reference stays granted) while the peer uses it.
     pub fn end(&mut self, r: GrantRef) -> Result<(), GntError> {
-        if !self.free.is_used(r) {
+        // References below RESERVED are the toolstack's (console, xenstore): never touched.
+        if r < RESERVED || !self.free.is_used(r) {
             return Err(GntError::NotGranted(r));
         }
         self.entry(r).end(r)?;
@@ -296,9 +302,9 @@ pub fn by_ref(r: GrantRef, domid: u16) -> CopyPtr {
         offset: 0,
     }
 }
-/// A copy side naming our own machine frame.
-pub fn by_frame(mfn: Mfn) -> CopyPtr {
-    let mfn = mfn.0;
+/// A copy side naming a frame of ours: a [`Page`] the caller owns.
+pub fn by_frame(page: &Page) -> CopyPtr {
+    let mfn = page.mfn().0;
     CopyPtr {
         u: mfn,
         domid: DOMID_SELF,

@@ -70,7 +70,7 @@
 //! use xenpv_rt::gnttab::GrantTable;
 //! let mut gt = GrantTable::setup(boot.memory(), 1)?;
 //! let page = boot.memory().alloc_page().expect("a free frame");
-//! let gref = gt.grant(0, page.mfn(), true)?; // dom0 may read it
+//! let gref = gt.grant(0, &page, true)?; // dom0 may read it
 //! gt.end(gref)?; // refused while dom0 still has it mapped
 //! # Ok(()) }
 //! ```

@@ -9,6 +9,7 @@ pub use xenpv_paging::{check, layout, ops, vmap, vrange};
 mod setup;
 mod xen;
 
+#[cfg(feature = "alloc")]
 pub(crate) use setup::take_frame_run;
 pub(crate) use setup::take_over;
 pub use setup::{FramesGuard, Memory, Page, TopLevel, VmArea};

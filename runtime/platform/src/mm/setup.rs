@@ -111,6 +111,7 @@ fn frames_mut() -> impl core::ops::DerefMut<Target = FrameAllocator<'static>> {
 /// `pages` frames in one run of consecutive pfns, for the heap: their first pfn. `None`
 /// if no run is that long, or if the allocator is in use right now (an allocation made
 /// while a [`FramesGuard`] is held: the heap then cannot grow, rather than deadlock).
+#[cfg(feature = "alloc")]
 pub(crate) fn take_frame_run(pages: u64) -> Option<Pfn> {
     FRAMES.try_lock()?.as_mut()?.alloc_run(pages)
 }
