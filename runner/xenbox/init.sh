@@ -63,7 +63,21 @@ on_crash = "preserve"
 CFG
 say "xl create (memory ${mem} MiB, ramdisk $([ -n "$ramdisk" ] && wc -c < /run/ramdisk.img || echo none) bytes)"
 log=/var/log/xen/console/guest-$name.log
-xl create /run/domu.cfg > /run/xl.log 2>&1 || fail "xl create: $(cat /run/xl.log)"
+# xl's domain-monitoring child has been seen to abort in this dom0 ("corrupted
+# double-linked list", libxl: "daemonizing child died due to fatal signal Aborted")
+# before the domain ran: that is the toolstack's failure, not the guest's, so it gets one
+# more try, said on the console; a second failure fails the run.
+created=no
+for attempt in 1 2; do
+    if xl create /run/domu.cfg > /run/xl.log 2>&1; then
+        created=yes
+        break
+    fi
+    say "xl create failed (attempt $attempt): $(tr '\n' ' ' < /run/xl.log)"
+    xl destroy "$name" > /dev/null 2>&1
+    sleep 1
+done
+[ "$created" = yes ] || fail "xl create: $(cat /run/xl.log)"
 rm -f /run/ramdisk.img
 # xl can answer before the new domain is listed: ask again for a while, never go on
 # without an id (an empty one would make `xl list` report dom0).
