@@ -162,6 +162,25 @@ pub fn decode_status(code: Option<i32>, text: &str, fatal: Option<&str>) -> Resu
 /// ended; the console is also written to [`Boot::log`]. A guest that Xen crashed on a
 /// fault it could not deliver gets [`crate::symbolize::STATUS_XEN_CRASH`] and a report
 /// from Xen's register dump.
+/// QEMU's arguments for every boot: software emulation, the serial line on stdio, no
+/// reboot, the exit device, and **no network device at all** (`-nic none`): QEMU would
+/// otherwise add a NIC with user-mode networking, a path from the emulated machine to the
+/// host. Guest networks live on bridges inside dom0.
+pub const BASE_ARGS: &[&str] = &[
+    "-accel",
+    "tcg",
+    "-cpu",
+    "max",
+    "-nographic",
+    "-no-reboot",
+    "-monitor",
+    "none",
+    "-nic",
+    "none",
+    "-device",
+    "isa-debug-exit,iobase=0xf4,iosize=0x04",
+];
+
 pub fn boot(xen: &Path, b: &Boot) -> Outcome {
     let start = Instant::now();
     let initrd_bytes = b
@@ -179,19 +198,7 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
     let mem = b.memory_mib;
     let cmdline = format!("{} qemu-exit", b.cmdline.trim());
     let mut cmd = Command::new(provision::QEMU);
-    cmd.args([
-        "-accel",
-        "tcg",
-        "-cpu",
-        "max",
-        "-nographic",
-        "-no-reboot",
-        "-monitor",
-        "none",
-    ])
-    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-    .arg("-kernel")
-    .arg(xen);
+    cmd.args(BASE_ARGS).arg("-kernel").arg(xen);
     match &b.domu {
         None => {
             cmd.args(["-m", &qemu_memory(mem, initrd_bytes).to_string()])
@@ -383,6 +390,15 @@ pub fn report(out: &Outcome, who: &str) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machine_has_no_network_device() {
+        let nic = BASE_ARGS.windows(2).any(|w| w == ["-nic", "none"]);
+        assert!(nic, "QEMU must run with -nic none: {BASE_ARGS:?}");
+        assert!(!BASE_ARGS
+            .iter()
+            .any(|a| a.starts_with("user") || *a == "-netdev"));
+    }
 
     #[test]
     fn status_comes_from_the_exit_device_and_agrees_with_the_console() {
