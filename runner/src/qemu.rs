@@ -157,11 +157,6 @@ pub fn decode_status(code: Option<i32>, text: &str, fatal: Option<&str>) -> Resu
     }
 }
 
-/// Boot `b` under the Xen image `xen` (from [`provision::ensure`]), stream its console as
-/// [`Boot::stream`] says (defmt lines decoded, fault lines symbolized), and return how it
-/// ended; the console is also written to [`Boot::log`]. A guest that Xen crashed on a
-/// fault it could not deliver gets [`crate::symbolize::STATUS_XEN_CRASH`] and a report
-/// from Xen's register dump.
 /// QEMU's arguments for every boot: software emulation, the serial line on stdio, no
 /// reboot, the exit device, and **no network device at all** (`-nic none`): QEMU would
 /// otherwise add a NIC with user-mode networking, a path from the emulated machine to the
@@ -181,6 +176,11 @@ pub const BASE_ARGS: &[&str] = &[
     "isa-debug-exit,iobase=0xf4,iosize=0x04",
 ];
 
+/// Boot `b` under the Xen image `xen` (from [`provision::ensure`]), stream its console as
+/// [`Boot::stream`] says (defmt lines decoded, fault lines symbolized), and return how it
+/// ended; the console is also written to [`Boot::log`]. A guest that Xen crashed on a
+/// fault it could not deliver gets [`crate::symbolize::STATUS_XEN_CRASH`] and a report
+/// from Xen's register dump.
 pub fn boot(xen: &Path, b: &Boot) -> Outcome {
     let start = Instant::now();
     let initrd_bytes = b
