@@ -4,8 +4,8 @@
 use defmt_decoder::{Locations, Table};
 use std::path::Path;
 
-/// What starts a defmt line (the runtime's `defmt_log::MARKER`).
-pub const MARKER: &str = "=defmt=";
+/// What starts a defmt line: the runtime's own marker.
+pub use xenpv_protocol::defmt_line::MARKER;
 
 /// A decoder for one kernel's defmt lines: the format table and source locations read
 /// from its ELF.

@@ -225,14 +225,15 @@ extern "C" fn xenpv_rt_fault(vector: u64, frame: *const Frame) -> ! {
         f.error, f.rip, f.rsp
     ));
     if vector == 14 {
-        match cr2() {
+        let fault_addr = cr2();
+        match fault_addr {
             Some(a) => p(format_args!(" cr2={a:#x}")),
             None => p(format_args!(" cr2=?")),
         }
         p(format_args!(" ({})", page_fault_cause(f.error)));
         // SAFETY: linker-script symbols; only their addresses are used.
         let guard = unsafe { addr(&xenpv_boot_stack_guard) };
-        if cr2().is_some_and(|a| (guard..guard + 4096).contains(&a)) {
+        if fault_addr.is_some_and(|a| (guard..guard + 4096).contains(&a)) {
             p(format_args!(" stack overflow: the boot stack's guard page"));
         }
     }
