@@ -41,12 +41,26 @@ fn main(boot: &mut Boot) -> i32 {
     let (calls, updates) = m.mmu_counts();
     let pages = m.frames().nr_pages();
     let takeover_ns = timing.takeover_ns().max(1);
+    let (mode, (mapped, _)) = m.direct_map();
     println!(
-        "timing: entry_to_main_us={} paging_setup_us={} paging_pte_updates={updates} paging_hypercalls={calls} paging_per_hypercall={} paging_pages_per_s={}",
+        "timing: entry_to_main_us={} paging_setup_us={} paging_pte_updates={updates} paging_hypercalls={calls} paging_per_hypercall={} paging_pages_per_s={} direct_map={} mapped_mib={} pt_write={}",
         timing.entry_to_main_ns() / 1000,
         takeover_ns / 1000,
         updates.checked_div(calls).unwrap_or(0),
-        pages as u128 * 1_000_000_000 / takeover_ns as u128
+        pages as u128 * 1_000_000_000 / takeover_ns as u128,
+        if mode.eager { "eager" } else { "on-demand" },
+        mapped * 2,
+        mode.pt_write.name()
+    );
+    let p = boot.memory().phases();
+    println!(
+        "timing: paging phases (us): read={} plan={} plan_in_xen={} allocator={} eager_map={} eager_map_in_xen={}",
+        p.read_ns / 1000,
+        p.plan_ns / 1000,
+        p.plan_xen_ns / 1000,
+        p.allocator_ns / 1000,
+        p.eager_ns / 1000,
+        p.eager_xen_ns / 1000
     );
     println!("{}", boot.layout_top());
     let report = boot.memory().report();
@@ -163,6 +177,22 @@ fn main(boot: &mut Boot) -> i32 {
     if store && !store::run(boot) && status == 0 {
         status = 7;
     }
+    // The direct map now: what start of day mapped, what the allocations since mapped.
+    let m = boot.memory();
+    let (mode, (mapped, chunks)) = m.direct_map();
+    let start: u64 = m.outcome().start_chunks.iter().map(|(s, e)| e - s).sum();
+    let grown = m.direct_map_stats().unwrap_or_default();
+    let free = m.frames().available_frames();
+    println!(
+        "direct_map: mode={} start_mib={} mapped_mib={mapped2} of {total} MiB, chunks_grown={} pte_updates={} holes={} available_frames={free}",
+        if mode.eager { "eager" } else { "on-demand" },
+        start * 2,
+        grown.chunks_mapped,
+        grown.pt_updates,
+        grown.holes,
+        mapped2 = mapped * 2,
+        total = chunks * 2,
+    );
     let cmd = boot.cmdline();
     if let Some(kind) = cmd.value("fault") {
         let Ok(k) = heapless::String::<32>::try_from(kind) else {

@@ -107,7 +107,8 @@ fn retire_some(
 /// Run the stress; returns whether it passed.
 pub fn run(boot: &mut Boot, cfg: &Config, initrd_checksum: Option<u64>) -> bool {
     let image0 = hash(xenpv_rt::image_read_only());
-    let free0 = boot.memory().frames().free_frames();
+    // Free frames, mapped or not: the direct map may grow during the run.
+    let free0 = boot.memory().frames().available_frames();
     let (calls0, updates0) = boot.memory().mmu_counts();
     let t0 = xenpv_rt::time::now_ns();
     let mut rng = Rng(cfg.seed);
@@ -176,7 +177,7 @@ pub fn run(boot: &mut Boot, cfg: &Config, initrd_checksum: Option<u64>) -> bool 
     let st = m.vmap_stats();
     let (calls1, updates1) = m.mmu_counts();
     let (live_pages, poisoned, areas) = m.module_space_usage();
-    let frames_back = m.frames().free_frames() == free0;
+    let frames_back = m.frames().available_frames() == free0;
     let image_ok = hash(xenpv_rt::image_read_only()) == image0;
     let initrd_ok = match (initrd_checksum, boot.initrd()) {
         (None, _) => true,

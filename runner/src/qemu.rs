@@ -182,6 +182,29 @@ pub const BASE_ARGS: &[&str] = &[
 /// fault it could not deliver gets [`crate::symbolize::STATUS_XEN_CRASH`] and a report
 /// from Xen's register dump.
 pub fn boot(xen: &Path, b: &Boot) -> Outcome {
+    boot_with(xen, b, None)
+}
+
+/// Boot the box of [`Boot::domu`] in its bench mode: the domU is started `bench.runs`
+/// times in a row, each run timed in dom0 (read the runs from [`Outcome::text`] with
+/// [`crate::xenbox::bench_runs`]); the status is 0 when every run ended by itself.
+/// [`Boot::timeout`] is the whole box run's limit. The domU may be any PV kernel (a
+/// Linux one too): its console is only decoded and symbolized if it is a Xen PV ELF.
+pub fn boot_box_bench(xen: &Path, b: &Boot, bench: crate::xenbox::BenchMode) -> Outcome {
+    if b.domu.is_none() {
+        return Outcome {
+            status: Err(Failure::Start(
+                "bench mode runs in the box: no box given".into(),
+            )),
+            text: String::new(),
+            secs: 0.0,
+            log: b.log.clone(),
+        };
+    }
+    boot_with(xen, b, Some(bench))
+}
+
+fn boot_with(xen: &Path, b: &Boot, bench: Option<crate::xenbox::BenchMode>) -> Outcome {
     let start = Instant::now();
     let initrd_bytes = b
         .initrd
@@ -215,15 +238,16 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
             let payload = b.log.with_extension("payload");
             let name = b.name.as_str();
             // The domU's status travels in its console's exit line, not an exit device.
-            if let Err(e) = crate::xenbox::payload(
-                &payload,
+            let spec = crate::xenbox::Payload {
                 name,
-                &b.image,
-                bx.peer.as_deref(),
-                b.cmdline.trim(),
-                mem,
-                b.timeout.as_secs(),
-            ) {
+                kernel: &b.image,
+                peer: bx.peer.as_deref(),
+                cmdline: b.cmdline.trim(),
+                memory_mib: mem,
+                timeout_s: b.timeout.as_secs(),
+                bench,
+            };
+            if let Err(e) = spec.write(&payload) {
                 return fail(e, String::new());
             }
             cmd.args(["-m", &(dom0 + mem + 384).to_string()])
@@ -278,15 +302,20 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
         }
     });
     let deadline = start + b.timeout;
-    // defmt lines are decoded with the image's own ELF as they arrive.
-    let defmt = match crate::defmt_log::Defmt::from_elf(&b.image) {
-        Ok(d) => d,
-        Err(e) => {
+    // defmt lines are decoded with the image's own ELF as they arrive. A bench of a
+    // foreign kernel (Linux) has neither defmt nor symbols: no notes saying so.
+    let decode = bench.is_none() || crate::elf::is_xen_kernel(&b.image) == Ok(true);
+    let defmt = match decode.then(|| crate::defmt_log::Defmt::from_elf(&b.image)) {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
             eprintln!("xenpv-run: defmt lines stay encoded: {e}");
             None
         }
+        None => None,
     };
-    let sym = crate::symbolize::for_image(&b.image);
+    let sym = decode
+        .then(|| crate::symbolize::for_image(&b.image))
+        .flatten();
     let mut text = String::new();
     let mut fatal: Option<String> = None;
     let mut fatal_at: Option<Instant> = None;

@@ -6,9 +6,10 @@
 //! into the runner; cached under `xenbox/<key>/` in [`crate::cache_dir`], where the key
 //! hashes the lock, the init script and this builder's layout: with nothing changed,
 //! [`ensure`] is a no-op. Per run, the payload travels on two read-only virtio disks:
-//! `/dev/vda` = a text header (name, memory, command line, time limit), the kernel and
-//! the [`BoxImage::peer`] program if any (see [`payload`]), `/dev/vdb` = the ramdisk, if
-//! any (the file itself, not copied).
+//! `/dev/vda` = a text header (name, memory, command line, time limit; in bench mode also
+//! `bench=1`, `runs=`, `run_timeout=`: see [`BenchMode`]), the kernel and the
+//! [`BoxImage::peer`] program if any (see [`Payload`]), `/dev/vdb` = the ramdisk, if any
+//! (the file itself, not copied).
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -387,9 +388,97 @@ pub fn write_cpio(w: &mut impl Write, entries: &BTreeMap<String, Entry>) -> Resu
     put(w, "TRAILER!!!", 0, &[], (0, 0)).map_err(io)
 }
 
-/// Write the per-run payload disk to `path`: a 4 KiB header, the kernel, then the peer
-/// program, each starting on a 4 KiB boundary. A name or command line holding a newline,
-/// quote or NUL is refused (it would break the header or the domU's xl config).
+/// Bench mode of the box (payload header `bench=1`): the domU is started [`BenchMode::runs`]
+/// times in a row with `xl create -F`, each run timed in dom0 from just before `xl create`
+/// to the domain's end and reported as a `xenbox: bench run N ...` line followed by that
+/// run's console (read them with [`bench_runs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchMode {
+    /// How many times the domU is started.
+    pub runs: u32,
+    /// Each run's wall-clock limit in seconds: a domU still there then is destroyed and
+    /// the run reported as failed.
+    pub run_timeout_s: u64,
+}
+
+/// The per-run payload disk: what the box boots as its domU, and how.
+pub struct Payload<'a> {
+    /// The domain's name (in bench mode, runs are named `NAME-1`, `NAME-2`, ...).
+    pub name: &'a str,
+    /// The domU's kernel.
+    pub kernel: &'a Path,
+    /// The dom0-side program of [`BoxImage::peer`], if any.
+    pub peer: Option<&'a Path>,
+    /// The domU's command line (xl's `extra`).
+    pub cmdline: &'a str,
+    /// The domU's memory in MiB.
+    pub memory_mib: u64,
+    /// The whole box run's wall-clock limit in seconds (the box keeps 30 s of it for
+    /// itself).
+    pub timeout_s: u64,
+    /// Start the domU several times and time each start (`None`: boot it once, the
+    /// ordinary way).
+    pub bench: Option<BenchMode>,
+}
+
+impl Payload<'_> {
+    /// The 4 KiB header's text. Without bench mode it is exactly what it always was:
+    /// the bench keys are only written when asked for.
+    pub fn header(&self, kernel_len: usize, peer_len: usize) -> String {
+        let (name, cmdline, memory_mib, timeout_s) =
+            (self.name, self.cmdline, self.memory_mib, self.timeout_s);
+        let mut hdr = format!(
+            "name={name}\nkernel_len={kernel_len}\npeer_len={peer_len}\nmemory={memory_mib}\nextra={cmdline}\ntimeout={timeout_s}\n"
+        );
+        if let Some(b) = self.bench {
+            hdr += &format!(
+                "bench=1\nruns={}\nrun_timeout={}\n",
+                b.runs, b.run_timeout_s
+            );
+        }
+        hdr
+    }
+
+    /// Write the payload disk to `path`: a 4 KiB header, the kernel, then the peer
+    /// program, each starting on a 4 KiB boundary. A name or command line holding a
+    /// newline, quote or NUL is refused (it would break the header or the domU's xl
+    /// config), and so is a bench mode of no runs.
+    pub fn write(&self, path: &Path) -> Result<(), String> {
+        for (what, v) in [("name", self.name), ("command line", self.cmdline)] {
+            if v.contains(['\n', '"', '\0']) {
+                return Err(format!("domU {what} {v:?} holds a newline, quote or NUL"));
+            }
+        }
+        if self
+            .bench
+            .is_some_and(|b| b.runs == 0 || b.run_timeout_s == 0)
+        {
+            return Err("bench mode needs at least one run and a time limit".into());
+        }
+        let kernel = self.kernel;
+        let k = fs::read(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
+        let p = match self.peer {
+            Some(peer) => fs::read(peer).map_err(|e| format!("{}: {e}", peer.display()))?,
+            None => Vec::new(),
+        };
+        let hdr = self.header(k.len(), p.len());
+        if hdr.len() > 4096 {
+            return Err(format!(
+                "payload header of {} bytes, the limit is 4096",
+                hdr.len()
+            ));
+        }
+        let mut data = hdr.into_bytes();
+        data.resize(4096, 0);
+        for part in [&k, &p] {
+            data.extend_from_slice(part);
+            data.resize(data.len().div_ceil(4096) * 4096, 0);
+        }
+        fs::write(path, data).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Write the per-run payload disk to `path` for one ordinary boot (see [`Payload::write`]).
 pub fn payload(
     path: &Path,
     name: &str,
@@ -399,34 +488,133 @@ pub fn payload(
     memory_mib: u64,
     timeout_s: u64,
 ) -> Result<(), String> {
-    for (what, v) in [("name", name), ("command line", cmdline)] {
-        if v.contains(['\n', '"', '\0']) {
-            return Err(format!("domU {what} {v:?} holds a newline, quote or NUL"));
+    Payload {
+        name,
+        kernel,
+        peer,
+        cmdline,
+        memory_mib,
+        timeout_s,
+        bench: None,
+    }
+    .write(path)
+}
+
+/// The bytes of file `name` in a newc cpio archive (as [`write_cpio`] makes them), `None`
+/// if the archive has no such member.
+pub fn cpio_file(data: &[u8], name: &str) -> Result<Option<Vec<u8>>, String> {
+    let mut at = 0usize;
+    let hex = |b: &[u8]| -> Result<usize, String> {
+        let s = std::str::from_utf8(b).map_err(|_| "cpio: a header field is not text")?;
+        usize::from_str_radix(s, 16).map_err(|e| format!("cpio: header field {s:?}: {e}"))
+    };
+    loop {
+        let hdr = data
+            .get(at..at + 110)
+            .ok_or("cpio: the archive ends inside a header")?;
+        if &hdr[..6] != b"070701" {
+            return Err(format!("cpio: no newc header at offset {at}"));
+        }
+        let filesize = hex(&hdr[54..62])?;
+        let namesize = hex(&hdr[94..102])?;
+        let name_at = at + 110;
+        let member = data
+            .get(name_at..name_at + namesize)
+            .ok_or("cpio: the archive ends inside a name")?;
+        let member = &member[..namesize.saturating_sub(1)];
+        let data_at = (name_at + namesize).next_multiple_of(4);
+        if member == b"TRAILER!!!" {
+            return Ok(None);
+        }
+        let body = data
+            .get(data_at..data_at + filesize)
+            .ok_or("cpio: the archive ends inside a file")?;
+        if member == name.as_bytes() {
+            return Ok(Some(body.to_vec()));
+        }
+        at = (data_at + filesize).next_multiple_of(4);
+    }
+}
+
+/// The `/init` of [`poweroff_initramfs`]: a Linux domU that stops as soon as it reaches
+/// user space, so a boot measures the kernel's own start.
+pub const POWEROFF_INIT: &str = "#!/bin/busybox sh\n/bin/busybox poweroff -f\n";
+
+/// Write to `out` an initramfs (uncompressed newc cpio, which Linux takes as it is) for a
+/// Linux domU whose `/init` powers off at once: the box's own busybox, `/dev/console`
+/// and [`POWEROFF_INIT`].
+pub fn poweroff_initramfs(bx: &BoxImage, out: &Path) -> Result<(), String> {
+    let cpio = fs::read(&bx.initramfs).map_err(|e| format!("{}: {e}", bx.initramfs.display()))?;
+    let busybox = cpio_file(&cpio, "bin/busybox")?
+        .ok_or(format!("{}: no bin/busybox", bx.initramfs.display()))?;
+    let mut m = BTreeMap::new();
+    m.insert(
+        "init".to_string(),
+        Entry::File {
+            data: POWEROFF_INIT.as_bytes().to_vec(),
+            mode: 0o755,
+        },
+    );
+    m.insert(
+        "bin/busybox".to_string(),
+        Entry::File {
+            data: busybox,
+            mode: 0o755,
+        },
+    );
+    // The kernel opens /dev/console for init's stdio before any devtmpfs is mounted.
+    m.insert("dev/console".to_string(), Entry::CharDev(5, 1));
+    let mut data = vec![];
+    write_cpio(&mut data, &m)?;
+    fs::write(out, data).map_err(|e| format!("{}: {e}", out.display()))
+}
+
+/// One run of the box's bench mode, read from the box's console by [`bench_runs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchRun {
+    /// The run's number, from 1.
+    pub index: u32,
+    /// Milliseconds from just before `xl create` to the domain's end, or why the run has
+    /// none.
+    pub create_to_shutdown_ms: Result<u64, String>,
+    /// The shutdown reason xl reported (0 poweroff, 1 reboot, 2 suspend, 3 crash), if it
+    /// said one.
+    pub reason: Option<u32>,
+    /// The run's domU console lines (without the `domU| ` prefix).
+    pub console: Vec<String>,
+}
+
+/// The runs of a box booted in bench mode, from its console text: each
+/// `xenbox: bench run N create_to_shutdown_ms=MS reason=R` (or `xenbox: bench run N FAIL
+/// why`) line and the `domU| ` lines after it, up to the next run line.
+pub fn bench_runs(text: &str) -> Vec<BenchRun> {
+    let mut runs: Vec<BenchRun> = vec![];
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("xenbox: bench run ") {
+            let (n, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+            let Ok(index) = n.parse() else { continue };
+            let field = |key: &str| {
+                rest.split_whitespace()
+                    .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+            };
+            let create_to_shutdown_ms = match rest.strip_prefix("FAIL") {
+                Some(why) => Err(why.trim().to_string()),
+                None => field("create_to_shutdown_ms")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or(format!("no create_to_shutdown_ms in {line:?}")),
+            };
+            runs.push(BenchRun {
+                index,
+                create_to_shutdown_ms,
+                reason: field("reason").and_then(|v| v.parse().ok()),
+                console: vec![],
+            });
+        } else if let (Some(r), Some(g)) = (runs.last_mut(), line.strip_prefix("domU| ")) {
+            r.console.push(g.to_string());
         }
     }
-    let k = fs::read(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
-    let p = match peer {
-        Some(peer) => fs::read(peer).map_err(|e| format!("{}: {e}", peer.display()))?,
-        None => Vec::new(),
-    };
-    let hdr = format!(
-        "name={name}\nkernel_len={}\npeer_len={}\nmemory={memory_mib}\nextra={cmdline}\ntimeout={timeout_s}\n",
-        k.len(),
-        p.len()
-    );
-    if hdr.len() > 4096 {
-        return Err(format!(
-            "payload header of {} bytes, the limit is 4096",
-            hdr.len()
-        ));
-    }
-    let mut data = hdr.into_bytes();
-    data.resize(4096, 0);
-    for part in [&k, &p] {
-        data.extend_from_slice(part);
-        data.resize(data.len().div_ceil(4096) * 4096, 0);
-    }
-    fs::write(path, data).map_err(|e| format!("{}: {e}", path.display()))
+    runs
 }
 
 #[cfg(test)]
@@ -493,5 +681,149 @@ mod tests {
             b"ELF",
             "the peer on the next 4 KiB boundary"
         );
+    }
+
+    #[test]
+    fn bench_keys_are_in_the_header_only_when_asked_for() {
+        let d = std::env::temp_dir().join("xenbox-payload-bench-test");
+        let k = d.with_extension("k");
+        fs::write(&k, b"ELF").unwrap();
+        let mut p = Payload {
+            name: "linux",
+            kernel: &k,
+            peer: None,
+            cmdline: "console=hvc0 loglevel=7",
+            memory_mib: 256,
+            timeout_s: 900,
+            bench: None,
+        };
+        assert_eq!(
+            p.header(3, 0),
+            "name=linux\nkernel_len=3\npeer_len=0\nmemory=256\nextra=console=hvc0 loglevel=7\ntimeout=900\n"
+        );
+        p.bench = Some(BenchMode {
+            runs: 5,
+            run_timeout_s: 300,
+        });
+        p.write(&d).unwrap();
+        let data = fs::read(&d).unwrap();
+        let hdr = String::from_utf8_lossy(&data[..4096]);
+        let hdr = hdr.trim_end_matches('\0');
+        assert!(
+            hdr.ends_with("timeout=900\nbench=1\nruns=5\nrun_timeout=300\n"),
+            "{hdr}"
+        );
+        assert_eq!(&data[4096..4099], b"ELF");
+        p.bench = Some(BenchMode {
+            runs: 0,
+            run_timeout_s: 300,
+        });
+        assert!(p.write(&d).unwrap_err().contains("at least one run"));
+        // The ordinary payload has no bench keys at all.
+        payload(&d, "app", &k, None, "x", 64, 10).unwrap();
+        let data = fs::read(&d).unwrap();
+        assert!(!String::from_utf8_lossy(&data[..4096]).contains("bench"));
+    }
+
+    #[test]
+    fn cpio_members_are_read_back() {
+        let mut e = BTreeMap::new();
+        e.insert(
+            "bin/busybox".to_string(),
+            Entry::File {
+                data: b"BUSYBOX!x".to_vec(),
+                mode: 0o755,
+            },
+        );
+        e.insert(
+            "init".to_string(),
+            Entry::File {
+                data: b"#!".to_vec(),
+                mode: 0o755,
+            },
+        );
+        e.insert("dev/console".to_string(), Entry::CharDev(5, 1));
+        let mut out = vec![];
+        write_cpio(&mut out, &e).unwrap();
+        assert_eq!(
+            cpio_file(&out, "bin/busybox").unwrap().as_deref(),
+            Some(&b"BUSYBOX!x"[..])
+        );
+        assert_eq!(
+            cpio_file(&out, "init").unwrap().as_deref(),
+            Some(&b"#!"[..])
+        );
+        assert_eq!(cpio_file(&out, "bin/sh").unwrap(), None);
+        assert!(cpio_file(b"not a cpio archive at all", "init").is_err());
+        assert!(cpio_file(&out[..200], "init").is_err(), "cut short");
+    }
+
+    #[test]
+    fn the_poweroff_initramfs_carries_busybox_and_an_init() {
+        let d = std::env::temp_dir().join("xenbox-poweroff-test");
+        let mut e = BTreeMap::new();
+        e.insert(
+            "bin/busybox".to_string(),
+            Entry::File {
+                data: b"BB".to_vec(),
+                mode: 0o755,
+            },
+        );
+        let mut box_cpio = vec![];
+        write_cpio(&mut box_cpio, &e).unwrap();
+        let bx = BoxImage {
+            vmlinuz: d.with_extension("vmlinuz"),
+            initramfs: d.with_extension("box.cpio"),
+            peer: None,
+        };
+        fs::write(&bx.initramfs, &box_cpio).unwrap();
+        let out = d.with_extension("out.cpio");
+        poweroff_initramfs(&bx, &out).unwrap();
+        let got = fs::read(&out).unwrap();
+        assert_eq!(cpio_file(&got, "bin/busybox").unwrap().unwrap(), b"BB");
+        assert_eq!(
+            cpio_file(&got, "init").unwrap().unwrap(),
+            POWEROFF_INIT.as_bytes()
+        );
+        assert!(String::from_utf8_lossy(&got).contains("dev/console\0"));
+        // A box without busybox is an error, not an empty initramfs.
+        fs::write(&bx.initramfs, &got[..0]).unwrap();
+        assert!(poweroff_initramfs(&bx, &out).is_err());
+    }
+
+    #[test]
+    fn bench_runs_are_split_with_their_console() {
+        let text = "\
+xenbox: dom0 ready
+(XEN) something
+xenbox: bench run 1 create_to_shutdown_ms=1432 reason=0
+domU| timing: entry_to_main_us=5
+domU| xenpv-rt: exit status 0
+xenbox: bench run 2 FAIL domU still running after 300 s (destroyed)
+domU| [    5.525123] Run /init as init process
+xenbox: bench run 3 create_to_shutdown_ms=999\r
+xenbox: bench done runs=3 failed=1
+";
+        let r = bench_runs(text);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].index, 1);
+        assert_eq!(r[0].create_to_shutdown_ms, Ok(1432));
+        assert_eq!(r[0].reason, Some(0));
+        assert_eq!(
+            r[0].console,
+            ["timing: entry_to_main_us=5", "xenpv-rt: exit status 0"]
+        );
+        assert_eq!(
+            r[1].create_to_shutdown_ms,
+            Err("domU still running after 300 s (destroyed)".into())
+        );
+        assert_eq!(r[1].console.len(), 1);
+        assert_eq!(r[2].create_to_shutdown_ms, Ok(999));
+        assert_eq!(r[2].reason, None);
+        assert!(r[2].console.is_empty());
+        assert!(bench_runs("xenbox: bench run x y\n").is_empty());
+        assert!(bench_runs("xenbox: bench run 4 reason=0\n")[0]
+            .create_to_shutdown_ms
+            .is_err());
     }
 }

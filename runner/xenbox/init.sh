@@ -49,18 +49,95 @@ if [ -b /dev/vdb ]; then
     cat /dev/vdb > /run/ramdisk.img || fail "reading the ramdisk"
     ramdisk='ramdisk = "/run/ramdisk.img"'
 fi
-cat > /run/domu.cfg <<CFG
-name = "$name"
+# The domU's xl config: its name, and what xl does when it stops (preserve it to read
+# its state and keys, or destroy it so that `xl create -F` returns).
+write_cfg() {
+    cat > /run/domu.cfg <<CFG
+name = "$1"
 type = "pv"
 kernel = "/run/kernel"
 $ramdisk
 memory = $mem
 vcpus = 1
 extra = "$extra"
-on_poweroff = "preserve"
-on_reboot = "preserve"
-on_crash = "preserve"
+on_poweroff = "$2"
+on_reboot = "$2"
+on_crash = "$2"
 CFG
+}
+# Bench mode (header bench=1, runs=N, run_timeout=S): start the domU N times in a row,
+# each with `xl create -F` (which returns once the domain is gone: every on_* action is
+# destroy), timed in dom0 from just before xl create to xl's return. Each run is said as
+# `xenbox: bench run I create_to_shutdown_ms=MS reason=R` (or `... FAIL why`) followed by
+# its own console lines. Every wait has a deadline: a run's own limit and the box's.
+if [ "$(get bench)" = 1 ]; then
+    runs=$(get runs); run_limit=$(get run_timeout)
+    # busybox's date has no %N: /proc/uptime (10 ms steps), read by the shell itself so
+    # no fork lies between the clock and xl.
+    now_ms() { read -r up _ < /proc/uptime; s=${up%.*}; c=${up#*.}; echo $((s * 1000 + ${c#0} * 10)); }
+    bench_end=$(($(date +%s) + limit - 30))
+    failed=0
+    i=1
+    while [ "$i" -le "$runs" ]; do
+        dname="$name-$i"
+        log=/var/log/xen/console/guest-$dname.log
+        rm -f /run/xl.log /run/xl.rc /run/xl.end /run/xl.pid "$log"
+        write_cfg "$dname" destroy
+        started=$(date +%s)
+        run_end=$((started + run_limit))
+        [ "$run_end" -gt "$bench_end" ] && run_end=$bench_end
+        read -r up _ < /proc/uptime; s=${up%.*}; c=${up#*.}; t0=$((s * 1000 + ${c#0} * 10))
+        # The end time is taken in the subshell the moment xl returns; .rc is written
+        # last, so .end is complete when .rc appears. xl's pid lets a stuck xl be killed.
+        (
+            xl create -F /run/domu.cfg > /run/xl.log 2>&1 &
+            echo $! > /run/xl.pid
+            wait $!
+            rc=$?
+            now_ms > /run/xl.end
+            echo "$rc" > /run/xl.rc
+        ) &
+        bg=$!
+        while [ ! -s /run/xl.rc ] && [ "$(date +%s)" -lt "$run_end" ]; do
+            usleep 50000
+        done
+        if [ ! -s /run/xl.rc ]; then
+            xl destroy "$dname" > /dev/null 2>&1
+            # xl create -F returns once the domain is gone; if it does not, it is killed.
+            n=0
+            while [ ! -s /run/xl.rc ] && [ $n -lt 100 ]; do usleep 100000; n=$((n + 1)); done
+            [ -s /run/xl.rc ] || kill -9 "$(cat /run/xl.pid)" 2>/dev/null
+            wait "$bg"
+            say "bench run $i FAIL domU still running after $(($(date +%s) - started)) s (destroyed)"
+            failed=$((failed + 1))
+        elif wait "$bg"; [ "$(cat /run/xl.rc)" != 0 ]; then
+            say "bench run $i FAIL xl create -F: status $(cat /run/xl.rc): $(tr '\n' ' ' < /run/xl.log)"
+            xl destroy "$dname" > /dev/null 2>&1
+            failed=$((failed + 1))
+        else
+            reason=$(sed -n 's/.*has shut down, reason code \([0-9]*\).*/\1/p' /run/xl.log | tail -1)
+            say "bench run $i create_to_shutdown_ms=$(($(cat /run/xl.end) - t0)) reason=${reason:-?}"
+        fi
+        # xenconsoled may still be writing the domain's last bytes: wait until the log
+        # has not grown for 0.4 s (at most 5 s), then show the whole run's console.
+        prev=-1; same=0; n=0
+        while [ $n -lt 25 ] && [ $same -lt 2 ]; do
+            size=$(wc -c < "$log" 2>/dev/null || echo 0)
+            if [ "$size" = "$prev" ]; then same=$((same + 1)); else same=0; fi
+            prev=$size
+            usleep 200000
+            n=$((n + 1))
+        done
+        [ -f "$log" ] && sed 's/^/domU| /' "$log"
+        rm -f "$log"
+        i=$((i + 1))
+    done
+    say "bench done runs=$runs failed=$failed"
+    if [ "$failed" = 0 ]; then finish 0; else finish 1; fi
+    # finish does not come back (the exit device stops QEMU); never fall through.
+    while :; do sleep 60; done
+fi
+write_cfg "$name" preserve
 say "xl create (memory ${mem} MiB, ramdisk $([ -n "$ramdisk" ] && wc -c < /run/ramdisk.img || echo none) bytes)"
 log=/var/log/xen/console/guest-$name.log
 # xl's domain-monitoring child has been seen to abort in this dom0 ("corrupted

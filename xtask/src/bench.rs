@@ -1,19 +1,27 @@
 //! `cargo xtask bench`: figures, not verdicts. Boots the app twice with the same stress
 //! (same seed, split, initrd): once batched as the runtime normally runs, once with one
 //! MMU operation per hypercall (`mmu_batch=1 stress_batch=1`) as the baseline, and
-//! prints paging-setup and stress figures side by side.
+//! prints paging-setup and stress figures side by side (`bench stress`, also plain
+//! `bench`); `bench boot` measures boot times (see [`boot`]).
+mod boot;
+
 use crate::boottest::{line_field, stress_field, stress_memory_mib};
 use crate::cargo::{self, Image};
 use crate::qemu::{self, Boot, Stream};
 use crate::{initrd, provision};
 use std::time::Duration;
 
+/// How the guest's timing figures line starts.
+pub const TIMING: &str = "timing: entry_to_main_us=";
+
 /// The batching target of the stress (PTE updates per hypercall, on average).
 pub const TARGET: f64 = 256.0;
 
-/// `key=value` from the guest's `timing:` line.
-fn timing_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    line_field(text, "timing: ", key)
+/// `key=value` from the guest's `timing:` figures line (the one that starts with
+/// `entry_to_main_us=`: other `timing: ...` lines may follow it, and [`line_field`] reads
+/// the last line with its prefix).
+pub fn timing_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    line_field(text, TIMING, key)
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -99,9 +107,33 @@ pub fn table(batched: &Figures, base: &Figures, what: &str) -> String {
     s
 }
 
-/// `cargo xtask bench` options.
+/// `cargo xtask bench`: a subcommand, or (none given) the stress bench with these options.
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    cmd: Option<BenchCmd>,
+    /// The stress bench's options, when no subcommand is given (as `bench stress`).
+    #[command(flatten)]
+    stress: StressArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum BenchCmd {
+    /// Boot the vmap stress twice (batched, and one MMU op per hypercall) and print
+    /// paging-setup and stress figures side by side; exit 1 if the stress averages fewer
+    /// than 256 PTE updates per hypercall. What plain `cargo xtask bench` runs.
+    Stress(StressArgs),
+    /// Boot times: the app as the PV dom0 over a matrix of memory sizes and start-of-day
+    /// modes (on-demand, eager, eager-mmu), then the app and Debian's Linux as domUs of the
+    /// box, started several times each; exit 1 if a target ratio is missed, 2 if a boot
+    /// gave no figures.
+    Boot(boot::BootArgs),
+}
+
+/// `cargo xtask bench stress` options.
+#[derive(clap::Args, Debug)]
+pub struct StressArgs {
     /// Where module space starts.
     #[arg(long, default_value = "1G", value_parser = ["512M", "1G"])]
     split: String,
@@ -116,8 +148,17 @@ pub struct BenchArgs {
     initrd_mib: u64,
 }
 
-/// `cargo xtask bench`.
+/// `cargo xtask bench [stress|boot]`.
 pub fn bench_command(a: BenchArgs) -> Result<u8, String> {
+    match a.cmd {
+        None => stress_command(a.stress),
+        Some(BenchCmd::Stress(s)) => stress_command(s),
+        Some(BenchCmd::Boot(b)) => boot::boot_command(b),
+    }
+}
+
+/// `cargo xtask bench stress`.
+fn stress_command(a: StressArgs) -> Result<u8, String> {
     let (split, seed, cycles, initrd_mib) = (a.split.as_str(), a.seed, a.cycles, a.initrd_mib);
     let image = Image::app();
     let path = cargo::build(&image, false)?;
@@ -221,9 +262,64 @@ stress: seed=7 cycles=660 pages_mapped=501310 peak_pages=247397 exhausted_va=1 e
     fn a_failed_or_silent_stress_gives_no_figures() {
         assert!(figures(&TEXT.replace("verdict=PASS", "verdict=FAIL")).is_err());
         assert!(figures("timing: entry_to_main_us=1").is_err());
+        let shadowed = format!("{TEXT}timing: paging phases (us): read=1 plan=2\n");
+        assert_eq!(timing_field(&shadowed, "paging_hypercalls"), Some("706"));
+        assert_eq!(timing_field("timing: paging phases read=1\n", "read"), None);
         let no_timing: String = TEXT.lines().skip(1).collect::<Vec<_>>().join("\n");
         assert!(figures(&no_timing)
             .unwrap_err()
             .contains("entry_to_main_us"));
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<BenchArgs, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|c| c.bench)
+    }
+
+    #[test]
+    fn bench_takes_stress_or_boot() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let plain = parse(&["--seed", "7"]).unwrap();
+        assert!(plain.cmd.is_none());
+        assert_eq!(plain.stress.seed, 7);
+        match parse(&["stress", "--cycles", "9"]).unwrap().cmd {
+            Some(BenchCmd::Stress(s)) => assert_eq!(s.cycles, 9),
+            other => panic!("{other:?}"),
+        }
+        let b = format!(
+            "{:?}",
+            parse(&[
+                "boot",
+                "--memories",
+                "256,1024",
+                "--runs",
+                "1",
+                "--domu-runs",
+                "2"
+            ])
+            .unwrap()
+        );
+        assert!(
+            b.contains("memories: [256, 1024]") && b.contains("domu_runs: 2"),
+            "{b}"
+        );
+        let b = format!("{:?}", parse(&["boot"]).unwrap());
+        assert!(
+            b.contains("memories: [256, 1024, 2048, 4096]") && b.contains("runs: 3"),
+            "{b}"
+        );
+        assert!(parse(&["boot", "--memories", "256,x"]).is_err());
+        assert!(parse(&["boot", "--runs", "0"]).is_err());
+        assert!(
+            parse(&["boot", "--seed", "1"]).is_err(),
+            "stress options are not boot's"
+        );
     }
 }

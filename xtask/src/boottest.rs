@@ -461,6 +461,67 @@ pub fn table() -> Vec<BootTest> {
             has("xenpv-rt: exit status 101"),
         ],
     ));
+    // The direct map: on demand by default (start of day maps a few chunks, the heap's
+    // and vmap's allocations map the rest as they need it), eager on request, and its
+    // L1s written entry by entry for comparison.
+    let mut od = t(
+        "direct-map-on-demand-grows-2G",
+        app(),
+        "heap",
+        0,
+        vec![
+            Check::Regex(HEAP_PASS),
+            Check::Regex(r"timing: .* direct_map=on-demand mapped_mib=\d+ pt_write=stores"),
+            Check::Custom("start of day maps at most 32 MiB of 2 GiB", |o| {
+                let mib: u64 = line_field(&o.text, "timing: entry_to_main", "mapped_mib")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("no mapped_mib in the timing line")?;
+                (mib <= 32)
+                    .then_some(())
+                    .ok_or(format!("{mib} MiB mapped at start of day"))
+            }),
+            Check::Regex(
+                r"direct_map: mode=on-demand start_mib=\d+ mapped_mib=\d+ of 2048 MiB, chunks_grown=[1-9]\d* pte_updates=\d+ holes=0",
+            ),
+        ],
+    );
+    od.checks.extend(layout_ok());
+    od.memory_mib = 2048;
+    v.push(od);
+    let mut eager = t(
+        "direct-map-eager-2G",
+        app(),
+        "direct_map=eager",
+        0,
+        vec![
+            has("direct_map=eager mapped_mib=2048 pt_write=stores"),
+            Check::Regex(r"direct_map: mode=eager start_mib=\d+ mapped_mib=2048 of 2048 MiB"),
+        ],
+    );
+    eager.checks.extend(layout_ok());
+    eager.memory_mib = 2048;
+    v.push(eager);
+    let mut mmu = t(
+        "direct-map-eager-mmu-stress",
+        app(),
+        "direct_map=eager pt_write=mmu split=1G stress seed=21",
+        0,
+        vec![has("pt_write=mmu")],
+    );
+    mmu.checks.extend(layout_ok());
+    mmu.checks.extend(stress_ok());
+    mmu.memory_mib = stress_memory_mib(0, "1G");
+    mmu.timeout_s = 300;
+    v.push(mmu);
+    v.push(t(
+        "direct-map-bad-word",
+        app(),
+        "direct_map=lazy",
+        102,
+        vec![has(
+            "xenpv-rt: fatal: direct_map=\"lazy\": the direct map is on-demand or eager",
+        )],
+    ));
     // The paging matrix: initrd size x split, each booting with the vmap stress.
     for (mib, seed) in [(0, 0), (64, 1), (600, 2), (1100, 3)] {
         for split in ["512M", "1G"] {

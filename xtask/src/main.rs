@@ -38,9 +38,9 @@ enum Cmd {
     /// Lint, host unit tests, builds, and boot tests under Xen; ends with
     /// "N passed, N failed".
     Test(boottest::TestArgs),
-    /// Boot the vmap stress twice (batched, and one MMU op per hypercall) and print
-    /// paging-setup and stress figures side by side; exit 1 if the stress averages fewer
-    /// than 256 PTE updates per hypercall.
+    /// Figures: `bench stress` (also plain `bench`) boots the vmap stress batched and
+    /// with one MMU op per hypercall; `bench boot` measures boot times, as dom0 over
+    /// memory sizes and start-of-day modes and as domUs next to Linux.
     Bench(bench::BenchArgs),
 }
 

@@ -6,6 +6,7 @@
 //! the p2m gives the machine frame a page-table entry needs.
 
 use crate::ops::Pfn;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// What a reserved region holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +78,12 @@ pub enum FrameError {
         /// The region it belongs to.
         what: Use,
     },
+    /// Freeing a frame of a chunk the direct map does not map yet (it was never handed
+    /// out).
+    Unmapped {
+        /// The frame given.
+        pfn: Pfn,
+    },
     /// The bitmap given is too small for nr_pages.
     BitmapTooSmall {
         /// Words given.
@@ -100,6 +107,12 @@ impl core::fmt::Display for FrameError {
                     what.name()
                 )
             }
+            FrameError::Unmapped { pfn } => {
+                write!(
+                    f,
+                    "pfn {pfn:#x} freed but its direct-map chunk is not mapped"
+                )
+            }
             FrameError::BitmapTooSmall { words, need } => {
                 write!(f, "frame bitmap of {words} words, {need} needed")
             }
@@ -110,6 +123,20 @@ impl core::fmt::Display for FrameError {
 /// Bitmap words needed for `nr_pages`.
 pub const fn bitmap_words(nr_pages: u64) -> usize {
     nr_pages.div_ceil(64) as usize
+}
+
+/// Frames in one chunk of the direct map: the frames one direct-map L1 maps (2 MiB).
+/// The on-demand direct map ([`crate::direct`]) maps whole chunks.
+pub const CHUNK_PAGES: u64 = 512;
+
+/// Chunks covering `nr_pages` frames.
+pub const fn chunks(nr_pages: u64) -> u64 {
+    nr_pages.div_ceil(CHUNK_PAGES)
+}
+
+/// Words of the chunk bitmap (one bit per chunk, set = mapped) for `nr_pages`.
+pub const fn chunk_words(nr_pages: u64) -> usize {
+    chunks(nr_pages).div_ceil(64) as usize
 }
 
 /// The frame allocator: one bit per pfn below `nr_pages` (set = taken), first fit from a
@@ -157,6 +184,24 @@ pub struct FrameAllocator<'a> {
     free: u64,
     /// Where the next search starts (keeps allocation O(1) amortised).
     rotor: usize,
+    /// One bit per chunk, set = mapped in the direct map; `None`: every chunk is. Atomic
+    /// so that the runtime can read it without the allocator's lock (bits are only ever
+    /// set: a mapped chunk stays mapped).
+    chunks: Option<&'a [AtomicU64]>,
+    /// Frames in unmapped chunks that no region holds: free once their chunk is mapped.
+    unmapped: u64,
+}
+
+/// Is chunk `c`'s bit set?
+fn chunk_bit(bits: &[AtomicU64], c: u64) -> bool {
+    bits[(c / 64) as usize].load(Ordering::Relaxed) & (1 << (c % 64)) != 0
+}
+
+/// Is chunk `c` mapped, by a chunk bitmap shared with a [`FrameAllocator`] made by
+/// [`FrameAllocator::new_on_demand`] (readable without the allocator: bits are only set)?
+pub fn chunk_is_mapped(bits: &[AtomicU64], c: u64) -> bool {
+    bits.get((c / 64) as usize)
+        .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (c % 64)) != 0)
 }
 
 /// The bitmap word and bit of `pfn`.
@@ -186,6 +231,8 @@ impl<'a> FrameAllocator<'a> {
             regions: Regions::new(),
             free: nr_pages,
             rotor: 0,
+            chunks: None,
+            unmapped: 0,
         };
         for r in &regions {
             for pfn in (r.start.0..r.end.0.min(nr_pages)).map(Pfn) {
@@ -196,6 +243,169 @@ impl<'a> FrameAllocator<'a> {
         }
         a.regions = regions;
         Ok(a)
+    }
+
+    /// An allocator for an on-demand direct map: only the chunks `mapped` lists
+    /// (`[start, end)` chunk indexes) are mapped, and only their frames are free; the
+    /// frames of every other chunk count as taken until [`crate::direct::DirectMap`] maps
+    /// the chunk (and is the only one that can release them). So a frame this allocator
+    /// hands out is always direct-mapped. `bits` and `chunk_bits` need not be zeroed.
+    /// Cost: proportional to the bitmap's words and the reserved frames, not to memory.
+    ///
+    /// ```
+    /// use xenpv_paging::frames::*;
+    /// use xenpv_paging::Pfn;
+    ///
+    /// let mut regions = Regions::new();
+    /// regions.push(Region { start: Pfn(0), end: Pfn(4), what: Use::Kernel }).unwrap();
+    /// let mut bits = vec![0; bitmap_words(2048)];
+    /// let cbits: Vec<_> = (0..chunk_words(2048)).map(|_| Default::default()).collect();
+    /// // 4 chunks of 512 frames; chunk 0 (the kernel's) is mapped.
+    /// let f = FrameAllocator::new_on_demand(&mut bits, &cbits, 2048, regions, &[(0, 1)]).unwrap();
+    /// assert_eq!((f.free_frames(), f.unmapped_frames()), (508, 1536));
+    /// assert!(f.is_mapped(Pfn(511)) && !f.is_mapped(Pfn(512)));
+    /// assert!(f.is_taken(Pfn(512)), "an unmapped frame is never handed out");
+    /// assert_eq!(f.next_unmapped_chunk(), Some(1));
+    /// ```
+    pub fn new_on_demand(
+        bits: &'a mut [u64],
+        chunk_bits: &'a [AtomicU64],
+        nr_pages: u64,
+        regions: Regions,
+        mapped: &[(u64, u64)],
+    ) -> Result<Self, FrameError> {
+        let need = chunk_words(nr_pages);
+        if chunk_bits.len() < need {
+            return Err(FrameError::BitmapTooSmall {
+                words: chunk_bits.len(),
+                need,
+            });
+        }
+        let mut a = Self::new(bits, nr_pages, Regions::new())?;
+        let chunk_bits = &chunk_bits[..need];
+        for w in chunk_bits {
+            w.store(0, Ordering::Relaxed);
+        }
+        // Everything taken, then the mapped chunks' frames free, then the regions taken.
+        a.bits.fill(!0);
+        a.free = 0;
+        let n = chunks(nr_pages);
+        for &(s, e) in mapped {
+            for c in s..e.min(n) {
+                if !chunk_bit(chunk_bits, c) {
+                    chunk_bits[(c / 64) as usize].fetch_or(1 << (c % 64), Ordering::Relaxed);
+                    a.free += a.clear_chunk(c);
+                }
+            }
+        }
+        a.unmapped = nr_pages - a.free;
+        a.chunks = Some(chunk_bits);
+        for (i, r) in regions.iter().enumerate() {
+            for pfn in (r.start.0..r.end.0.min(nr_pages)).map(Pfn) {
+                if a.is_mapped(pfn) {
+                    if a.mark(pfn) {
+                        a.free -= 1;
+                    }
+                } else if !regions[..i].iter().any(|q| (q.start..q.end).contains(&pfn)) {
+                    // Reserved and in an unmapped chunk: not waiting to become free.
+                    a.unmapped -= 1;
+                }
+            }
+        }
+        a.regions = regions;
+        Ok(a)
+    }
+
+    /// Clear chunk `c`'s frame bits (below nr_pages); how many frames that freed.
+    fn clear_chunk(&mut self, c: u64) -> u64 {
+        let start = c * CHUNK_PAGES;
+        let end = (start + CHUNK_PAGES).min(self.nr_pages);
+        // A chunk is 8 whole words; the last one may end inside a word.
+        for pfn in (start..end).step_by(64).map(Pfn) {
+            let (w, _) = bit(pfn);
+            let n = (end - pfn.0).min(64);
+            self.bits[w] &= if n == 64 { 0 } else { !0u64 << n };
+        }
+        end - start
+    }
+
+    /// Is `pfn` in a chunk the direct map maps (or is every chunk mapped)?
+    pub fn is_mapped(&self, pfn: Pfn) -> bool {
+        let c = pfn.0 / CHUNK_PAGES;
+        match self.chunks {
+            None => pfn.0 < self.nr_pages,
+            Some(bits) => pfn.0 < self.nr_pages && chunk_bit(bits, c),
+        }
+    }
+
+    /// Is chunk `c` mapped in the direct map?
+    pub fn is_mapped_chunk(&self, c: u64) -> bool {
+        self.is_mapped(Pfn(c * CHUNK_PAGES))
+    }
+
+    /// Frames that become free when their chunk is mapped.
+    pub fn unmapped_frames(&self) -> u64 {
+        self.unmapped
+    }
+
+    /// Free frames, mapped or not: [`Self::free_frames`] + [`Self::unmapped_frames`].
+    pub fn available_frames(&self) -> u64 {
+        self.free + self.unmapped
+    }
+
+    /// Chunks mapped in the direct map, and chunks in all.
+    pub fn mapped_chunks(&self) -> (u64, u64) {
+        let n = chunks(self.nr_pages);
+        match self.chunks {
+            None => (n, n),
+            Some(bits) => (
+                bits.iter()
+                    .map(|w| u64::from(w.load(Ordering::Relaxed).count_ones()))
+                    .sum(),
+                n,
+            ),
+        }
+    }
+
+    /// The lowest chunk not mapped yet, `None` if all are.
+    pub fn next_unmapped_chunk(&self) -> Option<u64> {
+        let bits = self.chunks?;
+        let (w, b) = bits
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .enumerate()
+            .find(|(_, w)| *w != !0)
+            .map(|(i, w)| (i as u64, u64::from((!w).trailing_zeros())))?;
+        let c = w * 64 + b;
+        (c < chunks(self.nr_pages)).then_some(c)
+    }
+
+    /// Chunk `c` is now mapped (its L1 written and hooked): its frames no region holds
+    /// become free. Only the direct map calls this, after the mapping succeeded.
+    pub(crate) fn chunk_mapped(&mut self, c: u64) {
+        let Some(bits) = self.chunks else {
+            return;
+        };
+        if c >= chunks(self.nr_pages) || chunk_bit(bits, c) {
+            return;
+        }
+        bits[(c / 64) as usize].fetch_or(1 << (c % 64), Ordering::Relaxed);
+        let freed = self.clear_chunk(c);
+        let (start, end) = (
+            Pfn(c * CHUNK_PAGES),
+            Pfn((c * CHUNK_PAGES + CHUNK_PAGES).min(self.nr_pages)),
+        );
+        let mut reserved = 0;
+        for i in 0..self.regions.len() {
+            let r = self.regions[i];
+            for pfn in (r.start.max(start).0..r.end.min(end).0).map(Pfn) {
+                if self.mark(pfn) {
+                    reserved += 1;
+                }
+            }
+        }
+        self.free += freed - reserved;
+        self.unmapped -= freed - reserved;
     }
 
     fn mark(&mut self, pfn: Pfn) -> bool {
@@ -295,6 +505,9 @@ impl<'a> FrameAllocator<'a> {
         }
         if let Some(what) = self.region_of(pfn) {
             return Err(FrameError::Reserved { pfn, what });
+        }
+        if !self.is_mapped(pfn) {
+            return Err(FrameError::Unmapped { pfn });
         }
         let (w, b) = bit(pfn);
         if self.bits[w] & (1 << b) == 0 {

@@ -125,6 +125,12 @@ pub enum LayoutError {
         /// Frames from the first usable one to the end of memory.
         have: u64,
     },
+    /// The chunks start of day must map are scattered over more ranges than the planner
+    /// keeps (the image, the p2m, the initrd, the tables, the rings: a handful).
+    StartChunks {
+        /// Ranges the planner keeps.
+        max: usize,
+    },
     /// A page of the image is not mapped through a boot L1 (no entry, or a superpage), so
     /// its permissions cannot be set page by page.
     ImageNotMapped {
@@ -164,6 +170,10 @@ impl core::fmt::Display for LayoutError {
             LayoutError::OutOfFrames { need, have } => write!(
                 f,
                 "the new page tables need {need} free frames above the boot region, there are {have}"
+            ),
+            LayoutError::StartChunks { max } => write!(
+                f,
+                "the direct map's start chunks fall into more than {max} separate ranges"
             ),
             LayoutError::ImageNotMapped { va } => write!(
                 f,

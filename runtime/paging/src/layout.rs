@@ -6,7 +6,10 @@
 //!  [256..271]   Xen's (filled in by Xen when the L4 is pinned)
 //!  [272] ──────> level3_ident ──> level2_ident[..] ──> L1s      direct map of every pfn:
 //!                0xffff_8800_0000_0000 + pfn*4K                  4 KiB pages (no superpages
-//!                                                                for PV), NX, page tables RO
+//!                                                                for PV), NX, page tables RO;
+//!                                                                one L1 per 2 MiB chunk,
+//!                                                                mapped on demand
+//!                                                                (crate::direct)
 //!  [511] ──────> level3_kernel
 //!                 [510] ─> level2_kernel   0xffff_ffff_8000_0000  kernel image (Xen's L1s)
 //!                 │         slot 0..k      kernel image, .bss included

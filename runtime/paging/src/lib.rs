@@ -16,6 +16,8 @@
 //! - [`graft`]: decide which of Xen's boot mappings move into our layout, slot by slot;
 //! - [`takeover`]: the plan that builds our tables, switches to them and retires Xen's;
 //! - [`frames`]: the frame allocator (a bitmap over pfns, with reserved regions);
+//! - [`direct`]: the on-demand direct map, which maps 2 MiB chunks as the allocator
+//!   needs their frames;
 //! - [`vrange`] and [`vmap`]: module-space ranges and the vmap planner;
 //! - [`check`]: the layout checker the guest also runs on itself after boot;
 //! - [`exec`]: batching plans into hypercalls.
@@ -51,6 +53,7 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod direct;
 pub mod exec;
 pub mod frames;
 pub mod graft;

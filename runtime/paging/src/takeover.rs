@@ -3,23 +3,33 @@
 //!
 //! Sequence (Linux `xen_setup_kernel_pagetable` and Mini-OS `build_pagetable` are the
 //! models; the tables here are built in frames Xen never mapped, so no page needs to be
-//! made read-only before it becomes a page table):
-//! 1. Pick one run of free frames above Xen's boot region for every new table and for the
-//!    frame allocator's bitmap. `ClearPage` them (untyped frames: plain writes).
-//! 2. Write the direct map's L1s (every pfn; page-table frames read-only), level2_ident,
-//!    level3_ident, level1_fixmap (shared_info), level2_kernel and level2_fixmap (the
-//!    graft), level3_kernel and the new L4, all with plain `mmu_update`s.
-//! 3. Pin the new L4 (Xen validates the whole tree), switch to it, unpin Xen's.
+//! made read-only before it becomes a page table). The direct map is built in 2 MiB
+//! chunks ([`crate::direct`]) and only the *start chunks* are mapped here: those holding
+//! the image and Xen's boot region, the p2m list, the initrd, the new tables and bitmaps,
+//! a domU's rings, and [`START_FREE_CHUNKS`] chunk of free frames. The work is
+//! proportional to them, not to memory; the allocator maps the other chunks on demand.
+//! 1. Pick one run of free frames above Xen's boot region: the upper tables
+//!    (level2_ident included), the frame allocator's bitmaps, and an L1 for every chunk
+//!    (used or not). `ClearPage` the upper tables (untyped frames: plain writes).
+//! 2. Write the first chunks' L1s entry by entry (nothing maps them yet): the chunks of
+//!    the run's front (the upper tables, the bitmaps, the first chunk L1s) and, only if it
+//!    lies under L3\[511\], the p2m's. Page tables read-only, the chunk L1s not in use yet
+//!    read-write. Then level3_ident, level1_fixmap (shared_info), level2_kernel and
+//!    level2_fixmap (the graft), level3_kernel and the new L4.
+//! 3. Pin the new L4 (Xen validates the whole tree), switch to it, unpin Xen's. Then the
+//!    other start chunks, each L1 written with plain stores through the new direct map
+//!    and hooked with two `mmu_update`s (the p2m still read through the boot mapping).
 //! 4. Retire the boot region from the kernel map: level2_kernel slots past the image,
 //!    the grafted level2_fixmap slots, and the image's last L1 past its end. Flush.
 //! 5. Reclaim Xen's boot page-table frames nobody references any more (direct map RW
 //!    again) and the rest of the boot region (start_info, stack, padding).
 
-use crate::frames::{bitmap_words, Region, Regions, Use};
+use crate::direct::{DirectEnv, DirectMap, GrowError, PtWrite, TableStore};
+use crate::frames::{bitmap_words, chunk_words, chunks, Region, Regions, Use, CHUNK_PAGES};
 use crate::graft::{graft, Graft, LayoutError};
 use crate::layout::{
-    index, Split, DIRECT_MAP_MAX_BYTES, FIXMAP_L2_SLOT, KERNEL_VIRT_BASE, L3_FIXMAP, L3_KERNEL,
-    L4_DIRECT_MAP, L4_KERNEL, MODULES_END, PAGE_SIZE,
+    index, Split, DIRECT_MAP_MAX_BYTES, FIXMAP_L2_BASE, FIXMAP_L2_SLOT, KERNEL_VIRT_BASE,
+    L3_FIXMAP, L3_KERNEL, L4_DIRECT_MAP, L4_KERNEL, MODULES_END, PAGE_SIZE,
 };
 use crate::ops::{pte, Level, Maddr, Mfn, MmuOp, MmuSink, Pfn};
 use crate::snapshot::BootSnapshot;
@@ -39,6 +49,13 @@ impl P2m for [Mfn] {
 
 /// Largest machine frame number an entry can hold (52-bit physical addresses).
 pub const MAX_MFN: Mfn = Mfn((1 << 40) - 1);
+
+/// Chunks of free frames the takeover maps besides the ones start of day needs, so the
+/// first allocations need no further mapping.
+pub const START_FREE_CHUNKS: u64 = 1;
+
+/// `[start, end)` ranges of chunk indexes, sorted and disjoint.
+pub type ChunkRanges = heapless::Vec<(u64, u64), 32>;
 
 /// Flags of an entry pointing at a lower table. RW in a non-leaf entry only allows writes
 /// through the mappings below it; Xen refuses it only in a linear page-table entry.
@@ -130,19 +147,23 @@ pub struct Tables {
     pub level1_fixmap: Pfn,
     /// `[start, start+n)`: level2_ident pages.
     pub level2_ident: (Pfn, u64),
-    /// `[start, start+n)`: direct-map L1s.
+    /// `[start, start+n)`: direct-map L1s, one per 2 MiB chunk (chunk `c` at
+    /// `start + c`), written when the chunk is mapped.
     pub direct_l1: (Pfn, u64),
 }
 
 impl Tables {
     const FIXED: u64 = 6;
-    /// How many table frames there are: they are one run starting at `l4`.
+    /// How many table frames there are. They lie in one run from `l4`: the fixed tables
+    /// and level2_ident, the allocator's bitmaps, then the chunk L1s.
     pub fn count(&self) -> u64 {
         Self::FIXED + self.level2_ident.1 + self.direct_l1.1
     }
-    /// Is `pfn` one of the table frames (mapped read-only in the direct map)?
+    /// Is `pfn` one of the table frames (a chunk's L1 is a page table, read-only in the
+    /// direct map, once its chunk is mapped)?
     pub fn contains(&self, pfn: Pfn) -> bool {
-        (self.l4..self.l4 + self.count()).contains(&pfn)
+        (self.l4..self.level2_ident.0 + self.level2_ident.1).contains(&pfn)
+            || (self.direct_l1.0..self.direct_l1.0 + self.direct_l1.1).contains(&pfn)
     }
 }
 
@@ -151,8 +172,11 @@ impl Tables {
 pub struct Outcome {
     /// Where the new page tables are.
     pub tables: Tables,
-    /// The frame allocator's bitmap `[start, end)`.
+    /// The frame allocator's bitmaps `[start, end)`: [`bitmap_words`] words of frame bits,
+    /// then [`chunk_words`] words of chunk bits.
     pub bitmap: (Pfn, Pfn),
+    /// The chunks the takeover mapped in the direct map.
+    pub start_chunks: ChunkRanges,
     /// What was grafted from Xen's boot tables, and retired again.
     pub graft: Graft,
     /// Reserved regions to seed the frame allocator with.
@@ -161,7 +185,7 @@ pub struct Outcome {
     pub boot_end_pfn: Pfn,
     /// Frames of the boot region and of Xen's boot tables given back.
     pub reclaimed: u64,
-    /// pfns whose p2m entry is not a valid mfn (left unmapped).
+    /// pfns of the start chunks whose p2m entry is not a valid mfn (left unmapped).
     pub direct_map_holes: u64,
     /// `mmu_update` requests the plan emitted.
     pub pt_updates: u64,
@@ -195,11 +219,47 @@ pub(crate) const fn direct_map_tables(nr_pages: u64) -> (u64, u64) {
     (nr_pages.div_ceil(512 * 512), nr_pages.div_ceil(512))
 }
 
+/// The p2m through Xen's boot mapping (still live until step 4), or through the direct
+/// map if the p2m's chunks were mapped before the switch, and the caller's plain stores:
+/// what the direct map writes the start chunks with.
+struct BootEnv<'a> {
+    p2m: &'a dyn P2m,
+    via_direct_map: bool,
+    store: &'a mut dyn TableStore,
+}
+
+impl TableStore for BootEnv<'_> {
+    fn store_table(&mut self, pfn: Pfn, entries: &[u64; 512]) {
+        self.store.store_table(pfn, entries)
+    }
+}
+
+impl DirectEnv for BootEnv<'_> {
+    fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        self.p2m.mfn(pfn, self.via_direct_map)
+    }
+}
+
 struct Emitter<'s, S: MmuSink> {
     sink: &'s mut S,
     step: &'static str,
     pt_updates: u64,
     mmuext_ops: u64,
+}
+
+/// The emitter as a sink (for the direct map's chunks): counted like the rest.
+impl<S: MmuSink> MmuSink for Emitter<'_, S> {
+    type Error = S::Error;
+    fn submit(&mut self, op: MmuOp) -> Result<(), S::Error> {
+        match op {
+            MmuOp::PtUpdate { .. } => self.pt_updates += 1,
+            _ => self.mmuext_ops += 1,
+        }
+        self.sink.submit(op)
+    }
+    fn flush(&mut self) -> Result<(), S::Error> {
+        self.sink.flush()
+    }
 }
 
 impl<S: MmuSink> Emitter<'_, S> {
@@ -231,12 +291,91 @@ fn in_range(pfn: Pfn, r: (Pfn, Pfn)) -> bool {
     (r.0..r.1).contains(&pfn)
 }
 
+/// Add chunk `c` to `set`, keeping its ranges sorted, disjoint and merged.
+fn insert_chunk<E>(set: &mut ChunkRanges, c: u64) -> Result<(), TakeoverError<E>> {
+    // The first range that ends at or after `c`: every range before it ends before `c`.
+    let i = set.partition_point(|&(_, e)| e < c);
+    if let Some(&(s, e)) = set.get(i) {
+        if (s..e).contains(&c) {
+            return Ok(());
+        }
+        if e == c {
+            set[i].1 = c + 1;
+            if i + 1 < set.len() && set[i + 1].0 == c + 1 {
+                set[i].1 = set[i + 1].1;
+                set.remove(i + 1);
+            }
+            return Ok(());
+        }
+        if s == c + 1 {
+            set[i].0 = c;
+            return Ok(());
+        }
+    }
+    let max = set.capacity();
+    set.insert(i, (c, c + 1))
+        .map_err(|_| TakeoverError::Layout(LayoutError::StartChunks { max }))
+}
+
+fn in_chunks(c: u64, set: &ChunkRanges) -> bool {
+    set.iter().any(|&(s, e)| (s..e).contains(&c))
+}
+
+/// The chunks covering the pfn ranges `want` (empty ranges skipped), plus the
+/// lowest `free` chunks not among them, as sorted disjoint ranges of `n` chunks at most.
+fn start_chunks(want: &[(Pfn, Pfn)], free: u64, n: u64) -> ChunkRanges {
+    let mut r: heapless::Vec<(u64, u64), 16> = want
+        .iter()
+        .filter(|(s, e)| s < e)
+        .map(|(s, e)| (s.0 / CHUNK_PAGES, e.0.div_ceil(CHUNK_PAGES).min(n)))
+        .collect();
+    r.sort_unstable();
+    let mut out = ChunkRanges::new();
+    let add = |out: &mut ChunkRanges, (s, e): (u64, u64)| {
+        if s >= e {
+            return;
+        }
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            // Capacity: `want` has at most 8 ranges and `free` adds a few.
+            _ => {
+                let _ = out.push((s, e));
+            }
+        }
+    };
+    for &x in &r {
+        add(&mut out, x);
+    }
+    let mut left = free;
+    let mut c = 0;
+    while left > 0 && c < n {
+        if !in_chunks(c, &out) {
+            r.clear();
+            let _ = r.extend_from_slice(&out);
+            let _ = r.push((c, c + 1));
+            r.sort_unstable();
+            out.clear();
+            for &x in &r {
+                add(&mut out, x);
+            }
+            left -= 1;
+        }
+        c += 1;
+    }
+    out
+}
+
 /// Plan and emit the takeover. A [`TakeoverError::Layout`] refusal, or a bad p2m entry
 /// for a frame of the new tables, comes before the first operation is emitted; after a
 /// [`TakeoverError::Sink`] error the sequence is done up to the step it names.
+///
+/// `store` writes a chunk L1 with plain stores through the new direct map (after the
+/// switch, into frames it maps read-write): the start chunks other than the first few
+/// are written that way, each with two `mmu_update`s instead of 513.
 pub fn run<S: MmuSink>(
     input: &Input<'_>,
     sink: &mut S,
+    store: &mut dyn TableStore,
 ) -> Result<Outcome, TakeoverError<S::Error>> {
     let layout = |e| TakeoverError::Layout(e);
     let nr = input.nr_pages;
@@ -265,7 +404,7 @@ pub fn run<S: MmuSink>(
     //    new tables and the bitmap.
     let boot_end_pfn = Pfn((input.snapshot.boot_end - KERNEL_VIRT_BASE) / PAGE_SIZE);
     let (n_l2i, n_l1) = direct_map_tables(nr);
-    let bitmap_pages = (bitmap_words(nr) as u64 * 8).div_ceil(PAGE_SIZE);
+    let bitmap_pages = ((bitmap_words(nr) + chunk_words(nr)) as u64 * 8).div_ceil(PAGE_SIZE);
     let need = Tables::FIXED + n_l2i + n_l1 + bitmap_pages;
     let mut start = boot_end_pfn.max(input.p2m_pfns.1);
     if let Some(m) = input.module {
@@ -279,6 +418,10 @@ pub fn run<S: MmuSink>(
             have: nr.saturating_sub(start.0),
         }));
     }
+    // The run: the fixed tables and level2_ident, the bitmaps, then the chunk L1s (so
+    // the chunks start of day must map first are at its front).
+    let upper_end = start + Tables::FIXED + n_l2i;
+    let bitmap = (upper_end, upper_end + bitmap_pages);
     let t = Tables {
         l4: start,
         level3_ident: start + 1,
@@ -287,9 +430,36 @@ pub fn run<S: MmuSink>(
         level2_fixmap: start + 4,
         level1_fixmap: start + 5,
         level2_ident: (start + Tables::FIXED, n_l2i),
-        direct_l1: (start + Tables::FIXED + n_l2i, n_l1),
+        direct_l1: (bitmap.1, n_l1),
     };
-    let bitmap = (start + t.count(), start + need);
+    let n_chunks = chunks(nr);
+    let mut dm = DirectMap::new(&t, nr, input.nx, PtWrite::Stores);
+    // What start of day reads or writes through the direct map, by chunk.
+    let mut want = [(Pfn(0), Pfn(0)); 8];
+    want[0] = (Pfn(0), boot_end_pfn.min(Pfn(nr)));
+    want[1] = input.p2m_pfns;
+    want[2] = input.module.unwrap_or((Pfn(0), Pfn(0)));
+    want[3] = (start, bitmap.1);
+    for (i, r) in input.shared_rings.iter().enumerate() {
+        if let Some(r) = *r {
+            want[4 + i] = (r, r + 1);
+        }
+    }
+    let wanted = start_chunks(&want, START_FREE_CHUNKS, n_chunks);
+    // Written with mmu_update before the switch: the chunks of the upper tables and
+    // bitmaps and of the first chunk L1s (through which the rest is written with
+    // plain stores after the switch).
+    // After the switch the p2m is read through the boot mapping as grafted into our
+    // tables. Under L3[510] that is level2_kernel's plain copy; a p2m reaching into
+    // L3[511] (behind a big initrd) would be read through level2_fixmap's graft, the
+    // piece the 2014 bug got wrong, so such a p2m is mapped before the switch instead.
+    let p2m_high = KERNEL_VIRT_BASE + input.p2m_pfns.1 .0 * PAGE_SIZE > FIXMAP_L2_BASE;
+    let p2m_first = if p2m_high {
+        input.p2m_pfns
+    } else {
+        (Pfn(0), Pfn(0))
+    };
+    let first = start_chunks(&[(start, t.direct_l1.0 + 1), p2m_first], 0, n_chunks);
     let switched = core::cell::Cell::new(false);
     let mfn = |pfn: Pfn| -> Result<Mfn, TakeoverError<S::Error>> {
         match input.p2m.mfn(pfn, switched.get()) {
@@ -305,11 +475,12 @@ pub fn run<S: MmuSink>(
     }
     let data =
         pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | if input.nx { pte::NX } else { 0 };
-    // Page tables, and the image's text and read-only data (their direct-map aliases).
+    // Besides the page tables: Xen's boot tables and the image's text and read-only
+    // data (their direct-map aliases) are read-only.
     let image_ro_end = input.image.map_or(Pfn(0), |i| {
         Pfn((i.rodata_end.max(KERNEL_VIRT_BASE) - KERNEL_VIRT_BASE).div_ceil(PAGE_SIZE))
     });
-    let read_only = |pfn: Pfn| t.contains(pfn) || in_range(pfn, input.xen_pt) || pfn < image_ro_end;
+    let read_only = |pfn: Pfn| in_range(pfn, input.xen_pt) || pfn < image_ro_end;
 
     let mut e = Emitter {
         sink,
@@ -317,41 +488,37 @@ pub fn run<S: MmuSink>(
         pt_updates: 0,
         mmuext_ops: 0,
     };
-    for pfn in (start.0..start.0 + need).map(Pfn) {
-        // A fully written direct-map L1 needs no clearing.
-        let full_l1 = pfn >= t.direct_l1.0 && pfn + 1 < t.direct_l1.0 + n_l1;
-        if !full_l1 {
-            e.op(MmuOp::ClearPage { mfn: mfn(pfn)? })?;
-        }
+    // The upper tables start empty; chunk L1s are written whole when their chunk is
+    // mapped, and the allocator fills its bitmaps itself.
+    for pfn in start.up_to(upper_end) {
+        e.op(MmuOp::ClearPage { mfn: mfn(pfn)? })?;
     }
 
-    // 2. The direct map.
+    // 2. The first chunks of the direct map, entry by entry (nothing maps their L1s yet).
     e.step = "write direct map";
     let mut holes = 0;
-    for pfn in (0..nr).map(Pfn) {
-        let m = input.p2m.mfn(pfn, false).unwrap_or(Mfn(!0));
-        if m > MAX_MFN {
-            holes += 1;
-            continue;
+    let in_first = |i: u64| in_chunks(i, &first);
+    for &(cs, ce) in &first {
+        for c in cs..ce {
+            let mut mfns = [Mfn(!0); 512];
+            for (i, m) in mfns.iter_mut().enumerate() {
+                let pfn = Pfn(c * CHUNK_PAGES + i as u64);
+                if pfn.0 < nr {
+                    *m = input.p2m.mfn(pfn, false).unwrap_or(Mfn(!0));
+                }
+            }
+            let (entries, h) = dm.chunk_entries(c, &mfns, &in_first, Some(&read_only));
+            holes += h;
+            let l1 = mfn(dm.l1_of(c))?;
+            for (i, &v) in entries.iter().enumerate() {
+                e.put(l1, i, v)?;
+            }
+            e.put(
+                mfn(t.level2_ident.0 + c / 512)?,
+                (c % 512) as usize,
+                pte::entry(l1, TABLE),
+            )?;
         }
-        let flags = if read_only(pfn) {
-            data & !pte::RW
-        } else {
-            data
-        };
-        e.put(
-            mfn(t.direct_l1.0 + pfn.0 / 512)?,
-            (pfn.0 % 512) as usize,
-            pte::entry(m, flags),
-        )?;
-    }
-    for i in 0..n_l1 {
-        let l2i = t.level2_ident.0 + i / 512;
-        e.put(
-            mfn(l2i)?,
-            (i % 512) as usize,
-            pte::entry(mfn(t.direct_l1.0 + i)?, TABLE),
-        )?;
     }
     for j in 0..n_l2i {
         e.put(
@@ -415,6 +582,48 @@ pub fn run<S: MmuSink>(
     e.op(MmuOp::Unpin { mfn: input.xen_l4 })?;
     e.flush()?;
     switched.set(true);
+
+    // 3b. The other start chunks, each L1 with plain stores through the direct map (its
+    //     host chunk mapped first), the p2m still read through the boot mapping.
+    e.step = "write start chunks";
+    let mut mapped = first.clone();
+    let mut env = BootEnv {
+        p2m: input.p2m,
+        via_direct_map: p2m_high,
+        store,
+    };
+    for &(cs, ce) in &wanted {
+        for c in cs..ce {
+            // The chain of chunks holding the L1s, nearest to a mapped one first.
+            let mut chain: heapless::Vec<u64, 8> = heapless::Vec::new();
+            let mut x = c;
+            while !in_chunks(x, &mapped) {
+                if chain.push(x).is_err() {
+                    return Err(layout(LayoutError::StartChunks { max: 8 }));
+                }
+                let h = dm.host_of(x);
+                if h == x {
+                    break;
+                }
+                x = h;
+            }
+            for &x in chain.iter().rev() {
+                let step = e.step;
+                let is_mapped = |i: u64| in_chunks(i, &mapped);
+                dm.write_chunk(x, &mut env, &is_mapped, Some(&read_only), &mut e)
+                    .map_err(|g| match g {
+                        GrowError::BadP2m { pfn, mfn } => TakeoverError::BadP2m { pfn, mfn },
+                        GrowError::Sink(error) => TakeoverError::Sink { step, error },
+                        // The chain above maps every host first: not reached.
+                        _ => layout(LayoutError::StartChunks { max: 8 }),
+                    })?;
+                // Live before the next store, which may go through this chunk.
+                e.flush()?;
+                insert_chunk(&mut mapped, x)?;
+            }
+        }
+    }
+    holes += dm.stats.holes;
 
     // 4. Retire the boot region from the kernel map.
     e.step = "retire boot mappings";
@@ -497,8 +706,14 @@ pub fn run<S: MmuSink>(
     if let Some(m) = input.module {
         push(m.0, m.1, Use::Initrd, &mut regions);
     }
-    push(t.l4, t.l4 + t.count(), Use::PageTables, &mut regions);
+    push(t.l4, bitmap.0, Use::PageTables, &mut regions);
     push(bitmap.0, bitmap.1, Use::Bitmap, &mut regions);
+    push(
+        t.direct_l1.0,
+        t.direct_l1.0 + n_l1,
+        Use::PageTables,
+        &mut regions,
+    );
     for r in input.shared_rings.iter().flatten() {
         push(*r, *r + 1, Use::SharedRing, &mut regions);
     }
@@ -509,8 +724,8 @@ pub fn run<S: MmuSink>(
             push(pfn, pfn + 1, Use::BootL1, &mut regions);
         } else {
             e.put(
-                mfn(t.direct_l1.0 + pfn.0 / 512)?,
-                (pfn.0 % 512) as usize,
+                mfn(dm.l1_of(pfn.0 / CHUNK_PAGES))?,
+                (pfn.0 % CHUNK_PAGES) as usize,
                 pte::entry(m, data),
             )?;
             reclaimed += 1;
@@ -532,6 +747,7 @@ pub fn run<S: MmuSink>(
     Ok(Outcome {
         tables: t,
         bitmap,
+        start_chunks: mapped,
         graft: g,
         regions,
         boot_end_pfn,

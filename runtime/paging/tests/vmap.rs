@@ -155,7 +155,7 @@ fn world(nr_pages: u64, initrd: u64, split: Split) -> World {
         mod_start_pfn: false,
         split,
     };
-    let Done { m, d, out } = take_over(&c, 0);
+    let Done { m, d, out, .. } = take_over(&c, 0);
     let out = out.expect("takeover");
     World {
         m: RefCell::new(m),

@@ -69,18 +69,39 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
         ),
         Err(e) => crate::fatal!("{e} (MMU operations per hypercall)"),
     };
+    let eager = match cmd.value("direct_map") {
+        None | Some("on-demand") => false,
+        Some("eager") => true,
+        Some(v) => crate::fatal!("direct_map={v:?}: the direct map is on-demand or eager"),
+    };
+    let pt_write = match cmd
+        .value("pt_write")
+        .map(|v| (v, crate::mm::PtWrite::parse(v)))
+    {
+        None => crate::mm::PtWrite::Stores,
+        Some((_, Some(w))) => w,
+        Some((v, None)) => {
+            crate::fatal!("pt_write={v:?}: direct-map L1s are written with stores or mmu")
+        }
+    };
+    let mode = crate::mm::DirectMapMode { eager, pt_write };
     let takeover_tsc = crate::time::rdtsc();
-    let memory = crate::mm::take_over(&info, split, module_space_min, batch);
+    let memory = crate::mm::take_over(&info, split, module_space_min, batch, mode);
     crate::time::mark_ready();
     let takeover_end_tsc = crate::time::rdtsc();
     #[cfg(feature = "defmt")]
     crate::defmt_log::clock_up();
+    let (_, (mapped, chunks)) = memory.direct_map();
     crate::info!(
-        "paging: own tables live, split {}, {} PTE updates, {} boot frames reclaimed, {} free frames",
+        "paging: own tables live, split {}, {} PTE updates, {} boot frames reclaimed, {} free frames, direct map {} ({} of {} MiB mapped, L1s by {})",
         split.name(),
-        memory.outcome().pt_updates,
+        memory.mmu_counts().1,
         memory.outcome().reclaimed,
-        memory.frames().free_frames()
+        memory.frames().free_frames(),
+        if eager { "eager" } else { "on-demand" },
+        mapped * 2,
+        chunks * 2,
+        pt_write.name()
     );
 
     let xenstore = match memory.ring_pfns()[0] {

@@ -174,8 +174,11 @@ impl Timing {
     /// Nanoseconds of Xen system time between two TSC values (0 if `to` is before
     /// `from`), with vCPU 0's current TSC scale ([`time::clock`]).
     pub fn ns(from: u64, to: u64) -> u64 {
-        let c = time::clock();
-        c.at(to).saturating_sub(c.at(from))
+        // The delta scaled, not two points in time: `Clock::at` reads every TSC before
+        // Xen's latest stamp as the stamp itself, so once Xen has refreshed the clock
+        // (it does, about once a second) two earlier stamps would both read as that
+        // instant and the interval as 0.
+        time::clock().scale(to.saturating_sub(from))
     }
     /// From `_start`'s first Rust code to just before the application's `main`.
     pub fn entry_to_main_ns(&self) -> u64 {

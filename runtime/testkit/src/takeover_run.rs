@@ -3,6 +3,8 @@
 
 use crate::mmu_model::{build_dom0, Dom0Config, Refusal, XenPvModel as Model};
 use std::cell::RefCell;
+use xenpv_paging::direct::{DirectEnv, DirectMap, DirectStats, PtWrite, TableStore};
+use xenpv_paging::frames::{bitmap_words, chunk_words, FrameAllocator};
 use xenpv_paging::layout::*;
 use xenpv_paging::ops::{Mfn, Pfn};
 use xenpv_paging::ops::{MmuOp, MmuSink};
@@ -18,6 +20,49 @@ impl MmuSink for Shared<'_> {
         self.0.borrow_mut().apply(op)
     }
     fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// The model as a sink that holds operations back until a flush (or 512 of them), as the
+/// executor batches them into hypercalls: a plan that reads or stores through a mapping
+/// it has only queued, not flushed, meets the old address space here, as it would under
+/// Xen.
+pub struct Queued<'a> {
+    pub m: &'a RefCell<Model>,
+    pub queue: Vec<MmuOp>,
+    /// Flushes that applied something.
+    pub flushes: usize,
+}
+
+impl<'a> Queued<'a> {
+    pub fn new(m: &'a RefCell<Model>) -> Self {
+        Queued {
+            m,
+            queue: vec![],
+            flushes: 0,
+        }
+    }
+}
+
+impl MmuSink for Queued<'_> {
+    type Error = Refusal;
+    fn submit(&mut self, op: MmuOp) -> Result<(), Self::Error> {
+        self.queue.push(op);
+        if self.queue.len() == 512 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        self.flushes += 1;
+        let mut m = self.m.borrow_mut();
+        for op in self.queue.drain(..) {
+            m.apply(op)?;
+        }
         Ok(())
     }
 }
@@ -98,6 +143,77 @@ pub struct Done {
     pub m: Model,
     pub d: Dom0,
     pub out: Result<Outcome, TakeoverError<Refusal>>,
+    /// What mapping the rest of the direct map did ([`take_over`]), `None` if nothing
+    /// was mapped after the takeover ([`take_over_on_demand`]).
+    pub grown: Option<DirectStats>,
+}
+
+/// The direct-map planner's view of the model's guest: the p2m as the runtime reads it
+/// (with the scenario's holes), and plain stores through the guest's own mappings. A
+/// store into a frame the guest has not mapped writable is a planner bug the model
+/// catches: it panics naming the address.
+pub struct ModelDirect<'a> {
+    pub m: &'a RefCell<Model>,
+    pub p2m: &'a [Mfn],
+    pub holes: &'a [Pfn],
+}
+
+impl DirectEnv for ModelDirect<'_> {
+    fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        if self.holes.contains(&pfn) {
+            return Some(Mfn(!0));
+        }
+        self.p2m.get(pfn.0 as usize).copied()
+    }
+}
+
+impl TableStore for ModelDirect<'_> {
+    fn store_table(&mut self, pfn: Pfn, entries: &[u64; 512]) {
+        let mut m = self.m.borrow_mut();
+        for (i, &v) in entries.iter().enumerate() {
+            let va = direct_map_va(pfn) + i as u64 * 8;
+            if let Err(f) = m.write_va(va, v) {
+                panic!(
+                    "plain store into pfn {pfn:#x} at {va:#x} faults: {}",
+                    f.what
+                );
+            }
+        }
+    }
+}
+
+/// The allocator's two bitmaps, owned, for an allocator over a takeover's outcome.
+pub struct Bitmaps {
+    pub bits: Vec<u64>,
+    pub chunks: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl Bitmaps {
+    /// Bitmaps for `nr_pages`, filled with garbage (the allocator must not rely on zeroes).
+    pub fn new(nr_pages: u64) -> Bitmaps {
+        Bitmaps {
+            bits: vec![0x5555_5555_5555_5555; bitmap_words(nr_pages)],
+            chunks: (0..chunk_words(nr_pages))
+                .map(|_| std::sync::atomic::AtomicU64::new(0xaaaa_aaaa_aaaa_aaaa))
+                .collect(),
+        }
+    }
+    /// The on-demand allocator the runtime builds after the takeover.
+    pub fn allocator(&mut self, out: &Outcome, nr_pages: u64) -> FrameAllocator<'_> {
+        FrameAllocator::new_on_demand(
+            &mut self.bits,
+            &self.chunks,
+            nr_pages,
+            out.regions.clone(),
+            &out.start_chunks,
+        )
+        .expect("bitmaps of the right size")
+    }
+}
+
+/// The direct-map planner over a takeover's tables.
+pub fn direct_map(out: &Outcome, nr_pages: u64, pt_write: PtWrite) -> DirectMap {
+    DirectMap::new(&out.tables, nr_pages, true, pt_write)
 }
 
 /// The sections the scenario gives the model's kernel image (in the kernel map): text
@@ -125,7 +241,8 @@ impl Image {
     }
 }
 
-/// Build the model's dom0, run the takeover planner against it, and keep the result.
+/// Build the model's dom0, run the takeover planner against it, then map the rest of the
+/// direct map with plain stores (the eager direct map), and keep the result.
 pub fn take_over(c: &Case, module_space_min: u64) -> Done {
     take_over_with_holes(c, module_space_min, &[])
 }
@@ -133,6 +250,31 @@ pub fn take_over(c: &Case, module_space_min: u64) -> Done {
 /// [`take_over`] with holes in the p2m: `holes` read as `INVALID_P2M_ENTRY` (!0), as
 /// Xen's p2m has for frames a domain does not have.
 pub fn take_over_with_holes(c: &Case, module_space_min: u64, holes: &[Pfn]) -> Done {
+    let mut done = take_over_only(c, module_space_min, holes);
+    if let Ok(out) = &done.out {
+        let m = RefCell::new(done.m);
+        let mut bm = Bitmaps::new(c.nr_pages);
+        let mut frames = bm.allocator(out, c.nr_pages);
+        let mut dm = direct_map(out, c.nr_pages, PtWrite::Stores);
+        let mut env = ModelDirect {
+            m: &m,
+            p2m: &done.d.p2m,
+            holes,
+        };
+        dm.map_all(&mut frames, &mut env, &mut Queued::new(&m))
+            .unwrap_or_else(|e| panic!("mapping the rest of the direct map: {e:?}"));
+        done.m = m.into_inner();
+        done.grown = Some(dm.stats);
+    }
+    done
+}
+
+/// The takeover alone: the direct map holds the start chunks only.
+pub fn take_over_on_demand(c: &Case, module_space_min: u64, holes: &[Pfn]) -> Done {
+    take_over_only(c, module_space_min, holes)
+}
+
+fn take_over_only(c: &Case, module_space_min: u64, holes: &[Pfn]) -> Done {
     let image = Image::of(c.kernel_pages);
     let (model, b) = build_dom0(&Dom0Config {
         nr_pages: c.nr_pages,
@@ -196,11 +338,17 @@ pub fn take_over_with_holes(c: &Case, module_space_min: u64, holes: &[Pfn]) -> D
             keep: &[],
         }),
     };
-    let out = takeover::run(&input, &mut Shared(&m));
+    let mut store = ModelDirect {
+        m: &m,
+        p2m: &d.p2m,
+        holes: &[],
+    };
+    let out = takeover::run(&input, &mut Queued::new(&m), &mut store);
     Done {
         m: m.into_inner(),
         d,
         out,
+        grown: None,
     }
 }
 

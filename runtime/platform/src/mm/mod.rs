@@ -4,7 +4,7 @@
 //! [`Memory`] is what the application gets from [`Boot::memory`](crate::Boot::memory):
 //! the frame allocator, the runtime's tables, vmap/vmalloc in module space, the fixmap.
 
-pub use xenpv_paging::{check, layout, ops, vmap, vrange};
+pub use xenpv_paging::{check, direct, layout, ops, vmap, vrange};
 
 mod setup;
 mod xen;
@@ -12,6 +12,7 @@ mod xen;
 #[cfg(feature = "alloc")]
 pub(crate) use setup::take_frame_run;
 pub(crate) use setup::take_over;
-pub use setup::{FramesGuard, Memory, Page, TopLevel, VmArea};
+pub use setup::{DirectMapMode, FramesGuard, Memory, Page, PagingPhases, TopLevel, VmArea};
 pub use vmap::{VmapError, VmapStats};
 pub use xen::Xen;
+pub use xenpv_paging::direct::{DirectStats, PtWrite};

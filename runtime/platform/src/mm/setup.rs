@@ -3,9 +3,13 @@
 //! allocator and read the layout back for the report.
 
 use super::Xen;
+use core::sync::atomic::AtomicU64;
 use xenpv_paging::check::{self, Inspect, Report};
+use xenpv_paging::direct::{DirectEnv, DirectMap, DirectStats, GrowError, PtWrite, TableStore};
 use xenpv_paging::exec::{ExecError, Executor};
-use xenpv_paging::frames::{bitmap_words, FrameAllocator, Use};
+use xenpv_paging::frames::{
+    bitmap_words, chunk_is_mapped, chunk_words, FrameAllocator, Use, CHUNK_PAGES,
+};
 use xenpv_paging::layout::{
     direct_map_va, Fixmap, Split, DIRECT_MAP_BASE, KERNEL_VIRT_BASE, PAGE_SIZE,
 };
@@ -56,6 +60,16 @@ extern "C" {
 /// Xen's read-only machine-to-phys table in every 64-bit PV guest (`MACH2PHYS_VIRT_START`).
 const M2P: u64 = 0xffff_8000_0000_0000;
 
+/// How start of day maps the direct map (`direct_map=` and `pt_write=` on the command
+/// line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectMapMode {
+    /// Map every chunk at start of day (`direct_map=eager`) instead of on demand.
+    pub eager: bool,
+    /// How chunk L1s are written.
+    pub pt_write: PtWrite,
+}
+
 /// Paging as the runtime left it for the application.
 pub struct Memory {
     // Private: safe code that could free a frame in use, or edit the tables' record,
@@ -69,37 +83,113 @@ pub struct Memory {
     direct: Direct,
     exec: Executor<Xen>,
     vmap: Vmap,
+    mode: DirectMapMode,
 }
 
-/// The frame allocator, shared by [`Memory`] and the heap (which takes runs of frames
-/// through the direct map). Locked only for the length of one operation.
-static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(None);
+/// The frame allocator and the direct map that grows under it, shared by [`Memory`] and
+/// the heap (which takes runs of frames through the direct map). Locked only for the
+/// length of one operation.
+struct Frames {
+    alloc: FrameAllocator<'static>,
+    direct: DirectMap,
+    env: Direct,
+    /// The growth's own executor (the heap grows without a [`Memory`] at hand).
+    exec: Executor<Xen>,
+}
+
+impl Frames {
+    /// Map chunks until `enough` holds (or all are mapped): whether it holds. A failure
+    /// is reported once and leaves the frames of the chunk unused.
+    fn grow_until(&mut self, enough: impl Fn(&FrameAllocator<'_>) -> bool) -> bool {
+        let r = self
+            .direct
+            .grow_until(&mut self.alloc, &mut self.env, &mut self.exec, enough);
+        r.unwrap_or_else(|e| {
+            grow_failed(&e);
+            false
+        })
+    }
+
+    /// A run of `n` consecutive free frames, mapping chunks until there is one.
+    #[cfg(feature = "alloc")]
+    fn alloc_run(&mut self, n: u64) -> Option<Pfn> {
+        loop {
+            if let Some(p) = self.alloc.alloc_run(n) {
+                return Some(p);
+            }
+            match self
+                .direct
+                .grow(&mut self.alloc, &mut self.env, &mut self.exec)
+            {
+                Ok(_) => {}
+                Err(GrowError::AllMapped) => return None,
+                Err(e) => {
+                    grow_failed(&e);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn grow_failed(e: &GrowError<ExecError>) {
+    // Halted is the echo of an earlier failure, already reported.
+    if *e != GrowError::Halted {
+        crate::warn!("direct map: {e}; the rest of memory stays unmapped and unused");
+    }
+}
+
+static FRAMES: spin::Mutex<Option<Frames>> = spin::Mutex::new(None);
+
+/// TSC stamps of the takeover's phases (boot tables read, the plan, the allocator, the
+/// eager map, end) and the ticks spent in Xen during the plan and the eager map, for
+/// [`Memory::phases`]: the clock is not up while they are taken.
+static PHASES: spin::Mutex<Option<[u64; 7]>> = spin::Mutex::new(None);
+
+/// Where start of day's paging time went ([`Memory::phases`]), in ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PagingPhases {
+    /// Reading Xen's boot tables and start_info's frames, and the checks.
+    pub read_ns: u64,
+    /// The takeover's plan, executed (tables, switch, start chunks, retire, reclaim).
+    pub plan_ns: u64,
+    /// Of which inside MMU hypercalls.
+    pub plan_xen_ns: u64,
+    /// Setting up the frame allocator.
+    pub allocator_ns: u64,
+    /// Mapping every other chunk (`direct_map=eager`; 0 on demand).
+    pub eager_ns: u64,
+    /// Of which inside MMU hypercalls.
+    pub eager_xen_ns: u64,
+}
 
 /// The frame allocator, locked: read it through this guard (see [`Memory::frames`]).
-pub struct FramesGuard(spin::MutexGuard<'static, Option<FrameAllocator<'static>>>);
+pub struct FramesGuard(spin::MutexGuard<'static, Option<Frames>>);
 
 impl core::ops::Deref for FramesGuard {
     type Target = FrameAllocator<'static>;
     fn deref(&self) -> &FrameAllocator<'static> {
-        self.0
+        &self
+            .0
             .as_ref()
             .expect("the takeover set up the frame allocator")
+            .alloc
     }
 }
 
-/// The frame allocator for one operation of the runtime's own.
-fn frames_mut() -> impl core::ops::DerefMut<Target = FrameAllocator<'static>> {
-    struct Mut(spin::MutexGuard<'static, Option<FrameAllocator<'static>>>);
+/// The frames for one operation of the runtime's own.
+fn frames_mut() -> impl core::ops::DerefMut<Target = Frames> {
+    struct Mut(spin::MutexGuard<'static, Option<Frames>>);
     impl core::ops::Deref for Mut {
-        type Target = FrameAllocator<'static>;
-        fn deref(&self) -> &FrameAllocator<'static> {
+        type Target = Frames;
+        fn deref(&self) -> &Frames {
             self.0
                 .as_ref()
                 .expect("the takeover set up the frame allocator")
         }
     }
     impl core::ops::DerefMut for Mut {
-        fn deref_mut(&mut self) -> &mut FrameAllocator<'static> {
+        fn deref_mut(&mut self) -> &mut Frames {
             self.0
                 .as_mut()
                 .expect("the takeover set up the frame allocator")
@@ -108,9 +198,10 @@ fn frames_mut() -> impl core::ops::DerefMut<Target = FrameAllocator<'static>> {
     Mut(FRAMES.lock())
 }
 
-/// `pages` frames in one run of consecutive pfns, for the heap: their first pfn. `None`
-/// if no run is that long, or if the allocator is in use right now (an allocation made
-/// while a [`FramesGuard`] is held: the heap then cannot grow, rather than deadlock).
+/// `pages` frames in one run of consecutive pfns, for the heap: their first pfn, mapped
+/// (chunks of the direct map are mapped as needed). `None` if no run is that long, or if
+/// the allocator is in use right now (an allocation made while a [`FramesGuard`] is
+/// held: the heap then cannot grow, rather than deadlock).
 #[cfg(feature = "alloc")]
 pub(crate) fn take_frame_run(pages: u64) -> Option<Pfn> {
     FRAMES.try_lock()?.as_mut()?.alloc_run(pages)
@@ -143,6 +234,15 @@ struct Direct {
     p2m_va: u64,
     /// The highest machine frame (`XENMEM_maximum_ram_page`): the M2P covers up to it.
     max_mfn: Mfn,
+    /// The allocator's chunk bitmap (set = mapped), read without its lock: bits are only
+    /// ever set, so a chunk seen mapped stays mapped.
+    mapped: &'static [AtomicU64],
+}
+
+impl Direct {
+    fn is_mapped(&self, pfn: Pfn) -> bool {
+        pfn.0 < self.nr_pages && chunk_is_mapped(self.mapped, pfn.0 / CHUNK_PAGES)
+    }
 }
 
 impl VmapEnv for Direct {
@@ -162,18 +262,71 @@ impl VmapEnv for Direct {
         // SAFETY: Xen maps the M2P read-only for every PV guest, covering every machine
         // frame up to the maximum RAM page, which `mfn` does not exceed (checked above).
         let pfn = Pfn(unsafe { ((M2P + mfn.0 * 8) as *const u64).read_volatile() });
-        (self.mfn(pfn) == Some(mfn)).then_some(pfn)
+        (VmapEnv::mfn(self, pfn) == Some(mfn)).then_some(pfn)
     }
     fn word(&self, pfn: Pfn, index: usize) -> u64 {
-        assert!(pfn.0 < self.nr_pages && index < 512);
-        // SAFETY: every pfn below nr_pages is direct-mapped (at least read-only).
+        // vmap reads only page tables: the kernel map's and its own L1s, all mapped.
+        assert!(
+            self.is_mapped(pfn) && index < 512,
+            "vmap read pfn {pfn:#x}, not direct-mapped"
+        );
+        // SAFETY: the frame's chunk is mapped (checked above), so it is readable.
         unsafe { ((direct_map_va(pfn) + index as u64 * 8) as *const u64).read_volatile() }
     }
     fn zero(&mut self, pfn: Pfn) {
-        assert!(pfn.0 < self.nr_pages);
-        // SAFETY: vmap zeroes only frames it just took from the allocator: free frames are
-        // direct-mapped writable and referenced by nothing else.
+        assert!(
+            self.is_mapped(pfn),
+            "vmap zeroes pfn {pfn:#x}, not direct-mapped"
+        );
+        // SAFETY: vmap zeroes only frames it just took from the allocator: the allocator
+        // hands out only frames of mapped chunks, mapped writable, referenced by nothing
+        // else.
         unsafe { core::ptr::write_bytes(direct_map_va(pfn) as *mut u8, 0, PAGE_SIZE as usize) }
+    }
+}
+
+impl DirectEnv for Direct {
+    fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        VmapEnv::mfn(self, pfn)
+    }
+    fn mfns(&self, first: Pfn, out: &mut [Mfn]) {
+        let n = (self.nr_pages.saturating_sub(first.0) as usize).min(out.len());
+        // SAFETY: entries first..first + n lie below nr_pages, in the p2m list, which is
+        // direct-mapped (its chunks are start chunks); `Mfn` is a transparent u64. The
+        // guest's own list: only the runtime writes it, so a plain copy reads it whole.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (self.p2m_va + first.0 * 8) as *const Mfn,
+                out.as_mut_ptr(),
+                n,
+            )
+        };
+        out[n..].fill(Mfn(!0));
+    }
+}
+
+impl TableStore for Direct {
+    fn store_table(&mut self, pfn: Pfn, entries: &[u64; 512]) {
+        StartStores.store_table(pfn, entries)
+    }
+}
+
+/// Plain stores into a chunk L1 through the direct map.
+struct StartStores;
+
+impl TableStore for StartStores {
+    fn store_table(&mut self, pfn: Pfn, entries: &[u64; 512]) {
+        // SAFETY: the direct-map planner stores only into the L1 frame of a chunk it is
+        // about to map: a frame of the takeover's reserved table run, not a page table yet,
+        // whose chunk it mapped read-write first (and flushed), referenced by no Rust
+        // reference. 4096 bytes, page-aligned.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                entries.as_ptr(),
+                direct_map_va(pfn) as *mut u64,
+                entries.len(),
+            )
+        }
     }
 }
 
@@ -245,6 +398,7 @@ pub(crate) fn take_over(
     split: Split,
     module_space_min: u64,
     batch: usize,
+    mode: DirectMapMode,
 ) -> Memory {
     // SAFETY: a linker-script symbol; only its address is used.
     let kernel_end = unsafe { &__xenpv_kernel_end as *const u8 as u64 };
@@ -277,6 +431,7 @@ pub(crate) fn take_over(
         p2m: &p2m,
         pt: xen_pt,
     };
+    let t_snap = crate::time::rdtsc();
     let snap = match snapshot::read(&reader, xen_l4, kernel_end) {
         Ok(s) => s,
         Err(e) => crate::fatal!("Xen's boot page tables: {e}"),
@@ -327,11 +482,13 @@ pub(crate) fn take_over(
             keep,
         }),
     };
+    let t_run = crate::time::rdtsc();
+    let xen_run = super::xen::ticks_in_xen();
     let mut exec = Executor::new(Xen);
     if let Err(e) = exec.set_batch(batch) {
         crate::fatal!("paging: {e}");
     }
-    let outcome = match takeover::run(&input, &mut exec) {
+    let outcome = match takeover::run(&input, &mut exec, &mut StartStores) {
         Ok(o) => o,
         Err(TakeoverError::Layout(e)) => crate::fatal!("layout refused: {e}"),
         Err(TakeoverError::BadP2m { pfn, mfn }) => {
@@ -348,16 +505,55 @@ pub(crate) fn take_over(
         exec.hypercalls
     );
 
-    let words = bitmap_words(nr);
-    // SAFETY: the bitmap frames are ours (reserved by the takeover), contiguous in pfn and so
-    // in the direct map, mapped read-write, and referenced nowhere else.
-    let bits = unsafe {
-        core::slice::from_raw_parts_mut(direct_map_va(outcome.bitmap.0) as *mut u64, words)
+    let t_alloc = crate::time::rdtsc();
+    let xen_plan = super::xen::ticks_in_xen() - xen_run;
+    let (words, cwords) = (bitmap_words(nr), chunk_words(nr));
+    let bits_va = direct_map_va(outcome.bitmap.0);
+    // SAFETY: the bitmap frames are ours (reserved by the takeover), contiguous in pfn and
+    // so in the direct map (their chunks are start chunks), mapped read-write, referenced
+    // nowhere else, and hold `words + cwords` words (the takeover sized them so). The
+    // frame bits go to the allocator alone; the chunk bits are atomics, shared.
+    let (bits, chunk_bits) = unsafe {
+        (
+            core::slice::from_raw_parts_mut(bits_va as *mut u64, words),
+            core::slice::from_raw_parts((bits_va + words as u64 * 8) as *const AtomicU64, cwords),
+        )
     };
-    let frames = match FrameAllocator::new(bits, nr, outcome.regions.clone()) {
+    let alloc = match FrameAllocator::new_on_demand(
+        bits,
+        chunk_bits,
+        nr,
+        outcome.regions.clone(),
+        &outcome.start_chunks,
+    ) {
         Ok(f) => f,
         Err(e) => crate::fatal!("frame allocator: {e}"),
     };
+    let direct = Direct {
+        nr_pages: nr,
+        p2m_va: p2m.direct(),
+        max_mfn: crate::hypercall::maximum_ram_page()
+            .map_or(takeover::MAX_MFN, |m| m.min(takeover::MAX_MFN)),
+        mapped: chunk_bits,
+    };
+    let mut frames = Frames {
+        alloc,
+        direct: DirectMap::new(&outcome.tables, nr, input.nx, mode.pt_write),
+        env: direct,
+        exec,
+    };
+    let t_eager = crate::time::rdtsc();
+    let xen_eager = super::xen::ticks_in_xen();
+    if mode.eager {
+        if let Err(e) = frames
+            .direct
+            .map_all(&mut frames.alloc, &mut frames.env, &mut frames.exec)
+        {
+            crate::fatal!("direct_map=eager: {e}");
+        }
+    }
+    let exec = core::mem::replace(&mut frames.exec, Executor::new(Xen));
+    let _ = frames.exec.set_batch(batch);
     *FRAMES.lock() = Some(frames);
     let vmap = Vmap::new(
         split,
@@ -368,27 +564,33 @@ pub(crate) fn take_over(
         input.nx,
     );
     let takeover_hypercalls = exec.hypercalls;
+    let t_end = crate::time::rdtsc();
+    PHASES.lock().replace([
+        t_snap,
+        t_run,
+        t_alloc,
+        t_eager,
+        t_end,
+        xen_plan,
+        super::xen::ticks_in_xen() - xen_eager,
+    ]);
     Memory {
         outcome,
         split,
         kernel_end,
         takeover_hypercalls,
         rings: shared_rings,
-        direct: Direct {
-            nr_pages: nr,
-            p2m_va: p2m.direct(),
-            max_mfn: crate::hypercall::maximum_ram_page()
-                .map_or(takeover::MAX_MFN, |m| m.min(takeover::MAX_MFN)),
-        },
+        direct,
         exec,
         vmap,
+        mode,
     }
 }
 
 impl Memory {
     /// The p2m list through the direct map.
     pub fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
-        self.direct.mfn(pfn)
+        VmapEnv::mfn(&self.direct, pfn)
     }
 
     /// mfn -> pfn through Xen's M2P, checked against the p2m.
@@ -398,8 +600,12 @@ impl Memory {
 
     /// Map `pages` fresh frames in module space (read-write, NX, a guard page after).
     pub fn vmap(&mut self, pages: u64) -> Result<VmArea, VmapError<ExecError>> {
+        let mut f = frames_mut();
+        // The data frames and the L1s they may need, mapped in the direct map first.
+        let need = pages.saturating_add(pages / 512 + 2);
+        f.grow_until(|a| a.free_frames() >= need);
         self.vmap
-            .map(&mut self.direct, &mut self.exec, &mut frames_mut(), pages)
+            .map(&mut self.direct, &mut self.exec, &mut f.alloc, pages)
             .map(VmArea)
     }
 
@@ -410,8 +616,12 @@ impl Memory {
 
     /// Unmap an area; its frames (and L1s left empty) go back to the allocator.
     pub fn vfree(&mut self, area: VmArea) -> Result<(), VmapError<ExecError>> {
-        self.vmap
-            .unmap(&mut self.direct, &mut self.exec, &mut frames_mut(), area.0)
+        self.vmap.unmap(
+            &mut self.direct,
+            &mut self.exec,
+            &mut frames_mut().alloc,
+            area.0,
+        )
     }
 
     /// vmap's counters so far.
@@ -463,7 +673,11 @@ impl Memory {
     /// A fresh frame for the application: `(pfn, mfn)`, mapped read-write in the direct
     /// map. `None` when memory is exhausted.
     pub fn alloc_page(&mut self) -> Option<Page> {
-        let pfn = frames_mut().alloc()?;
+        let pfn = {
+            let mut f = frames_mut();
+            f.grow_until(|a| a.free_frames() >= 1);
+            f.alloc.alloc()?
+        };
         match self.mfn(pfn) {
             Some(mfn) if mfn <= takeover::MAX_MFN => Some(Page { pfn, mfn }),
             _ => None, // a hole in the p2m: keep the frame out of use
@@ -481,7 +695,7 @@ impl Memory {
     /// Give a page from [`Memory::alloc_page`] back to the allocator.
     pub fn free_page(&mut self, page: Page) {
         // Cannot fail: the frame came from the allocator and the Page was consumed.
-        let _ = frames_mut().free(page.pfn);
+        let _ = frames_mut().alloc.free(page.pfn);
     }
 
     /// Cap MMU operations per hypercall (1..=512) from now on.
@@ -489,31 +703,76 @@ impl Memory {
         self.exec.set_batch(n)
     }
 
-    /// A copy of a page-table page (or any frame), read through the direct map. A copy,
-    /// not a reference: the frame may be a vmap area's or a shared ring's, which others
-    /// write.
-    pub fn table(&self, pfn: Pfn) -> [u64; 512] {
-        assert!(pfn.0 < self.direct.nr_pages);
-        // SAFETY: every pfn below nr_pages is direct-mapped (at least read-only); a
-        // volatile read of the frame's words.
-        unsafe { (direct_map_va(pfn) as *const [u64; 512]).read_volatile() }
+    /// A copy of a page-table page (or any frame), read through the direct map; `None`
+    /// if the frame's chunk of the direct map is not mapped (yet). A copy, not a
+    /// reference: the frame may be a vmap area's or a shared ring's, which others write.
+    pub fn table(&self, pfn: Pfn) -> Option<[u64; 512]> {
+        if !self.is_mapped(pfn) {
+            return None;
+        }
+        // SAFETY: the frame's chunk is mapped (checked above; a mapped chunk stays
+        // mapped), so its page is readable through the direct map; a volatile read of the
+        // frame's words.
+        Some(unsafe { (direct_map_va(pfn) as *const [u64; 512]).read_volatile() })
+    }
+
+    /// Is `pfn` mapped in the direct map (below nr_pages, its chunk mapped)?
+    pub fn is_mapped(&self, pfn: Pfn) -> bool {
+        self.direct.is_mapped(pfn)
     }
 
     /// The kernel map's PTE for image address `va` (through level2_kernel and the L1 it
     /// points at), `None` if no L1 maps it.
     pub fn kernel_pte(&self, va: u64) -> Option<u64> {
-        let l2e = self.table(self.outcome.tables.level2_kernel)[xenpv_paging::layout::index(va, 2)];
+        let l2e =
+            self.table(self.outcome.tables.level2_kernel)?[xenpv_paging::layout::index(va, 2)];
         if !pte::present(l2e) || l2e & pte::PSE != 0 {
             return None;
         }
         let l1 = self.pfn(pte::frame(l2e))?;
-        Some(self.table(l1)[xenpv_paging::layout::index(va, 1)])
+        Some(self.table(l1)?[xenpv_paging::layout::index(va, 1)])
     }
 
-    /// The direct map's PTE for `pfn`.
+    /// The direct map's PTE for `pfn` (0 while its chunk is not mapped).
     pub fn direct_pte(&self, pfn: Pfn) -> u64 {
-        let t = self.outcome.tables.direct_l1;
-        self.table(t.0 + pfn.0 / 512)[(pfn.0 % 512) as usize]
+        if !self.is_mapped(pfn) {
+            return 0;
+        }
+        let l1 = self.outcome.tables.direct_l1.0 + pfn.0 / CHUNK_PAGES;
+        self.table(l1)
+            .map_or(0, |t| t[(pfn.0 % CHUNK_PAGES) as usize])
+    }
+
+    /// Where start of day's paging time went.
+    pub fn phases(&self) -> PagingPhases {
+        let Some(t) = *PHASES.lock() else {
+            return PagingPhases::default();
+        };
+        let ns = |a, b| crate::Timing::ns(a, b);
+        PagingPhases {
+            read_ns: ns(t[0], t[1]),
+            plan_ns: ns(t[1], t[2]),
+            plan_xen_ns: ns(0, t[5]),
+            allocator_ns: ns(t[2], t[3]),
+            eager_ns: ns(t[3], t[4]),
+            eager_xen_ns: ns(0, t[6]),
+        }
+    }
+
+    /// How the direct map is mapped: the mode, and `(chunks mapped, chunks in all)`
+    /// (2 MiB each).
+    pub fn direct_map(&self) -> (DirectMapMode, (u64, u64)) {
+        let all = xenpv_paging::frames::chunks(self.direct.nr_pages);
+        let mapped = (0..all)
+            .filter(|&c| chunk_is_mapped(self.direct.mapped, c))
+            .count() as u64;
+        (self.mode, (mapped, all))
+    }
+
+    /// What mapping chunks after start of day took (`None` while the frame allocator is
+    /// locked by the caller: a [`FramesGuard`] held).
+    pub fn direct_map_stats(&self) -> Option<DirectStats> {
+        Some(FRAMES.try_lock()?.as_ref()?.direct.stats)
     }
 
     /// The frame allocator, locked for reading (frames come and go through this type's
@@ -555,8 +814,8 @@ impl Memory {
         check::check(
             self.split,
             self.kernel_end,
-            &self.table(t.level2_kernel),
-            &self.table(t.level2_fixmap),
+            &self.table(t.level2_kernel).unwrap_or([0; 512]),
+            &self.table(t.level2_fixmap).unwrap_or([0; 512]),
             self.direct_pte(t.level1_fixmap) & pte::RW == 0,
             self,
         )
@@ -571,7 +830,12 @@ impl Inspect for Memory {
         let Some(l1_pfn) = self.pfn(l1) else {
             return "a foreign frame";
         };
-        let Some(&e) = self.table(l1_pfn).iter().find(|e| pte::present(**e)) else {
+        let Some(&e) = self
+            .table(l1_pfn)
+            .unwrap_or([0; 512])
+            .iter()
+            .find(|e| pte::present(**e))
+        else {
             return "nothing";
         };
         match self.pfn(pte::frame(e)) {
@@ -603,9 +867,9 @@ impl core::fmt::Display for TopLevel<'_> {
             _ => "UNEXPECTED",
         };
         write!(f, "layout: l4")?;
-        runs(f, &m.table(t.l4), name4)?;
+        runs(f, &m.table(t.l4).unwrap_or([0; 512]), name4)?;
         write!(f, "\nlayout: level3_kernel")?;
-        runs(f, &m.table(t.level3_kernel), |_, e| {
+        runs(f, &m.table(t.level3_kernel).unwrap_or([0; 512]), |_, e| {
             if pte::frame(e) == mfn(t.level2_kernel) {
                 "level2_kernel"
             } else if pte::frame(e) == mfn(t.level2_fixmap) {
