@@ -7,7 +7,10 @@
 //!
 //! - [`ring`]: free-running producer/consumer arithmetic for Xen's byte rings, and
 //!   [`ring::Duplex`], both rings of a shared page behind the [`ring::Link`] trait;
-//! - [`xenstore`]: the wire format and a client generic over the link;
+//! - [`xenstore`]: the wire format and a client generic over the link (transactions
+//!   included);
+//! - [`xenbus`]: the frontend handshake (probe the backend, publish keys in a
+//!   transaction, walk to Connected, close), for the network and block front-ends;
 //! - [`grant`]: grant-table v1 entries and the reference free list;
 //! - [`evtchn`]: the 2-level event-channel bitmaps and port numbers;
 //! - [`start_info`]: Xen's start_info page, validated into a typed view;
@@ -53,6 +56,7 @@ pub mod initrd;
 pub mod ring;
 pub mod start_info;
 pub mod status;
+pub mod xenbus;
 pub mod xenstore;
 
 pub use xenpv_abi::{Maddr, Mfn, Pfn, XenError};

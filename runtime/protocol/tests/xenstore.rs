@@ -227,3 +227,25 @@ fn an_event_path_over_the_limit_is_an_error_and_the_stream_stays_in_step() {
     assert_eq!(&x.read("domid").unwrap()[..], b"5");
     assert_eq!(x.stale_replies(), 0);
 }
+
+#[test]
+fn transaction_writes_land_at_commit_and_not_at_abort_or_eagain() {
+    let mut x = xs(Mode::Honest);
+    let t = x.transaction_start().unwrap();
+    x.write_in(t, "data/a", b"1").unwrap();
+    assert!(
+        matches!(x.read("data/a"), Err(XsError::Xenstore(e)) if e == "ENOENT"),
+        "invisible before the commit"
+    );
+    assert_eq!(x.transaction_end(t, true), Ok(true));
+    assert_eq!(&x.read("data/a").unwrap()[..], b"1");
+    let t = x.transaction_start().unwrap();
+    x.write_in(t, "data/a", b"2").unwrap();
+    assert_eq!(x.transaction_end(t, false), Ok(true));
+    assert_eq!(&x.read("data/a").unwrap()[..], b"1", "aborted");
+    x.link().eagain = 1;
+    let t = x.transaction_start().unwrap();
+    x.write_in(t, "data/a", b"3").unwrap();
+    assert_eq!(x.transaction_end(t, true), Ok(false), "EAGAIN: start again");
+    assert_eq!(&x.read("data/a").unwrap()[..], b"1");
+}

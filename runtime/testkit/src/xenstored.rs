@@ -46,6 +46,43 @@ pub enum Mode {
     OversizedOnce,
 }
 
+/// How the model's backend (for `device/vif/0`) answers the frontend's states.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BackendKind {
+    /// InitWait when the frontend is Initialising, Connected when it is Initialised or
+    /// Connected, Closing/Closed after it; each step one 10 ms tick later.
+    Honest,
+    /// As honest, each step 2 s later.
+    Slow,
+    /// Stays Initialising.
+    Silent,
+    /// Goes straight to Connected when the frontend is Initialising.
+    Jumpy,
+    /// Writes a state that is none ("9").
+    Garbage,
+    /// As honest, then goes Closing this many ns after it connected, and Closed once the
+    /// frontend closes.
+    ClosesAfter(u64),
+}
+
+/// The model's backend: its kind, and the transition it is about to make.
+#[derive(Clone, Debug)]
+pub struct BackendModel {
+    /// How it behaves.
+    pub kind: BackendKind,
+    /// When it connected.
+    pub connected_at: Option<u64>,
+    /// `(time, state)`: the state it will write at that time.
+    pending: Option<(u64, u8)>,
+    /// Every state the frontend wrote, in order (as the backend saw them).
+    pub front_history: Vec<u8>,
+}
+
+/// The frontend's directory the model's backend serves.
+pub const FRONT: &str = "device/vif/0";
+/// The model backend's directory.
+pub const BACK: &str = "/local/domain/0/backend/vif/5/0";
+
 /// The model xenstored.
 pub struct Xenstored {
     req: Vec<u8>,
@@ -64,6 +101,13 @@ pub struct Xenstored {
     held: Vec<u8>,
     /// Xen system time as our side sees it.
     pub clock: u64,
+    /// Open transactions: their writes, applied at commit.
+    txns: BTreeMap<u32, Vec<(String, Vec<u8>)>>,
+    next_tx: u32,
+    /// Commits still to refuse with `EAGAIN`.
+    pub eagain: u32,
+    /// The backend of `device/vif/0`, if the model plays one.
+    pub backend: Option<BackendModel>,
 }
 
 impl Xenstored {
@@ -85,7 +129,85 @@ impl Xenstored {
             handled: 0,
             held: vec![],
             clock: 0,
+            txns: BTreeMap::new(),
+            next_tx: 1,
+            eagain: 0,
+            backend: None,
         }
+    }
+
+    /// An honest model that also plays the backend of [`FRONT`], behaving as `kind`:
+    /// the toolstack's keys are written (`backend`, `backend-id` 0) and the backend is
+    /// Initialising.
+    pub fn with_backend(kind: BackendKind) -> Self {
+        let mut x = Xenstored::new(Mode::Honest);
+        x.store.remove(&format!("{FRONT}/state"));
+        x.store
+            .insert(format!("{FRONT}/backend"), BACK.as_bytes().to_vec());
+        x.store.insert(format!("{FRONT}/backend-id"), b"0".to_vec());
+        x.store.insert(format!("{BACK}/state"), b"1".to_vec());
+        x.backend = Some(BackendModel {
+            kind,
+            connected_at: None,
+            pending: None,
+            front_history: vec![],
+        });
+        x
+    }
+
+    /// The value at `key` in the model's store.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.store.get(key).map(|v| v.as_slice())
+    }
+
+    /// Set `key` as the toolstack or the backend would (watches fire).
+    pub fn set(&mut self, key: &str, value: &[u8]) {
+        self.store.insert(key.into(), value.to_vec());
+        self.fire(key);
+    }
+
+    /// The backend's next move, if it is time for one.
+    fn step_backend(&mut self) {
+        let Some(mut b) = self.backend.take() else {
+            return;
+        };
+        let state = |x: &Self, k: &str| x.store.get(k).and_then(|v| v.first().copied());
+        let fs = state(self, &format!("{FRONT}/state"));
+        let bs = state(self, &format!("{BACK}/state"));
+        let delay = match b.kind {
+            BackendKind::Slow => 2_000_000_000,
+            _ => 10_000_000,
+        };
+        let want = match (b.kind, fs, bs) {
+            (BackendKind::Silent, ..) => None,
+            (BackendKind::Garbage, Some(b'1'), Some(b'1')) => Some(b'9'),
+            (BackendKind::Jumpy, Some(b'1'), Some(b'1')) => Some(b'4'),
+            (_, Some(b'1'), Some(b'1' | b'6')) => Some(b'2'),
+            (_, Some(b'3' | b'4'), Some(b'2')) => Some(b'4'),
+            (BackendKind::ClosesAfter(t), _, Some(b'4'))
+                if b.connected_at.is_some_and(|c| self.clock >= c + t) =>
+            {
+                Some(b'5')
+            }
+            (_, Some(b'5'), Some(b'4' | b'2')) => Some(b'5'),
+            (_, Some(b'6'), Some(b'5')) => Some(b'6'),
+            _ => None,
+        };
+        match (want, b.pending) {
+            (None, _) => b.pending = None,
+            (Some(w), Some((_, p))) if p == w => {}
+            (Some(w), _) => b.pending = Some((self.clock + delay, w)),
+        }
+        if let Some((at, w)) = b.pending {
+            if self.clock >= at {
+                b.pending = None;
+                if w == b'4' {
+                    b.connected_at = Some(self.clock);
+                }
+                self.set(&format!("{BACK}/state"), &[w]);
+            }
+        }
+        self.backend = Some(b);
     }
     fn reply(&mut self, ty: u32, id: u32, payload: &[u8]) {
         let h = Header {
@@ -125,6 +247,7 @@ impl Xenstored {
             self.inbox.drain(..end);
             self.handle(h, &p);
         }
+        self.step_backend();
         // Send what fits.
         let room = 1024 - self.idx[3].wrapping_sub(self.idx[2]) as usize;
         for _ in 0..room.min(self.pending_out.len()) {
@@ -180,6 +303,17 @@ impl Xenstored {
         }
         self.answer(h, p);
     }
+    /// A write lands: the store changes, watches fire, the backend notes our state.
+    fn commit_write(&mut self, path: String, v: Vec<u8>) {
+        if path == format!("{FRONT}/state") {
+            if let Some(b) = self.backend.as_mut() {
+                b.front_history.extend(v.first());
+            }
+        }
+        self.store.insert(path.clone(), v);
+        self.fire(&path);
+    }
+
     /// The honest answer to a request.
     fn answer(&mut self, h: Header, p: &[u8]) {
         let id = h.req_id;
@@ -190,12 +324,42 @@ impl Xenstored {
                 Some(v) => self.reply(h.ty, id, &v),
                 None => self.reply(MsgType::Error as u32, id, b"ENOENT\0"),
             },
+            Some(MsgType::Write) if h.tx_id != 0 => {
+                let v = p[path.len() + 1..].to_vec();
+                match self.txns.get_mut(&h.tx_id) {
+                    Some(t) => {
+                        t.push((path, v));
+                        self.reply(h.ty, id, b"OK\0");
+                    }
+                    None => self.reply(MsgType::Error as u32, id, b"ENOENT\0"),
+                }
+            }
             Some(MsgType::Write) => {
                 let v = p[path.len() + 1..].to_vec();
-                self.store.insert(path.clone(), v);
+                // The reply first, then the watch events (as the model always did).
                 self.reply(h.ty, id, b"OK\0");
-                self.fire(&path);
+                self.commit_write(path, v);
             }
+            Some(MsgType::TransactionStart) => {
+                let t = self.next_tx;
+                self.next_tx += 1;
+                self.txns.insert(t, vec![]);
+                self.reply(h.ty, id, format!("{t}\0").as_bytes());
+            }
+            Some(MsgType::TransactionEnd) => match self.txns.remove(&h.tx_id) {
+                None => self.reply(MsgType::Error as u32, id, b"ENOENT\0"),
+                Some(_) if path != "T" => self.reply(h.ty, id, b"OK\0"),
+                Some(_) if self.eagain > 0 => {
+                    self.eagain -= 1;
+                    self.reply(MsgType::Error as u32, id, b"EAGAIN\0");
+                }
+                Some(writes) => {
+                    self.reply(h.ty, id, b"OK\0");
+                    for (k, v) in writes {
+                        self.commit_write(k, v);
+                    }
+                }
+            },
             Some(MsgType::Directory) => {
                 let mut kids: Vec<String> = self
                     .store

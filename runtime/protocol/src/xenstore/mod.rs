@@ -237,9 +237,20 @@ impl<L: Link> Xenstore<L> {
     /// Send one request and wait for its reply, queueing watch events and discarding
     /// stale replies (to requests that timed out earlier) on the way.
     fn transact(&mut self, ty: MsgType, strings: &[&str], raw: &[u8]) -> Result<Payload, XsError> {
+        self.transact_in(0, ty, strings, raw)
+    }
+
+    /// [`Self::transact`] inside transaction `tx` (0: none).
+    fn transact_in(
+        &mut self,
+        tx: u32,
+        ty: MsgType,
+        strings: &[&str],
+        raw: &[u8],
+    ) -> Result<Payload, XsError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let msg = wire::request(ty, id, strings, raw)?;
+        let msg = wire::request_in(ty, id, tx, strings, raw)?;
         let now = self.ring.link().now_ns();
         self.ring.write_all(&msg, REPLY_TIMEOUT_NS)?;
         let deadline = now.saturating_add(REPLY_TIMEOUT_NS);
@@ -284,6 +295,35 @@ impl<L: Link> Xenstore<L> {
     pub fn write(&mut self, path: &str, value: &[u8]) -> Result<(), XsError> {
         wire::check_path(path)?;
         self.transact(MsgType::Write, &[path], value).map(|_| ())
+    }
+
+    /// Start a transaction: its id, for [`Xenstore::write_in`] and
+    /// [`Xenstore::transaction_end`].
+    pub fn transaction_start(&mut self) -> Result<u32, XsError> {
+        let p = self.transact(MsgType::TransactionStart, &[""], &[])?;
+        let id = wire::strings(&p, "transaction id")?.next().unwrap_or("");
+        match id.parse::<u32>() {
+            Ok(id) if id != 0 => Ok(id),
+            _ => Err(WireError::BadString("transaction id (a decimal number, not 0)").into()),
+        }
+    }
+
+    /// Set `path` to `value` inside transaction `tx`.
+    pub fn write_in(&mut self, tx: u32, path: &str, value: &[u8]) -> Result<(), XsError> {
+        wire::check_path(path)?;
+        self.transact_in(tx, MsgType::Write, &[path], value)
+            .map(|_| ())
+    }
+
+    /// End transaction `tx`, committing it or not: `Ok(false)` if xenstored answered
+    /// `EAGAIN` (another writer got in first: nothing was written, start again).
+    pub fn transaction_end(&mut self, tx: u32, commit: bool) -> Result<bool, XsError> {
+        let flag = if commit { "T" } else { "F" };
+        match self.transact_in(tx, MsgType::TransactionEnd, &[flag], &[]) {
+            Ok(_) => Ok(true),
+            Err(XsError::Xenstore(e)) if e == "EAGAIN" => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The children of `path` as NUL-separated names (iterate with [`wire::strings`]).

@@ -32,6 +32,11 @@ pub enum MsgType {
     Watch = 4,
     /// `XS_UNWATCH`: drop a watch.
     Unwatch = 5,
+    /// `XS_TRANSACTION_START`: a new transaction; the reply is its id, in decimal.
+    TransactionStart = 6,
+    /// `XS_TRANSACTION_END`: commit (`T`) or abort (`F`) a transaction; `EAGAIN` when
+    /// another writer got in first (start again).
+    TransactionEnd = 7,
     /// `XS_GET_DOMAIN_PATH`: a domain's home path.
     GetDomainPath = 10,
     /// `XS_WRITE`: set the value at a path.
@@ -50,6 +55,8 @@ impl MsgType {
             2 => MsgType::Read,
             4 => MsgType::Watch,
             5 => MsgType::Unwatch,
+            6 => MsgType::TransactionStart,
+            7 => MsgType::TransactionEnd,
             10 => MsgType::GetDomainPath,
             11 => MsgType::Write,
             15 => MsgType::WatchEvent,
@@ -165,6 +172,17 @@ pub fn request(
     strings: &[&str],
     raw: &[u8],
 ) -> Result<Message, WireError> {
+    request_in(ty, req_id, 0, strings, raw)
+}
+
+/// [`request`] inside transaction `tx_id` (0: none).
+pub fn request_in(
+    ty: MsgType,
+    req_id: u32,
+    tx_id: u32,
+    strings: &[&str],
+    raw: &[u8],
+) -> Result<Message, WireError> {
     let len = strings.iter().map(|s| s.len() + 1).sum::<usize>() + raw.len();
     if len > PAYLOAD_MAX {
         return Err(WireError::TooLong {
@@ -176,7 +194,7 @@ pub fn request(
     let h = Header {
         ty: ty as u32,
         req_id,
-        tx_id: 0,
+        tx_id,
         len: len as u32,
     };
     let mut m = Message::new();
@@ -293,7 +311,7 @@ mod tests {
         let h = Header::decode(&header(99, 0)).unwrap();
         assert_eq!(h.ty, 99);
         assert_eq!(MsgType::from_u32(h.ty), None);
-        for bad in [0, 3, 6, 12, 14, 17, u32::MAX] {
+        for bad in [0, 3, 8, 12, 14, 17, u32::MAX] {
             assert_eq!(MsgType::from_u32(bad), None, "{bad}");
         }
         assert_eq!(
@@ -309,6 +327,8 @@ mod tests {
             MsgType::Read,
             MsgType::Watch,
             MsgType::Unwatch,
+            MsgType::TransactionStart,
+            MsgType::TransactionEnd,
             MsgType::GetDomainPath,
             MsgType::Write,
             MsgType::WatchEvent,

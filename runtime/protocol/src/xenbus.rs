@@ -1,0 +1,547 @@
+//! The xenbus frontend handshake, generic over the device class (netfront and blkfront
+//! both use it): find the backend, publish the frontend's keys in a transaction, walk
+//! the states to Connected, notice the backend closing, and close.
+//!
+//! The keys and states follow `xen/include/public/io/xenbus.h` and what Linux's backends
+//! expect (`drivers/net/xen-netback/xenbus.c`, `drivers/block/xen-blkback/xenbus.c`):
+//! - the frontend's directory is `device/<class>/<id>`; the toolstack writes its
+//!   `backend` (the backend's directory) and `backend-id` (the backend's domain: grant
+//!   the rings and bind the event channel to *that* domain, never to a hard-coded 0);
+//! - the frontend goes Initialising, waits for the backend's InitWait, writes its keys
+//!   (ring-ref, event-channel, features...) and its next state in one transaction,
+//!   retried when xenstored answers `EAGAIN`; netback connects when the frontend says
+//!   Connected, blkback when it says Initialised ([`Flavor`]);
+//! - either side closes by going Closing, then Closed.
+//!
+//! Everything the backend and the toolstack write is hostile: paths and ids are
+//! bounded and parsed strictly, an unknown state is an error naming the key, and every
+//! wait has a deadline whose error names the device, the key and the last state seen.
+//! The logic runs over the [`Store`] trait, implemented for the wire client
+//! ([`crate::xenstore::Xenstore`]); the host tests drive it against a model xenstored
+//! with honest, slow, silent, jumping and closing backends.
+
+// The errors carry the device's and the key's full paths (what a user needs to find the
+// fault), so they are large; they come once per failed handshake, and no_std has no Box.
+#![allow(clippy::result_large_err)]
+
+use crate::ring::Link;
+use crate::xenstore::{Xenstore, XsError};
+use core::fmt::{self, Write as _};
+
+/// Longest xenstore path this module builds or accepts from the backend.
+pub const PATH_MAX: usize = 128;
+/// A path, bounded.
+pub type Path = heapless::String<PATH_MAX>;
+/// Transactions tried before giving up when xenstored keeps answering `EAGAIN`.
+pub const TXN_TRIES: u32 = 16;
+/// Domain ids a backend can have: below `DOMID_FIRST_RESERVED` (xen.h).
+pub const DOMID_MAX: u32 = 0x7fef;
+
+/// A xenbus state (`enum xenbus_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// 0: not yet set.
+    Unknown = 0,
+    /// 1: starting up.
+    Initialising = 1,
+    /// 2: the backend waits for the frontend's keys.
+    InitWait = 2,
+    /// 3: the frontend's keys are written.
+    Initialised = 3,
+    /// 4: running.
+    Connected = 4,
+    /// 5: going away.
+    Closing = 5,
+    /// 6: gone.
+    Closed = 6,
+    /// 7: reconfiguring (pci only).
+    Reconfiguring = 7,
+    /// 8: reconfigured (pci only).
+    Reconfigured = 8,
+}
+
+impl State {
+    /// The state a value written in xenstore names (a decimal number, nothing else).
+    ///
+    /// ```
+    /// use xenpv_protocol::xenbus::State;
+    /// assert_eq!(State::parse(b"4"), Some(State::Connected));
+    /// assert_eq!(State::parse(b"4\0"), Some(State::Connected));
+    /// assert_eq!(State::parse(b"9"), None);
+    /// assert_eq!(State::parse(b" 4"), None);
+    /// ```
+    pub fn parse(v: &[u8]) -> Option<State> {
+        let v = v.strip_suffix(b"\0").unwrap_or(v);
+        Some(match v {
+            b"0" => State::Unknown,
+            b"1" => State::Initialising,
+            b"2" => State::InitWait,
+            b"3" => State::Initialised,
+            b"4" => State::Connected,
+            b"5" => State::Closing,
+            b"6" => State::Closed,
+            b"7" => State::Reconfiguring,
+            b"8" => State::Reconfigured,
+            _ => return None,
+        })
+    }
+    /// The value to write.
+    pub fn value(self) -> &'static [u8] {
+        &[b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8"][self as usize][..]
+    }
+    /// Is this the backend leaving (Closing or Closed)?
+    pub fn closing(self) -> bool {
+        matches!(self, State::Closing | State::Closed)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The state a frontend writes with its keys: what its backend connects on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// Connected at once (netback connects when the frontend says Connected).
+    ConnectAtOnce,
+    /// Initialised, then Connected once the backend is (blkback).
+    InitialisedFirst,
+}
+
+/// What a frontend knows of its backend, read once at [`probe`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// The backend's directory (e.g. `/local/domain/0/backend/vif/5/0`).
+    pub path: Path,
+    /// The backend's domain: rings are granted and the event channel allocated to it.
+    pub domid: u16,
+}
+
+/// Why a xenbus step failed: the device, and what went wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XenbusError<E> {
+    /// The frontend's directory (`device/vif/0`).
+    pub device: Path,
+    /// What went wrong.
+    pub kind: ErrorKind<E>,
+}
+
+/// What went wrong in a xenbus step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorKind<E> {
+    /// The store failed (the ring, xenstored's answer).
+    Store(E),
+    /// A key is missing.
+    Missing {
+        /// The key.
+        key: Path,
+    },
+    /// A key holds a value this frontend refuses.
+    BadValue {
+        /// The key.
+        key: Path,
+        /// Why.
+        why: &'static str,
+    },
+    /// The deadline passed while waiting for `key` to reach `want`.
+    Timeout {
+        /// The key waited on.
+        key: Path,
+        /// What was waited for.
+        want: &'static str,
+        /// The last state read there, if any.
+        last: Option<State>,
+    },
+    /// The backend went Closing or Closed during the handshake.
+    BackendClosed {
+        /// Its state.
+        state: State,
+    },
+    /// xenstored answered `EAGAIN` to every one of [`TXN_TRIES`] transactions.
+    Conflicts {
+        /// Transactions tried.
+        tries: u32,
+    },
+}
+
+impl<E: fmt::Display> fmt::Display for XenbusError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.device;
+        match &self.kind {
+            ErrorKind::Store(e) => write!(f, "{d}: {e}"),
+            ErrorKind::Missing { key } => write!(f, "{d}: {key} is missing"),
+            ErrorKind::BadValue { key, why } => write!(f, "{d}: {key}: {why}"),
+            ErrorKind::Timeout { key, want, last } => match last {
+                Some(s) => write!(f, "{d}: {key} did not reach {want} in time (last {s})"),
+                None => write!(f, "{d}: {key} did not reach {want} in time (never set)"),
+            },
+            ErrorKind::BackendClosed { state } => {
+                write!(f, "{d}: the backend went {state} during the handshake")
+            }
+            ErrorKind::Conflicts { tries } => {
+                write!(
+                    f,
+                    "{d}: xenstore answered EAGAIN to {tries} transactions in a row"
+                )
+            }
+        }
+    }
+}
+
+/// A transaction's writes, handed to the frontend's `publish` step.
+pub trait Txn {
+    /// The store's error.
+    type Error;
+    /// Set `key` (relative to the frontend's directory) to `value`.
+    fn write(&mut self, key: &str, value: &[u8]) -> Result<(), Self::Error>;
+}
+
+/// A frontend's publishing step: its writes inside the handshake's transaction.
+pub type Publish<'a, E> = dyn FnMut(&mut dyn Txn<Error = E>) -> Result<(), E> + 'a;
+
+/// The xenstore operations the handshake needs.
+pub trait Store {
+    /// The store's error.
+    type Error: fmt::Debug;
+    /// The value at `path`, `Ok(None)` if there is none, at most `out.len()` bytes
+    /// (`Ok(Some(n))`); a longer value is an error (`BadValue` upstream).
+    fn read(&mut self, path: &str, out: &mut [u8]) -> Result<Option<usize>, Self::Error>;
+    /// Set `path` to `value`, outside any transaction.
+    fn write(&mut self, path: &str, value: &[u8]) -> Result<(), Self::Error>;
+    /// Start a transaction.
+    fn start(&mut self) -> Result<u32, Self::Error>;
+    /// Set `path` to `value` inside transaction `tx`.
+    fn write_in(&mut self, tx: u32, path: &str, value: &[u8]) -> Result<(), Self::Error>;
+    /// End transaction `tx`; `Ok(false)` for `EAGAIN` (nothing written).
+    fn end(&mut self, tx: u32, commit: bool) -> Result<bool, Self::Error>;
+    /// Watch `path` (events wake [`Store::wait`]).
+    fn watch(&mut self, path: &str, token: &str) -> Result<(), Self::Error>;
+    /// Wait until something watched may have changed or `deadline` passed.
+    fn wait(&mut self, deadline: u64) -> Result<(), Self::Error>;
+    /// Xen system time, ns.
+    fn now(&mut self) -> u64;
+}
+
+impl<L: Link> Store for Xenstore<L> {
+    type Error = XsError;
+    fn read(&mut self, path: &str, out: &mut [u8]) -> Result<Option<usize>, XsError> {
+        match Xenstore::read(self, path) {
+            Ok(v) => {
+                let v = v.strip_suffix(b"\0").unwrap_or(&v);
+                if v.len() > out.len() {
+                    return Ok(Some(usize::MAX));
+                }
+                out[..v.len()].copy_from_slice(v);
+                Ok(Some(v.len()))
+            }
+            Err(XsError::Xenstore(e)) if e == "ENOENT" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn write(&mut self, path: &str, value: &[u8]) -> Result<(), XsError> {
+        Xenstore::write(self, path, value)
+    }
+    fn start(&mut self) -> Result<u32, XsError> {
+        self.transaction_start()
+    }
+    fn write_in(&mut self, tx: u32, path: &str, value: &[u8]) -> Result<(), XsError> {
+        Xenstore::write_in(self, tx, path, value)
+    }
+    fn end(&mut self, tx: u32, commit: bool) -> Result<bool, XsError> {
+        self.transaction_end(tx, commit)
+    }
+    fn watch(&mut self, path: &str, token: &str) -> Result<(), XsError> {
+        Xenstore::watch(self, path, token)
+    }
+    fn wait(&mut self, deadline: u64) -> Result<(), XsError> {
+        self.next_event(deadline).map(|_| ())
+    }
+    fn now(&mut self) -> u64 {
+        self.link().now_ns()
+    }
+}
+
+/// A frontend device: `device/<class>/<id>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    dir: Path,
+}
+
+impl Device {
+    /// The device `class` (`vif`, `vbd`) number `id`.
+    ///
+    /// ```
+    /// use xenpv_protocol::xenbus::Device;
+    /// assert_eq!(Device::new("vif", 0).dir(), "device/vif/0");
+    /// ```
+    pub fn new(class: &str, id: u32) -> Device {
+        let mut dir = Path::new();
+        // "device/" + a class name + a u32 fit in PATH_MAX for any class we use.
+        let _ = write!(dir, "device/{}/{id}", &class[..class.len().min(64)]);
+        Device { dir }
+    }
+    /// The frontend's directory.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+    fn err<E>(&self, kind: ErrorKind<E>) -> XenbusError<E> {
+        XenbusError {
+            device: self.dir.clone(),
+            kind,
+        }
+    }
+    fn key<E>(&self, base: &str, key: &str) -> Result<Path, XenbusError<E>> {
+        let mut p = Path::new();
+        write!(p, "{base}/{key}").map_err(|_| {
+            self.err(ErrorKind::BadValue {
+                key: self.dir.clone(),
+                why: "a key path longer than 128 bytes",
+            })
+        })?;
+        Ok(p)
+    }
+}
+
+/// Read the backend's directory and domain from the frontend's keys.
+pub fn probe<S: Store>(s: &mut S, dev: &Device) -> Result<Backend, XenbusError<S::Error>> {
+    let mut buf = [0u8; PATH_MAX];
+    let key = dev.key(dev.dir(), "backend")?;
+    let path = read_value(s, dev, &key, &mut buf)?;
+    let path = core::str::from_utf8(path)
+        .ok()
+        .filter(|p| p.starts_with('/') && !p.contains('\0') && p.is_ascii())
+        .ok_or_else(|| {
+            dev.err(ErrorKind::BadValue {
+                key: key.clone(),
+                why: "not an absolute ASCII path",
+            })
+        })?;
+    let path = Path::try_from(path).map_err(|_| {
+        dev.err(ErrorKind::BadValue {
+            key: key.clone(),
+            why: "longer than 128 bytes",
+        })
+    })?;
+    let key = dev.key(dev.dir(), "backend-id")?;
+    let mut buf = [0u8; 8];
+    let v = read_value(s, dev, &key, &mut buf)?;
+    let domid = core::str::from_utf8(v)
+        .ok()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&d| d <= DOMID_MAX)
+        .ok_or_else(|| {
+            dev.err(ErrorKind::BadValue {
+                key,
+                why: "not a domain id (decimal, at most 32751)",
+            })
+        })?;
+    Ok(Backend {
+        path,
+        domid: domid as u16,
+    })
+}
+
+fn read_value<'b, S: Store>(
+    s: &mut S,
+    dev: &Device,
+    key: &Path,
+    buf: &'b mut [u8],
+) -> Result<&'b [u8], XenbusError<S::Error>> {
+    match s.read(key, buf).map_err(|e| dev.err(ErrorKind::Store(e)))? {
+        None => Err(dev.err(ErrorKind::Missing { key: key.clone() })),
+        Some(n) if n > buf.len() => Err(dev.err(ErrorKind::BadValue {
+            key: key.clone(),
+            why: "a value longer than this frontend reads",
+        })),
+        Some(n) => Ok(&buf[..n]),
+    }
+}
+
+/// The state at `key`, `None` if it is not set; a value that is no state is an error.
+pub fn read_state<S: Store>(
+    s: &mut S,
+    dev: &Device,
+    key: &Path,
+) -> Result<Option<State>, XenbusError<S::Error>> {
+    let mut buf = [0u8; 4];
+    match s
+        .read(key, &mut buf)
+        .map_err(|e| dev.err(ErrorKind::Store(e)))?
+    {
+        None => Ok(None),
+        Some(n) => buf
+            .get(..n)
+            .and_then(State::parse)
+            .map(Some)
+            .ok_or_else(|| {
+                dev.err(ErrorKind::BadValue {
+                    key: key.clone(),
+                    why: "not a xenbus state (0..=8)",
+                })
+            }),
+    }
+}
+
+/// The backend's state now (for a frontend watching it during traffic).
+pub fn backend_state<S: Store>(
+    s: &mut S,
+    dev: &Device,
+    be: &Backend,
+) -> Result<Option<State>, XenbusError<S::Error>> {
+    let key = dev.key(&be.path, "state")?;
+    read_state(s, dev, &key)
+}
+
+/// Wait until the state at `key` satisfies `done` (a watch wakes us), or `deadline`.
+fn wait_state<S: Store>(
+    s: &mut S,
+    dev: &Device,
+    key: &Path,
+    want: &'static str,
+    deadline: u64,
+    mut done: impl FnMut(Option<State>) -> Result<bool, XenbusError<S::Error>>,
+) -> Result<State, XenbusError<S::Error>> {
+    let mut last = None;
+    loop {
+        last = read_state(s, dev, key)?.or(last);
+        if done(last)? {
+            // `done` accepts only a state that is set.
+            return last.ok_or_else(|| dev.err(ErrorKind::Missing { key: key.clone() }));
+        }
+        if s.now() >= deadline {
+            return Err(dev.err(ErrorKind::Timeout {
+                key: key.clone(),
+                want,
+                last,
+            }));
+        }
+        s.wait(deadline).map_err(|e| dev.err(ErrorKind::Store(e)))?;
+    }
+}
+
+/// The handshake, from Initialising to Connected. `publish` writes the frontend's keys
+/// (relative to its directory) inside the transaction, which is retried on `EAGAIN` (so
+/// `publish` may run more than once: it must only write). Everything must happen before
+/// `deadline` (Xen system time, ns).
+pub fn connect<S: Store>(
+    s: &mut S,
+    dev: &Device,
+    be: &Backend,
+    flavor: Flavor,
+    deadline: u64,
+    publish: &mut Publish<'_, S::Error>,
+) -> Result<(), XenbusError<S::Error>> {
+    let st = |e| dev.err(ErrorKind::Store(e));
+    let front_state = dev.key(dev.dir(), "state")?;
+    let back_state = dev.key(&be.path, "state")?;
+    s.watch(&back_state, "xenbus-backend").map_err(st)?;
+    s.write(&front_state, State::Initialising.value())
+        .map_err(st)?;
+    // The backend is ready for our keys in InitWait; Connected if it jumped ahead (it
+    // was connected to an earlier instance of us and has not noticed yet).
+    let closed = |x: Option<State>| match x {
+        Some(state) if state.closing() => Err(dev.err(ErrorKind::BackendClosed { state })),
+        _ => Ok(()),
+    };
+    wait_state(s, dev, &back_state, "InitWait", deadline, |x| {
+        closed(x)?;
+        Ok(matches!(x, Some(State::InitWait | State::Connected)))
+    })?;
+    let next = match flavor {
+        Flavor::ConnectAtOnce => State::Connected,
+        Flavor::InitialisedFirst => State::Initialised,
+    };
+    transaction(s, dev, &mut |t| {
+        publish(t)?;
+        t.write("state", next.value())
+    })?;
+    wait_state(s, dev, &back_state, "Connected", deadline, |x| {
+        closed(x)?;
+        Ok(x == Some(State::Connected))
+    })?;
+    if next != State::Connected {
+        s.write(&front_state, State::Connected.value())
+            .map_err(st)?;
+    }
+    Ok(())
+}
+
+/// The transaction's writes, keys relative to the device's directory.
+struct DevTxn<'a, S: Store> {
+    s: &'a mut S,
+    dev: &'a Device,
+    tx: u32,
+}
+
+impl<S: Store> Txn for DevTxn<'_, S> {
+    type Error = S::Error;
+    fn write(&mut self, key: &str, value: &[u8]) -> Result<(), S::Error> {
+        let mut p = Path::new();
+        // A key too long for PATH_MAX is cut; xenstore then refuses nothing we meant.
+        let _ = write!(p, "{}/{key}", self.dev.dir());
+        self.s.write_in(self.tx, &p, value)
+    }
+}
+
+fn transaction<S: Store>(
+    s: &mut S,
+    dev: &Device,
+    body: &mut Publish<'_, S::Error>,
+) -> Result<(), XenbusError<S::Error>> {
+    for _ in 0..TXN_TRIES {
+        let tx = s.start().map_err(|e| dev.err(ErrorKind::Store(e)))?;
+        let r = body(&mut DevTxn { s, dev, tx });
+        if let Err(e) = r {
+            let _ = s.end(tx, false);
+            return Err(dev.err(ErrorKind::Store(e)));
+        }
+        if s.end(tx, true).map_err(|e| dev.err(ErrorKind::Store(e)))? {
+            return Ok(());
+        }
+    }
+    Err(dev.err(ErrorKind::Conflicts { tries: TXN_TRIES }))
+}
+
+/// Close: Closing, wait for the backend to go Closing or Closed (or to vanish), then
+/// Closed. A backend that does neither before `deadline` is a timeout (we are Closing).
+pub fn close<S: Store>(
+    s: &mut S,
+    dev: &Device,
+    be: &Backend,
+    deadline: u64,
+) -> Result<(), XenbusError<S::Error>> {
+    let st = |e| dev.err(ErrorKind::Store(e));
+    let front_state = dev.key(dev.dir(), "state")?;
+    let back_state = dev.key(&be.path, "state")?;
+    s.write(&front_state, State::Closing.value()).map_err(st)?;
+    wait_state_or_gone(s, dev, &back_state, deadline)?;
+    s.write(&front_state, State::Closed.value()).map_err(st)
+}
+
+/// Wait for the backend's state to be Closing/Closed or its key to vanish; whether it
+/// vanished.
+fn wait_state_or_gone<S: Store>(
+    s: &mut S,
+    dev: &Device,
+    key: &Path,
+    deadline: u64,
+) -> Result<bool, XenbusError<S::Error>> {
+    loop {
+        let last = match read_state(s, dev, key)? {
+            None => return Ok(true),
+            Some(x) if x.closing() => return Ok(false),
+            x => x,
+        };
+        if s.now() >= deadline {
+            return Err(dev.err(ErrorKind::Timeout {
+                key: key.clone(),
+                want: "Closing or Closed",
+                last,
+            }));
+        }
+        s.wait(deadline).map_err(|e| dev.err(ErrorKind::Store(e)))?;
+    }
+}
