@@ -11,6 +11,8 @@
 //!   included);
 //! - [`xenbus`]: the frontend handshake (probe the backend, publish keys in a
 //!   transaction, walk to Connected, close), for the network and block front-ends;
+//! - [`shared_ring`] and [`netif`]: the frontend half of `ring.h` request/response rings,
+//!   and netif's slots with the checks of every response field;
 //! - [`grant`]: grant-table v1 entries and the reference free list;
 //! - [`evtchn`]: the 2-level event-channel bitmaps and port numbers;
 //! - [`start_info`]: Xen's start_info page, validated into a typed view;
@@ -53,7 +55,9 @@ pub mod defmt_line;
 pub mod evtchn;
 pub mod grant;
 pub mod initrd;
+pub mod netif;
 pub mod ring;
+pub mod shared_ring;
 pub mod start_info;
 pub mod status;
 pub mod xenbus;

@@ -13,6 +13,7 @@
 // Not published: missing_docs is a lint of the published crates only.
 
 pub mod mmu_model;
+pub mod netback;
 pub mod ring_peer;
 pub mod strategies;
 pub mod takeover_run;
