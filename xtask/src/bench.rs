@@ -157,6 +157,32 @@ pub fn bench_command(a: BenchArgs) -> Result<u8, String> {
     }
 }
 
+/// Boot the app `image` as the PV dom0, quietly: the benches' one kind of boot.
+pub(crate) fn boot_dom0(
+    xen: &std::path::Path,
+    image: &std::path::Path,
+    cmdline: String,
+    initrd: Option<std::path::PathBuf>,
+    memory_mib: u64,
+    timeout_s: u64,
+    log: std::path::PathBuf,
+) -> qemu::Outcome {
+    qemu::boot(
+        xen,
+        &Boot {
+            domu: None,
+            name: "xenpv-app".into(),
+            image: image.to_path_buf(),
+            cmdline,
+            initrd,
+            memory_mib,
+            timeout: Duration::from_secs(timeout_s),
+            stream: Stream::Quiet,
+            log,
+        },
+    )
+}
+
 /// `cargo xtask bench stress`.
 fn stress_command(a: StressArgs) -> Result<u8, String> {
     let (split, seed, cycles, initrd_mib) = (a.split.as_str(), a.seed, a.cycles, a.initrd_mib);
@@ -173,19 +199,14 @@ fn stress_command(a: StressArgs) -> Result<u8, String> {
     for (name, extra) in [("batched", ""), ("baseline", " mmu_batch=1 stress_batch=1")] {
         let cmdline = format!("{base}{extra}");
         println!("xtask bench: booting ({name}): {cmdline}");
-        let out = qemu::boot(
+        let out = boot_dom0(
             &xen,
-            &Boot {
-                domu: None,
-                name: "xenpv-app".into(),
-                image: path.clone(),
-                cmdline,
-                initrd: initrd.clone(),
-                memory_mib: stress_memory_mib(initrd_mib, split),
-                timeout: Duration::from_secs(900),
-                stream: Stream::Quiet,
-                log: crate::root().join(format!("target/xtask/bench-{name}.log")),
-            },
+            &path,
+            cmdline,
+            initrd.clone(),
+            stress_memory_mib(initrd_mib, split),
+            900,
+            crate::root().join(format!("target/xtask/bench-{name}.log")),
         );
         if out.status != Ok(0) {
             return Err(format!(
@@ -199,19 +220,14 @@ fn stress_command(a: StressArgs) -> Result<u8, String> {
     let what = format!("split {split}, seed {seed}, initrd {initrd_mib} MiB");
     print!("{}", table(&got[0], &got[1], &what));
     // The heap, booted once: allocations per second, with and without the byte checks.
-    let out = qemu::boot(
+    let out = boot_dom0(
         &xen,
-        &Boot {
-            domu: None,
-            name: "xenpv-app".into(),
-            image: path.clone(),
-            cmdline: format!("heap seed={seed}"),
-            initrd: None,
-            memory_mib: 1024,
-            timeout: Duration::from_secs(600),
-            stream: Stream::Quiet,
-            log: crate::root().join("target/xtask/bench-heap.log"),
-        },
+        &path,
+        format!("heap seed={seed}"),
+        None,
+        1024,
+        600,
+        crate::root().join("target/xtask/bench-heap.log"),
     );
     let heap_line = out
         .guest_lines()

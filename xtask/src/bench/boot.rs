@@ -525,19 +525,14 @@ pub fn boot_command(a: BootArgs) -> Result<u8, String> {
         for run in 1..=a.runs {
             for mode in Mode::ALL {
                 let what = format!("dom0 {mem} MiB {} run {run}", mode.name());
-                let out = qemu::boot(
+                let out = super::boot_dom0(
                     &xen,
-                    &Boot {
-                        domu: None,
-                        name: "xenpv-app".into(),
-                        image: path.clone(),
-                        cmdline: mode.cmdline().into(),
-                        initrd: None,
-                        memory_mib: mem,
-                        timeout: Duration::from_secs(a.timeout),
-                        stream: Stream::Quiet,
-                        log: log_path(&format!("dom0-{mem}-{}-{run}", mode.name())),
-                    },
+                    &path,
+                    mode.cmdline().into(),
+                    None,
+                    mem,
+                    a.timeout,
+                    log_path(&format!("dom0-{mem}-{}-{run}", mode.name())),
                 );
                 let got = match &out.status {
                     Ok(0) => dom0_figures(&out.text, mode),
