@@ -204,6 +204,14 @@ pub fn chunk_is_mapped(bits: &[AtomicU64], c: u64) -> bool {
         .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (c % 64)) != 0)
 }
 
+/// Chunks mapped, by a chunk bitmap shared with a [`FrameAllocator`] (as
+/// [`chunk_is_mapped`]).
+pub fn mapped_chunk_count(bits: &[AtomicU64]) -> u64 {
+    bits.iter()
+        .map(|w| u64::from(w.load(Ordering::Relaxed).count_ones()))
+        .sum()
+}
+
 /// The bitmap word and bit of `pfn`.
 fn bit(pfn: Pfn) -> (usize, u64) {
     ((pfn.0 / 64) as usize, pfn.0 % 64)
@@ -358,12 +366,7 @@ impl<'a> FrameAllocator<'a> {
         let n = chunks(self.nr_pages);
         match self.chunks {
             None => (n, n),
-            Some(bits) => (
-                bits.iter()
-                    .map(|w| u64::from(w.load(Ordering::Relaxed).count_ones()))
-                    .sum(),
-                n,
-            ),
+            Some(bits) => (mapped_chunk_count(bits), n),
         }
     }
 

@@ -291,30 +291,26 @@ fn in_range(pfn: Pfn, r: (Pfn, Pfn)) -> bool {
     (r.0..r.1).contains(&pfn)
 }
 
-/// Add chunk `c` to `set`, keeping its ranges sorted, disjoint and merged.
-fn insert_chunk<E>(set: &mut ChunkRanges, c: u64) -> Result<(), TakeoverError<E>> {
-    // The first range that ends at or after `c`: every range before it ends before `c`.
-    let i = set.partition_point(|&(_, e)| e < c);
-    if let Some(&(s, e)) = set.get(i) {
-        if (s..e).contains(&c) {
-            return Ok(());
-        }
-        if e == c {
-            set[i].1 = c + 1;
-            if i + 1 < set.len() && set[i + 1].0 == c + 1 {
-                set[i].1 = set[i + 1].1;
-                set.remove(i + 1);
-            }
-            return Ok(());
-        }
-        if s == c + 1 {
-            set[i].0 = c;
-            return Ok(());
-        }
+/// Add chunks `[s, e)` to `set`, keeping its ranges sorted, disjoint and merged (ranges
+/// that overlap or touch become one).
+fn insert_range(set: &mut ChunkRanges, s: u64, e: u64) -> Result<(), LayoutError> {
+    if s >= e {
+        return Ok(());
     }
-    let max = set.capacity();
-    set.insert(i, (c, c + 1))
-        .map_err(|_| TakeoverError::Layout(LayoutError::StartChunks { max }))
+    // Ranges i..j overlap or touch [s, e).
+    let i = set.partition_point(|&(_, re)| re < s);
+    let j = set.partition_point(|&(rs, _)| rs <= e);
+    if i == j {
+        let max = set.capacity();
+        return set
+            .insert(i, (s, e))
+            .map_err(|_| LayoutError::StartChunks { max });
+    }
+    set[i] = (set[i].0.min(s), set[j - 1].1.max(e));
+    for _ in i + 1..j {
+        set.remove(i + 1);
+    }
+    Ok(())
 }
 
 fn in_chunks(c: u64, set: &ChunkRanges) -> bool {
@@ -323,46 +319,27 @@ fn in_chunks(c: u64, set: &ChunkRanges) -> bool {
 
 /// The chunks covering the pfn ranges `want` (empty ranges skipped), plus the
 /// lowest `free` chunks not among them, as sorted disjoint ranges of `n` chunks at most.
-fn start_chunks(want: &[(Pfn, Pfn)], free: u64, n: u64) -> ChunkRanges {
-    let mut r: heapless::Vec<(u64, u64), 16> = want
-        .iter()
-        .filter(|(s, e)| s < e)
-        .map(|(s, e)| (s.0 / CHUNK_PAGES, e.0.div_ceil(CHUNK_PAGES).min(n)))
-        .collect();
-    r.sort_unstable();
+fn start_chunks(want: &[(Pfn, Pfn)], free: u64, n: u64) -> Result<ChunkRanges, LayoutError> {
     let mut out = ChunkRanges::new();
-    let add = |out: &mut ChunkRanges, (s, e): (u64, u64)| {
-        if s >= e {
-            return;
+    for &(s, e) in want {
+        if s < e {
+            insert_range(
+                &mut out,
+                s.0 / CHUNK_PAGES,
+                e.0.div_ceil(CHUNK_PAGES).min(n),
+            )?;
         }
-        match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            // Capacity: `want` has at most 8 ranges and `free` adds a few.
-            _ => {
-                let _ = out.push((s, e));
-            }
-        }
-    };
-    for &x in &r {
-        add(&mut out, x);
     }
     let mut left = free;
     let mut c = 0;
     while left > 0 && c < n {
         if !in_chunks(c, &out) {
-            r.clear();
-            let _ = r.extend_from_slice(&out);
-            let _ = r.push((c, c + 1));
-            r.sort_unstable();
-            out.clear();
-            for &x in &r {
-                add(&mut out, x);
-            }
+            insert_range(&mut out, c, c + 1)?;
             left -= 1;
         }
         c += 1;
     }
-    out
+    Ok(out)
 }
 
 /// Plan and emit the takeover. A [`TakeoverError::Layout`] refusal, or a bad p2m entry
@@ -445,7 +422,7 @@ pub fn run<S: MmuSink>(
             want[4 + i] = (r, r + 1);
         }
     }
-    let wanted = start_chunks(&want, START_FREE_CHUNKS, n_chunks);
+    let wanted = start_chunks(&want, START_FREE_CHUNKS, n_chunks).map_err(layout)?;
     // Written with mmu_update before the switch: the chunks of the upper tables and
     // bitmaps and of the first chunk L1s (through which the rest is written with
     // plain stores after the switch).
@@ -459,7 +436,8 @@ pub fn run<S: MmuSink>(
     } else {
         (Pfn(0), Pfn(0))
     };
-    let first = start_chunks(&[(start, t.direct_l1.0 + 1), p2m_first], 0, n_chunks);
+    let first =
+        start_chunks(&[(start, t.direct_l1.0 + 1), p2m_first], 0, n_chunks).map_err(layout)?;
     let switched = core::cell::Cell::new(false);
     let mfn = |pfn: Pfn| -> Result<Mfn, TakeoverError<S::Error>> {
         match input.p2m.mfn(pfn, switched.get()) {
@@ -619,7 +597,7 @@ pub fn run<S: MmuSink>(
                     })?;
                 // Live before the next store, which may go through this chunk.
                 e.flush()?;
-                insert_chunk(&mut mapped, x)?;
+                insert_range(&mut mapped, x, x + 1).map_err(layout)?;
             }
         }
     }
@@ -756,4 +734,44 @@ pub fn run<S: MmuSink>(
         pt_updates: e.pt_updates,
         mmuext_ops: e.mmuext_ops,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ranges_stay_sorted_disjoint_and_merged() {
+        let mut set = ChunkRanges::new();
+        for (s, e) in [
+            (10, 12),
+            (20, 21),
+            (0, 1),
+            (12, 13),
+            (5, 5),
+            (15, 20),
+            (1, 2),
+        ] {
+            insert_range(&mut set, s, e).unwrap();
+        }
+        // Touching ranges merge: 10..12 + 12..13, 15..20 + 20..21, 0..1 + 1..2.
+        assert_eq!(&set[..], &[(0, 2), (10, 13), (15, 21)]);
+        // One range covering several swallows them.
+        insert_range(&mut set, 1, 16).unwrap();
+        assert_eq!(&set[..], &[(0, 21)]);
+        // Full: refused by name, nothing changed.
+        let mut set = ChunkRanges::new();
+        for c in 0..set.capacity() as u64 {
+            insert_range(&mut set, 2 * c, 2 * c + 1).unwrap();
+        }
+        let before = set.clone();
+        assert_eq!(
+            insert_range(&mut set, 1000, 1001),
+            Err(LayoutError::StartChunks { max: 32 })
+        );
+        assert_eq!(set, before);
+        // The start set: the ranges' chunks, then the lowest free one.
+        let s = start_chunks(&[(Pfn(0), Pfn(600)), (Pfn(2048), Pfn(2049))], 1, 8).unwrap();
+        assert_eq!(&s[..], &[(0, 3), (4, 5)]);
+    }
 }

@@ -403,14 +403,15 @@ fn wait_state<S: Store>(
     want: &'static str,
     deadline: u64,
     mut done: impl FnMut(Option<State>) -> Result<bool, XenbusError<S::Error>>,
-) -> Result<State, XenbusError<S::Error>> {
+) -> Result<(), XenbusError<S::Error>> {
+    // The last state set there, for the timeout's message.
     let mut last = None;
     loop {
-        last = read_state(s, dev, key)?.or(last);
-        if done(last)? {
-            // `done` accepts only a state that is set.
-            return last.ok_or_else(|| dev.err(ErrorKind::Missing { key: key.clone() }));
+        let now = read_state(s, dev, key)?;
+        if done(now)? {
+            return Ok(());
         }
+        last = now.or(last);
         if s.now() >= deadline {
             return Err(dev.err(ErrorKind::Timeout {
                 key: key.clone(),
@@ -517,31 +518,9 @@ pub fn close<S: Store>(
     let front_state = dev.key(dev.dir(), "state")?;
     let back_state = dev.key(&be.path, "state")?;
     s.write(&front_state, State::Closing.value()).map_err(st)?;
-    wait_state_or_gone(s, dev, &back_state, deadline)?;
+    // Closing or Closed, or the backend's directory gone (the toolstack removed it).
+    wait_state(s, dev, &back_state, "Closing or Closed", deadline, |x| {
+        Ok(x.is_none_or(State::closing))
+    })?;
     s.write(&front_state, State::Closed.value()).map_err(st)
-}
-
-/// Wait for the backend's state to be Closing/Closed or its key to vanish; whether it
-/// vanished.
-fn wait_state_or_gone<S: Store>(
-    s: &mut S,
-    dev: &Device,
-    key: &Path,
-    deadline: u64,
-) -> Result<bool, XenbusError<S::Error>> {
-    loop {
-        let last = match read_state(s, dev, key)? {
-            None => return Ok(true),
-            Some(x) if x.closing() => return Ok(false),
-            x => x,
-        };
-        if s.now() >= deadline {
-            return Err(dev.err(ErrorKind::Timeout {
-                key: key.clone(),
-                want: "Closing or Closed",
-                last,
-            }));
-        }
-        s.wait(deadline).map_err(|e| dev.err(ErrorKind::Store(e)))?;
-    }
 }

@@ -8,7 +8,8 @@ use xenpv_paging::check::{self, Inspect, Report};
 use xenpv_paging::direct::{DirectEnv, DirectMap, DirectStats, GrowError, PtWrite, TableStore};
 use xenpv_paging::exec::{ExecError, Executor};
 use xenpv_paging::frames::{
-    bitmap_words, chunk_is_mapped, chunk_words, FrameAllocator, Use, CHUNK_PAGES,
+    bitmap_words, chunk_is_mapped, chunk_words, mapped_chunk_count, FrameAllocator, Use,
+    CHUNK_PAGES,
 };
 use xenpv_paging::layout::{
     direct_map_va, Fixmap, Split, DIRECT_MAP_BASE, KERNEL_VIRT_BASE, PAGE_SIZE,
@@ -763,10 +764,7 @@ impl Memory {
     /// (2 MiB each).
     pub fn direct_map(&self) -> (DirectMapMode, (u64, u64)) {
         let all = xenpv_paging::frames::chunks(self.direct.nr_pages);
-        let mapped = (0..all)
-            .filter(|&c| chunk_is_mapped(self.direct.mapped, c))
-            .count() as u64;
-        (self.mode, (mapped, all))
+        (self.mode, (mapped_chunk_count(self.direct.mapped), all))
     }
 
     /// What mapping chunks after start of day took (`None` while the frame allocator is
