@@ -9,6 +9,7 @@ mod events;
 mod faults;
 mod grants;
 mod heap;
+mod net;
 mod store;
 mod stress;
 
@@ -162,6 +163,10 @@ fn main(boot: &mut Boot) -> i32 {
         if !heap::run(n("seed", 1), n("heap_ops", 20_000), n("heap_mib", 256)) && status == 0 {
             status = 8;
         }
+    }
+    if cmd.has("net") {
+        // The appliance serves until the toolstack stops it.
+        return net::run(boot);
     }
     let (grant, store) = (cmd.has("grant"), cmd.has("xenstore"));
     if cmd.has("events") {

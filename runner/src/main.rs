@@ -19,7 +19,8 @@ use xenpv_run::{provision, qemu, starter, xenbox, xl};
 /// Boot a Xen PV kernel (a xenpv-rt unikernel, or any PV kernel) under Xen 4.17 in QEMU
 /// and exit with its status: the guest's own (101 a panic, 102 a refused start of day,
 /// 103 a fault), 124 when --timeout hits, 125 when the machine stops without a status,
-/// 2 for a usage or setup error.
+/// 2 for a usage or setup error. With --dom0-script: the guest's status if nonzero, else
+/// the script's.
 #[derive(Parser, Debug)]
 #[command(
     name = "xenpv-run",
@@ -86,6 +87,29 @@ struct RunArgs {
     /// The domU's name (default: the kernel file's name).
     #[arg(long, requires = "domu")]
     name: Option<String>,
+    /// With --domu: give the domU N network interfaces (default 1, at most 4), vifs on the
+    /// bridge xenbr0 in the box's dom0 (which is 169.254.100.1/24 there; QEMU itself has
+    /// no network device), MACs 00:16:3e:00:00:02, :03, … A bare --net takes the next
+    /// word as N if it is not an option: put guest words before it, or write --net 1.
+    #[arg(
+        long,
+        value_name = "N",
+        num_args = 0..=1,
+        default_missing_value = "1",
+        requires = "domu",
+        value_parser = xenbox::parse_vifs
+    )]
+    net: Option<u32>,
+    /// With --domu: run FILE (busybox sh) in the box's dom0 once the domU has its id, with
+    /// DOMID, DOMU_NAME, PEER and PATH (xl, xenstore-*) set; its lines are shown as
+    /// `dom0| …`, its end as `xenbox: dom0-script exit N`. When it ends, a domU still
+    /// running gets `xl shutdown` (destroyed 60 s later); a domU that stops first leaves
+    /// it running. It is killed 40 s before --timeout (status 124). The status is the
+    /// guest's if nonzero, else the script's. Example:
+    /// `xenpv-run KERNEL --domu --net --dom0-script check.sh`, check.sh holding
+    /// `xl network-list $DOMID && ls /sys/class/net/xenbr0/brif`.
+    #[arg(long, value_name = "FILE", requires = "domu")]
+    dom0_script: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -149,6 +173,15 @@ fn run(a: RunArgs) -> Result<u8, String> {
             return Err(format!("--initrd {}: no such file", i.display()));
         }
     }
+    if let Some(s) = &a.dom0_script {
+        if !s.is_file() {
+            return Err(format!("--dom0-script {}: no such file", s.display()));
+        }
+    }
+    let extras = xenbox::DomuExtras {
+        vifs: a.net.unwrap_or(0),
+        dom0_script: a.dom0_script.clone(),
+    };
     let cmdline = a.guest.join(" ");
     let initrd_mib = a
         .initrd
@@ -185,7 +218,7 @@ fn run(a: RunArgs) -> Result<u8, String> {
     };
     let log = kernel.with_extension("xenpv-run.log");
     let _ = std::io::stdout().flush();
-    let out = qemu::boot(
+    let out = qemu::boot_domu(
         &xen,
         &qemu::Boot {
             domu,
@@ -202,6 +235,7 @@ fn run(a: RunArgs) -> Result<u8, String> {
             },
             log,
         },
+        &extras,
     );
     Ok(qemu::report(&out, "xenpv-run"))
 }
@@ -229,5 +263,43 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let c = Cli::try_parse_from(["xenpv-run", "new", "hello"]).unwrap();
         assert!(matches!(c.cmd, Some(Cmd::New(NewArgs { ref name, .. })) if name == "hello"));
+    }
+
+    #[test]
+    fn net_and_the_dom0_script_need_the_box() {
+        let c = Cli::try_parse_from(["xenpv-run", "k.elf", "exit=3", "--domu", "--net"]).unwrap();
+        assert_eq!(c.run.net, Some(1));
+        assert_eq!(c.run.guest, ["exit=3"]);
+        let c = Cli::try_parse_from(["xenpv-run", "k.elf", "--domu", "--net", "3"]).unwrap();
+        assert_eq!(c.run.net, Some(3));
+        let c = Cli::try_parse_from(["xenpv-run", "k.elf", "--domu", "--net=2", "events"]).unwrap();
+        assert_eq!(
+            (c.run.net, c.run.guest.as_slice()),
+            (Some(2), &["events".to_string()][..])
+        );
+        let c = Cli::try_parse_from(["xenpv-run", "k.elf", "--domu"]).unwrap();
+        assert_eq!((c.run.net, c.run.dom0_script), (None, None));
+        for bad in ["0", "5", "many"] {
+            let e =
+                Cli::try_parse_from(["xenpv-run", "k.elf", "--domu", "--net", bad]).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains("--net") && msg.contains("1..=4"), "{msg}");
+            assert_eq!(e.exit_code(), 2);
+        }
+        let e = Cli::try_parse_from(["xenpv-run", "k.elf", "--net"]).unwrap_err();
+        assert!(e.to_string().contains("--domu"), "{e}");
+        let e = Cli::try_parse_from(["xenpv-run", "k.elf", "--dom0-script", "s.sh"]).unwrap_err();
+        assert!(e.to_string().contains("--domu"), "{e}");
+        let c = Cli::try_parse_from([
+            "xenpv-run",
+            "k.elf",
+            "--domu",
+            "--dom0-script",
+            "s.sh",
+            "--net",
+        ])
+        .unwrap();
+        assert_eq!(c.run.dom0_script, Some(PathBuf::from("s.sh")));
+        assert_eq!(c.run.net, Some(1));
     }
 }

@@ -22,7 +22,7 @@ pub enum Stream {
     /// Nothing: not the console, not a crash report.
     Quiet,
     /// The guest's lines: not Xen's; a domU's without the box's `domU| ` prefix, plus the
-    /// box's own `xenbox: ` lines.
+    /// box's own `xenbox: ` lines and a dom0 script's `dom0| ` lines (prefix kept).
     Guest,
     /// Everything QEMU prints once Xen starts: Xen's lines, the box's and the guest's.
     All,
@@ -161,11 +161,16 @@ pub fn decode_status(code: Option<i32>, text: &str, fatal: Option<&str>) -> Resu
 /// reboot, the exit device, and **no network device at all** (`-nic none`): QEMU would
 /// otherwise add a NIC with user-mode networking, a path from the emulated machine to the
 /// host. Guest networks live on bridges inside dom0.
+///
+/// The CPU is QEMU's `max` without XSAVE: with XSAVE, programs in the box's dom0 crashed
+/// at random (segfaults, `malloc(): corrupted top size`) and streams they copied came out
+/// corrupted (a TCP echo client saw wrong bytes), as if extended register state were lost
+/// across context switches under TCG; without it, none in any run.
 pub const BASE_ARGS: &[&str] = &[
     "-accel",
     "tcg",
     "-cpu",
-    "max",
+    "max,-xsave",
     "-nographic",
     "-no-reboot",
     "-monitor",
@@ -182,7 +187,25 @@ pub const BASE_ARGS: &[&str] = &[
 /// fault it could not deliver gets [`crate::symbolize::STATUS_XEN_CRASH`] and a report
 /// from Xen's register dump.
 pub fn boot(xen: &Path, b: &Boot) -> Outcome {
-    boot_with(xen, b, None)
+    boot_with(xen, b, None, &crate::xenbox::DomuExtras::default())
+}
+
+/// Boot `b` as a domU of the box ([`Boot::domu`]) with `extras`: network interfaces on
+/// the box's bridge and a dom0 script run next to the domU (its contract, and the
+/// run's status, are [`crate::xenbox::DomuExtras`]'s). With the default extras it is
+/// [`boot`].
+pub fn boot_domu(xen: &Path, b: &Boot, extras: &crate::xenbox::DomuExtras) -> Outcome {
+    if b.domu.is_none() && *extras != crate::xenbox::DomuExtras::default() {
+        return Outcome {
+            status: Err(Failure::Start(
+                "network interfaces and a dom0 script need a domU in the box: no box given".into(),
+            )),
+            text: String::new(),
+            secs: 0.0,
+            log: b.log.clone(),
+        };
+    }
+    boot_with(xen, b, None, extras)
 }
 
 /// Boot the box of [`Boot::domu`] in its bench mode: the domU is started `bench.runs`
@@ -201,10 +224,15 @@ pub fn boot_box_bench(xen: &Path, b: &Boot, bench: crate::xenbox::BenchMode) -> 
             log: b.log.clone(),
         };
     }
-    boot_with(xen, b, Some(bench))
+    boot_with(xen, b, Some(bench), &crate::xenbox::DomuExtras::default())
 }
 
-fn boot_with(xen: &Path, b: &Boot, bench: Option<crate::xenbox::BenchMode>) -> Outcome {
+fn boot_with(
+    xen: &Path,
+    b: &Boot,
+    bench: Option<crate::xenbox::BenchMode>,
+    extras: &crate::xenbox::DomuExtras,
+) -> Outcome {
     let start = Instant::now();
     let initrd_bytes = b
         .initrd
@@ -246,6 +274,8 @@ fn boot_with(xen: &Path, b: &Boot, bench: Option<crate::xenbox::BenchMode>) -> O
                 memory_mib: mem,
                 timeout_s: b.timeout.as_secs(),
                 bench,
+                vifs: extras.vifs,
+                dom0_script: extras.dom0_script.as_deref(),
             };
             if let Err(e) = spec.write(&payload) {
                 return fail(e, String::new());
@@ -339,7 +369,8 @@ fn boot_with(xen: &Path, b: &Boot, bench: Option<crate::xenbox::BenchMode>) -> O
                 let guest = match (&b.domu, line.strip_prefix("domU| ")) {
                     (None, _) => (!xen_line).then_some(line.as_str()),
                     (Some(_), Some(g)) => Some(g),
-                    (Some(_), None) => line.starts_with("xenbox: ").then_some(line.as_str()),
+                    (Some(_), None) => (line.starts_with("xenbox: ") || line.starts_with("dom0| "))
+                        .then_some(line.as_str()),
                 };
                 if xen_started && b.stream == Stream::All {
                     println!("{line}");

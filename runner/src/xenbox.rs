@@ -18,8 +18,14 @@ use std::process::Command;
 
 const LOCK: &str = include_str!("../xenbox/packages.lock");
 const INIT: &str = include_str!("../xenbox/init.sh");
+/// libxl's hotplug scripts, at the paths it runs them from (`/etc/xen/scripts/`): the box
+/// has none of Debian's (they need bash and more), so these small busybox ones stand in.
+const HOTPLUG: &[(&str, &str)] = &[
+    ("vif-bridge", include_str!("../xenbox/vif-bridge")),
+    ("block", include_str!("../xenbox/block")),
+];
 /// Bumped when the layout of the initramfs changes.
-const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_VERSION: u32 = 2;
 /// Kernel modules the init script loads (their dependencies come first, read from
 /// each module's `.modinfo`).
 const MODULES: &[&str] = &[
@@ -30,7 +36,20 @@ const MODULES: &[&str] = &[
     "xenfs",
     "virtio_blk",
     "virtio_pci",
+    // The domUs' network (a bridge in dom0 and netback) and disks (blkback, loop).
+    "llc",
+    "stp",
+    "bridge",
+    "xen-netback",
+    "xen-blkback",
+    "loop",
 ];
+/// Most network interfaces a domU gets in the box ([`Payload::vifs`]).
+pub const MAX_VIFS: u32 = 4;
+/// The bridge in dom0 that every domU vif joins, and dom0's (link-local) address on it.
+pub const BRIDGE: &str = "xenbr0";
+/// dom0's address on [`BRIDGE`].
+pub const DOM0_ADDR: &str = "169.254.100.1/24";
 /// dom0's memory in the box, in MiB (QEMU gets it on top of the domU's).
 pub const DOM0_MIB: u64 = 512;
 
@@ -64,6 +83,7 @@ fn key() -> String {
     for b in LOCK
         .bytes()
         .chain(INIT.bytes())
+        .chain(HOTPLUG.iter().flat_map(|(n, s)| n.bytes().chain(s.bytes())))
         .chain(MODULES.concat().bytes())
         .chain(LAYOUT_VERSION.to_le_bytes())
     {
@@ -196,6 +216,12 @@ fn layout(x: &Path) -> Result<BTreeMap<String, Entry>, String> {
     let read = |p: &Path| fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let exe = |data| Entry::File { data, mode: 0o755 };
     m.insert("init".into(), exe(INIT.as_bytes().to_vec()));
+    for (name, script) in HOTPLUG {
+        m.insert(
+            format!("etc/xen/scripts/{name}"),
+            exe(script.as_bytes().to_vec()),
+        );
+    }
     m.insert("dev/console".into(), Entry::CharDev(5, 1));
     m.insert("bin/busybox".into(), exe(read(&x.join("bin/busybox"))?));
     for b in ["xl", "xenstored", "xenconsoled", "xen-init-dom0"] {
@@ -419,12 +445,82 @@ pub struct Payload<'a> {
     /// Start the domU several times and time each start (`None`: boot it once, the
     /// ordinary way).
     pub bench: Option<BenchMode>,
+    /// The domU's network interfaces, 0..=[`MAX_VIFS`]: vif `i` is on [`BRIDGE`] with MAC
+    /// `00:16:3e:00:00:02` + `i` (header key `vifs=N`, written only when nonzero).
+    pub vifs: u32,
+    /// A dom0 script (busybox sh) the box runs next to the domU (see [`DomuExtras`]);
+    /// header key `script_len=N`, the script stored after the peer on the next 4 KiB
+    /// boundary. Not in bench mode.
+    pub dom0_script: Option<&'a Path>,
+}
+
+/// What a domU in the box gets besides its kernel and command line (for
+/// [`crate::qemu::boot_domu`]; the default is nothing, the ordinary boot).
+///
+/// The dom0 script's contract: the box starts it with `/bin/sh` once the domU has its
+/// domain id, with `DOMID`, `DOMU_NAME`, `PEER=/run/peer` (the [`BoxImage::peer`]
+/// program; an empty file when the run has none) and init's `PATH` (busybox, xl, xenstore-*) in its
+/// environment. Its output (stdout and stderr) is shown as it comes, each line prefixed
+/// `dom0| ` (the domU's are `domU| `), and its end as `xenbox: dom0-script exit N`.
+/// Once it has ended, a domU still running is asked to stop (`xl shutdown`: a PV guest
+/// sees `control/shutdown = poweroff`) and destroyed if it has not stopped 60 s later; a
+/// domU that stops first leaves the script running. Both have one deadline, when dom0
+/// has been up for the run's time limit minus 40 s: the script is killed there (with
+/// what it started), said as `xenbox: dom0-script killed at its deadline …`, and counts
+/// as status 124; a domU still running then is destroyed.
+/// The run's status is the guest's if nonzero, else the script's if nonzero (a status
+/// above 127, which the exit device cannot carry, is 125), else 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DomuExtras {
+    /// The domU's network interfaces, 0..=[`MAX_VIFS`] (see [`Payload::vifs`]).
+    pub vifs: u32,
+    /// The dom0 script, if any.
+    pub dom0_script: Option<PathBuf>,
+}
+
+/// The number of vifs of `--net N`: 1..=[`MAX_VIFS`]; the error names the limit.
+pub fn parse_vifs(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_VIFS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "the number of network interfaces is 1..={MAX_VIFS} (the box's limit), not {s:?}"
+        )),
+    }
+}
+
+/// The MAC address of the domU's vif `i` in the box: `00:16:3e:00:00:02` + `i` (Xen's
+/// prefix 00:16:3e).
+pub fn vif_mac(i: u32) -> String {
+    format!("00:16:3e:00:00:{:02x}", 2 + i)
+}
+
+/// The xl config line the box writes for `vifs` interfaces (`None` for none), as the
+/// init script makes it from the header's `vifs=N`.
+pub fn vif_config(vifs: u32) -> Option<String> {
+    (vifs > 0).then(|| {
+        let v: Vec<String> = (0..vifs)
+            .map(|i| format!("'bridge={BRIDGE},mac={}'", vif_mac(i)))
+            .collect();
+        format!("vif = [{}]", v.join(", "))
+    })
 }
 
 impl Payload<'_> {
-    /// The 4 KiB header's text. Without bench mode it is exactly what it always was:
-    /// the bench keys are only written when asked for.
+    /// The 4 KiB header's text for a payload without a dom0 script (see
+    /// [`Payload::header_with_script`]). Without bench mode and vifs it is exactly what it
+    /// always was: the bench and network keys are only written when asked for.
     pub fn header(&self, kernel_len: usize, peer_len: usize) -> String {
+        self.header_with_script(kernel_len, peer_len, 0)
+    }
+
+    /// The 4 KiB header's text; `script_len=N` is only written when `script_len` is
+    /// nonzero, and `vifs=N` only when [`Payload::vifs`] is.
+    pub fn header_with_script(
+        &self,
+        kernel_len: usize,
+        peer_len: usize,
+        script_len: usize,
+    ) -> String {
         let (name, cmdline, memory_mib, timeout_s) =
             (self.name, self.cmdline, self.memory_mib, self.timeout_s);
         let mut hdr = format!(
@@ -436,13 +532,20 @@ impl Payload<'_> {
                 b.runs, b.run_timeout_s
             );
         }
+        if self.vifs > 0 {
+            hdr += &format!("vifs={}\n", self.vifs);
+        }
+        if script_len > 0 {
+            hdr += &format!("script_len={script_len}\n");
+        }
         hdr
     }
 
     /// Write the payload disk to `path`: a 4 KiB header, the kernel, then the peer
-    /// program, each starting on a 4 KiB boundary. A name or command line holding a
-    /// newline, quote or NUL is refused (it would break the header or the domU's xl
-    /// config), and so is a bench mode of no runs.
+    /// program, then the dom0 script, each starting on a 4 KiB boundary. A name or
+    /// command line holding a newline, quote or NUL is refused (it would break the header
+    /// or the domU's xl config), and so are a bench mode of no runs, more than
+    /// [`MAX_VIFS`] vifs, an empty dom0 script and a dom0 script in bench mode.
     pub fn write(&self, path: &Path) -> Result<(), String> {
         for (what, v) in [("name", self.name), ("command line", self.cmdline)] {
             if v.contains(['\n', '"', '\0']) {
@@ -455,13 +558,33 @@ impl Payload<'_> {
         {
             return Err("bench mode needs at least one run and a time limit".into());
         }
+        if self.vifs > MAX_VIFS {
+            return Err(format!(
+                "{} network interfaces for the domU, the box's limit is {MAX_VIFS}",
+                self.vifs
+            ));
+        }
+        if self.bench.is_some() && self.dom0_script.is_some() {
+            return Err("a dom0 script runs with an ordinary boot, not in bench mode".into());
+        }
         let kernel = self.kernel;
         let k = fs::read(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
         let p = match self.peer {
             Some(peer) => fs::read(peer).map_err(|e| format!("{}: {e}", peer.display()))?,
             None => Vec::new(),
         };
-        let hdr = self.header(k.len(), p.len());
+        let s = match self.dom0_script {
+            Some(script) => {
+                let s = fs::read(script)
+                    .map_err(|e| format!("dom0 script {}: {e}", script.display()))?;
+                if s.is_empty() {
+                    return Err(format!("dom0 script {}: empty", script.display()));
+                }
+                s
+            }
+            None => Vec::new(),
+        };
+        let hdr = self.header_with_script(k.len(), p.len(), s.len());
         if hdr.len() > 4096 {
             return Err(format!(
                 "payload header of {} bytes, the limit is 4096",
@@ -470,7 +593,7 @@ impl Payload<'_> {
         }
         let mut data = hdr.into_bytes();
         data.resize(4096, 0);
-        for part in [&k, &p] {
+        for part in [&k, &p, &s] {
             data.extend_from_slice(part);
             data.resize(data.len().div_ceil(4096) * 4096, 0);
         }
@@ -496,6 +619,8 @@ pub fn payload(
         memory_mib,
         timeout_s,
         bench: None,
+        vifs: 0,
+        dom0_script: None,
     }
     .write(path)
 }
@@ -563,6 +688,130 @@ pub fn poweroff_initramfs(bx: &BoxImage, out: &Path) -> Result<(), String> {
         },
     );
     // The kernel opens /dev/console for init's stdio before any devtmpfs is mounted.
+    m.insert("dev/console".to_string(), Entry::CharDev(5, 1));
+    let mut data = vec![];
+    write_cpio(&mut data, &m)?;
+    fs::write(out, data).map_err(|e| format!("{}: {e}", out.display()))
+}
+
+/// The `/init` of [`netserve_initramfs`]: a Linux domU at `169.254.100.2/24` on its first
+/// vif that serves what the network appliance (`net`) serves, for side-by-side figures:
+/// HTTP on TCP 80 (busybox `httpd`, `/bytes/33554432` a 32 MiB file of zeros), TCP
+/// discard on 9 (busybox `nc -ll -e`, one `dd` to `/dev/null` per connection) and UDP
+/// echo on 7 (`/bin/udp-echo`, the caller's program: busybox has no UDP server). It
+/// prints `netserve: up` (or `netserve: FAIL …`), then waits; `xl shutdown` makes the
+/// kernel run `/sbin/poweroff`, which signals init, which powers off.
+pub const NETSERVE_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /sbin /usr/bin /usr/sbin /www/bytes /tmp
+/bin/busybox mount -t proc proc /proc
+/bin/busybox --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+trap 'echo "netserve: poweroff"; poweroff -f' USR2 TERM
+fail() { echo "netserve: FAIL $*"; }
+insmod /lib/modules/xen-netfront.ko || fail "insmod xen-netfront"
+n=0
+while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 200 ]; do sleep 0.1; n=$((n + 1)); done
+ip link set lo up
+ip addr add 169.254.100.2/24 dev eth0 || fail "no eth0"
+ip link set eth0 up
+head -c 33554432 /dev/zero > /www/bytes/33554432 || fail "no /www/bytes/33554432"
+/bin/udp-echo 7 &
+nc -ll -p 9 -e /bin/discard &
+httpd -p 80 -h /www || fail "httpd"
+echo "netserve: up"
+while :; do sleep 3600 & wait $!; done
+"#;
+
+/// Per connection of [`NETSERVE_INIT`]'s TCP discard service (`nc -e`): read to EOF.
+const NETSERVE_DISCARD: &str = "#!/bin/sh\nexec dd of=/dev/null bs=65536 2>/dev/null\n";
+
+/// The bytes of kernel module `name` (e.g. `xen-netfront`) from the box's kernel package
+/// (its pinned `.deb`, downloaded with `apt-get download` if it is not in the box's
+/// cache any more): for a Linux domU's initramfs, since the box's own carries only
+/// dom0's modules. The error names a module that is missing or needs others (its
+/// `depends=`).
+pub fn box_kernel_module(name: &str) -> Result<Vec<u8>, String> {
+    let pins = pins(LOCK)?;
+    let (pkg, ver) = pins
+        .iter()
+        .find(|(p, _)| p.starts_with("linux-image-"))
+        .ok_or("packages.lock pins no linux-image-*")?;
+    let debs = crate::cache_dir().join("xenbox").join("debs");
+    let deb = match find_deb(&debs, pkg, ver) {
+        Some(d) => d,
+        None => {
+            fs::create_dir_all(&debs).map_err(|e| format!("{}: {e}", debs.display()))?;
+            run(
+                Command::new("apt-get")
+                    .args(["download", &format!("{pkg}={ver}")])
+                    .current_dir(&debs),
+                &format!("apt-get download {pkg}={ver}"),
+            )?;
+            find_deb(&debs, pkg, ver).ok_or(format!("{pkg}={ver}: no .deb after download"))?
+        }
+    };
+    let mut tar = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(&deb)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("dpkg-deb --fsys-tarfile {}: {e}", deb.display()))?;
+    let out = Command::new("tar")
+        .args(["-xO", "--wildcards"])
+        .arg(format!("./lib/modules/*/{name}.ko"))
+        .stdin(tar.stdout.take().ok_or("dpkg-deb: no stdout")?)
+        .output()
+        .map_err(|e| format!("tar: {e}"))?;
+    let _ = tar.wait();
+    if !out.status.success() || out.stdout.is_empty() {
+        return Err(format!(
+            "kernel module {name} not in {}: {}",
+            deb.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let deps = modinfo_depends(&out.stdout);
+    if !deps.is_empty() {
+        return Err(format!(
+            "kernel module {name} needs {} (not loaded by a domU's initramfs)",
+            deps.join(",")
+        ));
+    }
+    Ok(out.stdout)
+}
+
+/// Write to `out` an initramfs (uncompressed newc cpio) for a Linux domU that serves the
+/// network appliance's services on its first vif ([`NETSERVE_INIT`]): the box's busybox,
+/// `netfront_ko` as `/lib/modules/xen-netfront.ko` (from [`box_kernel_module`]) and
+/// `udp_echo` as `/bin/udp-echo` (a static program run as `udp-echo PORT` that echoes
+/// every UDP datagram to its sender).
+pub fn netserve_initramfs(
+    bx: &BoxImage,
+    netfront_ko: &[u8],
+    udp_echo: &[u8],
+    out: &Path,
+) -> Result<(), String> {
+    let cpio = fs::read(&bx.initramfs).map_err(|e| format!("{}: {e}", bx.initramfs.display()))?;
+    let busybox = cpio_file(&cpio, "bin/busybox")?
+        .ok_or(format!("{}: no bin/busybox", bx.initramfs.display()))?;
+    let exe = |data: &[u8]| Entry::File {
+        data: data.to_vec(),
+        mode: 0o755,
+    };
+    let mut m = BTreeMap::new();
+    m.insert("init".to_string(), exe(NETSERVE_INIT.as_bytes()));
+    m.insert("bin/busybox".to_string(), exe(&busybox));
+    m.insert("bin/discard".to_string(), exe(NETSERVE_DISCARD.as_bytes()));
+    m.insert("bin/udp-echo".to_string(), exe(udp_echo));
+    m.insert(
+        "lib/modules/xen-netfront.ko".to_string(),
+        Entry::File {
+            data: netfront_ko.to_vec(),
+            mode: 0o644,
+        },
+    );
     m.insert("dev/console".to_string(), Entry::CharDev(5, 1));
     let mut data = vec![];
     write_cpio(&mut data, &m)?;
@@ -696,6 +945,8 @@ mod tests {
             memory_mib: 256,
             timeout_s: 900,
             bench: None,
+            vifs: 0,
+            dom0_script: None,
         };
         assert_eq!(
             p.header(3, 0),
@@ -723,6 +974,109 @@ mod tests {
         payload(&d, "app", &k, None, "x", 64, 10).unwrap();
         let data = fs::read(&d).unwrap();
         assert!(!String::from_utf8_lossy(&data[..4096]).contains("bench"));
+    }
+
+    #[test]
+    fn network_and_script_keys_are_in_the_header_only_when_asked_for() {
+        let d =
+            std::env::temp_dir().join(format!("xenbox-payload-net-test-{}", std::process::id()));
+        let k = d.with_extension("k");
+        let peer = d.with_extension("peer");
+        let script = d.with_extension("sh");
+        fs::write(&k, vec![0x7f; 5000]).unwrap();
+        fs::write(&peer, b"PEER").unwrap();
+        fs::write(&script, b"echo hi\n").unwrap();
+        let mut p = Payload {
+            name: "app",
+            kernel: &k,
+            peer: None,
+            cmdline: "events",
+            memory_mib: 128,
+            timeout_s: 120,
+            bench: None,
+            vifs: 0,
+            dom0_script: None,
+        };
+        let plain =
+            "name=app\nkernel_len=5000\npeer_len=0\nmemory=128\nextra=events\ntimeout=120\n";
+        assert_eq!(p.header(5000, 0), plain);
+        assert_eq!(p.header_with_script(5000, 0, 0), plain);
+        p.vifs = 2;
+        assert_eq!(p.header(5000, 0), format!("{plain}vifs=2\n"));
+        assert_eq!(
+            p.header_with_script(5000, 0, 8),
+            format!("{plain}vifs=2\nscript_len=8\n")
+        );
+        // Kernel (2 blocks), peer (1 block), then the script on the next boundary.
+        p.peer = Some(&peer);
+        p.dom0_script = Some(&script);
+        p.write(&d).unwrap();
+        let data = fs::read(&d).unwrap();
+        let hdr = String::from_utf8_lossy(&data[..4096]);
+        assert!(
+            hdr.trim_end_matches('\0')
+                .ends_with("timeout=120\nvifs=2\nscript_len=8\n"),
+            "{hdr}"
+        );
+        assert_eq!(&data[4096..4098], b"\x7f\x7f");
+        assert_eq!(&data[3 * 4096..3 * 4096 + 4], b"PEER");
+        assert_eq!(&data[4 * 4096..4 * 4096 + 8], b"echo hi\n");
+        assert_eq!(data.len(), 5 * 4096);
+        // Without a peer, the script follows the kernel.
+        p.peer = None;
+        p.vifs = 0;
+        p.write(&d).unwrap();
+        let data = fs::read(&d).unwrap();
+        assert!(!String::from_utf8_lossy(&data[..4096]).contains("vifs"));
+        assert_eq!(&data[3 * 4096..3 * 4096 + 8], b"echo hi\n");
+        // Refused: too many vifs, an empty script, a script in bench mode.
+        p.vifs = MAX_VIFS + 1;
+        assert!(p.write(&d).unwrap_err().contains("limit is 4"));
+        p.vifs = MAX_VIFS;
+        fs::write(&script, b"").unwrap();
+        assert!(p.write(&d).unwrap_err().contains("empty"));
+        fs::write(&script, b"exit 3\n").unwrap();
+        p.bench = Some(BenchMode {
+            runs: 1,
+            run_timeout_s: 10,
+        });
+        assert!(p.write(&d).unwrap_err().contains("bench"));
+        for f in [&d, &k, &peer, &script] {
+            let _ = fs::remove_file(f);
+        }
+    }
+
+    #[test]
+    fn vifs_are_counted_and_configured() {
+        assert_eq!(parse_vifs("1"), Ok(1));
+        assert_eq!(parse_vifs("4"), Ok(4));
+        for bad in ["0", "5", "-1", "two", ""] {
+            let e = parse_vifs(bad).unwrap_err();
+            assert!(e.contains("1..=4"), "{e}");
+        }
+        assert_eq!(vif_mac(0), "00:16:3e:00:00:02");
+        assert_eq!(vif_mac(3), "00:16:3e:00:00:05");
+        assert_eq!(vif_config(0), None);
+        assert_eq!(
+            vif_config(2).unwrap(),
+            "vif = ['bridge=xenbr0,mac=00:16:3e:00:00:02', 'bridge=xenbr0,mac=00:16:3e:00:00:03']"
+        );
+    }
+
+    #[test]
+    fn the_box_carries_its_hotplug_scripts_and_network_modules() {
+        let names: Vec<&str> = HOTPLUG.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["vif-bridge", "block"]);
+        for (name, script) in HOTPLUG {
+            assert!(script.starts_with("#!/bin/busybox sh\n"), "{name}");
+            assert!(script.contains("hotplug-status"), "{name}");
+        }
+        for m in ["llc", "stp", "bridge", "xen-netback", "xen-blkback", "loop"] {
+            assert!(MODULES.contains(&m), "{m}");
+        }
+        // The init script makes the bridge and the same vif line as vif_config.
+        assert!(INIT.contains("brctl addbr xenbr0"));
+        assert!(INIT.contains("bridge=xenbr0,mac=00:16:3e:00:00:"));
     }
 
     #[test]
@@ -758,9 +1112,8 @@ mod tests {
         assert!(cpio_file(&out[..200], "init").is_err(), "cut short");
     }
 
-    #[test]
-    fn the_poweroff_initramfs_carries_busybox_and_an_init() {
-        let d = std::env::temp_dir().join("xenbox-poweroff-test");
+    /// A box image (beside `d`) whose initramfs holds just `bin/busybox` ("BB").
+    fn box_with_busybox(d: &Path) -> BoxImage {
         let mut e = BTreeMap::new();
         e.insert(
             "bin/busybox".to_string(),
@@ -777,6 +1130,13 @@ mod tests {
             peer: None,
         };
         fs::write(&bx.initramfs, &box_cpio).unwrap();
+        bx
+    }
+
+    #[test]
+    fn the_poweroff_initramfs_carries_busybox_and_an_init() {
+        let d = std::env::temp_dir().join("xenbox-poweroff-test");
+        let bx = box_with_busybox(&d);
         let out = d.with_extension("out.cpio");
         poweroff_initramfs(&bx, &out).unwrap();
         let got = fs::read(&out).unwrap();
@@ -789,6 +1149,36 @@ mod tests {
         // A box without busybox is an error, not an empty initramfs.
         fs::write(&bx.initramfs, &got[..0]).unwrap();
         assert!(poweroff_initramfs(&bx, &out).is_err());
+    }
+
+    #[test]
+    fn the_netserve_initramfs_carries_its_services() {
+        let d = std::env::temp_dir().join("xenbox-netserve-test");
+        let bx = box_with_busybox(&d);
+        let out = d.with_extension("out.cpio");
+        netserve_initramfs(&bx, b"KO", b"UE", &out).unwrap();
+        let got = fs::read(&out).unwrap();
+        let file = |n| cpio_file(&got, n).unwrap().unwrap();
+        assert_eq!(file("bin/busybox"), b"BB");
+        assert_eq!(file("lib/modules/xen-netfront.ko"), b"KO");
+        assert_eq!(file("bin/udp-echo"), b"UE");
+        assert_eq!(file("init"), NETSERVE_INIT.as_bytes());
+        assert!(String::from_utf8_lossy(&file("bin/discard")).contains("of=/dev/null"));
+        for svc in [
+            "httpd -p 80 -h /www",
+            "nc -ll -p 9",
+            "/bin/udp-echo 7",
+            "33554432",
+        ] {
+            assert!(NETSERVE_INIT.contains(svc), "{svc}");
+        }
+        // Both scripts are valid shell.
+        for s in [NETSERVE_INIT, NETSERVE_DISCARD] {
+            let st = Command::new("sh").args(["-n", "-c", s]).status().unwrap();
+            assert!(st.success(), "{s}");
+        }
+        fs::write(&bx.initramfs, &got[..0]).unwrap();
+        assert!(netserve_initramfs(&bx, b"KO", b"UE", &out).is_err());
     }
 
     #[test]

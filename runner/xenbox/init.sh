@@ -34,6 +34,13 @@ xenstored --pid-file=/run/xenstored.pid || fail "xenstored"
 xen-init-dom0 > /run/xen-init-dom0.log 2>&1 || fail "xen-init-dom0: $(cat /run/xen-init-dom0.log)"
 xenconsoled --log=guest --log-dir=/var/log/xen/console || fail "xenconsoled"
 say "dom0 ready"
+# The domUs' network: a bridge in dom0 that the vif-bridge hotplug script puts every vif
+# on, dom0 169.254.100.1/24 there. Nothing else is on it: QEMU gives the box no network
+# device (-nic none), so it leads nowhere outside. (A new bridge runs no STP: its ports
+# forward at once. busybox's brctl has only addbr/delbr/addif/delif.)
+br_err=$({ brctl addbr xenbr0 && ip addr add 169.254.100.1/24 dev xenbr0 \
+    && ip link set xenbr0 up; } 2>&1) \
+    || fail "bridge xenbr0 (169.254.100.1/24): $br_err"
 
 # The payload: /dev/vda = a 4 KiB text header + the kernel; /dev/vdb = the ramdisk.
 [ -b /dev/vda ] || fail "no payload disk"
@@ -44,6 +51,25 @@ dd if=/dev/vda bs=4096 skip=1 2>/dev/null | head -c "$klen" > /run/kernel || fai
 plen=$(get peer_len)
 dd if=/dev/vda bs=4096 skip=$((1 + (klen + 4095) / 4096)) 2>/dev/null | head -c "$plen" > /run/peer
 chmod +x /run/peer
+# A dom0 script (header script_len=N), after the peer on the next 4 KiB boundary.
+slen=$(get script_len)
+if [ -n "$slen" ]; then
+    dd if=/dev/vda bs=4096 skip=$((1 + (klen + 4095) / 4096 + (plen + 4095) / 4096)) 2>/dev/null \
+        | head -c "$slen" > /run/dom0-script
+    [ "$(wc -c < /run/dom0-script)" = "$slen" ] || fail "reading the dom0 script"
+fi
+# The domU's vifs (header vifs=N): each on xenbr0, MACs 00:16:3e:00:00:02 on.
+vifs=$(get vifs)
+vif_cfg=""
+if [ -n "$vifs" ] && [ "$vifs" -gt 0 ]; then
+    vi=0
+    v=""
+    while [ "$vi" -lt "$vifs" ]; do
+        v="$v${v:+, }'bridge=xenbr0,mac=00:16:3e:00:00:$(printf %02x $((2 + vi)))'"
+        vi=$((vi + 1))
+    done
+    vif_cfg="vif = [$v]"
+fi
 ramdisk=""
 if [ -b /dev/vdb ]; then
     cat /dev/vdb > /run/ramdisk.img || fail "reading the ramdisk"
@@ -64,6 +90,7 @@ on_poweroff = "$2"
 on_reboot = "$2"
 on_crash = "$2"
 CFG
+    if [ -n "$vif_cfg" ]; then echo "$vif_cfg" >> /run/domu.cfg; fi
 }
 # Bench mode (header bench=1, runs=N, run_timeout=S): start the domU N times in a row,
 # each with `xl create -F` (which returns once the domain is gone: every on_* action is
@@ -139,6 +166,7 @@ if [ "$(get bench)" = 1 ]; then
 fi
 write_cfg "$name" preserve
 say "xl create (memory ${mem} MiB, ramdisk $([ -n "$ramdisk" ] && wc -c < /run/ramdisk.img || echo none) bytes)"
+[ -n "$vif_cfg" ] && say "domU network: $vif_cfg (dom0 169.254.100.1/24 on xenbr0)"
 log=/var/log/xen/console/guest-$name.log
 # xl's domain-monitoring child has been seen to abort in this dom0 ("corrupted
 # double-linked list", libxl: "daemonizing child died due to fatal signal Aborted")
@@ -182,6 +210,7 @@ show_new() {
 # Wait for the domU to shut down (state flag s or c). The limit is wall-clock time, with
 # room left before the host's own limit, so a domU that never stops is reported here.
 start=$(date +%s)
+if [ -z "$slen" ]; then
 while :; do
     show_new
     state=$(xl list "$id" 2>/dev/null | awk 'NR==2 {print $5}')
@@ -193,6 +222,126 @@ while :; do
     fi
     usleep 200000
 done
+else
+# With a dom0 script: it runs in a session of its own (so that it and whatever it left
+# running can be stopped), its output into a file streamed like the console, `dom0| `
+# lines. Its status is written (last, by rename) when it ends. The domU and the script
+# are watched in one loop, each until it ends, under one deadline: when dom0 has been up
+# for the run's limit minus 40 s (the host counts from QEMU's start, a little earlier),
+# which leaves time to stop both, show the last lines and report.
+slog=/run/dom0-script.log
+rm -f /run/dom0-script.rc /run/dom0-script.pid
+: > "$slog"
+(
+    DOMID=$id DOMU_NAME=$name PEER=/run/peer setsid /bin/sh /run/dom0-script \
+        < /dev/null > "$slog" 2>&1 &
+    echo $! > /run/dom0-script.pid
+    wait $!
+    echo $? > /run/dom0-script.rc.tmp
+    mv /run/dom0-script.rc.tmp /run/dom0-script.rc
+) &
+say "dom0-script started (DOMID=$id DOMU_NAME=$name)"
+sshown=0
+# Complete lines as they come (counted with `wc -l`, as the console's). Programs have
+# been seen to crash at random in this dom0 (a bad TLS pointer): the lines are cut to a
+# file first and counted as shown only once that worked, so a crash does not drop them.
+show_script() {
+    stotal=$(wc -l < "$slog" 2>/dev/null || echo 0)
+    if [ "$stotal" -gt "$sshown" ] \
+        && sed -n "$((sshown + 1)),${stotal}p" "$slog" > /run/dom0-script.new \
+        && sed 's/^/dom0| /' /run/dom0-script.new; then
+        sshown=$stotal
+    fi
+}
+# Stop the script's session (TERM, then KILL after 2 s): the script at its deadline, or
+# what it left running in the background once it ended.
+stop_script() {
+    spid=$(cat /run/dom0-script.pid 2>/dev/null)
+    [ -n "$spid" ] || return 0
+    kill -TERM -"$spid" 2>/dev/null
+    n=0
+    while [ ! -s /run/dom0-script.rc ] && [ $n -lt 20 ]; do usleep 100000; n=$((n + 1)); done
+    kill -KILL -"$spid" 2>/dev/null
+    return 0
+}
+# The script's last lines, the unfinished one too, then its status.
+script_ended() {
+    stop_script
+    show_script
+    if [ -s "$slog" ] && [ -n "$(tail -c 1 "$slog")" ]; then
+        echo "dom0| $(tail -n 1 "$slog")"
+    fi
+    say "dom0-script exit $srs"
+}
+sdone=no
+srs=""
+ddone=no
+shut_at=""
+shut_said=""
+read -r up _ < /proc/uptime
+deadline=$((start + limit - 40 - ${up%.*}))
+while :; do
+    show_new
+    show_script
+    if [ "$sdone" = no ] && [ -s /run/dom0-script.rc ]; then
+        read -r srs < /run/dom0-script.rc
+        [ -n "$srs" ] || srs=125
+        sdone=yes
+        script_ended
+    fi
+    if [ "$ddone" = no ]; then
+        state=$(xl list "$id" 2>/dev/null | awk 'NR==2 {print $5}')
+        # An empty answer is asked again before the domU counts as gone: xl itself has
+        # been seen to crash in this dom0.
+        n=0
+        while [ -z "$state" ] && [ $n -lt 3 ]; do
+            usleep 200000
+            state=$(xl list "$id" 2>/dev/null | awk 'NR==2 {print $5}')
+            n=$((n + 1))
+        done
+        case "$state" in
+            *s*|*c*|"")
+                ddone=yes
+                [ "$sdone" = no ] && say "domU stopped (state=${state:-gone}), the dom0-script goes on"
+                ;;
+        esac
+    fi
+    [ "$sdone" = yes ] && [ "$ddone" = yes ] && break
+    now=$(date +%s)
+    # xl shutdown waits for the guest to acknowledge the request (a guest without PV
+    # control never does): in the background, so the console keeps streaming.
+    if [ -n "$shut_at" ] && [ -z "$shut_said" ] && [ -s /run/xl-shutdown.rc ]; then
+        shut_said=yes
+        read -r shut_rc < /run/xl-shutdown.rc
+        [ "$shut_rc" = 0 ] || say "xl shutdown $id: status $shut_rc: $(tr '\n' ' ' < /run/xl-shutdown.log)"
+    fi
+    if [ "$sdone" = yes ] && [ -z "$shut_at" ]; then
+        say "dom0-script done, domU still running: xl shutdown $id"
+        rm -f /run/xl-shutdown.rc
+        (
+            xl shutdown "$id" > /run/xl-shutdown.log 2>&1
+            echo $? > /run/xl-shutdown.rc.tmp
+            mv /run/xl-shutdown.rc.tmp /run/xl-shutdown.rc
+        ) &
+        shut_at=$now
+    elif [ "$sdone" = yes ] && [ $((now - shut_at)) -ge 60 ]; then
+        say "domU did not stop within 60 s of xl shutdown: xl destroy $id"
+        xl destroy "$id" 2>&1 | sed 's/^/xenbox: xl destroy: /'
+        break
+    fi
+    if [ "$now" -ge "$deadline" ]; then
+        if [ "$sdone" = no ]; then
+            say "dom0-script killed at its deadline: $((now - start)) s after the domU started, dom0 up $((limit - 40)) s (the run's limit of $limit s minus 40 s)"
+            srs=124
+            sdone=yes
+            script_ended
+        fi
+        [ "$ddone" = no ] && say "domU still running after $((now - start)) s (the deadline)"
+        break
+    fi
+    usleep 200000
+done
+fi
 # xenconsoled may still be moving the domU's last bytes into the log: show what comes
 # until the log has not grown for a second (at most 30 s), then the unfinished last line.
 prev=-1
@@ -226,5 +375,13 @@ case "$reason" in
     0) [ "$status" = 0 ] || say "status $status but shutdown reason poweroff" ;;
     3) [ "$status" != 0 ] || say "status 0 but shutdown reason crash" ;;
 esac
+# With a dom0 script, the run's status is the guest's if nonzero, else the script's (a
+# status the exit device cannot carry, above 127, is 125).
+if [ -n "$slen" ] && [ "$status" = 0 ] && [ "$srs" != 0 ]; then
+    run_status=$srs
+    [ "$srs" -gt 127 ] 2>/dev/null && run_status=125
+    say "guest status 0, dom0-script status $srs: run status $run_status"
+    status=$run_status
+fi
 xl destroy "$id" 2>/dev/null
 finish "$status"

@@ -2,8 +2,10 @@
 //! (same seed, split, initrd): once batched as the runtime normally runs, once with one
 //! MMU operation per hypercall (`mmu_batch=1 stress_batch=1`) as the baseline, and
 //! prints paging-setup and stress figures side by side (`bench stress`, also plain
-//! `bench`); `bench boot` measures boot times (see [`boot`]).
+//! `bench`); `bench boot` measures boot times (see [`boot`]); `bench net` the network
+//! appliance next to a Linux domU (see [`net`]).
 mod boot;
+mod net;
 
 use crate::boottest::{line_field, stress_field, stress_memory_mib};
 use crate::cargo::{self, Image};
@@ -129,6 +131,15 @@ enum BenchCmd {
     /// box, started several times each; exit 1 if a target ratio is missed, 2 if a boot
     /// gave no figures.
     Boot(boot::BootArgs),
+    /// Network figures: the app's network appliance (`net`) and a Linux PV domU (Debian's
+    /// kernel from the box, xen-netfront, busybox httpd and nc, a static UDP echo) in the
+    /// box, one vif each, measured from dom0 by the same xenbox-peer script: TCP dom0 ->
+    /// guest (discard, 32 MiB), TCP guest -> dom0 (HTTP GET of 32 MiB), UDP echo packets/s
+    /// at 64 and 1472 bytes (5 s each), UDP echo round trip (200 x 56 B); medians of
+    /// --runs, a table with xenpv-rt / Linux ratios, and the targets (TCP both ways and
+    /// UDP packets/s >= 1.0x Linux). Exit 1 if a target is missed, 2 if a measurement
+    /// failed.
+    Net(net::NetArgs),
 }
 
 /// `cargo xtask bench stress` options.
@@ -148,12 +159,13 @@ pub struct StressArgs {
     initrd_mib: u64,
 }
 
-/// `cargo xtask bench [stress|boot]`.
+/// `cargo xtask bench [stress|boot|net]`.
 pub fn bench_command(a: BenchArgs) -> Result<u8, String> {
     match a.cmd {
         None => stress_command(a.stress),
         Some(BenchCmd::Stress(s)) => stress_command(s),
         Some(BenchCmd::Boot(b)) => boot::boot_command(b),
+        Some(BenchCmd::Net(n)) => net::net_command(n),
     }
 }
 

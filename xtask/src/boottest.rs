@@ -25,6 +25,8 @@ const HOST_TESTS: &[(&str, &[&str])] = &[
     ),
     ("protocols", &["-p", "xenpv-protocol"]),
     ("test models (self-tests)", &["-p", "xenpv-testkit"]),
+    ("the appliance's decisions", &["-p", "xenpv-appliance"]),
+    ("dom0's network client", &["-p", "xenbox-peer"]),
     ("runner", &["--manifest-path", "runner/Cargo.toml"]),
     ("xtask", &["--manifest-path", "xtask/Cargo.toml"]),
 ];
@@ -75,6 +77,11 @@ pub struct BootTest {
     /// Keep both host cores busy while it boots (the box's console stream must not lose
     /// a run on a loaded machine).
     pub under_load: bool,
+    /// As a domU: network interfaces on the box's bridge (`--net N`).
+    pub vifs: u32,
+    /// As a domU: a script run in dom0 next to it (`--dom0-script`); its exit status is
+    /// part of the run's.
+    pub dom0_script: Option<&'static str>,
 }
 
 fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check>) -> BootTest {
@@ -89,6 +96,8 @@ fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check>) -
         status,
         checks,
         under_load: false,
+        vifs: 0,
+        dom0_script: None,
     }
 }
 
@@ -785,11 +794,96 @@ fn domu_tests() -> Vec<BootTest> {
     heap.memory_mib = 1024;
     v.push(heap);
     v.push(stack_overflow("domu-fault-recursion"));
+    v.push(net_appliance());
+    v.push(net_dhcp());
     for b in &mut v {
         b.domu = true;
         b.timeout_s = b.timeout_s.max(240);
     }
     v
+}
+
+/// The appliance with its address from DHCP (busybox udhcpd in dom0).
+fn net_dhcp() -> BootTest {
+    let mut b = t(
+        "domu-net-dhcp",
+        Image::app(),
+        "net ip=dhcp",
+        0,
+        vec![
+            Check::Regex(r"net: vif0 dhcp address=169\.254\.100\.(5\d|60)/24"),
+            Check::NotContains("dhcp lease lost".into()),
+            Check::Regex(r"dom0\| leased address: 169\.254\.100\.(5\d|60)"),
+            has("dom0| 5 packets transmitted, 5 packets received, 0% packet loss"),
+            Check::Regex(r"dom0\| peer: http-get PASS status=200 bytes=\d+ conns=1 ok=1"),
+            has("xenbox: dom0-script exit 0"),
+            has("xenpv-rt: exit status 0"),
+        ],
+    );
+    b.vifs = 1;
+    b.dom0_script = Some(include_str!("net_dhcp_test.sh"));
+    b.timeout_s = 600;
+    b
+}
+
+/// dom0's side of the network appliance's test: every client a verdict line, the
+/// failures counted into the script's exit status.
+const NET_SCRIPT: &str = include_str!("net_test.sh");
+
+/// The network appliance on two vifs against Linux's netback: ping, UDP and TCP echo,
+/// HTTP, concurrent connections, and a backend detached and attached again mid-run.
+fn net_appliance() -> BootTest {
+    let pass = |what: &'static str| {
+        Check::Regex(match what {
+            "udp" => r"dom0\| peer: udp-echo PASS sent=10000 returned=10000 lost=0 mismatched=0",
+            "tcp" => r"dom0\| peer: tcp-echo PASS bytes=33554432 conns=1 ok=1",
+            "http" => {
+                r"dom0\| peer: http-get PASS status=200 fnv=[0-9a-f]{16} bytes=67108864 conns=1 ok=1"
+            }
+            "tcp8" => r"dom0\| peer: tcp-echo PASS bytes=8388608 conns=8 ok=8",
+            "http8" => {
+                r"dom0\| peer: http-get PASS status=200 fnv=[0-9a-f]{16} bytes=8388608 conns=8 ok=8"
+            }
+            "404" => r"dom0\| peer: http-get PASS status=404",
+            _ => unreachable!(),
+        })
+    };
+    let mut b = t(
+        "domu-net-appliance",
+        Image::app(),
+        "net vifs=2 ip=169.254.100.2/24,169.254.100.3/24",
+        0,
+        vec![
+            Check::Regex(
+                r"net: vif0 connected in \d+ ms: mac=00:16:3e:00:00:02 backend=/local/domain/0/backend/vif/\d+/0 \(domain 0\) ip=169\.254\.100\.2/24",
+            ),
+            Check::Regex(r"net: vif1 connected in \d+ ms: mac=00:16:3e:00:00:03"),
+            has("dom0| 100 packets transmitted, 100 packets received, 0% packet loss"),
+            pass("udp"),
+            pass("tcp"),
+            pass("http"),
+            pass("tcp8"),
+            pass("http8"),
+            pass("404"),
+            Check::Regex(
+                r"net: vif1 detached \(backend (Closing|Closed|gone)\): closed in \d+ ms, pages_kept=0",
+            ),
+            Check::Regex(r"net: vif1 reattached in \d+ ms"),
+            has("dom0| after re-attach: ok"),
+            has("xenbox: dom0-script exit 0"),
+            has("net: shutdown requested (poweroff)"),
+            Check::Regex(r"net: served udp_echoed=\d+ udp_dropped=0 "),
+            Check::Regex(
+                r"net: vif0 tx_packets=\d+ rx_packets=\d+ tx_bytes=\d+ rx_bytes=\d+ notifies=\d+ refused=0 failed=0",
+            ),
+            has("xenpv-rt: exit status 0"),
+        ],
+    );
+    b.memory_mib = 256;
+    b.vifs = 2;
+    b.dom0_script = Some(NET_SCRIPT);
+    b.timeout_s = 900;
+    b
 }
 
 fn evaluate(test: &BootTest, o: &Outcome, expect_initrd: Option<String>) -> Result<(), String> {
@@ -1039,7 +1133,24 @@ fn run_boot_tests(
                     Err(format!("image {} did not build", t.image.name()))
                 } else {
                     let _load = t.under_load.then(Load::start);
-                    let o = qemu::boot(
+                    let extras = match t.dom0_script {
+                        Some(text) => {
+                            let p = dir.join(format!("{}.sh", t.name));
+                            match std::fs::write(&p, text) {
+                                Ok(()) => Some(p),
+                                Err(e) => {
+                                    eprintln!("{}: {e}", p.display());
+                                    None
+                                }
+                            }
+                        }
+                        None => None,
+                    };
+                    let extras = crate::xenbox::DomuExtras {
+                        vifs: t.vifs,
+                        dom0_script: extras,
+                    };
+                    let o = qemu::boot_domu(
                         &xen,
                         &Boot {
                             domu: if t.domu { domu_box.clone() } else { None },
@@ -1052,6 +1163,7 @@ fn run_boot_tests(
                             stream: Stream::Quiet,
                             log: dir.join(format!("{}.log", t.name)),
                         },
+                        &extras,
                     );
                     evaluate(&t, &o, expect)
                         .map(|_| o.secs)

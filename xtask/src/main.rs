@@ -40,7 +40,8 @@ enum Cmd {
     Test(boottest::TestArgs),
     /// Figures: `bench stress` (also plain `bench`) boots the vmap stress batched and
     /// with one MMU op per hypercall; `bench boot` measures boot times, as dom0 over
-    /// memory sizes and start-of-day modes and as domUs next to Linux.
+    /// memory sizes and start-of-day modes and as domUs next to Linux; `bench net` the
+    /// network appliance next to a Linux PV domU in the box.
     Bench(bench::BenchArgs),
 }
 
@@ -110,5 +111,26 @@ mod tests {
             .expect("refused");
         assert!(e.to_string().contains("--bogus"), "{e}");
         assert!(Cli::try_parse_from(["xtask", "run", "--memory", "512", "--xen-log"]).is_ok());
+    }
+
+    #[test]
+    fn run_network_options_need_the_box_and_a_valid_count() {
+        let ok = |args: &[&str]| Cli::try_parse_from(args).is_ok();
+        assert!(ok(&["xtask", "run", "--domu", "--net"]));
+        assert!(ok(&["xtask", "run", "--domu", "--net", "4"]));
+        let both = ["xtask", "run", "--domu", "--net", "--dom0-script", "s"];
+        assert!(ok(&both));
+        for bad in ["0", "5"] {
+            let e = Cli::try_parse_from(["xtask", "run", "--domu", "--net", bad])
+                .err()
+                .expect("refused");
+            let msg = e.to_string();
+            assert!(msg.contains("--net") && msg.contains("1..=4"), "{msg}");
+        }
+        for alone in [&["--net"][..], &["--dom0-script", "s.sh"][..]] {
+            let args = [&["xtask", "run"][..], alone].concat();
+            let e = Cli::try_parse_from(args).err().expect("refused");
+            assert!(e.to_string().contains("--domu"), "{e}");
+        }
     }
 }

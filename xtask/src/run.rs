@@ -49,6 +49,23 @@ pub struct RunArgs {
     /// Boot it as a domU of a Linux dom0 inside QEMU (the box).
     #[arg(long)]
     domu: bool,
+    /// With --domu: give the domU N network interfaces (default 1, at most 4) on the
+    /// box's bridge xenbr0, where dom0 is 169.254.100.1/24 (MACs 00:16:3e:00:00:02, …).
+    #[arg(
+        long,
+        value_name = "N",
+        num_args = 0..=1,
+        default_missing_value = "1",
+        requires = "domu",
+        value_parser = xenpv_run::xenbox::parse_vifs
+    )]
+    net: Option<u32>,
+    /// With --domu: run FILE (busybox sh) in the box's dom0 next to the domU, with DOMID,
+    /// DOMU_NAME, PEER and PATH set; its lines show as `dom0| …`. The status is the
+    /// guest's if nonzero, else the script's. Example:
+    /// `cargo xtask run --domu --net --dom0-script check.sh --cmdline "events"`.
+    #[arg(long, value_name = "FILE", requires = "domu")]
+    dom0_script: Option<PathBuf>,
 }
 
 /// `cargo xtask run`.
@@ -110,6 +127,15 @@ pub fn run_command(o: RunArgs) -> Result<u8, String> {
             o.timeout,
         );
     }
+    if let Some(s) = &o.dom0_script {
+        if !s.is_file() {
+            return Err(format!("--dom0-script {}: no such file", s.display()));
+        }
+    }
+    let extras = xenpv_run::xenbox::DomuExtras {
+        vifs: o.net.unwrap_or(0),
+        dom0_script: o.dom0_script.clone(),
+    };
     let path = cargo::build(&image, false)?;
     let xen = provision::ensure()?;
     let domu = if o.domu {
@@ -123,7 +149,7 @@ pub fn run_command(o: RunArgs) -> Result<u8, String> {
         Stream::Guest
     };
     let _ = std::io::stdout().flush();
-    let out = qemu::boot(
+    let out = qemu::boot_domu(
         &xen,
         &Boot {
             domu,
@@ -136,6 +162,7 @@ pub fn run_command(o: RunArgs) -> Result<u8, String> {
             stream,
             log: crate::root().join("target/xtask/last-run.log"),
         },
+        &extras,
     );
     Ok(qemu::report(&out, "xtask"))
 }

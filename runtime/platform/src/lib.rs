@@ -123,17 +123,19 @@ pub mod heap;
 pub mod hypercall;
 mod libc;
 pub mod mm;
+pub mod net;
 // `cargo clippy --all-targets` also checks the library as a test crate (cargo passes
 // `--test` for it even with `test = false`), which links std and std's panic handler.
 #[cfg(not(test))]
 mod panic;
 mod ring_page;
+pub mod shared_page;
 pub mod time;
 mod traps;
 
 pub use ring_page::PageLink;
 pub use xenpv_abi::{Maddr, Mfn, Pfn, XenError};
-pub use xenpv_protocol::{cmdline, initrd, ring, start_info, xenstore};
+pub use xenpv_protocol::{cmdline, initrd, ring, start_info, xenbus, xenstore};
 
 pub use cmdline::Cmdline;
 /// The application's defmt macros, for apps that do not depend on defmt themselves.
@@ -218,6 +220,12 @@ impl Boot {
     /// vmap/vmalloc, the fixmap.
     pub fn memory(&mut self) -> &mut mm::Memory {
         &mut self.memory
+    }
+    /// Memory and the xenstore client at once (a front-end's setup needs both).
+    pub fn memory_and_xenstore(
+        &mut self,
+    ) -> (&mut mm::Memory, Option<&mut xenstore::Xenstore<PageLink>>) {
+        (&mut self.memory, self.xenstore.as_mut())
     }
     /// The top of the layout report: L4 and level3_kernel slots, and where the initrd is
     /// (its `Display` prints the `layout:` lines).

@@ -28,6 +28,10 @@ impl PageLink {
     pub unsafe fn new(va: u64, layout: PageLayout, port: crate::evtchn::Port) -> Self {
         PageLink { va, layout, port }
     }
+    /// The event channel (masked: wait on it with [`evtchn::wait`](crate::evtchn::wait)).
+    pub fn port(&self) -> crate::evtchn::Port {
+        self.port
+    }
     /// The page at byte offset `off`.
     fn at<T>(&self, off: usize) -> *mut T {
         (self.va + off as u64) as *mut T

@@ -55,6 +55,7 @@ pub mod defmt_line;
 pub mod evtchn;
 pub mod grant;
 pub mod initrd;
+pub mod netfront;
 pub mod netif;
 pub mod ring;
 pub mod shared_ring;

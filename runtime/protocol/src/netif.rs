@@ -262,11 +262,13 @@ impl Counters {
     }
 }
 
-/// Which of the ring's ids are in flight (a bitset) and which are free (a stack).
+/// Which of the ring's ids are in flight (a bitset) and which are free (a queue: the
+/// id freed longest ago is reused first, so a buffer page the backend has just let go of
+/// is the last to be written again).
 #[derive(Clone, Debug)]
 struct Ids {
     in_flight: [u64; IDS / 64],
-    free: heapless::Vec<u16, IDS>,
+    free: heapless::Deque<u16, IDS>,
 }
 
 impl Ids {
@@ -274,11 +276,17 @@ impl Ids {
         Ids {
             in_flight: [0; IDS / 64],
             // Lowest id first out.
-            free: (0..IDS as u16).rev().collect(),
+            free: {
+                let mut q = heapless::Deque::new();
+                for id in 0..IDS as u16 {
+                    let _ = q.push_back(id);
+                }
+                q
+            },
         }
     }
     fn take(&mut self) -> Option<u16> {
-        let id = self.free.pop()?;
+        let id = self.free.pop_front()?;
         self.in_flight[id as usize / 64] |= 1 << (id % 64);
         Some(id)
     }
@@ -294,7 +302,7 @@ impl Ids {
     fn give_back(&mut self, id: u16) {
         self.in_flight[id as usize / 64] &= !(1 << (id % 64));
         // Cannot overflow: the id was taken from this stack.
-        let _ = self.free.push(id);
+        let _ = self.free.push_back(id);
     }
 }
 

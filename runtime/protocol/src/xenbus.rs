@@ -253,7 +253,12 @@ impl<L: Link> Store for Xenstore<L> {
         self.transaction_end(tx, commit)
     }
     fn watch(&mut self, path: &str, token: &str) -> Result<(), XsError> {
-        Xenstore::watch(self, path, token)
+        match Xenstore::watch(self, path, token) {
+            // The same watch is still in place (an earlier connect to this backend set
+            // it, and xenstored keeps it): that is what the caller asked for.
+            Err(XsError::Xenstore(e)) if e == "EEXIST" => Ok(()),
+            r => r,
+        }
     }
     fn wait(&mut self, deadline: u64) -> Result<(), XsError> {
         self.next_event(deadline).map(|_| ())

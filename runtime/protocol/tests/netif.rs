@@ -2,28 +2,49 @@
 //! the ring many times over, and every hostile response field dropped and counted.
 
 use proptest::prelude::*;
+use xenpv_protocol::netfront::{Buffers, Queue, SendError, MAX_FRAME};
 use xenpv_protocol::netif::*;
 use xenpv_protocol::shared_ring::{FrontRing, SharedRingError};
 use xenpv_testkit::netback::{NetMode, Netback};
 
-/// The frontend's side: both rings, the ids, the counters.
+/// The buffer pages: RX page `i` holds byte `i` everywhere (what a backend copied in),
+/// so a packet copied out of the wrong page or offset shows.
+struct Pages {
+    tx: Vec<[u8; 4096]>,
+    rx: Vec<[u8; 4096]>,
+}
+
+impl Buffers for Pages {
+    fn tx_page(&mut self, id: u16) -> &mut [u8; 4096] {
+        &mut self.tx[id as usize]
+    }
+    fn rx_read(&self, id: u16, offset: u16, out: &mut [u8]) {
+        let o = offset as usize;
+        out.copy_from_slice(&self.rx[id as usize][o..o + out.len()]);
+    }
+    fn tx_gref(&self, id: u16) -> u32 {
+        1000 + u32::from(id)
+    }
+    fn rx_gref(&self, id: u16) -> u32 {
+        2000 + u32::from(id)
+    }
+}
+
+/// The frontend's side: the library's queue, its buffers, what it received.
 struct Front {
-    tx: FrontRing,
-    rx: FrontRing,
-    tx_ids: TxIds,
-    rx_ids: RxIds,
-    counters: Counters,
+    q: Queue,
+    bufs: Pages,
     received: Vec<u16>,
 }
 
 impl Front {
     fn new(nb: &mut Netback) -> Front {
         Front {
-            tx: FrontRing::new(TX_SLOT, &mut nb.tx[..]),
-            rx: FrontRing::new(RX_SLOT, &mut nb.rx[..]),
-            tx_ids: TxIds::new(),
-            rx_ids: RxIds::new(),
-            counters: Counters::default(),
+            q: Queue::new(&mut nb.tx[..], &mut nb.rx[..]),
+            bufs: Pages {
+                tx: vec![[0; 4096]; IDS],
+                rx: (0..IDS).map(|i| [i as u8; 4096]).collect(),
+            },
             received: vec![],
         }
     }
@@ -31,55 +52,30 @@ impl Front {
     /// Send up to `n` packets (as many as ids and slots allow); how many.
     fn send(&mut self, nb: &mut Netback, n: usize) -> usize {
         let mut sent = 0;
-        while sent < n && self.tx.free() > 0 {
-            let Some(id) = self.tx_ids.take() else { break };
-            let req = TxRequest {
-                gref: 1000 + u32::from(id),
-                offset: 0,
-                flags: 0,
-                id,
-                size: 60 + id,
-            };
-            self.tx.put(&mut nb.tx[..], &req.encode()).unwrap();
+        while sent < n && self.q.can_send() {
+            let len = 60 + self.q.tx_in_flight();
+            self.q
+                .send(&mut nb.tx[..], &mut self.bufs, len, |b| b.fill(7))
+                .unwrap();
             sent += 1;
         }
-        self.tx.push(&mut nb.tx[..]);
+        self.q.flush(&mut nb.tx[..]);
         sent
     }
 
     /// Post every free RX id.
     fn post(&mut self, nb: &mut Netback) {
-        while self.rx.free() > 0 {
-            let Some(id) = self.rx_ids.take() else { break };
-            let req = RxRequest {
-                id,
-                gref: 2000 + u32::from(id),
-            };
-            self.rx.put(&mut nb.rx[..], &req.encode()).unwrap();
-        }
-        self.rx.push(&mut nb.rx[..]);
+        self.q.refill(&mut nb.rx[..], &self.bufs);
     }
 
     /// Take every response; the ring's error if its indices are corrupt.
     fn reap(&mut self, nb: &mut Netback) -> Result<(), SharedRingError> {
-        while self.tx.final_check(&mut nb.tx[..])? > 0 {
-            let mut b = [0u8; TX_SLOT];
-            self.tx.take(&nb.tx[..], &mut b);
-            let r = TxResponse::decode(&b);
-            match self.tx_ids.complete(r) {
-                Ok(_) if r.status != RSP_OKAY => self.counters.failed += 1,
-                Ok(_) => {}
-                Err(e) => self.counters.count(e),
-            }
-        }
-        while self.rx.final_check(&mut nb.rx[..])? > 0 {
-            let mut b = [0u8; RX_SLOT];
-            self.rx.take(&nb.rx[..], &mut b);
-            match self.rx_ids.receive(RxResponse::decode(&b)) {
-                Ok(p) if p.failed => self.counters.failed += 1,
-                Ok(p) => self.received.push(p.len),
-                Err(e) => self.counters.count(e),
-            }
+        self.q.reap_tx(&mut nb.tx[..])?;
+        let mut out = [0u8; MAX_FRAME];
+        while let Some(n) = self.q.recv(&mut nb.rx[..], &self.bufs, &mut out)? {
+            // Every byte from one page (page i holds byte i).
+            assert!(out[..n].iter().all(|&b| b == out[0]), "one page per packet");
+            self.received.push(n as u16);
         }
         Ok(())
     }
@@ -103,10 +99,10 @@ fn honest_traffic_goes_round_the_rings_many_times() {
     assert_eq!(nb.sent.len(), 4000);
     assert!(nb.sent.iter().all(|r| r.gref == 1000 + u32::from(r.id)));
     assert_eq!(f.received, want_rx, "every packet, in order, its length");
-    assert_eq!(f.counters, Counters::default());
-    assert_eq!(f.tx_ids.in_flight(), 0);
+    assert_eq!(f.q.counters(), Counters::default());
+    assert_eq!(f.q.tx_in_flight(), 0);
     // All 256 buffers were posted before the last round; its 150 packets freed 150.
-    assert_eq!(f.rx_ids.posted(), 256 - 150);
+    assert_eq!(f.q.rx_posted(), 256 - 150);
 }
 
 #[test]
@@ -130,7 +126,7 @@ fn hostile_responses_are_dropped_and_counted_never_followed() {
         f.post(&mut nb);
         nb.serve();
         f.reap(&mut nb).unwrap();
-        assert!(check(&f.counters), "{mode:?}: {:?}", f.counters);
+        assert!(check(&f.q.counters()), "{mode:?}: {:?}", f.q.counters());
         assert!(f.received.iter().all(|&l| l == 100), "{mode:?}");
     }
 }
@@ -149,7 +145,7 @@ fn a_response_index_past_the_requests_is_refused() {
             outstanding: 3
         })
     );
-    assert_eq!(f.tx_ids.in_flight(), 3, "nothing taken from a corrupt ring");
+    assert_eq!(f.q.tx_in_flight(), 3, "nothing taken from a corrupt ring");
 }
 
 #[test]
@@ -197,4 +193,50 @@ proptest! {
             Err(_) => prop_assert!((r.id as usize) < posted),
         }
     }
+}
+
+#[test]
+fn frames_go_out_of_their_own_page_and_refusals_are_values() {
+    let mut nb = Netback::new(NetMode::Honest);
+    let mut f = Front::new(&mut nb);
+    let tx = &mut nb.tx[..];
+    assert_eq!(
+        f.q.send(tx, &mut f.bufs, MAX_FRAME + 1, |_| ()),
+        Err(SendError::TooLong { len: 1515 })
+    );
+    for i in 0..256u16 {
+        f.q.send(tx, &mut f.bufs, 100, |b| b.fill(i as u8)).unwrap();
+    }
+    assert!(!f.q.can_send());
+    assert_eq!(f.q.send(tx, &mut f.bufs, 60, |_| ()), Err(SendError::Full));
+    f.q.flush(tx);
+    nb.serve();
+    // Each request names its own page's grant, which holds that frame's bytes.
+    for r in &nb.sent {
+        assert_eq!(r.gref, 1000 + u32::from(r.id));
+        assert!(f.bufs.tx[r.id as usize][..100]
+            .iter()
+            .all(|&b| b == r.id as u8));
+        assert_eq!((r.offset, r.size), (0, 100));
+    }
+    f.reap(&mut nb).unwrap();
+    assert!(f.q.can_send(), "responses free the buffers");
+    assert_eq!(f.q.traffic().tx_packets, 256);
+    assert_eq!(f.q.traffic().tx_bytes, 25_600);
+}
+
+#[test]
+fn a_packet_longer_than_the_callers_buffer_is_dropped_and_counted() {
+    let mut nb = Netback::new(NetMode::Honest);
+    let mut f = Front::new(&mut nb);
+    nb.incoming.extend([2000u16, 64]);
+    f.post(&mut nb);
+    nb.serve();
+    let mut small = [0u8; 1514];
+    assert_eq!(f.q.recv(&mut nb.rx[..], &f.bufs, &mut small), Ok(Some(64)));
+    assert_eq!(f.q.counters().out_of_page, 1);
+    assert_eq!(f.q.recv(&mut nb.rx[..], &f.bufs, &mut small), Ok(None));
+    assert_eq!(f.q.rx_posted(), 254, "both buffers back for reposting");
+    f.post(&mut nb);
+    assert_eq!(f.q.rx_posted(), 256);
 }

@@ -1,113 +1,119 @@
-//! `xenbox-peer DOMID REF FNV`: run in the box's dom0, map grant REF of domain DOMID
-//! read-only through Linux's gntdev (as a backend driver would), and check its 4096
-//! bytes against the FNV-1a hash the domU published. Prints one `peer:` line; exit 0
-//! only if the bytes match.
-use std::fs::OpenOptions;
-use std::os::fd::AsRawFd;
+//! `xenbox-peer`: the dom0 side of the guest tests in the Xen-in-a-box. Run in the box's
+//! Linux dom0, it maps a grant the domU published and checks its bytes ([`grant`]), and
+//! drives the guest appliance's network services as a client for tests and benchmarks
+//! ([`net`]): each network subcommand ends with one verdict line ([`verdict`]) and exits
+//! 0 on PASS, 1 on FAIL, 2 on a wrong argument.
+use args::{Parsed, Spec, Usage};
+use verdict::Verdict;
 
-/// `IOCTL_GNTDEV_MAP_GRANT_REF` = _IOC(_IOC_NONE, 'G', 0, 24) (linux/gntdev.h).
-const MAP: libc::c_ulong = (24 << 16) | ((b'G' as libc::c_ulong) << 8);
-/// `IOCTL_GNTDEV_UNMAP_GRANT_REF` = _IOC(_IOC_NONE, 'G', 1, 16).
-const UNMAP: libc::c_ulong = (16 << 16) | ((b'G' as libc::c_ulong) << 8) | 1;
+mod args;
+mod data;
+mod grant;
+mod net;
+mod verdict;
 
-#[repr(C)]
-struct MapGrantRef {
-    count: u32,
-    pad: u32,
-    index: u64,
-    domid: u32,
-    gref: u32,
+/// A network subcommand: its arguments and what runs it.
+struct Command {
+    spec: &'static Spec,
+    run: fn(&Parsed) -> Result<Verdict, Usage>,
 }
 
-#[repr(C)]
-struct UnmapGrantRef {
-    index: u64,
-    count: u32,
-    pad: u32,
+/// The network subcommands.
+static COMMANDS: [Command; 6] = [
+    Command {
+        spec: &net::wait_up::SPEC,
+        run: net::wait_up::run,
+    },
+    Command {
+        spec: &net::udp_echo::SPEC,
+        run: net::udp_echo::run,
+    },
+    Command {
+        spec: &net::tcp_echo::SPEC,
+        run: net::tcp_echo::run,
+    },
+    Command {
+        spec: &net::tcp_send::SPEC,
+        run: net::tcp_send::run,
+    },
+    Command {
+        spec: &net::http_get::SPEC,
+        run: net::http_get::run,
+    },
+    Command {
+        spec: &net::udp_rate::SPEC,
+        run: net::udp_rate::run,
+    },
+];
+
+fn usage() -> String {
+    let mut s = String::from("usage:\n");
+    s += &format!("  {}\n", grant::SYNOPSIS);
+    for c in &COMMANDS {
+        s += &format!("  {}\n", c.spec.synopsis());
+    }
+    s += "\nEach network subcommand prints one verdict line,\n  \
+          peer: <subcommand> PASS key=value ...   or\n  \
+          peer: <subcommand> FAIL <reason> key=value ...\n\
+          (progress lines before it start with `peer: <subcommand>: `) and exits 0 on PASS,\n\
+          1 on FAIL, 2 on a wrong argument. `xenbox-peer <subcommand> --help` tells more.\n";
+    s
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+/// Find the network subcommand `name`.
+fn command(name: &str) -> Option<&'static Command> {
+    COMMANDS.iter().find(|c| c.spec.name == name)
+}
+
+/// Parse `args` for `c` and run it.
+fn run_command(c: &Command, args: &[String]) -> Result<Verdict, Usage> {
+    (c.run)(&args::parse(c.spec, args)?)
+}
+
+/// Run the program on its arguments; returns the exit status.
+fn dispatch(argv: &[String]) -> i32 {
+    let Some(first) = argv.first() else {
+        eprint!("{}", usage());
+        return 2;
+    };
+    match first.as_str() {
+        "-h" | "--help" | "help" => {
+            print!("{}", usage());
+            0
+        }
+        "grant" => grant::main(&argv[1..]),
+        name => match command(name) {
+            Some(c) => match run_command(c, &argv[1..]) {
+                Ok(v) => {
+                    println!("{v}");
+                    if v.passed() {
+                        0
+                    } else {
+                        1
+                    }
+                }
+                Err(Usage::Help) => {
+                    print!("{}", c.spec.help());
+                    0
+                }
+                Err(Usage::Bad(m)) => {
+                    eprintln!("xenbox-peer {name}: {m}");
+                    eprintln!("try 'xenbox-peer {name} --help'");
+                    2
+                }
+            },
+            // The original form, `xenbox-peer DOMID REF FNV`.
+            None if argv.len() == 3 => grant::legacy(argv),
+            None => {
+                eprintln!("xenbox-peer: unknown subcommand {name:?}");
+                eprint!("{}", usage());
+                2
+            }
+        },
+    }
 }
 
 fn main() {
-    std::process::exit(match run() {
-        Ok(true) => 0,
-        Ok(false) => 1,
-        Err(e) => {
-            println!("peer: {e}");
-            2
-        }
-    })
-}
-
-fn run() -> Result<bool, String> {
-    let a: Vec<String> = std::env::args().collect();
-    let [_, domid, gref, want] = &a[..] else {
-        return Err("usage: xenbox-peer DOMID REF FNV".into());
-    };
-    let num = |s: &str, what| {
-        s.trim()
-            .parse::<u32>()
-            .map_err(|e| format!("{what} {s:?}: {e}"))
-    };
-    let (domid, gref) = (num(domid, "domid")?, num(gref, "grant ref")?);
-    let want = u64::from_str_radix(want.trim(), 16).map_err(|e| format!("fnv {want:?}: {e}"))?;
-    let dev = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/xen/gntdev")
-        .map_err(|e| format!("/dev/xen/gntdev: {e}"))?;
-    let mut m = MapGrantRef {
-        count: 1,
-        pad: 0,
-        index: 0,
-        domid,
-        gref,
-    };
-    // SAFETY: the ioctl reads and writes one MapGrantRef, which lives across the call.
-    if unsafe { libc::ioctl(dev.as_raw_fd(), MAP, &mut m) } != 0 {
-        return Err(format!(
-            "gntdev map of ref {gref} of domain {domid}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: gntdev hands out the grant at offset `index` of the device; one page,
-    // read-only (the grant is read-only); unmapped below.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            dev.as_raw_fd(),
-            m.index as libc::off_t,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(format!(
-            "mmap of the grant: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: `p` maps 4096 readable bytes until munmap.
-    let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, 4096) }.to_vec();
-    // SAFETY: unmapping what mmap returned; the ioctl reads one UnmapGrantRef.
-    unsafe {
-        libc::munmap(p, 4096);
-        let mut u = UnmapGrantRef {
-            index: m.index,
-            count: 1,
-            pad: 0,
-        };
-        libc::ioctl(dev.as_raw_fd(), UNMAP, &mut u);
-    }
-    let got = fnv(&bytes);
-    println!(
-        "peer: mapped grant {gref} of domain {domid}: 4096 bytes fnv={got:016x} expected={want:016x} match={}",
-        if got == want { "yes" } else { "NO" }
-    );
-    Ok(got == want)
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(dispatch(&argv))
 }

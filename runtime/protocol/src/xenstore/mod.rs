@@ -55,6 +55,8 @@ use wire::{Header, MsgType, WireError, HEADER_LEN, PAYLOAD_MAX};
 
 /// How long a request waits for its reply.
 pub const REPLY_TIMEOUT_NS: u64 = 5_000_000_000;
+/// How long the rest of a message that has begun to arrive is waited for.
+pub const MESSAGE_REST_NS: u64 = 1_000_000_000;
 /// Watch events held while waiting for replies.
 pub const EVENT_QUEUE: usize = 8;
 /// Longest watch path kept (the protocol allows 3072; longer ones are an error here).
@@ -181,9 +183,31 @@ impl<L: Link> Xenstore<L> {
     /// A header that claims more than [`PAYLOAD_MAX`] is refused, but its payload is
     /// drained first (up to [`DRAIN_MAX`] bytes, until `deadline`) so that the next
     /// message is read from its header, not from the middle of this one.
+    ///
+    /// `deadline` bounds the wait for a message to *begin*. Once its first byte is taken,
+    /// the rest is read until at least [`MESSAGE_REST_NS`] later: giving up in the middle
+    /// would leave the stream inside a message, and every later header would be read
+    /// from its payload (xenstored writes whole messages; a short ring only splits them).
     fn receive(&mut self, deadline: u64) -> Result<(Header, Payload), XsError> {
         let mut hb = [0u8; HEADER_LEN];
-        self.ring.read_exact(&mut hb, deadline)?;
+        let rest = match self.ring.read_exact(&mut hb, deadline) {
+            Ok(()) => deadline.max(self.ring.link().now_ns().saturating_add(MESSAGE_REST_NS)),
+            Err(DuplexError::TimedOut { got, .. }) if got > 0 => {
+                let rest = self.ring.link().now_ns().saturating_add(MESSAGE_REST_NS);
+                match self.ring.read_exact(&mut hb[got..], rest) {
+                    Ok(()) => rest,
+                    Err(DuplexError::TimedOut { got: more, .. }) => {
+                        return Err(XsError::Ring(DuplexError::TimedOut {
+                            got: got + more,
+                            want: HEADER_LEN,
+                        }))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let deadline = rest;
         let h = match Header::decode(&hb) {
             Ok(h) => h,
             Err(e) => {

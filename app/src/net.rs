@@ -1,0 +1,609 @@
+//! The network appliance (command-line word `net`): on every vif, UDP and TCP echo on
+//! port 7 (RFC 862), TCP discard on port 9 (RFC 863) and a minimal HTTP/1.1 server on
+//! port 80 (`xenpv_appliance::http`), over smoltcp and netfront. Addresses from `ip=`
+//! (one entry per vif: `A.B.C.D/P` or `dhcp`), vifs from `vifs=N`.
+//!
+//! It serves until the toolstack asks it to stop (`xl shutdown`: `control/shutdown`),
+//! then prints its counters and exits 0. A backend that closes (`xl network-detach`) is
+//! noticed through a xenstore watch: the vif is closed and its grants ended; when a
+//! backend appears again (`xl network-attach`) the vif reconnects and serves again.
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use xenpv_appliance::config::{parse_ips, Ip, MAX_VIFS};
+use xenpv_appliance::http::{self, Body, Parse};
+use xenpv_rt::gnttab::GrantTable;
+use xenpv_rt::net::netfront::{Netfront, CONNECT_NS};
+use xenpv_rt::net::phy::now;
+use xenpv_rt::net::smoltcp;
+use xenpv_rt::time::now_ns;
+use xenpv_rt::xenbus::State;
+use xenpv_rt::xenstore::Xenstore;
+use xenpv_rt::{evtchn, println, Boot, PageLink};
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{dhcpv4, tcp, udp};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+
+/// TCP sockets listening per service and vif (connections served at once).
+const ECHO_CONNS: usize = 10;
+const DISCARD_CONNS: usize = 4;
+const HTTP_CONNS: usize = 10;
+/// Socket buffers: 64 KiB each way (smoltcp scales the window).
+const TCP_BUF: usize = 64 * 1024;
+/// Longest wait between polls (backend and shutdown checks ride on xenstore's port).
+const MAX_WAIT_NS: u64 = 100_000_000;
+/// How often a detached vif looks for a backend again.
+const REATTACH_EVERY_NS: u64 = 500_000_000;
+
+/// What the appliance counts (printed at the end, and on request).
+#[derive(Default, Clone, Copy)]
+struct Stats {
+    udp_echoed: u64,
+    udp_dropped: u64,
+    tcp_echoed: u64,
+    discarded: u64,
+    http_requests: u64,
+    http_bytes: u64,
+    detached: u64,
+    reattached: u64,
+}
+
+enum Service {
+    Echo,
+    Discard,
+    Http(Box<HttpConn>),
+}
+
+/// One HTTP connection's progress.
+#[derive(Default)]
+struct HttpConn {
+    head: Vec<u8>,
+    /// The response being sent: its head's unsent bytes and the body's offset.
+    out: Option<(http::Head, usize, Body, u64)>,
+}
+
+/// One vif: its device (when connected), interface and sockets.
+struct Vif {
+    index: u32,
+    nic: Option<Box<Netfront>>,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    udp: SocketHandle,
+    tcp: Vec<(SocketHandle, u16, Service)>,
+    dhcp: Option<SocketHandle>,
+    /// A DHCP address to publish in xenstore (`data/xenpv-app/vif<N>-ip`) for dom0.
+    announce: Option<heapless::String<24>>,
+    next_probe: u64,
+}
+
+fn tcp_socket() -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; TCP_BUF]),
+        tcp::SocketBuffer::new(vec![0; TCP_BUF]),
+    );
+    s.set_nagle_enabled(false);
+    s
+}
+
+impl Vif {
+    fn new(nic: Box<Netfront>, ip: Ip) -> Vif {
+        let mut nic = nic;
+        let mac = EthernetAddress(nic.mac());
+        let mut iface = Interface::new(
+            Config::new(HardwareAddress::Ethernet(mac)),
+            &mut *nic,
+            now(),
+        );
+        let mut sockets = SocketSet::new(vec![]);
+        let mut dhcp = None;
+        match ip {
+            Ip::Static { addr, prefix } => iface.update_ip_addrs(|a| {
+                let [x, y, z, w] = addr;
+                let _ = a.push(IpCidr::new(IpAddress::v4(x, y, z, w), prefix));
+            }),
+            Ip::Dhcp => dhcp = Some(sockets.add(dhcpv4::Socket::new())),
+        }
+        let udp = sockets.add(udp::Socket::new(
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0; 256 * 1024]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0; 256 * 1024]),
+        ));
+        let _ = sockets.get_mut::<udp::Socket<'_>>(udp).bind(7);
+        let mut tcp = Vec::new();
+        for (port, n) in [(7u16, ECHO_CONNS), (9, DISCARD_CONNS), (80, HTTP_CONNS)] {
+            for _ in 0..n {
+                let h = sockets.add(tcp_socket());
+                let svc = match port {
+                    7 => Service::Echo,
+                    9 => Service::Discard,
+                    _ => Service::Http(Box::default()),
+                };
+                tcp.push((h, port, svc));
+            }
+        }
+        Vif {
+            index: nic.index(),
+            nic: Some(nic),
+            iface,
+            sockets,
+            udp,
+            tcp,
+            dhcp,
+            announce: None,
+            next_probe: 0,
+        }
+    }
+
+    /// One round: the device, the stack, every service.
+    fn poll(&mut self, st: &mut Stats) {
+        let Some(nic) = self.nic.as_deref_mut() else {
+            return;
+        };
+        nic.poll();
+        self.iface.poll(now(), nic, &mut self.sockets);
+        if let Some(h) = self.dhcp {
+            if let Some(ev) = self.sockets.get_mut::<dhcpv4::Socket<'_>>(h).poll() {
+                self.announce = dhcp_event(self.index, &mut self.iface, ev);
+            }
+        }
+        serve_udp(self.sockets.get_mut::<udp::Socket<'_>>(self.udp), st);
+        for entry in self.tcp.iter_mut() {
+            let (h, port, svc): (&SocketHandle, &u16, &mut Service) =
+                (&entry.0, &entry.1, &mut entry.2);
+            let s = self.sockets.get_mut::<tcp::Socket<'_>>(*h);
+            if !s.is_open() {
+                if let Service::Http(c) = svc {
+                    **c = HttpConn::default();
+                }
+                let _ = s.listen(*port);
+                continue;
+            }
+            // Listening, or still in the handshake: nothing to serve yet (and
+            // `may_recv` is false there, which the services read as "the peer closed").
+            if !s.is_active() || s.state() == tcp::State::SynReceived {
+                continue;
+            }
+            match svc {
+                Service::Echo => serve_echo(s, st),
+                Service::Discard => serve_discard(s, st),
+                Service::Http(c) => serve_http(s, c, st),
+            }
+        }
+        // Send what the services queued now rather than at the next wake-up.
+        self.iface.poll(now(), nic, &mut self.sockets);
+    }
+
+    fn delay_ns(&mut self) -> u64 {
+        if self.nic.is_none() {
+            return MAX_WAIT_NS;
+        }
+        self.iface
+            .poll_delay(now(), &self.sockets)
+            .map_or(MAX_WAIT_NS, |d| d.total_micros().saturating_mul(1000))
+    }
+}
+
+/// Apply a DHCP event; the address to publish (empty: none any more).
+fn dhcp_event(
+    index: u32,
+    iface: &mut Interface,
+    ev: dhcpv4::Event<'_>,
+) -> Option<heapless::String<24>> {
+    use core::fmt::Write as _;
+    match ev {
+        dhcpv4::Event::Configured(c) => {
+            iface.update_ip_addrs(|a| {
+                a.clear();
+                let _ = a.push(IpCidr::Ipv4(c.address));
+            });
+            if let Some(r) = c.router {
+                let _ = iface.routes_mut().add_default_ipv4_route(r);
+            }
+            println!("net: vif{index} dhcp address={}", c.address);
+            let mut a = heapless::String::new();
+            let _ = write!(a, "{}", c.address.address());
+            Some(a)
+        }
+        dhcpv4::Event::Deconfigured => {
+            // Also the client's first event, before any lease: say so only if one is lost.
+            let had = !iface.ip_addrs().is_empty();
+            iface.update_ip_addrs(|a| a.clear());
+            if had {
+                println!("net: vif{index} dhcp lease lost");
+                Some(heapless::String::new())
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn serve_udp(s: &mut udp::Socket<'_>, st: &mut Stats) {
+    let mut buf = [0u8; 2048];
+    while s.can_recv() {
+        let Ok((n, meta)) = s.recv_slice(&mut buf) else {
+            break;
+        };
+        match s.send_slice(&buf[..n], meta.endpoint) {
+            Ok(()) => st.udp_echoed += 1,
+            // The send buffer is full: the datagram is dropped (UDP), and counted.
+            Err(_) => st.udp_dropped += 1,
+        }
+    }
+}
+
+fn serve_echo(s: &mut tcp::Socket<'_>, st: &mut Stats) {
+    let mut buf = [0u8; 4096];
+    while s.can_recv() && s.can_send() {
+        let room = s.send_capacity() - s.send_queue();
+        let want = room.min(buf.len());
+        if want == 0 {
+            break;
+        }
+        let Ok(n) = s.recv_slice(&mut buf[..want]) else {
+            break;
+        };
+        if n == 0 {
+            break;
+        }
+        // Cannot be short: `room` bytes were free.
+        let _ = s.send_slice(&buf[..n]);
+        st.tcp_echoed += n as u64;
+    }
+    if !s.may_recv() && s.recv_queue() == 0 && s.send_queue() == 0 {
+        s.close();
+    }
+}
+
+fn serve_discard(s: &mut tcp::Socket<'_>, st: &mut Stats) {
+    while s.can_recv() {
+        match s.recv(|b| (b.len(), b.len())) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => st.discarded += n as u64,
+        }
+    }
+    if !s.may_recv() {
+        s.close();
+    }
+}
+
+fn serve_http(s: &mut tcp::Socket<'_>, c: &mut HttpConn, st: &mut Stats) {
+    if c.out.is_none() {
+        while s.can_recv() && c.head.len() < http::HEAD_MAX {
+            let room = http::HEAD_MAX - c.head.len();
+            let _ = s.recv(|b| {
+                let n = b.len().min(room);
+                c.head.extend_from_slice(&b[..n]);
+                (n, ())
+            });
+        }
+        match http::parse(&c.head) {
+            Parse::Incomplete => {
+                if !s.may_recv() {
+                    s.close();
+                }
+                return;
+            }
+            Parse::Done { route, .. } => {
+                let r = http::respond(route);
+                st.http_requests += 1;
+                c.out = Some((http::head(&r, r.body.checksum()), 0, r.body, 0));
+            }
+        }
+    }
+    let Some((head, sent, body, at)) = c.out.as_mut() else {
+        return;
+    };
+    while s.can_send() {
+        if *sent < head.len() {
+            match s.send_slice(&head.as_bytes()[*sent..]) {
+                Ok(n) if n > 0 => *sent += n,
+                _ => return,
+            }
+            continue;
+        }
+        if *at >= body.len() {
+            break;
+        }
+        let body = *body;
+        match s.send(|buf| {
+            let n = body.fill(*at, buf);
+            (n, n)
+        }) {
+            Ok(n) if n > 0 => {
+                *at += n as u64;
+                st.http_bytes += n as u64;
+            }
+            _ => return,
+        }
+    }
+    if *sent == head.len() && *at >= body.len() {
+        // Connection: close. The rest of the request (if any) is not read.
+        s.close();
+    }
+}
+
+/// The appliance. Its exit status: 0 after an orderly shutdown, 2 for a bad word, 9 if
+/// a vif never came up.
+pub fn run(boot: &mut Boot) -> i32 {
+    let cmd = boot.cmdline();
+    let vifs = match cmd.u64("vifs") {
+        Ok(None) => 1,
+        Ok(Some(n)) if (1..=MAX_VIFS as u64).contains(&n) => n as usize,
+        Ok(Some(n)) => {
+            println!("net: vifs={n}: the appliance brings up 1..={MAX_VIFS} vifs");
+            return 2;
+        }
+        Err(e) => {
+            println!("net: {e}");
+            return 2;
+        }
+    };
+    let ips = match parse_ips(cmd.value("ip").unwrap_or("dhcp")) {
+        Ok(v) => v,
+        Err(e) => {
+            println!("net: {e}");
+            return 2;
+        }
+    };
+    if ips.len() < vifs {
+        println!(
+            "net: vifs={vifs} but ip= has {} entries (one per vif)",
+            ips.len()
+        );
+        return 2;
+    }
+    if boot.xenstore().is_none() {
+        println!("net: no xenstore (dom0 has no backends here): run it as a domU");
+        return 2;
+    }
+    let mut gt = match GrantTable::setup(boot.memory(), 8) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("net: grant table: {e:?}");
+            return 9;
+        }
+    };
+    let (mem, xs) = boot.memory_and_xenstore();
+    let Some(xs) = xs else { return 2 };
+    if let Err(e) = xs.watch("control/shutdown", "shutdown") {
+        println!("net: watching control/shutdown: {e}");
+        return 9;
+    }
+    let mut list: Vec<Vif> = Vec::new();
+    for i in 0..vifs {
+        let t0 = now_ns();
+        match Netfront::connect(mem, &mut gt, xs, i as u32) {
+            Ok(nic) => {
+                let nic = Box::new(nic);
+                let m = nic.mac();
+                println!(
+                    "net: vif{i} connected in {} ms: mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} backend={} (domain {}) ip={}",
+                    (now_ns() - t0) / 1_000_000,
+                    m[0], m[1], m[2], m[3], m[4], m[5],
+                    nic.backend().path,
+                    nic.backend().domid,
+                    IpText(ips[i]),
+                );
+                list.push(Vif::new(nic, ips[i]));
+            }
+            Err(e) => {
+                println!("net: vif{i}: {e}");
+                return 9;
+            }
+        }
+    }
+    let _ = xs.write("data/xenpv-app/net", b"serving");
+    println!("net: serving udp/7 tcp/7 tcp/9 tcp/80 on {vifs} vif(s)");
+    let mut st = Stats::default();
+    let xs_port = xs.link().port();
+    loop {
+        for v in list.iter_mut() {
+            v.poll(&mut st);
+        }
+        for v in list.iter_mut() {
+            if let Some(ip) = v.announce.take() {
+                let mut key: heapless::String<32> = heapless::String::new();
+                let _ = core::fmt::Write::write_fmt(
+                    &mut key,
+                    format_args!("data/xenpv-app/vif{}-ip", v.index),
+                );
+                let _ = xs.write(&key, ip.as_bytes());
+            }
+        }
+        // Watch events: a stop request, a backend going away or coming back.
+        let mut check_backends = false;
+        loop {
+            match xs.next_event(now_ns()) {
+                Ok(Some(ev)) if ev.token.as_str() == "shutdown" => {
+                    if let Some(how) = shutdown_request(xs) {
+                        println!("net: shutdown requested ({how})");
+                        return finish(&mut list, mem, &mut gt, xs, &st);
+                    }
+                }
+                Ok(Some(_)) => check_backends = true,
+                Ok(None) => break,
+                Err(e) => {
+                    println!("net: xenstore: {e}");
+                    break;
+                }
+            }
+        }
+        for v in list.iter_mut() {
+            let t = now_ns();
+            if v.nic.is_some() && check_backends {
+                check_backend(v, mem, &mut gt, xs, &mut st);
+            } else if v.nic.is_none() && t >= v.next_probe {
+                v.next_probe = t + REATTACH_EVERY_NS;
+                reattach(v, mem, &mut gt, xs, &mut st);
+            }
+            if let Some(e) = v.nic.as_ref().and_then(|n| n.broken()) {
+                println!(
+                    "net: vif{} stopped: the backend corrupted a ring ({e})",
+                    v.index
+                );
+                check_backend(v, mem, &mut gt, xs, &mut st);
+            }
+        }
+        let wait = list
+            .iter_mut()
+            .map(Vif::delay_ns)
+            .min()
+            .unwrap_or(MAX_WAIT_NS)
+            .min(MAX_WAIT_NS);
+        if wait > 0 {
+            let mut ports: heapless::Vec<evtchn::Port, 8> = heapless::Vec::new();
+            let _ = ports.push(xs_port);
+            for v in &list {
+                if let Some(n) = &v.nic {
+                    let _ = ports.push(n.port());
+                }
+            }
+            let _ = evtchn::wait(&ports, now_ns() + wait);
+        }
+    }
+}
+
+/// `control/shutdown`'s request, acknowledged (cleared) as Linux does; `None` if empty.
+fn shutdown_request(xs: &mut Xenstore<PageLink>) -> Option<heapless::String<16>> {
+    let v = xs.read("control/shutdown").ok()?;
+    let v = v.strip_suffix(b"\0").unwrap_or(&v);
+    if v.is_empty() {
+        return None;
+    }
+    let _ = xs.write("control/shutdown", b"");
+    let mut s = heapless::String::new();
+    for &b in v.iter().take(16) {
+        let _ = s.push(if b.is_ascii_graphic() { b as char } else { '?' });
+    }
+    Some(s)
+}
+
+/// A backend that closed or vanished: close the vif (it reconnects later).
+fn check_backend(
+    v: &mut Vif,
+    mem: &mut xenpv_rt::mm::Memory,
+    gt: &mut GrantTable,
+    xs: &mut Xenstore<PageLink>,
+    st: &mut Stats,
+) {
+    let Some(nic) = v.nic.as_ref() else { return };
+    let state = nic.backend_state(xs);
+    let broken = nic.broken().is_some();
+    let gone = matches!(state, Ok(None)) || matches!(state, Ok(Some(s)) if s.closing());
+    if !gone && !broken {
+        return;
+    }
+    let nic = v.nic.take().expect("checked above");
+    let t = now_ns();
+    let closed = nic.close(mem, gt, xs);
+    st.detached += 1;
+    println!(
+        "net: vif{} detached (backend {}): closed in {} ms, pages_kept={} unacknowledged={}",
+        v.index,
+        match state {
+            Ok(Some(s)) => StateText(s),
+            _ => StateText(State::Unknown),
+        },
+        (now_ns() - t) / 1_000_000,
+        closed.pages_kept,
+        closed.unacknowledged
+    );
+    v.next_probe = now_ns() + REATTACH_EVERY_NS;
+}
+
+/// A detached vif whose backend is back (InitWait): connect again.
+fn reattach(
+    v: &mut Vif,
+    mem: &mut xenpv_rt::mm::Memory,
+    gt: &mut GrantTable,
+    xs: &mut Xenstore<PageLink>,
+    st: &mut Stats,
+) {
+    let dev = xenpv_rt::xenbus::Device::new("vif", v.index);
+    let Ok(be) = xenpv_rt::xenbus::probe(xs, &dev) else {
+        return;
+    };
+    match xenpv_rt::xenbus::backend_state(xs, &dev, &be) {
+        Ok(Some(State::InitWait)) => {}
+        _ => return,
+    }
+    let t = now_ns();
+    match Netfront::connect(mem, gt, xs, v.index) {
+        Ok(nic) => {
+            st.reattached += 1;
+            println!(
+                "net: vif{} reattached in {} ms (backend {})",
+                v.index,
+                (now_ns() - t) / 1_000_000,
+                nic.backend().path
+            );
+            v.nic = Some(Box::new(nic));
+        }
+        Err(e) => {
+            println!("net: vif{} reattach failed (retrying): {e}", v.index);
+            v.next_probe = now_ns() + CONNECT_NS / 10;
+        }
+    }
+}
+
+fn finish(
+    list: &mut [Vif],
+    mem: &mut xenpv_rt::mm::Memory,
+    gt: &mut GrantTable,
+    xs: &mut Xenstore<PageLink>,
+    st: &Stats,
+) -> i32 {
+    println!(
+        "net: served udp_echoed={} udp_dropped={} tcp_echoed_bytes={} discarded_bytes={} http_requests={} http_bytes={} detached={} reattached={}",
+        st.udp_echoed, st.udp_dropped, st.tcp_echoed, st.discarded, st.http_requests, st.http_bytes, st.detached, st.reattached
+    );
+    for v in list.iter_mut() {
+        if let Some(nic) = v.nic.take() {
+            let (t, c) = (nic.traffic(), nic.counters());
+            println!(
+                "net: vif{} tx_packets={} rx_packets={} tx_bytes={} rx_bytes={} notifies={} refused={} failed={}",
+                v.index, t.tx_packets, t.rx_packets, t.tx_bytes, t.rx_bytes, t.notifies, c.refused(), c.failed
+            );
+            let closed = nic.close(mem, gt, xs);
+            if closed.pages_kept > 0 {
+                println!(
+                    "net: vif{} closed with {} pages still granted",
+                    v.index, closed.pages_kept
+                );
+            }
+        }
+    }
+    0
+}
+
+struct IpText(Ip);
+
+impl core::fmt::Display for IpText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Ip::Static { addr, prefix } => {
+                write!(
+                    f,
+                    "{}/{prefix}",
+                    Ipv4Cidr::new(Ipv4Address::from(addr), prefix).address()
+                )
+            }
+            Ip::Dhcp => write!(f, "dhcp"),
+        }
+    }
+}
+
+struct StateText(State);
+
+impl core::fmt::Display for StateText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            State::Unknown => write!(f, "gone"),
+            s => write!(f, "{s:?}"),
+        }
+    }
+}

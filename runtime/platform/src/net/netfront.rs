@@ -1,0 +1,482 @@
+//! netfront: one vif, its rings and buffers granted to the backend's domain, an event
+//! channel to it, the xenbus handshake, and packets in and out.
+//!
+//! The decisions are `xenpv_protocol`'s: the handshake ([`xenbus`]), the ring pair and
+//! every check of what the backend writes ([`Queue`]). This module allocates and grants
+//! the pages, binds the event channel and signals. The event channel stays masked: the
+//! driver is polled, and an application waits for it with [`evtchn::wait`]
+//! (`SCHEDOP_poll`) on [`Netfront::port`].
+
+// NetError carries the handshake's error, which names the device's and key's full paths;
+// it comes once per failed bring-up, and no_std has no Box (as in `xenbus`).
+#![allow(clippy::result_large_err, clippy::large_enum_variant)]
+
+use crate::evtchn::{self, EvtchnError, Port};
+use crate::gnttab::{GntError, GrantRef, GrantTable};
+use crate::mm::Memory;
+use crate::shared_page::SharedPage;
+use crate::xenstore::{Xenstore, XsError};
+use crate::PageLink;
+use core::fmt::{self, Write as _};
+use xenpv_protocol::netfront::{self as nf, parse_mac, Buffers, Queue, SendError, Traffic};
+use xenpv_protocol::netif::{Counters, IDS};
+use xenpv_protocol::shared_ring::SharedRingError;
+use xenpv_protocol::xenbus::{self, Backend, Device, Flavor, State, XenbusError};
+
+pub use xenpv_protocol::netfront::MAX_FRAME;
+
+/// How long the handshake may take (netback waits for its hotplug script first: seconds
+/// under emulation).
+pub const CONNECT_NS: u64 = 60_000_000_000;
+/// How long closing may take.
+pub const CLOSE_NS: u64 = 20_000_000_000;
+/// RX buffers posted again once fewer than this many are posted.
+const REFILL_BELOW: usize = IDS * 3 / 4;
+
+/// Why a vif could not be brought up (or was taken down).
+#[derive(Debug)]
+pub enum NetError {
+    /// The xenbus handshake failed (the error names the device, key and state).
+    Xenbus(XenbusError<XsError>),
+    /// A xenstore operation outside the handshake failed.
+    Xenstore(XsError),
+    /// Granting a page to the backend failed.
+    Grant(GntError),
+    /// The event channel could not be allocated or signalled.
+    Evtchn(EvtchnError),
+    /// No free frame for a ring or buffer page.
+    NoMemory {
+        /// Pages the vif needs in all.
+        need: usize,
+    },
+    /// The `mac` key is missing or not six hex bytes.
+    BadMac(heapless::String<32>),
+    /// The backend corrupted a ring's indices: the vif stopped.
+    Ring(SharedRingError),
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::Xenbus(e) => write!(f, "{e}"),
+            NetError::Xenstore(e) => write!(f, "xenstore: {e}"),
+            NetError::Grant(e) => write!(f, "granting a page: {e:?}"),
+            NetError::Evtchn(e) => write!(f, "event channel: {e:?}"),
+            NetError::NoMemory { need } => write!(f, "no free frame (a vif needs {need} pages)"),
+            NetError::BadMac(v) => write!(f, "mac {v:?} is not six hex bytes"),
+            NetError::Ring(e) => write!(f, "ring: {e}"),
+        }
+    }
+}
+
+/// The buffer pages and their grants.
+struct Bufs {
+    tx: heapless::Vec<SharedPage, IDS>,
+    rx: heapless::Vec<SharedPage, IDS>,
+    tx_refs: [GrantRef; IDS],
+    rx_refs: [GrantRef; IDS],
+}
+
+impl Buffers for Bufs {
+    fn tx_page(&mut self, id: u16) -> &mut [u8; 4096] {
+        self.tx[id as usize].bytes_mut()
+    }
+    fn rx_read(&self, id: u16, offset: u16, out: &mut [u8]) {
+        self.rx[id as usize].read_bytes(offset as usize, out)
+    }
+    fn tx_gref(&self, id: u16) -> u32 {
+        self.tx_refs[id as usize]
+    }
+    fn rx_gref(&self, id: u16) -> u32 {
+        self.rx_refs[id as usize]
+    }
+}
+
+/// One connected vif.
+pub struct Netfront {
+    index: u32,
+    dev: Device,
+    backend: Backend,
+    mac: [u8; 6],
+    port: Port,
+    tx_ring: SharedPage,
+    rx_ring: SharedPage,
+    ring_refs: [GrantRef; 2],
+    bufs: Bufs,
+    queue: Queue,
+    broken: Option<SharedRingError>,
+}
+
+/// What closing a vif left behind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Closed {
+    /// Pages whose grant the backend still held at the deadline: never freed (the
+    /// backend may still write them), counted here.
+    pub pages_kept: usize,
+    /// The handshake's close step failed (the backend never acknowledged): the grants
+    /// were still ended where the backend allowed it.
+    pub unacknowledged: bool,
+}
+
+/// Pages a vif uses: both rings and a buffer per id on each.
+pub const PAGES: usize = 2 + 2 * IDS;
+
+impl Netfront {
+    /// Bring up vif `index` (`device/vif/<index>`): read its backend and MAC, grant the
+    /// rings and [`PAGES`] buffers to the backend's domain, allocate an event channel for
+    /// it, publish the keys and wait for Connected (at most [`CONNECT_NS`]).
+    ///
+    /// Everything taken is given back on failure (a grant the backend holds stays
+    /// granted, and its page is kept).
+    pub fn connect(
+        mem: &mut Memory,
+        gt: &mut GrantTable,
+        xs: &mut Xenstore<PageLink>,
+        index: u32,
+    ) -> Result<Netfront, NetError> {
+        let dev = Device::new("vif", index);
+        let backend = xenbus::probe(xs, &dev).map_err(NetError::Xenbus)?;
+        let mac = read_mac(xs, &dev)?;
+        let parts = Parts::take(mem, gt, backend.domid)?;
+        let deadline = crate::time::now_ns() + CONNECT_NS;
+        let r = {
+            let (p, refs) = (parts.port, parts.ring_refs);
+            xenbus::connect(
+                xs,
+                &dev,
+                &backend,
+                Flavor::ConnectAtOnce,
+                deadline,
+                &mut |t| {
+                    let mut v: heapless::String<12> = heapless::String::new();
+                    for (key, n) in [
+                        ("tx-ring-ref", refs[0]),
+                        ("rx-ring-ref", refs[1]),
+                        ("event-channel", p),
+                    ] {
+                        v.clear();
+                        let _ = write!(v, "{n}");
+                        t.write(key, v.as_bytes())?;
+                    }
+                    for (key, value) in nf::FEATURES {
+                        t.write(key, value)?;
+                    }
+                    Ok(())
+                },
+            )
+        };
+        if let Err(e) = r {
+            // The backend may have mapped the rings before failing: end what it lets go.
+            let _ = xenbus::close(xs, &dev, &backend, crate::time::now_ns() + CLOSE_NS);
+            parts.release(mem, gt);
+            return Err(NetError::Xenbus(e));
+        }
+        let Parts {
+            port,
+            mut tx_ring,
+            mut rx_ring,
+            ring_refs,
+            bufs,
+        } = parts;
+        let queue = Queue::new(&mut tx_ring, &mut rx_ring);
+        let mut nic = Netfront {
+            index,
+            dev,
+            backend,
+            mac,
+            port,
+            tx_ring,
+            rx_ring,
+            ring_refs,
+            bufs,
+            queue,
+            broken: None,
+        };
+        nic.poll();
+        Ok(nic)
+    }
+
+    /// The vif's number (`device/vif/<index>`).
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+    /// Its MAC address, from xenstore.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+    /// The backend's directory and domain.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+    /// The event channel to wait on (masked; see [`evtchn::wait`]).
+    pub fn port(&self) -> Port {
+        self.port
+    }
+    /// Responses refused and packets the backend failed.
+    pub fn counters(&self) -> Counters {
+        self.queue.counters()
+    }
+    /// Packets and bytes through the vif.
+    pub fn traffic(&self) -> Traffic {
+        self.queue.traffic()
+    }
+    /// The ring error that stopped the vif, if the backend corrupted one.
+    pub fn broken(&self) -> Option<SharedRingError> {
+        self.broken
+    }
+
+    fn notify(&self) {
+        // A failed send only delays the backend until our next notification.
+        let _ = evtchn::send(self.port);
+    }
+
+    /// Reap TX responses and post free RX buffers (notifying the backend if it asked).
+    pub fn poll(&mut self) {
+        if self.broken.is_some() {
+            return;
+        }
+        if let Err(e) = self.queue.reap_tx(&mut self.tx_ring) {
+            self.broken = Some(e);
+            return;
+        }
+        if self.queue.rx_posted() < REFILL_BELOW && self.queue.refill(&mut self.rx_ring, &self.bufs)
+        {
+            self.notify();
+        }
+    }
+
+    /// Can a frame be sent now? (Reaps TX responses first.)
+    pub fn can_send(&mut self) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        if !self.queue.can_send() {
+            self.poll();
+        }
+        self.broken.is_none() && self.queue.can_send()
+    }
+
+    /// Send a frame of `len` bytes written by `fill` into its buffer.
+    pub fn send<R>(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, SendError> {
+        if !self.can_send() {
+            return Err(SendError::Full);
+        }
+        let r = self
+            .queue
+            .send(&mut self.tx_ring, &mut self.bufs, len, fill)?;
+        if self.queue.flush(&mut self.tx_ring) {
+            self.notify();
+        }
+        Ok(r)
+    }
+
+    /// The next frame received, copied into `out` (its length), or `None`.
+    pub fn recv(&mut self, out: &mut [u8; MAX_FRAME]) -> Option<usize> {
+        if self.broken.is_some() {
+            return None;
+        }
+        match self.queue.recv(&mut self.rx_ring, &self.bufs, out) {
+            Ok(n) => {
+                if self.queue.rx_posted() < REFILL_BELOW
+                    && self.queue.refill(&mut self.rx_ring, &self.bufs)
+                {
+                    self.notify();
+                }
+                n
+            }
+            Err(e) => {
+                self.broken = Some(e);
+                None
+            }
+        }
+    }
+
+    /// The backend's state now (`None`: its directory is gone).
+    pub fn backend_state(&self, xs: &mut Xenstore<PageLink>) -> Result<Option<State>, NetError> {
+        xenbus::backend_state(xs, &self.dev, &self.backend).map_err(NetError::Xenbus)
+    }
+
+    /// Close: Closing, wait for the backend (at most [`CLOSE_NS`]), Closed; then end
+    /// every grant the backend lets go of and free those pages.
+    pub fn close(
+        self,
+        mem: &mut Memory,
+        gt: &mut GrantTable,
+        xs: &mut Xenstore<PageLink>,
+    ) -> Closed {
+        let unacknowledged = xenbus::close(
+            xs,
+            &self.dev,
+            &self.backend,
+            crate::time::now_ns() + CLOSE_NS,
+        )
+        .is_err();
+        let parts = Parts {
+            port: self.port,
+            tx_ring: self.tx_ring,
+            rx_ring: self.rx_ring,
+            ring_refs: self.ring_refs,
+            bufs: self.bufs,
+        };
+        Closed {
+            pages_kept: parts.release(mem, gt),
+            unacknowledged,
+        }
+    }
+}
+
+/// The mac key, strictly parsed.
+fn read_mac(xs: &mut Xenstore<PageLink>, dev: &Device) -> Result<[u8; 6], NetError> {
+    let mut key: heapless::String<{ xenbus::PATH_MAX }> = heapless::String::new();
+    let _ = write!(key, "{}/mac", dev.dir());
+    let v = xs.read(&key).map_err(NetError::Xenstore)?;
+    let v = v.strip_suffix(b"\0").unwrap_or(&v);
+    parse_mac(v).ok_or_else(|| {
+        let mut s = heapless::String::new();
+        for &b in v.iter().take(32) {
+            let _ = s.push(if b.is_ascii_graphic() { b as char } else { '?' });
+        }
+        NetError::BadMac(s)
+    })
+}
+
+/// A vif's resources while it is being set up or torn down.
+struct Parts {
+    port: Port,
+    tx_ring: SharedPage,
+    rx_ring: SharedPage,
+    ring_refs: [GrantRef; 2],
+    bufs: Bufs,
+}
+
+impl Parts {
+    /// Allocate and grant everything to `domid`, and allocate the event channel.
+    fn take(mem: &mut Memory, gt: &mut GrantTable, domid: u16) -> Result<Parts, NetError> {
+        let mut pages: heapless::Vec<SharedPage, PAGES> = heapless::Vec::new();
+        let mut refs: heapless::Vec<GrantRef, PAGES> = heapless::Vec::new();
+        let undo = |mem: &mut Memory,
+                    gt: &mut GrantTable,
+                    pages: heapless::Vec<SharedPage, PAGES>,
+                    refs: &[GrantRef]| {
+            // Never mapped by the backend yet, so ending is not refused; if it were, the
+            // page stays out of use.
+            for (p, &r) in pages.into_iter().zip(refs) {
+                match gt.end(r) {
+                    Ok(()) => p.free(mem),
+                    Err(_) => keep_forever(p),
+                }
+            }
+        };
+        for i in 0..PAGES {
+            let Some(p) = SharedPage::alloc(mem) else {
+                undo(mem, gt, pages, &refs);
+                return Err(NetError::NoMemory { need: PAGES });
+            };
+            // Rings and RX buffers writable by the backend, TX buffers read-only.
+            let readonly = i >= 2 + IDS;
+            match gt.grant(domid, p.page(), readonly) {
+                Ok(r) => {
+                    let _ = refs.push(r);
+                    let _ = pages.push(p);
+                }
+                Err(e) => {
+                    p.free(mem);
+                    undo(mem, gt, pages, &refs);
+                    return Err(NetError::Grant(e));
+                }
+            }
+        }
+        let port = match evtchn::alloc_unbound(domid) {
+            Ok(p) => p,
+            Err(e) => {
+                undo(mem, gt, pages, &refs);
+                return Err(NetError::Evtchn(e));
+            }
+        };
+        let _ = evtchn::mask(port);
+        let mut it = pages.into_iter();
+        let (tx_ring, rx_ring) = match (it.next(), it.next()) {
+            (Some(t), Some(r)) => (t, r),
+            _ => unreachable!("PAGES >= 2"),
+        };
+        let mut bufs = Bufs {
+            rx: heapless::Vec::new(),
+            tx: heapless::Vec::new(),
+            tx_refs: [0; IDS],
+            rx_refs: [0; IDS],
+        };
+        for (i, p) in it.enumerate() {
+            if i < IDS {
+                bufs.rx_refs[i] = refs[2 + i];
+                let _ = bufs.rx.push(p);
+            } else {
+                bufs.tx_refs[i - IDS] = refs[2 + i];
+                let _ = bufs.tx.push(p);
+            }
+        }
+        Ok(Parts {
+            port,
+            tx_ring,
+            rx_ring,
+            ring_refs: [refs[0], refs[1]],
+            bufs,
+        })
+    }
+
+    /// Close the event channel, end every grant (retrying while the backend unmaps, up
+    /// to [`CLOSE_NS`]) and free the pages; pages still granted are kept: how many.
+    fn release(self, mem: &mut Memory, gt: &mut GrantTable) -> usize {
+        let _ = evtchn::close(self.port);
+        let Parts {
+            tx_ring,
+            rx_ring,
+            ring_refs,
+            bufs,
+            ..
+        } = self;
+        let mut left: heapless::Vec<(SharedPage, GrantRef), PAGES> = heapless::Vec::new();
+        let _ = left.push((tx_ring, ring_refs[0]));
+        let _ = left.push((rx_ring, ring_refs[1]));
+        for (p, r) in bufs.rx.into_iter().zip(bufs.rx_refs) {
+            let _ = left.push((p, r));
+        }
+        for (p, r) in bufs.tx.into_iter().zip(bufs.tx_refs) {
+            let _ = left.push((p, r));
+        }
+        let deadline = crate::time::now_ns() + CLOSE_NS;
+        loop {
+            let mut still: heapless::Vec<(SharedPage, GrantRef), PAGES> = heapless::Vec::new();
+            for (p, r) in left {
+                match gt.end(r) {
+                    Ok(()) => p.free(mem),
+                    Err(GntError::InUse { .. }) => {
+                        let _ = still.push((p, r));
+                    }
+                    // Not ours to end (cannot happen for refs we granted): keep the page.
+                    Err(_) => keep_forever(p),
+                }
+            }
+            if still.is_empty() {
+                return 0;
+            }
+            if crate::time::now_ns() >= deadline {
+                let n = still.len();
+                // The backend may still write these pages: never reuse them.
+                still.into_iter().for_each(|(p, _)| keep_forever(p));
+                return n;
+            }
+            crate::hypercall::yield_now();
+            left = still;
+        }
+    }
+}
+
+/// A page the backend may still write: its frame is never given back (a `Page` that is
+/// not passed to `free_page` stays allocated), so nothing else ever lands in it.
+fn keep_forever(page: SharedPage) {
+    let _ = page;
+}

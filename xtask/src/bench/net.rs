@@ -1,0 +1,673 @@
+//! `cargo xtask bench net`: the network appliance (the app's `net`) next to a Linux PV
+//! domU, both as domUs of the box with one vif on dom0's bridge, measured by the same
+//! dom0 script in the same run.
+//!
+//! - xenpv-rt: the app with `net ip=169.254.100.2/24`.
+//! - Linux: Debian's kernel from the box with an initramfs
+//!   ([`xenbox::netserve_initramfs`]) whose `/init` loads `xen-netfront`, takes the same
+//!   address and serves the same services: busybox `httpd` (a 32 MiB file at
+//!   `/bytes/33554432`), busybox `nc -ll -e` running `dd` to `/dev/null` as TCP discard,
+//!   and a small static UDP echo program built here with `rustc` (busybox has no UDP
+//!   server: no inetd, and its `nc` has no `-u`).
+//!
+//! The dom0 script ([`script`]) runs every measurement `--runs` times in one boot of each
+//! side with `xenbox-peer`; the figures are medians.
+use crate::boottest::box_with_peer;
+use crate::cargo::{self, Image};
+use crate::qemu::{self, Boot, Stream};
+use crate::{provision, xenbox};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `cargo xtask bench net` options.
+#[derive(clap::Args, Debug)]
+pub struct NetArgs {
+    /// Times each measurement is repeated in one boot of each side (figures are medians).
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    runs: u32,
+    /// Wall-clock limit of one side's box boot (all its measurements), in seconds.
+    #[arg(long, value_name = "S", default_value_t = 1500, value_parser = clap::value_parser!(u64).range(120..=14400))]
+    timeout: u64,
+}
+
+/// The guest's address on the box's bridge (dom0 is 169.254.100.1).
+const GUEST: &str = "169.254.100.2";
+/// Bytes per TCP transfer.
+const TCP_BYTES: u64 = 32 << 20;
+/// Each domU's memory in MiB.
+const DOMU_MIB: u64 = 256;
+/// Seconds of each UDP rate measurement.
+const UDP_SECONDS: u32 = 5;
+/// Datagrams of the round-trip measurement (56 bytes each, one outstanding at a time).
+const RTT_COUNT: u32 = 200;
+
+/// One figure of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Figure {
+    /// dom0 sends to the guest's TCP discard service (`tcp-send` to port 9).
+    TcpIn,
+    /// The guest sends to dom0: an HTTP GET of `/bytes/33554432` (port 80).
+    TcpOut,
+    /// UDP echo (port 7), 64-byte datagrams, 32 outstanding: echoes per second.
+    Udp64,
+    /// The same with 1472-byte datagrams (a full 1500-byte frame).
+    Udp1472,
+    /// UDP echo round trip, 56-byte datagrams one at a time: the mean, in microseconds.
+    Rtt,
+}
+
+impl Figure {
+    /// Every figure, in the order measured and shown.
+    pub const ALL: [Figure; 5] = [
+        Figure::TcpIn,
+        Figure::TcpOut,
+        Figure::Udp64,
+        Figure::Udp1472,
+        Figure::Rtt,
+    ];
+
+    /// The tag of the script's `bench-net: measure TAG RUN` lines.
+    fn tag(self) -> &'static str {
+        match self {
+            Figure::TcpIn => "tcp-in",
+            Figure::TcpOut => "tcp-out",
+            Figure::Udp64 => "udp-64",
+            Figure::Udp1472 => "udp-1472",
+            Figure::Rtt => "rtt",
+        }
+    }
+
+    /// The row's label.
+    fn label(self) -> &'static str {
+        match self {
+            Figure::TcpIn => "TCP dom0 -> guest (Mbit/s)",
+            Figure::TcpOut => "TCP guest -> dom0 (Mbit/s)",
+            Figure::Udp64 => "UDP echo 64 B (packets/s)",
+            Figure::Udp1472 => "UDP echo 1472 B (packets/s)",
+            Figure::Rtt => "RTT, UDP echo 56 B (us; lower is better)",
+        }
+    }
+
+    /// The xenbox-peer command measuring it (after `"$PEER"`).
+    fn command(self) -> String {
+        match self {
+            Figure::TcpIn => format!("tcp-send {GUEST}:9 --bytes {TCP_BYTES} --timeout 300"),
+            Figure::TcpOut => {
+                format!("http-get {GUEST}:80 /bytes/{TCP_BYTES} --timeout 300")
+            }
+            Figure::Udp64 | Figure::Udp1472 => format!(
+                "udp-rate {GUEST}:7 --size {} --seconds {UDP_SECONDS} --timeout 60",
+                if self == Figure::Udp64 { 64 } else { 1472 }
+            ),
+            Figure::Rtt => {
+                format!("udp-echo {GUEST}:7 --count {RTT_COUNT} --min 56 --max 56 --timeout 120")
+            }
+        }
+    }
+
+    /// The verdict's subcommand and the key holding the figure.
+    fn verdict(self) -> (&'static str, &'static str) {
+        match self {
+            Figure::TcpIn => ("tcp-send", "mbit_s"),
+            Figure::TcpOut => ("http-get", "mbit_s"),
+            Figure::Udp64 | Figure::Udp1472 => ("udp-rate", "pps"),
+            Figure::Rtt => ("udp-echo", "rtt_avg_us"),
+        }
+    }
+
+    fn decimals(self) -> usize {
+        match self {
+            Figure::TcpIn | Figure::TcpOut => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// The dom0 script, the same for both sides: wait for the guest's HTTP port (served
+/// last by both), then `runs` rounds of every [`Figure`], each announced by a
+/// `bench-net: measure TAG RUN` line before its verdict. Its status is the number of
+/// measurements that failed.
+pub fn script(runs: u32) -> String {
+    let mut s = format!(
+        "# cargo xtask bench net: dom0's side (DOMID and PEER set by the box).\n\
+         fails=0\n\
+         \"$PEER\" wait-up {GUEST}:80 --timeout 300 || {{ echo \"bench-net: the guest never came up\"; exit 100; }}\n\
+         i=1\n\
+         while [ $i -le {runs} ]; do\n"
+    );
+    for f in Figure::ALL {
+        s += &format!(
+            "    echo \"bench-net: measure {} $i\"\n    \"$PEER\" {} || fails=$((fails + 1))\n",
+            f.tag(),
+            f.command()
+        );
+    }
+    s += "    i=$((i + 1))\ndone\nexit $fails\n";
+    s
+}
+
+/// One side's figures: per [`Figure`] (in [`Figure::ALL`]'s order) the value of every
+/// run that passed, and an error per run that failed or gave none.
+#[derive(Debug, Default, PartialEq)]
+pub struct Side {
+    pub values: [Vec<f64>; 5],
+    pub errors: Vec<String>,
+}
+
+/// `key=value` in a verdict line's words.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Read one side's figures from the box's console text: every
+/// `dom0| bench-net: measure TAG RUN` line and the verdict line after it; `who` names the
+/// side in errors, `runs` is how many runs of each figure there should be.
+pub fn side(text: &str, who: &str, runs: u32) -> Side {
+    let mut out = Side::default();
+    // The figure being measured, its run, and whether its verdict came.
+    let mut current: Option<(usize, String, bool)> = None;
+    let close = |cur: &mut Option<(usize, String, bool)>, out: &mut Side| {
+        if let Some((i, run, false)) = cur.take() {
+            out.errors.push(format!(
+                "{who}: {} run {run}: no verdict",
+                Figure::ALL[i].label()
+            ));
+        }
+    };
+    for line in text.lines() {
+        let Some(l) = line.trim_end_matches('\r').strip_prefix("dom0| ") else {
+            continue;
+        };
+        if let Some(rest) = l.strip_prefix("bench-net: measure ") {
+            close(&mut current, &mut out);
+            let (tag, run) = rest.split_once(' ').unwrap_or((rest, "?"));
+            current = Figure::ALL
+                .iter()
+                .position(|f| f.tag() == tag)
+                .map(|i| (i, run.trim().to_string(), false));
+        } else if let Some((i, run, seen)) = current.as_mut() {
+            let f = Figure::ALL[*i];
+            let (cmd, key) = f.verdict();
+            let Some(v) = l.strip_prefix(&format!("peer: {cmd} ")) else {
+                continue;
+            };
+            if v.starts_with("PASS") {
+                match field(v, key).and_then(|x| x.parse::<f64>().ok()) {
+                    Some(x) => out.values[*i].push(x),
+                    None => out
+                        .errors
+                        .push(format!("{who}: {} run {run}: no {key} in {l:?}", f.label())),
+                }
+                *seen = true;
+            } else if v.starts_with("FAIL") {
+                out.errors
+                    .push(format!("{who}: {} run {run}: {l}", f.label()));
+                *seen = true;
+            }
+        }
+    }
+    close(&mut current, &mut out);
+    for (i, f) in Figure::ALL.iter().enumerate() {
+        let got = out.values[i].len();
+        if got < runs as usize && !out.errors.iter().any(|e| e.contains(f.label())) {
+            out.errors.push(format!(
+                "{who}: {}: {got} of {runs} runs measured",
+                f.label()
+            ));
+        }
+    }
+    out
+}
+
+/// The median of `v`, `None` if it is empty.
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(s[n / 2]),
+        _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
+    }
+}
+
+/// xenpv-rt / Linux, `None` without both (or with a zero Linux figure).
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn opt(v: Option<f64>, d: usize) -> String {
+    v.map_or("?".into(), |v| format!("{v:.d$}"))
+}
+
+/// The medians of each side, per [`Figure`].
+pub type Medians = [Option<f64>; 5];
+
+/// The medians of a side's runs.
+pub fn medians(s: &Side) -> Medians {
+    std::array::from_fn(|i| median(&s.values[i]))
+}
+
+/// The table: one row per figure, xenpv-rt | Linux | ratio.
+pub fn table(rt: &Medians, linux: &Medians, runs: u32) -> String {
+    let mut s = format!(
+        "{:<44}{:>12}{:>12}{:>10}\n",
+        format!("medians of {runs} run(s)"),
+        "xenpv-rt",
+        "Linux",
+        "ratio"
+    );
+    for (i, f) in Figure::ALL.iter().enumerate() {
+        let d = f.decimals();
+        s += &format!(
+            "{:<44}{:>12}{:>12}{:>10}\n",
+            f.label(),
+            opt(rt[i], d),
+            opt(linux[i], d),
+            opt(ratio(rt[i], linux[i]), 2)
+        );
+    }
+    s
+}
+
+/// A target: xenpv-rt / Linux ≥ 1.0 for every figure in it.
+pub struct Target {
+    pub what: &'static str,
+    pub figures: &'static [Figure],
+}
+
+/// The targets: TCP throughput both ways, UDP packets per second at both sizes.
+pub const TARGETS: [Target; 2] = [
+    Target {
+        what: "TCP throughput >= 1.0x Linux (both directions)",
+        figures: &[Figure::TcpIn, Figure::TcpOut],
+    },
+    Target {
+        what: "UDP packets/s >= 1.0x Linux (64 B and 1472 B)",
+        figures: &[Figure::Udp64, Figure::Udp1472],
+    },
+];
+
+impl Target {
+    /// Met (`Some(true)`), missed, or `None` if a figure is missing; and the line.
+    pub fn verdict(&self, rt: &Medians, linux: &Medians) -> (Option<bool>, String) {
+        let idx = |f: &Figure| Figure::ALL.iter().position(|g| g == f).expect("a figure");
+        let rs: Vec<(Figure, Option<f64>)> = self
+            .figures
+            .iter()
+            .map(|f| (*f, ratio(rt[idx(f)], linux[idx(f)])))
+            .collect();
+        let met = rs
+            .iter()
+            .map(|(_, r)| r.map(|r| r >= 1.0))
+            .try_fold(true, |a, m| m.map(|m| a && m));
+        let detail: Vec<String> = rs
+            .iter()
+            .map(|(f, r)| format!("{} {}x", f.tag(), opt(*r, 2)))
+            .collect();
+        let word = match met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "n/a (no figures)",
+        };
+        (
+            met,
+            format!("{}: {word} ({})", self.what, detail.join(", ")),
+        )
+    }
+}
+
+/// A UDP echo server for the Linux domU (`udp-echo PORT`): busybox has none.
+const UDP_ECHO_RS: &str = r#"use std::net::UdpSocket;
+fn main() {
+    let port = std::env::args().nth(1).unwrap_or_else(|| "7".into());
+    let s = match UdpSocket::bind(format!("0.0.0.0:{port}")) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("udp-echo: bind udp/{port}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut b = vec![0u8; 65536];
+    loop {
+        if let Ok((n, from)) = s.recv_from(&mut b) {
+            let _ = s.send_to(&b[..n], from);
+        }
+    }
+}
+"#;
+
+/// Build [`UDP_ECHO_RS`] as a static x86-64 Linux program in `dir`; its path.
+fn build_udp_echo(dir: &Path) -> Result<PathBuf, String> {
+    let src = dir.join("bench-net-udp-echo.rs");
+    let bin = dir.join("bench-net-udp-echo");
+    std::fs::write(&src, UDP_ECHO_RS).map_err(|e| format!("{}: {e}", src.display()))?;
+    let out = std::process::Command::new("rustc")
+        .args([
+            "--edition",
+            "2021",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "-C",
+            "opt-level=3",
+            "-C",
+            "panic=abort",
+            "-C",
+            "strip=symbols",
+            "-C",
+            "target-feature=+crt-static",
+            "-o",
+        ])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .map_err(|e| format!("rustc (the Linux side's UDP echo): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "rustc {} (the Linux side's UDP echo, static): {}\n{}",
+            src.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(bin)
+}
+
+/// Boot one side in the box with one vif and the dom0 script; its figures, and an error
+/// if the boot itself ended badly (`ok_status`: the statuses accepted).
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    xen: &Path,
+    bx: &Arc<xenbox::BoxImage>,
+    who: &str,
+    name: &str,
+    image: &Path,
+    cmdline: &str,
+    initrd: Option<PathBuf>,
+    script: &Path,
+    a: &NetArgs,
+    ok_status: &[i32],
+) -> Side {
+    println!(
+        "xtask bench net: {who}: booting the box ({} runs of each measurement; up to {} s): {cmdline}",
+        a.runs, a.timeout
+    );
+    let log = crate::root().join(format!("target/xtask/bench-net-{}.log", name));
+    let out = qemu::boot_domu(
+        xen,
+        &Boot {
+            domu: Some(bx.clone()),
+            name: name.into(),
+            image: image.to_path_buf(),
+            cmdline: cmdline.into(),
+            initrd,
+            memory_mib: DOMU_MIB,
+            timeout: Duration::from_secs(a.timeout),
+            stream: Stream::Guest,
+            log,
+        },
+        &xenbox::DomuExtras {
+            vifs: 1,
+            dom0_script: Some(script.to_path_buf()),
+        },
+    );
+    let mut s = side(&out.text, who, a.runs);
+    match &out.status {
+        Ok(st) if ok_status.contains(st) => {}
+        Ok(st) => s.errors.push(format!(
+            "{who}: box status {st} (log: {})",
+            out.log.display()
+        )),
+        Err(f) => s
+            .errors
+            .push(format!("{who}: {f} (log: {})", out.log.display())),
+    }
+    println!(
+        "xtask bench net: {who}: done in {:.0} s ({:?}; log: {})",
+        out.secs,
+        out.status,
+        out.log.display()
+    );
+    for (i, f) in Figure::ALL.iter().enumerate() {
+        let v: Vec<String> = s.values[i]
+            .iter()
+            .map(|x| format!("{x:.d$}", d = f.decimals()))
+            .collect();
+        println!("  {who}: {}: {}", f.label(), v.join(", "));
+    }
+    s
+}
+
+/// `cargo xtask bench net`.
+pub fn net_command(a: NetArgs) -> Result<u8, String> {
+    let dir = crate::root().join("target/xtask");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    println!("xtask bench net: building the app, the box, xenbox-peer and the Linux initramfs");
+    let path = cargo::build(&Image::app(), false)?;
+    let xen = provision::ensure()?;
+    let bx = Arc::new(box_with_peer()?);
+    let udp_echo = build_udp_echo(&dir)?;
+    let udp_echo = std::fs::read(&udp_echo).map_err(|e| format!("{}: {e}", udp_echo.display()))?;
+    let netfront = xenbox::box_kernel_module("xen-netfront")?;
+    let linux_init = dir.join("bench-net-linux.cpio");
+    xenbox::netserve_initramfs(&bx, &netfront, &udp_echo, &linux_init)?;
+    let script_path = dir.join("bench-net.sh");
+    std::fs::write(&script_path, script(a.runs))
+        .map_err(|e| format!("{}: {e}", script_path.display()))?;
+
+    let rt = measure(
+        &xen,
+        &bx,
+        "xenpv-rt",
+        "xenpv-app",
+        &path,
+        &format!("net ip={GUEST}/24"),
+        None,
+        &script_path,
+        &a,
+        &[0],
+    );
+    // The Linux domU has no exit line for the box to read: its status is 125 even when
+    // it powered off cleanly at `xl shutdown`.
+    let linux = measure(
+        &xen,
+        &bx,
+        "Linux",
+        "linux",
+        &bx.vmlinuz,
+        "console=hvc0 quiet",
+        Some(linux_init),
+        &script_path,
+        &a,
+        &[0, qemu::EXIT_NO_STATUS as i32],
+    );
+
+    let (mrt, mlinux) = (medians(&rt), medians(&linux));
+    println!();
+    print!("{}", table(&mrt, &mlinux, a.runs));
+    println!("ratio = xenpv-rt / Linux (for the RTT, lower is better: a ratio below 1 is faster)");
+    let mut missed = false;
+    for t in &TARGETS {
+        let (met, line) = t.verdict(&mrt, &mlinux);
+        missed |= met == Some(false);
+        println!("{line}");
+    }
+    let errors: Vec<&String> = rt.errors.iter().chain(&linux.errors).collect();
+    for e in &errors {
+        println!("error: {e}");
+    }
+    Ok(if !errors.is_empty() {
+        2
+    } else if missed {
+        1
+    } else {
+        0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_text(tag: &str, run: u32, verdict: &str) -> String {
+        format!("dom0| bench-net: measure {tag} {run}\ndom0| peer: x: progress\ndom0| {verdict}\n")
+    }
+
+    fn all_runs(runs: u32) -> String {
+        let mut t = String::from("domU| net: serving\n");
+        for r in 1..=runs {
+            t += &run_text(
+                "tcp-in",
+                r,
+                "peer: tcp-send PASS bytes=33554432 elapsed_ms=1000 mbit_s=268.4 send_ms=900",
+            );
+            t += &run_text(
+                "tcp-out",
+                r,
+                &format!(
+                    "peer: http-get PASS status=200 bytes=33554432 elapsed_ms=1 mbit_s={}",
+                    100 * r
+                ),
+            );
+            t += &run_text("udp-64", r, "peer: udp-rate PASS sent=10 received=10 lost=0 bad=0 late=0 elapsed_ms=5000 pps=2000 mbit_s=1 size=64 window=32");
+            t += &run_text("udp-1472", r, "peer: udp-rate PASS sent=10 received=10 lost=0 bad=0 late=0 elapsed_ms=5000 pps=1500 mbit_s=1 size=1472 window=32");
+            t += &run_text("rtt", r, "peer: udp-echo PASS sent=200 returned=200 lost=0 mismatched=0 late=0 dup=0 elapsed_ms=1 pps=1 rtt_avg_us=450 rtt_max_us=900");
+        }
+        t
+    }
+
+    #[test]
+    fn the_script_measures_every_figure_each_run() {
+        let s = script(3);
+        assert!(s.contains("while [ $i -le 3 ]"), "{s}");
+        for f in Figure::ALL {
+            assert!(
+                s.contains(&format!("bench-net: measure {} $i", f.tag())),
+                "{s}"
+            );
+            assert!(s.contains(&f.command()), "{s}");
+        }
+        assert!(s.contains("tcp-send 169.254.100.2:9 --bytes 33554432"));
+        assert!(s.contains("http-get 169.254.100.2:80 /bytes/33554432"));
+        assert!(s.contains("udp-rate 169.254.100.2:7 --size 64 --seconds 5"));
+        assert!(s.contains("udp-rate 169.254.100.2:7 --size 1472 --seconds 5"));
+        assert!(s.contains("udp-echo 169.254.100.2:7 --count 200 --min 56 --max 56"));
+        let st = std::process::Command::new("sh")
+            .args(["-n", "-c", &s])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    #[test]
+    fn figures_are_read_per_run() {
+        let s = side(&all_runs(3), "xenpv-rt", 3);
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(s.values[0], [268.4, 268.4, 268.4]);
+        assert_eq!(s.values[1], [100.0, 200.0, 300.0]);
+        assert_eq!(s.values[2], [2000.0; 3]);
+        assert_eq!(s.values[3], [1500.0; 3]);
+        assert_eq!(s.values[4], [450.0; 3]);
+        let m = medians(&s);
+        assert_eq!(m[1], Some(200.0));
+    }
+
+    #[test]
+    fn a_failed_or_missing_measurement_is_named() {
+        let t = all_runs(2).replacen(
+            "peer: udp-rate PASS sent=10 received=10 lost=0 bad=0 late=0 elapsed_ms=5000 pps=2000",
+            "peer: udp-rate FAIL no echo sent=10 received=0",
+            1,
+        );
+        let s = side(&t, "Linux", 2);
+        assert_eq!(s.values[2].len(), 1);
+        assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
+        assert!(
+            s.errors[0].starts_with("Linux: UDP echo 64 B (packets/s) run 1: peer: udp-rate FAIL")
+        );
+        // A run cut short (the script killed): no verdict, and too few runs.
+        let cut = format!("{}dom0| bench-net: measure tcp-in 3\n", all_runs(2));
+        let s = side(&cut, "xenpv-rt", 3);
+        assert!(
+            s.errors
+                .iter()
+                .any(|e| e.contains("TCP dom0 -> guest (Mbit/s) run 3: no verdict")),
+            "{:?}",
+            s.errors
+        );
+        assert!(
+            s.errors
+                .iter()
+                .any(|e| e.contains("RTT, UDP echo 56 B (us; lower is better): 2 of 3 runs")),
+            "{:?}",
+            s.errors
+        );
+        let s = side("", "xenpv-rt", 1);
+        assert_eq!(s.errors.len(), 5);
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        net: NetArgs,
+    }
+
+    #[test]
+    fn options_have_defaults_and_limits() {
+        use clap::{CommandFactory, Parser};
+        Cli::command().debug_assert();
+        let p = |a: &[&str]| Cli::try_parse_from(std::iter::once("net").chain(a.iter().copied()));
+        let d = p(&[]).unwrap().net;
+        assert_eq!((d.runs, d.timeout), (3, 1500));
+        let o = p(&["--runs", "5", "--timeout", "600"]).unwrap().net;
+        assert_eq!((o.runs, o.timeout), (5, 600));
+        assert!(p(&["--runs", "0"]).is_err());
+        assert!(p(&["--timeout", "10"]).is_err());
+        assert!(p(&["--seed", "1"]).is_err());
+    }
+
+    #[test]
+    fn medians_ratios_and_targets() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0]), Some(2.5));
+        let rt: Medians = [
+            Some(200.0),
+            Some(100.0),
+            Some(3000.0),
+            Some(1000.0),
+            Some(300.0),
+        ];
+        let linux: Medians = [
+            Some(100.0),
+            Some(100.0),
+            Some(1500.0),
+            Some(2000.0),
+            Some(600.0),
+        ];
+        let t = table(&rt, &linux, 3);
+        assert_eq!(t.lines().count(), 6, "{t}");
+        assert!(t.lines().nth(1).unwrap().ends_with("2.00"), "{t}");
+        assert!(t.lines().nth(5).unwrap().ends_with("0.50"), "{t}");
+        let (met, line) = TARGETS[0].verdict(&rt, &linux);
+        assert_eq!(met, Some(true), "{line}");
+        assert!(
+            line.ends_with(": met (tcp-in 2.00x, tcp-out 1.00x)"),
+            "{line}"
+        );
+        let (met, line) = TARGETS[1].verdict(&rt, &linux);
+        assert_eq!(met, Some(false));
+        assert!(
+            line.contains("MISSED (udp-64 2.00x, udp-1472 0.50x)"),
+            "{line}"
+        );
+        let none: Medians = [None; 5];
+        assert_eq!(TARGETS[0].verdict(&rt, &none).0, None);
+        assert!(table(&rt, &none, 1).contains('?'));
+    }
+}

@@ -1,0 +1,21 @@
+# dom0's side of the boot test `domu-net-dhcp`: a DHCP server on the box's bridge
+# (busybox udhcpd), the address the appliance publishes in xenstore once it has a lease,
+# then ping and HTTP to that address.
+mkdir -p /var/lib/misc && touch /var/lib/misc/udhcpd.leases
+cat > /run/udhcpd.conf <<CONF
+interface xenbr0
+start 169.254.100.50
+end 169.254.100.60
+option subnet 255.255.255.0
+CONF
+udhcpd -f /run/udhcpd.conf &
+ip=""
+for i in $(seq 1 300); do
+    ip=$(xenstore-read "/local/domain/$DOMID/data/xenpv-app/vif0-ip" 2>/dev/null)
+    [ -n "$ip" ] && break
+    sleep 1
+done
+[ -n "$ip" ] || { echo "no address published"; exit 1; }
+echo "leased address: $ip"
+ping -c 5 -W 5 "$ip" || exit 1
+"$PEER" http-get "$ip:80" / --timeout 60
