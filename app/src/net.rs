@@ -32,8 +32,11 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Add
 const ECHO_CONNS: usize = 10;
 const DISCARD_CONNS: usize = 4;
 const HTTP_CONNS: usize = 10;
-/// Socket buffers: 64 KiB each way (smoltcp scales the window).
-const TCP_BUF: usize = 64 * 1024;
+/// Socket buffers for the direction a service streams in (smoltcp scales the window;
+/// under emulation a round trip is milliseconds, and throughput is window / RTT), and
+/// for the other direction.
+const TCP_STREAM_BUF: usize = 256 * 1024;
+const TCP_SMALL_BUF: usize = 4 * 1024;
 /// Longest wait between polls (backend and shutdown checks ride on xenstore's port).
 const MAX_WAIT_NS: u64 = 100_000_000;
 /// How often a detached vif looks for a backend again.
@@ -80,10 +83,11 @@ struct Vif {
     next_probe: u64,
 }
 
-fn tcp_socket() -> tcp::Socket<'static> {
+/// A TCP socket with `rx` and `tx` bytes of buffer.
+fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
     let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; TCP_BUF]),
-        tcp::SocketBuffer::new(vec![0; TCP_BUF]),
+        tcp::SocketBuffer::new(vec![0; rx]),
+        tcp::SocketBuffer::new(vec![0; tx]),
     );
     s.set_nagle_enabled(false);
     s
@@ -115,7 +119,13 @@ impl Vif {
         let mut tcp = Vec::new();
         for (port, n) in [(7u16, ECHO_CONNS), (9, DISCARD_CONNS), (80, HTTP_CONNS)] {
             for _ in 0..n {
-                let h = sockets.add(tcp_socket());
+                let (big, small) = (TCP_STREAM_BUF, TCP_SMALL_BUF);
+                let (rx, tx) = match port {
+                    7 => (big, big),
+                    9 => (big, small),
+                    _ => (small, big),
+                };
+                let h = sockets.add(tcp_socket(rx, tx));
                 let svc = match port {
                     7 => Service::Echo,
                     9 => Service::Discard,
