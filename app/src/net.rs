@@ -575,8 +575,16 @@ fn finish(
         if let Some(nic) = v.nic.take() {
             let (t, c) = (nic.traffic(), nic.counters());
             println!(
-                "net: vif{} tx_packets={} rx_packets={} tx_bytes={} rx_bytes={} notifies={} refused={} failed={}",
-                v.index, t.tx_packets, t.rx_packets, t.tx_bytes, t.rx_bytes, t.notifies, c.refused(), c.failed
+                "net: vif{} tx_packets={} rx_packets={} tx_bytes={} rx_bytes={} notifies={} refused={} failed={} tx_dropped={}",
+                v.index,
+                t.tx_packets,
+                t.rx_packets,
+                t.tx_bytes,
+                t.rx_bytes,
+                t.notifies,
+                c.refused(),
+                c.failed,
+                nic.dropped()
             );
             let closed = nic.close(mem, gt, xs);
             if closed.pages_kept > 0 {

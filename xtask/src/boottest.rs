@@ -190,7 +190,10 @@ fn layout_ok() -> Vec<Check> {
         Check::Regex(
             r"layout: initrd (none|pfn 0x[0-9a-f]+\.\.0x[0-9a-f]+ at 0xffff88[0-9a-f]+ \(direct map\), frames reserved)",
         ),
-        has("layout: level2_kernel 0=kernel 1-511=free"),
+        Check::Custom(
+            "level2_kernel maps the image's 2 MiB slots and nothing else",
+            level2_kernel_fits_the_image,
+        ),
         has("layout: level2_fixmap 0-505=free 506=fixmap 507-511=free fixmap_l1=ro"),
         has("layout: check ok"),
         // W^X: the image by section, the guard page under the boot stack, and the
@@ -198,6 +201,32 @@ fn layout_ok() -> Vec<Check> {
         has("layout: image text=r-x rodata=r-- data=rw- stack-guard=unmapped text-alias=r--"),
         Check::Regex(r"layout: shared_info at fixmap 0xffffffffff400000: vcpu0 upcall_mask=\d"),
     ]
+}
+
+/// `layout: level2_kernel` names exactly the 2 MiB slots the image spans (from the
+/// `layout: split=… kernel=START..END` line): a dev-profile image with smoltcp is over
+/// 2 MiB, a release one under.
+fn level2_kernel_fits_the_image(o: &Outcome) -> Result<(), String> {
+    let split = o
+        .guest_lines()
+        .find(|l| l.starts_with("layout: split="))
+        .ok_or("no layout: split= line")?;
+    let range = split
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("kernel="))
+        .ok_or("no kernel= in the split line")?;
+    let (a, b) = range.split_once("..").ok_or("kernel= is not START..END")?;
+    let hex =
+        |v: &str| u64::from_str_radix(v.trim_start_matches("0x"), 16).map_err(|e| e.to_string());
+    let slots = (hex(b)? - hex(a)?).div_ceil(2 << 20);
+    let want = match slots {
+        1 => "layout: level2_kernel 0=kernel 1-511=free".to_string(),
+        n => format!("layout: level2_kernel 0-{}=kernel {n}-511=free", n - 1),
+    };
+    o.guest_lines()
+        .any(|l| l == want)
+        .then_some(())
+        .ok_or(format!("console lacks {want:?}"))
 }
 
 /// Guest memory for a stress run: the initrd, all of module space (so that module space,

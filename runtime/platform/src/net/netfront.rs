@@ -105,6 +105,7 @@ pub struct Netfront {
     bufs: Bufs,
     queue: Queue,
     broken: Option<SharedRingError>,
+    dropped: u64,
 }
 
 /// What closing a vif left behind.
@@ -191,6 +192,7 @@ impl Netfront {
             bufs,
             queue,
             broken: None,
+            dropped: 0,
         };
         nic.poll();
         Ok(nic)
@@ -223,6 +225,15 @@ impl Netfront {
     /// The ring error that stopped the vif, if the backend corrupted one.
     pub fn broken(&self) -> Option<SharedRingError> {
         self.broken
+    }
+    /// Frames handed to the vif that could not go out (no TX buffer free at that moment,
+    /// or the vif stopped), counted by [`Netfront::count_dropped`].
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+    /// Count a frame that could not be sent (the caller dropped it).
+    pub fn count_dropped(&mut self) {
+        self.dropped += 1;
     }
 
     fn notify(&self) {

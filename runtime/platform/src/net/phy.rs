@@ -47,9 +47,11 @@ impl phy::TxToken for TxToken<'_> {
         match self.0.send(len, |b| (f.take().expect("called once"))(b)) {
             Ok(r) => r,
             // smoltcp asked for this token only when a buffer was free (transmit checks
-            // can_send), and never builds a frame past the MTU; should it happen, the
-            // frame is built in a scratch buffer and dropped (smoltcp retransmits).
+            // can_send), but the token that comes with a received frame (for a reply)
+            // may find every buffer in flight: the frame is built in a scratch buffer,
+            // dropped and counted (TCP retransmits; `Netfront::dropped`).
             Err(_) => {
+                self.0.count_dropped();
                 let mut scratch = [0u8; MAX_FRAME];
                 let n = len.min(MAX_FRAME);
                 (f.take().expect("not called yet"))(&mut scratch[..n])
