@@ -211,8 +211,9 @@ impl Queue {
             let mut b = [0u8; TX_SLOT];
             self.tx.take(tx_ring, &mut b);
             n += 1;
-            match self.tx_ids.complete(TxResponse::decode(&b)) {
-                Ok(_) if TxResponse::decode(&b).status != RSP_OKAY => self.counters.failed += 1,
+            let r = TxResponse::decode(&b);
+            match self.tx_ids.complete(r) {
+                Ok(_) if r.status != RSP_OKAY => self.counters.failed += 1,
                 Ok(_) => {}
                 Err(e) => self.counters.count(e),
             }

@@ -250,6 +250,12 @@ impl Netfront {
             self.broken = Some(e);
             return;
         }
+        self.refill();
+    }
+
+    /// Post the free RX buffers once fewer than [`REFILL_BELOW`] are posted (notifying the
+    /// backend if it asked).
+    fn refill(&mut self) {
         if self.queue.rx_posted() < REFILL_BELOW && self.queue.refill(&mut self.rx_ring, &self.bufs)
         {
             self.notify();
@@ -292,11 +298,7 @@ impl Netfront {
         }
         match self.queue.recv(&mut self.rx_ring, &self.bufs, out) {
             Ok(n) => {
-                if self.queue.rx_posted() < REFILL_BELOW
-                    && self.queue.refill(&mut self.rx_ring, &self.bufs)
-                {
-                    self.notify();
-                }
+                self.refill();
                 n
             }
             Err(e) => {
