@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Install what xenpv-run needs on Debian bookworm: QEMU and Xen 4.17 (the runner runs it as root).
-# Idempotent: does nothing when both are present.
+# Install what xenpv-run needs on Debian bookworm: QEMU and Xen 4.17 (the runner runs it as root),
+# and e2fsprogs (mkfs.ext4 -d: tests build ext4 disk images for a domU's --disk from a
+# directory; e2fsprogs is priority required but not essential, so a minimal Debian such as
+# the debian:bookworm container image lacks it).
+# Idempotent: does nothing when all are present.
 set -euo pipefail
-if command -v qemu-system-x86_64 >/dev/null && [ -f /boot/xen-4.17-amd64.gz ]; then
+have_mkfs_ext4() {
+  command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ]
+}
+if command -v qemu-system-x86_64 >/dev/null && [ -f /boot/xen-4.17-amd64.gz ] && have_mkfs_ext4; then
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -11,7 +17,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-pkgs=(qemu-system-x86 xen-hypervisor-4.17-amd64)
+pkgs=(qemu-system-x86 xen-hypervisor-4.17-amd64 e2fsprogs)
 extra=()
 # Some machine images carry a backported qemu-utils newer than bookworm's QEMU, whose
 # "Breaks: qemu-system-common (<< 8)" makes apt refuse. Pin qemu-utils to the version

@@ -5,6 +5,7 @@
 
 use xenpv_rt::{println, Boot};
 
+mod blk;
 mod events;
 mod faults;
 mod grants;
@@ -167,6 +168,13 @@ fn main(boot: &mut Boot) -> i32 {
     if cmd.has("net") {
         // The appliance serves until the toolstack stops it.
         return net::run(boot);
+    }
+    if cmd.has("blkbench") {
+        return blk::bench(boot);
+    }
+    if cmd.has("blk") {
+        // The storage check: every disk, the pattern, the refusals (README).
+        return blk::run(boot);
     }
     let (grant, store) = (cmd.has("grant"), cmd.has("xenstore"));
     if cmd.has("events") {

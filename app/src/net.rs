@@ -14,7 +14,9 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use xenpv_appliance::config::{parse_ips, Ip, MAX_VIFS};
-use xenpv_appliance::http::{self, Body, Parse};
+use xenpv_appliance::http::{self, Body, Opened, Parse, Route};
+use xenpv_rt::blk::ext4::ext4_view::{Ext4, File};
+use xenpv_rt::blk::ext4::read_exact_at;
 use xenpv_rt::gnttab::GrantTable;
 use xenpv_rt::net::netfront::{Netfront, CONNECT_NS};
 use xenpv_rt::net::phy::now;
@@ -53,6 +55,7 @@ struct Stats {
     http_bytes: u64,
     detached: u64,
     reattached: u64,
+    file_errors: u64,
 }
 
 enum Service {
@@ -67,6 +70,8 @@ struct HttpConn {
     head: Vec<u8>,
     /// The response being sent: its head's unsent bytes and the body's offset.
     out: Option<(http::Head, usize, Body, u64)>,
+    /// The file a `GET /files/…` body is read from.
+    file: Option<File>,
 }
 
 /// One vif: its device (when connected), interface and sockets.
@@ -81,6 +86,8 @@ struct Vif {
     /// A DHCP address to publish in xenstore (`data/xenpv-app/vif<N>-ip`) for dom0.
     announce: Option<heapless::String<24>>,
     next_probe: u64,
+    /// The filesystem `GET /files/…` serves (word `files`), shared by every vif.
+    files: Option<Ext4>,
 }
 
 /// A TCP socket with `rx` and `tx` bytes of buffer.
@@ -144,6 +151,7 @@ impl Vif {
             dhcp,
             announce: None,
             next_probe: 0,
+            files: None,
         }
     }
 
@@ -179,7 +187,7 @@ impl Vif {
             match svc {
                 Service::Echo => serve_echo(s, st),
                 Service::Discard => serve_discard(s, st),
-                Service::Http(c) => serve_http(s, c, st),
+                Service::Http(c) => serve_http(s, c, st, self.files.as_ref()),
             }
         }
         // Send what the services queued now rather than at the next wake-up.
@@ -280,7 +288,7 @@ fn serve_discard(s: &mut tcp::Socket<'_>, st: &mut Stats) {
     }
 }
 
-fn serve_http(s: &mut tcp::Socket<'_>, c: &mut HttpConn, st: &mut Stats) {
+fn serve_http(s: &mut tcp::Socket<'_>, c: &mut HttpConn, st: &mut Stats, files: Option<&Ext4>) {
     if c.out.is_none() {
         while s.can_recv() && c.head.len() < http::HEAD_MAX {
             let room = http::HEAD_MAX - c.head.len();
@@ -296,6 +304,16 @@ fn serve_http(s: &mut tcp::Socket<'_>, c: &mut HttpConn, st: &mut Stats) {
                     s.close();
                 }
                 return;
+            }
+            Parse::Done {
+                route: Route::File(path),
+                ..
+            } => {
+                let (opened, file) = open_file(files, path.absolute(), st);
+                let r = http::respond_file(opened);
+                st.http_requests += 1;
+                c.file = file;
+                c.out = Some((http::head(&r, r.body.checksum()), 0, r.body, 0));
             }
             Parse::Done { route, .. } => {
                 let r = http::respond(route);
@@ -319,13 +337,28 @@ fn serve_http(s: &mut tcp::Socket<'_>, c: &mut HttpConn, st: &mut Stats) {
             break;
         }
         let body = *body;
-        match s.send(|buf| {
-            let n = body.fill(*at, buf);
-            (n, n)
-        }) {
-            Ok(n) if n > 0 => {
+        let file = &mut c.file;
+        let r = s.send(|buf| {
+            let n = body.fill_with(*at, buf, |off, out| match file.as_mut() {
+                Some(f) => read_exact_at(f, off, out).map_err(|_| ()),
+                None => Err(()),
+            });
+            match n {
+                Ok(n) => (n, Ok(n)),
+                Err(()) => (0, Err(())),
+            }
+        });
+        match r {
+            Ok(Ok(n)) if n > 0 => {
                 *at += n as u64;
                 st.http_bytes += n as u64;
+            }
+            Ok(Err(())) => {
+                // The disk failed mid-body: the length is promised, so the connection
+                // is cut short, and counted.
+                st.file_errors += 1;
+                s.abort();
+                return;
             }
             _ => return,
         }
@@ -333,6 +366,36 @@ fn serve_http(s: &mut tcp::Socket<'_>, c: &mut HttpConn, st: &mut Stats) {
     if *sent == head.len() && *at >= body.len() {
         // Connection: close. The rest of the request (if any) is not read.
         s.close();
+    }
+}
+
+/// Open `path` for `GET /files/…`: a regular file's length and checksum (read once
+/// now, so the head can carry it), the file to stream from, or why not.
+fn open_file(files: Option<&Ext4>, path: &str, st: &mut Stats) -> (Opened, Option<File>) {
+    use xenpv_rt::blk::ext4::ext4_view::Ext4Error;
+    let Some(fs) = files else {
+        return (Opened::NotFound, None);
+    };
+    let mut f = match fs.open(path) {
+        Ok(f) => f,
+        Err(Ext4Error::NotFound | Ext4Error::IsADirectory | Ext4Error::NotADirectory) => {
+            return (Opened::NotFound, None)
+        }
+        Err(Ext4Error::IsASpecialFile) => return (Opened::NotFound, None),
+        Err(e) => {
+            println!("net: files: open {path}: {e}");
+            st.file_errors += 1;
+            return (Opened::Failed, None);
+        }
+    };
+    let len = f.metadata().len();
+    match http::file_checksum(len, |at, out| read_exact_at(&mut f, at, out)) {
+        Ok(checksum) => (Opened::File { len, checksum }, Some(f)),
+        Err(e) => {
+            println!("net: files: reading {path}: {e}");
+            st.file_errors += 1;
+            (Opened::Failed, None)
+        }
     }
 }
 
@@ -366,6 +429,7 @@ pub fn run(boot: &mut Boot) -> i32 {
         );
         return 2;
     }
+    let cmd_files = cmd.has("files");
     if boot.xenstore().is_none() {
         println!("net: no xenstore (dom0 has no backends here): run it as a domU");
         return 2;
@@ -402,6 +466,15 @@ pub fn run(boot: &mut Boot) -> i32 {
             }
             Err(e) => {
                 println!("net: vif{i}: {e}");
+                return 9;
+            }
+        }
+    }
+    if cmd_files {
+        match open_files(mem, &mut gt, xs) {
+            Ok(fs) => list.iter_mut().for_each(|v| v.files = Some(fs.clone())),
+            Err(e) => {
+                println!("net: files: {e}");
                 return 9;
             }
         }
@@ -475,6 +548,57 @@ pub fn run(boot: &mut Boot) -> i32 {
             let _ = evtchn::wait(&ports, now_ns() + wait);
         }
     }
+}
+
+/// The first disk (`device/vbd`), brought up with blkfront and read as ext2/3/4.
+/// (Errors are written into a fixed string: `alloc::format!` pulls in unwinding code.)
+// The error is one line of text for the console, made once at start.
+#[allow(clippy::result_large_err)]
+fn open_files(
+    mem: &mut xenpv_rt::mm::Memory,
+    gt: &mut GrantTable,
+    xs: &mut Xenstore<PageLink>,
+) -> Result<Ext4, heapless::String<200>> {
+    use core::fmt::Write as _;
+    use xenpv_rt::blk::blkfront::Blkfront;
+    use xenpv_rt::blk::ext4::Ext4Disk;
+    use xenpv_rt::blk::BlockDevice;
+    let mut msg = heapless::String::new();
+    let ids = match Blkfront::list(xs) {
+        Ok(ids) => ids,
+        Err(e) => {
+            let _ = write!(msg, "listing device/vbd: {e}");
+            return Err(msg);
+        }
+    };
+    let Some(&id) = ids.first() else {
+        let _ = write!(msg, "no disk (device/vbd is empty)");
+        return Err(msg);
+    };
+    let t0 = now_ns();
+    let disk = match Blkfront::connect(mem, gt, xs, id) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = write!(msg, "vbd {id}: {e}");
+            return Err(msg);
+        }
+    };
+    let g = disk.geometry();
+    let fs = match Ext4Disk(disk).load() {
+        Ok(fs) => fs,
+        Err(e) => {
+            let _ = write!(msg, "vbd {id}: not an ext2/3/4 filesystem: {e}");
+            return Err(msg);
+        }
+    };
+    println!(
+        "net: files from vbd {id} ({} sectors of {} bytes, ro={}) as ext4 in {} ms: GET /files/PATH",
+        g.sectors,
+        g.sector_size,
+        g.read_only as u8,
+        (now_ns() - t0) / 1_000_000
+    );
+    Ok(fs)
 }
 
 /// `control/shutdown`'s request, acknowledged (cleared) as Linux does; `None` if empty.
@@ -568,8 +692,8 @@ fn finish(
     st: &Stats,
 ) -> i32 {
     println!(
-        "net: served udp_echoed={} udp_dropped={} tcp_echoed_bytes={} discarded_bytes={} http_requests={} http_bytes={} detached={} reattached={}",
-        st.udp_echoed, st.udp_dropped, st.tcp_echoed, st.discarded, st.http_requests, st.http_bytes, st.detached, st.reattached
+        "net: served udp_echoed={} udp_dropped={} tcp_echoed_bytes={} discarded_bytes={} http_requests={} http_bytes={} detached={} reattached={} file_errors={}",
+        st.udp_echoed, st.udp_dropped, st.tcp_echoed, st.discarded, st.http_requests, st.http_bytes, st.detached, st.reattached, st.file_errors
     );
     for v in list.iter_mut() {
         if let Some(nic) = v.nic.take() {

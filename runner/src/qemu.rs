@@ -187,7 +187,7 @@ pub const BASE_ARGS: &[&str] = &[
 /// fault it could not deliver gets [`crate::symbolize::STATUS_XEN_CRASH`] and a report
 /// from Xen's register dump.
 pub fn boot(xen: &Path, b: &Boot) -> Outcome {
-    boot_with(xen, b, None, &crate::xenbox::DomuExtras::default())
+    boot_with(xen, b, None, &crate::xenbox::DomuExtras::default(), &[])
 }
 
 /// Boot `b` as a domU of the box ([`Boot::domu`]) with `extras`: network interfaces on
@@ -195,17 +195,57 @@ pub fn boot(xen: &Path, b: &Boot) -> Outcome {
 /// run's status, are [`crate::xenbox::DomuExtras`]'s). With the default extras it is
 /// [`boot`].
 pub fn boot_domu(xen: &Path, b: &Boot, extras: &crate::xenbox::DomuExtras) -> Outcome {
-    if b.domu.is_none() && *extras != crate::xenbox::DomuExtras::default() {
-        return Outcome {
-            status: Err(Failure::Start(
-                "network interfaces and a dom0 script need a domU in the box: no box given".into(),
-            )),
-            text: String::new(),
-            secs: 0.0,
-            log: b.log.clone(),
-        };
+    boot_domu_with_disks(xen, b, extras, &[])
+}
+
+/// [`boot_domu`] with block devices for the domU: each disk is a virtio drive of the
+/// box's QEMU ([`disk_args`]), which dom0 finds by its serial and gives the domU with xl
+/// (`disk = ['phy:/dev/vdX,xvda,w', …]`, Linux's xen-blkback); disk `i` is the domU's
+/// [`crate::xenbox::disk_vdev`]`(i)` (`xvda`, `xvdb`, …) and a dom0 script's `DISK<i>`.
+/// The disks are checked first ([`crate::xenbox::check_disks`]).
+pub fn boot_domu_with_disks(
+    xen: &Path,
+    b: &Boot,
+    extras: &crate::xenbox::DomuExtras,
+    disks: &[crate::xenbox::Disk],
+) -> Outcome {
+    let refuse = |why: String| Outcome {
+        status: Err(Failure::Start(why)),
+        text: String::new(),
+        secs: 0.0,
+        log: b.log.clone(),
+    };
+    if b.domu.is_none() && (*extras != crate::xenbox::DomuExtras::default() || !disks.is_empty()) {
+        return refuse(
+            "network interfaces, disks and a dom0 script need a domU in the box: no box given"
+                .into(),
+        );
     }
-    boot_with(xen, b, None, extras)
+    if let Err(e) = crate::xenbox::check_disks(disks) {
+        return refuse(e);
+    }
+    boot_with(xen, b, None, extras, disks)
+}
+
+/// QEMU's arguments for the domU's disks in the box: per disk `i`, a drive of its own
+/// (`-drive if=none,id=xenpv-diskI,file=…,format=raw[,readonly=on]`) on a virtio-blk PCI
+/// device with serial [`crate::xenbox::disk_serial`]`(i)` at slot
+/// [`crate::xenbox::DISK_PCI_SLOT`]` + i` (commas in the file name doubled, as QEMU wants).
+pub fn disk_args(disks: &[crate::xenbox::Disk]) -> Vec<String> {
+    let mut args = vec![];
+    for (i, d) in disks.iter().enumerate() {
+        let id = crate::xenbox::disk_serial(i);
+        let file = d.path.to_string_lossy().replace(',', ",,");
+        let ro = if d.read_only { ",readonly=on" } else { "" };
+        args.push("-drive".into());
+        args.push(format!("if=none,id={id},file={file},format=raw{ro}"));
+        args.push("-device".into());
+        args.push(format!(
+            "virtio-blk-pci,drive={id},serial={id},addr={:#x}",
+            crate::xenbox::DISK_PCI_SLOT + i
+        ));
+    }
+    args
 }
 
 /// Boot the box of [`Boot::domu`] in its bench mode: the domU is started `bench.runs`
@@ -224,7 +264,13 @@ pub fn boot_box_bench(xen: &Path, b: &Boot, bench: crate::xenbox::BenchMode) -> 
             log: b.log.clone(),
         };
     }
-    boot_with(xen, b, Some(bench), &crate::xenbox::DomuExtras::default())
+    boot_with(
+        xen,
+        b,
+        Some(bench),
+        &crate::xenbox::DomuExtras::default(),
+        &[],
+    )
 }
 
 fn boot_with(
@@ -232,6 +278,7 @@ fn boot_with(
     b: &Boot,
     bench: Option<crate::xenbox::BenchMode>,
     extras: &crate::xenbox::DomuExtras,
+    disks: &[crate::xenbox::Disk],
 ) -> Outcome {
     let start = Instant::now();
     let initrd_bytes = b
@@ -276,6 +323,7 @@ fn boot_with(
                 bench,
                 vifs: extras.vifs,
                 dom0_script: extras.dom0_script.as_deref(),
+                disks,
             };
             if let Err(e) = spec.write(&payload) {
                 return fail(e, String::new());
@@ -299,6 +347,7 @@ fn boot_with(
                     r.display()
                 ));
             }
+            cmd.args(disk_args(disks));
         }
     }
     cmd.stdin(Stdio::null())
@@ -458,6 +507,76 @@ mod tests {
         assert!(!BASE_ARGS
             .iter()
             .any(|a| a.starts_with("user") || *a == "-netdev"));
+    }
+
+    #[test]
+    fn disks_are_virtio_drives_found_by_serial_and_add_no_network() {
+        use crate::xenbox::Disk;
+        assert!(disk_args(&[]).is_empty());
+        let disks = [
+            Disk {
+                path: PathBuf::from("/tmp/d0.img"),
+                read_only: false,
+            },
+            Disk {
+                path: PathBuf::from("/t/a,b.img"),
+                read_only: true,
+            },
+        ];
+        assert_eq!(
+            disk_args(&disks),
+            [
+                "-drive",
+                "if=none,id=xenpv-disk0,file=/tmp/d0.img,format=raw",
+                "-device",
+                "virtio-blk-pci,drive=xenpv-disk0,serial=xenpv-disk0,addr=0x10",
+                "-drive",
+                "if=none,id=xenpv-disk1,file=/t/a,,b.img,format=raw,readonly=on",
+                "-device",
+                "virtio-blk-pci,drive=xenpv-disk1,serial=xenpv-disk1,addr=0x11",
+            ]
+        );
+        assert!(!disk_args(&disks)
+            .iter()
+            .any(|a| a.contains("nic") || a.contains("netdev")));
+    }
+
+    #[test]
+    fn disks_need_the_box_and_are_checked_before_qemu_starts() {
+        use crate::xenbox::{Disk, DomuExtras};
+        let dir = std::env::temp_dir().join(format!("qemu-disk-test-{}", std::process::id()));
+        let b = Boot {
+            domu: None,
+            name: "t".into(),
+            image: dir.join("k"),
+            cmdline: String::new(),
+            initrd: None,
+            memory_mib: 128,
+            timeout: Duration::from_secs(1),
+            stream: Stream::Quiet,
+            log: dir.join("log"),
+        };
+        let missing = [Disk {
+            path: dir.join("missing.img"),
+            read_only: false,
+        }];
+        let o = boot_domu_with_disks(Path::new("/xen"), &b, &DomuExtras::default(), &missing);
+        assert!(
+            matches!(&o.status, Err(Failure::Start(w)) if w.contains("no box")),
+            "{:?}",
+            o.status
+        );
+        let b = Boot {
+            domu: Some(std::sync::Arc::new(crate::xenbox::BoxImage {
+                vmlinuz: dir.join("vmlinuz"),
+                initramfs: dir.join("initramfs"),
+                peer: None,
+            })),
+            ..b
+        };
+        let o = boot_domu_with_disks(Path::new("/xen"), &b, &DomuExtras::default(), &missing);
+        let want = format!("--disk {}: no such file", missing[0].path.display());
+        assert_eq!(o.status, Err(Failure::Start(want)));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! `/dev/vda` = a text header (name, memory, command line, time limit; in bench mode also
 //! `bench=1`, `runs=`, `run_timeout=`: see [`BenchMode`]), the kernel and the
 //! [`BoxImage::peer`] program if any (see [`Payload`]), `/dev/vdb` = the ramdisk, if any
-//! (the file itself, not copied).
+//! (the file itself, not copied). The domU's disks ([`Disk`], `--disk`) follow as virtio
+//! drives of their own, found in dom0 by their serial ([`disk_serial`]).
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -52,6 +53,12 @@ pub const BRIDGE: &str = "xenbr0";
 pub const DOM0_ADDR: &str = "169.254.100.1/24";
 /// dom0's memory in the box, in MiB (QEMU gets it on top of the domU's).
 pub const DOM0_MIB: u64 = 512;
+/// Most block devices a domU gets in the box ([`Payload::disks`]).
+pub const MAX_DISKS: usize = 4;
+/// The PCI slot of the box's disk 0 in QEMU (disk `i` is at this + `i`): above the slots
+/// QEMU picks for the payload and ramdisk drives (it gives `-device`s the low ones
+/// first), so those stay dom0's `/dev/vda` and `/dev/vdb`.
+pub const DISK_PCI_SLOT: usize = 0x10;
 
 /// The box: dom0's kernel and initramfs.
 pub struct BoxImage {
@@ -452,6 +459,10 @@ pub struct Payload<'a> {
     /// header key `script_len=N`, the script stored after the peer on the next 4 KiB
     /// boundary. Not in bench mode.
     pub dom0_script: Option<&'a Path>,
+    /// The domU's disks, 0..=[`MAX_DISKS`]: header key `disks=A,A,…` (one `w` or `r` per
+    /// disk, see [`disks_key`]), written only when there are disks. The files travel as
+    /// QEMU drives of their own ([`crate::qemu::disk_args`]), not in the payload.
+    pub disks: &'a [Disk],
 }
 
 /// What a domU in the box gets besides its kernel and command line (for
@@ -470,6 +481,9 @@ pub struct Payload<'a> {
 /// as status 124; a domU still running then is destroyed.
 /// The run's status is the guest's if nonzero, else the script's if nonzero (a status
 /// above 127, which the exit device cannot carry, is 125), else 0.
+///
+/// With disks ([`crate::qemu::boot_domu_with_disks`]) the script also has `DISK0`,
+/// `DISK1`, … : dom0's block device behind the domU's disk 0 (`xvda`), 1 (`xvdb`), …
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DomuExtras {
     /// The domU's network interfaces, 0..=[`MAX_VIFS`] (see [`Payload::vifs`]).
@@ -505,6 +519,121 @@ pub fn vif_config(vifs: u32) -> Option<String> {
     })
 }
 
+/// A host file the domU gets as a block device in the box (`--disk FILE[,ro]`): a raw
+/// image, attached to the box's QEMU as a virtio drive (serial [`disk_serial`]) that
+/// dom0 hands to the domU with xl (`phy:`, Linux's xen-blkback).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disk {
+    /// The raw image on the host (used in place, not copied: a writable disk's writes land
+    /// in it).
+    pub path: PathBuf,
+    /// Read-only for the domU (and for QEMU: `readonly=on`; xl access `r`).
+    pub read_only: bool,
+}
+
+/// A `--disk` value: `FILE`, `FILE,ro` (read-only) or `FILE,rw` (the default, written out
+/// for a file name that holds a comma). The file itself is checked by [`check_disks`].
+pub fn parse_disk(s: &str) -> Result<Disk, String> {
+    let (path, read_only) = match s.rsplit_once(',') {
+        None => (s, false),
+        Some((p, "ro")) => (p, true),
+        Some((p, "rw")) => (p, false),
+        Some((_, mode)) => {
+            return Err(format!(
+                "{s:?}: {mode:?} is not an access mode: a disk is FILE or FILE,ro (FILE,rw for a file name with a comma)"
+            ))
+        }
+    };
+    if path.is_empty() {
+        return Err(format!("{s:?}: no file named: a disk is FILE or FILE,ro"));
+    }
+    Ok(Disk {
+        path: PathBuf::from(path),
+        read_only,
+    })
+}
+
+/// Refuse disks the box cannot take, naming the value: more than [`MAX_DISKS`], a file
+/// that does not exist, is not a regular file or is empty, and a file given twice (QEMU
+/// locks an image it writes).
+pub fn check_disks(disks: &[Disk]) -> Result<(), String> {
+    if let Some(extra) = disks.get(MAX_DISKS) {
+        return Err(format!(
+            "--disk {}: {} disks for the domU, the box's limit is {MAX_DISKS}",
+            extra.path.display(),
+            disks.len()
+        ));
+    }
+    let mut seen = vec![];
+    for d in disks {
+        let p = &d.path;
+        let meta = fs::metadata(p).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("--disk {}: no such file", p.display()),
+            _ => format!("--disk {}: {e}", p.display()),
+        })?;
+        if !meta.is_file() {
+            return Err(format!(
+                "--disk {}: not a regular file (a disk is a raw image)",
+                p.display()
+            ));
+        }
+        if meta.len() < 512 {
+            return Err(format!(
+                "--disk {}: {} bytes, a disk needs at least one 512-byte sector",
+                p.display(),
+                meta.len()
+            ));
+        }
+        let canon = fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        if seen.contains(&canon) {
+            return Err(format!("--disk {}: given twice", p.display()));
+        }
+        seen.push(canon);
+    }
+    Ok(())
+}
+
+/// The header value of [`Payload::disks`]: one access mode per disk, `w` or `r`, joined
+/// by commas (`w,r`).
+pub fn disks_key(disks: &[Disk]) -> String {
+    disks
+        .iter()
+        .map(|d| if d.read_only { "r" } else { "w" })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The serial number of disk `i`'s virtio drive (`xenpv-disk0`, …): dom0 finds the disk's
+/// `/dev/vdX` by it (`/sys/block/vdX/serial`), whatever other drives the box has.
+pub fn disk_serial(i: usize) -> String {
+    format!("xenpv-disk{i}")
+}
+
+/// The domU's name for disk `i`: `xvda`, `xvdb`, …
+pub fn disk_vdev(i: usize) -> String {
+    format!("xvd{}", char::from(b'a' + i as u8))
+}
+
+/// The xl config line the box writes for the domU's disks (`None` for none), as the init
+/// script makes it from the header's `disks=` and the dom0 device it found for each:
+/// `(dom0 device, read-only)` in order, the domU's `xvda`, `xvdb`, …
+pub fn disk_config(disks: &[(&str, bool)]) -> Option<String> {
+    (!disks.is_empty()).then(|| {
+        let d: Vec<String> = disks
+            .iter()
+            .enumerate()
+            .map(|(i, (dev, ro))| {
+                format!(
+                    "'phy:{dev},{},{}'",
+                    disk_vdev(i),
+                    if *ro { "r" } else { "w" }
+                )
+            })
+            .collect();
+        format!("disk = [{}]", d.join(", "))
+    })
+}
+
 impl Payload<'_> {
     /// The 4 KiB header's text for a payload without a dom0 script (see
     /// [`Payload::header_with_script`]). Without bench mode and vifs it is exactly what it
@@ -514,7 +643,8 @@ impl Payload<'_> {
     }
 
     /// The 4 KiB header's text; `script_len=N` is only written when `script_len` is
-    /// nonzero, and `vifs=N` only when [`Payload::vifs`] is.
+    /// nonzero, `vifs=N` only when [`Payload::vifs`] is, and `disks=…` only when there
+    /// are [`Payload::disks`].
     pub fn header_with_script(
         &self,
         kernel_len: usize,
@@ -535,6 +665,9 @@ impl Payload<'_> {
         if self.vifs > 0 {
             hdr += &format!("vifs={}\n", self.vifs);
         }
+        if !self.disks.is_empty() {
+            hdr += &format!("disks={}\n", disks_key(self.disks));
+        }
         if script_len > 0 {
             hdr += &format!("script_len={script_len}\n");
         }
@@ -545,7 +678,8 @@ impl Payload<'_> {
     /// program, then the dom0 script, each starting on a 4 KiB boundary. A name or
     /// command line holding a newline, quote or NUL is refused (it would break the header
     /// or the domU's xl config), and so are a bench mode of no runs, more than
-    /// [`MAX_VIFS`] vifs, an empty dom0 script and a dom0 script in bench mode.
+    /// [`MAX_VIFS`] vifs, more than [`MAX_DISKS`] disks, an empty dom0 script and a dom0
+    /// script in bench mode.
     pub fn write(&self, path: &Path) -> Result<(), String> {
         for (what, v) in [("name", self.name), ("command line", self.cmdline)] {
             if v.contains(['\n', '"', '\0']) {
@@ -562,6 +696,12 @@ impl Payload<'_> {
             return Err(format!(
                 "{} network interfaces for the domU, the box's limit is {MAX_VIFS}",
                 self.vifs
+            ));
+        }
+        if self.disks.len() > MAX_DISKS {
+            return Err(format!(
+                "{} disks for the domU, the box's limit is {MAX_DISKS}",
+                self.disks.len()
             ));
         }
         if self.bench.is_some() && self.dom0_script.is_some() {
@@ -621,6 +761,7 @@ pub fn payload(
         bench: None,
         vifs: 0,
         dom0_script: None,
+        disks: &[],
     }
     .write(path)
 }
@@ -947,6 +1088,7 @@ mod tests {
             bench: None,
             vifs: 0,
             dom0_script: None,
+            disks: &[],
         };
         assert_eq!(
             p.header(3, 0),
@@ -996,6 +1138,7 @@ mod tests {
             bench: None,
             vifs: 0,
             dom0_script: None,
+            disks: &[],
         };
         let plain =
             "name=app\nkernel_len=5000\npeer_len=0\nmemory=128\nextra=events\ntimeout=120\n";
@@ -1061,6 +1204,145 @@ mod tests {
             vif_config(2).unwrap(),
             "vif = ['bridge=xenbr0,mac=00:16:3e:00:00:02', 'bridge=xenbr0,mac=00:16:3e:00:00:03']"
         );
+    }
+
+    #[test]
+    fn disk_keys_are_in_the_header_only_when_asked_for() {
+        let d =
+            std::env::temp_dir().join(format!("xenbox-payload-disk-test-{}", std::process::id()));
+        let k = d.with_extension("k");
+        fs::write(&k, b"ELF").unwrap();
+        let disk = |p: &str, read_only| Disk {
+            path: PathBuf::from(p),
+            read_only,
+        };
+        let disks = [disk("/a.img", false), disk("/b.img", true)];
+        let mut p = Payload {
+            name: "app",
+            kernel: &k,
+            peer: None,
+            cmdline: "events",
+            memory_mib: 128,
+            timeout_s: 120,
+            bench: None,
+            vifs: 0,
+            dom0_script: None,
+            disks: &[],
+        };
+        let plain = "name=app\nkernel_len=3\npeer_len=0\nmemory=128\nextra=events\ntimeout=120\n";
+        assert_eq!(p.header(3, 0), plain);
+        p.disks = &disks;
+        assert_eq!(p.header(3, 0), format!("{plain}disks=w,r\n"));
+        p.vifs = 1;
+        assert_eq!(
+            p.header_with_script(3, 0, 9),
+            format!("{plain}vifs=1\ndisks=w,r\nscript_len=9\n")
+        );
+        p.disks = &disks[1..];
+        assert_eq!(p.header(3, 0), format!("{plain}vifs=1\ndisks=r\n"));
+        p.write(&d).unwrap();
+        let data = fs::read(&d).unwrap();
+        assert!(String::from_utf8_lossy(&data[..4096])
+            .trim_end_matches('\0')
+            .ends_with("vifs=1\ndisks=r\n"));
+        // The disks are not in the payload: header and kernel only.
+        assert_eq!(data.len(), 2 * 4096);
+        let five = vec![disk("/a.img", false); MAX_DISKS + 1];
+        p.disks = &five;
+        assert!(p.write(&d).unwrap_err().contains("limit is 4"));
+        assert_eq!(disks_key(&five[..2]), "w,w");
+        assert_eq!(disks_key(&[]), "");
+        for f in [&d, &k] {
+            let _ = fs::remove_file(f);
+        }
+    }
+
+    #[test]
+    fn disks_are_parsed_named_and_configured() {
+        let p = parse_disk("/tmp/d0.img").unwrap();
+        assert_eq!((p.path.to_str(), p.read_only), (Some("/tmp/d0.img"), false));
+        let p = parse_disk("d1.img,ro").unwrap();
+        assert_eq!((p.path.to_str(), p.read_only), (Some("d1.img"), true));
+        let p = parse_disk("a,b.img,rw").unwrap();
+        assert_eq!((p.path.to_str(), p.read_only), (Some("a,b.img"), false));
+        let e = parse_disk("d.img,readonly").unwrap_err();
+        assert!(
+            e.contains("\"d.img,readonly\"") && e.contains("\"readonly\"") && e.contains("FILE,ro"),
+            "{e}"
+        );
+        for bad in ["", ",ro", ",rw"] {
+            let e = parse_disk(bad).unwrap_err();
+            assert!(e.contains("no file named"), "{e}");
+        }
+        assert_eq!(disk_serial(0), "xenpv-disk0");
+        assert_eq!(disk_serial(3), "xenpv-disk3");
+        assert_eq!(disk_vdev(0), "xvda");
+        assert_eq!(disk_vdev(3), "xvdd");
+        assert_eq!(disk_config(&[]), None);
+        assert_eq!(
+            disk_config(&[("/dev/vdc", false), ("/dev/vdd", true)]).unwrap(),
+            "disk = ['phy:/dev/vdc,xvda,w', 'phy:/dev/vdd,xvdb,r']"
+        );
+        // The init script makes the same line (and finds each disk by its serial).
+        for part in [
+            "disk_cfg=\"disk = [$d]\"",
+            "d=\"$d${d:+, }'phy:$dev,$vdev,$access'\"",
+            "vdev=xvd$(echo abcdefgh",
+            "= \"xenpv-disk$di\" ] && dev=",
+            "say \"domU disk $di: $dev ($vdev, $access)\"",
+            "disk_env=\"$disk_env DISK$di=$dev\"",
+        ] {
+            assert!(INIT.contains(part), "{part}");
+        }
+    }
+
+    #[test]
+    fn disks_are_checked_on_the_host() {
+        let d = std::env::temp_dir().join(format!("xenbox-disk-check-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        let img = |n: &str, len: u64| {
+            let p = d.join(n);
+            fs::File::create(&p).unwrap().set_len(len).unwrap();
+            p
+        };
+        let disk = |path: &Path, read_only| Disk {
+            path: path.to_path_buf(),
+            read_only,
+        };
+        let (a, b) = (img("a.img", 1 << 20), img("b.img", 512));
+        check_disks(&[]).unwrap();
+        check_disks(&[disk(&a, false), disk(&b, true)]).unwrap();
+        let missing = d.join("missing.img");
+        assert_eq!(
+            check_disks(&[disk(&a, false), disk(&missing, true)]).unwrap_err(),
+            format!("--disk {}: no such file", missing.display())
+        );
+        let e = check_disks(&[disk(&d, false)]).unwrap_err();
+        assert!(
+            e.contains(&d.display().to_string()) && e.contains("regular file"),
+            "{e}"
+        );
+        let empty = img("empty.img", 0);
+        let e = check_disks(&[disk(&empty, false)]).unwrap_err();
+        assert!(
+            e.contains("empty.img") && e.contains("512-byte sector"),
+            "{e}"
+        );
+        let again = d.join(".").join("a.img");
+        let e = check_disks(&[disk(&a, false), disk(&again, true)]).unwrap_err();
+        assert!(e.contains("given twice"), "{e}");
+        let many: Vec<Disk> = (0..=MAX_DISKS)
+            .map(|i| disk(&img(&format!("{i}.img"), 4096), false))
+            .collect();
+        check_disks(&many[..MAX_DISKS]).unwrap();
+        assert_eq!(
+            check_disks(&many).unwrap_err(),
+            format!(
+                "--disk {}: 5 disks for the domU, the box's limit is 4",
+                many[MAX_DISKS].path.display()
+            )
+        );
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]

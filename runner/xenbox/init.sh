@@ -42,19 +42,36 @@ br_err=$({ brctl addbr xenbr0 && ip addr add 169.254.100.1/24 dev xenbr0 \
     && ip link set xenbr0 up; } 2>&1) \
     || fail "bridge xenbr0 (169.254.100.1/24): $br_err"
 
-# The payload: /dev/vda = a 4 KiB text header + the kernel; /dev/vdb = the ramdisk.
-[ -b /dev/vda ] || fail "no payload disk"
-hdr=$(head -c 4096 /dev/vda | tr -d '\000')
+# The virtio drives: the payload (a 4 KiB text header + the kernel, ...) and the ramdisk,
+# if any, have no serial, in that order (/dev/vda, /dev/vdb); the domU's disks (--disk,
+# at PCI slots above those) have the serial xenpv-diskN.
+payload_dev=""
+ramdisk_dev=""
+for s in /sys/block/vd*; do
+    [ -e "$s" ] || continue
+    case "$(cat "$s/serial" 2>/dev/null)" in
+        xenpv-disk*) ;;
+        *)
+            if [ -z "$payload_dev" ]; then
+                payload_dev=/dev/${s##*/}
+            elif [ -z "$ramdisk_dev" ]; then
+                ramdisk_dev=/dev/${s##*/}
+            fi
+            ;;
+    esac
+done
+[ -n "$payload_dev" ] && [ -b "$payload_dev" ] || fail "no payload disk"
+hdr=$(head -c 4096 "$payload_dev" | tr -d '\000')
 get() { echo "$hdr" | sed -n "s/^$1=//p"; }
 name=$(get name); klen=$(get kernel_len); mem=$(get memory); extra=$(get extra); limit=$(get timeout)
-dd if=/dev/vda bs=4096 skip=1 2>/dev/null | head -c "$klen" > /run/kernel || fail "reading the kernel"
+dd if="$payload_dev" bs=4096 skip=1 2>/dev/null | head -c "$klen" > /run/kernel || fail "reading the kernel"
 plen=$(get peer_len)
-dd if=/dev/vda bs=4096 skip=$((1 + (klen + 4095) / 4096)) 2>/dev/null | head -c "$plen" > /run/peer
+dd if="$payload_dev" bs=4096 skip=$((1 + (klen + 4095) / 4096)) 2>/dev/null | head -c "$plen" > /run/peer
 chmod +x /run/peer
 # A dom0 script (header script_len=N), after the peer on the next 4 KiB boundary.
 slen=$(get script_len)
 if [ -n "$slen" ]; then
-    dd if=/dev/vda bs=4096 skip=$((1 + (klen + 4095) / 4096 + (plen + 4095) / 4096)) 2>/dev/null \
+    dd if="$payload_dev" bs=4096 skip=$((1 + (klen + 4095) / 4096 + (plen + 4095) / 4096)) 2>/dev/null \
         | head -c "$slen" > /run/dom0-script
     [ "$(wc -c < /run/dom0-script)" = "$slen" ] || fail "reading the dom0 script"
 fi
@@ -70,9 +87,34 @@ if [ -n "$vifs" ] && [ "$vifs" -gt 0 ]; then
     done
     vif_cfg="vif = [$v]"
 fi
+# The domU's disks (header disks=A,A,..., one access mode w or r per disk): disk N is the
+# drive with serial xenpv-diskN, handed to the domU as xvda, xvdb, ... (xl's phy:, the
+# block hotplug script, xen-blkback); a dom0 script gets it as DISKN.
+disks=$(get disks)
+disk_cfg=""
+disk_env=""
+if [ -n "$disks" ]; then
+    di=0
+    d=""
+    for access in $(echo "$disks" | tr ',' ' '); do
+        case "$access" in w|r) ;; *) fail "disk $di: access mode '$access' (want w or r)" ;; esac
+        dev=""
+        for s in /sys/block/vd*; do
+            [ "$(cat "$s/serial" 2>/dev/null)" = "xenpv-disk$di" ] && dev=/dev/${s##*/}
+        done
+        [ -n "$dev" ] && [ -b "$dev" ] \
+            || fail "disk $di: no drive with serial xenpv-disk$di (serials: $(cat /sys/block/vd*/serial 2>/dev/null | tr '\n' ' '))"
+        vdev=xvd$(echo abcdefgh | cut -c$((di + 1)))
+        d="$d${d:+, }'phy:$dev,$vdev,$access'"
+        disk_env="$disk_env DISK$di=$dev"
+        say "domU disk $di: $dev ($vdev, $access)"
+        di=$((di + 1))
+    done
+    disk_cfg="disk = [$d]"
+fi
 ramdisk=""
-if [ -b /dev/vdb ]; then
-    cat /dev/vdb > /run/ramdisk.img || fail "reading the ramdisk"
+if [ -n "$ramdisk_dev" ]; then
+    cat "$ramdisk_dev" > /run/ramdisk.img || fail "reading the ramdisk"
     ramdisk='ramdisk = "/run/ramdisk.img"'
 fi
 # The domU's xl config: its name, and what xl does when it stops (preserve it to read
@@ -91,6 +133,7 @@ on_reboot = "$2"
 on_crash = "$2"
 CFG
     if [ -n "$vif_cfg" ]; then echo "$vif_cfg" >> /run/domu.cfg; fi
+    if [ -n "$disk_cfg" ]; then echo "$disk_cfg" >> /run/domu.cfg; fi
 }
 # Bench mode (header bench=1, runs=N, run_timeout=S): start the domU N times in a row,
 # each with `xl create -F` (which returns once the domain is gone: every on_* action is
@@ -167,6 +210,7 @@ fi
 write_cfg "$name" preserve
 say "xl create (memory ${mem} MiB, ramdisk $([ -n "$ramdisk" ] && wc -c < /run/ramdisk.img || echo none) bytes)"
 [ -n "$vif_cfg" ] && say "domU network: $vif_cfg (dom0 169.254.100.1/24 on xenbr0)"
+[ -n "$disk_cfg" ] && say "domU disks: $disk_cfg"
 log=/var/log/xen/console/guest-$name.log
 # xl's domain-monitoring child has been seen to abort in this dom0 ("corrupted
 # double-linked list", libxl: "daemonizing child died due to fatal signal Aborted")
@@ -233,6 +277,7 @@ slog=/run/dom0-script.log
 rm -f /run/dom0-script.rc /run/dom0-script.pid
 : > "$slog"
 (
+    for kv in $disk_env; do export "$kv"; done
     DOMID=$id DOMU_NAME=$name PEER=/run/peer setsid /bin/sh /run/dom0-script \
         < /dev/null > "$slog" 2>&1 &
     echo $! > /run/dom0-script.pid
@@ -240,7 +285,7 @@ rm -f /run/dom0-script.rc /run/dom0-script.pid
     echo $? > /run/dom0-script.rc.tmp
     mv /run/dom0-script.rc.tmp /run/dom0-script.rc
 ) &
-say "dom0-script started (DOMID=$id DOMU_NAME=$name)"
+say "dom0-script started (DOMID=$id DOMU_NAME=$name$disk_env)"
 sshown=0
 # Complete lines as they come (counted with `wc -l`, as the console's). Programs have
 # been seen to crash at random in this dom0 (a bad TLS pointer): the lines are cut to a

@@ -63,6 +63,9 @@ pub enum Check {
     },
 }
 
+/// A boot test's preparation (see [`BootTest::prepare`]).
+pub type Prepare = fn(&mut BootTest) -> Result<(), String>;
+
 pub struct BootTest {
     pub name: String,
     /// Boot as a domU in the Xen-in-a-box instead of as dom0.
@@ -82,6 +85,12 @@ pub struct BootTest {
     /// As a domU: a script run in dom0 next to it (`--dom0-script`); its exit status is
     /// part of the run's.
     pub dom0_script: Option<&'static str>,
+    /// As a domU: block devices (`--disk`), raw images on the host made before the run;
+    /// xvda, xvdb, … in the domU, `DISK0`, `DISK1`, … in the dom0 script.
+    pub disks: Vec<crate::xenbox::Disk>,
+    /// Made once before the runs start (disk images, and what the checks expect of
+    /// them): it may set `disks`, `dom0_script` and `checks`.
+    pub prepare: Option<Prepare>,
 }
 
 fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check>) -> BootTest {
@@ -98,6 +107,8 @@ fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check>) -
         under_load: false,
         vifs: 0,
         dom0_script: None,
+        disks: vec![],
+        prepare: None,
     }
 }
 
@@ -825,6 +836,8 @@ fn domu_tests() -> Vec<BootTest> {
     v.push(stack_overflow("domu-fault-recursion"));
     v.push(net_appliance());
     v.push(net_dhcp());
+    v.push(blk());
+    v.push(blk_files());
     for b in &mut v {
         b.domu = true;
         b.timeout_s = b.timeout_s.max(240);
@@ -912,6 +925,123 @@ fn net_appliance() -> BootTest {
     b.vifs = 2;
     b.dom0_script = Some(NET_SCRIPT);
     b.timeout_s = 900;
+    b
+}
+
+/// dom0's side of the storage test (`EXPECT0=…` is put before it).
+const BLK_SCRIPT: &str = include_str!("blk_test.sh");
+
+/// blkfront against Linux's blkback: a 256 MiB disk written with the pattern (first and
+/// last sector, requests on both sides of the 11-segment limit) and checked in dom0 with
+/// sha256sum, dom0's pattern checked by the guest, a flush, the refusals (past the end,
+/// not whole sectors, a read-only disk) with the devices usable after, and a read-only
+/// disk whose contents the host made.
+fn blk() -> BootTest {
+    let disk = |d: &str| format!("blk: {d}: ");
+    let mut b = t(
+        "domu-blk",
+        Image::app(),
+        "blk blk_ro_seed=3",
+        0,
+        vec![
+            Check::Regex(
+                r"blk: xvda \(vbd 51712\) connected in \d+ ms: sectors=524288 sector_size=512 bytes=268435456 ro=0 removable=0 flush=flush-cache max_indirect=\d+ request_kib=\d+ backend=/local/domain/0/backend/vbd/\d+/51712 \(domain 0\)",
+            ),
+            Check::Regex(r"blk: xvdb \(vbd 51728\) connected in \d+ ms: sectors=32768 sector_size=512 bytes=16777216 ro=1"),
+            has(&(disk("xvda") + "read past the end: refused: sectors 524288..524289 are past the end of the device (524288 sectors)")),
+            has(&(disk("xvda") + "write across the end: refused: sectors 524287..524289 are past the end")),
+            has(&(disk("xvda") + "a 100-byte buffer: refused: a buffer of 100 bytes is not a whole number of 512-byte sectors")),
+            Check::Regex(r"blk: xvda: wrote pattern seed=1 bytes=268435456 calls=\d+ in \d+ ms"),
+            has(&(disk("xvda") + "flush: ok")),
+            Check::Regex(r"blk: xvda: verify seed=1 bytes=268435456 mismatched=0 first_mismatch=-1 in"),
+            has(&(disk("xvdb") + "write to a read-only disk: refused: the device is read-only")),
+            has(&(disk("xvdb") + "read after it: ok")),
+            has(&(disk("xvdb") + "pattern seed=3 bytes=16777216 mismatched=0 first_mismatch=-1")),
+            Check::Regex(r"dom0\| sha256sum /dev/vd[a-z]: [0-9a-f]{64} ok"),
+            has("dom0| peer: disk-verify PASS bytes=268435456 mismatched=0"),
+            has("dom0| peer: disk-fill PASS bytes=268435456"),
+            has(&(disk("xvda") + "dom0's pattern seed=2 bytes=268435456 mismatched=0 first_mismatch=-1")),
+            Check::Regex(
+                r"blk: xvda: requests=\d+ read_bytes=\d+ written_bytes=268435456 flushes=1 notifies=\d+ bad_id=0 not_in_flight=0 bad_operation=0 failed=0 late=0 retired=0 timed_out=0",
+            ),
+            has("blk: xvda: closed pages_kept=0 unacknowledged=0"),
+            has("blk: PASS"),
+            has("xenbox: dom0-script exit 0"),
+            has("xenpv-rt: exit status 0"),
+        ],
+    );
+    b.memory_mib = 128;
+    b.timeout_s = 900;
+    b.prepare = Some(|b| {
+        let d0 = crate::disks::blank("domu-blk-xvda.img", 256)?;
+        let d1 = crate::disks::blank("domu-blk-xvdb.img", 16)?;
+        crate::disks::fill(&d1, 3)?;
+        b.disks = vec![
+            crate::xenbox::Disk {
+                path: d0,
+                read_only: false,
+            },
+            crate::xenbox::Disk {
+                path: d1,
+                read_only: true,
+            },
+        ];
+        let script = format!(
+            "EXPECT0={}\n{BLK_SCRIPT}",
+            crate::disks::pattern_sha256(1, 256 << 20)
+        );
+        b.dom0_script = Some(Box::leak(script.into_boxed_str()));
+        Ok(())
+    });
+    b
+}
+
+/// dom0's side of the file server's test (the `check` lines are put after it).
+const FILES_SCRIPT: &str = include_str!("files_test.sh");
+
+/// Files served over HTTP from an ext4 image (made by mkfs.ext4 -d on the host, read by
+/// ext4-view over blkfront): a dozen files from 0 bytes to 64 MiB, each checked in dom0
+/// (length, checksum header and body against the file it was built from); a missing
+/// path is a 404, a path with `..` a 400.
+fn blk_files() -> BootTest {
+    let mut b = t(
+        "domu-blk-files",
+        Image::app(),
+        "net files ip=169.254.100.2/24",
+        0,
+        vec![
+            Check::Regex(
+                r"net: files from vbd 51712 \(\d+ sectors of 512 bytes, ro=1\) as ext4 in \d+ ms",
+            ),
+            has("dom0| peer: http-get PASS status=404"),
+            has("dom0| peer: http-get PASS status=400"),
+            has("xenbox: dom0-script exit 0"),
+            has("net: shutdown requested (poweroff)"),
+            Check::Regex(r"net: served .* file_errors=0"),
+            has("xenpv-rt: exit status 0"),
+        ],
+    );
+    b.vifs = 1;
+    b.memory_mib = 256;
+    b.timeout_s = 900;
+    b.prepare = Some(|b| {
+        let (img, files) = crate::disks::ext4_files("domu-blk-files.img")?;
+        b.disks = vec![crate::xenbox::Disk {
+            path: img,
+            read_only: true,
+        }];
+        let mut script = String::from(FILES_SCRIPT);
+        for f in &files {
+            script += &format!("check {} {} {}\n", f.path, f.len, f.fnv);
+            b.checks.push(Check::Contains(format!(
+                "dom0| peer: http-get PASS status=200 fnv={} bytes={} conns=1 ok=1",
+                f.fnv, f.len
+            )));
+        }
+        script += "exit \"$fails\"\n";
+        b.dom0_script = Some(Box::leak(script.into_boxed_str()));
+        Ok(())
+    });
     b
 }
 
@@ -1116,7 +1246,10 @@ fn run_boot_tests(
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // Make the initrds up front (sequentially: they are big and share files).
     let mut prepared = VecDeque::new();
-    for t in tests {
+    for mut t in tests {
+        if let Some(prepare) = t.prepare {
+            prepare(&mut t).map_err(|e| format!("{}: preparing: {e}", t.name))?;
+        }
         let (initrd, expect): (Option<PathBuf>, Option<String>) = match t.initrd {
             InitrdSpec::None => (None, None),
             InitrdSpec::Checked { mib, seed } => {
@@ -1179,7 +1312,7 @@ fn run_boot_tests(
                         vifs: t.vifs,
                         dom0_script: extras,
                     };
-                    let o = qemu::boot_domu(
+                    let o = qemu::boot_domu_with_disks(
                         &xen,
                         &Boot {
                             domu: if t.domu { domu_box.clone() } else { None },
@@ -1193,6 +1326,7 @@ fn run_boot_tests(
                             log: dir.join(format!("{}.log", t.name)),
                         },
                         &extras,
+                        &t.disks,
                     );
                     evaluate(&t, &o, expect)
                         .map(|_| o.secs)

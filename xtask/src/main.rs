@@ -5,6 +5,7 @@ mod bench;
 mod boottest;
 mod cargo;
 mod consumer;
+mod disks;
 mod initrd;
 mod lint;
 mod picture;
@@ -127,10 +128,43 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains("--net") && msg.contains("1..=4"), "{msg}");
         }
-        for alone in [&["--net"][..], &["--dom0-script", "s.sh"][..]] {
+        for alone in [
+            &["--net"][..],
+            &["--dom0-script", "s.sh"][..],
+            &["--disk", "d.img"][..],
+        ] {
             let args = [&["xtask", "run"][..], alone].concat();
             let e = Cli::try_parse_from(args).err().expect("refused");
             assert!(e.to_string().contains("--domu"), "{e}");
         }
+    }
+
+    #[test]
+    fn run_disks_repeat_and_bad_ones_are_named() {
+        let ok = |args: &[&str]| Cli::try_parse_from(args).is_ok();
+        let two = [
+            "xtask", "run", "--domu", "--disk", "a.img", "--disk", "b.img,ro",
+        ];
+        assert!(ok(&two));
+        assert!(ok(&[
+            "xtask",
+            "run",
+            "--domu",
+            "--net",
+            "--disk",
+            "a,b.img,rw"
+        ]));
+        let e = Cli::try_parse_from(["xtask", "run", "--domu", "--disk", "a.img,r"])
+            .err()
+            .expect("refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("--disk") && msg.contains("a.img,r") && msg.contains("FILE,ro"),
+            "{msg}"
+        );
+        let e = Cli::try_parse_from(["xtask", "run", "--domu", "--disk", ""])
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("no file named"), "{e}");
     }
 }

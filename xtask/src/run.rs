@@ -66,6 +66,17 @@ pub struct RunArgs {
     /// `cargo xtask run --domu --net --dom0-script check.sh --cmdline "events"`.
     #[arg(long, value_name = "FILE", requires = "domu")]
     dom0_script: Option<PathBuf>,
+    /// With --domu: give the domU the raw image FILE as a block device (xen-blkback in the
+    /// box's dom0), read-only with `,ro`; repeat for more, at most 4 (xvda, xvdb, … in
+    /// order). FILE is used in place. A dom0 script sees disk N as DISKN. Example:
+    /// `cargo xtask run --domu --disk d0.img --disk d1.img,ro --dom0-script s.sh`.
+    #[arg(
+        long,
+        value_name = "FILE[,ro]",
+        requires = "domu",
+        value_parser = xenpv_run::xenbox::parse_disk
+    )]
+    disk: Vec<xenpv_run::xenbox::Disk>,
 }
 
 /// `cargo xtask run`.
@@ -132,6 +143,7 @@ pub fn run_command(o: RunArgs) -> Result<u8, String> {
             return Err(format!("--dom0-script {}: no such file", s.display()));
         }
     }
+    xenpv_run::xenbox::check_disks(&o.disk)?;
     let extras = xenpv_run::xenbox::DomuExtras {
         vifs: o.net.unwrap_or(0),
         dom0_script: o.dom0_script.clone(),
@@ -149,7 +161,7 @@ pub fn run_command(o: RunArgs) -> Result<u8, String> {
         Stream::Guest
     };
     let _ = std::io::stdout().flush();
-    let out = qemu::boot_domu(
+    let out = qemu::boot_domu_with_disks(
         &xen,
         &Boot {
             domu,
@@ -163,6 +175,7 @@ pub fn run_command(o: RunArgs) -> Result<u8, String> {
             log: crate::root().join("target/xtask/last-run.log"),
         },
         &extras,
+        &o.disk,
     );
     Ok(qemu::report(&out, "xtask"))
 }

@@ -2,16 +2,75 @@
 //! the `/bytes/N` body.
 //!
 //! Routes: `GET /` an HTML page; `GET /bytes/N` N bytes (at most [`BYTES_MAX`]) of the
-//! pattern [`pattern_byte`]; anything else under GET is 404, another method 405, a
-//! malformed or oversized head 400. Every response says `Connection: close`, its
-//! `Content-Length`, and `X-Checksum-FNV1a64` (FNV-1a, 64-bit, of the body, 16 lowercase
-//! hex digits), so a client can check what it got without knowing the pattern.
+//! pattern [`pattern_byte`]; `GET /files/PATH` a file of the guest's filesystem (the path
+//! checked by [`FilePath::new`], the bytes the guest's); anything else under GET is 404,
+//! another method 405, a malformed or oversized head 400. Every response says
+//! `Connection: close`, its `Content-Length`, and `X-Checksum-FNV1a64` (FNV-1a, 64-bit,
+//! of the body, 16 lowercase hex digits), so a client can check what it got without
+//! knowing the pattern or the file.
 //!
 //! ```
 //! use xenpv_appliance::http::{parse, Parse, Route};
 //! let req = b"GET /bytes/10 HTTP/1.1\r\nHost: x\r\n\r\n";
 //! assert_eq!(parse(req), Parse::Done { route: Route::Bytes(10), head_len: req.len() });
 //! assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Parse::Incomplete);
+//! ```
+//!
+//! # Files
+//!
+//! The pure side checks the path, plans the head and sizes each chunk; the guest opens
+//! the file and supplies its bytes through a closure `read(offset, out)` that fills all
+//! of `out` with the file's bytes from `offset` (the same closure for both passes):
+//!
+//! 1. [`parse`] gives [`Route::File`]; [`FilePath::absolute`] is the name to open;
+//! 2. the guest opens it: a regular file of `len` bytes, or not;
+//! 3. [`file_checksum`] reads it once for the checksum, and [`respond_file`] with
+//!    [`Opened::File`] plans the 200 (with [`Opened::NotFound`] a 404, with
+//!    [`Opened::Failed`] a 500); [`head`] writes the head as for any route;
+//! 4. [`Body::fill_with`] sizes each chunk of the body and has `read` fill it, until
+//!    `len` bytes are out.
+//!
+//! ```
+//! use xenpv_appliance::http::{
+//!     file_checksum, head, parse, respond_file, Body, Fnv, Opened, Parse, Route,
+//! };
+//!
+//! // The guest's filesystem, here one file.
+//! let (name, data) = ("/docs/a.txt", b"hello, file".as_slice());
+//! let read = |at: u64, out: &mut [u8]| -> Result<(), ()> {
+//!     let at = at as usize;
+//!     out.copy_from_slice(data.get(at..at + out.len()).ok_or(())?);
+//!     Ok(())
+//! };
+//!
+//! let req = b"GET /files/docs/a.txt HTTP/1.1\r\n\r\n";
+//! let Parse::Done { route: Route::File(path), .. } = parse(req) else { unreachable!() };
+//! let opened = if path.absolute() == name {
+//!     let len = data.len() as u64;
+//!     match file_checksum(len, read) {
+//!         Ok(checksum) => Opened::File { len, checksum },
+//!         Err(()) => Opened::Failed,
+//!     }
+//! } else {
+//!     Opened::NotFound
+//! };
+//! let r = respond_file(opened);
+//! let h = head(&r, r.body.checksum());
+//! assert!(h.starts_with("HTTP/1.1 200 OK\r\n") && h.contains("Content-Length: 11\r\n"));
+//!
+//! // The body, in chunks as small as a socket may offer.
+//! let (mut sent, mut at) = (Vec::new(), 0u64);
+//! while at < r.body.len() {
+//!     let mut chunk = [0u8; 4];
+//!     let n = r.body.fill_with(at, &mut chunk, read).unwrap();
+//!     sent.extend_from_slice(&chunk[..n]);
+//!     at += n as u64;
+//! }
+//! assert_eq!(sent, data);
+//! let mut fnv = Fnv::new();
+//! fnv.update(&sent);
+//! assert_eq!(r.body.checksum(), fnv.finish());
+//! assert!(matches!(r.body, Body::File { len: 11, .. }));
 //! ```
 
 use core::fmt::Write as _;
@@ -21,13 +80,19 @@ pub const HEAD_MAX: usize = 2048;
 /// Largest `/bytes/N`.
 pub const BYTES_MAX: u64 = 1 << 32;
 
-/// What a request asks for.
+/// Longest path after `/files/`, in bytes.
+pub const FILE_PATH_MAX: usize = 255;
+
+/// What a request asks for (a [`Route::File`] borrows its path from the request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
+pub enum Route<'a> {
     /// `GET /`.
     Index,
     /// `GET /bytes/N`.
     Bytes(u64),
+    /// `GET /files/PATH`, PATH passing [`FilePath::new`]'s check (one that fails it is
+    /// [`Route::BadRequest`]).
+    File(FilePath<'a>),
     /// A GET of any other path.
     NotFound,
     /// Not a GET.
@@ -38,20 +103,101 @@ pub enum Route {
 
 /// How far a request head has come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parse {
+pub enum Parse<'a> {
     /// No blank line yet (and under [`HEAD_MAX`]): read more.
     Incomplete,
     /// The head is complete (or refused): its route and length.
     Done {
         /// What to answer.
-        route: Route,
+        route: Route<'a>,
         /// Bytes of the head (the request's body, if any, is ignored).
         head_len: usize,
     },
 }
 
+/// A file's path as `GET /files/PATH` names it, checked: what [`Route::File`] carries.
+///
+/// It holds the URL's path from the `/` after `/files` on (`/a/b.txt` for
+/// `/files/a/b.txt`), which is the absolute name in the guest's filesystem.
+///
+/// The check, on the PATH after `/files/` (the raw bytes: nothing is percent-decoded):
+/// - 1 to [`FILE_PATH_MAX`] (255) bytes;
+/// - only `A`-`Z`, `a`-`z`, `0`-`9`, `.`, `_`, `-` and `/` (so no `%`, `?`, `#`, `\`,
+///   space or byte above 0x7f);
+/// - `/`-separated components, none empty (no leading, trailing or doubled `/`), none
+///   `.` or `..`.
+///
+/// A path that fails any of these is answered **400** ([`Route::BadRequest`], the reason
+/// naming the rule), not 404: the server refuses to look such a name up at all, so it
+/// cannot say the file is absent; and the client learns its request is malformed, not
+/// that some such file might appear. (Nothing that fails can reach outside the
+/// filesystem's root or mean two files.) **404** is kept for checked names the guest's
+/// filesystem has no regular file under ([`Opened::NotFound`]), as for any unknown path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilePath<'a>(&'a str);
+
+impl<'a> FilePath<'a> {
+    /// Check `absolute`: `/` then the PATH of `/files/PATH` (`/a/b.txt` for
+    /// `/files/a/b.txt`); the error is why it is refused (without the leading `/`:
+    /// "file path: not absolute").
+    pub fn new(absolute: &'a str) -> Result<Self, &'static str> {
+        Self::from_bytes(absolute.as_bytes())
+    }
+
+    fn from_bytes(absolute: &'a [u8]) -> Result<Self, &'static str> {
+        let Some(path) = absolute.strip_prefix(b"/") else {
+            return Err("file path: not absolute");
+        };
+        Self::check(path)?;
+        // Checked ASCII, so UTF-8.
+        core::str::from_utf8(absolute)
+            .map(FilePath)
+            .map_err(|_| "file path: not ASCII")
+    }
+
+    fn check(path: &[u8]) -> Result<(), &'static str> {
+        if path.is_empty() {
+            return Err("file path: empty");
+        }
+        if path.len() > FILE_PATH_MAX {
+            return Err("file path: longer than 255 bytes");
+        }
+        if !path
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        {
+            return Err("file path: a byte outside [A-Za-z0-9._/-]");
+        }
+        for c in path.split(|&b| b == b'/') {
+            match c {
+                b"" => return Err("file path: an empty component"),
+                b"." | b".." => return Err("file path: a . or .. component"),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The path as the request gave it after `/files/` (`a/b.txt` for
+    /// `/files/a/b.txt`): 1 to [`FILE_PATH_MAX`] bytes.
+    pub fn as_str(&self) -> &'a str {
+        &self.0[1..]
+    }
+
+    /// The absolute name to open in the guest's filesystem (`/a/b.txt` for
+    /// `/files/a/b.txt`): 2 to 256 bytes.
+    pub fn absolute(&self) -> &'a str {
+        self.0
+    }
+
+    /// Its components, in order (none empty, `.` or `..`).
+    pub fn components(&self) -> impl Iterator<Item = &'a str> {
+        self.as_str().split('/')
+    }
+}
+
 /// Parse what has arrived of a request.
-pub fn parse(buf: &[u8]) -> Parse {
+pub fn parse(buf: &[u8]) -> Parse<'_> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         return if buf.len() >= HEAD_MAX {
             Parse::Done {
@@ -92,6 +238,12 @@ pub fn parse(buf: &[u8]) -> Parse {
             Some(n) if n <= BYTES_MAX => Route::Bytes(n),
             _ => Route::NotFound,
         }
+    } else if path.starts_with(b"/files/") {
+        // From the `/` after `files` on: the absolute name.
+        match FilePath::from_bytes(&path[b"/files".len()..]) {
+            Ok(p) => Route::File(p),
+            Err(why) => Route::BadRequest(why),
+        }
     } else {
         Route::NotFound
     };
@@ -111,6 +263,14 @@ pub enum Body {
         /// Bytes.
         len: u64,
     },
+    /// A file's `len` bytes, which the caller supplies ([`Body::fill_with`]); their
+    /// checksum was taken before the head ([`file_checksum`]).
+    File {
+        /// Bytes.
+        len: u64,
+        /// FNV-1a 64 of them.
+        checksum: u64,
+    },
 }
 
 impl Body {
@@ -118,7 +278,7 @@ impl Body {
     pub fn len(&self) -> u64 {
         match *self {
             Body::Static(b) => b.len() as u64,
-            Body::Pattern { len } => len,
+            Body::Pattern { len } | Body::File { len, .. } => len,
         }
     }
     /// Is it empty?
@@ -126,16 +286,49 @@ impl Body {
         self.len() == 0
     }
     /// Copy its bytes from `offset` into `out` (as many as fit and remain): how many.
+    ///
+    /// A [`Body::File`]'s bytes are not here: it copies none (0); stream it with
+    /// [`Body::fill_with`].
     pub fn fill(&self, offset: u64, out: &mut [u8]) -> usize {
-        let n = (self.len().saturating_sub(offset)).min(out.len() as u64) as usize;
+        let n = self.chunk(offset, out.len());
         match *self {
             Body::Static(b) => out[..n].copy_from_slice(&b[offset as usize..offset as usize + n]),
             Body::Pattern { .. } => fill_pattern(offset, &mut out[..n]),
+            Body::File { .. } => return 0,
         }
         n
     }
-    /// FNV-1a 64 of the whole body.
+    /// Bytes of the next chunk from `offset` into a buffer of `room`: as many as fit and
+    /// remain.
+    fn chunk(&self, offset: u64, room: usize) -> usize {
+        (self.len().saturating_sub(offset)).min(room as u64) as usize
+    }
+    /// Copy its bytes from `offset` into `out` (as many as fit and remain): how many. A
+    /// [`Body::File`] has `read(offset, chunk)` fill the chunk (all of it, with the
+    /// file's bytes from `offset`; never past `len`); `read` is not called for an empty
+    /// chunk or for the other bodies, which [`Body::fill`] serves.
+    pub fn fill_with<E>(
+        &self,
+        offset: u64,
+        out: &mut [u8],
+        read: impl FnOnce(u64, &mut [u8]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        match *self {
+            Body::File { .. } => {
+                let n = self.chunk(offset, out.len());
+                if n > 0 {
+                    read(offset, &mut out[..n])?;
+                }
+                Ok(n)
+            }
+            _ => Ok(self.fill(offset, out)),
+        }
+    }
+    /// FNV-1a 64 of the whole body (a [`Body::File`]'s as [`file_checksum`] found it).
     pub fn checksum(&self) -> u64 {
+        if let Body::File { checksum, .. } = *self {
+            return checksum;
+        }
         let mut h = Fnv::new();
         let mut buf = [0u8; 4096];
         let mut at = 0;
@@ -150,6 +343,61 @@ impl Body {
     }
 }
 
+/// FNV-1a 64 of a file of `len` bytes, read once from start to end in chunks of up to
+/// 4 KiB by `read(offset, chunk)` (which fills all of the chunk, as for
+/// [`Body::fill_with`]); the first error of `read` ends it.
+pub fn file_checksum<E>(
+    len: u64,
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
+) -> Result<u64, E> {
+    let mut h = Fnv::new();
+    let mut buf = [0u8; 4096];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        read(at, &mut buf[..n])?;
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(h.finish())
+}
+
+/// What the guest found when it opened a [`Route::File`]'s path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// A regular file (or a symlink to one), `len` bytes, FNV-1a 64 `checksum`
+    /// ([`file_checksum`]): 200.
+    File {
+        /// Its size.
+        len: u64,
+        /// FNV-1a 64 of its bytes.
+        checksum: u64,
+    },
+    /// No such path, or not a regular file (a directory, a special file), or no
+    /// filesystem at all: 404.
+    NotFound,
+    /// The filesystem failed (a disk read error, a corrupt structure) while opening or
+    /// checksumming: 500.
+    Failed,
+}
+
+/// The response to a [`Route::File`] once the guest has [`Opened`] it.
+pub fn respond_file(o: Opened) -> Response {
+    match o {
+        Opened::File { len, checksum } => Response {
+            status: 200,
+            reason: "OK",
+            body: Body::File { len, checksum },
+        },
+        Opened::NotFound => respond(Route::NotFound),
+        Opened::Failed => Response {
+            status: 500,
+            reason: "Internal Server Error",
+            body: Body::Static(b"file read failed\n"),
+        },
+    }
+}
+
 /// A planned response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Response {
@@ -161,8 +409,9 @@ pub struct Response {
     pub body: Body,
 }
 
-/// The response to `route`.
-pub fn respond(route: Route) -> Response {
+/// The response to `route`. For [`Route::File`], a guest with no files: 404 (a guest
+/// that has them opens the path and calls [`respond_file`]).
+pub fn respond(route: Route<'_>) -> Response {
     let r = |status, reason, body: &'static [u8]| Response {
         status,
         reason,
@@ -175,7 +424,7 @@ pub fn respond(route: Route) -> Response {
             reason: "OK",
             body: Body::Pattern { len },
         },
-        Route::NotFound => r(404, "Not Found", b"not found\n"),
+        Route::NotFound | Route::File(_) => r(404, "Not Found", b"not found\n"),
         Route::MethodNotAllowed => r(405, "Method Not Allowed", b"only GET\n"),
         Route::BadRequest(_) => r(400, "Bad Request", b"bad request\n"),
     }
@@ -190,7 +439,7 @@ pub fn head(r: &Response, checksum: u64) -> Head {
     let ty = match r.body {
         Body::Static(b) if b.starts_with(b"<!DOCTYPE") => "text/html",
         Body::Static(_) => "text/plain",
-        Body::Pattern { .. } => "application/octet-stream",
+        Body::Pattern { .. } | Body::File { .. } => "application/octet-stream",
     };
     // 256 bytes hold the longest head (a 20-digit length).
     let _ = write!(
@@ -248,7 +497,7 @@ mod tests {
 
     #[test]
     fn routes() {
-        let p = |s: &str| match parse(s.as_bytes()) {
+        let p = |s: &'static str| match parse(s.as_bytes()) {
             Parse::Done { route, .. } => route,
             Parse::Incomplete => panic!("incomplete: {s:?}"),
         };
@@ -264,7 +513,8 @@ mod tests {
             Route::NotFound
         );
         assert_eq!(p("GET /bytes/4294967297 HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(p("GET /files/x HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(p("GET /filesx HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(p("GET /files HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(p("POST / HTTP/1.1\r\n\r\n"), Route::MethodNotAllowed);
         assert!(matches!(p("GET / SPDY\r\n\r\n"), Route::BadRequest(_)));
         assert!(matches!(p("GET /\r\n\r\n"), Route::BadRequest(_)));
@@ -322,5 +572,231 @@ mod tests {
         // The longest head fits.
         let r = respond(Route::Bytes(BYTES_MAX));
         assert!(head(&r, u64::MAX).contains("Connection: close"));
+    }
+
+    /// The route of a GET of `path` (raw bytes), as a verdict: the file path, or why not.
+    fn file_route(path: &[u8]) -> Result<String, String> {
+        let mut req = b"GET ".to_vec();
+        req.extend_from_slice(path);
+        req.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        match parse(&req) {
+            Parse::Done {
+                route: Route::File(p),
+                ..
+            } => Ok(p.absolute().to_string()),
+            Parse::Done {
+                route: Route::BadRequest(why),
+                ..
+            } => Err(why.to_string()),
+            other => panic!("{path:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn file_paths_are_checked() {
+        for ok in [
+            "a",
+            "a/b.txt",
+            "A-Z_0.9/x-y_z",
+            "nested/dir/deeper/inner.bin",
+            ".hidden",
+            "...",
+            "a..b/..c/d..",
+            "-",
+        ] {
+            assert_eq!(
+                file_route(format!("/files/{ok}").as_bytes()),
+                Ok(format!("/{ok}"))
+            );
+        }
+        let longest = format!("{}/{}", "a".repeat(127), "b".repeat(127));
+        assert_eq!(longest.len(), FILE_PATH_MAX);
+        assert_eq!(
+            file_route(format!("/files/{longest}").as_bytes()),
+            Ok(format!("/{longest}"))
+        );
+        let bad = |p: &str, why: &str| {
+            let got = file_route(format!("/files/{p}").as_bytes());
+            assert!(
+                matches!(&got, Err(w) if w.contains(why)),
+                "{p:?}: {got:?}, wanted an error with {why:?}"
+            );
+        };
+        bad("", "empty");
+        bad(&"a".repeat(FILE_PATH_MAX + 1), "longer than 255");
+        bad(&format!("{longest}c"), "longer than 255");
+        bad("/a", "empty component");
+        bad("a/", "empty component");
+        bad("a//b", "empty component");
+        bad("/", "empty component");
+        bad(".", ". or ..");
+        bad("..", ". or ..");
+        bad("./a", ". or ..");
+        bad("a/.", ". or ..");
+        bad("a/../b", ". or ..");
+        bad("../etc/passwd", ". or ..");
+        bad("a%2fb", "outside");
+        bad("%2e%2e/x", "outside");
+        bad("a?b=c", "outside");
+        bad("a#b", "outside");
+        bad("a\\b", "outside");
+        bad("a:b", "outside");
+        bad("~", "outside");
+        bad("caf\u{e9}", "outside");
+        // Every byte in the middle of a name: allowed exactly when in [A-Za-z0-9._/-].
+        for b in 0..=255u8 {
+            let mut path = b"/files/x".to_vec();
+            path.extend_from_slice(&[b, b'y']);
+            let allowed = b.is_ascii_alphanumeric() || b"._/-".contains(&b);
+            assert_eq!(file_route(&path).is_ok(), allowed, "byte {b:#04x}");
+        }
+        // Not under /files/: as before.
+        let route = |s: &'static str| match parse(s.as_bytes()) {
+            Parse::Done { route, .. } => route,
+            Parse::Incomplete => panic!("incomplete: {s:?}"),
+        };
+        assert_eq!(route("GET /files HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route("GET /Files/a HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(
+            route("POST /files/a HTTP/1.1\r\n\r\n"),
+            Route::MethodNotAllowed
+        );
+        assert!(matches!(
+            route("GET /files/../x HTTP/1.1\r\n\r\n"),
+            Route::BadRequest(_)
+        ));
+        let r = respond(route("GET /files/.. HTTP/1.1\r\n\r\n"));
+        assert_eq!((r.status, r.reason), (400, "Bad Request"));
+        // The accessors.
+        let p = FilePath::new("/docs/a.txt").unwrap();
+        assert_eq!((p.as_str(), p.absolute()), ("docs/a.txt", "/docs/a.txt"));
+        assert_eq!(p.components().collect::<Vec<_>>(), ["docs", "a.txt"]);
+        assert!(FilePath::new("docs/a.txt").is_err(), "not absolute");
+        assert!(FilePath::new("/docs/../a.txt").is_err());
+    }
+
+    /// A file in memory as the guest's `read`: fills all of `out` from `at`, or fails
+    /// past the end or at `fail_at`; logs each call.
+    fn reader<'d>(
+        data: &'d [u8],
+        fail_at: Option<u64>,
+        log: &'d std::cell::RefCell<Vec<(u64, usize)>>,
+    ) -> impl FnMut(u64, &mut [u8]) -> Result<(), &'static str> + 'd {
+        move |at, out| {
+            log.borrow_mut().push((at, out.len()));
+            if fail_at.is_some_and(|f| at + out.len() as u64 > f) {
+                return Err("disk failed");
+            }
+            let at = at as usize;
+            out.copy_from_slice(data.get(at..at + out.len()).ok_or("past the end")?);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn files_answer_with_length_checksum_and_their_bytes() {
+        let data: Vec<u8> = (0..10_007u32).map(|i| (i * 7 + i / 300) as u8).collect();
+        let log = std::cell::RefCell::new(vec![]);
+        let len = data.len() as u64;
+        let checksum = file_checksum(len, reader(&data, None, &log)).unwrap();
+        let mut h = Fnv::new();
+        h.update(&data);
+        assert_eq!(checksum, h.finish());
+        // One pass, in order, chunks of at most 4 KiB, never past the end.
+        assert_eq!(
+            *log.borrow(),
+            [(0, 4096), (4096, 4096), (8192, 10_007 - 8192)]
+        );
+        let r = respond_file(Opened::File { len, checksum });
+        assert_eq!((r.status, r.reason), (200, "OK"));
+        assert_eq!(r.body, Body::File { len, checksum });
+        assert_eq!((r.body.len(), r.body.checksum()), (len, checksum));
+        let h = head(&r, r.body.checksum());
+        assert!(h.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(h.contains("Content-Type: application/octet-stream\r\n"));
+        assert!(h.contains("Content-Length: 10007\r\n"));
+        assert!(h.contains(&format!("X-Checksum-FNV1a64: {checksum:016x}\r\n")));
+        assert!(h.ends_with("Connection: close\r\n\r\n"));
+
+        // The body in odd chunks: exactly the file, `read` asked only for what is left.
+        for room in [1, 777, 4096, 20_000] {
+            log.borrow_mut().clear();
+            let mut read = reader(&data, None, &log);
+            let (mut sent, mut buf) = (vec![], vec![0u8; room]);
+            loop {
+                let n = r
+                    .body
+                    .fill_with(sent.len() as u64, &mut buf, &mut read)
+                    .unwrap();
+                if n == 0 {
+                    break;
+                }
+                sent.extend_from_slice(&buf[..n]);
+            }
+            assert!(sent == data, "chunks of {room}");
+            let calls = log.borrow();
+            assert_eq!(calls.len(), data.len().div_ceil(room));
+            assert!(calls.iter().all(|&(at, n)| n > 0 && at + n as u64 <= len));
+        }
+        // Past the end, or into an empty buffer: nothing, and `read` is not asked.
+        log.borrow_mut().clear();
+        let mut read = reader(&data, None, &log);
+        assert_eq!(r.body.fill_with(len, &mut [0; 8], &mut read), Ok(0));
+        assert_eq!(r.body.fill_with(len + 5, &mut [0; 8], &mut read), Ok(0));
+        assert_eq!(r.body.fill_with(0, &mut [], &mut read), Ok(0));
+        assert!(log.borrow().is_empty());
+        // Its bytes are the caller's: `fill` has none.
+        assert_eq!(r.body.fill(0, &mut [0; 8]), 0);
+    }
+
+    #[test]
+    fn file_failures_and_other_bodies() {
+        let data = vec![5u8; 9000];
+        let log = std::cell::RefCell::new(vec![]);
+        // A read error ends the checksum pass and comes back as is.
+        assert_eq!(
+            file_checksum(9000, reader(&data, Some(5000), &log)),
+            Err("disk failed")
+        );
+        // A file shorter than it said: the reader's error, not a short checksum.
+        assert_eq!(
+            file_checksum(9001, reader(&data, None, &log)),
+            Err("past the end")
+        );
+        // An empty file: the offset basis, `read` never asked.
+        log.borrow_mut().clear();
+        let c = file_checksum(0, reader(&data, None, &log)).unwrap();
+        assert_eq!(c, 0xcbf2_9ce4_8422_2325);
+        assert!(log.borrow().is_empty());
+        let r = respond_file(Opened::File {
+            len: 0,
+            checksum: c,
+        });
+        assert!(head(&r, r.body.checksum()).contains("Content-Length: 0\r\n"));
+        // Streaming: the error of `read` is the caller's.
+        let b = Body::File {
+            len: 9000,
+            checksum: 0,
+        };
+        let mut buf = [0u8; 4096];
+        let mut read = reader(&data, Some(5000), &log);
+        assert_eq!(b.fill_with(0, &mut buf, &mut read), Ok(4096));
+        assert_eq!(b.fill_with(4096, &mut buf, &mut read), Err("disk failed"));
+        // Missing, or failed.
+        let r = respond_file(Opened::NotFound);
+        assert_eq!((r.status, r.body), (404, Body::Static(b"not found\n")));
+        let r = respond_file(Opened::Failed);
+        assert_eq!((r.status, r.reason), (500, "Internal Server Error"));
+        assert!(head(&r, r.body.checksum()).starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
+        // A guest with no files answers a checked path 404, as before.
+        let p = FilePath::new("/a").unwrap();
+        assert_eq!(respond(Route::File(p)).status, 404);
+        // The other bodies stream through `fill_with` as through `fill`, `read` unasked.
+        for b in [Body::Pattern { len: 5000 }, Body::Static(INDEX)] {
+            let (mut a, mut c) = ([0u8; 999], [0u8; 999]);
+            let n = b.fill_with(100, &mut a, |_, _| Err("asked")).unwrap();
+            assert_eq!(n, b.fill(100, &mut c));
+            assert_eq!(a, c);
+        }
     }
 }

@@ -168,19 +168,66 @@ impl GrantTable {
 
     fn entry(&self, r: GrantRef) -> Entry<'static> {
         assert!(r < self.refs());
-        let va = Fixmap::GnttabFirst.va() + r as u64 * 8;
-        // SAFETY: the table's frames are mapped RW at the grant fixmap slots for as
-        // long as the GrantTable lives (the runtime never unmaps them); the entry's
-        // fields are naturally aligned and shared with Xen, so accessed atomically.
-        unsafe {
-            Entry {
-                flags: AtomicU16::from_ptr(va as *mut u16),
-                domid: AtomicU16::from_ptr((va + 2) as *mut u16),
-                frame: AtomicU32::from_ptr((va + 4) as *mut u32),
-            }
-        }
+        entry(r)
     }
 
+    /// Take a reference out of the free list for a driver that grants and ends it on
+    /// its own, one request at a time ([`ReservedRef::grant`], [`ReservedRef::end`]),
+    /// without holding the table. Give it back with [`GrantTable::release`].
+    pub fn reserve(&mut self) -> Result<ReservedRef, GntError> {
+        Ok(ReservedRef(self.free.alloc()?))
+    }
+
+    /// Put a reserved reference back in the free list, ending its grant first; refused
+    /// (and handed back) while the peer still uses it.
+    pub fn release(&mut self, r: ReservedRef) -> Result<(), (ReservedRef, GntError)> {
+        if let Err(e) = r.end() {
+            return Err((r, e));
+        }
+        match self.free.free(r.0) {
+            Ok(()) => Ok(()),
+            Err(e) => Err((r, e)),
+        }
+    }
+}
+
+/// A grant reference reserved by [`GrantTable::reserve`]: its owner grants a page of its
+/// own through it and ends the grant, as often as it likes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReservedRef(GrantRef);
+
+impl ReservedRef {
+    /// The reference (what the peer is told).
+    pub fn gref(&self) -> GrantRef {
+        self.0
+    }
+    /// Grant `domid` access to `page` (the caller's own) through this reference.
+    pub fn grant(&self, domid: u16, page: &Page, readonly: bool) -> Result<(), GntError> {
+        entry(self.0).grant(domid, page.mfn().0, readonly)
+    }
+    /// End access; refused while the peer uses the page.
+    pub fn end(&self) -> Result<(), GntError> {
+        entry(self.0).end(self.0)
+    }
+}
+
+/// Entry `r` of the table. Only reachable with a reference a [`GrantTable`] handed out
+/// (or checked against its size), so the table is set up and `r` is inside it.
+fn entry(r: GrantRef) -> Entry<'static> {
+    let va = Fixmap::GnttabFirst.va() + r as u64 * 8;
+    // SAFETY: the table's frames are mapped RW at the grant fixmap slots once a
+    // GrantTable is set up (the runtime never unmaps them), and `r` came from one; the
+    // entry's fields are naturally aligned and shared with Xen, so accessed atomically.
+    unsafe {
+        Entry {
+            flags: AtomicU16::from_ptr(va as *mut u16),
+            domid: AtomicU16::from_ptr((va + 2) as *mut u16),
+            frame: AtomicU32::from_ptr((va + 4) as *mut u32),
+        }
+    }
+}
+
+impl GrantTable {
     /// Grant `domid` access to machine frame `mfn`.
     ///
     /// The page is named by a [`Page`] the caller owns: a grant can only ever give away

@@ -110,6 +110,7 @@
 #![no_std]
 #![warn(missing_docs)]
 
+pub mod blk;
 mod boot;
 pub mod console;
 #[cfg(feature = "defmt")]

@@ -16,6 +16,12 @@
 //! - [`grant`]: grant-table v1 entries and the reference free list;
 //! - [`evtchn`]: the 2-level event-channel bitmaps and port numbers;
 //! - [`start_info`]: Xen's start_info page, validated into a typed view;
+//! - [`blkif`] and [`blkfront`]: blkif's wire format, and blkfront's request queue with
+//!   the checks of every response;
+//! - [`block`]: the block-device API (sectors in and out, errors as values) and byte
+//!   reads over it;
+//! - `ext4` (feature `ext4`, with `alloc`): read-only ext2/3/4 over a block device,
+//!   with ext4-view;
 //! - [`clock`]: Xen system time from the pvclock fields;
 //! - [`initrd`]: the checked initrd image the sample app and the tools share;
 //! - [`cmdline`]: the guest command line's words;
@@ -48,11 +54,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod blkfront;
+pub mod blkif;
+pub mod block;
 pub mod clock;
 pub mod cmdline;
 pub mod console_out;
 pub mod defmt_line;
 pub mod evtchn;
+#[cfg(feature = "ext4")]
+pub mod ext4;
 pub mod grant;
 pub mod initrd;
 pub mod netfront;

@@ -5,6 +5,7 @@
 //!   MMU operations (`xenpv_paging::ops::MmuSink`);
 //! - [`takeover_run`]: the takeover planner run against that model, the scenario the
 //!   paging tests start from;
+//! - [`blkback`]: a model blkback, honest, slow or hostile, as `blkfront::Io`;
 //! - [`ring_peer`]: the other end of a shared byte ring, honest, slow, stalled or hostile;
 //! - [`xenstored`]: a model xenstored on the far side of the store ring;
 //! - [`strategies`]: proptest strategies shared by the tests (hostile xenstore replies).
@@ -12,6 +13,7 @@
 //! A dev-dependency only (`publish = false`): nothing here runs in a guest.
 // Not published: missing_docs is a lint of the published crates only.
 
+pub mod blkback;
 pub mod mmu_model;
 pub mod netback;
 pub mod ring_peer;

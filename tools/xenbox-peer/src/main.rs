@@ -8,6 +8,7 @@ use verdict::Verdict;
 
 mod args;
 mod data;
+mod disk;
 mod grant;
 mod net;
 mod verdict;
@@ -19,7 +20,15 @@ struct Command {
 }
 
 /// The network subcommands.
-static COMMANDS: [Command; 6] = [
+static COMMANDS: [Command; 8] = [
+    Command {
+        spec: &disk::FILL,
+        run: disk::run_fill,
+    },
+    Command {
+        spec: &disk::VERIFY,
+        run: disk::run_verify,
+    },
     Command {
         spec: &net::wait_up::SPEC,
         run: net::wait_up::run,

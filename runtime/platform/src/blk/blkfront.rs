@@ -1,0 +1,570 @@
+//! blkfront: one virtual disk, its ring granted to the backend's domain, an event channel
+//! to it, the xenbus handshake, and sectors in and out.
+//!
+//! The decisions are `xenpv_protocol`'s: the handshake ([`xenbus`], blkback's flavour:
+//! Initialised first), what the backend offers ([`Offer`]) and the request queue with
+//! every check of what the backend writes ([`Queue`]). This module allocates the pages,
+//! grants them (per request, through references reserved at connect), binds the event
+//! channel and waits on it (masked, `SCHEDOP_poll`).
+
+// BlkError carries the handshake's error, which names the device's and key's full paths;
+// it comes once per failed bring-up, and no_std has no Box (as in `xenbus`).
+#![allow(clippy::result_large_err, clippy::large_enum_variant)]
+
+use crate::evtchn::{self, EvtchnError, Port};
+use crate::gnttab::{GntError, GrantRef, GrantTable, ReservedRef};
+use crate::mm::Memory;
+use crate::shared_page::SharedPage;
+use crate::xenstore::{Xenstore, XsError};
+use crate::PageLink;
+use core::fmt::{self, Write as _};
+use xenpv_protocol::blkfront::{
+    BadKey, Counters, Io, Offer, PageRef, Queue, Shape, Traffic, IDS, MAX_SEGMENTS,
+};
+use xenpv_protocol::blkif::{parse_number, DIRECT_SEGMENTS, REQ_SLOT};
+use xenpv_protocol::block::{BlockDevice, BlockError, Geometry};
+use xenpv_protocol::shared_ring::{FrontRing, PageMem};
+use xenpv_protocol::xenbus::{self, Backend, Device, Flavor, State, XenbusError};
+
+/// How long the handshake may take (blkback waits for its hotplug script first).
+pub const CONNECT_NS: u64 = 60_000_000_000;
+/// How long closing may take.
+pub const CLOSE_NS: u64 = 20_000_000_000;
+/// How long one call (read, write, flush) may take by default
+/// ([`Blkfront::set_timeout`]).
+pub const CALL_NS: u64 = 30_000_000_000;
+/// Data pages a disk moves its bytes through at most (4 MiB): four requests of 1 MiB in
+/// flight with indirect segments, or 32 of 44 KiB without.
+pub const MAX_POOL: usize = 1024;
+/// Requests kept in flight at least (the pool is split so that this many fit).
+const MIN_IN_FLIGHT: usize = 4;
+/// Most disks [`Blkfront::list`] returns.
+pub const MAX_DISKS: usize = 16;
+
+/// Why a disk could not be brought up (or listed).
+#[derive(Debug)]
+pub enum BlkError {
+    /// The xenbus handshake failed (the error names the device, key and state).
+    Xenbus(XenbusError<XsError>),
+    /// A xenstore operation outside the handshake failed.
+    Xenstore(XsError),
+    /// A key the backend wrote is missing or refused.
+    Key {
+        /// The device (`device/vbd/51712`).
+        device: heapless::String<32>,
+        /// The key and why.
+        bad: BadKey,
+    },
+    /// Granting a page to the backend failed.
+    Grant(GntError),
+    /// The event channel could not be allocated.
+    Evtchn(EvtchnError),
+    /// No free frame for the ring or the data pages.
+    NoMemory {
+        /// Pages the disk needs in all.
+        need: usize,
+    },
+    /// A read, write or flush failed.
+    Io(BlockError),
+}
+
+impl From<BlockError> for BlkError {
+    fn from(e: BlockError) -> Self {
+        BlkError::Io(e)
+    }
+}
+
+impl fmt::Display for BlkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlkError::Xenbus(e) => write!(f, "{e}"),
+            BlkError::Xenstore(e) => write!(f, "xenstore: {e}"),
+            BlkError::Key { device, bad } => write!(f, "{device}: backend key {bad}"),
+            BlkError::Grant(e) => write!(f, "granting a page: {e:?}"),
+            BlkError::Evtchn(e) => write!(f, "event channel: {e:?}"),
+            BlkError::NoMemory { need } => {
+                write!(f, "no free frame (a disk needs {need} pages)")
+            }
+            BlkError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A page of the disk's with the grant reference reserved for it.
+struct Pooled {
+    page: SharedPage,
+    gref: ReservedRef,
+}
+
+/// The live side of the queue: ring, pages, grants, event channel, clock.
+struct Live<'a> {
+    ring: &'a mut SharedPage,
+    data: &'a mut [Pooled],
+    indirect: &'a mut [Pooled],
+    /// (grant reference, page) sorted by reference, to end a grant by its number.
+    by_ref: &'a [(GrantRef, PageRef)],
+    domid: u16,
+    port: Port,
+}
+
+impl Live<'_> {
+    fn pooled(&mut self, p: PageRef) -> &mut Pooled {
+        match p {
+            PageRef::Data(i) => &mut self.data[i as usize],
+            PageRef::Indirect(i) => &mut self.indirect[i as usize],
+        }
+    }
+}
+
+impl Io for Live<'_> {
+    fn ring(&mut self) -> &mut dyn PageMem {
+        self.ring
+    }
+    fn copy_in(&mut self, page: PageRef, at: usize, data: &[u8]) {
+        // The page is not granted now (the queue fills it before granting, and never
+        // reuses a page whose grant the backend kept): plain stores are ours alone.
+        self.pooled(page).page.bytes_mut()[at..at + data.len()].copy_from_slice(data);
+    }
+    fn copy_out(&mut self, page: PageRef, at: usize, out: &mut [u8]) {
+        // Volatile: if the backend kept the grant, it may still be writing the page.
+        self.pooled(page).page.read_bytes(at, out);
+    }
+    fn grant(&mut self, page: PageRef, readonly: bool) -> Option<u32> {
+        let domid = self.domid;
+        let p = self.pooled(page);
+        p.gref.grant(domid, p.page.page(), readonly).ok()?;
+        Some(p.gref.gref())
+    }
+    fn end_grant(&mut self, gref: u32) -> bool {
+        let Ok(i) = self.by_ref.binary_search_by_key(&gref, |&(r, _)| r) else {
+            return false;
+        };
+        let page = self.by_ref[i].1;
+        self.pooled(page).gref.end().is_ok()
+    }
+    fn notify(&mut self) {
+        // A failed send only delays the backend until our next notification.
+        let _ = evtchn::send(self.port);
+    }
+    fn now_ns(&mut self) -> u64 {
+        crate::time::now_ns()
+    }
+    fn wait(&mut self, deadline: u64) {
+        // An error here (cannot happen for one bound port) ends in the caller's deadline.
+        if evtchn::wait(&[self.port], deadline).is_err() {
+            crate::hypercall::yield_now();
+        }
+    }
+}
+
+/// What closing a disk left behind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Closed {
+    /// Pages whose grant the backend still held at the deadline: never freed (the
+    /// backend may still write them), counted here.
+    pub pages_kept: usize,
+    /// The handshake's close step failed (the backend never acknowledged).
+    pub unacknowledged: bool,
+}
+
+/// One connected virtual disk.
+pub struct Blkfront {
+    id: u32,
+    dev: Device,
+    backend: Backend,
+    port: Port,
+    ring: SharedPage,
+    ring_ref: GrantRef,
+    data: heapless::Vec<Pooled, MAX_POOL>,
+    indirect: heapless::Vec<Pooled, IDS>,
+    by_ref: heapless::Vec<(GrantRef, PageRef), { MAX_POOL + IDS }>,
+    queue: Queue,
+    timeout_ns: u64,
+}
+
+impl Blkfront {
+    /// The disks the toolstack gave this domain: the ids under `device/vbd` (e.g. 51712
+    /// for xvda), at most [`MAX_DISKS`], in ascending order.
+    pub fn list(xs: &mut Xenstore<PageLink>) -> Result<heapless::Vec<u32, MAX_DISKS>, BlkError> {
+        let mut out = heapless::Vec::new();
+        let names = match xs.directory("device/vbd") {
+            Ok(n) => n,
+            Err(XsError::Xenstore(e)) if e == "ENOENT" => return Ok(out),
+            Err(e) => return Err(BlkError::Xenstore(e)),
+        };
+        for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            if let Some(id) = parse_number(name).and_then(|v| u32::try_from(v).ok()) {
+                if out.push(id).is_err() {
+                    break;
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Bring up disk `id` (`device/vbd/<id>`): read its backend, grant the ring to the
+    /// backend's domain, allocate an event channel for it, publish the keys, wait for
+    /// Connected (at most [`CONNECT_NS`]), read what the backend offers, and set up the
+    /// data pages (up to [`MAX_POOL`]) with a grant reference reserved for each.
+    ///
+    /// Everything taken is given back on failure (a grant the backend holds stays
+    /// granted, and its page is kept).
+    pub fn connect(
+        mem: &mut Memory,
+        gt: &mut GrantTable,
+        xs: &mut Xenstore<PageLink>,
+        id: u32,
+    ) -> Result<Blkfront, BlkError> {
+        let dev = Device::new("vbd", id);
+        let backend = xenbus::probe(xs, &dev).map_err(BlkError::Xenbus)?;
+        let handle = read_key(xs, &dev, dev.dir(), "virtual-device")?
+            .and_then(|v| u16::try_from(v).ok())
+            .unwrap_or(id as u16);
+        let Some(mut ring) = SharedPage::alloc(mem) else {
+            return Err(BlkError::NoMemory { need: 1 });
+        };
+        // SHARED_RING_INIT before the backend maps it (the queue writes the same again).
+        FrontRing::new(REQ_SLOT, &mut ring);
+        let ring_ref = match gt.grant(backend.domid, ring.page(), false) {
+            Ok(r) => r,
+            Err(e) => {
+                ring.free(mem);
+                return Err(BlkError::Grant(e));
+            }
+        };
+        let port = match evtchn::alloc_unbound(backend.domid) {
+            Ok(p) => p,
+            Err(e) => {
+                end_and_free(mem, gt, ring, ring_ref);
+                return Err(BlkError::Evtchn(e));
+            }
+        };
+        let _ = evtchn::mask(port);
+        let r = xenbus::connect(
+            xs,
+            &dev,
+            &backend,
+            Flavor::InitialisedFirst,
+            crate::time::now_ns() + CONNECT_NS,
+            &mut |t| {
+                let mut v: heapless::String<12> = heapless::String::new();
+                let _ = write!(v, "{ring_ref}");
+                t.write("ring-ref", v.as_bytes())?;
+                v.clear();
+                let _ = write!(v, "{port}");
+                t.write("event-channel", v.as_bytes())?;
+                t.write("protocol", b"x86_64-abi")
+            },
+        );
+        let fail = |mem: &mut Memory, gt: &mut GrantTable, xs: &mut Xenstore<PageLink>, ring| {
+            let _ = xenbus::close(xs, &dev, &backend, crate::time::now_ns() + CLOSE_NS);
+            let _ = evtchn::close(port);
+            end_and_free(mem, gt, ring, ring_ref);
+        };
+        if let Err(e) = r {
+            fail(mem, gt, xs, ring);
+            return Err(BlkError::Xenbus(e));
+        }
+        let offer = match read_offer(xs, &dev, &backend) {
+            Ok(o) => o,
+            Err(e) => {
+                fail(mem, gt, xs, ring);
+                return Err(e);
+            }
+        };
+        let shape = Shape::for_offer(&offer, MAX_POOL, MIN_IN_FLIGHT);
+        let indirect_pages = if shape.segments > DIRECT_SEGMENTS {
+            shape.ids
+        } else {
+            0
+        };
+        let mut data = heapless::Vec::new();
+        let mut indirect = heapless::Vec::new();
+        let mut by_ref = heapless::Vec::new();
+        let need = 1 + shape.pages() + indirect_pages;
+        for i in 0..shape.pages() + indirect_pages {
+            let Some(page) = SharedPage::alloc(mem) else {
+                release_pool(mem, gt, data, indirect);
+                fail(mem, gt, xs, ring);
+                return Err(BlkError::NoMemory { need });
+            };
+            let gref = match gt.reserve() {
+                Ok(g) => g,
+                Err(e) => {
+                    page.free(mem);
+                    release_pool(mem, gt, data, indirect);
+                    fail(mem, gt, xs, ring);
+                    return Err(BlkError::Grant(e));
+                }
+            };
+            let (which, r) = if i < shape.pages() {
+                (PageRef::Data(i as u16), gref.gref())
+            } else {
+                (PageRef::Indirect((i - shape.pages()) as u16), gref.gref())
+            };
+            let _ = by_ref.push((r, which));
+            let p = Pooled { page, gref };
+            let _ = match which {
+                PageRef::Data(_) => data.push(p).map_err(|_| ()),
+                PageRef::Indirect(_) => indirect.push(p).map_err(|_| ()),
+            };
+        }
+        by_ref.sort_unstable_by_key(|&(r, _)| r);
+        let queue = Queue::new(&mut ring, offer, shape, handle);
+        Ok(Blkfront {
+            id,
+            dev,
+            backend,
+            port,
+            ring,
+            ring_ref,
+            data,
+            indirect,
+            by_ref,
+            queue,
+            timeout_ns: CALL_NS,
+        })
+    }
+
+    /// The disk's id (`device/vbd/<id>`).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    /// The backend's directory and domain.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+    /// What the backend offered (flush, indirect segments).
+    pub fn offer(&self) -> Offer {
+        self.queue.offer()
+    }
+    /// Bytes one request carries at most.
+    pub fn request_bytes(&self) -> usize {
+        self.queue.request_bytes()
+    }
+    /// Responses refused and requests failed.
+    pub fn counters(&self) -> Counters {
+        self.queue.counters()
+    }
+    /// Requests and bytes.
+    pub fn traffic(&self) -> Traffic {
+        self.queue.traffic()
+    }
+    /// How long one call may wait for the backend, from now on.
+    pub fn set_timeout(&mut self, ns: u64) {
+        self.timeout_ns = ns;
+    }
+    /// The event channel (masked; the calls wait on it themselves).
+    pub fn port(&self) -> Port {
+        self.port
+    }
+
+    fn live(&mut self) -> (&mut Queue, Live<'_>, u64) {
+        let deadline = crate::time::now_ns().saturating_add(self.timeout_ns);
+        (
+            &mut self.queue,
+            Live {
+                ring: &mut self.ring,
+                data: &mut self.data,
+                indirect: &mut self.indirect,
+                by_ref: &self.by_ref,
+                domid: self.backend.domid,
+                port: self.port,
+            },
+            deadline,
+        )
+    }
+
+    /// The backend's state now (`None`: its directory is gone).
+    pub fn backend_state(&self, xs: &mut Xenstore<PageLink>) -> Result<Option<State>, BlkError> {
+        xenbus::backend_state(xs, &self.dev, &self.backend).map_err(BlkError::Xenbus)
+    }
+
+    /// Close: Closing, wait for the backend (at most [`CLOSE_NS`]), Closed; then end
+    /// every grant the backend lets go of and free those pages.
+    pub fn close(
+        self,
+        mem: &mut Memory,
+        gt: &mut GrantTable,
+        xs: &mut Xenstore<PageLink>,
+    ) -> Closed {
+        let unacknowledged = xenbus::close(
+            xs,
+            &self.dev,
+            &self.backend,
+            crate::time::now_ns() + CLOSE_NS,
+        )
+        .is_err();
+        let _ = evtchn::close(self.port);
+        let mut kept = release_pool(mem, gt, self.data, self.indirect);
+        if !end_and_free(mem, gt, self.ring, self.ring_ref) {
+            kept += 1;
+        }
+        Closed {
+            pages_kept: kept,
+            unacknowledged,
+        }
+    }
+}
+
+impl BlockDevice for Blkfront {
+    fn geometry(&self) -> Geometry {
+        self.queue.geometry()
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        let (q, mut io, deadline) = self.live();
+        q.read(&mut io, sector, buf, deadline)
+    }
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
+        let (q, mut io, deadline) = self.live();
+        q.write(&mut io, sector, buf, deadline)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        let (q, mut io, deadline) = self.live();
+        q.flush(&mut io, deadline)
+    }
+}
+
+/// A numeric key under `base` (the frontend's or the backend's directory): `Ok(None)`
+/// when it is missing, `BadKey` when it is not a number.
+fn read_key(
+    xs: &mut Xenstore<PageLink>,
+    dev: &Device,
+    base: &str,
+    key: &'static str,
+) -> Result<Option<u64>, BlkError> {
+    match read_raw(xs, base, key)? {
+        None => Ok(None),
+        Some(v) => parse_number(&v).map(Some).ok_or_else(|| BlkError::Key {
+            device: short(dev.dir()),
+            bad: BadKey {
+                key,
+                why: "not a decimal number",
+            },
+        }),
+    }
+}
+
+fn read_raw(
+    xs: &mut Xenstore<PageLink>,
+    base: &str,
+    key: &str,
+) -> Result<Option<heapless::Vec<u8, 24>>, BlkError> {
+    let mut path: heapless::String<{ xenbus::PATH_MAX }> = heapless::String::new();
+    let _ = write!(path, "{base}/{key}");
+    match xs.read(&path) {
+        Ok(v) => {
+            let v = v.strip_suffix(b"\0").unwrap_or(&v);
+            // Longer than any number we read: kept as a value that fails to parse.
+            Ok(Some(
+                heapless::Vec::from_slice(&v[..v.len().min(24)]).unwrap_or_default(),
+            ))
+        }
+        Err(XsError::Xenstore(e)) if e == "ENOENT" => Ok(None),
+        Err(e) => Err(BlkError::Xenstore(e)),
+    }
+}
+
+/// The backend's keys, read once it is Connected, checked by [`Offer::parse`].
+fn read_offer(xs: &mut Xenstore<PageLink>, dev: &Device, be: &Backend) -> Result<Offer, BlkError> {
+    let key = |xs: &mut Xenstore<PageLink>, k| read_raw(xs, &be.path, k);
+    let missing = |key| BlkError::Key {
+        device: short(dev.dir()),
+        bad: BadKey {
+            key,
+            why: "missing",
+        },
+    };
+    let sectors = key(xs, "sectors")?.ok_or_else(|| missing("sectors"))?;
+    let sector_size = key(xs, "sector-size")?.ok_or_else(|| missing("sector-size"))?;
+    let info = key(xs, "info")?.unwrap_or_else(|| heapless::Vec::from_slice(b"0").unwrap());
+    let flush = key(xs, "feature-flush-cache")?;
+    let barrier = key(xs, "feature-barrier")?;
+    let indirect = key(xs, "feature-max-indirect-segments")?;
+    Offer::parse(
+        &sectors,
+        &sector_size,
+        &info,
+        flush.as_deref(),
+        barrier.as_deref(),
+        indirect.as_deref(),
+    )
+    .map_err(|bad| BlkError::Key {
+        device: short(dev.dir()),
+        bad,
+    })
+}
+
+fn short(s: &str) -> heapless::String<32> {
+    let mut out = heapless::String::new();
+    let _ = out.push_str(&s[..s.len().min(32)]);
+    out
+}
+
+/// End the ring's grant and free its page; `false` (the page kept) if the backend holds
+/// it past [`CLOSE_NS`].
+fn end_and_free(mem: &mut Memory, gt: &mut GrantTable, ring: SharedPage, r: GrantRef) -> bool {
+    let deadline = crate::time::now_ns() + CLOSE_NS;
+    loop {
+        match gt.end(r) {
+            Ok(()) => {
+                ring.free(mem);
+                return true;
+            }
+            Err(GntError::InUse { .. }) if crate::time::now_ns() < deadline => {
+                crate::hypercall::yield_now();
+            }
+            // The backend still maps it: never reuse the page.
+            Err(_) => {
+                keep_forever(ring);
+                return false;
+            }
+        }
+    }
+}
+
+/// Give back the data and indirect pages and their references (retrying while the
+/// backend unmaps, up to [`CLOSE_NS`]); pages still granted are kept: how many.
+fn release_pool(
+    mem: &mut Memory,
+    gt: &mut GrantTable,
+    data: heapless::Vec<Pooled, MAX_POOL>,
+    indirect: heapless::Vec<Pooled, IDS>,
+) -> usize {
+    let deadline = crate::time::now_ns() + CLOSE_NS;
+    let mut kept = 0;
+    for p in data.into_iter().chain(indirect) {
+        let mut p = p;
+        loop {
+            match gt.release(p.gref) {
+                Ok(()) => {
+                    p.page.free(mem);
+                    break;
+                }
+                Err((r, GntError::InUse { .. })) if crate::time::now_ns() < deadline => {
+                    p.gref = r;
+                    crate::hypercall::yield_now();
+                }
+                Err((r, _)) => {
+                    // The backend still maps it (or the reference is not ours to free):
+                    // never reuse the page, never hand out the reference again.
+                    // (A reserved reference left unreleased stays out of the free list.)
+                    keep_forever(p.page);
+                    let _ = r;
+                    kept += 1;
+                    break;
+                }
+            }
+        }
+    }
+    kept
+}
+
+/// A page the backend may still write: its frame is never given back.
+fn keep_forever(page: SharedPage) {
+    let _ = page;
+}
+
+/// Segments per request this driver uses at most (for the docs' figures).
+pub const MAX_REQUEST_BYTES: usize = MAX_SEGMENTS * 4096;
