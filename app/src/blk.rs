@@ -292,8 +292,8 @@ pub fn run(boot: &mut Boot) -> i32 {
         let c = d.dev.counters();
         let t = d.dev.traffic();
         println!(
-            "blk: {}: requests={} read_bytes={} written_bytes={} flushes={} notifies={} bad_id={} not_in_flight={} bad_operation={} failed={} late={} retired={} timed_out={}",
-            d.name, t.requests, t.read_bytes, t.written_bytes, t.flushes, t.notifies,
+            "blk: {}: requests={} indirect={} read_bytes={} written_bytes={} flushes={} notifies={} bad_id={} not_in_flight={} bad_operation={} failed={} late={} retired={} timed_out={}",
+            d.name, t.requests, t.indirect, t.read_bytes, t.written_bytes, t.flushes, t.notifies,
             c.bad_id, c.not_in_flight, c.bad_operation, c.failed, c.late, c.retired, c.timed_out
         );
     }

@@ -810,24 +810,31 @@ pub const POWEROFF_INIT: &str = "#!/bin/busybox sh\n/bin/busybox poweroff -f\n";
 /// Linux domU whose `/init` powers off at once: the box's own busybox, `/dev/console`
 /// and [`POWEROFF_INIT`].
 pub fn poweroff_initramfs(bx: &BoxImage, out: &Path) -> Result<(), String> {
+    linux_initramfs(bx, POWEROFF_INIT, &[], out)
+}
+
+/// Write to `out` an initramfs (uncompressed newc cpio, which Linux takes as it is) for a
+/// Linux domU of the benches: `init` as `/init`, the box's own busybox, `/dev/console`,
+/// and `files` (path, bytes, mode).
+fn linux_initramfs(
+    bx: &BoxImage,
+    init: &str,
+    files: &[(&str, &[u8], u32)],
+    out: &Path,
+) -> Result<(), String> {
     let cpio = fs::read(&bx.initramfs).map_err(|e| format!("{}: {e}", bx.initramfs.display()))?;
     let busybox = cpio_file(&cpio, "bin/busybox")?
         .ok_or(format!("{}: no bin/busybox", bx.initramfs.display()))?;
+    let file = |data: &[u8], mode| Entry::File {
+        data: data.to_vec(),
+        mode,
+    };
     let mut m = BTreeMap::new();
-    m.insert(
-        "init".to_string(),
-        Entry::File {
-            data: POWEROFF_INIT.as_bytes().to_vec(),
-            mode: 0o755,
-        },
-    );
-    m.insert(
-        "bin/busybox".to_string(),
-        Entry::File {
-            data: busybox,
-            mode: 0o755,
-        },
-    );
+    m.insert("init".to_string(), file(init.as_bytes(), 0o755));
+    m.insert("bin/busybox".to_string(), file(&busybox, 0o755));
+    for &(path, data, mode) in files {
+        m.insert(path.to_string(), file(data, mode));
+    }
     // The kernel opens /dev/console for init's stdio before any devtmpfs is mounted.
     m.insert("dev/console".to_string(), Entry::CharDev(5, 1));
     let mut data = vec![];
@@ -934,29 +941,67 @@ pub fn netserve_initramfs(
     udp_echo: &[u8],
     out: &Path,
 ) -> Result<(), String> {
-    let cpio = fs::read(&bx.initramfs).map_err(|e| format!("{}: {e}", bx.initramfs.display()))?;
-    let busybox = cpio_file(&cpio, "bin/busybox")?
-        .ok_or(format!("{}: no bin/busybox", bx.initramfs.display()))?;
-    let exe = |data: &[u8]| Entry::File {
-        data: data.to_vec(),
-        mode: 0o755,
-    };
-    let mut m = BTreeMap::new();
-    m.insert("init".to_string(), exe(NETSERVE_INIT.as_bytes()));
-    m.insert("bin/busybox".to_string(), exe(&busybox));
-    m.insert("bin/discard".to_string(), exe(NETSERVE_DISCARD.as_bytes()));
-    m.insert("bin/udp-echo".to_string(), exe(udp_echo));
-    m.insert(
-        "lib/modules/xen-netfront.ko".to_string(),
-        Entry::File {
-            data: netfront_ko.to_vec(),
-            mode: 0o644,
-        },
-    );
-    m.insert("dev/console".to_string(), Entry::CharDev(5, 1));
-    let mut data = vec![];
-    write_cpio(&mut data, &m)?;
-    fs::write(out, data).map_err(|e| format!("{}: {e}", out.display()))
+    linux_initramfs(
+        bx,
+        NETSERVE_INIT,
+        &[
+            ("bin/discard", NETSERVE_DISCARD.as_bytes(), 0o755),
+            ("bin/udp-echo", udp_echo, 0o755),
+            ("lib/modules/xen-netfront.ko", netfront_ko, 0o644),
+        ],
+        out,
+    )
+}
+
+/// The `/init` of [`blkbench_initramfs`]: a Linux domU that measures its first disk
+/// (`xvda`, through `xen-blkfront`) as the app's `blkbench` does its own, for
+/// side-by-side figures. It loads `xen-blkfront`, waits (at most 30 s) for `/dev/xvda`,
+/// runs `/bin/blkbench /dev/xvda MIB OPS` (the caller's program; MIB and OPS from the
+/// kernel command line's `bench_mib=N` and `bench_ops=N`, which Linux hands init as
+/// environment variables, else 128 and 2000), which prints `blkbench: NAME=VALUE` lines,
+/// then powers off. Every failure is a `blkbench: FAIL …` line.
+pub const BLKBENCH_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /sbin /usr/bin /usr/sbin
+/bin/busybox mount -t proc proc /proc
+/bin/busybox --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+# max_indirect_segments=N on the kernel command line reaches init as a variable.
+if insmod /lib/modules/xen-blkfront.ko ${max_indirect_segments:+max_indirect_segments=$max_indirect_segments}; then
+    n=0
+    while [ ! -b /dev/xvda ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+    if [ -b /dev/xvda ]; then
+        /bin/blkbench /dev/xvda "${bench_mib:-128}" "${bench_ops:-2000}" \
+            || echo "blkbench: FAIL /bin/blkbench exit status $?"
+    else
+        echo "blkbench: FAIL no /dev/xvda 30 s after loading xen-blkfront"
+    fi
+else
+    echo "blkbench: FAIL insmod xen-blkfront"
+fi
+poweroff -f
+"#;
+
+/// Write to `out` an initramfs (uncompressed newc cpio) for a Linux domU that measures
+/// its first disk ([`BLKBENCH_INIT`]): the box's busybox, `blkfront_ko` as
+/// `/lib/modules/xen-blkfront.ko` (from [`box_kernel_module`]) and `blkbench` as
+/// `/bin/blkbench` (a static program run as `blkbench DEVICE MIB OPS`).
+pub fn blkbench_initramfs(
+    bx: &BoxImage,
+    blkfront_ko: &[u8],
+    blkbench: &[u8],
+    out: &Path,
+) -> Result<(), String> {
+    linux_initramfs(
+        bx,
+        BLKBENCH_INIT,
+        &[
+            ("bin/blkbench", blkbench, 0o755),
+            ("lib/modules/xen-blkfront.ko", blkfront_ko, 0o644),
+        ],
+        out,
+    )
 }
 
 /// One run of the box's bench mode, read from the box's console by [`bench_runs`].
@@ -1461,6 +1506,36 @@ mod tests {
         }
         fs::write(&bx.initramfs, &got[..0]).unwrap();
         assert!(netserve_initramfs(&bx, b"KO", b"UE", &out).is_err());
+    }
+
+    #[test]
+    fn the_blkbench_initramfs_carries_its_tool() {
+        let d = std::env::temp_dir().join("xenbox-blkbench-test");
+        let bx = box_with_busybox(&d);
+        let out = d.with_extension("out.cpio");
+        blkbench_initramfs(&bx, b"KO", b"BT", &out).unwrap();
+        let got = fs::read(&out).unwrap();
+        let file = |n| cpio_file(&got, n).unwrap().unwrap();
+        assert_eq!(file("bin/busybox"), b"BB");
+        assert_eq!(file("lib/modules/xen-blkfront.ko"), b"KO");
+        assert_eq!(file("bin/blkbench"), b"BT");
+        assert_eq!(file("init"), BLKBENCH_INIT.as_bytes());
+        assert!(String::from_utf8_lossy(&got).contains("dev/console\0"));
+        for step in [
+            "insmod /lib/modules/xen-blkfront.ko",
+            "[ ! -b /dev/xvda ] && [ $n -lt 300 ]",
+            "/bin/blkbench /dev/xvda \"${bench_mib:-128}\" \"${bench_ops:-2000}\"",
+            "poweroff -f",
+        ] {
+            assert!(BLKBENCH_INIT.contains(step), "{step}");
+        }
+        let st = Command::new("sh")
+            .args(["-n", "-c", BLKBENCH_INIT])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        fs::write(&bx.initramfs, &got[..0]).unwrap();
+        assert!(blkbench_initramfs(&bx, b"KO", b"BT", &out).is_err());
     }
 
     #[test]

@@ -962,7 +962,7 @@ fn blk() -> BootTest {
             has("dom0| peer: disk-fill PASS bytes=268435456"),
             has(&(disk("xvda") + "dom0's pattern seed=2 bytes=268435456 mismatched=0 first_mismatch=-1")),
             Check::Regex(
-                r"blk: xvda: requests=\d+ read_bytes=\d+ written_bytes=268435456 flushes=1 notifies=\d+ bad_id=0 not_in_flight=0 bad_operation=0 failed=0 late=0 retired=0 timed_out=0",
+                r"blk: xvda: requests=\d+ indirect=[1-9]\d* read_bytes=\d+ written_bytes=268435456 flushes=1 notifies=\d+ bad_id=0 not_in_flight=0 bad_operation=0 failed=0 late=0 retired=0 timed_out=0",
             ),
             has("blk: xvda: closed pages_kept=0 unacknowledged=0"),
             has("blk: PASS"),

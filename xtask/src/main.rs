@@ -42,7 +42,8 @@ enum Cmd {
     /// Figures: `bench stress` (also plain `bench`) boots the vmap stress batched and
     /// with one MMU op per hypercall; `bench boot` measures boot times, as dom0 over
     /// memory sizes and start-of-day modes and as domUs next to Linux; `bench net` the
-    /// network appliance next to a Linux PV domU in the box.
+    /// network appliance next to a Linux PV domU in the box; `bench blk` storage (the
+    /// app's blkfront next to Linux's, each on a fresh disk in the box).
     Bench(bench::BenchArgs),
 }
 

@@ -118,6 +118,7 @@ mod defmt_log;
 mod entry;
 pub mod evtchn;
 pub mod exit;
+pub mod frontend;
 pub mod gnttab;
 #[cfg(feature = "alloc")]
 pub mod heap;

@@ -178,6 +178,8 @@ pub struct Counters {
 pub struct Traffic {
     /// Requests sent.
     pub requests: u64,
+    /// Of those, requests whose segments were in an indirect page (more than 11).
+    pub indirect: u64,
     /// Bytes read.
     pub read_bytes: u64,
     /// Bytes written.
@@ -512,6 +514,7 @@ impl Queue {
                 return Err(());
             };
             grefs.indirect = Some(g);
+            self.traffic.indirect += 1;
             debug_assert!(pages <= SEGMENTS_PER_INDIRECT_PAGE);
             Request::Indirect {
                 operation: op,

@@ -268,6 +268,12 @@ impl Parsed {
         }
     }
 
+    /// The value of `--name` as given (or its default), if any.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        debug_assert!(self.spec.opts.iter().any(|o| o.name == name), "{name}");
+        self.raw(name)
+    }
+
     /// Whether the flag `--name` was given.
     pub fn flag(&self, name: &str) -> bool {
         debug_assert!(self.spec.opts.iter().any(|o| o.name == name), "{name}");

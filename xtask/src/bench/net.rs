@@ -344,38 +344,12 @@ fn main() {
 
 /// Build [`UDP_ECHO_RS`] as a static x86-64 Linux program in `dir`; its path.
 fn build_udp_echo(dir: &Path) -> Result<PathBuf, String> {
-    let src = dir.join("bench-net-udp-echo.rs");
-    let bin = dir.join("bench-net-udp-echo");
-    std::fs::write(&src, UDP_ECHO_RS).map_err(|e| format!("{}: {e}", src.display()))?;
-    let out = std::process::Command::new("rustc")
-        .args([
-            "--edition",
-            "2021",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-            "-C",
-            "opt-level=3",
-            "-C",
-            "panic=abort",
-            "-C",
-            "strip=symbols",
-            "-C",
-            "target-feature=+crt-static",
-            "-o",
-        ])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .map_err(|e| format!("rustc (the Linux side's UDP echo): {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "rustc {} (the Linux side's UDP echo, static): {}\n{}",
-            src.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(bin)
+    super::static_linux_program(
+        dir,
+        "bench-net-udp-echo",
+        UDP_ECHO_RS,
+        "the Linux side's UDP echo",
+    )
 }
 
 /// Boot one side in the box with one vif and the dom0 script; its figures, and an error

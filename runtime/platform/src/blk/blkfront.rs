@@ -12,6 +12,8 @@
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 use crate::evtchn::{self, EvtchnError, Port};
+use crate::frontend::{close_handshake, keep_forever};
+pub use crate::frontend::{Closed, CLOSE_NS, CONNECT_NS};
 use crate::gnttab::{GntError, GrantRef, GrantTable, ReservedRef};
 use crate::mm::Memory;
 use crate::shared_page::SharedPage;
@@ -26,10 +28,6 @@ use xenpv_protocol::block::{BlockDevice, BlockError, Geometry};
 use xenpv_protocol::shared_ring::{FrontRing, PageMem};
 use xenpv_protocol::xenbus::{self, Backend, Device, Flavor, State, XenbusError};
 
-/// How long the handshake may take (blkback waits for its hotplug script first).
-pub const CONNECT_NS: u64 = 60_000_000_000;
-/// How long closing may take.
-pub const CLOSE_NS: u64 = 20_000_000_000;
 /// How long one call (read, write, flush) may take by default
 /// ([`Blkfront::set_timeout`]).
 pub const CALL_NS: u64 = 30_000_000_000;
@@ -157,16 +155,6 @@ impl Io for Live<'_> {
     }
 }
 
-/// What closing a disk left behind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Closed {
-    /// Pages whose grant the backend still held at the deadline: never freed (the
-    /// backend may still write them), counted here.
-    pub pages_kept: usize,
-    /// The handshake's close step failed (the backend never acknowledged).
-    pub unacknowledged: bool,
-}
-
 /// One connected virtual disk.
 pub struct Blkfront {
     id: u32,
@@ -258,7 +246,7 @@ impl Blkfront {
             },
         );
         let fail = |mem: &mut Memory, gt: &mut GrantTable, xs: &mut Xenstore<PageLink>, ring| {
-            let _ = xenbus::close(xs, &dev, &backend, crate::time::now_ns() + CLOSE_NS);
+            let _ = close_handshake(xs, &dev, &backend);
             let _ = evtchn::close(port);
             end_and_free(mem, gt, ring, ring_ref);
         };
@@ -389,13 +377,7 @@ impl Blkfront {
         gt: &mut GrantTable,
         xs: &mut Xenstore<PageLink>,
     ) -> Closed {
-        let unacknowledged = xenbus::close(
-            xs,
-            &self.dev,
-            &self.backend,
-            crate::time::now_ns() + CLOSE_NS,
-        )
-        .is_err();
+        let unacknowledged = close_handshake(xs, &self.dev, &self.backend);
         let _ = evtchn::close(self.port);
         let mut kept = release_pool(mem, gt, self.data, self.indirect);
         if !end_and_free(mem, gt, self.ring, self.ring_ref) {
@@ -559,11 +541,6 @@ fn release_pool(
         }
     }
     kept
-}
-
-/// A page the backend may still write: its frame is never given back.
-fn keep_forever(page: SharedPage) {
-    let _ = page;
 }
 
 /// Segments per request this driver uses at most (for the docs' figures).

@@ -12,6 +12,8 @@
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 use crate::evtchn::{self, EvtchnError, Port};
+use crate::frontend::{close_handshake, keep_forever};
+pub use crate::frontend::{Closed, CLOSE_NS, CONNECT_NS};
 use crate::gnttab::{GntError, GrantRef, GrantTable};
 use crate::mm::Memory;
 use crate::shared_page::SharedPage;
@@ -25,11 +27,6 @@ use xenpv_protocol::xenbus::{self, Backend, Device, Flavor, State, XenbusError};
 
 pub use xenpv_protocol::netfront::MAX_FRAME;
 
-/// How long the handshake may take (netback waits for its hotplug script first: seconds
-/// under emulation).
-pub const CONNECT_NS: u64 = 60_000_000_000;
-/// How long closing may take.
-pub const CLOSE_NS: u64 = 20_000_000_000;
 /// RX buffers posted again once fewer than this many are posted.
 const REFILL_BELOW: usize = IDS * 3 / 4;
 
@@ -108,17 +105,6 @@ pub struct Netfront {
     dropped: u64,
 }
 
-/// What closing a vif left behind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Closed {
-    /// Pages whose grant the backend still held at the deadline: never freed (the
-    /// backend may still write them), counted here.
-    pub pages_kept: usize,
-    /// The handshake's close step failed (the backend never acknowledged): the grants
-    /// were still ended where the backend allowed it.
-    pub unacknowledged: bool,
-}
-
 /// Pages a vif uses: both rings and a buffer per id on each.
 pub const PAGES: usize = 2 + 2 * IDS;
 
@@ -168,7 +154,7 @@ impl Netfront {
         };
         if let Err(e) = r {
             // The backend may have mapped the rings before failing: end what it lets go.
-            let _ = xenbus::close(xs, &dev, &backend, crate::time::now_ns() + CLOSE_NS);
+            let _ = close_handshake(xs, &dev, &backend);
             parts.release(mem, gt);
             return Err(NetError::Xenbus(e));
         }
@@ -321,13 +307,7 @@ impl Netfront {
         gt: &mut GrantTable,
         xs: &mut Xenstore<PageLink>,
     ) -> Closed {
-        let unacknowledged = xenbus::close(
-            xs,
-            &self.dev,
-            &self.backend,
-            crate::time::now_ns() + CLOSE_NS,
-        )
-        .is_err();
+        let unacknowledged = close_handshake(xs, &self.dev, &self.backend);
         let parts = Parts {
             port: self.port,
             tx_ring: self.tx_ring,
@@ -486,10 +466,4 @@ impl Parts {
             left = still;
         }
     }
-}
-
-/// A page the backend may still write: its frame is never given back (a `Page` that is
-/// not passed to `free_page` stays allocated), so nothing else ever lands in it.
-fn keep_forever(page: SharedPage) {
-    let _ = page;
 }

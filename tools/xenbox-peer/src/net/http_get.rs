@@ -1,6 +1,7 @@
 //! `http-get HOST:PORT PATH`: fetch PATH over concurrent HTTP/1.1 connections, check the
-//! status and (for the appliance's `/bytes/N`) the length, contents and
-//! `X-Checksum-FNV1a64` header of the body. Bodies are streamed, never held in memory.
+//! status and (for the appliance's `/bytes/N`, or a `/files/PATH` whose length and FNV-1a
+//! 64 are known) the length, contents and `X-Checksum-FNV1a64` header of the body. Bodies
+//! are streamed, never held in memory.
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
@@ -23,7 +24,12 @@ pub static SPEC: Spec = Spec {
             body is not empty. With --verify-bytes (PATH must be /bytes/N), also check that\n\
             Content-Length is N, the body is the appliance's pattern (byte i =\n\
             (i * 0x9E3779B97F4A7C15) >> 56) and X-Checksum-FNV1a64 is the FNV-1a 64 of the body\n\
-            received. No bytes may follow the body. Reports status, bytes (bodies, all\n\
+            received. With --expect-file LEN:FNV (for the appliance's /files/PATH: LEN decimal\n\
+            bytes, FNV the file's FNV-1a 64 as 16 lowercase hex digits; not with\n\
+            --verify-bytes), check instead that the status is 200, Content-Length is LEN, the\n\
+            body has LEN bytes (0 is fine) and FNV-1a 64 FNV, and X-Checksum-FNV1a64 is the\n\
+            FNV-1a 64 of the body received. No bytes may follow the body. Reports status, fnv\n\
+            (the body's FNV-1a 64, with --verify-bytes or --expect-file), bytes (bodies, all\n\
             connections), elapsed_ms and mbit_s.",
     opts: &[
         Opt::val(
@@ -42,6 +48,13 @@ pub static SPEC: Spec = Spec {
             "verify-bytes",
             "check a /bytes/N body, its length and checksum header",
         ),
+        Opt {
+            name: "expect-file",
+            value: Some("LEN:FNV"),
+            default: None,
+            required: false,
+            help: "check a 200 body of LEN bytes with FNV-1a 64 FNV, and its checksum header",
+        },
         TIMEOUT,
     ],
 };
@@ -214,11 +227,39 @@ fn chunked(r: &mut Reader<'_>, body: &mut Body) -> Result<(), Fail> {
     }
 }
 
+/// What the body must be, with --verify-bytes or --expect-file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Expect {
+    /// Its length, which Content-Length must announce too.
+    len: u64,
+    /// Whether it must be the `/bytes/N` pattern (--verify-bytes).
+    pattern: bool,
+    /// Its FNV-1a 64, if known (--expect-file).
+    fnv: Option<u64>,
+}
+
 /// What the test wants of each response.
 struct Want {
     status: u16,
-    /// `Some(N)` with --verify-bytes.
-    bytes: Option<u64>,
+    /// `None`: any body (but not an empty one with status 200).
+    body: Option<Expect>,
+}
+
+/// The value of --expect-file, `LEN:FNV`: LEN decimal, FNV 16 lowercase hex digits.
+fn expect_file(v: &str) -> Option<Expect> {
+    let (len, fnv) = v.split_once(':')?;
+    let hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if fnv.len() != 16 || !fnv.bytes().all(hex) {
+        return None;
+    }
+    Some(Expect {
+        len: len.parse().ok()?,
+        pattern: false,
+        fnv: Some(u64::from_str_radix(fnv, 16).ok()?),
+    })
 }
 
 /// One successful request.
@@ -252,7 +293,7 @@ fn one(addr: SocketAddr, host: &str, path: &str, want: &Want, d: Deadline) -> Re
             format!("got {}, expected {}", h.status, want.status),
         ));
     }
-    if let Some(n) = want.bytes {
+    if let Some(Expect { len: n, .. }) = want.body {
         match h.content_length {
             Some(cl) if cl == n => {}
             Some(cl) => {
@@ -267,7 +308,7 @@ fn one(addr: SocketAddr, host: &str, path: &str, want: &Want, d: Deadline) -> Re
     let mut body = Body {
         len: 0,
         fnv: FNV_OFFSET,
-        verify: want.bytes.is_some(),
+        verify: want.body.is_some_and(|e| e.pattern),
         first_bad: None,
     };
     match (h.chunked, h.content_length) {
@@ -290,17 +331,23 @@ fn one(addr: SocketAddr, host: &str, path: &str, want: &Want, d: Deadline) -> Re
             format!("{extra} bytes after the {}-byte body", body.len),
         ));
     }
-    if let Some(n) = want.bytes {
-        if body.len != n {
+    if let Some(e) = want.body {
+        if body.len != e.len {
             return Err(Fail(
                 "body-length",
-                format!("{} body bytes, expected {n}", body.len),
+                format!("{} body bytes, expected {}", body.len, e.len),
             ));
         }
         if let Some(i) = body.first_bad {
             return Err(Fail(
                 "body-mismatch",
                 format!("first wrong byte at offset {i}"),
+            ));
+        }
+        if let Some(fnv) = e.fnv.filter(|&f| f != body.fnv) {
+            return Err(Fail(
+                "body-checksum",
+                format!("body's FNV-1a 64 is {:016x}, expected {fnv:016x}", body.fnv),
             ));
         }
         let Some(sum) = h.checksum else {
@@ -334,20 +381,37 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
     }
     let status = p.u64_in("expect-status", 100, 999)? as u16;
     let conns = p.u64_in("conns", 1, 1024)?;
-    let bytes = if p.flag("verify-bytes") {
-        match path
+    let body = match (p.flag("verify-bytes"), p.text("expect-file")) {
+        (true, Some(_)) => return bad("--expect-file and --verify-bytes exclude each other"),
+        (true, None) => match path
             .strip_prefix("/bytes/")
             .and_then(|n| n.parse::<u64>().ok())
         {
-            Some(n) => Some(n),
+            Some(len) => Some(Expect {
+                len,
+                pattern: true,
+                fnv: None,
+            }),
             None => {
                 return bad(format!(
                     "--verify-bytes: PATH must be /bytes/N, got {path:?}"
                 ))
             }
-        }
-    } else {
-        None
+        },
+        (false, Some(v)) => match expect_file(v) {
+            Some(e) if status == 200 => Some(e),
+            Some(_) => {
+                return bad(format!(
+                    "--expect-file: wants status 200, not --expect-status {status}"
+                ))
+            }
+            None => {
+                return bad(format!(
+                    "--expect-file: expected LEN:FNV (decimal bytes, 16 lowercase hex digits), got {v:?}"
+                ))
+            }
+        },
+        (false, None) => None,
     };
     let d = Deadline::after(p.timeout()?);
     let mut v = Verdict::new(SPEC.name);
@@ -358,7 +422,7 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
             return Ok(v);
         }
     };
-    let want = std::sync::Arc::new(Want { status, bytes });
+    let want = std::sync::Arc::new(Want { status, body });
     let start = Instant::now();
     let threads: Vec<_> = (0..conns)
         .map(|_| {
@@ -395,7 +459,7 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
     }
     if let Some(g) = results.iter().flatten().next() {
         v.kv("status", g.status);
-        if bytes.is_some() {
+        if body.is_some() {
             v.kv("fnv", format_args!("{:016x}", g.fnv));
         }
     }
@@ -411,7 +475,55 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use crate::net::testsrv::{cmd, http, HttpMode};
+    use crate::args::Usage;
+    use crate::data::{fnv1a64, FNV_OFFSET};
+    use crate::net::testsrv::{cmd, http, http_canned, HttpMode};
+
+    /// The contents of an `n`-byte file.
+    fn file(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 131 % 251) as u8).collect()
+    }
+
+    /// The FNV-1a 64 of `b` as --expect-file and X-Checksum-FNV1a64 spell it.
+    fn fnv(b: &[u8]) -> String {
+        format!("{:016x}", fnv1a64(FNV_OFFSET, b))
+    }
+
+    /// The --expect-file value for `b`.
+    fn expect(b: &[u8]) -> String {
+        format!("{}:{}", b.len(), fnv(b))
+    }
+
+    /// A server answering 200 with these header lines (each ending in CRLF), then `body`.
+    fn files(headers: &str, body: &[u8]) -> String {
+        http_canned(
+            &format!("HTTP/1.1 200 OK\r\nServer: testsrv\r\n{headers}Connection: close\r\n"),
+            body,
+        )
+    }
+
+    /// A server answering as the appliance does for a file with contents `body`.
+    fn honest_file(body: &[u8]) -> String {
+        files(
+            &format!(
+                "Content-Length: {}\r\nX-Checksum-FNV1a64: {}\r\n",
+                body.len(),
+                fnv(body)
+            ),
+            body,
+        )
+    }
+
+    /// The message `args` are refused with; checks that the program exits 2 on them.
+    fn refused(args: &[&str]) -> String {
+        let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        assert_eq!(crate::dispatch(&argv), 2, "{args:?}");
+        let c = crate::command(args[0]).unwrap();
+        match crate::run_command(c, &argv[1..]) {
+            Err(Usage::Bad(m)) => m,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
 
     #[test]
     fn passes_against_an_honest_server() {
@@ -515,5 +627,203 @@ mod tests {
         let v = cmd(&["http-get", &a, "/", "--conns", "4", "--timeout", "0.8"]);
         assert_eq!(v.reason(), Some("timeout"), "{v}");
         assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn expect_file_passes_for_a_good_file() {
+        for n in [0, 1, 4096, 300_000] {
+            let f = file(n);
+            let a = honest_file(&f);
+            let v = cmd(&["http-get", &a, "/files/f", "--expect-file", &expect(&f)]);
+            assert!(v.passed(), "{v}");
+            assert_eq!(v.get("status"), Some("200"), "{v}");
+            assert_eq!(v.get("fnv"), Some(fnv(&f).as_str()), "{v}");
+            assert_eq!(v.get("bytes"), Some(n.to_string().as_str()), "{v}");
+            let line = format!(
+                "peer: http-get PASS status=200 fnv={} bytes={n} conns=1 ok=1 elapsed_ms=",
+                fnv(&f)
+            );
+            assert!(v.to_string().starts_with(&line), "{v}");
+        }
+        // An empty body is fine here: its FNV is the offset basis.
+        let a = honest_file(b"");
+        let v = cmd(&[
+            "http-get",
+            &a,
+            "/files/empty",
+            "--expect-file=0:cbf29ce484222325",
+            "--expect-status",
+            "200",
+        ]);
+        assert!(v.passed(), "{v}");
+        assert_eq!(v.get("fnv"), Some("cbf29ce484222325"), "{v}");
+        // Header names in any case, several connections.
+        let f = file(10_000);
+        let a = files(
+            &format!(
+                "content-length: 10000\r\nx-checksum-fnv1a64: {}\r\n",
+                fnv(&f)
+            ),
+            &f,
+        );
+        let v = cmd(&[
+            "http-get",
+            &a,
+            "/files/f",
+            "--expect-file",
+            &expect(&f),
+            "--conns",
+            "3",
+        ]);
+        assert!(v.passed(), "{v}");
+        assert_eq!(v.get("bytes"), Some("30000"), "{v}");
+    }
+
+    #[test]
+    fn expect_file_fails_on_a_wrong_status() {
+        let a = http_canned(
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n",
+            b"not found",
+        );
+        let v = cmd(&["http-get", &a, "/files/f", "--expect-file", &expect(b"")]);
+        assert_eq!(v.reason(), Some("status"), "{v}");
+    }
+
+    #[test]
+    fn expect_file_fails_on_a_wrong_length() {
+        let f = file(1000);
+        let sum = fnv(&f);
+        // The file has 1000 bytes and the server says so: expected otherwise.
+        let a = honest_file(&f);
+        for want in [format!("1001:{sum}"), format!("999:{sum}"), expect(b"")] {
+            let v = cmd(&["http-get", &a, "/files/f", "--expect-file", &want]);
+            assert_eq!(v.reason(), Some("content-length"), "{v}");
+        }
+        // No Content-Length (the body ends at EOF).
+        let a = files(&format!("X-Checksum-FNV1a64: {sum}\r\n"), &f);
+        let v = cmd(&["http-get", &a, "/files/f", "--expect-file", &expect(&f)]);
+        assert_eq!(v.reason(), Some("content-length"), "{v}");
+        // The right Content-Length, the wrong number of bytes.
+        let head = format!("Content-Length: 1000\r\nX-Checksum-FNV1a64: {sum}\r\n");
+        let a = files(&head, &f[..999]);
+        let v = cmd(&["http-get", &a, "/files/f", "--expect-file", &expect(&f)]);
+        assert_eq!(v.reason(), Some("short-body"), "{v}");
+        let a = files(&head, &[&f[..], b"x"].concat());
+        let v = cmd(&["http-get", &a, "/files/f", "--expect-file", &expect(&f)]);
+        assert_eq!(v.reason(), Some("extra-bytes"), "{v}");
+        // Chunked (which wins over Content-Length) with one byte fewer.
+        let mut body = format!("{:x}\r\n", 999).into_bytes();
+        body.extend_from_slice(&f[..999]);
+        body.extend_from_slice(b"\r\n0\r\n\r\n");
+        let a = files(&format!("{head}Transfer-Encoding: chunked\r\n"), &body);
+        let v = cmd(&["http-get", &a, "/files/f", "--expect-file", &expect(&f)]);
+        assert_eq!(v.reason(), Some("body-length"), "{v}");
+    }
+
+    #[test]
+    fn expect_file_fails_on_a_wrong_body_byte() {
+        let f = file(100_000);
+        let mut g = f.clone();
+        g[77_777] ^= 0x10;
+        // The header has the file's checksum (read before the body went wrong) ...
+        let a = files(
+            &format!(
+                "Content-Length: 100000\r\nX-Checksum-FNV1a64: {}\r\n",
+                fnv(&f)
+            ),
+            &g,
+        );
+        let v = cmd(&["http-get", &a, "/files/f", "--expect-file", &expect(&f)]);
+        assert_eq!(v.reason(), Some("body-checksum"), "{v}");
+        assert_eq!(v.get("fnv"), None, "{v}");
+        // ... or the body's own: either way, it is not the file expected.
+        let a = honest_file(&g);
+        let v = cmd(&["http-get", &a, "/files/f", "--expect-file", &expect(&f)]);
+        assert_eq!(v.reason(), Some("body-checksum"), "{v}");
+        let v = cmd(&["http-get", &a, "/files/f", "--expect-file", &expect(&g)]);
+        assert!(v.passed(), "{v}");
+        // An empty body, expected with another checksum.
+        let a = honest_file(b"");
+        let v = cmd(&[
+            "http-get",
+            &a,
+            "/files/f",
+            "--expect-file",
+            "0:0000000000000000",
+        ]);
+        assert_eq!(v.reason(), Some("body-checksum"), "{v}");
+    }
+
+    #[test]
+    fn expect_file_fails_on_a_missing_or_wrong_checksum_header() {
+        for f in [file(5000), file(0)] {
+            let n = f.len();
+            let sum = fnv1a64(FNV_OFFSET, &f);
+            let wrong = [
+                String::new(),
+                format!("X-Checksum-FNV1a64: {:016x}\r\n", sum ^ 1),
+                format!("X-Checksum-FNV1a64: {sum:016X}\r\n"),
+                format!("X-Checksum-FNV1a64: {sum:x}0\r\n"),
+                "X-Checksum-FNV1a64:\r\n".to_string(),
+            ];
+            for h in wrong {
+                let a = files(&format!("Content-Length: {n}\r\n{h}"), &f);
+                let v = cmd(&["http-get", &a, "/files/f", "--expect-file", &expect(&f)]);
+                assert_eq!(v.reason(), Some("checksum"), "{h:?}: {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn expect_file_refuses_malformed_values_and_verify_bytes() {
+        let a = "127.0.0.1:1";
+        for bad in [
+            "",
+            "5",
+            "5:",
+            ":cbf29ce484222325",
+            "x:cbf29ce484222325",
+            "+5:cbf29ce484222325",
+            "-5:cbf29ce484222325",
+            "5K:cbf29ce484222325",
+            "0x10:cbf29ce484222325",
+            " 5:cbf29ce484222325",
+            "99999999999999999999:cbf29ce484222325",
+            "5:CBF29CE484222325",
+            "5:cbf29ce48422232",
+            "5:cbf29ce4842223250",
+            "5:0xcbf29ce4842223",
+            "5:cbf29ce48422232g",
+            "5:cbf29ce484222325:1",
+            "5:cbf29ce484222325 ",
+        ] {
+            let m = refused(&["http-get", a, "/files/f", "--expect-file", bad]);
+            assert!(m.starts_with("--expect-file: "), "{m}");
+            assert!(m.ends_with(&format!("got {bad:?}")), "{m}");
+        }
+        let m = refused(&["http-get", a, "/files/f", "--expect-file"]);
+        assert_eq!(m, "--expect-file needs a value (LEN:FNV)");
+        let m = refused(&[
+            "http-get",
+            a,
+            "/bytes/5",
+            "--verify-bytes",
+            "--expect-file",
+            "5:cbf29ce484222325",
+        ]);
+        assert!(
+            m.contains("--expect-file") && m.contains("--verify-bytes"),
+            "{m}"
+        );
+        let m = refused(&[
+            "http-get",
+            a,
+            "/files/f",
+            "--expect-file",
+            "5:cbf29ce484222325",
+            "--expect-status",
+            "404",
+        ]);
+        assert!(m.starts_with("--expect-file: ") && m.contains("404"), "{m}");
     }
 }

@@ -236,18 +236,42 @@ pub fn http(mode: HttpMode) -> String {
     })
 }
 
-const PAGE: &[u8] = b"<!doctype html><title>xenpv</title><h1>hello from the guest</h1>\n";
+/// Start an HTTP server answering every request with `head` (the status line and header
+/// lines, each ending in CRLF; the blank line is added) and then `body` as they are, and
+/// closing; returns its `HOST:PORT`.
+pub fn http_canned(head: &str, body: &[u8]) -> String {
+    let mut r = head.as_bytes().to_vec();
+    r.extend_from_slice(b"\r\n");
+    r.extend_from_slice(body);
+    let r: &'static [u8] = r.leak();
+    tcp_server(move |mut s| {
+        if let Ok(Some(_)) = request(&mut s) {
+            let _ = s.write_all(r);
+            let _ = s.shutdown(Shutdown::Write);
+        }
+    })
+}
 
-fn serve(mut s: TcpStream, mode: HttpMode) -> std::io::Result<()> {
+/// Read a request's head; `None` if the client closed first.
+fn request(s: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut req = Vec::new();
     let mut buf = [0u8; 4096];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") {
         let n = s.read(&mut buf)?;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         req.extend_from_slice(&buf[..n]);
     }
+    Ok(Some(req))
+}
+
+const PAGE: &[u8] = b"<!doctype html><title>xenpv</title><h1>hello from the guest</h1>\n";
+
+fn serve(mut s: TcpStream, mode: HttpMode) -> std::io::Result<()> {
+    let Some(req) = request(&mut s)? else {
+        return Ok(());
+    };
     if let HttpMode::Silent = mode {
         thread::sleep(FOREVER);
         return Ok(());

@@ -1,0 +1,36 @@
+//! What every front-end driver (netfront, blkfront) shares: its deadlines, what closing
+//! left behind, and pages a backend may still write.
+
+use crate::shared_page::SharedPage;
+use crate::xenstore::Xenstore;
+use crate::PageLink;
+use xenpv_protocol::xenbus::{self, Backend, Device};
+
+/// How long the handshake may take (the backend waits for its hotplug script first:
+/// seconds under emulation).
+pub const CONNECT_NS: u64 = 60_000_000_000;
+/// How long closing may take.
+pub const CLOSE_NS: u64 = 20_000_000_000;
+
+/// What closing a device left behind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Closed {
+    /// Pages whose grant the backend still held at the deadline: never freed (the
+    /// backend may still write them), counted here.
+    pub pages_kept: usize,
+    /// The handshake's close step failed (the backend never acknowledged): the grants
+    /// were still ended where the backend allowed it.
+    pub unacknowledged: bool,
+}
+
+/// The xenbus side of closing: Closing, the backend's answer (at most [`CLOSE_NS`]),
+/// Closed. Whether the backend failed to acknowledge.
+pub(crate) fn close_handshake(xs: &mut Xenstore<PageLink>, dev: &Device, be: &Backend) -> bool {
+    xenbus::close(xs, dev, be, crate::time::now_ns() + CLOSE_NS).is_err()
+}
+
+/// A page the backend may still write: its frame is never given back (a `Page` that is
+/// not passed to `free_page` stays allocated), so nothing else ever lands in it.
+pub(crate) fn keep_forever(page: SharedPage) {
+    let _ = page;
+}
