@@ -182,7 +182,8 @@ pub fn run(boot: &mut Boot) -> i32 {
             let n = if at == 0 || at + ss as u64 == bytes {
                 ss
             } else {
-                let n = SIZES[k % SIZES.len()] as u64;
+                // Whole sectors (a 4096-byte-sector disk rounds the odd sizes down).
+                let n = (SIZES[k % SIZES.len()] as u64).max(ss as u64) / ss as u64 * ss as u64;
                 k += 1;
                 // Leave the last sector for a request of its own.
                 n.min(bytes - ss as u64 - at) as usize

@@ -20,9 +20,7 @@ use crate::shared_page::SharedPage;
 use crate::xenstore::{Xenstore, XsError};
 use crate::PageLink;
 use core::fmt::{self, Write as _};
-use xenpv_protocol::blkfront::{
-    BadKey, Counters, Io, Offer, PageRef, Queue, Shape, Traffic, IDS, MAX_SEGMENTS,
-};
+use xenpv_protocol::blkfront::{BadKey, Counters, Io, Offer, PageRef, Queue, Shape, Traffic, IDS};
 use xenpv_protocol::blkif::{parse_number, DIRECT_SEGMENTS, REQ_SLOT};
 use xenpv_protocol::block::{BlockDevice, BlockError, Geometry};
 use xenpv_protocol::shared_ring::{FrontRing, PageMem};
@@ -286,12 +284,12 @@ impl Blkfront {
                     return Err(BlkError::Grant(e));
                 }
             };
-            let (which, r) = if i < shape.pages() {
-                (PageRef::Data(i as u16), gref.gref())
+            let which = if i < shape.pages() {
+                PageRef::Data(i as u16)
             } else {
-                (PageRef::Indirect((i - shape.pages()) as u16), gref.gref())
+                PageRef::Indirect((i - shape.pages()) as u16)
             };
-            let _ = by_ref.push((r, which));
+            let _ = by_ref.push((gref.gref(), which));
             let p = Pooled { page, gref };
             let _ = match which {
                 PageRef::Data(_) => data.push(p).map_err(|_| ()),
@@ -542,6 +540,3 @@ fn release_pool(
     }
     kept
 }
-
-/// Segments per request this driver uses at most (for the docs' figures).
-pub const MAX_REQUEST_BYTES: usize = MAX_SEGMENTS * 4096;
