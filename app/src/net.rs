@@ -455,12 +455,13 @@ pub fn run(boot: &mut Boot) -> i32 {
                 let nic = Box::new(nic);
                 let m = nic.mac();
                 println!(
-                    "net: vif{i} connected in {} ms: mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} backend={} (domain {}) ip={}",
+                    "net: vif{i} connected in {} ms: mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} backend={} (domain {}) ip={} gso={}",
                     (now_ns() - t0) / 1_000_000,
                     m[0], m[1], m[2], m[3], m[4], m[5],
                     nic.backend().path,
                     nic.backend().domid,
                     IpText(ips[i]),
+                    if nic.gso() { "on" } else { "off" },
                 );
                 list.push(Vif::new(nic, ips[i]));
             }
@@ -699,16 +700,19 @@ fn finish(
         if let Some(nic) = v.nic.take() {
             let (t, c) = (nic.traffic(), nic.counters());
             println!(
-                "net: vif{} tx_packets={} rx_packets={} tx_bytes={} rx_bytes={} notifies={} refused={} failed={} tx_dropped={}",
+                "net: vif{} tx_packets={} rx_packets={} tx_bytes={} rx_bytes={} tx_gso={} rx_multi={} notifies={} refused={} failed={} tx_dropped={} bad_checksums={}",
                 v.index,
                 t.tx_packets,
                 t.rx_packets,
                 t.tx_bytes,
                 t.rx_bytes,
+                t.tx_gso,
+                t.rx_multi,
                 t.notifies,
                 c.refused(),
                 c.failed,
-                nic.dropped()
+                nic.dropped(),
+                nic.bad_checksums()
             );
             let closed = nic.close(mem, gt, xs);
             if closed.pages_kept > 0 {

@@ -897,7 +897,7 @@ fn net_appliance() -> BootTest {
         0,
         vec![
             Check::Regex(
-                r"net: vif0 connected in \d+ ms: mac=00:16:3e:00:00:02 backend=/local/domain/0/backend/vif/\d+/0 \(domain 0\) ip=169\.254\.100\.2/24",
+                r"net: vif0 connected in \d+ ms: mac=00:16:3e:00:00:02 backend=/local/domain/0/backend/vif/\d+/0 \(domain 0\) ip=169\.254\.100\.2/24 gso=on",
             ),
             Check::Regex(r"net: vif1 connected in \d+ ms: mac=00:16:3e:00:00:03"),
             has("dom0| 100 packets transmitted, 100 packets received, 0% packet loss"),
@@ -916,7 +916,9 @@ fn net_appliance() -> BootTest {
             has("net: shutdown requested (poweroff)"),
             Check::Regex(r"net: served udp_echoed=\d+ udp_dropped=0 "),
             Check::Regex(
-                r"net: vif0 tx_packets=\d+ rx_packets=\d+ tx_bytes=\d+ rx_bytes=\d+ notifies=\d+ refused=0 failed=0",
+                // Both directions carried TCP packets of several segments (GSO), and
+                // no frame had a wrong checksum.
+                r"net: vif0 tx_packets=\d+ rx_packets=\d+ tx_bytes=\d+ rx_bytes=\d+ tx_gso=[1-9]\d* rx_multi=[1-9]\d* notifies=\d+ refused=0 failed=0 tx_dropped=\d+ bad_checksums=0",
             ),
             has("xenpv-rt: exit status 0"),
         ],

@@ -122,6 +122,8 @@ pub mod frontend;
 pub mod gnttab;
 #[cfg(feature = "alloc")]
 pub mod heap;
+#[cfg(feature = "alloc")]
+extern crate alloc;
 pub mod hypercall;
 mod libc;
 pub mod mm;

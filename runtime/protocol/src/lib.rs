@@ -11,8 +11,10 @@
 //!   included);
 //! - [`xenbus`]: the frontend handshake (probe the backend, publish keys in a
 //!   transaction, walk to Connected, close), for the network and block front-ends;
-//! - [`shared_ring`] and [`netif`]: the frontend half of `ring.h` request/response rings,
-//!   and netif's slots with the checks of every response field;
+//! - [`shared_ring`], [`netif`] and [`netfront`]: the frontend half of `ring.h`
+//!   request/response rings, netif's slots with the checks of every response field, and
+//!   netfront's queue (multi-slot packets, GSO extra info);
+//! - [`offload`]: netfront's checksum and segmentation offload, from a frame's headers;
 //! - [`grant`]: grant-table v1 entries and the reference free list;
 //! - [`evtchn`]: the 2-level event-channel bitmaps and port numbers;
 //! - [`start_info`]: Xen's start_info page, validated into a typed view;
@@ -68,6 +70,7 @@ pub mod grant;
 pub mod initrd;
 pub mod netfront;
 pub mod netif;
+pub mod offload;
 pub mod ring;
 pub mod shared_ring;
 pub mod start_info;

@@ -5,9 +5,14 @@
 //!
 //! Buffers are persistent (Unikraft's way, not Mini-OS's grant per packet): TX id `i`
 //! and RX id `i` each own buffer page `i`, granted once (TX read-only, RX writable) for
-//! as long as the queue lives. A packet is sent from offset 0 of its TX page; a received
-//! one is copied out of its RX page (the backend may write that page at any time, so
-//! the bytes are copied before anything looks at them) and the page posted again.
+//! as long as the queue lives. A frame is sent from offset 0 of its TX pages, one page
+//! per slot (`NETTXF_more_data` chains them; a TCP packet of several segments carries a
+//! GSO extra-info slot, [`ExtraInfo`]); a received one is copied out of its RX pages
+//! (the backend may write them at any time, so the bytes are copied before anything
+//! looks at them) into one buffer, and the pages posted again. A packet arrives over
+//! several slots when the backend uses `feature-sg`/`feature-gso-tcpv4`; it is taken
+//! only once all its slots are published, and a chain longer than any frame needs
+//! ([`MAX_CHAIN`]) is dropped and counted.
 //!
 //! Everything the backend writes is checked by [`TxIds`]/[`RxIds`]: a bad response is
 //! dropped and counted in [`Counters`], never followed; a corrupt `rsp_prod` stops the
@@ -15,6 +20,7 @@
 //!
 //! ```
 //! use xenpv_protocol::netfront::{Buffers, Queue};
+//! use xenpv_protocol::offload::TxOffload;
 //!
 //! struct Pages(Vec<[u8; 4096]>);
 //! impl Buffers for Pages {
@@ -30,18 +36,35 @@
 //! let mut bufs = Pages(vec![[0; 4096]; 256]);
 //! let mut q = Queue::new(&mut tx[..], &mut rx[..]);
 //! q.send(&mut tx[..], &mut bufs, 60, |b| b.fill(0xff)).unwrap();
+//! // A 10,000-byte TCP packet of 1,448-byte segments goes over three pages.
+//! let o = TxOffload { flags: 0, gso_mss: Some(1448) };
+//! q.send_copy(&mut tx[..], &mut bufs, &[7u8; 10_000], o).unwrap();
+//! assert_eq!(q.tx_in_flight(), 4);
 //! let notify = q.flush(&mut tx[..]);
 //! assert!(notify, "the first request crosses req_event 1");
 //! ```
 
 use crate::netif::{
-    Bad, Counters, RxIds, RxRequest, RxResponse, TxIds, TxRequest, TxResponse, PAGE, RSP_OKAY,
-    RX_SLOT, TX_SLOT,
+    Bad, Counters, ExtraInfo, RxIds, RxRequest, RxResponse, TxIds, TxRequest, TxResponse,
+    EXTRA_FLAG_MORE, PAGE, RSP_OKAY, RXF_CSUM_BLANK, RXF_DATA_VALIDATED, RXF_EXTRA_INFO,
+    RXF_MORE_DATA, RX_SLOT, TXF_EXTRA_INFO, TXF_MORE_DATA, TX_SLOT,
 };
+pub use crate::offload::TxOffload;
 use crate::shared_ring::{FrontRing, PageMem, SharedRingError};
 
-/// The largest frame sent: an Ethernet frame of MTU 1500 without its FCS.
+/// The largest frame sent without segmentation offload: an Ethernet frame of MTU 1500
+/// without its FCS.
 pub const MAX_FRAME: usize = 1514;
+/// The largest frame sent with segmentation offload: the first request's size field is
+/// 16 bits; 16 pages.
+pub const GSO_FRAME_MAX: usize = 65_535;
+/// The largest packet received: a 64 KiB IPv4 packet (GSO) and its Ethernet header.
+pub const RX_FRAME_MAX: usize = 65_535 + 14;
+/// The most slots one received packet may use: the data of [`RX_FRAME_MAX`] bytes (17
+/// pages) and an extra-info slot, with room for one more extra.
+pub const MAX_CHAIN: u32 = 20;
+/// The most TX slots one frame uses: [`GSO_FRAME_MAX`] over pages, and the GSO slot.
+pub const TX_MAX_SLOTS: usize = GSO_FRAME_MAX.div_ceil(PAGE as usize) + 1;
 
 /// The buffer pages, one per id on each ring.
 pub trait Buffers {
@@ -59,20 +82,23 @@ pub trait Buffers {
 /// Why a frame was not sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendError {
-    /// Longer than [`MAX_FRAME`].
+    /// Longer than the limit for its kind ([`MAX_FRAME`], or [`GSO_FRAME_MAX`] with
+    /// segmentation offload).
     TooLong {
         /// Its length.
         len: usize,
+        /// The limit.
+        limit: usize,
     },
-    /// Every TX buffer is in flight: reap responses first.
+    /// Not enough TX buffers or ring slots free: reap responses first.
     Full,
 }
 
 impl core::fmt::Display for SendError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            SendError::TooLong { len } => {
-                write!(f, "a frame of {len} bytes, the limit is {MAX_FRAME}")
+            SendError::TooLong { len, limit } => {
+                write!(f, "a frame of {len} bytes, the limit is {limit}")
             }
             SendError::Full => write!(f, "every TX buffer is in flight"),
         }
@@ -82,16 +108,40 @@ impl core::fmt::Display for SendError {
 /// Packets and bytes through the queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
-    /// Frames sent (requests pushed).
+    /// Frames sent (a frame over several slots counts once).
     pub tx_packets: u64,
     /// Their bytes.
     pub tx_bytes: u64,
+    /// Frames sent for segmentation by the backend's side (GSO).
+    pub tx_gso: u64,
     /// Frames received and handed on.
     pub rx_packets: u64,
     /// Their bytes.
     pub rx_bytes: u64,
+    /// Frames received over more than one slot.
+    pub rx_multi: u64,
     /// Times the backend asked to be notified of new requests.
     pub notifies: u64,
+}
+
+/// A packet received, copied into the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Its bytes.
+    pub len: usize,
+    /// Its `NETRXF_data_validated` / `NETRXF_csum_blank` flags.
+    pub csum_flags: u16,
+    /// The segment size of a GSO packet (its extra-info slot).
+    pub gso_size: Option<u16>,
+}
+
+/// What an RX slot of a packet holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Data (the first slot: also the packet's flags).
+    Data,
+    /// Extra info.
+    Extra,
 }
 
 /// One TX/RX ring pair with its ids, counters and traffic figures.
@@ -138,13 +188,19 @@ impl Queue {
         self.rx_ids.posted()
     }
 
-    /// Can a frame be sent now (a TX buffer and a ring slot free)?
+    /// Can a one-page frame be sent now (a TX buffer and a ring slot free)?
     pub fn can_send(&self) -> bool {
-        self.tx.free() > 0 && self.tx_ids.in_flight() < crate::netif::IDS
+        self.can_send_slots(1)
     }
 
-    /// Send a frame of `len` bytes that `fill` writes into its buffer (not visible to the
-    /// backend until [`Queue::flush`]).
+    /// Are `slots` ring slots and as many TX buffers free (a frame of that many pages,
+    /// or one page fewer and its GSO slot)?
+    pub fn can_send_slots(&self, slots: usize) -> bool {
+        self.tx.free() as usize >= slots && self.tx_ids.free() >= slots
+    }
+
+    /// Send a frame of `len` bytes (at most [`MAX_FRAME`]) that `fill` writes into its
+    /// buffer, with no offload (not visible to the backend until [`Queue::flush`]).
     pub fn send<R>(
         &mut self,
         tx_ring: &mut (impl PageMem + ?Sized),
@@ -153,25 +209,138 @@ impl Queue {
         fill: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R, SendError> {
         if len > MAX_FRAME {
-            return Err(SendError::TooLong { len });
+            return Err(SendError::TooLong {
+                len,
+                limit: MAX_FRAME,
+            });
         }
-        if self.tx.free() == 0 {
+        self.send_one(tx_ring, bufs, len, 1, |b| (fill(b), TxOffload::default()))
+    }
+
+    /// Send a frame of `len` bytes (at most a page) that `fill` writes straight into its
+    /// buffer page, with the offload `fill` returns (see [`crate::offload::prepare_tx`]).
+    /// Needs two free slots and buffers (the page, and a GSO slot if `fill` asks for one).
+    pub fn send_page<R>(
+        &mut self,
+        tx_ring: &mut (impl PageMem + ?Sized),
+        bufs: &mut impl Buffers,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> (R, TxOffload),
+    ) -> Result<R, SendError> {
+        let limit = PAGE as usize;
+        if len > limit {
+            return Err(SendError::TooLong { len, limit });
+        }
+        // Room for a GSO slot too: `fill` decides whether there is one.
+        self.send_one(tx_ring, bufs, len, 2, fill)
+    }
+
+    /// Send a one-page frame if `slots` slots and buffers are free.
+    fn send_one<R>(
+        &mut self,
+        tx_ring: &mut (impl PageMem + ?Sized),
+        bufs: &mut impl Buffers,
+        len: usize,
+        slots: usize,
+        fill: impl FnOnce(&mut [u8]) -> (R, TxOffload),
+    ) -> Result<R, SendError> {
+        if !self.can_send_slots(slots) {
             return Err(SendError::Full);
         }
         let id = self.tx_ids.take().ok_or(SendError::Full)?;
-        let r = fill(&mut bufs.tx_page(id)[..len]);
+        let (r, o) = fill(&mut bufs.tx_page(id)[..len]);
+        self.put_first(tx_ring, bufs, id, len, o.flags, o.gso_mss, false);
+        Ok(r)
+    }
+
+    /// Send `frame` (at most [`GSO_FRAME_MAX`] bytes) copied over as many buffer pages as
+    /// it needs, with offload `o`.
+    pub fn send_copy(
+        &mut self,
+        tx_ring: &mut (impl PageMem + ?Sized),
+        bufs: &mut impl Buffers,
+        frame: &[u8],
+        o: TxOffload,
+    ) -> Result<(), SendError> {
+        let limit = GSO_FRAME_MAX;
+        if frame.len() > limit {
+            return Err(SendError::TooLong {
+                len: frame.len(),
+                limit,
+            });
+        }
+        let page = PAGE as usize;
+        let pages = frame.len().div_ceil(page).max(1);
+        if !self.can_send_slots(pages + usize::from(o.gso_mss.is_some())) {
+            return Err(SendError::Full);
+        }
+        let mut chunks = frame.chunks(page);
+        let first = chunks.next().unwrap_or(&[]);
+        let Some(id) = self.tx_ids.take() else {
+            return Err(SendError::Full);
+        };
+        bufs.tx_page(id)[..first.len()].copy_from_slice(first);
+        self.put_first(
+            tx_ring,
+            bufs,
+            id,
+            frame.len(),
+            o.flags,
+            o.gso_mss,
+            pages > 1,
+        );
+        let rest = pages - 1;
+        for (i, c) in chunks.enumerate() {
+            // Cannot fail: ids and slots were counted above.
+            let Some(id) = self.tx_ids.take() else { break };
+            bufs.tx_page(id)[..c.len()].copy_from_slice(c);
+            let req = TxRequest {
+                gref: bufs.tx_gref(id),
+                offset: 0,
+                flags: if i + 1 < rest { TXF_MORE_DATA } else { 0 },
+                id,
+                size: c.len() as u16,
+            };
+            let _ = self.tx.put(tx_ring, &req.encode());
+        }
+        Ok(())
+    }
+
+    /// Put a frame's first request (`size` is the whole frame's) and its GSO slot.
+    #[allow(clippy::too_many_arguments)]
+    fn put_first(
+        &mut self,
+        tx_ring: &mut (impl PageMem + ?Sized),
+        bufs: &impl Buffers,
+        id: u16,
+        len: usize,
+        flags: u16,
+        gso: Option<u16>,
+        more: bool,
+    ) {
+        let mut flags = flags;
+        if more {
+            flags |= TXF_MORE_DATA;
+        }
+        if gso.is_some() {
+            flags |= TXF_EXTRA_INFO;
+        }
         let req = TxRequest {
             gref: bufs.tx_gref(id),
             offset: 0,
-            flags: 0,
+            flags,
             id,
             size: len as u16,
         };
-        // Cannot fail: a slot was free above and nothing was put since.
+        // Cannot fail: the callers checked the slots.
         let _ = self.tx.put(tx_ring, &req.encode());
+        if let Some(mss) = gso {
+            let _ = self.tx.put(tx_ring, &ExtraInfo::gso_tcpv4(mss).encode());
+            self.tx_ids.sent_extra();
+            self.traffic.tx_gso += 1;
+        }
         self.traffic.tx_packets += 1;
         self.traffic.tx_bytes += len as u64;
-        Ok(r)
     }
 
     /// Publish the frames sent; whether to notify the backend.
@@ -185,7 +354,9 @@ impl Queue {
     pub fn refill(&mut self, rx_ring: &mut (impl PageMem + ?Sized), bufs: &impl Buffers) -> bool {
         let mut posted = false;
         while self.rx.free() > 0 {
-            let Some(id) = self.rx_ids.take() else { break };
+            let Some(id) = self.rx_ids.post(self.rx.next_req()) else {
+                break;
+            };
             let req = RxRequest {
                 id,
                 gref: bufs.rx_gref(id),
@@ -213,7 +384,7 @@ impl Queue {
             n += 1;
             let r = TxResponse::decode(&b);
             match self.tx_ids.complete(r) {
-                Ok(_) if r.status != RSP_OKAY => self.counters.failed += 1,
+                Ok(Some(_)) if r.status != RSP_OKAY => self.counters.failed += 1,
                 Ok(_) => {}
                 Err(e) => self.counters.count(e),
             }
@@ -221,39 +392,113 @@ impl Queue {
         Ok(n)
     }
 
-    /// The next packet received, copied into `out` (its length); `Ok(None)` when none is
-    /// waiting. Bad responses and failed receives on the way are counted and skipped, a
-    /// packet longer than `out` is dropped and counted as [`Bad::OutOfPage`]. The
-    /// buffer goes back to the free ids: [`Queue::refill`] posts it again.
+    /// The next packet received, copied into `out`; `Ok(None)` when none is waiting
+    /// whole. Bad responses and failed receives on the way are counted and skipped (a
+    /// packet with one bad slot is dropped whole); a packet longer than `out` is dropped
+    /// and counted as [`Bad::TooLong`]. Its buffers go back to the free ids:
+    /// [`Queue::refill`] posts them again.
     pub fn recv(
         &mut self,
         rx_ring: &mut (impl PageMem + ?Sized),
         bufs: &impl Buffers,
         out: &mut [u8],
-    ) -> Result<Option<usize>, SharedRingError> {
+    ) -> Result<Option<Received>, SharedRingError> {
         loop {
-            if self.rx.pending(rx_ring)? == 0 && self.rx.final_check(rx_ring)? == 0 {
-                return Ok(None);
-            }
-            let mut b = [0u8; RX_SLOT];
-            self.rx.take(rx_ring, &mut b);
-            match self.rx_ids.receive(RxResponse::decode(&b)) {
-                Ok(p) if p.failed => self.counters.failed += 1,
-                Ok(p) if usize::from(p.len) > out.len() => self.counters.count(Bad::OutOfPage {
-                    id: p.id,
-                    offset: p.offset,
-                    len: p.len,
-                }),
-                Ok(p) => {
-                    let len = usize::from(p.len);
-                    debug_assert!(u32::from(p.offset) + u32::from(p.len) <= PAGE);
-                    bufs.rx_read(p.id, p.offset, &mut out[..len]);
-                    self.traffic.rx_packets += 1;
-                    self.traffic.rx_bytes += len as u64;
-                    return Ok(Some(len));
+            let mut avail = self.rx.pending(rx_ring)?;
+            if avail == 0 {
+                avail = self.rx.final_check(rx_ring)?;
+                if avail == 0 {
+                    return Ok(None);
                 }
-                Err(e) => self.counters.count(e),
             }
+            // Copy the next packet's slots out, and find where it ends, before
+            // consuming any (its last slots may not be published yet).
+            let mut slots = [[0u8; RX_SLOT]; MAX_CHAIN as usize];
+            let mut kinds = [Slot::Data; MAX_CHAIN as usize];
+            let (mut n, mut end) = (0usize, None);
+            let (mut extra, mut more_data) = (false, false);
+            while (n as u32) < avail.min(MAX_CHAIN) {
+                self.rx.peek(rx_ring, n as u32, &mut slots[n]);
+                kinds[n] = if extra { Slot::Extra } else { Slot::Data };
+                if extra {
+                    extra = ExtraInfo::decode(&slots[n]).flags & EXTRA_FLAG_MORE != 0;
+                } else {
+                    let r = RxResponse::decode(&slots[n]);
+                    more_data = r.flags & RXF_MORE_DATA != 0;
+                    extra = n == 0 && r.flags & RXF_EXTRA_INFO != 0;
+                }
+                n += 1;
+                if !extra && !more_data {
+                    end = Some(n);
+                    break;
+                }
+            }
+            let Some(n) = end else {
+                if n as u32 >= MAX_CHAIN {
+                    let first = self.rx.rsp_cons();
+                    self.rx.skip(n as u32);
+                    for i in 0..n as u32 {
+                        self.rx_ids.retire(first.wrapping_add(i));
+                    }
+                    self.counters.count(Bad::Chain { slots: n as u32 });
+                    continue;
+                }
+                return Ok(None);
+            };
+            let first = self.rx.rsp_cons();
+            self.rx.skip(n as u32);
+            let (mut bad, mut failed) = (None, false);
+            let (mut len, mut csum_flags, mut gso_size) = (0usize, 0, None);
+            for i in 0..n {
+                let slot = first.wrapping_add(i as u32);
+                if kinds[i] == Slot::Extra {
+                    self.rx_ids.retire(slot);
+                    let e = ExtraInfo::decode(&slots[i]);
+                    match e.check() {
+                        Ok(()) => gso_size = Some(e.gso_size),
+                        Err(b) => bad = bad.or(Some(b)),
+                    }
+                    continue;
+                }
+                match self.rx_ids.receive(slot, RxResponse::decode(&slots[i])) {
+                    Err(b) => bad = bad.or(Some(b)),
+                    Ok(p) if p.failed => failed = true,
+                    Ok(p) => {
+                        if i == 0 {
+                            csum_flags = p.flags & (RXF_DATA_VALIDATED | RXF_CSUM_BLANK);
+                        }
+                        let to = len + usize::from(p.len);
+                        if bad.is_none() && !failed {
+                            if to > out.len() {
+                                bad = Some(Bad::TooLong {
+                                    len: to,
+                                    limit: out.len(),
+                                });
+                            } else {
+                                debug_assert!(u32::from(p.offset) + u32::from(p.len) <= PAGE);
+                                bufs.rx_read(p.id, p.offset, &mut out[len..to]);
+                            }
+                        }
+                        len = to;
+                    }
+                }
+            }
+            if let Some(b) = bad {
+                self.counters.count(b);
+                continue;
+            }
+            if failed {
+                self.counters.failed += 1;
+                continue;
+            }
+            self.traffic.rx_packets += 1;
+            self.traffic.rx_bytes += len as u64;
+            self.traffic.rx_multi += u64::from(n > 1);
+            return Ok(Some(Received {
+                len,
+                csum_flags,
+                gso_size,
+            }));
         }
     }
 }
@@ -288,14 +533,18 @@ pub fn parse_mac(v: &[u8]) -> Option<[u8; 6]> {
 }
 
 /// The keys a netfront publishes in its directory (besides its rings and event channel):
-/// receive by copy (netback refuses a frontend without it), notify on RX refills, and no
-/// checksum offload (we check and fill in every checksum; without the key netback would
-/// hand over packets with blank checksums). No scatter-gather, no GSO: one packet, one
-/// buffer page.
+/// receive by copy (netback refuses a frontend without it), notify on RX refills,
+/// checksum offload (packets made in the backend's domain may come with blank checksums,
+/// flagged; [`crate::offload`]), scatter-gather and TCP/IPv4 GSO on receive (a packet of
+/// up to 64 KiB over several pages, [`Queue::recv`]). Sending with GSO also needs the
+/// backend's `feature-sg` and `feature-gso-tcpv4` ([`BACKEND_GSO_KEYS`]).
 pub const FEATURES: [(&str, &[u8]); 5] = [
     ("request-rx-copy", b"1"),
     ("feature-rx-notify", b"1"),
-    ("feature-no-csum-offload", b"1"),
-    ("feature-sg", b"0"),
-    ("feature-gso-tcpv4", b"0"),
+    ("feature-no-csum-offload", b"0"),
+    ("feature-sg", b"1"),
+    ("feature-gso-tcpv4", b"1"),
 ];
+
+/// The backend's keys that must all read `1` before frames are sent for segmentation.
+pub const BACKEND_GSO_KEYS: [&str; 2] = ["feature-sg", "feature-gso-tcpv4"];

@@ -5,8 +5,9 @@
 //! Buffers are granted once per slot id (persistent grants, as Unikraft does; Mini-OS
 //! grants and ends access per packet): TX id `i` always sends from buffer page `i`, RX id
 //! `i` always receives into buffer page `i`. A response is accepted only for an id that
-//! is in flight, with a status and an offset/length that stay inside its page; anything
-//! else is dropped and counted ([`Bad`], [`Counters`]), never followed.
+//! is in flight (on RX: the id posted in the response's slot), with a status, flags and
+//! an offset/length that stay inside its page; anything else is dropped and counted
+//! ([`Bad`], [`Counters`]), never followed.
 //!
 //! ```
 //! use xenpv_protocol::netif::*;
@@ -16,7 +17,7 @@
 //! let req = TxRequest { gref: 8, offset: 0, flags: 0, id, size: 60 };
 //! assert_eq!(TxRequest::decode(&req.encode()), req);
 //! // The backend answers for that id: done. A second answer for it is refused.
-//! assert_eq!(tx.complete(TxResponse { id, status: RSP_OKAY }), Ok(id));
+//! assert_eq!(tx.complete(TxResponse { id, status: RSP_OKAY }), Ok(Some(id)));
 //! assert_eq!(tx.complete(TxResponse { id, status: RSP_OKAY }), Err(Bad::NotInFlight { id }));
 //! ```
 
@@ -32,12 +33,35 @@ pub const RSP_DROPPED: i16 = -2;
 pub const RSP_ERROR: i16 = -1;
 /// Done (`NETIF_RSP_OKAY`).
 pub const RSP_OKAY: i16 = 0;
-/// The answer to an extra-info slot (`NETIF_RSP_NULL`): we send none.
+/// The answer to an extra-info slot (`NETIF_RSP_NULL`): accepted only while one we sent
+/// is unanswered.
 pub const RSP_NULL: i16 = 1;
-/// RX: more data in the next response (`NETRXF_more_data`): not requested (no `feature-sg`).
+/// TX: the TCP/UDP checksum is blank (`NETTXF_csum_blank`): its field holds the
+/// pseudo-header sum, the backend's side completes it.
+pub const TXF_CSUM_BLANK: u16 = 1;
+/// TX: the checksum is known good (`NETTXF_data_validated`).
+pub const TXF_DATA_VALIDATED: u16 = 1 << 1;
+/// TX: the packet continues in the next request (`NETTXF_more_data`).
+pub const TXF_MORE_DATA: u16 = 1 << 2;
+/// TX: an extra-info slot follows this request (`NETTXF_extra_info`).
+pub const TXF_EXTRA_INFO: u16 = 1 << 3;
+/// RX: the checksum was checked, or the packet was made in the backend's domain
+/// (`NETRXF_data_validated`).
+pub const RXF_DATA_VALIDATED: u16 = 1;
+/// RX: the checksum is blank, the packet was made locally (`NETRXF_csum_blank`).
+pub const RXF_CSUM_BLANK: u16 = 1 << 1;
+/// RX: the packet continues in the next response (`NETRXF_more_data`, `feature-sg`).
 pub const RXF_MORE_DATA: u16 = 1 << 2;
-/// RX: an extra-info slot follows (`NETRXF_extra_info`): not requested (no GSO).
+/// RX: an extra-info slot follows (`NETRXF_extra_info`, `feature-gso-tcpv4`).
 pub const RXF_EXTRA_INFO: u16 = 1 << 3;
+/// The RX flags this frontend negotiates; any other is refused ([`Bad::Flags`]).
+pub const RXF_KNOWN: u16 = RXF_DATA_VALIDATED | RXF_CSUM_BLANK | RXF_MORE_DATA | RXF_EXTRA_INFO;
+/// Extra info: segmentation offload (`XEN_NETIF_EXTRA_TYPE_GSO`).
+pub const EXTRA_TYPE_GSO: u8 = 1;
+/// Extra info: another extra-info slot follows (`XEN_NETIF_EXTRA_FLAG_MORE`).
+pub const EXTRA_FLAG_MORE: u8 = 1;
+/// GSO type TCP over IPv4 (`XEN_NETIF_GSO_TYPE_TCPV4`).
+pub const GSO_TYPE_TCPV4: u8 = 1;
 /// Bytes of a buffer page.
 pub const PAGE: u32 = 4096;
 
@@ -175,6 +199,66 @@ impl RxResponse {
     }
 }
 
+/// An extra-info slot (`netif_extra_info`), as this frontend uses it: segmentation
+/// offload (GSO) of a TCP/IPv4 packet into segments of `gso_size` payload bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtraInfo {
+    /// `XEN_NETIF_EXTRA_TYPE_*`.
+    pub kind: u8,
+    /// `XEN_NETIF_EXTRA_FLAG_*`.
+    pub flags: u8,
+    /// GSO: the payload bytes of each segment (the MSS).
+    pub gso_size: u16,
+    /// GSO: `XEN_NETIF_GSO_TYPE_*`.
+    pub gso_type: u8,
+}
+
+impl ExtraInfo {
+    /// GSO of a TCP/IPv4 packet into `mss`-byte segments, no extra slot after it.
+    pub fn gso_tcpv4(mss: u16) -> Self {
+        ExtraInfo {
+            kind: EXTRA_TYPE_GSO,
+            flags: 0,
+            gso_size: mss,
+            gso_type: GSO_TYPE_TCPV4,
+        }
+    }
+    /// The slot's first 8 bytes.
+    pub fn encode(&self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0] = self.kind;
+        b[1] = self.flags;
+        b[2..4].copy_from_slice(&self.gso_size.to_le_bytes());
+        b[4] = self.gso_type;
+        b
+    }
+    /// From a slot's bytes (at least 8; fewer read as an unknown type).
+    pub fn decode(b: &[u8]) -> Self {
+        let b: [u8; 8] = b
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0xff; 8]);
+        ExtraInfo {
+            kind: b[0],
+            flags: b[1],
+            gso_size: u16::from_le_bytes([b[2], b[3]]),
+            gso_type: b[4],
+        }
+    }
+    /// Is this an extra slot a frontend with `feature-gso-tcpv4` accepts: GSO of
+    /// TCP/IPv4 with a segment size?
+    pub fn check(&self) -> Result<(), Bad> {
+        if self.kind == EXTRA_TYPE_GSO && self.gso_type == GSO_TYPE_TCPV4 && self.gso_size > 0 {
+            Ok(())
+        } else {
+            Err(Bad::Extra {
+                kind: self.kind,
+                gso_type: self.gso_type,
+            })
+        }
+    }
+}
+
 /// A response refused: what was wrong with it. The id stays as it was (a refused TX id
 /// stays in flight; a refused RX id is given back for reposting, see [`RxIds::receive`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +296,26 @@ pub enum Bad {
         /// The flags.
         flags: u16,
     },
+    /// An extra-info slot of a kind this frontend did not ask for.
+    Extra {
+        /// `XEN_NETIF_EXTRA_TYPE_*`.
+        kind: u8,
+        /// Its GSO type (meaningful for `kind` 1).
+        gso_type: u8,
+    },
+    /// A packet longer than the frame buffer it is copied into.
+    TooLong {
+        /// Its bytes so far.
+        len: usize,
+        /// The buffer's.
+        limit: usize,
+    },
+    /// A packet spread over more slots than any frame needs (or an extra-info chain
+    /// that does not end).
+    Chain {
+        /// The slots seen.
+        slots: u32,
+    },
 }
 
 impl core::fmt::Display for Bad {
@@ -227,6 +331,16 @@ impl core::fmt::Display for Bad {
                 )
             }
             Bad::Flags { id, flags } => write!(f, "id {id}: flags {flags:#x} not negotiated"),
+            Bad::Extra { kind, gso_type } => {
+                write!(
+                    f,
+                    "extra info type {kind} (gso type {gso_type}) not negotiated"
+                )
+            }
+            Bad::TooLong { len, limit } => {
+                write!(f, "a packet of {len} bytes or more, the limit is {limit}")
+            }
+            Bad::Chain { slots } => write!(f, "a packet over {slots} slots or more"),
         }
     }
 }
@@ -242,6 +356,10 @@ pub struct Counters {
     pub out_of_page: u64,
     /// [`Bad::Flags`].
     pub bad_flags: u64,
+    /// [`Bad::Extra`].
+    pub bad_extra: u64,
+    /// [`Bad::TooLong`] and [`Bad::Chain`].
+    pub too_long: u64,
     /// Packets the backend answered with `RSP_ERROR` or `RSP_DROPPED`.
     pub failed: u64,
 }
@@ -254,11 +372,18 @@ impl Counters {
             Bad::Status { .. } => self.bad_status += 1,
             Bad::OutOfPage { .. } => self.out_of_page += 1,
             Bad::Flags { .. } => self.bad_flags += 1,
+            Bad::Extra { .. } => self.bad_extra += 1,
+            Bad::TooLong { .. } | Bad::Chain { .. } => self.too_long += 1,
         }
     }
     /// All responses refused.
     pub fn refused(&self) -> u64 {
-        self.bad_id + self.bad_status + self.out_of_page + self.bad_flags
+        self.bad_id
+            + self.bad_status
+            + self.out_of_page
+            + self.bad_flags
+            + self.bad_extra
+            + self.too_long
     }
 }
 
@@ -306,9 +431,13 @@ impl Ids {
     }
 }
 
-/// TX ids: one per buffer page; taken to send, given back by its response.
+/// TX ids: one per buffer page; taken to send, given back by its response. Extra-info
+/// slots sent are counted too: each is answered with [`RSP_NULL`] and no id.
 #[derive(Clone, Debug)]
-pub struct TxIds(Ids);
+pub struct TxIds {
+    ids: Ids,
+    extras: u32,
+}
 
 impl Default for TxIds {
     fn default() -> Self {
@@ -319,51 +448,73 @@ impl Default for TxIds {
 impl TxIds {
     /// All ids free.
     pub fn new() -> Self {
-        TxIds(Ids::new())
+        TxIds {
+            ids: Ids::new(),
+            extras: 0,
+        }
     }
     /// An id (and so a buffer page) to send with; `None` when all are in flight.
     pub fn take(&mut self) -> Option<u16> {
-        self.0.take()
+        self.ids.take()
+    }
+    /// Ids free.
+    pub fn free(&self) -> usize {
+        self.ids.free.len()
     }
     /// Ids in flight.
     pub fn in_flight(&self) -> usize {
-        IDS - self.0.free.len()
+        IDS - self.ids.free.len()
     }
-    /// Check a response: its id, now free again (sent, or failed by the backend:
-    /// `Ok` either way, see the status). A bad response changes nothing.
-    pub fn complete(&mut self, r: TxResponse) -> Result<u16, Bad> {
-        self.0.check(r.id)?;
+    /// An extra-info slot was sent: one [`RSP_NULL`] response is due.
+    pub fn sent_extra(&mut self) {
+        self.extras += 1;
+    }
+    /// Check a response: its id, now free again (sent, or failed by the backend: `Ok`
+    /// either way, see the status), or `None` for the answer to an extra-info slot. A
+    /// bad response changes nothing.
+    pub fn complete(&mut self, r: TxResponse) -> Result<Option<u16>, Bad> {
+        if r.status == RSP_NULL && self.extras > 0 {
+            self.extras -= 1;
+            return Ok(None);
+        }
+        self.ids.check(r.id)?;
         if !matches!(r.status, RSP_OKAY | RSP_ERROR | RSP_DROPPED) {
             return Err(Bad::Status {
                 id: r.id,
                 status: r.status,
             });
         }
-        self.0.give_back(r.id);
-        Ok(r.id)
+        self.ids.give_back(r.id);
+        Ok(Some(r.id))
     }
 }
 
-/// A packet received: in buffer page `id`, `len` bytes from `offset` (checked to stay in
-/// the page). Copy it out, then post the id again.
+/// A slot of a packet received: in buffer page `id`, `len` bytes from `offset` (checked
+/// to stay in the page). Copy it out; the id is free for posting again already.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RxPacket {
     /// The buffer page's id.
     pub id: u16,
-    /// Where the packet starts.
+    /// Where the data starts.
     pub offset: u16,
     /// Its length.
     pub len: u16,
-    /// The backend failed this receive (`RSP_ERROR`/`RSP_DROPPED`): no data; count it
-    /// and post the id again.
+    /// The backend failed this receive (`RSP_ERROR`/`RSP_DROPPED`): no data; count it.
     pub failed: bool,
-    /// `NETRXF_data_validated` / `csum_blank`: the checksum was checked or is blank.
+    /// `NETRXF_*` (only those in [`RXF_KNOWN`]).
     pub flags: u16,
 }
 
-/// RX ids: one per buffer page; posted to receive, returned by its response.
+/// RX ids: one per buffer page, posted to receive. Each is remembered with the ring
+/// slot it was posted in, because the backend answers every request in the response
+/// slot of the same index (netback's `xenvif_rx_skb`; Linux's and Mini-OS's netfront
+/// rely on it) and an extra-info response carries no id: whatever a response says, the
+/// buffer posted in its slot is the one it used up.
 #[derive(Clone, Debug)]
-pub struct RxIds(Ids);
+pub struct RxIds {
+    ids: Ids,
+    at_slot: [u16; IDS],
+}
 
 impl Default for RxIds {
     fn default() -> Self {
@@ -374,24 +525,44 @@ impl Default for RxIds {
 impl RxIds {
     /// All ids free (not posted).
     pub fn new() -> Self {
-        RxIds(Ids::new())
+        RxIds {
+            ids: Ids::new(),
+            at_slot: [0; IDS],
+        }
     }
-    /// An id to post a buffer with; `None` when all are posted.
-    pub fn take(&mut self) -> Option<u16> {
-        self.0.take()
+    /// An id to post a buffer with in ring slot `slot`; `None` when all are posted.
+    pub fn post(&mut self, slot: u32) -> Option<u16> {
+        let id = self.ids.take()?;
+        self.at_slot[slot as usize % IDS] = id;
+        Some(id)
     }
     /// Ids posted.
     pub fn posted(&self) -> usize {
-        IDS - self.0.free.len()
+        IDS - self.ids.free.len()
     }
-    /// Check a response. A good one (or a failed receive, [`RxPacket::failed`]) returns
-    /// its id to the free ids (post it again). A bad one with a posted id also frees the id, since the
-    /// backend is done with that slot, and says why; an unknown id changes nothing.
-    pub fn receive(&mut self, r: RxResponse) -> Result<RxPacket, Bad> {
-        self.0.check(r.id)?;
-        self.0.give_back(r.id);
-        let id = r.id;
-        if r.flags & (RXF_MORE_DATA | RXF_EXTRA_INFO) != 0 {
+    /// The response in ring slot `slot` is consumed (the ring checked that a request
+    /// was posted there): the buffer posted with it is free again. Its id.
+    pub fn retire(&mut self, slot: u32) -> u16 {
+        let id = self.at_slot[slot as usize % IDS];
+        debug_assert!(self.ids.check(id).is_ok(), "slot {slot} was posted");
+        if self.ids.check(id).is_ok() {
+            self.ids.give_back(id);
+        }
+        id
+    }
+    /// Retire ring slot `slot` and check its data response: the id posted there, a
+    /// status, flags and a length inside the page. A bad one says why (the buffer is
+    /// free again either way).
+    pub fn receive(&mut self, slot: u32, r: RxResponse) -> Result<RxPacket, Bad> {
+        let id = self.retire(slot);
+        if r.id != id {
+            return Err(if r.id as usize >= IDS {
+                Bad::IdOutOfRange { id: r.id }
+            } else {
+                Bad::NotInFlight { id: r.id }
+            });
+        }
+        if r.flags & !RXF_KNOWN != 0 {
             return Err(Bad::Flags { id, flags: r.flags });
         }
         if r.status < 0 {
@@ -400,7 +571,7 @@ impl RxIds {
                     id,
                     offset: 0,
                     len: 0,
-                    flags: 0,
+                    flags: r.flags,
                     failed: true,
                 }),
                 status => Err(Bad::Status { id, status }),

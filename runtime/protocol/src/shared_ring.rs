@@ -195,6 +195,32 @@ impl FrontRing {
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
     }
 
+    /// The ring index the next [`Self::put`] writes (a request's slot: backends answer
+    /// each request in the response slot of the same index, which is how an RX buffer
+    /// consumed by an extra-info response is known).
+    pub fn next_req(&self) -> u32 {
+        self.req_prod_pvt
+    }
+
+    /// The ring index of the next response [`Self::take`] reads.
+    pub fn rsp_cons(&self) -> u32 {
+        self.rsp_cons
+    }
+
+    /// Copy response `ahead` past the next one out without consuming it (the caller
+    /// checked that [`Self::pending`] is more than `ahead`).
+    pub fn peek(&self, page: &(impl PageMem + ?Sized), ahead: u32, out: &mut [u8]) {
+        fence(Ordering::Acquire);
+        let n = out.len().min(self.slot);
+        page.read(self.at(self.rsp_cons.wrapping_add(ahead)), &mut out[..n]);
+    }
+
+    /// Consume `n` responses already copied out with [`Self::peek`] (the caller checked
+    /// that at least `n` are pending); their slots are free for requests from now on.
+    pub fn skip(&mut self, n: u32) {
+        self.rsp_cons = self.rsp_cons.wrapping_add(n);
+    }
+
     /// Ask to be notified of the next response, then look again (closing the race with a
     /// response that came meanwhile): responses waiting.
     pub fn final_check(

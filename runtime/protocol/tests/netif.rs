@@ -2,7 +2,9 @@
 //! the ring many times over, and every hostile response field dropped and counted.
 
 use proptest::prelude::*;
-use xenpv_protocol::netfront::{Buffers, Queue, SendError, MAX_FRAME};
+use xenpv_protocol::netfront::{
+    Buffers, Queue, Received, SendError, TxOffload, MAX_CHAIN, MAX_FRAME, RX_FRAME_MAX,
+};
 use xenpv_protocol::netif::*;
 use xenpv_protocol::shared_ring::{FrontRing, SharedRingError};
 use xenpv_testkit::netback::{NetMode, Netback};
@@ -35,6 +37,8 @@ struct Front {
     q: Queue,
     bufs: Pages,
     received: Vec<u16>,
+    /// Multi-slot packets: length, GSO segment size, checksum flags.
+    received_big: Vec<(usize, Option<u16>, u16)>,
 }
 
 impl Front {
@@ -46,6 +50,7 @@ impl Front {
                 rx: (0..IDS).map(|i| [i as u8; 4096]).collect(),
             },
             received: vec![],
+            received_big: vec![],
         }
     }
 
@@ -71,11 +76,25 @@ impl Front {
     /// Take every response; the ring's error if its indices are corrupt.
     fn reap(&mut self, nb: &mut Netback) -> Result<(), SharedRingError> {
         self.q.reap_tx(&mut nb.tx[..])?;
-        let mut out = [0u8; MAX_FRAME];
-        while let Some(n) = self.q.recv(&mut nb.rx[..], &self.bufs, &mut out)? {
-            // Every byte from one page (page i holds byte i).
-            assert!(out[..n].iter().all(|&b| b == out[0]), "one page per packet");
-            self.received.push(n as u16);
+        let mut out = vec![0u8; RX_FRAME_MAX];
+        while let Some(p) = self.q.recv(&mut nb.rx[..], &self.bufs, &mut out)? {
+            let n = p.len;
+            if n <= 4096 && p.gso_size.is_none() {
+                // Every byte from one page (page i holds byte i).
+                assert!(out[..n].iter().all(|&b| b == out[0]), "one page per packet");
+                self.received.push(n as u16);
+            } else {
+                // Each page's bytes whole, in order, from a different page each.
+                let chunks: Vec<&[u8]> = out[..n].chunks(4096).collect();
+                for c in &chunks {
+                    assert!(c.iter().all(|&b| b == c[0]), "a page copied whole");
+                }
+                assert!(
+                    chunks.windows(2).all(|w| w[0][0] != w[1][0]),
+                    "pages in turn"
+                );
+                self.received_big.push((n, p.gso_size, p.csum_flags));
+            }
         }
         Ok(())
     }
@@ -112,11 +131,16 @@ fn hostile_responses_are_dropped_and_counted_never_followed() {
             NetMode::IdOutOfRange,
             (|c: &Counters| c.bad_id == 60) as fn(&Counters) -> bool,
         ),
-        // One TX and one RX id answered twice (the second refused).
-        (NetMode::Duplicate, |c| c.bad_id == 2),
+        // One TX id answered twice (the second refused); on RX every response after
+        // the first names the buffer of the slot before its own (19 refused).
+        (NetMode::Duplicate, |c| c.bad_id == 1 + 19),
         (NetMode::OutOfPage, |c| c.out_of_page == 20),
         (NetMode::BadStatus, |c| c.bad_status == 60),
         (NetMode::Flags, |c| c.bad_flags == 20),
+        // Every TX response is RSP_NULL with no extra slot sent: refused.
+        (NetMode::NullStatus, |c| {
+            c.bad_status == 40 && c.refused() == 40
+        }),
         (NetMode::Failing, |c| c.failed == 60 && c.refused() == 0),
     ] {
         let mut nb = Netback::new(mode);
@@ -168,29 +192,40 @@ fn the_ring_refuses_a_request_when_full_and_notifies_as_ring_h_says() {
 }
 
 proptest! {
-    /// Whatever 8 bytes the backend writes into an RX slot, the check never panics and
-    /// accepts only a posted id with a packet inside its page.
+    /// Whatever 8 bytes the backend writes into an RX slot, the check never panics,
+    /// frees the buffer posted in that slot, and accepts only that buffer's id with a
+    /// packet inside its page.
     #[test]
     fn any_rx_response_is_checked(
         mut bytes in prop::array::uniform8(any::<u8>()),
         id in 0u16..300,
-        posted in 0usize..256,
+        posted in 1usize..256,
+        slot in 0u32..1000,
     ) {
         let mut ids = RxIds::new();
-        for _ in 0..posted {
-            ids.take();
+        let mut at = None;
+        for i in 0..posted as u32 {
+            let s = slot.wrapping_sub(posted as u32 - 1).wrapping_add(i);
+            let got = ids.post(s).unwrap();
+            if s == slot {
+                at = Some(got);
+            }
         }
+        let at = at.unwrap();
         // Ids near the ring's, so that most responses reach the field checks.
         bytes[..2].copy_from_slice(&id.to_le_bytes());
         let r = RxResponse::decode(&bytes);
-        match ids.receive(r) {
+        let got = ids.receive(slot, r);
+        prop_assert_eq!(ids.posted(), posted - 1, "the slot's buffer is free again");
+        match got {
             Ok(p) => {
-                prop_assert!((p.id as usize) < posted);
+                prop_assert_eq!(p.id, at);
                 prop_assert!(u32::from(p.offset) + u32::from(p.len) <= PAGE);
+                prop_assert_eq!(p.flags & !RXF_KNOWN, 0);
             }
             Err(Bad::IdOutOfRange { id }) => prop_assert!(id as usize >= IDS),
-            Err(Bad::NotInFlight { id }) => prop_assert!(id as usize >= posted),
-            Err(_) => prop_assert!((r.id as usize) < posted),
+            Err(Bad::NotInFlight { id }) => prop_assert_ne!(id, at),
+            Err(_) => prop_assert_eq!(r.id, at),
         }
     }
 }
@@ -202,7 +237,10 @@ fn frames_go_out_of_their_own_page_and_refusals_are_values() {
     let tx = &mut nb.tx[..];
     assert_eq!(
         f.q.send(tx, &mut f.bufs, MAX_FRAME + 1, |_| ()),
-        Err(SendError::TooLong { len: 1515 })
+        Err(SendError::TooLong {
+            len: 1515,
+            limit: MAX_FRAME
+        })
     );
     for i in 0..256u16 {
         f.q.send(tx, &mut f.bufs, 100, |b| b.fill(i as u8)).unwrap();
@@ -233,10 +271,160 @@ fn a_packet_longer_than_the_callers_buffer_is_dropped_and_counted() {
     f.post(&mut nb);
     nb.serve();
     let mut small = [0u8; 1514];
-    assert_eq!(f.q.recv(&mut nb.rx[..], &f.bufs, &mut small), Ok(Some(64)));
-    assert_eq!(f.q.counters().out_of_page, 1);
+    let got = f.q.recv(&mut nb.rx[..], &f.bufs, &mut small).unwrap();
+    assert_eq!(got.map(|p| p.len), Some(64));
+    assert_eq!(f.q.counters().too_long, 1);
     assert_eq!(f.q.recv(&mut nb.rx[..], &f.bufs, &mut small), Ok(None));
     assert_eq!(f.q.rx_posted(), 254, "both buffers back for reposting");
     f.post(&mut nb);
     assert_eq!(f.q.rx_posted(), 256);
+}
+
+#[test]
+fn gso_packets_arrive_whole_over_several_pages_between_small_ones() {
+    let mut nb = Netback::new(NetMode::Honest);
+    let mut f = Front::new(&mut nb);
+    let big = [20_000u32, RX_FRAME_MAX as u32, 4097];
+    for round in 0..30 {
+        nb.incoming.extend([60u16, 1514]);
+        nb.incoming_gso.extend(big.iter().map(|&l| (l, 1448)));
+        f.post(&mut nb);
+        nb.serve();
+        f.reap(&mut nb).unwrap();
+        assert_eq!(f.q.counters(), Counters::default(), "round {round}");
+    }
+    assert_eq!(f.received.len(), 60);
+    let want: Vec<_> = (0..30)
+        .flat_map(|_| {
+            big.iter()
+                .map(|&l| (l as usize, Some(1448), RXF_DATA_VALIDATED | RXF_CSUM_BLANK))
+        })
+        .collect();
+    assert_eq!(
+        f.received_big, want,
+        "every GSO packet, whole, with its segment size"
+    );
+    assert_eq!(f.q.traffic().rx_multi, 90);
+    // Every buffer the packets used (extra-info slots' too) is free or posted again.
+    f.post(&mut nb);
+    assert_eq!(f.q.rx_posted(), IDS);
+}
+
+#[test]
+fn a_packet_not_yet_published_whole_waits_and_one_that_never_ends_is_dropped() {
+    // Fewer slots than the longest chain published, all saying more_data: nothing is
+    // consumed (the rest may come).
+    let mut nb = Netback::new(NetMode::EndlessChain);
+    let mut f = Front::new(&mut nb);
+    nb.incoming.extend([100u16; 5]);
+    f.post(&mut nb);
+    nb.serve();
+    let mut out = vec![0u8; RX_FRAME_MAX];
+    assert_eq!(f.q.recv(&mut nb.rx[..], &f.bufs, &mut out), Ok(None));
+    assert_eq!(f.q.rx_posted(), IDS, "nothing consumed");
+    // More of the same: past MAX_CHAIN slots the chain is dropped and counted, each
+    // time, and the buffers come back.
+    nb.incoming.extend([100u16; 60]);
+    nb.serve();
+    assert_eq!(f.q.recv(&mut nb.rx[..], &f.bufs, &mut out), Ok(None));
+    let chains = 65 / MAX_CHAIN as u64;
+    assert_eq!(f.q.counters().too_long, chains);
+    assert_eq!(
+        f.q.rx_posted(),
+        IDS - (chains * u64::from(MAX_CHAIN)) as usize
+    );
+}
+
+#[test]
+fn an_extra_info_slot_not_negotiated_drops_its_packet_only() {
+    let mut nb = Netback::new(NetMode::BadExtra);
+    let mut f = Front::new(&mut nb);
+    nb.incoming_gso.extend([(9000u32, 1448u16); 3]);
+    nb.incoming.extend([70u16; 4]);
+    f.post(&mut nb);
+    nb.serve();
+    f.reap(&mut nb).unwrap();
+    assert_eq!(f.q.counters().bad_extra, 3);
+    assert_eq!(f.q.counters().refused(), 3);
+    assert!(f.received_big.is_empty());
+    assert_eq!(f.received, [70; 4]);
+}
+
+#[test]
+fn a_gso_frame_goes_over_its_pages_with_its_extra_slot_and_all_come_back() {
+    let mut nb = Netback::new(NetMode::Honest);
+    let mut f = Front::new(&mut nb);
+    let frame: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let o = TxOffload {
+        flags: TXF_CSUM_BLANK | TXF_DATA_VALIDATED,
+        gso_mss: Some(1448),
+    };
+    let mut last_round = 0;
+    for _ in 0..40 {
+        last_round = nb.frames.len();
+        while f.q.can_send_slots(4) {
+            f.q.send_copy(&mut nb.tx[..], &mut f.bufs, &frame, o)
+                .unwrap();
+        }
+        f.q.send_page(&mut nb.tx[..], &mut f.bufs, 60, |b| {
+            b.fill(1);
+            ((), TxOffload::default())
+        })
+        .unwrap_or(());
+        f.q.flush(&mut nb.tx[..]);
+        nb.serve();
+        f.reap(&mut nb).unwrap();
+        assert_eq!(f.q.tx_in_flight(), 0);
+        assert_eq!(
+            f.q.counters(),
+            Counters::default(),
+            "RSP_NULL answers accepted"
+        );
+    }
+    let gso = nb.frames.iter().filter(|fr| fr.gso.is_some()).count();
+    assert!(gso >= 40 * 60, "{gso}");
+    // The last round's frames (the pages are written again each round).
+    let last: Vec<_> = nb.frames[last_round..]
+        .iter()
+        .filter(|fr| fr.gso.is_some())
+        .collect();
+    assert!(last.len() >= 60);
+    for fr in last {
+        assert_eq!(fr.gso, Some(ExtraInfo::gso_tcpv4(1448)));
+        let sizes: Vec<u16> = fr.slots.iter().map(|r| r.size).collect();
+        assert_eq!(
+            sizes,
+            [10_000, 4096, 1808],
+            "the first says the frame's size"
+        );
+        let flags: Vec<u16> = fr.slots.iter().map(|r| r.flags).collect();
+        let first = TXF_CSUM_BLANK | TXF_DATA_VALIDATED | TXF_MORE_DATA | TXF_EXTRA_INFO;
+        assert_eq!(flags, [first, TXF_MORE_DATA, 0]);
+        // The bytes: the pages the requests name, in turn, hold the frame.
+        let mut got = vec![];
+        let mut left = 10_000usize;
+        for r in &fr.slots {
+            let n = left.min(4096);
+            got.extend_from_slice(&f.bufs.tx[r.id as usize][..n]);
+            left -= n;
+        }
+        assert_eq!(got, frame);
+    }
+    assert_eq!(
+        f.q.send_copy(&mut nb.tx[..], &mut f.bufs, &vec![0; 65_536], o),
+        Err(SendError::TooLong {
+            len: 65_536,
+            limit: 65_535
+        })
+    );
+}
+
+#[test]
+fn received_is_a_plain_value() {
+    let r = Received {
+        len: 1,
+        csum_flags: 0,
+        gso_size: None,
+    };
+    assert_eq!(r, r.clone());
 }

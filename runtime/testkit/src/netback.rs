@@ -1,9 +1,12 @@
 //! netback in miniature: the backend half of the two netif rings over byte arrays,
 //! answering honestly or in the ways a broken or hostile backend can.
 //!
-//! It consumes TX requests (recording them as "sent") and RX requests (buffers offered),
-//! and answers when [`Netback::serve`] runs: every TX request, and as many queued
-//! incoming packets as there are buffers.
+//! It consumes TX requests (recording them as "sent", and each frame's slots and GSO
+//! extra info as netback reads them) and RX requests (buffers offered), and answers when
+//! [`Netback::serve`] runs: every TX request (an extra-info slot with `RSP_NULL`), and as
+//! many queued incoming packets as there are buffers, a packet over a page spread over
+//! several, with a GSO extra-info slot after its first as netback's `xenvif_rx_skb`
+//! writes them (each response in the slot of the request it used).
 
 use std::collections::VecDeque;
 use xenpv_protocol::netif::*;
@@ -23,12 +26,27 @@ pub enum NetMode {
     OutOfPage,
     /// Statuses no response has (TX 7, RX -9).
     BadStatus,
-    /// RX responses carry `more_data | extra_info`.
+    /// RX responses carry `NETRXF_gso_prefix` (not negotiated).
     Flags,
     /// TX and RX fail with `RSP_ERROR`.
     Failing,
     /// `rsp_prod` jumps 1000 ahead of the responses written.
     RspProdAhead,
+    /// Every RX response says `more_data`: a packet that never ends.
+    EndlessChain,
+    /// GSO packets' extra-info slots say TCP/IPv6 (not negotiated).
+    BadExtra,
+    /// TX answered with `RSP_NULL` (the answer to an extra slot) in place of a status.
+    NullStatus,
+}
+
+/// A frame the frontend sent, as netback reads it: its requests and GSO extra info.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxFrame {
+    /// Its data requests, first to last (the first's size is the frame's).
+    pub slots: Vec<TxRequest>,
+    /// The GSO slot, if it had one.
+    pub gso: Option<ExtraInfo>,
 }
 
 /// The model backend and both ring pages.
@@ -45,8 +63,12 @@ pub struct Netback {
     pub mode: NetMode,
     /// TX requests consumed, in order.
     pub sent: Vec<TxRequest>,
+    /// Frames consumed, in order.
+    pub frames: Vec<TxFrame>,
     /// Lengths of packets waiting for RX buffers.
     pub incoming: VecDeque<u16>,
+    /// GSO packets waiting for RX buffers: length and segment size.
+    pub incoming_gso: VecDeque<(u32, u16)>,
     /// RX buffers offered and not yet used.
     rx_posted: VecDeque<RxRequest>,
     /// The last ids answered (`Duplicate`).
@@ -67,7 +89,9 @@ impl Netback {
             rx_prod: 0,
             mode,
             sent: vec![],
+            frames: vec![],
             incoming: VecDeque::new(),
+            incoming_gso: VecDeque::new(),
             rx_posted: VecDeque::new(),
             last: (None, None),
         }
@@ -98,17 +122,45 @@ impl Netback {
                 id
             }
         };
+        let mut extra_next = false;
         while self.tx_cons != self.tx.load_u32(0) {
             let mut b = [0u8; TX_SLOT];
             self.tx
                 .read(SLOTS_AT + (self.tx_cons % SLOTS) as usize * TX_SLOT, &mut b);
             self.tx_cons = self.tx_cons.wrapping_add(1);
+            if extra_next {
+                extra_next = false;
+                if let Some(f) = self.frames.last_mut() {
+                    f.gso = Some(ExtraInfo::decode(&b));
+                }
+                self.tx_rsp(TxResponse {
+                    id: 0xffff,
+                    status: RSP_NULL,
+                });
+                continue;
+            }
             let req = TxRequest::decode(&b);
             self.sent.push(req);
+            // A frame starts where the previous one's last request had no more_data.
+            let continues = self
+                .frames
+                .last()
+                .and_then(|f| f.slots.last())
+                .is_some_and(|r| r.flags & TXF_MORE_DATA != 0);
+            if continues {
+                self.frames.last_mut().unwrap().slots.push(req);
+            } else {
+                self.frames.push(TxFrame {
+                    slots: vec![req],
+                    gso: None,
+                });
+                extra_next = req.flags & TXF_EXTRA_INFO != 0;
+            }
             let (id, status) = match self.mode {
                 NetMode::IdOutOfRange => (req.id + 300, RSP_OKAY),
                 NetMode::BadStatus => (req.id, 7),
                 NetMode::Failing => (req.id, RSP_ERROR),
+                NetMode::NullStatus => (req.id, RSP_NULL),
                 _ => (prev(&mut self.last.0, req.id), RSP_OKAY),
             };
             self.tx_rsp(TxResponse { id, status });
@@ -133,11 +185,49 @@ impl Netback {
                 NetMode::IdOutOfRange => r.id += 300,
                 NetMode::OutOfPage => (r.offset, r.status) = (200, 4000),
                 NetMode::BadStatus => r.status = -9,
-                NetMode::Flags => r.flags = RXF_MORE_DATA | RXF_EXTRA_INFO,
+                NetMode::Flags => r.flags = 1 << 4,
+                NetMode::EndlessChain => r.flags = RXF_MORE_DATA,
                 NetMode::Failing => r.status = RSP_ERROR,
                 _ => {}
             }
             self.rx_rsp(r);
+        }
+        while let Some(&(len, mss)) = self.incoming_gso.front() {
+            let data = len.div_ceil(4096) as usize;
+            if self.rx_posted.len() < data + 1 {
+                break;
+            }
+            self.incoming_gso.pop_front();
+            let mut left = len;
+            for k in 0..data {
+                let req = self.rx_posted.pop_front().unwrap();
+                let chunk = left.min(4096);
+                left -= chunk;
+                let mut flags = if left > 0 { RXF_MORE_DATA } else { 0 };
+                if k == 0 {
+                    flags |= RXF_EXTRA_INFO | RXF_DATA_VALIDATED | RXF_CSUM_BLANK;
+                }
+                if self.mode == NetMode::EndlessChain {
+                    flags |= RXF_MORE_DATA;
+                }
+                self.rx_rsp(RxResponse {
+                    id: req.id,
+                    offset: 0,
+                    flags,
+                    status: chunk as i16,
+                });
+                if k == 0 {
+                    // The extra-info slot uses up the next request, and says nothing of it.
+                    self.rx_posted.pop_front();
+                    let mut e = ExtraInfo::gso_tcpv4(mss);
+                    if self.mode == NetMode::BadExtra {
+                        e.gso_type = 2;
+                    }
+                    let at = SLOTS_AT + (self.rx_prod % SLOTS) as usize * RX_SLOT;
+                    self.rx.write(at, &e.encode());
+                    self.rx_prod = self.rx_prod.wrapping_add(1);
+                }
+            }
         }
         let ahead = if self.mode == NetMode::RspProdAhead {
             1000

@@ -9,8 +9,8 @@
 //! let xs = xs.expect("a domU has xenstore");
 //! let mut nic = Netfront::connect(mem, &mut gt, xs, 0)?; // device/vif/0
 //! let mut frame = [0u8; xenpv_rt::net::netfront::MAX_FRAME];
-//! if let Some(n) = nic.recv(&mut frame) {
-//!     xenpv_rt::println!("{n} bytes from {:02x?}", &frame[6..12]);
+//! if let Some(p) = nic.recv(&mut frame) {
+//!     xenpv_rt::println!("{} bytes from {:02x?}", p.len, &frame[6..12]);
 //! }
 //! # Ok(()) }
 //! ```

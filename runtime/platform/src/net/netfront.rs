@@ -21,6 +21,7 @@ use crate::xenstore::{Xenstore, XsError};
 use crate::PageLink;
 use core::fmt::{self, Write as _};
 use xenpv_protocol::netfront::{self as nf, parse_mac, Buffers, Queue, SendError, Traffic};
+pub use xenpv_protocol::netfront::{Received, GSO_FRAME_MAX, RX_FRAME_MAX};
 use xenpv_protocol::netif::{Counters, IDS};
 use xenpv_protocol::shared_ring::SharedRingError;
 use xenpv_protocol::xenbus::{self, Backend, Device, Flavor, State, XenbusError};
@@ -103,6 +104,40 @@ pub struct Netfront {
     queue: Queue,
     broken: Option<SharedRingError>,
     dropped: u64,
+    /// The backend takes frames for segmentation (its `feature-sg` and
+    /// `feature-gso-tcpv4`).
+    gso: bool,
+    bad_checksums: u64,
+    #[cfg(feature = "net")]
+    frames: Frames,
+}
+
+/// The stack's frame buffers (feature `net`): a received packet is copied into `rx`
+/// whole (up to [`RX_FRAME_MAX`] bytes over several pages); a frame longer than a page is
+/// built in `tx` and copied over its pages.
+#[cfg(feature = "net")]
+struct Frames {
+    rx: alloc::boxed::Box<[u8]>,
+    tx: alloc::boxed::Box<[u8]>,
+}
+
+/// The sending half of a `Netfront` (`$nf`) with `$scratch` as its buffer for long frames:
+/// a macro, not a method, so that it borrows only the fields it names (the received frame
+/// in `frames.rx` stays readable beside it).
+#[cfg(feature = "net")]
+macro_rules! tx_path {
+    ($nf:ident, $scratch:expr) => {
+        TxPath {
+            queue: &mut $nf.queue,
+            tx_ring: &mut $nf.tx_ring,
+            bufs: &mut $nf.bufs,
+            port: $nf.port,
+            broken: &mut $nf.broken,
+            dropped: &mut $nf.dropped,
+            gso: $nf.gso,
+            scratch: $scratch,
+        }
+    };
 }
 
 /// Pages a vif uses: both rings and a buffer per id on each.
@@ -124,6 +159,13 @@ impl Netfront {
         let dev = Device::new("vif", index);
         let backend = xenbus::probe(xs, &dev).map_err(NetError::Xenbus)?;
         let mac = read_mac(xs, &dev)?;
+        let gso = nf::BACKEND_GSO_KEYS.iter().all(|k| {
+            let mut key: heapless::String<{ xenbus::PATH_MAX }> = heapless::String::new();
+            let _ = write!(key, "{}/{k}", backend.path);
+            // A key that is missing or unreadable: the feature is off.
+            xs.read(&key)
+                .is_ok_and(|v| v.strip_suffix(b"\0").unwrap_or(&v) == b"1")
+        });
         let parts = Parts::take(mem, gt, backend.domid)?;
         let deadline = crate::time::now_ns() + CONNECT_NS;
         let r = {
@@ -179,6 +221,13 @@ impl Netfront {
             queue,
             broken: None,
             dropped: 0,
+            gso,
+            bad_checksums: 0,
+            #[cfg(feature = "net")]
+            frames: Frames {
+                rx: alloc::vec![0; RX_FRAME_MAX].into_boxed_slice(),
+                tx: alloc::vec![0; GSO_FRAME_MAX].into_boxed_slice(),
+            },
         };
         nic.poll();
         Ok(nic)
@@ -277,21 +326,77 @@ impl Netfront {
         Ok(r)
     }
 
-    /// The next frame received, copied into `out` (its length), or `None`.
-    pub fn recv(&mut self, out: &mut [u8; MAX_FRAME]) -> Option<usize> {
+    /// The next packet received, copied into `out` whole, or `None`. With the backend's
+    /// scatter-gather and GSO a packet may be up to [`RX_FRAME_MAX`] bytes (a longer one
+    /// than `out` is dropped and counted in [`Self::counters`]); its checksum may be
+    /// blank if [`Received::csum_flags`] says so (see `xenpv_protocol::offload`).
+    pub fn recv(&mut self, out: &mut [u8]) -> Option<Received> {
         if self.broken.is_some() {
             return None;
         }
         match self.queue.recv(&mut self.rx_ring, &self.bufs, out) {
-            Ok(n) => {
+            Ok(p) => {
                 self.refill();
-                n
+                p
             }
             Err(e) => {
                 self.broken = Some(e);
                 None
             }
         }
+    }
+
+    /// Does the backend take frames for segmentation (GSO)?
+    pub fn gso(&self) -> bool {
+        self.gso
+    }
+
+    /// Frames the stack's device dropped for a wrong TCP or UDP checksum.
+    pub fn bad_checksums(&self) -> u64 {
+        self.bad_checksums
+    }
+
+    /// The next received packet with a right checksum, in the frame buffer, and the
+    /// sending half (smoltcp holds both at once).
+    #[cfg(feature = "net")]
+    pub(super) fn next_frame(&mut self) -> Option<(&[u8], TxPath<'_>)> {
+        let len = loop {
+            if self.broken.is_some() {
+                return None;
+            }
+            match self
+                .queue
+                .recv(&mut self.rx_ring, &self.bufs, &mut self.frames.rx)
+            {
+                Ok(Some(p)) => {
+                    self.refill();
+                    let ok = xenpv_protocol::offload::rx_checksum_ok(
+                        &self.frames.rx[..p.len],
+                        p.csum_flags,
+                    );
+                    if ok {
+                        break p.len;
+                    }
+                    self.bad_checksums += 1;
+                }
+                Ok(None) => {
+                    self.refill();
+                    return None;
+                }
+                Err(e) => {
+                    self.broken = Some(e);
+                    return None;
+                }
+            }
+        };
+        let Frames { rx, tx } = &mut self.frames;
+        Some((&rx[..len], tx_path!(self, tx)))
+    }
+
+    /// The sending half, for the stack's device.
+    #[cfg(feature = "net")]
+    pub(super) fn tx_path(&mut self) -> TxPath<'_> {
+        tx_path!(self, &mut self.frames.tx)
     }
 
     /// The backend's state now (`None`: its directory is gone).
@@ -323,6 +428,101 @@ impl Netfront {
 }
 
 /// The mac key, strictly parsed.
+/// A vif's sending half, borrowed apart from its receive buffer (feature `net`). Every
+/// TCP/IPv4 frame goes out with its checksum left to the backend's side and, when the
+/// backend takes it, a TCP packet of several segments whole for segmentation
+/// (`xenpv_protocol::offload::prepare_tx`).
+#[cfg(feature = "net")]
+pub(super) struct TxPath<'a> {
+    queue: &'a mut Queue,
+    tx_ring: &'a mut SharedPage,
+    bufs: &'a mut Bufs,
+    port: Port,
+    broken: &'a mut Option<SharedRingError>,
+    dropped: &'a mut u64,
+    gso: bool,
+    scratch: &'a mut [u8],
+}
+
+#[cfg(feature = "net")]
+impl TxPath<'_> {
+    /// Are `slots` ring slots and buffers free (after reaping TX responses if not)?
+    pub(super) fn ready(&mut self, slots: usize) -> bool {
+        if self.broken.is_none() && !self.queue.can_send_slots(slots) {
+            if let Err(e) = self.queue.reap_tx(&mut *self.tx_ring) {
+                *self.broken = Some(e);
+            }
+        }
+        self.broken.is_none() && self.queue.can_send_slots(slots)
+    }
+
+    /// The slots the largest frame needs.
+    pub(super) fn max_slots(&self) -> usize {
+        if self.gso {
+            nf::TX_MAX_SLOTS
+        } else {
+            2
+        }
+    }
+
+    /// Send a frame of `len` bytes that `fill` writes, TCP segments of `mss` payload
+    /// bytes if it is longer (see the type). `fill` always runs: a frame that finds no
+    /// room, or is longer than the backend takes, is built in the scratch buffer,
+    /// dropped and counted (TCP retransmits; [`Netfront::dropped`]).
+    pub(super) fn send<R>(
+        mut self,
+        len: usize,
+        mss: Option<u16>,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        let page = xenpv_protocol::netif::PAGE as usize;
+        let limit = if self.gso { GSO_FRAME_MAX } else { MAX_FRAME };
+        let mss = mss.filter(|_| self.gso);
+        let slots = if len <= page {
+            2
+        } else {
+            len.div_ceil(page) + 1
+        };
+        let mut fill = Some(fill);
+        let mut sent = None;
+        if len <= limit && self.ready(slots) {
+            if len <= page {
+                let r = self
+                    .queue
+                    .send_page(&mut *self.tx_ring, &mut *self.bufs, len, |b| {
+                        let r = (fill.take().expect("called once"))(b);
+                        (r, xenpv_protocol::offload::prepare_tx(b, mss))
+                    });
+                sent = r.ok();
+            } else {
+                let b = &mut self.scratch[..len];
+                let r = (fill.take().expect("called once"))(b);
+                let o = xenpv_protocol::offload::prepare_tx(b, mss);
+                if self
+                    .queue
+                    .send_copy(&mut *self.tx_ring, &mut *self.bufs, b, o)
+                    .is_err()
+                {
+                    *self.dropped += 1;
+                }
+                sent = Some(r);
+            }
+            if self.queue.flush(&mut *self.tx_ring) {
+                // A failed send only delays the backend until our next notification.
+                let _ = evtchn::send(self.port);
+            }
+        }
+        match sent {
+            Some(r) => r,
+            None => {
+                *self.dropped += 1;
+                let n = len.min(self.scratch.len());
+                (fill.take().expect("not called yet"))(&mut self.scratch[..n])
+            }
+        }
+    }
+}
+
 fn read_mac(xs: &mut Xenstore<PageLink>, dev: &Device) -> Result<[u8; 6], NetError> {
     let mut key: heapless::String<{ xenbus::PATH_MAX }> = heapless::String::new();
     let _ = write!(key, "{}/mac", dev.dir());

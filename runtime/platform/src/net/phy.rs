@@ -1,9 +1,11 @@
 //! smoltcp over netfront: [`Netfront`] is a `smoltcp::phy::Device` (Ethernet, MTU 1500),
 //! and [`now`] is smoltcp's clock from Xen system time.
 //!
-//! A received frame is copied out of its RX page before smoltcp sees it (the backend may
-//! write that page at any time); a sent frame is written by smoltcp straight into its TX
-//! page, which the backend may only read.
+//! A received frame is copied out of its RX pages before smoltcp sees it (the backend may
+//! write them at any time); a sent frame is written by smoltcp straight into its TX page,
+//! which the backend may only read, or, longer than a page (a TCP packet of several
+//! segments the backend's side cuts, GSO), into a buffer copied over its pages. TCP
+//! checksums are offloaded both ways (`xenpv_protocol::offload`).
 //!
 //! ```no_run
 //! # fn f(nic: &mut xenpv_rt::net::netfront::Netfront) {
@@ -17,8 +19,8 @@
 //! # }
 //! ```
 
-use super::netfront::{Netfront, MAX_FRAME};
-use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
+use super::netfront::{Netfront, TxPath, GSO_FRAME_MAX, MAX_FRAME};
+use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium, PacketMeta};
 use smoltcp::time::Instant;
 
 /// smoltcp's clock: Xen system time.
@@ -26,52 +28,48 @@ pub fn now() -> Instant {
     Instant::from_micros((crate::time::now_ns() / 1000) as i64)
 }
 
-/// A frame received, already copied out of the shared page.
-pub struct RxToken {
-    buf: [u8; MAX_FRAME],
-    len: usize,
-}
+/// A frame received, already copied out of the shared pages (and its TCP/UDP checksum
+/// checked, or vouched for by the backend).
+pub struct RxToken<'a>(&'a [u8]);
 
-impl phy::RxToken for RxToken {
+impl phy::RxToken for RxToken<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.buf[..self.len])
+        f(self.0)
     }
 }
 
-/// The right to send one frame.
-pub struct TxToken<'a>(&'a mut Netfront);
+/// The right to send one frame (and the segment size smoltcp asks for, if any).
+pub struct TxToken<'a> {
+    path: TxPath<'a>,
+    mss: Option<u16>,
+}
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut f = Some(f);
-        match self.0.send(len, |b| (f.take().expect("called once"))(b)) {
-            Ok(r) => r,
-            // smoltcp asked for this token only when a buffer was free (transmit checks
-            // can_send), but the token that comes with a received frame (for a reply)
-            // may find every buffer in flight: the frame is built in a scratch buffer,
-            // dropped and counted (TCP retransmits; `Netfront::dropped`).
-            Err(_) => {
-                self.0.count_dropped();
-                let mut scratch = [0u8; MAX_FRAME];
-                let n = len.min(MAX_FRAME);
-                (f.take().expect("not called yet"))(&mut scratch[..n])
-            }
-        }
+        // smoltcp asked for this token only when the largest frame had room (transmit
+        // checks), but the token that comes with a received frame (for a reply) may
+        // find the buffers in flight: then the frame is dropped and counted.
+        self.path.send(len, self.mss, f)
+    }
+
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.mss = meta.segmentation_offload_size.map(|m| m.get());
     }
 }
 
 impl phy::Device for Netfront {
-    type RxToken<'a> = RxToken;
+    type RxToken<'a> = RxToken<'a>;
     type TxToken<'a> = TxToken<'a>;
 
-    fn receive(&mut self, _timestamp: Instant) -> Option<(RxToken, TxToken<'_>)> {
-        let mut buf = [0u8; MAX_FRAME];
-        let len = self.recv(&mut buf)?;
-        Some((RxToken { buf, len }, TxToken(self)))
+    fn receive(&mut self, _timestamp: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let (frame, path) = self.next_frame()?;
+        Some((RxToken(frame), TxToken { path, mss: None }))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<TxToken<'_>> {
-        self.can_send().then_some(TxToken(self))
+        let mut path = self.tx_path();
+        let slots = path.max_slots();
+        path.ready(slots).then_some(TxToken { path, mss: None })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -79,13 +77,18 @@ impl phy::Device for Netfront {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = MAX_FRAME;
         caps.max_burst_size = Some(64);
-        // feature-no-csum-offload: every checksum is computed and checked here.
+        // TCP checksums are left to the backend's side on TX (NETTXF_csum_blank) and
+        // UDP's and TCP's are checked by the device on RX (blank ones from the
+        // backend's domain are vouched for): see `xenpv_protocol::offload`.
         let mut c = ChecksumCapabilities::default();
         c.ipv4 = Checksum::Both;
-        c.udp = Checksum::Both;
-        c.tcp = Checksum::Both;
+        c.udp = Checksum::Tx;
+        c.tcp = Checksum::None;
         c.icmpv4 = Checksum::Both;
         caps.checksum = c;
+        if self.gso() {
+            caps.segmentation.tcpv4 = core::num::NonZeroUsize::new(GSO_FRAME_MAX);
+        }
         caps
     }
 }
