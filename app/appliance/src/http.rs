@@ -75,6 +75,8 @@
 
 use core::fmt::Write as _;
 
+pub use crate::pattern::{fill_pattern, pattern_byte, Fnv};
+
 /// Longest request head read; a longer one is answered 400.
 pub const HEAD_MAX: usize = 2048;
 /// Largest `/bytes/N`.
@@ -326,19 +328,14 @@ impl Body {
     }
     /// FNV-1a 64 of the whole body (a [`Body::File`]'s as [`file_checksum`] found it).
     pub fn checksum(&self) -> u64 {
-        if let Body::File { checksum, .. } = *self {
-            return checksum;
-        }
-        let mut h = Fnv::new();
-        let mut buf = [0u8; 4096];
-        let mut at = 0;
-        loop {
-            let n = self.fill(at, &mut buf);
-            if n == 0 {
-                return h.finish();
+        match *self {
+            Body::File { checksum, .. } => checksum,
+            Body::Pattern { len } => crate::pattern::checksum(len),
+            Body::Static(b) => {
+                let mut h = Fnv::new();
+                h.update(b);
+                h.finish()
             }
-            h.update(&buf[..n]);
-            at += n as u64;
         }
     }
 }
@@ -450,45 +447,6 @@ pub fn head(r: &Response, checksum: u64) -> Head {
         r.body.len()
     );
     h
-}
-
-/// Byte `i` of the `/bytes/N` pattern: the top byte of `i` times 2^64 / phi.
-pub const fn pattern_byte(i: u64) -> u8 {
-    (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8
-}
-
-/// The pattern from byte `offset` into `out`.
-pub fn fill_pattern(offset: u64, out: &mut [u8]) {
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = pattern_byte(offset + i as u64);
-    }
-}
-
-/// FNV-1a, 64-bit.
-#[derive(Clone, Copy, Debug)]
-pub struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Fnv {
-    /// The offset basis.
-    pub const fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    /// Hash `bytes` in.
-    pub fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    /// The hash.
-    pub fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! Checksum and segmentation offload for netfront, decided from a frame's own headers
 //! (parsed with smoltcp's wire types).
 //!
-//! On TX the stack leaves TCP checksums to the backend (`NETTXF_csum_blank`, as Linux's
-//! netfront does for `CHECKSUM_PARTIAL`): [`prepare_tx`] puts the pseudo-header sum in
-//! the checksum field, which is what the backend's side completes, and marks a TCP
+//! On TX the stack leaves TCP and UDP checksums to the backend (`NETTXF_csum_blank`, as
+//! Linux's netfront does for `CHECKSUM_PARTIAL`): [`prepare_tx`] puts the pseudo-header
+//! sum in the checksum field, which is what the backend's side completes, and marks a TCP
 //! packet longer than one segment for segmentation (GSO). On RX a packet the backend
 //! marks validated or blank (made in its own domain, where Linux never computed the
 //! checksum) is taken as is; any other is checked here by [`rx_checksum_ok`].
@@ -35,7 +35,7 @@ use smoltcp::wire::{
 /// segment, the segment payload size the backend's side cuts it into.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TxOffload {
-    /// `NETTXF_csum_blank | NETTXF_data_validated` for TCP/IPv4, else none.
+    /// `NETTXF_csum_blank | NETTXF_data_validated` for TCP and UDP over IPv4, else none.
     pub flags: u16,
     /// GSO: the MSS, when the TCP payload is longer than it.
     pub gso_mss: Option<u16>,
@@ -51,31 +51,38 @@ fn ipv4(frame: &[u8]) -> Option<Ipv4Packet<&[u8]>> {
     (!ip.more_frags() && ip.frag_offset() == 0).then_some(ip)
 }
 
-/// Ready a frame whose TCP checksum the stack left out (see the module): the
-/// pseudo-header sum goes into a TCP/IPv4 packet's checksum field and the frame is
-/// flagged blank and validated; a TCP payload longer than `gso_mss` is marked for
+/// Ready a frame whose TCP or UDP checksum the stack left out (see the module): the
+/// pseudo-header sum goes into a TCP or UDP/IPv4 packet's checksum field and the frame
+/// is flagged blank and validated; a TCP payload longer than `gso_mss` is marked for
 /// segmentation. Any other frame is left as it is, with no flags.
 pub fn prepare_tx(frame: &mut [u8], gso_mss: Option<u16>) -> TxOffload {
-    let Some((at, src, dst, tcp_len)) = ipv4(frame).and_then(|ip| {
-        (ip.next_header() == IpProtocol::Tcp).then(|| {
+    let Some((at, src, dst, proto, l4_len)) = ipv4(frame).and_then(|ip| {
+        let proto = ip.next_header();
+        matches!(proto, IpProtocol::Tcp | IpProtocol::Udp).then(|| {
             let hl = usize::from(ip.header_len());
-            let tcp_len = usize::from(ip.total_len()).saturating_sub(hl);
-            (hl, ip.src_addr(), ip.dst_addr(), tcp_len)
+            let l4_len = usize::from(ip.total_len()).saturating_sub(hl);
+            (hl, ip.src_addr(), ip.dst_addr(), proto, l4_len)
         })
     }) else {
         return TxOffload::default();
     };
     let at = EthernetFrame::<&[u8]>::header_len() + at;
-    let Ok(mut tcp) = TcpPacket::new_checked(&mut frame[at..at + tcp_len]) else {
-        return TxOffload::default();
+    let l4 = &mut frame[at..at + l4_len];
+    let sum = checksum::pseudo_header_v4(&src, &dst, proto, l4_len as u32);
+    let payload = if proto == IpProtocol::Udp {
+        let Ok(mut udp) = UdpPacket::new_checked(l4) else {
+            return TxOffload::default();
+        };
+        udp.set_checksum(sum);
+        // UDP is never segmented.
+        0
+    } else {
+        let Ok(mut tcp) = TcpPacket::new_checked(l4) else {
+            return TxOffload::default();
+        };
+        tcp.set_checksum(sum);
+        l4_len.saturating_sub(usize::from(tcp.header_len()))
     };
-    tcp.set_checksum(checksum::pseudo_header_v4(
-        &src,
-        &dst,
-        IpProtocol::Tcp,
-        tcp_len as u32,
-    ));
-    let payload = tcp_len.saturating_sub(usize::from(tcp.header_len()));
     TxOffload {
         flags: TXF_CSUM_BLANK | TXF_DATA_VALIDATED,
         gso_mss: gso_mss.filter(|&m| m > 0 && payload > usize::from(m)),

@@ -89,9 +89,37 @@ fn segmentation_is_asked_for_only_past_one_segment() {
 }
 
 #[test]
+fn a_blank_udp_checksum_completes_to_the_right_one_and_is_never_segmented() {
+    for payload in [0usize, 1, 56, 1472] {
+        let mut u = vec![0x30, 0x39, 0, 7];
+        u.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+        u.extend_from_slice(&[0, 0]);
+        u.extend((0..payload).map(|i| (i * 13 + 5) as u8));
+        let mut f = frame(17, &u);
+        let o = prepare_tx(&mut f, Some(100));
+        assert_eq!(o.flags, TXF_CSUM_BLANK | TXF_DATA_VALIDATED);
+        assert_eq!(o.gso_mss, None, "payload {payload}");
+        // What the backend's side completes: the complement of the sum from the UDP
+        // header on, the field holding the pseudo-header sum.
+        let t = &mut f[34..];
+        let c = !checksum::data(t);
+        t[6..8].copy_from_slice(&c.to_be_bytes());
+        let (s, d) = addrs();
+        assert!(
+            UdpPacket::new_checked(&f[34..])
+                .unwrap()
+                .verify_checksum(&s, &d),
+            "payload {payload}"
+        );
+        assert!(rx_checksum_ok(&f, 0));
+    }
+}
+
+#[test]
 fn other_frames_go_out_untouched_and_unflagged() {
     let mut udp = vec![0x30, 0x39, 0, 7, 0, 12, 0xab, 0xcd, 1, 2, 3, 4];
-    let mut f = frame(17, &udp);
+    // ICMP.
+    let mut f = frame(1, &[8, 0, 0, 0, 0, 1, 0, 1]);
     let before = f.clone();
     assert_eq!(prepare_tx(&mut f, Some(1448)), TxOffload::default());
     assert_eq!(f, before);
@@ -102,6 +130,9 @@ fn other_frames_go_out_untouched_and_unflagged() {
     let mut frag = frame(6, &tcp(100));
     frag[20] = 0x20; // more fragments
     assert_eq!(prepare_tx(&mut frag, None), TxOffload::default());
+    // A UDP header whose length runs past the packet.
+    let mut short = frame(17, &[0x30, 0x39, 0, 7, 0, 40, 0, 0]);
+    assert_eq!(prepare_tx(&mut short, None), TxOffload::default());
     udp[6..8].copy_from_slice(&[0, 0]);
     assert!(
         rx_checksum_ok(&frame(17, &udp), 0),
@@ -138,13 +169,13 @@ fn a_wrong_checksum_is_refused_unless_the_backend_vouches_for_it() {
 }
 
 proptest! {
-    /// Whatever bytes a frame holds, neither side panics, and only a TCP/IPv4 frame is
-    /// ever flagged.
+    /// Whatever bytes a frame holds, neither side panics, and only a TCP or UDP/IPv4
+    /// frame is ever flagged.
     #[test]
     fn any_frame_is_handled(mut f in prop::collection::vec(any::<u8>(), 0..200), mss in any::<u16>()) {
         let o = prepare_tx(&mut f, Some(mss));
         if o.flags != 0 {
-            prop_assert!(f.len() >= 54 && f[12..14] == [8, 0] && f[23] == 6);
+            prop_assert!(f.len() >= 42 && f[12..14] == [8, 0] && (f[23] == 6 || f[23] == 17));
         }
         let _ = rx_checksum_ok(&f, 0);
     }

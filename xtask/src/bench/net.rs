@@ -126,8 +126,9 @@ impl Figure {
 
 /// The dom0 script, the same for both sides: wait for the guest's HTTP port (served
 /// last by both), then `runs` rounds of every [`Figure`], each announced by a
-/// `bench-net: measure TAG RUN` line before its verdict. Its status is the number of
-/// measurements that failed.
+/// `bench-net: measure TAG RUN` line before its verdict and bracketed by dom0's CPU
+/// times (`bench-net: cpu …`, the first line of `/proc/stat`). Its status is the number
+/// of measurements that failed.
 pub fn script(runs: u32) -> String {
     let mut s = format!(
         "# cargo xtask bench net: dom0's side (DOMID and PEER set by the box).\n\
@@ -138,7 +139,7 @@ pub fn script(runs: u32) -> String {
     );
     for f in Figure::ALL {
         s += &format!(
-            "    echo \"bench-net: measure {} $i\"\n    \"$PEER\" {} || fails=$((fails + 1))\n",
+            "    echo \"bench-net: measure {} $i\"\n    echo \"bench-net: $(head -1 /proc/stat)\"\n    \"$PEER\" {} || fails=$((fails + 1))\n    echo \"bench-net: $(head -1 /proc/stat)\"\n",
             f.tag(),
             f.command()
         );
@@ -148,11 +149,49 @@ pub fn script(runs: u32) -> String {
 }
 
 /// One side's figures: per [`Figure`] (in [`Figure::ALL`]'s order) the value of every
-/// run that passed, and an error per run that failed or gave none.
+/// run that passed and dom0's CPU during it, and an error per run that failed or gave
+/// none.
 #[derive(Debug, Default, PartialEq)]
 pub struct Side {
     pub values: [Vec<f64>; 5],
+    pub cpu: [Vec<Cpu>; 5],
     pub errors: Vec<String>,
+}
+
+/// Where dom0's time went during one measurement, as shares of it (the box has one CPU,
+/// so the two domains take turns): dom0 working (user, system, interrupts), dom0
+/// runnable but waiting while the domU ran (Xen's steal time), and dom0 idle (blocked:
+/// the domU running or nothing).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cpu {
+    pub busy: f64,
+    pub steal: f64,
+    pub idle: f64,
+}
+
+/// The `cpu` line of `/proc/stat` in ticks: user nice system idle iowait irq softirq
+/// steal.
+fn cpu_ticks(line: &str) -> Option<[u64; 8]> {
+    let mut w = line.split_whitespace();
+    (w.next()? == "cpu").then_some(())?;
+    let v: Vec<u64> = w.take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    v.try_into().ok()
+}
+
+/// dom0's shares between two `cpu` lines; `None` if they do not parse or no time passed.
+fn cpu_between(before: &str, after: &str) -> Option<Cpu> {
+    let (a, b) = (cpu_ticks(before)?, cpu_ticks(after)?);
+    let d: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| y.saturating_sub(*x) as f64)
+        .collect();
+    let total: f64 = d.iter().sum();
+    (total > 0.0).then(|| Cpu {
+        busy: (d[0] + d[1] + d[2] + d[5] + d[6]) / total,
+        steal: d[7] / total,
+        idle: (d[3] + d[4]) / total,
+    })
 }
 
 /// `key=value` in a verdict line's words.
@@ -166,8 +205,10 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 /// side in errors, `runs` is how many runs of each figure there should be.
 pub fn side(text: &str, who: &str, runs: u32) -> Side {
     let mut out = Side::default();
-    // The figure being measured, its run, and whether its verdict came.
+    // The figure being measured, its run, and whether its verdict came; the CPU line
+    // before it.
     let mut current: Option<(usize, String, bool)> = None;
+    let (mut cpu_before, mut passed): (Option<String>, bool) = (None, false);
     let close = |cur: &mut Option<(usize, String, bool)>, out: &mut Side| {
         if let Some((i, run, false)) = cur.take() {
             out.errors.push(format!(
@@ -187,6 +228,17 @@ pub fn side(text: &str, who: &str, runs: u32) -> Side {
                 .iter()
                 .position(|f| f.tag() == tag)
                 .map(|i| (i, run.trim().to_string(), false));
+            (cpu_before, passed) = (None, false);
+        } else if let Some(cpu) = l.strip_prefix("bench-net: cpu ") {
+            match (cpu_before.take(), current.as_ref()) {
+                (Some(b), Some((i, _, true))) if passed => {
+                    if let Some(c) = cpu_between(&b, &format!("cpu {cpu}")) {
+                        out.cpu[*i].push(c);
+                    }
+                }
+                (None, Some((_, _, false))) => cpu_before = Some(format!("cpu {cpu}")),
+                _ => {}
+            }
         } else if let Some((i, run, seen)) = current.as_mut() {
             let f = Figure::ALL[*i];
             let (cmd, key) = f.verdict();
@@ -195,7 +247,10 @@ pub fn side(text: &str, who: &str, runs: u32) -> Side {
             };
             if v.starts_with("PASS") {
                 match field(v, key).and_then(|x| x.parse::<f64>().ok()) {
-                    Some(x) => out.values[*i].push(x),
+                    Some(x) => {
+                        out.values[*i].push(x);
+                        passed = true;
+                    }
                     None => out
                         .errors
                         .push(format!("{who}: {} run {run}: no {key} in {l:?}", f.label())),
@@ -270,6 +325,53 @@ pub fn table(rt: &Medians, linux: &Medians, runs: u32) -> String {
             opt(rt[i], d),
             opt(linux[i], d),
             opt(ratio(rt[i], linux[i]), 2)
+        );
+    }
+    s
+}
+
+/// The medians of a side's CPU shares, per [`Figure`].
+pub fn cpu_medians(s: &Side) -> [Option<Cpu>; 5] {
+    std::array::from_fn(|i| {
+        let c = &s.cpu[i];
+        let m = |f: fn(&Cpu) -> f64| median(&c.iter().map(f).collect::<Vec<_>>());
+        Some(Cpu {
+            busy: m(|c| c.busy)?,
+            steal: m(|c| c.steal)?,
+            idle: m(|c| c.idle)?,
+        })
+    })
+}
+
+/// Where the time went: dom0's CPU shares during each figure, both sides.
+pub fn cpu_table(rt: &[Option<Cpu>; 5], linux: &[Option<Cpu>; 5]) -> String {
+    let cell = |c: &Option<Cpu>| match c {
+        Some(c) => format!(
+            "{:>3.0}% {:>3.0}% {:>3.0}%",
+            c.busy * 100.0,
+            c.steal * 100.0,
+            c.idle * 100.0
+        ),
+        None => format!("{:>14}", "?"),
+    };
+    let mut s = format!(
+        "{:<44}{:>18}{:>18}
+{:<44}{:>18}{:>18}
+",
+        "dom0's CPU during each (medians)",
+        "xenpv-rt",
+        "Linux",
+        "",
+        "busy steal idle",
+        "busy steal idle"
+    );
+    for (i, f) in Figure::ALL.iter().enumerate() {
+        s += &format!(
+            "{:<44}{:>18}{:>18}
+",
+            f.label(),
+            cell(&rt[i]),
+            cell(&linux[i])
         );
     }
     s
@@ -465,6 +567,13 @@ pub fn net_command(a: NetArgs) -> Result<u8, String> {
     println!();
     print!("{}", table(&mrt, &mlinux, a.runs));
     println!("ratio = xenpv-rt / Linux (for the RTT, lower is better: a ratio below 1 is faster)");
+    println!();
+    print!("{}", cpu_table(&cpu_medians(&rt), &cpu_medians(&linux)));
+    println!(
+        "(the box has one CPU: dom0's steal is time the domU ran while dom0 waited; its idle, \
+         time the domU ran or nothing did)"
+    );
+    println!();
     let mut missed = false;
     for t in &TARGETS {
         let (met, line) = t.verdict(&mrt, &mlinux);
@@ -489,7 +598,13 @@ mod tests {
     use super::*;
 
     fn run_text(tag: &str, run: u32, verdict: &str) -> String {
-        format!("dom0| bench-net: measure {tag} {run}\ndom0| peer: x: progress\ndom0| {verdict}\n")
+        format!(
+            "dom0| bench-net: measure {tag} {run}\n\
+             dom0| bench-net: cpu  100 0 200 50 0 0 10 40 0 0\n\
+             dom0| peer: x: progress\ndom0| {verdict}\n\
+             dom0| bench-net: cpu  130 0 250 70 0 0 20 {} 0 0\n",
+            40 + 10 * run
+        )
     }
 
     fn all_runs(runs: u32) -> String {
@@ -526,6 +641,11 @@ mod tests {
             );
             assert!(s.contains(&f.command()), "{s}");
         }
+        assert_eq!(
+            s.matches("echo \"bench-net: $(head -1 /proc/stat)\"")
+                .count(),
+            10
+        );
         assert!(s.contains("tcp-send 169.254.100.2:9 --bytes 33554432"));
         assert!(s.contains("http-get 169.254.100.2:80 /bytes/33554432"));
         assert!(s.contains("udp-rate 169.254.100.2:7 --size 64 --seconds 5"));
@@ -549,6 +669,38 @@ mod tests {
         assert_eq!(s.values[4], [450.0; 3]);
         let m = medians(&s);
         assert_eq!(m[1], Some(200.0));
+        // dom0: 30 + 50 + 10 busy, 20 idle, steal 10 * run.
+        assert_eq!(s.cpu[1].len(), 3);
+        let c = s.cpu[1][1];
+        assert!((c.busy - 90.0 / 130.0).abs() < 1e-9, "{c:?}");
+        assert!((c.steal - 20.0 / 130.0).abs() < 1e-9, "{c:?}");
+        assert!((c.idle - 20.0 / 130.0).abs() < 1e-9, "{c:?}");
+        let cm = cpu_medians(&s);
+        assert_eq!(cm[1], Some(c));
+        let t = cpu_table(&cm, &[None; 5]);
+        assert_eq!(t.lines().count(), 7, "{t}");
+        assert!(t.lines().nth(3).unwrap().contains(" 69%  15%  15%"), "{t}");
+        assert!(t.lines().nth(3).unwrap().trim_end().ends_with('?'), "{t}");
+    }
+
+    #[test]
+    fn cpu_lines_count_only_around_a_verdict() {
+        assert_eq!(
+            cpu_ticks("cpu  1 2 3 4 5 6 7 8 9 10"),
+            Some([1, 2, 3, 4, 5, 6, 7, 8])
+        );
+        assert_eq!(cpu_ticks("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert_eq!(cpu_ticks("cpu 1 2 x"), None);
+        assert_eq!(
+            cpu_between("cpu 1 1 1 1 1 1 1 1", "cpu 1 1 1 1 1 1 1 1"),
+            None
+        );
+        // A failed run's CPU lines are dropped, as is a line with no run before it.
+        let t = "dom0| bench-net: cpu 0 0 0 0 0 0 0 0\n".to_string()
+            + &all_runs(1).replace("tcp-send PASS", "tcp-send FAIL x");
+        let s = side(&t, "x", 1);
+        assert!(s.cpu[0].is_empty());
+        assert_eq!(s.cpu[1].len(), 1);
     }
 
     #[test]

@@ -427,9 +427,8 @@ impl Netfront {
     }
 }
 
-/// The mac key, strictly parsed.
 /// A vif's sending half, borrowed apart from its receive buffer (feature `net`). Every
-/// TCP/IPv4 frame goes out with its checksum left to the backend's side and, when the
+/// TCP and UDP/IPv4 frame goes out with its checksum left to the backend's side and, when the
 /// backend takes it, a TCP packet of several segments whole for segmentation
 /// (`xenpv_protocol::offload::prepare_tx`).
 #[cfg(feature = "net")]
@@ -523,6 +522,7 @@ impl TxPath<'_> {
     }
 }
 
+/// The mac key, strictly parsed.
 fn read_mac(xs: &mut Xenstore<PageLink>, dev: &Device) -> Result<[u8; 6], NetError> {
     let mut key: heapless::String<{ xenbus::PATH_MAX }> = heapless::String::new();
     let _ = write!(key, "{}/mac", dev.dir());

@@ -4,8 +4,8 @@
 //! A received frame is copied out of its RX pages before smoltcp sees it (the backend may
 //! write them at any time); a sent frame is written by smoltcp straight into its TX page,
 //! which the backend may only read, or, longer than a page (a TCP packet of several
-//! segments the backend's side cuts, GSO), into a buffer copied over its pages. TCP
-//! checksums are offloaded both ways (`xenpv_protocol::offload`).
+//! segments the backend's side cuts, GSO), into a buffer copied over its pages. TCP and
+//! UDP checksums are offloaded both ways (`xenpv_protocol::offload`).
 //!
 //! ```no_run
 //! # fn f(nic: &mut xenpv_rt::net::netfront::Netfront) {
@@ -77,12 +77,12 @@ impl phy::Device for Netfront {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = MAX_FRAME;
         caps.max_burst_size = Some(64);
-        // TCP checksums are left to the backend's side on TX (NETTXF_csum_blank) and
-        // UDP's and TCP's are checked by the device on RX (blank ones from the
+        // TCP and UDP checksums are left to the backend's side on TX
+        // (NETTXF_csum_blank) and checked by the device on RX (blank ones from the
         // backend's domain are vouched for): see `xenpv_protocol::offload`.
         let mut c = ChecksumCapabilities::default();
         c.ipv4 = Checksum::Both;
-        c.udp = Checksum::Tx;
+        c.udp = Checksum::None;
         c.tcp = Checksum::None;
         c.icmpv4 = Checksum::Both;
         caps.checksum = c;
