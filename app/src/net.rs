@@ -20,6 +20,7 @@ use xenpv_rt::blk::ext4::read_exact_at;
 use xenpv_rt::gnttab::GrantTable;
 use xenpv_rt::net::netfront::{Netfront, CONNECT_NS};
 use xenpv_rt::net::phy::now;
+use xenpv_rt::net::phy::poll_delay_ns;
 use xenpv_rt::net::smoltcp;
 use xenpv_rt::time::now_ns;
 use xenpv_rt::xenbus::State;
@@ -43,6 +44,8 @@ const TCP_ECHO_BUF: usize = 256 * 1024;
 const TCP_SMALL_BUF: usize = 4 * 1024;
 /// Longest wait between polls (backend and shutdown checks ride on xenstore's port).
 const MAX_WAIT_NS: u64 = 100_000_000;
+/// Longest time between two reads of xenstore's watch events.
+const XS_CHECK_NS: u64 = 50_000_000;
 /// How often a detached vif looks for a backend again.
 const REATTACH_EVERY_NS: u64 = 500_000_000;
 
@@ -200,12 +203,10 @@ impl Vif {
     }
 
     fn delay_ns(&mut self) -> u64 {
-        if self.nic.is_none() {
-            return MAX_WAIT_NS;
+        match self.nic.as_deref_mut() {
+            Some(nic) => poll_delay_ns(&mut self.iface, &self.sockets, nic, MAX_WAIT_NS),
+            None => MAX_WAIT_NS,
         }
-        self.iface
-            .poll_delay(now(), &self.sockets)
-            .map_or(MAX_WAIT_NS, |d| d.total_micros().saturating_mul(1000))
     }
 }
 
@@ -489,6 +490,7 @@ pub fn run(boot: &mut Boot) -> i32 {
     println!("net: serving udp/7 tcp/7 tcp/9 tcp/80 on {vifs} vif(s)");
     let mut st = Stats::default();
     let xs_port = xs.link().port();
+    let (mut xs_woke, mut xs_at) = (false, 0);
     loop {
         for v in list.iter_mut() {
             v.poll(&mut st);
@@ -503,21 +505,28 @@ pub fn run(boot: &mut Boot) -> i32 {
                 let _ = xs.write(&key, ip.as_bytes());
             }
         }
-        // Watch events: a stop request, a backend going away or coming back.
+        // Watch events: a stop request, a backend going away or coming back. Read when
+        // xenstore's port fired (reading its ring every round costs as much as a round
+        // of a busy vif), and every XS_CHECK_NS regardless.
         let mut check_backends = false;
-        loop {
-            match xs.next_event(now_ns()) {
-                Ok(Some(ev)) if ev.token.as_str() == "shutdown" => {
-                    if let Some(how) = shutdown_request(xs) {
-                        println!("net: shutdown requested ({how})");
-                        return finish(&mut list, mem, &mut gt, xs, &st);
+        let t = now_ns();
+        let xs_due = core::mem::take(&mut xs_woke) || evtchn::is_pending(xs_port) || t >= xs_at;
+        if xs_due {
+            xs_at = t + XS_CHECK_NS;
+            loop {
+                match xs.next_event(now_ns()) {
+                    Ok(Some(ev)) if ev.token.as_str() == "shutdown" => {
+                        if let Some(how) = shutdown_request(xs) {
+                            println!("net: shutdown requested ({how})");
+                            return finish(&mut list, mem, &mut gt, xs, &st);
+                        }
                     }
-                }
-                Ok(Some(_)) => check_backends = true,
-                Ok(None) => break,
-                Err(e) => {
-                    println!("net: xenstore: {e}");
-                    break;
+                    Ok(Some(_)) => check_backends = true,
+                    Ok(None) => break,
+                    Err(e) => {
+                        println!("net: xenstore: {e}");
+                        break;
+                    }
                 }
             }
         }
@@ -552,7 +561,7 @@ pub fn run(boot: &mut Boot) -> i32 {
                 }
             }
             let t = now_ns();
-            let _ = evtchn::wait(&ports, t + wait);
+            xs_woke = evtchn::wait(&ports, t + wait) == Ok(Some(xs_port));
             st.idle_ns += now_ns().saturating_sub(t);
             st.waits += 1;
         }

@@ -351,6 +351,17 @@ impl Netfront {
         self.gso
     }
 
+    /// Is every TX buffer or ring slot that the largest frame needs in flight (after
+    /// taking the backend's responses), so that nothing can be sent until the backend
+    /// returns some? Its next response raises the vif's event then. Also `true` once
+    /// the vif is broken.
+    #[cfg(feature = "net")]
+    pub fn tx_full(&mut self) -> bool {
+        let mut path = self.tx_path();
+        let slots = path.max_slots();
+        !path.ready(slots)
+    }
+
     /// Frames the stack's device dropped for a wrong TCP or UDP checksum.
     pub fn bad_checksums(&self) -> u64 {
         self.bad_checksums

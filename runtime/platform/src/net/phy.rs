@@ -20,12 +20,54 @@
 //! ```
 
 use super::netfront::{Netfront, TxPath, GSO_FRAME_MAX, MAX_FRAME};
+use smoltcp::iface::{Interface, SocketSet};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium, PacketMeta};
 use smoltcp::time::Instant;
 
 /// smoltcp's clock: Xen system time.
 pub fn now() -> Instant {
     Instant::from_micros((crate::time::now_ns() / 1000) as i64)
+}
+
+/// How long a poll loop waiting on `nic`'s event may wait when smoltcp wants to send at
+/// once but every TX buffer is in flight (see [`poll_delay_ns`]).
+pub const TX_FULL_WAIT_NS: u64 = 20_000_000;
+
+/// How long a poll loop may wait (in ns, at most `max_ns`) for `nic`'s event before it
+/// polls `iface` again: smoltcp's `poll_delay`, except that its "now" while every TX
+/// buffer is in flight ([`Netfront::tx_full`]: nothing could be sent) is
+/// [`TX_FULL_WAIT_NS`]. The backend's next TX response raises the event and ends the
+/// wait; without this, a loop that sends faster than the backend takes spins.
+///
+/// ```no_run
+/// # fn f(nic: &mut xenpv_rt::net::netfront::Netfront,
+/// #      iface: &mut smoltcp::iface::Interface, sockets: &mut smoltcp::iface::SocketSet<'_>) {
+/// use xenpv_rt::net::phy::{now, poll_delay_ns};
+/// use xenpv_rt::{evtchn, time::now_ns};
+/// loop {
+///     nic.poll();
+///     iface.poll(now(), nic, sockets);
+///     // … serve the sockets …
+///     let wait = poll_delay_ns(iface, sockets, nic, 100_000_000);
+///     let _ = evtchn::wait(&[nic.port()], now_ns() + wait);
+/// }
+/// # }
+/// ```
+pub fn poll_delay_ns(
+    iface: &mut Interface,
+    sockets: &SocketSet<'_>,
+    nic: &mut Netfront,
+    max_ns: u64,
+) -> u64 {
+    let d = iface
+        .poll_delay(now(), sockets)
+        .map_or(max_ns, |d| d.total_micros().saturating_mul(1000))
+        .min(max_ns);
+    if d == 0 && nic.tx_full() {
+        TX_FULL_WAIT_NS.min(max_ns)
+    } else {
+        d
+    }
 }
 
 /// A frame received, already copied out of the shared pages (and its TCP/UDP checksum
