@@ -5,7 +5,8 @@
 //! every check of what the backend writes ([`Queue`]). This module allocates and grants
 //! the pages, binds the event channel and signals. The event channel stays masked: the
 //! driver is polled, and an application waits for it with [`evtchn::wait`]
-//! (`SCHEDOP_poll`) on [`Netfront::port`].
+//! (`SCHEDOP_poll`) on [`Netfront::port`], for as long as
+//! [`phy::poll_delay_ns`](super::phy::poll_delay_ns) says with smoltcp.
 
 // NetError carries the handshake's error, which names the device's and key's full paths;
 // it comes once per failed bring-up, and no_std has no Box (as in `xenbus`).
