@@ -48,12 +48,17 @@ fn addrs() -> (IpAddress, IpAddress) {
 }
 
 /// What the backend's side does with a blank checksum (Linux's `skb_checksum_help`):
-/// sum the segment from the TCP header on, the field holding the pseudo-header sum, and
-/// store the complement.
-fn complete(f: &mut [u8]) {
+/// sum the packet from the TCP or UDP header on, the field (at `field` in that header)
+/// holding the pseudo-header sum, and store the complement there.
+fn complete_at(f: &mut [u8], field: usize) {
     let t = &mut f[34..];
     let c = !checksum::data(t);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
+    t[field..field + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// [`complete_at`] for TCP (its checksum at byte 16).
+fn complete(f: &mut [u8]) {
+    complete_at(f, 16);
 }
 
 #[test]
@@ -99,11 +104,7 @@ fn a_blank_udp_checksum_completes_to_the_right_one_and_is_never_segmented() {
         let o = prepare_tx(&mut f, Some(100));
         assert_eq!(o.flags, TXF_CSUM_BLANK | TXF_DATA_VALIDATED);
         assert_eq!(o.gso_mss, None, "payload {payload}");
-        // What the backend's side completes: the complement of the sum from the UDP
-        // header on, the field holding the pseudo-header sum.
-        let t = &mut f[34..];
-        let c = !checksum::data(t);
-        t[6..8].copy_from_slice(&c.to_be_bytes());
+        complete_at(&mut f, 6);
         let (s, d) = addrs();
         assert!(
             UdpPacket::new_checked(&f[34..])
