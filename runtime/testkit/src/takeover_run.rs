@@ -217,7 +217,8 @@ pub fn direct_map(out: &Outcome, nr_pages: u64, pt_write: PtWrite) -> DirectMap 
 }
 
 /// The sections the scenario gives the model's kernel image (in the kernel map): text
-/// in the first half, read-only data to three quarters, then data with one guard page.
+/// in the first half, read-only data to three quarters, then data with one guard page
+/// (at seven eighths, and never the last page: the boot stack follows it).
 #[derive(Clone, Copy, Debug)]
 pub struct Image {
     /// End of text.
@@ -236,7 +237,9 @@ impl Image {
         Image {
             text_end: at(text),
             rodata_end: at((kernel_pages * 3 / 4).max(text)),
-            guard: (kernel_pages >= 8).then(|| at(kernel_pages * 7 / 8)),
+            // As in the linker script, the boot stack follows its guard: the guard is
+            // never the image's last page (an 8-page image's would be, at 7/8).
+            guard: (kernel_pages >= 8).then(|| at((kernel_pages * 7 / 8).min(kernel_pages - 2))),
         }
     }
 }
