@@ -544,8 +544,9 @@ impl RxIds {
     /// was posted there): the buffer posted with it is free again. Its id.
     pub fn retire(&mut self, slot: u32) -> u16 {
         let id = self.at_slot[slot as usize % IDS];
-        debug_assert!(self.ids.check(id).is_ok(), "slot {slot} was posted");
-        if self.ids.check(id).is_ok() {
+        let posted = self.ids.check(id).is_ok();
+        debug_assert!(posted, "slot {slot} was posted");
+        if posted {
             self.ids.give_back(id);
         }
         id

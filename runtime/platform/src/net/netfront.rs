@@ -373,33 +373,15 @@ impl Netfront {
     #[cfg(feature = "net")]
     pub(super) fn next_frame(&mut self) -> Option<(&[u8], TxPath<'_>)> {
         let len = loop {
-            if self.broken.is_some() {
-                return None;
+            // The frame buffer lent to `recv` (an empty box takes its place meanwhile).
+            let mut rx = core::mem::take(&mut self.frames.rx);
+            let got = self.recv(&mut rx);
+            self.frames.rx = rx;
+            let p = got?;
+            if xenpv_protocol::offload::rx_checksum_ok(&self.frames.rx[..p.len], p.csum_flags) {
+                break p.len;
             }
-            match self
-                .queue
-                .recv(&mut self.rx_ring, &self.bufs, &mut self.frames.rx)
-            {
-                Ok(Some(p)) => {
-                    self.refill();
-                    let ok = xenpv_protocol::offload::rx_checksum_ok(
-                        &self.frames.rx[..p.len],
-                        p.csum_flags,
-                    );
-                    if ok {
-                        break p.len;
-                    }
-                    self.bad_checksums += 1;
-                }
-                Ok(None) => {
-                    self.refill();
-                    return None;
-                }
-                Err(e) => {
-                    self.broken = Some(e);
-                    return None;
-                }
-            }
+            self.bad_checksums += 1;
         };
         let Frames { rx, tx } = &mut self.frames;
         Some((&rx[..len], tx_path!(self, tx)))
