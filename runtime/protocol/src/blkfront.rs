@@ -489,7 +489,7 @@ impl Queue {
             }
             // A read's pages are written by the backend, a write's only read.
             let Some(g) = io.grant(page, op == OP_WRITE) else {
-                self.end_grants(io, &grefs);
+                self.abort_send(io, slot, &grefs);
                 return Err(());
             };
             grefs.data[k] = g;
@@ -510,7 +510,7 @@ impl Queue {
                 off += 8;
             }
             let Some(g) = io.grant(ind, true) else {
-                self.end_grants(io, &grefs);
+                self.abort_send(io, slot, &grefs);
                 return Err(());
             };
             grefs.indirect = Some(g);
@@ -546,6 +546,17 @@ impl Queue {
         });
         self.traffic.requests += 1;
         Ok(())
+    }
+
+    /// Undo a request that could not be sent: end the grants made so far; if the
+    /// backend holds one (it may map a predictable reference before the request is
+    /// published), the slot is retired, as for a kept grant at completion, so its pages
+    /// are never refilled or granted again.
+    fn abort_send(&mut self, io: &mut dyn Io, slot: usize, grefs: &GrantSet) {
+        if !self.end_grants(io, grefs) {
+            self.counters.retired += 1;
+            self.slots[slot] = Slot::Retired;
+        }
     }
 
     /// End a request's grants; whether all ended.

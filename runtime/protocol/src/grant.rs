@@ -64,6 +64,15 @@ pub enum GntError {
     /// A mapping made with the grant-mapping slot is still live: unmap it first (the
     /// runtime has one slot for mapping grants back, and Xen must not see it replaced).
     MapSlotBusy,
+    /// The entry is still granted or in use by a peer (flags as read): granting it again
+    /// would change what the peer maps under its feet, so it is not overwritten.
+    EntryInUse {
+        /// The entry's flags as read.
+        flags: u16,
+    },
+    /// The grant table is already set up: a guest has one table (a second would be a
+    /// second free list over the same entries).
+    AlreadySetUp,
 }
 
 /// `GNTST_*` names.
@@ -104,6 +113,11 @@ impl core::fmt::Display for GntError {
             GntError::MapSlotBusy => {
                 write!(f, "the grant-mapping slot is in use: unmap that mapping first")
             }
+            GntError::EntryInUse { flags } => write!(
+                f,
+                "grant entry still granted or in use (flags {flags:#x}): not overwritten"
+            ),
+            GntError::AlreadySetUp => write!(f, "the grant table is already set up"),
         }
     }
 }
@@ -171,6 +185,104 @@ impl FreeList {
     }
 }
 
+/// Pages whose grant a peer kept (ending it was refused), each with its reference, until
+/// the peer lets go: as Linux's `gnttab_add_deferred`, [`Deferred::retry`] ends them
+/// later and hands the reference and the page back. Bounded: at most `N` (the table's
+/// references bound how many can ever be granted); past that a page is counted
+/// [`lost`](Deferred::lost) and the caller keeps it out of use forever.
+pub struct Deferred<P, const N: usize> {
+    kept: heapless::Vec<(GrantRef, P), N>,
+    lost: u64,
+}
+
+impl<P, const N: usize> Default for Deferred<P, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P, const N: usize> Deferred<P, N> {
+    /// Empty.
+    pub const fn new() -> Self {
+        Deferred {
+            kept: heapless::Vec::new(),
+            lost: 0,
+        }
+    }
+    /// Keep `page`, granted through `gref`, until its grant can be ended. `Err(page)`
+    /// when the list is full: counted lost, and the caller must never free or reuse it.
+    pub fn defer(&mut self, gref: GrantRef, page: P) -> Result<(), P> {
+        self.kept.push((gref, page)).map_err(|(_, p)| {
+            self.lost += 1;
+            p
+        })
+    }
+    /// Pages waiting for their peer to let go.
+    pub fn len(&self) -> usize {
+        self.kept.len()
+    }
+    /// None waiting.
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+    /// Pages that could not be deferred (the list was full): never coming back.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+    /// Try to end each kept grant with `end`; each one ended goes to `done` (give the
+    /// reference back to the free list and the page to the allocator). One pass, bounded
+    /// by the list: how many came back.
+    pub fn retry(
+        &mut self,
+        mut end: impl FnMut(GrantRef) -> Result<(), GntError>,
+        mut done: impl FnMut(GrantRef, P),
+    ) -> usize {
+        let mut back = 0;
+        let mut i = 0;
+        while i < self.kept.len() {
+            if end(self.kept[i].0).is_ok() {
+                let (r, p) = self.kept.swap_remove(i);
+                done(r, p);
+                back += 1;
+            } else {
+                i += 1;
+            }
+        }
+        back
+    }
+}
+
+/// The once-per-guest claim on the grant table: the first [`claim`](SetUpOnce::claim)
+/// wins, every later one is refused ([`GntError::AlreadySetUp`]) until a failed setup
+/// gives it back ([`release`](SetUpOnce::release)). Atomic, so two callers cannot both
+/// win.
+pub struct SetUpOnce(core::sync::atomic::AtomicBool);
+
+impl Default for SetUpOnce {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SetUpOnce {
+    /// Not claimed.
+    pub const fn new() -> Self {
+        SetUpOnce(core::sync::atomic::AtomicBool::new(false))
+    }
+    /// Claim the table; refused once claimed.
+    pub fn claim(&self) -> Result<(), GntError> {
+        if self.0.swap(true, Ordering::AcqRel) {
+            Err(GntError::AlreadySetUp)
+        } else {
+            Ok(())
+        }
+    }
+    /// Give the claim back (the setup that claimed it failed before making a table).
+    pub fn release(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// One v1 entry, wherever it lives (the mapped table, or plain memory in tests).
 pub struct Entry<'a> {
     /// `flags`: `GTF_*`, written last when granting; Xen sets the in-use bits.
@@ -182,9 +294,15 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
-    /// Let `domid` access `mfn`: domid and frame first, then the flags.
+    /// Let `domid` access `mfn`: domid and frame first, then the flags. Refused for an
+    /// entry still granted, or still marked in use by Xen (`GTF_reading`/`GTF_writing`):
+    /// its peer would see the frame change under it.
     pub fn grant(&self, domid: u16, mfn: u64, readonly: bool) -> Result<(), GntError> {
         let frame = u32::try_from(mfn).map_err(|_| GntError::FrameTooBig(mfn))?;
+        let flags = self.flags.load(Ordering::Acquire);
+        if flags & (GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING) != 0 {
+            return Err(GntError::EntryInUse { flags });
+        }
         self.domid.store(domid, Ordering::Relaxed);
         self.frame.store(frame, Ordering::Relaxed);
         let ro = if readonly { GTF_READONLY } else { 0 };
@@ -317,6 +435,166 @@ mod tests {
             peer.join().unwrap();
             assert_eq!(m.0.load(Ordering::SeqCst) & GTF_PERMIT_ACCESS, 0);
         }
+    }
+
+    #[test]
+    fn an_entry_granted_or_in_use_is_not_granted_again() {
+        let m = mem();
+        let e = entry(&m);
+        e.grant(7, 0x1234, false).unwrap();
+        // Still granted: a second grant would swap the frame under the peer.
+        assert_eq!(
+            e.grant(9, 0x5678, true),
+            Err(GntError::EntryInUse {
+                flags: GTF_PERMIT_ACCESS
+            })
+        );
+        assert_eq!(
+            (m.1.load(Ordering::SeqCst), m.2.load(Ordering::SeqCst)),
+            (7, 0x1234),
+            "domid and frame untouched"
+        );
+        // Access ended, but Xen still marks the entry in use (a copy or a mapping that
+        // has not let go): refused too.
+        m.0.store(GTF_WRITING, Ordering::SeqCst);
+        assert_eq!(
+            e.grant(9, 0x5678, true),
+            Err(GntError::EntryInUse { flags: GTF_WRITING })
+        );
+        assert_eq!(m.2.load(Ordering::SeqCst), 0x1234);
+        m.0.store(0, Ordering::SeqCst);
+        assert_eq!(e.grant(9, 0x5678, true), Ok(()));
+        assert_eq!(m.2.load(Ordering::SeqCst), 0x5678);
+    }
+
+    /// A model of the table a driver sees: entries, the free list and the deferred list;
+    /// the "backend" maps entries (GTF_reading) and later lets go.
+    struct Model {
+        entries: Vec<Mem>,
+        free: FreeList,
+        deferred: Deferred<u64, 64>,
+        pages_back: Vec<u64>,
+    }
+
+    impl Model {
+        fn new() -> Model {
+            Model {
+                entries: (0..ENTRIES_PER_FRAME).map(|_| mem()).collect(),
+                free: FreeList::new(ENTRIES_PER_FRAME),
+                deferred: Deferred::new(),
+                pages_back: vec![],
+            }
+        }
+        /// Close: end each grant; the ones refused are deferred with their page.
+        fn close(&mut self, granted: Vec<(GrantRef, u64)>) -> usize {
+            let mut kept = 0;
+            for (r, page) in granted {
+                match entry(&self.entries[r as usize]).end(r) {
+                    Ok(()) => {
+                        self.free.free(r).unwrap();
+                        self.pages_back.push(page);
+                    }
+                    Err(_) => {
+                        kept += 1;
+                        assert!(self.deferred.defer(r, page).is_ok());
+                    }
+                }
+            }
+            kept
+        }
+        fn retry(&mut self) -> usize {
+            let (entries, free, back) = (&self.entries, &mut self.free, &mut self.pages_back);
+            self.deferred.retry(
+                |r| entry(&entries[r as usize]).end(r),
+                |r, page| {
+                    free.free(r).unwrap();
+                    back.push(page);
+                },
+            )
+        }
+    }
+
+    #[test]
+    fn grants_a_backend_keeps_come_back_once_it_lets_go() {
+        let mut m = Model::new();
+        let all = m.free.free_count();
+        // Three detach cycles, each granting 10 pages; the backend keeps 4 mapped each time.
+        for cycle in 0..3u64 {
+            let mut granted = vec![];
+            for k in 0..10 {
+                let r = m.free.alloc().unwrap();
+                entry(&m.entries[r as usize])
+                    .grant(1, 100 * cycle + k, false)
+                    .unwrap();
+                granted.push((r, 100 * cycle + k));
+            }
+            for &(r, _) in &granted[..4] {
+                m.entries[r as usize]
+                    .0
+                    .fetch_or(GTF_WRITING, Ordering::SeqCst);
+            }
+            assert_eq!(m.close(granted.clone()), 4);
+            // Still mapped: a retry ends none of them.
+            assert_eq!(m.retry(), 0);
+            assert_eq!(m.deferred.len(), 4 * (cycle as usize + 1));
+        }
+        assert_eq!(m.free.free_count(), all - 12);
+        // The backend unmaps two of the first cycle's pages, then everything.
+        for e in &m.entries[8..10] {
+            e.0.fetch_and(!GTF_WRITING, Ordering::SeqCst);
+        }
+        assert_eq!(m.retry(), 2);
+        assert_eq!(m.deferred.len(), 10);
+        for e in &m.entries {
+            e.0.fetch_and(!GTF_WRITING, Ordering::SeqCst);
+        }
+        assert_eq!(m.retry(), 10);
+        assert!(m.deferred.is_empty());
+        assert_eq!(
+            m.free.free_count(),
+            all,
+            "every reference back in the free list"
+        );
+        let mut pages = m.pages_back.clone();
+        pages.sort_unstable();
+        assert_eq!(pages.len(), 30, "every page back to the allocator");
+        pages.dedup();
+        assert_eq!(pages.len(), 30, "each once");
+        assert_eq!(m.deferred.lost(), 0);
+    }
+
+    #[test]
+    fn a_full_deferred_list_counts_what_it_cannot_keep() {
+        let mut d: Deferred<u8, 2> = Deferred::new();
+        assert_eq!(d.defer(8, 1), Ok(()));
+        assert_eq!(d.defer(9, 2), Ok(()));
+        assert_eq!(d.defer(10, 3), Err(3));
+        assert_eq!((d.len(), d.lost()), (2, 1));
+    }
+
+    #[test]
+    fn the_table_is_set_up_once() {
+        let once = SetUpOnce::new();
+        assert_eq!(once.claim(), Ok(()));
+        assert_eq!(once.claim(), Err(GntError::AlreadySetUp));
+        assert!(GntError::AlreadySetUp
+            .to_string()
+            .contains("already set up"));
+        // A setup that failed gives the claim back.
+        once.release();
+        assert_eq!(once.claim(), Ok(()));
+        // Racing threads: exactly one wins.
+        let once = std::sync::Arc::new(SetUpOnce::new());
+        let wins: usize = (0..8)
+            .map(|_| {
+                let o = once.clone();
+                std::thread::spawn(move || o.claim().is_ok())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap() as usize)
+            .sum();
+        assert_eq!(wins, 1);
     }
 
     #[test]

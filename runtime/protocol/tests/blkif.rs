@@ -675,6 +675,38 @@ fn a_short_grant_table_serialises_requests_or_fails_cleanly() {
 }
 
 #[test]
+fn a_request_whose_grants_cannot_all_be_ended_after_a_failed_send_retires_its_id() {
+    // The 6th grant of an 11-page write fails (grant_limit), and the backend mapped the
+    // first one (the predictable gref 8) before the request was published: ending it is
+    // refused. The slot's pages must never be touched or granted again.
+    let mut bb = Blkback::new(vec![0; MIB], 512);
+    bb.grant_limit = 5;
+    bb.map_early(8);
+    let mut d = Dev::with_shape(
+        bb,
+        Shape {
+            ids: 4,
+            segments: 11,
+        },
+    );
+    assert_eq!(
+        d.write(0, &[1; 11 * 4096]),
+        Err(BlockError::Timeout { waited_ms: 0 })
+    );
+    assert!(d.bb.log.is_empty(), "nothing sent");
+    assert_eq!((d.q.counters().retired, d.q.usable_ids()), (1, 3));
+    // The next call uses another id: its pages are not the kept one's.
+    d.bb.grant_limit = usize::MAX;
+    d.write(0, &bytes(19, 4096)).unwrap();
+    assert_eq!(d.read(0, 4096).unwrap(), bytes(19, 4096));
+    assert_eq!(
+        d.bb.copies_while_granted, 0,
+        "no page touched while the backend holds it"
+    );
+    assert_eq!(d.bb.live_grants(), 1, "only the kept grant is live");
+}
+
+#[test]
 fn offers_the_frontend_refuses_and_what_it_reads_from_the_rest() {
     let ok: Option<&[u8]> = None;
     // (sectors, sector-size, info, the key refused)

@@ -296,7 +296,12 @@ impl Blkback {
     pub fn grant_of(&self, gref: u32) -> Option<Grant> {
         self.grants.get(&gref).copied()
     }
-    /// Grants the backend keeps ([`Mode::KeepsGrants`]).
+    /// Map grant `gref` as soon as the frontend makes it, before any request names it
+    /// (a hostile backend guessing the next reference), and keep it: its end is refused.
+    pub fn map_early(&mut self, gref: u32) {
+        self.kept.insert(gref);
+    }
+    /// Grants the backend keeps ([`Mode::KeepsGrants`], [`Blkback::map_early`]).
     pub fn kept_grants(&self) -> usize {
         self.kept.len()
     }
