@@ -302,8 +302,10 @@ pub fn run(boot: &mut Boot) -> i32 {
         let name = d.name.clone();
         let c = d.dev.close(mem, &mut gt, xs);
         println!(
-            "blk: {name}: closed pages_kept={} unacknowledged={}",
-            c.pages_kept, c.unacknowledged as u8
+            "blk: {name}: closed pages_kept={} unacknowledged={} grants_deferred={}",
+            c.pages_kept,
+            c.unacknowledged as u8,
+            gt.deferred()
         );
     }
     // For dom0's script, which waits for the verdict before it ends.
@@ -439,7 +441,11 @@ pub fn bench(boot: &mut Boot) -> i32 {
         ns / 1_000_000
     );
     let c = d.close(mem, &mut gt, xs);
-    println!("blkbench: done pages_kept={}", c.pages_kept);
+    println!(
+        "blkbench: done pages_kept={} grants_deferred={}",
+        c.pages_kept,
+        gt.deferred()
+    );
     0
 }
 

@@ -3,10 +3,12 @@
 //! grant back (so ending access must be refused while it is mapped), and references run
 //! out with an error.
 
-use xenpv_rt::gnttab::{
-    by_frame, by_ref, GntError, GrantTable, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF,
-};
+extern crate alloc;
+
+use alloc::vec::Vec;
+use xenpv_rt::gnttab::{by_frame, by_ref, GntError, GrantTable};
 use xenpv_rt::hypercall::DOMID_SELF;
+use xenpv_rt::shared_page::SharedPage;
 use xenpv_rt::{println, Boot};
 
 /// Our domain id as dom0 (grants name the domain allowed in).
@@ -32,28 +34,37 @@ pub fn run(boot: &mut Boot) -> bool {
 fn go(boot: &mut Boot) -> Result<bool, GntError> {
     let mem = boot.memory();
     let mut gt = GrantTable::setup(mem, 1)?;
-    let (Some(mut src), Some(mut dst)) = (mem.alloc_page(), mem.alloc_page()) else {
+    // One table per guest: a second setup (a second free list over the same entries)
+    // is refused.
+    let second_refused = match GrantTable::setup(mem, 1) {
+        Err(e) => {
+            println!("grant: second setup refused: {e}");
+            matches!(e, GntError::AlreadySetUp)
+        }
+        Ok(_) => {
+            println!("grant: second setup ACCEPTED");
+            false
+        }
+    };
+    let (Some(mut src), Some(dst)) = (SharedPage::alloc(mem), SharedPage::alloc(mem)) else {
         println!("grant: no free frames");
         return Ok(false);
     };
-    for (i, b) in mem.page_mut(&mut src).iter_mut().enumerate() {
+    let mut src_bytes = [0u8; 4096];
+    for (i, b) in src_bytes.iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(31) ^ 0xa5;
     }
-    mem.page_mut(&mut dst).fill(0);
+    src.write_bytes(0, &src_bytes);
     let self_dom = DOMID_SELF as u16;
 
     // 1. Xen copies our page through a read-only grant into another frame.
-    let r = gt.grant(DOM0, &src, true)?;
-    GrantTable::copy(
-        by_ref(r, self_dom),
-        by_frame(&dst),
-        4096,
-        GNTCOPY_SOURCE_GREF,
-    )?;
-    let src_bytes = *mem.page_mut(&mut src);
-    let same = mem.page_mut(&mut dst)[..] == src_bytes[..];
-    let diff = mem
-        .page_mut(&mut dst)
+    let g = gt.grant(DOM0, src, true).map_err(|(_, e)| e)?;
+    let r = g.gref();
+    GrantTable::copy(by_ref(r, self_dom), by_frame(dst.page()), 4096)?;
+    let mut got = [0u8; 4096];
+    dst.read_bytes(0, &mut got);
+    let same = got == src_bytes;
+    let diff = got
         .iter()
         .zip(src_bytes.iter())
         .filter(|(a, b)| a != b)
@@ -61,7 +72,7 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
     println!("grant: copy via ref {r}: 4096 bytes, {diff} differ");
 
     // 2. Writing through the read-only grant is refused by Xen.
-    let ro = GrantTable::copy(by_frame(&dst), by_ref(r, self_dom), 16, GNTCOPY_DEST_GREF);
+    let ro = GrantTable::copy(by_frame(dst.page()), by_ref(r, self_dom), 16);
     let ro_refused = matches!(ro, Err(GntError::Status(..)));
     match ro {
         Err(e) => println!("grant: write through read-only ref {r} refused: {e}"),
@@ -83,13 +94,25 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
             let _ = GrantTable::unmap(m2);
         }
     }
-    let busy = gt.end(r);
-    let refused_in_use = matches!(busy, Err(GntError::InUse { .. }));
-    if let Err(e) = busy {
-        println!("grant: end while mapped: {e}");
-    }
+    // Refused: the guard (and the page) come back, still granted.
+    let (refused_in_use, held) = match gt.end(g) {
+        Err((g, e)) => {
+            println!("grant: end while mapped: {e}");
+            (matches!(e, GntError::InUse { .. }), Ok(g))
+        }
+        Ok(p) => (false, Err(p)),
+    };
     GrantTable::unmap(m)?;
-    let ended = gt.end(r).is_ok();
+    let (ended, src) = match held {
+        Ok(g) => match gt.end(g) {
+            Ok(p) => (true, Some(p)),
+            Err((g, _)) => {
+                gt.defer(g);
+                (false, None)
+            }
+        },
+        Err(p) => (false, Some(p)),
+    };
     println!(
         "grant: mapped back via ref {r}: contents {}, end refused while mapped: {}, ended after unmap: {}",
         if mapped_same { "same" } else { "DIFFERENT" },
@@ -97,39 +120,85 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
         yes(ended)
     );
 
-    // 4. References run out with an error, and all come back.
-    let (free0, mut taken) = (gt.free_count(), heapless::Vec::<u32, 512>::new());
+    // 4. A grant kept by its peer is deferred, not freed, and comes back once the peer
+    //    lets go.
+    let kept_back = match src {
+        Some(p) => kept_and_retried(mem, &mut gt, p)?,
+        None => false,
+    };
+
+    // 5. References run out with an error, and all come back (a page per grant).
+    let (free0, mut taken) = (gt.free_count(), Vec::new());
     let exhausted = loop {
-        match gt.grant(DOM0, &src, true) {
-            Ok(g) => {
-                if taken.push(g).is_err() {
-                    break None;
-                }
+        let Some(p) = SharedPage::alloc(mem) else {
+            break None;
+        };
+        match gt.grant(DOM0, p, true) {
+            Ok(g) => taken.push(g),
+            Err((p, e)) => {
+                p.free(mem);
+                break Some(e);
             }
-            Err(e) => break Some(e),
         }
     };
     let n = taken.len();
     for g in taken {
-        gt.end(g)?;
+        match gt.end(g) {
+            Ok(p) => p.free(mem),
+            Err((g, e)) => {
+                gt.defer(g);
+                return Err(e);
+            }
+        }
     }
     let back = gt.free_count() == free0;
     match exhausted {
         Some(e) => println!("grant: after {n} grants: {e}; all back: {}", yes(back)),
         None => println!("grant: {n} grants and no exhaustion"),
     }
-    mem.free_page(src);
-    mem.free_page(dst);
-    let pass = same
+    dst.free(mem);
+    let pass = second_refused
+        && same
         && ro_refused
         && mapped_same
         && refused_in_use
         && slot_owned
         && ended
+        && kept_back
         && matches!(exhausted, Some(GntError::Exhausted { .. }))
         && back;
     println!("grant: verdict={}", if pass { "PASS" } else { "FAIL" });
     Ok(pass)
+}
+
+/// Grant `page`, map it back (the peer keeps it) and drop the guard: the page goes to
+/// the deferred list, a retry ends nothing while it is mapped, and after the unmap the
+/// retry returns the reference and the page.
+fn kept_and_retried(
+    mem: &mut xenpv_rt::mm::Memory,
+    gt: &mut GrantTable,
+    page: SharedPage,
+) -> Result<bool, GntError> {
+    let free0 = gt.free_count();
+    let g = gt.grant(DOM0, page, true).map_err(|(_, e)| e)?;
+    let r = g.gref();
+    let m = GrantTable::map(mem, DOM0, r, true)?;
+    drop(g);
+    let deferred = gt.deferred();
+    let while_mapped = gt.retry_deferred(mem);
+    GrantTable::unmap(m)?;
+    let after = gt.retry_deferred(mem);
+    let ok = deferred == 1
+        && while_mapped == 0
+        && after == 1
+        && gt.deferred() == 0
+        && gt.free_count() == free0;
+    println!(
+        "grant: kept by its peer via ref {r}: deferred={deferred}, back while mapped={while_mapped}, back after unmap={after}, deferred now={}, refs all back: {}",
+        gt.deferred(),
+        yes(gt.free_count() == free0)
+    );
+    Ok(ok)
 }
 
 fn yes(b: bool) -> &'static str {
@@ -153,15 +222,20 @@ fn fnv(bytes: &[u8]) -> u64 {
 fn offer(boot: &mut Boot) -> Result<bool, GntError> {
     let mem = boot.memory();
     let mut gt = GrantTable::setup(mem, 1)?;
-    let Some(mut page) = mem.alloc_page() else {
+    let Some(mut page) = SharedPage::alloc(mem) else {
         println!("grant: no free frames");
         return Ok(false);
     };
-    for (i, b) in mem.page_mut(&mut page).iter_mut().enumerate() {
+    let mut bytes = [0u8; 4096];
+    for (i, b) in bytes.iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(151) ^ (i >> 8) as u8 ^ 0x5c;
     }
-    let hash = fnv(&mem.page_mut(&mut page)[..]);
-    let r = gt.grant(DOM0, &page, true)?;
+    page.write_bytes(0, &bytes);
+    let hash = fnv(&bytes);
+    let g = gt.grant(DOM0, page, true).map_err(|(_, e)| e)?;
+    let r = g.gref();
+    // Left granted (deferred, never freed) for dom0 to map after we exit.
+    gt.defer(g);
     let Some(xs) = boot.xenstore() else {
         return Ok(false);
     };

@@ -513,6 +513,7 @@ pub fn run(boot: &mut Boot) -> i32 {
         let xs_due = core::mem::take(&mut xs_woke) || evtchn::is_pending(xs_port) || t >= xs_at;
         if xs_due {
             xs_at = t + XS_CHECK_NS;
+            retry_kept_grants(mem, &mut gt);
             loop {
                 match xs.next_event(now_ns()) {
                     Ok(Some(ev)) if ev.token.as_str() == "shutdown" => {
@@ -654,7 +655,7 @@ fn check_backend(
     let closed = nic.close(mem, gt, xs);
     st.detached += 1;
     println!(
-        "net: vif{} detached (backend {}): closed in {} ms, pages_kept={} unacknowledged={}",
+        "net: vif{} detached (backend {}): closed in {} ms, pages_kept={} unacknowledged={} grants_deferred={}",
         v.index,
         match state {
             Ok(Some(s)) => StateText(s),
@@ -662,9 +663,25 @@ fn check_backend(
         },
         (now_ns() - t) / 1_000_000,
         closed.pages_kept,
-        closed.unacknowledged
+        closed.unacknowledged,
+        gt.deferred()
     );
     v.next_probe = now_ns() + REATTACH_EVERY_NS;
+}
+
+/// Pages a backend kept at close (the grant table's deferred list): end the grants it
+/// has let go of since, and say how many remain while any do.
+fn retry_kept_grants(mem: &mut xenpv_rt::mm::Memory, gt: &mut GrantTable) {
+    if gt.deferred() == 0 {
+        return;
+    }
+    let back = gt.retry_deferred(mem);
+    if back > 0 {
+        println!(
+            "net: {back} kept grants ended, their pages freed; grants_deferred={}",
+            gt.deferred()
+        );
+    }
 }
 
 /// A detached vif whose backend is back (InitWait): connect again.

@@ -4,6 +4,7 @@
 mod bench;
 mod boottest;
 mod cargo;
+mod compile_fail;
 mod consumer;
 mod disks;
 mod initrd;
@@ -39,6 +40,10 @@ enum Cmd {
     /// Lint, host unit tests, builds, and boot tests under Xen; ends with
     /// "N passed, N failed".
     Test(boottest::TestArgs),
+    /// Check that the grant API's misuses (freeing a granted page, a CopyPtr outliving
+    /// its page, copy flags apart from the sides, ending a reserved reference through the
+    /// table) do not compile; `test` runs this too.
+    CompileFail,
     /// Figures: `bench stress` (also plain `bench`) boots the vmap stress batched and
     /// with one MMU op per hypercall; `bench boot` measures boot times, as dom0 over
     /// memory sizes and start-of-day modes and as domUs next to Linux; `bench net` the
@@ -66,6 +71,10 @@ fn main() -> ExitCode {
         Cmd::Test(a) => boottest::test_command(a),
         Cmd::Bench(a) => bench::bench_command(a),
         Cmd::Layout(a) => picture::layout_command(a),
+        Cmd::CompileFail => compile_fail::run().map(|(p, f)| {
+            println!("compile-fail: {p} passed, {f} failed");
+            u8::from(f > 0)
+        }),
         Cmd::Lint => lint::run().map(|()| {
             println!("lint: PASS");
             0

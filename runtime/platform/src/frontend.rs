@@ -1,7 +1,6 @@
 //! What every front-end driver (netfront, blkfront) shares: its deadlines, what closing
 //! left behind, and pages a backend may still write.
 
-use crate::shared_page::SharedPage;
 use crate::xenstore::Xenstore;
 use crate::PageLink;
 use xenpv_protocol::xenbus::{self, Backend, Device};
@@ -15,8 +14,9 @@ pub const CLOSE_NS: u64 = 20_000_000_000;
 /// What closing a device left behind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Closed {
-    /// Pages whose grant the backend still held at the deadline: never freed (the
-    /// backend may still write them), counted here.
+    /// Pages whose grant the backend still held at the deadline: never freed while it
+    /// may write them; handed to the grant table's deferred list, which ends their
+    /// grants and frees them once the backend lets go (`GrantTable::retry_deferred`).
     pub pages_kept: usize,
     /// The handshake's close step failed (the backend never acknowledged): the grants
     /// were still ended where the backend allowed it.
@@ -27,10 +27,4 @@ pub struct Closed {
 /// Closed. Whether the backend failed to acknowledge.
 pub(crate) fn close_handshake(xs: &mut Xenstore<PageLink>, dev: &Device, be: &Backend) -> bool {
     xenbus::close(xs, dev, be, crate::time::now_ns() + CLOSE_NS).is_err()
-}
-
-/// A page the backend may still write: its frame is never given back (a `Page` that is
-/// not passed to `free_page` stays allocated), so nothing else ever lands in it.
-pub(crate) fn keep_forever(page: SharedPage) {
-    let _ = page;
 }

@@ -1,12 +1,24 @@
 //! Grant tables: setup and the grant-table operations (thin hypercall glue over the
 //! entry protocol in `xenpv_protocol::grant`).
+//!
+//! Granting hands the page to a guard: [`GrantTable::grant`] takes a [`SharedPage`] and
+//! gives a [`GrantedPage`] back, [`GrantTable::reserve`] a [`ReservedRef`] that owns its
+//! page; the page comes back only through [`GrantTable::end`] /
+//! [`GrantTable::release`], once the grant has ended. So safe code cannot free a page a
+//! peer may still write. A guard dropped instead (or whose grant the peer keeps past a
+//! driver's deadline) goes to the table's deferred list: [`GrantTable::retry_deferred`]
+//! ends those grants once the peer lets go, and returns the references and the pages
+//! (as Linux's `gnttab_add_deferred`); [`GrantTable::deferred`] counts those waiting.
 
 use crate::hypercall;
 use crate::mm::layout::{Fixmap, GNTTAB_MAX_FRAMES, PAGE_SIZE};
 use crate::mm::{Memory, Page};
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
+use crate::shared_page::SharedPage;
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use xenpv_abi::Mfn;
 pub use xenpv_protocol::grant::*;
+use xenpv_protocol::shared_ring::PageMem;
 
 const GNTTABOP_MAP_GRANT_REF: u32 = 0;
 const GNTTABOP_UNMAP_GRANT_REF: u32 = 1;
@@ -16,12 +28,11 @@ const GNTTABOP_QUERY_SIZE: u32 = 6;
 const GNTMAP_HOST_MAP: u32 = 1 << 1;
 const GNTMAP_READONLY: u32 = 1 << 2;
 const GNTMAP_CONTAINS_PTE: u32 = 1 << 4;
-/// `GNTCOPY_source_gref` (`grant_table.h`): the copy's source is a grant reference
-/// ([`by_ref`]), not a frame.
-pub const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
-/// `GNTCOPY_dest_gref` (`grant_table.h`): the copy's destination is a grant reference
-/// ([`by_ref`]), not a frame.
-pub const GNTCOPY_DEST_GREF: u16 = 1 << 1;
+/// `GNTCOPY_source_gref` (`grant_table.h`): the copy's source is a grant reference.
+/// Set by [`GrantTable::copy`] from how the side was made ([`by_ref`]), never by a caller.
+const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
+/// `GNTCOPY_dest_gref`: the copy's destination is a grant reference (as above).
+const GNTCOPY_DEST_GREF: u16 = 1 << 1;
 const DOMID_SELF: u16 = hypercall::DOMID_SELF as u16;
 
 // grant_table.h structures xen-sys does not have; layouts checked in `abi_tests`.
@@ -40,11 +51,21 @@ struct SetupTable {
     frame_list: *mut u64,
 }
 /// One side of a copy: a grant reference or a frame (`gmfn` is the mfn for PV). Made
-/// by [`by_ref`] or [`by_frame`] only: a frame side names a [`Page`] the caller owns, so
-/// a copy can never be aimed at memory that is not the caller's.
+/// by [`by_ref`] or [`by_frame`] only: a frame side borrows a [`Page`] the caller owns
+/// for as long as it lives, so a copy can never be aimed at memory that is not the
+/// caller's, or that was freed; whether Xen reads the side as a grant reference or as
+/// a frame follows from which of the two made it.
+#[derive(Clone, Copy)]
+pub struct CopyPtr<'a> {
+    raw: RawCopyPtr,
+    /// Made by [`by_ref`]: Xen reads `u` as a grant reference (`GNTCOPY_*_gref`).
+    gref: bool,
+    _page: PhantomData<&'a Page>,
+}
+/// `gnttab_copy`'s side as Xen lays it out.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct CopyPtr {
+struct RawCopyPtr {
     /// The grant reference (with the `GNTCOPY_*_GREF` flag for this side) or the machine
     /// frame number.
     u: u64,
@@ -55,8 +76,8 @@ pub struct CopyPtr {
 }
 #[repr(C)]
 struct Copy {
-    source: CopyPtr,
-    dest: CopyPtr,
+    source: RawCopyPtr,
+    dest: RawCopyPtr,
     len: u16,
     flags: u16,
     status: i16,
@@ -101,6 +122,106 @@ fn status(name: &'static str, s: i16) -> Result<(), GntError> {
 /// Is the fixmap's grant-mapping slot holding a live [`Mapping`]?
 static MAP_SLOT_BUSY: AtomicBool = AtomicBool::new(false);
 
+/// A guest has one grant table: set up once ([`GrantTable::setup`]).
+static SET_UP: SetUpOnce = SetUpOnce::new();
+
+/// Pages the deferred list holds at most (each with its reference): two vifs' worth of
+/// pages kept at close. Past it a page is counted lost and never reused.
+pub const DEFERRED_MAX: usize = 1024;
+
+/// Pages whose grant a peer kept, with their references, until it lets go. The table's
+/// (there is one per guest), in a static so that a guard dropped anywhere can hand its
+/// page over.
+static DEFERRED: spin::Mutex<Deferred<SharedPage, DEFERRED_MAX>> =
+    spin::Mutex::new(Deferred::new());
+/// Pages dropped while the deferred list was in use (a guard dropped inside
+/// `retry_deferred`, which cannot happen in the runtime): kept out of use forever.
+static LOST: AtomicU64 = AtomicU64::new(0);
+
+/// Hand a page whose grant may still be live to the deferred list. Full or busy: the
+/// page is never freed (a `Page` that is not given back stays allocated) and counted.
+fn defer_page(gref: GrantRef, page: SharedPage) {
+    match DEFERRED.try_lock() {
+        // Full: counted in `Deferred::lost`; the page (not freed) is kept out of use.
+        Some(mut d) => {
+            let _ = d.defer(gref, page);
+        }
+        None => {
+            LOST.fetch_add(1, Ordering::Relaxed);
+            let _ = page;
+        }
+    }
+}
+
+/// A page granted to a peer ([`GrantTable::grant`]): owned by the guard while the grant
+/// lives, so it cannot be freed; [`GrantTable::end`] gives it back once the peer lets
+/// go. Dropped (or ended too late, [`GrantTable::defer`]), it goes to the deferred list.
+/// Read and written with volatile accesses ([`GrantedPage::page`], [`PageMem`]).
+#[must_use = "dropping a grant defers its page until retry_deferred ends it"]
+#[derive(Debug)]
+pub struct GrantedPage {
+    gref: GrantRef,
+    /// Always `Some` until `end` or `drop` takes it.
+    page: Option<SharedPage>,
+}
+
+impl GrantedPage {
+    /// The reference (what the peer is told).
+    pub fn gref(&self) -> GrantRef {
+        self.gref
+    }
+    /// The page, for volatile reads ([`SharedPage::read_bytes`]) and as a copy side.
+    pub fn page(&self) -> &SharedPage {
+        self.page
+            .as_ref()
+            .expect("a GrantedPage holds its page until consumed")
+    }
+    fn page_mut(&mut self) -> &mut SharedPage {
+        self.page
+            .as_mut()
+            .expect("a GrantedPage holds its page until consumed")
+    }
+    /// Copy bytes in with volatile writes.
+    pub fn write_bytes(&mut self, at: usize, data: &[u8]) {
+        self.page_mut().write_bytes(at, data)
+    }
+    /// The page as bytes we alone write: only for a page granted read-only (a TX
+    /// buffer), which the peer cannot write.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8; 4096] {
+        self.page_mut().bytes_mut()
+    }
+    fn take(mut self) -> (GrantRef, SharedPage) {
+        let page = self
+            .page
+            .take()
+            .expect("a GrantedPage holds its page until consumed");
+        (self.gref, page)
+    }
+}
+
+impl Drop for GrantedPage {
+    fn drop(&mut self) {
+        if let Some(page) = self.page.take() {
+            defer_page(self.gref, page);
+        }
+    }
+}
+
+impl PageMem for GrantedPage {
+    fn load_u32(&self, at: usize) -> u32 {
+        self.page().load_u32(at)
+    }
+    fn store_u32(&mut self, at: usize, v: u32) {
+        self.page_mut().store_u32(at, v)
+    }
+    fn read(&self, at: usize, out: &mut [u8]) {
+        self.page().read_bytes(at, out)
+    }
+    fn write(&mut self, at: usize, data: &[u8]) {
+        self.page_mut().write_bytes(at, data)
+    }
+}
+
 /// The grant table, mapped, and its free list.
 pub struct GrantTable {
     frames: u32,
@@ -122,9 +243,19 @@ impl GrantTable {
     ///
     /// `GNTTABOP_query_size`, then `GNTTABOP_setup_table` for `want` v1 frames (each
     /// [`ENTRIES_PER_FRAME`] references), which are mapped at the fixmap's grant slots.
-    /// References below [`RESERVED`] stay out of the free list. Call it once per guest:
-    /// tables share those slots.
+    /// References below [`RESERVED`] stay out of the free list. Once per guest: a
+    /// second call is refused ([`GntError::AlreadySetUp`]; two free lists over one table
+    /// would hand an entry to two owners).
     pub fn setup(mem: &mut Memory, want: u32) -> Result<GrantTable, GntError> {
+        SET_UP.claim()?;
+        let r = Self::setup_once(mem, want);
+        if r.is_err() {
+            SET_UP.release();
+        }
+        r
+    }
+
+    fn setup_once(mem: &mut Memory, want: u32) -> Result<GrantTable, GntError> {
         let mut q = [QuerySize {
             dom: DOMID_SELF,
             nr_frames: 0,
@@ -171,43 +302,132 @@ impl GrantTable {
         entry(r)
     }
 
-    /// Take a reference out of the free list for a driver that grants and ends it on
-    /// its own, one request at a time ([`ReservedRef::grant`], [`ReservedRef::end`]),
-    /// without holding the table. Give it back with [`GrantTable::release`].
-    pub fn reserve(&mut self) -> Result<ReservedRef, GntError> {
-        Ok(ReservedRef(self.free.alloc()?))
+    /// Take a reference out of the free list, with the page it will grant, for a driver
+    /// that grants and ends it on its own, one request at a time
+    /// ([`ReservedRef::grant`], [`ReservedRef::end`]), without holding the table. The
+    /// page stays the reference's until [`GrantTable::release`] gives both back.
+    pub fn reserve(&mut self, page: SharedPage) -> Result<ReservedRef, (SharedPage, GntError)> {
+        match self.free.alloc() {
+            Ok(gref) => Ok(ReservedRef {
+                gref,
+                page: Some(page),
+                granted: false,
+            }),
+            Err(e) => Err((page, e)),
+        }
     }
 
-    /// Put a reserved reference back in the free list, ending its grant first; refused
-    /// (and handed back) while the peer still uses it.
-    pub fn release(&mut self, r: ReservedRef) -> Result<(), (ReservedRef, GntError)> {
+    /// Put a reserved reference back in the free list, ending its grant first, and hand
+    /// its page back; refused (and handed back) while the peer still uses it.
+    pub fn release(&mut self, mut r: ReservedRef) -> Result<SharedPage, (ReservedRef, GntError)> {
         if let Err(e) = r.end() {
             return Err((r, e));
         }
-        match self.free.free(r.0) {
-            Ok(()) => Ok(()),
-            Err(e) => Err((r, e)),
+        if let Err(e) = self.free.free(r.gref) {
+            return Err((r, e));
         }
+        let page = r
+            .page
+            .take()
+            .expect("a ReservedRef holds its page until consumed");
+        Ok(page)
+    }
+
+    /// Pages whose grant a peer kept, waiting in the deferred list for
+    /// [`retry_deferred`](GrantTable::retry_deferred).
+    pub fn deferred(&self) -> usize {
+        DEFERRED.try_lock().map_or(0, |d| d.len())
+    }
+    /// Pages that could not be deferred (the list, [`DEFERRED_MAX`], was full): never
+    /// coming back.
+    pub fn lost(&self) -> u64 {
+        LOST.load(Ordering::Relaxed) + DEFERRED.try_lock().map_or(0, |d| d.lost())
+    }
+
+    /// Hand a granted page to the deferred list (its peer still holds it): its grant is
+    /// ended, and the reference and page come back, by a later
+    /// [`retry_deferred`](GrantTable::retry_deferred). What dropping the guard does.
+    pub fn defer(&mut self, g: GrantedPage) {
+        drop(g)
+    }
+
+    /// End every deferred grant its peer has let go of, returning the reference to the
+    /// free list and the page to `mem`: how many came back. One pass over the list
+    /// (bounded); call it now and then (drivers do on connect, the appliance each round
+    /// while [`deferred`](GrantTable::deferred) is not 0).
+    pub fn retry_deferred(&mut self, mem: &mut Memory) -> usize {
+        let Some(mut d) = DEFERRED.try_lock() else {
+            return 0;
+        };
+        let (refs, free) = (self.refs(), &mut self.free);
+        d.retry(
+            |r| {
+                if r >= refs {
+                    return Err(GntError::NotGranted(r));
+                }
+                entry(r).end(r)
+            },
+            |r, page| {
+                // Cannot fail: the reference was handed out and not freed since.
+                let _ = free.free(r);
+                page.free(mem);
+            },
+        )
     }
 }
 
-/// A grant reference reserved by [`GrantTable::reserve`]: its owner grants a page of its
-/// own through it and ends the grant, as often as it likes.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ReservedRef(GrantRef);
+/// A grant reference reserved by [`GrantTable::reserve`], with the page it grants: its
+/// owner grants the page through it and ends the grant, as often as it likes. The page
+/// can only be taken back through [`GrantTable::release`] (after the grant ended); a
+/// reserved reference dropped instead goes to the deferred list with its page.
+#[derive(Debug)]
+pub struct ReservedRef {
+    gref: GrantRef,
+    /// Always `Some` until `release` or `drop` takes it.
+    page: Option<SharedPage>,
+    /// Granted and not (yet) ended.
+    granted: bool,
+}
 
 impl ReservedRef {
     /// The reference (what the peer is told).
     pub fn gref(&self) -> GrantRef {
-        self.0
+        self.gref
     }
-    /// Grant `domid` access to `page` (the caller's own) through this reference.
-    pub fn grant(&self, domid: u16, page: &Page, readonly: bool) -> Result<(), GntError> {
-        entry(self.0).grant(domid, page.mfn().0, readonly)
+    /// The page, for volatile reads ([`SharedPage::read_bytes`]).
+    pub fn page(&self) -> &SharedPage {
+        self.page
+            .as_ref()
+            .expect("a ReservedRef holds its page until consumed")
+    }
+    /// The page's bytes, ours alone: `None` while it is granted (the peer may use it).
+    pub fn bytes_mut(&mut self) -> Option<&mut [u8; 4096]> {
+        if self.granted {
+            return None;
+        }
+        self.page.as_mut().map(SharedPage::bytes_mut)
+    }
+    /// Grant `domid` access to the page through this reference; refused while a grant
+    /// of it is live ([`GntError::EntryInUse`]).
+    pub fn grant(&mut self, domid: u16, readonly: bool) -> Result<(), GntError> {
+        let mfn = self.page().page().mfn().0;
+        entry(self.gref).grant(domid, mfn, readonly)?;
+        self.granted = true;
+        Ok(())
     }
     /// End access; refused while the peer uses the page.
-    pub fn end(&self) -> Result<(), GntError> {
-        entry(self.0).end(self.0)
+    pub fn end(&mut self) -> Result<(), GntError> {
+        entry(self.gref).end(self.gref)?;
+        self.granted = false;
+        Ok(())
+    }
+}
+
+impl Drop for ReservedRef {
+    fn drop(&mut self) {
+        if let Some(page) = self.page.take() {
+            defer_page(self.gref, page);
+        }
     }
 }
 
@@ -228,38 +448,59 @@ fn entry(r: GrantRef) -> Entry<'static> {
 }
 
 impl GrantTable {
-    /// Grant `domid` access to machine frame `mfn`.
-    ///
-    /// The page is named by a [`Page`] the caller owns: a grant can only ever give away
-    /// the caller's own memory. End the grant before freeing the page.
-    pub fn grant(&mut self, domid: u16, page: &Page, readonly: bool) -> Result<GrantRef, GntError> {
-        let mfn = page.mfn().0;
+    /// Grant `domid` access to `page`, which the guard returned holds until the grant
+    /// ends ([`GrantTable::end`]): a grant can only give away the caller's own memory,
+    /// and that memory cannot be freed while granted. On failure the page comes back.
+    pub fn grant(
+        &mut self,
+        domid: u16,
+        page: SharedPage,
+        readonly: bool,
+    ) -> Result<GrantedPage, (SharedPage, GntError)> {
+        let mfn = page.page().mfn().0;
         if u32::try_from(mfn).is_err() {
-            return Err(GntError::FrameTooBig(mfn));
+            return Err((page, GntError::FrameTooBig(mfn)));
         }
-        let r = self.free.alloc()?;
-        self.entry(r).grant(domid, mfn, readonly)?;
-        Ok(r)
+        let r = match self.free.alloc() {
+            Ok(r) => r,
+            Err(e) => return Err((page, e)),
+        };
+        if let Err(e) = self.entry(r).grant(domid, mfn, readonly) {
+            // A free reference whose entry is still in use: a peer holds it from an
+            // earlier owner. Kept out of the free list (never granted again).
+            return Err((page, e));
+        }
+        Ok(GrantedPage {
+            gref: r,
+            page: Some(page),
+        })
     }
 
-    /// End access; refused (the reference stays granted) while the peer uses it.
-    pub fn end(&mut self, r: GrantRef) -> Result<(), GntError> {
+    /// End access and hand the page back; refused (the guard handed back, still
+    /// granted) while the peer uses it.
+    pub fn end(&mut self, g: GrantedPage) -> Result<SharedPage, (GrantedPage, GntError)> {
+        let r = g.gref;
         // References below RESERVED are the toolstack's (console, xenstore): never touched.
         if r < RESERVED || !self.free.is_used(r) {
-            return Err(GntError::NotGranted(r));
+            return Err((g, GntError::NotGranted(r)));
         }
-        self.entry(r).end(r)?;
-        self.free.free(r)
+        if let Err(e) = self.entry(r).end(r) {
+            return Err((g, e));
+        }
+        // Cannot fail: checked in use above.
+        let _ = self.free.free(r);
+        Ok(g.take().1)
     }
 
-    /// `GNTTABOP_copy` of `len` bytes (one page at most) from `src` to `dst`.
-    ///
-    /// `flags` says which sides are grant references ([`GNTCOPY_SOURCE_GREF`],
-    /// [`GNTCOPY_DEST_GREF`]); the other sides are frames ([`by_frame`]).
-    pub fn copy(src: CopyPtr, dst: CopyPtr, len: u16, flags: u16) -> Result<(), GntError> {
+    /// `GNTTABOP_copy` of `len` bytes (one page at most) from `src` to `dst`. Which side
+    /// Xen reads as a grant reference follows from how it was made ([`by_ref`],
+    /// [`by_frame`]).
+    pub fn copy(src: CopyPtr<'_>, dst: CopyPtr<'_>, len: u16) -> Result<(), GntError> {
+        let flags = if src.gref { GNTCOPY_SOURCE_GREF } else { 0 }
+            | if dst.gref { GNTCOPY_DEST_GREF } else { 0 };
         let mut c = [Copy {
-            source: src,
-            dest: dst,
+            source: src.raw,
+            dest: dst.raw,
             len,
             flags,
             status: 0,
@@ -341,20 +582,29 @@ impl Mapping {
     }
 }
 
-/// A copy side naming a grant reference of `domid`.
-pub fn by_ref(r: GrantRef, domid: u16) -> CopyPtr {
+/// A copy side naming grant reference `r` of `domid`'s table (`DOMID_SELF` for one of
+/// ours): Xen reads it as a reference and checks the entry's permission.
+pub fn by_ref(r: GrantRef, domid: u16) -> CopyPtr<'static> {
     CopyPtr {
-        u: r as u64,
-        domid,
-        offset: 0,
+        raw: RawCopyPtr {
+            u: r as u64,
+            domid,
+            offset: 0,
+        },
+        gref: true,
+        _page: PhantomData,
     }
 }
-/// A copy side naming a frame of ours: a [`Page`] the caller owns.
-pub fn by_frame(page: &Page) -> CopyPtr {
-    let mfn = page.mfn().0;
+/// A copy side naming a frame of ours: a [`Page`] the caller owns, borrowed for as long
+/// as the side lives (for a [`SharedPage`], `by_frame(shared.page())`).
+pub fn by_frame(page: &Page) -> CopyPtr<'_> {
     CopyPtr {
-        u: mfn,
-        domid: DOMID_SELF,
-        offset: 0,
+        raw: RawCopyPtr {
+            u: page.mfn().0,
+            domid: DOMID_SELF,
+            offset: 0,
+        },
+        gref: false,
+        _page: PhantomData,
     }
 }

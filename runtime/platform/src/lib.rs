@@ -67,11 +67,17 @@
 //!
 //! ```no_run
 //! # fn f(boot: &mut xenpv_rt::Boot) -> Result<(), xenpv_rt::gnttab::GntError> {
-//! use xenpv_rt::gnttab::GrantTable;
+//! use xenpv_rt::{gnttab::GrantTable, shared_page::SharedPage};
 //! let mut gt = GrantTable::setup(boot.memory(), 1)?;
-//! let page = boot.memory().alloc_page().expect("a free frame");
-//! let gref = gt.grant(0, &page, true)?; // dom0 may read it
-//! gt.end(gref)?; // refused while dom0 still has it mapped
+//! let page = SharedPage::alloc(boot.memory()).expect("a free frame");
+//! let granted = gt.grant(0, page, true).map_err(|(_, e)| e)?; // dom0 may read it
+//! let gref = granted.gref(); // what dom0 is told
+//! match gt.end(granted) {
+//!     Ok(page) => page.free(boot.memory()), // the page is ours again
+//!     // dom0 still has it mapped: the page waits in the deferred list
+//!     // (`gt.retry_deferred` frees it once dom0 lets go).
+//!     Err((granted, _)) => gt.defer(granted),
+//! }
 //! # Ok(()) }
 //! ```
 //!

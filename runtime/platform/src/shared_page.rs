@@ -26,7 +26,8 @@ impl SharedPage {
     pub fn page(&self) -> &Page {
         &self.page
     }
-    /// Give the page back (only once no peer can reach it: its grant ended).
+    /// Give the page back. No peer can reach it: a granted page is held by its guard
+    /// (`gnttab::GrantedPage`, `ReservedRef`), which returns it only once the grant ended.
     pub fn free(self, mem: &mut Memory) {
         mem.free_page(self.page);
     }

@@ -12,9 +12,9 @@
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 use crate::evtchn::{self, EvtchnError, Port};
-use crate::frontend::{close_handshake, keep_forever};
+use crate::frontend::close_handshake;
 pub use crate::frontend::{Closed, CLOSE_NS, CONNECT_NS};
-use crate::gnttab::{GntError, GrantRef, GrantTable, ReservedRef};
+use crate::gnttab::{GntError, GrantRef, GrantTable, GrantedPage, ReservedRef};
 use crate::mm::Memory;
 use crate::shared_page::SharedPage;
 use crate::xenstore::{Xenstore, XsError};
@@ -86,15 +86,12 @@ impl fmt::Display for BlkError {
     }
 }
 
-/// A page of the disk's with the grant reference reserved for it.
-struct Pooled {
-    page: SharedPage,
-    gref: ReservedRef,
-}
+/// A page of the disk's, owned by the grant reference reserved for it.
+type Pooled = ReservedRef;
 
 /// The live side of the queue: ring, pages, grants, event channel, clock.
 struct Live<'a> {
-    ring: &'a mut SharedPage,
+    ring: &'a mut GrantedPage,
     data: &'a mut [Pooled],
     indirect: &'a mut [Pooled],
     /// (grant reference, page) sorted by reference, to end a grant by its number.
@@ -118,25 +115,28 @@ impl Io for Live<'_> {
     }
     fn copy_in(&mut self, page: PageRef, at: usize, data: &[u8]) {
         // The page is not granted now (the queue fills it before granting, and never
-        // reuses a page whose grant the backend kept): plain stores are ours alone.
-        self.pooled(page).page.bytes_mut()[at..at + data.len()].copy_from_slice(data);
+        // reuses a page whose grant the backend kept): plain stores are ours alone. A
+        // page still granted is not written (and its grant is then refused too).
+        if let Some(b) = self.pooled(page).bytes_mut() {
+            b[at..at + data.len()].copy_from_slice(data);
+        }
     }
     fn copy_out(&mut self, page: PageRef, at: usize, out: &mut [u8]) {
         // Volatile: if the backend kept the grant, it may still be writing the page.
-        self.pooled(page).page.read_bytes(at, out);
+        self.pooled(page).page().read_bytes(at, out);
     }
     fn grant(&mut self, page: PageRef, readonly: bool) -> Option<u32> {
         let domid = self.domid;
         let p = self.pooled(page);
-        p.gref.grant(domid, p.page.page(), readonly).ok()?;
-        Some(p.gref.gref())
+        p.grant(domid, readonly).ok()?;
+        Some(p.gref())
     }
     fn end_grant(&mut self, gref: u32) -> bool {
         let Ok(i) = self.by_ref.binary_search_by_key(&gref, |&(r, _)| r) else {
             return false;
         };
         let page = self.by_ref[i].1;
-        self.pooled(page).gref.end().is_ok()
+        self.pooled(page).end().is_ok()
     }
     fn notify(&mut self) {
         // A failed send only delays the backend until our next notification.
@@ -159,8 +159,7 @@ pub struct Blkfront {
     dev: Device,
     backend: Backend,
     port: Port,
-    ring: SharedPage,
-    ring_ref: GrantRef,
+    ring: GrantedPage,
     data: heapless::Vec<Pooled, MAX_POOL>,
     indirect: heapless::Vec<Pooled, IDS>,
     by_ref: heapless::Vec<(GrantRef, PageRef), { MAX_POOL + IDS }>,
@@ -207,22 +206,25 @@ impl Blkfront {
         let handle = read_key(xs, &dev, dev.dir(), "virtual-device")?
             .and_then(|v| u16::try_from(v).ok())
             .unwrap_or(id as u16);
+        // Pages an earlier backend kept may have been let go by now.
+        gt.retry_deferred(mem);
         let Some(mut ring) = SharedPage::alloc(mem) else {
             return Err(BlkError::NoMemory { need: 1 });
         };
         // SHARED_RING_INIT before the backend maps it (the queue writes the same again).
         FrontRing::new(REQ_SLOT, &mut ring);
-        let ring_ref = match gt.grant(backend.domid, ring.page(), false) {
-            Ok(r) => r,
-            Err(e) => {
+        let mut ring = match gt.grant(backend.domid, ring, false) {
+            Ok(g) => g,
+            Err((ring, e)) => {
                 ring.free(mem);
                 return Err(BlkError::Grant(e));
             }
         };
+        let ring_ref = ring.gref();
         let port = match evtchn::alloc_unbound(backend.domid) {
             Ok(p) => p,
             Err(e) => {
-                end_and_free(mem, gt, ring, ring_ref);
+                end_and_free(mem, gt, ring);
                 return Err(BlkError::Evtchn(e));
             }
         };
@@ -246,7 +248,7 @@ impl Blkfront {
         let fail = |mem: &mut Memory, gt: &mut GrantTable, xs: &mut Xenstore<PageLink>, ring| {
             let _ = close_handshake(xs, &dev, &backend);
             let _ = evtchn::close(port);
-            end_and_free(mem, gt, ring, ring_ref);
+            end_and_free(mem, gt, ring);
         };
         if let Err(e) = r {
             fail(mem, gt, xs, ring);
@@ -275,9 +277,9 @@ impl Blkfront {
                 fail(mem, gt, xs, ring);
                 return Err(BlkError::NoMemory { need });
             };
-            let gref = match gt.reserve() {
-                Ok(g) => g,
-                Err(e) => {
+            let p = match gt.reserve(page) {
+                Ok(p) => p,
+                Err((page, e)) => {
                     page.free(mem);
                     release_pool(mem, gt, data, indirect);
                     fail(mem, gt, xs, ring);
@@ -289,8 +291,7 @@ impl Blkfront {
             } else {
                 PageRef::Indirect((i - shape.pages()) as u16)
             };
-            let _ = by_ref.push((gref.gref(), which));
-            let p = Pooled { page, gref };
+            let _ = by_ref.push((p.gref(), which));
             let _ = match which {
                 PageRef::Data(_) => data.push(p).map_err(|_| ()),
                 PageRef::Indirect(_) => indirect.push(p).map_err(|_| ()),
@@ -304,7 +305,6 @@ impl Blkfront {
             backend,
             port,
             ring,
-            ring_ref,
             data,
             indirect,
             by_ref,
@@ -378,7 +378,7 @@ impl Blkfront {
         let unacknowledged = close_handshake(xs, &self.dev, &self.backend);
         let _ = evtchn::close(self.port);
         let mut kept = release_pool(mem, gt, self.data, self.indirect);
-        if !end_and_free(mem, gt, self.ring, self.ring_ref) {
+        if !end_and_free(mem, gt, self.ring) {
             kept += 1;
         }
         Closed {
@@ -482,22 +482,24 @@ fn short(s: &str) -> heapless::String<32> {
     out
 }
 
-/// End the ring's grant and free its page; `false` (the page kept) if the backend holds
-/// it past [`CLOSE_NS`].
-fn end_and_free(mem: &mut Memory, gt: &mut GrantTable, ring: SharedPage, r: GrantRef) -> bool {
+/// End the ring's grant and free its page; `false` (the page deferred to the grant
+/// table, retried later) if the backend holds it past [`CLOSE_NS`].
+fn end_and_free(mem: &mut Memory, gt: &mut GrantTable, ring: GrantedPage) -> bool {
     let deadline = crate::time::now_ns() + CLOSE_NS;
+    let mut ring = ring;
     loop {
-        match gt.end(r) {
-            Ok(()) => {
-                ring.free(mem);
+        match gt.end(ring) {
+            Ok(page) => {
+                page.free(mem);
                 return true;
             }
-            Err(GntError::InUse { .. }) if crate::time::now_ns() < deadline => {
+            Err((g, GntError::InUse { .. })) if crate::time::now_ns() < deadline => {
+                ring = g;
                 crate::hypercall::yield_now();
             }
-            // The backend still maps it: never reuse the page.
-            Err(_) => {
-                keep_forever(ring);
+            // The backend still maps it: never reuse the page until its grant ends.
+            Err((g, _)) => {
+                gt.defer(g);
                 return false;
             }
         }
@@ -517,21 +519,19 @@ fn release_pool(
     for p in data.into_iter().chain(indirect) {
         let mut p = p;
         loop {
-            match gt.release(p.gref) {
-                Ok(()) => {
-                    p.page.free(mem);
+            match gt.release(p) {
+                Ok(page) => {
+                    page.free(mem);
                     break;
                 }
                 Err((r, GntError::InUse { .. })) if crate::time::now_ns() < deadline => {
-                    p.gref = r;
+                    p = r;
                     crate::hypercall::yield_now();
                 }
                 Err((r, _)) => {
-                    // The backend still maps it (or the reference is not ours to free):
-                    // never reuse the page, never hand out the reference again.
-                    // (A reserved reference left unreleased stays out of the free list.)
-                    keep_forever(p.page);
-                    let _ = r;
+                    // The backend still maps it: dropping the reserved reference hands
+                    // it and its page to the deferred list, retried later.
+                    drop(r);
                     kept += 1;
                     break;
                 }

@@ -13,9 +13,9 @@
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 use crate::evtchn::{self, EvtchnError, Port};
-use crate::frontend::{close_handshake, keep_forever};
+use crate::frontend::close_handshake;
 pub use crate::frontend::{Closed, CLOSE_NS, CONNECT_NS};
-use crate::gnttab::{GntError, GrantRef, GrantTable};
+use crate::gnttab::{GntError, GrantTable, GrantedPage};
 use crate::mm::Memory;
 use crate::shared_page::SharedPage;
 use crate::xenstore::{Xenstore, XsError};
@@ -68,12 +68,10 @@ impl fmt::Display for NetError {
     }
 }
 
-/// The buffer pages and their grants.
+/// The buffer pages, granted.
 struct Bufs {
-    tx: heapless::Vec<SharedPage, IDS>,
-    rx: heapless::Vec<SharedPage, IDS>,
-    tx_refs: [GrantRef; IDS],
-    rx_refs: [GrantRef; IDS],
+    tx: heapless::Vec<GrantedPage, IDS>,
+    rx: heapless::Vec<GrantedPage, IDS>,
 }
 
 impl Buffers for Bufs {
@@ -81,13 +79,13 @@ impl Buffers for Bufs {
         self.tx[id as usize].bytes_mut()
     }
     fn rx_read(&self, id: u16, offset: u16, out: &mut [u8]) {
-        self.rx[id as usize].read_bytes(offset as usize, out)
+        self.rx[id as usize].page().read_bytes(offset as usize, out)
     }
     fn tx_gref(&self, id: u16) -> u32 {
-        self.tx_refs[id as usize]
+        self.tx[id as usize].gref()
     }
     fn rx_gref(&self, id: u16) -> u32 {
-        self.rx_refs[id as usize]
+        self.rx[id as usize].gref()
     }
 }
 
@@ -98,9 +96,8 @@ pub struct Netfront {
     backend: Backend,
     mac: [u8; 6],
     port: Port,
-    tx_ring: SharedPage,
-    rx_ring: SharedPage,
-    ring_refs: [GrantRef; 2],
+    tx_ring: GrantedPage,
+    rx_ring: GrantedPage,
     bufs: Bufs,
     queue: Queue,
     broken: Option<SharedRingError>,
@@ -167,10 +164,12 @@ impl Netfront {
             xs.read(&key)
                 .is_ok_and(|v| v.strip_suffix(b"\0").unwrap_or(&v) == b"1")
         });
+        // Pages an earlier backend kept may have been let go by now.
+        gt.retry_deferred(mem);
         let parts = Parts::take(mem, gt, backend.domid)?;
         let deadline = crate::time::now_ns() + CONNECT_NS;
         let r = {
-            let (p, refs) = (parts.port, parts.ring_refs);
+            let (p, refs) = (parts.port, [parts.tx_ring.gref(), parts.rx_ring.gref()]);
             xenbus::connect(
                 xs,
                 &dev,
@@ -205,7 +204,6 @@ impl Netfront {
             port,
             mut tx_ring,
             mut rx_ring,
-            ring_refs,
             bufs,
         } = parts;
         let queue = Queue::new(&mut tx_ring, &mut rx_ring);
@@ -217,7 +215,6 @@ impl Netfront {
             port,
             tx_ring,
             rx_ring,
-            ring_refs,
             bufs,
             queue,
             broken: None,
@@ -411,7 +408,6 @@ impl Netfront {
             port: self.port,
             tx_ring: self.tx_ring,
             rx_ring: self.rx_ring,
-            ring_refs: self.ring_refs,
             bufs: self.bufs,
         };
         Closed {
@@ -428,7 +424,7 @@ impl Netfront {
 #[cfg(feature = "net")]
 pub(super) struct TxPath<'a> {
     queue: &'a mut Queue,
-    tx_ring: &'a mut SharedPage,
+    tx_ring: &'a mut GrantedPage,
     bufs: &'a mut Bufs,
     port: Port,
     broken: &'a mut Option<SharedRingError>,
@@ -534,45 +530,37 @@ fn read_mac(xs: &mut Xenstore<PageLink>, dev: &Device) -> Result<[u8; 6], NetErr
 /// A vif's resources while it is being set up or torn down.
 struct Parts {
     port: Port,
-    tx_ring: SharedPage,
-    rx_ring: SharedPage,
-    ring_refs: [GrantRef; 2],
+    tx_ring: GrantedPage,
+    rx_ring: GrantedPage,
     bufs: Bufs,
 }
 
 impl Parts {
     /// Allocate and grant everything to `domid`, and allocate the event channel.
     fn take(mem: &mut Memory, gt: &mut GrantTable, domid: u16) -> Result<Parts, NetError> {
-        let mut pages: heapless::Vec<SharedPage, PAGES> = heapless::Vec::new();
-        let mut refs: heapless::Vec<GrantRef, PAGES> = heapless::Vec::new();
-        let undo = |mem: &mut Memory,
-                    gt: &mut GrantTable,
-                    pages: heapless::Vec<SharedPage, PAGES>,
-                    refs: &[GrantRef]| {
+        let mut granted: heapless::Vec<GrantedPage, PAGES> = heapless::Vec::new();
+        let undo = |mem: &mut Memory, gt: &mut GrantTable, granted: heapless::Vec<_, PAGES>| {
             // Never mapped by the backend yet, so ending is not refused; if it were, the
-            // page stays out of use.
-            for (p, &r) in pages.into_iter().zip(refs) {
-                match gt.end(r) {
-                    Ok(()) => p.free(mem),
-                    Err(_) => keep_forever(p),
+            // page goes to the deferred list.
+            for g in granted {
+                if let Ok(p) = gt.end(g) {
+                    p.free(mem);
                 }
             }
         };
         for i in 0..PAGES {
             let Some(p) = SharedPage::alloc(mem) else {
-                undo(mem, gt, pages, &refs);
+                undo(mem, gt, granted);
                 return Err(NetError::NoMemory { need: PAGES });
             };
             // Rings and RX buffers writable by the backend, TX buffers read-only.
             let readonly = i >= 2 + IDS;
-            match gt.grant(domid, p.page(), readonly) {
-                Ok(r) => {
-                    let _ = refs.push(r);
-                    let _ = pages.push(p);
-                }
-                Err(e) => {
+            match gt.grant(domid, p, readonly) {
+                // Cannot fail: PAGES fit.
+                Ok(g) => drop(granted.push(g)),
+                Err((p, e)) => {
                     p.free(mem);
-                    undo(mem, gt, pages, &refs);
+                    undo(mem, gt, granted);
                     return Err(NetError::Grant(e));
                 }
             }
@@ -580,12 +568,12 @@ impl Parts {
         let port = match evtchn::alloc_unbound(domid) {
             Ok(p) => p,
             Err(e) => {
-                undo(mem, gt, pages, &refs);
+                undo(mem, gt, granted);
                 return Err(NetError::Evtchn(e));
             }
         };
         let _ = evtchn::mask(port);
-        let mut it = pages.into_iter();
+        let mut it = granted.into_iter();
         let (tx_ring, rx_ring) = match (it.next(), it.next()) {
             (Some(t), Some(r)) => (t, r),
             _ => unreachable!("PAGES >= 2"),
@@ -593,58 +581,51 @@ impl Parts {
         let mut bufs = Bufs {
             rx: heapless::Vec::new(),
             tx: heapless::Vec::new(),
-            tx_refs: [0; IDS],
-            rx_refs: [0; IDS],
         };
-        for (i, p) in it.enumerate() {
-            if i < IDS {
-                bufs.rx_refs[i] = refs[2 + i];
-                let _ = bufs.rx.push(p);
+        for (i, g) in it.enumerate() {
+            // Cannot fail: IDS of each.
+            let _ = if i < IDS {
+                bufs.rx.push(g)
             } else {
-                bufs.tx_refs[i - IDS] = refs[2 + i];
-                let _ = bufs.tx.push(p);
-            }
+                bufs.tx.push(g)
+            };
         }
         Ok(Parts {
             port,
             tx_ring,
             rx_ring,
-            ring_refs: [refs[0], refs[1]],
             bufs,
         })
     }
 
     /// Close the event channel, end every grant (retrying while the backend unmaps, up
-    /// to [`CLOSE_NS`]) and free the pages; pages still granted are kept: how many.
+    /// to [`CLOSE_NS`]) and free the pages; pages still granted go to the grant table's
+    /// deferred list (retried later): how many.
     fn release(self, mem: &mut Memory, gt: &mut GrantTable) -> usize {
         let _ = evtchn::close(self.port);
         let Parts {
             tx_ring,
             rx_ring,
-            ring_refs,
             bufs,
             ..
         } = self;
-        let mut left: heapless::Vec<(SharedPage, GrantRef), PAGES> = heapless::Vec::new();
-        let _ = left.push((tx_ring, ring_refs[0]));
-        let _ = left.push((rx_ring, ring_refs[1]));
-        for (p, r) in bufs.rx.into_iter().zip(bufs.rx_refs) {
-            let _ = left.push((p, r));
-        }
-        for (p, r) in bufs.tx.into_iter().zip(bufs.tx_refs) {
-            let _ = left.push((p, r));
+        let mut left: heapless::Vec<GrantedPage, PAGES> = heapless::Vec::new();
+        let _ = left.push(tx_ring);
+        let _ = left.push(rx_ring);
+        for g in bufs.rx.into_iter().chain(bufs.tx) {
+            let _ = left.push(g);
         }
         let deadline = crate::time::now_ns() + CLOSE_NS;
         loop {
-            let mut still: heapless::Vec<(SharedPage, GrantRef), PAGES> = heapless::Vec::new();
-            for (p, r) in left {
-                match gt.end(r) {
-                    Ok(()) => p.free(mem),
-                    Err(GntError::InUse { .. }) => {
-                        let _ = still.push((p, r));
+            let mut still: heapless::Vec<GrantedPage, PAGES> = heapless::Vec::new();
+            for g in left {
+                match gt.end(g) {
+                    Ok(p) => p.free(mem),
+                    Err((g, GntError::InUse { .. })) => {
+                        let _ = still.push(g);
                     }
-                    // Not ours to end (cannot happen for refs we granted): keep the page.
-                    Err(_) => keep_forever(p),
+                    // Not ours to end (cannot happen for refs we granted): deferred.
+                    Err((g, _)) => gt.defer(g),
                 }
             }
             if still.is_empty() {
@@ -652,8 +633,9 @@ impl Parts {
             }
             if crate::time::now_ns() >= deadline {
                 let n = still.len();
-                // The backend may still write these pages: never reuse them.
-                still.into_iter().for_each(|(p, _)| keep_forever(p));
+                // The backend may still write these pages: deferred, never reused
+                // until their grant ends.
+                still.into_iter().for_each(|g| gt.defer(g));
                 return n;
             }
             crate::hypercall::yield_now();

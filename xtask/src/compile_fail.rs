@@ -1,0 +1,199 @@
+//! The grant API's misuse cases must not compile: each is a tiny `no_std` library on top
+//! of `xenpv-rt`, checked with `cargo check`, and must fail with the error code given
+//! (a borrow or move error, or a signature that no longer exists), not with any other.
+//!
+//! Why a checker and not `trybuild` or `compile_fail` doctests: the platform is built
+//! with `doctest = false` and links a `#[panic_handler]`, so a std test crate on top of it
+//! fails with E0152 whatever it contains. A library crate that is only checked has no
+//! such clash, so its error is the misuse's own.
+
+use std::path::Path;
+use std::process::Command;
+
+/// One misuse: its name, the error it must fail with, and the body of
+/// `fn f(mem: &mut Memory, gt: &mut GrantTable) -> Result<(), GntError>`.
+pub struct Case {
+    pub name: &'static str,
+    pub code: &'static str,
+    pub body: &'static str,
+}
+
+/// The misuses the old API allowed (each compiled at cc8ec5b in its old spelling: see
+/// the notes of issue 24's grant slice).
+pub const CASES: &[Case] = &[
+    Case {
+        name: "a page is freed while granted",
+        code: "E0382",
+        body: "let p = SharedPage::alloc(mem).unwrap();
+               let g = gt.grant(0, p, false).map_err(|(_, e)| e)?;
+               p.free(mem);
+               let _ = gt.end(g);",
+    },
+    Case {
+        name: "a bare Page is granted (then freed)",
+        code: "E0308",
+        body: "let page = mem.alloc_page().unwrap();
+               let g = gt.grant(0, &page, true)?;
+               mem.free_page(page);
+               let _ = gt.end(g);",
+    },
+    Case {
+        name: "a page granted through a reserved reference is freed",
+        code: "E0382",
+        body: "let p = SharedPage::alloc(mem).unwrap();
+               let mut r = gt.reserve(p).map_err(|(_, e)| e)?;
+               r.grant(0, false)?;
+               p.free(mem);",
+    },
+    Case {
+        name: "a CopyPtr is used after its page is freed",
+        code: "E0505",
+        body: "let page = mem.alloc_page().unwrap();
+               let dst = by_frame(&page);
+               mem.free_page(page);
+               GrantTable::copy(by_ref(9, 0), dst, 16)?;",
+    },
+    Case {
+        name: "copy flags named apart from the sides (a gref as our own frame)",
+        code: "E0061",
+        body: "let page = mem.alloc_page().unwrap();
+               GrantTable::copy(by_frame(&page), by_ref(9, DOMID_SELF as u16), 4096, 0)?;
+               mem.free_page(page);",
+    },
+    Case {
+        name: "a reserved reference is ended through the table",
+        code: "E0308",
+        body: "let p = SharedPage::alloc(mem).unwrap();
+               let r = gt.reserve(p).map_err(|(_, e)| e)?;
+               gt.end(r.gref()).map_err(|(_, e)| e)?;",
+    },
+];
+
+/// The right way to do what the cases do: must compile (so the cases fail for their
+/// misuse, not for the preamble).
+pub const CONTROL: &str = "let p = SharedPage::alloc(mem).unwrap();
+    let g = gt.grant(0, p, false).map_err(|(_, e)| e)?;
+    let page = mem.alloc_page().unwrap();
+    GrantTable::copy(by_ref(g.gref(), DOMID_SELF as u16), by_frame(&page), 16)?;
+    mem.free_page(page);
+    match gt.end(g) {
+        Ok(p) => p.free(mem),
+        Err((g, _)) => gt.defer(g),
+    }
+    let q = SharedPage::alloc(mem).unwrap();
+    let mut r = gt.reserve(q).map_err(|(_, e)| e)?;
+    r.grant(0, true)?;
+    r.end()?;
+    if let Ok(q) = gt.release(r) {
+        q.free(mem);
+    }
+    gt.retry_deferred(mem);";
+
+fn source(body: &str) -> String {
+    format!(
+        "#![no_std]
+#![allow(unused_imports, unused_variables, unused_mut, unreachable_code)]
+use xenpv_rt::gnttab::*;
+use xenpv_rt::hypercall::DOMID_SELF;
+use xenpv_rt::mm::Memory;
+use xenpv_rt::shared_page::SharedPage;
+pub fn f(mem: &mut Memory, gt: &mut GrantTable) -> Result<(), GntError> {{
+    {body}
+    Ok(())
+}}
+"
+    )
+}
+
+/// The error codes in `cargo check`'s output (`error[E0505]: …`).
+pub fn codes(text: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"error\[(E\d{4})\]").expect("valid regex");
+    re.captures_iter(text).map(|c| c[1].to_string()).collect()
+}
+
+/// Check every case; (passed, failed). A case passes when `cargo check` fails with its
+/// code; one that compiles, or fails otherwise, is a failure (and shown).
+pub fn run() -> Result<(u64, u64), String> {
+    let root = crate::root();
+    let dir = root.join("target/xtask/compile-fail");
+    std::fs::create_dir_all(dir.join("src")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let platform = root.join("runtime/platform");
+    let manifest = format!(
+        "[package]
+name = \"grant-misuse\"
+version = \"0.0.0\"
+edition = \"2021\"
+publish = false
+
+[dependencies]
+xenpv-rt = {{ path = {:?}, default-features = false }}
+
+# Not a member of the repository's workspace.
+[workspace]
+",
+        platform.display().to_string()
+    );
+    write(&dir.join("Cargo.toml"), &manifest)?;
+    // The repository's lock file: the same dependency versions, no registry lookups.
+    std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock"))
+        .map_err(|e| format!("copying Cargo.lock: {e}"))?;
+    let check = |body: &str| -> Result<(bool, String), String> {
+        write(&dir.join("src/lib.rs"), &source(body))?;
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&dir)
+            .args(["check", "--offline", "--quiet", "--message-format=short"])
+            .env(
+                "CARGO_TARGET_DIR",
+                root.join("target/xtask/compile-fail-target"),
+            )
+            .output()
+            .map_err(|e| format!("cannot run cargo check: {e}"))?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        ))
+    };
+    let (mut passed, mut failed) = (0, 0);
+    match check(CONTROL)? {
+        (true, _) => {
+            println!("   PASS compiles: the right use (control)");
+            passed += 1;
+        }
+        (false, text) => {
+            println!("   FAIL the right use (control) does not compile:\n{text}");
+            failed += 1;
+        }
+    }
+    for c in CASES {
+        let (ok, text) = check(c.body)?;
+        let got = codes(&text);
+        if !ok && got.iter().any(|g| g == c.code) {
+            println!("   PASS does not compile ({}): {}", c.code, c.name);
+            passed += 1;
+        } else {
+            let why = if ok {
+                "it COMPILES".to_string()
+            } else {
+                format!("wanted {}, got {got:?}\n{text}", c.code)
+            };
+            println!("   FAIL {}: {why}", c.name);
+            failed += 1;
+        }
+    }
+    Ok((passed, failed))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn reads_error_codes() {
+        let t = "src/lib.rs:9:12: error[E0505]: cannot move out of `page` because it is borrowed\nerror: aborting\n";
+        assert_eq!(codes(t), vec!["E0505"]);
+        assert!(source("let x = 1;").contains("let x = 1;"));
+    }
+}
