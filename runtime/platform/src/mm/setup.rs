@@ -689,11 +689,14 @@ impl Memory {
     pub fn page_mut(&mut self, page: &mut Page) -> &mut [u8; 4096] {
         // SAFETY: a Page is handed out once by alloc_page for a frame the allocator gave
         // us (direct-mapped RW, referenced nowhere else) and consumed by free_page; the
-        // &mut borrow of it makes this reference unique.
+        // &mut borrow of it makes this reference unique. A page granted to a peer is
+        // inside its grant guard (`gnttab::GrantedPage`/`ReservedRef`, in a SharedPage),
+        // which never hands out `&mut Page`, and a copy side (`by_frame`) borrows it.
         unsafe { &mut *(direct_map_va(page.pfn) as *mut [u8; 4096]) }
     }
 
-    /// Give a page from [`Memory::alloc_page`] back to the allocator.
+    /// Give a page from [`Memory::alloc_page`] back to the allocator. (A granted page
+    /// cannot reach here: its guard owns it until the grant ends.)
     pub fn free_page(&mut self, page: Page) {
         // Cannot fail: the frame came from the allocator and the Page was consumed.
         let _ = frames_mut().alloc.free(page.pfn);
