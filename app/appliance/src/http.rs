@@ -1,8 +1,8 @@
 //! A minimal HTTP/1.1 server's decisions: parse a request head, plan the response, and
 //! the `/bytes/N` body.
 //!
-//! Routes: `GET /` an HTML page; `GET /bytes/N` N bytes (at most [`BYTES_MAX`]) of the
-//! pattern [`pattern_byte`]; `GET /files/PATH` a file of the guest's filesystem (the path
+//! Routes: `GET /` an HTML page; `GET /bytes/N` N bytes (at most [`BYTES_MAX`], 256 MiB;
+//! more is 400 [`BYTES_TOO_LARGE`]) of the pattern [`pattern_byte`]; `GET /files/PATH` a file of the guest's filesystem (the path
 //! checked by [`FilePath::new`], the bytes the guest's); anything else under GET is 404,
 //! another method 405, a malformed or oversized head 400. Every response says
 //! `Connection: close`, its `Content-Length`, and `X-Checksum-FNV1a64` (FNV-1a, 64-bit,
@@ -24,7 +24,8 @@
 //!
 //! 1. [`parse`] gives [`Route::File`]; [`FilePath::absolute`] is the name to open;
 //! 2. the guest opens it: a regular file of `len` bytes, or not;
-//! 3. [`file_checksum`] reads it once for the checksum, and [`respond_file`] with
+//! 3. [`file_checksum`] reads it once for the checksum (the appliance takes it in
+//!    bounded steps across rounds with [`FileSum`] instead), and [`respond_file`] with
 //!    [`Opened::File`] plans the 200 (with [`Opened::NotFound`] a 404, with
 //!    [`Opened::Failed`] a 500); [`head`] writes the head as for any route;
 //! 4. [`Body::fill_with`] sizes each chunk of the body and has `read` fill it, until
