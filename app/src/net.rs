@@ -99,8 +99,10 @@ struct Stats {
     /// port's pool held.
     tcp_conns: u64,
     pool_peak: usize,
-    /// Times a pool wanted a listener more but was at `tcp_max=`.
+    /// Times a pool wanted a listener more but was at `tcp_max=`, or the heap had no
+    /// room for one's buffers.
     pool_full: u64,
+    no_memory: u64,
     /// Connections reset for their peer's limit (`per_peer=`).
     refused_peer: u64,
     /// Connections given up: too long in SYN-RECEIVED, no whole head in time, idle,
@@ -184,28 +186,37 @@ struct Slot {
     hold: bool,
 }
 
+/// `n` zero bytes, or `None` if the heap cannot give them (a pool's growth is driven
+/// by clients: it stops there rather than fail the allocation, which is fatal).
+fn buffer(n: usize) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.resize(n, 0);
+    Some(v)
+}
+
 /// A TCP socket with `rx` and `tx` bytes of buffer, smoltcp's timeout and keep-alive
-/// set from `l` (a peer that stops answering is aborted).
-fn tcp_socket(rx: usize, tx: usize, l: &Limits) -> tcp::Socket<'static> {
+/// set from `l` (a peer that stops answering is aborted); `None` without the memory.
+fn tcp_socket(rx: usize, tx: usize, l: &Limits) -> Option<tcp::Socket<'static>> {
     let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; rx]),
-        tcp::SocketBuffer::new(vec![0; tx]),
+        tcp::SocketBuffer::new(buffer(rx)?),
+        tcp::SocketBuffer::new(buffer(tx)?),
     );
     s.set_nagle_enabled(false);
     s.set_timeout(Some(Duration::from_millis(l.idle_ms)));
     s.set_keep_alive(Some(Duration::from_millis(l.keep_alive_ms())));
-    s
+    Some(s)
 }
 
 /// Add a listening socket for `port` to the pool: a base one with the large buffers,
-/// or an extra one with the small.
+/// or an extra one with the small. `false` if the heap had no room for its buffers.
 fn add_socket(
     tcp: &mut Vec<Slot>,
     sockets: &mut SocketSet<'static>,
     port: u16,
     base: bool,
     l: &Limits,
-) {
+) -> bool {
     let (rx, tx) = match (port, base) {
         (7, true) => (TCP_ECHO_BUF, TCP_ECHO_BUF),
         (7, false) => (EXTRA_ECHO_BUF, EXTRA_ECHO_BUF),
@@ -214,7 +225,9 @@ fn add_socket(
         (_, true) => (TCP_SMALL_BUF, TCP_STREAM_BUF),
         (_, false) => (TCP_SMALL_BUF, EXTRA_STREAM_BUF),
     };
-    let mut sock = tcp_socket(rx, tx, l);
+    let Some(mut sock) = tcp_socket(rx, tx, l) else {
+        return false;
+    };
     let _ = sock.listen(port);
     let h = sockets.add(sock);
     let svc = match port {
@@ -231,6 +244,7 @@ fn add_socket(
         peer: [0; 4],
         hold: false,
     });
+    true
 }
 
 fn port_index(port: u16) -> usize {
@@ -290,10 +304,15 @@ fn admit(tcp: &mut Vec<Slot>, sockets: &mut SocketSet<'static>, l: &Limits, st: 
         if n == 0 && listening[k] < l.listen {
             st.pool_full += 1;
         }
+        let mut added = 0;
         for _ in 0..n {
-            add_socket(tcp, sockets, port, false, l);
+            if !add_socket(tcp, sockets, port, false, l) {
+                st.no_memory += 1;
+                break;
+            }
+            added += 1;
         }
-        st.pool_peak = st.pool_peak.max(total[k] + n);
+        st.pool_peak = st.pool_peak.max(total[k] + added);
     }
 }
 
@@ -386,7 +405,10 @@ impl Vif {
         let mut tcp = Vec::new();
         for (port, n) in [(7u16, ECHO_CONNS), (9, DISCARD_CONNS), (80, HTTP_CONNS)] {
             for _ in 0..n {
-                add_socket(&mut tcp, &mut sockets, port, true, &limits);
+                if !add_socket(&mut tcp, &mut sockets, port, true, &limits) {
+                    println!("net: no memory for tcp/{port}'s sockets");
+                    break;
+                }
             }
         }
         Vif {
@@ -1217,8 +1239,8 @@ fn finish(
         st.udp_echoed, st.udp_dropped, st.tcp_echoed, st.discarded, st.http_requests, st.http_bytes, st.detached, st.reattached, st.file_errors
     );
     println!(
-        "net: tcp conns={} pool_peak={} pool_full={} refused_peer={} timed_out_handshake={} timed_out_head={} timed_out_idle={} timed_out_closing={}",
-        st.tcp_conns, st.pool_peak, st.pool_full, st.refused_peer, st.timed_out_handshake, st.timed_out_head, st.timed_out_idle, st.timed_out_closing
+        "net: tcp conns={} pool_peak={} pool_full={} no_memory={} refused_peer={} timed_out_handshake={} timed_out_head={} timed_out_idle={} timed_out_closing={}",
+        st.tcp_conns, st.pool_peak, st.pool_full, st.no_memory, st.refused_peer, st.timed_out_handshake, st.timed_out_head, st.timed_out_idle, st.timed_out_closing
     );
     let mut fc = frag::Counts::default();
     let mut pending = 0;
