@@ -157,7 +157,9 @@ struct Vif {
     tcp: Vec<Slot>,
     /// Where this round's service starts (round-robin under the work budget).
     rr: usize,
-    /// Frames were left in the ring when the ingress budget ran out: poll again at once.
+    /// Frames were left in the ring when the ingress budget ran out, or a budget of the
+    /// services ran out, or a checksum is being taken: poll again at once (the round
+    /// ended to let the rest of the loop in, not because the work was done).
     more_rx: bool,
     limits: Limits,
     /// IPv4 fragments received, and what became of them (smoltcp counts none).
@@ -541,6 +543,11 @@ impl Vif {
                 conn.progress(now);
             }
         }
+        let summing = self
+            .tcp
+            .iter()
+            .any(|t| matches!(&t.svc, Service::Http(c) if c.sum.is_some()));
+        self.more_rx |= work == 0 || disk == 0 || summing;
         retire(&mut self.tcp, &mut self.sockets, &self.limits);
         // Send what the services queued now rather than at the next wake-up.
         self.frag_idle = egress(&mut self.iface, nic, &mut self.sockets);
