@@ -17,6 +17,7 @@ use xenpv_appliance::admission::{self, Conn, Limits, Phase, Why};
 use xenpv_appliance::config::{parse_ips, Ip, MAX_VIFS};
 use xenpv_appliance::frag::{self, Ledger, REASSEMBLY_TIMEOUT_MS};
 use xenpv_appliance::http::{self, Body, FileSum, Opened, Parse, Route, ROUND_BYTES};
+use xenpv_appliance::round;
 use xenpv_rt::blk::ext4::ext4_view::{Ext4, File};
 use xenpv_rt::blk::ext4::read_exact_at;
 use xenpv_rt::gnttab::GrantTable;
@@ -60,14 +61,13 @@ const EXTRA_ECHO_BUF: usize = 16 * 1024;
 const EXTRA_STREAM_BUF: usize = 64 * 1024;
 /// Bounded work per round of the loop, per vif (each about 1-10 ms of guest time
 /// natively, a few times more under emulation), so that no client holds the loop:
-/// - at most `INGRESS_FRAMES` received frames, or `INGRESS_NS` of ingress, whichever
-///   comes first (the rest wait in the ring for the next round, which comes at once);
+/// - at most 64 received frames, or 10 ms of ingress, whichever comes first
+///   (`xenpv_appliance::round`; the rest wait in the ring for the next round, which
+///   comes at once);
 /// - at most `ROUND_WORK` bytes of payload moved (echo copies, bodies filled, datagrams
 ///   echoed) and `ROUND_BYTES` (256 KiB) of file read from the disk (file checksums and
 ///   file bodies), the connections served round-robin from a rotating start;
 /// - at most `EGRESS_CALLS` calls of smoltcp's egress.
-const INGRESS_FRAMES: usize = 64;
-const INGRESS_NS: u64 = 10_000_000;
 const ROUND_WORK: u64 = 4 * 1024 * 1024;
 const EGRESS_CALLS: usize = 256;
 /// UDP: the largest datagram (65,535 - 20 - 8), the largest sent without fragments
@@ -433,7 +433,7 @@ impl Vif {
         }
     }
 
-    /// One round, its work bounded (see `INGRESS_FRAMES`, `ROUND_WORK`): the device,
+    /// One round, its work bounded (see `ROUND_WORK`): the device,
     /// ingress a frame at a time (new connections admitted between frames), every
     /// service and deadline, egress.
     fn poll(&mut self, st: &mut Stats) {
@@ -441,7 +441,6 @@ impl Vif {
             return;
         };
         nic.poll();
-        let t0 = now_ns();
         self.iface.poll_maintenance(now());
         self.more_rx = false;
         {
@@ -449,21 +448,18 @@ impl Vif {
                 nic: &mut *nic,
                 frags: &mut self.frags,
             };
-            let mut frames = 0;
-            loop {
+            // New connections are admitted before each frame, so that a burst of SYNs
+            // finds listeners.
+            let r = round::ingress(&round::INGRESS, now_ns, || {
                 admit(&mut self.tcp, &mut self.sockets, &self.limits, st);
-                if frames == INGRESS_FRAMES || now_ns().saturating_sub(t0) >= INGRESS_NS {
-                    self.more_rx = true;
-                    st.ingress_cut += 1;
-                    break;
-                }
-                match self
-                    .iface
+                self.iface
                     .poll_ingress_single(now(), &mut dev, &mut self.sockets)
-                {
-                    PollIngressSingleResult::None => break,
-                    _ => frames += 1,
-                }
+                    != PollIngressSingleResult::None
+            });
+            admit(&mut self.tcp, &mut self.sockets, &self.limits, st);
+            if r.cut {
+                self.more_rx = true;
+                st.ingress_cut += 1;
             }
         }
         self.frags.expire(now_ms());

@@ -4,7 +4,8 @@
 //! - [`config`]: the network words of its command line (`ip=`, `vifs=`);
 //! - [`http`]: requests parsed, responses planned;
 //! - [`frag`]: the IPv4 fragments received, and which of them were dropped;
-//! - [`pattern`]: the `/bytes/N` body and its checksum.
+//! - [`pattern`]: the `/bytes/N` body and its checksum;
+//! - [`round`]: how much one round of the loop takes in.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -14,3 +15,4 @@ pub mod config;
 pub mod frag;
 pub mod http;
 pub mod pattern;
+pub mod round;
