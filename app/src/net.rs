@@ -7,6 +7,13 @@
 //! then prints its counters and exits 0. A backend that closes (`xl network-detach`) is
 //! noticed through a xenstore watch: the vif is closed and its grants ended; when a
 //! backend appears again (`xl network-attach`) the vif reconnects and serves again.
+//!
+//! No client holds the loop or takes a service down: each round's work per vif is
+//! bounded (`xenpv_appliance::round`, `ROUND_WORK`, `ROUND_BYTES`), every TCP connection
+//! has deadlines and each port a growing pool of listeners with a per-peer limit
+//! (`xenpv_appliance::admission`, words `tcp_idle=` `head_timeout=` `syn_timeout=`
+//! `per_peer=` `tcp_listen=` `tcp_max=`), and IPv4 fragments are reassembled in bounded
+//! memory (`xenpv_appliance::frag`). The counters printed at the end say what each did.
 
 extern crate alloc;
 
@@ -500,6 +507,11 @@ impl Vif {
                 continue; // listening
             };
             match s.state() {
+                // A reset in SYN-RECEIVED puts smoltcp's socket back to listening.
+                tcp::State::Listen => {
+                    slot.conn = None;
+                    continue;
+                }
                 tcp::State::SynReceived => {}
                 tcp::State::Established | tcp::State::CloseWait => {
                     if conn.phase() == Phase::Handshake {
