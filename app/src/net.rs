@@ -295,9 +295,10 @@ fn admit(tcp: &mut Vec<Slot>, sockets: &mut SocketSet<'static>, l: &Limits, st: 
             _ => [0; 4],
         };
         st.tcp_conns += 1;
+        let port = tcp[i].port;
         let held = tcp
             .iter()
-            .filter(|o| o.conn.is_some() && o.peer == peer)
+            .filter(|o| o.conn.is_some() && o.peer == peer && o.port == port)
             .count();
         if !admission::admit(l, held) {
             s.abort();

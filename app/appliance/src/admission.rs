@@ -20,7 +20,9 @@
 //!   sends its FIN): reset.
 //!
 //! A new connection from a peer (remote IPv4 address) that already holds
-//! [`Limits::per_peer`] connections on the vif is reset ([`admit`]).
+//! [`Limits::per_peer`] connections to the same port of the vif is reset ([`admit`]):
+//! one peer cannot take a whole pool (the default is below [`Limits::max`]), and a
+//! peer's slow connections to one service do not cost it another.
 //!
 //! The defaults ([`Limits::DEFAULT`]) change with command-line words ([`Limits::set`]):
 //! `tcp_idle=S`, `head_timeout=S`, `syn_timeout=S` (seconds), `per_peer=N`,
@@ -49,7 +51,7 @@ pub struct Limits {
     pub head_ms: u64,
     /// Longest time in SYN-RECEIVED (`syn_timeout=S`).
     pub syn_ms: u64,
-    /// Most connections one remote IPv4 address holds on a vif, all ports together
+    /// Most connections one remote IPv4 address holds to one port of a vif
     /// (`per_peer=N`).
     pub per_peer: usize,
     /// Sockets kept listening per port (`tcp_listen=N`).
@@ -235,8 +237,8 @@ pub fn retire(l: &Limits, listening: usize) -> bool {
     listening >= l.listen
 }
 
-/// Admit a new connection from a peer that already holds `held` connections (not
-/// counting this one) on the vif?
+/// Admit a new connection from a peer that already holds `held` connections to the
+/// same port (not counting this one)?
 pub fn admit(l: &Limits, held: usize) -> bool {
     held < l.per_peer
 }
