@@ -1,8 +1,8 @@
 //! A minimal HTTP/1.1 server's decisions: parse a request head, plan the response, and
 //! the `/bytes/N` body.
 //!
-//! Routes: `GET /` an HTML page; `GET /bytes/N` N bytes (at most [`BYTES_MAX`]) of the
-//! pattern [`pattern_byte`]; `GET /files/PATH` a file of the guest's filesystem (the path
+//! Routes: `GET /` an HTML page; `GET /bytes/N` N bytes (at most [`BYTES_MAX`], 256 MiB;
+//! more is 400 [`BYTES_TOO_LARGE`]) of the pattern [`pattern_byte`]; `GET /files/PATH` a file of the guest's filesystem (the path
 //! checked by [`FilePath::new`], the bytes the guest's); anything else under GET is 404,
 //! another method 405, a malformed or oversized head 400. Every response says
 //! `Connection: close`, its `Content-Length`, and `X-Checksum-FNV1a64` (FNV-1a, 64-bit,
@@ -24,7 +24,8 @@
 //!
 //! 1. [`parse`] gives [`Route::File`]; [`FilePath::absolute`] is the name to open;
 //! 2. the guest opens it: a regular file of `len` bytes, or not;
-//! 3. [`file_checksum`] reads it once for the checksum, and [`respond_file`] with
+//! 3. [`file_checksum`] reads it once for the checksum (the appliance takes it in
+//!    bounded steps across rounds with [`FileSum`] instead), and [`respond_file`] with
 //!    [`Opened::File`] plans the 200 (with [`Opened::NotFound`] a 404, with
 //!    [`Opened::Failed`] a 500); [`head`] writes the head as for any route;
 //! 4. [`Body::fill_with`] sizes each chunk of the body and has `read` fill it, until
@@ -79,8 +80,15 @@ pub use crate::pattern::{fill_pattern, pattern_byte, Fnv};
 
 /// Longest request head read; a longer one is answered 400.
 pub const HEAD_MAX: usize = 2048;
-/// Largest `/bytes/N`.
-pub const BYTES_MAX: u64 = 1 << 32;
+/// Largest `/bytes/N`: 256 MiB, what the build-time checkpoint table covers, so that a
+/// head's checksum costs at most one checkpoint step (256 KiB) of hashing. A larger N
+/// is answered 400 with [`BYTES_TOO_LARGE`] (hashing 4 GiB first held the whole
+/// appliance for seconds natively, minutes under emulation).
+pub const BYTES_MAX: u64 = crate::pattern::CHECKPOINTS as u64 * crate::pattern::CHECKPOINT_STEP;
+
+/// The body of the 400 for a `/bytes/N` over [`BYTES_MAX`].
+pub const BYTES_TOO_LARGE: &[u8] =
+    b"bytes: N is over the limit: GET /bytes/N serves at most 268435456 bytes (256 MiB)\n";
 
 /// Longest path after `/files/`, in bytes.
 pub const FILE_PATH_MAX: usize = 255;
@@ -97,6 +105,8 @@ pub enum Route<'a> {
     File(FilePath<'a>),
     /// A GET of any other path.
     NotFound,
+    /// `GET /bytes/N` with N over [`BYTES_MAX`]: 400, [`BYTES_TOO_LARGE`].
+    TooLarge,
     /// Not a GET.
     MethodNotAllowed,
     /// Not an HTTP/1.x request line, or a head past [`HEAD_MAX`]; why.
@@ -238,7 +248,10 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
                 .flatten()
         }) {
             Some(n) if n <= BYTES_MAX => Route::Bytes(n),
-            _ => Route::NotFound,
+            Some(_) => Route::TooLarge,
+            // Not a number, or past u64: also over the limit if it is all digits.
+            None if !n.is_empty() && n.iter().all(u8::is_ascii_digit) => Route::TooLarge,
+            None => Route::NotFound,
         }
     } else if path.starts_with(b"/files/") {
         // From the `/` after `files` on: the absolute name.
@@ -359,6 +372,57 @@ pub fn file_checksum<E>(
     Ok(h.finish())
 }
 
+/// Bytes of a file [`FileSum::step`] reads per round by default, and bytes of body a
+/// connection sends per round: 256 KiB, about 1 ms of hashing natively (a few under
+/// emulation), so that no request holds the appliance's loop for long.
+pub const ROUND_BYTES: u64 = 256 * 1024;
+
+/// A file's FNV-1a 64 taken in bounded steps, one per round of the appliance's loop,
+/// so that a large file (or a hostile disk's huge one) never holds the loop: the
+/// connection waits in this state, the head goes out once [`FileSum::step`] is done.
+#[derive(Clone, Copy, Debug)]
+pub struct FileSum {
+    len: u64,
+    at: u64,
+    fnv: Fnv,
+}
+
+impl FileSum {
+    /// The checksum of a file of `len` bytes, not started.
+    pub fn new(len: u64) -> Self {
+        FileSum {
+            len,
+            at: 0,
+            fnv: Fnv::new(),
+        }
+    }
+
+    /// Bytes hashed so far.
+    pub fn hashed(&self) -> u64 {
+        self.at
+    }
+
+    /// Hash on: at most `budget` bytes (at least one chunk), read as for
+    /// [`file_checksum`]; the checksum once the whole file is in, `None` while some
+    /// remains. The first error of `read` comes back (the state is then unchanged from
+    /// that chunk on).
+    pub fn step<E>(
+        &mut self,
+        budget: u64,
+        mut read: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
+    ) -> Result<Option<u64>, E> {
+        let mut buf = [0u8; 4096];
+        let stop = self.at.saturating_add(budget.max(1));
+        while self.at < self.len && self.at < stop {
+            let n = (self.len - self.at).min(buf.len() as u64) as usize;
+            read(self.at, &mut buf[..n])?;
+            self.fnv.update(&buf[..n]);
+            self.at += n as u64;
+        }
+        Ok((self.at >= self.len).then(|| self.fnv.finish()))
+    }
+}
+
 /// What the guest found when it opened a [`Route::File`]'s path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Opened {
@@ -424,6 +488,7 @@ pub fn respond(route: Route<'_>) -> Response {
         Route::NotFound | Route::File(_) => r(404, "Not Found", b"not found\n"),
         Route::MethodNotAllowed => r(405, "Method Not Allowed", b"only GET\n"),
         Route::BadRequest(_) => r(400, "Bad Request", b"bad request\n"),
+        Route::TooLarge => r(400, "Bad Request", BYTES_TOO_LARGE),
     }
 }
 
@@ -454,6 +519,69 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_bytes_head_waits_for_more_than_one_checkpoint_step_of_hashing() {
+        // H1: the head of the largest `/bytes/N` carries its checksum; past the table
+        // (256 MiB) that meant hashing gigabytes inline before the head went out.
+        use crate::pattern::{checksum_work, CHECKPOINT_STEP};
+        for n in [BYTES_MAX, BYTES_MAX - 1, BYTES_MAX / 2 + 12345] {
+            let work = checksum_work(n);
+            assert!(
+                work <= CHECKPOINT_STEP,
+                "GET /bytes/{n} hashes {work} bytes before its head (budget {CHECKPOINT_STEP})"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_checksum_reads_at_most_its_budget_per_round() {
+        // H1: `GET /files/PATH` read the whole file for its checksum inline.
+        let data: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7) as u8).collect();
+        let log = std::cell::RefCell::new(vec![]);
+        let mut sum = FileSum::new(data.len() as u64);
+        let mut rounds = 0;
+        let checksum = loop {
+            log.borrow_mut().clear();
+            rounds += 1;
+            let r = sum.step(ROUND_BYTES, reader(&data, None, &log)).unwrap();
+            let read: usize = log.borrow().iter().map(|&(_, n)| n).sum();
+            assert!(
+                read as u64 <= ROUND_BYTES,
+                "round {rounds} read {read} bytes of the file (budget {ROUND_BYTES})"
+            );
+            if let Some(c) = r {
+                break c;
+            }
+            assert!(rounds < 100, "no end");
+        };
+        assert_eq!(rounds, (data.len() as u64).div_ceil(ROUND_BYTES) as usize);
+        assert_eq!(
+            checksum,
+            file_checksum(data.len() as u64, reader(&data, None, &log)).unwrap()
+        );
+        // A failing read: the error, and the same chunk is read again next round.
+        let mut sum = FileSum::new(9000);
+        let short = vec![1u8; 9000];
+        assert_eq!(
+            sum.step(ROUND_BYTES, reader(&short, Some(5000), &log)),
+            Err("disk failed")
+        );
+        assert_eq!(sum.hashed(), 4096);
+        let c = sum.step(ROUND_BYTES, reader(&short, None, &log)).unwrap();
+        assert_eq!(
+            c,
+            Some(file_checksum(9000, reader(&short, None, &log)).unwrap())
+        );
+        // An empty file is done at once; a tiny budget still makes progress.
+        assert_eq!(
+            FileSum::new(0).step(0, reader(&short, None, &log)),
+            Ok(Some(0xcbf2_9ce4_8422_2325))
+        );
+        let mut sum = FileSum::new(9000);
+        assert_eq!(sum.step(1, reader(&short, None, &log)), Ok(None));
+        assert_eq!(sum.hashed(), 4096);
+    }
+
+    #[test]
     fn routes() {
         let p = |s: &'static str| match parse(s.as_bytes()) {
             Parse::Done { route, .. } => route,
@@ -468,9 +596,19 @@ mod tests {
         assert_eq!(p("GET /bytes/-1 HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(
             p("GET /bytes/99999999999999999999999 HTTP/1.1\r\n\r\n"),
-            Route::NotFound
+            Route::TooLarge
         );
-        assert_eq!(p("GET /bytes/4294967297 HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(p("GET /bytes/4294967296 HTTP/1.1\r\n\r\n"), Route::TooLarge);
+        assert_eq!(p("GET /bytes/268435457 HTTP/1.1\r\n\r\n"), Route::TooLarge);
+        assert_eq!(
+            p("GET /bytes/268435456 HTTP/1.1\r\n\r\n"),
+            Route::Bytes(BYTES_MAX)
+        );
+        let r = respond(Route::TooLarge);
+        assert_eq!((r.status, r.body), (400, Body::Static(BYTES_TOO_LARGE)));
+        assert!(core::str::from_utf8(BYTES_TOO_LARGE)
+            .unwrap()
+            .contains(&BYTES_MAX.to_string()));
         assert_eq!(p("GET /filesx HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(p("GET /files HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(p("POST / HTTP/1.1\r\n\r\n"), Route::MethodNotAllowed);

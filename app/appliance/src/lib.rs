@@ -1,12 +1,18 @@
 //! The sample appliance's decisions, pure and host-tested (the kernel in `app/` only
 //! moves bytes between these and its sockets):
+//! - [`admission`]: which TCP connections are taken and how long they are kept;
 //! - [`config`]: the network words of its command line (`ip=`, `vifs=`);
 //! - [`http`]: requests parsed, responses planned;
-//! - [`pattern`]: the `/bytes/N` body and its checksum.
+//! - [`frag`]: the IPv4 fragments received, and which of them were dropped;
+//! - [`pattern`]: the `/bytes/N` body and its checksum;
+//! - [`round`]: how much one round of the loop takes in.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod config;
+pub mod frag;
 pub mod http;
 pub mod pattern;
+pub mod round;

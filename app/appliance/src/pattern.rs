@@ -44,7 +44,7 @@ fn pattern_word(x: u64) -> u64 {
 /// below `len`, hashing at most [`CHECKPOINT_STEP`] bytes (past the table's 256 MiB,
 /// everything after its last checkpoint).
 pub fn checksum(len: u64) -> u64 {
-    let k = ((len / CHECKPOINT_STEP) as usize).min(CHECKPOINTS - 1);
+    let k = nearest_checkpoint(len);
     let mut h = Fnv(CHECKPOINT_FNV[k]);
     let mut at = k as u64 * CHECKPOINT_STEP;
     let mut buf = [0u8; 4096];
@@ -55,6 +55,17 @@ pub fn checksum(len: u64) -> u64 {
         at += n as u64;
     }
     h.finish()
+}
+
+/// The checkpoint [`checksum`] starts from for `len` bytes.
+fn nearest_checkpoint(len: u64) -> usize {
+    ((len / CHECKPOINT_STEP) as usize).min(CHECKPOINTS - 1)
+}
+
+/// Bytes of the pattern [`checksum`] hashes for `len` bytes (from its nearest checkpoint
+/// on): what a `/bytes/N` head costs before it can go out.
+pub fn checksum_work(len: u64) -> u64 {
+    len - nearest_checkpoint(len) as u64 * CHECKPOINT_STEP
 }
 
 /// FNV-1a, 64-bit.

@@ -46,8 +46,18 @@ pub const TX_FULL_WAIT_NS: u64 = 20_000_000;
 /// use xenpv_rt::{evtchn, time::now_ns};
 /// loop {
 ///     nic.poll();
-///     iface.poll(now(), nic, sockets);
+///     // Ingress a frame at a time, at most 64 a round (`iface.poll` takes frames for as
+///     // long as the backend supplies them: a flood would keep it there), then egress.
+///     for _ in 0..64 {
+///         if iface.poll_ingress_single(now(), nic, sockets)
+///             == smoltcp::iface::PollIngressSingleResult::None
+///         {
+///             break;
+///         }
+///     }
+///     iface.poll_egress(now(), nic, sockets);
 ///     // … serve the sockets …
+///     // (If the budget ran out with frames left, poll again at once rather than wait.)
 ///     let wait = poll_delay_ns(iface, sockets, nic, 100_000_000);
 ///     let _ = evtchn::wait(&[nic.port()], now_ns() + wait);
 /// }
