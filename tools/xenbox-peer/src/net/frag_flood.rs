@@ -47,7 +47,11 @@ fn fragment(dst: Ipv4Addr, id: u16, size: usize, port: u16) -> Vec<u8> {
     p[2..4].copy_from_slice(&((20 + size) as u16).to_be_bytes());
     p[4..6].copy_from_slice(&id.to_be_bytes());
     // More Fragments; an odd id's fragment starts after the first one's payload.
-    let offset_units = if id.is_multiple_of(2) { 0 } else { (size / 8) as u16 };
+    let offset_units = if id.is_multiple_of(2) {
+        0
+    } else {
+        (size / 8) as u16
+    };
     p[6..8].copy_from_slice(&(0x2000 | offset_units).to_be_bytes());
     p[8] = 64;
     p[9] = libc::IPPROTO_UDP as u8;

@@ -8,7 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{
-    check_addr, connect_from, extra_bytes, mbit_s, millis, read, reason, resolve, write_all, Deadline,
+    check_addr, connect_from, extra_bytes, mbit_s, millis, read, reason, resolve, write_all,
+    Deadline,
 };
 use crate::args::{bad, Opt, Parsed, Spec, Usage, TIMEOUT};
 use crate::data::{fnv1a64, pattern_mismatch, FNV_OFFSET};
@@ -291,7 +292,8 @@ pub(crate) fn one(
     want: &Want,
     d: Deadline,
 ) -> Result<Got, Fail> {
-    let s = connect_from(&addr, from, &d, None).map_err(|e| Fail(reason(&e), format!("connect: {e}")))?;
+    let s = connect_from(&addr, from, &d, None)
+        .map_err(|e| Fail(reason(&e), format!("connect: {e}")))?;
     let mut req = Vec::new();
     write!(
         req,

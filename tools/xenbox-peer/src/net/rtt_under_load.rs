@@ -22,13 +22,15 @@ use crate::verdict::{progress, Verdict};
 pub static SPEC: Spec = Spec {
     name: "rtt-under-load",
     args: &["HOST:PORT"],
-    about: "Measure UDP echo round trips to HOST:PORT (64-byte datagrams, one at a time, --gap-ms\n\
+    about:
+        "Measure UDP echo round trips to HOST:PORT (64-byte datagrams, one at a time, --gap-ms\n\
             apart, each given --reply-ms) --idle times; then GET --path from the HTTP server at\n\
             --http and, while that transfer is in progress (its body read and discarded at\n\
             --read-rate bytes/s), measure --busy round trips more. The response must be status\n\
             200 or, within --head-within seconds, a 4xx (a size the server refuses, saying so),\n\
             after which --fallback is fetched instead and must be 200. A round trip not answered\n\
-            in --reply-ms counts as infinitely long. Reports idle_median_us, busy_median_us,\n\
+            in --reply-ms counts as infinitely long (the busy ones stop once more than half are\n\
+            lost: the median is decided). Reports idle_median_us, busy_median_us,\n\
             ratio (busy median over the idle one, the idle one taken as at least --floor-us),\n\
             busy_p90_us, busy_max_us, the lost echoes, status (the first response's), head_ms,\n\
             path (the one transferred) and how the transfer went (transfer_bytes, transfer_end).\n\
@@ -54,9 +56,19 @@ pub static SPEC: Spec = Spec {
             "the response head must come within SECS seconds",
         ),
         Opt::val("idle", "N", "50", "round trips measured idle"),
-        Opt::val("busy", "N", "100", "round trips measured during the transfer"),
+        Opt::val(
+            "busy",
+            "N",
+            "100",
+            "round trips measured during the transfer",
+        ),
         Opt::val("gap-ms", "MS", "20", "pause between round trips"),
-        Opt::val("reply-ms", "MS", "2000", "an echo not back in MS ms is lost"),
+        Opt::val(
+            "reply-ms",
+            "MS",
+            "2000",
+            "an echo not back in MS ms is lost",
+        ),
         Opt::val(
             "max-ratio",
             "R",
@@ -194,13 +206,15 @@ fn transfer(
     }
 }
 
-/// Round trips of 64-byte datagrams; `None` for a lost one.
+/// Round trips of 64-byte datagrams; `None` for a lost one. With `decided`, it stops
+/// once more than half of `n` are lost (the median is then infinite whatever follows).
 fn round_trips(
     sock: &std::net::UdpSocket,
     n: u64,
     first_seq: u64,
     gap: Duration,
     reply: Duration,
+    decided: bool,
     d: &Deadline,
 ) -> io::Result<Vec<Option<Duration>>> {
     let mut out = Vec::new();
@@ -227,7 +241,7 @@ fn round_trips(
             }
         };
         out.push(rtt);
-        if d.expired() {
+        if d.expired() || (decided && out.iter().filter(|r| r.is_none()).count() as u64 > n / 2) {
             break;
         }
         thread::sleep(gap.min(d.left(None).unwrap_or(Duration::ZERO)));
@@ -305,7 +319,7 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
             return Ok(v);
         }
     };
-    let idle = match round_trips(&sock, idle_n, 0, gap, reply, &d) {
+    let idle = match round_trips(&sock, idle_n, 0, gap, reply, false, &d) {
         Ok(r) => r,
         Err(e) => {
             fail_io(&mut v, "idle", &e);
@@ -370,7 +384,7 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
             }
         ),
     );
-    let busy = round_trips(&sock, busy_n, idle_n, gap, reply, &d);
+    let busy = round_trips(&sock, busy_n, idle_n, gap, reply, true, &d);
     // Whatever else the transfer thread said meanwhile.
     let mut drain = |ended: &mut Option<String>, streams: &mut Vec<TcpStream>| {
         while let Ok(ev) = rx.try_recv() {
@@ -569,8 +583,20 @@ mod tests {
         let u = udp_echo(UdpMode::Honest);
         let h = server(u64::MAX, None);
         let base = [
-            "rtt-under-load", &u, "--http", &h, "--idle", "10", "--busy", "20", "--gap-ms",
-            "1", "--read-rate", "1M", "--path", "/bytes/100000000",
+            "rtt-under-load",
+            &u,
+            "--http",
+            &h,
+            "--idle",
+            "10",
+            "--busy",
+            "20",
+            "--gap-ms",
+            "1",
+            "--read-rate",
+            "1M",
+            "--path",
+            "/bytes/100000000",
         ];
         let v = cmd(&base);
         assert!(v.passed(), "{v}");

@@ -162,7 +162,9 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
     let n = p.u64("bytes")?;
     let conns = p.u64_in("conns", 1, 1024)?;
     let seed = p.u64("seed")?;
-    let together = p.flag("together").then(|| Arc::new(Barrier::new(conns as usize)));
+    let together = p
+        .flag("together")
+        .then(|| Arc::new(Barrier::new(conns as usize)));
     let d = Deadline::after(p.timeout()?);
     let mut v = Verdict::new(SPEC.name);
     let a = match resolve(addr, &d) {
@@ -260,12 +262,26 @@ mod tests {
     fn together_opens_every_connection_first() {
         let a = tcp_echo(TcpMode::Honest);
         let v = cmd(&[
-            "tcp-echo", &a, "--bytes", "64K", "--conns", "64", "--together",
+            "tcp-echo",
+            &a,
+            "--bytes",
+            "64K",
+            "--conns",
+            "64",
+            "--together",
         ]);
         assert!(v.passed(), "{v}");
         assert_eq!(v.get("ok"), Some("64"));
         let a = format!("127.0.0.1:{}", crate::net::testsrv::free_port());
-        let v = cmd(&["tcp-echo", &a, "--bytes", "1K", "--conns", "4", "--together"]);
+        let v = cmd(&[
+            "tcp-echo",
+            &a,
+            "--bytes",
+            "1K",
+            "--conns",
+            "4",
+            "--together",
+        ]);
         assert_eq!(v.reason(), Some("refused"), "{v}");
         assert_eq!(v.get("refused"), Some("4"), "{v}");
     }

@@ -308,10 +308,7 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
         },
     );
     v.kv("probe_ms", probe_ms);
-    v.kv(
-        "got_bytes",
-        results.iter().map(|h| h.got).sum::<u64>(),
-    );
+    v.kv("got_bytes", results.iter().map(|h| h.got).sum::<u64>());
     Ok(v)
 }
 

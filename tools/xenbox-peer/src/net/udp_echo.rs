@@ -346,13 +346,25 @@ mod tests {
     fn cycles_a_list_of_sizes_past_the_mtu() {
         let a = udp_echo(UdpMode::Honest);
         let v = cmd(&[
-            "udp-echo", &a, "--count", "20", "--sizes", "1473,2960,9000,65507",
+            "udp-echo",
+            &a,
+            "--count",
+            "20",
+            "--sizes",
+            "1473,2960,9000,65507",
         ]);
         assert!(v.passed(), "{v}");
         assert_eq!(v.get("sizes"), Some("1473,2960,9000,65507"));
         let a = udp_echo(UdpMode::Drop(3));
         let v = cmd(&[
-            "udp-echo", &a, "--count", "8", "--sizes", "1473,65507", "--reply-ms", "300",
+            "udp-echo",
+            &a,
+            "--count",
+            "8",
+            "--sizes",
+            "1473,65507",
+            "--reply-ms",
+            "300",
         ]);
         assert_eq!(v.get("first_lost"), Some("3/65507B"), "{v}");
     }
