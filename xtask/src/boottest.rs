@@ -1061,6 +1061,9 @@ const SHUTDOWN_DURING_TRANSFER_S: u64 = 30;
 /// How soon after `xl shutdown` during a vif detach or re-attach the domU must have
 /// stopped.
 const SHUTDOWN_DURING_DETACH_S: u64 = 60;
+/// How long the `-attach` variant's hotplug script sleeps before the box's own runs:
+/// netback stays in InitWait that long, and the appliance inside its handshake.
+const HOTPLUG_DELAY_S: u64 = 20;
 /// The appliance's count of IPv4 fragments it gave up on (incomplete datagrams timed out
 /// or refused for want of reassembly memory), among the counters it prints when it
 /// stops: at least one after the flood of incomplete fragments.
@@ -1119,8 +1122,10 @@ fn net_hostile_clients() -> BootTest {
     b
 }
 
-/// `xl shutdown` issued while the appliance's only vif is being detached (`detach`) or
-/// re-attached (`attach`) is honoured: the domU stops within
+/// `xl shutdown` issued while the appliance's only vif is being detached (`detach`:
+/// right after `xl network-detach` starts) or re-attached (`attach`: while the
+/// appliance is inside its handshake, the backend held in InitWait by a hotplug script
+/// slowed by [`HOTPLUG_DELAY_S`]) is honoured: the domU stops within
 /// [`SHUTDOWN_DURING_DETACH_S`], exit status 0.
 fn net_shutdown_during(variant: &'static str) -> BootTest {
     let mut b = t(
@@ -1141,6 +1146,11 @@ fn net_shutdown_during(variant: &'static str) -> BootTest {
             has("xenpv-rt: exit status 0"),
         ],
     );
+    if variant == "attach" {
+        b.checks.push(Check::Regex(
+            r"dom0\| re-attach: frontend state 4, backend state [0-3] after \d+ ms \(inside the handshake: yes\)",
+        ));
+    }
     b.vifs = 1;
     b.memory_mib = 256;
     b.timeout_s = 600;
@@ -1148,6 +1158,7 @@ fn net_shutdown_during(variant: &'static str) -> BootTest {
         &[
             ("VARIANT", variant.to_string()),
             ("SHUTDOWN_WITHIN", SHUTDOWN_DURING_DETACH_S.to_string()),
+            ("HOTPLUG_DELAY", HOTPLUG_DELAY_S.to_string()),
         ],
         include_str!("net_shutdown_detach_test.sh"),
     ));
