@@ -2,8 +2,8 @@
 # next to the domU, with DOMID and PEER set; xtask puts VARIANT, SHUTDOWN_WITHIN and
 # HOTPLUG_DELAY before it): `xl shutdown` issued while the domU's only vif is being
 # detached and re-attached must be honoured, the domU stopped within SHUTDOWN_WITHIN s.
-#   VARIANT=detach: the shutdown right after the detach starts (while the appliance
-#     closes the vif), then the vif re-attached.
+#   VARIANT=detach: the shutdown as soon as the appliance is closing the vif (its
+#     state Closing or Closed), then the vif re-attached.
 #   VARIANT=attach: the vif detached, then re-attached with the hotplug script slowed by
 #     HOTPLUG_DELAY s (netback goes Connected only once it has run, as with a slow
 #     backend), and the shutdown issued while the appliance is inside its handshake
@@ -41,6 +41,16 @@ case "$VARIANT" in
 detach)
     xl network-detach "$DOMID" 0 > /run/detach.log 2>&1 &
     bg=$!
+    # As soon as the appliance is closing (its state Closing or Closed, or the toolstack
+    # removed the device; 30 s at most).
+    fe=/local/domain/$DOMID/device/vif/0/state
+    t=$(now_ms)
+    while [ $(($(now_ms) - t)) -lt 30000 ]; do
+        f=$(xenstore-read "$fe" 2>/dev/null)
+        case "$f" in 5|6|"") break ;; esac
+        usleep 20000
+    done
+    echo "detach: frontend state ${f:-gone} after $(($(now_ms) - t)) ms"
     xl shutdown "$DOMID" > /run/shutdown.log 2>&1 &
     t0=$(now_ms)
     wait "$bg"
