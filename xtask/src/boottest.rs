@@ -841,6 +841,12 @@ fn domu_tests() -> Vec<BootTest> {
     v.push(net_dhcp());
     v.push(blk());
     v.push(blk_files());
+    // Issue 24: nothing a client or a disk sends can stall, starve or crash the appliance.
+    v.push(net_hostile_clients());
+    v.push(net_shutdown_during("detach"));
+    v.push(net_shutdown_during("attach"));
+    v.push(net_fragments());
+    v.push(blk_hostile_ext4());
     for b in &mut v {
         b.domu = true;
         b.timeout_s = b.timeout_s.max(240);
@@ -1045,6 +1051,196 @@ fn blk_files() -> BootTest {
         }
         script += "exit \"$fails\"\n";
         b.dom0_script = Some(Box::leak(script.into_boxed_str()));
+        Ok(())
+    });
+    b
+}
+
+/// The appliance's deadline for a request head, in seconds: a connection that has not
+/// sent a whole head by then is closed (what `tcp-hold` expects of the held ones).
+const HEAD_TIMEOUT_S: u64 = 30;
+/// How soon after `xl shutdown` during a large transfer the domU must have stopped.
+const SHUTDOWN_DURING_TRANSFER_S: u64 = 30;
+/// How soon after `xl shutdown` during a vif detach or re-attach the domU must have
+/// stopped.
+const SHUTDOWN_DURING_DETACH_S: u64 = 60;
+/// How long the `-attach` variant's hotplug script sleeps before the box's own runs:
+/// netback stays in InitWait that long, and the appliance inside its handshake.
+const HOTPLUG_DELAY_S: u64 = 20;
+/// How soon after the flood of incomplete fragments large datagrams must be echoed
+/// again: the flood may hold the reassembly buffers until the appliance's reassembly
+/// timeout drops them.
+const FRAG_RECOVER_S: u64 = 30;
+/// The appliance's count of IPv4 fragments it gave up on (incomplete datagrams timed out
+/// or refused for want of reassembly memory), among the counters it prints when it
+/// stops: at least one after the flood of incomplete fragments.
+const FRAGS_DROPPED: &str = r"net: .*frag\w*=[1-9]\d*";
+/// The appliance's refusal of a filesystem whose superblock claims more blocks than the
+/// disk holds: a `net: files:` line naming the field.
+const HOSTILE_EXT4_REFUSED: &str = r"net: files: .*blocks_(count|per_group)";
+
+/// A dom0 script: `vars` (NAME=VALUE lines) before `script`.
+fn script_with(vars: &[(&str, String)], script: &str) -> &'static str {
+    let mut s = String::new();
+    for (k, v) in vars {
+        s += &format!("{k}={v}\n");
+    }
+    s += script;
+    Box::leak(s.into_boxed_str())
+}
+
+/// Hostile clients against the appliance on one vif (issue 24): 64 clients at once on
+/// the echo port, all served and none refused; 40 silent connections and 20 with half
+/// a request head held on port 80 while a normal client (another dom0 address) is
+/// served within 5 s, and the held ones closed by the appliance within
+/// [`HEAD_TIMEOUT_S`]; UDP echo round trips during `GET /bytes/4294967296` (or the
+/// largest size allowed, after a 4xx) under 10x their idle median, and `xl shutdown`
+/// during that transfer honoured within [`SHUTDOWN_DURING_TRANSFER_S`].
+fn net_hostile_clients() -> BootTest {
+    let mut b = t(
+        "domu-net-hostile-clients",
+        Image::app(),
+        "net ip=169.254.100.2/24",
+        0,
+        vec![
+            has("dom0| peer: tcp-echo PASS bytes=4194304 conns=64 ok=64"),
+            Check::Regex(r"dom0\| peer: tcp-hold PASS held=[1-9]\d* "),
+            Check::Regex(r"dom0\| peer: http-get PASS status=200 "),
+            Check::Regex(r"dom0\| peer: rtt-under-load PASS "),
+            has("dom0| the large transfer: in-progress"),
+            Check::Regex(
+                r"dom0\| xl shutdown during the transfer: the domU stopped after \d+ ms .*: ok",
+            ),
+            has("xenbox: dom0-script exit 0"),
+            has("net: shutdown requested (poweroff)"),
+            has("xenpv-rt: exit status 0"),
+        ],
+    );
+    b.vifs = 1;
+    b.memory_mib = 256;
+    b.timeout_s = 1200;
+    b.dom0_script = Some(script_with(
+        &[
+            ("HEAD_TIMEOUT", HEAD_TIMEOUT_S.to_string()),
+            ("SHUTDOWN_WITHIN", SHUTDOWN_DURING_TRANSFER_S.to_string()),
+        ],
+        include_str!("net_hostile_test.sh"),
+    ));
+    b
+}
+
+/// `xl shutdown` issued while the appliance's only vif is being detached (`detach`:
+/// as soon as the appliance is closing it) or re-attached (`attach`: while the
+/// appliance is inside its handshake, the backend held in InitWait by a hotplug script
+/// slowed by [`HOTPLUG_DELAY_S`]) is honoured: the domU stops within
+/// [`SHUTDOWN_DURING_DETACH_S`], exit status 0.
+fn net_shutdown_during(variant: &'static str) -> BootTest {
+    let mut b = t(
+        &format!("domu-net-shutdown-{variant}"),
+        Image::app(),
+        "net ip=169.254.100.2/24",
+        0,
+        vec![
+            Check::Regex(r"dom0\| peer: http-get PASS status=200 "),
+            Check::Regex(match variant {
+                "detach" => {
+                    r"dom0\| xl shutdown during detach: the domU stopped after \d+ ms .*: ok"
+                }
+                _ => r"dom0\| xl shutdown during attach: the domU stopped after \d+ ms .*: ok",
+            }),
+            has("xenbox: dom0-script exit 0"),
+            has("net: shutdown requested (poweroff)"),
+            has("xenpv-rt: exit status 0"),
+        ],
+    );
+    if variant == "detach" {
+        b.checks.push(Check::Regex(
+            r"dom0\| detach: frontend state (5|6|gone) after \d+ ms",
+        ));
+    }
+    if variant == "attach" {
+        b.checks.push(Check::Regex(
+            r"dom0\| re-attach: frontend state 4, backend state [0-3] after \d+ ms \(inside the handshake: yes\)",
+        ));
+    }
+    b.vifs = 1;
+    b.memory_mib = 256;
+    b.timeout_s = 600;
+    b.dom0_script = Some(script_with(
+        &[
+            ("VARIANT", variant.to_string()),
+            ("SHUTDOWN_WITHIN", SHUTDOWN_DURING_DETACH_S.to_string()),
+            ("HOTPLUG_DELAY", HOTPLUG_DELAY_S.to_string()),
+        ],
+        include_str!("net_shutdown_detach_test.sh"),
+    ));
+    b
+}
+
+/// UDP datagrams larger than the MTU (issue 24): echoes of every size class from 1473
+/// to 65507 bytes come back byte-identical; 10 s of incomplete fragments later, small
+/// echoes and HTTP answer at once and large ones within [`FRAG_RECOVER_S`], and the
+/// appliance reports the fragments it dropped ([`FRAGS_DROPPED`]).
+fn net_fragments() -> BootTest {
+    let mut b = t(
+        "domu-net-fragments",
+        Image::app(),
+        "net ip=169.254.100.2/24",
+        0,
+        vec![
+            has("dom0| peer: udp-echo PASS sent=14 returned=14 lost=0 mismatched=0"),
+            Check::Regex(r"dom0\| peer: frag-flood PASS sent=[1-9]\d* "),
+            has("dom0| peer: udp-echo PASS sent=200 returned=200 lost=0 mismatched=0"),
+            has("dom0| peer: udp-echo PASS sent=3 returned=3 lost=0 mismatched=0"),
+            Check::Regex(
+                r"dom0\| large datagrams after the flood: echoed \d+ ms after it ended: ok",
+            ),
+            Check::Regex(r"dom0\| peer: http-get PASS status=200 fnv=[0-9a-f]{16} bytes=1048576 "),
+            has("xenbox: dom0-script exit 0"),
+            has("net: shutdown requested (poweroff)"),
+            Check::Regex(FRAGS_DROPPED),
+            has("xenpv-rt: exit status 0"),
+        ],
+    );
+    b.vifs = 1;
+    b.memory_mib = 256;
+    b.timeout_s = 900;
+    b.dom0_script = Some(script_with(
+        &[("RECOVER_WITHIN", FRAG_RECOVER_S.to_string())],
+        include_str!("net_frag_test.sh"),
+    ));
+    b
+}
+
+/// A hostile disk (issue 24, the review's M4): an ext4 image whose superblock claims
+/// 0xffffffff blocks in groups of one ([`crate::disks::ext4_hostile`]), booted with
+/// `net files`: the appliance refuses the filesystem with an error naming the field
+/// ([`HOSTILE_EXT4_REFUSED`]), does not panic, and keeps serving `/bytes`.
+fn blk_hostile_ext4() -> BootTest {
+    let mut b = t(
+        "domu-blk-hostile-ext4",
+        Image::app(),
+        "net files ip=169.254.100.2/24",
+        0,
+        vec![
+            Check::Regex(HOSTILE_EXT4_REFUSED),
+            Check::NotContains("panicked".into()),
+            Check::Regex(r"dom0\| peer: http-get PASS status=200 fnv=[0-9a-f]{16} bytes=1048576 "),
+            has("xenbox: dom0-script exit 0"),
+            has("net: shutdown requested (poweroff)"),
+            has("xenpv-rt: exit status 0"),
+        ],
+    );
+    b.vifs = 1;
+    b.memory_mib = 256;
+    b.timeout_s = 600;
+    b.dom0_script = Some(include_str!("blk_hostile_ext4_test.sh"));
+    b.prepare = Some(|b| {
+        let img = crate::disks::ext4_hostile("domu-blk-hostile-ext4.img")?;
+        b.disks = vec![crate::xenbox::Disk {
+            path: img,
+            read_only: true,
+        }];
         Ok(())
     });
     b
@@ -1402,5 +1598,51 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), names.len(), "test names are unique");
+    }
+
+    /// The rows of issue 24 cannot pass without the client program: each needs a peer's
+    /// PASS line and the script's exit 0, and each script refuses an empty `$PEER`.
+    #[test]
+    fn the_hostile_rows_fail_without_the_peer() {
+        let rows: Vec<BootTest> = table()
+            .into_iter()
+            .filter(|t| {
+                [
+                    "domu-net-hostile-clients",
+                    "domu-net-shutdown-detach",
+                    "domu-net-shutdown-attach",
+                    "domu-net-fragments",
+                    "domu-blk-hostile-ext4",
+                ]
+                .contains(&t.name.as_str())
+            })
+            .collect();
+        assert_eq!(rows.len(), 5);
+        for r in &rows {
+            assert!(r.domu && r.vifs == 1, "{}", r.name);
+            let text = |c: &Check| match c {
+                Check::Contains(s) => s.clone(),
+                Check::Regex(r) => r.to_string(),
+                _ => String::new(),
+            };
+            assert!(
+                r.checks.iter().any(|c| text(c).contains("peer: ")),
+                "{}: no peer verdict checked",
+                r.name
+            );
+            assert!(
+                r.checks
+                    .iter()
+                    .any(|c| text(c) == "xenbox: dom0-script exit 0"),
+                "{}",
+                r.name
+            );
+            let script = r.dom0_script.expect("a dom0 script");
+            assert!(
+                script.contains(r#"if [ ! -s "$PEER" ] || [ ! -x "$PEER" ]; then"#),
+                "{}",
+                r.name
+            );
+        }
     }
 }

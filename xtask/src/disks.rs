@@ -125,6 +125,84 @@ pub fn ext4_files(name: &str) -> Result<(PathBuf, Vec<ImageFile>), String> {
     Ok((img, sums))
 }
 
+/// The fields of the hostile superblock [`ext4_hostile`] writes (byte offsets in the
+/// superblock, which starts 1024 bytes into the image).
+const SB: usize = 1024;
+const S_BLOCKS_COUNT_LO: usize = 0x04;
+const S_BLOCKS_PER_GROUP: usize = 0x20;
+const S_FEATURE_RO_COMPAT: usize = 0x64;
+const S_BLOCKS_COUNT_HI: usize = 0x150;
+const S_CHECKSUM: usize = 0x3fc;
+/// `RO_COMPAT_METADATA_CSUM`: the superblock carries a CRC32C of its first 1020 bytes.
+const METADATA_CSUM: u32 = 0x400;
+
+/// The superblock checksum as ext4 stores it: CRC32C (Castagnoli, reflected) from
+/// 0xffffffff, without the final inversion.
+fn ext4_crc32c(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82f6_3b78
+            } else {
+                c >> 1
+            };
+        }
+    }
+    c
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// A hostile disk (the security review's M4): a real ext4 image (`mkfs.ext4 -d`, a few
+/// small files) whose superblock then claims 0xffffffff blocks in groups of one block
+/// (`s_blocks_count_lo = 0xffffffff`, `s_blocks_count_hi = 0`, `s_blocks_per_group = 1`):
+/// about 2^32 block groups, whose descriptor table a trusting reader allocates up front
+/// (64 GiB). The superblock checksum is made right again, so that only a check of the
+/// geometry against the device refuses it. Returns the image's path.
+pub fn ext4_hostile(name: &str) -> Result<PathBuf, String> {
+    let d = dir()?;
+    let src = d.join(format!("{name}.d"));
+    let _ = fs::remove_dir_all(&src);
+    fs::create_dir_all(src.join("docs")).map_err(|e| format!("{}: {e}", src.display()))?;
+    for (path, len, seed) in [("page", 4096u64, 1u64), ("docs/64k", 65536, 2)] {
+        let mut bytes = vec![0u8; len as usize];
+        pattern(seed, 0, &mut bytes);
+        let p = src.join(path);
+        fs::write(&p, &bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    let img = d.join(name);
+    let _ = fs::remove_file(&img);
+    mkfs_ext4(&src, &img, 16)?;
+    fs::remove_dir_all(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+    let mut b = fs::read(&img).map_err(|e| format!("{}: {e}", img.display()))?;
+    let sb = b
+        .get_mut(SB..SB + 1024)
+        .ok_or(format!("{}: shorter than a superblock", img.display()))?;
+    if sb[0x38..0x3a] != [0x53, 0xef] {
+        return Err(format!("{}: no ext4 superblock magic", img.display()));
+    }
+    let csum = le32(sb, S_FEATURE_RO_COMPAT) & METADATA_CSUM != 0;
+    if csum && le32(sb, S_CHECKSUM) != ext4_crc32c(&sb[..S_CHECKSUM]) {
+        return Err(format!(
+            "{}: mkfs's superblock checksum is not the CRC32C computed here",
+            img.display()
+        ));
+    }
+    sb[S_BLOCKS_COUNT_LO..S_BLOCKS_COUNT_LO + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    sb[S_BLOCKS_COUNT_HI..S_BLOCKS_COUNT_HI + 4].copy_from_slice(&0u32.to_le_bytes());
+    sb[S_BLOCKS_PER_GROUP..S_BLOCKS_PER_GROUP + 4].copy_from_slice(&1u32.to_le_bytes());
+    if csum {
+        let c = ext4_crc32c(&sb[..S_CHECKSUM]);
+        sb[S_CHECKSUM..S_CHECKSUM + 4].copy_from_slice(&c.to_le_bytes());
+    }
+    fs::write(&img, &b).map_err(|e| format!("{}: {e}", img.display()))?;
+    Ok(img)
+}
+
 /// `mkfs.ext4 -q -F -d SRC IMG MIBm` (e2fsprogs; `/sbin` is not on every PATH).
 fn mkfs_ext4(src: &Path, img: &Path, mib: u64) -> Result<(), String> {
     let exe = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
@@ -152,6 +230,29 @@ fn mkfs_ext4(src: &Path, img: &Path, mib: u64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc32c_is_castagnoli_without_the_final_inversion() {
+        // The standard CRC-32C check value of "123456789" is 0xe3069283.
+        assert_eq!(!ext4_crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn the_hostile_image_claims_2_to_the_32_blocks_with_a_valid_checksum() {
+        let Ok(img) = ext4_hostile("test-hostile.img") else {
+            // No mkfs.ext4 on this host: the boot test's preparation will say so.
+            return;
+        };
+        let b = fs::read(&img).unwrap();
+        let sb = &b[SB..SB + 1024];
+        assert_eq!(le32(sb, S_BLOCKS_COUNT_LO), u32::MAX);
+        assert_eq!(le32(sb, S_BLOCKS_PER_GROUP), 1);
+        if le32(sb, S_FEATURE_RO_COMPAT) & METADATA_CSUM != 0 {
+            assert_eq!(le32(sb, S_CHECKSUM), ext4_crc32c(&sb[..S_CHECKSUM]));
+        }
+        assert!(b.len() < 32 << 20);
+        let _ = fs::remove_file(img);
+    }
 
     #[test]
     fn the_pattern_hash_is_the_hash_of_the_pattern_bytes() {

@@ -20,7 +20,7 @@ struct Command {
 }
 
 /// The network subcommands.
-static COMMANDS: [Command; 8] = [
+static COMMANDS: [Command; 11] = [
     Command {
         spec: &disk::FILL,
         run: disk::run_fill,
@@ -52,6 +52,18 @@ static COMMANDS: [Command; 8] = [
     Command {
         spec: &net::udp_rate::SPEC,
         run: net::udp_rate::run,
+    },
+    Command {
+        spec: &net::tcp_hold::SPEC,
+        run: net::tcp_hold::run,
+    },
+    Command {
+        spec: &net::rtt_under_load::SPEC,
+        run: net::rtt_under_load::run,
+    },
+    Command {
+        spec: &net::frag_flood::SPEC,
+        run: net::frag_flood::run,
     },
 ];
 

@@ -3,12 +3,13 @@
 //! 64 are known) the length, contents and `X-Checksum-FNV1a64` header of the body. Bodies
 //! are streamed, never held in memory.
 use std::io::{self, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{
-    check_addr, connect, extra_bytes, mbit_s, millis, read, reason, resolve, write_all, Deadline,
+    check_addr, connect_from, extra_bytes, mbit_s, millis, read, reason, resolve, write_all,
+    Deadline,
 };
 use crate::args::{bad, Opt, Parsed, Spec, Usage, TIMEOUT};
 use crate::data::{fnv1a64, pattern_mismatch, FNV_OFFSET};
@@ -61,7 +62,7 @@ pub static SPEC: Spec = Spec {
 
 /// Why one request failed: a one-word reason and details.
 #[derive(Debug)]
-struct Fail(&'static str, String);
+pub(crate) struct Fail(pub(crate) &'static str, pub(crate) String);
 
 impl From<io::Error> for Fail {
     fn from(e: io::Error) -> Self {
@@ -70,7 +71,7 @@ impl From<io::Error> for Fail {
 }
 
 /// A buffered reader of a response, bounded by the deadline.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     s: &'a TcpStream,
     d: Deadline,
     buf: Vec<u8>,
@@ -78,7 +79,18 @@ struct Reader<'a> {
     end: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// A reader of `s`, each read bounded by `d`.
+    pub(crate) fn new(s: &'a TcpStream, d: Deadline) -> Self {
+        Reader {
+            s,
+            d,
+            buf: vec![0; 64 * 1024],
+            pos: 0,
+            end: 0,
+        }
+    }
+
     /// Make sure some bytes are buffered; `false` at EOF.
     fn fill(&mut self) -> io::Result<bool> {
         if self.pos == self.end {
@@ -89,7 +101,7 @@ impl Reader<'_> {
     }
 
     /// Up to `max` buffered bytes (reading if none are), empty at EOF.
-    fn take(&mut self, max: u64) -> io::Result<&[u8]> {
+    pub(crate) fn take(&mut self, max: u64) -> io::Result<&[u8]> {
         self.fill()?;
         let n = (self.end - self.pos).min(max.min(usize::MAX as u64) as usize);
         let b = &self.buf[self.pos..self.pos + n];
@@ -129,14 +141,14 @@ impl Reader<'_> {
 
 /// The response head: status and the headers that matter here.
 #[derive(Debug, Default)]
-struct Head {
-    status: u16,
-    content_length: Option<u64>,
+pub(crate) struct Head {
+    pub(crate) status: u16,
+    pub(crate) content_length: Option<u64>,
     chunked: bool,
     checksum: Option<String>,
 }
 
-fn head(r: &mut Reader<'_>) -> Result<Head, Fail> {
+pub(crate) fn head(r: &mut Reader<'_>) -> Result<Head, Fail> {
     let line = r.line("status line")?;
     let mut w = line.split_whitespace();
     let status = match (w.next(), w.next().map(str::parse::<u16>)) {
@@ -229,7 +241,7 @@ fn chunked(r: &mut Reader<'_>, body: &mut Body) -> Result<(), Fail> {
 
 /// What the body must be, with --verify-bytes or --expect-file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Expect {
+pub(crate) struct Expect {
     /// Its length, which Content-Length must announce too.
     len: u64,
     /// Whether it must be the `/bytes/N` pattern (--verify-bytes).
@@ -239,10 +251,10 @@ struct Expect {
 }
 
 /// What the test wants of each response.
-struct Want {
-    status: u16,
+pub(crate) struct Want {
+    pub(crate) status: u16,
     /// `None`: any body (but not an empty one with status 200).
-    body: Option<Expect>,
+    pub(crate) body: Option<Expect>,
 }
 
 /// The value of --expect-file, `LEN:FNV`: LEN decimal, FNV 16 lowercase hex digits.
@@ -263,15 +275,25 @@ fn expect_file(v: &str) -> Option<Expect> {
 }
 
 /// One successful request.
-struct Got {
-    status: u16,
-    len: u64,
+pub(crate) struct Got {
+    pub(crate) status: u16,
+    pub(crate) len: u64,
     fnv: u64,
     done: Instant,
 }
 
-fn one(addr: SocketAddr, host: &str, path: &str, want: &Want, d: Deadline) -> Result<Got, Fail> {
-    let s = connect(&addr, &d, None).map_err(|e| Fail(reason(&e), format!("connect: {e}")))?;
+/// One request for `path` (from the local address `from`, if given), checked against
+/// `want`.
+pub(crate) fn one(
+    addr: SocketAddr,
+    from: Option<IpAddr>,
+    host: &str,
+    path: &str,
+    want: &Want,
+    d: Deadline,
+) -> Result<Got, Fail> {
+    let s = connect_from(&addr, from, &d, None)
+        .map_err(|e| Fail(reason(&e), format!("connect: {e}")))?;
     let mut req = Vec::new();
     write!(
         req,
@@ -279,13 +301,7 @@ fn one(addr: SocketAddr, host: &str, path: &str, want: &Want, d: Deadline) -> Re
     )
     .unwrap();
     write_all(&s, &req, &d)?;
-    let mut r = Reader {
-        s: &s,
-        d,
-        buf: vec![0; 64 * 1024],
-        pos: 0,
-        end: 0,
-    };
+    let mut r = Reader::new(&s, d);
     let h = head(&mut r)?;
     if h.status != want.status {
         return Err(Fail(
@@ -427,7 +443,7 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
     let threads: Vec<_> = (0..conns)
         .map(|_| {
             let (host, path, want) = (addr.clone(), path.clone(), want.clone());
-            thread::spawn(move || one(a, &host, &path, &want, d))
+            thread::spawn(move || one(a, None, &host, &path, &want, d))
         })
         .collect();
     let results: Vec<Result<Got, Fail>> = threads

@@ -2,14 +2,18 @@
 //! HTTP on 80), one module per subcommand, and what they share: the overall deadline
 //! every socket operation is bounded by, `HOST:PORT` handling, and I/O error naming.
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Shutdown, SocketAddr, SocketAddrV4, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::args::{bad, Usage};
 use crate::verdict::Verdict;
 
+pub mod frag_flood;
 pub mod http_get;
+pub mod rtt_under_load;
 pub mod tcp_echo;
+pub mod tcp_hold;
 pub mod tcp_send;
 pub mod udp_echo;
 pub mod udp_rate;
@@ -94,6 +98,120 @@ pub fn resolve(s: &str, d: &Deadline) -> io::Result<SocketAddr> {
 /// Connect to `addr` within the deadline (and at most `cap`), with Nagle off.
 pub fn connect(addr: &SocketAddr, d: &Deadline, cap: Option<Duration>) -> io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(addr, d.left(cap)?)?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// A `sockaddr_in` for `a`.
+fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(a.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// Connect to `addr` from the local address `from` (dom0 may hold several on the box's
+/// bridge: a client that must not count as the same peer as others uses another one),
+/// within the deadline (and at most `cap`), with Nagle off. IPv4 only; `None` is
+/// [`connect`].
+pub fn connect_from(
+    addr: &SocketAddr,
+    from: Option<IpAddr>,
+    d: &Deadline,
+    cap: Option<Duration>,
+) -> io::Result<TcpStream> {
+    let Some(from) = from else {
+        return connect(addr, d, cap);
+    };
+    let (SocketAddr::V4(to), IpAddr::V4(src)) = (addr, from) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a source address is IPv4 only",
+        ));
+    };
+    let wait = d.left(cap)?;
+    // SAFETY: a plain system call with constant arguments.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a socket just made and owned by nothing else; dropping closes it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let local = sockaddr_in(SocketAddrV4::new(src, 0));
+    // SAFETY: `local` is a sockaddr_in of `len` bytes that lives across the call.
+    let r = unsafe { libc::bind(fd, (&raw const local).cast(), len) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let remote = sockaddr_in(*to);
+    // SAFETY: as for bind.
+    let r = unsafe { libc::connect(fd, (&raw const remote).cast(), len) };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+        let until = Instant::now() + wait;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect: no answer for {} ms", wait.as_millis()),
+                ));
+            }
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+            // SAFETY: `p` is one valid pollfd for the duration of the call.
+            let n = unsafe { libc::poll(&raw mut p, 1, ms) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n > 0 {
+                break;
+            }
+        }
+        let mut err: libc::c_int = 0;
+        let mut elen = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `err` and `elen` are valid for writes of the sizes given.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&raw mut err).cast(),
+                &raw mut elen,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err));
+        }
+    }
+    debug_assert_eq!(owned.as_raw_fd(), fd);
+    let s = TcpStream::from(owned);
+    s.set_nonblocking(false)?;
     s.set_nodelay(true)?;
     Ok(s)
 }

@@ -3,6 +3,7 @@
 //! exactly the same bytes come back.
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,8 @@ pub static SPEC: Spec = Spec {
             while a reader reads back as many and compares them; then our side shuts down and\n\
             the peer must not send more. Reports bytes (echoed, all connections), mbit_s (bytes\n\
             over the time until the last connection was echoed) and connN=ok or the failure.\n\
+            With --together, every connection is established (or has failed) before any\n\
+            sends, so all of them are open at once; refused ones are counted (refused=N).\n\
             PASS iff every connection got back exactly what it sent.",
     opts: &[
         Opt::val(
@@ -32,6 +35,10 @@ pub static SPEC: Spec = Spec {
         ),
         Opt::val("conns", "C", "1", "concurrent connections"),
         Opt::val("seed", "S", "1", "seed of the contents"),
+        Opt::flag(
+            "together",
+            "open every connection before any sends a byte (all --conns open at once)",
+        ),
         TIMEOUT,
     ],
 };
@@ -63,7 +70,14 @@ fn writer(s: TcpStream, n: u64, seed: u64, stream: u64, d: Deadline) -> io::Resu
     Ok(())
 }
 
-fn one(addr: SocketAddr, i: u64, n: u64, seed: u64, d: Deadline) -> ConnResult {
+fn one(
+    addr: SocketAddr,
+    i: u64,
+    n: u64,
+    seed: u64,
+    d: Deadline,
+    together: Option<Arc<Barrier>>,
+) -> ConnResult {
     let t0 = Instant::now();
     let result = |fail, echoed| ConnResult {
         fail,
@@ -71,7 +85,12 @@ fn one(addr: SocketAddr, i: u64, n: u64, seed: u64, d: Deadline) -> ConnResult {
         done: Instant::now(),
         took: t0.elapsed(),
     };
-    let s = match connect(&addr, &d, None) {
+    let s = connect(&addr, &d, None);
+    if let Some(b) = together {
+        // Every thread comes here once, connected or not (each connect has the deadline).
+        b.wait();
+    }
+    let s = match s {
         Ok(s) => s,
         Err(e) => return result(Some((reason(&e), format!("connect: {e}"))), 0),
     };
@@ -143,6 +162,9 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
     let n = p.u64("bytes")?;
     let conns = p.u64_in("conns", 1, 1024)?;
     let seed = p.u64("seed")?;
+    let together = p
+        .flag("together")
+        .then(|| Arc::new(Barrier::new(conns as usize)));
     let d = Deadline::after(p.timeout()?);
     let mut v = Verdict::new(SPEC.name);
     let a = match resolve(addr, &d) {
@@ -154,7 +176,10 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
     };
     let start = Instant::now();
     let threads: Vec<_> = (0..conns)
-        .map(|i| thread::spawn(move || one(a, i, n, seed, d)))
+        .map(|i| {
+            let b = together.clone();
+            thread::spawn(move || one(a, i, n, seed, d, b))
+        })
         .collect();
     let results: Vec<ConnResult> = threads
         .into_iter()
@@ -196,6 +221,13 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
     v.kv("bytes", total);
     v.kv("conns", conns);
     v.kv("ok", ok);
+    let refused = results
+        .iter()
+        .filter(|r| r.fail.as_ref().is_some_and(|f| f.0 == "refused"))
+        .count();
+    if refused > 0 {
+        v.kv("refused", refused);
+    }
     v.kv("elapsed_ms", millis(elapsed));
     v.kv("mbit_s", mbit_s(total, elapsed));
     v.kv("seed", seed);
@@ -224,6 +256,34 @@ mod tests {
         assert!(v.passed(), "{v}");
         let v = cmd(&["tcp-echo", &a, "--bytes", "0"]);
         assert!(v.passed(), "{v}");
+    }
+
+    #[test]
+    fn together_opens_every_connection_first() {
+        let a = tcp_echo(TcpMode::Honest);
+        let v = cmd(&[
+            "tcp-echo",
+            &a,
+            "--bytes",
+            "64K",
+            "--conns",
+            "64",
+            "--together",
+        ]);
+        assert!(v.passed(), "{v}");
+        assert_eq!(v.get("ok"), Some("64"));
+        let a = format!("127.0.0.1:{}", crate::net::testsrv::free_port());
+        let v = cmd(&[
+            "tcp-echo",
+            &a,
+            "--bytes",
+            "1K",
+            "--conns",
+            "4",
+            "--together",
+        ]);
+        assert_eq!(v.reason(), Some("refused"), "{v}");
+        assert_eq!(v.get("refused"), Some("4"), "{v}");
     }
 
     #[test]

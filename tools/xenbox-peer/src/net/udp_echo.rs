@@ -22,6 +22,8 @@ pub static SPEC: Spec = Spec {
             that each comes back byte-identical. Up to --window datagrams of 8 bytes or more\n\
             are outstanding at once, replies matched by sequence number; smaller ones are sent\n\
             alone. A datagram not echoed within --reply-ms is lost (never resent).\n\
+            With --sizes, the sizes cycle through that list instead (datagrams over the\n\
+            link's MTU are fragmented by dom0's kernel, and the echo must come back whole).\n\
             PASS iff lost=0 and mismatched=0 (late and duplicate echoes are only reported).",
     opts: &[
         Opt::val("count", "N", "10000", "datagrams to send"),
@@ -32,6 +34,13 @@ pub static SPEC: Spec = Spec {
             "1472",
             "largest datagram, bytes (at most 65507)",
         ),
+        Opt {
+            name: "sizes",
+            value: Some("B,B,..."),
+            default: None,
+            required: false,
+            help: "cycle these datagram sizes instead of --min..=--max (each at most 65507)",
+        },
         Opt::val("seed", "S", "1", "seed of the contents"),
         Opt::val("window", "W", "1", "datagrams outstanding at once"),
         Opt::val(
@@ -182,13 +191,29 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
     if min > max {
         return crate::args::bad(format!("--min {min} is above --max {max}"));
     }
+    let sizes: Vec<u64> = match p.text("sizes") {
+        None => (min..=max).collect(),
+        Some(list) => {
+            let mut v = Vec::new();
+            for w in list.split(',') {
+                match crate::args::number(w) {
+                    Some(n) if n <= 65507 => v.push(n),
+                    _ => {
+                        return crate::args::bad(format!(
+                            "--sizes: {w:?} is not a size of 0..=65507 bytes"
+                        ))
+                    }
+                }
+            }
+            v
+        }
+    };
     let seed = p.u64("seed")?;
     let window = p.u64_in("window", 1, 1 << 16)? as usize;
     let reply = p.millis("reply-ms")?;
     let d = Deadline::after(p.timeout()?);
 
-    let span = max - min + 1;
-    let size_of = |seq: u64| (min + seq % span) as usize;
+    let size_of = |seq: u64| sizes[(seq % sizes.len() as u64) as usize] as usize;
     let mut v = Verdict::new(SPEC.name);
     let sock = match udp_connect(addr, &d) {
         Ok(s) => s,
@@ -266,7 +291,10 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
         v.kv("rtt_avg_us", (st.rtt_sum / st.returned as u32).as_micros());
         v.kv("rtt_max_us", st.rtt_max.as_micros());
     }
-    v.kv("sizes", format_args!("{min}..={max}"));
+    match p.text("sizes") {
+        Some(list) => v.kv("sizes", list),
+        None => v.kv("sizes", format_args!("{min}..={max}")),
+    }
     v.kv("window", window);
     v.kv("seed", seed);
     if let Some((seq, size)) = st.first_lost {
@@ -312,6 +340,33 @@ mod tests {
             "udp-echo", &a, "--count", "20", "--min", "9000", "--max", "9000",
         ]);
         assert!(v.passed(), "{v}");
+    }
+
+    #[test]
+    fn cycles_a_list_of_sizes_past_the_mtu() {
+        let a = udp_echo(UdpMode::Honest);
+        let v = cmd(&[
+            "udp-echo",
+            &a,
+            "--count",
+            "20",
+            "--sizes",
+            "1473,2960,9000,65507",
+        ]);
+        assert!(v.passed(), "{v}");
+        assert_eq!(v.get("sizes"), Some("1473,2960,9000,65507"));
+        let a = udp_echo(UdpMode::Drop(3));
+        let v = cmd(&[
+            "udp-echo",
+            &a,
+            "--count",
+            "8",
+            "--sizes",
+            "1473,65507",
+            "--reply-ms",
+            "300",
+        ]);
+        assert_eq!(v.get("first_lost"), Some("3/65507B"), "{v}");
     }
 
     #[test]
