@@ -382,7 +382,7 @@ fn open_file(files: Option<&Ext4>, path: &str, st: &mut Stats) -> (Opened, Optio
     let Some(fs) = files else {
         return (Opened::NotFound, None);
     };
-    let mut f = match fs.open(path) {
+    let mut f = match xenpv_rt::blk::ext4::open(fs, path) {
         Ok(f) => f,
         Err(Ext4Error::NotFound | Ext4Error::IsADirectory | Ext4Error::NotADirectory) => {
             return (Opened::NotFound, None)
@@ -477,18 +477,19 @@ pub fn run(boot: &mut Boot) -> i32 {
             }
         }
     }
+    let mut st = Stats::default();
     if cmd_files {
         match open_files(mem, &mut gt, xs) {
             Ok(fs) => list.iter_mut().for_each(|v| v.files = Some(fs.clone())),
+            // A disk that cannot be read costs GET /files/… only (404): serve the rest.
             Err(e) => {
-                println!("net: files: {e}");
-                return 9;
+                println!("net: files: {e} (serving without files)");
+                st.file_errors += 1;
             }
         }
     }
     let _ = xs.write("data/xenpv-app/net", b"serving");
     println!("net: serving udp/7 tcp/7 tcp/9 tcp/80 on {vifs} vif(s)");
-    let mut st = Stats::default();
     let xs_port = xs.link().port();
     let (mut xs_woke, mut xs_at) = (false, 0);
     loop {
