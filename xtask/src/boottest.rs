@@ -834,6 +834,25 @@ fn domu_tests() -> Vec<BootTest> {
     heap.memory_mib = 1024;
     v.push(heap);
     v.push(stack_overflow("domu-fault-recursion"));
+    // A panic and a fault while the console ring's lock is held (in the middle of a
+    // console write): the report still comes out, with the status.
+    let mut panic_held = t(
+        "domu-panic-holding-console",
+        app(),
+        "panic hold-console",
+        101,
+        vec![
+            Check::Regex(r"xenpv-rt: panicked at app/src/main\.rs:\d+:\d+: provoked panic"),
+            has("xenpv-rt: exit status 101"),
+        ],
+    );
+    panic_held.memory_mib = 128;
+    v.push(panic_held);
+    let mut fault_held = fault("null-write", "#PF page fault vector=14 error=0x2", false);
+    fault_held.name = "domu-fault-holding-console".into();
+    fault_held.cmdline = "fault=null-write hold-console".into();
+    fault_held.memory_mib = 128;
+    v.push(fault_held);
     v.push(net_appliance());
     v.push(net_dhcp());
     v.push(blk());
