@@ -606,7 +606,10 @@ fn open_files(
     let fs = match Ext4Disk(disk).load() {
         Ok(fs) => fs,
         Err(e) => {
-            let _ = write!(msg, "vbd {id}: not an ext2/3/4 filesystem: {e}");
+            let _ = match xenpv_rt::blk::ext4::bad_superblock(&e) {
+                Some(bad) => write!(msg, "vbd {id}: {bad}"),
+                None => write!(msg, "vbd {id}: not an ext2/3/4 filesystem: {e}"),
+            };
             return Err(msg);
         }
     };

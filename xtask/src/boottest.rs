@@ -857,6 +857,7 @@ fn domu_tests() -> Vec<BootTest> {
     v.push(net_dhcp());
     v.push(blk());
     v.push(blk_files());
+    v.push(blk_files_hostile_superblock());
     for b in &mut v {
         b.domu = true;
         b.timeout_s = b.timeout_s.max(240);
@@ -1061,6 +1062,54 @@ fn blk_files() -> BootTest {
         }
         script += "exit \"$fails\"\n";
         b.dom0_script = Some(Box::leak(script.into_boxed_str()));
+        Ok(())
+    });
+    b
+}
+
+/// dom0's side of `domu-blk-files-hostile-superblock`: /bytes is served, /files is not.
+const HOSTILE_DISK_SCRIPT: &str = r#"G=169.254.100.2
+fails=0
+step() {
+    if "$@"; then :; else echo "step failed ($?): $*"; fails=$((fails + 1)); fi
+}
+step "$PEER" wait-up "$G:80" --timeout 300
+step "$PEER" http-get "$G:80" /bytes/1048576 --verify-bytes --timeout 300
+step "$PEER" http-get "$G:80" /files/hello.txt --expect-status 404 --timeout 60
+exit "$fails"
+"#;
+
+/// A disk whose ext4 superblock claims 0xffffffff blocks (and one block per group):
+/// `net files` says why it refuses the disk, naming the field, and the appliance serves
+/// on without files (ext4-view sized a 64 GiB table by it, and the guest panicked).
+fn blk_files_hostile_superblock() -> BootTest {
+    let mut b = t(
+        "domu-blk-files-hostile-superblock",
+        Image::app(),
+        "net files ip=169.254.100.2/24",
+        0,
+        vec![
+            Check::Regex(
+                r"net: files: vbd 51712: superblock refused: s_blocks_count is 4294967295, outside 1\.\.=\d+ \(the blocks the device holds\) \(serving without files\)",
+            ),
+            has("net: serving udp/7"),
+            has("dom0| peer: http-get PASS status=404"),
+            has("xenbox: dom0-script exit 0"),
+            has("net: shutdown requested (poweroff)"),
+            Check::Regex(r"net: served .* file_errors=1"),
+            has("xenpv-rt: exit status 0"),
+        ],
+    );
+    b.vifs = 1;
+    b.memory_mib = 256;
+    b.timeout_s = 600;
+    b.dom0_script = Some(HOSTILE_DISK_SCRIPT);
+    b.prepare = Some(|b| {
+        let img = crate::disks::ext4_hostile_superblock("domu-blk-hostile-sb.img")?;
+        b.disks = vec![crate::xenbox::Disk {
+            path: img,
+            read_only: true,
+        }];
         Ok(())
     });
     b

@@ -125,6 +125,39 @@ pub fn ext4_files(name: &str) -> Result<(PathBuf, Vec<ImageFile>), String> {
     Ok((img, sums))
 }
 
+/// A 32 MiB ext4 image (one small file) whose superblock claims 0xffffffff blocks
+/// (`s_blocks_count_lo`; 2^32 - 1 block groups of one block, with `s_blocks_per_group`
+/// 1), its checksum made right again: a hostile disk the appliance must refuse, not
+/// panic on.
+pub fn ext4_hostile_superblock(name: &str) -> Result<PathBuf, String> {
+    let d = dir()?;
+    let src = d.join(format!("{name}.d"));
+    let _ = fs::remove_dir_all(&src);
+    fs::create_dir_all(&src).map_err(|e| format!("{e}"))?;
+    fs::write(src.join("hello.txt"), b"hello\n").map_err(|e| format!("{e}"))?;
+    let img = d.join(name);
+    let _ = fs::remove_file(&img);
+    mkfs_ext4(&src, &img, 32)?;
+    fs::remove_dir_all(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+    let mut bytes = fs::read(&img).map_err(|e| format!("{}: {e}", img.display()))?;
+    let sb = &mut bytes[1024..2048];
+    sb[0x04..0x08].copy_from_slice(&u32::MAX.to_le_bytes()); // s_blocks_count_lo
+    sb[0x20..0x24].copy_from_slice(&1u32.to_le_bytes()); // s_blocks_per_group
+    if u32::from_le_bytes(sb[0x64..0x68].try_into().unwrap()) & 0x400 != 0 {
+        // metadata_csum: s_checksum is CRC-32C (initial !0, not inverted) of the rest.
+        let mut c = !0u32;
+        for &b in &sb[..0x3fc] {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
+            }
+        }
+        sb[0x3fc..0x400].copy_from_slice(&c.to_le_bytes());
+    }
+    fs::write(&img, &bytes).map_err(|e| format!("{}: {e}", img.display()))?;
+    Ok(img)
+}
+
 /// `mkfs.ext4 -q -F -d SRC IMG MIBm` (e2fsprogs; `/sbin` is not on every PATH).
 fn mkfs_ext4(src: &Path, img: &Path, mib: u64) -> Result<(), String> {
     let exe = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
