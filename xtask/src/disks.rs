@@ -149,7 +149,11 @@ pub fn ext4_hostile_superblock(name: &str) -> Result<PathBuf, String> {
         for &b in &sb[..0x3fc] {
             c ^= u32::from(b);
             for _ in 0..8 {
-                c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0x82F6_3B78
+                } else {
+                    c >> 1
+                };
             }
         }
         sb[0x3fc..0x400].copy_from_slice(&c.to_le_bytes());

@@ -193,7 +193,7 @@ impl Timer {
     /// Fire once at Xen system time `deadline_ns` ([`now_ns`](crate::time::now_ns) is
     /// the time now) with `set_timer_op`; 0 cancels. A deadline farther than Xen keeps
     /// (2^50 ns, about 13 days) fires at that limit instead of at once
-    /// ([`timer_deadline`](xenpv_protocol::evtchn::timer_deadline)).
+    /// ([`timer_deadline`]).
     pub fn set(&self, deadline_ns: u64) -> Result<(), EvtchnError> {
         let at = match deadline_ns {
             0 => 0,
