@@ -121,7 +121,8 @@ pub fn run(boot: &mut Boot) -> i32 {
                     },
                     o.max_indirect,
                     d.request_bytes() / 1024,
-                    d.backend().path,
+                    // A peer's string: escaped.
+                    xenpv_rt::escape::Escaped(&d.backend().path),
                     d.backend().domid,
                 );
                 disks.push(Disk {

@@ -94,34 +94,54 @@ fn recursion(depth: u64) -> u64 {
     recursion(depth + 1).wrapping_add(buf[(depth % 512) as usize] as u64)
 }
 
-/// Provoke `kind`; returns only if the fault did not happen (an error status).
-pub fn provoke(boot: &mut Boot, kind: &str) -> i32 {
-    println!("faults: provoking {kind}");
-    let r = match kind {
-        "null-read" => null_read() as i32,
-        "null-write" => {
-            null_write();
-            0
-        }
-        "text-write" => {
-            text_write();
-            0
-        }
-        "rodata-write" => {
-            rodata_write();
-            0
-        }
-        "ud2" => {
-            ud2();
-            0
-        }
-        "div0" => div0(core::hint::black_box(0)) as i32,
-        "nx-jump" => return nx_jump(boot),
-        "recursion" => recursion(0) as i32,
-        other => {
-            println!("faults: unknown kind {other:?}; one of {KINDS:?}");
-            return 2;
-        }
+/// Provoke `kind`; returns only if the fault did not happen (an error status). With
+/// `hold_console`, the fault happens while the console ring's lock is held, as in the
+/// middle of a console write.
+pub fn provoke(boot: &mut Boot, kind: &str, hold_console: bool) -> i32 {
+    if !KINDS.contains(&kind) {
+        println!("faults: unknown kind {kind:?}; one of {KINDS:?}");
+        return 2;
+    }
+    let held = if hold_console {
+        " (holding the console ring)"
+    } else {
+        ""
+    };
+    println!("faults: provoking {kind}{held}");
+    // Nothing in here prints: the console may be held.
+    let mut go = || -> Result<i32, i32> {
+        Ok(match kind {
+            "null-read" => null_read() as i32,
+            "null-write" => {
+                null_write();
+                0
+            }
+            "text-write" => {
+                text_write();
+                0
+            }
+            "rodata-write" => {
+                rodata_write();
+                0
+            }
+            "ud2" => {
+                ud2();
+                0
+            }
+            "div0" => div0(core::hint::black_box(0)) as i32,
+            "nx-jump" => return Err(nx_jump(boot)),
+            "recursion" => recursion(0) as i32,
+            _ => return Err(2),
+        })
+    };
+    let r = if hold_console {
+        xenpv_rt::console::ring::_with_ring_locked(go)
+    } else {
+        go()
+    };
+    let r = match r {
+        Ok(r) => r,
+        Err(status) => return status,
     };
     println!("faults: {kind} did not fault (returned {r})");
     1

@@ -207,16 +207,23 @@ fn main(boot: &mut Boot) -> i32 {
         total = chunks * 2,
     );
     let cmd = boot.cmdline();
+    // `hold-console`: the panic or fault happens while the console ring's lock is held,
+    // as in the middle of a console write.
+    let hold = cmd.has("hold-console");
     if let Some(kind) = cmd.value("fault") {
         let Ok(k) = heapless::String::<32>::try_from(kind) else {
             println!("xenpv-app: fault={kind:?} is longer than any kind");
             return 2;
         };
-        return faults::provoke(boot, &k);
+        return faults::provoke(boot, &k, hold);
     }
     let cmd = boot.cmdline();
     if cmd.has("panic") {
-        panic!("provoked panic (command line word `panic`)");
+        let panic = || panic!("provoked panic (command line word `panic`)");
+        if hold {
+            xenpv_rt::console::ring::_with_ring_locked(panic);
+        }
+        panic();
     }
     match cmd.u64("exit") {
         Ok(Some(n)) => return n.min(i32::MAX as u64) as i32,

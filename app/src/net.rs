@@ -894,7 +894,7 @@ fn open_file(files: Option<&Ext4>, path: &str, st: &mut Stats) -> Result<(File, 
     let Some(fs) = files else {
         return Err(Opened::NotFound);
     };
-    match fs.open(path) {
+    match xenpv_rt::blk::ext4::open(fs, path) {
         Ok(f) => {
             let len = f.metadata().len();
             Ok((f, len))
@@ -1008,12 +1008,14 @@ pub fn run(boot: &mut Boot) -> i32 {
             }
         }
     }
+    let mut st = Stats::default();
     if cmd_files {
         match open_files(mem, &mut gt, xs) {
             Ok(fs) => list.iter_mut().for_each(|v| v.files = Some(fs.clone())),
+            // A disk that cannot be read costs GET /files/… only (404): serve the rest.
             Err(e) => {
-                println!("net: files: {e}");
-                return 9;
+                println!("net: files: {e} (serving without files)");
+                st.file_errors += 1;
             }
         }
     }
@@ -1029,7 +1031,6 @@ pub fn run(boot: &mut Boot) -> i32 {
         limits.max,
         REASSEMBLY_TIMEOUT_MS
     );
-    let mut st = Stats::default();
     let xs_port = xs.link().port();
     let (mut xs_woke, mut xs_at) = (false, 0);
     loop {
@@ -1147,7 +1148,10 @@ fn open_files(
     let fs = match Ext4Disk(disk).load() {
         Ok(fs) => fs,
         Err(e) => {
-            let _ = write!(msg, "vbd {id}: not an ext2/3/4 filesystem: {e}");
+            let _ = match xenpv_rt::blk::ext4::bad_superblock(&e) {
+                Some(bad) => write!(msg, "vbd {id}: {bad}"),
+                None => write!(msg, "vbd {id}: not an ext2/3/4 filesystem: {e}"),
+            };
             return Err(msg);
         }
     };

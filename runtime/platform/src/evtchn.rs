@@ -191,9 +191,15 @@ impl Timer {
         })
     }
     /// Fire once at Xen system time `deadline_ns` ([`now_ns`](crate::time::now_ns) is
-    /// the time now) with `set_timer_op`; 0 cancels.
+    /// the time now) with `set_timer_op`; 0 cancels. A deadline farther than Xen keeps
+    /// (2^50 ns, about 13 days) fires at that limit instead of at once
+    /// ([`timer_deadline`]).
     pub fn set(&self, deadline_ns: u64) -> Result<(), EvtchnError> {
-        hypercall::set_timer_op(deadline_ns).map_err(|e| EvtchnError::Xen("set_timer_op", e))
+        let at = match deadline_ns {
+            0 => 0,
+            d => timer_deadline(d, crate::time::now_ns()),
+        };
+        hypercall::set_timer_op(at).map_err(|e| EvtchnError::Xen("set_timer_op", e))
     }
     /// Wait for the timer to fire, giving up at Xen system time `give_up_ns`: `true` if
     /// it fired (its pending bit is cleared), `false` if `give_up_ns` came first.

@@ -345,7 +345,8 @@ pub fn poll(ports: &mut [u32], deadline_ns: u64) -> Result<(), XenError> {
     let mut p = xen::sched_poll {
         ports: ports.as_mut_ptr(),
         nr_ports: ports.len() as u32,
-        timeout: deadline_ns,
+        // A deadline past i64::MAX would be negative to Xen: a poll that never waits.
+        timeout: xenpv_protocol::evtchn::poll_timeout(deadline_ns),
     };
     // SAFETY: Xen reads the sched_poll struct on this frame and `nr_ports` ports from the
     // live slice it points to; it writes neither.

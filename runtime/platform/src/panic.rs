@@ -9,6 +9,8 @@ static PANICKING: AtomicBool = AtomicBool::new(false);
 /// Print where and why, then stop with [`STATUS_PANIC`] (no unwinding: panic=abort).
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    // The code that panicked may hold the console ring's lock: never wait for it.
+    crate::console::ring::failing();
     if PANICKING.swap(true, Ordering::SeqCst) {
         crate::console::write_bytes(b"xenpv-rt: panicked while panicking\n");
         deliver(STATUS_PANIC);

@@ -209,6 +209,8 @@ fn page_fault_cause(error: u64) -> &'static str {
 
 #[no_mangle]
 extern "C" fn xenpv_rt_fault(vector: u64, frame: *const Frame) -> ! {
+    // The code that faulted may hold the console ring's lock: never wait for it.
+    crate::console::ring::failing();
     if REPORTING.swap(true, Ordering::SeqCst) {
         crate::console::write_bytes(b"\nxenpv-rt: fault while reporting a fault\n");
         deliver(STATUS_FAULT);

@@ -110,10 +110,61 @@ impl core::fmt::Display for EvtchnError {
     }
 }
 
+/// The timeout to hand `SCHEDOP_poll` for a wait until Xen system time `deadline_ns`.
+/// Xen reads it as an `s_time_t` (i64), so a deadline of 2^63 ns or more (a caller's
+/// `saturating_add` of a huge timeout) would be negative, in the past, and the poll
+/// would return at once: a wait would spin. Clamped to `i64::MAX`, it is "never".
+pub fn poll_timeout(deadline_ns: u64) -> u64 {
+    deadline_ns.min(i64::MAX as u64)
+}
+
+/// The deadline to hand `set_timer_op` for a timer at `deadline_ns`, at time `now_ns`.
+/// Xen fires a one-shot timer at once when its deadline is negative as an `s_time_t`
+/// or more than 2^50 ns (about 13 days) ahead (`do_set_timer_op`, a workaround for
+/// old Linux), so a far deadline becomes the farthest Xen keeps. 0 (cancel) stays 0.
+pub fn timer_deadline(deadline_ns: u64, now_ns: u64) -> u64 {
+    let farthest = now_ns.saturating_add((1 << 50) - 1);
+    poll_timeout(deadline_ns.min(farthest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn far_deadlines_are_clamped_to_what_xen_can_express() {
+        // As Xen reads the poll's timeout: an s_time_t, in the past when negative.
+        let as_s_time = |t: u64| t as i64;
+        for d in [1u64, 1 << 40, i64::MAX as u64] {
+            assert_eq!(poll_timeout(d), d, "{d}");
+        }
+        for d in [1u64 << 63, u64::MAX, u64::MAX - 1, (1 << 63) + 5] {
+            let t = poll_timeout(d);
+            assert!(
+                as_s_time(t) > 0,
+                "deadline {d}: poll timeout {t} is in the past"
+            );
+            assert_eq!(t, i64::MAX as u64, "{d}");
+        }
+        // set_timer_op: at most 2^50 - 1 ns ahead (Xen fires at once past that).
+        let now = 5_000_000_000u64;
+        assert_eq!(timer_deadline(0, now), 0, "0 cancels");
+        assert_eq!(timer_deadline(now + 1000, now), now + 1000);
+        assert_eq!(
+            timer_deadline(1, now),
+            1,
+            "a past deadline fires at once, as asked"
+        );
+        for d in [u64::MAX, 1 << 63, now + (1 << 50), now + (1 << 55)] {
+            let t = timer_deadline(d, now);
+            assert!(
+                t > now && (t - now) >> 50 == 0 && as_s_time(t) > 0,
+                "deadline {d}: timer {t} fires at once"
+            );
+        }
+        assert_eq!(timer_deadline(u64::MAX, u64::MAX - 3), i64::MAX as u64);
+    }
 
     #[test]
     fn scan_reports_pending_unmasked_ports_in_order() {

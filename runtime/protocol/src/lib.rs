@@ -63,6 +63,7 @@ pub mod clock;
 pub mod cmdline;
 pub mod console_out;
 pub mod defmt_line;
+pub mod escape;
 pub mod evtchn;
 #[cfg(feature = "ext4")]
 pub mod ext4;

@@ -168,14 +168,16 @@ pub enum ErrorKind<E> {
 
 impl<E: fmt::Display> fmt::Display for XenbusError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = &self.device;
+        use crate::escape::Escaped;
+        // Keys may hold a backend's path (a peer's bytes): escaped.
+        let d = Escaped(&self.device);
         match &self.kind {
             ErrorKind::Store(e) => write!(f, "{d}: {e}"),
-            ErrorKind::Missing { key } => write!(f, "{d}: {key} is missing"),
-            ErrorKind::BadValue { key, why } => write!(f, "{d}: {key}: {why}"),
-            ErrorKind::Timeout { key, want, last } => match last {
-                Some(s) => write!(f, "{d}: {key} did not reach {want} in time (last {s})"),
-                None => write!(f, "{d}: {key} did not reach {want} in time (never set)"),
+            ErrorKind::Missing { key } => write!(f, "{d}: {} is missing", Escaped(key)),
+            ErrorKind::BadValue { key, why } => write!(f, "{d}: {}: {why}", Escaped(key)),
+            ErrorKind::Timeout { key, want, last } => match (Escaped(key), last) {
+                (key, Some(s)) => write!(f, "{d}: {key} did not reach {want} in time (last {s})"),
+                (key, None) => write!(f, "{d}: {key} did not reach {want} in time (never set)"),
             },
             ErrorKind::BackendClosed { state } => {
                 write!(f, "{d}: the backend went {state} during the handshake")

@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use xenpv_protocol::block::{BlockDevice, BlockError, Geometry, MemDisk};
 use xenpv_protocol::ext4::ext4_view::{Ext4, Ext4Error};
-use xenpv_protocol::ext4::{block_error, read_exact_at, Ext4Disk, PastEnd};
+use xenpv_protocol::ext4::{bad_superblock, block_error, open, read_exact_at, Ext4Disk, PastEnd};
 
 /// The files put in the image: path (from the root) and length. Their bytes are
 /// [`content`] of the path.
@@ -133,6 +133,8 @@ fn check_files(fs: &Ext4) {
         let want = content(&path, len);
         let f = fs.open(abs.as_str()).unwrap();
         assert_eq!(f.metadata().len(), len as u64, "{abs}: size");
+        let g = open(fs, &abs).unwrap();
+        assert_eq!(g.metadata().len(), len as u64, "{abs}: size by ext4::open");
         assert!(!f.metadata().is_dir(), "{abs}");
         assert!(fs.read(abs.as_str()).unwrap() == want, "{abs}: bytes");
         for chunk in [1, 511, 4096, 70_000] {
@@ -368,4 +370,323 @@ fn ranges_read_in_full_at_any_offset() {
     let mut f = fs.open("/empty").unwrap();
     read_exact_at(&mut f, 0, &mut []).unwrap();
     assert!(read_exact_at(&mut f, 0, &mut [0]).is_err());
+}
+
+/// The audit's PoC (M4): a hand-made superblock claiming 2^32 - 1 block groups of one
+/// block each, on an 8 KiB disk. ext4-view sized its descriptor table by that count
+/// (64 GiB) and the allocation failure aborted; the superblock is refused now, naming
+/// the field, its value and the limit.
+#[test]
+fn poc_huge_group_count() {
+    let mut img = vec![0u8; 8192];
+    let sb = 1024;
+    let put32 = |img: &mut Vec<u8>, off: usize, v: u32| {
+        img[sb + off..sb + off + 4].copy_from_slice(&v.to_le_bytes())
+    };
+    put32(&mut img, 0x04, u32::MAX); // s_blocks_count_lo
+    put32(&mut img, 0x14, 0); // s_first_data_block
+    put32(&mut img, 0x18, 0); // 1 KiB blocks
+    put32(&mut img, 0x20, 1); // s_blocks_per_group
+    put32(&mut img, 0x28, 1); // s_inodes_per_group
+    img[sb + 0x38..sb + 0x3a].copy_from_slice(&0xef53u16.to_le_bytes());
+    img[sb + 0x58..sb + 0x5a].copy_from_slice(&128u16.to_le_bytes());
+    put32(&mut img, 0x60, 0x2); // filetype
+    let disk = MemDisk::over(img, 512, true);
+    let Err(e) = Ext4Disk(disk).load() else {
+        panic!("loaded")
+    };
+    let bad = bad_superblock(&e).unwrap_or_else(|| panic!("not a refusal: {e:?}"));
+    assert_eq!(bad.field, "s_blocks_count", "{bad}");
+    assert_eq!(bad.value, u64::from(u32::MAX));
+    assert_eq!(bad.max, 8, "an 8 KiB device holds 8 blocks of 1 KiB");
+    let text = e.to_string();
+    assert!(
+        text.contains("s_blocks_count") && text.contains("4294967295") && text.contains('8'),
+        "{text}"
+    );
+}
+
+/// CRC-32C as ext4 keeps it (initial !0, no final inversion): the superblock's
+/// `s_checksum` over its first 0x3fc bytes.
+fn crc32c_raw(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
+        }
+    }
+    c
+}
+
+/// `img` with superblock bytes `at..` (offsets inside the superblock) set to `value`'s
+/// low `width` bytes, little-endian, and `s_checksum` made right again (metadata_csum),
+/// so what ext4-view sees is the patched field itself, not a bad checksum.
+fn patched(img: &[u8], fields: &[(usize, usize, u64)]) -> Vec<u8> {
+    let mut img = img.to_vec();
+    let sb = 1024;
+    for &(at, width, value) in fields {
+        img[sb + at..sb + at + width].copy_from_slice(&value.to_le_bytes()[..width]);
+    }
+    let ro_compat = u32::from_le_bytes(img[sb + 0x64..sb + 0x68].try_into().unwrap());
+    if ro_compat & 0x400 != 0 {
+        let c = crc32c_raw(&img[sb..sb + 0x3fc]);
+        img[sb + 0x3fc..sb + 0x400].copy_from_slice(&c.to_le_bytes());
+    }
+    img
+}
+
+/// Load `img` (512-byte sectors) and expect the superblock refused for `field`.
+fn refused(img: Vec<u8>, field: &str, what: &str) {
+    let e = match Ext4Disk(MemDisk::over(img, 512, true)).load() {
+        Ok(_) => panic!("{what}: loaded"),
+        Err(e) => e,
+    };
+    let bad = bad_superblock(&e).unwrap_or_else(|| panic!("{what}: not a refusal: {e}"));
+    assert_eq!(bad.field, field, "{what}: {bad}");
+    assert!(
+        !(bad.min..=bad.max).contains(&bad.value) || bad.why.starts_with("a power of two"),
+        "{what}: {bad}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains(field) && text.contains(&bad.value.to_string()),
+        "{what}: {text}"
+    );
+}
+
+// Superblock offsets and widths (bytes) of the fields the check covers.
+const BLOCKS_LO: (usize, usize) = (0x04, 4);
+const FIRST_DATA_BLOCK: (usize, usize) = (0x14, 4);
+const LOG_BLOCK_SIZE: (usize, usize) = (0x18, 4);
+const BLOCKS_PER_GROUP: (usize, usize) = (0x20, 4);
+const INODES_PER_GROUP: (usize, usize) = (0x28, 4);
+const INODE_SIZE: (usize, usize) = (0x58, 2);
+const DESC_SIZE: (usize, usize) = (0xfe, 2);
+const BLOCKS_HI: (usize, usize) = (0x150, 4);
+
+fn set(f: (usize, usize), v: u64) -> (usize, usize, u64) {
+    (f.0, f.1, v)
+}
+
+#[test]
+fn hostile_superblocks_are_refused_naming_the_field() {
+    // mkfs.ext4's defaults here: metadata_csum and 64bit, 1 KiB and 4 KiB blocks.
+    for bs in [1024u64, 4096] {
+        let img = image(bs as u32);
+        let blocks = (8u64 << 20) / bs;
+        let what = |w: &str| format!("{bs}-byte blocks: {w}");
+        // The untouched image (checksum recomputed) loads: the check passes real ones.
+        check_files(&load(patched(&img, &[]), 512));
+        // The disk: 0xffffffff blocks (2^32 - 1 groups of 1 at most).
+        refused(
+            patched(&img, &[set(BLOCKS_LO, 0xffff_ffff)]),
+            "s_blocks_count",
+            &what("0xffffffff blocks"),
+        );
+        refused(
+            patched(&img, &[set(BLOCKS_HI, 0xffff)]),
+            "s_blocks_count",
+            &what("blocks_count_hi 0xffff"),
+        );
+        refused(
+            patched(&img, &[set(BLOCKS_LO, blocks + 1)]),
+            "s_blocks_count",
+            &what("one block more than the device holds"),
+        );
+        refused(
+            patched(&img, &[set(BLOCKS_LO, 0)]),
+            "s_blocks_count",
+            &what("no blocks"),
+        );
+        // Blocks of 2 GiB (8 cache entries of them), 128 KiB, and past 2^31.
+        for log in [21, 7, 22, 0xffff_ffff] {
+            refused(
+                patched(&img, &[set(LOG_BLOCK_SIZE, log)]),
+                "s_log_block_size",
+                &what(&format!("log_block_size {log}")),
+            );
+        }
+        refused(
+            patched(&img, &[set(FIRST_DATA_BLOCK, blocks)]),
+            "s_first_data_block",
+            &what("first data block at the end"),
+        );
+        // One block per group: thousands of groups on 8 MiB; and zero; and more blocks
+        // than a group's one-block bitmap can map.
+        for bpg in [1, 0, 8 * bs + 8] {
+            refused(
+                patched(&img, &[set(BLOCKS_PER_GROUP, bpg)]),
+                "s_blocks_per_group",
+                &what(&format!("blocks_per_group {bpg}")),
+            );
+        }
+        for ipg in [0, 8 * bs + 1, 0xffff_ffff] {
+            refused(
+                patched(&img, &[set(INODES_PER_GROUP, ipg)]),
+                "s_inodes_per_group",
+                &what(&format!("inodes_per_group {ipg}")),
+            );
+        }
+        for isz in [0, 64, 200, 2 * bs, 0xffff] {
+            refused(
+                patched(&img, &[set(INODE_SIZE, isz)]),
+                "s_inode_size",
+                &what(&format!("inode_size {isz}")),
+            );
+        }
+        for dsz in [0, 32, 96, 2048, 0xffff] {
+            refused(
+                patched(&img, &[set(DESC_SIZE, dsz)]),
+                "s_desc_size",
+                &what(&format!("desc_size {dsz}")),
+            );
+        }
+    }
+}
+
+/// Every field the check covers, set to each of a list of awkward values (alone), on
+/// both block sizes: loading, and reading every file when it loads, is an answer or an
+/// error, never a panic or an abort (an abort ends this whole test binary).
+#[test]
+fn no_superblock_value_panics() {
+    let values = [
+        0u64,
+        1,
+        2,
+        7,
+        8,
+        63,
+        64,
+        128,
+        255,
+        256,
+        1023,
+        1024,
+        4096,
+        8192,
+        32768,
+        65535,
+        65536,
+        0x7fff_ffff,
+        0x8000_0000,
+        0xffff_ffff,
+    ];
+    let fields = [
+        BLOCKS_LO,
+        FIRST_DATA_BLOCK,
+        LOG_BLOCK_SIZE,
+        BLOCKS_PER_GROUP,
+        INODES_PER_GROUP,
+        INODE_SIZE,
+        DESC_SIZE,
+        BLOCKS_HI,
+        // Not checked by us, but read by ext4-view: the feature words (a set RECOVERY
+        // bit makes it replay the journal) and the journal's inode.
+        (0x5c, 4),
+        (0x60, 4),
+        (0x64, 4),
+        (0xe0, 4),
+    ];
+    for bs in [1024u32, 4096] {
+        let img = image(bs);
+        for f in fields {
+            for v in values {
+                let v = v & (u64::MAX >> (64 - 8 * f.1));
+                let r = std::panic::catch_unwind(|| {
+                    let disk = MemDisk::over(patched(&img, &[set(f, v)]), 512, true);
+                    if let Ok(fs) = Ext4Disk(disk).load() {
+                        for (path, _) in files() {
+                            let _ = fs.read(format!("/{path}").as_str());
+                        }
+                    }
+                });
+                assert!(
+                    r.is_ok(),
+                    "{bs}-byte blocks, field at {:#x} = {v}: panicked",
+                    f.0
+                );
+            }
+        }
+    }
+}
+
+/// An 8 MiB image (1 KiB blocks) of a file `/d/target` and symlinks to it (one stored
+/// in the inode, one longer than 59 bytes in a block of its own), then `debugfs -w`
+/// commands run on it.
+fn symlink_image(debugfs: &[&str]) -> Vec<u8> {
+    let mkfs = mkfs();
+    let scratch = Scratch::new("symlink");
+    let root = scratch.0.join("root");
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    std::fs::write(root.join("d/target"), b"the target\n").unwrap();
+    let long = format!("/d/{}target", "./".repeat(35));
+    std::os::unix::fs::symlink(&long, root.join("long")).unwrap();
+    std::os::unix::fs::symlink("d/target", root.join("short")).unwrap();
+    std::os::unix::fs::symlink("/long", root.join("d/via")).unwrap();
+    let img = scratch.0.join("fs.img");
+    let out = Command::new(&mkfs)
+        .args(["-q", "-F", "-b", "1024", "-d"])
+        .arg(&root)
+        .arg(&img)
+        .arg("8M")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let debugfs_bin = mkfs.with_file_name("debugfs");
+    for cmd in debugfs {
+        let out = Command::new(&debugfs_bin)
+            .args(["-w", "-R", cmd])
+            .arg(&img)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", debugfs_bin.display()));
+        assert!(
+            out.status.success(),
+            "debugfs {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::read(&img).unwrap()
+}
+
+/// ext4-view reads a symlink's target longer than 59 bytes into a `Vec` the size the
+/// inode claims: a hostile `i_size` (about 2^42 here, as much as 2^32 blocks of 1 KiB hold) aborted the guest on `open` of any path
+/// through the link. `ext4::open` follows links itself, a target longer than a path can
+/// be being an error.
+#[test]
+fn a_symlink_claiming_a_huge_target_is_an_error() {
+    // An honest image: the links resolve, in the last and in a middle component.
+    let fs = load(symlink_image(&[]), 512);
+    for p in ["/long", "/short", "/d/via", "/d/../long", "/d/./target"] {
+        let mut f = open(&fs, p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        let mut buf = [0u8; 11];
+        read_exact_at(&mut f, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"the target\n", "{p}");
+    }
+    assert!(matches!(open(&fs, "/missing"), Err(Ext4Error::NotFound)));
+    assert!(matches!(open(&fs, "/d"), Err(Ext4Error::IsADirectory)));
+    assert!(matches!(
+        open(&fs, "/short/x"),
+        Err(Ext4Error::NotADirectory)
+    ));
+    assert!(open(&fs, "relative").is_err());
+    // The long link's size made 0x3ff_0000_0000 + its length (i_size_high = 0x3ff).
+    let img = symlink_image(&["sif /long size_hi 0x3ff"]);
+    let fs = load(img, 512);
+    for p in ["/long", "/d/via", "/d/../long"] {
+        match open(&fs, p) {
+            Ok(_) => panic!("{p}: opened"),
+            Err(e) => assert!(e.to_string().contains("symlink"), "{p}: {e}"),
+        }
+    }
+    // Paths that do not pass through it still open.
+    assert!(open(&fs, "/short").is_ok());
 }

@@ -8,6 +8,9 @@
 //! ring. A write waits for room as long as the backend takes bytes; a backend that takes
 //! nothing for [`STALL_TIMEOUT_NS`] makes the write fail, and later writes fail fast
 //! until it moves again (`xenpv_protocol::console_out`): counted, never reordered.
+//!
+//! The panic and fault handlers never wait for the ring's lock (`failing`): the code
+//! that failed may hold it, in the middle of a write, and would never let it go.
 
 use crate::ring::DuplexError;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,6 +26,41 @@ static EARLY: spin::Mutex<heapless::Vec<u8, 4096>> = spin::Mutex::new(heapless::
 type Live = ConsoleOut<crate::ring_page::PageLink>;
 
 static RING: spin::Mutex<Option<Live>> = spin::Mutex::new(None);
+
+/// Set by the panic and fault handlers ([`failing`]): writes stop waiting for the ring's
+/// lock, which the code that failed may hold.
+static FAILING: AtomicBool = AtomicBool::new(false);
+/// The failing path has taken the ring's lock from its holder once; a second time (a
+/// failure while the report itself was being written) its message is dropped instead.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The guest is failing (a panic or a fault is being reported, then it exits): from now
+/// on a write never waits for the ring's lock. If the lock is held, the holder is code
+/// that will never run again; the lock is taken from it, once.
+pub(crate) fn failing() {
+    FAILING.store(true, Ordering::SeqCst);
+}
+
+/// The ring, locked: waiting for the lock normally; on the failing path without waiting
+/// (`None`: drop the message).
+fn lock_ring() -> Option<spin::MutexGuard<'static, Option<Live>>> {
+    if !FAILING.load(Ordering::SeqCst) {
+        return Some(RING.lock());
+    }
+    if let Some(r) = RING.try_lock() {
+        return Some(r);
+    }
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    // SAFETY: there is one vCPU and nothing preempts: the lock is held by a frame below
+    // the panic or fault handler that called `failing`, and those never return (no
+    // unwinding, they end in `exit::deliver`), so its guard is never used or dropped
+    // again. The ring's indices are published with each write, so what it half wrote is
+    // overwritten, not corrupting.
+    unsafe { RING.force_unlock() };
+    RING.try_lock()
+}
 
 /// Console bytes that could not be delivered (early-buffer overflow, stalled backend).
 pub fn lost_bytes() -> usize {
@@ -77,11 +115,24 @@ pub(crate) fn write(bytes: &[u8]) -> Option<Result<(), DuplexError>> {
     if !EXPECT_RING.load(Ordering::Relaxed) {
         return None;
     }
-    let mut r = RING.lock();
+    let dropped = DuplexError::Stalled {
+        written: 0,
+        len: bytes.len(),
+    };
+    let Some(mut r) = lock_ring() else {
+        return Some(Err(dropped));
+    };
     Some(match r.as_mut() {
         Some(d) => send(d, bytes),
         None => {
-            let mut early = EARLY.lock();
+            // On the failing path the early buffer's lock is not waited for either.
+            let early = match FAILING.load(Ordering::SeqCst) {
+                false => Some(EARLY.lock()),
+                true => EARLY.try_lock(),
+            };
+            let Some(mut early) = early else {
+                return Some(Err(dropped));
+            };
             let room = early.capacity() - early.len();
             let n = room.min(bytes.len());
             let _ = early.extend_from_slice(&bytes[..n]);
@@ -96,6 +147,14 @@ pub(crate) fn write(bytes: &[u8]) -> Option<Result<(), DuplexError>> {
             }
         }
     })
+}
+
+/// Run `f` while holding the ring's lock, as a console write does: for the boot tests
+/// of a panic or a fault in the middle of a ring write (the sample app's `hold-console`).
+#[doc(hidden)]
+pub fn _with_ring_locked<R>(f: impl FnOnce() -> R) -> R {
+    let _ring = RING.lock();
+    f()
 }
 
 /// Input from the ring (0 if none), or `None` if this guest has no ring console.

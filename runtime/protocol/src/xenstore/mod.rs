@@ -101,7 +101,8 @@ impl core::fmt::Display for XsError {
         match self {
             XsError::Wire(e) => write!(f, "xenstore: {e}"),
             XsError::Ring(e) => write!(f, "xenstore ring: {e}"),
-            XsError::Xenstore(errno) => write!(f, "xenstore: {errno}"),
+            // xenstored's bytes: escaped, as every peer string on the console.
+            XsError::Xenstore(errno) => write!(f, "xenstore: {}", crate::escape::Escaped(errno)),
             XsError::Protocol { want, got } => write!(
                 f,
                 "xenstore: reply type {} id {} while waiting for type {} id {}",
