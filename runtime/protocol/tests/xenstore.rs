@@ -94,7 +94,10 @@ fn a_hostile_or_silent_xenstored_gives_errors_not_panics_or_hangs() {
 fn an_event_storm_is_an_error_not_a_silent_drop() {
     let mut x = xs(Mode::EventStorm);
     assert_eq!(&x.read("domid").unwrap()[..], b"5");
-    assert_eq!(x.next_event(u64::MAX), Err(XsError::EventQueueFull));
+    let epoch = x.lost_epoch();
+    assert!(epoch > 0, "the loss moves the epoch on");
+    assert_eq!(x.next_event(u64::MAX), Err(XsError::EventsLost));
+    assert_eq!(x.events_dropped(), 4);
     // The ones that were queued are still delivered in order.
     assert_eq!(
         x.next_event(u64::MAX).unwrap().unwrap().path.as_str(),
@@ -208,7 +211,7 @@ fn watch_tokens_are_checked_at_their_limit_before_sending() {
 }
 
 #[test]
-fn an_event_path_over_the_limit_is_an_error_and_the_stream_stays_in_step() {
+fn an_event_path_over_the_limit_is_dropped_counted_and_the_stream_stays_in_step() {
     let mut x = xs(Mode::Honest);
     x.watch("data", "t").unwrap();
     assert_eq!(
@@ -217,14 +220,8 @@ fn an_event_path_over_the_limit_is_an_error_and_the_stream_stays_in_step() {
     );
     let long = format!("data/{}", "x".repeat(EVENT_PATH_MAX));
     x.write(&long, b"1").unwrap(); // its event follows the reply
-    assert_eq!(
-        x.next_event(u64::MAX),
-        Err(XsError::Wire(wire::WireError::TooLong {
-            what: "watch path",
-            len: EVENT_PATH_MAX + 5,
-            max: EVENT_PATH_MAX
-        }))
-    );
+    assert_eq!(x.next_event(u64::MAX), Err(XsError::EventsLost));
+    assert_eq!(x.malformed_events(), 1);
     assert_eq!(&x.read("domid").unwrap()[..], b"5");
     assert_eq!(x.stale_replies(), 0);
 }
@@ -279,4 +276,62 @@ fn a_message_split_by_a_short_ring_is_read_whole_even_past_the_deadline() {
         }
     }
     assert_eq!(got, ["control/shutdown", "device/vif/1"]);
+}
+
+/// L3: a watch event too long to keep that arrives before a reply is dropped (and
+/// counted); the request xenstored applied succeeds.
+#[test]
+fn a_long_watch_event_before_a_reply_does_not_fail_the_applied_request() {
+    let mut x = xs(Mode::Honest);
+    x.watch("backend", "be").unwrap();
+    let now = x.link().clock;
+    while x.next_event(now).unwrap().is_some() {}
+    // Another domain creates a node with a long name under the watched path.
+    let long = format!("backend/{}", "x".repeat(600));
+    x.link().set(&long, b"1");
+    let r = x.write("data/state", b"6");
+    assert_eq!(x.link().get("data/state"), Some(&b"6"[..]));
+    assert_eq!(r, Ok(()), "xenstored applied the write");
+    assert_eq!(x.malformed_events(), 1);
+    assert_eq!(
+        x.next_event(now),
+        Err(XsError::EventsLost),
+        "the loss is reported"
+    );
+}
+
+/// L4: a request that stalls half-written (xenstored stops reading its ring) fails, and
+/// the requests after it are not read as its tail: the client finishes the stalled
+/// message first (its late reply is stale) and every later request is answered right.
+#[test]
+fn a_request_stalled_half_written_does_not_desynchronise_the_stream() {
+    let mut x = xs(Mode::Honest);
+    let t0 = x.link().clock;
+    x.link().stall_req_until = t0 + REPLY_TIMEOUT_NS + 1_000_000_000;
+    let big = vec![b'v'; 2000]; // more than the 1024-byte ring
+    assert!(matches!(
+        x.write("data/big", &big),
+        Err(XsError::Ring(DuplexError::Stalled { written: 1024, .. }))
+    ));
+    assert_eq!(&x.read("domid").unwrap()[..], b"5");
+    assert_eq!(&x.read("name").unwrap()[..], b"xenpv-app");
+    x.write("data/small", b"1").unwrap();
+    assert_eq!(x.link().get("data/small"), Some(&b"1"[..]));
+}
+
+/// L4: a reply that stops mid-payload past the deadline fails its request, and the
+/// stream stays in step: the rest of that reply, when it comes, is skipped as stale.
+#[test]
+fn a_reply_stopped_mid_payload_does_not_desynchronise_the_stream() {
+    let mut x = xs(Mode::Honest);
+    let t0 = x.link().clock;
+    x.link().out_budget = Some(wire::HEADER_LEN + 2);
+    x.link().out_resume_at = t0 + REPLY_TIMEOUT_NS + MESSAGE_REST_NS + 1_000_000_000;
+    assert!(matches!(
+        x.read("name"),
+        Err(XsError::Ring(DuplexError::TimedOut { .. }))
+    ));
+    assert_eq!(&x.read("domid").unwrap()[..], b"5");
+    assert_eq!(&x.read("name").unwrap()[..], b"xenpv-app");
+    assert_eq!(x.stale_replies(), 1);
 }
