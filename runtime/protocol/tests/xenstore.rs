@@ -335,3 +335,32 @@ fn a_reply_stopped_mid_payload_does_not_desynchronise_the_stream() {
     assert_eq!(&x.read("name").unwrap()[..], b"xenpv-app");
     assert_eq!(x.stale_replies(), 1);
 }
+
+/// A header no message can have (a length past DRAIN_MAX) resets the receive side: what
+/// arrived is discarded, the reset and the possible loss of events are reported, and the
+/// next request is answered right.
+#[test]
+fn a_header_that_frames_nothing_resets_the_stream() {
+    let mut x = xs(Mode::Honest);
+    let mut junk = wire::Header {
+        ty: MsgType::Read as u32,
+        req_id: 77,
+        tx_id: 0,
+        len: 0,
+    }
+    .encode()
+    .to_vec();
+    junk[12..].copy_from_slice(&u32::MAX.to_le_bytes());
+    junk.extend_from_slice(&[0xee; 300]);
+    x.link().inject(&junk);
+    assert!(matches!(
+        x.read("domid"),
+        Err(XsError::Wire(wire::WireError::TooLong { .. }))
+    ));
+    assert_eq!(x.resyncs(), 1);
+    assert_eq!(x.lost_epoch(), 1);
+    assert_eq!(&x.read("domid").unwrap()[..], b"5");
+    assert_eq!(&x.read("name").unwrap()[..], b"xenpv-app");
+    let now = x.link().clock;
+    assert_eq!(x.next_event(now), Err(XsError::EventsLost));
+}
