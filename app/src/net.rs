@@ -561,7 +561,8 @@ pub fn run(boot: &mut Boot) -> i32 {
             .map(Vif::delay_ns)
             .min()
             .unwrap_or(MAX_WAIT_NS)
-            .min(MAX_WAIT_NS);
+            .min(MAX_WAIT_NS)
+            .min(life_delay_ns(&life));
         if wait > 0 {
             let mut ports: heapless::Vec<evtchn::Port, 8> = heapless::Vec::new();
             let _ = ports.push(xs_port);
@@ -671,6 +672,18 @@ enum Life {
     Connecting(Box<PendingNetfront>, u64, u64),
     /// Closing: stepped at the time given (or on a backend event); when it began, why.
     Closing(Box<ClosingNetfront>, u64, u64, Why),
+}
+
+/// Time until the first connect or close in progress is due for a step.
+fn life_delay_ns(life: &[Life]) -> u64 {
+    let t = now_ns();
+    life.iter()
+        .filter_map(|l| match l {
+            Life::Idle => None,
+            Life::Connecting(_, at, _) | Life::Closing(_, at, ..) => Some(at.saturating_sub(t)),
+        })
+        .min()
+        .unwrap_or(u64::MAX)
 }
 
 /// Bring up vifs `0..n` together: each, and how long it took (ms). `Err(status)` to
