@@ -532,7 +532,8 @@ pub fn run(boot: &mut Boot) -> i32 {
                     }
                 }
             }
-            // Any loss the queue did not report (a malformed event, a reset stream).
+            // Belt and braces: a loss whose report the loop above broke off before
+            // (another error came first) still makes us look again.
             if xs.lost_epoch() != lost_epoch {
                 lost_epoch = xs.lost_epoch();
                 check_shutdown = true;
