@@ -364,3 +364,77 @@ fn a_header_that_frames_nothing_resets_the_stream() {
     let now = x.link().clock;
     assert_eq!(x.next_event(now), Err(XsError::EventsLost));
 }
+
+#[derive(Clone, Debug)]
+enum StallOp {
+    ReadDomid,
+    ReadName,
+    Write(u16),
+    BigWrite,
+    /// Replies stop after this many bytes, for this many ms.
+    PauseReplies(u8, u16),
+    /// xenstored stops reading requests for this many ms.
+    StallRequests(u16),
+}
+
+fn stall_op() -> impl Strategy<Value = StallOp> {
+    prop_oneof![
+        2 => Just(StallOp::ReadDomid),
+        2 => Just(StallOp::ReadName),
+        2 => any::<u16>().prop_map(StallOp::Write),
+        1 => Just(StallOp::BigWrite),
+        1 => (0u8..60, 0u16..8000).prop_map(|(b, ms)| StallOp::PauseReplies(b, ms)),
+        1 => (0u16..8000).prop_map(StallOp::StallRequests),
+    ]
+}
+
+proptest! {
+    /// L4, generalised: whatever pauses a xenstored makes mid-reply or mid-request, a
+    /// request either fails or gets its own answer (never another's), and once it
+    /// answers again every request is answered right.
+    #[test]
+    fn stalls_never_desynchronise_the_stream(ops in proptest::collection::vec(stall_op(), 1..30)) {
+        let mut x = xs(Mode::Honest);
+        for op in &ops {
+            let now = x.link().clock;
+            match op {
+                StallOp::ReadDomid => {
+                    if let Ok(v) = x.read("domid") {
+                        prop_assert_eq!(&v[..], b"5");
+                    }
+                }
+                StallOp::ReadName => {
+                    if let Ok(v) = x.read("name") {
+                        prop_assert_eq!(&v[..], b"xenpv-app");
+                    }
+                }
+                StallOp::Write(n) => {
+                    let v = format!("{n}");
+                    if x.write("data/w", v.as_bytes()).is_ok() {
+                        prop_assert_eq!(x.link().get("data/w"), Some(v.as_bytes()));
+                    }
+                }
+                StallOp::BigWrite => {
+                    let _ = x.write("data/big", &[b'b'; 2000]);
+                }
+                StallOp::PauseReplies(b, ms) => {
+                    x.link().out_budget = Some(*b as usize);
+                    x.link().out_resume_at = now + *ms as u64 * 1_000_000;
+                }
+                StallOp::StallRequests(ms) => {
+                    x.link().stall_req_until = now + *ms as u64 * 1_000_000;
+                }
+            }
+        }
+        // xenstored answers again: everything is in step.
+        let later = x.link().clock + 10_000_000_000;
+        x.link().clock = later;
+        for _ in 0..2 {
+            let (d, n) = (x.read("domid"), x.read("name"));
+            prop_assert_eq!(d.as_deref(), Ok(&b"5"[..]));
+            prop_assert_eq!(n.as_deref(), Ok(&b"xenpv-app"[..]));
+            x.write("data/end", b"1").unwrap();
+            prop_assert_eq!(x.link().get("data/end"), Some(&b"1"[..]));
+        }
+    }
+}
