@@ -81,9 +81,10 @@ pub const TOKEN_MAX: usize = 64;
 /// Bytes of an error reply's errno name kept in [`XsError::Xenstore`] (the names in
 /// xs_wire.h's `xsd_errors` are far shorter; a longer one is cut on a char boundary).
 pub const ERRNO_MAX: usize = 32;
-/// Most payload bytes drained after a header that claims more than [`PAYLOAD_MAX`]
+/// Most payload bytes skipped after a header that claims more than [`PAYLOAD_MAX`]
 /// (16 times the limit): enough to step over a real oversized message, bounded so that
-/// a corrupt length cannot make the client discard without end.
+/// a corrupt length cannot make the client discard without end (a longer claim resets
+/// the receive side instead; also the most bytes such a reset discards).
 pub const DRAIN_MAX: usize = 16 * PAYLOAD_MAX;
 
 /// A reply's payload: at most [`PAYLOAD_MAX`] bytes, held inline.
