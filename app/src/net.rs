@@ -28,13 +28,15 @@ use xenpv_appliance::round;
 use xenpv_rt::blk::ext4::ext4_view::{Ext4, File};
 use xenpv_rt::blk::ext4::read_exact_at;
 use xenpv_rt::gnttab::GrantTable;
-use xenpv_rt::net::netfront::{Netfront, CONNECT_NS};
+use xenpv_rt::net::netfront::{
+    CloseStep, ClosingNetfront, ConnectStep, Netfront, PendingNetfront, CONNECT_NS,
+};
 use xenpv_rt::net::phy::now;
 use xenpv_rt::net::phy::poll_delay_ns;
 use xenpv_rt::net::smoltcp;
 use xenpv_rt::time::now_ns;
 use xenpv_rt::xenbus::State;
-use xenpv_rt::xenstore::Xenstore;
+use xenpv_rt::xenstore::{Xenstore, XsError};
 use xenpv_rt::{evtchn, println, Boot, PageLink};
 
 use smoltcp::iface::{
@@ -985,29 +987,26 @@ pub fn run(boot: &mut Boot) -> i32 {
         return 9;
     }
     let mut list: Vec<Vif> = Vec::new();
-    for i in 0..vifs {
-        let t0 = now_ns();
-        match Netfront::connect(mem, &mut gt, xs, i as u32) {
-            Ok(nic) => {
-                let nic = Box::new(nic);
-                let m = nic.mac();
-                println!(
-                    "net: vif{i} connected in {} ms: mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} backend={} (domain {}) ip={} gso={}",
-                    (now_ns() - t0) / 1_000_000,
-                    m[0], m[1], m[2], m[3], m[4], m[5],
-                    nic.backend().path,
-                    nic.backend().domid,
-                    IpText(ips[i]),
-                    if nic.gso() { "on" } else { "off" },
-                );
-                list.push(Vif::new(nic, ips[i], limits));
-            }
-            Err(e) => {
-                println!("net: vif{i}: {e}");
-                return 9;
-            }
-        }
+    // Every vif's handshake at once, stepped in turn: one slow backend does not hold
+    // the others up (and a stop request meanwhile is honoured).
+    let mut nics = match connect_all(mem, &mut gt, xs, vifs) {
+        Ok(nics) => nics,
+        Err(status) => return status,
+    };
+    for (i, (nic, ms)) in nics.drain(..).enumerate() {
+        let m = nic.mac();
+        println!(
+            "net: vif{i} connected in {} ms: mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} backend={} (domain {}) ip={} gso={}",
+            ms,
+            m[0], m[1], m[2], m[3], m[4], m[5],
+            xenpv_rt::escape::Escaped(&nic.backend().path),
+            nic.backend().domid,
+            IpText(ips[i]),
+            if nic.gso() { "on" } else { "off" },
+        );
+        list.push(Vif::new(nic, ips[i], limits));
     }
+    let mut life: Vec<Life> = (0..vifs).map(|_| Life::Idle).collect();
     let mut st = Stats::default();
     if cmd_files {
         match open_files(mem, &mut gt, xs) {
@@ -1033,6 +1032,8 @@ pub fn run(boot: &mut Boot) -> i32 {
     );
     let xs_port = xs.link().port();
     let (mut xs_woke, mut xs_at) = (false, 0);
+    // Events lost so far (seen), and a read of control/shutdown that failed.
+    let (mut lost_epoch, mut recheck_shutdown) = (xs.lost_epoch(), false);
     loop {
         for v in list.iter_mut() {
             v.poll(&mut st);
@@ -1056,45 +1057,55 @@ pub fn run(boot: &mut Boot) -> i32 {
         if xs_due {
             xs_at = t + XS_CHECK_NS;
             retry_kept_grants(mem, &mut gt);
+            let mut check_shutdown = core::mem::take(&mut recheck_shutdown);
             loop {
                 match xs.next_event(now_ns()) {
-                    Ok(Some(ev)) if ev.token.as_str() == "shutdown" => {
-                        if let Some(how) = shutdown_request(xs) {
-                            println!("net: shutdown requested ({how})");
-                            return finish(&mut list, mem, &mut gt, xs, &st);
-                        }
-                    }
+                    Ok(Some(ev)) if ev.token.as_str() == "shutdown" => check_shutdown = true,
                     Ok(Some(_)) => check_backends = true,
                     Ok(None) => break,
+                    Err(XsError::EventsLost) => {
+                        println!("net: xenstore: watch events lost: reading control/shutdown and the backends again");
+                        check_shutdown = true;
+                        check_backends = true;
+                    }
                     Err(e) => {
                         println!("net: xenstore: {e}");
                         break;
                     }
                 }
             }
-        }
-        for v in list.iter_mut() {
-            let t = now_ns();
-            if v.nic.is_some() && check_backends {
-                check_backend(v, mem, &mut gt, xs, &mut st);
-            } else if v.nic.is_none() && t >= v.next_probe {
-                v.next_probe = t + REATTACH_EVERY_NS;
-                reattach(v, mem, &mut gt, xs, &mut st);
+            // Belt and braces: a loss whose report the loop above broke off before
+            // (another error came first) still makes us look again.
+            if xs.lost_epoch() != lost_epoch {
+                lost_epoch = xs.lost_epoch();
+                check_shutdown = true;
+                check_backends = true;
             }
-            if let Some(e) = v.nic.as_ref().and_then(|n| n.broken()) {
-                println!(
-                    "net: vif{} stopped: the backend corrupted a ring ({e})",
-                    v.index
-                );
-                check_backend(v, mem, &mut gt, xs, &mut st);
+            if check_shutdown {
+                match shutdown_request(xs) {
+                    Ok(Some(how)) => {
+                        println!("net: shutdown requested ({how})");
+                        return finish(&mut list, &mut life, mem, &mut gt, xs, &st);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        println!("net: reading control/shutdown: {e} (trying again)");
+                        recheck_shutdown = true;
+                    }
+                }
             }
         }
+        for (v, l) in list.iter_mut().zip(life.iter_mut()) {
+            lifecycle(v, l, check_backends, mem, &mut gt, xs, &mut st);
+        }
+
         let wait = list
             .iter_mut()
             .map(Vif::delay_ns)
             .min()
             .unwrap_or(MAX_WAIT_NS)
-            .min(MAX_WAIT_NS);
+            .min(MAX_WAIT_NS)
+            .min(life_delay_ns(&life));
         if wait > 0 {
             let mut ports: heapless::Vec<evtchn::Port, 8> = heapless::Vec::new();
             let _ = ports.push(xs_port);
@@ -1166,52 +1177,238 @@ fn open_files(
 }
 
 /// `control/shutdown`'s request, acknowledged (cleared) as Linux does; `None` if empty.
-fn shutdown_request(xs: &mut Xenstore<PageLink>) -> Option<heapless::String<16>> {
-    let v = xs.read("control/shutdown").ok()?;
+/// `control/shutdown`'s request, acknowledged (cleared) as Linux does; `None` if empty
+/// or absent. An error is for the caller to try again: a request must not be lost.
+fn shutdown_request(xs: &mut Xenstore<PageLink>) -> Result<Option<heapless::String<16>>, XsError> {
+    let v = match xs.read("control/shutdown") {
+        Ok(v) => v,
+        Err(XsError::Xenstore(e)) if e == "ENOENT" => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let v = v.strip_suffix(b"\0").unwrap_or(&v);
     if v.is_empty() {
-        return None;
+        return Ok(None);
     }
     let _ = xs.write("control/shutdown", b"");
     let mut s = heapless::String::new();
     for &b in v.iter().take(16) {
         let _ = s.push(if b.is_ascii_graphic() { b as char } else { '?' });
     }
-    Some(s)
+    Ok(Some(s))
 }
 
-/// A backend that closed or vanished: close the vif (it reconnects later).
-fn check_backend(
+/// Why a vif is being closed.
+#[derive(Clone, Copy)]
+enum CloseWhy {
+    /// Its backend closed or vanished (`None`), or corrupted a ring.
+    Detach(Option<State>),
+    /// A re-attach failed: what it set up is taken down.
+    FailedConnect,
+}
+
+/// A vif's device lifecycle, beside its serving state (`Vif::nic`). A connect or close
+/// in progress is stepped when a backend's watch fired or its time came (a few xenstore
+/// requests, never a wait for the backend), so a backend that never answers costs the
+/// other vifs nothing.
+enum Life {
+    /// Connected (`Vif::nic` is set), or detached and looking for its backend again at
+    /// `Vif::next_probe`.
+    Idle,
+    /// Re-attaching: stepped at the time given (or on a backend event); when it began.
+    Connecting(Box<PendingNetfront>, u64, u64),
+    /// Closing: stepped at the time given (or on a backend event); when it began, why.
+    Closing(Box<ClosingNetfront>, u64, u64, CloseWhy),
+}
+
+/// Time until the first connect or close in progress is due for a step.
+fn life_delay_ns(life: &[Life]) -> u64 {
+    let t = now_ns();
+    life.iter()
+        .filter_map(|l| match l {
+            Life::Idle => None,
+            Life::Connecting(_, at, _) | Life::Closing(_, at, ..) => Some(at.saturating_sub(t)),
+        })
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
+/// Bring up vifs `0..n` together: each, and how long it took (ms). `Err(status)` to
+/// exit with: 9 if one failed, 0 if the toolstack asked to stop meanwhile.
+fn connect_all(
+    mem: &mut xenpv_rt::mm::Memory,
+    gt: &mut GrantTable,
+    xs: &mut Xenstore<PageLink>,
+    n: usize,
+) -> Result<Vec<(Box<Netfront>, u64)>, i32> {
+    let t0 = now_ns();
+    let mut pending: Vec<Option<(Box<PendingNetfront>, u64)>> = Vec::new();
+    for i in 0..n {
+        match Netfront::begin_connect(mem, gt, xs, i as u32) {
+            Ok(p) => pending.push(Some((Box::new(p), 0))),
+            Err(e) => {
+                println!("net: vif{i}: {e}");
+                return Err(9);
+            }
+        }
+    }
+    let mut nics: Vec<Option<(Box<Netfront>, u64)>> = (0..n).map(|_| None).collect();
+    let mut seen = u64::MAX; // step everything at first
+    while nics.iter().any(Option::is_none) {
+        let mark = xs.events_arrived();
+        let woke = mark != seen;
+        seen = mark;
+        let mut next = u64::MAX;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            let Some((p, wake_at)) = slot.take() else {
+                continue;
+            };
+            if !woke && now_ns() < wake_at {
+                next = next.min(wake_at);
+                *slot = Some((p, wake_at));
+                continue;
+            }
+            match p.step(xs) {
+                ConnectStep::Pending(p, w) => {
+                    next = next.min(w);
+                    *slot = Some((Box::new(p), w));
+                }
+                ConnectStep::Connected(nic) => {
+                    nics[i] = Some((Box::new(nic), (now_ns() - t0) / 1_000_000));
+                }
+                ConnectStep::Failed(e, closing) => {
+                    println!("net: vif{i}: {e}");
+                    closing.finish(mem, gt, xs);
+                    return Err(9);
+                }
+            }
+        }
+        // A stop request while the vifs come up (or events lost: look anyway).
+        let mut stop = false;
+        loop {
+            match xs.next_event(now_ns()) {
+                Ok(Some(ev)) => stop |= ev.token.as_str() == "shutdown",
+                Ok(None) => break,
+                Err(XsError::EventsLost) => stop = true,
+                Err(_) => break,
+            }
+        }
+        if stop {
+            if let Ok(Some(how)) = shutdown_request(xs) {
+                println!("net: shutdown requested ({how}) while the vifs came up");
+                for (nic, _) in nics.iter_mut().filter_map(Option::take) {
+                    nic.close(mem, gt, xs);
+                }
+                for (p, _) in pending.iter_mut().filter_map(Option::take) {
+                    p.abort().finish(mem, gt, xs);
+                }
+                return Err(0);
+            }
+        }
+        if nics.iter().any(Option::is_none) && next != u64::MAX {
+            let _ = xs.wait_event(mark, next);
+        }
+    }
+    Ok(nics.into_iter().flatten().collect())
+}
+
+/// One round of a vif's lifecycle: notice a backend that closed, vanished or broke a
+/// ring, step a close or a re-attach in progress, or look for the backend again.
+fn lifecycle(
     v: &mut Vif,
+    life: &mut Life,
+    check_backends: bool,
     mem: &mut xenpv_rt::mm::Memory,
     gt: &mut GrantTable,
     xs: &mut Xenstore<PageLink>,
     st: &mut Stats,
 ) {
-    let Some(nic) = v.nic.as_ref() else { return };
+    let t = now_ns();
+    *life = match core::mem::replace(life, Life::Idle) {
+        Life::Idle if v.nic.is_some() => {
+            let broken = v.nic.as_ref().and_then(|n| n.broken());
+            if let Some(e) = broken {
+                println!(
+                    "net: vif{} stopped: the backend corrupted a ring ({e})",
+                    v.index
+                );
+            }
+            if check_backends || broken.is_some() {
+                check_backend(v, xs)
+            } else {
+                Life::Idle
+            }
+        }
+        Life::Idle if t >= v.next_probe => {
+            v.next_probe = t + REATTACH_EVERY_NS;
+            reattach(v, mem, gt, xs)
+        }
+        Life::Connecting(p, wake_at, t0) if check_backends || t >= wake_at => match p.step(xs) {
+            ConnectStep::Pending(p, w) => Life::Connecting(Box::new(p), w, t0),
+            ConnectStep::Connected(nic) => {
+                st.reattached += 1;
+                println!(
+                    "net: vif{} reattached in {} ms (backend {})",
+                    v.index,
+                    (now_ns() - t0) / 1_000_000,
+                    xenpv_rt::escape::Escaped(&nic.backend().path)
+                );
+                v.nic = Some(Box::new(nic));
+                Life::Idle
+            }
+            ConnectStep::Failed(e, closing) => {
+                println!("net: vif{} reattach failed (retrying): {e}", v.index);
+                v.next_probe = now_ns() + CONNECT_NS / 10;
+                Life::Closing(Box::new(closing), 0, now_ns(), CloseWhy::FailedConnect)
+            }
+        },
+        Life::Closing(c, wake_at, t0, why) if check_backends || t >= wake_at => {
+            match c.step(mem, gt, xs) {
+                CloseStep::Pending(c, w) => Life::Closing(Box::new(c), w, t0, why),
+                CloseStep::Closed(closed) => {
+                    if let CloseWhy::Detach(state) = why {
+                        st.detached += 1;
+                        println!(
+                            "net: vif{} detached (backend {}): closed in {} ms, pages_kept={} unacknowledged={} grants_deferred={}",
+                            v.index,
+                            StateText(state.unwrap_or(State::Unknown)),
+                            (now_ns() - t0) / 1_000_000,
+                            closed.pages_kept,
+                            closed.unacknowledged,
+                            gt.deferred()
+                        );
+                    } else if closed.pages_kept > 0 {
+                        println!(
+                            "net: vif{} closed with {} pages still granted",
+                            v.index, closed.pages_kept
+                        );
+                    }
+                    v.next_probe = v.next_probe.max(now_ns() + REATTACH_EVERY_NS);
+                    Life::Idle
+                }
+            }
+        }
+        other => other,
+    };
+}
+
+/// A backend that closed or vanished, or a ring it corrupted: start closing the vif
+/// (it reconnects later).
+fn check_backend(v: &mut Vif, xs: &mut Xenstore<PageLink>) -> Life {
+    let Some(nic) = v.nic.as_ref() else {
+        return Life::Idle;
+    };
     let state = nic.backend_state(xs);
     let broken = nic.broken().is_some();
     let gone = matches!(state, Ok(None)) || matches!(state, Ok(Some(s)) if s.closing());
     if !gone && !broken {
-        return;
+        return Life::Idle;
     }
-    let nic = v.nic.take().expect("checked above");
+    let Some(nic) = v.nic.take() else {
+        return Life::Idle;
+    };
     let t = now_ns();
-    let closed = nic.close(mem, gt, xs);
-    st.detached += 1;
-    println!(
-        "net: vif{} detached (backend {}): closed in {} ms, pages_kept={} unacknowledged={} grants_deferred={}",
-        v.index,
-        match state {
-            Ok(Some(s)) => StateText(s),
-            _ => StateText(State::Unknown),
-        },
-        (now_ns() - t) / 1_000_000,
-        closed.pages_kept,
-        closed.unacknowledged,
-        gt.deferred()
-    );
-    v.next_probe = now_ns() + REATTACH_EVERY_NS;
+    let state = state.ok().flatten();
+    Life::Closing(Box::new(nic.begin_close()), t, t, CloseWhy::Detach(state))
 }
 
 /// Pages a backend kept at close (the grant table's deferred list): end the grants it
@@ -1229,43 +1426,36 @@ fn retry_kept_grants(mem: &mut xenpv_rt::mm::Memory, gt: &mut GrantTable) {
     }
 }
 
-/// A detached vif whose backend is back (InitWait): connect again.
+/// A detached vif whose backend is back (InitWait): start connecting again.
 fn reattach(
     v: &mut Vif,
     mem: &mut xenpv_rt::mm::Memory,
     gt: &mut GrantTable,
     xs: &mut Xenstore<PageLink>,
-    st: &mut Stats,
-) {
+) -> Life {
     let dev = xenpv_rt::xenbus::Device::new("vif", v.index);
     let Ok(be) = xenpv_rt::xenbus::probe(xs, &dev) else {
-        return;
+        return Life::Idle;
     };
     match xenpv_rt::xenbus::backend_state(xs, &dev, &be) {
         Ok(Some(State::InitWait)) => {}
-        _ => return,
+        _ => return Life::Idle,
     }
-    let t = now_ns();
-    match Netfront::connect(mem, gt, xs, v.index) {
-        Ok(nic) => {
-            st.reattached += 1;
-            println!(
-                "net: vif{} reattached in {} ms (backend {})",
-                v.index,
-                (now_ns() - t) / 1_000_000,
-                nic.backend().path
-            );
-            v.nic = Some(Box::new(nic));
-        }
+    match Netfront::begin_connect(mem, gt, xs, v.index) {
+        Ok(p) => Life::Connecting(Box::new(p), 0, now_ns()),
         Err(e) => {
             println!("net: vif{} reattach failed (retrying): {e}", v.index);
             v.next_probe = now_ns() + CONNECT_NS / 10;
+            Life::Idle
         }
     }
 }
 
+/// Print the counters, then close every vif together (each within `CLOSE_NS`), those
+/// being re-attached or detached included.
 fn finish(
     list: &mut [Vif],
+    life: &mut [Life],
     mem: &mut xenpv_rt::mm::Memory,
     gt: &mut GrantTable,
     xs: &mut Xenstore<PageLink>,
@@ -1303,7 +1493,8 @@ fn finish(
         st.idle_ns / 1_000_000,
         st.waits
     );
-    for v in list.iter_mut() {
+    let mut closing: Vec<(u32, Box<ClosingNetfront>, u64)> = Vec::new();
+    for (v, l) in list.iter_mut().zip(life.iter_mut()) {
         if let Some(nic) = v.nic.take() {
             let (t, c) = (nic.traffic(), nic.counters());
             println!(
@@ -1321,13 +1512,42 @@ fn finish(
                 nic.dropped(),
                 nic.bad_checksums()
             );
-            let closed = nic.close(mem, gt, xs);
-            if closed.pages_kept > 0 {
-                println!(
-                    "net: vif{} closed with {} pages still granted",
-                    v.index, closed.pages_kept
-                );
+            closing.push((v.index, Box::new(nic.begin_close()), 0));
+        }
+        match core::mem::replace(l, Life::Idle) {
+            Life::Connecting(p, ..) => closing.push((v.index, Box::new(p.abort()), 0)),
+            Life::Closing(c, ..) => closing.push((v.index, c, 0)),
+            Life::Idle => {}
+        }
+    }
+    while !closing.is_empty() {
+        let mark = xs.events_arrived();
+        let mut next = u64::MAX;
+        let mut left = Vec::new();
+        for (i, c, wake_at) in closing {
+            if now_ns() < wake_at {
+                next = next.min(wake_at);
+                left.push((i, c, wake_at));
+                continue;
             }
+            match c.step(mem, gt, xs) {
+                CloseStep::Pending(c, w) => {
+                    next = next.min(w);
+                    left.push((i, Box::new(c), w));
+                }
+                CloseStep::Closed(closed) => {
+                    if closed.pages_kept > 0 {
+                        println!(
+                            "net: vif{i} closed with {} pages still granted",
+                            closed.pages_kept
+                        );
+                    }
+                }
+            }
+        }
+        closing = left;
+        if !closing.is_empty() {
+            let _ = xs.wait_event(mark, next);
         }
     }
     0

@@ -122,7 +122,9 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     // SAFETY: the application defines this symbol with the right signature via entry!.
     let status = unsafe { __xenpv_rt_main(&mut boot) };
     if let Some(xs) = boot.xenstore() {
-        exit::note_xenstore(xs.events_dropped(), xs.stale_replies());
+        // Events lost either way: the queue was full, or they were malformed.
+        let lost = xs.events_dropped() + xs.malformed_events();
+        exit::note_xenstore(lost, xs.stale_replies());
     }
     exit::exit(status)
 }

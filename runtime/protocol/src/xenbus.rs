@@ -18,7 +18,15 @@
 //! wait has a deadline whose error names the device, the key and the last state seen.
 //! The logic runs over the [`Store`] trait, implemented for the wire client
 //! ([`crate::xenstore::Xenstore`]); the host tests drive it against a model xenstored
-//! with honest, slow, silent, jumping and closing backends.
+//! with honest, slow, silent, jumping, stuck and closing backends.
+//!
+//! Connecting and closing are step machines ([`Connecting`], [`Closing`]): each
+//! [`step`](Connecting::step) does a few non-blocking xenstore requests and says when to
+//! step again ([`Step::Pending`]), so that an application's single loop can bring several
+//! devices up and down at once and a backend that never answers costs the others
+//! nothing. [`connect`] and [`close`] are the blocking loops over them. Neither takes
+//! watch events: they stay queued for their owner (the machines re-read the state they
+//! wait on every [`RECHECK_NS`] anyway, so a lost event only delays them).
 
 // The errors carry the device's and the key's full paths (what a user needs to find the
 // fault), so they are large; they come once per failed handshake, and no_std has no Box.
@@ -36,6 +44,11 @@ pub type Path = heapless::String<PATH_MAX>;
 pub const TXN_TRIES: u32 = 16;
 /// Domain ids a backend can have: below `DOMID_FIRST_RESERVED` (xen.h).
 pub const DOMID_MAX: u32 = 0x7fef;
+/// The token of the watch on a backend's state (set at connect, removed at close).
+pub const BACKEND_TOKEN: &str = "xenbus-backend";
+/// Longest a handshake waits before reading the backend's state again without a watch
+/// event (an event may have been lost, or taken by no one).
+pub const RECHECK_NS: u64 = 500_000_000;
 
 /// A xenbus state (`enum xenbus_state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,8 +233,13 @@ pub trait Store {
     fn end(&mut self, tx: u32, commit: bool) -> Result<bool, Self::Error>;
     /// Watch `path` (events wake [`Store::wait`]).
     fn watch(&mut self, path: &str, token: &str) -> Result<(), Self::Error>;
-    /// Wait until something watched may have changed or `deadline` passed.
-    fn wait(&mut self, deadline: u64) -> Result<(), Self::Error>;
+    /// Remove the watch on `path` with `token`.
+    fn unwatch(&mut self, path: &str, token: &str) -> Result<(), Self::Error>;
+    /// A mark of the watch events that arrived so far, for [`Store::wait`].
+    fn mark(&mut self) -> u64;
+    /// Wait until a watch event arrives after mark `since` (something watched may have
+    /// changed) or `deadline` passes. Events are not taken: they stay for their owner.
+    fn wait(&mut self, since: u64, deadline: u64) -> Result<(), Self::Error>;
     /// Xen system time, ns.
     fn now(&mut self) -> u64;
 }
@@ -262,8 +280,14 @@ impl<L: Link> Store for Xenstore<L> {
             r => r,
         }
     }
-    fn wait(&mut self, deadline: u64) -> Result<(), XsError> {
-        self.next_event(deadline).map(|_| ())
+    fn unwatch(&mut self, path: &str, token: &str) -> Result<(), XsError> {
+        Xenstore::unwatch(self, path, token)
+    }
+    fn mark(&mut self) -> u64 {
+        self.events_arrived()
+    }
+    fn wait(&mut self, since: u64, deadline: u64) -> Result<(), XsError> {
+        self.wait_event(since, deadline).map(|_| ())
     }
     fn now(&mut self) -> u64 {
         self.link().now_ns()
@@ -402,38 +426,337 @@ pub fn backend_state<S: Store>(
     read_state(s, dev, &key)
 }
 
-/// Wait until the state at `key` satisfies `done` (a watch wakes us), or `deadline`.
-fn wait_state<S: Store>(
-    s: &mut S,
-    dev: &Device,
-    key: &Path,
-    want: &'static str,
+/// What a step of a handshake says.
+// The error is large (see the module's note); a step's result is moved once.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<E> {
+    /// Not finished: step again at `wake_at` (Xen system time) or when a watch event
+    /// arrives, whichever comes first (stepping earlier is harmless).
+    Pending {
+        /// When to step again at the latest.
+        wake_at: u64,
+    },
+    /// Finished.
+    Done,
+    /// Failed (stepping again does nothing).
+    Failed(XenbusError<E>),
+}
+
+/// The frontend's and the backend's `state` keys; an empty key if it would be longer
+/// than [`PATH_MAX`] (refused by [`keys_fit`] at the first step). The frontend's always
+/// fits: [`Device::new`] bounds it.
+fn state_keys(dev: &Device, be: &Backend) -> (Path, Path) {
+    let key = |base: &str| dev.key::<()>(base, "state").unwrap_or_default();
+    (key(dev.dir()), key(&be.path))
+}
+
+/// Refuse a backend path too long for its `state` key.
+fn keys_fit<E>(dev: &Device, back_state: &Path) -> Result<(), XenbusError<E>> {
+    if back_state.is_empty() {
+        return Err(dev.err(ErrorKind::BadValue {
+            key: dev.dir.clone(),
+            why: "a key path longer than 128 bytes",
+        }));
+    }
+    Ok(())
+}
+
+/// Where a [`Connecting`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Connect {
+    Start,
+    AwaitInitWait,
+    Publish,
+    AwaitConnected,
+    Over,
+}
+
+/// The handshake from Initialising to Connected, a step at a time: watch the backend's
+/// state and say Initialising; when the backend is ready (InitWait, or Connected if it
+/// jumped ahead: it was connected to an earlier instance of us and has not noticed
+/// yet), publish the keys and the next state in a transaction (one try per step, retried
+/// on `EAGAIN` up to [`TXN_TRIES`]); then wait for Connected. Each step does at most
+/// three requests besides the transaction, and never waits.
+#[derive(Clone, Debug)]
+pub struct Connecting {
+    dev: Device,
+    front_state: Path,
+    back_state: Path,
+    flavor: Flavor,
     deadline: u64,
-    mut done: impl FnMut(Option<State>) -> Result<bool, XenbusError<S::Error>>,
-) -> Result<(), XenbusError<S::Error>> {
-    // The last state set there, for the timeout's message.
-    let mut last = None;
-    loop {
-        let now = read_state(s, dev, key)?;
-        if done(now)? {
-            return Ok(());
+    phase: Connect,
+    last: Option<State>,
+    tries: u32,
+}
+
+impl Connecting {
+    /// Connect `dev` to `be`; everything must happen before `deadline` (Xen system
+    /// time, ns). Nothing is sent before the first step.
+    pub fn new(dev: &Device, be: &Backend, flavor: Flavor, deadline: u64) -> Connecting {
+        let (front_state, back_state) = state_keys(dev, be);
+        Connecting {
+            front_state,
+            back_state,
+            dev: dev.clone(),
+            flavor,
+            deadline,
+            phase: Connect::Start,
+            last: None,
+            tries: 0,
         }
-        last = now.or(last);
-        if s.now() >= deadline {
-            return Err(dev.err(ErrorKind::Timeout {
-                key: key.clone(),
+    }
+
+    /// The device being connected.
+    pub fn device(&self) -> &Device {
+        &self.dev
+    }
+
+    /// One step. `publish` writes the frontend's keys (relative to its directory)
+    /// inside the transaction; it may run more than once (on `EAGAIN`), so it must only
+    /// write.
+    pub fn step<S: Store>(
+        &mut self,
+        s: &mut S,
+        publish: &mut Publish<'_, S::Error>,
+    ) -> Step<S::Error> {
+        let r = self.advance(s, publish);
+        if !matches!(r, Step::Pending { .. }) {
+            self.phase = Connect::Over;
+        }
+        r
+    }
+
+    fn advance<S: Store>(
+        &mut self,
+        s: &mut S,
+        publish: &mut Publish<'_, S::Error>,
+    ) -> Step<S::Error> {
+        let st = |dev: &Device, e| Step::Failed(dev.err(ErrorKind::Store(e)));
+        match self.phase {
+            Connect::Over => return Step::Done,
+            Connect::Start => {
+                if let Err(e) = keys_fit(&self.dev, &self.back_state) {
+                    return Step::Failed(e);
+                }
+                if let Err(e) = s.watch(&self.back_state, BACKEND_TOKEN) {
+                    return st(&self.dev, e);
+                }
+                if let Err(e) = s.write(&self.front_state, State::Initialising.value()) {
+                    return st(&self.dev, e);
+                }
+                self.phase = Connect::AwaitInitWait;
+                return self.advance(s, publish);
+            }
+            Connect::AwaitInitWait => {
+                return match self.check(s, "InitWait", |x| {
+                    matches!(x, Some(State::InitWait | State::Connected))
+                }) {
+                    Ok(true) => {
+                        self.phase = Connect::Publish;
+                        Step::Pending { wake_at: s.now() }
+                    }
+                    Ok(false) => self.pending(s),
+                    Err(e) => Step::Failed(e),
+                };
+            }
+            Connect::Publish => {}
+            Connect::AwaitConnected => {
+                return match self.check(s, "Connected", |x| x == Some(State::Connected)) {
+                    Ok(true) if self.flavor == Flavor::InitialisedFirst => {
+                        match s.write(&self.front_state, State::Connected.value()) {
+                            Ok(()) => Step::Done,
+                            Err(e) => st(&self.dev, e),
+                        }
+                    }
+                    Ok(true) => Step::Done,
+                    Ok(false) => self.pending(s),
+                    Err(e) => Step::Failed(e),
+                };
+            }
+        }
+        let next = match self.flavor {
+            Flavor::ConnectAtOnce => State::Connected,
+            Flavor::InitialisedFirst => State::Initialised,
+        };
+        match try_transaction(s, &self.dev, &mut |t| {
+            publish(t)?;
+            t.write("state", next.value())
+        }) {
+            Ok(true) => {
+                self.phase = Connect::AwaitConnected;
+                Step::Pending { wake_at: s.now() }
+            }
+            Ok(false) => {
+                self.tries += 1;
+                if self.tries >= TXN_TRIES {
+                    return Step::Failed(self.dev.err(ErrorKind::Conflicts { tries: self.tries }));
+                }
+                Step::Pending { wake_at: s.now() }
+            }
+            Err(e) => Step::Failed(e),
+        }
+    }
+
+    /// Read the backend's state: `Ok(true)` once `done` holds; an error if it is
+    /// closing, or if the deadline passed.
+    fn check<S: Store>(
+        &mut self,
+        s: &mut S,
+        want: &'static str,
+        done: impl Fn(Option<State>) -> bool,
+    ) -> Result<bool, XenbusError<S::Error>> {
+        let x = read_state(s, &self.dev, &self.back_state)?;
+        if let Some(state) = x.filter(|x| x.closing()) {
+            return Err(self.dev.err(ErrorKind::BackendClosed { state }));
+        }
+        if done(x) {
+            return Ok(true);
+        }
+        self.last = x.or(self.last);
+        if s.now() >= self.deadline {
+            return Err(self.dev.err(ErrorKind::Timeout {
+                key: self.back_state.clone(),
                 want,
-                last,
+                last: self.last,
             }));
         }
-        s.wait(deadline).map_err(|e| dev.err(ErrorKind::Store(e)))?;
+        Ok(false)
+    }
+
+    fn pending<S: Store>(&self, s: &mut S) -> Step<S::Error> {
+        Step::Pending {
+            wake_at: s.now().saturating_add(RECHECK_NS).min(self.deadline),
+        }
     }
 }
 
-/// The handshake, from Initialising to Connected. `publish` writes the frontend's keys
-/// (relative to its directory) inside the transaction, which is retried on `EAGAIN` (so
-/// `publish` may run more than once: it must only write). Everything must happen before
-/// `deadline` (Xen system time, ns).
+/// Where a [`Closing`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Close {
+    Start,
+    Await,
+    Over,
+}
+
+/// Closing, a step at a time: say Closing, wait for the backend to go Closing or
+/// Closed (or to vanish: the toolstack removed its directory), then say Closed and
+/// remove the watch on the backend's state. A backend that does neither before the
+/// deadline is a timeout (we stay Closing; the watch is removed all the same). Each
+/// step does at most three requests, and never waits.
+#[derive(Clone, Debug)]
+pub struct Closing {
+    dev: Device,
+    front_state: Path,
+    back_state: Path,
+    deadline: u64,
+    phase: Close,
+    last: Option<State>,
+}
+
+impl Closing {
+    /// Close `dev`, whose backend is `be`, before `deadline`. Nothing is sent before
+    /// the first step.
+    pub fn new(dev: &Device, be: &Backend, deadline: u64) -> Closing {
+        let (front_state, back_state) = state_keys(dev, be);
+        Closing {
+            front_state,
+            back_state,
+            dev: dev.clone(),
+            deadline,
+            phase: Close::Start,
+            last: None,
+        }
+    }
+
+    /// The device being closed.
+    pub fn device(&self) -> &Device {
+        &self.dev
+    }
+
+    /// One step.
+    pub fn step<S: Store>(&mut self, s: &mut S) -> Step<S::Error> {
+        let dev = &self.dev;
+        let st = |e| Step::Failed(dev.err(ErrorKind::Store(e)));
+        if self.phase == Close::Over {
+            return Step::Done;
+        }
+        if self.phase == Close::Start {
+            if let Err(e) = keys_fit(&self.dev, &self.back_state) {
+                self.phase = Close::Over;
+                return Step::Failed(e);
+            }
+            if let Err(e) = s.write(&self.front_state, State::Closing.value()) {
+                self.phase = Close::Over;
+                let _ = s.unwatch(&self.back_state, BACKEND_TOKEN);
+                return st(e);
+            }
+            self.phase = Close::Await;
+        }
+        let x = match read_state(s, &self.dev, &self.back_state) {
+            Ok(x) => x,
+            Err(e) => {
+                self.phase = Close::Over;
+                let _ = s.unwatch(&self.back_state, BACKEND_TOKEN);
+                return Step::Failed(e);
+            }
+        };
+        if x.is_none_or(State::closing) {
+            self.phase = Close::Over;
+            let r = s.write(&self.front_state, State::Closed.value());
+            // Gone from xenstored's list already if the toolstack removed the
+            // backend's directory (or we never watched it): nothing to undo.
+            let _ = s.unwatch(&self.back_state, BACKEND_TOKEN);
+            return match r {
+                Ok(()) => Step::Done,
+                Err(e) => Step::Failed(self.dev.err(ErrorKind::Store(e))),
+            };
+        }
+        self.last = x.or(self.last);
+        let now = s.now();
+        if now >= self.deadline {
+            self.phase = Close::Over;
+            let _ = s.unwatch(&self.back_state, BACKEND_TOKEN);
+            return Step::Failed(self.dev.err(ErrorKind::Timeout {
+                key: self.back_state.clone(),
+                want: "Closing or Closed",
+                last: self.last,
+            }));
+        }
+        Step::Pending {
+            wake_at: now.saturating_add(RECHECK_NS).min(self.deadline),
+        }
+    }
+}
+
+/// Step a machine until it is done or fails, waiting (for a watch event, or its
+/// `wake_at`) between steps.
+fn drive<S: Store>(
+    s: &mut S,
+    dev: &Device,
+    mut step: impl FnMut(&mut S) -> Step<S::Error>,
+) -> Result<(), XenbusError<S::Error>> {
+    loop {
+        // Taken before the step's reads: an event that arrives during them wakes the
+        // wait at once.
+        let mark = s.mark();
+        match step(s) {
+            Step::Done => return Ok(()),
+            Step::Failed(e) => return Err(e),
+            Step::Pending { wake_at } => {
+                if wake_at > s.now() {
+                    s.wait(mark, wake_at)
+                        .map_err(|e| dev.err(ErrorKind::Store(e)))?;
+                }
+            }
+        }
+    }
+}
+
+/// The handshake, from Initialising to Connected ([`Connecting`], blocking). `publish`
+/// writes the frontend's keys (relative to its directory) inside the transaction, which
+/// is retried on `EAGAIN` (so `publish` may run more than once: it must only write).
+/// Everything must happen before `deadline` (Xen system time, ns).
 pub fn connect<S: Store>(
     s: &mut S,
     dev: &Device,
@@ -442,39 +765,8 @@ pub fn connect<S: Store>(
     deadline: u64,
     publish: &mut Publish<'_, S::Error>,
 ) -> Result<(), XenbusError<S::Error>> {
-    let st = |e| dev.err(ErrorKind::Store(e));
-    let front_state = dev.key(dev.dir(), "state")?;
-    let back_state = dev.key(&be.path, "state")?;
-    s.watch(&back_state, "xenbus-backend").map_err(st)?;
-    s.write(&front_state, State::Initialising.value())
-        .map_err(st)?;
-    // The backend is ready for our keys in InitWait; Connected if it jumped ahead (it
-    // was connected to an earlier instance of us and has not noticed yet).
-    let closed = |x: Option<State>| match x {
-        Some(state) if state.closing() => Err(dev.err(ErrorKind::BackendClosed { state })),
-        _ => Ok(()),
-    };
-    wait_state(s, dev, &back_state, "InitWait", deadline, |x| {
-        closed(x)?;
-        Ok(matches!(x, Some(State::InitWait | State::Connected)))
-    })?;
-    let next = match flavor {
-        Flavor::ConnectAtOnce => State::Connected,
-        Flavor::InitialisedFirst => State::Initialised,
-    };
-    transaction(s, dev, &mut |t| {
-        publish(t)?;
-        t.write("state", next.value())
-    })?;
-    wait_state(s, dev, &back_state, "Connected", deadline, |x| {
-        closed(x)?;
-        Ok(x == Some(State::Connected))
-    })?;
-    if next != State::Connected {
-        s.write(&front_state, State::Connected.value())
-            .map_err(st)?;
-    }
-    Ok(())
+    let mut c = Connecting::new(dev, be, flavor, deadline);
+    drive(s, dev, |s| c.step(s, publish))
 }
 
 /// The transaction's writes, keys relative to the device's directory.
@@ -494,40 +786,30 @@ impl<S: Store> Txn for DevTxn<'_, S> {
     }
 }
 
-fn transaction<S: Store>(
+/// One try of the transaction: `Ok(false)` if xenstored answered `EAGAIN`.
+fn try_transaction<S: Store>(
     s: &mut S,
     dev: &Device,
     body: &mut Publish<'_, S::Error>,
-) -> Result<(), XenbusError<S::Error>> {
-    for _ in 0..TXN_TRIES {
-        let tx = s.start().map_err(|e| dev.err(ErrorKind::Store(e)))?;
-        let r = body(&mut DevTxn { s, dev, tx });
-        if let Err(e) = r {
-            let _ = s.end(tx, false);
-            return Err(dev.err(ErrorKind::Store(e)));
-        }
-        if s.end(tx, true).map_err(|e| dev.err(ErrorKind::Store(e)))? {
-            return Ok(());
-        }
+) -> Result<bool, XenbusError<S::Error>> {
+    let tx = s.start().map_err(|e| dev.err(ErrorKind::Store(e)))?;
+    let r = body(&mut DevTxn { s, dev, tx });
+    if let Err(e) = r {
+        let _ = s.end(tx, false);
+        return Err(dev.err(ErrorKind::Store(e)));
     }
-    Err(dev.err(ErrorKind::Conflicts { tries: TXN_TRIES }))
+    s.end(tx, true).map_err(|e| dev.err(ErrorKind::Store(e)))
 }
 
-/// Close: Closing, wait for the backend to go Closing or Closed (or to vanish), then
-/// Closed. A backend that does neither before `deadline` is a timeout (we are Closing).
+/// Close ([`Closing`], blocking): Closing, wait for the backend to go Closing or Closed
+/// (or to vanish), then Closed. A backend that does neither before `deadline` is a
+/// timeout (we are Closing).
 pub fn close<S: Store>(
     s: &mut S,
     dev: &Device,
     be: &Backend,
     deadline: u64,
 ) -> Result<(), XenbusError<S::Error>> {
-    let st = |e| dev.err(ErrorKind::Store(e));
-    let front_state = dev.key(dev.dir(), "state")?;
-    let back_state = dev.key(&be.path, "state")?;
-    s.write(&front_state, State::Closing.value()).map_err(st)?;
-    // Closing or Closed, or the backend's directory gone (the toolstack removed it).
-    wait_state(s, dev, &back_state, "Closing or Closed", deadline, |x| {
-        Ok(x.is_none_or(State::closing))
-    })?;
-    s.write(&front_state, State::Closed.value()).map_err(st)
+    let mut c = Closing::new(dev, be, deadline);
+    drive(s, dev, |s| c.step(s))
 }

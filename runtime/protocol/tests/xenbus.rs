@@ -3,7 +3,8 @@
 //! closing mid-traffic (then coming back); transactions that conflict; hostile keys.
 
 use xenpv_protocol::xenbus::{
-    self, backend_state, close, connect, probe, Device, ErrorKind, Flavor, State, Txn, TXN_TRIES,
+    self, backend_state, close, connect, probe, Closing, Connecting, Device, ErrorKind, Flavor,
+    State, Step, Txn, TXN_TRIES,
 };
 use xenpv_protocol::xenstore::{Xenstore, XsError};
 use xenpv_testkit::xenstored::{BackendKind, Xenstored, BACK, FRONT};
@@ -232,5 +233,182 @@ fn hostile_backend_keys_are_refused_by_name() {
     assert_eq!(
         e.to_string(),
         format!("{FRONT}: {FRONT}/backend is missing")
+    );
+}
+
+/// M1: a `control/shutdown` event that arrives while connect waits for the backend is
+/// not the handshake's: it is left queued for the application.
+#[test]
+fn a_shutdown_event_during_connect_is_left_for_its_owner() {
+    let mut xs = store(BackendKind::Honest);
+    xs.watch("control/shutdown", "shutdown").unwrap();
+    let now = xs.link().clock;
+    while xs.next_event(now).unwrap().is_some() {}
+    // The toolstack asks for shutdown (xl shutdown) just as a vif (re)connects.
+    xs.link().set("control/shutdown", b"poweroff");
+    run(&mut xs, Flavor::ConnectAtOnce, 5 * SECOND).unwrap();
+    let now = xs.link().clock;
+    let mut saw = false;
+    while let Some(ev) = xs.next_event(now).unwrap() {
+        saw |= ev.token.as_str() == "shutdown";
+    }
+    assert!(saw, "the shutdown event was consumed by xenbus::connect");
+}
+
+/// I3: closing removes the watch connect set on the backend's state (xenstored counts
+/// watches against a quota; each backend path would use one up for good).
+#[test]
+fn close_removes_the_backend_state_watch() {
+    let mut xs = store(BackendKind::Honest);
+    run(&mut xs, Flavor::ConnectAtOnce, 5 * SECOND).unwrap();
+    assert_eq!(xs.link().watch_count(), 1);
+    let be = probe(&mut xs, &vif()).unwrap();
+    let deadline = xs.link().clock + 5 * SECOND;
+    close(&mut xs, &vif(), &be, deadline).unwrap();
+    assert_eq!(xs.link().watch_count(), 0, "the backend watch is still set");
+    // And a failed connect leaves none either (its caller closes).
+    let mut xs = store(BackendKind::Silent);
+    run(&mut xs, Flavor::ConnectAtOnce, SECOND).unwrap_err();
+    let deadline = xs.link().clock + SECOND;
+    let _ = close(&mut xs, &vif(), &be, deadline);
+    assert_eq!(xs.link().watch_count(), 0, "the backend watch is still set");
+}
+
+/// M2: a backend stuck in InitWait costs each step of its connect a few requests and
+/// no waiting; the step says when to come back, and the deadline ends it.
+#[test]
+fn a_stuck_backend_costs_each_connect_step_a_few_requests_and_no_wait() {
+    let mut xs = store(BackendKind::StuckInInitWait);
+    let be = probe(&mut xs, &vif()).unwrap();
+    let t0 = xs.link().clock;
+    let mut c = Connecting::new(&vif(), &be, Flavor::ConnectAtOnce, t0 + 3 * SECOND);
+    let mut steps = 0;
+    let e = loop {
+        let (r0, c0) = (xs.link().requests(), xs.link().clock);
+        let step = c.step(&mut xs, &mut keys);
+        let cost = xs.link().requests() - r0;
+        assert!(cost <= 3 + 6, "a step made {cost} requests");
+        assert_eq!(xs.link().clock, c0, "a step waited");
+        steps += 1;
+        match step {
+            Step::Pending { wake_at } => {
+                assert!(wake_at <= t0 + 3 * SECOND);
+                // The application does other work until then.
+                xs.link().clock = wake_at.max(xs.link().clock + 1);
+            }
+            Step::Done => panic!("a stuck backend connected"),
+            Step::Failed(e) => break e,
+        }
+    };
+    assert!(steps < 20, "{steps} steps");
+    assert!(matches!(
+        e.kind,
+        ErrorKind::Timeout {
+            want: "Connected",
+            last: Some(State::InitWait),
+            ..
+        }
+    ));
+    assert_eq!(
+        c.step(&mut xs, &mut keys),
+        Step::Done,
+        "a finished machine does nothing"
+    );
+}
+
+/// The backend of `device/vif/<n>` (n > 0) played by hand: InitWait for Initialising,
+/// Connected for Connected, Closed for Closing.
+fn play_backend(xs: &mut Xenstore<Xenstored>, n: u32) {
+    let back = format!("/local/domain/0/backend/vif/5/{n}/state");
+    let front = xs
+        .link()
+        .get(&format!("device/vif/{n}/state"))
+        .map(|v| v.to_vec());
+    let next = match front.as_deref() {
+        Some(b"1") => b"2",
+        Some(b"4") => b"4",
+        Some(b"5") => b"6",
+        _ => return,
+    };
+    if xs.link().get(&back) != Some(&next[..]) {
+        xs.link().set(&back, next);
+    }
+}
+
+/// M2: several devices stepped round-robin in one loop: the one whose backend is stuck
+/// stays Pending, the others connect (and close) in the meantime.
+#[test]
+fn devices_stepped_round_robin_connect_while_one_backend_is_stuck() {
+    let mut xs = store(BackendKind::StuckInInitWait);
+    for n in 1..3u32 {
+        let m = xs.link();
+        m.set(
+            &format!("device/vif/{n}/backend"),
+            format!("/local/domain/0/backend/vif/5/{n}").as_bytes(),
+        );
+        m.set(&format!("device/vif/{n}/backend-id"), b"0");
+        m.set(&format!("/local/domain/0/backend/vif/5/{n}/state"), b"1");
+    }
+    let t0 = xs.link().clock;
+    let mut machines: Vec<(u32, Connecting, Option<bool>)> = (0..3)
+        .map(|n| {
+            let dev = Device::new("vif", n);
+            let be = probe(&mut xs, &dev).unwrap();
+            (
+                n,
+                Connecting::new(&dev, &be, Flavor::ConnectAtOnce, t0 + 60 * SECOND),
+                None,
+            )
+        })
+        .collect();
+    for _round in 0..20 {
+        for (n, c, done) in machines.iter_mut() {
+            if done.is_some() {
+                continue;
+            }
+            match c.step(&mut xs, &mut keys) {
+                Step::Pending { .. } => {}
+                Step::Done => *done = Some(true),
+                Step::Failed(e) => panic!("vif{n}: {e}"),
+            }
+            if *n > 0 {
+                play_backend(&mut xs, *n);
+            }
+        }
+        // A round of the application's loop.
+        xs.link().clock += SECOND / 100;
+        let now = xs.link().clock;
+        let _ = xs.next_event(now);
+    }
+    let took = xs.link().clock - t0;
+    assert!(took < SECOND, "{took} ns");
+    assert_eq!(machines[0].2, None, "vif0's backend is stuck");
+    assert_eq!(machines[1].2, Some(true));
+    assert_eq!(machines[2].2, Some(true));
+    assert_eq!(xs.link().get("device/vif/1/state"), Some(&b"4"[..]));
+    // vif1 closes step by step while vif0 is still stuck.
+    let dev = Device::new("vif", 1);
+    let be = probe(&mut xs, &dev).unwrap();
+    let mut c = Closing::new(&dev, &be, xs.link().clock + 20 * SECOND);
+    let mut steps = 0;
+    loop {
+        let r0 = xs.link().requests();
+        let step = c.step(&mut xs);
+        assert!(xs.link().requests() - r0 <= 3);
+        play_backend(&mut xs, 1);
+        steps += 1;
+        match step {
+            Step::Pending { .. } => xs.link().clock += SECOND / 100,
+            Step::Done => break,
+            Step::Failed(e) => panic!("{e}"),
+        }
+        assert!(steps < 10);
+    }
+    assert_eq!(xs.link().get("device/vif/1/state"), Some(&b"6"[..]));
+    assert_eq!(
+        machines[0].1.step(&mut xs, &mut keys),
+        Step::Pending {
+            wake_at: xs.link().clock + xenbus::RECHECK_NS
+        }
     );
 }

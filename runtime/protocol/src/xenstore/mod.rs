@@ -4,11 +4,26 @@
 //! Replies come from dom0's xenstored and are untrusted: a bad header, a payload over
 //! the limit, a reply of the wrong type, a stall — each is an error value, never a
 //! panic or an endless wait (every wait has a deadline). The stream stays in step after
-//! such an error: an oversized message is drained before it is refused, and a reply
-//! that arrives after its request gave up is discarded as stale (counted by
-//! [`Xenstore::stale_replies`]) instead of being taken for the answer to the next
-//! request. Watch events that arrive while a reply is awaited are queued in order (a
-//! full queue is an error, not a silent drop).
+//! such an error:
+//! - a message is read resumably: one that stops mid-header or mid-payload at a deadline
+//!   is finished by the next call (and, if it was a reply, discarded as stale), never
+//!   left for the next header to be read from its middle;
+//! - a request that stalls half-written (xenstored stops reading) is finished before the
+//!   next request goes out, so that xenstored reads that one from its header;
+//! - an oversized message is skipped whole; a header no message can have (a length over
+//!   [`DRAIN_MAX`]) resets the stream: what has arrived is discarded
+//!   ([`Xenstore::resyncs`] counts it);
+//! - a reply that arrives after its request gave up is discarded as stale (counted by
+//!   [`Xenstore::stale_replies`]) instead of being taken for the answer to the next
+//!   request.
+//!
+//! Watch events that arrive while a reply is awaited are queued in order for
+//! [`Xenstore::next_event`]; nothing else takes them ([`Xenstore::wait_event`] only
+//! waits for one to arrive). An event that cannot be kept (the queue is full, or it is
+//! malformed: a path over [`EVENT_PATH_MAX`], a token over [`TOKEN_MAX`], not UTF-8) is
+//! dropped without failing the request in flight, counted, and reported: `next_event`
+//! answers [`XsError::EventsLost`] once, and [`Xenstore::lost_epoch`] moves on. Whoever
+//! watches something must then read again what it watches, since a change may be lost.
 //!
 //! The client is generic over [`Link`], so the host tests run it against the model
 //! xenstored in `xenpv-testkit`; here, against canned bytes:
@@ -66,9 +81,10 @@ pub const TOKEN_MAX: usize = 64;
 /// Bytes of an error reply's errno name kept in [`XsError::Xenstore`] (the names in
 /// xs_wire.h's `xsd_errors` are far shorter; a longer one is cut on a char boundary).
 pub const ERRNO_MAX: usize = 32;
-/// Most payload bytes drained after a header that claims more than [`PAYLOAD_MAX`]
+/// Most payload bytes skipped after a header that claims more than [`PAYLOAD_MAX`]
 /// (16 times the limit): enough to step over a real oversized message, bounded so that
-/// a corrupt length cannot make the client discard without end.
+/// a corrupt length cannot make the client discard without end (a longer claim resets
+/// the receive side instead; also the most bytes such a reset discards).
 pub const DRAIN_MAX: usize = 16 * PAYLOAD_MAX;
 
 /// A reply's payload: at most [`PAYLOAD_MAX`] bytes, held inline.
@@ -92,8 +108,9 @@ pub enum XsError {
         /// Type and id of the reply.
         got: (u32, u32),
     },
-    /// Watch events came faster than they were taken.
-    EventQueueFull,
+    /// Watch events were lost since the last call (the queue was full, an event was
+    /// malformed, or the stream was reset): read again whatever is watched.
+    EventsLost,
 }
 
 impl core::fmt::Display for XsError {
@@ -108,12 +125,10 @@ impl core::fmt::Display for XsError {
                 "xenstore: reply type {} id {} while waiting for type {} id {}",
                 got.0, got.1, want.0, want.1
             ),
-            XsError::EventQueueFull => {
-                write!(
-                    f,
-                    "xenstore: more than {EVENT_QUEUE} watch events not taken"
-                )
-            }
+            XsError::EventsLost => write!(
+                f,
+                "xenstore: watch events lost (more than {EVENT_QUEUE} not taken, or malformed)"
+            ),
         }
     }
 }
@@ -138,15 +153,49 @@ pub struct WatchEvent {
     pub token: heapless::String<TOKEN_MAX>,
 }
 
+/// A message being received: kept across calls, so that one cut by a deadline is
+/// finished later instead of leaving the stream in its middle.
+#[derive(Default)]
+struct Rx {
+    /// Header bytes taken so far.
+    head: [u8; HEADER_LEN],
+    hgot: usize,
+    /// The header, once whole, while its payload arrives.
+    hdr: Option<Header>,
+    body: Payload,
+    pgot: usize,
+    /// Payload bytes of an oversized message still to discard.
+    skip: usize,
+}
+
+/// A whole message, or one too long to keep (its payload is discarded).
+// Made and taken apart at once, never stored.
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Whole(Header, Payload),
+    Oversized { ty: u32, req_id: u32, len: usize },
+}
+
+/// A request: header and payload.
+type Request = wire::Message;
+
 /// A xenstore connection: one request in flight at a time, over the ring page behind
 /// `L`.
 pub struct Xenstore<L: Link> {
     ring: Duplex<L>,
     next_id: u32,
     events: heapless::Deque<WatchEvent, EVENT_QUEUE>,
-    overflowed: bool,
+    /// Events were lost and `next_event` has not said so yet.
+    lost_unreported: bool,
+    lost_epoch: u64,
+    arrived: u64,
     stale: u64,
     events_dropped: u64,
+    malformed: u64,
+    resyncs: u64,
+    rx: Rx,
+    /// The unsent rest of a request that stalled half-written.
+    tx_rest: Request,
 }
 
 impl<L: Link> Xenstore<L> {
@@ -156,9 +205,15 @@ impl<L: Link> Xenstore<L> {
             ring: Duplex::new(link),
             next_id: 1,
             events: heapless::Deque::new(),
-            overflowed: false,
+            lost_unreported: false,
+            lost_epoch: 0,
+            arrived: 0,
             stale: 0,
             events_dropped: 0,
+            malformed: 0,
+            resyncs: 0,
+            rx: Rx::default(),
+            tx_rest: Request::new(),
         }
     }
 
@@ -168,10 +223,34 @@ impl<L: Link> Xenstore<L> {
         self.stale
     }
 
-    /// Watch events dropped because the queue was full (each drop is also reported once
-    /// by [`next_event`](Self::next_event) as [`XsError::EventQueueFull`]).
+    /// Watch events dropped because the queue was full.
     pub fn events_dropped(&self) -> u64 {
         self.events_dropped
+    }
+
+    /// Watch events dropped because they were malformed (a path over
+    /// [`EVENT_PATH_MAX`], a token over [`TOKEN_MAX`], not UTF-8, oversized).
+    pub fn malformed_events(&self) -> u64 {
+        self.malformed
+    }
+
+    /// Times the stream was put back in step: a stalled request finished late, or the
+    /// receive side reset after a header no message can have.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
+    }
+
+    /// How many times watch events were lost (dropped, malformed, discarded by a
+    /// reset). An owner of a watch remembers the value it last saw: when it has moved
+    /// on, a change to what it watches may have gone unreported, so it reads it again.
+    pub fn lost_epoch(&self) -> u64 {
+        self.lost_epoch
+    }
+
+    /// Watch events that arrived so far (kept, dropped or malformed): a mark for
+    /// [`wait_event`](Self::wait_event).
+    pub fn events_arrived(&self) -> u64 {
+        self.arrived
     }
 
     /// The link underneath (the model peer, in tests).
@@ -179,84 +258,163 @@ impl<L: Link> Xenstore<L> {
         self.ring.link()
     }
 
-    /// One message from the ring (header checked, payload read whole).
-    ///
-    /// A header that claims more than [`PAYLOAD_MAX`] is refused, but its payload is
-    /// drained first (up to [`DRAIN_MAX`] bytes, until `deadline`) so that the next
-    /// message is read from its header, not from the middle of this one.
-    ///
-    /// `deadline` bounds the wait for a message to *begin*. Once its first byte is taken,
-    /// the rest is read until at least [`MESSAGE_REST_NS`] later: giving up in the middle
-    /// would leave the stream inside a message, and every later header would be read
-    /// from its payload (xenstored writes whole messages; a short ring only splits them).
-    fn receive(&mut self, deadline: u64) -> Result<(Header, Payload), XsError> {
-        let mut hb = [0u8; HEADER_LEN];
-        let rest = match self.ring.read_exact(&mut hb, deadline) {
-            Ok(()) => deadline.max(self.ring.link().now_ns().saturating_add(MESSAGE_REST_NS)),
-            Err(DuplexError::TimedOut { got, .. }) if got > 0 => {
-                let rest = self.ring.link().now_ns().saturating_add(MESSAGE_REST_NS);
-                match self.ring.read_exact(&mut hb[got..], rest) {
-                    Ok(()) => rest,
-                    Err(DuplexError::TimedOut { got: more, .. }) => {
-                        return Err(XsError::Ring(DuplexError::TimedOut {
-                            got: got + more,
-                            want: HEADER_LEN,
-                        }))
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let deadline = rest;
-        let h = match Header::decode(&hb) {
-            Ok(h) => h,
-            Err(e) => {
-                if let WireError::TooLong { len, .. } = e {
-                    self.drain(len.min(DRAIN_MAX), deadline);
-                }
-                return Err(e.into());
-            }
-        };
-        let mut p = Payload::new();
-        // len <= PAYLOAD_MAX, checked by decode.
-        let _ = p.resize(h.len as usize, 0);
-        self.ring.read_exact(&mut p, deadline)?;
-        Ok((h, p))
+    fn lose_events(&mut self) {
+        self.lost_unreported = true;
+        self.lost_epoch += 1;
     }
 
-    /// Read and discard `len` bytes, giving up at `deadline`.
-    fn drain(&mut self, mut len: usize, deadline: u64) {
+    /// One message from the ring, resuming one begun earlier.
+    ///
+    /// `deadline` bounds the wait for a message to *begin*. Once it has begun, the rest
+    /// is read until at least [`MESSAGE_REST_NS`] later (xenstored writes whole
+    /// messages; a short ring only splits them). A message still unfinished then is kept
+    /// and finished by the next call.
+    ///
+    /// A header that claims more than [`PAYLOAD_MAX`] is reported as
+    /// [`Msg::Oversized`], and its payload discarded; one that claims more than
+    /// [`DRAIN_MAX`] frames nothing: the stream is reset.
+    fn receive(&mut self, deadline: u64) -> Result<Msg, XsError> {
+        let mut rest: Option<u64> = None;
+        loop {
+            let begun = self.rx.hgot > 0 || self.rx.hdr.is_some() || self.rx.skip > 0;
+            let until = if begun {
+                let now = self.ring.link().now_ns();
+                *rest.get_or_insert(deadline.max(now.saturating_add(MESSAGE_REST_NS)))
+            } else {
+                deadline
+            };
+            if self.rx.skip > 0 {
+                let mut buf = [0u8; 256];
+                let n = self.rx.skip.min(buf.len());
+                let (got, done) = fill(&mut self.ring, &mut buf[..n], until)?;
+                self.rx.skip -= got;
+                if !done {
+                    return Err(timed_out(0, HEADER_LEN));
+                }
+                continue;
+            }
+            if let Some(h) = self.rx.hdr {
+                let (got, done) = fill(&mut self.ring, &mut self.rx.body[self.rx.pgot..], until)?;
+                self.rx.pgot += got;
+                if !done {
+                    return Err(timed_out(self.rx.pgot, h.len as usize));
+                }
+                self.rx.hdr = None;
+                self.rx.pgot = 0;
+                return Ok(Msg::Whole(h, core::mem::take(&mut self.rx.body)));
+            }
+            let (got, done) = fill(&mut self.ring, &mut self.rx.head[self.rx.hgot..], until)?;
+            self.rx.hgot += got;
+            if !done {
+                if self.rx.hgot > 0 && rest.is_none() {
+                    continue; // begun just now: wait for its rest
+                }
+                return Err(timed_out(self.rx.hgot, HEADER_LEN));
+            }
+            self.rx.hgot = 0;
+            let hb = self.rx.head;
+            match Header::decode(&hb) {
+                Ok(h) => {
+                    self.rx.body.clear();
+                    // len <= PAYLOAD_MAX, checked by decode.
+                    let _ = self.rx.body.resize(h.len as usize, 0);
+                    self.rx.hdr = Some(h);
+                }
+                Err(WireError::TooLong { len, .. }) if len <= DRAIN_MAX => {
+                    self.rx.skip = len;
+                    let w = |i: usize| u32::from_le_bytes([hb[i], hb[i + 1], hb[i + 2], hb[i + 3]]);
+                    return Ok(Msg::Oversized {
+                        ty: w(0),
+                        req_id: w(4),
+                        len,
+                    });
+                }
+                Err(e) => {
+                    self.reset_rx();
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// The receive side lost its framing: discard what has arrived (bounded: a peer
+    /// that keeps producing cannot hold us here) and start again from the next byte as
+    /// a header. Events among the discarded bytes are lost: say so.
+    fn reset_rx(&mut self) {
         let mut buf = [0u8; 256];
-        while len > 0 {
-            let n = len.min(buf.len());
-            if self.ring.read_exact(&mut buf[..n], deadline).is_err() {
-                return;
+        let mut n = 0;
+        while n < DRAIN_MAX {
+            match self.ring.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
             }
-            len -= n;
+        }
+        self.rx = Rx::default();
+        self.resyncs += 1;
+        self.lose_events();
+    }
+
+    /// A watch event's payload: queued, or dropped and counted (never an error: the
+    /// request in flight, if any, is not the event's concern).
+    fn take_event(&mut self, p: &[u8]) {
+        self.arrived += 1;
+        match parse_event(p) {
+            Some(ev) => {
+                if self.events.push_back(ev).is_err() {
+                    self.events_dropped += 1;
+                    self.lose_events();
+                }
+            }
+            None => {
+                self.malformed += 1;
+                self.lose_events();
+            }
         }
     }
 
-    fn queue_event(&mut self, p: &[u8]) -> Result<(), XsError> {
-        let mut it = wire::strings(p, "watch event")?;
-        let (path, token) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
-        let ev = WatchEvent {
-            path: heapless::String::try_from(path).map_err(|_| WireError::TooLong {
-                what: "watch path",
-                len: path.len(),
-                max: EVENT_PATH_MAX,
-            })?,
-            token: heapless::String::try_from(token).map_err(|_| WireError::TooLong {
-                what: "watch token",
-                len: token.len(),
-                max: TOKEN_MAX,
-            })?,
-        };
-        if self.events.push_back(ev).is_err() {
-            self.overflowed = true;
-            self.events_dropped += 1;
+    /// A message that is no reply to a request in flight: an event, or a stale reply.
+    fn take_unsolicited(&mut self, m: &Msg) {
+        match *m {
+            Msg::Whole(h, ref p) if h.ty == MsgType::WatchEvent as u32 => self.take_event(p),
+            Msg::Oversized { ty, .. } if ty == MsgType::WatchEvent as u32 => {
+                self.arrived += 1;
+                self.malformed += 1;
+                self.lose_events();
+            }
+            _ => self.stale += 1,
         }
-        Ok(())
+    }
+
+    /// Write a request whole, after the rest of any earlier one that stalled
+    /// half-written (xenstored reads the ring as one stream: the new request must not
+    /// become the old one's tail). A request that stalls after its first byte keeps
+    /// its rest for the next call.
+    fn send(&mut self, msg: &[u8]) -> Result<(), XsError> {
+        let deadline = self.ring.link().now_ns().saturating_add(REPLY_TIMEOUT_NS);
+        if !self.tx_rest.is_empty() {
+            let rest = core::mem::take(&mut self.tx_rest);
+            match self.ring.write_all(&rest, REPLY_TIMEOUT_NS) {
+                Ok(()) => self.resyncs += 1,
+                Err(e) => {
+                    if let DuplexError::Stalled { written, .. } = e {
+                        let _ = self.tx_rest.extend_from_slice(&rest[written..]);
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        let left = deadline.saturating_sub(self.ring.link().now_ns()).max(1);
+        match self.ring.write_all(msg, left) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let DuplexError::Stalled { written, .. } = e {
+                    if written > 0 {
+                        let _ = self.tx_rest.extend_from_slice(&msg[written..]);
+                    }
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Send one request and wait for its reply, queueing watch events and discarding
@@ -277,35 +435,46 @@ impl<L: Link> Xenstore<L> {
         self.next_id = self.next_id.wrapping_add(1);
         let msg = wire::request_in(ty, id, tx, strings, raw)?;
         let now = self.ring.link().now_ns();
-        self.ring.write_all(&msg, REPLY_TIMEOUT_NS)?;
+        self.send(&msg)?;
         let deadline = now.saturating_add(REPLY_TIMEOUT_NS);
         loop {
-            let (h, p) = self.receive(deadline)?;
-            if h.ty == MsgType::WatchEvent as u32 {
-                self.queue_event(&p)?;
-            } else if h.req_id != id {
-                // The answer to a request that timed out: taking it for this one would
-                // shift every later reply by one.
-                self.stale += 1;
-            } else if h.ty == MsgType::Error as u32 {
-                let name = wire::strings(&p, "error reply")?.next().unwrap_or("");
-                let mut s = heapless::String::new();
-                let _ = s.push_str(floor_char_boundary(name, ERRNO_MAX));
-                return Err(XsError::Xenstore(s));
-            } else if h.ty != ty as u32 {
-                return Err(XsError::Protocol {
-                    want: (ty as u32, id),
-                    got: (h.ty, h.req_id),
-                });
+            let m = self.receive(deadline)?;
+            let (mty, mid) = match &m {
+                Msg::Whole(h, _) => (h.ty, h.req_id),
+                Msg::Oversized { ty, req_id, .. } => (*ty, *req_id),
+            };
+            if mty == MsgType::WatchEvent as u32 || mid != id {
+                // An event, or the answer to a request that timed out: taking it for
+                // this one would shift every later reply by one.
+                self.take_unsolicited(&m);
             } else {
+                let p = match m {
+                    Msg::Whole(_, p) => p,
+                    Msg::Oversized { len, .. } => {
+                        return Err(WireError::TooLong {
+                            what: "reply payload",
+                            len,
+                            max: PAYLOAD_MAX,
+                        }
+                        .into())
+                    }
+                };
+                if mty == MsgType::Error as u32 {
+                    let name = wire::strings(&p, "error reply")?.next().unwrap_or("");
+                    let mut s = heapless::String::new();
+                    let _ = s.push_str(floor_char_boundary(name, ERRNO_MAX));
+                    return Err(XsError::Xenstore(s));
+                } else if mty != ty as u32 {
+                    return Err(XsError::Protocol {
+                        want: (ty as u32, id),
+                        got: (mty, mid),
+                    });
+                }
                 return Ok(p);
             }
             // A peer that keeps sending other messages cannot hold us past the deadline.
             if self.ring.link().now_ns() >= deadline {
-                return Err(XsError::Ring(DuplexError::TimedOut {
-                    got: 0,
-                    want: HEADER_LEN,
-                }));
+                return Err(timed_out(0, HEADER_LEN));
             }
         }
     }
@@ -361,39 +530,102 @@ impl<L: Link> Xenstore<L> {
 
     /// Watch `path`; events carry `token`. xenstored fires the watch once at once.
     pub fn watch(&mut self, path: &str, token: &str) -> Result<(), XsError> {
-        wire::check_path(path)?;
-        if token.is_empty() || token.len() > TOKEN_MAX || token.contains('\0') {
-            return Err(WireError::BadString("watch token (1..=64 bytes, no NUL)").into());
-        }
+        check_watch(path, token)?;
         self.transact(MsgType::Watch, &[path, token], &[])
+            .map(|_| ())
+    }
+
+    /// Remove the watch on `path` with `token` (xenstored counts watches against a
+    /// quota). Events it fired before are still queued.
+    pub fn unwatch(&mut self, path: &str, token: &str) -> Result<(), XsError> {
+        check_watch(path, token)?;
+        self.transact(MsgType::Unwatch, &[path, token], &[])
             .map(|_| ())
     }
 
     /// The next watch event, waiting until Xen system time `deadline` (`Ok(None)` then).
     /// A reply that arrives meanwhile answers no request: it is discarded as stale.
+    /// [`XsError::EventsLost`] (once) if events were lost since the last call.
     pub fn next_event(&mut self, deadline: u64) -> Result<Option<WatchEvent>, XsError> {
-        if self.overflowed {
-            self.overflowed = false;
-            return Err(XsError::EventQueueFull);
+        if self.lost_unreported {
+            self.lost_unreported = false;
+            return Err(XsError::EventsLost);
         }
         if let Some(e) = self.events.pop_front() {
             return Ok(Some(e));
         }
         loop {
             match self.receive(deadline) {
-                Ok((h, p)) if h.ty == MsgType::WatchEvent as u32 => {
-                    self.queue_event(&p)?;
-                    return Ok(self.events.pop_front());
-                }
-                // No request is in flight: any reply is a late one.
-                Ok(_) => self.stale += 1,
-                Err(XsError::Ring(DuplexError::TimedOut { got: 0, .. })) => return Ok(None),
+                Ok(m) => self.take_unsolicited(&m),
+                Err(XsError::Ring(DuplexError::TimedOut { .. })) => return Ok(None),
                 Err(e) => return Err(e),
+            }
+            if self.lost_unreported {
+                self.lost_unreported = false;
+                return Err(XsError::EventsLost);
+            }
+            if let Some(e) = self.events.pop_front() {
+                return Ok(Some(e));
             }
             if self.ring.link().now_ns() >= deadline {
                 return Ok(None);
             }
         }
+    }
+
+    /// Wait until a watch event arrives after mark `since` (from
+    /// [`events_arrived`](Self::events_arrived)), or until `deadline`, taking none:
+    /// events stay queued for [`next_event`](Self::next_event). `Ok(true)` if one did.
+    /// Replies that arrive meanwhile answer no request: they are discarded as stale.
+    pub fn wait_event(&mut self, since: u64, deadline: u64) -> Result<bool, XsError> {
+        loop {
+            if self.arrived != since {
+                return Ok(true);
+            }
+            match self.receive(deadline) {
+                Ok(m) => self.take_unsolicited(&m),
+                Err(XsError::Ring(DuplexError::TimedOut { .. })) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            if self.arrived == since && self.ring.link().now_ns() >= deadline {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+fn check_watch(path: &str, token: &str) -> Result<(), XsError> {
+    wire::check_path(path)?;
+    if token.is_empty() || token.len() > TOKEN_MAX || token.contains('\0') {
+        return Err(WireError::BadString("watch token (1..=64 bytes, no NUL)").into());
+    }
+    Ok(())
+}
+
+/// A watch event's path and token, if they are UTF-8 and within the limits.
+fn parse_event(p: &[u8]) -> Option<WatchEvent> {
+    let mut it = wire::strings(p, "watch event").ok()?;
+    let (path, token) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
+    Some(WatchEvent {
+        path: heapless::String::try_from(path).ok()?,
+        token: heapless::String::try_from(token).ok()?,
+    })
+}
+
+fn timed_out(got: usize, want: usize) -> XsError {
+    XsError::Ring(DuplexError::TimedOut { got, want })
+}
+
+/// Read into `buf` until it is full or `until`: the bytes taken, and whether it is full.
+fn fill<L: Link>(
+    ring: &mut Duplex<L>,
+    buf: &mut [u8],
+    until: u64,
+) -> Result<(usize, bool), XsError> {
+    match ring.read_exact(buf, until) {
+        Ok(()) => Ok((buf.len(), true)),
+        Err(DuplexError::TimedOut { got, .. }) => Ok((got, false)),
+        Err(e) => Err(e.into()),
     }
 }
 
