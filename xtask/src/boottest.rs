@@ -1105,12 +1105,17 @@ const FRAGS_DROPPED: &str = r"net: .*frag\w*=[1-9]\d*";
 /// disk holds: a `net: files:` line naming the field.
 const HOSTILE_EXT4_REFUSED: &str = r"net: files: vbd 51712: superblock refused: s_blocks_count is 4294967295, outside 1\.\.=\d+ \(the blocks the device holds\) \(serving without files\)";
 
-/// A dom0 script: `vars` (NAME=VALUE lines) before `script`.
+/// What the hostile rows' dom0 scripts share: `step`, the check that fails without the
+/// client program (`$PEER`), `now_ms`, `alive` and `up`.
+const DOM0_PRELUDE: &str = include_str!("dom0_prelude.sh");
+
+/// A dom0 script: `vars` (NAME=VALUE lines), then [`DOM0_PRELUDE`], then `script`.
 fn script_with(vars: &[(&str, String)], script: &str) -> &'static str {
     let mut s = String::new();
     for (k, v) in vars {
         s += &format!("{k}={v}\n");
     }
+    s += DOM0_PRELUDE;
     s += script;
     Box::leak(s.into_boxed_str())
 }
@@ -1261,7 +1266,7 @@ fn blk_hostile_ext4() -> BootTest {
     b.vifs = 1;
     b.memory_mib = 256;
     b.timeout_s = 600;
-    b.dom0_script = Some(include_str!("blk_hostile_ext4_test.sh"));
+    b.dom0_script = Some(script_with(&[], include_str!("blk_hostile_ext4_test.sh")));
     b.prepare = Some(|b| {
         let img = crate::disks::ext4_hostile("domu-blk-hostile-ext4.img")?;
         b.disks = vec![crate::xenbox::Disk {
@@ -1670,6 +1675,34 @@ mod tests {
                 "{}",
                 r.name
             );
+            // The script as dom0 runs it, with no client program or an empty file:
+            // it must stop at once, failing, before any step.
+            let empty =
+                std::env::temp_dir().join(format!("xtask-empty-peer-{}", std::process::id()));
+            std::fs::write(&empty, b"").expect("an empty file");
+            for peer in [String::new(), empty.display().to_string()] {
+                let out = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(script)
+                    .env("PEER", &peer)
+                    .env("DOMID", "0")
+                    .output()
+                    .expect("sh runs");
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert_eq!(
+                    out.status.code(),
+                    Some(1),
+                    "{} with PEER={peer:?}: {stdout}",
+                    r.name
+                );
+                assert_eq!(
+                    stdout.trim_end(),
+                    format!("no xenbox-peer in dom0 ({peer}): FAIL"),
+                    "{}",
+                    r.name
+                );
+            }
+            let _ = std::fs::remove_file(&empty);
         }
     }
 }

@@ -11,38 +11,11 @@
 #     domU is gone after it).
 # Every client prints one verdict line; the exit status is the number of steps that
 # failed.
+# After dom0_prelude.sh (step, the $PEER check, now_ms, alive, up).
 G=169.254.100.2
 # A second dom0 address on the bridge: the normal client's, so that it is not the same
 # peer as the held connections (the appliance may limit connections per peer).
 P=169.254.100.9
-fails=0
-step() {
-    if "$@"; then :; else echo "step failed ($?): $*"; fails=$((fails + 1)); fi
-}
-# Without the client program every step would fail anyway; say it once, and never let
-# an empty file (which sh would run as an empty script, status 0) pass.
-if [ ! -s "$PEER" ] || [ ! -x "$PEER" ]; then
-    echo "no xenbox-peer in dom0 ($PEER): FAIL"
-    exit 1
-fi
-# Milliseconds since dom0 booted (busybox's date has no %N).
-now_ms() { read -r up _ < /proc/uptime; s=${up%.*}; c=${up#*.}; echo $((s * 1000 + ${c#0} * 10)); }
-# Whether the domU still runs (not shut down, crashed or gone).
-alive() {
-    state=$(xl list "$DOMID" 2>/dev/null | awk 'NR==2 {print $5}')
-    case "$state" in *s*|*c*|"") return 1 ;; esac
-    return 0
-}
-# Wait (300 s at most) for HOST:PORT to accept, giving up at once if the domU stopped.
-up() {
-    n=0
-    while [ $n -lt 30 ]; do
-        "$PEER" wait-up "$1" --timeout 10 && return 0
-        alive || { echo "the domU stopped (state ${state:-gone}) before $1 was up"; return 1; }
-        n=$((n + 1))
-    done
-    return 1
-}
 if ! up "$G:7"; then
     exit $((fails + 1))
 fi

@@ -8,31 +8,9 @@
 #     HOTPLUG_DELAY s (netback goes Connected only once it has run, as with a slow
 #     backend), and the shutdown issued while the appliance is inside its handshake
 #     (its state Connected, the backend's not yet).
+# After dom0_prelude.sh (step, the $PEER check, now_ms, alive, up).
 G=169.254.100.2
 MAC=00:16:3e:00:00:02
-fails=0
-step() {
-    if "$@"; then :; else echo "step failed ($?): $*"; fails=$((fails + 1)); fi
-}
-if [ ! -s "$PEER" ] || [ ! -x "$PEER" ]; then
-    echo "no xenbox-peer in dom0 ($PEER): FAIL"
-    exit 1
-fi
-now_ms() { read -r up _ < /proc/uptime; s=${up%.*}; c=${up#*.}; echo $((s * 1000 + ${c#0} * 10)); }
-alive() {
-    state=$(xl list "$DOMID" 2>/dev/null | awk 'NR==2 {print $5}')
-    case "$state" in *s*|*c*|"") return 1 ;; esac
-    return 0
-}
-up() {
-    n=0
-    while [ $n -lt 30 ]; do
-        "$PEER" wait-up "$1" --timeout 10 && return 0
-        alive || { echo "the domU stopped (state ${state:-gone}) before $1 was up"; return 1; }
-        n=$((n + 1))
-    done
-    return 1
-}
 if ! up "$G:80"; then
     exit $((fails + 1))
 fi

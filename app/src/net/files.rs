@@ -1,0 +1,92 @@
+//! The filesystem `GET /files/…` serves: the first disk, read as ext2/3/4.
+
+use xenpv_appliance::http::Opened;
+use xenpv_rt::blk::ext4::ext4_view::{Ext4, File};
+use xenpv_rt::gnttab::GrantTable;
+use xenpv_rt::time::now_ns;
+use xenpv_rt::xenstore::Xenstore;
+use xenpv_rt::{println, PageLink};
+
+use super::stats::Stats;
+
+/// The first disk (`device/vbd`), brought up with blkfront and read as ext2/3/4.
+/// (Errors are written into a fixed string: `alloc::format!` pulls in unwinding code.)
+// The error is one line of text for the console, made once at start.
+#[allow(clippy::result_large_err)]
+pub(super) fn open_files(
+    mem: &mut xenpv_rt::mm::Memory,
+    gt: &mut GrantTable,
+    xs: &mut Xenstore<PageLink>,
+) -> Result<Ext4, heapless::String<200>> {
+    use core::fmt::Write as _;
+    use xenpv_rt::blk::blkfront::Blkfront;
+    use xenpv_rt::blk::ext4::Ext4Disk;
+    use xenpv_rt::blk::BlockDevice;
+    let mut msg = heapless::String::new();
+    let ids = match Blkfront::list(xs) {
+        Ok(ids) => ids,
+        Err(e) => {
+            let _ = write!(msg, "listing device/vbd: {e}");
+            return Err(msg);
+        }
+    };
+    let Some(&id) = ids.first() else {
+        let _ = write!(msg, "no disk (device/vbd is empty)");
+        return Err(msg);
+    };
+    let t0 = now_ns();
+    let disk = match Blkfront::connect(mem, gt, xs, id) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = write!(msg, "vbd {id}: {e}");
+            return Err(msg);
+        }
+    };
+    let g = disk.geometry();
+    let fs = match Ext4Disk(disk).load() {
+        Ok(fs) => fs,
+        Err(e) => {
+            let _ = match xenpv_rt::blk::ext4::bad_superblock(&e) {
+                Some(bad) => write!(msg, "vbd {id}: {bad}"),
+                None => write!(msg, "vbd {id}: not an ext2/3/4 filesystem: {e}"),
+            };
+            return Err(msg);
+        }
+    };
+    println!(
+        "net: files from vbd {id} ({} sectors of {} bytes, ro={}) as ext4 in {} ms: GET /files/PATH",
+        g.sectors,
+        g.sector_size,
+        g.read_only as u8,
+        (now_ns() - t0) / 1_000_000
+    );
+    Ok(fs)
+}
+
+/// Open `path` for `GET /files/…`: a regular file and its length (its checksum is
+/// taken a step a round afterwards, `FileSum`), or why not.
+pub(super) fn open_file(
+    files: Option<&Ext4>,
+    path: &str,
+    st: &mut Stats,
+) -> Result<(File, u64), Opened> {
+    use xenpv_rt::blk::ext4::ext4_view::Ext4Error;
+    let Some(fs) = files else {
+        return Err(Opened::NotFound);
+    };
+    match xenpv_rt::blk::ext4::open(fs, path) {
+        Ok(f) => {
+            let len = f.metadata().len();
+            Ok((f, len))
+        }
+        Err(Ext4Error::NotFound | Ext4Error::IsADirectory | Ext4Error::NotADirectory) => {
+            Err(Opened::NotFound)
+        }
+        Err(Ext4Error::IsASpecialFile) => Err(Opened::NotFound),
+        Err(e) => {
+            println!("net: files: open {path}: {e}");
+            st.file_errors += 1;
+            Err(Opened::Failed)
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! What the appliance counts, and the counter lines it prints at the end.
+
+use xenpv_appliance::frag;
+use xenpv_rt::net::netfront::Netfront;
+use xenpv_rt::println;
+
+use super::vif::Vif;
+
+/// What the appliance counts (printed at the end, and on request).
+#[derive(Default, Clone, Copy)]
+pub(super) struct Stats {
+    pub(super) udp_echoed: u64,
+    pub(super) udp_dropped: u64,
+    pub(super) tcp_echoed: u64,
+    pub(super) discarded: u64,
+    pub(super) http_requests: u64,
+    pub(super) http_bytes: u64,
+    pub(super) detached: u64,
+    pub(super) reattached: u64,
+    pub(super) file_errors: u64,
+    /// TCP connections taken (past the handshake's first step), and the most sockets a
+    /// port's pool held.
+    pub(super) tcp_conns: u64,
+    pub(super) pool_peak: usize,
+    /// Times a pool wanted a listener more but was at `tcp_max=`, or the heap had no
+    /// room for one's buffers.
+    pub(super) pool_full: u64,
+    pub(super) no_memory: u64,
+    /// Connections reset for their peer's limit (`per_peer=`).
+    pub(super) refused_peer: u64,
+    /// Connections given up: too long in SYN-RECEIVED, no whole head in time, idle,
+    /// closed but not gone.
+    pub(super) timed_out_handshake: u64,
+    pub(super) timed_out_head: u64,
+    pub(super) timed_out_idle: u64,
+    pub(super) timed_out_closing: u64,
+    /// Rounds whose ingress budget ran out (frames left in the ring for the next).
+    pub(super) ingress_cut: u64,
+    /// Rounds in which a datagram to echo in fragments waited for the fragmenter.
+    pub(super) udp_deferred: u64,
+    /// Rounds in which a file checksum took a step, and `/bytes/N` over the limit.
+    pub(super) checksum_steps: u64,
+    pub(super) too_large: u64,
+    /// Time spent waiting for an event or a timer, and how many waits.
+    pub(super) idle_ns: u64,
+    pub(super) waits: u64,
+}
+
+/// The appliance's counter lines (the boot tests match them), the fragment ledgers of
+/// every vif summed.
+pub(super) fn print(st: &Stats, list: &[Vif]) {
+    println!(
+        "net: served udp_echoed={} udp_dropped={} tcp_echoed_bytes={} discarded_bytes={} http_requests={} http_bytes={} detached={} reattached={} file_errors={}",
+        st.udp_echoed, st.udp_dropped, st.tcp_echoed, st.discarded, st.http_requests, st.http_bytes, st.detached, st.reattached, st.file_errors
+    );
+    println!(
+        "net: tcp conns={} pool_peak={} pool_full={} no_memory={} refused_peer={} timed_out_handshake={} timed_out_head={} timed_out_idle={} timed_out_closing={}",
+        st.tcp_conns, st.pool_peak, st.pool_full, st.no_memory, st.refused_peer, st.timed_out_handshake, st.timed_out_head, st.timed_out_idle, st.timed_out_closing
+    );
+    let mut fc = frag::Counts::default();
+    let mut pending = 0;
+    for v in list.iter() {
+        let c = v.frags.counts;
+        fc.seen += c.seen;
+        fc.reassembled += c.reassembled;
+        fc.dropped += c.dropped;
+        fc.no_slot += c.no_slot;
+        fc.expired += c.expired;
+        pending += v.frags.pending();
+    }
+    println!(
+        "net: frags seen={} reassembled={} frags_dropped={} no_slot={} expired={} pending={}",
+        fc.seen, fc.reassembled, fc.dropped, fc.no_slot, fc.expired, pending
+    );
+    println!(
+        "net: work ingress_cut={} udp_deferred={} checksum_steps={} too_large={}",
+        st.ingress_cut, st.udp_deferred, st.checksum_steps, st.too_large
+    );
+    println!(
+        "net: idle_ms={} waits={} (time spent waiting for an event or a timer)",
+        st.idle_ns / 1_000_000,
+        st.waits
+    );
+}
+
+/// A connected vif's device counters, printed before it closes.
+pub(super) fn print_vif(index: u32, nic: &Netfront) {
+    let (t, c) = (nic.traffic(), nic.counters());
+    println!(
+        "net: vif{} tx_packets={} rx_packets={} tx_bytes={} rx_bytes={} tx_gso={} rx_multi={} notifies={} refused={} failed={} tx_dropped={} bad_checksums={}",
+        index,
+        t.tx_packets,
+        t.rx_packets,
+        t.tx_bytes,
+        t.rx_bytes,
+        t.tx_gso,
+        t.rx_multi,
+        t.notifies,
+        c.refused(),
+        c.failed,
+        nic.dropped(),
+        nic.bad_checksums()
+    );
+}
