@@ -237,8 +237,15 @@ pub fn disk_args(disks: &[crate::xenbox::Disk]) -> Vec<String> {
         let id = crate::xenbox::disk_serial(i);
         let file = d.path.to_string_lossy().replace(',', ",,");
         let ro = if d.read_only { ",readonly=on" } else { "" };
+        let throttle = d
+            .throttle
+            .as_ref()
+            .map(|t| format!(",{t}"))
+            .unwrap_or_default();
         args.push("-drive".into());
-        args.push(format!("if=none,id={id},file={file},format=raw{ro}"));
+        args.push(format!(
+            "if=none,id={id},file={file},format=raw{ro}{throttle}"
+        ));
         args.push("-device".into());
         args.push(format!(
             "virtio-blk-pci,drive={id},serial={id},addr={:#x}",
@@ -517,10 +524,12 @@ mod tests {
             Disk {
                 path: PathBuf::from("/tmp/d0.img"),
                 read_only: false,
+                throttle: None,
             },
             Disk {
                 path: PathBuf::from("/t/a,b.img"),
                 read_only: true,
+                throttle: None,
             },
         ];
         assert_eq!(
@@ -539,6 +548,15 @@ mod tests {
         assert!(!disk_args(&disks)
             .iter()
             .any(|a| a.contains("nic") || a.contains("netdev")));
+        // A test's throttled drive: the options follow the drive's own.
+        let slow = [Disk {
+            throttle: Some("throttling.bps-total=1024".into()),
+            ..disks[0].clone()
+        }];
+        assert_eq!(
+            disk_args(&slow)[1],
+            "if=none,id=xenpv-disk0,file=/tmp/d0.img,format=raw,throttling.bps-total=1024"
+        );
     }
 
     #[test]
@@ -559,6 +577,7 @@ mod tests {
         let missing = [Disk {
             path: dir.join("missing.img"),
             read_only: false,
+            throttle: None,
         }];
         let o = boot_domu_with_disks(Path::new("/xen"), &b, &DomuExtras::default(), &missing);
         assert!(

@@ -529,6 +529,9 @@ pub struct Disk {
     pub path: PathBuf,
     /// Read-only for the domU (and for QEMU: `readonly=on`; xl access `r`).
     pub read_only: bool,
+    /// QEMU block throttling for the drive (boot tests only: a disk that crawls), e.g.
+    /// `throttling.bps-total=65536`, appended to its `-drive` as is; `None` from the CLI.
+    pub throttle: Option<String>,
 }
 
 /// A `--disk` value: `FILE`, `FILE,ro` (read-only) or `FILE,rw` (the default, written out
@@ -550,6 +553,7 @@ pub fn parse_disk(s: &str) -> Result<Disk, String> {
     Ok(Disk {
         path: PathBuf::from(path),
         read_only,
+        throttle: None,
     })
 }
 
@@ -1260,6 +1264,7 @@ mod tests {
         let disk = |p: &str, read_only| Disk {
             path: PathBuf::from(p),
             read_only,
+            throttle: None,
         };
         let disks = [disk("/a.img", false), disk("/b.img", true)];
         let mut p = Payload {
@@ -1353,6 +1358,7 @@ mod tests {
         let disk = |path: &Path, read_only| Disk {
             path: path.to_path_buf(),
             read_only,
+            throttle: None,
         };
         let (a, b) = (img("a.img", 1 << 20), img("b.img", 512));
         check_disks(&[]).unwrap();

@@ -873,6 +873,7 @@ fn domu_tests() -> Vec<BootTest> {
     v.push(net_shutdown_during("attach"));
     v.push(net_fragments());
     v.push(blk_hostile_ext4());
+    v.push(blk_stalled_disk());
     for b in &mut v {
         b.domu = true;
         b.timeout_s = b.timeout_s.max(240);
@@ -1017,10 +1018,12 @@ fn blk() -> BootTest {
             crate::xenbox::Disk {
                 path: d0,
                 read_only: false,
+                throttle: None,
             },
             crate::xenbox::Disk {
                 path: d1,
                 read_only: true,
+                throttle: None,
             },
         ];
         let script = format!(
@@ -1066,6 +1069,7 @@ fn blk_files() -> BootTest {
         b.disks = vec![crate::xenbox::Disk {
             path: img,
             read_only: true,
+            throttle: None,
         }];
         let mut script = String::from(FILES_SCRIPT);
         for f in &files {
@@ -1274,6 +1278,58 @@ fn blk_hostile_ext4() -> BootTest {
         b.disks = vec![crate::xenbox::Disk {
             path: img,
             read_only: true,
+            throttle: None,
+        }];
+        Ok(())
+    });
+    b
+}
+
+/// QEMU throttling of the stalled-disk row's drive: a 4 MiB burst (dom0's probe of the
+/// drive, the filesystem's load and the first rounds of the file's checksum), then 1 KiB
+/// a second: a 4 KiB read takes 4 s, past the appliance's disk deadline (1 s by
+/// default), under blkfront's own 30 s.
+const STALLED_DISK_THROTTLE: &str =
+    "throttling.bps-total=1024,throttling.bps-total-max=4194304,throttling.bps-total-max-length=1";
+
+/// A disk that crawls (issue 24, M2): `GET /files/data/64m` while the drive is throttled
+/// to [`STALLED_DISK_THROTTLE`]. The serving loop is not held by it: UDP echo round trips
+/// meanwhile stay under 10x their idle median, the file is refused with a 503 (the
+/// appliance's breaker, `disk_trips`), `/bytes` is still served, and `xl shutdown` is
+/// honoured within [`SHUTDOWN_DURING_TRANSFER_S`].
+fn blk_stalled_disk() -> BootTest {
+    let mut b = t(
+        "domu-blk-stalled-disk",
+        Image::app(),
+        "net files ip=169.254.100.2/24",
+        0,
+        vec![
+            Check::Regex(r"dom0\| echo during the stalled read: ratio [\d.]+ \(limit 10\): ok"),
+            has("dom0| peer: http-get PASS status=503"),
+            Check::Regex(r"dom0\| peer: http-get PASS status=200 fnv=[0-9a-f]{16} bytes=65536 "),
+            Check::Regex(
+                r"dom0\| xl shutdown with the disk stalled: the domU stopped after \d+ ms .*: ok",
+            ),
+            Check::Regex(r"net: .*disk_trips=[1-9]\d*"),
+            Check::NotContains("panicked".into()),
+            has("xenbox: dom0-script exit 0"),
+            has("net: shutdown requested (poweroff)"),
+            has("xenpv-rt: exit status 0"),
+        ],
+    );
+    b.vifs = 1;
+    b.memory_mib = 256;
+    b.timeout_s = 1200;
+    b.dom0_script = Some(script_with(
+        &[("SHUTDOWN_WITHIN", SHUTDOWN_DURING_TRANSFER_S.to_string())],
+        include_str!("blk_stalled_test.sh"),
+    ));
+    b.prepare = Some(|b| {
+        let (img, _) = crate::disks::ext4_files("domu-blk-stalled-disk.img")?;
+        b.disks = vec![crate::xenbox::Disk {
+            path: img,
+            read_only: true,
+            throttle: Some(STALLED_DISK_THROTTLE.into()),
         }];
         Ok(())
     });

@@ -440,6 +440,12 @@ pub enum Opened {
     /// The filesystem failed (a disk read error, a corrupt structure) while opening or
     /// checksumming: 500.
     Failed,
+    /// The disk is not being called (its breaker is open for `left_ns` more, after a
+    /// call failed: [`crate::breaker`]): 503, the body saying when it is tried again.
+    Unavailable {
+        /// How long until the disk is tried again (ns).
+        left_ns: u64,
+    },
 }
 
 /// The response to a [`Route::File`] once the guest has [`Opened`] it.
@@ -455,6 +461,11 @@ pub fn respond_file(o: Opened) -> Response {
             status: 500,
             reason: "Internal Server Error",
             body: Body::Static(b"file read failed\n"),
+        },
+        Opened::Unavailable { left_ns } => Response {
+            status: 503,
+            reason: "Service Unavailable",
+            body: Body::Static(crate::breaker::unavailable_body(left_ns)),
         },
     }
 }
@@ -881,6 +892,9 @@ mod tests {
         // Missing, or failed.
         let r = respond_file(Opened::NotFound);
         assert_eq!((r.status, r.body), (404, Body::Static(b"not found\n")));
+        let r = respond_file(Opened::Unavailable { left_ns: 1 });
+        assert_eq!((r.status, r.body.len()), (503, 44));
+        assert!(head(&r, r.body.checksum()).starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
         let r = respond_file(Opened::Failed);
         assert_eq!((r.status, r.reason), (500, "Internal Server Error"));
         assert!(head(&r, r.body.checksum()).starts_with("HTTP/1.1 500 Internal Server Error\r\n"));

@@ -1,6 +1,7 @@
 //! The sample appliance's decisions, pure and host-tested (the kernel in `app/` only
 //! moves bytes between these and its sockets):
 //! - [`admission`]: which TCP connections are taken and how long they are kept;
+//! - [`breaker`]: when the disk is called again after a call failed (`GET /files/…`);
 //! - [`config`]: the network words of its command line (`ip=`, `vifs=`);
 //! - [`http`]: requests parsed, responses planned;
 //! - [`frag`]: the IPv4 fragments received, and which of them were dropped;
@@ -11,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+pub mod breaker;
 pub mod config;
 pub mod frag;
 pub mod http;

@@ -17,6 +17,7 @@ pub(super) fn open_files(
     mem: &mut xenpv_rt::mm::Memory,
     gt: &mut GrantTable,
     xs: &mut Xenstore<PageLink>,
+    timeout_ms: u64,
 ) -> Result<Ext4, heapless::String<200>> {
     use core::fmt::Write as _;
     use xenpv_rt::blk::blkfront::Blkfront;
@@ -35,13 +36,16 @@ pub(super) fn open_files(
         return Err(msg);
     };
     let t0 = now_ns();
-    let disk = match Blkfront::connect(mem, gt, xs, id) {
+    let mut disk = match Blkfront::connect(mem, gt, xs, id) {
         Ok(d) => d,
         Err(e) => {
             let _ = write!(msg, "vbd {id}: {e}");
             return Err(msg);
         }
     };
+    // Each call's deadline (`disk_timeout=`), the filesystem's load included: a disk
+    // that stalls holds the serving loop at most this long per call.
+    disk.set_timeout(timeout_ms.saturating_mul(1_000_000));
     let g = disk.geometry();
     let fs = match Ext4Disk(disk).load() {
         Ok(fs) => fs,
@@ -54,7 +58,7 @@ pub(super) fn open_files(
         }
     };
     println!(
-        "net: files from vbd {id} ({} sectors of {} bytes, ro={}) as ext4 in {} ms: GET /files/PATH",
+        "net: files from vbd {id} ({} sectors of {} bytes, ro={}) as ext4 in {} ms: GET /files/PATH (disk_timeout={timeout_ms}ms)",
         g.sectors,
         g.sector_size,
         g.read_only as u8,
@@ -86,7 +90,8 @@ pub(super) fn open_file(
         Err(e) => {
             println!("net: files: open {path}: {e}");
             st.file_errors += 1;
-            Err(Opened::Failed)
+            Err(super::serve::disk_failed(&e, st)
+                .map_or(Opened::Failed, |left_ns| Opened::Unavailable { left_ns }))
         }
     }
 }

@@ -13,7 +13,10 @@
 //! has deadlines and each port a growing pool of listeners with a per-peer limit
 //! (`xenpv_appliance::admission`, words `tcp_idle=` `head_timeout=` `syn_timeout=`
 //! `per_peer=` `tcp_listen=` `tcp_max=`), and IPv4 fragments are reassembled in bounded
-//! memory (`xenpv_appliance::frag`). The counters printed at the end say what each did.
+//! memory (`xenpv_appliance::frag`). Nor does a disk (`files`): each call has a deadline
+//! (`disk_timeout=`, ms) and a failed one opens the disk's breaker
+//! (`xenpv_appliance::breaker`: `GET /files/…` is a 503 for a back-off). The counters
+//! printed at the end say what each did.
 
 extern crate alloc;
 
@@ -26,6 +29,7 @@ mod vif;
 
 use alloc::vec::Vec;
 use xenpv_appliance::admission::Limits;
+use xenpv_appliance::breaker::DISK_TIMEOUT_MS;
 use xenpv_appliance::config::{parse_ips, Ip, MAX_VIFS};
 use xenpv_appliance::frag::REASSEMBLY_TIMEOUT_MS;
 use xenpv_rt::gnttab::GrantTable;
@@ -86,6 +90,18 @@ pub fn run(boot: &mut Boot) -> i32 {
         Err(status) => return status,
     };
     let cmd_files = cmd.has("files");
+    let disk_timeout_ms = match cmd.u64("disk_timeout") {
+        Ok(None) => DISK_TIMEOUT_MS,
+        Ok(Some(ms)) if (1..=30_000).contains(&ms) => ms,
+        Ok(Some(ms)) => {
+            println!("net: disk_timeout={ms}: milliseconds, 1..=30000");
+            return 2;
+        }
+        Err(e) => {
+            println!("net: {e}");
+            return 2;
+        }
+    };
     if boot.xenstore().is_none() {
         println!("net: no xenstore (dom0 has no backends here): run it as a domU");
         return 2;
@@ -126,7 +142,7 @@ pub fn run(boot: &mut Boot) -> i32 {
     let mut life: Vec<Life> = (0..vifs).map(|_| Life::Idle).collect();
     let mut st = Stats::default();
     if cmd_files {
-        match open_files(mem, &mut gt, xs) {
+        match open_files(mem, &mut gt, xs, disk_timeout_ms) {
             Ok(fs) => list.iter_mut().for_each(|v| v.files = Some(fs.clone())),
             // A disk that cannot be read costs GET /files/… only (404): serve the rest.
             Err(e) => {

@@ -7,10 +7,11 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use xenpv_appliance::http::{self, Body, FileSum, Opened, Parse, Route};
-use xenpv_rt::blk::ext4::ext4_view::{Ext4, File};
+use xenpv_rt::blk::ext4::ext4_view::{Ext4, Ext4Error, File};
 use xenpv_rt::blk::ext4::read_exact_at;
 use xenpv_rt::net::smoltcp;
 use xenpv_rt::println;
+use xenpv_rt::time::now_ns;
 
 use smoltcp::socket::{tcp, udp};
 
@@ -143,22 +144,35 @@ pub(super) fn serve_http(
         if *disk == 0 {
             return moved;
         }
-        // A step of the file's checksum; the head waits for the last.
-        let before = sum.hashed();
-        let r = sum.step(*disk, |off, out| read_exact_at(f, off, out));
-        st.checksum_steps += 1;
-        *disk = disk.saturating_sub(sum.hashed() - before);
-        let opened = match r {
-            Ok(None) => return true,
-            Ok(Some(checksum)) => Opened::File {
-                len: f.metadata().len(),
-                checksum,
-            },
-            Err(e) => {
-                println!("net: files: reading for the checksum: {e}");
-                st.file_errors += 1;
-                c.file = None;
-                Opened::Failed
+        let opened = if let Err(left_ns) = st.disk.allow(now_ns()) {
+            // Another connection's call failed meanwhile: the disk is not called.
+            c.file = None;
+            Opened::Unavailable { left_ns }
+        } else {
+            // A step of the file's checksum; the head waits for the last.
+            let before = sum.hashed();
+            let r = sum.step(*disk, |off, out| read_exact_at(f, off, out));
+            st.checksum_steps += 1;
+            *disk = disk.saturating_sub(sum.hashed() - before);
+            match r {
+                Ok(None) => {
+                    st.disk.succeeded();
+                    return true;
+                }
+                Ok(Some(checksum)) => {
+                    st.disk.succeeded();
+                    Opened::File {
+                        len: f.metadata().len(),
+                        checksum,
+                    }
+                }
+                Err(e) => {
+                    println!("net: files: reading for the checksum: {e}");
+                    st.file_errors += 1;
+                    c.file = None;
+                    disk_failed(&e, st)
+                        .map_or(Opened::Failed, |left_ns| Opened::Unavailable { left_ns })
+                }
             }
         };
         c.sum = None;
@@ -200,6 +214,14 @@ fn read_request(
             ..
         } => {
             st.http_requests += 1;
+            // The disk's breaker is open (a call failed lately): not called, a 503.
+            if files.is_some() {
+                if let Err(left_ns) = st.disk.allow(now_ns()) {
+                    let r = http::respond_file(Opened::Unavailable { left_ns });
+                    c.out = Some((http::head(&r, r.body.checksum()), 0, r.body, 0));
+                    return true;
+                }
+            }
             match open_file(files, path.absolute(), st) {
                 Ok((f, len)) => {
                     c.file = Some(f);
@@ -254,21 +276,31 @@ fn send_response(
         if is_file && *disk == 0 {
             return moved;
         }
+        if is_file && st.disk.allow(now_ns()).is_err() {
+            // The disk's breaker opened mid-body: the length is promised, so the
+            // connection is cut short (not left waiting for the back-off), and counted.
+            st.file_errors += 1;
+            s.abort();
+            return moved;
+        }
         let max = usize::try_from((*work).min(if is_file { *disk } else { u64::MAX }))
             .unwrap_or(usize::MAX);
         let r = s.send(|buf| {
             let buf_len = buf.len().min(max);
             let n = body.fill_with(*at, &mut buf[..buf_len], |off, out| match file.as_mut() {
-                Some(f) => read_exact_at(f, off, out).map_err(|_| ()),
-                None => Err(()),
+                Some(f) => read_exact_at(f, off, out).map_err(Some),
+                None => Err(None),
             });
             match n {
                 Ok(n) => (n, Ok(n)),
-                Err(()) => (0, Err(())),
+                Err(e) => (0, Err(e)),
             }
         });
         match r {
             Ok(Ok(n)) if n > 0 => {
+                if is_file {
+                    st.disk.succeeded();
+                }
                 *at += n as u64;
                 st.http_bytes += n as u64;
                 *work = work.saturating_sub(n as u64);
@@ -277,9 +309,12 @@ fn send_response(
                 }
                 moved = true;
             }
-            Ok(Err(())) => {
+            Ok(Err(e)) => {
                 // The disk failed mid-body: the length is promised, so the connection
                 // is cut short, and counted.
+                if let Some(e) = e {
+                    disk_failed(&e, st);
+                }
                 st.file_errors += 1;
                 s.abort();
                 return moved;
@@ -292,4 +327,14 @@ fn send_response(
         s.close();
     }
     moved
+}
+
+/// A file read failed: if the device itself did (its deadline passed, or an error),
+/// the disk's breaker opens; how long it refuses then. `None`: the filesystem's own
+/// error (a corrupt structure), the disk answered.
+pub(super) fn disk_failed(e: &Ext4Error, st: &mut Stats) -> Option<u64> {
+    xenpv_rt::blk::ext4::block_error(e)?;
+    let now = now_ns();
+    st.disk.failed(now);
+    st.disk.allow(now).err()
 }

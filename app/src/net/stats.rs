@@ -18,6 +18,9 @@ pub(super) struct Stats {
     pub(super) detached: u64,
     pub(super) reattached: u64,
     pub(super) file_errors: u64,
+    /// The disk's breaker (`GET /files/…` refused with a 503 for a while after a disk
+    /// call failed), shared by every vif; its trips are printed.
+    pub(super) disk: xenpv_appliance::breaker::Breaker,
     /// TCP connections taken (past the handshake's first step), and the most sockets a
     /// port's pool held.
     pub(super) tcp_conns: u64,
@@ -50,8 +53,8 @@ pub(super) struct Stats {
 /// every vif summed.
 pub(super) fn print(st: &Stats, list: &[Vif]) {
     println!(
-        "net: served udp_echoed={} udp_dropped={} tcp_echoed_bytes={} discarded_bytes={} http_requests={} http_bytes={} detached={} reattached={} file_errors={}",
-        st.udp_echoed, st.udp_dropped, st.tcp_echoed, st.discarded, st.http_requests, st.http_bytes, st.detached, st.reattached, st.file_errors
+        "net: served udp_echoed={} udp_dropped={} tcp_echoed_bytes={} discarded_bytes={} http_requests={} http_bytes={} detached={} reattached={} file_errors={} disk_trips={}",
+        st.udp_echoed, st.udp_dropped, st.tcp_echoed, st.discarded, st.http_requests, st.http_bytes, st.detached, st.reattached, st.file_errors, st.disk.trips()
     );
     println!(
         "net: tcp conns={} pool_peak={} pool_full={} no_memory={} refused_peer={} timed_out_handshake={} timed_out_head={} timed_out_idle={} timed_out_closing={}",

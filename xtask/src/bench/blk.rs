@@ -275,6 +275,7 @@ fn measure(
         &[xenbox::Disk {
             path: disk,
             read_only: false,
+            throttle: None,
         }],
     );
     let figs = run_figures(&out.text, a.mib << 20, OPS);
