@@ -1,6 +1,6 @@
 # dom0's side of the boot test `domu-blk-stalled-disk` (issue 24, M2): the appliance's
 # disk crawls (QEMU throttles its drive once a burst at boot is spent: a 4 KiB read takes
-# seconds). A GET of a large file must not hold the serving loop: UDP echo round trips
+# 16 s). A GET of a large file must not hold the serving loop: UDP echo round trips
 # meanwhile stay under 10x their idle median, the file is refused (503, the disk not
 # answering) or its body cut, /bytes is still served, and `xl shutdown` stops the domU
 # within SHUTDOWN_WITHIN seconds. xtask puts SHUTDOWN_WITHIN before it.

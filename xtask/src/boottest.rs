@@ -1286,11 +1286,11 @@ fn blk_hostile_ext4() -> BootTest {
 }
 
 /// QEMU throttling of the stalled-disk row's drive: a 4 MiB burst (dom0's probe of the
-/// drive, the filesystem's load and the first rounds of the file's checksum), then 1 KiB
-/// a second: a 4 KiB read takes 4 s, past the appliance's disk deadline (1 s by
+/// drive, the filesystem's load and the first rounds of the file's checksum), then 256
+/// bytes a second: a 4 KiB read takes 16 s, past the appliance's disk deadline (5 s by
 /// default), under blkfront's own 30 s.
 const STALLED_DISK_THROTTLE: &str =
-    "throttling.bps-total=1024,throttling.bps-total-max=4194304,throttling.bps-total-max-length=1";
+    "throttling.bps-total=256,throttling.bps-total-max=4194304,throttling.bps-total-max-length=1";
 
 /// A disk that crawls (issue 24, M2): `GET /files/data/64m` while the drive is throttled
 /// to [`STALLED_DISK_THROTTLE`]. The serving loop is not held by it: UDP echo round trips
