@@ -34,20 +34,7 @@ step "$PEER" http-get "$G:80" /bytes/65536 --verify-bytes --timeout 60
 "$PEER" http-get "$G:80" /files/docs/64k --expect-status 503 --timeout 120 \
     > /run/get-at-shutdown.log 2>&1 &
 xl shutdown "$DOMID" > /run/xl-shutdown-test.log 2>&1 &
-t0=$(now_ms)
-while alive && [ $(($(now_ms) - t0)) -lt $((SHUTDOWN_WITHIN * 3000)) ]; do
-    usleep 100000
-done
-ms=$(($(now_ms) - t0))
-if alive; then
-    echo "xl shutdown with the disk stalled: the domU still runs after $ms ms (limit ${SHUTDOWN_WITHIN} s): FAIL"
-    fails=$((fails + 1))
-elif [ "$ms" -gt $((SHUTDOWN_WITHIN * 1000)) ]; then
-    echo "xl shutdown with the disk stalled: the domU stopped after $ms ms (state $state, limit ${SHUTDOWN_WITHIN} s): FAIL"
-    fails=$((fails + 1))
-else
-    echo "xl shutdown with the disk stalled: the domU stopped after $ms ms (state $state, limit ${SHUTDOWN_WITHIN} s): ok"
-fi
+stopped_within "$(now_ms)" "xl shutdown with the disk stalled"
 wait
 sed 's/^/the request at shutdown: /' /run/get-at-shutdown.log
 exit "$fails"

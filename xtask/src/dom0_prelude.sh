@@ -29,3 +29,22 @@ up() {
     done
     return 1
 }
+# After an `xl shutdown` issued at $1 (now_ms): wait for the domU to stop (watching for
+# 3x SHUTDOWN_WITHIN s, to say how long it took) and report it as "$2: the domU …",
+# a FAIL counted in `fails` past SHUTDOWN_WITHIN s.
+stopped_within() {
+    t0=$1
+    while alive && [ $(($(now_ms) - t0)) -lt $((SHUTDOWN_WITHIN * 3000)) ]; do
+        usleep 100000
+    done
+    ms=$(($(now_ms) - t0))
+    if alive; then
+        echo "$2: the domU still runs after $ms ms (limit ${SHUTDOWN_WITHIN} s): FAIL"
+        fails=$((fails + 1))
+    elif [ "$ms" -gt $((SHUTDOWN_WITHIN * 1000)) ]; then
+        echo "$2: the domU stopped after $ms ms (state $state, limit ${SHUTDOWN_WITHIN} s): FAIL"
+        fails=$((fails + 1))
+    else
+        echo "$2: the domU stopped after $ms ms (state $state, limit ${SHUTDOWN_WITHIN} s): ok"
+    fi
+}

@@ -53,20 +53,7 @@ echo "the large transfer: ${transfer:-no word from rtt-under-load}"
 # xl shutdown during it; the domU must stop within SHUTDOWN_WITHIN s (watched for 3x
 # that, to say how long it took).
 xl shutdown "$DOMID" > /run/xl-shutdown-test.log 2>&1 &
-t0=$(now_ms)
-while alive && [ $(($(now_ms) - t0)) -lt $((SHUTDOWN_WITHIN * 3000)) ]; do
-    usleep 100000
-done
-ms=$(($(now_ms) - t0))
-if alive; then
-    echo "xl shutdown during the transfer: the domU still runs after $ms ms (limit ${SHUTDOWN_WITHIN} s): FAIL"
-    fails=$((fails + 1))
-elif [ "$ms" -gt $((SHUTDOWN_WITHIN * 1000)) ]; then
-    echo "xl shutdown during the transfer: the domU stopped after $ms ms (state $state, limit ${SHUTDOWN_WITHIN} s): FAIL"
-    fails=$((fails + 1))
-else
-    echo "xl shutdown during the transfer: the domU stopped after $ms ms (state $state, limit ${SHUTDOWN_WITHIN} s): ok"
-fi
+stopped_within "$(now_ms)" "xl shutdown during the transfer"
 touch /run/rtt-stop
 wait "$rtt" || { echo "step failed: rtt-under-load"; fails=$((fails + 1)); }
 exit "$fails"

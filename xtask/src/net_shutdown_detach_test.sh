@@ -74,19 +74,7 @@ HP
     exit $((fails + 1))
     ;;
 esac
-while alive && [ $(($(now_ms) - t0)) -lt $((SHUTDOWN_WITHIN * 2000)) ]; do
-    usleep 100000
-done
-ms=$(($(now_ms) - t0))
-if alive; then
-    echo "xl shutdown during $VARIANT: the domU still runs after $ms ms (limit ${SHUTDOWN_WITHIN} s): FAIL"
-    fails=$((fails + 1))
-elif [ "$ms" -gt $((SHUTDOWN_WITHIN * 1000)) ]; then
-    echo "xl shutdown during $VARIANT: the domU stopped after $ms ms (state $state, limit ${SHUTDOWN_WITHIN} s): FAIL"
-    fails=$((fails + 1))
-else
-    echo "xl shutdown during $VARIANT: the domU stopped after $ms ms (state $state, limit ${SHUTDOWN_WITHIN} s): ok"
-fi
+stopped_within "$t0" "xl shutdown during $VARIANT"
 if [ "$VARIANT" = attach ]; then
     wait "$bg"
     echo "xl network-attach: status $? $(tr '\n' ' ' < /run/attach.log)"
