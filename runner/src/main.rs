@@ -46,7 +46,7 @@ enum Cmd {
 struct NewArgs {
     /// The crate's name (and directory).
     name: String,
-    /// Depend on the xenpv-rt crate at PATH (its runtime/platform directory); default:
+    /// Depend on the xenpv-rt crate at PATH (its runtime/xenpv-rt directory); default:
     /// the checkout this runner was built from.
     #[arg(long, value_name = "PATH", conflicts_with = "git")]
     path: Option<PathBuf>,

@@ -13,7 +13,7 @@ const LIB_RS: &str = include_str!("../starter/lib.rs");
 /// Where the new crate gets xenpv-rt from.
 #[derive(Clone, Debug)]
 pub enum Source {
-    /// A checkout's `runtime/platform` directory.
+    /// A checkout's `runtime/xenpv-rt` directory.
     Path(std::path::PathBuf),
     /// A git repository URL (its workspace holds the `xenpv-rt` package).
     Git(String),
@@ -22,7 +22,7 @@ pub enum Source {
 impl Source {
     /// The checkout this runner was built from, if it is still there.
     pub fn this_checkout() -> Option<Source> {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/platform");
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/xenpv-rt");
         p.join("Cargo.toml")
             .is_file()
             .then(|| Source::Path(p.canonicalize().unwrap_or(p)))
@@ -105,12 +105,12 @@ mod tests {
     fn the_crate_is_written_with_the_dependency_filled_in() {
         let d = std::env::temp_dir().join(format!("xenpv-starter-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
-        let src = Source::Path("/somewhere/runtime/platform".into());
+        let src = Source::Path("/somewhere/runtime/xenpv-rt".into());
         write(&d.join("k"), "my-kernel", &src).unwrap();
         let toml = fs::read_to_string(d.join("k/Cargo.toml")).unwrap();
         assert!(toml.contains("name = \"my-kernel\""));
         assert!(toml.contains(
-            "xenpv-rt = { path = \"/somewhere/runtime/platform\", features = [\"alloc\"] }"
+            "xenpv-rt = { path = \"/somewhere/runtime/xenpv-rt\", features = [\"alloc\"] }"
         ));
         let main = fs::read_to_string(d.join("k/src/main.rs")).unwrap();
         assert!(main.contains("use my_kernel::checksum;"));
@@ -127,7 +127,7 @@ mod tests {
         let readme =
             std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
                 .expect("the repository's README");
-        let src = Source::Path("../xenpv-rt/runtime/platform".into());
+        let src = Source::Path("../xenpv-rt/runtime/xenpv-rt".into());
         for (path, text) in render("my-kernel", &src) {
             if path == ".gitignore" {
                 continue;

@@ -117,7 +117,7 @@ pub fn run() -> Result<(u64, u64), String> {
     let root = crate::root();
     let dir = root.join("target/xtask/compile-fail");
     std::fs::create_dir_all(dir.join("src")).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let platform = root.join("runtime/platform");
+    let platform = root.join("runtime/xenpv-rt");
     let manifest = format!(
         "[package]
 name = \"grant-misuse\"
