@@ -1,7 +1,7 @@
 //! The filesystem `GET /files/…` serves: the first disk, read as ext2/3/4.
 
 use xenpv_appliance::http::Opened;
-use xenpv_rt::blk::ext4::ext4_view::{Ext4, File};
+use xenpv_rt::blk::ext4::ext4_view::{Ext4, Ext4Error, File};
 use xenpv_rt::gnttab::GrantTable;
 use xenpv_rt::time::now_ns;
 use xenpv_rt::xenstore::Xenstore;
@@ -74,7 +74,6 @@ pub(super) fn open_file(
     path: &str,
     st: &mut Stats,
 ) -> Result<(File, u64), Opened> {
-    use xenpv_rt::blk::ext4::ext4_view::Ext4Error;
     let Some(fs) = files else {
         return Err(Opened::NotFound);
     };
@@ -90,8 +89,18 @@ pub(super) fn open_file(
         Err(e) => {
             println!("net: files: open {path}: {e}");
             st.file_errors += 1;
-            Err(super::serve::disk_failed(&e, st)
+            Err(disk_failed(&e, st)
                 .map_or(Opened::Failed, |left_ns| Opened::Unavailable { left_ns }))
         }
     }
+}
+
+/// A file read failed: if the device itself did (its deadline passed, or an error),
+/// the disk's breaker opens; how long it refuses then. `None`: the filesystem's own
+/// error (a corrupt structure), the disk answered.
+pub(super) fn disk_failed(e: &Ext4Error, st: &mut Stats) -> Option<u64> {
+    xenpv_rt::blk::ext4::block_error(e)?;
+    let now = now_ns();
+    st.disk.failed(now);
+    st.disk.allow(now).err()
 }

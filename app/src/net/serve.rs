@@ -7,7 +7,7 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use xenpv_appliance::http::{self, Body, FileSum, Opened, Parse, Route};
-use xenpv_rt::blk::ext4::ext4_view::{Ext4, Ext4Error, File};
+use xenpv_rt::blk::ext4::ext4_view::{Ext4, File};
 use xenpv_rt::blk::ext4::read_exact_at;
 use xenpv_rt::net::smoltcp;
 use xenpv_rt::println;
@@ -15,7 +15,7 @@ use xenpv_rt::time::now_ns;
 
 use smoltcp::socket::{tcp, udp};
 
-use super::files::open_file;
+use super::files::{disk_failed, open_file};
 use super::stats::Stats;
 
 /// UDP: the largest datagram (65,535 - 20 - 8), the largest sent without fragments
@@ -327,14 +327,4 @@ fn send_response(
         s.close();
     }
     moved
-}
-
-/// A file read failed: if the device itself did (its deadline passed, or an error),
-/// the disk's breaker opens; how long it refuses then. `None`: the filesystem's own
-/// error (a corrupt structure), the disk answered.
-pub(super) fn disk_failed(e: &Ext4Error, st: &mut Stats) -> Option<u64> {
-    xenpv_rt::blk::ext4::block_error(e)?;
-    let now = now_ns();
-    st.disk.failed(now);
-    st.disk.allow(now).err()
 }
