@@ -146,7 +146,7 @@ impl Netback {
                 .frames
                 .last()
                 .and_then(|f| f.slots.last())
-                .is_some_and(|r| r.flags & TXF_MORE_DATA != 0);
+                .is_some_and(|r| r.flags.contains(TxFlags::MORE_DATA));
             if continues {
                 self.frames.last_mut().unwrap().slots.push(req);
             } else {
@@ -154,7 +154,7 @@ impl Netback {
                     slots: vec![req],
                     gso: None,
                 });
-                extra_next = req.flags & TXF_EXTRA_INFO != 0;
+                extra_next = req.flags.contains(TxFlags::EXTRA_INFO);
             }
             let (id, status) = match self.mode {
                 NetMode::IdOutOfRange => (req.id + 300, RSP_OKAY),
@@ -178,15 +178,15 @@ impl Netback {
             let mut r = RxResponse {
                 id: prev(&mut self.last.1, req.id),
                 offset: 0,
-                flags: 0,
+                flags: RxFlags::empty(),
                 status: len as i16,
             };
             match self.mode {
                 NetMode::IdOutOfRange => r.id += 300,
                 NetMode::OutOfPage => (r.offset, r.status) = (200, 4000),
                 NetMode::BadStatus => r.status = -9,
-                NetMode::Flags => r.flags = 1 << 4,
-                NetMode::EndlessChain => r.flags = RXF_MORE_DATA,
+                NetMode::Flags => r.flags = RxFlags::GSO_PREFIX,
+                NetMode::EndlessChain => r.flags = RxFlags::MORE_DATA,
                 NetMode::Failing => r.status = RSP_ERROR,
                 _ => {}
             }
@@ -203,12 +203,16 @@ impl Netback {
                 let req = self.rx_posted.pop_front().unwrap();
                 let chunk = left.min(4096);
                 left -= chunk;
-                let mut flags = if left > 0 { RXF_MORE_DATA } else { 0 };
+                let mut flags = if left > 0 {
+                    RxFlags::MORE_DATA
+                } else {
+                    RxFlags::empty()
+                };
                 if k == 0 {
-                    flags |= RXF_EXTRA_INFO | RXF_DATA_VALIDATED | RXF_CSUM_BLANK;
+                    flags |= RxFlags::EXTRA_INFO | RxFlags::DATA_VALIDATED | RxFlags::CSUM_BLANK;
                 }
                 if self.mode == NetMode::EndlessChain {
-                    flags |= RXF_MORE_DATA;
+                    flags |= RxFlags::MORE_DATA;
                 }
                 self.rx_rsp(RxResponse {
                     id: req.id,
