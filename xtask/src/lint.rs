@@ -109,6 +109,7 @@ pub fn run() -> Result<(), String> {
             failed.push(step.what);
         }
     }
+    crate::std_leak::lint(&mut failed);
     if failed.is_empty() {
         Ok(())
     } else {

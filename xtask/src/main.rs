@@ -11,6 +11,7 @@ mod initrd;
 mod lint;
 mod picture;
 mod run;
+mod std_leak;
 
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;

@@ -21,8 +21,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod args;
+pub mod blkif;
 mod errno;
 mod frame;
+pub mod grant;
+pub mod netif;
+pub mod ring;
 
 pub use errno::XenError;
 pub use frame::{Maddr, Mfn, Pfn, PAGE_SHIFT, PAGE_SIZE};

@@ -24,6 +24,26 @@
 //! ```
 
 use crate::shared_ring::slots;
+use core::mem::{offset_of, size_of};
+use xenpv_abi::blkif::{Request as RawReq, RequestIndirect as RawInd, Response as RawRsp};
+
+// Byte offsets in a slot, from the structs whose layouts xenpv-abi checks against blkif.h.
+const OP: usize = offset_of!(RawReq, operation);
+const NR_SEG: usize = offset_of!(RawReq, nr_segments);
+const HANDLE: usize = offset_of!(RawReq, handle);
+const ID: usize = offset_of!(RawReq, id);
+const SECTOR: usize = offset_of!(RawReq, sector_number);
+const SEG: usize = offset_of!(RawReq, seg);
+const IND_OP: usize = offset_of!(RawInd, indirect_op);
+const IND_NR_SEG: usize = offset_of!(RawInd, nr_segments);
+const IND_HANDLE: usize = offset_of!(RawInd, handle);
+const IND_GREFS: usize = offset_of!(RawInd, indirect_grefs);
+const RSP_OP: usize = offset_of!(RawRsp, operation);
+const RSP_STATUS: usize = offset_of!(RawRsp, status);
+const _: () = {
+    assert!(offset_of!(RawInd, id) == ID && offset_of!(RawInd, sector_number) == SECTOR);
+    assert!(offset_of!(RawRsp, id) == 0);
+};
 
 /// Read sectors (`BLKIF_OP_READ`).
 pub const OP_READ: u8 = 0;
@@ -45,15 +65,15 @@ pub const RSP_ERROR: i16 = -1;
 pub const RSP_EOPNOTSUPP: i16 = -2;
 
 /// Segments in a request slot (`BLKIF_MAX_SEGMENTS_PER_REQUEST`).
-pub const DIRECT_SEGMENTS: usize = 11;
+pub const DIRECT_SEGMENTS: usize = xenpv_abi::blkif::MAX_SEGMENTS_PER_REQUEST;
 /// Indirect pages a request may name (`BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST`).
-pub const INDIRECT_PAGES: usize = 8;
+pub const INDIRECT_PAGES: usize = xenpv_abi::blkif::MAX_INDIRECT_PAGES_PER_REQUEST;
 /// Segment descriptors in one indirect page (8 bytes each).
 pub const SEGMENTS_PER_INDIRECT_PAGE: usize = 4096 / 8;
 /// A request slot's bytes.
-pub const REQ_SLOT: usize = 112;
+pub const REQ_SLOT: usize = size_of::<RawReq>();
 /// A response's bytes.
-pub const RSP_SLOT: usize = 16;
+pub const RSP_SLOT: usize = size_of::<RawRsp>();
 /// Slots in a one-page blkif ring.
 pub const RING_SLOTS: u32 = slots(REQ_SLOT);
 /// 512-byte sectors in a page.
@@ -135,13 +155,13 @@ impl Request<'_> {
                 segments,
             } => {
                 let n = segments.len().min(DIRECT_SEGMENTS);
-                b[0] = operation;
-                b[1] = n as u8;
-                b[2..4].copy_from_slice(&handle.to_le_bytes());
-                b[8..16].copy_from_slice(&id.to_le_bytes());
-                b[16..24].copy_from_slice(&sector.to_le_bytes());
+                b[OP] = operation;
+                b[NR_SEG] = n as u8;
+                b[HANDLE..HANDLE + 2].copy_from_slice(&handle.to_le_bytes());
+                b[ID..ID + 8].copy_from_slice(&id.to_le_bytes());
+                b[SECTOR..SECTOR + 8].copy_from_slice(&sector.to_le_bytes());
                 for (i, s) in segments[..n].iter().enumerate() {
-                    b[24 + 8 * i..32 + 8 * i].copy_from_slice(&s.encode());
+                    b[SEG + 8 * i..SEG + 8 * (i + 1)].copy_from_slice(&s.encode());
                 }
             }
             Request::Indirect {
@@ -152,14 +172,14 @@ impl Request<'_> {
                 handle,
                 pages,
             } => {
-                b[0] = OP_INDIRECT;
-                b[1] = operation;
-                b[2..4].copy_from_slice(&nr_segments.to_le_bytes());
-                b[8..16].copy_from_slice(&id.to_le_bytes());
-                b[16..24].copy_from_slice(&sector.to_le_bytes());
-                b[24..26].copy_from_slice(&handle.to_le_bytes());
+                b[OP] = OP_INDIRECT;
+                b[IND_OP] = operation;
+                b[IND_NR_SEG..IND_NR_SEG + 2].copy_from_slice(&nr_segments.to_le_bytes());
+                b[ID..ID + 8].copy_from_slice(&id.to_le_bytes());
+                b[SECTOR..SECTOR + 8].copy_from_slice(&sector.to_le_bytes());
+                b[IND_HANDLE..IND_HANDLE + 2].copy_from_slice(&handle.to_le_bytes());
                 for (i, g) in pages.iter().take(INDIRECT_PAGES).enumerate() {
-                    b[28 + 4 * i..32 + 4 * i].copy_from_slice(&g.to_le_bytes());
+                    b[IND_GREFS + 4 * i..IND_GREFS + 4 * (i + 1)].copy_from_slice(&g.to_le_bytes());
                 }
             }
         }
@@ -185,16 +205,16 @@ impl Response {
         id.copy_from_slice(&b[..8]);
         Response {
             id: u64::from_le_bytes(id),
-            operation: b[8],
-            status: i16::from_le_bytes([b[10], b[11]]),
+            operation: b[RSP_OP],
+            status: i16::from_le_bytes([b[RSP_STATUS], b[RSP_STATUS + 1]]),
         }
     }
     /// The 16 bytes (what a backend writes; the model backend's side).
     pub fn encode(&self) -> [u8; RSP_SLOT] {
         let mut b = [0u8; RSP_SLOT];
         b[..8].copy_from_slice(&self.id.to_le_bytes());
-        b[8] = self.operation;
-        b[10..12].copy_from_slice(&self.status.to_le_bytes());
+        b[RSP_OP] = self.operation;
+        b[RSP_STATUS..RSP_STATUS + 2].copy_from_slice(&self.status.to_le_bytes());
         b
     }
 }
@@ -229,35 +249,35 @@ impl DecodedRequest {
             u64::from_le_bytes(v)
         };
         let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-        if b[0] == OP_INDIRECT {
-            let nr = u16::from_le_bytes([b[2], b[3]]);
+        if b[OP] == OP_INDIRECT {
+            let nr = u16::from_le_bytes([b[IND_NR_SEG], b[IND_NR_SEG + 1]]);
             let n = (nr as usize)
                 .div_ceil(SEGMENTS_PER_INDIRECT_PAGE)
                 .min(INDIRECT_PAGES);
             DecodedRequest {
-                operation: b[1],
+                operation: b[IND_OP],
                 indirect: true,
                 nr_segments: nr,
-                id: u64_at(8),
-                sector: u64_at(16),
-                handle: u16::from_le_bytes([b[24], b[25]]),
+                id: u64_at(ID),
+                sector: u64_at(SECTOR),
+                handle: u16::from_le_bytes([b[IND_HANDLE], b[IND_HANDLE + 1]]),
                 segments: heapless::Vec::new(),
-                pages: (0..n).map(|i| u32_at(28 + 4 * i)).collect(),
+                pages: (0..n).map(|i| u32_at(IND_GREFS + 4 * i)).collect(),
             }
         } else {
-            let n = (b[1] as usize).min(DIRECT_SEGMENTS);
+            let n = (b[NR_SEG] as usize).min(DIRECT_SEGMENTS);
             DecodedRequest {
-                operation: b[0],
+                operation: b[OP],
                 indirect: false,
-                nr_segments: u16::from(b[1]),
-                id: u64_at(8),
-                sector: u64_at(16),
-                handle: u16::from_le_bytes([b[2], b[3]]),
+                nr_segments: u16::from(b[NR_SEG]),
+                id: u64_at(ID),
+                sector: u64_at(SECTOR),
+                handle: u16::from_le_bytes([b[HANDLE], b[HANDLE + 1]]),
                 segments: (0..n)
                     .map(|i| Segment {
-                        gref: u32_at(24 + 8 * i),
-                        first_sect: b[28 + 8 * i],
-                        last_sect: b[29 + 8 * i],
+                        gref: u32_at(SEG + 8 * i),
+                        first_sect: b[SEG + 4 + 8 * i],
+                        last_sect: b[SEG + 5 + 8 * i],
                     })
                     .collect(),
                 pages: heapless::Vec::new(),

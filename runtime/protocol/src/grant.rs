@@ -16,20 +16,14 @@ use core::sync::atomic::{AtomicU16, Ordering};
 /// A grant reference: an entry's index in the table, what the peer is told to map.
 pub type GrantRef = u32;
 
-/// Entries per frame (v1 entries are 8 bytes).
-pub const ENTRIES_PER_FRAME: u32 = 512;
+/// Entries per frame (v1 entries are 8 bytes: 512).
+pub const ENTRIES_PER_FRAME: u32 =
+    (xenpv_abi::PAGE_SIZE / size_of::<xenpv_abi::grant::EntryV1>() as u64) as u32;
 /// References 0..8 are reserved by convention (0: console, 1: xenstore for a domU's
 /// toolstack-set-up rings).
 pub const RESERVED: u32 = 8;
 
-/// `GTF_permit_access` (grant_table.h): `domid` may access `frame`.
-pub const GTF_PERMIT_ACCESS: u16 = 1;
-/// `GTF_readonly`: the peer may only read the frame.
-pub const GTF_READONLY: u16 = 1 << 2;
-/// `GTF_reading`: set by Xen while the peer maps or copies from the frame.
-pub const GTF_READING: u16 = 1 << 3;
-/// `GTF_writing`: set by Xen while the peer maps the frame writable or copies into it.
-pub const GTF_WRITING: u16 = 1 << 4;
+pub use xenpv_abi::grant::GrantFlags;
 
 /// Why a grant operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +40,7 @@ pub enum GntError {
         /// The reference.
         gref: GrantRef,
         /// The entry's flags as last read.
-        flags: u16,
+        flags: GrantFlags,
     },
     /// A v1 entry holds a 32-bit frame number.
     FrameTooBig(u64),
@@ -68,7 +62,7 @@ pub enum GntError {
     /// would change what the peer maps under its feet, so it is not overwritten.
     EntryInUse {
         /// The entry's flags as read.
-        flags: u16,
+        flags: GrantFlags,
     },
     /// The grant table is already set up: a guest has one table (a second would be a
     /// second free list over the same entries).
@@ -299,14 +293,15 @@ impl Entry<'_> {
     /// its peer would see the frame change under it.
     pub fn grant(&self, domid: u16, mfn: u64, readonly: bool) -> Result<(), GntError> {
         let frame = u32::try_from(mfn).map_err(|_| GntError::FrameTooBig(mfn))?;
-        let flags = self.flags.load(Ordering::Acquire);
-        if flags & (GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING) != 0 {
+        let flags = GrantFlags::from_bits_retain(self.flags.load(Ordering::Acquire));
+        if flags.intersects(GrantFlags::PERMIT_ACCESS | GrantFlags::READING | GrantFlags::WRITING) {
             return Err(GntError::EntryInUse { flags });
         }
         self.domid.store(domid, Ordering::Relaxed);
         self.frame.store(frame, Ordering::Relaxed);
-        let ro = if readonly { GTF_READONLY } else { 0 };
-        self.flags.store(GTF_PERMIT_ACCESS | ro, Ordering::Release);
+        let mut granted = GrantFlags::PERMIT_ACCESS;
+        granted.set(GrantFlags::READONLY, readonly);
+        self.flags.store(granted.bits(), Ordering::Release);
         Ok(())
     }
 
@@ -314,8 +309,9 @@ impl Entry<'_> {
     pub fn end(&self, gref: GrantRef) -> Result<(), GntError> {
         let mut flags = self.flags.load(Ordering::Acquire);
         loop {
-            if flags & (GTF_READING | GTF_WRITING) != 0 {
-                return Err(GntError::InUse { gref, flags });
+            let seen = GrantFlags::from_bits_retain(flags);
+            if seen.intersects(GrantFlags::READING | GrantFlags::WRITING) {
+                return Err(GntError::InUse { gref, flags: seen });
             }
             match self
                 .flags
@@ -333,6 +329,10 @@ impl Entry<'_> {
 mod tests {
     use super::*;
     use core::sync::atomic::AtomicU32;
+    const GTF_PERMIT_ACCESS: u16 = GrantFlags::PERMIT_ACCESS.bits();
+    const GTF_READONLY: u16 = GrantFlags::READONLY.bits();
+    const GTF_READING: u16 = GrantFlags::READING.bits();
+    const GTF_WRITING: u16 = GrantFlags::WRITING.bits();
 
     #[test]
     fn references_run_out_with_an_error_and_come_back() {
@@ -394,7 +394,7 @@ mod tests {
             e.end(9),
             Err(GntError::InUse {
                 gref: 9,
-                flags: GTF_PERMIT_ACCESS | GTF_READONLY | GTF_READING
+                flags: GrantFlags::PERMIT_ACCESS | GrantFlags::READONLY | GrantFlags::READING
             })
         );
         assert_ne!(m.0.load(Ordering::SeqCst), 0, "still granted");
@@ -428,7 +428,9 @@ mod tests {
             loop {
                 match entry(&m).end(1) {
                     Ok(()) => break,
-                    Err(GntError::InUse { flags, .. }) => assert!(flags & GTF_WRITING != 0),
+                    Err(GntError::InUse { flags, .. }) => {
+                        assert!(flags.contains(GrantFlags::WRITING))
+                    }
                     Err(e) => panic!("{e:?}"),
                 }
             }
@@ -446,7 +448,7 @@ mod tests {
         assert_eq!(
             e.grant(9, 0x5678, true),
             Err(GntError::EntryInUse {
-                flags: GTF_PERMIT_ACCESS
+                flags: GrantFlags::PERMIT_ACCESS
             })
         );
         assert_eq!(
@@ -459,7 +461,9 @@ mod tests {
         m.0.store(GTF_WRITING, Ordering::SeqCst);
         assert_eq!(
             e.grant(9, 0x5678, true),
-            Err(GntError::EntryInUse { flags: GTF_WRITING })
+            Err(GntError::EntryInUse {
+                flags: GrantFlags::WRITING
+            })
         );
         assert_eq!(m.2.load(Ordering::SeqCst), 0x1234);
         m.0.store(0, Ordering::SeqCst);

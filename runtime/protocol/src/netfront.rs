@@ -20,6 +20,7 @@
 //!
 //! ```
 //! use xenpv_protocol::netfront::{Buffers, Queue};
+//! use xenpv_protocol::netif::TxFlags;
 //! use xenpv_protocol::offload::TxOffload;
 //!
 //! struct Pages(Vec<[u8; 4096]>);
@@ -37,7 +38,7 @@
 //! let mut q = Queue::new(&mut tx[..], &mut rx[..]);
 //! q.send(&mut tx[..], &mut bufs, 60, |b| b.fill(0xff)).unwrap();
 //! // A 10,000-byte TCP packet of 1,448-byte segments goes over three pages.
-//! let o = TxOffload { flags: 0, gso_mss: Some(1448) };
+//! let o = TxOffload { flags: TxFlags::empty(), gso_mss: Some(1448) };
 //! q.send_copy(&mut tx[..], &mut bufs, &[7u8; 10_000], o).unwrap();
 //! assert_eq!(q.tx_in_flight(), 4);
 //! let notify = q.flush(&mut tx[..]);
@@ -45,9 +46,8 @@
 //! ```
 
 use crate::netif::{
-    Bad, Counters, ExtraInfo, RxIds, RxRequest, RxResponse, TxIds, TxRequest, TxResponse,
-    EXTRA_FLAG_MORE, PAGE, RSP_OKAY, RXF_CSUM_BLANK, RXF_DATA_VALIDATED, RXF_EXTRA_INFO,
-    RXF_MORE_DATA, RX_SLOT, TXF_EXTRA_INFO, TXF_MORE_DATA, TX_SLOT,
+    Bad, Counters, ExtraFlags, ExtraInfo, RxFlags, RxIds, RxRequest, RxResponse, TxFlags, TxIds,
+    TxRequest, TxResponse, PAGE, RSP_OKAY, RX_SLOT, TX_SLOT,
 };
 pub use crate::offload::TxOffload;
 use crate::shared_ring::{FrontRing, PageMem, SharedRingError};
@@ -130,7 +130,7 @@ pub struct Received {
     /// Its bytes.
     pub len: usize,
     /// Its `NETRXF_data_validated` / `NETRXF_csum_blank` flags.
-    pub csum_flags: u16,
+    pub csum_flags: RxFlags,
     /// The segment size of a GSO packet (its extra-info slot).
     pub gso_size: Option<u16>,
 }
@@ -297,7 +297,11 @@ impl Queue {
             let req = TxRequest {
                 gref: bufs.tx_gref(id),
                 offset: 0,
-                flags: if i + 1 < rest { TXF_MORE_DATA } else { 0 },
+                flags: if i + 1 < rest {
+                    TxFlags::MORE_DATA
+                } else {
+                    TxFlags::empty()
+                },
                 id,
                 size: c.len() as u16,
             };
@@ -314,16 +318,16 @@ impl Queue {
         bufs: &impl Buffers,
         id: u16,
         len: usize,
-        flags: u16,
+        flags: TxFlags,
         gso: Option<u16>,
         more: bool,
     ) {
         let mut flags = flags;
         if more {
-            flags |= TXF_MORE_DATA;
+            flags |= TxFlags::MORE_DATA;
         }
         if gso.is_some() {
-            flags |= TXF_EXTRA_INFO;
+            flags |= TxFlags::EXTRA_INFO;
         }
         let req = TxRequest {
             gref: bufs.tx_gref(id),
@@ -421,11 +425,13 @@ impl Queue {
                 self.rx.peek(rx_ring, n as u32, &mut slots[n]);
                 kinds[n] = if extra { Slot::Extra } else { Slot::Data };
                 if extra {
-                    extra = ExtraInfo::decode(&slots[n]).flags & EXTRA_FLAG_MORE != 0;
+                    extra = ExtraInfo::decode(&slots[n])
+                        .flags
+                        .contains(ExtraFlags::MORE);
                 } else {
                     let r = RxResponse::decode(&slots[n]);
-                    more_data = r.flags & RXF_MORE_DATA != 0;
-                    extra = n == 0 && r.flags & RXF_EXTRA_INFO != 0;
+                    more_data = r.flags.contains(RxFlags::MORE_DATA);
+                    extra = n == 0 && r.flags.contains(RxFlags::EXTRA_INFO);
                 }
                 n += 1;
                 if !extra && !more_data {
@@ -448,7 +454,7 @@ impl Queue {
             let first = self.rx.rsp_cons();
             self.rx.skip(n as u32);
             let (mut bad, mut failed) = (None, false);
-            let (mut len, mut csum_flags, mut gso_size) = (0usize, 0, None);
+            let (mut len, mut csum_flags, mut gso_size) = (0usize, RxFlags::empty(), None);
             for i in 0..n {
                 let slot = first.wrapping_add(i as u32);
                 if kinds[i] == Slot::Extra {
@@ -465,7 +471,7 @@ impl Queue {
                     Ok(p) if p.failed => failed = true,
                     Ok(p) => {
                         if i == 0 {
-                            csum_flags = p.flags & (RXF_DATA_VALIDATED | RXF_CSUM_BLANK);
+                            csum_flags = p.flags & (RxFlags::DATA_VALIDATED | RxFlags::CSUM_BLANK);
                         }
                         let to = len + usize::from(p.len);
                         if bad.is_none() && !failed {

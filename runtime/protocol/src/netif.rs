@@ -14,58 +14,48 @@
 //!
 //! let mut tx = TxIds::new();
 //! let id = tx.take().unwrap();
-//! let req = TxRequest { gref: 8, offset: 0, flags: 0, id, size: 60 };
+//! let req = TxRequest { gref: 8, offset: 0, flags: TxFlags::empty(), id, size: 60 };
 //! assert_eq!(TxRequest::decode(&req.encode()), req);
 //! // The backend answers for that id: done. A second answer for it is refused.
 //! assert_eq!(tx.complete(TxResponse { id, status: RSP_OKAY }), Ok(Some(id)));
 //! assert_eq!(tx.complete(TxResponse { id, status: RSP_OKAY }), Err(Bad::NotInFlight { id }));
 //! ```
 
+use core::mem::{offset_of, size_of};
+use xenpv_abi::netif as abi;
+pub use xenpv_abi::netif::{
+    ExtraFlags, RxFlags, TxFlags, EXTRA_TYPE_GSO, GSO_TYPE_TCPV4, RSP_DROPPED, RSP_ERROR, RSP_NULL,
+    RSP_OKAY,
+};
+
 /// Slot bytes of the TX ring (the request, 12 bytes, is the larger).
-pub const TX_SLOT: usize = 12;
+pub const TX_SLOT: usize = size_of::<abi::TxRequest>();
 /// Slot bytes of the RX ring (8).
-pub const RX_SLOT: usize = 8;
+pub const RX_SLOT: usize = size_of::<abi::RxRequest>();
 /// Ids of each ring: one per slot (256 in a 4 KiB ring).
 pub const IDS: usize = crate::shared_ring::slots(TX_SLOT) as usize;
-/// The backend could not send the packet (`NETIF_RSP_DROPPED`).
-pub const RSP_DROPPED: i16 = -2;
-/// The backend failed (`NETIF_RSP_ERROR`).
-pub const RSP_ERROR: i16 = -1;
-/// Done (`NETIF_RSP_OKAY`).
-pub const RSP_OKAY: i16 = 0;
-/// The answer to an extra-info slot (`NETIF_RSP_NULL`): accepted only while one we sent
-/// is unanswered.
-pub const RSP_NULL: i16 = 1;
-/// TX: the TCP/UDP checksum is blank (`NETTXF_csum_blank`): its field holds the
-/// pseudo-header sum, the backend's side completes it.
-pub const TXF_CSUM_BLANK: u16 = 1;
-/// TX: the checksum is known good (`NETTXF_data_validated`).
-pub const TXF_DATA_VALIDATED: u16 = 1 << 1;
-/// TX: the packet continues in the next request (`NETTXF_more_data`).
-pub const TXF_MORE_DATA: u16 = 1 << 2;
-/// TX: an extra-info slot follows this request (`NETTXF_extra_info`).
-pub const TXF_EXTRA_INFO: u16 = 1 << 3;
-/// RX: the checksum was checked, or the packet was made in the backend's domain
-/// (`NETRXF_data_validated`).
-pub const RXF_DATA_VALIDATED: u16 = 1;
-/// RX: the checksum is blank, the packet was made locally (`NETRXF_csum_blank`).
-pub const RXF_CSUM_BLANK: u16 = 1 << 1;
-/// RX: the packet continues in the next response (`NETRXF_more_data`, `feature-sg`).
-pub const RXF_MORE_DATA: u16 = 1 << 2;
-/// RX: an extra-info slot follows (`NETRXF_extra_info`, `feature-gso-tcpv4`).
-pub const RXF_EXTRA_INFO: u16 = 1 << 3;
 /// The RX flags this frontend negotiates; any other is refused ([`Bad::Flags`]).
-pub const RXF_KNOWN: u16 = RXF_DATA_VALIDATED | RXF_CSUM_BLANK | RXF_MORE_DATA | RXF_EXTRA_INFO;
-/// Extra info: segmentation offload (`XEN_NETIF_EXTRA_TYPE_GSO`).
-pub const EXTRA_TYPE_GSO: u8 = 1;
-/// Extra info: another extra-info slot follows (`XEN_NETIF_EXTRA_FLAG_MORE`).
-pub const EXTRA_FLAG_MORE: u8 = 1;
-/// GSO type TCP over IPv4 (`XEN_NETIF_GSO_TYPE_TCPV4`).
-pub const GSO_TYPE_TCPV4: u8 = 1;
+pub const RXF_KNOWN: RxFlags = RxFlags::DATA_VALIDATED
+    .union(RxFlags::CSUM_BLANK)
+    .union(RxFlags::MORE_DATA)
+    .union(RxFlags::EXTRA_INFO);
 /// Bytes of a buffer page.
 pub const PAGE: u32 = 4096;
 
-/// A TX request (`netif_tx_request`).
+/// `N` bytes of `b` from `at` (the slot is at least that long: the callers' arrays are).
+fn take<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut v = [0u8; N];
+    v.copy_from_slice(&b[at..at + N]);
+    v
+}
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(take(b, at))
+}
+fn put(b: &mut [u8], at: usize, v: &[u8]) {
+    b[at..at + v.len()].copy_from_slice(v);
+}
+
+/// A TX request (`netif_tx_request`, laid out as [`xenpv_abi::netif::TxRequest`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxRequest {
     /// The grant of the buffer page.
@@ -73,7 +63,7 @@ pub struct TxRequest {
     /// Where the packet starts in it.
     pub offset: u16,
     /// `NETTXF_*`.
-    pub flags: u16,
+    pub flags: TxFlags,
     /// Echoed in the response.
     pub id: u16,
     /// Packet bytes.
@@ -84,22 +74,41 @@ impl TxRequest {
     /// The slot's bytes.
     pub fn encode(&self) -> [u8; TX_SLOT] {
         let mut b = [0u8; TX_SLOT];
-        b[0..4].copy_from_slice(&self.gref.to_le_bytes());
-        b[4..6].copy_from_slice(&self.offset.to_le_bytes());
-        b[6..8].copy_from_slice(&self.flags.to_le_bytes());
-        b[8..10].copy_from_slice(&self.id.to_le_bytes());
-        b[10..12].copy_from_slice(&self.size.to_le_bytes());
+        put(
+            &mut b,
+            offset_of!(abi::TxRequest, gref),
+            &self.gref.to_le_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(abi::TxRequest, offset),
+            &self.offset.to_le_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(abi::TxRequest, flags),
+            &self.flags.bits().to_le_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(abi::TxRequest, id),
+            &self.id.to_le_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(abi::TxRequest, size),
+            &self.size.to_le_bytes(),
+        );
         b
     }
-    /// From a slot's bytes (what a backend reads).
+    /// From a slot's bytes (what a backend reads). Unknown flags are kept.
     pub fn decode(b: &[u8; TX_SLOT]) -> Self {
-        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
         TxRequest {
-            gref: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            offset: u16_at(4),
-            flags: u16_at(6),
-            id: u16_at(8),
-            size: u16_at(10),
+            gref: u32::from_le_bytes(take(b, offset_of!(abi::TxRequest, gref))),
+            offset: u16_at(b, offset_of!(abi::TxRequest, offset)),
+            flags: TxFlags::from_bits_retain(u16_at(b, offset_of!(abi::TxRequest, flags))),
+            id: u16_at(b, offset_of!(abi::TxRequest, id)),
+            size: u16_at(b, offset_of!(abi::TxRequest, size)),
         }
     }
 }
@@ -113,23 +122,34 @@ pub struct TxResponse {
     pub status: i16,
 }
 
+/// Bytes of a TX response (4).
+const TX_RSP: usize = size_of::<abi::TxResponse>();
+
 impl TxResponse {
     /// From the slot's first 4 bytes.
     pub fn decode(b: &[u8]) -> Self {
-        let b: [u8; 4] = b
-            .get(..4)
+        let b: [u8; TX_RSP] = b
+            .get(..TX_RSP)
             .and_then(|b| b.try_into().ok())
-            .unwrap_or([0xff; 4]);
+            .unwrap_or([0xff; TX_RSP]);
         TxResponse {
-            id: u16::from_le_bytes([b[0], b[1]]),
-            status: i16::from_le_bytes([b[2], b[3]]),
+            id: u16_at(&b, offset_of!(abi::TxResponse, id)),
+            status: u16_at(&b, offset_of!(abi::TxResponse, status)) as i16,
         }
     }
     /// The slot's bytes (what a backend writes).
-    pub fn encode(&self) -> [u8; 4] {
-        let mut b = [0u8; 4];
-        b[0..2].copy_from_slice(&self.id.to_le_bytes());
-        b[2..4].copy_from_slice(&self.status.to_le_bytes());
+    pub fn encode(&self) -> [u8; TX_RSP] {
+        let mut b = [0u8; TX_RSP];
+        put(
+            &mut b,
+            offset_of!(abi::TxResponse, id),
+            &self.id.to_le_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(abi::TxResponse, status),
+            &self.status.to_le_bytes(),
+        );
         b
     }
 }
@@ -147,15 +167,23 @@ impl RxRequest {
     /// The slot's bytes.
     pub fn encode(&self) -> [u8; RX_SLOT] {
         let mut b = [0u8; RX_SLOT];
-        b[0..2].copy_from_slice(&self.id.to_le_bytes());
-        b[4..8].copy_from_slice(&self.gref.to_le_bytes());
+        put(
+            &mut b,
+            offset_of!(abi::RxRequest, id),
+            &self.id.to_le_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(abi::RxRequest, gref),
+            &self.gref.to_le_bytes(),
+        );
         b
     }
     /// From a slot's bytes (what a backend reads).
     pub fn decode(b: &[u8; RX_SLOT]) -> Self {
         RxRequest {
-            id: u16::from_le_bytes([b[0], b[1]]),
-            gref: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            id: u16_at(b, offset_of!(abi::RxRequest, id)),
+            gref: u32::from_le_bytes(take(b, offset_of!(abi::RxRequest, gref))),
         }
     }
 }
@@ -167,34 +195,52 @@ pub struct RxResponse {
     pub id: u16,
     /// Where the packet starts in the buffer page.
     pub offset: u16,
-    /// `NETRXF_*`.
-    pub flags: u16,
+    /// `NETRXF_*`, unknown bits kept (they are refused, [`Bad::Flags`]).
+    pub flags: RxFlags,
     /// Packet bytes if >= 0, else `NETIF_RSP_*`.
     pub status: i16,
 }
 
+/// Bytes of an RX response (8).
+const RX_RSP: usize = size_of::<abi::RxResponse>();
+
 impl RxResponse {
     /// From the slot's 8 bytes.
     pub fn decode(b: &[u8]) -> Self {
-        let b: [u8; 8] = b
-            .get(..8)
+        let b: [u8; RX_RSP] = b
+            .get(..RX_RSP)
             .and_then(|b| b.try_into().ok())
-            .unwrap_or([0xff; 8]);
-        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+            .unwrap_or([0xff; RX_RSP]);
         RxResponse {
-            id: u16_at(0),
-            offset: u16_at(2),
-            flags: u16_at(4),
-            status: u16_at(6) as i16,
+            id: u16_at(&b, offset_of!(abi::RxResponse, id)),
+            offset: u16_at(&b, offset_of!(abi::RxResponse, offset)),
+            flags: RxFlags::from_bits_retain(u16_at(&b, offset_of!(abi::RxResponse, flags))),
+            status: u16_at(&b, offset_of!(abi::RxResponse, status)) as i16,
         }
     }
     /// The slot's bytes (what a backend writes).
-    pub fn encode(&self) -> [u8; 8] {
-        let mut b = [0u8; 8];
-        b[0..2].copy_from_slice(&self.id.to_le_bytes());
-        b[2..4].copy_from_slice(&self.offset.to_le_bytes());
-        b[4..6].copy_from_slice(&self.flags.to_le_bytes());
-        b[6..8].copy_from_slice(&self.status.to_le_bytes());
+    pub fn encode(&self) -> [u8; RX_RSP] {
+        let mut b = [0u8; RX_RSP];
+        put(
+            &mut b,
+            offset_of!(abi::RxResponse, id),
+            &self.id.to_le_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(abi::RxResponse, offset),
+            &self.offset.to_le_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(abi::RxResponse, flags),
+            &self.flags.bits().to_le_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(abi::RxResponse, status),
+            &self.status.to_le_bytes(),
+        );
         b
     }
 }
@@ -205,44 +251,50 @@ impl RxResponse {
 pub struct ExtraInfo {
     /// `XEN_NETIF_EXTRA_TYPE_*`.
     pub kind: u8,
-    /// `XEN_NETIF_EXTRA_FLAG_*`.
-    pub flags: u8,
+    /// `XEN_NETIF_EXTRA_FLAG_*`, unknown bits kept.
+    pub flags: ExtraFlags,
     /// GSO: the payload bytes of each segment (the MSS).
     pub gso_size: u16,
     /// GSO: `XEN_NETIF_GSO_TYPE_*`.
     pub gso_type: u8,
 }
 
+/// Bytes of an extra-info slot (8).
+const EXTRA: usize = size_of::<abi::ExtraInfo>();
+/// Where the GSO size and type are in the slot.
+const GSO_SIZE: usize = offset_of!(abi::ExtraInfo, gso.size);
+const GSO_TYPE: usize = offset_of!(abi::ExtraInfo, gso.kind);
+
 impl ExtraInfo {
     /// GSO of a TCP/IPv4 packet into `mss`-byte segments, no extra slot after it.
     pub fn gso_tcpv4(mss: u16) -> Self {
         ExtraInfo {
             kind: EXTRA_TYPE_GSO,
-            flags: 0,
+            flags: ExtraFlags::empty(),
             gso_size: mss,
             gso_type: GSO_TYPE_TCPV4,
         }
     }
     /// The slot's first 8 bytes.
-    pub fn encode(&self) -> [u8; 8] {
-        let mut b = [0u8; 8];
-        b[0] = self.kind;
-        b[1] = self.flags;
-        b[2..4].copy_from_slice(&self.gso_size.to_le_bytes());
-        b[4] = self.gso_type;
+    pub fn encode(&self) -> [u8; EXTRA] {
+        let mut b = [0u8; EXTRA];
+        b[offset_of!(abi::ExtraInfo, kind)] = self.kind;
+        b[offset_of!(abi::ExtraInfo, flags)] = self.flags.bits();
+        put(&mut b, GSO_SIZE, &self.gso_size.to_le_bytes());
+        b[GSO_TYPE] = self.gso_type;
         b
     }
     /// From a slot's bytes (at least 8; fewer read as an unknown type).
     pub fn decode(b: &[u8]) -> Self {
-        let b: [u8; 8] = b
-            .get(..8)
+        let b: [u8; EXTRA] = b
+            .get(..EXTRA)
             .and_then(|b| b.try_into().ok())
-            .unwrap_or([0xff; 8]);
+            .unwrap_or([0xff; EXTRA]);
         ExtraInfo {
-            kind: b[0],
-            flags: b[1],
-            gso_size: u16::from_le_bytes([b[2], b[3]]),
-            gso_type: b[4],
+            kind: b[offset_of!(abi::ExtraInfo, kind)],
+            flags: ExtraFlags::from_bits_retain(b[offset_of!(abi::ExtraInfo, flags)]),
+            gso_size: u16_at(&b, GSO_SIZE),
+            gso_type: b[GSO_TYPE],
         }
     }
     /// Is this an extra slot a frontend with `feature-gso-tcpv4` accepts: GSO of
@@ -294,7 +346,7 @@ pub enum Bad {
         /// The id.
         id: u16,
         /// The flags.
-        flags: u16,
+        flags: RxFlags,
     },
     /// An extra-info slot of a kind this frontend did not ask for.
     Extra {
@@ -502,7 +554,7 @@ pub struct RxPacket {
     /// The backend failed this receive (`RSP_ERROR`/`RSP_DROPPED`): no data; count it.
     pub failed: bool,
     /// `NETRXF_*` (only those in [`RXF_KNOWN`]).
-    pub flags: u16,
+    pub flags: RxFlags,
 }
 
 /// RX ids: one per buffer page, posted to receive. Each is remembered with the ring
@@ -563,7 +615,7 @@ impl RxIds {
                 Bad::NotInFlight { id: r.id }
             });
         }
-        if r.flags & !RXF_KNOWN != 0 {
+        if !RXF_KNOWN.contains(r.flags) {
             return Err(Bad::Flags { id, flags: r.flags });
         }
         if r.status < 0 {

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use xenpv_protocol::offload::{prepare_tx, rx_checksum_ok};
-//! use xenpv_protocol::netif::{TXF_CSUM_BLANK, TXF_DATA_VALIDATED};
+//! use xenpv_protocol::netif::{RxFlags, TxFlags};
 //! // Ethernet + IPv4 (20 bytes, TCP, 40 bytes in all) + a TCP header with a zero checksum.
 //! let mut f = [0u8; 54];
 //! f[12..14].copy_from_slice(&[0x08, 0x00]);
@@ -18,14 +18,14 @@
 //! f[26..34].copy_from_slice(&[169, 254, 100, 2, 169, 254, 100, 1]);
 //! f[46] = 0x50; // data offset: 5 words
 //! let o = prepare_tx(&mut f, None);
-//! assert_eq!(o.flags, TXF_CSUM_BLANK | TXF_DATA_VALIDATED);
+//! assert_eq!(o.flags, TxFlags::CSUM_BLANK | TxFlags::DATA_VALIDATED);
 //! assert_eq!(o.gso_mss, None);
 //! assert_ne!(&f[50..52], &[0, 0], "the pseudo-header sum is in the checksum field");
 //! // Unflagged, a blank checksum is wrong: the receive check refuses it.
-//! assert!(!rx_checksum_ok(&f, 0));
+//! assert!(!rx_checksum_ok(&f, RxFlags::empty()));
 //! ```
 
-use crate::netif::{RXF_CSUM_BLANK, RXF_DATA_VALIDATED, TXF_CSUM_BLANK, TXF_DATA_VALIDATED};
+use crate::netif::{RxFlags, TxFlags};
 use smoltcp::wire::{
     checksum, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket,
     UdpPacket,
@@ -36,7 +36,7 @@ use smoltcp::wire::{
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TxOffload {
     /// `NETTXF_csum_blank | NETTXF_data_validated` for TCP and UDP over IPv4, else none.
-    pub flags: u16,
+    pub flags: TxFlags,
     /// GSO: the MSS, when the TCP payload is longer than it.
     pub gso_mss: Option<u16>,
 }
@@ -84,7 +84,7 @@ pub fn prepare_tx(frame: &mut [u8], gso_mss: Option<u16>) -> TxOffload {
         l4_len.saturating_sub(usize::from(tcp.header_len()))
     };
     TxOffload {
-        flags: TXF_CSUM_BLANK | TXF_DATA_VALIDATED,
+        flags: TxFlags::CSUM_BLANK.union(TxFlags::DATA_VALIDATED),
         gso_mss: gso_mss.filter(|&m| m > 0 && payload > usize::from(m)),
     }
 }
@@ -93,8 +93,8 @@ pub fn prepare_tx(frame: &mut [u8], gso_mss: Option<u16>) -> TxOffload {
 /// (`NETRXF_data_validated` or `NETRXF_csum_blank`) is; a frame that is not TCP or UDP
 /// over whole IPv4, or too short to parse, is left to the stack (which checks the IPv4
 /// and ICMP checksums itself and refuses malformed headers).
-pub fn rx_checksum_ok(frame: &[u8], rx_flags: u16) -> bool {
-    if rx_flags & (RXF_DATA_VALIDATED | RXF_CSUM_BLANK) != 0 {
+pub fn rx_checksum_ok(frame: &[u8], rx_flags: RxFlags) -> bool {
+    if rx_flags.intersects(RxFlags::DATA_VALIDATED | RxFlags::CSUM_BLANK) {
         return true;
     }
     let Some(ip) = ipv4(frame) else {

@@ -13,6 +13,8 @@
 //! [`CONSOLE_PAGE`] and [`XENSTORE_PAGE`] say where the rings and index words live in
 //! the two pages that use them.
 
+use core::mem::offset_of;
+
 /// The ring's bytes.
 pub trait RingMem {
     /// Bytes in the ring (a power of two).
@@ -303,16 +305,32 @@ pub struct PageLayout {
 
 /// `struct xencons_interface` (io/console.h): `in[1024]`, `out[2048]`, in_cons, in_prod,
 /// out_cons, out_prod. We write `out`.
-pub const CONSOLE_PAGE: PageLayout = PageLayout {
-    tx: (1024, 2048),
-    rx: (0, 1024),
-    idx: [3084, 3080, 3072, 3076],
+pub const CONSOLE_PAGE: PageLayout = {
+    use xenpv_abi::ring::ConsInterface as C;
+    PageLayout {
+        tx: (offset_of!(C, out), 2048),
+        rx: (offset_of!(C, input), 1024),
+        idx: [
+            offset_of!(C, out_prod),
+            offset_of!(C, out_cons),
+            offset_of!(C, in_cons),
+            offset_of!(C, in_prod),
+        ],
+    }
 };
 
 /// `struct xenstore_domain_interface` (io/xs_wire.h): `req[1024]`, `rsp[1024]`, req_cons,
 /// req_prod, rsp_cons, rsp_prod. We write `req`.
-pub const XENSTORE_PAGE: PageLayout = PageLayout {
-    tx: (0, 1024),
-    rx: (1024, 1024),
-    idx: [2052, 2048, 2056, 2060],
+pub const XENSTORE_PAGE: PageLayout = {
+    use xenpv_abi::ring::XenstoreInterface as X;
+    PageLayout {
+        tx: (offset_of!(X, req), 1024),
+        rx: (offset_of!(X, rsp), 1024),
+        idx: [
+            offset_of!(X, req_prod),
+            offset_of!(X, req_cons),
+            offset_of!(X, rsp_cons),
+            offset_of!(X, rsp_prod),
+        ],
+    }
 };

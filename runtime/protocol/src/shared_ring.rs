@@ -27,12 +27,15 @@
 
 use core::sync::atomic::{fence, Ordering};
 
-/// Where the slots start.
-pub const SLOTS_AT: usize = 64;
-const REQ_PROD: usize = 0;
-const REQ_EVENT: usize = 4;
-const RSP_PROD: usize = 8;
-const RSP_EVENT: usize = 12;
+use core::mem::{offset_of, size_of};
+use xenpv_abi::ring::SringHeader;
+
+/// Where the slots start (after `struct __name##_sring`'s 64-byte header).
+pub const SLOTS_AT: usize = size_of::<SringHeader>();
+const REQ_PROD: usize = offset_of!(SringHeader, req_prod);
+const REQ_EVENT: usize = offset_of!(SringHeader, req_event);
+const RSP_PROD: usize = offset_of!(SringHeader, rsp_prod);
+const RSP_EVENT: usize = offset_of!(SringHeader, rsp_event);
 
 /// Slots of `slot_bytes` in a 4 KiB shared ring page (`__RING_SIZE`).
 pub const fn slots(slot_bytes: usize) -> u32 {

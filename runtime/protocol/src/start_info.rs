@@ -299,12 +299,7 @@ impl StartInfo {
         if b.len() < RAW_SIZE {
             return Err(ShortPage { len: b.len() });
         }
-        let magic_raw = &b[offset_of!(Raw, magic)..offset_of!(Raw, magic) + 32];
-        let nul = magic_raw.iter().position(|&c| c == 0).ok_or(BadMagic)?;
-        let magic_str = core::str::from_utf8(&magic_raw[..nul]).map_err(|_| BadMagic)?;
-        if !magic_str.starts_with("xen-3.0-x86_64") {
-            return Err(BadMagic);
-        }
+        let magic_str = parse_magic(b)?;
         let nr_pages = u64_at(b, offset_of!(Raw, nr_pages));
         if nr_pages == 0 || nr_pages > MAX_PAGES {
             return Err(NrPages {
@@ -313,39 +308,10 @@ impl StartInfo {
             });
         }
         let shared_info_maddr = u64_at(b, offset_of!(Raw, shared_info));
-        if !shared_info_maddr.is_multiple_of(PAGE_SIZE) {
-            return Err(Misaligned {
-                field: "shared_info",
-                value: shared_info_maddr,
-                align: PAGE_SIZE,
-            });
-        }
+        aligned("shared_info", shared_info_maddr, PAGE_SIZE)?;
         let flags = u32_at(b, offset_of!(Raw, flags));
-        let console = if flags & SIF_INITDOMAIN != 0 {
-            ConsoleInfo::Dom0 {
-                info_off: u32_at(b, CON),
-                info_size: u32_at(b, CON_DOM0_SIZE),
-            }
-        } else {
-            ConsoleInfo::DomU {
-                mfn: u64_at(b, CON),
-                evtchn: u32_at(b, CON_DOMU_EVTCHN),
-            }
-        };
         let pt_base = u64_at(b, offset_of!(Raw, pt_base));
-        if pt_base < KERNEL_VIRT_BASE {
-            return Err(BelowVirtBase {
-                field: "pt_base",
-                value: pt_base,
-            });
-        }
-        if !pt_base.is_multiple_of(PAGE_SIZE) {
-            return Err(Misaligned {
-                field: "pt_base",
-                value: pt_base,
-                align: PAGE_SIZE,
-            });
-        }
+        kernel_va("pt_base", pt_base, PAGE_SIZE)?;
         let nr_pt_frames = u64_at(b, offset_of!(Raw, nr_pt_frames));
         if !(4..=65536).contains(&nr_pt_frames) {
             return Err(NrPtFrames {
@@ -353,71 +319,9 @@ impl StartInfo {
             });
         }
         let mfn_list = u64_at(b, offset_of!(Raw, mfn_list));
-        if mfn_list < KERNEL_VIRT_BASE {
-            return Err(BelowVirtBase {
-                field: "mfn_list",
-                value: mfn_list,
-            });
-        }
-        if !mfn_list.is_multiple_of(8) {
-            return Err(Misaligned {
-                field: "mfn_list",
-                value: mfn_list,
-                align: 8,
-            });
-        }
-        let (mod_start, mod_len) = (
-            u64_at(b, offset_of!(Raw, mod_start)),
-            u64_at(b, offset_of!(Raw, mod_len)),
-        );
-        let module = if mod_len == 0 {
-            None
-        } else if flags & SIF_MOD_START_PFN != 0 {
-            let limit = nr_pages * PAGE_SIZE;
-            let start = mod_start.checked_mul(PAGE_SIZE);
-            match start.and_then(|s| s.checked_add(mod_len)) {
-                Some(end) if end <= limit => Some(Module::Pfn {
-                    pfn: mod_start,
-                    len: mod_len,
-                }),
-                _ => {
-                    return Err(BadModule {
-                        start: mod_start,
-                        len: mod_len,
-                        limit,
-                    })
-                }
-            }
-        } else {
-            if mod_start < KERNEL_VIRT_BASE {
-                return Err(BelowVirtBase {
-                    field: "mod_start",
-                    value: mod_start,
-                });
-            }
-            match mod_start.checked_add(mod_len) {
-                // The boot region is a 1:1 view of the first pfns: it cannot exceed memory.
-                Some(end) if end - KERNEL_VIRT_BASE <= nr_pages * PAGE_SIZE => {
-                    Some(Module::Mapped {
-                        va: mod_start,
-                        len: mod_len,
-                    })
-                }
-                _ => {
-                    return Err(BadModule {
-                        start: mod_start,
-                        len: mod_len,
-                        limit: KERNEL_VIRT_BASE.wrapping_add(nr_pages * PAGE_SIZE),
-                    })
-                }
-            }
-        };
-        let cl = &b[offset_of!(Raw, cmd_line)..offset_of!(Raw, cmd_line) + CMDLINE_MAX];
-        // Xen terminates the command line; if it did not, all 1024 bytes are the line.
-        let cl = &cl[..cl.iter().position(|&c| c == 0).unwrap_or(CMDLINE_MAX)];
-        let cmdline = core::str::from_utf8(cl).map_err(|e| CmdlineNotUtf8 {
-            at: e.valid_up_to(),
-        })?;
+        kernel_va("mfn_list", mfn_list, 8)?;
+        let module = parse_module(b, flags, nr_pages)?;
+        let cmdline = parse_cmdline(b)?;
         Ok(StartInfo {
             magic: heapless::String::try_from(magic_str).map_err(|_| BadMagic)?,
             nr_pages,
@@ -425,7 +329,7 @@ impl StartInfo {
             flags,
             store_mfn: u64_at(b, offset_of!(Raw, store_mfn)),
             store_evtchn: u32_at(b, offset_of!(Raw, store_evtchn)),
-            console,
+            console: parse_console(b, flags),
             pt_base,
             nr_pt_frames,
             mfn_list,
@@ -492,6 +396,106 @@ impl core::fmt::Display for StartInfo {
         }
         write!(f, " cmdline=\"{}\"", self.cmdline)
     }
+}
+
+/// The magic string up to its NUL: `xen-3.0-x86_64`... or [`StartInfoError::BadMagic`].
+fn parse_magic(b: &[u8]) -> Result<&str, StartInfoError> {
+    let magic_raw = &b[offset_of!(Raw, magic)..offset_of!(Raw, magic) + 32];
+    let nul = magic_raw
+        .iter()
+        .position(|&c| c == 0)
+        .ok_or(StartInfoError::BadMagic)?;
+    let magic_str =
+        core::str::from_utf8(&magic_raw[..nul]).map_err(|_| StartInfoError::BadMagic)?;
+    if !magic_str.starts_with("xen-3.0-x86_64") {
+        return Err(StartInfoError::BadMagic);
+    }
+    Ok(magic_str)
+}
+
+/// `value` is a multiple of `align`, or `field` is [`StartInfoError::Misaligned`].
+fn aligned(field: &'static str, value: u64, align: u64) -> Result<(), StartInfoError> {
+    if value.is_multiple_of(align) {
+        Ok(())
+    } else {
+        Err(StartInfoError::Misaligned {
+            field,
+            value,
+            align,
+        })
+    }
+}
+
+/// `value` is a kernel virtual address (at or above the image base), aligned to `align`.
+fn kernel_va(field: &'static str, value: u64, align: u64) -> Result<(), StartInfoError> {
+    if value < KERNEL_VIRT_BASE {
+        return Err(StartInfoError::BelowVirtBase { field, value });
+    }
+    aligned(field, value, align)
+}
+
+/// The console union: dom0's `console_info` place, or a domU's ring and event channel.
+fn parse_console(b: &[u8], flags: u32) -> ConsoleInfo {
+    if flags & SIF_INITDOMAIN != 0 {
+        ConsoleInfo::Dom0 {
+            info_off: u32_at(b, CON),
+            info_size: u32_at(b, CON_DOM0_SIZE),
+        }
+    } else {
+        ConsoleInfo::DomU {
+            mfn: u64_at(b, CON),
+            evtchn: u32_at(b, CON_DOMU_EVTCHN),
+        }
+    }
+}
+
+/// The boot module (initrd), if any: by pfn (`SIF_MOD_START_PFN`) inside the domain's
+/// memory, or mapped inside the boot region, which is a 1:1 view of the first pfns.
+fn parse_module(b: &[u8], flags: u32, nr_pages: u64) -> Result<Option<Module>, StartInfoError> {
+    let mod_start = u64_at(b, offset_of!(Raw, mod_start));
+    let mod_len = u64_at(b, offset_of!(Raw, mod_len));
+    let bad = |limit| StartInfoError::BadModule {
+        start: mod_start,
+        len: mod_len,
+        limit,
+    };
+    if mod_len == 0 {
+        return Ok(None);
+    }
+    if flags & SIF_MOD_START_PFN != 0 {
+        let limit = nr_pages * PAGE_SIZE;
+        let start = mod_start.checked_mul(PAGE_SIZE);
+        return match start.and_then(|s| s.checked_add(mod_len)) {
+            Some(end) if end <= limit => Ok(Some(Module::Pfn {
+                pfn: mod_start,
+                len: mod_len,
+            })),
+            _ => Err(bad(limit)),
+        };
+    }
+    if mod_start < KERNEL_VIRT_BASE {
+        return Err(StartInfoError::BelowVirtBase {
+            field: "mod_start",
+            value: mod_start,
+        });
+    }
+    match mod_start.checked_add(mod_len) {
+        // The boot region is a 1:1 view of the first pfns: it cannot exceed memory.
+        Some(end) if end - KERNEL_VIRT_BASE <= nr_pages * PAGE_SIZE => Ok(Some(Module::Mapped {
+            va: mod_start,
+            len: mod_len,
+        })),
+        _ => Err(bad(KERNEL_VIRT_BASE.wrapping_add(nr_pages * PAGE_SIZE))),
+    }
+}
+
+/// The command line up to its NUL (all 1024 bytes if Xen did not terminate it), UTF-8.
+fn parse_cmdline(b: &[u8]) -> Result<&str, StartInfoError> {
+    let cl = &b[offset_of!(Raw, cmd_line)..offset_of!(Raw, cmd_line) + CMDLINE_MAX];
+    let cl = &cl[..cl.iter().position(|&c| c == 0).unwrap_or(CMDLINE_MAX)];
+    core::str::from_utf8(cl).map_err(|e| StartInfoError::CmdlineNotUtf8 {
+        at: e.valid_up_to(),
+    })
 }
 
 #[cfg(test)]

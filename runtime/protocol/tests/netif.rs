@@ -38,7 +38,7 @@ struct Front {
     bufs: Pages,
     received: Vec<u16>,
     /// Multi-slot packets: length, GSO segment size, checksum flags.
-    received_big: Vec<(usize, Option<u16>, u16)>,
+    received_big: Vec<(usize, Option<u16>, RxFlags)>,
 }
 
 impl Front {
@@ -221,7 +221,7 @@ proptest! {
             Ok(p) => {
                 prop_assert_eq!(p.id, at);
                 prop_assert!(u32::from(p.offset) + u32::from(p.len) <= PAGE);
-                prop_assert_eq!(p.flags & !RXF_KNOWN, 0);
+                prop_assert_eq!(p.flags - RXF_KNOWN, RxFlags::empty());
             }
             Err(Bad::IdOutOfRange { id }) => prop_assert!(id as usize >= IDS),
             Err(Bad::NotInFlight { id }) => prop_assert_ne!(id, at),
@@ -296,8 +296,13 @@ fn gso_packets_arrive_whole_over_several_pages_between_small_ones() {
     assert_eq!(f.received.len(), 60);
     let want: Vec<_> = (0..30)
         .flat_map(|_| {
-            big.iter()
-                .map(|&l| (l as usize, Some(1448), RXF_DATA_VALIDATED | RXF_CSUM_BLANK))
+            big.iter().map(|&l| {
+                (
+                    l as usize,
+                    Some(1448),
+                    RxFlags::DATA_VALIDATED | RxFlags::CSUM_BLANK,
+                )
+            })
         })
         .collect();
     assert_eq!(
@@ -356,7 +361,7 @@ fn a_gso_frame_goes_over_its_pages_with_its_extra_slot_and_all_come_back() {
     let mut f = Front::new(&mut nb);
     let frame: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let o = TxOffload {
-        flags: TXF_CSUM_BLANK | TXF_DATA_VALIDATED,
+        flags: TxFlags::CSUM_BLANK | TxFlags::DATA_VALIDATED,
         gso_mss: Some(1448),
     };
     let mut last_round = 0;
@@ -397,9 +402,12 @@ fn a_gso_frame_goes_over_its_pages_with_its_extra_slot_and_all_come_back() {
             [10_000, 4096, 1808],
             "the first says the frame's size"
         );
-        let flags: Vec<u16> = fr.slots.iter().map(|r| r.flags).collect();
-        let first = TXF_CSUM_BLANK | TXF_DATA_VALIDATED | TXF_MORE_DATA | TXF_EXTRA_INFO;
-        assert_eq!(flags, [first, TXF_MORE_DATA, 0]);
+        let flags: Vec<TxFlags> = fr.slots.iter().map(|r| r.flags).collect();
+        let first = TxFlags::CSUM_BLANK
+            | TxFlags::DATA_VALIDATED
+            | TxFlags::MORE_DATA
+            | TxFlags::EXTRA_INFO;
+        assert_eq!(flags, [first, TxFlags::MORE_DATA, TxFlags::empty()]);
         // The bytes: the pages the requests name, in turn, hold the frame.
         let mut got = vec![];
         let mut left = 10_000usize;
@@ -423,7 +431,7 @@ fn a_gso_frame_goes_over_its_pages_with_its_extra_slot_and_all_come_back() {
 fn received_is_a_plain_value() {
     let r = Received {
         len: 1,
-        csum_flags: 0,
+        csum_flags: RxFlags::empty(),
         gso_size: None,
     };
     assert_eq!(r, r.clone());

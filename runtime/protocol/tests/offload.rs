@@ -4,9 +4,7 @@
 
 use proptest::prelude::*;
 use smoltcp::wire::{checksum, IpAddress, Ipv4Address, TcpPacket, UdpPacket};
-use xenpv_protocol::netif::{
-    RXF_CSUM_BLANK, RXF_DATA_VALIDATED, TXF_CSUM_BLANK, TXF_DATA_VALIDATED,
-};
+use xenpv_protocol::netif::{RxFlags, TxFlags};
 use xenpv_protocol::offload::{prepare_tx, rx_checksum_ok, TxOffload};
 
 const SRC: [u8; 4] = [169, 254, 100, 2];
@@ -66,7 +64,7 @@ fn a_blank_tcp_checksum_completes_to_the_right_one() {
     for payload in [0, 1, 1460, 9000, 65_000] {
         let mut f = frame(6, &tcp(payload));
         let o = prepare_tx(&mut f, None);
-        assert_eq!(o.flags, TXF_CSUM_BLANK | TXF_DATA_VALIDATED);
+        assert_eq!(o.flags, TxFlags::CSUM_BLANK | TxFlags::DATA_VALIDATED);
         complete(&mut f);
         let (s, d) = addrs();
         assert!(
@@ -75,7 +73,7 @@ fn a_blank_tcp_checksum_completes_to_the_right_one() {
                 .verify_checksum(&s, &d),
             "payload {payload}"
         );
-        assert!(rx_checksum_ok(&f, 0));
+        assert!(rx_checksum_ok(&f, RxFlags::empty()));
     }
 }
 
@@ -102,7 +100,7 @@ fn a_blank_udp_checksum_completes_to_the_right_one_and_is_never_segmented() {
         u.extend((0..payload).map(|i| (i * 13 + 5) as u8));
         let mut f = frame(17, &u);
         let o = prepare_tx(&mut f, Some(100));
-        assert_eq!(o.flags, TXF_CSUM_BLANK | TXF_DATA_VALIDATED);
+        assert_eq!(o.flags, TxFlags::CSUM_BLANK | TxFlags::DATA_VALIDATED);
         assert_eq!(o.gso_mss, None, "payload {payload}");
         complete_at(&mut f, 6);
         let (s, d) = addrs();
@@ -112,7 +110,7 @@ fn a_blank_udp_checksum_completes_to_the_right_one_and_is_never_segmented() {
                 .verify_checksum(&s, &d),
             "payload {payload}"
         );
-        assert!(rx_checksum_ok(&f, 0));
+        assert!(rx_checksum_ok(&f, RxFlags::empty()));
     }
 }
 
@@ -136,7 +134,7 @@ fn other_frames_go_out_untouched_and_unflagged() {
     assert_eq!(prepare_tx(&mut short, None), TxOffload::default());
     udp[6..8].copy_from_slice(&[0, 0]);
     assert!(
-        rx_checksum_ok(&frame(17, &udp), 0),
+        rx_checksum_ok(&frame(17, &udp), RxFlags::empty()),
         "a zero UDP checksum is none"
     );
 }
@@ -146,11 +144,14 @@ fn a_wrong_checksum_is_refused_unless_the_backend_vouches_for_it() {
     let mut f = frame(6, &tcp(500));
     prepare_tx(&mut f, None);
     complete(&mut f);
-    assert!(rx_checksum_ok(&f, 0));
+    assert!(rx_checksum_ok(&f, RxFlags::empty()));
     f[100] ^= 0x40;
-    assert!(!rx_checksum_ok(&f, 0), "one bit flipped in the payload");
-    assert!(rx_checksum_ok(&f, RXF_DATA_VALIDATED));
-    assert!(rx_checksum_ok(&f, RXF_CSUM_BLANK));
+    assert!(
+        !rx_checksum_ok(&f, RxFlags::empty()),
+        "one bit flipped in the payload"
+    );
+    assert!(rx_checksum_ok(&f, RxFlags::DATA_VALIDATED));
+    assert!(rx_checksum_ok(&f, RxFlags::CSUM_BLANK));
     // UDP: right, then wrong.
     let mut u = vec![0x30, 0x39, 0, 7, 0, 12, 0, 0, 9, 8, 7, 6];
     let f = frame(17, &u);
@@ -164,9 +165,9 @@ fn a_wrong_checksum_is_refused_unless_the_backend_vouches_for_it() {
     assert!(UdpPacket::new_checked(&f[34..])
         .unwrap()
         .verify_checksum(&s, &d));
-    assert!(rx_checksum_ok(&f, 0));
+    assert!(rx_checksum_ok(&f, RxFlags::empty()));
     u[9] ^= 1;
-    assert!(!rx_checksum_ok(&frame(17, &u), 0));
+    assert!(!rx_checksum_ok(&frame(17, &u), RxFlags::empty()));
 }
 
 proptest! {
@@ -175,9 +176,9 @@ proptest! {
     #[test]
     fn any_frame_is_handled(mut f in prop::collection::vec(any::<u8>(), 0..200), mss in any::<u16>()) {
         let o = prepare_tx(&mut f, Some(mss));
-        if o.flags != 0 {
+        if !o.flags.is_empty() {
             prop_assert!(f.len() >= 42 && f[12..14] == [8, 0] && (f[23] == 6 || f[23] == 17));
         }
-        let _ = rx_checksum_ok(&f, 0);
+        let _ = rx_checksum_ok(&f, RxFlags::empty());
     }
 }

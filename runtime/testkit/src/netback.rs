@@ -111,17 +111,15 @@ impl Netback {
 
     /// Take every request pushed and answer as the mode says.
     pub fn serve(&mut self) {
-        let dup = self.mode == NetMode::Duplicate;
-        // `Duplicate`: answer with the id before this one.
-        let prev = |last: &mut Option<u16>, id: u16| {
-            let answer = last.unwrap_or(id);
-            *last = Some(id);
-            if dup {
-                answer
-            } else {
-                id
-            }
-        };
+        self.serve_tx();
+        self.take_rx_requests();
+        self.answer_rx();
+        self.answer_rx_gso();
+        self.publish();
+    }
+
+    /// Read every TX request, gather them into frames (and their GSO slots), answer each.
+    fn serve_tx(&mut self) {
         let mut extra_next = false;
         while self.tx_cons != self.tx.load_u32(0) {
             let mut b = [0u8; TX_SLOT];
@@ -146,7 +144,7 @@ impl Netback {
                 .frames
                 .last()
                 .and_then(|f| f.slots.last())
-                .is_some_and(|r| r.flags & TXF_MORE_DATA != 0);
+                .is_some_and(|r| r.flags.contains(TxFlags::MORE_DATA));
             if continues {
                 self.frames.last_mut().unwrap().slots.push(req);
             } else {
@@ -154,17 +152,21 @@ impl Netback {
                     slots: vec![req],
                     gso: None,
                 });
-                extra_next = req.flags & TXF_EXTRA_INFO != 0;
+                extra_next = req.flags.contains(TxFlags::EXTRA_INFO);
             }
             let (id, status) = match self.mode {
                 NetMode::IdOutOfRange => (req.id + 300, RSP_OKAY),
                 NetMode::BadStatus => (req.id, 7),
                 NetMode::Failing => (req.id, RSP_ERROR),
                 NetMode::NullStatus => (req.id, RSP_NULL),
-                _ => (prev(&mut self.last.0, req.id), RSP_OKAY),
+                _ => (answer_id(self.mode, &mut self.last.0, req.id), RSP_OKAY),
             };
             self.tx_rsp(TxResponse { id, status });
         }
+    }
+
+    /// Queue every RX request (a buffer) posted.
+    fn take_rx_requests(&mut self) {
         while self.rx_cons != self.rx.load_u32(0) {
             let mut b = [0u8; RX_SLOT];
             self.rx
@@ -172,26 +174,35 @@ impl Netback {
             self.rx_cons = self.rx_cons.wrapping_add(1);
             self.rx_posted.push_back(RxRequest::decode(&b));
         }
+    }
+
+    /// Deliver the queued one-slot packets into posted buffers, spoiled as the mode says.
+    fn answer_rx(&mut self) {
         while !self.rx_posted.is_empty() && !self.incoming.is_empty() {
             let req = self.rx_posted.pop_front().unwrap();
             let len = self.incoming.pop_front().unwrap();
             let mut r = RxResponse {
-                id: prev(&mut self.last.1, req.id),
+                id: answer_id(self.mode, &mut self.last.1, req.id),
                 offset: 0,
-                flags: 0,
+                flags: RxFlags::empty(),
                 status: len as i16,
             };
             match self.mode {
                 NetMode::IdOutOfRange => r.id += 300,
                 NetMode::OutOfPage => (r.offset, r.status) = (200, 4000),
                 NetMode::BadStatus => r.status = -9,
-                NetMode::Flags => r.flags = 1 << 4,
-                NetMode::EndlessChain => r.flags = RXF_MORE_DATA,
+                NetMode::Flags => r.flags = RxFlags::GSO_PREFIX,
+                NetMode::EndlessChain => r.flags = RxFlags::MORE_DATA,
                 NetMode::Failing => r.status = RSP_ERROR,
                 _ => {}
             }
             self.rx_rsp(r);
         }
+    }
+
+    /// Deliver the queued GSO packets, each over its pages with an extra-info slot after
+    /// the first, once enough buffers are posted.
+    fn answer_rx_gso(&mut self) {
         while let Some(&(len, mss)) = self.incoming_gso.front() {
             let data = len.div_ceil(4096) as usize;
             if self.rx_posted.len() < data + 1 {
@@ -203,12 +214,16 @@ impl Netback {
                 let req = self.rx_posted.pop_front().unwrap();
                 let chunk = left.min(4096);
                 left -= chunk;
-                let mut flags = if left > 0 { RXF_MORE_DATA } else { 0 };
+                let mut flags = if left > 0 {
+                    RxFlags::MORE_DATA
+                } else {
+                    RxFlags::empty()
+                };
                 if k == 0 {
-                    flags |= RXF_EXTRA_INFO | RXF_DATA_VALIDATED | RXF_CSUM_BLANK;
+                    flags |= RxFlags::EXTRA_INFO | RxFlags::DATA_VALIDATED | RxFlags::CSUM_BLANK;
                 }
                 if self.mode == NetMode::EndlessChain {
-                    flags |= RXF_MORE_DATA;
+                    flags |= RxFlags::MORE_DATA;
                 }
                 self.rx_rsp(RxResponse {
                     id: req.id,
@@ -217,18 +232,27 @@ impl Netback {
                     status: chunk as i16,
                 });
                 if k == 0 {
-                    // The extra-info slot uses up the next request, and says nothing of it.
-                    self.rx_posted.pop_front();
-                    let mut e = ExtraInfo::gso_tcpv4(mss);
-                    if self.mode == NetMode::BadExtra {
-                        e.gso_type = 2;
-                    }
-                    let at = SLOTS_AT + (self.rx_prod % SLOTS) as usize * RX_SLOT;
-                    self.rx.write(at, &e.encode());
-                    self.rx_prod = self.rx_prod.wrapping_add(1);
+                    self.put_gso_slot(mss);
                 }
             }
         }
+    }
+
+    /// The extra-info slot after a GSO packet's first: it uses up the next request, and
+    /// says nothing of it.
+    fn put_gso_slot(&mut self, mss: u16) {
+        self.rx_posted.pop_front();
+        let mut e = ExtraInfo::gso_tcpv4(mss);
+        if self.mode == NetMode::BadExtra {
+            e.gso_type = 2;
+        }
+        let at = SLOTS_AT + (self.rx_prod % SLOTS) as usize * RX_SLOT;
+        self.rx.write(at, &e.encode());
+        self.rx_prod = self.rx_prod.wrapping_add(1);
+    }
+
+    /// Publish both rings' responses (`rsp_prod`), past the truth with `RspProdAhead`.
+    fn publish(&mut self) {
         let ahead = if self.mode == NetMode::RspProdAhead {
             1000
         } else {
@@ -236,5 +260,16 @@ impl Netback {
         };
         self.tx.store_u32(8, self.tx_prod.wrapping_add(ahead));
         self.rx.store_u32(8, self.rx_prod.wrapping_add(ahead));
+    }
+}
+
+/// The id a response carries: the request's, or with `Duplicate` the one before it.
+fn answer_id(mode: NetMode, last: &mut Option<u16>, id: u16) -> u16 {
+    let answer = last.unwrap_or(id);
+    *last = Some(id);
+    if mode == NetMode::Duplicate {
+        answer
+    } else {
+        id
     }
 }

@@ -20,36 +20,17 @@ use xenpv_abi::Mfn;
 pub use xenpv_protocol::grant::*;
 use xenpv_protocol::shared_ring::PageMem;
 
-const GNTTABOP_MAP_GRANT_REF: u32 = 0;
-const GNTTABOP_UNMAP_GRANT_REF: u32 = 1;
-const GNTTABOP_SETUP_TABLE: u32 = 2;
-const GNTTABOP_COPY: u32 = 5;
-const GNTTABOP_QUERY_SIZE: u32 = 6;
-const GNTMAP_HOST_MAP: u32 = 1 << 1;
-const GNTMAP_READONLY: u32 = 1 << 2;
-const GNTMAP_CONTAINS_PTE: u32 = 1 << 4;
-/// `GNTCOPY_source_gref` (`grant_table.h`): the copy's source is a grant reference.
-/// Set by [`GrantTable::copy`] from how the side was made ([`by_ref`]), never by a caller.
-const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
-/// `GNTCOPY_dest_gref`: the copy's destination is a grant reference (as above).
-const GNTCOPY_DEST_GREF: u16 = 1 << 1;
+// grant_table.h's operations and their arguments (xen-sys has none of them); their
+// layouts are checked in xenpv-abi's tests/layout.rs.
+use xenpv_abi::grant::{
+    Copy as GnttabCopy, CopyPtr as RawCopyPtr, MapGrantRef, QuerySize, SetupTable, UnmapGrantRef,
+    GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTMAP_CONTAINS_PTE, GNTMAP_HOST_MAP, GNTMAP_READONLY,
+    GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE, GNTTABOP_SETUP_TABLE,
+    GNTTABOP_UNMAP_GRANT_REF,
+};
+
 const DOMID_SELF: u16 = hypercall::DOMID_SELF as u16;
 
-// grant_table.h structures xen-sys does not have; layouts checked in `abi_tests`.
-#[repr(C)]
-struct QuerySize {
-    dom: u16,
-    nr_frames: u32,
-    max_nr_frames: u32,
-    status: i16,
-}
-#[repr(C)]
-struct SetupTable {
-    dom: u16,
-    nr_frames: u32,
-    status: i16,
-    frame_list: *mut u64,
-}
 /// One side of a copy: a grant reference or a frame (`gmfn` is the mfn for PV). Made
 /// by [`by_ref`] or [`by_frame`] only: a frame side borrows a [`Page`] the caller owns
 /// for as long as it lives, so a copy can never be aimed at memory that is not the
@@ -62,51 +43,6 @@ pub struct CopyPtr<'a> {
     gref: bool,
     _page: PhantomData<&'a Page>,
 }
-/// `gnttab_copy`'s side as Xen lays it out.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RawCopyPtr {
-    /// The grant reference (with the `GNTCOPY_*_GREF` flag for this side) or the machine
-    /// frame number.
-    u: u64,
-    /// The domain whose grant table or frame this is (`DOMID_SELF` for our own).
-    domid: u16,
-    /// Byte offset into the page.
-    offset: u16,
-}
-#[repr(C)]
-struct Copy {
-    source: RawCopyPtr,
-    dest: RawCopyPtr,
-    len: u16,
-    flags: u16,
-    status: i16,
-}
-#[repr(C)]
-struct MapGrantRef {
-    host_addr: u64,
-    flags: u32,
-    gref: u32,
-    dom: u16,
-    status: i16,
-    handle: u32,
-    dev_bus_addr: u64,
-}
-#[repr(C)]
-struct UnmapGrantRef {
-    host_addr: u64,
-    dev_bus_addr: u64,
-    handle: u32,
-    status: i16,
-}
-const _: () = {
-    assert!(size_of::<QuerySize>() == 16);
-    assert!(core::mem::offset_of!(SetupTable, frame_list) == 16);
-    assert!(size_of::<Copy>() == 40);
-    assert!(core::mem::offset_of!(Copy, len) == 32);
-    assert!(core::mem::offset_of!(MapGrantRef, dev_bus_addr) == 24);
-    assert!(core::mem::offset_of!(UnmapGrantRef, status) == 20);
-};
 
 fn op<T>(name: &'static str, cmd: u32, arg: &mut [T]) -> Result<(), GntError> {
     hypercall::grant_table_op(cmd, arg).map_err(|e| GntError::Xen(name, e))
@@ -498,7 +434,7 @@ impl GrantTable {
     pub fn copy(src: CopyPtr<'_>, dst: CopyPtr<'_>, len: u16) -> Result<(), GntError> {
         let flags = if src.gref { GNTCOPY_SOURCE_GREF } else { 0 }
             | if dst.gref { GNTCOPY_DEST_GREF } else { 0 };
-        let mut c = [Copy {
+        let mut c = [GnttabCopy {
             source: src.raw,
             dest: dst.raw,
             len,

@@ -83,19 +83,13 @@ pub fn console_read(buf: &mut [u8]) -> Result<usize, XenError> {
         .map(|n| (n as usize).min(buf.len()))
 }
 
-/// `struct sched_shutdown` (`sched.h`): the argument of `SCHEDOP_shutdown`.
-#[repr(C)]
-struct SchedShutdown {
-    reason: u32,
-}
-
 /// `sched_op(SCHEDOP_shutdown, &sched_shutdown)`: stop this domain for `reason` (a
 /// `SHUTDOWN_*` code from `sched.h`: 0 poweroff, 1 reboot, 2 suspend, 3 crash).
 ///
 /// Returns only if Xen refused, with the error (`-1` if Xen returned a non-negative
 /// value without shutting the domain down).
 pub fn shutdown(reason: u32) -> XenError {
-    let arg = SchedShutdown { reason };
+    let arg = xenpv_abi::args::SchedShutdown { reason };
     // SAFETY: sched_op(SCHEDOP_shutdown, &sched_shutdown) reads one u32 from `arg`, which
     // lives on this stack frame for the whole call.
     let rc = unsafe {
@@ -118,13 +112,8 @@ pub fn shutdown(reason: u32) -> XenError {
 /// lets it execute `in`/`out`: Xen then emulates each one on ports the domain may access
 /// (dom0 has nearly all of them).
 pub fn set_iopl(iopl: u32) -> Result<(), XenError> {
-    const PHYSDEVOP_SET_IOPL: u64 = 6;
-    /// `struct physdev_set_iopl`.
-    #[repr(C)]
-    struct SetIopl {
-        iopl: u32,
-    }
-    let arg = SetIopl { iopl };
+    use xenpv_abi::args::{PhysdevSetIopl, PHYSDEVOP_SET_IOPL};
+    let arg = PhysdevSetIopl { iopl };
     // SAFETY: physdev_op(PHYSDEVOP_set_iopl, &physdev_set_iopl) reads one u32 from `arg`,
     // live on this stack frame; changing the IOPL touches no memory.
     let rc = unsafe {

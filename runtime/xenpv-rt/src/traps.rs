@@ -153,19 +153,11 @@ pub(crate) fn install() {
     if rc != 0 {
         crate::warn!("set_trap_table failed ({rc}): faults will not be reported by the guest");
     }
-    #[repr(C)]
-    struct CallbackRegister {
-        ty: u16,
-        flags: u16,
-        _pad: u32,
-        address: u64,
-    }
-    const CALLBACKOP_REGISTER: u64 = 0;
-    const CALLBACKTYPE_FAILSAFE: u16 = 1;
+    use xenpv_abi::args::{CallbackRegister, CALLBACKOP_REGISTER, CALLBACKTYPE_FAILSAFE};
     let cb = CallbackRegister {
-        ty: CALLBACKTYPE_FAILSAFE,
+        kind: CALLBACKTYPE_FAILSAFE,
         flags: 0,
-        _pad: 0,
+        pad: 0,
         address: xenpv_failsafe as unsafe extern "C" fn() as usize as u64,
     };
     // SAFETY: `cb` is a valid callback_register that Xen reads during the call; the
