@@ -1,5 +1,5 @@
-//! The vocabulary every xenpv-rt crate shares: typed frame numbers and addresses, and
-//! Xen's error returns.
+//! The vocabulary every xenpv-rt crate shares: typed frame numbers and addresses, the
+//! address-space layout ([`layout`], with its drawing), and Xen's error returns.
 //!
 //! A PV guest deals in two kinds of frame numbers: *machine* frames ([`Mfn`]), which Xen
 //! and the page tables see, and *pseudo-physical* frames ([`Pfn`]), the guest's own
@@ -23,6 +23,7 @@
 
 mod errno;
 mod frame;
+pub mod layout;
 
 pub use errno::XenError;
 pub use frame::{Maddr, Mfn, Pfn, PAGE_SHIFT, PAGE_SIZE};

@@ -179,6 +179,11 @@ pub mod pte {
     pub const fn entry(mfn: super::Mfn, flags: u64) -> u64 {
         (mfn.0 << 12) | flags
     }
+    /// Flags of an entry pointing at a lower table. RW in a non-leaf entry only allows
+    /// writes through the mappings below it; Xen refuses it only in a linear page-table
+    /// entry.
+    pub const TABLE: u64 = PRESENT | RW | ACCESSED | DIRTY;
+
     /// Is the entry's [`PRESENT`] bit set?
     pub const fn present(entry: u64) -> bool {
         entry & PRESENT != 0

@@ -33,6 +33,7 @@ use crate::layout::{
 };
 use crate::ops::{pte, Level, Maddr, Mfn, MmuOp, MmuSink, Pfn};
 use crate::snapshot::BootSnapshot;
+use crate::tables::Tables;
 
 /// The p2m list as the planner reads it. The boot mapping it lives in is retired by the
 /// takeover itself, so after the switch the runtime reads it through the direct map.
@@ -47,19 +48,12 @@ impl P2m for [Mfn] {
     }
 }
 
-/// Largest machine frame number an entry can hold (52-bit physical addresses).
-pub const MAX_MFN: Mfn = Mfn((1 << 40) - 1);
-
 /// Chunks of free frames the takeover maps besides the ones start of day needs, so the
 /// first allocations need no further mapping.
 pub const START_FREE_CHUNKS: u64 = 1;
 
 /// `[start, end)` ranges of chunk indexes, sorted and disjoint.
 pub type ChunkRanges = heapless::Vec<(u64, u64), 32>;
-
-/// Flags of an entry pointing at a lower table. RW in a non-leaf entry only allows writes
-/// through the mappings below it; Xen refuses it only in a linear page-table entry.
-pub(crate) const TABLE: u64 = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY;
 
 /// What the takeover needs to know: start_info, the boot snapshot and the settings.
 #[derive(Clone, Copy)]
@@ -127,43 +121,6 @@ impl ImageLayout<'_> {
         } else {
             Some(pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | nx)
         }
-    }
-}
-
-/// The runtime's page-table frames (pfns), named as in the [`crate::layout`] drawing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tables {
-    /// The root (pinned, the base pointer after the switch).
-    pub l4: Pfn,
-    /// The direct map's L3 (L4 slot 272).
-    pub level3_ident: Pfn,
-    /// The kernel map's L3 (L4 slot 511).
-    pub level3_kernel: Pfn,
-    /// The kernel image and, with the 512M split, the start of module space (L3 slot 510).
-    pub level2_kernel: Pfn,
-    /// Module space and the fixmap (L3 slot 511).
-    pub level2_fixmap: Pfn,
-    /// The fixmap's L1 (level2_fixmap slot 506).
-    pub level1_fixmap: Pfn,
-    /// `[start, start+n)`: level2_ident pages.
-    pub level2_ident: (Pfn, u64),
-    /// `[start, start+n)`: direct-map L1s, one per 2 MiB chunk (chunk `c` at
-    /// `start + c`), written when the chunk is mapped.
-    pub direct_l1: (Pfn, u64),
-}
-
-impl Tables {
-    const FIXED: u64 = 6;
-    /// How many table frames there are. They lie in one run from `l4`: the fixed tables
-    /// and level2_ident, the allocator's bitmaps, then the chunk L1s.
-    pub fn count(&self) -> u64 {
-        Self::FIXED + self.level2_ident.1 + self.direct_l1.1
-    }
-    /// Is `pfn` one of the table frames (a chunk's L1 is a page table, read-only in the
-    /// direct map, once its chunk is mapped)?
-    pub fn contains(&self, pfn: Pfn) -> bool {
-        (self.l4..self.level2_ident.0 + self.level2_ident.1).contains(&pfn)
-            || (self.direct_l1.0..self.direct_l1.0 + self.direct_l1.1).contains(&pfn)
     }
 }
 
@@ -441,7 +398,7 @@ pub fn run<S: MmuSink>(
     let switched = core::cell::Cell::new(false);
     let mfn = |pfn: Pfn| -> Result<Mfn, TakeoverError<S::Error>> {
         match input.p2m.mfn(pfn, switched.get()) {
-            Some(m) if m <= MAX_MFN => Ok(m),
+            Some(m) if m <= Mfn::MAX => Ok(m),
             other => Err(TakeoverError::BadP2m {
                 pfn,
                 mfn: other.unwrap_or(Mfn(!0)),
@@ -494,7 +451,7 @@ pub fn run<S: MmuSink>(
             e.put(
                 mfn(t.level2_ident.0 + c / 512)?,
                 (c % 512) as usize,
-                pte::entry(l1, TABLE),
+                pte::entry(l1, pte::TABLE),
             )?;
         }
     }
@@ -502,7 +459,7 @@ pub fn run<S: MmuSink>(
         e.put(
             mfn(t.level3_ident)?,
             j as usize,
-            pte::entry(mfn(t.level2_ident.0 + j)?, TABLE),
+            pte::entry(mfn(t.level2_ident.0 + j)?, pte::TABLE),
         )?;
     }
 
@@ -526,27 +483,27 @@ pub fn run<S: MmuSink>(
     e.put(
         mfn(t.level2_fixmap)?,
         FIXMAP_L2_SLOT,
-        pte::entry(mfn(t.level1_fixmap)?, TABLE),
+        pte::entry(mfn(t.level1_fixmap)?, pte::TABLE),
     )?;
     e.put(
         mfn(t.level3_kernel)?,
         L3_KERNEL,
-        pte::entry(mfn(t.level2_kernel)?, TABLE),
+        pte::entry(mfn(t.level2_kernel)?, pte::TABLE),
     )?;
     e.put(
         mfn(t.level3_kernel)?,
         L3_FIXMAP,
-        pte::entry(mfn(t.level2_fixmap)?, TABLE),
+        pte::entry(mfn(t.level2_fixmap)?, pte::TABLE),
     )?;
     e.put(
         mfn(t.l4)?,
         L4_DIRECT_MAP,
-        pte::entry(mfn(t.level3_ident)?, TABLE),
+        pte::entry(mfn(t.level3_ident)?, pte::TABLE),
     )?;
     e.put(
         mfn(t.l4)?,
         L4_KERNEL,
-        pte::entry(mfn(t.level3_kernel)?, TABLE),
+        pte::entry(mfn(t.level3_kernel)?, pte::TABLE),
     )?;
     e.flush()?;
 

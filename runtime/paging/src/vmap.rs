@@ -21,7 +21,6 @@
 use crate::frames::FrameAllocator;
 use crate::layout::{index, Split, KERNEL_VIRT_BASE, L2_SPAN, L3_KERNEL, MODULES_END, PAGE_SIZE};
 use crate::ops::{pte, Level, Maddr, Mfn, MmuOp, MmuSink, Pfn};
-use crate::takeover::{MAX_MFN, TABLE};
 use crate::vrange::{RangeAllocator, RangeError};
 
 /// L2 slots under `level3_kernel[510]` and `[511]` together.
@@ -356,7 +355,8 @@ impl Vmap {
                     )
                     .map_err(VmapError::Sink)?;
                     let l2 = self.mfn_of(env, self.l2_pfn(g))?;
-                    put(sink, l2, g % 512, pte::entry(l1_mfn, TABLE)).map_err(VmapError::Sink)?;
+                    put(sink, l2, g % 512, pte::entry(l1_mfn, pte::TABLE))
+                        .map_err(VmapError::Sink)?;
                     // pfns stay below 2^27 (the direct map spans 512 GiB): they fit a u32.
                     self.l1[g] = l1.0 as u32;
                     self.stats.l1_made += 1;
@@ -400,7 +400,7 @@ impl Vmap {
 
     fn mfn_of<E: VmapEnv, X>(&self, env: &E, pfn: Pfn) -> Result<Mfn, VmapError<X>> {
         match env.mfn(pfn) {
-            Some(m) if m <= MAX_MFN => Ok(m),
+            Some(m) if m <= Mfn::MAX => Ok(m),
             other => Err(VmapError::Inconsistent {
                 va: crate::layout::direct_map_va(pfn),
                 entry: other.unwrap_or(Mfn(!0)).0,
@@ -418,7 +418,7 @@ impl Vmap {
             let Some(p) = frames.alloc() else {
                 return Err(VmapError::OutOfFrames { need: 1, free: 0 });
             };
-            if let Some(m) = env.mfn(p).filter(|&m| m <= MAX_MFN) {
+            if let Some(m) = env.mfn(p).filter(|&m| m <= Mfn::MAX) {
                 return Ok((p, m));
             }
         }

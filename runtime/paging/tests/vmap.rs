@@ -131,7 +131,7 @@ struct World {
     m: RefCell<Model>,
     p2m: Vec<Mfn>,
     regions: xenpv_paging::frames::Regions,
-    t: xenpv_paging::takeover::Tables,
+    t: xenpv_paging::tables::Tables,
     kernel_end: u64,
     split: Split,
 }

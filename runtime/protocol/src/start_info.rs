@@ -6,8 +6,8 @@
 
 use core::mem::{offset_of, size_of};
 use xen_sys::start_info as Raw;
+use xenpv_abi::layout::{DIRECT_MAP_MAX_BYTES, KERNEL_VIRT_BASE, PAGE_SIZE};
 use xenpv_abi::Pfn;
-use xenpv_paging::layout::{DIRECT_MAP_MAX_BYTES, KERNEL_VIRT_BASE, PAGE_SIZE};
 
 /// Bytes of `struct start_info` on x86-64.
 pub const RAW_SIZE: usize = size_of::<Raw>();

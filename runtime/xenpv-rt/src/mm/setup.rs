@@ -257,7 +257,7 @@ impl VmapEnv for Direct {
         }))
     }
     fn pfn(&self, mfn: Mfn) -> Option<Pfn> {
-        if mfn > self.max_mfn || mfn > takeover::MAX_MFN {
+        if mfn > self.max_mfn || mfn > Mfn::MAX {
             return None;
         }
         // SAFETY: Xen maps the M2P read-only for every PV guest, covering every machine
@@ -533,8 +533,7 @@ pub(crate) fn take_over(
     let direct = Direct {
         nr_pages: nr,
         p2m_va: p2m.direct(),
-        max_mfn: crate::hypercall::maximum_ram_page()
-            .map_or(takeover::MAX_MFN, |m| m.min(takeover::MAX_MFN)),
+        max_mfn: crate::hypercall::maximum_ram_page().map_or(Mfn::MAX, |m| m.min(Mfn::MAX)),
         mapped: chunk_bits,
     };
     let mut frames = Frames {
@@ -680,7 +679,7 @@ impl Memory {
             f.alloc.alloc()?
         };
         match self.mfn(pfn) {
-            Some(mfn) if mfn <= takeover::MAX_MFN => Some(Page { pfn, mfn }),
+            Some(mfn) if mfn <= Mfn::MAX => Some(Page { pfn, mfn }),
             _ => None, // a hole in the p2m: keep the frame out of use
         }
     }
