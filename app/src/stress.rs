@@ -61,7 +61,7 @@ struct Tally {
     frames_exhausted: u64,
     refusals: u64,
     bad_words: u64,
-    first_bad: Option<(u64, u64, u64)>,
+    first_bad: Option<(xenpv_rt::mm::layout::VirtAddr, u64, u64)>,
     other_error: bool,
     map_ns: u64,
 }

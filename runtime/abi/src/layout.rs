@@ -51,6 +51,7 @@
 //! ```
 
 pub use crate::frame::PAGE_SIZE;
+pub use x86_64::VirtAddr;
 /// Bytes covered by one L2 slot.
 pub const L2_SPAN: u64 = 1 << 21;
 /// Bytes covered by one L3 slot.
@@ -61,9 +62,9 @@ pub const L4_SPAN: u64 = 1 << 39;
 pub const ENTRIES: usize = 512;
 
 /// `__START_KERNEL_map`: where the image is linked and where Xen's boot region starts.
-pub const KERNEL_VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
+pub const KERNEL_VIRT_BASE: VirtAddr = VirtAddr::new(0xffff_ffff_8000_0000);
 /// Start of the direct map (Linux's `PAGE_OFFSET` without KASLR), L4 slot 272.
-pub const DIRECT_MAP_BASE: u64 = 0xffff_8800_0000_0000;
+pub const DIRECT_MAP_BASE: VirtAddr = VirtAddr::new(0xffff_8800_0000_0000);
 /// The direct map's L4 slot: the first one after Xen's (a PV guest may not write
 /// [`L4_XEN_FIRST`]`..=`[`L4_XEN_LAST`]).
 pub const L4_DIRECT_MAP: usize = 272;
@@ -74,7 +75,7 @@ pub const L3_KERNEL: usize = 510;
 /// level3_kernel's slot for level2_fixmap (from [`FIXMAP_L2_BASE`]).
 pub const L3_FIXMAP: usize = 511;
 /// Start of the L3\[511\] area (level2_fixmap covers it).
-pub const FIXMAP_L2_BASE: u64 = 0xffff_ffff_c000_0000;
+pub const FIXMAP_L2_BASE: VirtAddr = VirtAddr::new(0xffff_ffff_c000_0000);
 /// First of Xen's own L4 slots in a 64-bit PV guest's root
 /// (`ROOT_PAGETABLE_FIRST_XEN_SLOT`). Xen fills slots 256..=271 itself when it validates
 /// an L4 and refuses guest updates to them (`docs/xen-pv-facts.md`, section d).
@@ -87,11 +88,11 @@ pub const DIRECT_MAP_MAX_BYTES: u64 = L4_SPAN;
 /// level2_fixmap slot of the fixmap's L1 table (as in Linux).
 pub const FIXMAP_L2_SLOT: usize = 506;
 /// Virtual address of fixmap slot 0.
-pub const FIXMAP_BASE: u64 = FIXMAP_L2_BASE + FIXMAP_L2_SLOT as u64 * L2_SPAN;
+pub const FIXMAP_BASE: VirtAddr = kernel_l2_slot_va(L3_FIXMAP, FIXMAP_L2_SLOT);
 /// First level2_fixmap slot that is not module space (Linux's `MODULES_END`).
 pub const MODULES_END_L2_SLOT: usize = 504;
 /// One past the last byte of module space (Linux's `MODULES_END`), whatever the [`Split`].
-pub const MODULES_END: u64 = FIXMAP_L2_BASE + MODULES_END_L2_SLOT as u64 * L2_SPAN;
+pub const MODULES_END: VirtAddr = kernel_l2_slot_va(L3_FIXMAP, MODULES_END_L2_SLOT);
 
 /// Fixmap slots (L1 indexes in level1_fixmap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,11 +114,11 @@ impl Fixmap {
     ///
     /// ```
     /// use xenpv_abi::layout::{Fixmap, FIXMAP_BASE, PAGE_SIZE};
-    /// assert_eq!(Fixmap::SharedInfo.va(), 0xffff_ffff_ff40_0000);
+    /// assert_eq!(Fixmap::SharedInfo.va().as_u64(), 0xffff_ffff_ff40_0000);
     /// assert_eq!(Fixmap::GnttabFirst.va(), FIXMAP_BASE + 16 * PAGE_SIZE);
     /// ```
-    pub const fn va(self) -> u64 {
-        FIXMAP_BASE + self as u64 * PAGE_SIZE
+    pub const fn va(self) -> VirtAddr {
+        VirtAddr::new(FIXMAP_BASE.as_u64() + self as u64 * PAGE_SIZE)
     }
 }
 
@@ -158,11 +159,11 @@ impl Split {
         }
     }
     /// First address of module space.
-    pub const fn modules_start(self) -> u64 {
-        KERNEL_VIRT_BASE + self.kernel_bytes()
+    pub const fn modules_start(self) -> VirtAddr {
+        VirtAddr::new(KERNEL_VIRT_BASE.as_u64() + self.kernel_bytes())
     }
     /// One past the last address of module space: [`MODULES_END`] for both splits.
-    pub const fn modules_end(self) -> u64 {
+    pub const fn modules_end(self) -> VirtAddr {
         MODULES_END
     }
     /// The command-line spelling (`512M` or `1G`), for reports.
@@ -191,8 +192,8 @@ impl Split {
 /// assert_eq!(index(va, 4), L4_DIRECT_MAP);
 /// assert_eq!([index(va, 3), index(va, 2), index(va, 1)], [3, 5, 7]);
 /// ```
-pub const fn index(va: u64, level: u32) -> usize {
-    ((va >> (12 + 9 * (level - 1))) & 0x1ff) as usize
+pub const fn index(va: VirtAddr, level: u32) -> usize {
+    ((va.as_u64() >> (12 + 9 * (level - 1))) & 0x1ff) as usize
 }
 
 /// Direct-map address of a pseudo-physical frame.
@@ -202,10 +203,10 @@ pub const fn index(va: u64, level: u32) -> usize {
 /// use xenpv_abi::Pfn;
 ///
 /// assert_eq!(direct_map_va(Pfn(0)), DIRECT_MAP_BASE);
-/// assert_eq!(direct_map_va(Pfn(0x10)), 0xffff_8800_0001_0000);
+/// assert_eq!(direct_map_va(Pfn(0x10)).as_u64(), 0xffff_8800_0001_0000);
 /// ```
-pub const fn direct_map_va(pfn: crate::Pfn) -> u64 {
-    DIRECT_MAP_BASE + pfn.0 * PAGE_SIZE
+pub const fn direct_map_va(pfn: crate::Pfn) -> VirtAddr {
+    VirtAddr::new(DIRECT_MAP_BASE.as_u64() + pfn.0 * PAGE_SIZE)
 }
 
 /// Virtual address of an L2 slot under level3_kernel (`l3` is 510 or 511).
@@ -213,11 +214,13 @@ pub const fn direct_map_va(pfn: crate::Pfn) -> u64 {
 /// ```
 /// use xenpv_abi::layout::{kernel_l2_slot_va, L3_FIXMAP, L3_KERNEL, MODULES_END};
 ///
-/// assert_eq!(kernel_l2_slot_va(L3_KERNEL, 1), 0xffff_ffff_8020_0000);
+/// assert_eq!(kernel_l2_slot_va(L3_KERNEL, 1).as_u64(), 0xffff_ffff_8020_0000);
 /// assert_eq!(kernel_l2_slot_va(L3_FIXMAP, 504), MODULES_END);
 /// ```
-pub const fn kernel_l2_slot_va(l3: usize, slot: usize) -> u64 {
-    KERNEL_VIRT_BASE + (l3 - L3_KERNEL) as u64 * L3_SPAN + slot as u64 * L2_SPAN
+pub const fn kernel_l2_slot_va(l3: usize, slot: usize) -> VirtAddr {
+    VirtAddr::new(
+        KERNEL_VIRT_BASE.as_u64() + (l3 - L3_KERNEL) as u64 * L3_SPAN + slot as u64 * L2_SPAN,
+    )
 }
 
 #[cfg(test)]
@@ -231,9 +234,9 @@ mod tests {
         assert_eq!(index(KERNEL_VIRT_BASE, 3), L3_KERNEL);
         assert_eq!(index(FIXMAP_L2_BASE, 3), L3_FIXMAP);
         assert_eq!(index(FIXMAP_BASE, 2), FIXMAP_L2_SLOT);
-        assert_eq!(FIXMAP_BASE, 0xffff_ffff_ff40_0000);
-        assert_eq!(MODULES_END, 0xffff_ffff_ff00_0000);
-        assert_eq!(Split::Half.modules_start(), 0xffff_ffff_a000_0000);
+        assert_eq!(FIXMAP_BASE.as_u64(), 0xffff_ffff_ff40_0000);
+        assert_eq!(MODULES_END.as_u64(), 0xffff_ffff_ff00_0000);
+        assert_eq!(Split::Half.modules_start().as_u64(), 0xffff_ffff_a000_0000);
         assert_eq!(Split::Full.modules_start(), FIXMAP_L2_BASE);
         assert_eq!(kernel_l2_slot_va(511, 3), FIXMAP_L2_BASE + 3 * L2_SPAN);
         assert_eq!(index(Fixmap::SharedInfo.va(), 1), 0);

@@ -27,3 +27,6 @@ pub mod layout;
 
 pub use errno::XenError;
 pub use frame::{Maddr, Mfn, Pfn, PAGE_SHIFT, PAGE_SIZE};
+/// A canonical x86-64 virtual address (the `x86_64` crate's): every virtual address that
+/// crosses a public API of the runtime's crates has this type, not `u64`.
+pub use x86_64::VirtAddr;

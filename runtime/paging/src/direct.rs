@@ -176,7 +176,7 @@ pub struct DirectMap {
     level2_ident: Pfn,
     direct_l1: Pfn,
     nr_pages: u64,
-    data: u64,
+    data: pte::PageTableFlags,
     pt_write: PtWrite,
     halted: bool,
     /// Chunks hooked in the sink's queue, not flushed yet (so not yet the allocator's).
@@ -204,7 +204,11 @@ impl DirectMap {
                 | pte::RW
                 | pte::ACCESSED
                 | pte::DIRTY
-                | if nx { pte::NX } else { 0 },
+                | if nx {
+                    pte::NX
+                } else {
+                    pte::PageTableFlags::empty()
+                },
             pt_write,
             halted: false,
             pending: heapless::Vec::new(),
@@ -283,7 +287,7 @@ impl DirectMap {
                 let read_only =
                     (tables_here && self.is_table(pfn, c, mapped)) || ro.is_some_and(|ro| ro(pfn));
                 let flags = if read_only {
-                    self.data & !pte::RW
+                    self.data - pte::RW
                 } else {
                     self.data
                 };
@@ -355,7 +359,7 @@ impl DirectMap {
                 sink,
                 host_mfn,
                 l1.0 % CHUNK_PAGES,
-                pte::entry(l1_mfn, self.data & !pte::RW),
+                pte::entry(l1_mfn, self.data - pte::RW),
             )?;
             updates += 1;
         }

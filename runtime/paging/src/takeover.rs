@@ -34,6 +34,8 @@ use crate::layout::{
 use crate::ops::{pte, Level, Maddr, Mfn, MmuOp, MmuSink, Pfn};
 use crate::snapshot::BootSnapshot;
 use crate::tables::Tables;
+use pte::PageTableFlags;
+use x86_64::VirtAddr;
 
 /// The p2m list as the planner reads it. The boot mapping it lives in is retired by the
 /// takeover itself, so after the switch the runtime reads it through the direct map.
@@ -63,7 +65,7 @@ pub struct Input<'a> {
     /// pfn -> mfn (start_info.mfn_list).
     pub p2m: &'a dyn P2m,
     /// First address after the kernel image (.bss included).
-    pub kernel_end: u64,
+    pub kernel_end: VirtAddr,
     /// Xen's boot tables, read by [`crate::snapshot::read`].
     pub snapshot: &'a BootSnapshot,
     /// Xen's boot L4 (pinned, current).
@@ -97,23 +99,23 @@ pub struct Input<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct ImageLayout<'a> {
     /// End of the text (the hypercall page included): `[KERNEL_VIRT_BASE, text_end)`.
-    pub text_end: u64,
+    pub text_end: VirtAddr,
     /// End of the read-only data (and Xen's notes): `[text_end, rodata_end)`.
-    pub rodata_end: u64,
+    pub rodata_end: VirtAddr,
     /// Pages left unmapped: the guard pages below stacks.
-    pub guard_pages: &'a [u64],
+    pub guard_pages: &'a [VirtAddr],
     /// Pages whose entries are left as they are: mapped by the platform before the
     /// takeover (a domU's console window maps the console ring there).
-    pub keep: &'a [u64],
+    pub keep: &'a [VirtAddr],
 }
 
 impl ImageLayout<'_> {
     /// The entry flags of image page `va` (`None`: leave it alone; `Some(0)`: unmap it).
-    fn flags(&self, va: u64, nx: u64) -> Option<u64> {
+    fn flags(&self, va: VirtAddr, nx: PageTableFlags) -> Option<PageTableFlags> {
         if self.keep.contains(&va) {
             None
         } else if self.guard_pages.contains(&va) {
-            Some(0)
+            Some(PageTableFlags::empty())
         } else if va < self.text_end {
             Some(pte::PRESENT | pte::ACCESSED)
         } else if va < self.rodata_end {
@@ -327,7 +329,7 @@ pub fn run<S: MmuSink>(
         let mut va = KERNEL_VIRT_BASE;
         while va < input.kernel_end {
             let l2e = g.level2_kernel[index(va, 2)];
-            if !pte::present(l2e) || l2e & pte::PSE != 0 {
+            if !pte::present(l2e) || pte::flags(l2e).contains(pte::PSE) {
                 return Err(layout(LayoutError::ImageNotMapped { va }));
             }
             va += PAGE_SIZE;
@@ -408,8 +410,15 @@ pub fn run<S: MmuSink>(
     for pfn in (start.0..start.0 + need).map(Pfn) {
         mfn(pfn)?;
     }
-    let data =
-        pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | if input.nx { pte::NX } else { 0 };
+    let data = pte::PRESENT
+        | pte::RW
+        | pte::ACCESSED
+        | pte::DIRTY
+        | if input.nx {
+            pte::NX
+        } else {
+            PageTableFlags::empty()
+        };
     // Besides the page tables: Xen's boot tables and the image's text and read-only
     // data (their direct-map aliases) are read-only.
     let image_ro_end = input.image.map_or(Pfn(0), |i| {
@@ -581,13 +590,17 @@ pub fn run<S: MmuSink>(
     // kept for the image; the image maps pfn i at KERNEL_VIRT_BASE + i pages.
     if let Some(image) = input.image {
         e.step = "map the image by section";
-        let nx = if input.nx { pte::NX } else { 0 };
+        let nx = if input.nx {
+            pte::NX
+        } else {
+            PageTableFlags::empty()
+        };
         let mut va = KERNEL_VIRT_BASE;
         while va < input.kernel_end {
             let l2e = g.level2_kernel[index(va, 2)];
             if let Some(flags) = image.flags(va, nx) {
                 let pfn = Pfn((va - KERNEL_VIRT_BASE) / PAGE_SIZE);
-                let val = if flags == 0 {
+                let val = if flags.is_empty() {
                     0
                 } else {
                     pte::entry(mfn(pfn)?, flags)

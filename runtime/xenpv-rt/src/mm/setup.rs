@@ -12,7 +12,7 @@ use xenpv_paging::frames::{
     CHUNK_PAGES,
 };
 use xenpv_paging::layout::{
-    direct_map_va, Fixmap, Split, DIRECT_MAP_BASE, KERNEL_VIRT_BASE, PAGE_SIZE,
+    direct_map_va, Fixmap, Split, VirtAddr, DIRECT_MAP_BASE, KERNEL_VIRT_BASE, PAGE_SIZE,
 };
 use xenpv_paging::ops::{pte, Maddr, Mfn, Pfn};
 use xenpv_paging::snapshot::{self, TableReader};
@@ -28,7 +28,7 @@ pub struct VmArea(vmap::VmArea);
 
 impl VmArea {
     /// The area's first virtual address.
-    pub fn va(&self) -> u64 {
+    pub fn va(&self) -> VirtAddr {
         self.0.va()
     }
     /// Pages mapped (the guard page after them not counted).
@@ -45,7 +45,10 @@ impl VmArea {
         // (PTEs written and flushed, RW) and is consumed by `Memory::vfree`, so the range
         // is mapped for as long as `self` lives; `&mut self` makes the borrow unique.
         unsafe {
-            core::slice::from_raw_parts_mut(self.va() as *mut u64, (self.bytes() / 8) as usize)
+            core::slice::from_raw_parts_mut(
+                self.va().as_mut_ptr::<u64>(),
+                (self.bytes() / 8) as usize,
+            )
         }
     }
 }
@@ -78,7 +81,7 @@ pub struct Memory {
     // allocator itself lives in FRAMES, shared with the heap.
     outcome: Outcome,
     split: Split,
-    kernel_end: u64,
+    kernel_end: VirtAddr,
     takeover_hypercalls: u64,
     rings: [Option<Pfn>; 2],
     direct: Direct,
@@ -232,7 +235,7 @@ impl Page {
 #[derive(Clone, Copy)]
 struct Direct {
     nr_pages: u64,
-    p2m_va: u64,
+    p2m_va: VirtAddr,
     /// The highest machine frame (`XENMEM_maximum_ram_page`): the M2P covers up to it.
     max_mfn: Mfn,
     /// The allocator's chunk bitmap (set = mapped), read without its lock: bits are only
@@ -253,7 +256,7 @@ impl VmapEnv for Direct {
         }
         // SAFETY: pfn < nr_pages, and the p2m list is direct-mapped.
         Some(Mfn(unsafe {
-            ((self.p2m_va + pfn.0 * 8) as *const u64).read_volatile()
+            (self.p2m_va + pfn.0 * 8).as_ptr::<u64>().read_volatile()
         }))
     }
     fn pfn(&self, mfn: Mfn) -> Option<Pfn> {
@@ -272,7 +275,11 @@ impl VmapEnv for Direct {
             "vmap read pfn {pfn:#x}, not direct-mapped"
         );
         // SAFETY: the frame's chunk is mapped (checked above), so it is readable.
-        unsafe { ((direct_map_va(pfn) + index as u64 * 8) as *const u64).read_volatile() }
+        unsafe {
+            (direct_map_va(pfn) + index as u64 * 8)
+                .as_ptr::<u64>()
+                .read_volatile()
+        }
     }
     fn zero(&mut self, pfn: Pfn) {
         assert!(
@@ -282,7 +289,9 @@ impl VmapEnv for Direct {
         // SAFETY: vmap zeroes only frames it just took from the allocator: the allocator
         // hands out only frames of mapped chunks, mapped writable, referenced by nothing
         // else.
-        unsafe { core::ptr::write_bytes(direct_map_va(pfn) as *mut u8, 0, PAGE_SIZE as usize) }
+        unsafe {
+            core::ptr::write_bytes(direct_map_va(pfn).as_mut_ptr::<u8>(), 0, PAGE_SIZE as usize)
+        }
     }
 }
 
@@ -297,7 +306,7 @@ impl DirectEnv for Direct {
         // guest's own list: only the runtime writes it, so a plain copy reads it whole.
         unsafe {
             core::ptr::copy_nonoverlapping(
-                (self.p2m_va + first.0 * 8) as *const Mfn,
+                (self.p2m_va + first.0 * 8).as_ptr::<Mfn>(),
                 out.as_mut_ptr(),
                 n,
             )
@@ -324,7 +333,7 @@ impl TableStore for StartStores {
         unsafe {
             core::ptr::copy_nonoverlapping(
                 entries.as_ptr(),
-                direct_map_va(pfn) as *mut u64,
+                direct_map_va(pfn).as_mut_ptr::<u64>(),
                 entries.len(),
             )
         }
@@ -333,12 +342,12 @@ impl TableStore for StartStores {
 
 /// The p2m list: boot mapping before the switch, direct map after.
 struct LiveP2m {
-    boot: u64,
+    boot: VirtAddr,
     nr_pages: u64,
 }
 
 impl LiveP2m {
-    fn direct(&self) -> u64 {
+    fn direct(&self) -> VirtAddr {
         DIRECT_MAP_BASE + (self.boot - KERNEL_VIRT_BASE)
     }
 }
@@ -352,7 +361,7 @@ impl P2m for LiveP2m {
         // SAFETY: pfn < nr_pages; the list is mapped at `boot` until the switch (Xen's boot
         // mapping) and at `direct()` from the switch on (the direct map the takeover built).
         Some(Mfn(unsafe {
-            ((base + pfn.0 * 8) as *const u64).read_volatile()
+            (base + pfn.0 * 8).as_ptr::<u64>().read_volatile()
         }))
     }
 }
@@ -374,11 +383,11 @@ impl TableReader for BootTables<'_> {
         let va = KERNEL_VIRT_BASE + pfn.0 * PAGE_SIZE;
         // SAFETY: boot page-table frames are mapped (read-only) in the boot region at their
         // pfn's address; we only read.
-        Some(unsafe { (va as *const [u64; 512]).read_volatile() })
+        Some(unsafe { va.as_ptr::<[u64; 512]>().read_volatile() })
     }
 }
 
-fn pfn_range(va: u64, len: u64) -> (Pfn, Pfn) {
+fn pfn_range(va: VirtAddr, len: u64) -> (Pfn, Pfn) {
     (
         Pfn((va - KERNEL_VIRT_BASE) / PAGE_SIZE),
         Pfn((va - KERNEL_VIRT_BASE + len).div_ceil(PAGE_SIZE)),
@@ -402,14 +411,14 @@ pub(crate) fn take_over(
     mode: DirectMapMode,
 ) -> Memory {
     // SAFETY: a linker-script symbol; only its address is used.
-    let kernel_end = unsafe { &__xenpv_kernel_end as *const u8 as u64 };
+    let kernel_end = VirtAddr::from_ptr(unsafe { &__xenpv_kernel_end as *const u8 });
     let nr = info.nr_pages;
     let p2m = LiveP2m {
-        boot: info.mfn_list,
+        boot: VirtAddr::new(info.mfn_list),
         nr_pages: nr,
     };
-    let p2m_pfns = pfn_range(info.mfn_list, nr * 8);
-    let xen_pt = pfn_range(info.pt_base, info.nr_pt_frames * PAGE_SIZE);
+    let p2m_pfns = pfn_range(p2m.boot, nr * 8);
+    let xen_pt = pfn_range(VirtAddr::new(info.pt_base), info.nr_pt_frames * PAGE_SIZE);
     if xen_pt.1 .0 > nr || p2m_pfns.1 .0 > nr {
         crate::fatal!(
             "start_info: boot tables (pfn {:#x}..{:#x}) or p2m list (pfn {:#x}..{:#x}) lie past nr_pages {nr:#x}",
@@ -438,7 +447,7 @@ pub(crate) fn take_over(
         Err(e) => crate::fatal!("Xen's boot page tables: {e}"),
     };
     let module = info.module.map(|m| match m {
-        Module::Mapped { va, len } => pfn_range(va, len),
+        Module::Mapped { va, len } => pfn_range(VirtAddr::new(va), len),
         Module::Pfn { pfn, len } => (Pfn(pfn), Pfn(pfn + len.div_ceil(PAGE_SIZE))),
     });
     // The rings' frames, found in the p2m: a frame that is not ours is refused here,
@@ -449,14 +458,14 @@ pub(crate) fn take_over(
     };
     // Linker-script and start-of-day symbols: only their addresses are used.
     let (text_end, data_start, guard, window) = (
-        core::ptr::addr_of!(__xenpv_text_end) as u64,
-        core::ptr::addr_of!(__xenpv_data_start) as u64,
-        core::ptr::addr_of!(xenpv_boot_stack_guard) as u64,
-        core::ptr::addr_of!(xenpv_console_window) as u64,
+        VirtAddr::from_ptr(core::ptr::addr_of!(__xenpv_text_end)),
+        VirtAddr::from_ptr(core::ptr::addr_of!(__xenpv_data_start)),
+        VirtAddr::from_ptr(core::ptr::addr_of!(xenpv_boot_stack_guard)),
+        VirtAddr::from_ptr(core::ptr::addr_of!(xenpv_console_window)),
     );
     let guard_pages = [guard];
     // A domU's console ring is mapped at the window page already: leave that entry be.
-    let keep: &[u64] = if crate::console::ring::attached() {
+    let keep: &[VirtAddr] = if crate::console::ring::attached() {
         &[window]
     } else {
         &[]
@@ -476,7 +485,7 @@ pub(crate) fn take_over(
         module_space_min,
         nx: nx_supported(),
         image: Some(takeover::ImageLayout {
-            text_end: text_end.next_multiple_of(PAGE_SIZE),
+            text_end: text_end.align_up(PAGE_SIZE),
             // .rodata and Xen's notes: everything up to .data.
             rodata_end: data_start,
             guard_pages: &guard_pages,
@@ -516,8 +525,8 @@ pub(crate) fn take_over(
     // frame bits go to the allocator alone; the chunk bits are atomics, shared.
     let (bits, chunk_bits) = unsafe {
         (
-            core::slice::from_raw_parts_mut(bits_va as *mut u64, words),
-            core::slice::from_raw_parts((bits_va + words as u64 * 8) as *const AtomicU64, cwords),
+            core::slice::from_raw_parts_mut(bits_va.as_mut_ptr::<u64>(), words),
+            core::slice::from_raw_parts((bits_va + words as u64 * 8).as_ptr::<AtomicU64>(), cwords),
         )
     };
     let alloc = match FrameAllocator::new_on_demand(
@@ -691,7 +700,7 @@ impl Memory {
         // &mut borrow of it makes this reference unique. A page granted to a peer is
         // inside its grant guard (`gnttab::GrantedPage`/`ReservedRef`, in a SharedPage),
         // which never hands out `&mut Page`, and a copy side (`by_frame`) borrows it.
-        unsafe { &mut *(direct_map_va(page.pfn) as *mut [u8; 4096]) }
+        unsafe { &mut *direct_map_va(page.pfn).as_mut_ptr::<[u8; 4096]>() }
     }
 
     /// Give a page from [`Memory::alloc_page`] back to the allocator. (A granted page
@@ -716,7 +725,7 @@ impl Memory {
         // SAFETY: the frame's chunk is mapped (checked above; a mapped chunk stays
         // mapped), so its page is readable through the direct map; a volatile read of the
         // frame's words.
-        Some(unsafe { (direct_map_va(pfn) as *const [u64; 512]).read_volatile() })
+        Some(unsafe { direct_map_va(pfn).as_ptr::<[u64; 512]>().read_volatile() })
     }
 
     /// Is `pfn` mapped in the direct map (below nr_pages, its chunk mapped)?
@@ -726,10 +735,10 @@ impl Memory {
 
     /// The kernel map's PTE for image address `va` (through level2_kernel and the L1 it
     /// points at), `None` if no L1 maps it.
-    pub fn kernel_pte(&self, va: u64) -> Option<u64> {
+    pub fn kernel_pte(&self, va: VirtAddr) -> Option<u64> {
         let l2e =
             self.table(self.outcome.tables.level2_kernel)?[xenpv_paging::layout::index(va, 2)];
-        if !pte::present(l2e) || l2e & pte::PSE != 0 {
+        if !pte::present(l2e) || pte::flags(l2e).contains(pte::PSE) {
             return None;
         }
         let l1 = self.pfn(pte::frame(l2e))?;
@@ -790,7 +799,7 @@ impl Memory {
         self.split
     }
     /// The first virtual address past the image (`__xenpv_kernel_end`).
-    pub fn kernel_end(&self) -> u64 {
+    pub fn kernel_end(&self) -> VirtAddr {
         self.kernel_end
     }
     /// Hypercalls the takeover issued.
@@ -805,7 +814,7 @@ impl Memory {
 
     /// shared_info, mapped at fixmap slot 0.
     pub fn shared_info(&self) -> *mut xen_sys::shared_info {
-        Fixmap::SharedInfo.va() as *mut xen_sys::shared_info
+        Fixmap::SharedInfo.va().as_mut_ptr::<xen_sys::shared_info>()
     }
 
     /// Read the kernel map back and check it.
@@ -816,7 +825,7 @@ impl Memory {
             self.kernel_end,
             &self.table(t.level2_kernel).unwrap_or([0; 512]),
             &self.table(t.level2_fixmap).unwrap_or([0; 512]),
-            self.direct_pte(t.level1_fixmap) & pte::RW == 0,
+            !pte::flags(self.direct_pte(t.level1_fixmap)).contains(pte::RW),
             self,
         )
     }
@@ -881,10 +890,9 @@ impl core::fmt::Display for TopLevel<'_> {
         // The image's permissions as the live tables have them (W^X), and the direct-map
         // alias of its text.
         let text = KERNEL_VIRT_BASE;
-        let rodata = core::ptr::addr_of!(__xenpv_text_end) as u64;
-        let rodata = rodata.next_multiple_of(PAGE_SIZE);
-        let data = core::ptr::addr_of!(__xenpv_data_start) as u64;
-        let guard = core::ptr::addr_of!(xenpv_boot_stack_guard) as u64;
+        let rodata = VirtAddr::from_ptr(core::ptr::addr_of!(__xenpv_text_end)).align_up(PAGE_SIZE);
+        let data = VirtAddr::from_ptr(core::ptr::addr_of!(__xenpv_data_start));
+        let guard = VirtAddr::from_ptr(core::ptr::addr_of!(xenpv_boot_stack_guard));
         write!(
             f,
             "\nlayout: image text={} rodata={} data={} stack-guard={} text-alias={}",
@@ -908,7 +916,10 @@ impl core::fmt::Display for TopLevel<'_> {
 /// `r-x`, `r--`, `rw-`, `rwx` of a present entry; `unmapped` otherwise.
 fn perms(e: Option<u64>) -> &'static str {
     match e {
-        Some(e) if pte::present(e) => match (e & pte::RW != 0, e & pte::NX == 0) {
+        Some(e) if pte::present(e) => match (
+            pte::flags(e).contains(pte::RW),
+            !pte::flags(e).contains(pte::NX),
+        ) {
             (false, true) => "r-x",
             (false, false) => "r--",
             (true, false) => "rw-",
