@@ -217,6 +217,16 @@ fn put<S: MmuSink>(sink: &mut S, table: Mfn, idx: usize, val: u64) -> Result<(),
     })
 }
 
+/// What [`Vmap::scan`] found in a range about to be mapped.
+struct Scan {
+    /// Entries that are not none.
+    met: u64,
+    /// The first of them: its address, the entry and its level.
+    first: Option<(VirtAddr, u64, Level)>,
+    /// L2 slots with no table yet (a fresh L1 each).
+    new_l1: u64,
+}
+
 impl Vmap {
     /// Module space of `split`, empty.
     pub fn new(split: Split, t: VmapTables, nx: bool) -> Self {
@@ -273,25 +283,9 @@ impl Vmap {
         }
     }
 
-    /// Map `pages` fresh frames read-write (NX) at a new area of module space.
-    pub fn map<E: VmapEnv, S: MmuSink>(
-        &mut self,
-        env: &mut E,
-        sink: &mut S,
-        frames: &mut FrameAllocator<'_>,
-        pages: u64,
-    ) -> Result<VmArea, VmapError<S::Error>> {
-        if self.halted {
-            return Err(VmapError::Halted);
-        }
-        let max = (self.ranges.end() - self.ranges.base()) / PAGE_SIZE - 1;
-        if pages > max {
-            return Err(VmapError::TooLarge { pages, max });
-        }
-        let va = self.ranges.alloc(pages).map_err(VmapError::Range)?;
-        let end = va + pages * PAGE_SIZE;
-
-        // 1. Every entry we would write must be none: check them all before writing any.
+    /// Every entry `[va, end)` would replace: how many are not none, the first such, and
+    /// how many fresh L1s the range needs.
+    fn scan(&mut self, env: &impl VmapEnv, va: VirtAddr, end: VirtAddr) -> Scan {
         let (mut met, mut first) = (0u64, None);
         let mut new_l1 = 0u64;
         let mut p = va;
@@ -324,6 +318,29 @@ impl Vmap {
                 first.get_or_insert((slot_va, l2e, Level::L2));
             }
         }
+        Scan { met, first, new_l1 }
+    }
+
+    /// Map `pages` fresh frames read-write (NX) at a new area of module space.
+    pub fn map<E: VmapEnv, S: MmuSink>(
+        &mut self,
+        env: &mut E,
+        sink: &mut S,
+        frames: &mut FrameAllocator<'_>,
+        pages: u64,
+    ) -> Result<VmArea, VmapError<S::Error>> {
+        if self.halted {
+            return Err(VmapError::Halted);
+        }
+        let max = (self.ranges.end() - self.ranges.base()) / PAGE_SIZE - 1;
+        if pages > max {
+            return Err(VmapError::TooLarge { pages, max });
+        }
+        let va = self.ranges.alloc(pages).map_err(VmapError::Range)?;
+        let end = va + pages * PAGE_SIZE;
+
+        // 1. Every entry we would write must be none: check them all before writing any.
+        let Scan { met, first, new_l1 } = self.scan(env, va, end);
         if let Some((bad_va, old, level)) = first {
             self.ranges.poison(va, pages).map_err(VmapError::Range)?;
             self.stats.non_none_met += met;
