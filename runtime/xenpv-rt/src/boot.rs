@@ -91,16 +91,16 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     let takeover_end_tsc = crate::time::rdtsc();
     #[cfg(feature = "defmt")]
     crate::defmt_log::clock_up();
-    let (_, (mapped, chunks)) = memory.direct_map();
+    let direct_map = memory.direct_map();
     crate::info!(
         "paging: own tables live, split {}, {} PTE updates, {} boot frames reclaimed, {} free frames, direct map {} ({} of {} MiB mapped, L1s by {})",
         split.name(),
-        memory.mmu_counts().1,
+        memory.mmu_counts().pt_updates,
         memory.outcome().reclaimed,
         memory.frames().free_frames(),
         if eager { "eager" } else { "on-demand" },
-        mapped * 2,
-        chunks * 2,
+        direct_map.mapped_chunks * 2,
+        direct_map.chunks * 2,
         pt_write.name()
     );
 
