@@ -77,7 +77,7 @@ fn nx_jump(boot: &mut Boot) -> i32 {
         return 1;
     };
     area.as_mut_slice().fill(0xc3c3_c3c3_c3c3_c3c3);
-    let target = area.va();
+    let target = area.va().as_u64();
     // SAFETY: none: an instruction fetch from an NX page faults on purpose.
     // fault-line: nx-jump
     unsafe { asm!("call {t}", t = in(reg) target, clobber_abi("C")) };

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+use xenpv_rt::mm::{DirectMapState, MmuCounts};
 use xenpv_rt::{println, Boot};
 
 mod blk;
@@ -40,10 +41,17 @@ fn main(boot: &mut Boot) -> i32 {
     let mut status = 0;
     let timing = boot.timing();
     let m = boot.memory();
-    let (calls, updates) = m.mmu_counts();
+    let MmuCounts {
+        hypercalls: calls,
+        pt_updates: updates,
+    } = m.mmu_counts();
     let pages = m.frames().nr_pages();
     let takeover_ns = timing.takeover_ns().max(1);
-    let (mode, (mapped, _)) = m.direct_map();
+    let DirectMapState {
+        mode,
+        mapped_chunks: mapped,
+        ..
+    } = m.direct_map();
     println!(
         "timing: entry_to_main_us={} paging_setup_us={} paging_pte_updates={updates} paging_hypercalls={calls} paging_per_hypercall={} paging_pages_per_s={} direct_map={} mapped_mib={} pt_write={}",
         timing.entry_to_main_ns() / 1000,
@@ -192,7 +200,11 @@ fn main(boot: &mut Boot) -> i32 {
     }
     // The direct map now: what start of day mapped, what the allocations since mapped.
     let m = boot.memory();
-    let (mode, (mapped, chunks)) = m.direct_map();
+    let DirectMapState {
+        mode,
+        mapped_chunks: mapped,
+        chunks,
+    } = m.direct_map();
     let start: u64 = m.outcome().start_chunks.iter().map(|(s, e)| e - s).sum();
     let grown = m.direct_map_stats().unwrap_or_default();
     let free = m.frames().available_frames();

@@ -5,7 +5,7 @@
 //! Replay a failure with the seed it printed: `stress seed=N`.
 
 use xenpv_rt::mm::vrange::RangeError;
-use xenpv_rt::mm::{VmArea, VmapError};
+use xenpv_rt::mm::{MmuCounts, ModuleSpaceUsage, VmArea, VmapError};
 use xenpv_rt::{println, Boot, Timing};
 
 /// Areas alive at once (more than module space can hold at the average size).
@@ -61,7 +61,7 @@ struct Tally {
     frames_exhausted: u64,
     refusals: u64,
     bad_words: u64,
-    first_bad: Option<(u64, u64, u64)>,
+    first_bad: Option<(xenpv_rt::mm::layout::VirtAddr, u64, u64)>,
     other_error: bool,
     map_ns: u64,
 }
@@ -109,7 +109,10 @@ pub fn run(boot: &mut Boot, cfg: &Config, initrd_checksum: Option<u64>) -> bool 
     let image0 = hash(xenpv_rt::image_read_only());
     // Free frames, mapped or not: the direct map may grow during the run.
     let free0 = boot.memory().frames().available_frames();
-    let (calls0, updates0) = boot.memory().mmu_counts();
+    let MmuCounts {
+        hypercalls: calls0,
+        pt_updates: updates0,
+    } = boot.memory().mmu_counts();
     let t0 = xenpv_rt::time::now_ns();
     let mut rng = Rng(cfg.seed);
     let mut live: heapless::Vec<Live, MAX_LIVE> = heapless::Vec::new();
@@ -175,8 +178,15 @@ pub fn run(boot: &mut Boot, cfg: &Config, initrd_checksum: Option<u64>) -> bool 
     // Cross-checks.
     let m = boot.memory();
     let st = m.vmap_stats();
-    let (calls1, updates1) = m.mmu_counts();
-    let (live_pages, poisoned, areas) = m.module_space_usage();
+    let MmuCounts {
+        hypercalls: calls1,
+        pt_updates: updates1,
+    } = m.mmu_counts();
+    let ModuleSpaceUsage {
+        live_pages,
+        poisoned_pages: poisoned,
+        live_areas: areas,
+    } = m.module_space_usage();
     let frames_back = m.frames().available_frames() == free0;
     let image_ok = hash(xenpv_rt::image_read_only()) == image0;
     let initrd_ok = match (initrd_checksum, boot.initrd()) {

@@ -23,6 +23,14 @@ pub struct Pfn(pub u64);
 pub struct Maddr(pub u64);
 
 impl Mfn {
+    /// Largest machine frame number a page-table entry can hold (bits 12..51 of an entry:
+    /// 52-bit physical addresses).
+    ///
+    /// ```
+    /// use xenpv_abi::Mfn;
+    /// assert_eq!(Mfn::MAX.maddr().0 + 4095, (1 << 52) - 1);
+    /// ```
+    pub const MAX: Mfn = Mfn((1 << 40) - 1);
     /// The machine address of the frame's first byte.
     pub const fn maddr(self) -> Maddr {
         Maddr(self.0 << PAGE_SHIFT)

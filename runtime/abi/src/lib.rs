@@ -1,5 +1,5 @@
-//! The vocabulary every xenpv-rt crate shares: typed frame numbers and addresses, and
-//! Xen's error returns.
+//! The vocabulary every xenpv-rt crate shares: typed frame numbers and addresses, the
+//! address-space layout ([`layout`], with its drawing), and Xen's error returns.
 //!
 //! A PV guest deals in two kinds of frame numbers: *machine* frames ([`Mfn`]), which Xen
 //! and the page tables see, and *pseudo-physical* frames ([`Pfn`]), the guest's own
@@ -26,8 +26,12 @@ pub mod blkif;
 mod errno;
 mod frame;
 pub mod grant;
+pub mod layout;
 pub mod netif;
 pub mod ring;
 
 pub use errno::XenError;
 pub use frame::{Maddr, Mfn, Pfn, PAGE_SHIFT, PAGE_SIZE};
+/// A canonical x86-64 virtual address (the `x86_64` crate's): every virtual address that
+/// crosses a public API of the runtime's crates has this type, not `u64`.
+pub use x86_64::VirtAddr;

@@ -47,6 +47,7 @@ use crate::layout::{
 };
 use crate::ops::{pte, Mfn};
 use core::fmt;
+use x86_64::VirtAddr;
 
 /// What a level2_kernel / level2_fixmap slot holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +93,7 @@ pub struct Report {
     /// The split checked against.
     pub split: Split,
     /// First address after the kernel image.
-    pub kernel_end: u64,
+    pub kernel_end: VirtAddr,
     /// level2_kernel, slot by slot.
     pub l2_kernel: [Slot; 512],
     /// level2_fixmap, slot by slot.
@@ -118,7 +119,7 @@ impl Report {
 /// Classify the two kernel-map L2 pages.
 pub fn check(
     split: Split,
-    kernel_end: u64,
+    kernel_end: VirtAddr,
     level2_kernel: &[u64; 512],
     level2_fixmap: &[u64; 512],
     fixmap_l1_read_only: bool,

@@ -26,7 +26,7 @@
 //! use xenpv_paging::direct::{DirectEnv, DirectMap, GrowError, PtWrite, TableStore};
 //! use xenpv_paging::frames::{bitmap_words, chunk_words, FrameAllocator, Regions};
 //! use xenpv_paging::ops::{MmuOp, MmuSink};
-//! use xenpv_paging::takeover::Tables;
+//! use xenpv_paging::tables::Tables;
 //! use xenpv_paging::{Mfn, Pfn};
 //!
 //! // 1024 frames = 2 chunks; chunk 0 mapped at start, chunk 1 on demand.
@@ -64,7 +64,7 @@
 
 use crate::frames::{FrameAllocator, CHUNK_PAGES};
 use crate::ops::{pte, Maddr, Mfn, MmuOp, MmuSink, Pfn};
-use crate::takeover::{Tables, MAX_MFN, TABLE};
+use crate::tables::Tables;
 
 /// How a chunk's L1 is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,7 +176,7 @@ pub struct DirectMap {
     level2_ident: Pfn,
     direct_l1: Pfn,
     nr_pages: u64,
-    data: u64,
+    data: pte::PageTableFlags,
     pt_write: PtWrite,
     halted: bool,
     /// Chunks hooked in the sink's queue, not flushed yet (so not yet the allocator's).
@@ -204,7 +204,11 @@ impl DirectMap {
                 | pte::RW
                 | pte::ACCESSED
                 | pte::DIRTY
-                | if nx { pte::NX } else { 0 },
+                | if nx {
+                    pte::NX
+                } else {
+                    pte::PageTableFlags::empty()
+                },
             pt_write,
             halted: false,
             pending: heapless::Vec::new(),
@@ -266,12 +270,16 @@ impl DirectMap {
             // Plain memory, the common case: one branch-free pass (it vectorises).
             let data = self.data;
             for (slot, &m) in e[..n].iter_mut().zip(&mfns[..n]) {
-                *slot = if m <= MAX_MFN { pte::entry(m, data) } else { 0 };
+                *slot = if m <= Mfn::MAX {
+                    pte::entry(m, data)
+                } else {
+                    0
+                };
             }
-            holes = mfns[..n].iter().filter(|&&m| m > MAX_MFN).count() as u64;
+            holes = mfns[..n].iter().filter(|&&m| m > Mfn::MAX).count() as u64;
         } else {
             for (i, (slot, &m)) in e[..n].iter_mut().zip(&mfns[..n]).enumerate() {
-                if m > MAX_MFN {
+                if m > Mfn::MAX {
                     holes += 1;
                     continue;
                 }
@@ -279,7 +287,7 @@ impl DirectMap {
                 let read_only =
                     (tables_here && self.is_table(pfn, c, mapped)) || ro.is_some_and(|ro| ro(pfn));
                 let flags = if read_only {
-                    self.data & !pte::RW
+                    self.data - pte::RW
                 } else {
                     self.data
                 };
@@ -309,7 +317,7 @@ impl DirectMap {
         let l1 = self.l1_of(c);
         let host = self.host_of(c);
         let mfn = |pfn: Pfn| match env.mfn(pfn) {
-            Some(m) if m <= MAX_MFN => Ok(m),
+            Some(m) if m <= Mfn::MAX => Ok(m),
             other => Err(GrowError::BadP2m {
                 pfn,
                 mfn: other.unwrap_or(Mfn(!0)),
@@ -351,11 +359,11 @@ impl DirectMap {
                 sink,
                 host_mfn,
                 l1.0 % CHUNK_PAGES,
-                pte::entry(l1_mfn, self.data & !pte::RW),
+                pte::entry(l1_mfn, self.data - pte::RW),
             )?;
             updates += 1;
         }
-        put(sink, l2i_mfn, c % 512, pte::entry(l1_mfn, TABLE))?;
+        put(sink, l2i_mfn, c % 512, pte::entry(l1_mfn, pte::TABLE))?;
         self.stats.pt_updates += updates;
         self.stats.holes += holes;
         Ok(())

@@ -179,7 +179,7 @@ fn ext(op: &MmuOp) -> xen::mmuext_op {
         MmuOp::Unpin { mfn } => (xen::MMUEXT_UNPIN_TABLE, mfn.0),
         MmuOp::NewBaseptr { mfn } => (xen::MMUEXT_NEW_BASEPTR, mfn.0),
         MmuOp::TlbFlushLocal => (xen::MMUEXT_TLB_FLUSH_LOCAL, 0),
-        MmuOp::InvlpgLocal { va } => (xen::MMUEXT_INVLPG_LOCAL, va),
+        MmuOp::InvlpgLocal { va } => (xen::MMUEXT_INVLPG_LOCAL, va.as_u64()),
         MmuOp::PtUpdate { .. } => unreachable!("PtUpdate travels by mmu_update"),
     };
     xen::mmuext_op {

@@ -49,6 +49,7 @@ use crate::layout::{
 };
 use crate::ops::pte;
 use crate::snapshot::BootSnapshot;
+use x86_64::VirtAddr;
 
 /// What goes into the runtime's two kernel-map L2 pages, and what is retired later.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,9 +106,9 @@ pub enum LayoutError {
     /// Xen's boot region reaches the end of module space (and the fixmap slots after it).
     BootRegionReachesFixmap {
         /// One past the last byte Xen mapped.
-        boot_end: u64,
+        boot_end: VirtAddr,
         /// The most it may reach: [`MODULES_END`].
-        limit: u64,
+        limit: VirtAddr,
     },
     /// Module space is smaller than the application asked for.
     ModuleSpaceTooSmall {
@@ -135,7 +136,7 @@ pub enum LayoutError {
     /// its permissions cannot be set page by page.
     ImageNotMapped {
         /// The page.
-        va: u64,
+        va: VirtAddr,
     },
 }
 
@@ -184,7 +185,11 @@ impl core::fmt::Display for LayoutError {
 }
 
 /// Decide the graft. `kernel_end` is the first address after the image.
-pub fn graft(snap: &BootSnapshot, kernel_end: u64, split: Split) -> Result<Graft, LayoutError> {
+pub fn graft(
+    snap: &BootSnapshot,
+    kernel_end: VirtAddr,
+    split: Split,
+) -> Result<Graft, LayoutError> {
     let kernel_bytes = kernel_end - KERNEL_VIRT_BASE;
     if kernel_bytes > split.kernel_bytes() {
         return Err(LayoutError::KernelTooBig {

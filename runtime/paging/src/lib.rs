@@ -11,9 +11,10 @@
 //! rules, with references into Xen's source, are in `docs/xen-pv-facts.md`.
 //!
 //! The pieces, in the order start of day uses them:
-//! - [`layout`]: every constant of the address space, with a drawing;
+//! - [`layout`]: every constant of the address space (from `xenpv-abi`, with a drawing);
 //! - [`snapshot`]: read Xen's boot page tables into a summary;
 //! - [`graft`]: decide which of Xen's boot mappings move into our layout, slot by slot;
+//! - [`tables`]: the runtime's own page-table frames;
 //! - [`takeover`]: the plan that builds our tables, switches to them and retires Xen's;
 //! - [`frames`]: the frame allocator (a bitmap over pfns, with reserved regions);
 //! - [`direct`]: the on-demand direct map, which maps 2 MiB chunks as the allocator
@@ -60,6 +61,7 @@ pub mod graft;
 pub mod layout;
 pub mod ops;
 pub mod snapshot;
+pub mod tables;
 pub mod takeover;
 pub mod vmap;
 pub mod vrange;

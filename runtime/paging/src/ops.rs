@@ -6,6 +6,7 @@
 //! tests check every operation the runtime would issue against Xen's rules (written down
 //! in `docs/xen-pv-facts.md`).
 
+use x86_64::VirtAddr;
 pub use xenpv_abi::{Maddr, Mfn, Pfn};
 
 /// Page-table level, 1 (PTEs) to 4 (the root). The discriminant is the level number
@@ -85,7 +86,7 @@ pub enum MmuOp {
     /// `mmuext_op` `MMUEXT_INVLPG_LOCAL`: flush one page's translation on this vCPU.
     InvlpgLocal {
         /// Any address in the page.
-        va: u64,
+        va: VirtAddr,
     },
 }
 
@@ -129,8 +130,10 @@ pub trait MmuSink {
     fn flush(&mut self) -> Result<(), Self::Error>;
 }
 
-/// x86-64 PTE bits used by the runtime (the `x86_64` crate's `PageTableFlags` has the same
-/// bits; plain constants keep the planner's arithmetic on raw `u64` entries obvious).
+/// x86-64 PTE flags, as the `x86_64` crate's [`PageTableFlags`](pte::PageTableFlags)
+/// (bitflags), under the names Xen and Linux give them; an entry itself stays a raw `u64`
+/// (it is what Xen reads and writes), built by [`pte::entry`] and taken apart by
+/// [`pte::frame`] and [`pte::flags`].
 ///
 /// In a PV guest the frame in an entry is a *machine* frame ([`Mfn`]), not a
 /// pseudo-physical one: the guest translates through the p2m before writing.
@@ -143,31 +146,38 @@ pub trait MmuSink {
 /// assert_eq!(pte::frame(e), Mfn(0x1234));
 /// assert!(pte::present(e));
 /// // The flags never leak into the frame, the frame never into the flags.
-/// assert_eq!(e & !pte::ADDR_MASK, pte::PRESENT | pte::RW | pte::NX);
+/// assert_eq!(pte::flags(e), pte::PRESENT | pte::RW | pte::NX);
 /// assert!(!pte::present(pte::entry(Mfn(0x1234), pte::RW)));
 /// ```
 pub mod pte {
+    pub use x86_64::structures::paging::PageTableFlags;
+    use PageTableFlags as F;
+
     /// The entry is valid. Xen checks only present entries; others are stored as written.
-    pub const PRESENT: u64 = 1 << 0;
+    pub const PRESENT: F = F::PRESENT;
     /// Writable. Xen refuses a writable mapping of a frame typed as a page table.
-    pub const RW: u64 = 1 << 1;
+    pub const RW: F = F::WRITABLE;
     /// User-accessible. Xen sets it itself on a 64-bit PV kernel's entries (the guest
     /// kernel runs in ring 3).
-    pub const USER: u64 = 1 << 2;
+    pub const USER: F = F::USER_ACCESSIBLE;
     /// Write-through. Refused by Xen in L2..L4, and in L1s of a domU without I/O rights.
-    pub const PWT: u64 = 1 << 3;
+    pub const PWT: F = F::WRITE_THROUGH;
     /// Cache disable. Refused like [`PWT`].
-    pub const PCD: u64 = 1 << 4;
+    pub const PCD: F = F::NO_CACHE;
     /// Accessed, set by the CPU (the runtime sets it up front).
-    pub const ACCESSED: u64 = 1 << 5;
+    pub const ACCESSED: F = F::ACCESSED;
     /// Dirty, set by the CPU (the runtime sets it up front).
-    pub const DIRTY: u64 = 1 << 6;
+    pub const DIRTY: F = F::DIRTY;
     /// PSE in L2/L3, PAT in L1. Xen refuses superpages to PV guests.
-    pub const PSE: u64 = 1 << 7;
+    pub const PSE: F = F::HUGE_PAGE;
     /// Global. Allowed by Xen in L1 entries only.
-    pub const GLOBAL: u64 = 1 << 8;
+    pub const GLOBAL: F = F::GLOBAL;
     /// No-execute (only when the CPU supports it; otherwise a reserved bit Xen refuses).
-    pub const NX: u64 = 1 << 63;
+    pub const NX: F = F::NO_EXECUTE;
+    /// Flags of an entry pointing at a lower table. RW in a non-leaf entry only allows
+    /// writes through the mappings below it; Xen refuses it only in a linear page-table
+    /// entry.
+    pub const TABLE: F = PRESENT.union(RW).union(ACCESSED).union(DIRTY);
     /// Bits 12..51: the frame.
     pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
@@ -175,12 +185,16 @@ pub mod pte {
     pub const fn frame(entry: u64) -> super::Mfn {
         super::Mfn((entry & ADDR_MASK) >> 12)
     }
+    /// The flags of an entry (the frame ignored; bits no flag names are dropped).
+    pub const fn flags(entry: u64) -> F {
+        F::from_bits_truncate(entry & !ADDR_MASK)
+    }
     /// An entry mapping (or pointing at) frame `mfn` with `flags`.
-    pub const fn entry(mfn: super::Mfn, flags: u64) -> u64 {
-        (mfn.0 << 12) | flags
+    pub const fn entry(mfn: super::Mfn, flags: F) -> u64 {
+        (mfn.0 << 12) | flags.bits()
     }
     /// Is the entry's [`PRESENT`] bit set?
     pub const fn present(entry: u64) -> bool {
-        entry & PRESENT != 0
+        entry & PRESENT.bits() != 0
     }
 }

@@ -50,6 +50,7 @@
 
 use crate::layout::{index, KERNEL_VIRT_BASE, L2_SPAN, L3_FIXMAP, L3_KERNEL, L4_KERNEL, PAGE_SIZE};
 use crate::ops::{pte, Mfn};
+use x86_64::VirtAddr;
 
 /// Gives the 512 entries of one of Xen's boot page-table frames.
 pub trait TableReader {
@@ -65,7 +66,7 @@ pub struct BootSnapshot {
     /// Xen's L2 under L3\[511\], when the boot region reaches past 1 GiB.
     pub l2_fixmap: Option<[u64; 512]>,
     /// One past the last byte Xen mapped from [`KERNEL_VIRT_BASE`] (padding included).
-    pub boot_end: u64,
+    pub boot_end: VirtAddr,
     /// The L1 holding the kernel image's last page, and its entries.
     pub kernel_tail_l1: (Mfn, [u64; 512]),
 }
@@ -95,12 +96,12 @@ pub enum SnapshotError {
     /// The boot mapping has a hole before `va` while later slots are mapped.
     Hole {
         /// First unmapped address.
-        va: u64,
+        va: VirtAddr,
     },
     /// The kernel image's last page is not mapped.
     KernelNotMapped {
         /// That page's address.
-        va: u64,
+        va: VirtAddr,
     },
 }
 
@@ -132,7 +133,7 @@ fn child(
     if !pte::present(entry) {
         return Ok(None);
     }
-    if level != 4 && entry & pte::PSE != 0 {
+    if level != 4 && pte::flags(entry).contains(pte::PSE) {
         return Err(SnapshotError::Superpage { level, slot });
     }
     let mfn = pte::frame(entry);
@@ -146,7 +147,7 @@ fn child(
 pub fn read(
     r: &impl TableReader,
     l4_mfn: Mfn,
-    kernel_end: u64,
+    kernel_end: VirtAddr,
 ) -> Result<BootSnapshot, SnapshotError> {
     let l4 = r.table(l4_mfn).ok_or(SnapshotError::ForeignTable {
         level: 5,

@@ -33,6 +33,9 @@ use crate::layout::{
 };
 use crate::ops::{pte, Level, Maddr, Mfn, MmuOp, MmuSink, Pfn};
 use crate::snapshot::BootSnapshot;
+use crate::tables::Tables;
+use pte::PageTableFlags;
+use x86_64::VirtAddr;
 
 /// The p2m list as the planner reads it. The boot mapping it lives in is retired by the
 /// takeover itself, so after the switch the runtime reads it through the direct map.
@@ -47,19 +50,12 @@ impl P2m for [Mfn] {
     }
 }
 
-/// Largest machine frame number an entry can hold (52-bit physical addresses).
-pub const MAX_MFN: Mfn = Mfn((1 << 40) - 1);
-
 /// Chunks of free frames the takeover maps besides the ones start of day needs, so the
 /// first allocations need no further mapping.
 pub const START_FREE_CHUNKS: u64 = 1;
 
 /// `[start, end)` ranges of chunk indexes, sorted and disjoint.
 pub type ChunkRanges = heapless::Vec<(u64, u64), 32>;
-
-/// Flags of an entry pointing at a lower table. RW in a non-leaf entry only allows writes
-/// through the mappings below it; Xen refuses it only in a linear page-table entry.
-pub(crate) const TABLE: u64 = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY;
 
 /// What the takeover needs to know: start_info, the boot snapshot and the settings.
 #[derive(Clone, Copy)]
@@ -69,7 +65,7 @@ pub struct Input<'a> {
     /// pfn -> mfn (start_info.mfn_list).
     pub p2m: &'a dyn P2m,
     /// First address after the kernel image (.bss included).
-    pub kernel_end: u64,
+    pub kernel_end: VirtAddr,
     /// Xen's boot tables, read by [`crate::snapshot::read`].
     pub snapshot: &'a BootSnapshot,
     /// Xen's boot L4 (pinned, current).
@@ -103,23 +99,23 @@ pub struct Input<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct ImageLayout<'a> {
     /// End of the text (the hypercall page included): `[KERNEL_VIRT_BASE, text_end)`.
-    pub text_end: u64,
+    pub text_end: VirtAddr,
     /// End of the read-only data (and Xen's notes): `[text_end, rodata_end)`.
-    pub rodata_end: u64,
+    pub rodata_end: VirtAddr,
     /// Pages left unmapped: the guard pages below stacks.
-    pub guard_pages: &'a [u64],
+    pub guard_pages: &'a [VirtAddr],
     /// Pages whose entries are left as they are: mapped by the platform before the
     /// takeover (a domU's console window maps the console ring there).
-    pub keep: &'a [u64],
+    pub keep: &'a [VirtAddr],
 }
 
 impl ImageLayout<'_> {
     /// The entry flags of image page `va` (`None`: leave it alone; `Some(0)`: unmap it).
-    fn flags(&self, va: u64, nx: u64) -> Option<u64> {
+    fn flags(&self, va: VirtAddr, nx: PageTableFlags) -> Option<PageTableFlags> {
         if self.keep.contains(&va) {
             None
         } else if self.guard_pages.contains(&va) {
-            Some(0)
+            Some(PageTableFlags::empty())
         } else if va < self.text_end {
             Some(pte::PRESENT | pte::ACCESSED)
         } else if va < self.rodata_end {
@@ -127,43 +123,6 @@ impl ImageLayout<'_> {
         } else {
             Some(pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | nx)
         }
-    }
-}
-
-/// The runtime's page-table frames (pfns), named as in the [`crate::layout`] drawing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tables {
-    /// The root (pinned, the base pointer after the switch).
-    pub l4: Pfn,
-    /// The direct map's L3 (L4 slot 272).
-    pub level3_ident: Pfn,
-    /// The kernel map's L3 (L4 slot 511).
-    pub level3_kernel: Pfn,
-    /// The kernel image and, with the 512M split, the start of module space (L3 slot 510).
-    pub level2_kernel: Pfn,
-    /// Module space and the fixmap (L3 slot 511).
-    pub level2_fixmap: Pfn,
-    /// The fixmap's L1 (level2_fixmap slot 506).
-    pub level1_fixmap: Pfn,
-    /// `[start, start+n)`: level2_ident pages.
-    pub level2_ident: (Pfn, u64),
-    /// `[start, start+n)`: direct-map L1s, one per 2 MiB chunk (chunk `c` at
-    /// `start + c`), written when the chunk is mapped.
-    pub direct_l1: (Pfn, u64),
-}
-
-impl Tables {
-    const FIXED: u64 = 6;
-    /// How many table frames there are. They lie in one run from `l4`: the fixed tables
-    /// and level2_ident, the allocator's bitmaps, then the chunk L1s.
-    pub fn count(&self) -> u64 {
-        Self::FIXED + self.level2_ident.1 + self.direct_l1.1
-    }
-    /// Is `pfn` one of the table frames (a chunk's L1 is a page table, read-only in the
-    /// direct map, once its chunk is mapped)?
-    pub fn contains(&self, pfn: Pfn) -> bool {
-        (self.l4..self.level2_ident.0 + self.level2_ident.1).contains(&pfn)
-            || (self.direct_l1.0..self.direct_l1.0 + self.direct_l1.1).contains(&pfn)
     }
 }
 
@@ -354,31 +313,121 @@ pub fn run<S: MmuSink>(
     sink: &mut S,
     store: &mut dyn TableStore,
 ) -> Result<Outcome, TakeoverError<S::Error>> {
-    let layout = |e| TakeoverError::Layout(e);
-    let nr = input.nr_pages;
-    let g = graft(input.snapshot, input.kernel_end, input.split).map_err(layout)?;
+    let g = check_layout(input).map_err(TakeoverError::Layout)?;
+    let plan = reserve_tables(input, g).map_err(TakeoverError::Layout)?;
+    for pfn in plan.start.up_to(plan.start + plan.need) {
+        plan.mfn(pfn)?;
+    }
+    let mut dm = DirectMap::new(&plan.t, input.nr_pages, input.nx, PtWrite::Stores);
+    let mut e = Emitter {
+        sink,
+        step: "clear new frames",
+        pt_updates: 0,
+        mmuext_ops: 0,
+    };
+    clear_tables(&plan, &mut e)?;
+    let mut holes = map_first_chunks(&plan, &mut dm, &mut e)?;
+    build_kernel_map(&plan, &mut e)?;
+    switch(&plan, &mut e)?;
+    let mapped = map_start_chunks(&plan, &mut dm, store, &mut e)?;
+    holes += dm.stats.holes;
+    retire_boot_region(&plan, &mut e)?;
+    if let Some(image) = input.image {
+        map_image_wx(&plan, &image, &mut e)?;
+    }
+    e.op(MmuOp::TlbFlushLocal)?;
+    e.flush()?;
+    let (regions, reclaimed) = reclaim(&plan, &dm, &mut e)?;
+    Ok(Outcome {
+        tables: plan.t,
+        bitmap: plan.bitmap,
+        start_chunks: mapped,
+        graft: plan.g,
+        regions,
+        boot_end_pfn: plan.boot_end_pfn,
+        reclaimed,
+        direct_map_holes: holes,
+        pt_updates: e.pt_updates,
+        mmuext_ops: e.mmuext_ops,
+    })
+}
+
+/// What the steps share: the input, the graft, where the new tables go, and which
+/// chunks start of day maps.
+struct Plan<'i, 'a> {
+    input: &'i Input<'a>,
+    g: Graft,
+    t: Tables,
+    /// First frame of the run of new frames, and its length.
+    start: Pfn,
+    need: u64,
+    /// End of the upper tables (the fixed ones and level2_ident) in the run.
+    upper_end: Pfn,
+    bitmap: (Pfn, Pfn),
+    boot_end_pfn: Pfn,
+    /// All start chunks, and the first of them (written with `mmu_update` before the
+    /// switch).
+    wanted: ChunkRanges,
+    first: ChunkRanges,
+    /// The p2m reaches into L3\[511\]: it is mapped before the switch and read through
+    /// the direct map from then on.
+    p2m_high: bool,
+    /// Flags of a data mapping (NX when the CPU has it).
+    data: PageTableFlags,
+    /// Frames below this pfn hold the image's text and read-only data.
+    image_ro_end: Pfn,
+    /// The new tables are live (the p2m is read through them).
+    switched: core::cell::Cell<bool>,
+}
+
+impl Plan<'_, '_> {
+    /// The mfn of `pfn`, which must be valid (the plan writes it into an entry).
+    fn mfn<E>(&self, pfn: Pfn) -> Result<Mfn, TakeoverError<E>> {
+        match self.input.p2m.mfn(pfn, self.switched.get()) {
+            Some(m) if m <= Mfn::MAX => Ok(m),
+            other => Err(TakeoverError::BadP2m {
+                pfn,
+                mfn: other.unwrap_or(Mfn(!0)),
+            }),
+        }
+    }
+    /// Mapped read-only in the direct map besides the page tables: Xen's boot tables and
+    /// the image's text and read-only data (their direct-map aliases).
+    fn read_only(&self, pfn: Pfn) -> bool {
+        in_range(pfn, self.input.xen_pt) || pfn < self.image_ro_end
+    }
+}
+
+/// Refusals before anything is planned: the graft, module space, and (with an image
+/// layout) every image page mapped through a 4 KiB boot L1 entry.
+fn check_layout(input: &Input<'_>) -> Result<Graft, LayoutError> {
+    let g = graft(input.snapshot, input.kernel_end, input.split)?;
     let have = MODULES_END - input.split.modules_start();
     if input.module_space_min > have {
-        return Err(layout(LayoutError::ModuleSpaceTooSmall {
+        return Err(LayoutError::ModuleSpaceTooSmall {
             have_bytes: have,
             want_bytes: input.module_space_min,
             split: input.split,
-        }));
+        });
     }
-    debug_assert!(nr * PAGE_SIZE <= DIRECT_MAP_MAX_BYTES);
+    debug_assert!(input.nr_pages * PAGE_SIZE <= DIRECT_MAP_MAX_BYTES);
     if input.image.is_some() {
         let mut va = KERNEL_VIRT_BASE;
         while va < input.kernel_end {
             let l2e = g.level2_kernel[index(va, 2)];
-            if !pte::present(l2e) || l2e & pte::PSE != 0 {
-                return Err(layout(LayoutError::ImageNotMapped { va }));
+            if !pte::present(l2e) || pte::flags(l2e).contains(pte::PSE) {
+                return Err(LayoutError::ImageNotMapped { va });
             }
             va += PAGE_SIZE;
         }
     }
+    Ok(g)
+}
 
-    // 1. One run of frames past the boot region (and past an unmapped initrd) for all
-    //    new tables and the bitmap.
+/// Step 1: one run of frames past the boot region (and past an unmapped initrd) for all
+/// new tables and the bitmap, and the chunks start of day maps.
+fn reserve_tables<'i, 'a>(input: &'i Input<'a>, g: Graft) -> Result<Plan<'i, 'a>, LayoutError> {
+    let nr = input.nr_pages;
     let boot_end_pfn = Pfn((input.snapshot.boot_end - KERNEL_VIRT_BASE) / PAGE_SIZE);
     let (n_l2i, n_l1) = direct_map_tables(nr);
     let bitmap_pages = ((bitmap_words(nr) + chunk_words(nr)) as u64 * 8).div_ceil(PAGE_SIZE);
@@ -390,10 +439,10 @@ pub fn run<S: MmuSink>(
         }
     }
     if start.0 + need > nr {
-        return Err(layout(LayoutError::OutOfFrames {
+        return Err(LayoutError::OutOfFrames {
             need,
             have: nr.saturating_sub(start.0),
-        }));
+        });
     }
     // The run: the fixed tables and level2_ident, the bitmaps, then the chunk L1s (so
     // the chunks start of day must map first are at its front).
@@ -410,7 +459,6 @@ pub fn run<S: MmuSink>(
         direct_l1: (bitmap.1, n_l1),
     };
     let n_chunks = chunks(nr);
-    let mut dm = DirectMap::new(&t, nr, input.nx, PtWrite::Stores);
     // What start of day reads or writes through the direct map, by chunk.
     let mut want = [(Pfn(0), Pfn(0)); 8];
     want[0] = (Pfn(0), boot_end_pfn.min(Pfn(nr)));
@@ -422,7 +470,7 @@ pub fn run<S: MmuSink>(
             want[4 + i] = (r, r + 1);
         }
     }
-    let wanted = start_chunks(&want, START_FREE_CHUNKS, n_chunks).map_err(layout)?;
+    let wanted = start_chunks(&want, START_FREE_CHUNKS, n_chunks)?;
     // Written with mmu_update before the switch: the chunks of the upper tables and
     // bitmaps and of the first chunk L1s (through which the rest is written with
     // plain stores after the switch).
@@ -436,141 +484,155 @@ pub fn run<S: MmuSink>(
     } else {
         (Pfn(0), Pfn(0))
     };
-    let first =
-        start_chunks(&[(start, t.direct_l1.0 + 1), p2m_first], 0, n_chunks).map_err(layout)?;
-    let switched = core::cell::Cell::new(false);
-    let mfn = |pfn: Pfn| -> Result<Mfn, TakeoverError<S::Error>> {
-        match input.p2m.mfn(pfn, switched.get()) {
-            Some(m) if m <= MAX_MFN => Ok(m),
-            other => Err(TakeoverError::BadP2m {
-                pfn,
-                mfn: other.unwrap_or(Mfn(!0)),
-            }),
-        }
+    let first = start_chunks(&[(start, t.direct_l1.0 + 1), p2m_first], 0, n_chunks)?;
+    let nx = if input.nx {
+        pte::NX
+    } else {
+        PageTableFlags::empty()
     };
-    for pfn in (start.0..start.0 + need).map(Pfn) {
-        mfn(pfn)?;
-    }
-    let data =
-        pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | if input.nx { pte::NX } else { 0 };
-    // Besides the page tables: Xen's boot tables and the image's text and read-only
-    // data (their direct-map aliases) are read-only.
     let image_ro_end = input.image.map_or(Pfn(0), |i| {
         Pfn((i.rodata_end.max(KERNEL_VIRT_BASE) - KERNEL_VIRT_BASE).div_ceil(PAGE_SIZE))
     });
-    let read_only = |pfn: Pfn| in_range(pfn, input.xen_pt) || pfn < image_ro_end;
+    Ok(Plan {
+        input,
+        g,
+        t,
+        start,
+        need,
+        upper_end,
+        bitmap,
+        boot_end_pfn,
+        wanted,
+        first,
+        p2m_high,
+        data: pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | nx,
+        image_ro_end,
+        switched: core::cell::Cell::new(false),
+    })
+}
 
-    let mut e = Emitter {
-        sink,
-        step: "clear new frames",
-        pt_updates: 0,
-        mmuext_ops: 0,
-    };
-    // The upper tables start empty; chunk L1s are written whole when their chunk is
-    // mapped, and the allocator fills its bitmaps itself.
-    for pfn in start.up_to(upper_end) {
-        e.op(MmuOp::ClearPage { mfn: mfn(pfn)? })?;
+type Step<S> = Result<(), TakeoverError<<S as MmuSink>::Error>>;
+
+/// The upper tables start empty (`ClearPage`: untyped frames); chunk L1s are written
+/// whole when their chunk is mapped, and the allocator fills its bitmaps itself.
+fn clear_tables<S: MmuSink>(p: &Plan<'_, '_>, e: &mut Emitter<'_, S>) -> Step<S> {
+    for pfn in p.start.up_to(p.upper_end) {
+        e.op(MmuOp::ClearPage { mfn: p.mfn(pfn)? })?;
     }
+    Ok(())
+}
 
-    // 2. The first chunks of the direct map, entry by entry (nothing maps their L1s yet).
+/// Step 2: the first chunks of the direct map, entry by entry (nothing maps their L1s
+/// yet), and level3_ident. Returns the p2m holes met.
+fn map_first_chunks<S: MmuSink>(
+    p: &Plan<'_, '_>,
+    dm: &mut DirectMap,
+    e: &mut Emitter<'_, S>,
+) -> Result<u64, TakeoverError<S::Error>> {
     e.step = "write direct map";
+    let (t, nr) = (&p.t, p.input.nr_pages);
     let mut holes = 0;
-    let in_first = |i: u64| in_chunks(i, &first);
-    for &(cs, ce) in &first {
+    let in_first = |i: u64| in_chunks(i, &p.first);
+    let read_only = |pfn: Pfn| p.read_only(pfn);
+    for &(cs, ce) in &p.first {
         for c in cs..ce {
             let mut mfns = [Mfn(!0); 512];
             for (i, m) in mfns.iter_mut().enumerate() {
                 let pfn = Pfn(c * CHUNK_PAGES + i as u64);
                 if pfn.0 < nr {
-                    *m = input.p2m.mfn(pfn, false).unwrap_or(Mfn(!0));
+                    *m = p.input.p2m.mfn(pfn, false).unwrap_or(Mfn(!0));
                 }
             }
             let (entries, h) = dm.chunk_entries(c, &mfns, &in_first, Some(&read_only));
             holes += h;
-            let l1 = mfn(dm.l1_of(c))?;
+            let l1 = p.mfn(dm.l1_of(c))?;
             for (i, &v) in entries.iter().enumerate() {
                 e.put(l1, i, v)?;
             }
             e.put(
-                mfn(t.level2_ident.0 + c / 512)?,
+                p.mfn(t.level2_ident.0 + c / 512)?,
                 (c % 512) as usize,
-                pte::entry(l1, TABLE),
+                pte::entry(l1, pte::TABLE),
             )?;
         }
     }
-    for j in 0..n_l2i {
+    for j in 0..t.level2_ident.1 {
         e.put(
-            mfn(t.level3_ident)?,
+            p.mfn(t.level3_ident)?,
             j as usize,
-            pte::entry(mfn(t.level2_ident.0 + j)?, TABLE),
+            pte::entry(p.mfn(t.level2_ident.0 + j)?, pte::TABLE),
         )?;
     }
+    Ok(holes)
+}
 
-    // The kernel map: fixmap, graft, level3_kernel, root.
+/// The kernel map: the fixmap (shared_info), the graft, level3_kernel, and the root.
+fn build_kernel_map<S: MmuSink>(p: &Plan<'_, '_>, e: &mut Emitter<'_, S>) -> Step<S> {
     e.step = "write kernel map";
-    e.put(
-        mfn(t.level1_fixmap)?,
-        0,
-        pte::entry(input.shared_info, data),
-    )?;
+    let (t, g) = (&p.t, &p.g);
+    let shared_info = pte::entry(p.input.shared_info, p.data);
+    e.put(p.mfn(t.level1_fixmap)?, 0, shared_info)?;
     for (slot, &v) in g.level2_kernel.iter().enumerate() {
         if pte::present(v) {
-            e.put(mfn(t.level2_kernel)?, slot, v)?;
+            e.put(p.mfn(t.level2_kernel)?, slot, v)?;
         }
     }
     for (slot, &v) in g.level2_fixmap.iter().enumerate() {
         if pte::present(v) && slot != FIXMAP_L2_SLOT {
-            e.put(mfn(t.level2_fixmap)?, slot, v)?;
+            e.put(p.mfn(t.level2_fixmap)?, slot, v)?;
         }
     }
-    e.put(
-        mfn(t.level2_fixmap)?,
-        FIXMAP_L2_SLOT,
-        pte::entry(mfn(t.level1_fixmap)?, TABLE),
-    )?;
-    e.put(
-        mfn(t.level3_kernel)?,
-        L3_KERNEL,
-        pte::entry(mfn(t.level2_kernel)?, TABLE),
-    )?;
-    e.put(
-        mfn(t.level3_kernel)?,
-        L3_FIXMAP,
-        pte::entry(mfn(t.level2_fixmap)?, TABLE),
-    )?;
-    e.put(
-        mfn(t.l4)?,
-        L4_DIRECT_MAP,
-        pte::entry(mfn(t.level3_ident)?, TABLE),
-    )?;
-    e.put(
-        mfn(t.l4)?,
-        L4_KERNEL,
-        pte::entry(mfn(t.level3_kernel)?, TABLE),
-    )?;
-    e.flush()?;
+    // (table, slot, the table its entry points at)
+    let links = [
+        (t.level2_fixmap, FIXMAP_L2_SLOT, t.level1_fixmap),
+        (t.level3_kernel, L3_KERNEL, t.level2_kernel),
+        (t.level3_kernel, L3_FIXMAP, t.level2_fixmap),
+        (t.l4, L4_DIRECT_MAP, t.level3_ident),
+        (t.l4, L4_KERNEL, t.level3_kernel),
+    ];
+    for (table, slot, lower) in links {
+        e.put(p.mfn(table)?, slot, pte::entry(p.mfn(lower)?, pte::TABLE))?;
+    }
+    e.flush()
+}
 
-    // 3. Validate, switch, let go of Xen's tables.
+/// Step 3: pin the new root (Xen validates the whole tree), switch to it, let go of
+/// Xen's.
+fn switch<S: MmuSink>(p: &Plan<'_, '_>, e: &mut Emitter<'_, S>) -> Step<S> {
     e.step = "pin and switch";
+    let l4 = p.mfn(p.t.l4)?;
     e.op(MmuOp::Pin {
         level: Level::L4,
-        mfn: mfn(t.l4)?,
+        mfn: l4,
     })?;
-    e.op(MmuOp::NewBaseptr { mfn: mfn(t.l4)? })?;
-    e.op(MmuOp::Unpin { mfn: input.xen_l4 })?;
+    e.op(MmuOp::NewBaseptr { mfn: l4 })?;
+    e.op(MmuOp::Unpin {
+        mfn: p.input.xen_l4,
+    })?;
     e.flush()?;
-    switched.set(true);
+    p.switched.set(true);
+    Ok(())
+}
 
-    // 3b. The other start chunks, each L1 with plain stores through the direct map (its
-    //     host chunk mapped first), the p2m still read through the boot mapping.
+/// Step 3b: the other start chunks, each L1 with plain stores through the direct map
+/// (its host chunk mapped first), the p2m still read through the boot mapping. Returns
+/// the chunks mapped.
+fn map_start_chunks<S: MmuSink>(
+    p: &Plan<'_, '_>,
+    dm: &mut DirectMap,
+    store: &mut dyn TableStore,
+    e: &mut Emitter<'_, S>,
+) -> Result<ChunkRanges, TakeoverError<S::Error>> {
     e.step = "write start chunks";
-    let mut mapped = first.clone();
+    let layout = |e| TakeoverError::Layout(e);
+    let read_only = |pfn: Pfn| p.read_only(pfn);
+    let mut mapped = p.first.clone();
     let mut env = BootEnv {
-        p2m: input.p2m,
-        via_direct_map: p2m_high,
+        p2m: p.input.p2m,
+        via_direct_map: p.p2m_high,
         store,
     };
-    for &(cs, ce) in &wanted {
+    for &(cs, ce) in &p.wanted {
         for c in cs..ce {
             // The chain of chunks holding the L1s, nearest to a mapped one first.
             let mut chain: heapless::Vec<u64, 8> = heapless::Vec::new();
@@ -588,7 +650,7 @@ pub fn run<S: MmuSink>(
             for &x in chain.iter().rev() {
                 let step = e.step;
                 let is_mapped = |i: u64| in_chunks(i, &mapped);
-                dm.write_chunk(x, &mut env, &is_mapped, Some(&read_only), &mut e)
+                dm.write_chunk(x, &mut env, &is_mapped, Some(&read_only), e)
                     .map_err(|g| match g {
                         GrowError::BadP2m { pfn, mfn } => TakeoverError::BadP2m { pfn, mfn },
                         GrowError::Sink(error) => TakeoverError::Sink { step, error },
@@ -601,18 +663,22 @@ pub fn run<S: MmuSink>(
             }
         }
     }
-    holes += dm.stats.holes;
+    Ok(mapped)
+}
 
-    // 4. Retire the boot region from the kernel map.
+/// Step 4: retire the boot region from the kernel map: level2_kernel slots past the
+/// image, the grafted level2_fixmap slots, and the image's last L1 past its end.
+fn retire_boot_region<S: MmuSink>(p: &Plan<'_, '_>, e: &mut Emitter<'_, S>) -> Step<S> {
     e.step = "retire boot mappings";
+    let (t, g) = (&p.t, &p.g);
     for slot in g.retire_kernel.iter() {
-        e.put(mfn(t.level2_kernel)?, slot, 0)?;
+        e.put(p.mfn(t.level2_kernel)?, slot, 0)?;
     }
     for slot in g.retire_fixmap.iter() {
-        e.put(mfn(t.level2_fixmap)?, slot, 0)?;
+        e.put(p.mfn(t.level2_fixmap)?, slot, 0)?;
     }
-    let (tail_l1, tail) = input.snapshot.kernel_tail_l1;
-    let last_kernel_pte = index(input.kernel_end - PAGE_SIZE, 1);
+    let (tail_l1, tail) = p.input.snapshot.kernel_tail_l1;
+    let last_kernel_pte = index(p.input.kernel_end - PAGE_SIZE, 1);
     if pte::frame(g.level2_kernel[g.kernel_last_slot]) == tail_l1 {
         for (i, &v) in tail.iter().enumerate().skip(last_kernel_pte + 1) {
             if pte::present(v) {
@@ -620,31 +686,69 @@ pub fn run<S: MmuSink>(
             }
         }
     }
-    // The image by permission (W^X): its PTEs live in Xen's boot L1s, which the graft
-    // kept for the image; the image maps pfn i at KERNEL_VIRT_BASE + i pages.
-    if let Some(image) = input.image {
-        e.step = "map the image by section";
-        let nx = if input.nx { pte::NX } else { 0 };
-        let mut va = KERNEL_VIRT_BASE;
-        while va < input.kernel_end {
-            let l2e = g.level2_kernel[index(va, 2)];
-            if let Some(flags) = image.flags(va, nx) {
-                let pfn = Pfn((va - KERNEL_VIRT_BASE) / PAGE_SIZE);
-                let val = if flags == 0 {
-                    0
-                } else {
-                    pte::entry(mfn(pfn)?, flags)
-                };
-                e.put(pte::frame(l2e), index(va, 1), val)?;
-            }
-            va += PAGE_SIZE;
+    Ok(())
+}
+
+/// The image by permission (W^X): its PTEs live in Xen's boot L1s, which the graft kept
+/// for the image; the image maps pfn i at `KERNEL_VIRT_BASE` + i pages.
+fn map_image_wx<S: MmuSink>(
+    p: &Plan<'_, '_>,
+    image: &ImageLayout<'_>,
+    e: &mut Emitter<'_, S>,
+) -> Step<S> {
+    e.step = "map the image by section";
+    let nx = if p.input.nx {
+        pte::NX
+    } else {
+        PageTableFlags::empty()
+    };
+    let mut va = KERNEL_VIRT_BASE;
+    while va < p.input.kernel_end {
+        let l2e = p.g.level2_kernel[index(va, 2)];
+        if let Some(flags) = image.flags(va, nx) {
+            let pfn = Pfn((va - KERNEL_VIRT_BASE) / PAGE_SIZE);
+            let val = if flags.is_empty() {
+                0
+            } else {
+                pte::entry(p.mfn(pfn)?, flags)
+            };
+            e.put(pte::frame(l2e), index(va, 1), val)?;
+        }
+        va += PAGE_SIZE;
+    }
+    Ok(())
+}
+
+/// Add `[start, end)` to `regions`, coalesced with the previous region of the same use.
+fn push_region(regions: &mut Regions, start: Pfn, end: Pfn, what: Use) {
+    if start >= end {
+        return;
+    }
+    if let Some(last) = regions.last_mut() {
+        if last.what == what && last.end == start {
+            last.end = end;
+            return;
         }
     }
-    e.op(MmuOp::TlbFlushLocal)?;
-    e.flush()?;
+    // Capacity is ample for what the runtime pushes; an overflow keeps the frames
+    // unreserved only if we drop them, so widen the previous region instead.
+    if regions.push(Region { start, end, what }).is_err() {
+        if let Some(last) = regions.last_mut() {
+            last.end = last.end.max(end);
+        }
+    }
+}
 
-    // 5. Reclaim: Xen's table frames no kernel-map entry references any more become data.
+/// Step 5: Xen's table frames no kernel-map entry references any more become data
+/// (direct map RW again), and the rest of the boot region (start_info, stack, padding)
+/// is free. Returns the reserved regions and the frames reclaimed.
+fn reclaim<S: MmuSink>(
+    p: &Plan<'_, '_>,
+    dm: &DirectMap,
+    e: &mut Emitter<'_, S>,
+) -> Result<(Regions, u64), TakeoverError<S::Error>> {
     e.step = "reclaim boot frames";
+    let (input, t, g) = (p.input, &p.t, &p.g);
     let mut final_l2 = [g.level2_kernel, g.level2_fixmap];
     for s in g.retire_kernel.iter() {
         final_l2[0][s] = 0;
@@ -660,51 +764,29 @@ pub fn run<S: MmuSink>(
             .any(|&v| pte::present(v) && pte::frame(v) == m)
     };
     let mut regions = Regions::new();
-    let push = |start: Pfn, end: Pfn, what: Use, regions: &mut Regions| {
-        if start < end {
-            // Coalesce with the previous region of the same use.
-            if let Some(last) = regions.last_mut() {
-                if last.what == what && last.end == start {
-                    last.end = end;
-                    return;
-                }
-            }
-            // Capacity is ample for what the runtime pushes; an overflow keeps the frames
-            // unreserved only if we drop them, so widen the previous region instead.
-            if regions.push(Region { start, end, what }).is_err() {
-                if let Some(last) = regions.last_mut() {
-                    last.end = last.end.max(end);
-                }
-            }
-        }
-    };
     let kernel_end_pfn = Pfn((input.kernel_end - KERNEL_VIRT_BASE).div_ceil(PAGE_SIZE));
-    push(Pfn(0), kernel_end_pfn, Use::Kernel, &mut regions);
-    push(input.p2m_pfns.0, input.p2m_pfns.1, Use::P2m, &mut regions);
+    push_region(&mut regions, Pfn(0), kernel_end_pfn, Use::Kernel);
+    push_region(&mut regions, input.p2m_pfns.0, input.p2m_pfns.1, Use::P2m);
     if let Some(m) = input.module {
-        push(m.0, m.1, Use::Initrd, &mut regions);
+        push_region(&mut regions, m.0, m.1, Use::Initrd);
     }
-    push(t.l4, bitmap.0, Use::PageTables, &mut regions);
-    push(bitmap.0, bitmap.1, Use::Bitmap, &mut regions);
-    push(
-        t.direct_l1.0,
-        t.direct_l1.0 + n_l1,
-        Use::PageTables,
-        &mut regions,
-    );
+    push_region(&mut regions, t.l4, p.bitmap.0, Use::PageTables);
+    push_region(&mut regions, p.bitmap.0, p.bitmap.1, Use::Bitmap);
+    let l1_end = t.direct_l1.0 + t.direct_l1.1;
+    push_region(&mut regions, t.direct_l1.0, l1_end, Use::PageTables);
     for r in input.shared_rings.iter().flatten() {
-        push(*r, *r + 1, Use::SharedRing, &mut regions);
+        push_region(&mut regions, *r, *r + 1, Use::SharedRing);
     }
     let mut reclaimed = 0;
-    for pfn in (input.xen_pt.0 .0..input.xen_pt.1 .0).map(Pfn) {
-        let m = mfn(pfn)?;
+    for pfn in input.xen_pt.0.up_to(input.xen_pt.1) {
+        let m = p.mfn(pfn)?;
         if referenced(m) {
-            push(pfn, pfn + 1, Use::BootL1, &mut regions);
+            push_region(&mut regions, pfn, pfn + 1, Use::BootL1);
         } else {
             e.put(
-                mfn(dm.l1_of(pfn.0 / CHUNK_PAGES))?,
+                p.mfn(dm.l1_of(pfn.0 / CHUNK_PAGES))?,
                 (pfn.0 % CHUNK_PAGES) as usize,
-                pte::entry(m, data),
+                pte::entry(m, p.data),
             )?;
             reclaimed += 1;
         }
@@ -717,23 +799,11 @@ pub fn run<S: MmuSink>(
             || input.module.is_some_and(|m| in_range(pfn, m))
             || input.shared_rings.contains(&Some(pfn))
     };
-    reclaimed += (kernel_end_pfn.0..boot_end_pfn.0.min(nr))
-        .map(Pfn)
-        .filter(|&p| !kept(p))
+    reclaimed += kernel_end_pfn
+        .up_to(p.boot_end_pfn.min(Pfn(input.nr_pages)))
+        .filter(|&pfn| !kept(pfn))
         .count() as u64;
-
-    Ok(Outcome {
-        tables: t,
-        bitmap,
-        start_chunks: mapped,
-        graft: g,
-        regions,
-        boot_end_pfn,
-        reclaimed,
-        direct_map_holes: holes,
-        pt_updates: e.pt_updates,
-        mmuext_ops: e.mmuext_ops,
-    })
+    Ok((regions, reclaimed))
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@
 use crate::frames::FrameAllocator;
 use crate::layout::{index, Split, KERNEL_VIRT_BASE, L2_SPAN, L3_KERNEL, MODULES_END, PAGE_SIZE};
 use crate::ops::{pte, Level, Maddr, Mfn, MmuOp, MmuSink, Pfn};
-use crate::takeover::{MAX_MFN, TABLE};
 use crate::vrange::{RangeAllocator, RangeError};
+use x86_64::VirtAddr;
 
 /// L2 slots under `level3_kernel[510]` and `[511]` together.
 const KERNEL_MAP_SLOTS: usize = 1024;
@@ -54,13 +54,13 @@ pub trait VmapEnv {
 /// touched or freed again through it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct VmArea {
-    va: u64,
+    va: VirtAddr,
     pages: u64,
 }
 
 impl VmArea {
     /// First address of the area.
-    pub fn va(&self) -> u64 {
+    pub fn va(&self) -> VirtAddr {
         self.va
     }
     /// Pages mapped (the guard page after them not counted).
@@ -74,7 +74,7 @@ impl VmArea {
     /// An area token for `va` and `pages`, as a caller outside the planner holds it
     /// (the platform wraps areas it handed out; tests forge ones it never did, to see
     /// them refused). A token grants no access to memory.
-    pub fn forge(va: u64, pages: u64) -> Self {
+    pub fn forge(va: VirtAddr, pages: u64) -> Self {
         VmArea { va, pages }
     }
 }
@@ -88,7 +88,7 @@ pub enum VmapError<E> {
     /// Nothing was written; the range is poisoned.
     NotNone {
         /// The first address whose entry is not none.
-        va: u64,
+        va: VirtAddr,
         /// That entry.
         old: u64,
         /// Its level: L1 for a PTE, L2 when the L2 entry points at a table not ours.
@@ -114,7 +114,7 @@ pub enum VmapError<E> {
     /// frame the plan needs has no valid mfn.
     Inconsistent {
         /// The address concerned (a direct-map address for a frame without mfn).
-        va: u64,
+        va: VirtAddr,
         /// The entry found there; for a frame, its mfn (`!0` if none) or its pfn.
         entry: u64,
     },
@@ -189,7 +189,7 @@ pub struct VmapStats {
 /// no memory itself.
 pub struct Vmap {
     t: VmapTables,
-    data: u64,
+    data: pte::PageTableFlags,
     ranges: RangeAllocator,
     /// Our L1 per kernel-map L2 slot (pfn; 0 = none: pfn 0 is the kernel image).
     l1: [u32; KERNEL_MAP_SLOTS],
@@ -201,12 +201,12 @@ pub struct Vmap {
 }
 
 /// Global kernel-map L2 slot of `va` (0..1024: 0..512 under `L3[510]`, the rest `L3[511]`).
-fn slot(va: u64) -> usize {
+fn slot(va: VirtAddr) -> usize {
     ((va - KERNEL_VIRT_BASE) / L2_SPAN) as usize
 }
 
 /// End of L2 slot `g`'s span, or `end` if that comes first.
-fn slot_end(g: usize, end: u64) -> u64 {
+fn slot_end(g: usize, end: VirtAddr) -> VirtAddr {
     (KERNEL_VIRT_BASE + (g as u64 + 1) * L2_SPAN).min(end)
 }
 
@@ -215,6 +215,16 @@ fn put<S: MmuSink>(sink: &mut S, table: Mfn, idx: usize, val: u64) -> Result<(),
         ptr: Maddr(table.maddr().0 + idx as u64 * 8),
         val,
     })
+}
+
+/// What [`Vmap::scan`] found in a range about to be mapped.
+struct Scan {
+    /// Entries that are not none.
+    met: u64,
+    /// The first of them: its address, the entry and its level.
+    first: Option<(VirtAddr, u64, Level)>,
+    /// L2 slots with no table yet (a fresh L1 each).
+    new_l1: u64,
 }
 
 impl Vmap {
@@ -226,7 +236,11 @@ impl Vmap {
                 | pte::RW
                 | pte::ACCESSED
                 | pte::DIRTY
-                | if nx { pte::NX } else { 0 },
+                | if nx {
+                    pte::NX
+                } else {
+                    pte::PageTableFlags::empty()
+                },
             ranges: RangeAllocator::new(split.modules_start(), MODULES_END),
             l1: [0; KERNEL_MAP_SLOTS],
             used: [0; KERNEL_MAP_SLOTS],
@@ -251,7 +265,7 @@ impl Vmap {
 
     /// The entry for `va` that a new mapping would replace: our L1's PTE, a foreign L1's
     /// PTE, or the L2 entry itself when it points at a frame that is not ours.
-    fn current(&self, env: &impl VmapEnv, va: u64) -> (u64, Level) {
+    fn current(&self, env: &impl VmapEnv, va: VirtAddr) -> (u64, Level) {
         let g = slot(va);
         let idx = index(va, 1);
         if self.l1[g] != 0 {
@@ -262,30 +276,16 @@ impl Vmap {
             return (0, Level::L1);
         }
         match env.pfn(pte::frame(l2e)) {
-            Some(p) if pte::present(l2e) && l2e & pte::PSE == 0 => (env.word(p, idx), Level::L1),
+            Some(p) if pte::present(l2e) && !pte::flags(l2e).contains(pte::PSE) => {
+                (env.word(p, idx), Level::L1)
+            }
             _ => (l2e, Level::L2),
         }
     }
 
-    /// Map `pages` fresh frames read-write (NX) at a new area of module space.
-    pub fn map<E: VmapEnv, S: MmuSink>(
-        &mut self,
-        env: &mut E,
-        sink: &mut S,
-        frames: &mut FrameAllocator<'_>,
-        pages: u64,
-    ) -> Result<VmArea, VmapError<S::Error>> {
-        if self.halted {
-            return Err(VmapError::Halted);
-        }
-        let max = (self.ranges.end() - self.ranges.base()) / PAGE_SIZE - 1;
-        if pages > max {
-            return Err(VmapError::TooLarge { pages, max });
-        }
-        let va = self.ranges.alloc(pages).map_err(VmapError::Range)?;
-        let end = va + pages * PAGE_SIZE;
-
-        // 1. Every entry we would write must be none: check them all before writing any.
+    /// Every entry `[va, end)` would replace: how many are not none, the first such, and
+    /// how many fresh L1s the range needs.
+    fn scan(&mut self, env: &impl VmapEnv, va: VirtAddr, end: VirtAddr) -> Scan {
         let (mut met, mut first) = (0u64, None);
         let mut new_l1 = 0u64;
         let mut p = va;
@@ -318,6 +318,29 @@ impl Vmap {
                 first.get_or_insert((slot_va, l2e, Level::L2));
             }
         }
+        Scan { met, first, new_l1 }
+    }
+
+    /// Map `pages` fresh frames read-write (NX) at a new area of module space.
+    pub fn map<E: VmapEnv, S: MmuSink>(
+        &mut self,
+        env: &mut E,
+        sink: &mut S,
+        frames: &mut FrameAllocator<'_>,
+        pages: u64,
+    ) -> Result<VmArea, VmapError<S::Error>> {
+        if self.halted {
+            return Err(VmapError::Halted);
+        }
+        let max = (self.ranges.end() - self.ranges.base()) / PAGE_SIZE - 1;
+        if pages > max {
+            return Err(VmapError::TooLarge { pages, max });
+        }
+        let va = self.ranges.alloc(pages).map_err(VmapError::Range)?;
+        let end = va + pages * PAGE_SIZE;
+
+        // 1. Every entry we would write must be none: check them all before writing any.
+        let Scan { met, first, new_l1 } = self.scan(env, va, end);
         if let Some((bad_va, old, level)) = first {
             self.ranges.poison(va, pages).map_err(VmapError::Range)?;
             self.stats.non_none_met += met;
@@ -352,11 +375,12 @@ impl Vmap {
                         sink,
                         dl1,
                         (l1.0 % 512) as usize,
-                        pte::entry(l1_mfn, self.data & !pte::RW),
+                        pte::entry(l1_mfn, self.data - pte::RW),
                     )
                     .map_err(VmapError::Sink)?;
                     let l2 = self.mfn_of(env, self.l2_pfn(g))?;
-                    put(sink, l2, g % 512, pte::entry(l1_mfn, TABLE)).map_err(VmapError::Sink)?;
+                    put(sink, l2, g % 512, pte::entry(l1_mfn, pte::TABLE))
+                        .map_err(VmapError::Sink)?;
                     // pfns stay below 2^27 (the direct map spans 512 GiB): they fit a u32.
                     self.l1[g] = l1.0 as u32;
                     self.stats.l1_made += 1;
@@ -400,7 +424,7 @@ impl Vmap {
 
     fn mfn_of<E: VmapEnv, X>(&self, env: &E, pfn: Pfn) -> Result<Mfn, VmapError<X>> {
         match env.mfn(pfn) {
-            Some(m) if m <= MAX_MFN => Ok(m),
+            Some(m) if m <= Mfn::MAX => Ok(m),
             other => Err(VmapError::Inconsistent {
                 va: crate::layout::direct_map_va(pfn),
                 entry: other.unwrap_or(Mfn(!0)).0,
@@ -418,7 +442,7 @@ impl Vmap {
             let Some(p) = frames.alloc() else {
                 return Err(VmapError::OutOfFrames { need: 1, free: 0 });
             };
-            if let Some(m) = env.mfn(p).filter(|&m| m <= MAX_MFN) {
+            if let Some(m) = env.mfn(p).filter(|&m| m <= Mfn::MAX) {
                 return Ok((p, m));
             }
         }
@@ -458,7 +482,7 @@ impl Vmap {
         env: &mut E,
         sink: &mut S,
         frames: &mut FrameAllocator<'_>,
-        va: u64,
+        va: VirtAddr,
         pages: u64,
     ) -> Result<(), VmapError<S::Error>> {
         let mut bad = None;

@@ -6,6 +6,7 @@
 //! *poisoned*: kept out of use for good rather than handed out again (it would fail again).
 
 use crate::layout::PAGE_SIZE;
+use x86_64::VirtAddr;
 
 /// Areas (live or poisoned) the allocator can track at once.
 pub const MAX_SPANS: usize = 1024;
@@ -44,7 +45,7 @@ pub enum RangeError {
     /// `va` is not the start of a live area of `pages` pages.
     NotAllocated {
         /// The address given.
-        va: u64,
+        va: VirtAddr,
         /// The size given, in pages.
         pages: u64,
     },
@@ -100,28 +101,28 @@ impl core::fmt::Display for RangeError {
 /// assert_eq!(r.alloc(7), Ok(base + 8 * PAGE_SIZE));
 /// ```
 pub struct RangeAllocator {
-    base: u64,
+    base: VirtAddr,
     pages: u64,
     spans: heapless::Vec<Span, MAX_SPANS>,
 }
 
 impl RangeAllocator {
     /// Hand out `[base, end)` (page-aligned).
-    pub fn new(base: u64, end: u64) -> Self {
-        debug_assert!(base.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE));
+    pub fn new(base: VirtAddr, end: VirtAddr) -> Self {
+        debug_assert!(base.is_aligned(PAGE_SIZE) && end.is_aligned(PAGE_SIZE));
         RangeAllocator {
             base,
-            pages: end.saturating_sub(base) / PAGE_SIZE,
+            pages: end.as_u64().saturating_sub(base.as_u64()) / PAGE_SIZE,
             spans: heapless::Vec::new(),
         }
     }
 
     /// First address handed out.
-    pub fn base(&self) -> u64 {
+    pub fn base(&self) -> VirtAddr {
         self.base
     }
     /// One past the last address handed out.
-    pub fn end(&self) -> u64 {
+    pub fn end(&self) -> VirtAddr {
         self.base + self.pages * PAGE_SIZE
     }
 
@@ -139,7 +140,7 @@ impl RangeAllocator {
     }
 
     /// An area of `pages` pages (plus its guard page): its address.
-    pub fn alloc(&mut self, pages: u64) -> Result<u64, RangeError> {
+    pub fn alloc(&mut self, pages: u64) -> Result<VirtAddr, RangeError> {
         if pages == 0 {
             return Err(RangeError::Empty);
         }
@@ -165,7 +166,7 @@ impl RangeAllocator {
         Ok(self.base + start * PAGE_SIZE)
     }
 
-    fn find_live(&self, va: u64, pages: u64) -> Result<usize, RangeError> {
+    fn find_live(&self, va: VirtAddr, pages: u64) -> Result<usize, RangeError> {
         let bad = RangeError::NotAllocated { va, pages };
         if va < self.base || !(va - self.base).is_multiple_of(PAGE_SIZE) {
             return Err(bad);
@@ -178,19 +179,19 @@ impl RangeAllocator {
     }
 
     /// Is `[va, +pages)` exactly a live area?
-    pub fn check(&self, va: u64, pages: u64) -> Result<(), RangeError> {
+    pub fn check(&self, va: VirtAddr, pages: u64) -> Result<(), RangeError> {
         self.find_live(va, pages).map(|_| ())
     }
 
     /// Give a live area back.
-    pub fn free(&mut self, va: u64, pages: u64) -> Result<(), RangeError> {
+    pub fn free(&mut self, va: VirtAddr, pages: u64) -> Result<(), RangeError> {
         let i = self.find_live(va, pages)?;
         self.spans.remove(i);
         Ok(())
     }
 
     /// Keep a live area out of use for good, merged with poisoned neighbours it touches.
-    pub fn poison(&mut self, va: u64, pages: u64) -> Result<(), RangeError> {
+    pub fn poison(&mut self, va: VirtAddr, pages: u64) -> Result<(), RangeError> {
         let i = self.find_live(va, pages)?;
         self.spans[i].kind = Kind::Poisoned;
         if i + 1 < self.spans.len() {
@@ -222,7 +223,7 @@ impl RangeAllocator {
         self.spans.iter().filter(|s| s.kind == Kind::Live).count()
     }
     /// Is `va` inside a live area (guard page excluded)?
-    pub fn is_live(&self, va: u64) -> bool {
+    pub fn is_live(&self, va: VirtAddr) -> bool {
         if va < self.base || va >= self.end() {
             return false;
         }
@@ -238,7 +239,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const B: u64 = 0xffff_ffff_c000_0000;
+    const B: VirtAddr = VirtAddr::new(0xffff_ffff_c000_0000);
 
     #[test]
     fn first_fit_with_a_guard_page_after_each_area() {
@@ -260,7 +261,7 @@ mod tests {
     #[test]
     fn exhaustion_and_fragmentation_are_errors_naming_the_sizes() {
         let mut r = RangeAllocator::new(B, B + 20 * PAGE_SIZE);
-        let areas: Vec<u64> = (0..5).map(|_| r.alloc(3).unwrap()).collect();
+        let areas: Vec<VirtAddr> = (0..5).map(|_| r.alloc(3).unwrap()).collect();
         assert_eq!(
             r.alloc(1),
             Err(RangeError::NoSpace {
@@ -319,7 +320,7 @@ mod tests {
         #[test]
         fn areas_never_overlap(ops in proptest::collection::vec((any::<bool>(), 1u64..40, any::<u8>()), 1..300)) {
             let mut r = RangeAllocator::new(B, B + 512 * PAGE_SIZE);
-            let mut live: Vec<(u64, u64)> = vec![];
+            let mut live: Vec<(VirtAddr, u64)> = vec![];
             for (alloc, pages, pick) in ops {
                 if alloc || live.is_empty() {
                     match r.alloc(pages) {

@@ -290,7 +290,7 @@ proptest! {
             }
             // Every frame handed out is mapped, and is really usable: write it.
             for &p in held.iter().rev().take(4) {
-                m.borrow_mut().write_va(direct_map_va(p), 0x5a5a).unwrap();
+                m.borrow_mut().write_va(direct_map_va(p).as_u64(), 0x5a5a).unwrap();
             }
         }
         prop_assert_eq!(frames.available_frames() + held.len() as u64, total);

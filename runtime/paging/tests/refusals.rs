@@ -20,7 +20,7 @@ impl TableReader for Tables {
     }
 }
 
-const T: u64 = pte::PRESENT | pte::RW | pte::ACCESSED;
+const T: pte::PageTableFlags = pte::PRESENT.union(pte::RW).union(pte::ACCESSED);
 const L4: u64 = 1;
 const L3: u64 = 2;
 const L2: u64 = 3;
@@ -48,7 +48,7 @@ fn boot_tables(pages: u64) -> Tables {
     t
 }
 
-const KERNEL_END: u64 = KERNEL_VIRT_BASE + 0x59 * PAGE_SIZE;
+const KERNEL_END: VirtAddr = VirtAddr::new(KERNEL_VIRT_BASE.as_u64() + 0x59 * PAGE_SIZE);
 
 #[test]
 fn an_honest_boot_mapping_is_read() {

@@ -80,7 +80,7 @@ fn verify(c: &Case, done: &Done) -> check::Report {
         } else {
             Some((true, true)) // read-write, no-execute
         };
-        let got = m.translate(va).map(|t| (t.writable, t.nx));
+        let got = m.translate(va.as_u64()).map(|t| (t.writable, t.nx));
         assert_eq!(
             got, want,
             "image page {va:#x} (text to {:#x}, rodata to {:#x})",
@@ -194,7 +194,7 @@ fn a_big_initrd_really_spills_into_l3_511_and_is_grafted_exactly() {
         .as_ref()
         .unwrap_or_else(|e| panic!("{e:?} {:#x?}", done.d.p2m_pfns));
     // Xen's region ends at 0xffffffffc5400000: slots 0..=41 of L3[511] were grafted.
-    assert_eq!(done.d.boot_end, 0xffff_ffff_c540_0000);
+    assert_eq!(done.d.boot_end.as_u64(), 0xffff_ffff_c540_0000);
     assert_eq!(
         out.graft.retire_fixmap.iter().collect::<Vec<_>>(),
         (0..42).collect::<Vec<_>>()
@@ -260,7 +260,7 @@ fn layouts_that_cannot_fit_are_refused_before_anything_is_written() {
     let mut snap = snapshot::BootSnapshot {
         l2_kernel: [0; 512],
         l2_fixmap: Some([0; 512]),
-        boot_end: 0xffff_ffff_ff20_0000,
+        boot_end: VirtAddr::new(0xffff_ffff_ff20_0000),
         kernel_tail_l1: (Mfn(0), [0; 512]),
     };
     snap.l2_kernel[0] = 1;
@@ -268,7 +268,7 @@ fn layouts_that_cannot_fit_are_refused_before_anything_is_written() {
     assert_eq!(
         e,
         LayoutError::BootRegionReachesFixmap {
-            boot_end: 0xffff_ffff_ff20_0000,
+            boot_end: VirtAddr::new(0xffff_ffff_ff20_0000),
             limit: MODULES_END
         }
     );

@@ -55,7 +55,9 @@ fn from_ext(o: &xen_sys::mmuext_op) -> MmuOp {
     let arg = unsafe { o.arg1.mfn };
     match o.cmd {
         xen_sys::MMUEXT_TLB_FLUSH_LOCAL => MmuOp::TlbFlushLocal,
-        xen_sys::MMUEXT_INVLPG_LOCAL => MmuOp::InvlpgLocal { va: arg },
+        xen_sys::MMUEXT_INVLPG_LOCAL => MmuOp::InvlpgLocal {
+            va: VirtAddr::new(arg),
+        },
         xen_sys::MMUEXT_CLEAR_PAGE => MmuOp::ClearPage { mfn: Mfn(arg) },
         xen_sys::MMUEXT_UNPIN_TABLE => MmuOp::Unpin { mfn: Mfn(arg) },
         xen_sys::MMUEXT_NEW_BASEPTR => MmuOp::NewBaseptr { mfn: Mfn(arg) },
@@ -115,13 +117,13 @@ impl VmapEnv for Env<'_> {
     fn word(&self, pfn: Pfn, i: usize) -> u64 {
         self.m
             .borrow()
-            .read_va(direct_map_va(pfn) + i as u64 * 8)
+            .read_va((direct_map_va(pfn) + i as u64 * 8).as_u64())
             .expect("frames are readable through the direct map")
     }
     fn zero(&mut self, pfn: Pfn) {
         let mut m = self.m.borrow_mut();
         for i in 0..512 {
-            m.write_va(direct_map_va(pfn) + i * 8, 0)
+            m.write_va((direct_map_va(pfn) + i * 8).as_u64(), 0)
                 .expect("a new L1 is zeroed while still writable");
         }
     }
@@ -131,8 +133,8 @@ struct World {
     m: RefCell<Model>,
     p2m: Vec<Mfn>,
     regions: xenpv_paging::frames::Regions,
-    t: xenpv_paging::takeover::Tables,
-    kernel_end: u64,
+    t: xenpv_paging::tables::Tables,
+    kernel_end: VirtAddr,
     split: Split,
 }
 
@@ -183,7 +185,7 @@ macro_rules! parts {
 }
 
 /// The fields of a `NotNone` refusal (any other result fails the test).
-fn not_none<E: std::fmt::Debug>(err: &VmapError<E>) -> (u64, u64, Level, u64) {
+fn not_none<E: std::fmt::Debug>(err: &VmapError<E>) -> (VirtAddr, u64, Level, u64) {
     match *err {
         VmapError::NotNone {
             va,
@@ -244,7 +246,7 @@ fn frames_of(w: &World, a: &VmArea) -> Vec<Mfn> {
     (0..a.pages())
         .map(|i| {
             let t = m
-                .translate(a.va() + i * PAGE_SIZE)
+                .translate((a.va() + i * PAGE_SIZE).as_u64())
                 .unwrap_or_else(|| panic!("page {i} of {:#x} unmapped", a.va()));
             assert!(t.writable && t.nx, "page {i}: {t:?}");
             assert_eq!(m.frame_type(t.mfn).ty, PageType::Writable);
@@ -271,7 +273,7 @@ fn map_and_unmap_follow_xens_rules_and_give_everything_back() {
             "one guard page after each area"
         );
         assert_eq!(
-            w.m.borrow().translate(a.va() + PAGE_SIZE),
+            w.m.borrow().translate((a.va() + PAGE_SIZE).as_u64()),
             None,
             "the guard page is unmapped"
         );
@@ -309,7 +311,7 @@ fn map_and_unmap_follow_xens_rules_and_give_everything_back() {
         for x in [b, a, c] {
             let va = x.va();
             vmap.unmap(&mut env, &mut sink, &mut frames, x).unwrap();
-            assert_eq!(w.m.borrow().translate(va), None);
+            assert_eq!(w.m.borrow().translate(va.as_u64()), None);
             assert!(
                 matches!(
                     sink.transport().ops.last(),

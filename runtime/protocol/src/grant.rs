@@ -126,7 +126,7 @@ pub struct FreeList {
 }
 
 /// References the fixmap's grant slots can hold.
-pub const MAX_REFS: u32 = xenpv_paging::layout::GNTTAB_MAX_FRAMES as u32 * ENTRIES_PER_FRAME;
+pub const MAX_REFS: u32 = xenpv_abi::layout::GNTTAB_MAX_FRAMES as u32 * ENTRIES_PER_FRAME;
 
 impl FreeList {
     /// References `RESERVED..refs` free (`refs` at most [`MAX_REFS`]).

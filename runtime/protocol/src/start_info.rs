@@ -6,8 +6,12 @@
 
 use core::mem::{offset_of, size_of};
 use xen_sys::start_info as Raw;
+use xenpv_abi::layout::{DIRECT_MAP_MAX_BYTES, PAGE_SIZE};
 use xenpv_abi::Pfn;
-use xenpv_paging::layout::{DIRECT_MAP_MAX_BYTES, KERNEL_VIRT_BASE, PAGE_SIZE};
+
+/// [`xenpv_abi::layout::KERNEL_VIRT_BASE`] as the raw word start_info's fields are
+/// checked against (they are untrusted `u64`s until checked).
+const KERNEL_VIRT_BASE: u64 = xenpv_abi::layout::KERNEL_VIRT_BASE.as_u64();
 
 /// Bytes of `struct start_info` on x86-64.
 pub const RAW_SIZE: usize = size_of::<Raw>();

@@ -71,7 +71,7 @@ impl MmuSink for Queued<'_> {
 /// plan that read it through the boot mapping after retiring it would fail here.
 pub struct GuestP2m<'a> {
     m: &'a RefCell<Model>,
-    mfn_list: u64,
+    mfn_list: VirtAddr,
 }
 
 impl P2m for GuestP2m<'_> {
@@ -81,7 +81,11 @@ impl P2m for GuestP2m<'_> {
         } else {
             self.mfn_list
         };
-        self.m.borrow().read_va(base + pfn.0 * 8).ok().map(Mfn)
+        self.m
+            .borrow()
+            .read_va((base + pfn.0 * 8).as_u64())
+            .ok()
+            .map(Mfn)
     }
 }
 
@@ -117,18 +121,18 @@ impl TableReader for BootReader<'_> {
 /// The start_info facts of the dom0 builder model, in the shape the tests use.
 pub struct Dom0 {
     pub p2m: Vec<Mfn>,
-    pub kernel_end: u64,
+    pub kernel_end: VirtAddr,
     pub module: Option<(Pfn, Pfn)>,
     pub p2m_pfns: (Pfn, Pfn),
-    pub mfn_list: u64,
+    pub mfn_list: VirtAddr,
     pub xen_pt: (Pfn, Pfn),
-    pub boot_end: u64,
+    pub boot_end: VirtAddr,
     pub shared_info: Mfn,
 }
 
 /// (mfn, writable) of `va` in the model's current tables.
-pub fn tr(m: &Model, va: u64) -> Option<(Mfn, bool)> {
-    m.translate(va).map(|t| (Mfn(t.mfn), t.writable))
+pub fn tr(m: &Model, va: VirtAddr) -> Option<(Mfn, bool)> {
+    m.translate(va.as_u64()).map(|t| (Mfn(t.mfn), t.writable))
 }
 
 pub struct Case {
@@ -172,7 +176,7 @@ impl TableStore for ModelDirect<'_> {
         let mut m = self.m.borrow_mut();
         for (i, &v) in entries.iter().enumerate() {
             let va = direct_map_va(pfn) + i as u64 * 8;
-            if let Err(f) = m.write_va(va, v) {
+            if let Err(f) = m.write_va(va.as_u64(), v) {
                 panic!(
                     "plain store into pfn {pfn:#x} at {va:#x} faults: {}",
                     f.what
@@ -222,11 +226,11 @@ pub fn direct_map(out: &Outcome, nr_pages: u64, pt_write: PtWrite) -> DirectMap 
 #[derive(Clone, Copy, Debug)]
 pub struct Image {
     /// End of text.
-    pub text_end: u64,
+    pub text_end: VirtAddr,
     /// End of read-only data.
-    pub rodata_end: u64,
+    pub rodata_end: VirtAddr,
     /// The guard page, left unmapped (images of 8 pages and more).
-    pub guard: Option<u64>,
+    pub guard: Option<VirtAddr>,
 }
 
 impl Image {
@@ -286,21 +290,21 @@ fn take_over_only(c: &Case, module_space_min: u64, holes: &[Pfn]) -> Done {
         mod_start_pfn: c.mod_start_pfn,
         p2m_seed: c.nr_pages ^ c.initrd,
     });
-    let pfn_of = |va: u64| Pfn((va - KERNEL_VIRT_BASE) / PAGE_SIZE);
+    let pfn_of = |va: u64| Pfn((va - KERNEL_VIRT_BASE.as_u64()) / PAGE_SIZE);
     let pt0 = pfn_of(b.pt_base);
     let d = Dom0 {
         p2m: model.p2m().iter().copied().map(Mfn).collect(),
-        kernel_end: b.kernel_end,
+        kernel_end: VirtAddr::new(b.kernel_end),
         module: b
             .initrd_pfn
             .map(|p| (Pfn(p), Pfn(p + b.mod_len.div_ceil(PAGE_SIZE)))),
         p2m_pfns: (
             pfn_of(b.mfn_list),
-            Pfn((b.mfn_list - KERNEL_VIRT_BASE + c.nr_pages * 8).div_ceil(PAGE_SIZE)),
+            Pfn((b.mfn_list - KERNEL_VIRT_BASE.as_u64() + c.nr_pages * 8).div_ceil(PAGE_SIZE)),
         ),
-        mfn_list: b.mfn_list,
+        mfn_list: VirtAddr::new(b.mfn_list),
         xen_pt: (pt0, pt0 + b.nr_pt_frames),
-        boot_end: b.v_end,
+        boot_end: VirtAddr::new(b.v_end),
         shared_info: Mfn(b.shared_info >> 12),
     };
     assert_eq!(

@@ -91,16 +91,16 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     let takeover_end_tsc = crate::time::rdtsc();
     #[cfg(feature = "defmt")]
     crate::defmt_log::clock_up();
-    let (_, (mapped, chunks)) = memory.direct_map();
+    let direct_map = memory.direct_map();
     crate::info!(
         "paging: own tables live, split {}, {} PTE updates, {} boot frames reclaimed, {} free frames, direct map {} ({} of {} MiB mapped, L1s by {})",
         split.name(),
-        memory.mmu_counts().1,
+        memory.mmu_counts().pt_updates,
         memory.outcome().reclaimed,
         memory.frames().free_frames(),
         if eager { "eager" } else { "on-demand" },
-        mapped * 2,
-        chunks * 2,
+        direct_map.mapped_chunks * 2,
+        direct_map.chunks * 2,
         pt_write.name()
     );
 
@@ -136,7 +136,7 @@ fn guard_boot_stack() {
     extern "C" {
         static xenpv_boot_stack_guard: u8;
     }
-    let va = core::ptr::addr_of!(xenpv_boot_stack_guard) as u64;
+    let va = x86_64::VirtAddr::from_ptr(core::ptr::addr_of!(xenpv_boot_stack_guard));
     if let Err(e) = crate::hypercall::update_va_mapping(va, 0, crate::hypercall::UVMF_INVLPG_LOCAL)
     {
         crate::warn!("boot stack guard page at {va:#x} not unmapped: {e}");
@@ -157,7 +157,7 @@ fn attach_early_console(mfn: u64, evtchn: u32) {
         return;
     };
     // A symbol of the image's start-of-day assembly: only its address is used.
-    let va = core::ptr::addr_of!(xenpv_console_window) as u64;
+    let va = x86_64::VirtAddr::from_ptr(core::ptr::addr_of!(xenpv_console_window));
     let entry = pte::entry(
         xenpv_abi::Mfn(mfn),
         pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | pte::NX,

@@ -104,7 +104,7 @@ macro_rules! notes_asm {
             "    mov %r9, %r8",
             "    jmp *%rax", // the trampoline's ret returns to our caller
             ".popsection",
-            virt_base = const KERNEL_VIRT_BASE,
+            virt_base = const KERNEL_VIRT_BASE.as_u64(),
             stack = const BOOT_STACK_BYTES,
             options(att_syntax)
         );

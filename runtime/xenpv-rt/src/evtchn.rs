@@ -27,7 +27,7 @@ fn op<T>(name: &'static str, cmd: u32, arg: &mut T) -> Result<(), EvtchnError> {
 
 /// shared_info, at its fixmap slot.
 fn shared() -> *mut xen::shared_info {
-    Fixmap::SharedInfo.va() as *mut xen::shared_info
+    Fixmap::SharedInfo.va().as_mut_ptr::<xen::shared_info>()
 }
 
 /// The pending (or mask) word of `port`, as an atomic. `port` must be below [`NR_PORTS`].

@@ -11,7 +11,7 @@
 //! (as Linux's `gnttab_add_deferred`); [`GrantTable::deferred`] counts those waiting.
 
 use crate::hypercall;
-use crate::mm::layout::{Fixmap, GNTTAB_MAX_FRAMES, PAGE_SIZE};
+use crate::mm::layout::{Fixmap, VirtAddr, GNTTAB_MAX_FRAMES, PAGE_SIZE};
 use crate::mm::{Memory, Page};
 use crate::shared_page::SharedPage;
 use core::marker::PhantomData;
@@ -171,7 +171,7 @@ pub struct GrantTable {
 pub struct Mapping {
     handle: u32,
     pte: u64,
-    va: u64,
+    va: VirtAddr,
 }
 
 impl GrantTable {
@@ -376,9 +376,9 @@ fn entry(r: GrantRef) -> Entry<'static> {
     // entry's fields are naturally aligned and shared with Xen, so accessed atomically.
     unsafe {
         Entry {
-            flags: AtomicU16::from_ptr(va as *mut u16),
-            domid: AtomicU16::from_ptr((va + 2) as *mut u16),
-            frame: AtomicU32::from_ptr((va + 4) as *mut u32),
+            flags: AtomicU16::from_ptr(va.as_mut_ptr::<u16>()),
+            domid: AtomicU16::from_ptr((va + 2).as_mut_ptr::<u16>()),
+            frame: AtomicU32::from_ptr((va + 4).as_mut_ptr::<u32>()),
         }
     }
 }
@@ -502,7 +502,7 @@ impl GrantTable {
 
 impl Mapping {
     /// Where the granted page is mapped (the fixmap's grant slot).
-    pub fn va(&self) -> u64 {
+    pub fn va(&self) -> VirtAddr {
         self.va
     }
 
@@ -513,7 +513,7 @@ impl Mapping {
             // SAFETY: Xen mapped the granted frame at `va` (one page) and keeps it there
             // until `unmap`, which consumes the Mapping; `i` < one page; volatile because
             // the peer may write the page concurrently.
-            *b = unsafe { ((self.va + i as u64) as *const u8).read_volatile() };
+            *b = unsafe { (self.va + i as u64).as_ptr::<u8>().read_volatile() };
         }
     }
 }

@@ -109,7 +109,7 @@ impl State {
         };
         let first = crate::mm::take_frame_run(bytes / PAGE_SIZE)
             .ok_or("no run of free frames is that long (or Boot::memory().frames() is held)")?;
-        let base = direct_map_va(first) as *mut u8;
+        let base = direct_map_va(first).as_mut_ptr::<u8>();
         // SAFETY: the frames were just taken from the frame allocator (so nothing else
         // uses them, and they are never given back), they are consecutive pfns and so a
         // consecutive, writable range of the direct map, `bytes` long.

@@ -235,10 +235,19 @@ pub(crate) fn mmu_update_then_ext(
 ///
 /// Safe to call, but remapping or unmapping a page that Rust code still references breaks
 /// memory safety.
-pub(crate) fn update_va_mapping(va: u64, val: u64, flags: u64) -> Result<(), XenError> {
+pub(crate) fn update_va_mapping(
+    va: x86_64::VirtAddr,
+    val: u64,
+    flags: u64,
+) -> Result<(), XenError> {
     // SAFETY: no pointers are passed; Xen validates the new entry, and what it maps at
     // `va` is the caller's (see the doc).
-    let rc = unsafe { raw(xen::__HYPERVISOR_update_va_mapping, [va, val, flags, 0, 0]) };
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_update_va_mapping,
+            [va.as_u64(), val, flags, 0, 0],
+        )
+    };
     check(rc).map(|_| ())
 }
 

@@ -1,6 +1,7 @@
 //! The live side of a shared ring page: the mapped page and its event channel, behind
 //! the [`Link`] trait the ring protocol (`xenpv_protocol::ring`) is written against.
 
+use x86_64::VirtAddr;
 use xenpv_protocol::ring::{Idx, Link, PageLayout, Side};
 
 /// A shared ring page mapped at `va` (direct map) and its event channel: the live
@@ -11,7 +12,7 @@ use xenpv_protocol::ring::{Idx, Link, PageLayout, Side};
 /// it at any time; the ring arithmetic that decides what to access, and refuses indices
 /// the peer corrupted, is [`ring::Duplex`](crate::ring::Duplex).
 pub struct PageLink {
-    va: u64,
+    va: VirtAddr,
     layout: PageLayout,
     port: crate::evtchn::Port,
 }
@@ -25,7 +26,7 @@ impl PageLink {
     /// `va` must map the 4 KiB ring page, RW, for as long as the link is used, nothing
     /// else in this guest may access it, and `layout`'s offsets must lie inside the page
     /// with its index words 4-byte aligned.
-    pub unsafe fn new(va: u64, layout: PageLayout, port: crate::evtchn::Port) -> Self {
+    pub unsafe fn new(va: VirtAddr, layout: PageLayout, port: crate::evtchn::Port) -> Self {
         PageLink { va, layout, port }
     }
     /// The event channel (masked: wait on it with [`evtchn::wait`](crate::evtchn::wait)).
@@ -34,7 +35,7 @@ impl PageLink {
     }
     /// The page at byte offset `off`.
     fn at<T>(&self, off: usize) -> *mut T {
-        (self.va + off as u64) as *mut T
+        (self.va + off as u64).as_mut_ptr::<T>()
     }
     /// Byte `i` (free-running, taken modulo the ring's size) of the ring on `side`.
     fn byte(&self, side: Side, i: u32) -> *mut u8 {

@@ -4,14 +4,14 @@
 //! buffers.
 
 use crate::mm::{Memory, Page};
-use xenpv_paging::layout::direct_map_va;
+use xenpv_paging::layout::{direct_map_va, VirtAddr};
 use xenpv_protocol::shared_ring::PageMem;
 
 /// An owned page that a peer may write: every access volatile, every offset checked.
 #[derive(Debug)]
 pub struct SharedPage {
     page: Page,
-    va: u64,
+    va: VirtAddr,
 }
 
 impl SharedPage {
@@ -33,7 +33,7 @@ impl SharedPage {
     }
     fn ptr(&self, at: usize, len: usize) -> *mut u8 {
         assert!(at + len <= 4096, "{len} bytes at {at} pass the page end");
-        (self.va + at as u64) as *mut u8
+        (self.va + at as u64).as_mut_ptr::<u8>()
     }
     /// Copy bytes out with volatile reads (8 at a time where aligned).
     pub fn read_bytes(&self, at: usize, out: &mut [u8]) {
@@ -72,7 +72,7 @@ impl SharedPage {
         // SAFETY: the page is ours, mapped RW in the direct map for as long as self
         // lives; the &mut self borrow makes the reference unique in this guest. Callers
         // use it only for pages the peer cannot write.
-        unsafe { &mut *(self.va as *mut [u8; 4096]) }
+        unsafe { &mut *self.va.as_mut_ptr::<[u8; 4096]>() }
     }
 }
 

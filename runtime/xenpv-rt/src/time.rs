@@ -30,7 +30,7 @@ pub fn rdtsc() -> u64 {
 /// always runs after it).
 pub fn clock() -> Clock {
     use crate::mm::layout::Fixmap;
-    let si = Fixmap::SharedInfo.va() as *const xen_sys::shared_info;
+    let si = Fixmap::SharedInfo.va().as_ptr::<xen_sys::shared_info>();
     loop {
         // SAFETY: the takeover maps shared_info at fixmap slot 0 before anything calls
         // this; the fields are read volatile because Xen writes them at any time.

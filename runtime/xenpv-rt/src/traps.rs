@@ -183,7 +183,9 @@ fn cr2() -> Option<u64> {
     if !crate::time::ready() {
         return None;
     }
-    let si = crate::mm::layout::Fixmap::SharedInfo.va() as *const xen_sys::shared_info;
+    let si = crate::mm::layout::Fixmap::SharedInfo
+        .va()
+        .as_ptr::<xen_sys::shared_info>();
     // SAFETY: shared_info is mapped at its fixmap slot once `shared_info_mapped` ran; a
     // volatile read because Xen writes the field.
     Some(unsafe { core::ptr::addr_of!((*si).vcpu_info[0].arch.cr2).read_volatile() })

@@ -34,7 +34,24 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use xenpv_paging::ops::{pte, Level, MmuOp, MmuSink};
+use xenpv_paging::ops::{Level, MmuOp, MmuSink};
+
+/// The PTE bits as raw words: the model works on entries as Xen does (`_PAGE_*` masks),
+/// not on the planners' typed `PageTableFlags`.
+mod pte {
+    pub use typed::{frame, ADDR_MASK};
+    use xenpv_paging::ops::pte as typed;
+    pub const PRESENT: u64 = typed::PRESENT.bits();
+    pub const RW: u64 = typed::RW.bits();
+    pub const USER: u64 = typed::USER.bits();
+    pub const PWT: u64 = typed::PWT.bits();
+    pub const PCD: u64 = typed::PCD.bits();
+    pub const ACCESSED: u64 = typed::ACCESSED.bits();
+    pub const DIRTY: u64 = typed::DIRTY.bits();
+    pub const PSE: u64 = typed::PSE.bits();
+    pub const GLOBAL: u64 = typed::GLOBAL.bits();
+    pub const NX: u64 = typed::NX.bits();
+}
 /// Raw machine frame number. The model keys Xen's frames by number, as Xen's
 /// `frame_table` does; the typed `xenpv_paging::Mfn` is converted where a plan's
 /// operations arrive ([`XenPvModel::apply`]) and in the dom0 builder's outputs.
