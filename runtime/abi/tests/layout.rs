@@ -437,3 +437,36 @@ fn alignment_of_slots_fits_the_ring() {
         0
     );
 }
+
+#[test]
+fn xen_sys_hypercall_numbers() {
+    // xen.h: __HYPERVISOR_set_trap_table 0, mmu_update 1, memory_op 12, multicall 13,
+    // update_va_mapping 14, set_timer_op 15, xen_version 17, console_io 18,
+    // grant_table_op 20, vcpu_op 24, mmuext_op 26, sched_op 29, callback_op 30,
+    // event_channel_op 32, physdev_op 33 (the non-compat numbers, interface >= 0x00030202).
+    assert_eq!(
+        [
+            xen_sys::__HYPERVISOR_set_trap_table,
+            xen_sys::__HYPERVISOR_mmu_update,
+            xen_sys::__HYPERVISOR_memory_op,
+            xen_sys::__HYPERVISOR_multicall,
+            xen_sys::__HYPERVISOR_update_va_mapping,
+            xen_sys::__HYPERVISOR_set_timer_op,
+            xen_sys::__HYPERVISOR_xen_version,
+            xen_sys::__HYPERVISOR_console_io,
+            xen_sys::__HYPERVISOR_grant_table_op,
+            xen_sys::__HYPERVISOR_vcpu_op,
+            xen_sys::__HYPERVISOR_mmuext_op,
+            xen_sys::__HYPERVISOR_sched_op,
+            xen_sys::__HYPERVISOR_callback_op,
+            xen_sys::__HYPERVISOR_event_channel_op,
+            xen_sys::__HYPERVISOR_physdev_op,
+        ],
+        [0, 1, 12, 13, 14, 15, 17, 18, 20, 24, 26, 29, 30, 32, 33]
+    );
+    // xen.h: VIRQ_TIMER 0, CONSOLEIO_write 0, CONSOLEIO_read 1.
+    assert_eq!(xen_sys::VIRQ_TIMER, 0);
+    assert_eq!([xen_sys::CONSOLEIO_write, xen_sys::CONSOLEIO_read], [0, 1]);
+    // arch-x86/xen-x86_64.h: FLAT_KERNEL_CS = FLAT_KERNEL_CS64 = FLAT_RING3_CS64 = 0xe033.
+    assert_eq!(xen_sys::FLAT_KERNEL_CS, 0xe033);
+}

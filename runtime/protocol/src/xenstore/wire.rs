@@ -13,8 +13,11 @@
 //! assert_eq!(parts, ["device/vif", "tok"]);
 //! ```
 
+use core::mem::{offset_of, size_of};
+use xenpv_abi::ring::XsdSockmsg;
+
 /// Bytes in a message header (`struct xsd_sockmsg`).
-pub const HEADER_LEN: usize = 16;
+pub const HEADER_LEN: usize = size_of::<XsdSockmsg>();
 /// `XENSTORE_PAYLOAD_MAX`.
 pub const PAYLOAD_MAX: usize = 4096;
 /// `XENSTORE_ABS_PATH_MAX`.
@@ -116,22 +119,24 @@ impl Header {
     /// The header's 16 bytes, as they go on the ring.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0; HEADER_LEN];
-        for (i, v) in [self.ty, self.req_id, self.tx_id, self.len]
-            .iter()
-            .enumerate()
-        {
-            b[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+        for (at, v) in [
+            (offset_of!(XsdSockmsg, kind), self.ty),
+            (offset_of!(XsdSockmsg, req_id), self.req_id),
+            (offset_of!(XsdSockmsg, tx_id), self.tx_id),
+            (offset_of!(XsdSockmsg, len), self.len),
+        ] {
+            b[at..at + 4].copy_from_slice(&v.to_le_bytes());
         }
         b
     }
     /// A header from the other side: the payload length is checked here.
     pub fn decode(b: &[u8; HEADER_LEN]) -> Result<Header, WireError> {
-        let w = |i: usize| u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
+        let w = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         let h = Header {
-            ty: w(0),
-            req_id: w(1),
-            tx_id: w(2),
-            len: w(3),
+            ty: w(offset_of!(XsdSockmsg, kind)),
+            req_id: w(offset_of!(XsdSockmsg, req_id)),
+            tx_id: w(offset_of!(XsdSockmsg, tx_id)),
+            len: w(offset_of!(XsdSockmsg, len)),
         };
         if h.len as usize > PAYLOAD_MAX {
             return Err(WireError::TooLong {
