@@ -16,6 +16,7 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
+use xenpv_contract::status::AppStatus;
 use xenpv_rt::blk::blkfront::Blkfront;
 use xenpv_rt::blk::{BlockDevice, BlockError};
 use xenpv_rt::gnttab::GrantTable;
@@ -89,12 +90,14 @@ pub fn run(boot: &mut Boot) -> i32 {
         Err(status) => return status,
     };
     let (mem, xs) = boot.memory_and_xenstore();
-    let Some(xs) = xs else { return 2 };
+    let Some(xs) = xs else {
+        return AppStatus::Usage.into();
+    };
     let ids = match Blkfront::list(xs) {
         Ok(l) => l,
         Err(e) => {
             println!("blk: listing device/vbd: {e}");
-            return 9;
+            return AppStatus::Device.into();
         }
     };
     println!("blk: disks={}", ids.len());
@@ -132,7 +135,7 @@ pub fn run(boot: &mut Boot) -> i32 {
             }
             Err(e) => {
                 println!("blk: vbd {id}: {e}");
-                return 9;
+                return AppStatus::Device.into();
             }
         }
     }
@@ -145,7 +148,7 @@ pub fn run(boot: &mut Boot) -> i32 {
     };
     let Some(w) = disks.iter().position(|d| !d.dev.geometry().read_only) else {
         println!("blk: FAIL no writable disk");
-        return 1;
+        return AppStatus::Failed.into();
     };
     {
         let d = &mut disks[w];
@@ -319,7 +322,7 @@ pub fn run(boot: &mut Boot) -> i32 {
         0
     } else {
         println!("blk: FAIL");
-        1
+        AppStatus::Failed.into()
     }
 }
 
@@ -327,11 +330,11 @@ pub fn run(boot: &mut Boot) -> i32 {
 fn grant_table(boot: &mut Boot, who: &str) -> Result<GrantTable, i32> {
     if boot.xenstore().is_none() {
         println!("{who}: FAIL no xenstore (dom0 has no backends here): run it as a domU");
-        return Err(2);
+        return Err(AppStatus::Usage.into());
     }
     GrantTable::setup(boot.memory(), 8).map_err(|e| {
         println!("{who}: FAIL grant table: {e:?}");
-        9
+        AppStatus::Device.into()
     })
 }
 
@@ -367,16 +370,18 @@ pub fn bench(boot: &mut Boot) -> i32 {
         Err(status) => return status,
     };
     let (mem, xs) = boot.memory_and_xenstore();
-    let Some(xs) = xs else { return 2 };
+    let Some(xs) = xs else {
+        return AppStatus::Usage.into();
+    };
     let Some(&id) = Blkfront::list(xs).ok().as_ref().and_then(|l| l.first()) else {
         println!("blkbench: FAIL no disk");
-        return 9;
+        return AppStatus::Device.into();
     };
     let mut d = match Blkfront::connect(mem, &mut gt, xs, id) {
         Ok(d) => Box::new(d),
         Err(e) => {
             println!("blkbench: FAIL vbd {id}: {e}");
-            return 9;
+            return AppStatus::Device.into();
         }
     };
     let g = d.geometry();
@@ -411,7 +416,7 @@ pub fn bench(boot: &mut Boot) -> i32 {
             ),
             Err(e) => {
                 println!("blkbench: FAIL sequential write: {e}");
-                return 1;
+                return AppStatus::Failed.into();
             }
         }
     }
@@ -423,7 +428,7 @@ pub fn bench(boot: &mut Boot) -> i32 {
         ),
         Err(e) => {
             println!("blkbench: FAIL sequential read: {e}");
-            return 1;
+            return AppStatus::Failed.into();
         }
     }
     let pages = bytes / 4096;
@@ -432,7 +437,7 @@ pub fn bench(boot: &mut Boot) -> i32 {
         let page = pattern_word(11, i) % pages;
         if let Err(e) = d.read(page * 4096 / ss, &mut buf[..4096]) {
             println!("blkbench: FAIL random read {i}: {e}");
-            return 1;
+            return AppStatus::Failed.into();
         }
     }
     let ns = (now_ns() - t0).max(1);
