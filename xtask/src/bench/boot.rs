@@ -7,8 +7,7 @@
 //!    powers off at once) as domUs of the box, each started `--domu-runs` times in one
 //!    box boot (the box's bench mode): xl create → domain gone, timed in dom0, and
 //!    kernel entry → main (the app) next to kernel entry → `Run /init` (Linux).
-use super::timing_field;
-use crate::boottest::line_field;
+use super::timing_report;
 use crate::cargo::{self, Image};
 use crate::qemu::{self, Boot, Stream};
 use crate::{provision, xenbox};
@@ -106,22 +105,18 @@ pub struct Dom0Figures {
 /// The figures of one dom0 boot's console text, checked against the mode asked for:
 /// once the guest says which `direct_map=`/`pt_write=` it used, they must be `mode`'s.
 pub fn dom0_figures(text: &str, mode: Mode) -> Result<Dom0Figures, String> {
-    let num = |key: &str| -> Result<f64, String> {
-        timing_field(text, key)
-            .ok_or(format!("the guest printed no timing: {key}="))?
-            .parse::<f64>()
-            .map_err(|e| format!("{key}: {e}"))
-    };
+    let t = timing_report(text).ok_or("the guest printed no timing: entry_to_main_us=")?;
+    let num = |key: &str| t.parse_field::<f64>(key).map_err(|e| e.to_string());
     let entry_to_main_us = num("entry_to_main_us")?;
     let paging_setup_us = num("paging_setup_us")?;
-    let dm = timing_field(text, "direct_map");
+    let dm = t.field("direct_map");
     if let Some(dm) = dm.filter(|d| *d != mode.direct_map()) {
         return Err(format!(
             "asked for {:?} but the guest reports direct_map={dm}",
             mode.cmdline()
         ));
     }
-    let pw = timing_field(text, "pt_write");
+    let pw = t.field("pt_write");
     if let (Some(want), Some(got)) = (mode.pt_write(), pw) {
         if want != got {
             return Err(format!(
@@ -130,8 +125,8 @@ pub fn dom0_figures(text: &str, mode: Mode) -> Result<Dom0Figures, String> {
             ));
         }
     }
-    let mapped_mib = match timing_field(text, "mapped_mib") {
-        Some(v) => Some(v.parse::<f64>().map_err(|e| format!("mapped_mib: {e}"))?),
+    let mapped_mib = match t.field("mapped_mib") {
+        Some(_) => Some(num("mapped_mib")?),
         None => None,
     };
     Ok(Dom0Figures {
@@ -360,10 +355,10 @@ pub fn domu_figures(run: &xenbox::BenchRun, kernel: DomuKernel) -> Result<(f64, 
     let us = match kernel {
         DomuKernel::XenpvRt => {
             let text = run.console.join("\n");
-            line_field(&text, super::TIMING, "entry_to_main_us")
+            timing_report(&text)
                 .ok_or("its console has no timing: entry_to_main_us=")?
-                .parse::<u64>()
-                .map_err(|e| format!("entry_to_main_us: {e}"))?
+                .parse_field::<u64>("entry_to_main_us")
+                .map_err(|e| e.to_string())?
         }
         DomuKernel::Linux => run_init_us(run.console.iter().map(String::as_str))
             .ok_or("its console has no \"[ time] Run /init as init process\" line")?,
