@@ -16,6 +16,8 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
+use xenpv_contract::report;
+use xenpv_contract::report::Writer;
 use xenpv_contract::status::AppStatus;
 use xenpv_rt::blk::blkfront::Blkfront;
 use xenpv_rt::blk::{BlockDevice, BlockError};
@@ -387,10 +389,16 @@ pub fn bench(boot: &mut Boot) -> i32 {
     let g = d.geometry();
     let ss = u64::from(g.sector_size);
     let bytes = (mib << 20).min(g.bytes() / (1 << 20) * (1 << 20));
+    // The lines `cargo xtask bench blk` reads back are reports.
     println!(
-        "blkbench: disk=vbd{id} bytes={bytes} request_kib={} read_only={}",
-        d.request_bytes() / 1024,
-        g.read_only as u8
+        "{}",
+        report!(
+            "blkbench",
+            disk = format_args!("vbd{id}"),
+            bytes,
+            request_kib = d.request_bytes() / 1024,
+            read_only = g.read_only as u8,
+        )
     );
     let mut buf = vec![0u8; 1 << 20];
     fill(7, 0, &mut buf);
@@ -410,9 +418,13 @@ pub fn bench(boot: &mut Boot) -> i32 {
     if !g.read_only {
         match timed(&mut d, true, &mut buf).and_then(|ns| d.flush().map(|_| ns)) {
             Ok(ns) => println!(
-                "blkbench: seq_write_mbs={:.1} bytes={bytes} ms={}",
-                bytes as f64 / 1e6 / (ns as f64 / 1e9),
-                ns / 1_000_000
+                "{}",
+                report!(
+                    "blkbench",
+                    seq_write_mbs = format_args!("{:.1}", bytes as f64 / 1e6 / (ns as f64 / 1e9)),
+                    bytes,
+                    ms = ns / 1_000_000,
+                )
             ),
             Err(e) => {
                 println!("blkbench: FAIL sequential write: {e}");
@@ -422,9 +434,13 @@ pub fn bench(boot: &mut Boot) -> i32 {
     }
     match timed(&mut d, false, &mut buf) {
         Ok(ns) => println!(
-            "blkbench: seq_read_mbs={:.1} bytes={bytes} ms={}",
-            bytes as f64 / 1e6 / (ns as f64 / 1e9),
-            ns / 1_000_000
+            "{}",
+            report!(
+                "blkbench",
+                seq_read_mbs = format_args!("{:.1}", bytes as f64 / 1e6 / (ns as f64 / 1e9)),
+                bytes,
+                ms = ns / 1_000_000,
+            )
         ),
         Err(e) => {
             println!("blkbench: FAIL sequential read: {e}");
@@ -442,15 +458,22 @@ pub fn bench(boot: &mut Boot) -> i32 {
     }
     let ns = (now_ns() - t0).max(1);
     println!(
-        "blkbench: rand_read_4k_iops={:.0} ops={ops} ms={}",
-        ops as f64 / (ns as f64 / 1e9),
-        ns / 1_000_000
+        "{}",
+        report!(
+            "blkbench",
+            rand_read_4k_iops = format_args!("{:.0}", ops as f64 / (ns as f64 / 1e9)),
+            ops,
+            ms = ns / 1_000_000,
+        )
     );
     let c = d.close(mem, &mut gt, xs);
+    let deferred = gt.deferred();
     println!(
-        "blkbench: done pages_kept={} grants_deferred={}",
-        c.pages_kept,
-        gt.deferred()
+        "{}",
+        Writer::new("blkbench")
+            .word("done")
+            .field("pages_kept", &c.pages_kept)
+            .field("grants_deferred", &deferred)
     );
     0
 }

@@ -46,15 +46,21 @@ fn main(boot: &mut Boot) -> i32 {
     let pages = m.frames().nr_pages();
     let takeover_ns = timing.takeover_ns().max(1);
     let (mode, (mapped, _)) = m.direct_map();
+    // The figures `cargo xtask bench` reads back: a report.
     println!(
-        "timing: entry_to_main_us={} paging_setup_us={} paging_pte_updates={updates} paging_hypercalls={calls} paging_per_hypercall={} paging_pages_per_s={} direct_map={} mapped_mib={} pt_write={}",
-        timing.entry_to_main_ns() / 1000,
-        takeover_ns / 1000,
-        updates.checked_div(calls).unwrap_or(0),
-        pages as u128 * 1_000_000_000 / takeover_ns as u128,
-        if mode.eager { "eager" } else { "on-demand" },
-        mapped * 2,
-        mode.pt_write.name()
+        "{}",
+        xenpv_contract::report!(
+            "timing",
+            entry_to_main_us = timing.entry_to_main_ns() / 1000,
+            paging_setup_us = takeover_ns / 1000,
+            paging_pte_updates = updates,
+            paging_hypercalls = calls,
+            paging_per_hypercall = updates.checked_div(calls).unwrap_or(0),
+            paging_pages_per_s = pages as u128 * 1_000_000_000 / takeover_ns as u128,
+            direct_map = if mode.eager { "eager" } else { "on-demand" },
+            mapped_mib = mapped * 2,
+            pt_write = mode.pt_write.name(),
+        )
     );
     let p = boot.memory().phases();
     println!(
