@@ -1,6 +1,6 @@
 //! The sample unikernel: boots on xenpv-rt, reports what it was given, and does what the
 //! command line asks (`panic`, `exit=N`), so that boot tests can drive it. A failed check
-//! exits with its [`AppStatus`](xenpv_contract::status::AppStatus).
+//! exits with its [`AppStatus`].
 #![no_std]
 #![no_main]
 

@@ -21,9 +21,9 @@
 //! whitespace or a control character, or starting with `"`), so most lines read as
 //! plain `k=v`, and reading back what was written gives the same report.
 //!
-//! A guest writes reports without allocating, through [`Writer`] (or [`report!`]); a
-//! host reads them with `Report`'s `FromStr` (feature `alloc`) and [`find`] in a
-//! console text.
+//! A guest writes reports without allocating, through [`Writer`] (or
+//! [`report!`](crate::report!)); a host reads them with `Report`'s `FromStr` (feature
+//! `alloc`) and `find` in a console text.
 //!
 //! ```
 //! use xenpv_contract::report;
