@@ -101,4 +101,27 @@ mod tests {
             "peer: udp-echo FAIL lost sent=3 error=\"connection refused\""
         );
     }
+
+    #[test]
+    fn the_host_reads_a_verdict_back_as_a_report() {
+        use xenpv_contract::report::Report;
+        let mut v = Verdict::new("http-get");
+        for (k, val) in [
+            ("mbit_s", "812.5"),
+            ("empty", ""),
+            ("eq", "a=b"),
+            ("spaced", "two words"),
+            ("quoted", "\"x\" \\ y"),
+        ] {
+            v.kv(k, val);
+        }
+        v.fail("short read");
+        let r: Report = v.to_string().parse().unwrap();
+        assert_eq!(r.topic, "peer");
+        assert_eq!(r.words, ["http-get", "FAIL", "short-read"]);
+        for (k, val) in &v.kv {
+            assert_eq!(r.field(k), Some(val.as_str()), "{k}");
+        }
+        assert_eq!(r.parse_field::<f64>("mbit_s").unwrap(), 812.5);
+    }
 }
