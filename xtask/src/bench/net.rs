@@ -238,12 +238,9 @@ pub fn side(text: &str, who: &str, runs: u32) -> Side {
             let f = Figure::ALL[*i];
             let (cmd, key) = f.verdict();
             // The peer's verdict: `peer: CMD PASS k=v ...` or `peer: CMD FAIL why k=v ...`.
-            let Some(v) = l
-                .parse::<Report>()
-                .ok()
-                .filter(|r| r.topic == "peer" && r.words.first().is_some_and(|w| w == cmd))
-            else {
-                continue;
+            let v = match l.parse::<Report>() {
+                Ok(v) if v.topic == "peer" && v.words.first().is_some_and(|w| w == cmd) => v,
+                _ => continue,
             };
             let outcome = v.words.get(1).map(String::as_str);
             if outcome == Some("PASS") {
