@@ -5,7 +5,7 @@
 use crate::provision;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -181,50 +181,99 @@ pub const BASE_ARGS: &[&str] = &[
     "isa-debug-exit,iobase=0xf4,iosize=0x04",
 ];
 
-/// Boot `b` under the Xen image `xen` (from [`provision::ensure`]), stream its console as
-/// [`Boot::stream`] says (defmt lines decoded, fault lines symbolized), and return how it
-/// ended; the console is also written to [`Boot::log`]. A guest that Xen crashed on a
-/// fault it could not deliver gets [`crate::symbolize::STATUS_XEN_CRASH`] and a report
-/// from Xen's register dump.
-pub fn boot(xen: &Path, b: &Boot) -> Outcome {
-    boot_with(xen, b, None, &crate::xenbox::DomuExtras::default(), &[])
+/// What the guest is in the machine, which decides how QEMU is set up around it.
+#[derive(Clone, Copy, Debug)]
+pub enum Role<'a> {
+    /// The PV dom0 of Xen ([`Boot::domu`] is `None`): Xen's modules are the kernel and
+    /// the ramdisk, the status comes through QEMU's exit device.
+    Dom0,
+    /// A domU of the box ([`Boot::domu`]) with what it gets besides its kernel: network
+    /// interfaces, a dom0 script (its contract: [`crate::xenbox::DomuExtras`])
+    /// and disks, each a virtio drive of the box's QEMU ([`disk_args`]), which dom0
+    /// finds by its serial and gives the domU with xl (`phy:`, Linux's xen-blkback);
+    /// disk `i` is the domU's [`crate::xenbox::disk_vdev`]`(i)` and a dom0 script's
+    /// `DISK<i>`.
+    Domu {
+        /// Network interfaces and the dom0 script.
+        extras: &'a crate::xenbox::DomuExtras,
+        /// Block devices, checked before QEMU starts ([`crate::xenbox::check_disks`]).
+        disks: &'a [crate::xenbox::Disk],
+    },
+    /// The box ([`Boot::domu`]) in bench mode: the domU is started `runs` times in a
+    /// row, each run timed in dom0 (read them with [`crate::xenbox::bench_runs`]); the
+    /// status is 0 when every run ended by itself. The domU may be any PV kernel (a
+    /// Linux one too): its console is only decoded and symbolized if it is a Xen PV ELF.
+    Bench(crate::xenbox::BenchMode),
 }
 
-/// Boot `b` as a domU of the box ([`Boot::domu`]) with `extras`: network interfaces on
-/// the box's bridge and a dom0 script run next to the domU (its contract, and the
-/// run's status, are [`crate::xenbox::DomuExtras`]'s). With the default extras it is
-/// [`boot`].
+impl Role<'_> {
+    /// The plain role of `b`: a domU without devices when it names a box, else dom0.
+    pub fn of(b: &Boot) -> Role<'static> {
+        static NOTHING: crate::xenbox::DomuExtras = crate::xenbox::DomuExtras {
+            vifs: 0,
+            dom0_script: None,
+        };
+        match b.domu {
+            Some(_) => Role::Domu {
+                extras: &NOTHING,
+                disks: &[],
+            },
+            None => Role::Dom0,
+        }
+    }
+
+    /// Refuse a role that `b` cannot have: a box role without a box, a dom0 with one,
+    /// disks the box cannot take.
+    fn check(&self, b: &Boot) -> Result<(), String> {
+        match (self, &b.domu) {
+            (Role::Dom0, None) => Ok(()),
+            (Role::Dom0, Some(_)) => Err("a box was given for a dom0 boot".into()),
+            (Role::Bench(_), None) => Err("bench mode runs in the box: no box given".into()),
+            (Role::Bench(_), Some(_)) => Ok(()),
+            (Role::Domu { .. }, None) => Err(
+                "network interfaces, disks and a dom0 script need a domU in the box: no box given"
+                    .into(),
+            ),
+            (Role::Domu { disks, .. }, Some(_)) => crate::xenbox::check_disks(disks),
+        }
+    }
+}
+
+/// Boot `b` under the Xen image `xen` (from [`provision::ensure`]) in its plain role
+/// ([`Role::of`]), stream its console as [`Boot::stream`] says (defmt lines decoded,
+/// fault lines symbolized), and return how it ended; the console is also written to
+/// [`Boot::log`]. A guest that Xen crashed on a fault it could not deliver gets
+/// [`crate::symbolize::STATUS_XEN_CRASH`] and a report from Xen's register dump.
+pub fn boot(xen: &Path, b: &Boot) -> Outcome {
+    run(xen, b, Role::of(b))
+}
+
+/// Boot `b` as a domU of the box ([`Boot::domu`]) with `extras` ([`Role::Domu`]). With
+/// the default extras it is [`boot`].
 pub fn boot_domu(xen: &Path, b: &Boot, extras: &crate::xenbox::DomuExtras) -> Outcome {
     boot_domu_with_disks(xen, b, extras, &[])
 }
 
-/// [`boot_domu`] with block devices for the domU: each disk is a virtio drive of the
-/// box's QEMU ([`disk_args`]), which dom0 finds by its serial and gives the domU with xl
-/// (`disk = ['phy:/dev/vdX,xvda,w', …]`, Linux's xen-blkback); disk `i` is the domU's
-/// [`crate::xenbox::disk_vdev`]`(i)` (`xvda`, `xvdb`, …) and a dom0 script's `DISK<i>`.
-/// The disks are checked first ([`crate::xenbox::check_disks`]).
+/// [`boot_domu`] with block devices for the domU ([`Role::Domu`]); without a box and
+/// with neither extras nor disks it is a dom0 boot, as [`boot`].
 pub fn boot_domu_with_disks(
     xen: &Path,
     b: &Boot,
     extras: &crate::xenbox::DomuExtras,
     disks: &[crate::xenbox::Disk],
 ) -> Outcome {
-    let refuse = |why: String| Outcome {
-        status: Err(Failure::Start(why)),
-        text: String::new(),
-        secs: 0.0,
-        log: b.log.clone(),
+    let plain = *extras == crate::xenbox::DomuExtras::default() && disks.is_empty();
+    let role = match b.domu {
+        None if plain => Role::Dom0,
+        _ => Role::Domu { extras, disks },
     };
-    if b.domu.is_none() && (*extras != crate::xenbox::DomuExtras::default() || !disks.is_empty()) {
-        return refuse(
-            "network interfaces, disks and a dom0 script need a domU in the box: no box given"
-                .into(),
-        );
-    }
-    if let Err(e) = crate::xenbox::check_disks(disks) {
-        return refuse(e);
-    }
-    boot_with(xen, b, None, extras, disks)
+    run(xen, b, role)
+}
+
+/// Boot the box of [`Boot::domu`] in its bench mode ([`Role::Bench`]); [`Boot::timeout`]
+/// is the whole box run's limit.
+pub fn boot_box_bench(xen: &Path, b: &Boot, bench: crate::xenbox::BenchMode) -> Outcome {
+    run(xen, b, Role::Bench(bench))
 }
 
 /// QEMU's arguments for the domU's disks in the box: per disk `i`, a drive of its own
@@ -255,129 +304,131 @@ pub fn disk_args(disks: &[crate::xenbox::Disk]) -> Vec<String> {
     args
 }
 
-/// Boot the box of [`Boot::domu`] in its bench mode: the domU is started `bench.runs`
-/// times in a row, each run timed in dom0 (read the runs from [`Outcome::text`] with
-/// [`crate::xenbox::bench_runs`]); the status is 0 when every run ended by itself.
-/// [`Boot::timeout`] is the whole box run's limit. The domU may be any PV kernel (a
-/// Linux one too): its console is only decoded and symbolized if it is a Xen PV ELF.
-pub fn boot_box_bench(xen: &Path, b: &Boot, bench: crate::xenbox::BenchMode) -> Outcome {
-    if b.domu.is_none() {
-        return Outcome {
-            status: Err(Failure::Start(
-                "bench mode runs in the box: no box given".into(),
-            )),
-            text: String::new(),
-            secs: 0.0,
-            log: b.log.clone(),
-        };
-    }
-    boot_with(
-        xen,
-        b,
-        Some(bench),
-        &crate::xenbox::DomuExtras::default(),
-        &[],
+/// Xen's command line, with dom0's memory (MiB).
+fn xen_append(dom0_mib: u64) -> String {
+    format!(
+        "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem={dom0_mib}M,max:{dom0_mib}M dom0_max_vcpus=1 smap=0"
     )
 }
 
-fn boot_with(
-    xen: &Path,
+/// QEMU's arguments for the guest as Xen's dom0: its memory, Xen's command line, and the
+/// kernel (with ` qemu-exit` on its command line) and ramdisk as Xen's modules.
+fn dom0_args(b: &Boot, initrd_bytes: u64) -> Vec<String> {
+    let mem = b.memory_mib;
+    let cmdline = format!("{} qemu-exit", b.cmdline.trim());
+    vec![
+        "-m".into(),
+        qemu_memory(mem, initrd_bytes).to_string(),
+        "-append".into(),
+        xen_append(mem),
+        "-initrd".into(),
+        initrd_arg(&b.image, &cmdline, b.initrd.as_deref()),
+    ]
+}
+
+/// QEMU's arguments for the box with the guest as its domU: dom0's memory (with room
+/// for a copy of the ramdisk until xl has loaded it) on top of the domU's, the box's
+/// kernel and initramfs as Xen's modules, the payload disk and the ramdisk's.
+fn box_args(
+    bx: &crate::xenbox::BoxImage,
     b: &Boot,
-    bench: Option<crate::xenbox::BenchMode>,
-    extras: &crate::xenbox::DomuExtras,
-    disks: &[crate::xenbox::Disk],
-) -> Outcome {
-    let start = Instant::now();
+    payload: &Path,
+    initrd_bytes: u64,
+) -> Vec<String> {
+    let dom0 = crate::xenbox::DOM0_MIB + initrd_bytes.div_ceil(1 << 20);
+    let drive = |p: &Path| format!("file={},format=raw,if=virtio,readonly=on", p.display());
+    let mut args = vec![
+        "-m".into(),
+        (dom0 + b.memory_mib + 384).to_string(),
+        "-append".into(),
+        xen_append(dom0),
+        "-initrd".into(),
+        format!(
+            "{} console=hvc0 earlyprintk=xen quiet,{}",
+            bx.vmlinuz.display(),
+            bx.initramfs.display()
+        ),
+        "-drive".into(),
+        drive(payload),
+    ];
+    if let Some(r) = &b.initrd {
+        args.extend(["-drive".into(), drive(r)]);
+    }
+    args
+}
+
+/// Write the box's payload disk for `b` in `role` next to [`Boot::log`]; the domU's
+/// status travels in its console's exit line, not an exit device.
+fn write_payload(
+    bx: &crate::xenbox::BoxImage,
+    b: &Boot,
+    role: Role<'_>,
+) -> Result<PathBuf, String> {
+    let path = b.log.with_extension("payload");
+    let (bench, vifs, dom0_script, disks) = match role {
+        Role::Dom0 => unreachable!("checked: dom0 has no box"),
+        Role::Bench(m) => (Some(m), 0, None, &[][..]),
+        Role::Domu { extras, disks } => (None, extras.vifs, extras.dom0_script.as_deref(), disks),
+    };
+    crate::xenbox::Payload {
+        name: b.name.as_str(),
+        kernel: &b.image,
+        peer: bx.peer.as_deref(),
+        cmdline: b.cmdline.trim(),
+        memory_mib: b.memory_mib,
+        timeout_s: b.timeout.as_secs(),
+        bench,
+        vifs,
+        dom0_script,
+        disks,
+    }
+    .write(&path)?;
+    Ok(path)
+}
+
+/// The QEMU command for `b` in `role` (the box's payload disk written first).
+fn command(xen: &Path, b: &Boot, role: Role<'_>) -> Result<Command, String> {
     let initrd_bytes = b
         .initrd
         .as_ref()
         .and_then(|p| p.metadata().ok())
-        .map(|m| m.len())
-        .unwrap_or(0);
-    let fail = |why: String, text: String| Outcome {
-        status: Err(Failure::Start(why)),
-        text,
-        secs: start.elapsed().as_secs_f64(),
-        log: b.log.clone(),
-    };
-    let mem = b.memory_mib;
-    let cmdline = format!("{} qemu-exit", b.cmdline.trim());
+        .map_or(0, |m| m.len());
     let mut cmd = Command::new(provision::QEMU);
     cmd.args(BASE_ARGS).arg("-kernel").arg(xen);
-    match &b.domu {
-        None => {
-            cmd.args(["-m", &qemu_memory(mem, initrd_bytes).to_string()])
-                .arg("-append")
-                .arg(format!(
-                    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem={mem}M,max:{mem}M dom0_max_vcpus=1 smap=0"
-                ))
-                .arg("-initrd")
-                .arg(initrd_arg(&b.image, &cmdline, b.initrd.as_deref()));
+    match (&b.domu, role) {
+        (None, _) => {
+            cmd.args(dom0_args(b, initrd_bytes));
         }
-        Some(bx) => {
-            // dom0 holds a copy of the ramdisk until xl has loaded it into the domU.
-            let dom0 = crate::xenbox::DOM0_MIB + initrd_bytes.div_ceil(1 << 20);
-            let payload = b.log.with_extension("payload");
-            let name = b.name.as_str();
-            // The domU's status travels in its console's exit line, not an exit device.
-            let spec = crate::xenbox::Payload {
-                name,
-                kernel: &b.image,
-                peer: bx.peer.as_deref(),
-                cmdline: b.cmdline.trim(),
-                memory_mib: mem,
-                timeout_s: b.timeout.as_secs(),
-                bench,
-                vifs: extras.vifs,
-                dom0_script: extras.dom0_script.as_deref(),
-                disks,
-            };
-            if let Err(e) = spec.write(&payload) {
-                return fail(e, String::new());
+        (Some(bx), role) => {
+            let payload = write_payload(bx, b, role)?;
+            cmd.args(box_args(bx, b, &payload, initrd_bytes));
+            if let Role::Domu { disks, .. } = role {
+                cmd.args(disk_args(disks));
             }
-            cmd.args(["-m", &(dom0 + mem + 384).to_string()])
-                .arg("-append")
-                .arg(format!(
-                    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem={dom0}M,max:{dom0}M dom0_max_vcpus=1 smap=0"
-                ))
-                .arg("-initrd")
-                .arg(format!(
-                    "{} console=hvc0 earlyprintk=xen quiet,{}",
-                    bx.vmlinuz.display(),
-                    bx.initramfs.display()
-                ))
-                .arg("-drive")
-                .arg(format!("file={},format=raw,if=virtio,readonly=on", payload.display()));
-            if let Some(r) = &b.initrd {
-                cmd.arg("-drive").arg(format!(
-                    "file={},format=raw,if=virtio,readonly=on",
-                    r.display()
-                ));
-            }
-            cmd.args(disk_args(disks));
         }
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return fail(format!("{}: {e}", provision::QEMU), String::new()),
-    };
+    Ok(cmd)
+}
+
+/// Start `cmd` with its stdout and stderr lines (stderr's prefixed `qemu: `) on one
+/// channel.
+fn spawn(mut cmd: Command) -> Result<(Child, mpsc::Receiver<String>), String> {
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("{}: {e}", provision::QEMU))?;
     let (tx, rx) = mpsc::channel::<String>();
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
     let tx2 = tx.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
-            if tx
-                .send(
-                    String::from_utf8_lossy(&line)
-                        .trim_end_matches('\r')
-                        .to_string(),
-                )
-                .is_err()
-            {
+            let line = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
+            if tx.send(line).is_err() {
                 break;
             }
         }
@@ -387,92 +438,150 @@ fn boot_with(
             let _ = tx2.send(format!("qemu: {}", String::from_utf8_lossy(&line)));
         }
     });
-    let deadline = start + b.timeout;
-    // defmt lines are decoded with the image's own ELF as they arrive. A bench of a
-    // foreign kernel (Linux) has neither defmt nor symbols: no notes saying so.
-    let decode = bench.is_none() || crate::elf::is_xen_kernel(&b.image) == Ok(true);
-    let defmt = match decode.then(|| crate::defmt_log::Defmt::from_elf(&b.image)) {
-        Some(Ok(d)) => d,
-        Some(Err(e)) => {
-            eprintln!("xenpv-run: defmt lines stay encoded: {e}");
-            None
+    Ok((child, rx))
+}
+
+/// The console as it arrives: decoded, shown as [`Boot::stream`] says, kept, and
+/// watched for Xen's fatal lines.
+struct Console<'b> {
+    boot: &'b Boot,
+    defmt: Option<crate::defmt_log::Defmt>,
+    sym: Option<crate::symbolize::Symbolizer>,
+    text: String,
+    /// The Xen line after which the machine will not deliver a status, and when to stop
+    /// waiting for it to do so.
+    fatal: Option<(String, Instant)>,
+    /// Firmware (SeaBIOS, iPXE) paints the screen before Xen starts: log it, don't show it.
+    xen_started: bool,
+}
+
+impl<'b> Console<'b> {
+    /// defmt lines are decoded with the image's own ELF as they arrive. A bench of a
+    /// foreign kernel (Linux) has neither defmt nor symbols: no notes saying so.
+    fn new(b: &'b Boot, role: Role<'_>) -> Self {
+        let decode =
+            !matches!(role, Role::Bench(_)) || crate::elf::is_xen_kernel(&b.image) == Ok(true);
+        let defmt = match decode.then(|| crate::defmt_log::Defmt::from_elf(&b.image)) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                eprintln!("xenpv-run: defmt lines stay encoded: {e}");
+                None
+            }
+            None => None,
+        };
+        let sym = decode
+            .then(|| crate::symbolize::for_image(&b.image))
+            .flatten();
+        Console {
+            boot: b,
+            defmt,
+            sym,
+            text: String::new(),
+            fatal: None,
+            xen_started: false,
         }
-        None => None,
-    };
-    let sym = decode
-        .then(|| crate::symbolize::for_image(&b.image))
-        .flatten();
-    let mut text = String::new();
-    let mut fatal: Option<String> = None;
-    let mut fatal_at: Option<Instant> = None;
-    let mut timed_out = false;
-    // Firmware (SeaBIOS, iPXE) paints the screen before Xen starts: log it, don't show it.
-    let mut xen_started = false;
+    }
+
+    /// Take one line of QEMU's output.
+    fn line(&mut self, raw: &str) {
+        let line = crate::defmt_log::show(self.defmt.as_ref(), raw);
+        let line = crate::symbolize::with_annotation(self.sym.as_ref(), line);
+        let xen_line = line.starts_with("(XEN)");
+        self.xen_started |= line.contains("(XEN)");
+        let guest = match (&self.boot.domu, line.strip_prefix("domU| ")) {
+            (None, _) => (!xen_line).then_some(line.as_str()),
+            (Some(_), Some(g)) => Some(g),
+            (Some(_), None) => (line.starts_with("xenbox: ") || line.starts_with("dom0| "))
+                .then_some(line.as_str()),
+        };
+        match (self.xen_started, self.boot.stream, guest) {
+            (true, Stream::All, _) => println!("{line}"),
+            (true, Stream::Guest, Some(g)) => println!("{g}"),
+            _ => {}
+        }
+        if xen_line && self.fatal.is_none() {
+            if let Some(f) = XEN_FATAL.iter().find(|f| line.contains(*f)) {
+                let grace = Instant::now() + Duration::from_secs(3);
+                self.fatal = Some((f.to_string(), grace));
+            }
+        }
+        self.text.push_str(&line);
+        self.text.push('\n');
+    }
+}
+
+/// Feed QEMU's lines to `console` until QEMU ends, the time limit hits or a fatal Xen
+/// line's grace is over (QEMU killed then); true when the time limit hit.
+fn watch(
+    child: &mut Child,
+    rx: &mpsc::Receiver<String>,
+    deadline: Instant,
+    console: &mut Console<'_>,
+) -> bool {
     loop {
         let now = Instant::now();
+        let fatal_at = console.fatal.as_ref().map(|f| f.1);
         let until = fatal_at.map_or(deadline, |f| f.min(deadline));
         if now >= until {
-            timed_out = fatal_at.is_none_or(|f| f > deadline);
             let _ = child.kill();
-            break;
+            return fatal_at.is_none_or(|f| f > deadline);
         }
         match rx.recv_timeout(until - now) {
-            Ok(line) => {
-                let line = crate::defmt_log::show(defmt.as_ref(), &line);
-                let line = crate::symbolize::with_annotation(sym.as_ref(), line);
-                let xen_line = line.starts_with("(XEN)");
-                xen_started |= line.contains("(XEN)");
-                let guest = match (&b.domu, line.strip_prefix("domU| ")) {
-                    (None, _) => (!xen_line).then_some(line.as_str()),
-                    (Some(_), Some(g)) => Some(g),
-                    (Some(_), None) => (line.starts_with("xenbox: ") || line.starts_with("dom0| "))
-                        .then_some(line.as_str()),
-                };
-                if xen_started && b.stream == Stream::All {
-                    println!("{line}");
-                } else if let (true, Stream::Guest, Some(g)) = (xen_started, b.stream, guest) {
-                    println!("{g}");
-                }
-                if xen_line && fatal.is_none() {
-                    if let Some(f) = XEN_FATAL.iter().find(|f| line.contains(*f)) {
-                        fatal = Some(f.to_string());
-                        fatal_at = Some(Instant::now() + Duration::from_secs(3));
-                    }
-                }
-                text.push_str(&line);
-                text.push('\n');
-            }
+            Ok(line) => console.line(&line),
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
         }
     }
-    let code = child.wait().ok().and_then(|s| s.code());
-    let mut status = if timed_out {
-        Err(Failure::Timeout(b.timeout.as_secs()))
-    } else {
-        decode_status(code, &text, fatal.as_deref())
-    };
-    // A guest Xen crashed (a fault it could not deliver): say why, from Xen's dump. A
-    // domU's dump is on the box's serial line too; the box says 125 for a crashed domU.
-    let crashed = matches!((&status, &b.domu), (Err(_), None) | (Ok(125), Some(_)));
-    if crashed {
-        let guard = crate::symbolize::elf_symbol(&b.image, "xenpv_boot_stack_guard");
-        if let Some(report) = crate::symbolize::xen_crash(&text, sym.as_ref(), guard) {
-            if b.stream != Stream::Quiet {
-                println!("{report}");
-            }
-            text.push_str(&report);
-            text.push('\n');
-            status = Ok(crate::symbolize::STATUS_XEN_CRASH);
-        }
+}
+
+/// A guest Xen crashed (a fault it could not deliver): say why, from Xen's dump, and
+/// make the status [`crate::symbolize::STATUS_XEN_CRASH`]. A domU's dump is on the box's
+/// serial line too; the box says 125 for a crashed domU.
+fn explain_crash(status: &mut Result<i32, Failure>, console: &mut Console<'_>) {
+    let b = console.boot;
+    if !matches!((&*status, &b.domu), (Err(_), None) | (Ok(125), Some(_))) {
+        return;
     }
-    let _ = std::fs::write(&b.log, &text);
-    Outcome {
+    let guard = crate::symbolize::elf_symbol(&b.image, "xenpv_boot_stack_guard");
+    if let Some(report) = crate::symbolize::xen_crash(&console.text, console.sym.as_ref(), guard) {
+        if b.stream != Stream::Quiet {
+            println!("{report}");
+        }
+        console.text.push_str(&report);
+        console.text.push('\n');
+        *status = Ok(crate::symbolize::STATUS_XEN_CRASH);
+    }
+}
+
+/// Boot `b` in `role` under the Xen image `xen`, as [`boot`] says.
+pub fn run(xen: &Path, b: &Boot, role: Role<'_>) -> Outcome {
+    let start = Instant::now();
+    let outcome = |status, text| Outcome {
         status,
         text,
         secs: start.elapsed().as_secs_f64(),
         log: b.log.clone(),
-    }
+    };
+    let started = role
+        .check(b)
+        .and_then(|()| command(xen, b, role))
+        .and_then(spawn);
+    let (mut child, rx) = match started {
+        Ok(c) => c,
+        Err(why) => return outcome(Err(Failure::Start(why)), String::new()),
+    };
+    let mut console = Console::new(b, role);
+    let timed_out = watch(&mut child, &rx, start + b.timeout, &mut console);
+    let code = child.wait().ok().and_then(|s| s.code());
+    let mut status = if timed_out {
+        Err(Failure::Timeout(b.timeout.as_secs()))
+    } else {
+        let fatal = console.fatal.as_ref().map(|f| f.0.as_str());
+        decode_status(code, &console.text, fatal)
+    };
+    explain_crash(&mut status, &mut console);
+    let _ = std::fs::write(&b.log, &console.text);
+    outcome(status, console.text)
 }
 
 /// The exit code for a run that ended without a guest status.
@@ -596,6 +705,67 @@ mod tests {
         let o = boot_domu_with_disks(Path::new("/xen"), &b, &DomuExtras::default(), &missing);
         let want = format!("--disk {}: no such file", missing[0].path.display());
         assert_eq!(o.status, Err(Failure::Start(want)));
+    }
+
+    #[test]
+    fn roles_need_their_box_and_say_their_qemu_arguments() {
+        let dir = std::env::temp_dir().join(format!("qemu-role-test-{}", std::process::id()));
+        let b = Boot {
+            domu: None,
+            name: "t".into(),
+            image: dir.join("k"),
+            cmdline: " a=1 ".into(),
+            initrd: None,
+            memory_mib: 128,
+            timeout: Duration::from_secs(1),
+            stream: Stream::Quiet,
+            log: dir.join("log"),
+        };
+        assert!(matches!(Role::of(&b), Role::Dom0));
+        let bench = crate::xenbox::BenchMode {
+            runs: 1,
+            run_timeout_s: 1,
+        };
+        let o = run(Path::new("/xen"), &b, Role::Bench(bench));
+        let want = "bench mode runs in the box: no box given".to_string();
+        assert_eq!(o.status, Err(Failure::Start(want)));
+        assert_eq!(
+            dom0_args(&b, 0),
+            [
+                "-m",
+                "640",
+                "-append",
+                &xen_append(128),
+                "-initrd",
+                &format!("{} a=1 qemu-exit", dir.join("k").display()),
+            ]
+        );
+        let bx = crate::xenbox::BoxImage {
+            vmlinuz: "/v".into(),
+            initramfs: "/i".into(),
+            peer: None,
+        };
+        let b = Boot {
+            domu: Some(std::sync::Arc::new(bx)),
+            initrd: Some("/r".into()),
+            ..b
+        };
+        assert!(matches!(Role::of(&b), Role::Domu { disks: [], .. }));
+        let o = run(Path::new("/xen"), &b, Role::Dom0);
+        assert!(matches!(o.status, Err(Failure::Start(_))), "{:?}", o.status);
+        let args = box_args(b.domu.as_ref().unwrap(), &b, Path::new("/p"), 3 << 20);
+        assert_eq!(args[..4], ["-m", "1027", "-append", &xen_append(515)]);
+        assert_eq!(
+            args[4..],
+            [
+                "-initrd",
+                "/v console=hvc0 earlyprintk=xen quiet,/i",
+                "-drive",
+                "file=/p,format=raw,if=virtio,readonly=on",
+                "-drive",
+                "file=/r,format=raw,if=virtio,readonly=on",
+            ]
+        );
     }
 
     #[test]
