@@ -188,7 +188,7 @@ pub enum Role<'a> {
     /// the ramdisk, the status comes through QEMU's exit device.
     Dom0,
     /// A domU of the box ([`Boot::domu`]) with what it gets besides its kernel: network
-    /// interfaces, a dom0 script (its contract: [`crate::xenbox::DomuExtras`])
+    /// interfaces, a dom0 script (its contract: [`crate::cli::BootArgs::dom0_script`])
     /// and disks, each a virtio drive of the box's QEMU ([`disk_args`]), which dom0
     /// finds by its serial and gives the domU with xl (`phy:`, Linux's xen-blkback);
     /// disk `i` is the domU's [`crate::xenbox::disk_vdev`]`(i)` and a dom0 script's

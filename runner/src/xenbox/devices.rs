@@ -21,24 +21,9 @@ pub const MAX_DISKS: usize = 4;
 pub const DISK_PCI_SLOT: usize = 0x10;
 
 /// What a domU in the box gets besides its kernel and command line (for
-/// [`crate::qemu::boot_domu`]; the default is nothing, the ordinary boot).
-///
-/// The dom0 script's contract: the box starts it with `/bin/sh` once the domU has its
-/// domain id, with `DOMID`, `DOMU_NAME`, `PEER=/run/peer` (the [`BoxImage::peer`](super::BoxImage::peer)
-/// program; an empty file when the run has none) and init's `PATH` (busybox, xl, xenstore-*) in its
-/// environment. Its output (stdout and stderr) is shown as it comes, each line prefixed
-/// `dom0| ` (the domU's are `domU| `), and its end as `xenbox: dom0-script exit N`.
-/// Once it has ended, a domU still running is asked to stop (`xl shutdown`: a PV guest
-/// sees `control/shutdown = poweroff`) and destroyed if it has not stopped 60 s later; a
-/// domU that stops first leaves the script running. Both have one deadline, when dom0
-/// has been up for the run's time limit minus 40 s: the script is killed there (with
-/// what it started), said as `xenbox: dom0-script killed at its deadline …`, and counts
-/// as status 124; a domU still running then is destroyed.
-/// The run's status is the guest's if nonzero, else the script's if nonzero (a status
-/// above 127, which the exit device cannot carry, is 125), else 0.
-///
-/// With disks ([`crate::qemu::boot_domu_with_disks`]) the script also has `DISK0`,
-/// `DISK1`, … : dom0's block device behind the domU's disk 0 (`xvda`), 1 (`xvdb`), …
+/// [`crate::qemu::Role::Domu`]; the default is nothing, the ordinary boot): network
+/// interfaces and a dom0 script, whose contract (environment, output, timing, status) is
+/// [`crate::cli::BootArgs::dom0_script`]'s.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DomuExtras {
     /// The domU's network interfaces, 0..=[`MAX_VIFS`] (see [`Payload::vifs`](super::Payload::vifs)).
