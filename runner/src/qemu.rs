@@ -2,12 +2,12 @@
 //! status: as the PV dom0 (isa-debug-exit: QEMU exits with `(status << 1) | 1`), or as a
 //! domU of the Linux dom0 of [`crate::xenbox`] (the status read from its console's exit
 //! line, which the box passes on to the exit device).
-use crate::provision;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+mod args;
+mod console;
+pub use args::disk_args;
 
 /// Exit code ([`failure_status`], [`report`]) when the wall-clock limit hit (as `timeout(1)`).
 pub const EXIT_TIMEOUT: u8 = 124;
@@ -102,14 +102,6 @@ impl Outcome {
             .map(|l| l.strip_prefix("domU| ").unwrap_or(l))
     }
 }
-
-/// Xen lines after which the machine will not deliver a status by itself.
-const XEN_FATAL: [&str; 4] = [
-    "Hardware Dom0 crashed",
-    "Hardware Dom0 halted",
-    "Panic on CPU",
-    "Hardware Dom0 shutdown",
-];
 
 /// QEMU's `-initrd` separates modules with commas: a comma in a path or command line is `,,`.
 pub fn initrd_arg(image: &Path, cmdline: &str, initrd: Option<&Path>) -> String {
@@ -222,6 +214,14 @@ impl Role<'_> {
         }
     }
 
+    /// The domU's disks: none but in [`Role::Domu`].
+    pub fn disks(&self) -> &[crate::xenbox::Disk] {
+        match self {
+            Role::Domu { disks, .. } => disks,
+            _ => &[],
+        }
+    }
+
     /// Refuse a role that `b` cannot have: a box role without a box, a dom0 with one,
     /// disks the box cannot take.
     fn check(&self, b: &Boot) -> Result<(), String> {
@@ -239,7 +239,7 @@ impl Role<'_> {
     }
 }
 
-/// Boot `b` under the Xen image `xen` (from [`provision::ensure`]) in its plain role
+/// Boot `b` under the Xen image `xen` (from [`crate::provision::ensure`]) in its plain role
 /// ([`Role::of`]), stream its console as [`Boot::stream`] says (defmt lines decoded,
 /// fault lines symbolized), and return how it ended; the console is also written to
 /// [`Boot::log`]. A guest that Xen crashed on a fault it could not deliver gets
@@ -276,283 +276,6 @@ pub fn boot_box_bench(xen: &Path, b: &Boot, bench: crate::xenbox::BenchMode) -> 
     run(xen, b, Role::Bench(bench))
 }
 
-/// QEMU's arguments for the domU's disks in the box: per disk `i`, a drive of its own
-/// (`-drive if=none,id=xenpv-diskI,file=…,format=raw[,readonly=on]`) on a virtio-blk PCI
-/// device with serial [`crate::xenbox::disk_serial`]`(i)` at slot
-/// [`crate::xenbox::DISK_PCI_SLOT`]` + i` (commas in the file name doubled, as QEMU wants).
-pub fn disk_args(disks: &[crate::xenbox::Disk]) -> Vec<String> {
-    let mut args = vec![];
-    for (i, d) in disks.iter().enumerate() {
-        let id = crate::xenbox::disk_serial(i);
-        let file = d.path.to_string_lossy().replace(',', ",,");
-        let ro = if d.read_only { ",readonly=on" } else { "" };
-        let throttle = d
-            .throttle
-            .as_ref()
-            .map(|t| format!(",{t}"))
-            .unwrap_or_default();
-        args.push("-drive".into());
-        args.push(format!(
-            "if=none,id={id},file={file},format=raw{ro}{throttle}"
-        ));
-        args.push("-device".into());
-        args.push(format!(
-            "virtio-blk-pci,drive={id},serial={id},addr={:#x}",
-            crate::xenbox::DISK_PCI_SLOT + i
-        ));
-    }
-    args
-}
-
-/// Xen's command line, with dom0's memory (MiB).
-fn xen_append(dom0_mib: u64) -> String {
-    format!(
-        "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem={dom0_mib}M,max:{dom0_mib}M dom0_max_vcpus=1 smap=0"
-    )
-}
-
-/// QEMU's arguments for the guest as Xen's dom0: its memory, Xen's command line, and the
-/// kernel (with ` qemu-exit` on its command line) and ramdisk as Xen's modules.
-fn dom0_args(b: &Boot, initrd_bytes: u64) -> Vec<String> {
-    let mem = b.memory_mib;
-    let cmdline = format!("{} qemu-exit", b.cmdline.trim());
-    vec![
-        "-m".into(),
-        qemu_memory(mem, initrd_bytes).to_string(),
-        "-append".into(),
-        xen_append(mem),
-        "-initrd".into(),
-        initrd_arg(&b.image, &cmdline, b.initrd.as_deref()),
-    ]
-}
-
-/// QEMU's arguments for the box with the guest as its domU: dom0's memory (with room
-/// for a copy of the ramdisk until xl has loaded it) on top of the domU's, the box's
-/// kernel and initramfs as Xen's modules, the payload disk and the ramdisk's.
-fn box_args(
-    bx: &crate::xenbox::BoxImage,
-    b: &Boot,
-    payload: &Path,
-    initrd_bytes: u64,
-) -> Vec<String> {
-    let dom0 = crate::xenbox::DOM0_MIB + initrd_bytes.div_ceil(1 << 20);
-    let drive = |p: &Path| format!("file={},format=raw,if=virtio,readonly=on", p.display());
-    let mut args = vec![
-        "-m".into(),
-        (dom0 + b.memory_mib + 384).to_string(),
-        "-append".into(),
-        xen_append(dom0),
-        "-initrd".into(),
-        format!(
-            "{} console=hvc0 earlyprintk=xen quiet,{}",
-            bx.vmlinuz.display(),
-            bx.initramfs.display()
-        ),
-        "-drive".into(),
-        drive(payload),
-    ];
-    if let Some(r) = &b.initrd {
-        args.extend(["-drive".into(), drive(r)]);
-    }
-    args
-}
-
-/// Write the box's payload disk for `b` in `role` next to [`Boot::log`]; the domU's
-/// status travels in its console's exit line, not an exit device.
-fn write_payload(
-    bx: &crate::xenbox::BoxImage,
-    b: &Boot,
-    role: Role<'_>,
-) -> Result<PathBuf, String> {
-    let path = b.log.with_extension("payload");
-    let (bench, vifs, dom0_script, disks) = match role {
-        Role::Dom0 => unreachable!("checked: dom0 has no box"),
-        Role::Bench(m) => (Some(m), 0, None, &[][..]),
-        Role::Domu { extras, disks } => (None, extras.vifs, extras.dom0_script.as_deref(), disks),
-    };
-    crate::xenbox::Payload {
-        name: b.name.as_str(),
-        kernel: &b.image,
-        peer: bx.peer.as_deref(),
-        cmdline: b.cmdline.trim(),
-        memory_mib: b.memory_mib,
-        timeout_s: b.timeout.as_secs(),
-        bench,
-        vifs,
-        dom0_script,
-        disks,
-    }
-    .write(&path)?;
-    Ok(path)
-}
-
-/// The QEMU command for `b` in `role` (the box's payload disk written first).
-fn command(xen: &Path, b: &Boot, role: Role<'_>) -> Result<Command, String> {
-    let initrd_bytes = b
-        .initrd
-        .as_ref()
-        .and_then(|p| p.metadata().ok())
-        .map_or(0, |m| m.len());
-    let mut cmd = Command::new(provision::QEMU);
-    cmd.args(BASE_ARGS).arg("-kernel").arg(xen);
-    match (&b.domu, role) {
-        (None, _) => {
-            cmd.args(dom0_args(b, initrd_bytes));
-        }
-        (Some(bx), role) => {
-            let payload = write_payload(bx, b, role)?;
-            cmd.args(box_args(bx, b, &payload, initrd_bytes));
-            if let Role::Domu { disks, .. } = role {
-                cmd.args(disk_args(disks));
-            }
-        }
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    Ok(cmd)
-}
-
-/// Start `cmd` with its stdout and stderr lines (stderr's prefixed `qemu: `) on one
-/// channel.
-fn spawn(mut cmd: Command) -> Result<(Child, mpsc::Receiver<String>), String> {
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("{}: {e}", provision::QEMU))?;
-    let (tx, rx) = mpsc::channel::<String>();
-    let out = child.stdout.take().expect("piped");
-    let err = child.stderr.take().expect("piped");
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
-            let line = String::from_utf8_lossy(&line)
-                .trim_end_matches('\r')
-                .to_string();
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).split(b'\n').map_while(Result::ok) {
-            let _ = tx2.send(format!("qemu: {}", String::from_utf8_lossy(&line)));
-        }
-    });
-    Ok((child, rx))
-}
-
-/// The console as it arrives: decoded, shown as [`Boot::stream`] says, kept, and
-/// watched for Xen's fatal lines.
-struct Console<'b> {
-    boot: &'b Boot,
-    defmt: Option<crate::defmt_log::Defmt>,
-    sym: Option<crate::symbolize::Symbolizer>,
-    text: String,
-    /// The Xen line after which the machine will not deliver a status, and when to stop
-    /// waiting for it to do so.
-    fatal: Option<(String, Instant)>,
-    /// Firmware (SeaBIOS, iPXE) paints the screen before Xen starts: log it, don't show it.
-    xen_started: bool,
-}
-
-impl<'b> Console<'b> {
-    /// defmt lines are decoded with the image's own ELF as they arrive. A bench of a
-    /// foreign kernel (Linux) has neither defmt nor symbols: no notes saying so.
-    fn new(b: &'b Boot, role: Role<'_>) -> Self {
-        let decode =
-            !matches!(role, Role::Bench(_)) || crate::elf::is_xen_kernel(&b.image) == Ok(true);
-        let defmt = match decode.then(|| crate::defmt_log::Defmt::from_elf(&b.image)) {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                eprintln!("xenpv-run: defmt lines stay encoded: {e}");
-                None
-            }
-            None => None,
-        };
-        let sym = decode
-            .then(|| crate::symbolize::for_image(&b.image))
-            .flatten();
-        Console {
-            boot: b,
-            defmt,
-            sym,
-            text: String::new(),
-            fatal: None,
-            xen_started: false,
-        }
-    }
-
-    /// Take one line of QEMU's output.
-    fn line(&mut self, raw: &str) {
-        let line = crate::defmt_log::show(self.defmt.as_ref(), raw);
-        let line = crate::symbolize::with_annotation(self.sym.as_ref(), line);
-        let xen_line = line.starts_with("(XEN)");
-        self.xen_started |= line.contains("(XEN)");
-        let guest = match (&self.boot.domu, line.strip_prefix("domU| ")) {
-            (None, _) => (!xen_line).then_some(line.as_str()),
-            (Some(_), Some(g)) => Some(g),
-            (Some(_), None) => (line.starts_with("xenbox: ") || line.starts_with("dom0| "))
-                .then_some(line.as_str()),
-        };
-        match (self.xen_started, self.boot.stream, guest) {
-            (true, Stream::All, _) => println!("{line}"),
-            (true, Stream::Guest, Some(g)) => println!("{g}"),
-            _ => {}
-        }
-        if xen_line && self.fatal.is_none() {
-            if let Some(f) = XEN_FATAL.iter().find(|f| line.contains(*f)) {
-                let grace = Instant::now() + Duration::from_secs(3);
-                self.fatal = Some((f.to_string(), grace));
-            }
-        }
-        self.text.push_str(&line);
-        self.text.push('\n');
-    }
-}
-
-/// Feed QEMU's lines to `console` until QEMU ends, the time limit hits or a fatal Xen
-/// line's grace is over (QEMU killed then); true when the time limit hit.
-fn watch(
-    child: &mut Child,
-    rx: &mpsc::Receiver<String>,
-    deadline: Instant,
-    console: &mut Console<'_>,
-) -> bool {
-    loop {
-        let now = Instant::now();
-        let fatal_at = console.fatal.as_ref().map(|f| f.1);
-        let until = fatal_at.map_or(deadline, |f| f.min(deadline));
-        if now >= until {
-            let _ = child.kill();
-            return fatal_at.is_none_or(|f| f > deadline);
-        }
-        match rx.recv_timeout(until - now) {
-            Ok(line) => console.line(&line),
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
-        }
-    }
-}
-
-/// A guest Xen crashed (a fault it could not deliver): say why, from Xen's dump, and
-/// make the status [`crate::symbolize::STATUS_XEN_CRASH`]. A domU's dump is on the box's
-/// serial line too; the box says 125 for a crashed domU.
-fn explain_crash(status: &mut Result<i32, Failure>, console: &mut Console<'_>) {
-    let b = console.boot;
-    if !matches!((&*status, &b.domu), (Err(_), None) | (Ok(125), Some(_))) {
-        return;
-    }
-    let guard = crate::symbolize::elf_symbol(&b.image, "xenpv_boot_stack_guard");
-    if let Some(report) = crate::symbolize::xen_crash(&console.text, console.sym.as_ref(), guard) {
-        if b.stream != Stream::Quiet {
-            println!("{report}");
-        }
-        console.text.push_str(&report);
-        console.text.push('\n');
-        *status = Ok(crate::symbolize::STATUS_XEN_CRASH);
-    }
-}
-
 /// Boot `b` in `role` under the Xen image `xen`, as [`boot`] says.
 pub fn run(xen: &Path, b: &Boot, role: Role<'_>) -> Outcome {
     let start = Instant::now();
@@ -564,14 +287,14 @@ pub fn run(xen: &Path, b: &Boot, role: Role<'_>) -> Outcome {
     };
     let started = role
         .check(b)
-        .and_then(|()| command(xen, b, role))
-        .and_then(spawn);
+        .and_then(|()| args::command(xen, b, role))
+        .and_then(console::spawn);
     let (mut child, rx) = match started {
         Ok(c) => c,
         Err(why) => return outcome(Err(Failure::Start(why)), String::new()),
     };
-    let mut console = Console::new(b, role);
-    let timed_out = watch(&mut child, &rx, start + b.timeout, &mut console);
+    let mut console = console::Console::new(b, role);
+    let timed_out = console::watch(&mut child, &rx, start + b.timeout, &mut console);
     let code = child.wait().ok().and_then(|s| s.code());
     let mut status = if timed_out {
         Err(Failure::Timeout(b.timeout.as_secs()))
@@ -579,7 +302,7 @@ pub fn run(xen: &Path, b: &Boot, role: Role<'_>) -> Outcome {
         let fatal = console.fatal.as_ref().map(|f| f.0.as_str());
         decode_status(code, &console.text, fatal)
     };
-    explain_crash(&mut status, &mut console);
+    console::explain_crash(&mut status, &mut console);
     let _ = std::fs::write(&b.log, &console.text);
     outcome(status, console.text)
 }
@@ -614,6 +337,7 @@ pub fn report(out: &Outcome, who: &str) -> u8 {
 
 #[cfg(test)]
 mod tests {
+    use super::args::{box_drive_args, memory_args, module_args, xen_args};
     use super::*;
 
     #[test]
@@ -729,17 +453,25 @@ mod tests {
         let o = run(Path::new("/xen"), &b, Role::Bench(bench));
         let want = "bench mode runs in the box: no box given".to_string();
         assert_eq!(o.status, Err(Failure::Start(want)));
+        let dom0 = [
+            &memory_args(&b, 0)[..],
+            &xen_args(&b, 0),
+            &module_args(&b),
+            &box_drive_args(&b, None),
+        ]
+        .concat();
         assert_eq!(
-            dom0_args(&b, 0),
+            dom0,
             [
                 "-m",
                 "640",
                 "-append",
-                &xen_append(128),
+                &xen_args(&b, 0)[1],
                 "-initrd",
                 &format!("{} a=1 qemu-exit", dir.join("k").display()),
             ]
         );
+        assert!(xen_args(&b, 0)[1].contains(" dom0_mem=128M,max:128M "));
         let bx = crate::xenbox::BoxImage {
             vmlinuz: "/v".into(),
             initramfs: "/i".into(),
@@ -753,8 +485,15 @@ mod tests {
         assert!(matches!(Role::of(&b), Role::Domu { disks: [], .. }));
         let o = run(Path::new("/xen"), &b, Role::Dom0);
         assert!(matches!(o.status, Err(Failure::Start(_))), "{:?}", o.status);
-        let args = box_args(b.domu.as_ref().unwrap(), &b, Path::new("/p"), 3 << 20);
-        assert_eq!(args[..4], ["-m", "1027", "-append", &xen_append(515)]);
+        let args = [
+            &memory_args(&b, 3 << 20)[..],
+            &xen_args(&b, 3 << 20),
+            &module_args(&b),
+            &box_drive_args(&b, Some(Path::new("/p"))),
+        ]
+        .concat();
+        assert_eq!(args[..3], ["-m", "1027", "-append"]);
+        assert!(args[3].contains(" dom0_mem=515M,max:515M "), "{}", args[3]);
         assert_eq!(
             args[4..],
             [
