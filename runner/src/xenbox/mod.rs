@@ -11,6 +11,16 @@
 //! [`BoxImage::peer`] program if any (see [`Payload`]), `/dev/vdb` = the ramdisk, if any
 //! (the file itself, not copied). The domU's disks ([`Disk`], `--disk`) follow as virtio
 //! drives of their own, found in dom0 by their serial ([`disk_serial`]).
+//!
+//! The modules, in the order a run uses them:
+//! - `image`: the box itself, packages fetched and unpacked, the initramfs laid out
+//!   ([`ensure`]);
+//! - `cpio`: the archives it and the Linux guests are made of ([`write_cpio`]);
+//! - `devices`: what a domU gets besides its kernel, vifs and disks ([`DomuExtras`],
+//!   [`Disk`]);
+//! - `payload`: the per-run disk the box's init reads ([`Payload`]);
+//! - `linux_guest`: Linux domUs for the benches ([`netserve_initramfs`], …);
+//! - `bench`: the box's bench mode read back from its console ([`bench_runs`]).
 mod bench;
 mod cpio;
 mod devices;
