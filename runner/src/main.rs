@@ -155,9 +155,17 @@ fn run(a: RunArgs) -> Result<u8, String> {
     } else {
         None
     };
+    let extras = o.extras();
+    let role = match domu {
+        Some(_) => qemu::Role::Domu {
+            extras: &extras,
+            disks: &o.disk,
+        },
+        None => qemu::Role::Dom0,
+    };
     let log = kernel.with_extension("xenpv-run.log");
     let _ = std::io::stdout().flush();
-    let out = qemu::boot_domu_with_disks(
+    let out = qemu::run(
         &xen,
         &qemu::Boot {
             domu,
@@ -170,8 +178,7 @@ fn run(a: RunArgs) -> Result<u8, String> {
             stream: o.stream(),
             log,
         },
-        &o.extras(),
-        &o.disk,
+        role,
     );
     Ok(qemu::report(&out, "xenpv-run"))
 }

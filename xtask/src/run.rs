@@ -110,8 +110,16 @@ pub fn run_command(mut o: RunArgs) -> Result<u8, String> {
     } else {
         None
     };
+    let extras = b.extras();
+    let role = match domu {
+        Some(_) => qemu::Role::Domu {
+            extras: &extras,
+            disks: &b.disk,
+        },
+        None => qemu::Role::Dom0,
+    };
     let _ = std::io::stdout().flush();
-    let out = qemu::boot_domu_with_disks(
+    let out = qemu::run(
         &xen,
         &Boot {
             domu,
@@ -124,8 +132,7 @@ pub fn run_command(mut o: RunArgs) -> Result<u8, String> {
             stream: b.stream(),
             log: crate::root().join("target/xtask/last-run.log"),
         },
-        &b.extras(),
-        &b.disk,
+        role,
     );
     Ok(qemu::report(&out, "xtask"))
 }
