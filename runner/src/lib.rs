@@ -3,6 +3,8 @@
 //! Used by the `xenpv-run` command (and through it as a cargo runner) and by the
 //! repository's `cargo xtask`: one implementation of each piece.
 //!
+//! - [`cli`]: the boot options `xenpv-run` and `cargo xtask run` share, and the dom0
+//!   script's contract;
 //! - [`provision`]: QEMU and Xen 4.17 found, or installed from Debian's packages;
 //! - [`qemu`]: a kernel booted as the PV dom0 of Xen in QEMU, or as a domU of a Linux
 //!   dom0 in [`xenbox`], the console streamed and the status decoded;
@@ -16,6 +18,7 @@
 //! fault), [`qemu::EXIT_TIMEOUT`] (124) when the time limit hits, and
 //! [`qemu::EXIT_NO_STATUS`] (125) when the machine stopped without one.
 
+pub mod cli;
 pub mod defmt_log;
 pub mod elf;
 pub mod progress;

@@ -14,6 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use xenpv_run::cli::BootArgs;
 use xenpv_run::{provision, qemu, starter, xenbox, xl};
 
 /// Boot a Xen PV kernel (a xenpv-rt unikernel, or any PV kernel) under Xen 4.17 in QEMU
@@ -63,64 +64,11 @@ struct RunArgs {
     /// Words for the guest's command line (after the kernel; after `--` for words that
     /// start with a dash).
     guest: Vec<String>,
-    /// Boot it as a domU of a Linux dom0 inside QEMU (Debian's kernel and xl: the box).
-    #[arg(long)]
-    domu: bool,
-    /// Boot it with `xl create -c` on this machine, a real Xen host.
-    #[arg(long, conflicts_with = "domu")]
-    xl: bool,
-    /// With --xl: print the config and the command, run nothing.
-    #[arg(long, requires = "xl")]
-    dry_run: bool,
-    /// Guest memory in MiB (default 256; 128 plus the initrd as a domU).
-    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(64..=65536))]
-    memory: Option<u64>,
-    /// Hand FILE to the guest as its initrd (module).
-    #[arg(long, value_name = "FILE")]
-    initrd: Option<PathBuf>,
-    /// Wall-clock limit in seconds; status 124 when it hits.
-    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
-    timeout: u64,
-    /// Show Xen's own console lines too.
-    #[arg(long)]
-    xen_log: bool,
     /// The domU's name (default: the kernel file's name).
     #[arg(long, requires = "domu")]
     name: Option<String>,
-    /// With --domu: give the domU N network interfaces (default 1, at most 4), vifs on the
-    /// bridge xenbr0 in the box's dom0 (which is 169.254.100.1/24 there; QEMU itself has
-    /// no network device), MACs 00:16:3e:00:00:02, :03, … A bare --net takes the next
-    /// word as N if it is not an option: put guest words before it, or write --net 1.
-    #[arg(
-        long,
-        value_name = "N",
-        num_args = 0..=1,
-        default_missing_value = "1",
-        requires = "domu",
-        value_parser = xenbox::parse_vifs
-    )]
-    net: Option<u32>,
-    /// With --domu: run FILE (busybox sh) in the box's dom0 once the domU has its id, with
-    /// DOMID, DOMU_NAME, PEER and PATH (xl, xenstore-*) set; its lines are shown as
-    /// `dom0| …`, its end as `xenbox: dom0-script exit N`. When it ends, a domU still
-    /// running gets `xl shutdown` (destroyed 60 s later); a domU that stops first leaves
-    /// it running. It is killed 40 s before --timeout (status 124). The status is the
-    /// guest's if nonzero, else the script's. Example:
-    /// `xenpv-run KERNEL --domu --net --dom0-script check.sh`, check.sh holding
-    /// `xl network-list $DOMID && ls /sys/class/net/xenbr0/brif`.
-    #[arg(long, value_name = "FILE", requires = "domu")]
-    dom0_script: Option<PathBuf>,
-    /// With --domu: give the domU the raw image FILE as a block device (xen-blkback in the
-    /// box's dom0), read-only with `,ro`; repeat for more, at most 4: xvda, xvdb, … in
-    /// order. FILE is used in place (a writable disk's writes land in it). A dom0 script
-    /// sees dom0's device for disk N as DISKN (e.g. DISK0=/dev/vdc).
-    #[arg(
-        long,
-        value_name = "FILE[,ro]",
-        requires = "domu",
-        value_parser = xenbox::parse_disk
-    )]
-    disk: Vec<xenbox::Disk>,
+    #[command(flatten)]
+    boot: BootArgs,
 }
 
 fn main() -> ExitCode {
@@ -179,76 +127,58 @@ fn run(a: RunArgs) -> Result<u8, String> {
     if !kernel.is_file() {
         return Err(format!("{}: no such file", kernel.display()));
     }
-    if let Some(i) = &a.initrd {
-        if !i.is_file() {
-            return Err(format!("--initrd {}: no such file", i.display()));
-        }
-    }
-    if let Some(s) = &a.dom0_script {
-        if !s.is_file() {
-            return Err(format!("--dom0-script {}: no such file", s.display()));
-        }
-    }
-    xenbox::check_disks(&a.disk)?;
-    let extras = xenbox::DomuExtras {
-        vifs: a.net.unwrap_or(0),
-        dom0_script: a.dom0_script.clone(),
-    };
+    let o = a.boot;
+    o.check()?;
     let cmdline = a.guest.join(" ");
-    let initrd_mib = a
-        .initrd
-        .as_ref()
-        .and_then(|p| p.metadata().ok())
-        .map_or(0, |m| m.len() >> 20);
-    let memory = a.memory.unwrap_or(if a.domu {
-        128 + initrd_mib
-    } else {
-        256 + initrd_mib
-    });
-    let name = a.name.clone().unwrap_or_else(|| {
+    let base = if o.domu { 128 } else { 256 };
+    let memory = o.memory.unwrap_or(base + o.initrd_mib());
+    let name = a.name.unwrap_or_else(|| {
         kernel
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "xenpv-guest".into())
     });
-    if a.xl {
+    if o.xl {
         return xl::run(
             &name,
             &kernel,
             &cmdline,
-            a.initrd.as_deref(),
+            o.initrd.as_deref(),
             memory,
-            a.dry_run,
-            a.timeout,
+            o.dry_run,
+            o.timeout,
         );
     }
     let xen = provision::ensure()?;
-    let domu = if a.domu {
+    let domu = if o.domu {
         Some(std::sync::Arc::new(xenbox::ensure()?))
     } else {
         None
     };
+    let extras = o.extras();
+    let role = match domu {
+        Some(_) => qemu::Role::Domu {
+            extras: &extras,
+            disks: &o.disk,
+        },
+        None => qemu::Role::Dom0,
+    };
     let log = kernel.with_extension("xenpv-run.log");
     let _ = std::io::stdout().flush();
-    let out = qemu::boot_domu_with_disks(
+    let out = qemu::run(
         &xen,
         &qemu::Boot {
             domu,
             name,
             image: kernel,
             cmdline,
-            initrd: a.initrd,
+            initrd: o.initrd.clone(),
             memory_mib: memory,
-            timeout: Duration::from_secs(a.timeout),
-            stream: if a.xen_log {
-                qemu::Stream::All
-            } else {
-                qemu::Stream::Guest
-            },
+            timeout: Duration::from_secs(o.timeout),
+            stream: o.stream(),
             log,
         },
-        &extras,
-        &a.disk,
+        role,
     );
     Ok(qemu::report(&out, "xenpv-run"))
 }
@@ -267,7 +197,7 @@ mod tests {
     fn guest_words_and_runner_options_mix_as_cargo_passes_them() {
         let c =
             Cli::try_parse_from(["xenpv-run", "k.elf", "exit=3", "--domu", "split=1G"]).unwrap();
-        assert!(c.run.domu);
+        assert!(c.run.boot.domu);
         assert_eq!(c.run.guest, ["exit=3", "split=1G"]);
         let c = Cli::try_parse_from(["xenpv-run", "k.elf", "--", "--odd"]).unwrap();
         assert_eq!(c.run.guest, ["--odd"]);
@@ -281,17 +211,17 @@ mod tests {
     #[test]
     fn net_and_the_dom0_script_need_the_box() {
         let c = Cli::try_parse_from(["xenpv-run", "k.elf", "exit=3", "--domu", "--net"]).unwrap();
-        assert_eq!(c.run.net, Some(1));
+        assert_eq!(c.run.boot.net, Some(1));
         assert_eq!(c.run.guest, ["exit=3"]);
         let c = Cli::try_parse_from(["xenpv-run", "k.elf", "--domu", "--net", "3"]).unwrap();
-        assert_eq!(c.run.net, Some(3));
+        assert_eq!(c.run.boot.net, Some(3));
         let c = Cli::try_parse_from(["xenpv-run", "k.elf", "--domu", "--net=2", "events"]).unwrap();
         assert_eq!(
-            (c.run.net, c.run.guest.as_slice()),
+            (c.run.boot.net, c.run.guest.as_slice()),
             (Some(2), &["events".to_string()][..])
         );
         let c = Cli::try_parse_from(["xenpv-run", "k.elf", "--domu"]).unwrap();
-        assert_eq!((c.run.net, c.run.dom0_script), (None, None));
+        assert_eq!((c.run.boot.net, c.run.boot.dom0_script), (None, None));
         for bad in ["0", "5", "many"] {
             let e =
                 Cli::try_parse_from(["xenpv-run", "k.elf", "--domu", "--net", bad]).unwrap_err();
@@ -312,8 +242,8 @@ mod tests {
             "--net",
         ])
         .unwrap();
-        assert_eq!(c.run.dom0_script, Some(PathBuf::from("s.sh")));
-        assert_eq!(c.run.net, Some(1));
+        assert_eq!(c.run.boot.dom0_script, Some(PathBuf::from("s.sh")));
+        assert_eq!(c.run.boot.net, Some(1));
     }
 
     #[test]
@@ -331,13 +261,14 @@ mod tests {
         assert_eq!(c.run.guest, ["blk"]);
         let got: Vec<(&str, bool)> = c
             .run
+            .boot
             .disk
             .iter()
             .map(|d| (d.path.to_str().unwrap(), d.read_only))
             .collect();
         assert_eq!(got, [("/tmp/d0.img", false), ("/tmp/d1.img", true)]);
         let c = Cli::try_parse_from(["xenpv-run", "k.elf", "--domu"]).unwrap();
-        assert!(c.run.disk.is_empty());
+        assert!(c.run.boot.disk.is_empty());
         let e = Cli::try_parse_from(["xenpv-run", "k.elf", "--domu", "--disk", "d.img,rx"])
             .unwrap_err();
         let msg = e.to_string();
@@ -359,12 +290,12 @@ mod tests {
                 .chain(five),
         )
         .unwrap();
-        let e = xenbox::check_disks(&c.run.disk).unwrap_err();
+        let e = xenbox::check_disks(&c.run.boot.disk).unwrap_err();
         assert!(
             e.contains("/nonexistent/4.img") && e.contains("limit is 4"),
             "{e}"
         );
-        let e = xenbox::check_disks(&c.run.disk[..1]).unwrap_err();
+        let e = xenbox::check_disks(&c.run.boot.disk[..1]).unwrap_err();
         assert_eq!(e, "--disk /nonexistent/0.img: no such file");
     }
 }

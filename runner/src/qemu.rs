@@ -2,13 +2,13 @@
 //! status: as the PV dom0 (isa-debug-exit: QEMU exits with `(status << 1) | 1`), or as a
 //! domU of the Linux dom0 of [`crate::xenbox`] (the status read from its console's exit
 //! line, which the box passes on to the exit device).
-use crate::provision;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use xenpv_contract::status::parse_exit_line;
+
+mod args;
+mod console;
+pub use args::disk_args;
 
 /// Exit code ([`failure_status`], [`report`]) when the wall-clock limit hit (as `timeout(1)`).
 pub const EXIT_TIMEOUT: u8 = 124;
@@ -104,14 +104,6 @@ impl Outcome {
     }
 }
 
-/// Xen lines after which the machine will not deliver a status by itself.
-const XEN_FATAL: [&str; 4] = [
-    "Hardware Dom0 crashed",
-    "Hardware Dom0 halted",
-    "Panic on CPU",
-    "Hardware Dom0 shutdown",
-];
-
 /// QEMU's `-initrd` separates modules with commas: a comma in a path or command line is `,,`.
 pub fn initrd_arg(image: &Path, cmdline: &str, initrd: Option<&Path>) -> String {
     let esc = |s: &str| s.replace(',', ",,");
@@ -178,298 +170,138 @@ pub const BASE_ARGS: &[&str] = &[
     "isa-debug-exit,iobase=0xf4,iosize=0x04",
 ];
 
-/// Boot `b` under the Xen image `xen` (from [`provision::ensure`]), stream its console as
-/// [`Boot::stream`] says (defmt lines decoded, fault lines symbolized), and return how it
-/// ended; the console is also written to [`Boot::log`]. A guest that Xen crashed on a
-/// fault it could not deliver gets [`crate::symbolize::STATUS_XEN_CRASH`] and a report
-/// from Xen's register dump.
-pub fn boot(xen: &Path, b: &Boot) -> Outcome {
-    boot_with(xen, b, None, &crate::xenbox::DomuExtras::default(), &[])
+/// What the guest is in the machine, which decides how QEMU is set up around it.
+#[derive(Clone, Copy, Debug)]
+pub enum Role<'a> {
+    /// The PV dom0 of Xen ([`Boot::domu`] is `None`): Xen's modules are the kernel and
+    /// the ramdisk, the status comes through QEMU's exit device.
+    Dom0,
+    /// A domU of the box ([`Boot::domu`]) with what it gets besides its kernel: network
+    /// interfaces, a dom0 script (its contract: [`crate::cli::BootArgs::dom0_script`])
+    /// and disks, each a virtio drive of the box's QEMU ([`disk_args`]), which dom0
+    /// finds by its serial and gives the domU with xl (`phy:`, Linux's xen-blkback);
+    /// disk `i` is the domU's [`crate::xenbox::disk_vdev`]`(i)` and a dom0 script's
+    /// `DISK<i>`.
+    Domu {
+        /// Network interfaces and the dom0 script.
+        extras: &'a crate::xenbox::DomuExtras,
+        /// Block devices, checked before QEMU starts ([`crate::xenbox::check_disks`]).
+        disks: &'a [crate::xenbox::Disk],
+    },
+    /// The box ([`Boot::domu`]) in bench mode: the domU is started `runs` times in a
+    /// row, each run timed in dom0 (read them with [`crate::xenbox::bench_runs`]); the
+    /// status is 0 when every run ended by itself. The domU may be any PV kernel (a
+    /// Linux one too): its console is only decoded and symbolized if it is a Xen PV ELF.
+    Bench(crate::xenbox::BenchMode),
 }
 
-/// Boot `b` as a domU of the box ([`Boot::domu`]) with `extras`: network interfaces on
-/// the box's bridge and a dom0 script run next to the domU (its contract, and the
-/// run's status, are [`crate::xenbox::DomuExtras`]'s). With the default extras it is
-/// [`boot`].
+impl Role<'_> {
+    /// The plain role of `b`: a domU without devices when it names a box, else dom0.
+    pub fn of(b: &Boot) -> Role<'static> {
+        static NOTHING: crate::xenbox::DomuExtras = crate::xenbox::DomuExtras {
+            vifs: 0,
+            dom0_script: None,
+        };
+        match b.domu {
+            Some(_) => Role::Domu {
+                extras: &NOTHING,
+                disks: &[],
+            },
+            None => Role::Dom0,
+        }
+    }
+
+    /// The domU's disks: none but in [`Role::Domu`].
+    pub fn disks(&self) -> &[crate::xenbox::Disk] {
+        match self {
+            Role::Domu { disks, .. } => disks,
+            _ => &[],
+        }
+    }
+
+    /// Refuse a role that `b` cannot have: a box role without a box, a dom0 with one,
+    /// disks the box cannot take.
+    fn check(&self, b: &Boot) -> Result<(), String> {
+        match (self, &b.domu) {
+            (Role::Dom0, None) => Ok(()),
+            (Role::Dom0, Some(_)) => Err("a box was given for a dom0 boot".into()),
+            (Role::Bench(_), None) => Err("bench mode runs in the box: no box given".into()),
+            (Role::Bench(_), Some(_)) => Ok(()),
+            (Role::Domu { .. }, None) => Err(
+                "network interfaces, disks and a dom0 script need a domU in the box: no box given"
+                    .into(),
+            ),
+            (Role::Domu { disks, .. }, Some(_)) => crate::xenbox::check_disks(disks),
+        }
+    }
+}
+
+/// Boot `b` under the Xen image `xen` (from [`crate::provision::ensure`]) in its plain role
+/// ([`Role::of`]), stream its console as [`Boot::stream`] says (defmt lines decoded,
+/// fault lines symbolized), and return how it ended; the console is also written to
+/// [`Boot::log`]. A guest that Xen crashed on a fault it could not deliver gets
+/// [`crate::symbolize::STATUS_XEN_CRASH`] and a report from Xen's register dump.
+pub fn boot(xen: &Path, b: &Boot) -> Outcome {
+    run(xen, b, Role::of(b))
+}
+
+/// Boot `b` as a domU of the box ([`Boot::domu`]) with `extras` ([`Role::Domu`]). With
+/// the default extras it is [`boot`].
 pub fn boot_domu(xen: &Path, b: &Boot, extras: &crate::xenbox::DomuExtras) -> Outcome {
     boot_domu_with_disks(xen, b, extras, &[])
 }
 
-/// [`boot_domu`] with block devices for the domU: each disk is a virtio drive of the
-/// box's QEMU ([`disk_args`]), which dom0 finds by its serial and gives the domU with xl
-/// (`disk = ['phy:/dev/vdX,xvda,w', …]`, Linux's xen-blkback); disk `i` is the domU's
-/// [`crate::xenbox::disk_vdev`]`(i)` (`xvda`, `xvdb`, …) and a dom0 script's `DISK<i>`.
-/// The disks are checked first ([`crate::xenbox::check_disks`]).
+/// [`boot_domu`] with block devices for the domU ([`Role::Domu`]); without a box and
+/// with neither extras nor disks it is a dom0 boot, as [`boot`].
 pub fn boot_domu_with_disks(
     xen: &Path,
     b: &Boot,
     extras: &crate::xenbox::DomuExtras,
     disks: &[crate::xenbox::Disk],
 ) -> Outcome {
-    let refuse = |why: String| Outcome {
-        status: Err(Failure::Start(why)),
-        text: String::new(),
-        secs: 0.0,
-        log: b.log.clone(),
+    let plain = *extras == crate::xenbox::DomuExtras::default() && disks.is_empty();
+    let role = match b.domu {
+        None if plain => Role::Dom0,
+        _ => Role::Domu { extras, disks },
     };
-    if b.domu.is_none() && (*extras != crate::xenbox::DomuExtras::default() || !disks.is_empty()) {
-        return refuse(
-            "network interfaces, disks and a dom0 script need a domU in the box: no box given"
-                .into(),
-        );
-    }
-    if let Err(e) = crate::xenbox::check_disks(disks) {
-        return refuse(e);
-    }
-    boot_with(xen, b, None, extras, disks)
+    run(xen, b, role)
 }
 
-/// QEMU's arguments for the domU's disks in the box: per disk `i`, a drive of its own
-/// (`-drive if=none,id=xenpv-diskI,file=…,format=raw[,readonly=on]`) on a virtio-blk PCI
-/// device with serial [`crate::xenbox::disk_serial`]`(i)` at slot
-/// [`crate::xenbox::DISK_PCI_SLOT`]` + i` (commas in the file name doubled, as QEMU wants).
-pub fn disk_args(disks: &[crate::xenbox::Disk]) -> Vec<String> {
-    let mut args = vec![];
-    for (i, d) in disks.iter().enumerate() {
-        let id = crate::xenbox::disk_serial(i);
-        let file = d.path.to_string_lossy().replace(',', ",,");
-        let ro = if d.read_only { ",readonly=on" } else { "" };
-        let throttle = d
-            .throttle
-            .as_ref()
-            .map(|t| format!(",{t}"))
-            .unwrap_or_default();
-        args.push("-drive".into());
-        args.push(format!(
-            "if=none,id={id},file={file},format=raw{ro}{throttle}"
-        ));
-        args.push("-device".into());
-        args.push(format!(
-            "virtio-blk-pci,drive={id},serial={id},addr={:#x}",
-            crate::xenbox::DISK_PCI_SLOT + i
-        ));
-    }
-    args
-}
-
-/// Boot the box of [`Boot::domu`] in its bench mode: the domU is started `bench.runs`
-/// times in a row, each run timed in dom0 (read the runs from [`Outcome::text`] with
-/// [`crate::xenbox::bench_runs`]); the status is 0 when every run ended by itself.
-/// [`Boot::timeout`] is the whole box run's limit. The domU may be any PV kernel (a
-/// Linux one too): its console is only decoded and symbolized if it is a Xen PV ELF.
+/// Boot the box of [`Boot::domu`] in its bench mode ([`Role::Bench`]); [`Boot::timeout`]
+/// is the whole box run's limit.
 pub fn boot_box_bench(xen: &Path, b: &Boot, bench: crate::xenbox::BenchMode) -> Outcome {
-    if b.domu.is_none() {
-        return Outcome {
-            status: Err(Failure::Start(
-                "bench mode runs in the box: no box given".into(),
-            )),
-            text: String::new(),
-            secs: 0.0,
-            log: b.log.clone(),
-        };
-    }
-    boot_with(
-        xen,
-        b,
-        Some(bench),
-        &crate::xenbox::DomuExtras::default(),
-        &[],
-    )
+    run(xen, b, Role::Bench(bench))
 }
 
-fn boot_with(
-    xen: &Path,
-    b: &Boot,
-    bench: Option<crate::xenbox::BenchMode>,
-    extras: &crate::xenbox::DomuExtras,
-    disks: &[crate::xenbox::Disk],
-) -> Outcome {
+/// Boot `b` in `role` under the Xen image `xen`, as [`boot`] says.
+pub fn run(xen: &Path, b: &Boot, role: Role<'_>) -> Outcome {
     let start = Instant::now();
-    let initrd_bytes = b
-        .initrd
-        .as_ref()
-        .and_then(|p| p.metadata().ok())
-        .map(|m| m.len())
-        .unwrap_or(0);
-    let fail = |why: String, text: String| Outcome {
-        status: Err(Failure::Start(why)),
-        text,
-        secs: start.elapsed().as_secs_f64(),
-        log: b.log.clone(),
-    };
-    let mem = b.memory_mib;
-    let cmdline = format!("{} qemu-exit", b.cmdline.trim());
-    let mut cmd = Command::new(provision::QEMU);
-    cmd.args(BASE_ARGS).arg("-kernel").arg(xen);
-    match &b.domu {
-        None => {
-            cmd.args(["-m", &qemu_memory(mem, initrd_bytes).to_string()])
-                .arg("-append")
-                .arg(format!(
-                    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem={mem}M,max:{mem}M dom0_max_vcpus=1 smap=0"
-                ))
-                .arg("-initrd")
-                .arg(initrd_arg(&b.image, &cmdline, b.initrd.as_deref()));
-        }
-        Some(bx) => {
-            // dom0 holds a copy of the ramdisk until xl has loaded it into the domU.
-            let dom0 = crate::xenbox::DOM0_MIB + initrd_bytes.div_ceil(1 << 20);
-            let payload = b.log.with_extension("payload");
-            let name = b.name.as_str();
-            // The domU's status travels in its console's exit line, not an exit device.
-            let spec = crate::xenbox::Payload {
-                name,
-                kernel: &b.image,
-                peer: bx.peer.as_deref(),
-                cmdline: b.cmdline.trim(),
-                memory_mib: mem,
-                timeout_s: b.timeout.as_secs(),
-                bench,
-                vifs: extras.vifs,
-                dom0_script: extras.dom0_script.as_deref(),
-                disks,
-            };
-            if let Err(e) = spec.write(&payload) {
-                return fail(e, String::new());
-            }
-            cmd.args(["-m", &(dom0 + mem + 384).to_string()])
-                .arg("-append")
-                .arg(format!(
-                    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem={dom0}M,max:{dom0}M dom0_max_vcpus=1 smap=0"
-                ))
-                .arg("-initrd")
-                .arg(format!(
-                    "{} console=hvc0 earlyprintk=xen quiet,{}",
-                    bx.vmlinuz.display(),
-                    bx.initramfs.display()
-                ))
-                .arg("-drive")
-                .arg(format!("file={},format=raw,if=virtio,readonly=on", payload.display()));
-            if let Some(r) = &b.initrd {
-                cmd.arg("-drive").arg(format!(
-                    "file={},format=raw,if=virtio,readonly=on",
-                    r.display()
-                ));
-            }
-            cmd.args(disk_args(disks));
-        }
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return fail(format!("{}: {e}", provision::QEMU), String::new()),
-    };
-    let (tx, rx) = mpsc::channel::<String>();
-    let out = child.stdout.take().expect("piped");
-    let err = child.stderr.take().expect("piped");
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
-            if tx
-                .send(
-                    String::from_utf8_lossy(&line)
-                        .trim_end_matches('\r')
-                        .to_string(),
-                )
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).split(b'\n').map_while(Result::ok) {
-            let _ = tx2.send(format!("qemu: {}", String::from_utf8_lossy(&line)));
-        }
-    });
-    let deadline = start + b.timeout;
-    // defmt lines are decoded with the image's own ELF as they arrive. A bench of a
-    // foreign kernel (Linux) has neither defmt nor symbols: no notes saying so.
-    let decode = bench.is_none() || crate::elf::is_xen_kernel(&b.image) == Ok(true);
-    let defmt = match decode.then(|| crate::defmt_log::Defmt::from_elf(&b.image)) {
-        Some(Ok(d)) => d,
-        Some(Err(e)) => {
-            eprintln!("xenpv-run: defmt lines stay encoded: {e}");
-            None
-        }
-        None => None,
-    };
-    let sym = decode
-        .then(|| crate::symbolize::for_image(&b.image))
-        .flatten();
-    let mut text = String::new();
-    let mut fatal: Option<String> = None;
-    let mut fatal_at: Option<Instant> = None;
-    let mut timed_out = false;
-    // Firmware (SeaBIOS, iPXE) paints the screen before Xen starts: log it, don't show it.
-    let mut xen_started = false;
-    loop {
-        let now = Instant::now();
-        let until = fatal_at.map_or(deadline, |f| f.min(deadline));
-        if now >= until {
-            timed_out = fatal_at.is_none_or(|f| f > deadline);
-            let _ = child.kill();
-            break;
-        }
-        match rx.recv_timeout(until - now) {
-            Ok(line) => {
-                let line = crate::defmt_log::show(defmt.as_ref(), &line);
-                let line = crate::symbolize::with_annotation(sym.as_ref(), line);
-                let xen_line = line.starts_with("(XEN)");
-                xen_started |= line.contains("(XEN)");
-                let guest = match (&b.domu, line.strip_prefix("domU| ")) {
-                    (None, _) => (!xen_line).then_some(line.as_str()),
-                    (Some(_), Some(g)) => Some(g),
-                    (Some(_), None) => (line.starts_with("xenbox: ") || line.starts_with("dom0| "))
-                        .then_some(line.as_str()),
-                };
-                if xen_started && b.stream == Stream::All {
-                    println!("{line}");
-                } else if let (true, Stream::Guest, Some(g)) = (xen_started, b.stream, guest) {
-                    println!("{g}");
-                }
-                if xen_line && fatal.is_none() {
-                    if let Some(f) = XEN_FATAL.iter().find(|f| line.contains(*f)) {
-                        fatal = Some(f.to_string());
-                        fatal_at = Some(Instant::now() + Duration::from_secs(3));
-                    }
-                }
-                text.push_str(&line);
-                text.push('\n');
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    let code = child.wait().ok().and_then(|s| s.code());
-    let mut status = if timed_out {
-        Err(Failure::Timeout(b.timeout.as_secs()))
-    } else {
-        decode_status(code, &text, fatal.as_deref())
-    };
-    // A guest Xen crashed (a fault it could not deliver): say why, from Xen's dump. A
-    // domU's dump is on the box's serial line too; the box says 125 for a crashed domU.
-    let crashed = matches!((&status, &b.domu), (Err(_), None) | (Ok(125), Some(_)));
-    if crashed {
-        let guard = crate::symbolize::elf_symbol(&b.image, "xenpv_boot_stack_guard");
-        if let Some(report) = crate::symbolize::xen_crash(&text, sym.as_ref(), guard) {
-            if b.stream != Stream::Quiet {
-                println!("{report}");
-            }
-            text.push_str(&report);
-            text.push('\n');
-            status = Ok(crate::symbolize::STATUS_XEN_CRASH);
-        }
-    }
-    let _ = std::fs::write(&b.log, &text);
-    Outcome {
+    let outcome = |status, text| Outcome {
         status,
         text,
         secs: start.elapsed().as_secs_f64(),
         log: b.log.clone(),
-    }
+    };
+    let started = role
+        .check(b)
+        .and_then(|()| args::command(xen, b, role))
+        .and_then(console::spawn);
+    let (mut child, rx) = match started {
+        Ok(c) => c,
+        Err(why) => return outcome(Err(Failure::Start(why)), String::new()),
+    };
+    let mut console = console::Console::new(b, role);
+    let timed_out = console::watch(&mut child, &rx, start + b.timeout, &mut console);
+    let code = child.wait().ok().and_then(|s| s.code());
+    let mut status = if timed_out {
+        Err(Failure::Timeout(b.timeout.as_secs()))
+    } else {
+        let fatal = console.fatal.as_ref().map(|f| f.0.as_str());
+        decode_status(code, &console.text, fatal)
+    };
+    console::explain_crash(&mut status, &mut console);
+    let _ = std::fs::write(&b.log, &console.text);
+    outcome(status, console.text)
 }
 
 /// The exit code for a run that ended without a guest status.
@@ -502,6 +334,7 @@ pub fn report(out: &Outcome, who: &str) -> u8 {
 
 #[cfg(test)]
 mod tests {
+    use super::args::{box_drive_args, memory_args, module_args, xen_args};
     use super::*;
 
     #[test]
@@ -593,6 +426,82 @@ mod tests {
         let o = boot_domu_with_disks(Path::new("/xen"), &b, &DomuExtras::default(), &missing);
         let want = format!("--disk {}: no such file", missing[0].path.display());
         assert_eq!(o.status, Err(Failure::Start(want)));
+    }
+
+    #[test]
+    fn roles_need_their_box_and_say_their_qemu_arguments() {
+        let dir = std::env::temp_dir().join(format!("qemu-role-test-{}", std::process::id()));
+        let b = Boot {
+            domu: None,
+            name: "t".into(),
+            image: dir.join("k"),
+            cmdline: " a=1 ".into(),
+            initrd: None,
+            memory_mib: 128,
+            timeout: Duration::from_secs(1),
+            stream: Stream::Quiet,
+            log: dir.join("log"),
+        };
+        assert!(matches!(Role::of(&b), Role::Dom0));
+        let bench = crate::xenbox::BenchMode {
+            runs: 1,
+            run_timeout_s: 1,
+        };
+        let o = run(Path::new("/xen"), &b, Role::Bench(bench));
+        let want = "bench mode runs in the box: no box given".to_string();
+        assert_eq!(o.status, Err(Failure::Start(want)));
+        let dom0 = [
+            &memory_args(&b, 0)[..],
+            &xen_args(&b, 0),
+            &module_args(&b),
+            &box_drive_args(&b, None),
+        ]
+        .concat();
+        assert_eq!(
+            dom0,
+            [
+                "-m",
+                "640",
+                "-append",
+                &xen_args(&b, 0)[1],
+                "-initrd",
+                &format!("{} a=1 qemu-exit", dir.join("k").display()),
+            ]
+        );
+        assert!(xen_args(&b, 0)[1].contains(" dom0_mem=128M,max:128M "));
+        let bx = crate::xenbox::BoxImage {
+            vmlinuz: "/v".into(),
+            initramfs: "/i".into(),
+            peer: None,
+        };
+        let b = Boot {
+            domu: Some(std::sync::Arc::new(bx)),
+            initrd: Some("/r".into()),
+            ..b
+        };
+        assert!(matches!(Role::of(&b), Role::Domu { disks: [], .. }));
+        let o = run(Path::new("/xen"), &b, Role::Dom0);
+        assert!(matches!(o.status, Err(Failure::Start(_))), "{:?}", o.status);
+        let args = [
+            &memory_args(&b, 3 << 20)[..],
+            &xen_args(&b, 3 << 20),
+            &module_args(&b),
+            &box_drive_args(&b, Some(Path::new("/p"))),
+        ]
+        .concat();
+        assert_eq!(args[..3], ["-m", "1027", "-append"]);
+        assert!(args[3].contains(" dom0_mem=515M,max:515M "), "{}", args[3]);
+        assert_eq!(
+            args[4..],
+            [
+                "-initrd",
+                "/v console=hvc0 earlyprintk=xen quiet,/i",
+                "-drive",
+                "file=/p,format=raw,if=virtio,readonly=on",
+                "-drive",
+                "file=/r,format=raw,if=virtio,readonly=on",
+            ]
+        );
     }
 
     #[test]

@@ -1,33 +1,26 @@
 //! `cargo xtask run`: build the sample app (or the example) and boot it with the runner
 //! library, as dom0, as a domU in the box, or with xl on a real Xen host.
 use crate::cargo::{self, Image};
-use crate::qemu::{self, Boot, Stream};
+use crate::qemu::{self, Boot};
 use crate::{initrd, provision};
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
+use xenpv_run::cli::BootArgs;
 
-/// `cargo xtask run` options.
+/// `cargo xtask run` options: what to build and its command line, then the boot options
+/// `xenpv-run` has too ([`BootArgs`]; here the time limit's default is 120 s).
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("timeout", |a| a.default_value("120")))]
 pub struct RunArgs {
     /// The guest command line (e.g. "split=1G panic").
     #[arg(long, default_value = "")]
     cmdline: String,
-    /// Pass FILE as the initrd.
-    #[arg(long, value_name = "FILE", conflicts_with = "initrd_mib")]
-    initrd: Option<PathBuf>,
-    /// Pass a checked N MiB image (the app verifies it).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=initrd::MAX_MIB))]
+    /// Pass a checked N MiB image as the initrd (the app verifies it).
+    #[arg(long, value_name = "N", conflicts_with = "initrd", value_parser = clap::value_parser!(u64).range(1..=initrd::MAX_MIB))]
     initrd_mib: Option<u64>,
     /// The checked image's seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Guest memory in MiB (default 256, more for big initrds; the domU's with --domu).
-    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(64..=65536))]
-    memory: Option<u64>,
-    /// Wall-clock limit in seconds; status 124 when it hits.
-    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86400))]
-    timeout: u64,
     /// Boot examples/hello instead of the app.
     #[arg(long)]
     example: bool,
@@ -37,78 +30,36 @@ pub struct RunArgs {
     /// Build the app with runtime features (e.g. xenpv-rt/regress-2014-fixmap-copy).
     #[arg(long, value_name = "F,…")]
     features: Option<String>,
-    /// Show Xen's own lines too.
-    #[arg(long)]
-    xen_log: bool,
-    /// Run on a real Xen host as a domU with `xl create -c`.
-    #[arg(long, conflicts_with = "domu")]
-    xl: bool,
-    /// With --xl: print the config and the command, run nothing.
-    #[arg(long, requires = "xl")]
-    dry_run: bool,
-    /// Boot it as a domU of a Linux dom0 inside QEMU (the box).
-    #[arg(long)]
-    domu: bool,
-    /// With --domu: give the domU N network interfaces (default 1, at most 4) on the
-    /// box's bridge xenbr0, where dom0 is 169.254.100.1/24 (MACs 00:16:3e:00:00:02, …).
-    #[arg(
-        long,
-        value_name = "N",
-        num_args = 0..=1,
-        default_missing_value = "1",
-        requires = "domu",
-        value_parser = xenpv_run::xenbox::parse_vifs
-    )]
-    net: Option<u32>,
-    /// With --domu: run FILE (busybox sh) in the box's dom0 next to the domU, with DOMID,
-    /// DOMU_NAME, PEER and PATH set; its lines show as `dom0| …`. The status is the
-    /// guest's if nonzero, else the script's. Example:
-    /// `cargo xtask run --domu --net --dom0-script check.sh --cmdline "events"`.
-    #[arg(long, value_name = "FILE", requires = "domu")]
-    dom0_script: Option<PathBuf>,
-    /// With --domu: give the domU the raw image FILE as a block device (xen-blkback in the
-    /// box's dom0), read-only with `,ro`; repeat for more, at most 4 (xvda, xvdb, … in
-    /// order). FILE is used in place. A dom0 script sees disk N as DISKN. Example:
-    /// `cargo xtask run --domu --disk d0.img --disk d1.img,ro --dom0-script s.sh`.
-    #[arg(
-        long,
-        value_name = "FILE[,ro]",
-        requires = "domu",
-        value_parser = xenpv_run::xenbox::parse_disk
-    )]
-    disk: Vec<xenpv_run::xenbox::Disk>,
+    #[command(flatten)]
+    boot: BootArgs,
 }
 
-/// `cargo xtask run`.
-pub fn run_command(o: RunArgs) -> Result<u8, String> {
-    let image = if o.dev {
-        Image::Dev { example: o.example }
-    } else if o.example {
-        Image::Example
-    } else {
-        Image::App {
-            features: o
-                .features
-                .as_deref()
-                .map(|f| f.split(',').map(String::from).collect())
-                .unwrap_or_default(),
-        }
-    };
-    let initrd = match (&o.initrd, o.initrd_mib) {
-        (Some(p), _) => {
-            if !p.is_file() {
-                return Err(format!("--initrd {}: no such file", p.display()));
+impl RunArgs {
+    /// The image to build: the app (with its features), the example, or either at the
+    /// dev profile.
+    fn image(&self) -> Image {
+        if self.dev {
+            Image::Dev {
+                example: self.example,
             }
-            Some(p.clone())
+        } else if self.example {
+            Image::Example
+        } else {
+            Image::App {
+                features: self
+                    .features
+                    .as_deref()
+                    .map(|f| f.split(',').map(String::from).collect())
+                    .unwrap_or_default(),
+            }
         }
-        (None, Some(mib)) => Some(initrd::checked(mib, o.seed)?.0),
-        (None, None) => None,
-    };
-    let initrd_mib = initrd
-        .as_ref()
-        .and_then(|p| p.metadata().ok())
-        .map_or(0, |m| m.len() >> 20);
-    let default_mem = if o.domu {
+    }
+}
+
+/// The guest's memory unless `--memory` says: 128 MiB plus the initrd as a domU; as
+/// dom0 256 MiB, 1 GiB with an initrd of 256 MiB or more, 2 GiB from 1 GiB on.
+fn default_memory(domu: bool, initrd_mib: u64) -> u64 {
+    if domu {
         initrd_mib + 128
     } else if initrd_mib >= 1024 {
         2048
@@ -116,10 +67,23 @@ pub fn run_command(o: RunArgs) -> Result<u8, String> {
         1024
     } else {
         256
-    };
-    let memory_mib = o.memory.unwrap_or(default_mem);
-    if o.xl {
-        let kernel = if o.dry_run {
+    }
+}
+
+/// `cargo xtask run`.
+pub fn run_command(mut o: RunArgs) -> Result<u8, String> {
+    let image = o.image();
+    if let Some(p) = &o.boot.initrd {
+        if !p.is_file() {
+            return Err(format!("--initrd {}: no such file", p.display()));
+        }
+    } else if let Some(mib) = o.initrd_mib {
+        o.boot.initrd = Some(initrd::checked(mib, o.seed)?.0);
+    }
+    let b = &o.boot;
+    let memory_mib = b.memory.unwrap_or(default_memory(b.domu, b.initrd_mib()));
+    if b.xl {
+        let kernel = if b.dry_run {
             image.path()
         } else {
             cargo::build(&image, false)?
@@ -132,50 +96,84 @@ pub fn run_command(o: RunArgs) -> Result<u8, String> {
             &name,
             &kernel,
             &o.cmdline,
-            initrd.as_deref(),
+            b.initrd.as_deref(),
             memory_mib,
-            o.dry_run,
-            o.timeout,
+            b.dry_run,
+            b.timeout,
         );
     }
-    if let Some(s) = &o.dom0_script {
-        if !s.is_file() {
-            return Err(format!("--dom0-script {}: no such file", s.display()));
-        }
-    }
-    xenpv_run::xenbox::check_disks(&o.disk)?;
-    let extras = xenpv_run::xenbox::DomuExtras {
-        vifs: o.net.unwrap_or(0),
-        dom0_script: o.dom0_script.clone(),
-    };
+    b.check()?;
     let path = cargo::build(&image, false)?;
     let xen = provision::ensure()?;
-    let domu = if o.domu {
+    let domu = if b.domu {
         Some(std::sync::Arc::new(crate::boottest::box_with_peer()?))
     } else {
         None
     };
-    let stream = if o.xen_log {
-        Stream::All
-    } else {
-        Stream::Guest
+    let extras = b.extras();
+    let role = match domu {
+        Some(_) => qemu::Role::Domu {
+            extras: &extras,
+            disks: &b.disk,
+        },
+        None => qemu::Role::Dom0,
     };
     let _ = std::io::stdout().flush();
-    let out = qemu::boot_domu_with_disks(
+    let out = qemu::run(
         &xen,
         &Boot {
             domu,
             name: "xenpv-app".into(),
             image: path,
-            cmdline: o.cmdline,
-            initrd,
+            cmdline: o.cmdline.clone(),
+            initrd: b.initrd.clone(),
             memory_mib,
-            timeout: Duration::from_secs(o.timeout),
-            stream,
+            timeout: Duration::from_secs(b.timeout),
+            stream: b.stream(),
             log: crate::root().join("target/xtask/last-run.log"),
         },
-        &extras,
-        &o.disk,
+        role,
     );
     Ok(qemu::report(&out, "xtask"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn the_boot_options_are_the_runners_with_a_shorter_time_limit() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["run", "--domu", "--net", "--disk", "d.img,ro"]).unwrap();
+        assert!(c.run.boot.domu);
+        assert_eq!(c.run.boot.net, Some(1));
+        assert_eq!(c.run.boot.timeout, 120);
+        assert!(c.run.boot.disk[0].read_only);
+        let c = Cli::try_parse_from(["run", "--timeout", "7", "--initrd-mib", "4"]).unwrap();
+        assert_eq!((c.run.boot.timeout, c.run.initrd_mib), (7, Some(4)));
+        for bad in [
+            &["run", "--initrd", "f", "--initrd-mib", "4"][..],
+            &["run", "--net"],
+            &["run", "--xl", "--domu"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_default_memory_grows_with_the_initrd() {
+        assert_eq!(default_memory(true, 0), 128);
+        assert_eq!(default_memory(true, 300), 428);
+        assert_eq!(default_memory(false, 0), 256);
+        assert_eq!(default_memory(false, 256), 1024);
+        assert_eq!(default_memory(false, 1100), 2048);
+    }
 }

@@ -1,6 +1,7 @@
-//! Hand-rolled command-line parsing: each subcommand describes its positional arguments
-//! and `--options` in a [`Spec`], which yields both its `--help` text and a [`Parsed`]
-//! view of the arguments. Every error names the argument at fault (the caller prints it
+//! Command-line parsing: each subcommand describes its positional arguments and
+//! `--options` in a [`Spec`], which yields both its `--help` text and a [`Parsed`] view
+//! of the arguments (read with `lexopt`, which has no dependencies: the peer shares its
+//! workspace with the guests). Every error names the argument at fault (the caller prints it
 //! and exits 2).
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -153,75 +154,95 @@ pub struct Parsed {
     flags: Vec<&'static str>,
 }
 
-/// Parse `args` (those after the subcommand's name) against `spec`. Accepts
-/// `--name VALUE`, `--name=VALUE` and `--` (only positionals follow).
+/// Parse `args` (those after the subcommand's name) against `spec` with `lexopt`.
+/// Accepts `--name VALUE`, `--name=VALUE` and `--` (only positionals follow); `-` is a
+/// positional.
 pub fn parse(spec: &'static Spec, args: &[String]) -> Result<Parsed, Usage> {
+    use lexopt::Arg;
     let mut p = Parsed {
         spec,
         pos: Vec::new(),
         vals: Vec::new(),
         flags: Vec::new(),
     };
-    let mut it = args.iter();
-    let mut only_pos = false;
-    while let Some(a) = it.next() {
-        if only_pos || a == "-" || !a.starts_with('-') {
-            p.pos.push(a.clone());
-            continue;
-        }
-        if a == "--" {
-            only_pos = true;
-            continue;
-        }
-        if a == "-h" || a == "--help" {
-            return Err(Usage::Help);
-        }
-        let Some(long) = a.strip_prefix("--") else {
-            return bad(format!("unknown option {a}"));
-        };
-        let (name, inline) = match long.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (long, None),
-        };
-        let Some(o) = spec.opts.iter().find(|o| o.name == name) else {
-            return bad(format!("unknown option --{name}"));
-        };
-        match o.value {
-            Some(meta) => {
-                let v = match inline {
-                    Some(v) => v.to_string(),
-                    None => match it.next() {
-                        Some(v) => v.clone(),
-                        None => return bad(format!("--{name} needs a value ({meta})")),
-                    },
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(|e| lexopt_error(&e, spec))? {
+        match arg {
+            Arg::Value(v) => p.pos.push(v.to_string_lossy().into_owned()),
+            Arg::Long("help") => return Err(Usage::Help),
+            // Only `-h` itself is a short option: `-qx` and `-h2` are named whole.
+            Arg::Short(c) => match (c, parser.optional_value()) {
+                ('h', None) => return Err(Usage::Help),
+                (c, rest) => {
+                    let rest = rest.map(|r| r.to_string_lossy().into_owned());
+                    return bad(format!("unknown option -{c}{}", rest.unwrap_or_default()));
+                }
+            },
+            Arg::Long(name) => {
+                let Some(o) = spec.opts.iter().find(|o| o.name == name) else {
+                    return bad(format!("unknown option --{name}"));
                 };
-                if p.vals.iter().any(|(n, _)| *n == o.name) {
-                    return bad(format!("--{name} given twice"));
-                }
-                p.vals.push((o.name, v));
-            }
-            None => {
-                if inline.is_some() {
-                    return bad(format!("--{name} takes no value"));
-                }
-                p.flags.push(o.name);
+                p.take(o, &mut parser)?;
             }
         }
     }
-    if let Some(missing) = spec.args.get(p.pos.len()) {
-        return bad(format!("missing {missing}"));
-    }
-    if let Some(extra) = p.pos.get(spec.args.len()) {
-        return bad(format!("unexpected argument {extra:?}"));
-    }
-    if let Some(o) = spec
-        .opts
-        .iter()
-        .find(|o| o.required && !p.vals.iter().any(|(n, _)| *n == o.name))
-    {
-        return bad(format!("missing --{} {}", o.name, o.value.unwrap_or("")));
-    }
+    p.check()?;
     Ok(p)
+}
+
+/// What lexopt refuses, said as this parser says it: only a flag given a value
+/// (`--verify=1`) gets here, or an argument that is not UTF-8.
+fn lexopt_error(e: &lexopt::Error, spec: &Spec) -> Usage {
+    match e {
+        lexopt::Error::UnexpectedValue { option, .. } => {
+            let known = spec.opts.iter().any(|o| format!("--{}", o.name) == *option);
+            Usage::Bad(if known {
+                format!("{option} takes no value")
+            } else {
+                format!("unknown option {option}")
+            })
+        }
+        e => Usage::Bad(e.to_string()),
+    }
+}
+
+impl Parsed {
+    /// Take option `o` (just read by `parser`): its value, or the flag.
+    fn take(&mut self, o: &'static Opt, parser: &mut lexopt::Parser) -> Result<(), Usage> {
+        let name = o.name;
+        let Some(meta) = o.value else {
+            self.flags.push(name);
+            return Ok(());
+        };
+        let v = match parser.value() {
+            Ok(v) => v.to_string_lossy().into_owned(),
+            Err(_) => return bad(format!("--{name} needs a value ({meta})")),
+        };
+        if self.vals.iter().any(|(n, _)| *n == name) {
+            return bad(format!("--{name} given twice"));
+        }
+        self.vals.push((name, v));
+        Ok(())
+    }
+
+    /// Every positional there, none more, and every required option given.
+    fn check(&self) -> Result<(), Usage> {
+        let spec = self.spec;
+        if let Some(missing) = spec.args.get(self.pos.len()) {
+            return bad(format!("missing {missing}"));
+        }
+        if let Some(extra) = self.pos.get(spec.args.len()) {
+            return bad(format!("unexpected argument {extra:?}"));
+        }
+        if let Some(o) = spec
+            .opts
+            .iter()
+            .find(|o| o.required && !self.vals.iter().any(|(n, _)| *n == o.name))
+        {
+            return bad(format!("missing --{} {}", o.name, o.value.unwrap_or("")));
+        }
+        Ok(())
+    }
 }
 
 /// Parse a count: decimal or `0x` hex, optionally with a binary suffix `K`, `M` or `G`
@@ -378,6 +399,19 @@ mod tests {
             matches!(p.u64_in("count", 11, 20), Err(Usage::Bad(m)) if m.starts_with("--count"))
         );
         assert_eq!(parse(&SPEC, &args("x --help")).unwrap_err(), Usage::Help);
+    }
+
+    #[test]
+    fn values_may_look_like_options_and_dash_is_positional() {
+        let p = parse(&SPEC, &args("- /x --size --verify --count=-1")).unwrap();
+        assert_eq!(p.pos, ["-", "/x"]);
+        assert_eq!(p.text("size"), Some("--verify"));
+        assert!(!p.flag("verify"));
+        assert_eq!(p.text("count"), Some("-1"));
+        assert_eq!(err("h:1 /x --size 1 --nope=3"), "unknown option --nope");
+        assert_eq!(err("h:1 /x --size 1 -h2"), "unknown option -h2");
+        assert_eq!(err("h:1 /x --size 1 -qx"), "unknown option -qx");
+        assert_eq!(parse(&SPEC, &args("-h")).unwrap_err(), Usage::Help);
     }
 
     #[test]
