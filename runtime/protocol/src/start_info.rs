@@ -7,7 +7,7 @@
 use core::mem::{offset_of, size_of};
 use xen_sys::start_info as Raw;
 use xenpv_abi::layout::{DIRECT_MAP_MAX_BYTES, PAGE_SIZE};
-use xenpv_abi::Pfn;
+use xenpv_abi::{Pfn, VirtAddr};
 
 /// [`xenpv_abi::layout::KERNEL_VIRT_BASE`] as the raw word start_info's fields are
 /// checked against (they are untrusted `u64`s until checked).
@@ -62,7 +62,7 @@ pub enum Module {
     /// Mapped by Xen in the boot region at this virtual address.
     Mapped {
         /// Virtual address of its first byte.
-        va: u64,
+        va: VirtAddr,
         /// Bytes.
         len: u64,
     },
@@ -110,11 +110,11 @@ pub struct StartInfo {
     pub console: ConsoleInfo,
     /// Virtual address of the boot page tables' top level (checked: page-aligned, in the
     /// kernel map).
-    pub pt_base: u64,
+    pub pt_base: VirtAddr,
     /// Frames of boot page tables (checked: 4..=65536).
     pub nr_pt_frames: u64,
     /// Virtual address of the p2m list (pfn to mfn) Xen mapped.
-    pub mfn_list: u64,
+    pub mfn_list: VirtAddr,
     /// The initrd, if one was given.
     pub module: Option<Module>,
     cmdline: heapless::String<CMDLINE_MAX>,
@@ -314,16 +314,14 @@ impl StartInfo {
         let shared_info_maddr = u64_at(b, offset_of!(Raw, shared_info));
         aligned("shared_info", shared_info_maddr, PAGE_SIZE)?;
         let flags = u32_at(b, offset_of!(Raw, flags));
-        let pt_base = u64_at(b, offset_of!(Raw, pt_base));
-        kernel_va("pt_base", pt_base, PAGE_SIZE)?;
+        let pt_base = kernel_va("pt_base", u64_at(b, offset_of!(Raw, pt_base)), PAGE_SIZE)?;
         let nr_pt_frames = u64_at(b, offset_of!(Raw, nr_pt_frames));
         if !(4..=65536).contains(&nr_pt_frames) {
             return Err(NrPtFrames {
                 value: nr_pt_frames,
             });
         }
-        let mfn_list = u64_at(b, offset_of!(Raw, mfn_list));
-        kernel_va("mfn_list", mfn_list, 8)?;
+        let mfn_list = kernel_va("mfn_list", u64_at(b, offset_of!(Raw, mfn_list)), 8)?;
         let module = parse_module(b, flags, nr_pages)?;
         let cmdline = parse_cmdline(b)?;
         Ok(StartInfo {
@@ -431,11 +429,18 @@ fn aligned(field: &'static str, value: u64, align: u64) -> Result<(), StartInfoE
 }
 
 /// `value` is a kernel virtual address (at or above the image base), aligned to `align`.
-fn kernel_va(field: &'static str, value: u64, align: u64) -> Result<(), StartInfoError> {
+fn kernel_va(field: &'static str, value: u64, align: u64) -> Result<VirtAddr, StartInfoError> {
     if value < KERNEL_VIRT_BASE {
         return Err(StartInfoError::BelowVirtBase { field, value });
     }
-    aligned(field, value, align)
+    aligned(field, value, align)?;
+    Ok(canonical(value))
+}
+
+/// A word at or above [`KERNEL_VIRT_BASE`] (`0xffff_ffff_8…`) as a virtual address: it is
+/// canonical (bits 47..63 all set), so truncation never changes it.
+fn canonical(value: u64) -> VirtAddr {
+    VirtAddr::new_truncate(value)
 }
 
 /// The console union: dom0's `console_info` place, or a domU's ring and event channel.
@@ -486,7 +491,7 @@ fn parse_module(b: &[u8], flags: u32, nr_pages: u64) -> Result<Option<Module>, S
     match mod_start.checked_add(mod_len) {
         // The boot region is a 1:1 view of the first pfns: it cannot exceed memory.
         Some(end) if end - KERNEL_VIRT_BASE <= nr_pages * PAGE_SIZE => Ok(Some(Module::Mapped {
-            va: mod_start,
+            va: canonical(mod_start),
             len: mod_len,
         })),
         _ => Err(bad(KERNEL_VIRT_BASE.wrapping_add(nr_pages * PAGE_SIZE))),
@@ -590,7 +595,7 @@ mod tests {
         assert_eq!(
             si.module,
             Some(Module::Mapped {
-                va: 0xffff_ffff_8020_0000,
+                va: VirtAddr::new(0xffff_ffff_8020_0000),
                 len: 4096
             })
         );

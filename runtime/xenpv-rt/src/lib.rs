@@ -243,7 +243,7 @@ impl Boot {
     pub fn layout_top(&self) -> mm::TopLevel<'_> {
         let initrd = self.start_info.module.map(|m| match m {
             start_info::Module::Mapped { va, len } => {
-                let s = Pfn((va - mm::layout::KERNEL_VIRT_BASE.as_u64()) / mm::layout::PAGE_SIZE);
+                let s = Pfn((va - mm::layout::KERNEL_VIRT_BASE) / mm::layout::PAGE_SIZE);
                 (s, s + len.div_ceil(mm::layout::PAGE_SIZE))
             }
             start_info::Module::Pfn { pfn, len } => {
@@ -259,7 +259,7 @@ impl Boot {
         let m = self.start_info.module?;
         let va = match m {
             start_info::Module::Mapped { va, .. } => {
-                mm::layout::DIRECT_MAP_BASE + (va - mm::layout::KERNEL_VIRT_BASE.as_u64())
+                mm::layout::DIRECT_MAP_BASE + (va - mm::layout::KERNEL_VIRT_BASE)
             }
             start_info::Module::Pfn { pfn, .. } => mm::layout::direct_map_va(Pfn(pfn)),
         };

@@ -49,11 +49,11 @@ struct BootRead {
 fn read_boot(info: &StartInfo, kernel_end: VirtAddr) -> BootRead {
     let nr = info.nr_pages;
     let p2m = LiveP2m {
-        boot: VirtAddr::new(info.mfn_list),
+        boot: info.mfn_list,
         nr_pages: nr,
     };
     let p2m_pfns = pfn_range(p2m.boot, nr * 8);
-    let xen_pt = pfn_range(VirtAddr::new(info.pt_base), info.nr_pt_frames * PAGE_SIZE);
+    let xen_pt = pfn_range(info.pt_base, info.nr_pt_frames * PAGE_SIZE);
     if xen_pt.1 .0 > nr || p2m_pfns.1 .0 > nr {
         crate::fatal!(
             "start_info: boot tables (pfn {:#x}..{:#x}) or p2m list (pfn {:#x}..{:#x}) lie past nr_pages {nr:#x}",
@@ -81,7 +81,7 @@ fn read_boot(info: &StartInfo, kernel_end: VirtAddr) -> BootRead {
         Err(e) => crate::fatal!("Xen's boot page tables: {e}"),
     };
     let module = info.module.map(|m| match m {
-        Module::Mapped { va, len } => pfn_range(VirtAddr::new(va), len),
+        Module::Mapped { va, len } => pfn_range(va, len),
         Module::Pfn { pfn, len } => (Pfn(pfn), Pfn(pfn + len.div_ceil(PAGE_SIZE))),
     });
     // The rings' frames, found in the p2m: a frame that is not ours is refused here,
