@@ -124,9 +124,8 @@ mod tests {
 
     #[test]
     fn the_readme_shows_exactly_the_starter() {
-        let readme =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-                .expect("the repository's README");
+        let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("the repository's README");
         let src = Source::Path("../xenpv-rt/runtime/xenpv-rt".into());
         for (path, text) in render("my-kernel", &src) {
             if path == ".gitignore" {

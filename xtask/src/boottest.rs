@@ -1448,7 +1448,7 @@ pub fn test_command(o: TestArgs) -> Result<u8, String> {
 
     if !o.boot_only && !o.no_lint {
         println!("== lint (cargo xtask lint)");
-        match crate::lint::run() {
+        match crate::lint::run(Default::default()) {
             Ok(()) => {
                 println!("   lint: PASS");
                 passed += 1;
@@ -1504,7 +1504,7 @@ pub fn test_command(o: TestArgs) -> Result<u8, String> {
         }
         let xen = provision::ensure()?;
         let domu_box = if tests.iter().any(|t| t.domu) {
-            Some(std::sync::Arc::new(box_with_peer()?))
+            Some(Arc::new(box_with_peer()?))
         } else {
             None
         };

@@ -1,6 +1,30 @@
 //! `cargo xtask lint`: formatting, clippy and rustdoc, each with warnings as errors, over
-//! both workspaces (the guests' at the root, xtask's own).
+//! the three workspaces (the guests' at the root, the runner's, xtask's own); then the
+//! structure checks, each in a module of its own.
+use std::path::Path;
 use std::process::Command;
+
+mod file_length;
+mod fn_length;
+mod links;
+mod module_graph;
+mod source;
+mod tables;
+
+/// A structure check: what it is, and the problems it finds under the root.
+type Check = fn(&Path) -> Result<Vec<String>, String>;
+
+/// The structure checks, run after the cargo steps.
+const CHECKS: &[(&str, Check)] = &[
+    (
+        "one lint policy (the three lint tables agree)",
+        tables::check,
+    ),
+    ("no function over 120 lines", fn_length::check),
+    ("no file over 800 lines outside tests", file_length::check),
+    ("no cycle among crates or modules", module_graph::check),
+    ("README.md and docs/*.md links resolve", links::check),
+];
 
 /// One check: a cargo invocation and what it is for.
 struct Step {
@@ -93,11 +117,20 @@ const STEPS: &[Step] = &[
     },
 ];
 
+/// `cargo xtask lint`'s options.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct LintArgs {
+    /// Only the structure checks (no cargo steps): seconds instead of minutes.
+    #[arg(long)]
+    pub structure: bool,
+}
+
 /// Run every step; the error names the ones that failed.
-pub fn run() -> Result<(), String> {
+pub fn run(args: LintArgs) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut failed = Vec::new();
-    for step in STEPS {
+    let steps = if args.structure { &[][..] } else { STEPS };
+    for step in steps {
         println!("   lint: {} (cargo {})", step.what, step.args.join(" "));
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(crate::root()).args(step.args);
@@ -109,9 +142,32 @@ pub fn run() -> Result<(), String> {
             failed.push(step.what);
         }
     }
+    failed.extend(run_checks(&crate::root()));
     if failed.is_empty() {
         Ok(())
     } else {
         Err(format!("failed: {}", failed.join(", ")))
     }
+}
+
+/// Run the structure checks, printing each problem; the names of those that failed.
+fn run_checks(root: &Path) -> Vec<&'static str> {
+    let mut failed = Vec::new();
+    for (what, check) in CHECKS {
+        println!("   lint: {what}");
+        match check(root) {
+            Ok(problems) if problems.is_empty() => {}
+            Ok(problems) => {
+                for p in problems {
+                    println!("      {p}");
+                }
+                failed.push(*what);
+            }
+            Err(e) => {
+                println!("      cannot check: {e}");
+                failed.push(*what);
+            }
+        }
+    }
+    failed
 }
