@@ -44,7 +44,8 @@ enum Cmd {
     Test(boottest::TestArgs),
     /// Check that the grant API's misuses (freeing a granted page, a CopyPtr outliving
     /// its page, copy flags apart from the sides, ending a reserved reference through the
-    /// table) do not compile; `test` runs this too.
+    /// table) and entry!'s (a wrong signature, two entry points) do not compile; `test`
+    /// runs this too.
     CompileFail,
     /// Figures: `bench stress` (also plain `bench`) boots the vmap stress batched and
     /// with one MMU op per hypercall; `bench boot` measures boot times, as dom0 over
