@@ -1467,10 +1467,13 @@ pub fn test_command(o: TestArgs) -> Result<u8, String> {
             passed += p;
             failed += f;
         }
-        println!(
-            "== host tests: the grant API's misuses do not compile (cargo xtask compile-fail)"
-        );
+        println!("== host tests: the grant API's and entry!'s misuses do not compile (cargo xtask compile-fail)");
         let (p, f) = crate::compile_fail::run()?;
+        println!("   {p} passed, {f} failed");
+        passed += p;
+        failed += f;
+        println!("== host tests: the platform's doc examples build (cargo xtask doc-examples)");
+        let (p, f) = crate::doc_examples::run()?;
         println!("   {p} passed, {f} failed");
         passed += p;
         failed += f;

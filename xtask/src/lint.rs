@@ -11,6 +11,8 @@ mod module_graph;
 mod source;
 mod tables;
 
+pub use source::rust_files;
+
 /// A structure check: what it is, and the problems it finds under the root.
 type Check = fn(&Path) -> Result<Vec<String>, String>;
 

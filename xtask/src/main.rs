@@ -8,6 +8,7 @@ mod cargo;
 mod compile_fail;
 mod consumer;
 mod disks;
+mod doc_examples;
 mod initrd;
 mod lint;
 mod picture;
@@ -47,6 +48,9 @@ enum Cmd {
     /// table) and entry!'s (a wrong signature, two entry points) do not compile; `test`
     /// runs this too.
     CompileFail,
+    /// Build each Rust example in the platform's docs as a guest (xenpv-rt cannot run
+    /// doctests: it brings its own `_start` and panic handler); `test` runs this too.
+    DocExamples,
     /// Figures: `bench stress` (also plain `bench`) boots the vmap stress batched and
     /// with one MMU op per hypercall; `bench boot` measures boot times, as dom0 over
     /// memory sizes and start-of-day modes and as domUs next to Linux; `bench net` the
@@ -76,6 +80,10 @@ fn main() -> ExitCode {
         Cmd::Layout(a) => picture::layout_command(a),
         Cmd::CompileFail => compile_fail::run().map(|(p, f)| {
             println!("compile-fail: {p} passed, {f} failed");
+            u8::from(f > 0)
+        }),
+        Cmd::DocExamples => doc_examples::run().map(|(p, f)| {
+            println!("doc examples: {p} passed, {f} failed");
             u8::from(f > 0)
         }),
         Cmd::Lint(a) => lint::run(a).map(|()| {
