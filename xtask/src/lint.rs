@@ -8,6 +8,7 @@ mod file_length;
 mod fn_length;
 mod links;
 mod module_graph;
+mod readme;
 mod source;
 mod tables;
 
@@ -26,6 +27,10 @@ const CHECKS: &[(&str, Check)] = &[
     ("no file over 800 lines outside tests", file_length::check),
     ("no cycle among crates or modules", module_graph::check),
     ("README.md and docs/*.md links resolve", links::check),
+    (
+        "the README is a map (at most 200 lines, its example the one built)",
+        readme::check,
+    ),
 ];
 
 /// One check: a cargo invocation and what it is for.
