@@ -6,6 +6,7 @@ use std::process::Command;
 
 mod file_length;
 mod fn_length;
+mod host_deps;
 mod links;
 mod module_graph;
 mod readme;
@@ -26,6 +27,10 @@ const CHECKS: &[(&str, Check)] = &[
     ("no function over 120 lines", fn_length::check),
     ("no file over 800 lines outside tests", file_length::check),
     ("no cycle among crates or modules", module_graph::check),
+    (
+        "the host tools use the contract crate alone",
+        host_deps::check,
+    ),
     ("README.md and docs/*.md links resolve", links::check),
     (
         "the README is a map (at most 200 lines, its example the one built)",

@@ -319,7 +319,7 @@ fn child_file(root: &Path, file: &Path, inline: &[String], name: &str) -> PathBu
 }
 
 /// A crate target whose modules are checked: the package, the target's name and its root.
-struct Target {
+pub(super) struct Target {
     package: String,
     name: String,
     src: PathBuf,
@@ -330,7 +330,7 @@ const MANIFESTS: &[&str] = &["Cargo.toml", "runner/Cargo.toml", "xtask/Cargo.tom
 
 /// The crate graph (normal and build dependencies between the repository's crates) and
 /// the lib and bin targets, from `cargo metadata` over the three workspaces.
-fn metadata(root: &Path) -> Result<(Graph, Vec<Target>), String> {
+pub(super) fn metadata(root: &Path) -> Result<(Graph, Vec<Target>), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let (mut g, mut targets) = (Graph::new(), Vec::new());
     for m in MANIFESTS {

@@ -1,7 +1,10 @@
 //! One lint policy: the root's `[workspace.lints.*]` tables and the `[lints.*]` tables of
 //! runner/Cargo.toml and xtask/Cargo.toml say the same, line for line (comments, blank
-//! lines, spaces and the order of the tables and their lines aside).
+//! lines, spaces and the order of the tables and their lines aside); and no crate repeats
+//! one of the table's lints at the table's level in a `#![warn(…)]`-style attribute (an
+//! attribute that changes a level, such as an `allow` with its reason, is a crate's own).
 
+use super::source::{blank, rust_files, shown, tokens};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -63,6 +66,54 @@ pub fn differences(policy: &Tables, copy: &Tables) -> Vec<String> {
     out
 }
 
+/// The table's lints with their levels: (`missing_docs`, `warn`), (`clippy::…`, `deny`).
+pub fn levels(policy: &Tables) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (tool, lines) in policy {
+        for line in lines {
+            let Some((name, value)) = line.split_once('=') else {
+                continue;
+            };
+            let level = value.split('"').nth(1).unwrap_or_default().to_string();
+            let path = if tool == "rust" {
+                name.to_string()
+            } else {
+                format!("{tool}::{name}")
+            };
+            out.push((path, level));
+        }
+    }
+    out
+}
+
+/// The inner lint attributes of `src` that repeat a lint of the table at its level.
+pub fn repeated(src: &str, levels: &[(String, String)]) -> Vec<String> {
+    let t = tokens(&blank(src));
+    let text = |k: usize| t.get(k).map_or("", |x| x.text.as_str());
+    let mut out = Vec::new();
+    for i in 0..t.len() {
+        if (text(i), text(i + 1), text(i + 2), text(i + 4)) != ("#", "!", "[", "(") {
+            continue;
+        }
+        let level = text(i + 3);
+        let mut k = i + 5;
+        let mut path = String::new();
+        while k < t.len() && text(k) != ")" {
+            if text(k) == "," {
+                path.clear();
+            } else {
+                path.push_str(text(k));
+            }
+            k += 1;
+            if matches!(text(k), "," | ")") && levels.iter().any(|(p, l)| *p == path && l == level)
+            {
+                out.push(format!("line {}: #![{level}({path})]", t[i].line));
+            }
+        }
+    }
+    out
+}
+
 /// The problems: each way a copy differs from the root's policy.
 pub fn check(root: &Path) -> Result<Vec<String>, String> {
     let read = |p: &str| std::fs::read_to_string(root.join(p)).map_err(|e| format!("{p}: {e}"));
@@ -71,6 +122,16 @@ pub fn check(root: &Path) -> Result<Vec<String>, String> {
         return Ok(vec![format!("{ROOT}: no [workspace.lints] tables")]);
     }
     let mut problems = Vec::new();
+    let levels = levels(&policy);
+    for file in rust_files(root, super::file_length::DIRS) {
+        let src = std::fs::read_to_string(root.join(&file)).unwrap_or_default();
+        for r in repeated(&src, &levels) {
+            problems.push(format!(
+                "{}: {r} repeats the lint table: drop it",
+                shown(&file)
+            ));
+        }
+    }
     for c in COPIES {
         let copy = tables(&read(c)?, "");
         for d in differences(&policy, &copy) {
@@ -95,6 +156,26 @@ mod tests {
         assert_eq!(p["rust"].len(), 2);
         assert!(!p.contains_key("dev"));
         assert!(differences(&p, &tables(copy, "")).is_empty());
+    }
+
+    #[test]
+    fn attributes_repeating_the_table_are_found() {
+        let mut root = ROOT_TOML.to_string();
+        root.push_str("[workspace.lints.rustdoc]\nbroken_intra_doc_links = \"deny\"\n");
+        let l = levels(&tables(&root, "workspace."));
+        assert!(l.contains(&("missing_docs".into(), "warn".into())));
+        assert!(l.contains(&("clippy::undocumented_unsafe_blocks".into(), "deny".into())));
+        let src = "//! x\n#![no_std]\n#![forbid(unsafe_code)]\n#![warn(missing_docs)]\n\
+                   #![allow(missing_docs)]\n#![deny(rustdoc::broken_intra_doc_links, clippy::undocumented_unsafe_blocks)]\n";
+        let r = repeated(src, &l);
+        assert_eq!(
+            r,
+            [
+                "line 4: #![warn(missing_docs)]",
+                "line 6: #![deny(rustdoc::broken_intra_doc_links)]",
+                "line 6: #![deny(clippy::undocumented_unsafe_blocks)]"
+            ]
+        );
     }
 
     #[test]
