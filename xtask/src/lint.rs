@@ -135,6 +135,9 @@ pub struct LintArgs {
     /// Only the structure checks (no cargo steps): seconds instead of minutes.
     #[arg(long)]
     pub structure: bool,
+    /// With --structure: check the tree at DIR (another checkout) instead of this one.
+    #[arg(long, value_name = "DIR", requires = "structure")]
+    pub root: Option<std::path::PathBuf>,
 }
 
 /// Run every step; the error names the ones that failed.
@@ -154,7 +157,7 @@ pub fn run(args: LintArgs) -> Result<(), String> {
             failed.push(step.what);
         }
     }
-    failed.extend(run_checks(&crate::root()));
+    failed.extend(run_checks(&args.root.unwrap_or_else(crate::root)));
     if failed.is_empty() {
         Ok(())
     } else {
