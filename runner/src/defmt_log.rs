@@ -111,8 +111,7 @@ mod tests {
     /// rest); skipped, with a message, when it has not.
     #[test]
     fn damaged_frames_become_markers_and_plain_lines_pass() {
-        let elf =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/xenpv-app");
+        let elf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/xenpv-app");
         if !elf.is_file() {
             eprintln!(
                 "skipped: {} is not built (the boot tests cover this)",

@@ -17,6 +17,7 @@
 //! Statuses: the guest's own (0..=127; 101 a panic, 102 a refused start of day, 103 a
 //! fault), [`qemu::EXIT_TIMEOUT`] (124) when the time limit hits, and
 //! [`qemu::EXIT_NO_STATUS`] (125) when the machine stopped without one.
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod defmt_log;

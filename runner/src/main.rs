@@ -9,6 +9,7 @@
 //! boots the crate's kernel and `cargo run -- exit=3 --domu` passes words to the guest
 //! and options to the runner. A binary without Xen's ELF notes (a `cargo test` binary)
 //! is run natively with its arguments as they are.
+#![forbid(unsafe_code)]
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! `xenpv-run new NAME`: a complete consumer crate, written from the templates in
-//! `runner/starter/` (the same files the README shows), so it cannot drift from what the
+//! `runner/starter/` (the same files docs/unikernel.md shows), so it cannot drift from what the
 //! repository tests: `cargo xtask test` builds, boots and tests a crate made by this.
 use std::fs;
 use std::path::Path;
@@ -123,10 +123,9 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_shows_exactly_the_starter() {
-        let readme =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-                .expect("the repository's README");
+    fn the_guide_shows_exactly_the_starter() {
+        let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/unikernel.md");
+        let readme = fs::read_to_string(guide).expect("the repository's docs/unikernel.md");
         let src = Source::Path("../xenpv-rt/runtime/xenpv-rt".into());
         for (path, text) in render("my-kernel", &src) {
             if path == ".gitignore" {
@@ -135,7 +134,7 @@ mod tests {
             assert!(
                 readme.contains(&format!("# {path}\n{text}"))
                     || readme.contains(&format!("// {path}\n{text}")),
-                "README.md does not show {path} as `xenpv-run new my-kernel` writes it"
+                "docs/unikernel.md does not show {path} as `xenpv-run new my-kernel` writes it"
             );
         }
     }

@@ -1449,7 +1449,7 @@ pub fn test_command(o: TestArgs) -> Result<u8, String> {
 
     if !o.boot_only && !o.no_lint {
         println!("== lint (cargo xtask lint)");
-        match crate::lint::run() {
+        match crate::lint::run(Default::default()) {
             Ok(()) => {
                 println!("   lint: PASS");
                 passed += 1;
@@ -1468,10 +1468,13 @@ pub fn test_command(o: TestArgs) -> Result<u8, String> {
             passed += p;
             failed += f;
         }
-        println!(
-            "== host tests: the grant API's misuses do not compile (cargo xtask compile-fail)"
-        );
+        println!("== host tests: the grant API's and entry!'s misuses do not compile (cargo xtask compile-fail)");
         let (p, f) = crate::compile_fail::run()?;
+        println!("   {p} passed, {f} failed");
+        passed += p;
+        failed += f;
+        println!("== host tests: the platform's doc examples build (cargo xtask doc-examples)");
+        let (p, f) = crate::doc_examples::run()?;
         println!("   {p} passed, {f} failed");
         passed += p;
         failed += f;
@@ -1505,7 +1508,7 @@ pub fn test_command(o: TestArgs) -> Result<u8, String> {
         }
         let xen = provision::ensure()?;
         let domu_box = if tests.iter().any(|t| t.domu) {
-            Some(std::sync::Arc::new(box_with_peer()?))
+            Some(Arc::new(box_with_peer()?))
         } else {
             None
         };

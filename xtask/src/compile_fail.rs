@@ -1,6 +1,7 @@
-//! The grant API's misuse cases must not compile: each is a tiny `no_std` library on top
-//! of `xenpv-rt`, checked with `cargo check`, and must fail with the error code given
-//! (a borrow or move error, or a signature that no longer exists), not with any other.
+//! The grant API's misuse cases and `entry!`'s promises must not compile: each is a tiny
+//! `no_std` library on top of `xenpv-rt`, checked with `cargo check`, and must fail with
+//! the error code and message given (a borrow or move error, a signature that no longer
+//! exists, a wrong entry point, a second one), not with any other.
 //!
 //! Why a checker and not `trybuild` or `compile_fail` doctests: the platform is built
 //! with `doctest = false` and links a `#[panic_handler]`, so a std test crate on top of it
@@ -10,11 +11,17 @@
 use std::path::Path;
 use std::process::Command;
 
-/// One misuse: its name, the error it must fail with, and the body of
-/// `fn f(mem: &mut Memory, gt: &mut GrantTable) -> Result<(), GntError>`.
+/// One misuse: its name, the error it must fail with, and its code: for the grant cases
+/// the body of `fn f(mem: &mut Memory, gt: &mut GrantTable) -> Result<(), GntError>`,
+/// for the entry cases the items of the crate.
 pub struct Case {
+    /// What it misuses.
     pub name: &'static str,
+    /// The error code the compiler must report ("" for an error without one).
     pub code: &'static str,
+    /// Words the error's message must contain.
+    pub message: &'static str,
+    /// The code.
     pub body: &'static str,
 }
 
@@ -23,6 +30,7 @@ pub struct Case {
 pub const CASES: &[Case] = &[
     Case {
         name: "a page is freed while granted",
+        message: "moved value",
         code: "E0382",
         body: "let p = SharedPage::alloc(mem).unwrap();
                let g = gt.grant(0, p, false).map_err(|(_, e)| e)?;
@@ -31,6 +39,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "a bare Page is granted (then freed)",
+        message: "mismatched types",
         code: "E0308",
         body: "let page = mem.alloc_page().unwrap();
                let g = gt.grant(0, &page, true)?;
@@ -39,6 +48,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "a page granted through a reserved reference is freed",
+        message: "moved value",
         code: "E0382",
         body: "let p = SharedPage::alloc(mem).unwrap();
                let mut r = gt.reserve(p).map_err(|(_, e)| e)?;
@@ -47,6 +57,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "a CopyPtr is used after its page is freed",
+        message: "cannot move out of `page` because it is borrowed",
         code: "E0505",
         body: "let page = mem.alloc_page().unwrap();
                let dst = by_frame(&page);
@@ -55,6 +66,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "copy flags named apart from the sides (a gref as our own frame)",
+        message: "takes 3 arguments but 4 arguments were supplied",
         code: "E0061",
         body: "let page = mem.alloc_page().unwrap();
                GrantTable::copy(by_frame(&page), by_ref(9, DOMID_SELF as u16), 4096, 0)?;
@@ -62,12 +74,58 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "a reserved reference is ended through the table",
+        message: "mismatched types",
         code: "E0308",
         body: "let p = SharedPage::alloc(mem).unwrap();
                let r = gt.reserve(p).map_err(|(_, e)| e)?;
                gt.end(r.gref()).map_err(|(_, e)| e)?;",
     },
 ];
+
+/// `entry!`'s promises: `main` has the signature `fn(&mut Boot) -> i32`, and an image
+/// names one entry point.
+pub const ENTRY_CASES: &[Case] = &[
+    Case {
+        name: "entry! names a main that does not return the exit status",
+        code: "E0308",
+        message: "expected fn pointer `for<'a> fn(&'a mut Boot) -> i32`",
+        body: "fn main(boot: &mut xenpv_rt::Boot) {}
+               xenpv_rt::entry!(main);",
+    },
+    Case {
+        name: "entry! names a main that takes the Boot shared (&Boot)",
+        code: "E0308",
+        message: "types differ in mutability",
+        body: "fn main(boot: &xenpv_rt::Boot) -> i32 { 0 }
+               xenpv_rt::entry!(main);",
+    },
+    Case {
+        name: "entry! used twice in one crate",
+        code: "E0428",
+        message: "the name `__xenpv_rt_main` is defined multiple times",
+        body: "fn main(boot: &mut xenpv_rt::Boot) -> i32 { 0 }
+               fn other(boot: &mut xenpv_rt::Boot) -> i32 { 1 }
+               xenpv_rt::entry!(main);
+               xenpv_rt::entry!(other);",
+    },
+    Case {
+        name: "entry! used twice in one crate, in two modules (found when code is generated)",
+        code: "",
+        message: "symbol `__xenpv_rt_main` is already defined",
+        body: "mod a {
+                   fn main(boot: &mut xenpv_rt::Boot) -> i32 { 0 }
+                   xenpv_rt::entry!(main);
+               }
+               mod b {
+                   fn main(boot: &mut xenpv_rt::Boot) -> i32 { 1 }
+                   xenpv_rt::entry!(main);
+               }",
+    },
+];
+
+/// `entry!` used as documented: must compile.
+pub const ENTRY_CONTROL: &str = "fn main(boot: &mut xenpv_rt::Boot) -> i32 { 0 }
+    xenpv_rt::entry!(main);";
 
 /// The right way to do what the cases do: must compile (so the cases fail for their
 /// misuse, not for the preamble).
@@ -88,6 +146,16 @@ pub const CONTROL: &str = "let p = SharedPage::alloc(mem).unwrap();
         q.free(mem);
     }
     gt.retry_deferred(mem);";
+
+/// A crate of the given items (the entry cases).
+fn items_source(items: &str) -> String {
+    format!(
+        "#![no_std]
+#![allow(unused_imports, unused_variables, dead_code)]
+{items}
+"
+    )
+}
 
 fn source(body: &str) -> String {
     format!(
@@ -137,11 +205,15 @@ xenpv-rt = {{ path = {:?}, default-features = false }}
     // The repository's lock file: the same dependency versions, no registry lookups.
     std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock"))
         .map_err(|e| format!("copying Cargo.lock: {e}"))?;
-    let check = |body: &str| -> Result<(bool, String), String> {
-        write(&dir.join("src/lib.rs"), &source(body))?;
+    // The entry cases are built, not only checked: a symbol defined twice is found when
+    // code is generated, and only within one codegen unit (so one, not incremental).
+    let check_with = |verb: &str, src: &str| -> Result<(bool, String), String> {
+        write(&dir.join("src/lib.rs"), src)?;
         let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&dir)
-            .args(["check", "--offline", "--quiet", "--message-format=short"])
+            .args([verb, "--offline", "--quiet"])
+            .env("CARGO_INCREMENTAL", "0")
+            .env("CARGO_PROFILE_DEV_CODEGEN_UNITS", "1")
             .env(
                 "CARGO_TARGET_DIR",
                 root.join("target/xtask/compile-fail-target"),
@@ -153,34 +225,70 @@ xenpv-rt = {{ path = {:?}, default-features = false }}
             String::from_utf8_lossy(&out.stderr).to_string(),
         ))
     };
-    let (mut passed, mut failed) = (0, 0);
-    match check(CONTROL)? {
-        (true, _) => {
-            println!("   PASS compiles: the right use (control)");
-            passed += 1;
-        }
-        (false, text) => {
-            println!("   FAIL the right use (control) does not compile:\n{text}");
-            failed += 1;
+    let check = |src: &str| check_with("check", src);
+    let build = |src: &str| check_with("build", src);
+    let mut tally = Tally::default();
+    tally.control(
+        "the right use of grants (control)",
+        check(&source(CONTROL))?,
+    );
+    for c in CASES {
+        tally.case(c, check(&source(c.body))?);
+    }
+    tally.control(
+        "entry! as documented (control)",
+        build(&items_source(ENTRY_CONTROL))?,
+    );
+    for c in ENTRY_CASES {
+        tally.case(c, build(&items_source(c.body))?);
+    }
+    Ok((tally.passed, tally.failed))
+}
+
+/// Passes and failures, each shown as it comes.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    /// A control must compile.
+    fn control(&mut self, name: &str, (ok, text): (bool, String)) {
+        if ok {
+            println!("   PASS compiles: {name}");
+            self.passed += 1;
+        } else {
+            println!("   FAIL {name} does not compile:\n{text}");
+            self.failed += 1;
         }
     }
-    for c in CASES {
-        let (ok, text) = check(c.body)?;
+
+    /// A case must fail with its code and message.
+    fn case(&mut self, c: &Case, (ok, text): (bool, String)) {
         let got = codes(&text);
-        if !ok && got.iter().any(|g| g == c.code) {
-            println!("   PASS does not compile ({}): {}", c.code, c.name);
-            passed += 1;
+        let code_ok = if c.code.is_empty() {
+            got.is_empty()
+        } else {
+            got.iter().any(|g| g == c.code)
+        };
+        if !ok && code_ok && text.contains(c.message) {
+            let code = if c.code.is_empty() { "no code" } else { c.code };
+            println!("   PASS does not compile ({code}): {}", c.name);
+            self.passed += 1;
         } else {
             let why = if ok {
                 "it COMPILES".to_string()
             } else {
-                format!("wanted {}, got {got:?}\n{text}", c.code)
+                format!(
+                    "wanted {} saying {:?}, got {got:?}\n{text}",
+                    c.code, c.message
+                )
             };
             println!("   FAIL {}: {why}", c.name);
-            failed += 1;
+            self.failed += 1;
         }
     }
-    Ok((passed, failed))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
@@ -195,5 +303,6 @@ mod tests {
         let t = "src/lib.rs:9:12: error[E0505]: cannot move out of `page` because it is borrowed\nerror: aborting\n";
         assert_eq!(codes(t), vec!["E0505"]);
         assert!(source("let x = 1;").contains("let x = 1;"));
+        assert!(items_source("fn g() {}").contains("\nfn g() {}"));
     }
 }

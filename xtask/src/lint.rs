@@ -1,6 +1,42 @@
 //! `cargo xtask lint`: formatting, clippy and rustdoc, each with warnings as errors, over
-//! both workspaces (the guests' at the root, xtask's own).
+//! the three workspaces (the guests' at the root, the runner's, xtask's own); then the
+//! structure checks, each in a module of its own.
+use std::path::Path;
 use std::process::Command;
+
+mod file_length;
+mod fn_length;
+mod host_deps;
+mod links;
+mod module_graph;
+mod readme;
+mod source;
+mod tables;
+
+pub use source::rust_files;
+
+/// A structure check: what it is, and the problems it finds under the root.
+type Check = fn(&Path) -> Result<Vec<String>, String>;
+
+/// The structure checks, run after the cargo steps.
+const CHECKS: &[(&str, Check)] = &[
+    (
+        "one lint policy (the three lint tables agree)",
+        tables::check,
+    ),
+    ("no function over 120 lines", fn_length::check),
+    ("no file over 800 lines outside tests", file_length::check),
+    ("no cycle among crates or modules", module_graph::check),
+    (
+        "the host tools use the contract crate alone",
+        host_deps::check,
+    ),
+    ("README.md and docs/*.md links resolve", links::check),
+    (
+        "the README is a map (at most 200 lines, its example the one built)",
+        readme::check,
+    ),
+];
 
 /// One check: a cargo invocation and what it is for.
 struct Step {
@@ -93,11 +129,23 @@ const STEPS: &[Step] = &[
     },
 ];
 
+/// `cargo xtask lint`'s options.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct LintArgs {
+    /// Only the structure checks (no cargo steps): seconds instead of minutes.
+    #[arg(long)]
+    pub structure: bool,
+    /// With --structure: check the tree at DIR (another checkout) instead of this one.
+    #[arg(long, value_name = "DIR", requires = "structure")]
+    pub root: Option<std::path::PathBuf>,
+}
+
 /// Run every step; the error names the ones that failed.
-pub fn run() -> Result<(), String> {
+pub fn run(args: LintArgs) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut failed = Vec::new();
-    for step in STEPS {
+    let steps = if args.structure { &[][..] } else { STEPS };
+    for step in steps {
         println!("   lint: {} (cargo {})", step.what, step.args.join(" "));
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(crate::root()).args(step.args);
@@ -109,10 +157,35 @@ pub fn run() -> Result<(), String> {
             failed.push(step.what);
         }
     }
-    crate::std_leak::lint(&mut failed);
+    if !args.structure {
+        crate::std_leak::lint(&mut failed);
+    }
+    failed.extend(run_checks(&args.root.unwrap_or_else(crate::root)));
     if failed.is_empty() {
         Ok(())
     } else {
         Err(format!("failed: {}", failed.join(", ")))
     }
+}
+
+/// Run the structure checks, printing each problem; the names of those that failed.
+fn run_checks(root: &Path) -> Vec<&'static str> {
+    let mut failed = Vec::new();
+    for (what, check) in CHECKS {
+        println!("   lint: {what}");
+        match check(root) {
+            Ok(problems) if problems.is_empty() => {}
+            Ok(problems) => {
+                for p in problems {
+                    println!("      {p}");
+                }
+                failed.push(*what);
+            }
+            Err(e) => {
+                println!("      cannot check: {e}");
+                failed.push(*what);
+            }
+        }
+    }
+    failed
 }

@@ -1,12 +1,14 @@
 //! `cargo xtask`: build the sample unikernel and the example, boot them under Xen, test
 //! and measure them. Booting itself is the `xenpv-run` library's (runner/), shared with
 //! the `xenpv-run` command that consumers use.
+#![forbid(unsafe_code)]
 mod bench;
 mod boottest;
 mod cargo;
 mod compile_fail;
 mod consumer;
 mod disks;
+mod doc_examples;
 mod initrd;
 mod lint;
 mod picture;
@@ -36,15 +38,20 @@ enum Cmd {
     /// Build the Xen-in-a-box (Debian's Linux dom0 + xl) from pinned packages, cached.
     Box,
     /// rustfmt --check, clippy -D warnings and rustdoc -D warnings, for the guest
-    /// workspace and the host tools' own.
-    Lint,
+    /// workspace and the host tools' own; then the structure checks (one lint policy,
+    /// function and file lengths, no cycle among crates or modules, the docs' links).
+    Lint(lint::LintArgs),
     /// Lint, host unit tests, builds, and boot tests under Xen; ends with
     /// "N passed, N failed".
     Test(boottest::TestArgs),
     /// Check that the grant API's misuses (freeing a granted page, a CopyPtr outliving
     /// its page, copy flags apart from the sides, ending a reserved reference through the
-    /// table) do not compile; `test` runs this too.
+    /// table) and entry!'s (a wrong signature, two entry points) do not compile; `test`
+    /// runs this too.
     CompileFail,
+    /// Build each Rust example in the platform's docs as a guest (xenpv-rt cannot run
+    /// doctests: it brings its own `_start` and panic handler); `test` runs this too.
+    DocExamples,
     /// Figures: `bench stress` (also plain `bench`) boots the vmap stress batched and
     /// with one MMU op per hypercall; `bench boot` measures boot times, as dom0 over
     /// memory sizes and start-of-day modes and as domUs next to Linux; `bench net` the
@@ -76,7 +83,11 @@ fn main() -> ExitCode {
             println!("compile-fail: {p} passed, {f} failed");
             u8::from(f > 0)
         }),
-        Cmd::Lint => lint::run().map(|()| {
+        Cmd::DocExamples => doc_examples::run().map(|(p, f)| {
+            println!("doc examples: {p} passed, {f} failed");
+            u8::from(f > 0)
+        }),
+        Cmd::Lint(a) => lint::run(a).map(|()| {
             println!("lint: PASS");
             0
         }),

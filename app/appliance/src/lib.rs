@@ -9,7 +9,6 @@
 //! - [`round`]: how much one round of the loop takes in.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod admission;
 pub mod breaker;

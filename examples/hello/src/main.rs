@@ -1,4 +1,5 @@
-//! The smallest unikernel on xenpv-rt, exactly as the README shows it.
+//! The smallest unikernel on xenpv-rt, exactly as the README shows it (below this line;
+//! `cargo xtask lint` checks).
 #![no_std]
 #![no_main]
 

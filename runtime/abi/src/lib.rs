@@ -19,7 +19,6 @@
 //! ```
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod args;
 pub mod blkif;

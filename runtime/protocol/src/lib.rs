@@ -54,7 +54,6 @@
 //! ```
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod blkfront;
 pub mod blkif;

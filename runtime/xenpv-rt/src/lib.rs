@@ -114,7 +114,6 @@
 //! [`xenstore`], [`start_info`], [`cmdline`], [`initrd`]), `xenpv-abi` (typed frames,
 //! Xen's errors: [`Mfn`], [`Pfn`], [`Maddr`], [`XenError`]).
 #![no_std]
-#![warn(missing_docs)]
 
 pub mod blk;
 mod boot;
