@@ -24,6 +24,8 @@
 //! 5. Reclaim Xen's boot page-table frames nobody references any more (direct map RW
 //!    again) and the rest of the boot region (start_info, stack, padding).
 
+mod chunks;
+
 use crate::direct::{DirectEnv, DirectMap, GrowError, PtWrite, TableStore};
 use crate::frames::{bitmap_words, chunk_words, chunks, Region, Regions, Use, CHUNK_PAGES};
 use crate::graft::{graft, Graft, LayoutError};
@@ -34,6 +36,8 @@ use crate::layout::{
 use crate::ops::{pte, Level, Maddr, Mfn, MmuOp, MmuSink, Pfn};
 use crate::snapshot::BootSnapshot;
 use crate::tables::Tables;
+pub use chunks::ChunkRanges;
+use chunks::{in_chunks, in_range, insert_range, start_chunks};
 use pte::PageTableFlags;
 use x86_64::VirtAddr;
 
@@ -53,9 +57,6 @@ impl P2m for [Mfn] {
 /// Chunks of free frames the takeover maps besides the ones start of day needs, so the
 /// first allocations need no further mapping.
 pub const START_FREE_CHUNKS: u64 = 1;
-
-/// `[start, end)` ranges of chunk indexes, sorted and disjoint.
-pub type ChunkRanges = heapless::Vec<(u64, u64), 32>;
 
 /// What the takeover needs to know: start_info, the boot snapshot and the settings.
 #[derive(Clone, Copy)]
@@ -244,61 +245,6 @@ impl<S: MmuSink> Emitter<'_, S> {
             .flush()
             .map_err(|error| TakeoverError::Sink { step, error })
     }
-}
-
-fn in_range(pfn: Pfn, r: (Pfn, Pfn)) -> bool {
-    (r.0..r.1).contains(&pfn)
-}
-
-/// Add chunks `[s, e)` to `set`, keeping its ranges sorted, disjoint and merged (ranges
-/// that overlap or touch become one).
-fn insert_range(set: &mut ChunkRanges, s: u64, e: u64) -> Result<(), LayoutError> {
-    if s >= e {
-        return Ok(());
-    }
-    // Ranges i..j overlap or touch [s, e).
-    let i = set.partition_point(|&(_, re)| re < s);
-    let j = set.partition_point(|&(rs, _)| rs <= e);
-    if i == j {
-        let max = set.capacity();
-        return set
-            .insert(i, (s, e))
-            .map_err(|_| LayoutError::StartChunks { max });
-    }
-    set[i] = (set[i].0.min(s), set[j - 1].1.max(e));
-    for _ in i + 1..j {
-        set.remove(i + 1);
-    }
-    Ok(())
-}
-
-fn in_chunks(c: u64, set: &ChunkRanges) -> bool {
-    set.iter().any(|&(s, e)| (s..e).contains(&c))
-}
-
-/// The chunks covering the pfn ranges `want` (empty ranges skipped), plus the
-/// lowest `free` chunks not among them, as sorted disjoint ranges of `n` chunks at most.
-fn start_chunks(want: &[(Pfn, Pfn)], free: u64, n: u64) -> Result<ChunkRanges, LayoutError> {
-    let mut out = ChunkRanges::new();
-    for &(s, e) in want {
-        if s < e {
-            insert_range(
-                &mut out,
-                s.0 / CHUNK_PAGES,
-                e.0.div_ceil(CHUNK_PAGES).min(n),
-            )?;
-        }
-    }
-    let mut left = free;
-    let mut c = 0;
-    while left > 0 && c < n {
-        if !in_chunks(c, &out) {
-            insert_range(&mut out, c, c + 1)?;
-            left -= 1;
-        }
-        c += 1;
-    }
-    Ok(out)
 }
 
 /// Plan and emit the takeover. A [`TakeoverError::Layout`] refusal, or a bad p2m entry
