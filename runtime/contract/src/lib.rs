@@ -11,7 +11,6 @@
 //! - [`initrd`]: the checked initrd image format.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod defmt_line;
 pub mod initrd;

@@ -13,57 +13,15 @@ const DIRS: &[&str] = &["runtime", "runner", "xtask"];
 
 /// The functions allowed to be longer: (file, function, why).
 pub const ALLOWED: &[(&str, &str, &str)] = &[
-    (
-        "runtime/paging/src/takeover.rs",
-        "run",
-        "being split (issue 25)",
-    ),
     ("xtask/src/boottest.rs", "table", "being split (issue 25)"),
-    (
-        "runtime/testkit/src/mmu_model.rs",
-        "build_dom0",
-        "being split (issue 25)",
-    ),
-    ("runner/src/qemu.rs", "boot_with", "being split (issue 25)"),
-    (
-        "runtime/xenpv-rt/src/mm/setup.rs",
-        "take_over",
-        "being split (issue 25)",
-    ),
     (
         "xtask/src/boottest.rs",
         "domu_tests",
         "being split (issue 25)",
     ),
     (
-        "runtime/testkit/src/mmu_model.rs",
-        "check_invariants",
-        "being split (issue 25)",
-    ),
-    (
-        "runtime/protocol/src/start_info.rs",
-        "parse",
-        "being split (issue 25)",
-    ),
-    (
         "xtask/src/boottest.rs",
         "run_boot_tests",
-        "being split (issue 25)",
-    ),
-    ("xtask/src/consumer.rs", "run", "being split (issue 25)"),
-    (
-        "runtime/paging/src/vmap.rs",
-        "map",
-        "being split (issue 25)",
-    ),
-    (
-        "runtime/testkit/src/netback.rs",
-        "serve",
-        "being split (issue 25)",
-    ),
-    (
-        "xtask/src/bench/boot.rs",
-        "boot_command",
         "being split (issue 25)",
     ),
 ];

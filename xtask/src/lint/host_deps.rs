@@ -18,23 +18,7 @@ const CONTRACT: &str = "xenpv-contract";
 
 /// Host-tool dependencies allowed for now: (tool, crate, why). An allowance that no
 /// longer matches a dependency is itself a problem, so the list only shrinks.
-pub const ALLOWED: &[(&str, &str, &str)] = &[
-    (
-        "xenpv-run",
-        "xenpv-protocol",
-        "moving to xenpv-contract (issue 25)",
-    ),
-    (
-        "xtask",
-        "xenpv-protocol",
-        "moving to xenpv-contract (issue 25)",
-    ),
-    (
-        "xenbox-peer",
-        "xenpv-protocol",
-        "moving to xenpv-contract (issue 25)",
-    ),
-];
+pub const ALLOWED: &[(&str, &str, &str)] = &[];
 
 /// The problems in a crate graph (local crates only).
 pub fn problems(g: &Graph) -> Vec<String> {
