@@ -5,7 +5,7 @@ use defmt_decoder::{Locations, Table};
 use std::path::Path;
 
 /// What starts a defmt line: the runtime's own marker.
-pub use xenpv_protocol::defmt_line::MARKER;
+pub use xenpv_contract::defmt_line::MARKER;
 
 /// A decoder for one kernel's defmt lines: the format table and source locations read
 /// from its ELF.
@@ -20,7 +20,7 @@ pub struct Defmt {
 fn unbase64(s: &str) -> Option<Vec<u8>> {
     let b = s.trim_end().as_bytes();
     let mut out = vec![0u8; b.len() / 4 * 3];
-    let n = xenpv_protocol::defmt_line::unbase64(b, &mut out)?;
+    let n = xenpv_contract::defmt_line::unbase64(b, &mut out)?;
     out.truncate(n);
     Some(out)
 }

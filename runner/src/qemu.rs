@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use xenpv_contract::status::parse_exit_line;
 
 /// Exit code ([`failure_status`], [`report`]) when the wall-clock limit hit (as `timeout(1)`).
 pub const EXIT_TIMEOUT: u8 = 124;
@@ -134,11 +135,7 @@ pub fn qemu_memory(guest_mib: u64, initrd_bytes: u64) -> u64 {
 /// Decode QEMU's exit code and the console's own exit line into the guest's status;
 /// `fatal` is the Xen line after which the machine stopped, if one was seen.
 pub fn decode_status(code: Option<i32>, text: &str, fatal: Option<&str>) -> Result<i32, Failure> {
-    let said = text.lines().rev().find_map(|l| {
-        l.trim()
-            .strip_prefix("xenpv-rt: exit status ")
-            .and_then(|n| n.trim().parse::<i32>().ok())
-    });
+    let said = text.lines().rev().find_map(parse_exit_line);
     match code {
         Some(c) if c % 2 == 1 => {
             let st = c >> 1;

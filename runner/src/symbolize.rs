@@ -246,7 +246,7 @@ pub fn xen_crash(text: &str, sym: Option<&Symbolizer>, guard: Option<u64>) -> Op
 
 /// The status reported for a guest that Xen crashed on a fault it could not deliver: the
 /// guest's own fault status (the runtime reports the faults it can with 103 too).
-pub const STATUS_XEN_CRASH: i32 = xenpv_protocol::status::STATUS_FAULT;
+pub const STATUS_XEN_CRASH: i32 = xenpv_contract::status::STATUS_FAULT;
 
 #[cfg(test)]
 mod tests {

@@ -92,8 +92,8 @@ pub fn run(
         let line = crate::defmt_log::show(defmt.as_ref(), line.trim_end_matches('\r'));
         let line = crate::symbolize::with_annotation(sym.as_ref(), line);
         println!("{line}");
-        if let Some(n) = line.trim().strip_prefix("xenpv-rt: exit status ") {
-            status = n.trim().parse::<u8>().ok();
+        if let Some(n) = xenpv_contract::status::parse_exit_line(&line) {
+            status = u8::try_from(n).ok();
         }
     }
     let st = child.wait().map_err(|e| e.to_string())?;

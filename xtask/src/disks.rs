@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
-use xenpv_protocol::initrd::pattern_word;
+use xenpv_contract::initrd::pattern_word;
 
 /// Where the images live.
 fn dir() -> Result<PathBuf, String> {

@@ -1,7 +1,7 @@
-//! Checked initrd images (format: `xenpv_protocol::initrd`), made once and cached.
+//! Checked initrd images (format: `xenpv_contract::initrd`), made once and cached.
 use std::io::Write;
 use std::path::PathBuf;
-use xenpv_protocol::initrd::{header_for, pattern_word, Header, HEADER_LEN};
+use xenpv_contract::initrd::{header_for, pattern_word, Header, HEADER_LEN};
 
 /// Largest image we make (the guest's direct map and Xen's boot mapping bound it anyway).
 pub const MAX_MIB: u64 = 4096;
@@ -82,11 +82,11 @@ mod tests {
         let (path, header) = super::checked(1, 42).unwrap();
         let data = std::fs::read(&path).unwrap();
         assert_eq!(
-            xenpv_protocol::initrd::verify(&data).unwrap().header,
+            xenpv_contract::initrd::verify(&data).unwrap().header,
             header
         );
         let bad = std::fs::read(super::corrupted(1, 42, 5000).unwrap()).unwrap();
-        assert!(xenpv_protocol::initrd::verify(&bad).is_err());
+        assert!(xenpv_contract::initrd::verify(&bad).is_err());
         assert!(super::checked(0, 1)
             .unwrap_err()
             .contains("outside 1..=4096"));

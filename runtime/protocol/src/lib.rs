@@ -25,10 +25,10 @@
 //! - `ext4` (feature `ext4`, with `alloc`): read-only ext2/3/4 over a block device,
 //!   with ext4-view;
 //! - [`clock`]: Xen system time from the pvclock fields;
-//! - [`initrd`]: the checked initrd image the sample app and the tools share;
-//! - [`cmdline`]: the guest command line's words;
-//! - [`status`] and [`defmt_line`]: exit statuses and the console framing of defmt
-//!   frames, which the host tools read back.
+//! - [`cmdline`]: the guest command line's words.
+//!
+//! What the guest and the host tools share (exit statuses, report lines, the defmt
+//! framing, the initrd format) is in `xenpv-contract`.
 //!
 //! The platform crate (`xenpv-rt`) supplies the live side of each: the mapped pages, the
 //! event channels, the hypercalls. The host tests drive the same code against the model
@@ -62,20 +62,17 @@ pub mod block;
 pub mod clock;
 pub mod cmdline;
 pub mod console_out;
-pub mod defmt_line;
 pub mod escape;
 pub mod evtchn;
 #[cfg(feature = "ext4")]
 pub mod ext4;
 pub mod grant;
-pub mod initrd;
 pub mod netfront;
 pub mod netif;
 pub mod offload;
 pub mod ring;
 pub mod shared_ring;
 pub mod start_info;
-pub mod status;
 pub mod xenbus;
 pub mod xenstore;
 

@@ -1,8 +1,8 @@
-//! The defmt global logger: frames on the console, one per line (`xenpv_protocol::defmt_line`).
+//! The defmt global logger: frames on the console, one per line (`xenpv_contract::defmt_line`).
 
 mod logger {
     use core::sync::atomic::{AtomicBool, Ordering};
-    use xenpv_protocol::defmt_line::{base64, MARKER, MAX_FRAME};
+    use xenpv_contract::defmt_line::{base64, MARKER, MAX_FRAME};
 
     /// The frame being encoded, at most [`MAX_FRAME`] bytes.
     struct Frame {

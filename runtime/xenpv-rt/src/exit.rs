@@ -7,7 +7,8 @@
 //! ours to poke.
 
 use core::sync::atomic::{AtomicBool, Ordering};
-pub use xenpv_protocol::status::{clamp_status, STATUS_FATAL, STATUS_MAX, STATUS_PANIC};
+pub use xenpv_contract::status::{clamp_status, STATUS_FATAL, STATUS_MAX, STATUS_PANIC};
+use xenpv_contract::status::{exit_line, EXIT_LINE};
 
 static QEMU_EXIT: AtomicBool = AtomicBool::new(false);
 
@@ -78,11 +79,9 @@ pub fn exit(status: i32) -> ! {
     report_losses();
     let (st, clamped) = clamp_status(status);
     if clamped {
-        crate::println!(
-            "xenpv-rt: exit status {status} is outside 0..={STATUS_MAX}; reporting {st}"
-        );
+        crate::println!("{EXIT_LINE} {status} is outside 0..={STATUS_MAX}; reporting {st}");
     }
-    crate::println!("xenpv-rt: exit status {st}");
+    crate::println!("{}", exit_line(st));
     deliver(st)
 }
 

@@ -145,7 +145,8 @@ mod traps;
 
 pub use ring_page::PageLink;
 pub use xenpv_abi::{Maddr, Mfn, Pfn, XenError};
-pub use xenpv_protocol::{cmdline, escape, initrd, ring, start_info, xenbus, xenstore};
+pub use xenpv_contract::initrd;
+pub use xenpv_protocol::{cmdline, escape, ring, start_info, xenbus, xenstore};
 
 pub use cmdline::Cmdline;
 /// The application's defmt macros, for apps that do not depend on defmt themselves.

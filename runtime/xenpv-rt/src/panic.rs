@@ -2,6 +2,7 @@
 
 use crate::exit::{deliver, STATUS_PANIC};
 use core::sync::atomic::{AtomicBool, Ordering};
+use xenpv_contract::status::exit_line;
 
 /// Set by the first panic: a panic while printing that one only says so and stops.
 static PANICKING: AtomicBool = AtomicBool::new(false);
@@ -29,6 +30,6 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
             info.message()
         )),
     }
-    crate::console::_print_unlocked(format_args!("xenpv-rt: exit status {STATUS_PANIC}\n"));
+    crate::console::_print_unlocked(format_args!("{}\n", exit_line(STATUS_PANIC)));
     deliver(STATUS_PANIC)
 }

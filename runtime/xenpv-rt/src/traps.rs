@@ -27,7 +27,8 @@
 
 use crate::exit::deliver;
 use core::sync::atomic::{AtomicBool, Ordering};
-pub use xenpv_protocol::status::STATUS_FAULT;
+use xenpv_contract::status::exit_line;
+pub use xenpv_contract::status::STATUS_FAULT;
 
 /// What Xen pushed (after the handler stub dropped `rcx` and `r11` and, for vectors
 /// without one, pushed a zero error code).
@@ -241,7 +242,7 @@ extern "C" fn xenpv_rt_fault(vector: u64, frame: *const Frame) -> ! {
     }
     p(format_args!("\n"));
     stack_scan(f.rsp);
-    p(format_args!("xenpv-rt: exit status {STATUS_FAULT}\n"));
+    p(format_args!("{}\n", exit_line(STATUS_FAULT)));
     deliver(STATUS_FAULT)
 }
 
@@ -279,7 +280,8 @@ fn stack_scan(rsp: u64) {
 extern "C" fn xenpv_rt_failsafe() -> ! {
     if !REPORTING.swap(true, Ordering::SeqCst) {
         crate::console::_print_unlocked(format_args!(
-            "\nxenpv-rt: fault: failsafe callback (Xen could not load the guest's segments)\nxenpv-rt: exit status {STATUS_FAULT}\n"
+            "\nxenpv-rt: fault: failsafe callback (Xen could not load the guest's segments)\n{}\n",
+            exit_line(STATUS_FAULT)
         ));
     }
     deliver(STATUS_FAULT)

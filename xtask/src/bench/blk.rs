@@ -541,7 +541,7 @@ blkbench: done
         let data = std::fs::read(&img).unwrap();
         let mut want = vec![0u8; 4 << 20];
         for (i, w) in want.chunks_mut(8).enumerate() {
-            let word = xenpv_protocol::initrd::pattern_word(7, i as u64 % (1 << 17));
+            let word = xenpv_contract::initrd::pattern_word(7, i as u64 % (1 << 17));
             w.copy_from_slice(&word.to_le_bytes());
         }
         assert!(data[..4 << 20] == want[..], "the pattern");

@@ -22,7 +22,7 @@ use std::time::Instant;
 const O_DIRECT: i32 = 0o40000;
 const MIB: u64 = 1 << 20;
 
-/// The app's pattern (xenpv_protocol::initrd::pattern_word): splitmix64.
+/// The app's pattern (xenpv_contract::initrd::pattern_word): splitmix64.
 fn pattern_word(seed: u64, i: u64) -> u64 {
     let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -3,7 +3,7 @@
 //!
 //! The pattern is the one the guest appliance writes and checks (`blk` mode): byte `o`
 //! of a disk with seed `s` is byte `o % 8` (little-endian) of
-//! `xenpv_protocol::initrd::pattern_word(s, o / 8)`. Both sides go around dom0's page
+//! `xenpv_contract::initrd::pattern_word(s, o / 8)`. Both sides go around dom0's page
 //! cache (`O_DIRECT`), so they see what the backend sees.
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use crate::args::{Opt, Parsed, Spec, Usage};
 use crate::verdict::Verdict;
-use xenpv_protocol::initrd::pattern_word;
+use xenpv_contract::initrd::pattern_word;
 
 const OPTS: &[Opt] = &[
     Opt::req("seed", "S", "the pattern's seed"),

@@ -16,7 +16,7 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 /// `None` if `out` is too small (`out` is then left untouched).
 ///
 /// ```
-/// use xenpv_protocol::defmt_line::base64;
+/// use xenpv_contract::defmt_line::base64;
 ///
 /// let mut out = [0u8; 8];
 /// let n = base64(b"defmt", &mut out).unwrap();

@@ -17,7 +17,7 @@
 //! All numbers are little-endian.
 //!
 //! ```
-//! use xenpv_protocol::initrd::{header_for, pattern_word, verify, ImageError, HEADER_LEN};
+//! use xenpv_contract::initrd::{header_for, pattern_word, verify, ImageError, HEADER_LEN};
 //!
 //! let h = header_for(128, 42).unwrap();
 //! let mut img = h.to_bytes().to_vec();
