@@ -5,6 +5,7 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
+use xenpv_contract::report;
 use xenpv_rt::println;
 
 /// xorshift64: the run is a function of the seed.
@@ -116,12 +117,19 @@ pub fn run(seed: u64, ops: u64, big_mib: u64) -> bool {
     let s = xenpv_rt::heap::stats();
     let pass = bad == 0 && big_len as u64 == big_mib;
     println!(
-        "heap: seed={seed} allocations={allocs} allocs_per_s={} alloc_free_per_s={} bad={bad} big_vec_mib={big_len} claimed_mib={} failures={} verdict={}",
-        allocs as u128 * 1_000_000_000 / churn_ns as u128,
-        100_000u128 * 1_000_000_000 / pair_ns as u128,
-        s.claimed_bytes >> 20,
-        s.failures,
-        if pass { "PASS" } else { "FAIL" }
+        "{}",
+        report!(
+            "heap",
+            seed,
+            allocations = allocs,
+            allocs_per_s = allocs as u128 * 1_000_000_000 / churn_ns as u128,
+            alloc_free_per_s = 100_000u128 * 1_000_000_000 / pair_ns as u128,
+            bad,
+            big_vec_mib = big_len,
+            claimed_mib = s.claimed_bytes >> 20,
+            failures = s.failures,
+            verdict = if pass { "PASS" } else { "FAIL" },
+        )
     );
     pass
 }

@@ -4,6 +4,8 @@
 //!
 //! Replay a failure with the seed it printed: `stress seed=N`.
 
+use xenpv_contract::report;
+use xenpv_contract::report::Writer;
 use xenpv_rt::mm::vrange::RangeError;
 use xenpv_rt::mm::{VmArea, VmapError};
 use xenpv_rt::{println, Boot, Timing};
@@ -227,35 +229,52 @@ pub fn run(boot: &mut Boot, cfg: &Config, initrd_checksum: Option<u64>) -> bool 
         println!("stress: ... {} more refusals", t.refusals - SHOWN_REFUSALS);
     }
     println!(
-        "stress: checks image_ro={} initrd={} patterns={} frames_back={} poisoned_pages={poisoned}",
-        if image_ok { "same" } else { "CHANGED" },
-        match initrd_checksum {
-            None => "none",
-            Some(_) if initrd_ok => "same",
-            Some(_) => "CHANGED",
-        },
-        if t.bad_words == 0 {
-            "intact"
-        } else {
-            "CORRUPT"
-        },
-        frames_back
+        "{}",
+        Writer::new("stress")
+            .word("checks")
+            .field("image_ro", if image_ok { "same" } else { "CHANGED" })
+            .field(
+                "initrd",
+                match initrd_checksum {
+                    None => "none",
+                    Some(_) if initrd_ok => "same",
+                    Some(_) => "CHANGED",
+                },
+            )
+            .field(
+                "patterns",
+                if t.bad_words == 0 {
+                    "intact"
+                } else {
+                    "CORRUPT"
+                },
+            )
+            .field("frames_back", &frames_back)
+            .field("poisoned_pages", &poisoned)
     );
     println!(
-        "stress: seed={} cycles={} pages_mapped={} peak_pages={} exhausted_va={} exhausted_frames={} l1_made={} non_none_ptes={} hypercalls={calls} pte_updates={updates} per_hypercall={}.{} pages_per_s={pages_per_s} secs={}.{:01} verdict={}",
-        cfg.seed,
-        t.cycles,
-        st.pages_mapped,
-        st.peak_pages,
-        t.va_exhausted,
-        t.frames_exhausted,
-        st.l1_made,
-        st.non_none_met,
-        per_call_x10 / 10,
-        per_call_x10 % 10,
-        secs_ns / 1_000_000_000,
-        secs_ns / 100_000_000 % 10,
-        if why.is_empty() { "PASS" } else { "FAIL" }
+        "{}",
+        report!(
+            "stress",
+            seed = cfg.seed,
+            cycles = t.cycles,
+            pages_mapped = st.pages_mapped,
+            peak_pages = st.peak_pages,
+            exhausted_va = t.va_exhausted,
+            exhausted_frames = t.frames_exhausted,
+            l1_made = st.l1_made,
+            non_none_ptes = st.non_none_met,
+            hypercalls = calls,
+            pte_updates = updates,
+            per_hypercall = format_args!("{}.{}", per_call_x10 / 10, per_call_x10 % 10),
+            pages_per_s = pages_per_s,
+            secs = format_args!(
+                "{}.{:01}",
+                secs_ns / 1_000_000_000,
+                secs_ns / 100_000_000 % 10
+            ),
+            verdict = if why.is_empty() { "PASS" } else { "FAIL" },
+        )
     );
     if !why.is_empty() {
         println!("stress: FAIL: {why}");

@@ -9,7 +9,7 @@ mod blk;
 mod boot;
 mod net;
 
-use crate::boottest::{line_field, stress_field, stress_memory_mib};
+use crate::boottest::stress_memory_mib;
 use crate::cargo::{self, Image};
 use crate::qemu::{self, Boot, Stream};
 use crate::{initrd, provision};
@@ -321,6 +321,18 @@ fn stress_command(a: StressArgs) -> Result<u8, String> {
         if met { "met" } else { "MISSED" }
     );
     Ok(if met { 0 } else { 1 })
+}
+
+/// `key=value` of the last line starting with `prefix` (the guest's summary lines).
+pub fn line_field<'a>(text: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
+    let line = text.lines().rev().find(|l| l.starts_with(prefix))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// A field of the stress summary line.
+fn stress_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    line_field(text, "stress: seed=", key)
 }
 
 #[cfg(test)]

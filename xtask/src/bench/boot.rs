@@ -7,8 +7,8 @@
 //!    powers off at once) as domUs of the box, each started `--domu-runs` times in one
 //!    box boot (the box's bench mode): xl create → domain gone, timed in dom0, and
 //!    kernel entry → main (the app) next to kernel entry → `Run /init` (Linux).
+use super::line_field;
 use super::timing_field;
-use crate::boottest::line_field;
 use crate::cargo::{self, Image};
 use crate::qemu::{self, Boot, Stream};
 use crate::{provision, xenbox};

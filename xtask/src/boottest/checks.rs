@@ -1,6 +1,8 @@
 //! What the boot tests read of a console: helpers behind the table's checks.
-use super::{has, Check};
+use super::reports::{report, reports, Source};
+use super::Check;
 use crate::qemu::Outcome;
+use xenpv_contract::report::Report;
 
 /// End of Xen's boot mapping, from its "VIRTUAL MEMORY ARRANGEMENT" (`TOTAL: a->b`).
 pub fn boot_mapping_end(o: &Outcome) -> Result<u64, String> {
@@ -85,12 +87,18 @@ pub fn defmt_line_matches_source(o: &Outcome) -> Result<(), String> {
 
 /// The paging layout every good boot must report.
 pub fn layout_ok() -> Vec<Check> {
+    let layout = |what: &'static str| report("layout").words(&[what]);
     vec![
-        // Xen fills some of its slots 256..=271 (which ones is Xen's business).
-        Check::Regex(
-            r"(?m)^layout: l4 (2(5[6-9]|6[0-9]|7[01])(-2(5[6-9]|6[0-9]|7[01]))?=xen )+272=direct-map 511=kernel-map$",
+        Check::Report(layout("l4").all(
+            "Xen's slots within 256..=271, then 272=direct-map 511=kernel-map and no more",
+            l4_slots_ok,
+        )),
+        Check::Report(
+            layout("level3_kernel")
+                .eq("510", "level2_kernel")
+                .eq("511", "level2_fixmap"),
         ),
-        has("layout: level3_kernel 510=level2_kernel 511=level2_fixmap"),
+        // The paging crate's prose: no fields to read.
         Check::Regex(
             r"layout: initrd (none|pfn 0x[0-9a-f]+\.\.0x[0-9a-f]+ at 0xffff88[0-9a-f]+ \(direct map\), frames reserved)",
         ),
@@ -98,39 +106,96 @@ pub fn layout_ok() -> Vec<Check> {
             "level2_kernel maps the image's 2 MiB slots and nothing else",
             level2_kernel_fits_the_image,
         ),
-        has("layout: level2_fixmap 0-505=free 506=fixmap 507-511=free fixmap_l1=ro"),
-        has("layout: check ok"),
+        Check::Report(
+            layout("level2_fixmap")
+                .eq("0-505", "free")
+                .eq("506", "fixmap")
+                .eq("507-511", "free")
+                .eq("fixmap_l1", "ro"),
+        ),
+        Check::Report(report("layout").words(&["check", "ok"])),
         // W^X: the image by section, the guard page under the boot stack, and the
         // direct-map alias of the text read-only.
-        has("layout: image text=r-x rodata=r-- data=rw- stack-guard=unmapped text-alias=r--"),
-        Check::Regex(r"layout: shared_info at fixmap 0xffffffffff400000: vcpu0 upcall_mask=\d"),
+        Check::Report(
+            layout("image")
+                .eq("text", "r-x")
+                .eq("rodata", "r--")
+                .eq("data", "rw-")
+                .eq("stack-guard", "unmapped")
+                .eq("text-alias", "r--"),
+        ),
+        Check::Report(
+            layout("shared_info")
+                .eq("fixmap", "0xffffffffff400000")
+                .within("vcpu0_upcall_mask", 0.0, 9.0)
+                .nums(&["vcpu0_upcall_mask"]),
+        ),
     ]
 }
 
+/// `layout: l4 …`: Xen fills some of its slots 256..=271 (which ones is Xen's business),
+/// each `N=xen` or `N-M=xen`, then `272=direct-map 511=kernel-map`, and nothing else.
+fn l4_slots_ok(r: &Report) -> Result<(), String> {
+    if r.words != ["l4"] {
+        return Err(format!("words {:?}", r.words));
+    }
+    let n = r.fields.len();
+    let (xen, ours) = r.fields.split_at(n.saturating_sub(2));
+    let ours_want = [("272", "direct-map"), ("511", "kernel-map")];
+    if xen.is_empty()
+        || ours
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .ne(ours_want)
+    {
+        return Err(format!("slots {:?}", r.fields));
+    }
+    let xen_slot = |s: &str| s.parse::<u32>().is_ok_and(|n| (256..=271).contains(&n));
+    for (k, v) in xen {
+        let ok = v == "xen"
+            && match k.split_once('-') {
+                Some((a, b)) => xen_slot(a) && xen_slot(b),
+                None => xen_slot(k),
+            };
+        if !ok {
+            return Err(format!("slot {k}={v} is not Xen's (256..=271=xen)"));
+        }
+    }
+    Ok(())
+}
+
 /// `layout: level2_kernel` names exactly the 2 MiB slots the image spans (from the
-/// `layout: split=… kernel=START..END` line): a dev-profile image with smoltcp is over
+/// `layout: split=… kernel=START..END` report): a dev-profile image with smoltcp is over
 /// 2 MiB, a release one under.
 fn level2_kernel_fits_the_image(o: &Outcome) -> Result<(), String> {
-    let split = o
-        .guest_lines()
-        .find(|l| l.starts_with("layout: split="))
-        .ok_or("no layout: split= line")?;
+    let split = reports(&o.text, Source::Guest, "layout")
+        .find(|r| r.field("split").is_some())
+        .ok_or("no layout: split= report")?;
     let range = split
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("kernel="))
-        .ok_or("no kernel= in the split line")?;
+        .field("kernel")
+        .ok_or("no kernel= in the split report")?;
     let (a, b) = range.split_once("..").ok_or("kernel= is not START..END")?;
     let hex =
         |v: &str| u64::from_str_radix(v.trim_start_matches("0x"), 16).map_err(|e| e.to_string());
     let slots = (hex(b)? - hex(a)?).div_ceil(2 << 20);
     let want = match slots {
-        1 => "layout: level2_kernel 0=kernel 1-511=free".to_string(),
-        n => format!("layout: level2_kernel 0-{}=kernel {n}-511=free", n - 1),
+        1 => vec![("0".to_string(), "kernel"), ("1-511".to_string(), "free")],
+        n => vec![
+            (format!("0-{}", n - 1), "kernel"),
+            (format!("{n}-511"), "free"),
+        ],
     };
-    o.guest_lines()
-        .any(|l| l == want)
-        .then_some(())
-        .ok_or(format!("console lacks {want:?}"))
+    let l2 = reports(&o.text, Source::Guest, "layout")
+        .find(|r| r.words == ["level2_kernel"])
+        .ok_or("no layout: level2_kernel report")?;
+    let got: Vec<(String, &str)> = l2
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str()))
+        .collect();
+    (got == want).then_some(()).ok_or(format!(
+        "`{l2}`: the image spans {slots} slot(s), wanted {want:?}"
+    ))
 }
 
 /// Guest memory for a stress run: the initrd, all of module space (so that module space,
@@ -140,74 +205,64 @@ pub fn stress_memory_mib(initrd_mib: u64, split: &str) -> u64 {
     initrd_mib + modules + 384
 }
 
-/// `key=value` of the last line starting with `prefix` (the guest's summary lines).
-pub fn line_field<'a>(text: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
-    let line = text.lines().rev().find(|l| l.starts_with(prefix))?;
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-}
-
-/// A numeric [`line_field`], with an error saying what is missing.
-pub fn field(text: &str, prefix: &str, key: &str) -> Result<u64, String> {
-    line_field(text, prefix, key)
-        .ok_or(format!("no {key}= on a line starting {prefix:?}"))?
-        .parse()
-        .map_err(|e| format!("{key}: {e}"))
-}
-
-/// A field of the stress summary line.
-pub fn stress_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    line_field(text, "stress: seed=", key)
-}
-
-/// The stress passed and kept to its promises.
+/// The stress passed and kept to its promises, with at least 256 PTE updates per
+/// hypercall.
 pub fn stress_ok() -> Vec<Check> {
     vec![
-        has("stress: checks image_ro=same"),
-        Check::Regex(r"stress: checks .* patterns=intact frames_back=true poisoned_pages=0"),
-        Check::Regex(
-            r"stress: seed=\d+ cycles=\d+ pages_mapped=\d+ peak_pages=\d+ exhausted_va=[1-9]\d* exhausted_frames=\d+ l1_made=\d+ non_none_ptes=0 .* verdict=PASS",
+        Check::Report(
+            report("stress")
+                .words(&["checks"])
+                .eq("image_ro", "same")
+                .eq("patterns", "intact")
+                .eq("frames_back", "true")
+                .eq("poisoned_pages", 0),
         ),
-        Check::Custom(
-            "at least 256 PTE updates per hypercall in the stress",
-            |o| {
-                let v: f64 = stress_field(&o.text, "per_hypercall")
-                    .ok_or("no per_hypercall figure")?
-                    .parse()
-                    .map_err(|e| format!("per_hypercall: {e}"))?;
-                (v >= 256.0)
-                    .then_some(())
-                    .ok_or(format!("{v} PTE updates per hypercall"))
-            },
+        Check::Report(
+            report("stress")
+                .nums(&["seed", "cycles", "pages_mapped", "peak_pages"])
+                .nums(&["exhausted_frames", "l1_made"])
+                .at_least("exhausted_va", 1.0)
+                .eq("non_none_ptes", 0)
+                .eq("verdict", "PASS")
+                .at_least("per_hypercall", 256.0),
         ),
     ]
 }
 
-/// The heap stress's verdict line when every byte came back (dom0 and domU rows).
-pub const HEAP_PASS: &str = r"heap: seed=1 allocations=\d+ allocs_per_s=\d+ alloc_free_per_s=\d+ bad=0 big_vec_mib=256 claimed_mib=\d+ failures=0 verdict=PASS";
+/// The heap stress's verdict when every byte came back (dom0 and domU rows).
+pub fn heap_pass() -> Check {
+    Check::Report(
+        report("heap")
+            .eq("seed", 1)
+            .nums(&[
+                "allocations",
+                "allocs_per_s",
+                "alloc_free_per_s",
+                "claimed_mib",
+            ])
+            .eq("bad", 0)
+            .eq("big_vec_mib", 256)
+            .eq("failures", 0)
+            .eq("verdict", "PASS"),
+    )
+}
 
-/// A burst of `n` numbered lines arrived complete and in order.
+/// A burst of `n` numbered reports (`burst: line=I of=N hash=H`) arrived complete and
+/// in order, then `burst: done n=N`.
 pub fn burst_complete(o: &Outcome) -> Result<(), String> {
     let mut next = 0u64;
     let mut n = None;
-    for l in o.guest_lines() {
-        if let Some(rest) = l.strip_prefix("burst: line ") {
-            let mut w = rest.split_whitespace();
-            let i: u64 = w
-                .next()
-                .and_then(|v| v.parse().ok())
-                .ok_or(format!("bad line {l:?}"))?;
-            let want = format!("{:016x}", (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            if i != next || w.nth(2) != Some(want.as_str()) {
-                return Err(format!("line {next} expected, got {l:?}"));
-            }
-            next += 1;
-        } else if let Some(rest) = l.strip_prefix("burst: done n=") {
-            n = rest
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok());
+    for r in reports(&o.text, Source::Guest, "burst") {
+        if r.has_word("done") {
+            n = Some(r.parse_field::<u64>("n").map_err(|e| e.to_string())?);
+            continue;
         }
+        let i: u64 = r.parse_field("line").map_err(|e| format!("`{r}`: {e}"))?;
+        let want = format!("{:016x}", (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        if i != next || r.field("hash") != Some(want.as_str()) {
+            return Err(format!("line {next} expected, got `{r}`"));
+        }
+        next += 1;
     }
     match n {
         Some(n) if n == next => Ok(()),

@@ -6,10 +6,11 @@ use crate::provision;
 use crate::qemu::Outcome;
 
 mod checks;
+mod reports;
 mod run;
 mod table;
 
-pub use checks::{line_field, stress_field, stress_memory_mib};
+pub use checks::stress_memory_mib;
 pub use table::table;
 
 /// Host test runs: (label, cargo test arguments).
@@ -51,6 +52,13 @@ pub enum InitrdSpec {
 }
 
 pub enum Check {
+    /// Some report meets the expectation ([`reports`]).
+    Report(reports::Expect),
+    /// No report meets it.
+    NoReport(reports::Expect),
+    /// The guest's exit line (`xenpv_contract::status::parse_exit_line`) names the row's
+    /// status: the last line came through the console too.
+    ExitLine,
     Contains(String),
     NotContains(String),
     Regex(&'static str),

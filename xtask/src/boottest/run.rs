@@ -1,6 +1,7 @@
 //! Running the boot tests: their preparation, a pool of boots, and each console judged
 //! against its row's checks.
 use super::checks::fault_at;
+use super::reports::report;
 use super::{BootTest, Check, InitrdSpec};
 use crate::cargo::Image;
 use crate::initrd;
@@ -9,12 +10,13 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use xenpv_contract::status::parse_exit_line;
 
 /// A row made ready to boot: its initrd on disk, and the initrd line the guest must print.
 struct Prepared {
     t: BootTest,
     initrd: Option<PathBuf>,
-    expect: Option<String>,
+    expect: Option<Check>,
 }
 
 /// What every boot shares.
@@ -95,15 +97,18 @@ fn prepare_all(tests: Vec<BootTest>) -> Result<VecDeque<Prepared>, String> {
         if let Some(prepare) = t.prepare {
             prepare(&mut t).map_err(|e| format!("{}: preparing: {e}", t.name))?;
         }
-        let (initrd, expect): (Option<PathBuf>, Option<String>) = match t.initrd {
+        let (initrd, expect): (Option<PathBuf>, Option<Check>) = match t.initrd {
             InitrdSpec::None => (None, None),
             InitrdSpec::Checked { mib, seed } => {
                 let (p, h) = initrd::checked(mib, seed)?;
                 (
                     Some(p),
-                    Some(format!(
-                        "initrd: ok len={} seed={} checksum={:#018x}",
-                        h.total_len, h.seed, h.checksum
+                    Some(Check::Report(
+                        report("initrd")
+                            .words(&["ok"])
+                            .eq("len", h.total_len)
+                            .eq("seed", h.seed)
+                            .eq("checksum", format!("{:#018x}", h.checksum)),
                     )),
                 )
             }
@@ -162,19 +167,28 @@ fn run_one(ctx: &Ctx, p: Prepared) -> Result<f64, String> {
     })
 }
 
-fn evaluate(test: &BootTest, o: &Outcome, expect_initrd: Option<String>) -> Result<(), String> {
+/// Judges a console: the row's status, then each check in order (the first that fails
+/// says why).
+fn evaluate(test: &BootTest, o: &Outcome, expect_initrd: Option<Check>) -> Result<(), String> {
     match &o.status {
         Ok(st) if *st == test.status => {}
         Ok(st) => return Err(format!("guest status {st}, expected {}", test.status)),
         Err(f) => return Err(f.to_string()),
     }
     let guest: String = o.guest_lines().collect::<Vec<_>>().join("\n");
-    for c in test
-        .checks
-        .iter()
-        .chain(expect_initrd.map(Check::Contains).iter())
-    {
+    for c in test.checks.iter().chain(expect_initrd.iter()) {
         match c {
+            Check::Report(e) => drop(e.find_in(&o.text)?),
+            Check::NoReport(e) => e.absent_from(&o.text)?,
+            Check::ExitLine => {
+                let last = o.guest_lines().filter_map(parse_exit_line).last();
+                if last != Some(test.status) {
+                    return Err(format!(
+                        "the console's last exit line names {last:?}, not status {}",
+                        test.status
+                    ));
+                }
+            }
             Check::Contains(s) if !guest.contains(s.as_str()) => {
                 return Err(format!("console lacks {s:?}"))
             }

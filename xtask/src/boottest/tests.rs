@@ -41,6 +41,7 @@ fn the_hostile_rows_fail_without_the_peer() {
         let text = |c: &Check| match c {
             Check::Contains(s) => s.clone(),
             Check::Regex(r) => r.to_string(),
+            Check::Report(e) => e.to_string(),
             _ => String::new(),
         };
         assert!(
@@ -51,7 +52,7 @@ fn the_hostile_rows_fail_without_the_peer() {
         assert!(
             r.checks
                 .iter()
-                .any(|c| text(c) == "xenbox: dom0-script exit 0"),
+                .any(|c| text(c) == "`xenbox: dom0-script exit 0`"),
             "{}",
             r.name
         );

@@ -1,11 +1,12 @@
 //! Rows that boot the app (or the example) as dom0: the hello, the runtime's services,
 //! the direct map, and the paging matrix with the 2014 regression.
 use crate::boottest::checks::{
-    boot_mapping_end, defmt_line_matches_source, field, layout_ok, line_field, stress_memory_mib,
-    stress_ok, HEAP_PASS,
+    boot_mapping_end, defmt_line_matches_source, heap_pass, layout_ok, stress_memory_mib, stress_ok,
 };
+use crate::boottest::reports::report;
 use crate::boottest::{has, t, BootTest, Check, InitrdSpec};
 use crate::cargo::Image;
+use xenpv_contract::report::Report;
 
 const REGRESS: &str = "xenpv-rt/regress-2014-fixmap-copy";
 const MOD_START_PFN: &str = "xenpv-rt/mod-start-pfn";
@@ -26,11 +27,16 @@ pub fn hello() -> BootTest {
             Check::Regex(r"\[defmt: corrupt frame \(.*\), 3 bytes\]"),
             has("[defmt: a frame too large for the runtime's buffer was dropped]"),
             has("xenpv-app: hello from xenpv-rt 0.1.0 (dom0)"),
-            Check::Regex(
-                r#"start_info: magic="xen-3\.0-x86_64" nr_pages=65536 flags=0x[0-9a-f]+ \[privileged,initdomain\].* cmdline="defmt_damage qemu-exit""#,
+            Check::Report(
+                report("start_info")
+                    .eq("magic", "xen-3.0-x86_64")
+                    .eq("nr_pages", 65536)
+                    .hex("flags")
+                    .words(&["[privileged,initdomain]"])
+                    .eq("cmdline", "defmt_damage qemu-exit"),
             ),
-            has("initrd: none"),
-            has("xenpv-rt: exit status 0"),
+            Check::Report(report("initrd").words(&["none"])),
+            Check::ExitLine,
         ];
         c.extend(layout_ok());
         c
@@ -43,7 +49,7 @@ pub fn basics() -> Vec<BootTest> {
     vec![
         // A plain `cargo build` (dev profile, opt-level 0) must boot too.
         t("dev-profile-app", Image::Dev { example: false }, "", 0, {
-            let mut c = vec![has("xenpv-rt: exit status 0")];
+            let mut c = vec![Check::ExitLine];
             c.extend(layout_ok());
             c
         }),
@@ -52,7 +58,7 @@ pub fn basics() -> Vec<BootTest> {
             Image::Dev { example: true },
             "",
             0,
-            vec![has("xenpv-rt: exit status 0")],
+            vec![Check::ExitLine],
         ),
         t(
             "panic",
@@ -61,16 +67,10 @@ pub fn basics() -> Vec<BootTest> {
             101,
             vec![
                 Check::Regex(r"xenpv-rt: panicked at app/src/main\.rs:\d+:\d+: provoked panic"),
-                has("xenpv-rt: exit status 101"),
+                Check::ExitLine,
             ],
         ),
-        t(
-            "exit-status",
-            app(),
-            "exit=7",
-            7,
-            vec![has("xenpv-rt: exit status 7")],
-        ),
+        t("exit-status", app(), "exit=7", 7, vec![Check::ExitLine]),
         t(
             "example-hello",
             Image::Example,
@@ -114,7 +114,13 @@ pub fn services() -> Vec<BootTest> {
         "vmap_demo",
         0,
         vec![
-            Check::Regex(r"layout: level2_kernel 0=kernel 1-255=free 256-\d+=module \d+-511=free"),
+            Check::Report(
+                report("layout")
+                    .words(&["level2_kernel"])
+                    .eq("0", "kernel")
+                    .eq("1-255", "free")
+                    .all("256-N=module, then N+1-511=free", modules_then_free),
+            ),
             Check::Custom("the SVG picture is valid XML with the slot labels", |o| {
                 let guest: String = o.guest_lines().collect::<Vec<_>>().join("\n");
                 let l = crate::picture::parse(&guest)?;
@@ -133,17 +139,30 @@ pub fn services() -> Vec<BootTest> {
         "events",
         0,
         vec![
-            Check::Regex(r"events: timer fired=2000/2000 period_us=1000 min_spacing_us=\d+ max_late_us=\d+ early=0 during_compute=\d+ fmt_checks=\d+ fmt_bad=0"),
-            Check::Custom("timer events at least 1 ms apart (less Xen's 50 us slop)", |o| {
-                let gap: u64 = field(&o.text, "events: timer", "min_spacing_us")?;
-                (gap >= 950).then_some(()).ok_or(format!("min spacing {gap} us"))
-            }),
-            Check::Custom("half the timer events arrived during computation", |o| {
-                let n: u64 = field(&o.text, "events: timer", "during_compute")?;
-                (n >= 1000).then_some(()).ok_or(format!("{n} during computation"))
-            }),
-            has("bind_marks_pending=ok b->a=ok a->b=ok masked=ok unmasked=ok closed=ok"),
-            has("events: verdict=PASS"),
+            // Timer events at least 1 ms apart (less Xen's 50 us slop), half of them
+            // arriving during computation.
+            Check::Report(
+                report("events")
+                    .words(&["timer"])
+                    .eq("fired", "2000/2000")
+                    .eq("period_us", 1000)
+                    .at_least("min_spacing_us", 950.0)
+                    .nums(&["max_late_us", "fmt_checks"])
+                    .eq("early", 0)
+                    .at_least("during_compute", 1000.0)
+                    .eq("fmt_bad", 0),
+            ),
+            Check::Report(
+                report("events")
+                    .words(&["loopback"])
+                    .eq("bind_marks_pending", "ok")
+                    .eq("b_to_a", "ok")
+                    .eq("a_to_b", "ok")
+                    .eq("masked", "ok")
+                    .eq("unmasked", "ok")
+                    .eq("closed", "ok"),
+            ),
+            Check::Report(report("events").eq("verdict", "PASS")),
         ],
     ));
     // Grant tables with Xen doing the peer's part.
@@ -153,16 +172,37 @@ pub fn services() -> Vec<BootTest> {
         "grant",
         0,
         vec![
-            Check::Regex(r"grant: copy via ref \d+: 4096 bytes, 0 differ"),
+            Check::Report(
+                report("grant")
+                    .words(&["copy"])
+                    .nums(&["ref"])
+                    .eq("bytes", 4096)
+                    .eq("differ", 0),
+            ),
             Check::Regex(r"grant: write through read-only ref \d+ refused: GNTTABOP_copy: status -\d+"),
             Check::Regex(r"grant: end while mapped: grant reference \d+ still in use by the peer \(flags 0x[0-9a-f]+\): access not ended"),
-            has("contents same, end refused while mapped: yes, ended after unmap: yes"),
+            Check::Report(
+                report("grant")
+                    .words(&["mapped-back"])
+                    .eq("contents", "same")
+                    .eq("end_refused_while_mapped", "yes")
+                    .eq("ended_after_unmap", "yes"),
+            ),
             has("grant: second map while mapped: the grant-mapping slot is in use: unmap that mapping first"),
             has("grant: after 504 grants: all 504 grant references in use; all back: yes"),
             // One table per guest; a grant its peer keeps is deferred, then comes back.
             has("grant: second setup refused: the grant table is already set up"),
-            Check::Regex(r"grant: kept by its peer via ref \d+: deferred=1, back while mapped=0, back after unmap=1, deferred now=0, refs all back: yes"),
-            has("grant: verdict=PASS"),
+            Check::Report(
+                report("grant")
+                    .words(&["kept-by-peer"])
+                    .nums(&["ref"])
+                    .eq("deferred", 1)
+                    .eq("back_while_mapped", 0)
+                    .eq("back_after_unmap", 1)
+                    .eq("deferred_now", 0)
+                    .eq("refs_all_back", "yes"),
+            ),
+            Check::Report(report("grant").eq("verdict", "PASS")),
         ],
     ));
     // The heap: a stress whose every byte is checked, a limit that is an error the app
@@ -172,7 +212,7 @@ pub fn services() -> Vec<BootTest> {
         app(),
         "heap",
         0,
-        vec![Check::Regex(HEAP_PASS), has("xenpv-rt: exit status 0")],
+        vec![heap_pass(), Check::ExitLine],
     );
     h.memory_mib = 1024;
     v.push(h);
@@ -184,7 +224,7 @@ pub fn services() -> Vec<BootTest> {
         vec![
             Check::Regex(r"xenpv-rt\[WARN \] heap: cannot allocate \d+ bytes \(align 8\): the heap limit is reached \(heap= on the command line, or heap::set_limit\); \d+ MiB claimed, limit 64 MiB"),
             Check::Regex(r"heap: could not grow the Vec past \d+ MiB"),
-            Check::Regex(r"verdict=FAIL"),
+            Check::Report(report("heap").eq("verdict", "FAIL")),
         ],
     ));
     v.push(t(
@@ -195,7 +235,7 @@ pub fn services() -> Vec<BootTest> {
         vec![
             has("heap: cannot allocate 1073741824 bytes (align 1): the heap limit is reached"),
             has("memory allocation of 1073741824 bytes failed"),
-            has("xenpv-rt: exit status 101"),
+            Check::ExitLine,
         ],
     ));
     v
@@ -214,18 +254,23 @@ pub fn direct_map() -> Vec<BootTest> {
         "heap",
         0,
         vec![
-            Check::Regex(HEAP_PASS),
-            Check::Regex(r"timing: .* direct_map=on-demand mapped_mib=\d+ pt_write=stores"),
-            Check::Custom("start of day maps at most 32 MiB of 2 GiB", |o| {
-                let mib: u64 = line_field(&o.text, "timing: entry_to_main", "mapped_mib")
-                    .and_then(|v| v.parse().ok())
-                    .ok_or("no mapped_mib in the timing line")?;
-                (mib <= 32)
-                    .then_some(())
-                    .ok_or(format!("{mib} MiB mapped at start of day"))
-            }),
-            Check::Regex(
-                r"direct_map: mode=on-demand start_mib=\d+ mapped_mib=\d+ of 2048 MiB, chunks_grown=[1-9]\d* pte_updates=\d+ holes=0",
+            heap_pass(),
+            // Start of day maps at most 32 MiB of 2 GiB.
+            Check::Report(
+                report("timing")
+                    .nums(&["entry_to_main_us"])
+                    .eq("direct_map", "on-demand")
+                    .at_most("mapped_mib", 32.0)
+                    .nums(&["mapped_mib"])
+                    .eq("pt_write", "stores"),
+            ),
+            Check::Report(
+                report("direct_map")
+                    .eq("mode", "on-demand")
+                    .nums(&["start_mib", "mapped_mib", "pte_updates"])
+                    .eq("of_mib", 2048)
+                    .at_least("chunks_grown", 1.0)
+                    .eq("holes", 0),
             ),
         ],
     );
@@ -238,8 +283,19 @@ pub fn direct_map() -> Vec<BootTest> {
         "direct_map=eager",
         0,
         vec![
-            has("direct_map=eager mapped_mib=2048 pt_write=stores"),
-            Check::Regex(r"direct_map: mode=eager start_mib=\d+ mapped_mib=2048 of 2048 MiB"),
+            Check::Report(
+                report("timing")
+                    .eq("direct_map", "eager")
+                    .eq("mapped_mib", 2048)
+                    .eq("pt_write", "stores"),
+            ),
+            Check::Report(
+                report("direct_map")
+                    .eq("mode", "eager")
+                    .nums(&["start_mib"])
+                    .eq("mapped_mib", 2048)
+                    .eq("of_mib", 2048),
+            ),
         ],
     );
     eager.checks.extend(layout_ok());
@@ -250,7 +306,11 @@ pub fn direct_map() -> Vec<BootTest> {
         app(),
         "direct_map=eager pt_write=mmu split=1G stress seed=21",
         0,
-        vec![has("pt_write=mmu")],
+        vec![Check::Report(
+            report("timing")
+                .nums(&["entry_to_main_us"])
+                .eq("pt_write", "mmu"),
+        )],
     );
     mmu.checks.extend(layout_ok());
     mmu.checks.extend(stress_ok());
@@ -325,9 +385,11 @@ pub fn paging() -> Vec<BootTest> {
     pfn.initrd = InitrdSpec::Checked { mib: 1100, seed: 3 };
     pfn.memory_mib = 2048;
     pfn.timeout_s = 240;
-    pfn.checks.push(Check::Regex(
-        r"flags=0x[0-9a-f]+ \[[a-z_,]*mod_start_pfn[a-z_,]*\].* module=pfn0x",
-    ));
+    pfn.checks
+        .push(Check::Report(report("start_info").hex("flags").all(
+            "flags name mod_start_pfn, the module is given by pfn",
+            mod_start_pfn,
+        )));
     v.push(pfn);
 
     let mut bad = t(
@@ -359,13 +421,19 @@ pub fn paging() -> Vec<BootTest> {
             Check::Regex(
                 r"stress: vmap of \d+ pages refused: L1 entry for 0xffffffffc0000000 is 0x[0-9a-f]{16}, not none \(\d+ such entries in the request\); range poisoned",
             ),
-            Check::Regex(r"stress: seed=5 .* non_none_ptes=[1-9]\d* .* verdict=FAIL"),
+            Check::Report(
+                report("stress")
+                    .eq("seed", 5)
+                    .at_least("non_none_ptes", 1.0)
+                    .nums(&["non_none_ptes"])
+                    .eq("verdict", "FAIL"),
+            ),
             Check::Regex(r"stress: FAIL: non-none PTEs met"),
             Check::Regex(r"layout: level2_fixmap 0=STALE:kernel 1-\d+=STALE:initrd"),
             Check::Regex(
                 r"layout: check FAILED: \d+ stale slot\(s\) in the kernel map; first L3\[511\] L2\[0\] at 0xffffffffc0000000 maps kernel",
             ),
-            Check::NotContains("layout: check ok".into()),
+            Check::NoReport(report("layout").words(&["check", "ok"])),
         ],
     );
     regress.initrd = InitrdSpec::Checked { mib: 600, seed: 2 };
@@ -373,4 +441,34 @@ pub fn paging() -> Vec<BootTest> {
     regress.timeout_s = 300;
     v.push(regress);
     v
+}
+
+/// `layout: level2_kernel … 256-N=module M-511=free` (M = N + 1) after the kernel's and
+/// the free slots: module space in use, and nothing past it.
+fn modules_then_free(r: &Report) -> Result<(), String> {
+    let [_, _, (m, module), (f, free)] = r.fields.as_slice() else {
+        return Err(format!("{} slots, wanted 4", r.fields.len()));
+    };
+    let end = m.strip_prefix("256-").and_then(|e| e.parse::<u32>().ok());
+    let start = f.strip_suffix("-511").and_then(|s| s.parse::<u32>().ok());
+    match (end, start) {
+        (Some(e), Some(s)) if module == "module" && free == "free" && s == e + 1 => Ok(()),
+        _ => Err(format!("{m}={module} {f}={free}")),
+    }
+}
+
+/// `start_info: flags=0x… [names]`: the names include `mod_start_pfn`, and the module
+/// is given as a frame number (`module=pfn0x…`).
+fn mod_start_pfn(r: &Report) -> Result<(), String> {
+    let named = r.words.iter().any(|w| {
+        w.strip_prefix('[')
+            .and_then(|w| w.strip_suffix(']'))
+            .is_some_and(|names| names.split(',').any(|n| n == "mod_start_pfn"))
+    });
+    let by_pfn = r.field("module").is_some_and(|m| m.starts_with("pfn0x"));
+    (named && by_pfn).then_some(()).ok_or(format!(
+        "flags words {:?}, module={:?}",
+        r.words,
+        r.field("module")
+    ))
 }

@@ -2,9 +2,11 @@
 //! xenconsoled): the console and xenstore, paging, and early errors on the ring console.
 use super::faults::{fault, stack_overflow};
 use super::{blk, net};
-use crate::boottest::checks::{burst_complete, layout_ok, HEAP_PASS};
+use crate::boottest::checks::{burst_complete, heap_pass, layout_ok};
+use crate::boottest::reports::{like, report, runner_like};
 use crate::boottest::{has, t, BootTest, Check, InitrdSpec};
 use crate::cargo::Image;
+use xenpv_contract::report::Report;
 
 /// Every domU row, in the order they run.
 pub fn rows() -> Vec<BootTest> {
@@ -14,7 +16,7 @@ pub fn rows() -> Vec<BootTest> {
     v.extend(paging());
     for b in &mut v {
         // The guest's last line must come through the stream too.
-        b.checks.push(has("xenpv-rt: exit status 0"));
+        b.checks.push(Check::ExitLine);
     }
     v.extend(early_errors());
     v.push(net::appliance());
@@ -44,39 +46,49 @@ fn hello() -> BootTest {
         "xenstore grant burst=3000",
         0,
         vec![
-            Check::Regex(
-                r"grant: offered ref \d+ to dom0 read-only, fnv=[0-9a-f]{16}, published=yes",
+            Check::Report(
+                like("grant: offered to=dom0 access=read-only published=yes")
+                    .nums(&["ref"])
+                    .all("fnv= is 16 hex digits", |r| fnv_of(r).map(drop)),
             ),
-            Check::Regex(
-                r"xenbox: peer: mapped grant \d+ of domain [1-9]\d*: 4096 bytes fnv=([0-9a-f]{16}) expected=[0-9a-f]{16} match=yes",
+            Check::Report(
+                runner_like("xenbox: peer: mapped grant match=yes")
+                    .words(&["4096", "bytes"])
+                    .all("fnv= and expected= are 16 hex digits", |r| {
+                        fnv_of(r)?;
+                        hex16(r, "expected").map(drop)
+                    })
+                    .all("of a domU (domain > 0)", of_a_domu),
             ),
             Check::Custom("dom0 saw the page the domU granted", |o| {
-                let said = |p: &str| {
-                    o.text.lines().find(|l| l.contains(p)).and_then(|l| {
-                        l.split_whitespace()
-                            .find_map(|w| w.strip_prefix("fnv="))
-                            .map(|f| f.trim_end_matches(','))
-                    })
-                };
-                match (said("grant: offered ref"), said("peer: mapped grant")) {
-                    (Some(a), Some(b)) if a == b => Ok(()),
+                let offered = like("grant: offered").find_in(&o.text)?;
+                let mapped = runner_like("xenbox: peer: mapped grant").find_in(&o.text)?;
+                match (fnv_of(&offered)?, fnv_of(&mapped)?) {
+                    (a, b) if a == b => Ok(()),
                     other => Err(format!("domU and dom0 hashes: {other:?}")),
                 }
             }),
             has("xenpv-app: hello from xenpv-rt 0.1.0 (domU)"),
-            Check::Regex(
-                r#"start_info: magic="xen-3\.0-x86_64" nr_pages=\d+ flags=0x0 \[\].* console=mfn0x[0-9a-f]+/evtchn\d+ cmdline="xenstore grant burst=3000""#,
+            Check::Report(
+                like(r#"start_info: magic="xen-3.0-x86_64" flags=0x0 [] cmdline="xenstore grant burst=3000""#)
+                    .nums(&["nr_pages"])
+                    .all("console=mfn0x<hex>/evtchn<n>: a ring page and its channel", console_ring),
             ),
-            Check::Regex(r"xenstore: domid=[1-9]\d* name=xenpv-app status_write=ok"),
-            Check::Regex(
-                r"xenbox: xenstore-read /local/domain/[1-9]\d*/data/xenpv-app/status = ok",
+            Check::Report(
+                like("xenstore: name=xenpv-app status_write=ok")
+                    .at_least("domid", 1.0)
+                    .nums(&["domid"]),
             ),
-            has("burst: done n=3000 lost=0"),
+            Check::Report(runner_like("xenbox: xenstore-read = ok").all(
+                "read a domU's /local/domain/N/data/xenpv-app/status",
+                domu_status_path,
+            )),
+            Check::Report(like("burst: done n=3000 lost=0")),
             Check::Custom(
                 "the 3000-line burst arrived complete and in order",
                 burst_complete,
             ),
-            has("xenbox: domU state=---s-- reason=0"),
+            Check::Report(runner_like("xenbox: domU state=---s-- reason=0")),
         ],
     );
     hello.checks.extend(layout_ok());
@@ -94,12 +106,12 @@ fn hello_under_load(hello: &BootTest) -> BootTest {
         Vec::new(),
     );
     loaded.checks = vec![
-        has("burst: done n=3000 lost=0"),
+        Check::Report(like("burst: done n=3000 lost=0")),
         Check::Custom(
             "the 3000-line burst arrived complete and in order",
             burst_complete,
         ),
-        has("xenbox: domU state=---s-- reason=0"),
+        Check::Report(runner_like("xenbox: domU state=---s-- reason=0")),
     ];
     loaded.memory_mib = 128;
     loaded.under_load = true;
@@ -119,26 +131,23 @@ fn paging() -> Vec<BootTest> {
             0,
             layout_ok(),
         );
-        b.checks.push(has("xenbox: domU state=---s-- reason=0"));
+        b.checks.push(Check::Report(runner_like(
+            "xenbox: domU state=---s-- reason=0",
+        )));
         if mib == 1024 {
             // libxenguest puts the p2m list after the ramdisk: past 1 GiB it is under L3[511].
-            b.checks.push(Check::Custom(
-                "the domU's boot mapping reaches into L3[511]",
-                |o| {
-                    let line = o
-                        .guest_lines()
-                        .find(|l| l.starts_with("start_info:"))
-                        .ok_or("no start_info line")?;
-                    let v = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("mfn_list=0x"))
-                        .ok_or("no mfn_list")?;
-                    let va = u64::from_str_radix(v, 16).map_err(|e| e.to_string())?;
-                    (va >= 0xffff_ffff_c000_0000)
-                        .then_some(())
-                        .ok_or(format!("mfn_list at {va:#x}"))
-                },
-            ));
+            b.checks
+                .push(Check::Report(report("start_info").hex("mfn_list").all(
+                    "the domU's boot mapping reaches into L3[511]",
+                    |r| {
+                        let v = r.field("mfn_list").unwrap_or_default();
+                        let va = u64::from_str_radix(v.trim_start_matches("0x"), 16)
+                            .map_err(|e| e.to_string())?;
+                        (va >= 0xffff_ffff_c000_0000)
+                            .then_some(())
+                            .ok_or(format!("mfn_list at {va:#x}"))
+                    },
+                )));
         }
         b.initrd = InitrdSpec::Checked { mib, seed };
         b.memory_mib = mib + 256;
@@ -160,20 +169,14 @@ fn early_errors() -> Vec<BootTest> {
         102,
         vec![
             has("xenpv-rt: fatal: split=\"2G\": the kernel/module split is 512M or 1G"),
-            has("xenpv-rt: exit status 102"),
+            Check::ExitLine,
         ],
     ));
     let mut null_write = fault("null-write", "#PF page fault vector=14 error=0x2", false);
     null_write.name = "domu-fault-null-write".into();
     null_write.memory_mib = 128;
     v.push(null_write);
-    let mut heap = t(
-        "domu-heap-stress",
-        app(),
-        "heap",
-        0,
-        vec![Check::Regex(HEAP_PASS)],
-    );
+    let mut heap = t("domu-heap-stress", app(), "heap", 0, vec![heap_pass()]);
     heap.memory_mib = 1024;
     v.push(heap);
     v.push(stack_overflow("domu-fault-recursion"));
@@ -186,7 +189,7 @@ fn early_errors() -> Vec<BootTest> {
         101,
         vec![
             Check::Regex(r"xenpv-rt: panicked at app/src/main\.rs:\d+:\d+: provoked panic"),
-            has("xenpv-rt: exit status 101"),
+            Check::ExitLine,
         ],
     );
     panic_held.memory_mib = 128;
@@ -197,4 +200,52 @@ fn early_errors() -> Vec<BootTest> {
     fault_held.memory_mib = 128;
     v.push(fault_held);
     v
+}
+
+/// A report's `key=` as 16 hex digits (an FNV-1a hash as the peer and the app print it).
+fn hex16<'r>(r: &'r Report, key: &str) -> Result<&'r str, String> {
+    let v = r.field(key).ok_or(format!("no {key}="))?;
+    (v.len() == 16 && v.chars().all(|c| c.is_ascii_hexdigit()))
+        .then_some(v)
+        .ok_or(format!("{key}={v} is not 16 hex digits"))
+}
+
+/// The `fnv=` of a report.
+fn fnv_of(r: &Report) -> Result<&str, String> {
+    hex16(r, "fnv")
+}
+
+/// `… of domain N: …` with N > 0 (the peer mapped a domU's grant, not dom0's).
+fn of_a_domu(r: &Report) -> Result<(), String> {
+    r.words
+        .windows(3)
+        .find(|w| w[0] == "of" && w[1] == "domain")
+        .and_then(|w| w[2].strip_suffix(':')?.parse::<u32>().ok())
+        .filter(|&d| d > 0)
+        .map(drop)
+        .ok_or(format!("no `of domain N:` with N > 0 in {:?}", r.words))
+}
+
+/// `console=mfn0x<hex>/evtchn<n>`: a domU's console is a ring page and its channel.
+fn console_ring(r: &Report) -> Result<(), String> {
+    let c = r.field("console").ok_or("no console=")?;
+    let ok = c
+        .strip_prefix("mfn0x")
+        .and_then(|c| c.split_once("/evtchn"))
+        .is_some_and(|(m, e)| {
+            !m.is_empty() && m.chars().all(|c| c.is_ascii_hexdigit()) && e.parse::<u32>().is_ok()
+        });
+    ok.then_some(()).ok_or(format!("console={c}"))
+}
+
+/// `xenbox: xenstore-read /local/domain/N/data/xenpv-app/status = ok`, N > 0.
+fn domu_status_path(r: &Report) -> Result<(), String> {
+    let ok = r.words.iter().any(|w| {
+        w.strip_prefix("/local/domain/")
+            .and_then(|w| w.strip_suffix("/data/xenpv-app/status"))
+            .and_then(|d| d.parse::<u32>().ok())
+            .is_some_and(|d| d > 0)
+    });
+    ok.then_some(())
+        .ok_or(format!("no domU status path in {:?}", r.words))
 }
