@@ -79,7 +79,7 @@ fn hello() -> BootTest {
                     .at_least("domid", 1.0)
                     .nums(&["domid"]),
             ),
-            Check::Report(runner_like("xenbox: xenstore-read = ok").all(
+            Check::Report(runner_like("xenbox: xenstore-read").words(&["=", "ok"]).all(
                 "read a domU's /local/domain/N/data/xenpv-app/status",
                 domu_status_path,
             )),
