@@ -244,19 +244,3 @@ impl Drop for Load {
         }
     }
 }
-
-#[cfg(test)]
-mod tmp_replay {
-    #[test]
-    fn replay_old_logs() {
-        for t in super::super::table() {
-            let log = std::path::PathBuf::from(format!("/work/wt/reports/target/xtask/tests/{}.log", t.name));
-            let Ok(text) = std::fs::read_to_string(&log) else { println!("NOLOG {}", t.name); continue };
-            let o = super::Outcome { status: Ok(t.status), text, secs: 0.0, log };
-            match super::evaluate(&t, &o, None) {
-                Ok(()) => println!("OK {}", t.name),
-                Err(e) => println!("ERR {}: {}", t.name, e.chars().take(400).collect::<String>()),
-            }
-        }
-    }
-}

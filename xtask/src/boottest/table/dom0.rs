@@ -436,7 +436,8 @@ pub fn paging() -> Vec<BootTest> {
                         .iter()
                         .any(|(k, v)| {
                             v == "STALE:initrd"
-                                && k.strip_prefix("1-").is_some_and(|n| n.parse::<u32>().is_ok())
+                                && k.strip_prefix("1-")
+                                    .is_some_and(|n| n.parse::<u32>().is_ok())
                         })
                         .then_some(())
                         .ok_or(format!("fields {:?}", r.fields))
