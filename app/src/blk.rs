@@ -16,7 +16,9 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
+use xenpv_contract::report;
 use xenpv_contract::report::Writer;
+use xenpv_contract::status::AppStatus;
 use xenpv_rt::blk::blkfront::Blkfront;
 use xenpv_rt::blk::{BlockDevice, BlockError};
 use xenpv_rt::gnttab::GrantTable;
@@ -90,12 +92,14 @@ pub fn run(boot: &mut Boot) -> i32 {
         Err(status) => return status,
     };
     let (mem, xs) = boot.memory_and_xenstore();
-    let Some(xs) = xs else { return 2 };
+    let Some(xs) = xs else {
+        return AppStatus::Usage.into();
+    };
     let ids = match Blkfront::list(xs) {
         Ok(l) => l,
         Err(e) => {
             println!("blk: listing device/vbd: {e}");
-            return 9;
+            return AppStatus::Device.into();
         }
     };
     println!("blk: disks={}", ids.len());
@@ -140,7 +144,7 @@ pub fn run(boot: &mut Boot) -> i32 {
             }
             Err(e) => {
                 println!("blk: vbd {id}: {e}");
-                return 9;
+                return AppStatus::Device.into();
             }
         }
     }
@@ -153,7 +157,7 @@ pub fn run(boot: &mut Boot) -> i32 {
     };
     let Some(w) = disks.iter().position(|d| !d.dev.geometry().read_only) else {
         println!("blk: FAIL no writable disk");
-        return 1;
+        return AppStatus::Failed.into();
     };
     {
         let d = &mut disks[w];
@@ -367,7 +371,7 @@ pub fn run(boot: &mut Boot) -> i32 {
         0
     } else {
         println!("{}", Writer::new("blk").word("FAIL"));
-        1
+        AppStatus::Failed.into()
     }
 }
 
@@ -375,11 +379,11 @@ pub fn run(boot: &mut Boot) -> i32 {
 fn grant_table(boot: &mut Boot, who: &str) -> Result<GrantTable, i32> {
     if boot.xenstore().is_none() {
         println!("{who}: FAIL no xenstore (dom0 has no backends here): run it as a domU");
-        return Err(2);
+        return Err(AppStatus::Usage.into());
     }
     GrantTable::setup(boot.memory(), 8).map_err(|e| {
         println!("{who}: FAIL grant table: {e:?}");
-        9
+        AppStatus::Device.into()
     })
 }
 
@@ -415,25 +419,33 @@ pub fn bench(boot: &mut Boot) -> i32 {
         Err(status) => return status,
     };
     let (mem, xs) = boot.memory_and_xenstore();
-    let Some(xs) = xs else { return 2 };
+    let Some(xs) = xs else {
+        return AppStatus::Usage.into();
+    };
     let Some(&id) = Blkfront::list(xs).ok().as_ref().and_then(|l| l.first()) else {
         println!("blkbench: FAIL no disk");
-        return 9;
+        return AppStatus::Device.into();
     };
     let mut d = match Blkfront::connect(mem, &mut gt, xs, id) {
         Ok(d) => Box::new(d),
         Err(e) => {
             println!("blkbench: FAIL vbd {id}: {e}");
-            return 9;
+            return AppStatus::Device.into();
         }
     };
     let g = d.geometry();
     let ss = u64::from(g.sector_size);
     let bytes = (mib << 20).min(g.bytes() / (1 << 20) * (1 << 20));
+    // The lines `cargo xtask bench blk` reads back are reports.
     println!(
-        "blkbench: disk=vbd{id} bytes={bytes} request_kib={} read_only={}",
-        d.request_bytes() / 1024,
-        g.read_only as u8
+        "{}",
+        report!(
+            "blkbench",
+            disk = format_args!("vbd{id}"),
+            bytes,
+            request_kib = d.request_bytes() / 1024,
+            read_only = g.read_only as u8,
+        )
     );
     let mut buf = vec![0u8; 1 << 20];
     fill(7, 0, &mut buf);
@@ -453,25 +465,33 @@ pub fn bench(boot: &mut Boot) -> i32 {
     if !g.read_only {
         match timed(&mut d, true, &mut buf).and_then(|ns| d.flush().map(|_| ns)) {
             Ok(ns) => println!(
-                "blkbench: seq_write_mbs={:.1} bytes={bytes} ms={}",
-                bytes as f64 / 1e6 / (ns as f64 / 1e9),
-                ns / 1_000_000
+                "{}",
+                report!(
+                    "blkbench",
+                    seq_write_mbs = format_args!("{:.1}", bytes as f64 / 1e6 / (ns as f64 / 1e9)),
+                    bytes,
+                    ms = ns / 1_000_000,
+                )
             ),
             Err(e) => {
                 println!("blkbench: FAIL sequential write: {e}");
-                return 1;
+                return AppStatus::Failed.into();
             }
         }
     }
     match timed(&mut d, false, &mut buf) {
         Ok(ns) => println!(
-            "blkbench: seq_read_mbs={:.1} bytes={bytes} ms={}",
-            bytes as f64 / 1e6 / (ns as f64 / 1e9),
-            ns / 1_000_000
+            "{}",
+            report!(
+                "blkbench",
+                seq_read_mbs = format_args!("{:.1}", bytes as f64 / 1e6 / (ns as f64 / 1e9)),
+                bytes,
+                ms = ns / 1_000_000,
+            )
         ),
         Err(e) => {
             println!("blkbench: FAIL sequential read: {e}");
-            return 1;
+            return AppStatus::Failed.into();
         }
     }
     let pages = bytes / 4096;
@@ -480,20 +500,27 @@ pub fn bench(boot: &mut Boot) -> i32 {
         let page = pattern_word(11, i) % pages;
         if let Err(e) = d.read(page * 4096 / ss, &mut buf[..4096]) {
             println!("blkbench: FAIL random read {i}: {e}");
-            return 1;
+            return AppStatus::Failed.into();
         }
     }
     let ns = (now_ns() - t0).max(1);
     println!(
-        "blkbench: rand_read_4k_iops={:.0} ops={ops} ms={}",
-        ops as f64 / (ns as f64 / 1e9),
-        ns / 1_000_000
+        "{}",
+        report!(
+            "blkbench",
+            rand_read_4k_iops = format_args!("{:.0}", ops as f64 / (ns as f64 / 1e9)),
+            ops,
+            ms = ns / 1_000_000,
+        )
     );
     let c = d.close(mem, &mut gt, xs);
+    let deferred = gt.deferred();
     println!(
-        "blkbench: done pages_kept={} grants_deferred={}",
-        c.pages_kept,
-        gt.deferred()
+        "{}",
+        Writer::new("blkbench")
+            .word("done")
+            .field("pages_kept", &c.pages_kept)
+            .field("grants_deferred", &deferred)
     );
     0
 }

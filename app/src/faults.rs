@@ -4,6 +4,7 @@
 //! `// fault-line: KIND` comment line: the boot test reads its line number (the marker's
 //! plus one) from this file at test time.
 use core::arch::asm;
+use xenpv_contract::status::AppStatus;
 use xenpv_rt::{println, Boot};
 
 /// What `fault=` accepts.
@@ -74,7 +75,7 @@ fn nx_jump(boot: &mut Boot) -> i32 {
     // A fresh vmalloc'd page is read-write and no-execute: fill it with `ret` and call it.
     let Ok(mut area) = boot.memory().vmalloc(4096) else {
         println!("faults: vmalloc failed");
-        return 1;
+        return AppStatus::Failed.into();
     };
     area.as_mut_slice().fill(0xc3c3_c3c3_c3c3_c3c3);
     let target = area.va();
@@ -82,7 +83,7 @@ fn nx_jump(boot: &mut Boot) -> i32 {
     // fault-line: nx-jump
     unsafe { asm!("call {t}", t = in(reg) target, clobber_abi("C")) };
     println!("faults: executed an NX page");
-    1
+    AppStatus::Failed.into()
 }
 
 #[inline(never)]
@@ -100,7 +101,7 @@ fn recursion(depth: u64) -> u64 {
 pub fn provoke(boot: &mut Boot, kind: &str, hold_console: bool) -> i32 {
     if !KINDS.contains(&kind) {
         println!("faults: unknown kind {kind:?}; one of {KINDS:?}");
-        return 2;
+        return AppStatus::Usage.into();
     }
     let held = if hold_console {
         " (holding the console ring)"
@@ -131,7 +132,7 @@ pub fn provoke(boot: &mut Boot, kind: &str, hold_console: bool) -> i32 {
             "div0" => div0(core::hint::black_box(0)) as i32,
             "nx-jump" => return Err(nx_jump(boot)),
             "recursion" => recursion(0) as i32,
-            _ => return Err(2),
+            _ => return Err(AppStatus::Usage.into()),
         })
     };
     let r = if hold_console {
@@ -144,5 +145,5 @@ pub fn provoke(boot: &mut Boot, kind: &str, hold_console: bool) -> i32 {
         Err(status) => return status,
     };
     println!("faults: {kind} did not fault (returned {r})");
-    1
+    AppStatus::Failed.into()
 }

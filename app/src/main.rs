@@ -1,10 +1,12 @@
 //! The sample unikernel: boots on xenpv-rt, reports what it was given, and does what the
-//! command line asks (`panic`, `exit=N`), so that boot tests can drive it.
+//! command line asks (`panic`, `exit=N`), so that boot tests can drive it. A failed check
+//! exits with its [`AppStatus`].
 #![no_std]
 #![no_main]
 
 use xenpv_contract::report;
 use xenpv_contract::report::Writer;
+use xenpv_contract::status::AppStatus;
 use xenpv_rt::{println, Boot};
 
 mod blk;
@@ -46,6 +48,7 @@ fn main(boot: &mut Boot) -> i32 {
     let pages = m.frames().nr_pages();
     let takeover_ns = timing.takeover_ns().max(1);
     let (mode, (mapped, _)) = m.direct_map();
+    // The figures `cargo xtask bench` reads back: a report.
     println!(
         "{}",
         report!(
@@ -75,7 +78,7 @@ fn main(boot: &mut Boot) -> i32 {
     let report = boot.memory().report();
     println!("{report}");
     if !report.ok() {
-        status = 3;
+        status = AppStatus::Layout.into();
     }
     // shared_info through fixmap slot 0: vCPU 0's event mask must read back as Xen set it.
     let si = boot.memory().shared_info();
@@ -112,7 +115,7 @@ fn main(boot: &mut Boot) -> i32 {
             }
             Err(e) => {
                 println!("initrd: BAD {e}");
-                status = 1;
+                status = AppStatus::Failed.into();
             }
         },
     }
@@ -129,7 +132,7 @@ fn main(boot: &mut Boot) -> i32 {
         let (Some(seed), Some(cycles), Some(max_pages)) =
             (num("seed", 1), num("cycles", 400), num("max_pages", 2048))
         else {
-            return 2;
+            return AppStatus::Usage.into();
         };
         let cfg = stress::Config {
             seed,
@@ -139,11 +142,11 @@ fn main(boot: &mut Boot) -> i32 {
         if let Ok(Some(n)) = cmd.u64("stress_batch") {
             if let Err(e) = boot.memory().set_mmu_batch(n as usize) {
                 println!("xenpv-app: {e}");
-                return 2;
+                return AppStatus::Usage.into();
             }
         }
         if !stress::run(boot, &cfg, initrd_checksum) && status == 0 {
-            status = 4;
+            status = AppStatus::Stress.into();
         }
     }
     let cmd = boot.cmdline();
@@ -188,7 +191,7 @@ fn main(boot: &mut Boot) -> i32 {
     if cmd.has("heap") {
         let n = |k: &str, d: u64| cmd.u64(k).ok().flatten().unwrap_or(d);
         if !heap::run(n("seed", 1), n("heap_ops", 20_000), n("heap_mib", 256)) && status == 0 {
-            status = 8;
+            status = AppStatus::Heap.into();
         }
     }
     if cmd.has("net") {
@@ -207,14 +210,14 @@ fn main(boot: &mut Boot) -> i32 {
         let n = cmd.u64("timer_events").ok().flatten().unwrap_or(2000);
         let period = cmd.u64("timer_us").ok().flatten().unwrap_or(1000).max(1);
         if !events::run(n, period) && status == 0 {
-            status = 5;
+            status = AppStatus::Events.into();
         }
     }
     if grant && !grants::run(boot) && status == 0 {
-        status = 6;
+        status = AppStatus::Grants.into();
     }
     if store && !store::run(boot) && status == 0 {
-        status = 7;
+        status = AppStatus::Xenstore.into();
     }
     // The direct map now: what start of day mapped, what the allocations since mapped.
     let m = boot.memory();
@@ -243,7 +246,7 @@ fn main(boot: &mut Boot) -> i32 {
     if let Some(kind) = cmd.value("fault") {
         let Ok(k) = heapless::String::<32>::try_from(kind) else {
             println!("xenpv-app: fault={kind:?} is longer than any kind");
-            return 2;
+            return AppStatus::Usage.into();
         };
         return faults::provoke(boot, &k, hold);
     }
@@ -260,7 +263,7 @@ fn main(boot: &mut Boot) -> i32 {
         Ok(None) => {}
         Err(e) => {
             println!("xenpv-app: {e}");
-            return 2;
+            return AppStatus::Usage.into();
         }
     }
     status

@@ -252,6 +252,7 @@ pub fn run(boot: &mut Boot, cfg: &Config, initrd_checksum: Option<u64>) -> bool 
             .field("frames_back", &frames_back)
             .field("poisoned_pages", &poisoned)
     );
+    // The summary the host reads back (`cargo xtask bench`, the boot tests): a report.
     println!(
         "{}",
         report!(
@@ -267,7 +268,7 @@ pub fn run(boot: &mut Boot, cfg: &Config, initrd_checksum: Option<u64>) -> bool 
             hypercalls = calls,
             pte_updates = updates,
             per_hypercall = format_args!("{}.{}", per_call_x10 / 10, per_call_x10 % 10),
-            pages_per_s = pages_per_s,
+            pages_per_s,
             secs = format_args!(
                 "{}.{:01}",
                 secs_ns / 1_000_000_000,

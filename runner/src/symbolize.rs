@@ -3,6 +3,7 @@
 //! kernel's own DWARF (addr2line), on the host where the debug info is.
 use addr2line::Loader;
 use std::path::{Path, PathBuf};
+use xenpv_contract::report::Report;
 
 /// Where a code address is: the function and source line of the innermost frame that is
 /// not in Rust's own library (so an inlined `core` helper names its caller's line).
@@ -92,7 +93,7 @@ impl Symbolizer {
             }
             return (!out.is_empty()).then(|| out.join("\n"));
         }
-        let rip = field(rest, "rip=")?;
+        let rip = field(rest, "rip")?;
         let what = describe(rest);
         Some(match self.place(rip) {
             Some(p) => format!("fault: {what} in {p}"),
@@ -115,11 +116,11 @@ fn hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
 }
 
-/// The value of `key` (`rip=`, `cr2=`) in a fault line.
-fn field(line: &str, key: &str) -> Option<u64> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key))
-        .and_then(hex)
+/// The hex value of field `key` (`rip`, `cr2`) of a fault line (what follows
+/// `xenpv-rt: fault: `), read as a report's items.
+fn field(rest: &str, key: &str) -> Option<u64> {
+    let fault: Report = format!("fault: {rest}").parse().ok()?;
+    fault.field(key).and_then(hex)
 }
 
 /// `page fault writing 0x0`, `invalid opcode`, … from the guest's fault line.
@@ -146,7 +147,7 @@ fn describe(rest: &str) -> String {
     } else {
         "reading"
     };
-    let mut s = match field(rest, "cr2=") {
+    let mut s = match field(rest, "cr2") {
         Some(a) => format!("{name} {access} {a:#x}"),
         None => format!("{name} {access}"),
     };
@@ -256,7 +257,7 @@ mod tests {
     fn fault_lines_are_described_from_their_fields() {
         let l = "#PF page fault vector=14 error=0x2 rip=0xffffffff80004578 rsp=0x1 cr2=0x0 (write, page not present)";
         assert_eq!(describe(l), "page fault writing 0x0");
-        assert_eq!(field(l, "rip="), Some(0xffffffff80004578));
+        assert_eq!(field(l, "rip"), Some(0xffffffff80004578));
         let l = "#PF page fault vector=14 error=0x11 rip=0xffffffffc0000000 rsp=0x1 cr2=0xffffffffc0000000 (instruction fetch)";
         assert_eq!(describe(l), "page fault fetching 0xffffffffc0000000");
         let l = "#UD invalid opcode vector=6 error=0x0 rip=0x1 rsp=0x2";

@@ -1033,10 +1033,8 @@ pub fn bench_runs(text: &str) -> Vec<BenchRun> {
         if let Some(rest) = line.strip_prefix("xenbox: bench run ") {
             let (n, rest) = rest.split_once(' ').unwrap_or((rest, ""));
             let Ok(index) = n.parse() else { continue };
-            let field = |key: &str| {
-                rest.split_whitespace()
-                    .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-            };
+            let report = line.parse::<xenpv_contract::report::Report>().ok();
+            let field = |key: &str| report.as_ref()?.field(key);
             let create_to_shutdown_ms = match rest.strip_prefix("FAIL") {
                 Some(why) => Err(why.trim().to_string()),
                 None => field("create_to_shutdown_ms")

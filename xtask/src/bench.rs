@@ -14,18 +14,27 @@ use crate::cargo::{self, Image};
 use crate::qemu::{self, Boot, Stream};
 use crate::{initrd, provision};
 use std::time::Duration;
-
-/// How the guest's timing figures line starts.
-pub const TIMING: &str = "timing: entry_to_main_us=";
+use xenpv_contract::report::{self, Report};
 
 /// The batching target of the stress (PTE updates per hypercall, on average).
 pub const TARGET: f64 = 256.0;
 
-/// `key=value` from the guest's `timing:` figures line (the one that starts with
-/// `entry_to_main_us=`: other `timing: ...` lines may follow it, and [`line_field`] reads
-/// the last line with its prefix).
-pub fn timing_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    line_field(text, TIMING, key)
+/// The last report of `topic` whose first field is `first`: a figures report, which
+/// other reports of the topic (`timing: paging phases ...`) may follow.
+fn figures_report(text: &str, topic: &str, first: &str) -> Option<Report> {
+    report::find(text, topic)
+        .filter(|r| r.fields.first().is_some_and(|(k, _)| k == first))
+        .last()
+}
+
+/// The guest's timing figures (`timing: entry_to_main_us=...`).
+pub fn timing_report(text: &str) -> Option<Report> {
+    figures_report(text, "timing", "entry_to_main_us")
+}
+
+/// The stress's summary (`stress: seed=... verdict=...`).
+pub fn stress_report(text: &str) -> Option<Report> {
+    figures_report(text, "stress", "seed")
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -42,29 +51,21 @@ pub struct Figures {
 
 /// The figures of one boot's console text.
 pub fn figures(text: &str) -> Result<Figures, String> {
-    let num = |v: Option<&str>, what: &str| -> Result<f64, String> {
-        v.ok_or(format!("the guest printed no {what}"))?
-            .parse::<f64>()
-            .map_err(|e| format!("{what}: {e}"))
-    };
-    if stress_field(text, "verdict") != Some("PASS") {
-        return Err("the stress did not pass (see the log)".into());
-    }
+    let stress = stress_report(text)
+        .filter(|s| s.field("verdict") == Some("PASS"))
+        .ok_or("the stress did not pass (see the log)")?;
+    let timing =
+        timing_report(text).ok_or("the guest printed no timing: entry_to_main_us= report")?;
+    let num = |r: &Report, key: &str| r.parse_field::<f64>(key).map_err(|e| e.to_string());
     Ok(Figures {
-        entry_to_main_us: num(timing_field(text, "entry_to_main_us"), "entry_to_main_us")?,
-        setup_updates: num(
-            timing_field(text, "paging_pte_updates"),
-            "paging_pte_updates",
-        )?,
-        setup_calls: num(timing_field(text, "paging_hypercalls"), "paging_hypercalls")?,
-        setup_pages_per_s: num(
-            timing_field(text, "paging_pages_per_s"),
-            "paging_pages_per_s",
-        )?,
-        stress_updates: num(stress_field(text, "pte_updates"), "pte_updates")?,
-        stress_calls: num(stress_field(text, "hypercalls"), "hypercalls")?,
-        stress_pages_per_s: num(stress_field(text, "pages_per_s"), "pages_per_s")?,
-        stress_secs: num(stress_field(text, "secs"), "secs")?,
+        entry_to_main_us: num(&timing, "entry_to_main_us")?,
+        setup_updates: num(&timing, "paging_pte_updates")?,
+        setup_calls: num(&timing, "paging_hypercalls")?,
+        setup_pages_per_s: num(&timing, "paging_pages_per_s")?,
+        stress_updates: num(&stress, "pte_updates")?,
+        stress_calls: num(&stress, "hypercalls")?,
+        stress_pages_per_s: num(&stress, "pages_per_s")?,
+        stress_secs: num(&stress, "secs")?,
     })
 }
 
@@ -298,13 +299,10 @@ fn stress_command(a: StressArgs) -> Result<u8, String> {
         600,
         crate::root().join("target/xtask/bench-heap.log"),
     );
-    let heap_line = out
-        .guest_lines()
-        .find(|l| l.starts_with("heap: ") && l.contains("verdict=PASS"))
-        .map(str::to_string);
-    match (&out.status, heap_line) {
-        (Ok(0), Some(l)) => {
-            let f = |k: &str| line_field(&l, "heap:", k).unwrap_or("?").to_string();
+    let heap = report::find(&out.text, "heap").find(|r| r.field("verdict") == Some("PASS"));
+    match (&out.status, heap) {
+        (Ok(0), Some(r)) => {
+            let f = |k: &str| r.field(k).unwrap_or("?").to_string();
             println!(
                 "heap (talc, growing from free frames): {} allocate+free pairs/s (64 B); {} allocations/s in the stress (8 B..1 MiB, every byte written and checked); {} MiB claimed",
                 f("alloc_free_per_s"),
@@ -321,18 +319,6 @@ fn stress_command(a: StressArgs) -> Result<u8, String> {
         if met { "met" } else { "MISSED" }
     );
     Ok(if met { 0 } else { 1 })
-}
-
-/// `key=value` of the last line starting with `prefix` (the guest's summary lines).
-pub fn line_field<'a>(text: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
-    let line = text.lines().rev().find(|l| l.starts_with(prefix))?;
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-}
-
-/// A field of the stress summary line.
-fn stress_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    line_field(text, "stress: seed=", key)
 }
 
 #[cfg(test)]
@@ -360,8 +346,10 @@ stress: seed=7 cycles=660 pages_mapped=501310 peak_pages=247397 exhausted_va=1 e
         assert!(figures(&TEXT.replace("verdict=PASS", "verdict=FAIL")).is_err());
         assert!(figures("timing: entry_to_main_us=1").is_err());
         let shadowed = format!("{TEXT}timing: paging phases (us): read=1 plan=2\n");
-        assert_eq!(timing_field(&shadowed, "paging_hypercalls"), Some("706"));
-        assert_eq!(timing_field("timing: paging phases read=1\n", "read"), None);
+        let t = timing_report(&shadowed).unwrap();
+        assert_eq!(t.field("paging_hypercalls"), Some("706"));
+        assert!(timing_report("timing: paging phases read=1\n").is_none());
+        assert!(stress_report(&TEXT.replace("stress: seed=7", "stress: sed=7")).is_none());
         let no_timing: String = TEXT.lines().skip(1).collect::<Vec<_>>().join("\n");
         assert!(figures(&no_timing)
             .unwrap_err()

@@ -2,6 +2,7 @@
 //! in the terminal and as an SVG: L4 slots in use, L4[511] -> level3_kernel -> L3[510]
 //! (level2_kernel) and L3[511] (level2_fixmap), slot by slot.
 use std::fmt::Write;
+use xenpv_contract::report::Report;
 
 /// A run of equal L2 (or L4) slots: `first..=last` and what they hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,13 +25,14 @@ pub struct Layout {
     pub ok: bool,
 }
 
-/// `0-505=free 506=fixmap` -> runs.
-fn runs(s: &str) -> Result<Vec<Run>, String> {
-    s.split_whitespace()
-        .filter(|w| w.contains('='))
-        .filter(|w| !w.starts_with("fixmap_l1="))
-        .map(|w| {
-            let (range, what) = w.split_once('=').expect("has =");
+/// `layout: l4 0-505=free 506=fixmap` -> runs: the report's fields, a slot range each.
+fn runs(line: &str) -> Result<Vec<Run>, String> {
+    let r: Report = line.parse().map_err(|e| format!("{line:?}: {e}"))?;
+    r.fields
+        .iter()
+        .filter(|(k, _)| k != "fixmap_l1")
+        .map(|(range, what)| {
+            let w = format!("{range}={what}");
             let (a, b) = range.split_once('-').unwrap_or((range, range));
             let n = |v: &str| {
                 v.parse::<usize>()
@@ -56,16 +58,17 @@ pub fn parse(text: &str) -> Result<Layout, String> {
         let Some(rest) = line.trim().strip_prefix("layout: ") else {
             continue;
         };
-        if let Some(r) = rest.strip_prefix("l4 ") {
-            l.l4 = runs(r)?;
-        } else if let Some(r) = rest.strip_prefix("level3_kernel ") {
-            l.level3_kernel = runs(r)?;
-        } else if let Some(r) = rest.strip_prefix("level2_kernel ") {
-            l.level2_kernel = runs(r)?;
-        } else if let Some(r) = rest.strip_prefix("level2_fixmap ") {
-            l.level2_fixmap = runs(r)?;
-        } else if let Some(r) = rest.strip_prefix("split=") {
-            l.split = r.split_whitespace().next().unwrap_or("").to_string();
+        if rest.starts_with("l4 ") {
+            l.l4 = runs(line.trim())?;
+        } else if rest.starts_with("level3_kernel ") {
+            l.level3_kernel = runs(line.trim())?;
+        } else if rest.starts_with("level2_kernel ") {
+            l.level2_kernel = runs(line.trim())?;
+        } else if rest.starts_with("level2_fixmap ") {
+            l.level2_fixmap = runs(line.trim())?;
+        } else if rest.starts_with("split=") {
+            let r: Report = line.trim().parse().map_err(|e| format!("{line:?}: {e}"))?;
+            l.split = r.field("split").unwrap_or_default().to_string();
         } else if let Some(r) = rest.strip_prefix("initrd ") {
             l.initrd = r.to_string();
         } else if let Some(r) = rest.strip_prefix("image ") {

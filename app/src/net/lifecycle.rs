@@ -8,6 +8,7 @@ use super::vif_word;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use xenpv_contract::report::Writer;
+use xenpv_contract::status::AppStatus;
 use xenpv_rt::gnttab::GrantTable;
 use xenpv_rt::net::netfront::{
     CloseStep, ClosingNetfront, ConnectStep, Netfront, PendingNetfront, CONNECT_NS,
@@ -93,7 +94,7 @@ pub(super) fn connect_all(
             Ok(p) => pending.push(Some((Box::new(p), 0))),
             Err(e) => {
                 println!("net: vif{i}: {e}");
-                return Err(9);
+                return Err(AppStatus::Device.into());
             }
         }
     }
@@ -124,7 +125,7 @@ pub(super) fn connect_all(
                 ConnectStep::Failed(e, closing) => {
                     println!("net: vif{i}: {e}");
                     closing.finish(mem, gt, xs);
-                    return Err(9);
+                    return Err(AppStatus::Device.into());
                 }
             }
         }

@@ -33,6 +33,7 @@ use xenpv_appliance::breaker::DISK_TIMEOUT_MS;
 use xenpv_appliance::config::{parse_ips, Ip, MAX_VIFS};
 use xenpv_appliance::frag::REASSEMBLY_TIMEOUT_MS;
 use xenpv_contract::report::Writer;
+use xenpv_contract::status::AppStatus;
 use xenpv_rt::gnttab::GrantTable;
 use xenpv_rt::net::smoltcp;
 use xenpv_rt::time::now_ns;
@@ -96,29 +97,31 @@ pub fn run(boot: &mut Boot) -> i32 {
         Ok(Some(ms)) if (1..=30_000).contains(&ms) => ms,
         Ok(Some(ms)) => {
             println!("net: disk_timeout={ms}: milliseconds, 1..=30000");
-            return 2;
+            return AppStatus::Usage.into();
         }
         Err(e) => {
             println!("net: {e}");
-            return 2;
+            return AppStatus::Usage.into();
         }
     };
     if boot.xenstore().is_none() {
         println!("net: no xenstore (dom0 has no backends here): run it as a domU");
-        return 2;
+        return AppStatus::Usage.into();
     }
     let mut gt = match GrantTable::setup(boot.memory(), 8) {
         Ok(g) => g,
         Err(e) => {
             println!("net: grant table: {e:?}");
-            return 9;
+            return AppStatus::Device.into();
         }
     };
     let (mem, xs) = boot.memory_and_xenstore();
-    let Some(xs) = xs else { return 2 };
+    let Some(xs) = xs else {
+        return AppStatus::Usage.into();
+    };
     if let Err(e) = xs.watch("control/shutdown", "shutdown") {
         println!("net: watching control/shutdown: {e}");
-        return 9;
+        return AppStatus::Device.into();
     }
     let mut list: Vec<Vif> = Vec::new();
     // Every vif's handshake at once, stepped in turn: one slow backend does not hold
@@ -194,25 +197,25 @@ impl core::fmt::Display for IpText {
 }
 
 /// The command line's words: how many vifs, their addresses, the admission limits.
-/// `Err(2)` for a bad word (printed).
+/// `Err` with [`AppStatus::Usage`] for a bad word (printed).
 fn words(cmd: &xenpv_rt::Cmdline<'_>) -> Result<(usize, heapless::Vec<Ip, MAX_VIFS>, Limits), i32> {
     let vifs = match cmd.u64("vifs") {
         Ok(None) => 1,
         Ok(Some(n)) if (1..=MAX_VIFS as u64).contains(&n) => n as usize,
         Ok(Some(n)) => {
             println!("net: vifs={n}: the appliance brings up 1..={MAX_VIFS} vifs");
-            return Err(2);
+            return Err(AppStatus::Usage.into());
         }
         Err(e) => {
             println!("net: {e}");
-            return Err(2);
+            return Err(AppStatus::Usage.into());
         }
     };
     let ips = match parse_ips(cmd.value("ip").unwrap_or("dhcp")) {
         Ok(v) => v,
         Err(e) => {
             println!("net: {e}");
-            return Err(2);
+            return Err(AppStatus::Usage.into());
         }
     };
     if ips.len() < vifs {
@@ -220,10 +223,10 @@ fn words(cmd: &xenpv_rt::Cmdline<'_>) -> Result<(usize, heapless::Vec<Ip, MAX_VI
             "net: vifs={vifs} but ip= has {} entries (one per vif)",
             ips.len()
         );
-        return Err(2);
+        return Err(AppStatus::Usage.into());
     }
     let Some(limits) = limits(cmd) else {
-        return Err(2);
+        return Err(AppStatus::Usage.into());
     };
     Ok((vifs, ips, limits))
 }

@@ -4,9 +4,9 @@
 //!
 //! - [`status`]: exit statuses, the exit line (`xenpv-rt: exit status N`, one writer and
 //!   one parser) and the sample app's statuses ([`status::AppStatus`]);
-//! - [`report`]: the grammar of the console lines a host reads back (`topic: k=v ...`),
+//! - [`report`](mod@report): the grammar of the console lines a host reads back (`topic: k=v ...`),
 //!   an allocation-free writer for guests and, with feature `alloc`, the parsed
-//!   [`report::Report`];
+//!   `report::Report`;
 //! - [`defmt_line`]: the console framing of defmt frames;
 //! - [`initrd`]: the checked initrd image format.
 #![cfg_attr(not(test), no_std)]

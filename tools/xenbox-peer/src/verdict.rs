@@ -1,7 +1,9 @@
 //! The one line each network subcommand ends with —
 //! `peer: <subcommand> PASS key=value ...` or `peer: <subcommand> FAIL <reason> key=value ...`
-//! — and the `peer: <subcommand>: ...` progress lines that may come before it.
+//! — and the `peer: <subcommand>: ...` progress lines that may come before it. The
+//! verdict is a report (`xenpv_contract::report`): the host reads it back with `Report`.
 use std::fmt;
+use xenpv_contract::report::write_value;
 
 /// The outcome of a subcommand: pass or fail (with a one-word reason) plus measurements.
 #[derive(Clone, Debug)]
@@ -29,7 +31,8 @@ impl Verdict {
         }
     }
 
-    /// Append `key=value` (values with spaces, quotes or `=` are quoted).
+    /// Append `key=value` (quoted as the report grammar says: values that are empty,
+    /// with whitespace, or starting with `"`).
     pub fn kv(&mut self, key: &str, value: impl fmt::Display) {
         self.kv.push((key.to_string(), value.to_string()));
     }
@@ -63,11 +66,8 @@ impl fmt::Display for Verdict {
             Some(r) => write!(f, "FAIL {r}")?,
         }
         for (k, v) in &self.kv {
-            if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
-                write!(f, " {k}={v:?}")?;
-            } else {
-                write!(f, " {k}={v}")?;
-            }
+            write!(f, " {k}=")?;
+            write_value(f, v)?;
         }
         Ok(())
     }
@@ -100,5 +100,28 @@ mod tests {
             v.to_string(),
             "peer: udp-echo FAIL lost sent=3 error=\"connection refused\""
         );
+    }
+
+    #[test]
+    fn the_host_reads_a_verdict_back_as_a_report() {
+        use xenpv_contract::report::Report;
+        let mut v = Verdict::new("http-get");
+        for (k, val) in [
+            ("mbit_s", "812.5"),
+            ("empty", ""),
+            ("eq", "a=b"),
+            ("spaced", "two words"),
+            ("quoted", "\"x\" \\ y"),
+        ] {
+            v.kv(k, val);
+        }
+        v.fail("short read");
+        let r: Report = v.to_string().parse().unwrap();
+        assert_eq!(r.topic, "peer");
+        assert_eq!(r.words, ["http-get", "FAIL", "short-read"]);
+        for (k, val) in &v.kv {
+            assert_eq!(r.field(k), Some(val.as_str()), "{k}");
+        }
+        assert_eq!(r.parse_field::<f64>("mbit_s").unwrap(), 812.5);
     }
 }

@@ -18,6 +18,7 @@ use crate::{disks, provision, xenbox};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use xenpv_contract::report::{self, Report};
 
 /// `cargo xtask bench blk` options.
 #[derive(clap::Args, Debug)]
@@ -98,34 +99,24 @@ impl Figure {
     }
 }
 
-/// `key=value` in a line's words.
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-}
-
 /// One boot's figures from its console text (either side: both print `blkbench:` lines,
 /// the box shows them as `domU| blkbench: …`), in [`Figure::ALL`]'s order. The work must
 /// be what was asked (`bytes` for the sequential figures, `ops` random reads) and the
 /// guest must have said `blkbench: done`; a `blkbench: FAIL …` line is the error.
 pub fn run_figures(text: &str, bytes: u64, ops: u64) -> Result<[f64; 3], String> {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .map(|l| l.strip_prefix("domU| ").unwrap_or(l))
-        .filter_map(|l| l.strip_prefix("blkbench: "))
-        .collect();
-    if let Some(f) = lines.iter().find(|l| l.starts_with("FAIL")) {
-        return Err(format!("blkbench: {f}"));
+    let reports: Vec<Report> = report::find(text, "blkbench").collect();
+    let first_word = |r: &Report, w: &str| r.words.first().is_some_and(|f| f == w);
+    if let Some(f) = reports.iter().find(|r| first_word(r, "FAIL")) {
+        return Err(f.to_string());
     }
     let mut out = [0.0; 3];
     for (i, f) in Figure::ALL.iter().enumerate() {
         let key = f.key();
-        let line = lines
+        let r = reports
             .iter()
-            .find(|l| field(l, key).is_some())
+            .find(|r| r.field(key).is_some())
             .ok_or(format!("no blkbench: {key}= line"))?;
-        let v = field(line, key).unwrap_or_default();
+        let v = r.field(key).unwrap_or_default();
         out[i] = v
             .parse::<f64>()
             .ok()
@@ -135,14 +126,14 @@ pub fn run_figures(text: &str, bytes: u64, ops: u64) -> Result<[f64; 3], String>
             f.amount_key(),
             if *f == Figure::RandRead { ops } else { bytes },
         );
-        if field(line, ak) != Some(&want.to_string()) {
+        if r.field(ak) != Some(want.to_string().as_str()) {
             return Err(format!(
                 "{key}: measured {ak}={} where {want} were asked for",
-                field(line, ak).unwrap_or("?")
+                r.field(ak).unwrap_or("?")
             ));
         }
     }
-    if !lines.iter().any(|l| l.starts_with("done")) {
+    if !reports.iter().any(|r| first_word(r, "done")) {
         return Err("no blkbench: done line (the guest did not finish)".into());
     }
     Ok(out)

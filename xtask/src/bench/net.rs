@@ -19,6 +19,7 @@ use crate::{provision, xenbox};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use xenpv_contract::report::Report;
 
 /// `cargo xtask bench net` options.
 #[derive(clap::Args, Debug)]
@@ -194,12 +195,6 @@ fn cpu_between(before: &str, after: &str) -> Option<Cpu> {
     })
 }
 
-/// `key=value` in a verdict line's words.
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-}
-
 /// Read one side's figures from the box's console text: every
 /// `dom0| bench-net: measure TAG RUN` line and the verdict line after it; `who` names the
 /// side in errors, `runs` is how many runs of each figure there should be.
@@ -242,21 +237,24 @@ pub fn side(text: &str, who: &str, runs: u32) -> Side {
         } else if let Some((i, run, seen)) = current.as_mut() {
             let f = Figure::ALL[*i];
             let (cmd, key) = f.verdict();
-            let Some(v) = l.strip_prefix(&format!("peer: {cmd} ")) else {
-                continue;
+            // The peer's verdict: `peer: CMD PASS k=v ...` or `peer: CMD FAIL why k=v ...`.
+            let v = match l.parse::<Report>() {
+                Ok(v) if v.topic == "peer" && v.words.first().is_some_and(|w| w == cmd) => v,
+                _ => continue,
             };
-            if v.starts_with("PASS") {
-                match field(v, key).and_then(|x| x.parse::<f64>().ok()) {
-                    Some(x) => {
+            let outcome = v.words.get(1).map(String::as_str);
+            if outcome == Some("PASS") {
+                match v.parse_field::<f64>(key) {
+                    Ok(x) => {
                         out.values[*i].push(x);
                         passed = true;
                     }
-                    None => out
+                    Err(_) => out
                         .errors
                         .push(format!("{who}: {} run {run}: no {key} in {l:?}", f.label())),
                 }
                 *seen = true;
-            } else if v.starts_with("FAIL") {
+            } else if outcome == Some("FAIL") {
                 out.errors
                     .push(format!("{who}: {} run {run}: {l}", f.label()));
                 *seen = true;

@@ -28,6 +28,7 @@ const HOST_TESTS: &[(&str, &[&str])] = &[
             "regress-2014-fixmap-copy",
         ],
     ),
+    ("guest-host contract", &["-p", "xenpv-contract"]),
     ("protocols", &["-p", "xenpv-protocol"]),
     ("test models (self-tests)", &["-p", "xenpv-testkit"]),
     ("the appliance's decisions", &["-p", "xenpv-appliance"]),
