@@ -105,6 +105,13 @@ pub fn basics() -> Vec<BootTest> {
 
 /// The runtime's services: the layout picture, event channels, grants and the heap.
 pub fn services() -> Vec<BootTest> {
+    let mut v = picture_events_grants();
+    v.extend(heap());
+    v
+}
+
+/// The layout picture, event channels and grants.
+fn picture_events_grants() -> Vec<BootTest> {
     let app = Image::app;
     let mut v = Vec::new();
     // The address-space picture, drawn from a real boot with module areas in use.
@@ -205,8 +212,14 @@ pub fn services() -> Vec<BootTest> {
             Check::Report(report("grant").eq("verdict", "PASS")),
         ],
     ));
-    // The heap: a stress whose every byte is checked, a limit that is an error the app
-    // handles, and an infallible allocation past it that panics with the reason said.
+    v
+}
+
+/// The heap: a stress whose every byte is checked, a limit that is an error the app
+/// handles, and an infallible allocation past it that panics with the reason said.
+fn heap() -> Vec<BootTest> {
+    let app = Image::app;
+    let mut v = Vec::new();
     let mut h = t(
         "heap-stress",
         app(),
@@ -332,9 +345,15 @@ pub fn direct_map() -> Vec<BootTest> {
 /// The paging matrix (initrd size x split, each with the vmap stress), the initrd's
 /// checks, and the 2014 bug reproduced.
 pub fn paging() -> Vec<BootTest> {
+    let mut v = matrix();
+    v.extend(initrd_and_regression());
+    v
+}
+
+/// The paging matrix: initrd size x split, each booting with the vmap stress.
+fn matrix() -> Vec<BootTest> {
     let app = Image::app;
     let mut v = Vec::new();
-    // The paging matrix: initrd size x split, each booting with the vmap stress.
     for (mib, seed) in [(0, 0), (64, 1), (600, 2), (1100, 3)] {
         for split in ["512M", "1G"] {
             let mut b = t(
@@ -373,6 +392,13 @@ pub fn paging() -> Vec<BootTest> {
             v.push(b);
         }
     }
+    v
+}
+
+/// The initrd given by frame number, a corrupt initrd detected, and the 2014 bug.
+fn initrd_and_regression() -> Vec<BootTest> {
+    let app = Image::app;
+    let mut v = Vec::new();
     let mut pfn = t(
         "paging-mod-start-pfn-1G-initrd-1100M",
         Image::App {
