@@ -112,23 +112,30 @@ pub fn run(boot: &mut Boot) -> i32 {
                 let o = d.offer();
                 let name = vdev_name(id);
                 println!(
-                    "blk: {name} (vbd {id}) connected in {} ms: sectors={} sector_size={} bytes={} ro={} removable={} flush={} max_indirect={} request_kib={} backend={} (domain {})",
-                    (now_ns() - t0) / 1_000_000,
-                    g.sectors,
-                    g.sector_size,
-                    g.bytes(),
-                    g.read_only as u8,
-                    g.removable as u8,
-                    match o.flush {
-                        Some(3) => "flush-cache",
-                        Some(_) => "barrier",
-                        None => "none",
-                    },
-                    o.max_indirect,
-                    d.request_bytes() / 1024,
-                    // A peer's string: escaped.
-                    xenpv_rt::escape::Escaped(&d.backend().path),
-                    d.backend().domid,
+                    "{}",
+                    Writer::new("blk")
+                        .word(&name)
+                        .word("connected")
+                        .field("vbd", &id)
+                        .field("ms", &((now_ns() - t0) / 1_000_000))
+                        .field("sectors", &g.sectors)
+                        .field("sector_size", &g.sector_size)
+                        .field("bytes", &g.bytes())
+                        .field("ro", &(g.read_only as u8))
+                        .field("removable", &(g.removable as u8))
+                        .field(
+                            "flush",
+                            match o.flush {
+                                Some(3) => "flush-cache",
+                                Some(_) => "barrier",
+                                None => "none",
+                            },
+                        )
+                        .field("max_indirect", &o.max_indirect)
+                        .field("request_kib", &(d.request_bytes() / 1024))
+                        // A peer's string: escaped.
+                        .field("backend", &xenpv_rt::escape::Escaped(&d.backend().path))
+                        .field("backend_domain", &d.backend().domid)
                 );
                 disks.push(Disk {
                     dev: Box::new(d),
@@ -204,9 +211,16 @@ pub fn run(boot: &mut Boot) -> i32 {
         let write_ms = (now_ns() - t0) / 1_000_000;
         match err {
             None => println!(
-                "blk: {}: wrote pattern seed={seed} bytes={bytes} calls={requests} in {write_ms} ms ({} MB/s)",
-                d.name,
-                mbs(bytes, write_ms)
+                "{}",
+                Writer::new("blk")
+                    .word(&disk_word(&d.name))
+                    .word("wrote")
+                    .word("pattern")
+                    .field("seed", &seed)
+                    .field("bytes", &bytes)
+                    .field("calls", &requests)
+                    .field("ms", &write_ms)
+                    .field("mb_per_s", &mbs(bytes, write_ms))
             ),
             Some((at, e)) => {
                 println!("blk: {}: write at byte {at}: {e}", d.name);
@@ -221,10 +235,16 @@ pub fn run(boot: &mut Boot) -> i32 {
         let (bad, first, at) = verify(&mut d.dev, seed, bytes);
         let read_ms = (now_ns() - t0) / 1_000_000;
         println!(
-            "blk: {}: verify seed={seed} bytes={at} mismatched={bad} first_mismatch={} in {read_ms} ms ({} MB/s)",
-            d.name,
-            first.map_or(-1, |f| f as i64),
-            mbs(at, read_ms)
+            "{}",
+            Writer::new("blk")
+                .word(&disk_word(&d.name))
+                .word("verify")
+                .field("seed", &seed)
+                .field("bytes", &at)
+                .field("mismatched", &bad)
+                .field("first_mismatch", &first.map_or(-1, |f| f as i64))
+                .field("ms", &read_ms)
+                .field("mb_per_s", &mbs(at, read_ms))
         );
         check("pattern verify", bad == 0 && at == bytes);
         let r = d.dev.read(0, &mut buf[..ss]);
@@ -244,9 +264,14 @@ pub fn run(boot: &mut Boot) -> i32 {
             let bytes = d.dev.geometry().bytes();
             let (bad, first, at) = verify(&mut d.dev, seed, bytes);
             println!(
-                "blk: {}: pattern seed={seed} bytes={at} mismatched={bad} first_mismatch={}",
-                d.name,
-                first.map_or(-1, |f| f as i64)
+                "{}",
+                Writer::new("blk")
+                    .word(&disk_word(&d.name))
+                    .word("pattern")
+                    .field("seed", &seed)
+                    .field("bytes", &at)
+                    .field("mismatched", &bad)
+                    .field("first_mismatch", &first.map_or(-1, |f| f as i64))
             );
             check("read-only disk's pattern", bad == 0 && at == bytes);
         }
@@ -287,9 +312,15 @@ pub fn run(boot: &mut Boot) -> i32 {
                 let n = n.min(g.bytes()) / u64::from(g.sector_size) * u64::from(g.sector_size);
                 let (bad, first, at) = verify(&mut d.dev, dom0_seed, n);
                 println!(
-                    "blk: {}: dom0's pattern seed={dom0_seed} bytes={at} mismatched={bad} first_mismatch={}",
-                    d.name,
-                    first.map_or(-1, |f| f as i64)
+                    "{}",
+                    Writer::new("blk")
+                        .word(&disk_word(&d.name))
+                        .word("dom0's")
+                        .word("pattern")
+                        .field("seed", &dom0_seed)
+                        .field("bytes", &at)
+                        .field("mismatched", &bad)
+                        .field("first_mismatch", &first.map_or(-1, |f| f as i64))
                 );
                 check("dom0 pattern verify", bad == 0 && at == n);
             }
@@ -299,19 +330,35 @@ pub fn run(boot: &mut Boot) -> i32 {
         let c = d.dev.counters();
         let t = d.dev.traffic();
         println!(
-            "blk: {}: requests={} indirect={} read_bytes={} written_bytes={} flushes={} notifies={} bad_id={} not_in_flight={} bad_operation={} failed={} late={} retired={} timed_out={}",
-            d.name, t.requests, t.indirect, t.read_bytes, t.written_bytes, t.flushes, t.notifies,
-            c.bad_id, c.not_in_flight, c.bad_operation, c.failed, c.late, c.retired, c.timed_out
+            "{}",
+            Writer::new("blk")
+                .word(&disk_word(&d.name))
+                .field("requests", &t.requests)
+                .field("indirect", &t.indirect)
+                .field("read_bytes", &t.read_bytes)
+                .field("written_bytes", &t.written_bytes)
+                .field("flushes", &t.flushes)
+                .field("notifies", &t.notifies)
+                .field("bad_id", &c.bad_id)
+                .field("not_in_flight", &c.not_in_flight)
+                .field("bad_operation", &c.bad_operation)
+                .field("failed", &c.failed)
+                .field("late", &c.late)
+                .field("retired", &c.retired)
+                .field("timed_out", &c.timed_out)
         );
     }
     for d in disks {
         let name = d.name.clone();
         let c = d.dev.close(mem, &mut gt, xs);
         println!(
-            "blk: {name}: closed pages_kept={} unacknowledged={} grants_deferred={}",
-            c.pages_kept,
-            c.unacknowledged as u8,
-            gt.deferred()
+            "{}",
+            Writer::new("blk")
+                .word(&disk_word(&name))
+                .word("closed")
+                .field("pages_kept", &c.pages_kept)
+                .field("unacknowledged", &(c.unacknowledged as u8))
+                .field("grants_deferred", &gt.deferred())
         );
     }
     // For dom0's script, which waits for the verdict before it ends.
@@ -320,10 +367,10 @@ pub fn run(boot: &mut Boot) -> i32 {
         if ok { b"pass" } else { b"fail" },
     );
     if ok {
-        println!("blk: PASS");
+        println!("{}", Writer::new("blk").word("PASS"));
         0
     } else {
-        println!("blk: FAIL");
+        println!("{}", Writer::new("blk").word("FAIL"));
         AppStatus::Failed.into()
     }
 }
@@ -491,4 +538,11 @@ impl core::fmt::Display for Shown<'_> {
             Err(e) => write!(f, "refused: {e}"),
         }
     }
+}
+
+/// `xvda:`: how a report names a disk it is about (a word).
+fn disk_word(name: &str) -> heapless::String<16> {
+    let mut w = heapless::String::new();
+    let _ = core::fmt::write(&mut w, format_args!("{name}:"));
+    w
 }

@@ -3,6 +3,8 @@
 //! bind_interdomain, send both ways, mask/unmask, close).
 
 use core::fmt::Write;
+use xenpv_contract::report;
+use xenpv_contract::report::Writer;
 use xenpv_rt::evtchn::{self, Timer};
 use xenpv_rt::hypercall::DOMID_SELF;
 use xenpv_rt::println;
@@ -64,10 +66,17 @@ fn timer(n: u64, period_ns: u64) -> Result<bool, evtchn::EvtchnError> {
     }
     let spacing_ok = min_gap + SLOP_NS >= period_ns;
     println!(
-        "events: timer fired={fired}/{n} period_us={} min_spacing_us={} max_late_us={} early={early} during_compute={during} fmt_checks={fmt_ok} fmt_bad={fmt_bad}",
-        period_ns / 1000,
-        min_gap / 1000,
-        max_late / 1000
+        "{}",
+        Writer::new("events")
+            .word("timer")
+            .field("fired", &format_args!("{fired}/{n}"))
+            .field("period_us", &(period_ns / 1000))
+            .field("min_spacing_us", &(min_gap / 1000))
+            .field("max_late_us", &(max_late / 1000))
+            .field("early", &early)
+            .field("during_compute", &during)
+            .field("fmt_checks", &fmt_ok)
+            .field("fmt_bad", &fmt_bad)
     );
     Ok(fired == n && spacing_ok && early == 0 && fmt_bad == 0 && during >= n / 2)
 }
@@ -98,13 +107,17 @@ fn loopback() -> Result<bool, evtchn::EvtchnError> {
     // A closed port cannot be signalled.
     let closed = evtchn::send(b).is_err();
     println!(
-        "events: loopback a={a} b={b} bind_marks_pending={} b->a={} a->b={} masked={} unmasked={} closed={}",
-        ok(bound_pending),
-        ok(b_to_a),
-        ok(a_to_b),
-        ok(masked),
-        ok(unmasked),
-        ok(closed)
+        "{}",
+        Writer::new("events")
+            .word("loopback")
+            .field("a", &a)
+            .field("b", &b)
+            .field("bind_marks_pending", ok(bound_pending))
+            .field("b_to_a", ok(b_to_a))
+            .field("a_to_b", ok(a_to_b))
+            .field("masked", ok(masked))
+            .field("unmasked", ok(unmasked))
+            .field("closed", ok(closed))
     );
     Ok(b_to_a && a_to_b && masked && unmasked && closed)
 }
@@ -127,6 +140,9 @@ pub fn run(n: u64, period_us: u64) -> bool {
         println!("events: loopback: {e}");
         false
     });
-    println!("events: verdict={}", if t && l { "PASS" } else { "FAIL" });
+    println!(
+        "{}",
+        report!("events", verdict = if t && l { "PASS" } else { "FAIL" })
+    );
     t && l
 }

@@ -6,6 +6,8 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
+use xenpv_contract::report;
+use xenpv_contract::report::Writer;
 use xenpv_rt::gnttab::{by_frame, by_ref, GntError, GrantTable};
 use xenpv_rt::hypercall::DOMID_SELF;
 use xenpv_rt::shared_page::SharedPage;
@@ -69,7 +71,14 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
         .zip(src_bytes.iter())
         .filter(|(a, b)| a != b)
         .count();
-    println!("grant: copy via ref {r}: 4096 bytes, {diff} differ");
+    println!(
+        "{}",
+        Writer::new("grant")
+            .word("copy")
+            .field("ref", &r)
+            .field("bytes", &4096)
+            .field("differ", &diff)
+    );
 
     // 2. Writing through the read-only grant is refused by Xen.
     let ro = GrantTable::copy(by_frame(dst.page()), by_ref(r, self_dom), 16);
@@ -114,10 +123,13 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
         Err(p) => (false, Some(p)),
     };
     println!(
-        "grant: mapped back via ref {r}: contents {}, end refused while mapped: {}, ended after unmap: {}",
-        if mapped_same { "same" } else { "DIFFERENT" },
-        yes(refused_in_use),
-        yes(ended)
+        "{}",
+        Writer::new("grant")
+            .word("mapped-back")
+            .field("ref", &r)
+            .field("contents", if mapped_same { "same" } else { "DIFFERENT" })
+            .field("end_refused_while_mapped", yes(refused_in_use))
+            .field("ended_after_unmap", yes(ended))
     );
 
     // 4. A grant kept by its peer is deferred, not freed, and comes back once the peer
@@ -167,7 +179,10 @@ fn go(boot: &mut Boot) -> Result<bool, GntError> {
         && kept_back
         && matches!(exhausted, Some(GntError::Exhausted { .. }))
         && back;
-    println!("grant: verdict={}", if pass { "PASS" } else { "FAIL" });
+    println!(
+        "{}",
+        report!("grant", verdict = if pass { "PASS" } else { "FAIL" })
+    );
     Ok(pass)
 }
 
@@ -194,9 +209,15 @@ fn kept_and_retried(
         && gt.deferred() == 0
         && gt.free_count() == free0;
     println!(
-        "grant: kept by its peer via ref {r}: deferred={deferred}, back while mapped={while_mapped}, back after unmap={after}, deferred now={}, refs all back: {}",
-        gt.deferred(),
-        yes(gt.free_count() == free0)
+        "{}",
+        Writer::new("grant")
+            .word("kept-by-peer")
+            .field("ref", &r)
+            .field("deferred", &deferred)
+            .field("back_while_mapped", &while_mapped)
+            .field("back_after_unmap", &after)
+            .field("deferred_now", &gt.deferred())
+            .field("refs_all_back", yes(gt.free_count() == free0))
     );
     Ok(ok)
 }
@@ -247,8 +268,14 @@ fn offer(boot: &mut Boot) -> Result<bool, GntError> {
     let b = xs.write("data/xenpv-app/grant-fnv", v.as_bytes());
     let ok = a.is_ok() && b.is_ok();
     println!(
-        "grant: offered ref {r} to dom0 read-only, fnv={hash:016x}, published={}",
-        yes(ok)
+        "{}",
+        Writer::new("grant")
+            .word("offered")
+            .field("ref", &r)
+            .field("to", "dom0")
+            .field("access", "read-only")
+            .field("fnv", &format_args!("{hash:016x}"))
+            .field("published", yes(ok))
     );
     Ok(ok)
 }

@@ -4,6 +4,8 @@
 #![no_std]
 #![no_main]
 
+use xenpv_contract::report;
+use xenpv_contract::report::Writer;
 use xenpv_contract::status::AppStatus;
 use xenpv_rt::mm::{DirectMapState, MmuCounts};
 use xenpv_rt::{println, Boot};
@@ -57,7 +59,7 @@ fn main(boot: &mut Boot) -> i32 {
     // The figures `cargo xtask bench` reads back: a report.
     println!(
         "{}",
-        xenpv_contract::report!(
+        report!(
             "timing",
             entry_to_main_us = timing.entry_to_main_ns() / 1000,
             paging_setup_us = takeover_ns / 1000,
@@ -92,19 +94,28 @@ fn main(boot: &mut Boot) -> i32 {
     let mask =
         unsafe { core::ptr::addr_of!((*si).vcpu_info[0].evtchn_upcall_mask).read_volatile() };
     println!(
-        "layout: shared_info at fixmap {:#x}: vcpu0 upcall_mask={mask}",
-        si as u64
+        "{}",
+        Writer::new("layout")
+            .word("shared_info")
+            .field("fixmap", &format_args!("{:#x}", si as u64))
+            .field("vcpu0_upcall_mask", &mask)
     );
     let mut initrd_checksum = None;
     match boot.initrd() {
-        None if boot.start_info().module.is_none() => println!("initrd: none"),
+        None if boot.start_info().module.is_none() => {
+            println!("{}", Writer::new("initrd").word("none"))
+        }
         None => println!("initrd: present but not mapped yet"),
         Some(bytes) => match xenpv_rt::initrd::verify(bytes) {
             Ok(v) => {
                 initrd_checksum = Some(v.header.checksum);
                 println!(
-                    "initrd: ok len={} seed={} checksum={:#018x}",
-                    v.header.total_len, v.header.seed, v.header.checksum
+                    "{}",
+                    Writer::new("initrd")
+                        .word("ok")
+                        .field("len", &v.header.total_len)
+                        .field("seed", &v.header.seed)
+                        .field("checksum", &format_args!("{:#018x}", v.header.checksum))
                 )
             }
             Err(xenpv_rt::initrd::ImageError::BadMagic) => {
@@ -162,14 +173,24 @@ fn main(boot: &mut Boot) -> i32 {
     if let Ok(Some(n)) = cmd.u64("burst") {
         // A long run of numbered lines: the console must deliver all, in order.
         for i in 0..n {
+            let hash = (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             println!(
-                "burst: line {i} of {n} {:016x}",
-                (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                "{}",
+                report!(
+                    "burst",
+                    line = i,
+                    of = n,
+                    hash = format_args!("{hash:016x}")
+                )
             );
         }
+        let lost = xenpv_rt::console::ring::lost_bytes();
         println!(
-            "burst: done n={n} lost={}",
-            xenpv_rt::console::ring::lost_bytes()
+            "{}",
+            Writer::new("burst")
+                .word("done")
+                .field("n", &n)
+                .field("lost", &lost)
         );
     }
     if cmd.has("heap_oom") {
@@ -217,14 +238,18 @@ fn main(boot: &mut Boot) -> i32 {
     let grown = m.direct_map_stats().unwrap_or_default();
     let free = m.frames().available_frames();
     println!(
-        "direct_map: mode={} start_mib={} mapped_mib={mapped2} of {total} MiB, chunks_grown={} pte_updates={} holes={} available_frames={free}",
-        if mode.eager { "eager" } else { "on-demand" },
-        start * 2,
-        grown.chunks_mapped,
-        grown.pt_updates,
-        grown.holes,
-        mapped2 = mapped * 2,
-        total = chunks * 2,
+        "{}",
+        report!(
+            "direct_map",
+            mode = if mode.eager { "eager" } else { "on-demand" },
+            start_mib = start * 2,
+            mapped_mib = mapped * 2,
+            of_mib = chunks * 2,
+            chunks_grown = grown.chunks_mapped,
+            pte_updates = grown.pt_updates,
+            holes = grown.holes,
+            available_frames = free,
+        )
     );
     let cmd = boot.cmdline();
     // `hold-console`: the panic or fault happens while the console ring's lock is held,

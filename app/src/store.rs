@@ -1,6 +1,7 @@
 //! xenstore from the guest: its own domid and name, and a status key the host side can
 //! check (`xenstore-read /local/domain/<id>/data/xenpv-app/status`).
 
+use xenpv_contract::report;
 use xenpv_rt::{println, Boot};
 
 pub fn run(boot: &mut Boot) -> bool {
@@ -22,13 +23,16 @@ pub fn run(boot: &mut Boot) -> bool {
     let name = text(xs.read("name"));
     let wrote = xs.write("data/xenpv-app/status", b"ok");
     println!(
-        "xenstore: domid={} name={} status_write={}",
-        domid.as_deref().unwrap_or("?"),
-        name.as_deref().unwrap_or("?"),
-        match &wrote {
-            Ok(()) => "ok",
-            Err(_) => "FAILED",
-        }
+        "{}",
+        report!(
+            "xenstore",
+            domid = domid.as_deref().unwrap_or("?"),
+            name = name.as_deref().unwrap_or("?"),
+            status_write = match &wrote {
+                Ok(()) => "ok",
+                Err(_) => "FAILED",
+            },
+        )
     );
     domid.is_some() && name.is_some() && wrote.is_ok()
 }

@@ -5,6 +5,7 @@
 //! Replay a failure with the seed it printed: `stress seed=N`.
 
 use xenpv_contract::report;
+use xenpv_contract::report::Writer;
 use xenpv_rt::mm::vrange::RangeError;
 use xenpv_rt::mm::{MmuCounts, ModuleSpaceUsage, VmArea, VmapError};
 use xenpv_rt::{println, Boot, Timing};
@@ -238,19 +239,28 @@ pub fn run(boot: &mut Boot, cfg: &Config, initrd_checksum: Option<u64>) -> bool 
         println!("stress: ... {} more refusals", t.refusals - SHOWN_REFUSALS);
     }
     println!(
-        "stress: checks image_ro={} initrd={} patterns={} frames_back={} poisoned_pages={poisoned}",
-        if image_ok { "same" } else { "CHANGED" },
-        match initrd_checksum {
-            None => "none",
-            Some(_) if initrd_ok => "same",
-            Some(_) => "CHANGED",
-        },
-        if t.bad_words == 0 {
-            "intact"
-        } else {
-            "CORRUPT"
-        },
-        frames_back
+        "{}",
+        Writer::new("stress")
+            .word("checks")
+            .field("image_ro", if image_ok { "same" } else { "CHANGED" })
+            .field(
+                "initrd",
+                match initrd_checksum {
+                    None => "none",
+                    Some(_) if initrd_ok => "same",
+                    Some(_) => "CHANGED",
+                },
+            )
+            .field(
+                "patterns",
+                if t.bad_words == 0 {
+                    "intact"
+                } else {
+                    "CORRUPT"
+                },
+            )
+            .field("frames_back", &frames_back)
+            .field("poisoned_pages", &poisoned)
     );
     // The summary the host reads back (`cargo xtask bench`, the boot tests): a report.
     println!(

@@ -1,6 +1,7 @@
 //! The filesystem `GET /files/…` serves: the first disk, read as ext2/3/4.
 
 use xenpv_appliance::http::Opened;
+use xenpv_contract::report::Writer;
 use xenpv_rt::blk::ext4::ext4_view::{Ext4, Ext4Error, File};
 use xenpv_rt::gnttab::GrantTable;
 use xenpv_rt::time::now_ns;
@@ -58,11 +59,17 @@ pub(super) fn open_files(
         }
     };
     println!(
-        "net: files from vbd {id} ({} sectors of {} bytes, ro={}) as ext4 in {} ms: GET /files/PATH (disk_timeout={timeout_ms}ms)",
-        g.sectors,
-        g.sector_size,
-        g.read_only as u8,
-        (now_ns() - t0) / 1_000_000
+        "{}",
+        Writer::new("net")
+            .word("files")
+            .field("vbd", &id)
+            .field("sectors", &g.sectors)
+            .field("sector_size", &g.sector_size)
+            .field("ro", &(g.read_only as u8))
+            .field("fs", "ext4")
+            .field("ms", &((now_ns() - t0) / 1_000_000))
+            .field("serves", "GET /files/PATH")
+            .field("disk_timeout_ms", &timeout_ms)
     );
     Ok(fs)
 }

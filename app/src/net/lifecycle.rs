@@ -4,8 +4,10 @@
 
 extern crate alloc;
 
+use super::vif_word;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use xenpv_contract::report::Writer;
 use xenpv_contract::status::AppStatus;
 use xenpv_rt::gnttab::GrantTable;
 use xenpv_rt::net::netfront::{
@@ -139,7 +141,14 @@ pub(super) fn connect_all(
         }
         if stop {
             if let Ok(Some(how)) = shutdown_request(xs) {
-                println!("net: shutdown requested ({how}) while the vifs came up");
+                println!(
+                    "{}",
+                    Writer::new("net")
+                        .word("shutdown")
+                        .word("requested")
+                        .field("how", how.as_str())
+                        .field("while", "connecting")
+                );
                 for (nic, _) in nics.iter_mut().filter_map(Option::take) {
                     nic.close(mem, gt, xs);
                 }
@@ -192,10 +201,12 @@ pub(super) fn lifecycle(
             ConnectStep::Connected(nic) => {
                 st.reattached += 1;
                 println!(
-                    "net: vif{} reattached in {} ms (backend {})",
-                    v.index,
-                    (now_ns() - t0) / 1_000_000,
-                    xenpv_rt::escape::Escaped(&nic.backend().path)
+                    "{}",
+                    Writer::new("net")
+                        .word(&vif_word(v.index))
+                        .word("reattached")
+                        .field("ms", &((now_ns() - t0) / 1_000_000))
+                        .field("backend", &xenpv_rt::escape::Escaped(&nic.backend().path))
                 );
                 v.nic = Some(Box::new(nic));
                 Life::Idle
@@ -213,13 +224,15 @@ pub(super) fn lifecycle(
                     if let CloseWhy::Detach(state) = why {
                         st.detached += 1;
                         println!(
-                            "net: vif{} detached (backend {}): closed in {} ms, pages_kept={} unacknowledged={} grants_deferred={}",
-                            v.index,
-                            StateText(state.unwrap_or(State::Unknown)),
-                            (now_ns() - t0) / 1_000_000,
-                            closed.pages_kept,
-                            closed.unacknowledged,
-                            gt.deferred()
+                            "{}",
+                            Writer::new("net")
+                                .word(&vif_word(v.index))
+                                .word("detached")
+                                .field("backend_state", &StateText(state.unwrap_or(State::Unknown)))
+                                .field("closed_ms", &((now_ns() - t0) / 1_000_000))
+                                .field("pages_kept", &closed.pages_kept)
+                                .field("unacknowledged", &closed.unacknowledged)
+                                .field("grants_deferred", &gt.deferred())
                         );
                     } else if closed.pages_kept > 0 {
                         println!(

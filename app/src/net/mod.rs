@@ -32,6 +32,7 @@ use xenpv_appliance::admission::Limits;
 use xenpv_appliance::breaker::DISK_TIMEOUT_MS;
 use xenpv_appliance::config::{parse_ips, Ip, MAX_VIFS};
 use xenpv_appliance::frag::REASSEMBLY_TIMEOUT_MS;
+use xenpv_contract::report::Writer;
 use xenpv_contract::status::AppStatus;
 use xenpv_rt::gnttab::GrantTable;
 use xenpv_rt::net::smoltcp;
@@ -132,13 +133,22 @@ pub fn run(boot: &mut Boot) -> i32 {
     for (i, (nic, ms)) in nics.drain(..).enumerate() {
         let m = nic.mac();
         println!(
-            "net: vif{i} connected in {} ms: mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} backend={} (domain {}) ip={} gso={}",
-            ms,
-            m[0], m[1], m[2], m[3], m[4], m[5],
-            xenpv_rt::escape::Escaped(&nic.backend().path),
-            nic.backend().domid,
-            IpText(ips[i]),
-            if nic.gso() { "on" } else { "off" },
+            "{}",
+            Writer::new("net")
+                .word(&vif_word(i))
+                .word("connected")
+                .field("ms", &ms)
+                .field(
+                    "mac",
+                    &format_args!(
+                        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                        m[0], m[1], m[2], m[3], m[4], m[5]
+                    )
+                )
+                .field("backend", &xenpv_rt::escape::Escaped(&nic.backend().path))
+                .field("backend_domain", &nic.backend().domid)
+                .field("ip", &IpText(ips[i]))
+                .field("gso", if nic.gso() { "on" } else { "off" })
         );
         list.push(Vif::new(nic, ips[i], limits));
     }
@@ -264,7 +274,13 @@ fn serve(
             if check_shutdown {
                 match shutdown_request(xs) {
                     Ok(Some(how)) => {
-                        println!("net: shutdown requested ({how})");
+                        println!(
+                            "{}",
+                            Writer::new("net")
+                                .word("shutdown")
+                                .word("requested")
+                                .field("how", how.as_str())
+                        );
                         return finish(list, life, mem, gt, xs, st);
                     }
                     Ok(None) => {}
@@ -342,4 +358,11 @@ fn wait_events(list: &[Vif], xs_port: evtchn::Port, wait: u64, st: &mut Stats) -
     st.idle_ns += now_ns().saturating_sub(t);
     st.waits += 1;
     woke
+}
+
+/// `vifN`: how a report names vif N (a word).
+pub(super) fn vif_word(i: impl core::fmt::Display) -> heapless::String<16> {
+    let mut w = heapless::String::new();
+    let _ = core::fmt::write(&mut w, format_args!("vif{i}"));
+    w
 }

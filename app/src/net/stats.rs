@@ -1,6 +1,7 @@
 //! What the appliance counts, and the counter lines it prints at the end.
 
 use xenpv_appliance::frag;
+use xenpv_contract::report::Writer;
 use xenpv_rt::net::netfront::Netfront;
 use xenpv_rt::println;
 
@@ -53,8 +54,19 @@ pub(super) struct Stats {
 /// every vif summed.
 pub(super) fn print(st: &Stats, list: &[Vif]) {
     println!(
-        "net: served udp_echoed={} udp_dropped={} tcp_echoed_bytes={} discarded_bytes={} http_requests={} http_bytes={} detached={} reattached={} file_errors={} disk_trips={}",
-        st.udp_echoed, st.udp_dropped, st.tcp_echoed, st.discarded, st.http_requests, st.http_bytes, st.detached, st.reattached, st.file_errors, st.disk.trips()
+        "{}",
+        Writer::new("net")
+            .word("served")
+            .field("udp_echoed", &st.udp_echoed)
+            .field("udp_dropped", &st.udp_dropped)
+            .field("tcp_echoed_bytes", &st.tcp_echoed)
+            .field("discarded_bytes", &st.discarded)
+            .field("http_requests", &st.http_requests)
+            .field("http_bytes", &st.http_bytes)
+            .field("detached", &st.detached)
+            .field("reattached", &st.reattached)
+            .field("file_errors", &st.file_errors)
+            .field("disk_trips", &st.disk.trips())
     );
     println!(
         "net: tcp conns={} pool_peak={} pool_full={} no_memory={} refused_peer={} timed_out_handshake={} timed_out_head={} timed_out_idle={} timed_out_closing={}",
@@ -72,8 +84,15 @@ pub(super) fn print(st: &Stats, list: &[Vif]) {
         pending += v.frags.pending();
     }
     println!(
-        "net: frags seen={} reassembled={} frags_dropped={} no_slot={} expired={} pending={}",
-        fc.seen, fc.reassembled, fc.dropped, fc.no_slot, fc.expired, pending
+        "{}",
+        Writer::new("net")
+            .word("frags")
+            .field("seen", &fc.seen)
+            .field("reassembled", &fc.reassembled)
+            .field("frags_dropped", &fc.dropped)
+            .field("no_slot", &fc.no_slot)
+            .field("expired", &fc.expired)
+            .field("pending", &pending)
     );
     println!(
         "net: work ingress_cut={} udp_deferred={} checksum_steps={} too_large={}",
@@ -90,18 +109,19 @@ pub(super) fn print(st: &Stats, list: &[Vif]) {
 pub(super) fn print_vif(index: u32, nic: &Netfront) {
     let (t, c) = (nic.traffic(), nic.counters());
     println!(
-        "net: vif{} tx_packets={} rx_packets={} tx_bytes={} rx_bytes={} tx_gso={} rx_multi={} notifies={} refused={} failed={} tx_dropped={} bad_checksums={}",
-        index,
-        t.tx_packets,
-        t.rx_packets,
-        t.tx_bytes,
-        t.rx_bytes,
-        t.tx_gso,
-        t.rx_multi,
-        t.notifies,
-        c.refused(),
-        c.failed,
-        nic.dropped(),
-        nic.bad_checksums()
+        "{}",
+        Writer::new("net")
+            .word(&super::vif_word(index))
+            .field("tx_packets", &t.tx_packets)
+            .field("rx_packets", &t.rx_packets)
+            .field("tx_bytes", &t.tx_bytes)
+            .field("rx_bytes", &t.rx_bytes)
+            .field("tx_gso", &t.tx_gso)
+            .field("rx_multi", &t.rx_multi)
+            .field("notifies", &t.notifies)
+            .field("refused", &c.refused())
+            .field("failed", &c.failed)
+            .field("tx_dropped", &nic.dropped())
+            .field("bad_checksums", &nic.bad_checksums())
     );
 }

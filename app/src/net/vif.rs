@@ -11,6 +11,7 @@ use xenpv_appliance::config::Ip;
 use xenpv_appliance::frag::{self, Ledger, REASSEMBLY_TIMEOUT_MS};
 use xenpv_appliance::http::ROUND_BYTES;
 use xenpv_appliance::round;
+use xenpv_contract::report::Writer;
 use xenpv_rt::blk::ext4::ext4_view::Ext4;
 use xenpv_rt::net::netfront::Netfront;
 use xenpv_rt::net::phy::now;
@@ -332,7 +333,13 @@ fn dhcp_event(
             if let Some(r) = c.router {
                 let _ = iface.routes_mut().add_default_ipv4_route(r);
             }
-            println!("net: vif{index} dhcp address={}", c.address);
+            println!(
+                "{}",
+                Writer::new("net")
+                    .word(&super::vif_word(index))
+                    .word("dhcp")
+                    .field("address", &c.address)
+            );
             let mut a = heapless::String::new();
             let _ = write!(a, "{}", c.address.address());
             Some(a)
