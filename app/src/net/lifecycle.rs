@@ -319,7 +319,7 @@ pub(super) fn finish(
     xs: &mut Xenstore<PageLink>,
     st: &Stats,
 ) -> i32 {
-    stats::print(st, list);
+    stats::print(st, list.iter().map(|v| &v.frags));
     let mut closing: Vec<(u32, Box<ClosingNetfront>, u64)> = Vec::new();
     for (v, l) in list.iter_mut().zip(life.iter_mut()) {
         if let Some(nic) = v.nic.take() {

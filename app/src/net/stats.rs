@@ -5,8 +5,6 @@ use xenpv_contract::report::Writer;
 use xenpv_rt::net::netfront::Netfront;
 use xenpv_rt::println;
 
-use super::vif::Vif;
-
 /// What the appliance counts (printed at the end, and on request).
 #[derive(Default, Clone, Copy)]
 pub(super) struct Stats {
@@ -51,8 +49,8 @@ pub(super) struct Stats {
 }
 
 /// The appliance's counter lines (the boot tests match them), the fragment ledgers of
-/// every vif summed.
-pub(super) fn print(st: &Stats, list: &[Vif]) {
+/// every vif (`frags`) summed.
+pub(super) fn print<'a>(st: &Stats, frags: impl Iterator<Item = &'a frag::Ledger>) {
     println!(
         "{}",
         Writer::new("net")
@@ -74,14 +72,14 @@ pub(super) fn print(st: &Stats, list: &[Vif]) {
     );
     let mut fc = frag::Counts::default();
     let mut pending = 0;
-    for v in list.iter() {
-        let c = v.frags.counts;
+    for l in frags {
+        let c = l.counts;
         fc.seen += c.seen;
         fc.reassembled += c.reassembled;
         fc.dropped += c.dropped;
         fc.no_slot += c.no_slot;
         fc.expired += c.expired;
-        pending += v.frags.pending();
+        pending += l.pending();
     }
     println!(
         "{}",
