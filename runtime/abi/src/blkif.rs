@@ -2,6 +2,21 @@
 //! x86-64. Plain data: encoding and checks live in `xenpv_protocol::blkif`, which takes
 //! its byte offsets from these structs.
 
+use bitflags::bitflags;
+
+bitflags! {
+    /// `VDISK_*` (io/blkif.h): the bits of the backend's `info` node.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct VdiskInfo: u32 {
+        /// `VDISK_CDROM`: the device is a CD-ROM.
+        const CDROM = 1;
+        /// `VDISK_REMOVABLE`: the medium can be removed.
+        const REMOVABLE = 2;
+        /// `VDISK_READONLY`: writes are refused.
+        const READONLY = 4;
+    }
+}
+
 /// `BLKIF_MAX_SEGMENTS_PER_REQUEST`.
 pub const MAX_SEGMENTS_PER_REQUEST: usize = 11;
 /// `BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST`.

@@ -470,3 +470,13 @@ fn xen_sys_hypercall_numbers() {
     // arch-x86/xen-x86_64.h: FLAT_KERNEL_CS = FLAT_KERNEL_CS64 = FLAT_RING3_CS64 = 0xe033.
     assert_eq!(xen_sys::FLAT_KERNEL_CS, 0xe033);
 }
+
+#[test]
+fn vdisk_info_bits() {
+    // io/blkif.h: #define VDISK_CDROM 0x1, VDISK_REMOVABLE 0x2, VDISK_READONLY 0x4 (the
+    // backend's `info` node).
+    use xenpv_abi::blkif::VdiskInfo;
+    assert_eq!(VdiskInfo::CDROM.bits(), 0x1);
+    assert_eq!(VdiskInfo::REMOVABLE.bits(), 0x2);
+    assert_eq!(VdiskInfo::READONLY.bits(), 0x4);
+}

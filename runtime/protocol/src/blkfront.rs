@@ -31,9 +31,9 @@
 //! ```
 
 use crate::blkif::{
-    self, parse_number, Request, Response, Segment, DIRECT_SEGMENTS, OP_FLUSH_DISKCACHE,
+    self, parse_number, Request, Response, Segment, VdiskInfo, DIRECT_SEGMENTS, OP_FLUSH_DISKCACHE,
     OP_INDIRECT, OP_READ, OP_WRITE, OP_WRITE_BARRIER, RING_SLOTS, RSP_OKAY, RSP_SLOT,
-    SEGMENTS_PER_INDIRECT_PAGE, VDISK_READONLY, VDISK_REMOVABLE,
+    SEGMENTS_PER_INDIRECT_PAGE,
 };
 use crate::block::{BlockError, Geometry};
 use crate::shared_ring::{FrontRing, PageMem};
@@ -90,6 +90,8 @@ impl Offer {
         let info = parse_number(info)
             .filter(|&i| i <= u64::from(u32::MAX))
             .ok_or(bad("info", "not a 32-bit decimal number"))? as u32;
+        // Unknown bits are kept (and ignored), as Linux's blkfront does.
+        let info = VdiskInfo::from_bits_retain(info);
         let feature = |v: Option<&[u8]>, key| match v {
             None => Ok(0),
             Some(v) => parse_number(v).ok_or(bad(key, "not a decimal number")),
@@ -108,8 +110,8 @@ impl Offer {
                 sector_size: ss as u32,
                 // `sectors` counts 512-byte units; the API counts the disk's sectors.
                 sectors: s512 / (ss / 512),
-                read_only: info & VDISK_READONLY != 0,
-                removable: info & VDISK_REMOVABLE != 0,
+                read_only: info.contains(VdiskInfo::READONLY),
+                removable: info.contains(VdiskInfo::REMOVABLE),
             },
             flush,
             max_indirect,

@@ -80,11 +80,7 @@ pub const RING_SLOTS: u32 = slots(REQ_SLOT);
 pub const SECTORS_PER_PAGE: u8 = 8;
 
 /// `info` bits (`VDISK_*`).
-pub const VDISK_CDROM: u32 = 1;
-/// The medium can be removed.
-pub const VDISK_REMOVABLE: u32 = 2;
-/// Writes are refused.
-pub const VDISK_READONLY: u32 = 4;
+pub use xenpv_abi::blkif::VdiskInfo;
 
 /// One segment: a granted page and the 512-byte sectors of it to transfer (inclusive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -31,9 +31,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use xenpv_protocol::blkfront::{Io, Offer, PageRef};
 use xenpv_protocol::blkif::{
-    DecodedRequest, Response, Segment, DIRECT_SEGMENTS, INDIRECT_PAGES, OP_FLUSH_DISKCACHE,
-    OP_INDIRECT, OP_READ, OP_WRITE, OP_WRITE_BARRIER, REQ_SLOT, RING_SLOTS, RSP_EOPNOTSUPP,
-    RSP_ERROR, RSP_OKAY, RSP_SLOT, SEGMENTS_PER_INDIRECT_PAGE, VDISK_READONLY,
+    DecodedRequest, Response, Segment, VdiskInfo, DIRECT_SEGMENTS, INDIRECT_PAGES,
+    OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_WRITE, OP_WRITE_BARRIER, REQ_SLOT, RING_SLOTS,
+    RSP_EOPNOTSUPP, RSP_ERROR, RSP_OKAY, RSP_SLOT, SEGMENTS_PER_INDIRECT_PAGE,
 };
 use xenpv_protocol::shared_ring::{PageMem, SLOTS_AT};
 
@@ -263,7 +263,15 @@ impl Blkback {
         [
             Some((self.disk.len() / 512).to_string()),
             Some(self.sector_size.to_string()),
-            Some(if self.read_only { VDISK_READONLY } else { 0 }.to_string()),
+            Some(
+                if self.read_only {
+                    VdiskInfo::READONLY
+                } else {
+                    VdiskInfo::empty()
+                }
+                .bits()
+                .to_string(),
+            ),
             on(self.flush_cache),
             on(self.barrier),
             (self.max_indirect != 0).then(|| self.max_indirect.to_string()),
