@@ -13,6 +13,7 @@ use xenpv_rt::{println, Boot};
 mod blk;
 mod events;
 mod faults;
+mod fmt_log;
 mod grants;
 mod heap;
 mod net;
@@ -192,6 +193,9 @@ fn main(boot: &mut Boot) -> i32 {
                 .field("n", &n)
                 .field("lost", &lost)
         );
+    }
+    if cmd.has("fmt_log") {
+        fmt_log::run(boot.start_info().nr_pages);
     }
     if cmd.has("heap_oom") {
         heap::oom();

@@ -159,7 +159,7 @@ edition = \"2021\"
 publish = false
 
 [dependencies]
-xenpv-rt = {{ path = {rt:?}, features = [\"alloc\", \"net\", \"fs\"] }}
+xenpv-rt = {{ path = {rt:?}, features = [\"alloc\", \"net\", \"fs\", \"log\"] }}
 xenpv-paging = {{ path = {paging:?} }}
 smoltcp = {{ version = \"0.14\", default-features = false }}
 

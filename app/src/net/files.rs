@@ -11,7 +11,6 @@ use xenpv_rt::{println, PageLink};
 use super::stats::Stats;
 
 /// The first disk (`device/vbd`), brought up with blkfront and read as ext2/3/4.
-/// (Errors are written into a fixed string: `alloc::format!` pulls in unwinding code.)
 // The error is one line of text for the console, made once at start.
 #[allow(clippy::result_large_err)]
 pub(super) fn open_files(

@@ -36,6 +36,8 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
             None => crate::warn!("loglevel={l:?} is not error|warn|info|debug; keeping info"),
         }
     }
+    #[cfg(feature = "log")]
+    crate::log_console::install(&cmd);
     let (major, minor) = crate::hypercall::xen_version();
     crate::info!("xenpv-rt {} on Xen {major}.{minor}", crate::VERSION);
     if info.unknown_flags() != 0 {

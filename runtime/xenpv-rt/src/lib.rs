@@ -100,6 +100,37 @@
 //! that xenconsoled serves for a domU ([`console::ring`]). With the `defmt` feature
 //! (default) the runtime is also defmt's global logger, one frame per console line.
 //!
+//! With the `log` feature it is also the backend of the `log` facade (0.4, re-exported
+//! as `xenpv_rt::log`), installed before `main`: crates that log through `log` (smoltcp's
+//! `log` feature, say) print `LEVEL target: message` lines, up to the level `log=` names
+//! on the command line (`off`, `error`, `warn`, `info`, `debug`, `trace`; default
+//! `info`).
+//!
+//! # `alloc::format!` and the rest of liballoc
+//!
+//! With the `alloc` feature, `alloc::format!`, `to_string()` and `write!` into a `String`
+//! all work. Stable Rust's liballoc comes precompiled with `panic=unwind`, so some of its
+//! functions (`format!`'s among them) carry landing pads that call `_Unwind_Resume`;
+//! guests are `panic=abort` and never unwind, so the runtime defines that symbol as a
+//! fatal stop no landing pad can reach, and those functions link.
+//!
+//! ```no_run
+//! #![no_std]
+//! #![no_main]
+//! extern crate alloc;
+//! use xenpv_rt::log; // or the `log` crate itself (0.4)
+//!
+//! xenpv_rt::entry!(main);
+//!
+//! fn main(boot: &mut xenpv_rt::Boot) -> i32 {
+//!     let pages = alloc::format!("{} pages", boot.start_info().nr_pages);
+//!     xenpv_rt::println!("{pages}");
+//!     log::info!("booted with {pages}"); // INFO  my_app: booted with 65536 pages
+//!     log::debug!(target: "net", "shown with log=debug on the command line");
+//!     0
+//! }
+//! ```
+//!
 //! # Exit status
 //!
 //! `main`'s return value is the guest's exit status ([`exit`]); a panic exits with
@@ -131,6 +162,8 @@ pub mod heap;
 extern crate alloc;
 pub mod hypercall;
 mod libc;
+#[cfg(feature = "log")]
+mod log_console;
 pub mod mm;
 pub mod net;
 // `cargo clippy --all-targets` also checks the library as a test crate (cargo passes
@@ -151,6 +184,10 @@ pub use cmdline::Cmdline;
 /// The application's defmt macros, for apps that do not depend on defmt themselves.
 #[cfg(feature = "defmt")]
 pub use defmt;
+/// The `log` facade the runtime is the backend of (feature `log`), for apps that do not
+/// depend on `log` themselves.
+#[cfg(feature = "log")]
+pub use log;
 pub use start_info::StartInfo;
 
 /// This runtime's version (the crate version, e.g. `"0.1.0"`), printed at start of day.

@@ -1,4 +1,4 @@
-//! The few C symbols the precompiled libcore calls (no libc in a PV kernel).
+//! The few C symbols the precompiled libcore and liballoc call (no libc in a PV kernel).
 //!
 //! `memcpy` and `memset` move 64 bytes per loop with SSE (part of the x86-64 baseline
 //! the whole guest is compiled for), then 8, then single bytes. Not `rep movsb`: on
@@ -149,3 +149,25 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// Referenced by the precompiled libcore's unwinding glue; never called with panic=abort.
 #[no_mangle]
 pub extern "C" fn rust_eh_personality() {}
+
+/// Resume unwinding after a landing pad: never reached here, a fatal stop if it is.
+///
+/// Stable Rust ships `liballoc` precompiled with `panic=unwind`, so its non-generic
+/// functions that own a value across a call that could panic (`alloc::fmt::format`'s
+/// `format_inner`, which `alloc::format!` calls, `CString::new`, `Cow += &str`...) carry
+/// a landing pad that drops the value and then calls `_Unwind_Resume`. Guests are built
+/// with `panic=abort` and no unwinder: the panic handler stops the guest, no exception is
+/// ever raised, so no landing pad runs and this is never called; it exists so that those
+/// functions link. (Code compiled in the guest's own crates has no landing pads at all.)
+/// Should it be reached anyway, it stops the guest as a start-of-day refusal does,
+/// without waiting for the console lock, which the code being unwound may hold.
+#[no_mangle]
+pub extern "C" fn _Unwind_Resume(_exception: *mut u8) -> ! {
+    crate::console::ring::failing();
+    crate::console::_print_unlocked(format_args!(
+        "xenpv-rt: fatal: _Unwind_Resume called (unwinding under panic=abort: a foreign \
+         exception?)\n{}\n",
+        xenpv_contract::status::exit_line(crate::exit::STATUS_FATAL)
+    ));
+    crate::exit::deliver(crate::exit::STATUS_FATAL)
+}

@@ -107,7 +107,40 @@ pub fn basics() -> Vec<BootTest> {
 pub fn services() -> Vec<BootTest> {
     let mut v = picture_events_grants();
     v.extend(heap());
+    v.extend(fmt_log());
     v
+}
+
+/// What a Rust developer expects to work: `alloc::format!` links (the runtime's
+/// `_Unwind_Resume`) and the `log` facade prints on the console, up to `log=`'s level.
+fn fmt_log() -> Vec<BootTest> {
+    let app = Image::app;
+    let format = || Check::Report(like("fmt: alloc-format pages=65536 hex=0x2a"));
+    vec![
+        t(
+            "fmt-log",
+            app(),
+            "fmt_log",
+            0,
+            vec![
+                format(),
+                has("INFO  xenpv_app::fmt_log: log facade: 65536 pages"),
+                Check::NotContains("log facade: debug shown".into()),
+                Check::ExitLine,
+            ],
+        ),
+        t(
+            "fmt-log-debug",
+            app(),
+            "fmt_log log=debug",
+            0,
+            vec![
+                format(),
+                has("DEBUG xenpv_app::fmt_log: log facade: debug shown"),
+                Check::ExitLine,
+            ],
+        ),
+    ]
 }
 
 /// The layout picture, event channels and grants.
