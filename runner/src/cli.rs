@@ -49,9 +49,11 @@ pub struct BootArgs {
     /// counts (see --help).
     ///
     /// The box starts FILE with `/bin/sh` once the domU has its domain id. Its environment:
-    /// DOMID and DOMU_NAME (the domU's); PEER=/run/peer (the box's peer program, an empty
-    /// file when the run has none); DISK0, DISK1, … (dom0's block device behind the domU's
-    /// --disk 0 = xvda, 1 = xvdb, …); init's PATH (busybox, xl, xenstore-*).
+    /// DOMID and DOMU_NAME (the domU's); PEER=/run/peer (dom0's test client,
+    /// tools/xenbox-peer, which `cargo xtask run` in the xenpv-rt repository carries;
+    /// xenpv-run carries none, and there $PEER is a stub that says so on stderr and exits
+    /// 127, so a `$PEER …` step fails); DISK0, DISK1, … (dom0's block device behind the
+    /// domU's --disk 0 = xvda, 1 = xvdb, …); init's PATH (busybox, xl, xenstore-*).
     ///
     /// Its output (stdout and stderr) is shown as it comes, each line prefixed `dom0| `
     /// (the domU's are `domU| `), and its end as `xenbox: dom0-script exit N`.

@@ -65,8 +65,21 @@ hdr=$(head -c 4096 "$payload_dev" | tr -d '\000')
 get() { echo "$hdr" | sed -n "s/^$1=//p"; }
 name=$(get name); klen=$(get kernel_len); mem=$(get memory); extra=$(get extra); limit=$(get timeout)
 dd if="$payload_dev" bs=4096 skip=1 2>/dev/null | head -c "$klen" > /run/kernel || fail "reading the kernel"
+# The peer (header peer_len=N): dom0's test client (tools/xenbox-peer), a dom0 script's
+# $PEER. Without one (xenpv-run carries none) $PEER is a stub that fails loudly: an empty
+# file would run as an empty script, status 0, and every `$PEER ...` step would "pass".
 plen=$(get peer_len)
-dd if="$payload_dev" bs=4096 skip=$((1 + (klen + 4095) / 4096)) 2>/dev/null | head -c "$plen" > /run/peer
+has_peer=""
+if [ "${plen:-0}" -gt 0 ]; then
+    dd if="$payload_dev" bs=4096 skip=$((1 + (klen + 4095) / 4096)) 2>/dev/null | head -c "$plen" > /run/peer
+    has_peer=1
+else
+    cat > /run/peer <<'STUB'
+#!/bin/sh
+echo "\$PEER: no peer program in this run: the box carries dom0's test client (tools/xenbox-peer) only under cargo xtask run/test in the xenpv-rt repository, not under xenpv-run" >&2
+exit 127
+STUB
+fi
 chmod +x /run/peer
 # A dom0 script (header script_len=N), after the peer on the next 4 KiB boundary.
 slen=$(get script_len)
@@ -409,7 +422,7 @@ st=$(xenstore-read "/local/domain/$id/data/xenpv-app/status" 2>/dev/null)
 say "xenstore-read /local/domain/$id/data/xenpv-app/status = ${st:-<none>}"
 # A grant the domU left for dom0: map it as a backend would and check its bytes.
 gref=$(xenstore-read "/local/domain/$id/data/xenpv-app/grant-ref" 2>/dev/null)
-if [ -n "$gref" ] && [ -s /run/peer ]; then
+if [ -n "$gref" ] && [ -n "$has_peer" ]; then
     gfnv=$(xenstore-read "/local/domain/$id/data/xenpv-app/grant-fnv" 2>/dev/null)
     /run/peer "$id" "$gref" "$gfnv" 2>&1 | sed 's/^/xenbox: /'
 fi

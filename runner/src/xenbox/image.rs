@@ -417,4 +417,61 @@ mod tests {
         assert!(INIT.contains("brctl addbr xenbr0"));
         assert!(INIT.contains("bridge=xenbr0,mac=00:16:3e:00:00:"));
     }
+
+    /// Runs init's peer section (`plen=$(get peer_len)` to `chmod +x /run/peer`) with sh:
+    /// the header's peer_len `plen`, kernel_len 0 (the peer at block 1 of `payload`),
+    /// `/run/peer` at `peer`; returns what init's `has_peer` is.
+    fn init_peer_section(plen: usize, payload: &Path, peer: &Path) -> String {
+        let start = INIT
+            .find("plen=$(get peer_len)")
+            .expect("init reads peer_len");
+        let end = INIT[start..]
+            .find("chmod +x /run/peer\n")
+            .expect("init chmods the peer");
+        let section = INIT[start..start + end + "chmod +x /run/peer".len()]
+            .replace("/run/peer", &peer.display().to_string());
+        let script = format!(
+            "get() {{ [ \"$1\" = peer_len ] && echo {plen}; }}\nklen=0\npayload_dev={}\n{section}\necho \"has_peer=$has_peer\"\n",
+            payload.display()
+        );
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn without_a_peer_the_scripts_peer_fails_loudly() {
+        let dir = std::env::temp_dir().join(format!("xenbox-peer-stub-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (payload, peer) = (dir.join("payload"), dir.join("peer"));
+        // A real peer: copied from the payload, and init's grant check runs it.
+        let program = b"#!/bin/sh\nexit 0\n";
+        fs::write(&payload, [&[0u8; 4096][..], program].concat()).unwrap();
+        assert_eq!(
+            init_peer_section(program.len(), &payload, &peer),
+            "has_peer=1"
+        );
+        assert_eq!(fs::read(&peer).unwrap(), program);
+        // None (peer_len=0, every xenpv-run): a stub that a `$PEER …` step sees fail, with
+        // why on stderr; init's grant check does not run it.
+        assert_eq!(init_peer_section(0, &payload, &peer), "has_peer=");
+        let out = Command::new(&peer)
+            .args(["wait-up", "169.254.100.99:80", "--timeout", "5"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(127), "{out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("$PEER: no peer program in this run: ") && err.contains("xenpv-run"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            !INIT.contains("-s /run/peer"),
+            "the stub is not empty: -s says nothing"
+        );
+        assert!(INIT.contains("if [ -n \"$gref\" ] && [ -n \"$has_peer\" ]; then"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

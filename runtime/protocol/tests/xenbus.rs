@@ -232,8 +232,42 @@ fn hostile_backend_keys_are_refused_by_name() {
     let e = probe(&mut xs, &vif()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        format!("{FRONT}: {FRONT}/backend is missing")
+        format!("{FRONT}: {FRONT}/backend is missing (the domain has no such vif: boot it with --net, or --net N for N vifs)")
     );
+    let mut xs = Xenstore::new(Xenstored::new(xenpv_testkit::xenstored::Mode::Honest));
+    let e = probe(&mut xs, &Device::new("vbd", 51712)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "device/vbd/51712: device/vbd/51712/backend is missing (the domain has no such disk: boot it with --disk FILE)"
+    );
+}
+
+/// Only a device's missing `backend` key means the domain was booted without it: any
+/// other missing key, or another device's, is said as it is.
+#[test]
+fn only_a_missing_backend_names_the_runner_option() {
+    let missing = |device: &str, key: &str| {
+        xenbus::XenbusError::<XsError> {
+            device: xenbus::Path::try_from(device).unwrap(),
+            kind: ErrorKind::Missing {
+                key: xenbus::Path::try_from(key).unwrap(),
+            },
+        }
+        .to_string()
+    };
+    for (device, key) in [
+        ("device/vif/0", "device/vif/0/mac"),
+        ("device/vif/1", "device/vif/10/backend"),
+        (
+            "device/vbd/768",
+            "/local/domain/0/backend/vbd/3/768/sectors",
+        ),
+        ("device/console/0", "device/console/0/backend"),
+    ] {
+        assert_eq!(missing(device, key), format!("{device}: {key} is missing"));
+    }
+    assert!(missing("device/vif/3", "device/vif/3/backend")
+        .ends_with("(the domain has no such vif: boot it with --net, or --net N for N vifs)"));
 }
 
 /// M1: a `control/shutdown` event that arrives while connect waits for the backend is

@@ -98,6 +98,9 @@ pub struct BootTest {
     /// As a domU: block devices (`--disk`), raw images on the host made before the run;
     /// xvda, xvdb, … in the domU, `DISK0`, `DISK1`, … in the dom0 script.
     pub disks: Vec<crate::xenbox::Disk>,
+    /// As a domU: boot the box without dom0's client program (tools/xenbox-peer), as
+    /// `xenpv-run` does: the dom0 script's `$PEER` is then the box's failing stub.
+    pub without_peer: bool,
     /// Made once before the runs start (disk images, and what the checks expect of
     /// them): it may set `disks`, `dom0_script` and `checks`.
     pub prepare: Option<Prepare>,
@@ -118,6 +121,7 @@ pub fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check
         vifs: 0,
         dom0_script: None,
         disks: vec![],
+        without_peer: false,
         prepare: None,
     }
 }

@@ -143,7 +143,7 @@ fn run_one(ctx: &Ctx, p: Prepared) -> Result<f64, String> {
     let o = qemu::boot_domu_with_disks(
         &ctx.xen,
         &Boot {
-            domu: if t.domu { ctx.domu_box.clone() } else { None },
+            domu: if t.domu { domu_box(ctx, &t) } else { None },
             name: "xenpv-app".into(),
             image: t.image.path(),
             cmdline: t.cmdline.clone(),
@@ -165,6 +165,20 @@ fn run_one(ctx: &Ctx, p: Prepared) -> Result<f64, String> {
             tail.join("\n")
         )
     })
+}
+
+/// The box a domU row boots in: the shared one, or for a row `without_peer` the same box
+/// without dom0's client program (as `xenpv-run` boots it).
+fn domu_box(ctx: &Ctx, t: &BootTest) -> Option<Arc<crate::xenbox::BoxImage>> {
+    let b = ctx.domu_box.as_ref()?;
+    if !t.without_peer {
+        return Some(b.clone());
+    }
+    Some(Arc::new(crate::xenbox::BoxImage {
+        vmlinuz: b.vmlinuz.clone(),
+        initramfs: b.initramfs.clone(),
+        peer: None,
+    }))
 }
 
 /// Judges a console: the row's status, then each check in order (the first that fails

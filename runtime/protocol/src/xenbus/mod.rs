@@ -189,7 +189,13 @@ impl<E: fmt::Display> fmt::Display for XenbusError<E> {
         let d = Escaped(&self.device);
         match &self.kind {
             ErrorKind::Store(e) => write!(f, "{d}: {e}"),
-            ErrorKind::Missing { key } => write!(f, "{d}: {} is missing", Escaped(key)),
+            ErrorKind::Missing { key } => {
+                write!(f, "{d}: {} is missing", Escaped(key))?;
+                match missing_device_fix(&self.device, key) {
+                    Some(fix) => write!(f, " ({fix})"),
+                    None => Ok(()),
+                }
+            }
             ErrorKind::BadValue { key, why } => write!(f, "{d}: {}: {why}", Escaped(key)),
             ErrorKind::Timeout { key, want, last } => match (Escaped(key), last) {
                 (key, Some(s)) => write!(f, "{d}: {key} did not reach {want} in time (last {s})"),
@@ -205,6 +211,21 @@ impl<E: fmt::Display> fmt::Display for XenbusError<E> {
                 )
             }
         }
+    }
+}
+
+/// What to do when a device's `backend` key is missing: the domain was booted without that
+/// device, so say which runner option gives it one.
+fn missing_device_fix(device: &str, key: &str) -> Option<&'static str> {
+    if key.strip_prefix(device)? != "/backend" {
+        return None;
+    }
+    if device.starts_with("device/vif/") {
+        Some("the domain has no such vif: boot it with --net, or --net N for N vifs")
+    } else if device.starts_with("device/vbd/") {
+        Some("the domain has no such disk: boot it with --disk FILE")
+    } else {
+        None
     }
 }
 

@@ -7,6 +7,7 @@ use crate::boottest::reports::{like, report, runner_like};
 use crate::boottest::{has, t, BootTest, Check, InitrdSpec};
 use crate::cargo::Image;
 use xenpv_contract::report::Report;
+use xenpv_contract::status::parse_exit_line;
 
 /// Every domU row, in the order they run.
 pub fn rows() -> Vec<BootTest> {
@@ -21,6 +22,7 @@ pub fn rows() -> Vec<BootTest> {
     v.extend(early_errors());
     v.push(net::appliance());
     v.push(net::dhcp());
+    v.push(without_peer());
     v.push(blk::blk());
     v.push(blk::files());
     // Issue 24: nothing a client or a disk sends can stall, starve or crash the appliance.
@@ -200,6 +202,37 @@ fn early_errors() -> Vec<BootTest> {
     fault_held.memory_mib = 128;
     v.push(fault_held);
     v
+}
+
+/// A dom0 script under a box without dom0's client program, as `xenpv-run` boots it: the
+/// docs' example (`xl network-list $DOMID && ls …/brif`) passes, and its last step,
+/// `$PEER wait-up` to an address with no host, fails loudly with status 127, which is the
+/// run's (the guest itself exits 0 when the box stops it after the script).
+fn without_peer() -> BootTest {
+    let mut b = t(
+        "domu-dom0-script-without-peer",
+        Image::app(),
+        "net ip=169.254.100.2/24",
+        127,
+        vec![
+            Check::Regex(r"dom0\| .*00:16:3e:00:00:02"),
+            Check::Regex(r"dom0\| vif\d+\.0"),
+            has("dom0| the docs' example passed"),
+            has("dom0| $PEER: no peer program in this run: the box carries dom0's test client (tools/xenbox-peer) only under cargo xtask run/test"),
+            Check::Report(runner_like("xenbox: dom0-script exit 127")),
+            Check::Report(like("net: shutdown requested how=poweroff")),
+            Check::Custom("the guest itself exited 0 (127 is the script's)", |o| {
+                match o.guest_lines().filter_map(parse_exit_line).last() {
+                    Some(0) => Ok(()),
+                    other => Err(format!("the guest's last exit line names {other:?}")),
+                }
+            }),
+        ],
+    );
+    b.vifs = 1;
+    b.without_peer = true;
+    b.dom0_script = Some(include_str!("../scripts/without_peer_test.sh"));
+    b
 }
 
 /// A report's `key=` as 16 hex digits (an FNV-1a hash as the peer and the app print it).
