@@ -267,7 +267,7 @@ impl Inner {
         let now = embassy_time::Instant::now();
         let tcp = self.config.tcp;
         for l in self.listeners.iter_mut() {
-            l.tend(&mut self.sockets, now, &tcp);
+            l.tend(&mut self.sockets, &mut self.orphans, now, &tcp);
         }
     }
 
