@@ -10,7 +10,8 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::wire::IpEndpoint;
 
-use super::{ConnectError, Error, Orphan};
+use super::orphan::Orphan;
+use super::{ConnectError, Error};
 use crate::Stack;
 
 /// A TCP connection: from [`TcpListener::accept`](crate::TcpListener::accept) or
