@@ -9,7 +9,7 @@ use core::task::{Context, Poll};
 
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::dhcpv4;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::config::{self, Config, DhcpEvent, Ipv4State};
 use crate::tcp::listener::ListenerState;
@@ -104,6 +104,11 @@ impl Stack {
     /// once bound).
     pub fn ipv4(&self) -> Option<Ipv4Cidr> {
         self.inner.borrow().ipv4.cidr
+    }
+
+    /// The default gateway, if configured (static, or the DHCP lease's router).
+    pub fn gateway(&self) -> Option<Ipv4Address> {
+        self.inner.borrow().ipv4.gateway
     }
 
     /// The stack's configuration.
