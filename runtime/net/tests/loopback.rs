@@ -443,3 +443,26 @@ fn runner_ends_when_the_link_goes_down_and_a_new_device_carries_on() {
     }));
     assert_eq!(served, [b"a".to_vec(), b"b".to_vec()]);
 }
+
+#[test]
+fn abort_resets_the_peer_at_once() {
+    let (saw, took) = loopback::run(|stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            let server = async {
+                let s = listener.accept().await.unwrap();
+                s.abort();
+            };
+            let client = async {
+                let mut c = TcpStream::connect(&stack, loopback::endpoint(80))
+                    .await
+                    .unwrap();
+                let start = StdInstant::now();
+                (c.read(&mut [0u8; 8]).await, start.elapsed())
+            };
+            join(server, client).await.1
+        })
+    });
+    assert_eq!(saw, Err(Error::ConnectionReset));
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+}
