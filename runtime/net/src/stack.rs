@@ -73,8 +73,9 @@ pub(crate) fn next_ephemeral(last: u16) -> u16 {
 }
 
 impl Stack {
-    /// A stack for an interface with Ethernet address `mac`, configured by `config`.
-    /// It moves no packet until a [`Runner`](crate::Runner) plugs a device in.
+    /// A stack configured by `config`, for an interface with Ethernet address `mac` (a
+    /// device plugged in later brings its own: [`Driver::mac`] wins). It moves no packet
+    /// until a [`Runner`](crate::Runner) plugs a device in; sockets can be made before.
     pub fn new(config: Config, mac: [u8; 6]) -> Stack {
         let mut sockets = SocketSet::new(Vec::new());
         let dhcp = match config.addressing {
