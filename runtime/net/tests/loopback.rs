@@ -466,3 +466,32 @@ fn abort_resets_the_peer_at_once() {
     assert_eq!(saw, Err(Error::ConnectionReset));
     assert!(took < std::time::Duration::from_millis(500), "{took:?}");
 }
+
+#[test]
+fn beyond_max_connections_attempts_are_refused_and_counted() {
+    let cfg = config_with(|t| {
+        t.max_connections = 2;
+        t.backlog = 1;
+    });
+    let (results, stats) = loopback::run_with(cfg, |stack| {
+        guarded(async move {
+            // Nobody accepts: connections pile up in the pool up to the limit.
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            let mut results = Vec::new();
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                match TcpStream::connect(&stack, loopback::endpoint(80)).await {
+                    Ok(c) => {
+                        held.push(c);
+                        results.push(Ok(()));
+                    }
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            (results, listener.stats())
+        })
+    });
+    use xenpv_net::ConnectError::Refused;
+    assert_eq!(results, [Ok(()), Ok(()), Err(Refused)]);
+    assert!(stats.at_limit > 0 && stats.peak == 2, "{stats:?}");
+}
