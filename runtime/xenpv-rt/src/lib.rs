@@ -163,7 +163,10 @@ pub mod frontend;
 pub mod gnttab;
 #[cfg(feature = "alloc")]
 pub mod heap;
+// Only the `net` modules name `alloc::` today: with `alloc` alone (`fs`, say) the crate
+// is unused, which must not warn in a consumer's build.
 #[cfg(feature = "alloc")]
+#[allow(unused_extern_crates)]
 extern crate alloc;
 pub mod hypercall;
 mod libc;
