@@ -109,7 +109,7 @@
 //! [`console::Console`] is the console as an [`embedded_io::Write`] (re-exported as
 //! `xenpv_rt::embedded_io`): unbuffered, each write in order, errors reported. Files on
 //! a disk are [`embedded_io::Read`] + [`embedded_io::Seek`] too (feature `fs`:
-//! [`blk::ext4::Ext4File`]).
+//! `blk::ext4::Ext4File`).
 //!
 //! # `alloc::format!` and the rest of liballoc
 //!

@@ -19,22 +19,27 @@ use crate::block::BlockError;
 /// positioned with [`embedded_io::Seek`].
 ///
 /// ```
-/// use embedded_io::{Read, Seek, SeekFrom};
-/// use xenpv_protocol::block::MemDisk;
+/// use embedded_io::{Error as _, ErrorKind, Read, ReadExactError, Seek, SeekFrom};
+/// use xenpv_protocol::block::{BlockDevice, MemDisk};
 /// use xenpv_protocol::ext4::{Ext4Disk, Ext4File, FileError};
 ///
-/// fn head_and_tail(disk: MemDisk<Vec<u8>>) -> Result<([u8; 4], [u8; 4]), FileError> {
-///     let fs = Ext4Disk(disk).load()?;
+/// // The first and last 4 bytes of /etc/motd (UnexpectedEof if it is shorter).
+/// fn head_and_tail<D: BlockDevice + 'static>(
+///     disk: D,
+/// ) -> Result<([u8; 4], [u8; 4]), ReadExactError<FileError>> {
+///     let fs = Ext4Disk(disk).load().map_err(FileError::from)?;
 ///     let mut file = Ext4File::open(&fs, "/etc/motd")?;
 ///     let (mut head, mut tail) = ([0; 4], [0; 4]);
-///     file.read_exact(&mut head)?; // a short file: ReadExactError::UnexpectedEof
+///     file.read_exact(&mut head)?;
 ///     file.seek(SeekFrom::End(-4))?;
 ///     file.read_exact(&mut tail)?;
 ///     Ok((head, tail))
 /// }
-/// // A zeroed disk holds no filesystem: an error of kind InvalidData.
-/// let e = head_and_tail(MemDisk::new(512, 128, true)).unwrap_err();
-/// assert_eq!(embedded_io::Error::kind(&e), embedded_io::ErrorKind::InvalidData);
+/// // A zeroed disk holds no filesystem: an error of kind InvalidData, not a panic.
+/// let Err(ReadExactError::Other(e)) = head_and_tail(MemDisk::new(512, 128, true)) else {
+///     panic!("a zeroed disk read")
+/// };
+/// assert_eq!(e.kind(), ErrorKind::InvalidData);
 /// ```
 #[derive(Debug)]
 pub struct Ext4File {

@@ -20,13 +20,12 @@
 //! ```
 
 //!
-//! With the feature `fs`, a disk's ext2/3/4 filesystem is read with [`ext4`]: its files
-//! are [`embedded_io::Read`] + [`embedded_io::Seek`] ([`ext4::Ext4File`]), each disk
+//! With the feature `fs`, a disk's ext2/3/4 filesystem is read with `ext4`: its files
+//! are [`embedded_io::Read`] + [`embedded_io::Seek`] (`ext4::Ext4File`), each disk
 //! read within the blkfront's deadline ([`blkfront::Blkfront::set_timeout`]; one that
 //! passes is an error of kind `TimedOut`, never a hang).
 //!
 //! ```no_run
-//! # #[cfg(feature = "fs")]
 //! # fn f(boot: &mut xenpv_rt::Boot) -> Result<(), xenpv_rt::blk::ext4::FileError> {
 //! use xenpv_rt::blk::{blkfront::Blkfront, ext4::{Ext4Disk, Ext4File}};
 //! use xenpv_rt::embedded_io::{Read, Seek, SeekFrom};
@@ -50,7 +49,7 @@
 
 pub mod blkfront;
 /// Read-only ext2/3/4 over a [`BlockDevice`] (feature `fs`): `Ext4Disk(disk).load()`,
-/// files as embedded-io streams ([`ext4::Ext4File`]).
+/// files as embedded-io streams (`ext4::Ext4File`).
 #[cfg(feature = "fs")]
 pub use xenpv_protocol::ext4;
 
