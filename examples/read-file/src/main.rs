@@ -1,7 +1,8 @@
 //! A consumer reading a file from a disk through embedded-io: the first disk's ext4
 //! filesystem, the file `path=` names, read whole with `read_exact` (FNV-1a 64 of its
-//! bytes), then its last `tail=` bytes after a `Seek` from the end. `cargo xtask test`
-//! boots it as a domU with `--disk` and compares both checksums with the host's.
+//! bytes), then its last `tail=` bytes after a `Seek` from the end, both sums written to
+//! the console through `embedded_io::Write`. `cargo xtask test` boots it as a domU with
+//! `--disk` and compares both checksums with the host's.
 #![no_std]
 #![no_main]
 extern crate alloc;
@@ -9,9 +10,10 @@ extern crate alloc;
 use alloc::boxed::Box;
 use core::fmt;
 
-use embedded_io::{Read, ReadExactError, Seek, SeekFrom};
+use embedded_io::{Read, ReadExactError, Seek, SeekFrom, Write};
 use xenpv_rt::blk::blkfront::{BlkError, Blkfront};
 use xenpv_rt::blk::ext4::{Ext4Disk, Ext4File, FileError};
+use xenpv_rt::console::Console;
 use xenpv_rt::gnttab::GrantTable;
 use xenpv_rt::println;
 
@@ -92,11 +94,16 @@ fn read_file(boot: &mut xenpv_rt::Boot, path: &str, tail: u64) -> Result<(), Err
     let mut file = Ext4File::open(&fs, path)?;
     let len = file.len();
     let sum = fnv1a64(&mut file, len)?;
-    println!("read-file: {path} bytes={len} fnv={sum:016x}");
+    // The results through embedded-io too: the console is a `Write`.
+    let mut out = Console;
+    let _ = writeln!(out, "read-file: {path} bytes={len} fnv={sum:016x}");
     let tail = tail.min(len);
     let at = file.seek(SeekFrom::End(-(tail as i64)))?;
     let sum = fnv1a64(&mut file, tail)?;
-    println!("read-file: {path} seek=End(-{tail}) at={at} bytes={tail} fnv={sum:016x}");
+    let _ = writeln!(
+        out,
+        "read-file: {path} seek=End(-{tail}) at={at} bytes={tail} fnv={sum:016x}"
+    );
     Ok(())
 }
 
