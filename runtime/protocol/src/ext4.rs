@@ -18,6 +18,9 @@
 //! [`read_exact_at`] reads a file's range at any offset in full (seeking only when the
 //! offset is not where the last read ended), what a server streaming a file needs.
 //!
+//! [`Ext4File`] is a file as an [`embedded_io`] stream: `Read` and `Seek`, with a typed
+//! [`FileError`] whose kind tells a timed-out disk from a missing file.
+//!
 //! ext4-view is re-exported as [`ext4_view`], so a guest names one version of it.
 //!
 //! ```
@@ -53,8 +56,12 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use embedded_io;
 pub use ext4_view;
 use ext4_view::{Ext4, Ext4Error, Ext4Read, File};
+
+mod io;
+pub use io::{block_error_kind, ext4_error_kind, seek_target, Ext4File, FileError};
 
 use crate::block::{read_bytes, BlockDevice, BlockError};
 

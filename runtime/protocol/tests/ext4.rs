@@ -690,3 +690,113 @@ fn a_symlink_claiming_a_huge_target_is_an_error() {
     // Paths that do not pass through it still open.
     assert!(open(&fs, "/short").is_ok());
 }
+
+/// A file through embedded-io: `read_exact` in odd pieces, every kind of seek (the next
+/// read lands there), a seek before 0 refused in place, reads past the end 0 or
+/// `UnexpectedEof`, and the errors' kinds.
+#[test]
+fn files_read_and_seek_through_embedded_io() {
+    use embedded_io::{Error as _, ErrorKind, Read, ReadExactError, Seek, SeekFrom};
+    use xenpv_protocol::ext4::{Ext4File, FileError};
+    let fs = load(image(1024), 512);
+    let want = content("big", (1 << 20) + 3);
+    let size = want.len() as u64;
+    let mut f = Ext4File::open(&fs, "/big").unwrap();
+    assert_eq!(f.len(), size);
+    let mut got = vec![0u8; want.len()];
+    for piece in got.chunks_mut(1460) {
+        f.read_exact(piece).unwrap();
+    }
+    assert!(got == want);
+    assert_eq!(f.read(&mut [0; 8]).unwrap(), 0, "at the end");
+    let check = |f: &mut Ext4File, to: SeekFrom, at: u64, n: usize| {
+        assert_eq!(f.seek(to).unwrap(), at, "{to:?}");
+        let mut out = vec![0u8; n];
+        f.read_exact(&mut out).unwrap();
+        assert!(
+            out[..] == want[at as usize..at as usize + n],
+            "{to:?}: bytes"
+        );
+        assert_eq!(f.stream_position().unwrap(), at + n as u64);
+    };
+    check(&mut f, SeekFrom::Start(0), 0, 4096);
+    check(&mut f, SeekFrom::Start(1023), 1023, 2);
+    check(&mut f, SeekFrom::Current(-1), 1024, 5000);
+    check(&mut f, SeekFrom::Current(70_000), 76_024, 3);
+    check(&mut f, SeekFrom::End(-3), size - 3, 3);
+    check(&mut f, SeekFrom::End(-(size as i64)), 0, 1);
+    // Two seeks, one walk: only the last one counts.
+    f.seek(SeekFrom::Start(999_999)).unwrap();
+    check(&mut f, SeekFrom::Start(7), 7, 1);
+    // Before byte 0: refused, the position kept.
+    let e = f.seek(SeekFrom::Current(-9)).unwrap_err();
+    assert!(matches!(e, FileError::BadSeek { position: 8, .. }), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(f.stream_position().unwrap(), 8);
+    // Past the end: allowed, nothing there.
+    assert_eq!(f.seek(SeekFrom::End(10)).unwrap(), size + 10);
+    assert_eq!(f.read(&mut [0; 8]).unwrap(), 0);
+    f.seek(SeekFrom::End(-2)).unwrap();
+    assert!(matches!(
+        f.read_exact(&mut [0; 3]),
+        Err(ReadExactError::UnexpectedEof)
+    ));
+    // Opening: a missing file, a directory, each with its kind.
+    let kind = |p: &str| Ext4File::open(&fs, p).unwrap_err().kind();
+    assert_eq!(kind("/missing"), ErrorKind::NotFound);
+    assert_eq!(kind("/nested"), ErrorKind::InvalidInput);
+    assert_eq!(kind("nested"), ErrorKind::InvalidInput);
+}
+
+/// A device that times out under a file: the read is `FileError::Device(Timeout)`, of
+/// kind `TimedOut`, and the position stays where the read began.
+#[test]
+fn a_timed_out_disk_is_a_timed_out_read() {
+    use embedded_io::{Error as _, ErrorKind, Read};
+    use xenpv_protocol::ext4::{Ext4File, FileError};
+    struct Slow(MemDisk<Vec<u8>>, Rc<Cell<bool>>);
+    impl BlockDevice for Slow {
+        fn geometry(&self) -> Geometry {
+            self.0.geometry()
+        }
+        fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+            if self.1.get() {
+                return Err(BlockError::Timeout { waited_ms: 5000 });
+            }
+            self.0.read(sector, buf)
+        }
+        fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
+            self.0.write(sector, buf)
+        }
+        fn flush(&mut self) -> Result<(), BlockError> {
+            Ok(())
+        }
+    }
+    let stalled = Rc::new(Cell::new(false));
+    let disk = Slow(MemDisk::over(image(1024), 512, true), stalled.clone());
+    let fs = Ext4Disk(disk).load().unwrap();
+    let mut f = Ext4File::open(&fs, "/big").unwrap();
+    f.read_exact(&mut [0; 10]).unwrap();
+    stalled.set(true);
+    // Past ext4-view's block cache: the next blocks need the device.
+    let mut buf = vec![0u8; 1 << 20];
+    let e = f.read_exact(&mut buf).unwrap_err();
+    let embedded_io::ReadExactError::Other(e) = e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        matches!(
+            e,
+            FileError::Device(BlockError::Timeout { waited_ms: 5000 })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    assert!(f.position() < 1 << 20, "{}", f.position());
+    stalled.set(false);
+    let at = f.position() as usize;
+    let want = content("big", (1 << 20) + 3);
+    let mut rest = vec![0u8; want.len() - at];
+    f.read_exact(&mut rest).unwrap();
+    assert!(rest == want[at..], "after the disk came back");
+}

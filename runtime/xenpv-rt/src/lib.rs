@@ -106,6 +106,11 @@
 //! on the command line (`off`, `error`, `warn`, `info`, `debug`, `trace`; default
 //! `info`).
 //!
+//! [`console::Console`] is the console as an [`embedded_io::Write`] (re-exported as
+//! `xenpv_rt::embedded_io`): unbuffered, each write in order, errors reported. Files on
+//! a disk are [`embedded_io::Read`] + [`embedded_io::Seek`] too (feature `fs`:
+//! `blk::ext4::Ext4File`).
+//!
 //! # `alloc::format!` and the rest of liballoc
 //!
 //! With the `alloc` feature, `alloc::format!`, `to_string()` and `write!` into a `String`
@@ -158,7 +163,10 @@ pub mod frontend;
 pub mod gnttab;
 #[cfg(feature = "alloc")]
 pub mod heap;
+// Only the `net` modules name `alloc::` today: with `alloc` alone (`fs`, say) the crate
+// is unused, which must not warn in a consumer's build.
 #[cfg(feature = "alloc")]
+#[allow(unused_extern_crates)]
 extern crate alloc;
 pub mod hypercall;
 mod libc;
@@ -184,6 +192,9 @@ pub use cmdline::Cmdline;
 /// The application's defmt macros, for apps that do not depend on defmt themselves.
 #[cfg(feature = "defmt")]
 pub use defmt;
+/// The blocking I/O traits (0.7) the console and disk files implement, for apps that do
+/// not depend on embedded-io themselves.
+pub use embedded_io;
 /// The `log` facade the runtime is the backend of (feature `log`), for apps that do not
 /// depend on `log` themselves.
 #[cfg(feature = "log")]

@@ -19,8 +19,37 @@
 //! # Ok(()) }
 //! ```
 
+//!
+//! With the feature `fs`, a disk's ext2/3/4 filesystem is read with `ext4`: its files
+//! are [`embedded_io::Read`] + [`embedded_io::Seek`] (`ext4::Ext4File`), each disk
+//! read within the blkfront's deadline ([`blkfront::Blkfront::set_timeout`]; one that
+//! passes is an error of kind `TimedOut`, never a hang).
+//!
+//! ```no_run
+//! # fn f(boot: &mut xenpv_rt::Boot) -> Result<(), xenpv_rt::blk::ext4::FileError> {
+//! use xenpv_rt::blk::{blkfront::Blkfront, ext4::{Ext4Disk, Ext4File}};
+//! use xenpv_rt::embedded_io::{Read, Seek, SeekFrom};
+//! # let mut gt = xenpv_rt::gnttab::GrantTable::setup(boot.memory(), 4).expect("grants");
+//! # let (mem, xs) = boot.memory_and_xenstore();
+//! # let xs = xs.expect("a domU has xenstore");
+//! let mut disk = Blkfront::connect(mem, &mut gt, xs, 51712).expect("xvda");
+//! disk.set_timeout(5_000_000_000); // each disk read: 5 s at most
+//! let fs = Ext4Disk(disk).load()?;
+//! let mut file = Ext4File::open(&fs, "/etc/motd")?;
+//! let mut head = [0u8; 16];
+//! file.read_exact(&mut head).map_err(|e| match e {
+//!     xenpv_rt::embedded_io::ReadExactError::Other(e) => e,
+//!     eof => panic!("{eof:?}: shorter than 16 bytes"),
+//! })?;
+//! file.seek(SeekFrom::End(-16))?;
+//! let n = file.read(&mut head)?;
+//! xenpv_rt::println!("{} bytes, the last {n} read", file.len());
+//! # Ok(()) }
+//! ```
+
 pub mod blkfront;
-/// Read-only ext2/3/4 over a [`BlockDevice`] (feature `fs`): `Ext4Disk(disk).load()`.
+/// Read-only ext2/3/4 over a [`BlockDevice`] (feature `fs`): `Ext4Disk(disk).load()`,
+/// files as embedded-io streams (`ext4::Ext4File`).
 #[cfg(feature = "fs")]
 pub use xenpv_protocol::ext4;
 

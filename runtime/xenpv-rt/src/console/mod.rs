@@ -189,6 +189,22 @@ macro_rules! debug { ($($arg:tt)*) => { $crate::console::_log($crate::console::L
 /// The guest's console, whichever it is: Xen's (dom0: `console_io`) or the ring (domU).
 /// `print!` and friends go through the same path; this handle adds unbuffered writes that
 /// report errors, and input.
+///
+/// It is an [`embedded_io::Write`], so code written against embedded-io writes to the
+/// console unchanged:
+///
+/// ```no_run
+/// use xenpv_rt::console::Console;
+/// use xenpv_rt::embedded_io::Write;
+///
+/// fn report(out: &mut impl Write, sum: u32) -> Result<(), impl core::fmt::Debug> {
+///     write!(out, "checksum {sum:08x}\n")
+/// }
+/// report(&mut Console, 0xdead_beef).expect("the console took it");
+/// ```
+///
+/// It is not an `embedded_io::Read`: [`Console::read`] does not block (0 when nothing
+/// was typed), and a `Read` that returns 0 means the end of the stream.
 pub struct Console;
 
 /// Why a console write or read failed.
@@ -207,6 +223,39 @@ impl fmt::Display for ConsoleError {
             ConsoleError::Ring(e) => write!(f, "console ring: {e}"),
             ConsoleError::Xen(e) => write!(f, "console_io: {e}"),
         }
+    }
+}
+
+impl core::error::Error for ConsoleError {}
+
+impl embedded_io::Error for ConsoleError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        use crate::ring::DuplexError;
+        use embedded_io::ErrorKind;
+        match self {
+            ConsoleError::Ring(DuplexError::Stalled { .. } | DuplexError::TimedOut { .. }) => {
+                ErrorKind::TimedOut
+            }
+            ConsoleError::Ring(DuplexError::Ring(_)) => ErrorKind::InvalidData,
+            ConsoleError::Xen(_) => ErrorKind::Other,
+        }
+    }
+}
+
+impl embedded_io::ErrorType for Console {
+    type Error = ConsoleError;
+}
+
+impl embedded_io::Write for Console {
+    /// All of `buf`, unbuffered, as [`Console::write_all`]: never a short write.
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ConsoleError> {
+        Console::write_all(self, buf)?;
+        Ok(buf.len())
+    }
+
+    /// Nothing to do: every write has gone out when it returns.
+    fn flush(&mut self) -> Result<(), ConsoleError> {
+        Ok(())
     }
 }
 

@@ -145,6 +145,52 @@ pub fn files() -> BootTest {
     b
 }
 
+/// The file examples/read-file reads, and how many bytes at its end it reads again
+/// after a seek: past a block's start (1 MiB + 3 bytes, 70001 at the end).
+const READ_FILE: &str = "docs/deep/nested/1m-plus-3";
+const READ_FILE_TAIL: usize = 70_001;
+
+/// A consumer crate (examples/read-file, outside the app: the runtime's public API and
+/// embedded-io only) reads a file of an ext4 disk through `embedded_io::Read`
+/// (`read_exact` in 4000-byte pieces) and again after a `Seek` from the end, as a domU
+/// with the image as `--disk` (read by Linux's blkback): both FNV-1a sums must be the
+/// host's of the same bytes.
+pub fn read_file() -> BootTest {
+    let mut b = t(
+        "domu-example-read-file",
+        Image::ReadFile,
+        &format!("path=/{READ_FILE} tail={READ_FILE_TAIL}"),
+        0,
+        vec![Check::ExitLine],
+    );
+    b.prepare = Some(|b| {
+        let (img, files) = crate::disks::ext4_files("domu-example-read-file.img")?;
+        b.disks = vec![crate::xenbox::Disk {
+            path: img,
+            read_only: true,
+            throttle: None,
+        }];
+        let i = files
+            .iter()
+            .position(|f| f.path == READ_FILE)
+            .ok_or(format!("{READ_FILE} is not in disks::FILES"))?;
+        // The file's bytes as ext4_files wrote them (the pattern of seed 100 + i).
+        let mut bytes = vec![0u8; files[i].len as usize];
+        crate::disks::pattern(100 + i as u64, 0, &mut bytes);
+        let (len, at) = (bytes.len(), bytes.len() - READ_FILE_TAIL);
+        let tail = crate::disks::fnv1a64(&bytes[at..]);
+        b.checks.push(has(&format!(
+            "read-file: /{READ_FILE} bytes={len} fnv={}",
+            files[i].fnv
+        )));
+        b.checks.push(has(&format!(
+            "read-file: /{READ_FILE} seek=End(-{READ_FILE_TAIL}) at={at} bytes={READ_FILE_TAIL} fnv={tail:016x}"
+        )));
+        Ok(())
+    });
+    b
+}
+
 /// The appliance's refusal of a filesystem whose superblock claims more blocks than the
 /// disk holds: a `net: files:` line naming the field.
 const HOSTILE_EXT4_REFUSED: &str = r"net: files: vbd 51712: superblock refused: s_blocks_count is 4294967295, outside 1\.\.=\d+ \(the blocks the device holds\) \(serving without files\)";

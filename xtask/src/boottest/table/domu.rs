@@ -25,6 +25,7 @@ pub fn rows() -> Vec<BootTest> {
     v.push(without_peer());
     v.push(blk::blk());
     v.push(blk::files());
+    v.push(blk::read_file());
     // Issue 24: nothing a client or a disk sends can stall, starve or crash the appliance.
     v.push(net::hostile_clients());
     v.push(net::shutdown_during("detach"));
