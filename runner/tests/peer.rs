@@ -90,8 +90,8 @@ fn under_its_own_name_it_is_the_runner() {
     assert_eq!(o.status.code(), Some(0));
     assert!(out.starts_with("Boot a Xen PV kernel"), "{out}");
     assert!(
-        !out.contains("dom0-peer"),
-        "the subcommand is hidden: {out}"
+        !out.lines().any(|l| l.trim_start().starts_with("dom0-peer")),
+        "the subcommand is not listed: {out}"
     );
     // A kernel that is not there is the runner's error, whatever the words after it.
     let o = Command::new(RUNNER)
