@@ -54,9 +54,9 @@ pub struct BootArgs {
     /// …; `$PEER --help`), which xenpv-run carries in itself (it is a multi-call binary:
     /// run as `peer` or `xenpv-run dom0-peer`, it is that client) and `cargo xtask run`
     /// builds; each step prints one verdict line and exits 0 only on PASS. It runs in the
-    /// box's Debian 12 (glibc 2.36): a runner built against a newer glibc fails there with
-    /// the loader's line; where the runner cannot carry itself, $PEER is a stub that says
-    /// why on stderr and exits 127; DISK0, DISK1, … (dom0's block device behind the
+    /// box's Debian 12 (glibc 2.36); where the runner cannot carry itself (its executable
+    /// unreadable, or built against a newer glibc), $PEER is a stub that says why on
+    /// stderr and exits 127; DISK0, DISK1, … (dom0's block device behind the
     /// domU's --disk 0 = xvda, 1 = xvdb, …); init's PATH (busybox, xl, xenstore-*).
     ///
     /// Its output (stdout and stderr) is shown as it comes, each line prefixed `dom0| `

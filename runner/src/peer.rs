@@ -8,9 +8,10 @@
 //! fails (status 127) with one line on stderr naming why, never an empty program that
 //! "passes".
 //!
-//! The peer runs in the box's dom0, Debian 12's userland (glibc 2.36): a runner built
-//! against a newer glibc than that does not start there (the dynamic loader says which
-//! symbol version is missing, and the step fails).
+//! The peer runs in the box's dom0, Debian 12's userland (glibc 2.36, the `libc6` pin of
+//! runner/xenbox/packages.lock): a runner whose dynamic symbols need a newer glibc (built
+//! on a newer host) would not start there, so [`carried`] reads its symbol versions and
+//! carries the stub, naming the versions, instead.
 use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
@@ -55,7 +56,7 @@ pub fn run(args: &[String]) -> i32 {
 /// only when the stub cannot be written either.
 pub fn carried(exe: std::io::Result<PathBuf>, stub: &Path) -> Result<PathBuf, String> {
     let why = match exe {
-        Ok(p) => match is_elf(&p) {
+        Ok(p) => match is_elf(&p).and_then(|()| runs_in_the_box(&p)) {
             Ok(()) => return Ok(p),
             Err(e) => format!("{}: {e}", p.display()),
         },
@@ -74,6 +75,59 @@ fn is_elf(p: &Path) -> Result<(), String> {
     (magic == *b"\x7fELF")
         .then_some(())
         .ok_or_else(|| "not an ELF program".into())
+}
+
+/// The box's glibc (major, minor), from the `libc6` pin of its package lock.
+pub fn box_glibc() -> Option<(u32, u32)> {
+    let pins = crate::xenbox::pins(include_str!("../xenbox/packages.lock")).ok()?;
+    let (_, v) = pins.into_iter().find(|(p, _)| p == "libc6")?;
+    glibc_version(v.split('-').next()?)
+}
+
+/// `2.36` (or `2.2.5`) as (2, 36) ((2, 2)).
+fn glibc_version(v: &str) -> Option<(u32, u32)> {
+    let mut it = v.split('.');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Whether the program at `p` can start in the box's dom0: every `GLIBC_x.y` symbol
+/// version its dynamic section needs is at most the box's glibc; else why not.
+fn runs_in_the_box(p: &Path) -> Result<(), String> {
+    let data = fs::read(p).map_err(|e| e.to_string())?;
+    let needed = glibc_needs(&data).map_err(|e| format!("its ELF symbol versions: {e}"))?;
+    let have = box_glibc().ok_or("the box's package lock names no libc6")?;
+    too_new(&needed, have).map_or(Ok(()), |v| {
+        Err(format!(
+            "it needs glibc {}.{} (symbol version GLIBC_{0}.{1}), the box's dom0 (Debian 12) \
+             has {}.{}: build xenpv-run against glibc {2}.{3} or older for a working $PEER",
+            v.0, v.1, have.0, have.1
+        ))
+    })
+}
+
+/// The newest of `needed` if it is newer than `have`.
+fn too_new(needed: &[(u32, u32)], have: (u32, u32)) -> Option<(u32, u32)> {
+    needed.iter().copied().filter(|v| *v > have).max()
+}
+
+/// The `GLIBC_x.y` versions an ELF file's dynamic symbols need (its `.gnu.version_r`).
+fn glibc_needs(data: &[u8]) -> object::read::Result<Vec<(u32, u32)>> {
+    use object::read::elf::ElfFile64;
+    let f = ElfFile64::<object::Endianness>::parse(data)?;
+    let (endian, sections) = (f.endian(), f.elf_section_table());
+    let mut out = Vec::new();
+    if let Some((mut needs, link)) = sections.gnu_verneed(endian, data)? {
+        let strings = sections.strings(endian, data, link)?;
+        while let Some((_, mut aux)) = needs.next()? {
+            while let Some(a) = aux.next()? {
+                let name = String::from_utf8_lossy(a.name(endian, strings)?).into_owned();
+                if let Some(v) = name.strip_prefix("GLIBC_").and_then(glibc_version) {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The stub `$PEER` (busybox sh): one line on stderr naming `why`, status 127.
@@ -118,6 +172,50 @@ mod tests {
         assert_eq!(p(&["/run/peer/xenpv-run", "k.elf"]), None);
         assert_eq!(p(&["xenpv-run"]), None);
         assert_eq!(p(&[]), None);
+    }
+
+    #[test]
+    fn a_runner_for_a_newer_glibc_than_the_boxs_is_not_carried() {
+        assert_eq!(box_glibc(), Some((2, 36)), "Debian 12's libc6");
+        assert_eq!(glibc_version("2.2.5"), Some((2, 2)));
+        assert_eq!(glibc_version("PRIVATE"), None);
+        assert_eq!(too_new(&[(2, 2), (2, 34), (2, 36)], (2, 36)), None);
+        assert_eq!(too_new(&[(2, 39), (2, 2), (2, 38)], (2, 36)), Some((2, 39)));
+        // This test binary, built as the runner is: its needs are read (a glibc program
+        // needs some GLIBC_ version), and it is judged against the box.
+        let me = fs::read(std::env::current_exe().unwrap()).unwrap();
+        let needs = glibc_needs(&me).unwrap();
+        assert!(
+            !needs.is_empty() && needs.iter().all(|v| v.0 == 2),
+            "{needs:?}"
+        );
+        assert!(glibc_needs(b"\x7fELF not really").is_err());
+        // The same program with its newest need renamed GLIBC_2.99 (as if built on a newer
+        // host): not carried; the stub names the version.
+        let newest = *needs.iter().max().unwrap();
+        let name = format!("GLIBC_{}.{}\0", newest.0, newest.1);
+        let newer = format!("GLIBC_2.{}\0", "9".repeat(name.len() - 9));
+        let mut patched = me.clone();
+        let mut at = 0;
+        while let Some(k) = patched[at..]
+            .windows(name.len())
+            .position(|w| w == name.as_bytes())
+        {
+            patched[at + k..at + k + name.len()].copy_from_slice(newer.as_bytes());
+            at += k + name.len();
+        }
+        let dir = std::env::temp_dir().join(format!("xenpv-run-glibc-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (exe, stub) = (dir.join("xenpv-run"), dir.join("stub"));
+        fs::write(&exe, &patched).unwrap();
+        assert_eq!(carried(Ok(exe), &stub).unwrap(), stub);
+        let text = fs::read_to_string(&stub).unwrap();
+        assert!(
+            text.contains(&format!("it needs glibc {}", &newer[6..newer.len() - 1]))
+                && text.contains("has 2.36"),
+            "{text}"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
