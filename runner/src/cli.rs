@@ -49,10 +49,14 @@ pub struct BootArgs {
     /// counts (see --help).
     ///
     /// The box starts FILE with `/bin/sh` once the domU has its domain id. Its environment:
-    /// DOMID and DOMU_NAME (the domU's); PEER=/run/peer (dom0's test client,
-    /// tools/xenbox-peer, which `cargo xtask run` in the xenpv-rt repository carries;
-    /// xenpv-run carries none, and there $PEER is a stub that says so on stderr and exits
-    /// 127, so a `$PEER …` step fails); DISK0, DISK1, … (dom0's block device behind the
+    /// DOMID and DOMU_NAME (the domU's); PEER=/run/peer, dom0's test client
+    /// (tools/xenbox-peer: `$PEER wait-up HOST:PORT`, `tcp-echo`, `udp-echo`, `http-get`,
+    /// …; `$PEER --help`), which xenpv-run carries in itself (it is a multi-call binary:
+    /// run as `peer` or `xenpv-run dom0-peer`, it is that client) and `cargo xtask run`
+    /// builds; each step prints one verdict line and exits 0 only on PASS. It runs in the
+    /// box's Debian 12 (glibc 2.36); where the runner cannot carry itself (its executable
+    /// unreadable, or built against a newer glibc), $PEER is a stub that says why on
+    /// stderr and exits 127; DISK0, DISK1, … (dom0's block device behind the
     /// domU's --disk 0 = xvda, 1 = xvdb, …); init's PATH (busybox, xl, xenstore-*).
     ///
     /// Its output (stdout and stderr) is shown as it comes, each line prefixed `dom0| `
@@ -69,7 +73,8 @@ pub struct BootArgs {
     /// which the exit device cannot carry, is 125), else 0.
     ///
     /// Example: `--domu --net --dom0-script check.sh`, check.sh holding
-    /// `xl network-list $DOMID && ls /sys/class/net/xenbr0/brif`.
+    /// `xl network-list $DOMID && ls /sys/class/net/xenbr0/brif`; with the guest at
+    /// `ip=169.254.100.2/24`, `$PEER wait-up 169.254.100.2:80 --timeout 60`.
     #[arg(long, value_name = "FILE", requires = "domu")]
     pub dom0_script: Option<PathBuf>,
     /// With --domu: give the domU the raw image FILE as a block device (xen-blkback in the

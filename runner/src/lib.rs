@@ -12,7 +12,8 @@
 //! - [`defmt_log`] and [`symbolize`]: the console made readable with the kernel's ELF
 //!   (defmt frames decoded, fault reports turned into `function (file:line)`);
 //! - [`elf`]: is this a Xen PV kernel at all;
-//! - [`starter`]: a new consumer crate (`xenpv-run new`).
+//! - [`starter`]: a new consumer crate (`xenpv-run new`);
+//! - [`peer`]: dom0's test client, carried in the runner (a dom0 script's `$PEER`).
 //!
 //! Statuses: the guest's own (0..=127; 101 a panic, 102 a refused start of day, 103 a
 //! fault), [`qemu::EXIT_TIMEOUT`] (124) when the time limit hits, and
@@ -22,6 +23,7 @@
 pub mod cli;
 pub mod defmt_log;
 pub mod elf;
+pub mod peer;
 pub mod progress;
 pub mod provision;
 pub mod qemu;

@@ -5,6 +5,10 @@
 //! xenpv-run new NAME
 //! ```
 //!
+//! Run as `peer` (its file name) or `xenpv-run dom0-peer …`, it is dom0's test client
+//! instead (see [`xenpv_run::peer`]): a `--domu` run carries itself into the box as a
+//! dom0 script's `$PEER`.
+//!
 //! As a cargo runner (`runner = "xenpv-run"` in `.cargo/config.toml`), `cargo run`
 //! boots the crate's kernel and `cargo run -- exit=3 --domu` passes words to the guest
 //! and options to the runner. A binary without Xen's ELF notes (a `cargo test` binary)
@@ -74,6 +78,10 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Run as the box's `/run/peer` (or `xenpv-run dom0-peer …`): dom0's test client.
+    if let Some(args) = xenpv_run::peer::called_as_peer(&argv) {
+        std::process::exit(xenpv_run::peer::run(&args));
+    }
     // cargo hands its runner every binary it runs: a test binary is not a PV kernel.
     if let Some(first) = argv.get(1) {
         let p = PathBuf::from(first);
@@ -152,7 +160,11 @@ fn run(a: RunArgs) -> Result<u8, String> {
     }
     let xen = provision::ensure()?;
     let domu = if o.domu {
-        Some(std::sync::Arc::new(xenbox::ensure()?))
+        let mut b = xenbox::ensure()?;
+        // The dom0 script's $PEER: this very program (see xenpv_run::peer).
+        let stub = kernel.with_extension("xenpv-run.peer-stub");
+        b.peer = Some(xenpv_run::peer::carried(std::env::current_exe(), &stub)?);
+        Some(std::sync::Arc::new(b))
     } else {
         None
     };

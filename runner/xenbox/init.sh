@@ -65,9 +65,10 @@ hdr=$(head -c 4096 "$payload_dev" | tr -d '\000')
 get() { echo "$hdr" | sed -n "s/^$1=//p"; }
 name=$(get name); klen=$(get kernel_len); mem=$(get memory); extra=$(get extra); limit=$(get timeout)
 dd if="$payload_dev" bs=4096 skip=1 2>/dev/null | head -c "$klen" > /run/kernel || fail "reading the kernel"
-# The peer (header peer_len=N): dom0's test client (tools/xenbox-peer), a dom0 script's
-# $PEER. Without one (xenpv-run carries none) $PEER is a stub that fails loudly: an empty
-# file would run as an empty script, status 0, and every `$PEER ...` step would "pass".
+# The peer (header peer_len=N): dom0's test client (tools/xenbox-peer, or xenpv-run
+# itself, a multi-call binary), a dom0 script's $PEER. Without one (a runner-library
+# caller that set no BoxImage::peer) $PEER is a stub that fails loudly: an empty file
+# would run as an empty script, status 0, and every `$PEER ...` step would "pass".
 plen=$(get peer_len)
 has_peer=""
 if [ "${plen:-0}" -gt 0 ]; then
@@ -76,7 +77,7 @@ if [ "${plen:-0}" -gt 0 ]; then
 else
     cat > /run/peer <<'STUB'
 #!/bin/sh
-echo "\$PEER: no peer program in this run: the box carries dom0's test client (tools/xenbox-peer) only under cargo xtask run/test in the xenpv-rt repository, not under xenpv-run" >&2
+echo "\$PEER: no peer program in this run: its runner carried none (xenpv-run --domu carries itself, cargo xtask run tools/xenbox-peer; a runner-library caller sets BoxImage::peer)" >&2
 exit 127
 STUB
 fi

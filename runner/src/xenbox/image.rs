@@ -452,7 +452,8 @@ mod tests {
             "has_peer=1"
         );
         assert_eq!(fs::read(&peer).unwrap(), program);
-        // None (peer_len=0, every xenpv-run): a stub that a `$PEER …` step sees fail, with
+        // None (peer_len=0: a runner-library caller that set no peer; xenpv-run carries
+        // itself): a stub that a `$PEER …` step sees fail, with
         // why on stderr; init's grant check does not run it.
         assert_eq!(init_peer_section(0, &payload, &peer), "has_peer=");
         let out = Command::new(&peer)

@@ -98,9 +98,10 @@ pub struct BootTest {
     /// As a domU: block devices (`--disk`), raw images on the host made before the run;
     /// xvda, xvdb, … in the domU, `DISK0`, `DISK1`, … in the dom0 script.
     pub disks: Vec<crate::xenbox::Disk>,
-    /// As a domU: boot the box without dom0's client program (tools/xenbox-peer), as
-    /// `xenpv-run` does: the dom0 script's `$PEER` is then the box's failing stub.
-    pub without_peer: bool,
+    /// As a domU: boot the box as `xenpv-run` boots it, its own executable (the
+    /// `xenpv-run` binary, built from runner/) carried as the dom0 script's `$PEER`
+    /// (`xenpv_run::peer::carried`) instead of the xtask-built tools/xenbox-peer.
+    pub as_xenpv_run: bool,
     /// Made once before the runs start (disk images, and what the checks expect of
     /// them): it may set `disks`, `dom0_script` and `checks`.
     pub prepare: Option<Prepare>,
@@ -121,7 +122,7 @@ pub fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check
         vifs: 0,
         dom0_script: None,
         disks: vec![],
-        without_peer: false,
+        as_xenpv_run: false,
         prepare: None,
     }
 }

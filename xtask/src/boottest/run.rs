@@ -24,6 +24,8 @@ struct Ctx {
     xen: PathBuf,
     dir: PathBuf,
     domu_box: Option<Arc<crate::xenbox::BoxImage>>,
+    /// The box as `xenpv-run` boots it (for rows [`BootTest::as_xenpv_run`]).
+    runner_box: Option<Arc<crate::xenbox::BoxImage>>,
     built: Vec<Image>,
 }
 
@@ -37,6 +39,10 @@ pub fn run_boot_tests(
 ) -> Result<(u64, u64), String> {
     let dir = crate::root().join("target/xtask/tests");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let runner_box = match &domu_box {
+        Some(b) if tests.iter().any(|t| t.as_xenpv_run) => Some(Arc::new(runner_box(b, &dir)?)),
+        _ => None,
+    };
     let prepared = prepare_all(tests)?;
     let bar = Arc::new(crate::progress::bar(
         prepared.len() as u64,
@@ -49,6 +55,7 @@ pub fn run_boot_tests(
         xen: xen.to_path_buf(),
         dir,
         domu_box,
+        runner_box,
         built: built.to_vec(),
     });
     let workers: Vec<_> = (0..jobs)
@@ -167,18 +174,42 @@ fn run_one(ctx: &Ctx, p: Prepared) -> Result<f64, String> {
     })
 }
 
-/// The box a domU row boots in: the shared one, or for a row `without_peer` the same box
-/// without dom0's client program (as `xenpv-run` boots it).
+/// The box a domU row boots in: the shared one (dom0's test client built by xtask), or
+/// for a row [`BootTest::as_xenpv_run`] the box as `xenpv-run` boots it.
 fn domu_box(ctx: &Ctx, t: &BootTest) -> Option<Arc<crate::xenbox::BoxImage>> {
-    let b = ctx.domu_box.as_ref()?;
-    if !t.without_peer {
-        return Some(b.clone());
+    if t.as_xenpv_run {
+        ctx.runner_box.clone()
+    } else {
+        ctx.domu_box.clone()
     }
-    Some(Arc::new(crate::xenbox::BoxImage {
+}
+
+/// The box `b` with what `xenpv-run --domu` carries as the peer: the `xenpv-run` binary
+/// (built here from runner/, as a user's `cargo install --path runner` builds it), passed
+/// through the runner's own choice (`xenpv_run::peer::carried`, its stub in `dir` if the
+/// binary were unreadable).
+fn runner_box(
+    b: &crate::xenbox::BoxImage,
+    dir: &std::path::Path,
+) -> Result<crate::xenbox::BoxImage, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = crate::root().join("runner/Cargo.toml");
+    let st = std::process::Command::new(cargo)
+        .args(["build", "-q", "--bin", "xenpv-run", "--manifest-path"])
+        .arg(&manifest)
+        .current_dir(crate::root())
+        .status()
+        .map_err(|e| format!("cargo build --bin xenpv-run: {e}"))?;
+    if !st.success() {
+        return Err(format!("cargo build --bin xenpv-run: {st}"));
+    }
+    let exe = crate::root().join("target/debug/xenpv-run");
+    let stub = dir.join("xenpv-run.peer-stub");
+    Ok(crate::xenbox::BoxImage {
         vmlinuz: b.vmlinuz.clone(),
         initramfs: b.initramfs.clone(),
-        peer: None,
-    }))
+        peer: Some(xenpv_run::peer::carried(Ok(exe), &stub)?),
+    })
 }
 
 /// Judges a console: the row's status, then each check in order (the first that fails

@@ -22,7 +22,7 @@ pub fn rows() -> Vec<BootTest> {
     v.extend(early_errors());
     v.push(net::appliance());
     v.push(net::dhcp());
-    v.push(without_peer());
+    v.push(as_xenpv_run());
     v.push(blk::blk());
     v.push(blk::files());
     v.push(blk::read_file());
@@ -205,34 +205,44 @@ fn early_errors() -> Vec<BootTest> {
     v
 }
 
-/// A dom0 script under a box without dom0's client program, as `xenpv-run` boots it: the
-/// docs' example (`xl network-list $DOMID && ls …/brif`) passes, and its last step,
-/// `$PEER wait-up` to an address with no host, fails loudly with status 127, which is the
-/// run's (the guest itself exits 0 when the box stops it after the script).
-fn without_peer() -> BootTest {
+/// A dom0 script in the box as `xenpv-run` boots it, whose `$PEER` is the xenpv-run
+/// binary itself: the docs' example (`xl network-list $DOMID && ls …/brif`) passes, real
+/// `$PEER` steps against the appliance (wait-up, tcp-echo, http-get) pass, and its last
+/// step, `$PEER wait-up` to an address with no host, fails with the client's own FAIL
+/// verdict and status 1 (not the stub's 127, never a silent 0), which is the run's (the
+/// guest itself exits 0 when the box stops it after the script).
+fn as_xenpv_run() -> BootTest {
     let mut b = t(
-        "domu-dom0-script-without-peer",
+        "domu-dom0-script-as-xenpv-run",
         Image::app(),
         "net ip=169.254.100.2/24",
-        127,
+        1,
         vec![
             Check::Regex(r"dom0\| .*00:16:3e:00:00:02"),
             Check::Regex(r"dom0\| vif\d+\.0"),
             has("dom0| the docs' example passed"),
-            has("dom0| $PEER: no peer program in this run: the box carries dom0's test client (tools/xenbox-peer) only under cargo xtask run/test"),
-            Check::Report(runner_like("xenbox: dom0-script exit 127")),
+            has("dom0| peer: wait-up PASS "),
+            has("dom0| peer: tcp-echo PASS "),
+            has("dom0| peer: http-get PASS "),
+            has("dom0| the peer's steps against the appliance passed"),
+            Check::Regex(r"dom0\| peer: wait-up: 169\.254\.100\.99:80: "),
+            has("dom0| peer: wait-up FAIL "),
+            Check::NotContains("no peer program".into()),
+            Check::Report(runner_like("xenbox: dom0-script exit 1")),
             Check::Report(like("net: shutdown requested how=poweroff")),
-            Check::Custom("the guest itself exited 0 (127 is the script's)", |o| {
-                match o.guest_lines().filter_map(parse_exit_line).last() {
-                    Some(0) => Ok(()),
-                    other => Err(format!("the guest's last exit line names {other:?}")),
-                }
+            Check::Custom("the guest itself exited 0 (1 is the script's)", |o| match o
+                .guest_lines()
+                .filter_map(parse_exit_line)
+                .last()
+            {
+                Some(0) => Ok(()),
+                other => Err(format!("the guest's last exit line names {other:?}")),
             }),
         ],
     );
     b.vifs = 1;
-    b.without_peer = true;
-    b.dom0_script = Some(include_str!("../scripts/without_peer_test.sh"));
+    b.as_xenpv_run = true;
+    b.dom0_script = Some(include_str!("../scripts/xenpv_run_peer_test.sh"));
     b
 }
 

@@ -44,7 +44,7 @@ fn honest_file(body: &[u8]) -> String {
 /// The message `args` are refused with; checks that the program exits 2 on them.
 fn refused(args: &[&str]) -> String {
     let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    assert_eq!(crate::dispatch(&argv), 2, "{args:?}");
+    assert_eq!(crate::main_with(&argv), 2, "{args:?}");
     let c = crate::command(args[0]).unwrap();
     match crate::run_command(c, &argv[1..]) {
         Err(Usage::Bad(m)) => m,
