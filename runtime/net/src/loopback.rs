@@ -71,13 +71,24 @@ pub struct Loopback {
     injected: Rc<RefCell<Injected>>,
 }
 
-#[derive(Default)]
 struct Injected {
     frames: VecDeque<Vec<u8>>,
     waker: Option<Waker>,
+    link_up: bool,
 }
 
-/// Puts hand-made frames into a [`Loopback`] as if they had arrived (a test's raw peer).
+impl Default for Injected {
+    fn default() -> Self {
+        Injected {
+            frames: VecDeque::new(),
+            waker: None,
+            link_up: true,
+        }
+    }
+}
+
+/// Puts hand-made frames into a [`Loopback`] as if they had arrived (a test's raw peer),
+/// and takes its link down or up (as a backend going away would).
 #[derive(Clone)]
 pub struct Injector {
     injected: Rc<RefCell<Injected>>,
@@ -88,6 +99,15 @@ impl Injector {
     pub fn inject(&self, frame: Vec<u8>) {
         let mut i = self.injected.borrow_mut();
         i.frames.push_back(frame);
+        if let Some(w) = i.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Take the link down (`false`: the runner's `run` returns) or up again.
+    pub fn set_link_up(&self, up: bool) {
+        let mut i = self.injected.borrow_mut();
+        i.link_up = up;
         if let Some(w) = i.waker.take() {
             w.wake();
         }
@@ -156,6 +176,10 @@ impl Driver for Loopback {
 
     fn mac(&self) -> [u8; 6] {
         MAC
+    }
+
+    fn link_up(&self) -> bool {
+        self.injected.borrow().link_up
     }
 }
 

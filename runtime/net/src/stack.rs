@@ -13,7 +13,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 
 use crate::config::{self, Config, DhcpEvent, Ipv4State};
 use crate::tcp::listener::ListenerState;
-use crate::tcp::Orphan;
+use crate::tcp::orphan::Orphan;
 use crate::waker::{WakerSet, WakerSlot};
 use crate::Driver;
 
@@ -248,7 +248,12 @@ impl Inner {
         }
         self.poll_dhcp();
         self.tend_listeners();
-        let orphan_at = crate::tcp::tend_orphans(self);
+        let listeners = &mut self.listeners;
+        let orphan_at = crate::tcp::orphan::tend(&mut self.sockets, &mut self.orphans, |id| {
+            if let Some(l) = listeners.iter_mut().find(|l| l.id == id) {
+                l.accepted_alive = l.accepted_alive.saturating_sub(1);
+            }
+        });
         let iface = self.iface.as_mut()?;
         let mut next = iface.poll_at(now, &self.sockets).map(embassy_at);
         if more {
@@ -267,7 +272,7 @@ impl Inner {
         let now = embassy_time::Instant::now();
         let tcp = self.config.tcp;
         for l in self.listeners.iter_mut() {
-            l.tend(&mut self.sockets, now, &tcp);
+            l.tend(&mut self.sockets, &mut self.orphans, now, &tcp);
         }
     }
 

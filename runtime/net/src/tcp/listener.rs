@@ -13,6 +13,7 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 
 use super::backlog::{self, Action, Mark, Phase};
+use super::orphan::Orphan;
 use super::{AcceptError, BindError, TcpStream};
 use crate::config::TcpConfig;
 use crate::waker::WakerSet;
@@ -75,10 +76,18 @@ impl ListenerState {
     /// Look at every pooled socket: time out half-open ones, number ready ones, reuse dead
     /// ones, then add listening sockets up to the backlog. Wakes `accept`ers when any
     /// connection is ready.
-    pub(crate) fn tend(&mut self, sockets: &mut SocketSet<'static>, now: Instant, cfg: &TcpConfig) {
+    pub(crate) fn tend(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        orphans: &mut Vec<Orphan>,
+        now: Instant,
+        cfg: &TcpConfig,
+    ) {
         let mut ready = false;
         let mut listening = 0;
-        for slot in self.slots.iter_mut() {
+        let mut i = 0;
+        while i < self.slots.len() {
+            let slot = &mut self.slots[i];
             let sock = sockets.get_mut::<tcp::Socket<'static>>(slot.handle);
             let phase = backlog::phase(sock.state());
             match backlog::decide(phase, slot.mark, now, cfg.handshake_timeout, self.next_seq) {
@@ -95,17 +104,24 @@ impl ListenerState {
                     } else {
                         self.stats.died_before_accept += 1;
                     }
-                    // A half-open socket that is aborted sends its RST; it listens again at
-                    // once (smoltcp sends the RST from the CLOSED state only, so the peer
-                    // may instead see its retries ignored: still dropped).
+                    // Not reused: smoltcp keeps per-socket state across a re-listen (a
+                    // neighbour it still waits for would delay the next SYN-ACK). Aborted
+                    // (its RST goes out next round), then removed; the refill replaces it.
                     sock.abort();
-                    let _ = sock.listen(self.port);
-                    slot.mark = Mark::default();
+                    let slot = self.slots.swap_remove(i);
+                    orphans.push(Orphan {
+                        handle: slot.handle,
+                        deadline: now,
+                        listener: None,
+                        aborted: true,
+                    });
+                    continue;
                 }
             }
             let phase = backlog::phase(sock.state());
             listening += usize::from(phase == Phase::Listening);
             ready |= phase == Phase::Ready && slot.mark.ready_seq.is_some();
+            i += 1;
         }
         self.refill(sockets, listening, cfg);
         if ready {
@@ -187,7 +203,7 @@ impl TcpListener {
                 stats: ListenerStats::default(),
             };
             let cfg = inner.config.tcp;
-            l.tend(&mut inner.sockets, Instant::now(), &cfg);
+            l.tend(&mut inner.sockets, &mut inner.orphans, Instant::now(), &cfg);
             inner.listeners.push(l);
             Ok(id)
         })?;
@@ -285,7 +301,7 @@ impl Drop for TcpListener {
                     .sockets
                     .get_mut::<tcp::Socket<'static>>(s.handle)
                     .abort();
-                inner.orphans.push(super::Orphan {
+                inner.orphans.push(Orphan {
                     handle: s.handle,
                     deadline: Instant::now(),
                     listener: None,
