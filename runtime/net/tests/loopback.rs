@@ -443,3 +443,55 @@ fn runner_ends_when_the_link_goes_down_and_a_new_device_carries_on() {
     }));
     assert_eq!(served, [b"a".to_vec(), b"b".to_vec()]);
 }
+
+#[test]
+fn abort_resets_the_peer_at_once() {
+    let (saw, took) = loopback::run(|stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            let server = async {
+                let s = listener.accept().await.unwrap();
+                s.abort();
+            };
+            let client = async {
+                let mut c = TcpStream::connect(&stack, loopback::endpoint(80))
+                    .await
+                    .unwrap();
+                let start = StdInstant::now();
+                (c.read(&mut [0u8; 8]).await, start.elapsed())
+            };
+            join(server, client).await.1
+        })
+    });
+    assert_eq!(saw, Err(Error::ConnectionReset));
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+}
+
+#[test]
+fn beyond_max_connections_attempts_are_refused_and_counted() {
+    let cfg = config_with(|t| {
+        t.max_connections = 2;
+        t.backlog = 1;
+    });
+    let (results, stats) = loopback::run_with(cfg, |stack| {
+        guarded(async move {
+            // Nobody accepts: connections pile up in the pool up to the limit.
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            let mut results = Vec::new();
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                match TcpStream::connect(&stack, loopback::endpoint(80)).await {
+                    Ok(c) => {
+                        held.push(c);
+                        results.push(Ok(()));
+                    }
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            (results, listener.stats())
+        })
+    });
+    use xenpv_net::ConnectError::Refused;
+    assert_eq!(results, [Ok(()), Ok(()), Err(Refused)]);
+    assert!(stats.at_limit > 0 && stats.peak == 2, "{stats:?}");
+}

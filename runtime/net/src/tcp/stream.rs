@@ -166,6 +166,14 @@ impl TcpStream {
     }
 }
 
+impl TcpStream {
+    /// Abort now: a RST goes out, what is queued either way is thrown away.
+    pub fn abort(self) {
+        self.with(|s| s.abort());
+        // Dropped here: already closed, so the runner removes it once the RST is out.
+    }
+}
+
 impl Drop for TcpStream {
     fn drop(&mut self) {
         let deadline = Instant::now() + self.close_timeout;
