@@ -9,6 +9,8 @@ pub enum Image {
     App { features: Vec<String> },
     /// examples/hello, the library consumer.
     Example,
+    /// examples/http-server: picoserve over xenpv-net.
+    HttpServer,
     /// The app or the example (`example`) built with the dev profile at opt-level 0,
     /// as a consumer's plain `cargo build` makes it.
     Dev { example: bool },
@@ -22,6 +24,7 @@ impl Image {
         match self {
             Image::App { .. } | Image::Dev { example: false } => "xenpv-app",
             Image::Example | Image::Dev { example: true } => "hello-unikernel",
+            Image::HttpServer => "http-server-example",
         }
     }
     /// Variant builds get their own target dir so they do not rebuild each other.
@@ -48,6 +51,7 @@ impl Image {
             Image::App { features } if features.is_empty() => "app".into(),
             Image::App { features } => format!("app[{}]", features.join(",")),
             Image::Example => "example".into(),
+            Image::HttpServer => "example[http-server]".into(),
             Image::Dev { example: false } => "app[dev, opt-level 0]".into(),
             Image::Dev { example: true } => "example[dev, opt-level 0]".into(),
         }

@@ -10,8 +10,8 @@
 //! std and are skipped.
 use std::process::Command;
 
-/// The guest packages of the root workspace (the appliance and the example).
-const GUESTS: &[&str] = &["xenpv-app", "hello-unikernel"];
+/// The guest packages of the root workspace (the appliance and the examples).
+const GUESTS: &[&str] = &["xenpv-app", "hello-unikernel", "http-server-example"];
 
 /// Features that mean "link std".
 const STD_FEATURES: &[&str] = &["feature \"std\"", "feature \"use_std\""];

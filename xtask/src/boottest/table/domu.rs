@@ -22,6 +22,7 @@ pub fn rows() -> Vec<BootTest> {
     v.extend(early_errors());
     v.push(net::appliance());
     v.push(net::dhcp());
+    v.push(net::http_server_example());
     v.push(without_peer());
     v.push(blk::blk());
     v.push(blk::files());
