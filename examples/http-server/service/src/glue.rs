@@ -5,14 +5,13 @@
 //!   reader, an `embedded_io_async::Read`) and a write half ([`WriteHalf`]: xenpv-net's
 //!   writer plus picoserve's `write_with`, through a small buffer); when it is done it
 //!   closes the stream gracefully (FIN, then wait for the peer's, within xenpv-net's
-//!   deadline) or, to abort, drops it (xenpv-net then closes it in the background).
+//!   deadline) or aborts it (a RST at once).
 //! - [`Timer`] is embassy-time's timer, the clock xenpv-net's timeouts use too (Xen
 //!   system time in a guest, the host's clock in a host test).
 use core::future::Future;
 use picoserve::io::{ErrorType, Socket};
 use picoserve::mem::{BorrowedBuffer, BorrowedCursor};
-use xenpv_net::tcp::{TcpReader, TcpWriter};
-use xenpv_net::TcpStream;
+use xenpv_net::{TcpReader, TcpStream, TcpWriter};
 
 /// The "runtime" picoserve's traits are parameterised by: xenpv-rt's executor (or any
 /// executor driving xenpv-net, such as `block_on` in a host test).
@@ -80,9 +79,7 @@ impl Socket<Xenpv> for Connection {
         _timeouts: &picoserve::Timeouts,
         _timer: &T,
     ) -> Result<(), picoserve::Error<Error>> {
-        // Dropping a stream closes it in the background (queued data goes out, then a RST
-        // at the stream's close timeout if the peer has not finished).
-        drop(self.0);
+        self.0.abort();
         Ok(())
     }
 
