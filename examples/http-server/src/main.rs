@@ -1,6 +1,12 @@
 //! The HTTP example as a PV guest: vif 0 through the runtime's device layer, then
-//! picoserve on port 80 (the service is in the library, `src/lib.rs`) until the toolstack
-//! asks the domain to shut down. Boot it with `--net` (and `ip=ADDR/PREFIX` or DHCP).
+//! picoserve on port 80 (the routes and the glue are the `http-server-service` crate,
+//! `service/`, host-tested) until the toolstack asks the domain to shut down. Boot it as
+//! a domU with `--net`, and `ip=ADDR/PREFIX` on its command line (DHCP without it):
+//!
+//! ```text
+//! cargo build --release -p http-server-example
+//! xenpv-run --domu --net target/release/http-server-example ip=169.254.100.2/24
+//! ```
 #![no_std]
 #![no_main]
 
