@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p http-server-example
-//! xenpv-run --domu --net target/release/http-server-example ip=169.254.100.2/24
+//! xenpv-run --domu --net 1 target/release/http-server-example ip=169.254.100.2/24
 //! ```
 #![no_std]
 #![no_main]
