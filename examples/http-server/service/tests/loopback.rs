@@ -151,3 +151,29 @@ fn concurrent_clients_all_served() {
         }
     });
 }
+
+/// A client that connects and says nothing is closed at picoserve's first-request
+/// deadline (5 s, through the glue's `Timer`), while another is served meanwhile.
+#[test]
+fn a_silent_client_is_closed_at_the_request_deadline() {
+    with_server(|stack| async move {
+        let mut silent = TcpStream::connect(&stack, xenpv_net::loopback::endpoint(PORT))
+            .await
+            .expect("connect");
+        let t0 = embassy_time::Instant::now();
+        assert_eq!(get(&stack, "/hello/other").await.body, b"Hello, other!\n");
+        let mut buf = [0u8; 64];
+        let end = embassy_time::with_timeout(
+            embassy_time::Duration::from_secs(10),
+            silent.read(&mut buf),
+        )
+        .await
+        .expect("closed within 10 s");
+        let waited = t0.elapsed().as_millis();
+        assert!(
+            matches!(end, Ok(0) | Err(_)),
+            "the silent client got {end:?}"
+        );
+        assert!((4_500..8_000).contains(&waited), "closed after {waited} ms");
+    });
+}
