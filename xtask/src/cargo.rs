@@ -11,6 +11,8 @@ pub enum Image {
     Example,
     /// examples/read-file: a consumer reading a disk's file through embedded-io.
     ReadFile,
+    /// examples/http-server: picoserve over xenpv-net.
+    HttpServer,
     /// The app or the example (`example`) built with the dev profile at opt-level 0,
     /// as a consumer's plain `cargo build` makes it.
     Dev { example: bool },
@@ -25,6 +27,7 @@ impl Image {
             Image::App { .. } | Image::Dev { example: false } => "xenpv-app",
             Image::Example | Image::Dev { example: true } => "hello-unikernel",
             Image::ReadFile => "read-file-unikernel",
+            Image::HttpServer => "http-server-example",
         }
     }
     /// Variant builds get their own target dir so they do not rebuild each other.
@@ -52,6 +55,7 @@ impl Image {
             Image::App { features } => format!("app[{}]", features.join(",")),
             Image::Example => "example".into(),
             Image::ReadFile => "example[read-file]".into(),
+            Image::HttpServer => "example[http-server]".into(),
             Image::Dev { example: false } => "app[dev, opt-level 0]".into(),
             Image::Dev { example: true } => "example[dev, opt-level 0]".into(),
         }

@@ -11,7 +11,12 @@
 use std::process::Command;
 
 /// The guest packages of the root workspace (the appliance and the examples).
-const GUESTS: &[&str] = &["xenpv-app", "hello-unikernel", "read-file-unikernel"];
+const GUESTS: &[&str] = &[
+    "xenpv-app",
+    "hello-unikernel",
+    "read-file-unikernel",
+    "http-server-example",
+];
 
 /// Features that mean "link std".
 const STD_FEATURES: &[&str] = &["feature \"std\"", "feature \"use_std\""];

@@ -33,6 +33,10 @@ const HOST_TESTS: &[(&str, &[&str])] = &[
     ("test models (self-tests)", &["-p", "xenpv-testkit"]),
     ("the appliance's decisions", &["-p", "xenpv-appliance"]),
     ("dom0's network client", &["-p", "xenbox-peer"]),
+    (
+        "the HTTP example's service over the loopback",
+        &["-p", "http-server-service"],
+    ),
     ("runner", &["--manifest-path", "runner/Cargo.toml"]),
     ("xtask", &["--manifest-path", "xtask/Cargo.toml"]),
 ];

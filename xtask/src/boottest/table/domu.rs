@@ -23,6 +23,7 @@ pub fn rows() -> Vec<BootTest> {
     v.push(net::appliance());
     v.push(net::dhcp());
     v.push(as_xenpv_run());
+    v.push(net::http_server_example());
     v.push(blk::blk());
     v.push(blk::files());
     v.push(blk::read_file());

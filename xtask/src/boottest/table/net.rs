@@ -267,3 +267,50 @@ fn dom0_vif_backend(r: &Report, n: u32) -> Result<(), String> {
         .is_some_and(|(d, i)| d.parse::<u32>().is_ok() && i.parse() == Ok(n));
     ok.then_some(()).ok_or(format!("backend={b}"))
 }
+
+/// How soon after `xl shutdown` the HTTP example must have stopped (the issue's bar for
+/// an application on the runtime's shutdown handling).
+const EXAMPLE_SHUTDOWN_S: u64 = 10;
+
+/// examples/http-server, picoserve (an existing `no_std` HTTP server crate) over
+/// xenpv-net on one vif: every route's status and body, a 1 MiB body checked byte for
+/// byte with its checksum header, 32 clients at once, and `xl shutdown` ending it with
+/// status 0 within [`EXAMPLE_SHUTDOWN_S`].
+pub fn http_server_example() -> BootTest {
+    let mut b = t(
+        "domu-example-http-server",
+        Image::HttpServer,
+        "ip=169.254.100.2/24",
+        0,
+        vec![
+            has("http-server: serving http://169.254.100.2:80/"),
+            Check::Report(dom0_like("peer: http-get PASS status=200 conns=1 ok=1")),
+            Check::Report(dom0_like("peer: http-get PASS status=404 conns=1 ok=1")),
+            Check::Report(
+                dom0_like("peer: http-get PASS status=200 bytes=1048576 conns=1 ok=1")
+                    .hex_digits("fnv", 16),
+            ),
+            Check::Report(
+                dom0_like("peer: http-get PASS status=200 bytes=2097152 conns=32 ok=32")
+                    .hex_digits("fnv", 16),
+            ),
+            has("dom0| body of /: Hello from picoserve on xenpv-rt"),
+            has("dom0| body of /hello/xen: Hello, xen!"),
+            Check::Regex(
+                r#"dom0\| body of /info: \{"server":"picoserve","runtime":"xenpv-rt","uptime_ms":\d+\}"#,
+            ),
+            Check::Regex(r"dom0\| xl shutdown: the domU stopped after \d+ ms .*: ok"),
+            has("http-server: shutdown requested"),
+            Check::Report(runner_like("xenbox: dom0-script exit 0")),
+            Check::ExitLine,
+        ],
+    );
+    b.vifs = 1;
+    b.memory_mib = 128;
+    b.timeout_s = 600;
+    b.dom0_script = Some(script_with(
+        &[("SHUTDOWN_WITHIN", EXAMPLE_SHUTDOWN_S.to_string())],
+        include_str!("../scripts/http_server_example_test.sh"),
+    ));
+    b
+}
