@@ -1,6 +1,6 @@
 //! Async sockets for xenpv-rt unikernels: TCP listeners with a backlog, `embedded-io-async`
 //! streams with idle timeouts, UDP, static or DHCP addresses — over smoltcp 0.14 and any
-//! network device implementing [`Driver`] (netfront in a guest, [`loopback`] on the host).
+//! network device implementing [`Driver`] (netfront in a guest, the `loopback` module's device on the host).
 //!
 //! A [`Stack`] holds an interface and its sockets; a [`Runner`] moves its packets through
 //! a device (one task per device; when the link goes down, plug a new device into the
@@ -55,14 +55,14 @@ pub use runner::{RunEnd, Runner};
 pub use smoltcp;
 pub use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
 pub use stack::Stack;
-pub use tcp::{TcpListener, TcpStream};
-pub use udp::UdpSocket;
+pub use tcp::{AcceptError, BindError, ConnectError, TcpListener, TcpReader, TcpStream, TcpWriter};
+pub use udp::{UdpError, UdpSocket};
 
 /// A network device the stack drives: smoltcp's `phy::Device`, plus a way to be woken
 /// when it may have work (a frame arrived, transmit space freed, the link changed).
 ///
 /// In a guest, netfront implements it (its event channel wakes the waker); on the host,
-/// the [`loopback`] device does (feature `loopback`).
+/// the `loopback` module's device does (feature `loopback`).
 pub trait Driver: smoltcp::phy::Device {
     /// Wake `waker` once the device may have work. A later call replaces the waker.
     /// Called after every round of the stack: a device with work already waiting (a

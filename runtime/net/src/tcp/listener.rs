@@ -13,7 +13,8 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 
 use super::backlog::{self, Action, Mark, Phase};
-use super::{AcceptError, BindError, Orphan, TcpStream};
+use super::orphan::Orphan;
+use super::{AcceptError, BindError, TcpStream};
 use crate::config::TcpConfig;
 use crate::waker::WakerSet;
 use crate::Stack;
