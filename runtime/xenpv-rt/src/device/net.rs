@@ -10,7 +10,7 @@ use crate::xenbus::{self, Backend, Device, State};
 use core::fmt::Write as _;
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant, Timer};
-use xenpv_net::{Addressing, Config, Driver, Ipv4Address, Ipv4Cidr, Runner, Stack};
+use xenpv_net::{Addressing, Config, Driver, Ipv4Address, Ipv4Cidr, Runner, Stack, TcpConfig};
 
 /// How often a vif's task looks at its backend's state besides on xenstore events.
 pub const BACKEND_CHECK_NS: u64 = 1_000_000_000;
@@ -97,6 +97,11 @@ impl Devices {
     /// # Ok(()) }
     /// ```
     pub async fn net(&'static self, index: u32) -> Result<Net, DeviceError> {
+        self.net_with(index, TcpConfig::default()).await
+    }
+
+    /// [`Self::net`] with the stack's TCP settings (buffers, backlog, timeouts) chosen.
+    pub async fn net_with(&'static self, index: u32, tcp: TcpConfig) -> Result<Net, DeviceError> {
         if self.is_closing() {
             return Err(DeviceError::Closing);
         }
@@ -106,13 +111,7 @@ impl Devices {
         let addressing = addressing(self.boot.borrow().cmdline(), index)?;
         let nf = self.connect(index).await?;
         let mac = nf.mac();
-        let stack = Stack::new(
-            Config {
-                addressing,
-                tcp: Default::default(),
-            },
-            mac,
-        );
+        let stack = Stack::new(Config { addressing, tcp }, mac);
         let token = match vif_task(self, index, stack.clone(), nf) {
             Ok(t) => t,
             Err(_) => return Err(DeviceError::TooMany),
@@ -212,7 +211,10 @@ async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Ne
                 Either::Second(Err(())) => "the guest is ending",
             };
             let t0 = crate::time::now_ns();
-            let kept = devices.close(runner.into_device().begin_close()).await;
+            let n = runner.into_device();
+            // Its port is closed next: no idle poll may name it.
+            exec::forget(n.port());
+            let kept = devices.close(n.begin_close()).await;
             crate::println!(
                 "xenpv-rt: vif{index} closed ({why}) in {} ms pages_kept={kept}",
                 (crate::time::now_ns() - t0) / 1_000_000
