@@ -50,9 +50,9 @@ pub struct BootArgs {
     ///
     /// The box starts FILE with `/bin/sh` once the domU has its domain id. Its environment:
     /// DOMID and DOMU_NAME (the domU's); PEER=/run/peer (dom0's test client,
-    /// tools/xenbox-peer, which `cargo xtask run` in the xenpv-rt repository carries;
-    /// xenpv-run carries none, and there $PEER is a stub that says so on stderr and exits
-    /// 127, so a `$PEER …` step fails); DISK0, DISK1, … (dom0's block device behind the
+    /// tools/xenbox-peer, which `cargo xtask run` in the xenpv-rt repository carries, and
+    /// xenpv-run with --peer; else $PEER is a stub that says so on stderr and exits 127,
+    /// so a `$PEER …` step fails); DISK0, DISK1, … (dom0's block device behind the
     /// domU's --disk 0 = xvda, 1 = xvdb, …); init's PATH (busybox, xl, xenstore-*).
     ///
     /// Its output (stdout and stderr) is shown as it comes, each line prefixed `dom0| `
@@ -72,6 +72,12 @@ pub struct BootArgs {
     /// `xl network-list $DOMID && ls /sys/class/net/xenbr0/brif`.
     #[arg(long, value_name = "FILE", requires = "domu")]
     pub dom0_script: Option<PathBuf>,
+    /// With --domu: carry FILE into the box's dom0 as the dom0 script's $PEER, e.g. the
+    /// xenpv-rt checkout's test client (`cargo build --release -p xenbox-peer`, then
+    /// target/release/xenbox-peer); without it $PEER is a stub that fails. Also taken
+    /// from the environment (XENPV_RUN_PEER), so `cargo run` gets it.
+    #[arg(long, value_name = "FILE", env = "XENPV_RUN_PEER")]
+    pub peer: Option<PathBuf>,
     /// With --domu: give the domU the raw image FILE as a block device (xen-blkback in the
     /// box's dom0), read-only with `,ro`; repeat for more, at most 4: xvda, xvdb, … in
     /// order. FILE is used in place (a writable disk's writes land in it). A dom0 script
@@ -92,6 +98,7 @@ impl BootArgs {
         for (opt, file) in [
             ("--initrd", &self.initrd),
             ("--dom0-script", &self.dom0_script),
+            ("--peer", &self.peer),
         ] {
             if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
                 return Err(format!("{opt} {}: no such file", f.display()));
