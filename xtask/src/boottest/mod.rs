@@ -134,6 +134,12 @@ pub fn has(s: &str) -> Check {
 /// box's glibc) on board.
 pub fn box_with_peer() -> Result<crate::xenbox::BoxImage, String> {
     let mut b = crate::xenbox::ensure()?;
+    b.peer = Some(build_peer()?);
+    Ok(b)
+}
+
+/// Build dom0's test client (tools/xenbox-peer, release); its path.
+pub fn build_peer() -> Result<std::path::PathBuf, String> {
     let st = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "-q", "-p", "xenbox-peer"])
         .current_dir(crate::root())
@@ -142,8 +148,7 @@ pub fn box_with_peer() -> Result<crate::xenbox::BoxImage, String> {
     if !st.success() {
         return Err(format!("cargo build -p xenbox-peer: {st}"));
     }
-    b.peer = Some(crate::root().join("target/release/xenbox-peer"));
-    Ok(b)
+    Ok(crate::root().join("target/release/xenbox-peer"))
 }
 
 /// `cargo xtask test` options.
@@ -253,9 +258,12 @@ pub fn test_command(o: TestArgs) -> Result<u8, String> {
         failed += f;
         // A consumer's crate outside the repository, through the installed runner (only
         // in a full run: it takes minutes).
-        if filter.is_empty() || "consumer".contains(filter) {
+        if filter.is_empty()
+            || "consumer-default".contains(filter)
+            || "consumer-net".contains(filter)
+        {
             println!("== a consumer's unikernel outside the workspace (xenpv-run new, cargo run, cargo test)");
-            for (what, r) in crate::consumer::run() {
+            for (what, r) in crate::consumer::run(filter) {
                 match r {
                     Ok(()) => {
                         println!("PASS {what}");
