@@ -60,7 +60,8 @@ struct NewArgs {
     /// the status asked for (`cargo run -- exit=3`); `net`, a network appliance (TCP
     /// echo on port 7, `GET /hello` on port 80) whose services `cargo test` runs over a
     /// loopback device, with dom0-check.sh, which checks it from dom0
-    /// (`cargo run -- --domu --net ip=169.254.100.2/24 --dom0-script dom0-check.sh`).
+    /// (`cargo run -- --domu --net --dom0-script dom0-check.sh ip=169.254.100.2/24`, with
+    /// --peer).
     #[arg(long, value_enum, default_value_t = starter::Template::Default)]
     template: starter::Template,
 }
@@ -130,8 +131,8 @@ fn new(n: NewArgs) -> Result<u8, String> {
             n.name
         ),
         starter::Template::Net => println!(
-            "xenpv-run: wrote {0}/ — `cd {0} && cargo run -- --domu --net ip=169.254.100.2/24 \
-             --dom0-script dom0-check.sh` boots and checks it, `cargo test` tests its services",
+            "xenpv-run: wrote {0}/ — `cd {0} && cargo run -- --domu --net --dom0-script \
+             dom0-check.sh --peer FILE ip=169.254.100.2/24` boots and checks it, `cargo test` tests its services",
             n.name
         ),
     }

@@ -1,6 +1,6 @@
 //! A network appliance on xenpv-rt: TCP echo on port 7 and `GET /hello` on port 80, for
-//! many clients at once, until dom0 asks it to stop (`xl shutdown`). Boot it with
-//! `cargo run -- --domu --net ip=169.254.100.2/24 --dom0-script dom0-check.sh`.
+//! many clients at once, until dom0 asks it to stop (`xl shutdown`). Boot and check it
+//! with `cargo run -- --domu --net --dom0-script dom0-check.sh ip=169.254.100.2/24`.
 #![no_std]
 #![no_main]
 
