@@ -22,8 +22,8 @@ async fn app(rt: &'static Runtime) -> i32 {
         }
     };
     net.wait_config_up().await;
-    if let Some(ip) = net.ipv4() {
-        println!("@NAME@: echo on {}:7, GET /hello on {}:80", ip.address(), ip.address());
+    if let Some(ip) = net.ipv4().map(|cidr| cidr.address()) {
+        println!("@NAME@: echo on {ip}:7, GET /hello on {ip}:80");
     }
     // Serve until dom0 asks the domain to stop; the runtime then closes the vif.
     match select(@CRATE@::serve(&net, WORKERS), rt.shutdown()).await {
