@@ -283,7 +283,7 @@ fn net_starter(sb: &Sandbox, v: &mut Vec<Verdict>) {
         "net-consumer: cargo test (the services over the loopback)",
         net_test(sb, &dir),
     );
-    let booted = crate::boottest::build_peer().and_then(|peer| net_boot(sb, &dir, &peer));
+    let booted = crate::cargo::build_peer().and_then(|peer| net_boot(sb, &dir, &peer));
     step(
         "net-consumer: cargo run --release -- --domu --net --dom0-script dom0-check.sh (echo, /hello 200, 404, 32 clients, xl shutdown: status 0 within 10 s)",
         booted,

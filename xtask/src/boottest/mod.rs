@@ -134,21 +134,8 @@ pub fn has(s: &str) -> Check {
 /// box's glibc) on board.
 pub fn box_with_peer() -> Result<crate::xenbox::BoxImage, String> {
     let mut b = crate::xenbox::ensure()?;
-    b.peer = Some(build_peer()?);
+    b.peer = Some(cargo::build_peer()?);
     Ok(b)
-}
-
-/// Build dom0's test client (tools/xenbox-peer, release); its path.
-pub fn build_peer() -> Result<std::path::PathBuf, String> {
-    let st = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-q", "-p", "xenbox-peer"])
-        .current_dir(crate::root())
-        .status()
-        .map_err(|e| format!("cargo build -p xenbox-peer: {e}"))?;
-    if !st.success() {
-        return Err(format!("cargo build -p xenbox-peer: {st}"));
-    }
-    Ok(crate::root().join("target/release/xenbox-peer"))
 }
 
 /// `cargo xtask test` options.
