@@ -1,18 +1,72 @@
-//! xenpv-net: async sockets over smoltcp for xenpv-rt unikernels.
+//! Async sockets for xenpv-rt unikernels: TCP listeners with a backlog, `embedded-io-async`
+//! streams with idle timeouts, UDP, static or DHCP addresses — over smoltcp 0.14 and any
+//! network device implementing [`Driver`] (netfront in a guest, the `loopback` module's device on the host).
 //!
-//! (Skeleton: the issue-26 helpers fill this in.)
+//! A [`Stack`] holds an interface and its sockets; a [`Runner`] moves its packets through
+//! a device (one task per device; when the link goes down, plug a new device into the
+//! same stack). Executor-agnostic: it works under embassy-executor in a guest and under
+//! any `block_on` on the host. Time is `embassy-time`'s (a guest gets its driver from
+//! xenpv-rt; feature `loopback` uses embassy-time's std driver).
+//!
+//! ```
+//! use embedded_io_async::{Read, Write};
+//! use xenpv_net::{loopback, TcpListener, TcpStream};
+//!
+//! // A host test: an echo server with 4 workers, and one client.
+//! loopback::run(|stack| async move {
+//!     let listener = TcpListener::bind(&stack, 7).unwrap();
+//!     let server = listener.serve(4, |mut s| async move {
+//!         let mut buf = [0u8; 512];
+//!         while let Ok(n @ 1..) = s.read(&mut buf).await {
+//!             if s.write_all(&buf[..n]).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     });
+//!     let client = async {
+//!         let mut c = TcpStream::connect(&stack, loopback::endpoint(7)).await.unwrap();
+//!         c.write_all(b"ping").await.unwrap();
+//!         let mut buf = [0u8; 4];
+//!         c.read_exact(&mut buf).await.unwrap();
+//!         assert_eq!(&buf, b"ping");
+//!     };
+//!     embassy_futures::select::select(server, client).await;
+//! });
+//! ```
+//!
+//! smoltcp's own types are re-exported as [`smoltcp`] (addresses: [`IpEndpoint`],
+//! [`Ipv4Cidr`], [`Ipv4Address`]).
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod config;
+#[cfg(feature = "loopback")]
+pub mod loopback;
+mod runner;
+mod stack;
+pub mod tcp;
+pub mod udp;
+mod waker;
+
+pub use config::{Addressing, Config, TcpConfig};
+pub use runner::{RunEnd, Runner};
+pub use smoltcp;
+pub use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
+pub use stack::Stack;
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
 /// A network device the stack drives: smoltcp's `phy::Device`, plus a way to be woken
 /// when it may have work (a frame arrived, transmit space freed, the link changed).
 ///
 /// In a guest, netfront implements it (its event channel wakes the waker); on the host,
-/// the loopback device does.
+/// the `loopback` module's device does (feature `loopback`).
 pub trait Driver: smoltcp::phy::Device {
     /// Wake `waker` once the device may have work. A later call replaces the waker.
+    /// Called after every round of the stack: a device with work already waiting (a
+    /// frame received meanwhile, frames it queued to itself) wakes it at once.
     fn register_waker(&mut self, waker: &core::task::Waker);
     /// The device's Ethernet address.
     fn mac(&self) -> [u8; 6];

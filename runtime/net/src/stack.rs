@@ -1,0 +1,297 @@
+//! The stack: one interface and its sockets behind a shared handle ([`Stack`]), and the
+//! round a [`Runner`](crate::Runner) does on it.
+
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::future::poll_fn;
+use core::task::{Context, Poll};
+
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::socket::dhcpv4;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+
+use crate::config::{self, Config, DhcpEvent, Ipv4State};
+use crate::tcp::listener::ListenerState;
+use crate::tcp::orphan::Orphan;
+use crate::waker::{WakerSet, WakerSlot};
+use crate::Driver;
+
+/// At most this many received packets per round, so one busy device cannot starve the
+/// executor's other tasks; the runner comes back at once for the rest.
+const INGRESS_PER_ROUND: usize = 256;
+
+/// A network stack: an interface (address, routes, neighbours) and its sockets.
+///
+/// A cheap handle (`Clone` shares it); sockets ([`TcpListener`](crate::TcpListener),
+/// [`TcpStream`](crate::TcpStream), [`UdpSocket`](crate::UdpSocket)) are made from it,
+/// and a [`Runner`](crate::Runner) moves its packets through a device. Single-threaded:
+/// it is not `Send`; every task using it runs on one executor.
+#[derive(Clone)]
+pub struct Stack {
+    pub(crate) inner: Rc<RefCell<Inner>>,
+}
+
+/// What a [`Stack`] holds.
+pub(crate) struct Inner {
+    pub sockets: SocketSet<'static>,
+    /// Made when a device is plugged in (a `Runner`); it needs the device's capabilities.
+    pub iface: Option<Interface>,
+    pub config: Config,
+    pub mac: [u8; 6],
+    pub ipv4: Ipv4State,
+    pub dhcp: Option<SocketHandle>,
+    /// The runner, woken when a socket has something new to send.
+    pub runner: WakerSlot,
+    /// Tasks in `wait_config_up`.
+    pub config_waiters: WakerSet,
+    pub listeners: Vec<ListenerState>,
+    /// Streams dropped or closed, finishing (FIN, or RST at their deadline) before they
+    /// are removed.
+    pub orphans: Vec<Orphan>,
+    pub next_id: u64,
+    pub next_port: u16,
+}
+
+/// smoltcp's clock from embassy-time's.
+pub(crate) fn smol_now() -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros(embassy_time::Instant::now().as_micros() as i64)
+}
+
+/// embassy-time's instant from smoltcp's.
+pub(crate) fn embassy_at(t: smoltcp::time::Instant) -> embassy_time::Instant {
+    embassy_time::Instant::from_micros(t.total_micros().max(0) as u64)
+}
+
+/// The next local port from the ephemeral range (49152..=65535), wrapping around.
+pub(crate) fn next_ephemeral(last: u16) -> u16 {
+    if (49152..65535).contains(&last) {
+        last + 1
+    } else {
+        49152
+    }
+}
+
+impl Stack {
+    /// A stack for an interface with Ethernet address `mac`, configured by `config`.
+    /// It moves no packet until a [`Runner`](crate::Runner) plugs a device in.
+    pub fn new(config: Config, mac: [u8; 6]) -> Stack {
+        let mut sockets = SocketSet::new(Vec::new());
+        let dhcp = match config.addressing {
+            config::Addressing::Dhcp => Some(sockets.add(dhcpv4::Socket::new())),
+            config::Addressing::Static { .. } => None,
+        };
+        let inner = Inner {
+            sockets,
+            iface: None,
+            config,
+            mac,
+            ipv4: config::initial_state(&config.addressing),
+            dhcp,
+            runner: WakerSlot::default(),
+            config_waiters: WakerSet::default(),
+            listeners: Vec::new(),
+            orphans: Vec::new(),
+            next_id: 0,
+            next_port: 0,
+        };
+        Stack {
+            inner: Rc::new(RefCell::new(inner)),
+        }
+    }
+
+    /// The interface's IPv4 address and prefix, once configured (static at once, DHCP
+    /// once bound).
+    pub fn ipv4(&self) -> Option<Ipv4Cidr> {
+        self.inner.borrow().ipv4.cidr
+    }
+
+    /// The stack's configuration.
+    pub fn config(&self) -> Config {
+        self.inner.borrow().config
+    }
+
+    /// Wait until the interface has an address (at once for a static one; for DHCP,
+    /// until a lease is bound).
+    pub async fn wait_config_up(&self) {
+        poll_fn(|cx| {
+            let mut inner = self.inner.borrow_mut();
+            if inner.ipv4.cidr.is_some() {
+                return Poll::Ready(());
+            }
+            inner.config_waiters.register(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Run `f` on the stack's state.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut self.inner.borrow_mut())
+    }
+
+    /// Wake the runner: a socket has something new (data to send, buffer space, a close).
+    pub(crate) fn wake_runner(&self) {
+        self.inner.borrow_mut().runner.wake();
+    }
+}
+
+impl Inner {
+    /// A fresh id (listeners).
+    pub(crate) fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A local port for an outgoing connection.
+    pub(crate) fn ephemeral_port(&mut self) -> u16 {
+        self.next_port = next_ephemeral(self.next_port);
+        self.next_port
+    }
+
+    /// Plug a device in: a new interface with its capabilities, carrying the address the
+    /// stack has (DHCP starts over: the new link may lead elsewhere).
+    pub(crate) fn attach<D: Driver>(&mut self, device: &mut D) {
+        self.mac = device.mac();
+        let hw = HardwareAddress::Ethernet(EthernetAddress(self.mac));
+        let mut cfg = smoltcp::iface::Config::new(hw);
+        let now = smol_now();
+        cfg.random_seed = u64::from_le_bytes([
+            self.mac[0],
+            self.mac[1],
+            self.mac[2],
+            self.mac[3],
+            self.mac[4],
+            self.mac[5],
+            0,
+            0,
+        ]) ^ now.total_micros() as u64;
+        self.iface = Some(Interface::new(cfg, device, now));
+        if let Some(h) = self.dhcp {
+            self.sockets.get_mut::<dhcpv4::Socket<'static>>(h).reset();
+            self.set_ipv4(config::apply_dhcp(
+                &self.config.addressing,
+                self.ipv4,
+                DhcpEvent::Lost,
+            ));
+        }
+        self.apply_ipv4();
+    }
+
+    /// Record a new address and tell whoever waits for it.
+    fn set_ipv4(&mut self, state: Ipv4State) {
+        self.ipv4 = state;
+        if state.cidr.is_some() {
+            self.config_waiters.wake_all();
+        }
+    }
+
+    /// Put the stack's address and default route on the interface.
+    fn apply_ipv4(&mut self) {
+        let Some(iface) = self.iface.as_mut() else {
+            return;
+        };
+        let state = self.ipv4;
+        iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            if let Some(c) = state.cidr {
+                // The list has room for one address at least.
+                let _ = addrs.push(IpCidr::Ipv4(c));
+            }
+        });
+        iface.routes_mut().remove_default_ipv4_route();
+        if let Some(gw) = state.gateway {
+            // Only a full route table fails, and the default route was just removed.
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
+    }
+
+    /// Take what the DHCP client reports into the address.
+    fn poll_dhcp(&mut self) {
+        let Some(h) = self.dhcp else { return };
+        let event = match self.sockets.get_mut::<dhcpv4::Socket<'static>>(h).poll() {
+            None => return,
+            Some(dhcpv4::Event::Configured(c)) => DhcpEvent::Bound {
+                cidr: c.address,
+                router: c.router,
+            },
+            Some(dhcpv4::Event::Deconfigured) => DhcpEvent::Lost,
+        };
+        let state = config::apply_dhcp(&self.config.addressing, self.ipv4, event);
+        self.set_ipv4(state);
+        self.apply_ipv4();
+    }
+
+    /// One round: take in what the device received (refilling listeners after every
+    /// packet, so a burst of SYNs finds listening sockets), send what sockets have, run
+    /// DHCP, tend listeners and orphans. Returns when to come back (`None`: only when
+    /// woken).
+    pub(crate) fn poll<D: Driver>(&mut self, device: &mut D) -> Option<embassy_time::Instant> {
+        let now = smol_now();
+        let iface = self.iface.as_mut()?;
+        iface.poll_maintenance(now);
+        let mut more = false;
+        for i in 0..=INGRESS_PER_ROUND {
+            if i == INGRESS_PER_ROUND {
+                more = true;
+                break;
+            }
+            let iface = self.iface.as_mut()?;
+            match iface.poll_ingress_single(now, device, &mut self.sockets) {
+                smoltcp::iface::PollIngressSingleResult::None => break,
+                _ => self.tend_listeners(),
+            }
+        }
+        let iface = self.iface.as_mut()?;
+        while iface.poll_egress(now, device, &mut self.sockets) != smoltcp::iface::PollResult::None
+        {
+        }
+        self.poll_dhcp();
+        self.tend_listeners();
+        let listeners = &mut self.listeners;
+        let orphan_at = crate::tcp::orphan::tend(&mut self.sockets, &mut self.orphans, |id| {
+            if let Some(l) = listeners.iter_mut().find(|l| l.id == id) {
+                l.accepted_alive = l.accepted_alive.saturating_sub(1);
+            }
+        });
+        let iface = self.iface.as_mut()?;
+        let mut next = iface.poll_at(now, &self.sockets).map(embassy_at);
+        if more {
+            next = Some(embassy_time::Instant::now());
+        }
+        let listen_at = self
+            .listeners
+            .iter()
+            .filter_map(|l| l.next_deadline(&self.config.tcp))
+            .min();
+        [next, listen_at, orphan_at].into_iter().flatten().min()
+    }
+
+    /// Every listener looks at its pool (cheap: a pass over a few sockets).
+    fn tend_listeners(&mut self) {
+        let now = embassy_time::Instant::now();
+        let tcp = self.config.tcp;
+        for l in self.listeners.iter_mut() {
+            l.tend(&mut self.sockets, &mut self.orphans, now, &tcp);
+        }
+    }
+
+    /// Wait on `cx` until the runner reports the condition.
+    #[allow(dead_code)]
+    pub(crate) fn register_runner(&mut self, cx: &Context<'_>) {
+        self.runner.register(cx.waker());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ephemeral_ports_wrap_in_range() {
+        assert_eq!(next_ephemeral(0), 49152);
+        assert_eq!(next_ephemeral(49152), 49153);
+        assert_eq!(next_ephemeral(65534), 65535);
+        assert_eq!(next_ephemeral(65535), 49152);
+    }
+}

@@ -1,0 +1,393 @@
+//! The socket API end to end over the loopback device: echo, a backlog under 32
+//! concurrent clients, idle and handshake timeouts, a bounded close, UDP.
+
+use std::time::Instant as StdInstant;
+
+use embassy_futures::join::{join, join_array};
+use embassy_futures::select::{select, Either};
+use embassy_time::{Duration, Timer};
+use embedded_io_async::{Read, Write};
+use xenpv_net::loopback;
+use xenpv_net::tcp::Error;
+use xenpv_net::{Config, TcpListener, TcpStream, UdpSocket};
+
+/// Fail a test that hangs (a broken timeout would otherwise wait forever).
+async fn guarded<F: core::future::Future>(test: F) -> F::Output {
+    embassy_time::with_timeout(Duration::from_secs(20), test)
+        .await
+        .expect("the test took over 20 s")
+}
+
+/// A config at 127.0.0.1/8 with `tcp` changed by `f`.
+fn config_with(f: impl FnOnce(&mut xenpv_net::TcpConfig)) -> Config {
+    let mut c = loopback::config();
+    f(&mut c.tcp);
+    c
+}
+
+/// Echo until the peer closes, then close.
+async fn echo(mut s: TcpStream) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    s.close().await;
+}
+
+/// Run `client` against a listener on `port` served by `workers` running `handler`.
+async fn against<H, HF, C>(
+    listener: &TcpListener,
+    workers: usize,
+    handler: H,
+    client: C,
+) -> C::Output
+where
+    H: Fn(TcpStream) -> HF,
+    HF: core::future::Future<Output = ()>,
+    C: core::future::Future,
+{
+    match select(listener.serve(workers, handler), client).await {
+        Either::First(()) => panic!("serve ended"),
+        Either::Second(out) => out,
+    }
+}
+
+#[test]
+fn echo_returns_megabytes_identical() {
+    let data: Vec<u8> = (0..4 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let data = &data;
+    let back = loopback::run(|stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 7).unwrap();
+            let client = async {
+                let mut c = TcpStream::connect(&stack, loopback::endpoint(7))
+                    .await
+                    .unwrap();
+                let mut back = Vec::with_capacity(data.len());
+                let mut r = [0u8; 8192];
+                // One stream, so write and read in turns (smaller than the buffers).
+                for chunk in data.chunks(8192) {
+                    c.write_all(chunk).await.unwrap();
+                    let mut got = 0;
+                    while got < chunk.len() {
+                        let n = c.read(&mut r).await.unwrap();
+                        assert!(n > 0, "early EOF");
+                        back.extend_from_slice(&r[..n]);
+                        got += n;
+                    }
+                }
+                assert!(c.close().await, "clean close");
+                back
+            };
+            against(&listener, 1, echo, client).await
+        })
+    });
+    assert_eq!(back.len(), data.len());
+    assert!(&back == data, "echoed bytes differ");
+}
+
+#[test]
+fn thirty_two_clients_all_served_by_four_workers() {
+    let (replies, stats) = loopback::run(|stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            // Each worker holds its connection a while: the other clients wait in the backlog.
+            let handler = |mut s: TcpStream| async move {
+                let mut buf = [0u8; 16];
+                let n = s.read(&mut buf).await.unwrap();
+                Timer::after(Duration::from_millis(20)).await;
+                s.write_all(b"re:").await.unwrap();
+                s.write_all(&buf[..n]).await.unwrap();
+                s.close().await;
+            };
+            let stack = &stack;
+            let clients: [_; 32] = core::array::from_fn(|i| async move {
+                let mut c = TcpStream::connect(stack, loopback::endpoint(80))
+                    .await
+                    .map_err(|e| (i, e))?;
+                c.write_all(format!("{i}").as_bytes()).await.unwrap();
+                let mut out = Vec::new();
+                c.read_to_end(&mut out).await.unwrap();
+                Ok::<_, (usize, xenpv_net::tcp::ConnectError)>(String::from_utf8(out).unwrap())
+            });
+            let replies = against(&listener, 4, handler, join_array(clients)).await;
+            (replies, listener.stats())
+        })
+    });
+    for (i, r) in replies.iter().enumerate() {
+        assert_eq!(r.as_deref(), Ok(format!("re:{i}").as_str()), "client {i}");
+    }
+    assert_eq!(stats.accepted, 32, "{stats:?}");
+    assert!(
+        stats.peak > 4,
+        "connections waited in the backlog: {stats:?}"
+    );
+}
+
+#[test]
+fn idle_client_is_cut_by_the_idle_timeout() {
+    let cfg = config_with(|t| t.idle_timeout = Some(Duration::from_millis(200)));
+    let (server, client) = loopback::run_with(cfg, |stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            let server = async {
+                let mut s = listener.accept().await.unwrap();
+                let start = StdInstant::now();
+                let r = s.read(&mut [0u8; 8]).await;
+                drop(s);
+                (r, start.elapsed())
+            };
+            let client = async {
+                let mut c = TcpStream::connect(&stack, loopback::endpoint(80))
+                    .await
+                    .unwrap();
+                c.set_idle_timeout(None);
+                // Silent; then sees the server go.
+                c.read(&mut [0u8; 8]).await
+            };
+            join(server, client).await
+        })
+    });
+    let (r, waited) = server;
+    assert_eq!(r, Err(Error::TimedOut));
+    assert!(
+        waited >= std::time::Duration::from_millis(190)
+            && waited < std::time::Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert_eq!(client, Ok(0), "the client sees the server close");
+}
+
+#[test]
+fn close_against_a_peer_that_never_reads_ends_at_its_deadline() {
+    let cfg = config_with(|t| {
+        t.close_timeout = Duration::from_millis(300);
+        t.idle_timeout = Some(Duration::from_millis(200));
+    });
+    let (clean, took, client_saw) = loopback::run_with(cfg, |stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            let server = async {
+                let mut s = listener.accept().await.unwrap();
+                // Fill the peer's window and our buffer: the write stalls, then times out.
+                let big = vec![7u8; 1 << 20];
+                assert_eq!(s.write_all(&big).await, Err(Error::TimedOut));
+                let start = StdInstant::now();
+                let clean = s.close().await;
+                (clean, start.elapsed())
+            };
+            let client = async {
+                let mut c = TcpStream::connect(&stack, loopback::endpoint(80))
+                    .await
+                    .unwrap();
+                c.set_idle_timeout(None);
+                Timer::after(Duration::from_millis(1500)).await;
+                // Only now read: the server aborted meanwhile.
+                let mut sink = Vec::new();
+                c.read_to_end(&mut sink).await
+            };
+            let ((clean, took), saw) = join(server, client).await;
+            (clean, took, saw)
+        })
+    });
+    assert!(!clean, "a peer that never reads cannot close cleanly");
+    assert!(
+        took >= std::time::Duration::from_millis(290) && took < std::time::Duration::from_secs(1),
+        "{took:?}"
+    );
+    assert_eq!(client_saw.err(), Some(Error::ConnectionReset));
+}
+
+#[test]
+fn dropping_a_stream_still_delivers_what_it_wrote() {
+    let got = loopback::run(|stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            let handler = |mut s: TcpStream| async move {
+                s.write_all(&[5u8; 40_000]).await.unwrap();
+                // Dropped without close: the data still goes out, then a FIN.
+            };
+            let client = async {
+                let mut c = TcpStream::connect(&stack, loopback::endpoint(80))
+                    .await
+                    .unwrap();
+                let mut out = Vec::new();
+                c.read_to_end(&mut out).await.unwrap();
+                out
+            };
+            against(&listener, 1, handler, client).await
+        })
+    });
+    assert_eq!(got, vec![5u8; 40_000]);
+}
+
+#[test]
+fn udp_echo() {
+    let got = loopback::run(|stack| {
+        guarded(async move {
+            let server = UdpSocket::bind(&stack, 9).unwrap();
+            let client = UdpSocket::bind(&stack, 0).unwrap();
+            let serve = async {
+                let mut buf = [0u8; 1500];
+                loop {
+                    let (n, from) = server.recv_from(&mut buf).await.unwrap();
+                    server.send_to(&buf[..n], from).await.unwrap();
+                }
+            };
+            let ask = async {
+                let mut got = Vec::new();
+                for msg in [&b"one"[..], b"two", &[9u8; 1400]] {
+                    client.send_to(msg, loopback::endpoint(9)).await.unwrap();
+                    let mut buf = [0u8; 1500];
+                    let (n, from) = client.recv_from(&mut buf).await.unwrap();
+                    assert_eq!(from, loopback::endpoint(9));
+                    got.push(buf[..n].to_vec());
+                }
+                got
+            };
+            match select(serve, ask).await {
+                Either::First(()) => unreachable!(),
+                Either::Second(got) => got,
+            }
+        })
+    });
+    assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec(), vec![9u8; 1400]]);
+}
+
+#[test]
+fn binding_a_taken_port_fails() {
+    loopback::run(|stack| {
+        guarded(async move {
+            let _l = TcpListener::bind(&stack, 80).unwrap();
+            assert!(TcpListener::bind(&stack, 80).is_err());
+            assert!(TcpListener::bind(&stack, 0).is_err());
+            let _u = UdpSocket::bind(&stack, 53).unwrap();
+            assert!(UdpSocket::bind(&stack, 53).is_err());
+        })
+    });
+}
+
+/// A bare SYN from 127.0.0.2:`sport` (a peer that never finishes the handshake).
+fn syn_frame(sport: u16, dport: u16) -> Vec<u8> {
+    use xenpv_net::smoltcp::phy::ChecksumCapabilities;
+    use xenpv_net::smoltcp::wire::*;
+    let src = Ipv4Address::new(127, 0, 0, 2);
+    let tcp = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: None,
+        window_len: 4096,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: loopback::ADDRESS,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 0x99]),
+        dst_addr: EthernetAddress(loopback::MAC),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut frame = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
+    let caps = ChecksumCapabilities::default();
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+    let ip_buf = &mut frame[eth.buffer_len()..];
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_buf), &caps);
+    let tcp_buf = &mut ip_buf[ip.buffer_len()..];
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(tcp_buf),
+        &IpAddress::Ipv4(src),
+        &IpAddress::Ipv4(loopback::ADDRESS),
+        &caps,
+    );
+    frame
+}
+
+#[test]
+fn half_open_handshake_is_dropped_and_others_still_served() {
+    let cfg = config_with(|t| t.handshake_timeout = Duration::from_millis(200));
+    let device = loopback::Loopback::new();
+    let raw = device.injector();
+    let (before, after, reply) = loopback::run_on(cfg, device, |stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            // Learn 127.0.0.1's MAC first: the SYN-ACK to the raw peer's unknown address
+            // starts an ARP, and smoltcp then holds every ARP request for a second.
+            let _ = TcpStream::connect(&stack, loopback::endpoint(81)).await;
+            raw.inject(syn_frame(40_000, 80));
+            Timer::after(Duration::from_millis(50)).await;
+            let before = listener.stats();
+            Timer::after(Duration::from_millis(400)).await;
+            let after = listener.stats();
+            let client = async {
+                let mut c = TcpStream::connect(&stack, loopback::endpoint(80))
+                    .await
+                    .unwrap();
+                c.write_all(b"x").await.unwrap();
+                let mut out = Vec::new();
+                c.read_to_end(&mut out).await.unwrap();
+                out
+            };
+            (
+                before,
+                after,
+                against(&listener, 1, echo_once, client).await,
+            )
+        })
+    });
+    assert_eq!(before.timed_out_handshake, 0, "{before:?}");
+    assert!(before.peak >= 1 && before.accepted == 0, "{before:?}");
+    assert_eq!(after.timed_out_handshake, 1, "{after:?}");
+    assert_eq!(reply, b"x");
+}
+
+/// Echo one read, then close.
+async fn echo_once(mut s: TcpStream) {
+    let mut buf = [0u8; 64];
+    if let Ok(n) = s.read(&mut buf).await {
+        let _ = s.write_all(&buf[..n]).await;
+    }
+    s.close().await;
+}
+
+#[test]
+fn connect_to_a_closed_port_is_refused() {
+    let r = loopback::run(|stack| {
+        guarded(async move {
+            TcpStream::connect(&stack, loopback::endpoint(81))
+                .await
+                .err()
+        })
+    });
+    assert_eq!(r, Some(xenpv_net::tcp::ConnectError::Refused));
+}
+
+#[test]
+fn static_address_is_up_at_once() {
+    let ip = loopback::run(|stack| {
+        guarded(async move {
+            stack.wait_config_up().await;
+            stack.ipv4()
+        })
+    });
+    assert_eq!(ip, Some(xenpv_net::Ipv4Cidr::new(loopback::ADDRESS, 8)));
+}
