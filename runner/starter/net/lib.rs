@@ -5,7 +5,8 @@
 
 use embassy_futures::join::join;
 use embedded_io_async::{Read, Write};
-use xenpv_net::{BindError, Stack, TcpListener, TcpStream};
+use xenpv_net::tcp::BindError;
+use xenpv_net::{Stack, TcpListener, TcpStream};
 
 /// The port of the TCP echo service (RFC 862).
 pub const ECHO_PORT: u16 = 7;
@@ -116,7 +117,7 @@ mod tests {
     }
 
     async fn connect(stack: &Stack, port: u16) -> TcpStream {
-        let to = ([127, 0, 0, 1], port).into();
+        let to = loopback::endpoint(port);
         TcpStream::connect(stack, to).await.expect("connect")
     }
 
@@ -126,10 +127,7 @@ mod tests {
         let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
         c.write_all(request.as_bytes()).await.expect("write");
         let mut got = Vec::new();
-        let mut buf = [0u8; 512];
-        while let n @ 1.. = c.read(&mut buf).await.expect("read") {
-            got.extend_from_slice(&buf[..n]);
-        }
+        c.read_to_end(&mut got).await.expect("read");
         c.close().await;
         String::from_utf8(got).expect("a text answer")
     }
