@@ -19,8 +19,10 @@ mod heap;
 mod net;
 mod store;
 mod stress;
+mod tasks;
 
 xenpv_rt::entry!(main);
+xenpv_rt::main!(task async_app = tasks::app);
 
 fn main(boot: &mut Boot) -> i32 {
     let role = if boot.is_dom0() { "dom0" } else { "domU" };
@@ -205,6 +207,9 @@ fn main(boot: &mut Boot) -> i32 {
         if !heap::run(n("seed", 1), n("heap_ops", 20_000), n("heap_mib", 256)) && status == 0 {
             status = AppStatus::Heap.into();
         }
+    }
+    if cmd.has("async") {
+        return xenpv_rt::runtime::main_with(boot, async_app);
     }
     if cmd.has("net") {
         // The appliance serves until the toolstack stops it.

@@ -183,15 +183,25 @@ impl GrantTable {
     /// second call is refused ([`GntError::AlreadySetUp`]; two free lists over one table
     /// would hand an entry to two owners).
     pub fn setup(mem: &mut Memory, want: u32) -> Result<GrantTable, GntError> {
+        Self::setup_clamped(mem, want, false)
+    }
+
+    /// Set up as many frames as Xen allows and the fixmap holds, at most `want` (what
+    /// the runtime's device layer does, so that devices connected later find references).
+    pub fn setup_up_to(mem: &mut Memory, want: u32) -> Result<GrantTable, GntError> {
+        Self::setup_clamped(mem, want, true)
+    }
+
+    fn setup_clamped(mem: &mut Memory, want: u32, clamp: bool) -> Result<GrantTable, GntError> {
         SET_UP.claim()?;
-        let r = Self::setup_once(mem, want);
+        let r = Self::setup_once(mem, want, clamp);
         if r.is_err() {
             SET_UP.release();
         }
         r
     }
 
-    fn setup_once(mem: &mut Memory, want: u32) -> Result<GrantTable, GntError> {
+    fn setup_once(mem: &mut Memory, want: u32, clamp: bool) -> Result<GrantTable, GntError> {
         let mut q = [QuerySize {
             dom: DOMID_SELF,
             nr_frames: 0,
@@ -201,6 +211,7 @@ impl GrantTable {
         op("GNTTABOP_query_size", GNTTABOP_QUERY_SIZE, &mut q)?;
         status("GNTTABOP_query_size", q[0].status)?;
         let max = q[0].max_nr_frames.min(GNTTAB_MAX_FRAMES as u32);
+        let want = if clamp { want.min(max) } else { want };
         if want == 0 || want > max {
             return Err(GntError::Frames { want, max });
         }

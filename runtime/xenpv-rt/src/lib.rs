@@ -151,8 +151,12 @@ mod boot;
 pub mod console;
 #[cfg(feature = "defmt")]
 mod defmt_log;
+#[cfg(feature = "async")]
+pub mod device;
 mod entry;
 pub mod evtchn;
+#[cfg(feature = "async")]
+pub mod exec;
 pub mod exit;
 pub mod frontend;
 pub mod gnttab;
@@ -171,6 +175,8 @@ pub mod net;
 #[cfg(not(test))]
 mod panic;
 mod ring_page;
+#[cfg(feature = "async")]
+pub mod runtime;
 pub mod shared_page;
 pub mod time;
 mod traps;
@@ -181,6 +187,9 @@ pub use xenpv_contract::initrd;
 pub use xenpv_protocol::{cmdline, escape, ring, start_info, xenbus, xenstore};
 
 pub use cmdline::Cmdline;
+#[cfg(feature = "async")]
+pub use runtime::{Runtime, ShutdownRequest, SHUTDOWN_GRACE_NS};
+
 /// The application's defmt macros, for apps that do not depend on defmt themselves.
 #[cfg(feature = "defmt")]
 pub use defmt;
@@ -336,5 +345,54 @@ macro_rules! entry {
             let main: fn(&mut $crate::Boot) -> i32 = $main;
             main(boot)
         }
+    };
+}
+
+/// Name the async application's entry (feature `async`): `xenpv_rt::main!(app);` with
+/// `async fn app(rt: &'static xenpv_rt::Runtime) -> i32`. The return value is the exit
+/// status, as with [`entry!`]; after a shutdown request (`xl shutdown`) the application
+/// has [`SHUTDOWN_GRACE_NS`] to return before the runtime closes the devices and exits
+/// with status 0 itself.
+///
+/// ```no_run
+/// #![no_std]
+/// #![no_main]
+/// use xenpv_rt::exec::embassy_time::{Duration, Timer};
+///
+/// xenpv_rt::main!(app);
+///
+/// async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
+///     xenpv_rt::println!("command line: {}", rt.cmdline().0);
+///     Timer::after(Duration::from_millis(5)).await;
+///     let why = rt.shutdown().await; // xl shutdown
+///     xenpv_rt::println!("stopping: {}", why.as_str());
+///     0
+/// }
+/// ```
+///
+/// The application's task is an embassy-executor task defined here through the
+/// runtime's re-export, so the application needs no dependency on embassy-executor;
+/// more tasks can be spawned with [`Runtime::spawner`].
+///
+/// An image that picks between a synchronous and an async application at run time
+/// (the sample app does, by command-line word) defines only the task with
+/// `main!(task NAME = app);` and starts it from its [`entry!`] function with
+/// [`runtime::main_with`]`(boot, NAME)`.
+#[cfg(feature = "async")]
+#[macro_export]
+macro_rules! main {
+    (task $name:ident = $app:path) => {
+        #[$crate::exec::task(embassy_executor = $crate::exec::embassy_executor)]
+        async fn $name(rt: &'static $crate::Runtime) {
+            let status: i32 = $app(rt).await;
+            rt.app_returned(status);
+        }
+    };
+    ($app:path) => {
+        $crate::main!(task __xenpv_rt_app = $app);
+        fn __xenpv_rt_async_main(boot: &mut $crate::Boot) -> i32 {
+            $crate::runtime::main_with(boot, __xenpv_rt_app)
+        }
+        $crate::entry!(__xenpv_rt_async_main);
     };
 }

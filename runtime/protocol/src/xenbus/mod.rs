@@ -32,7 +32,9 @@
 // fault), so they are large; they come once per failed handshake, and no_std has no Box.
 #![allow(clippy::result_large_err)]
 
+mod shutdown;
 mod steps;
+pub use shutdown::ShutdownRequest;
 pub use steps::{close, connect, Closing, Connecting, Step};
 
 use crate::ring::Link;

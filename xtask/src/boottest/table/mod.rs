@@ -4,6 +4,7 @@ use super::reports::{like, runner_like};
 use super::{t, BootTest, Check};
 use crate::cargo::Image;
 
+mod async_rt;
 mod blk;
 mod dom0;
 mod domu;
@@ -16,6 +17,7 @@ pub fn table() -> Vec<BootTest> {
     v.extend(faults::dom0());
     v.extend(dom0::basics());
     v.extend(dom0::services());
+    v.push(async_rt::timers());
     v.extend(dom0::direct_map());
     v.extend(dom0::paging());
     v.extend(domu::rows());

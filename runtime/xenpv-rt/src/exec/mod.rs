@@ -1,0 +1,195 @@
+//! The async executor (feature `async`): embassy-executor's raw executor, driven by the
+//! runtime's own loop.
+//!
+//! The loop polls the executor while there is work (the `__pender` this module exports
+//! sets a flag), then idles in `SCHEDOP_poll` on the event channel ports that futures
+//! registered with [`wake_on`], until the next embassy-time deadline ([`time_driver`]).
+//! When it returns, every registered port whose pending bit is set is cleared and its
+//! wakers woken, and every timer whose deadline passed fires. No upcall is ever taken:
+//! events are read from shared_info's bitmaps at these points only.
+//!
+//! Applications usually start it through [`main!`](crate::main) and spawn tasks with
+//! [`spawner`]:
+//!
+//! ```no_run
+//! # async fn f() {
+//! use xenpv_rt::exec::embassy_time::{Duration, Timer};
+//! Timer::after(Duration::from_millis(10)).await; // SCHEDOP_poll until then
+//! # }
+//! ```
+
+pub mod time_driver;
+
+use crate::evtchn::{self, Port};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::task::Waker;
+use embassy_executor::raw;
+
+/// The executor crate, for [`main!`](crate::main)'s task and for applications that name
+/// its types ([`Spawner`], `SpawnToken`) without depending on it.
+pub use embassy_executor;
+/// Define a task (`#[xenpv_rt::exec::task(embassy_executor = xenpv_rt::exec::embassy_executor)]`,
+/// or `#[embassy_executor::task]` with a dependency of your own).
+pub use embassy_executor::task;
+pub use embassy_executor::{SpawnError, SpawnToken, Spawner};
+/// embassy-time, driven by Xen system time: `Timer`, `Duration`, `Instant`,
+/// `with_timeout`.
+pub use embassy_time;
+
+/// The most ports one `SCHEDOP_poll` takes (Xen refuses more than 128). With more
+/// registered, the wait is cut into slices of [`SLICE_NS`] so the rest are looked at too.
+pub const POLL_PORTS_MAX: usize = 128;
+/// How long one idle wait lasts at most when more than [`POLL_PORTS_MAX`] ports are
+/// registered.
+pub const SLICE_NS: u64 = 10_000_000;
+/// The longest idle wait: a backstop, so a waker registered on no port still runs now
+/// and then.
+pub const IDLE_MAX_NS: u64 = 1_000_000_000;
+
+/// Set by the pender: the executor has tasks to poll.
+static PENDED: AtomicBool = AtomicBool::new(false);
+/// The one executor, leaked at start (null before).
+static EXECUTOR: AtomicPtr<raw::Executor> = AtomicPtr::new(core::ptr::null_mut());
+/// Wakers waiting for a port's event, one-shot.
+static PORT_WAKERS: spin::Mutex<Vec<(Port, Waker)>> = spin::Mutex::new(Vec::new());
+
+/// The executor's pender: only a flag, since the loop runs on the one vCPU and polls
+/// again before idling whenever it is set.
+#[unsafe(export_name = "__pender")]
+fn pender(_context: *mut ()) {
+    PENDED.store(true, Ordering::SeqCst);
+}
+
+/// Wake `waker` once the next event arrives on `port` (one-shot: the idle loop clears the
+/// port's pending bit and wakes every waker registered for it). Register before checking
+/// the condition the event signals, or after (the pending bit stays set until the loop
+/// clears it, so an event in between is not lost). A port out of range wakes at once.
+pub fn wake_on(port: Port, waker: &Waker) {
+    if evtchn::checked(port).is_err() {
+        waker.wake_by_ref();
+        return;
+    }
+    let mut list = PORT_WAKERS.lock();
+    if !list.iter().any(|(p, w)| *p == port && w.will_wake(waker)) {
+        list.push((port, waker.clone()));
+    }
+}
+
+/// The executor's spawner (for tasks defined with [`task`]).
+///
+/// # Panics
+///
+/// Before the executor started ([`main!`](crate::main) starts it before the application
+/// runs).
+pub fn spawner() -> Spawner {
+    let p = EXECUTOR.load(Ordering::Acquire);
+    // SAFETY: EXECUTOR is null or a leaked (never freed) executor that `start` stored.
+    match unsafe { p.as_ref() } {
+        Some(e) => e.spawner(),
+        None => panic!("xenpv_rt::exec::spawner before the executor started"),
+    }
+}
+
+/// Create the executor (once; later calls return the same one).
+pub(crate) fn start() -> &'static raw::Executor {
+    let p = EXECUTOR.load(Ordering::Acquire);
+    // SAFETY: as in `spawner`.
+    if let Some(e) = unsafe { p.as_ref() } {
+        return e;
+    }
+    let e: &'static mut raw::Executor =
+        Box::leak(Box::new(raw::Executor::new(core::ptr::null_mut())));
+    EXECUTOR.store(e, Ordering::Release);
+    e
+}
+
+/// Run the executor until `done` returns `Some`: poll while tasks are ready, idle in
+/// `SCHEDOP_poll` otherwise, until `deadline()` (Xen system time, ns) at the latest.
+pub(crate) fn run<T>(
+    executor: &'static raw::Executor,
+    mut done: impl FnMut() -> Option<T>,
+    mut deadline: impl FnMut() -> Option<u64>,
+) -> T {
+    loop {
+        PENDED.store(false, Ordering::SeqCst);
+        // SAFETY: `run` is the only caller of `poll`, never re-entered (the pender only
+        // sets a flag).
+        unsafe { executor.poll() };
+        if let Some(t) = done() {
+            return t;
+        }
+        if !PENDED.load(Ordering::SeqCst) {
+            idle(deadline());
+        }
+    }
+}
+
+/// Wait for a registered port's event or the next deadline, then wake what is due.
+fn idle(extra_deadline: Option<u64>) {
+    let now = crate::time::now_ns();
+    let mut until = now.saturating_add(IDLE_MAX_NS);
+    if let Some(t) = time_driver::next_deadline_ns() {
+        until = until.min(t);
+    }
+    if let Some(t) = extra_deadline {
+        until = until.min(t);
+    }
+    let mut ports: Vec<Port> = PORT_WAKERS.lock().iter().map(|(p, _)| *p).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let any_pending = ports.iter().any(|&p| evtchn::is_pending(p));
+    if !any_pending && until > now {
+        if ports.len() > POLL_PORTS_MAX {
+            until = until.min(now.saturating_add(SLICE_NS));
+        }
+        let n = ports.len().min(POLL_PORTS_MAX);
+        // Returns on an event of a port given (Xen checks their bits after arming the
+        // poll, so none is missed), at `until`, or early: the caller loops either way.
+        if let Err(e) = crate::hypercall::poll(&mut ports[..n], until) {
+            crate::warn!("exec: SCHEDOP_poll: {e}");
+        }
+    }
+    wake_pending();
+    time_driver::wake_due(crate::time::now_ns());
+}
+
+/// Clear every registered port that is pending and wake its wakers (outside the lock:
+/// a woken future may register again at once).
+fn wake_pending() {
+    let mut due: Vec<Waker> = Vec::new();
+    {
+        let mut list = PORT_WAKERS.lock();
+        let mut fired: Vec<Port> = Vec::new();
+        list.retain(|(p, w)| {
+            let on = fired.contains(p) || evtchn::is_pending(*p);
+            if on {
+                if !fired.contains(p) {
+                    fired.push(*p);
+                }
+                due.push(w.clone());
+            }
+            !on
+        });
+        for p in fired {
+            evtchn::clear(p);
+        }
+    }
+    for w in due {
+        w.wake();
+    }
+}
+
+/// A critical section on one vCPU that never takes upcalls: nothing can preempt the code
+/// inside it, so there is nothing to mask.
+struct NoPreemption;
+critical_section::set_impl!(NoPreemption);
+
+// SAFETY: the runtime runs on one vCPU with event delivery masked (no upcall is
+// registered) and its trap handlers end the guest, so code inside a critical section is
+// never interrupted by other Rust code: acquire and release have nothing to do.
+unsafe impl critical_section::Impl for NoPreemption {
+    unsafe fn acquire() -> critical_section::RawRestoreState {}
+    unsafe fn release(_: critical_section::RawRestoreState) {}
+}

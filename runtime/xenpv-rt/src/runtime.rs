@@ -1,0 +1,218 @@
+//! The async application's runtime (feature `async`): [`main!`](crate::main) starts the
+//! executor, spawns the application's task with a [`Runtime`], watches
+//! `control/shutdown`, and ends the guest when the application returns — or, after a
+//! shutdown request, when its grace period ([`SHUTDOWN_GRACE_NS`]) is over.
+
+use crate::device::Devices;
+use crate::exec::{self, SpawnError, SpawnToken, Spawner};
+use crate::xenstore::XsError;
+use crate::Boot;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::poll_fn;
+use core::task::{Poll, Waker};
+pub use xenpv_protocol::xenbus::ShutdownRequest;
+
+/// How long an application has, after a shutdown request, to return by itself before
+/// the runtime closes its devices and exits with status 0.
+pub const SHUTDOWN_GRACE_NS: u64 = 3_000_000_000;
+/// How often the shutdown watcher re-reads `control/shutdown` besides on its watch's
+/// events (a backstop for an event lost in a full queue).
+pub const SHUTDOWN_POLL_NS: u64 = 1_000_000_000;
+/// The xenstore watch token of `control/shutdown`.
+const SHUTDOWN_TOKEN: &str = "xenpv-rt-shutdown";
+
+/// What an async application gets (see [`main!`](crate::main)): the boot state, the
+/// spawner, the devices, and the shutdown signal. One exists, for the guest's lifetime.
+pub struct Runtime {
+    boot: &'static RefCell<&'static mut Boot>,
+    spawner: Spawner,
+    devices: Devices,
+    request: Cell<Option<(ShutdownRequest, u64)>>,
+    shutdown_wakers: RefCell<Vec<Waker>>,
+    status: Cell<Option<i32>>,
+}
+
+impl Runtime {
+    /// The guest command line.
+    pub fn cmdline(&self) -> crate::Cmdline<'static> {
+        let b = self.boot.borrow();
+        let s: &str = b.start_info().cmdline();
+        // The Boot is borrowed for 'static (see `main_with`), and start_info is never
+        // replaced, so its command line lives as long.
+        crate::Cmdline(extend(s))
+    }
+    /// The start_info page Xen passed at boot (a copy).
+    pub fn start_info(&self) -> crate::StartInfo {
+        self.boot.borrow().start_info().clone()
+    }
+    /// Run `f` with the boot state (memory, xenstore, timing…). Do not call it from
+    /// inside another `with_boot` or a device call (the boot is borrowed then: panic).
+    pub fn with_boot<R>(&self, f: impl FnOnce(&mut Boot) -> R) -> R {
+        f(&mut self.boot.borrow_mut())
+    }
+    /// The executor's spawner.
+    pub fn spawner(&self) -> Spawner {
+        self.spawner
+    }
+    /// The devices: network stacks on vifs (feature `net`), the grant table, xenstore.
+    pub fn devices(&self) -> &Devices {
+        &self.devices
+    }
+    /// Resolves when the toolstack asks the guest to stop (`xl shutdown`, `xl reboot`…):
+    /// the runtime has acknowledged the request already. Return from the application
+    /// within [`SHUTDOWN_GRACE_NS`]; otherwise the runtime closes the devices and exits
+    /// with status 0 itself.
+    pub fn shutdown(&self) -> impl core::future::Future<Output = ShutdownRequest> + '_ {
+        poll_fn(move |cx| match self.request() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                let mut w = self.shutdown_wakers.borrow_mut();
+                if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                    w.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        })
+    }
+    /// The shutdown request received, if any.
+    pub fn request(&self) -> Option<ShutdownRequest> {
+        let r = self.request.take();
+        self.request.set(r.clone());
+        r.map(|(r, _)| r)
+    }
+    /// Record the application's exit status: the executor stops and the guest exits with
+    /// it ([`main!`](crate::main)'s task calls it with what the application returns).
+    pub fn app_returned(&self, status: i32) {
+        self.status.set(Some(status));
+    }
+    fn grace_end(&self) -> Option<u64> {
+        let r = self.request.take();
+        self.request.set(r.clone());
+        r.map(|(_, at)| at.saturating_add(SHUTDOWN_GRACE_NS))
+    }
+    fn requested(&self, r: ShutdownRequest) {
+        crate::println!("xenpv-rt: shutdown requested ({})", r.as_str());
+        self.request.set(Some((r, crate::time::now_ns())));
+        for w in self.shutdown_wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+}
+
+/// A `&str` inside the leaked Boot, for `'static`.
+fn extend(s: &str) -> &'static str {
+    // SAFETY: callers pass a string inside the Boot that `main_with` borrows for the rest
+    // of the guest's life (nothing drops or replaces it before the guest exits).
+    unsafe { &*(s as *const str) }
+}
+
+/// Start the async application and run it to its end: what [`main!`](crate::main)'s
+/// entry calls with the task it defines (`app` makes the task's spawn token). Returns the
+/// exit status: what the application returned, or 0 if it did not return within the
+/// grace period after a shutdown request. The devices are closed either way.
+pub fn main_with<S>(
+    boot: &mut Boot,
+    app: impl FnOnce(&'static Runtime) -> Result<SpawnToken<S>, SpawnError>,
+) -> i32 {
+    // SAFETY: the Boot outlives every use of this borrow: the executor below is never
+    // polled again once `main_with` returns, so no task touches the Runtime afterwards,
+    // and the runtime exits right after the application's entry returns.
+    let boot: &'static mut Boot = unsafe { &mut *(boot as *mut Boot) };
+    let boot: &'static RefCell<&'static mut Boot> = Box::leak(Box::new(RefCell::new(boot)));
+    let executor = exec::start();
+    let rt: &'static Runtime = Box::leak(Box::new(Runtime {
+        boot,
+        spawner: executor.spawner(),
+        devices: Devices::new(boot),
+        request: Cell::new(None),
+        shutdown_wakers: RefCell::new(Vec::new()),
+        status: Cell::new(None),
+    }));
+    match app(rt) {
+        Ok(t) => rt.spawner.spawn(t),
+        Err(e) => crate::fatal!("xenpv-rt: cannot spawn the application: {e:?}"),
+    }
+    if rt.boot.borrow().is_dom0() {
+        crate::info!("xenpv-rt: dom0 has no control/shutdown to watch");
+    } else {
+        match shutdown_watch(rt) {
+            Ok(t) => rt.spawner.spawn(t),
+            Err(e) => crate::warn!("xenpv-rt: no shutdown watcher: {e:?}"),
+        }
+    }
+    let status = exec::run(
+        executor,
+        || {
+            if let Some(s) = rt.status.get() {
+                return Some(s);
+            }
+            let end = rt.grace_end()?;
+            (crate::time::now_ns() >= end).then(|| {
+                crate::println!("xenpv-rt: the application did not return after shutdown: exit 0");
+                0
+            })
+        },
+        || rt.grace_end(),
+    );
+    rt.devices.close_all();
+    status
+}
+
+/// Watch `control/shutdown`; acknowledge (clear) and publish each request.
+#[embassy_executor::task]
+async fn shutdown_watch(rt: &'static Runtime) {
+    let Some(port) = rt.with_boot(|b| {
+        let xs = b.xenstore()?;
+        if let Err(e) = xs.watch("control/shutdown", SHUTDOWN_TOKEN) {
+            crate::warn!("xenpv-rt: watching control/shutdown: {e}");
+        }
+        Some(xs.link().port())
+    }) else {
+        return;
+    };
+    loop {
+        let got = rt.with_boot(|b| match b.xenstore() {
+            Some(xs) => take_request(xs),
+            None => Ok(None),
+        });
+        match got {
+            Ok(Some(r)) => rt.requested(r),
+            Ok(None) => {}
+            Err(e) => crate::warn!("xenpv-rt: reading control/shutdown: {e}"),
+        }
+        // The next watch event (the xenstore port) or the backstop poll.
+        let mut armed = false;
+        let tick = embassy_time::Timer::after(embassy_time::Duration::from_nanos(SHUTDOWN_POLL_NS));
+        let event = poll_fn(|cx| {
+            if armed {
+                return Poll::Ready(());
+            }
+            armed = true;
+            exec::wake_on(port, cx.waker());
+            Poll::Pending
+        });
+        embassy_futures::select::select(event, tick).await;
+    }
+}
+
+/// Drain pending watch events (their tokens do not matter: the key is read anyway), then
+/// read `control/shutdown` and clear it if it holds a request.
+fn take_request(
+    xs: &mut crate::xenstore::Xenstore<crate::PageLink>,
+) -> Result<Option<ShutdownRequest>, XsError> {
+    while let Ok(Some(_)) = xs.next_event(0) {}
+    let v = match xs.read("control/shutdown") {
+        Ok(v) => v,
+        Err(XsError::Xenstore(e)) if e == "ENOENT" => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(r) = ShutdownRequest::parse(&v) else {
+        return Ok(None);
+    };
+    // The acknowledgement Linux gives (manage.c writes ""): the toolstack then knows the
+    // guest heard it.
+    xs.write("control/shutdown", b"")?;
+    Ok(Some(r))
+}
