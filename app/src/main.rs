@@ -10,6 +10,7 @@ use xenpv_contract::status::AppStatus;
 use xenpv_rt::mm::{DirectMapState, MmuCounts};
 use xenpv_rt::{println, Boot};
 
+mod async_net;
 mod blk;
 mod events;
 mod faults;
@@ -23,6 +24,7 @@ mod tasks;
 
 xenpv_rt::entry!(main);
 xenpv_rt::main!(task async_app = tasks::app);
+xenpv_rt::main!(task async_net_app = async_net::app);
 
 fn main(boot: &mut Boot) -> i32 {
     let role = if boot.is_dom0() { "dom0" } else { "domU" };
@@ -207,6 +209,9 @@ fn main(boot: &mut Boot) -> i32 {
         if !heap::run(n("seed", 1), n("heap_ops", 20_000), n("heap_mib", 256)) && status == 0 {
             status = AppStatus::Heap.into();
         }
+    }
+    if cmd.has("async_net") {
+        return xenpv_rt::runtime::main_with(boot, async_net_app);
     }
     if cmd.has("async") {
         return xenpv_rt::runtime::main_with(boot, async_app);

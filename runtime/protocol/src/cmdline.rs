@@ -69,9 +69,106 @@ impl<'a> Cmdline<'a> {
     }
 }
 
+/// A vif's address from `ip=` (one entry per vif, comma-separated: `dhcp` or
+/// `A.B.C.D/PREFIX`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpWord {
+    /// Ask a DHCP server.
+    Dhcp,
+    /// A fixed address and prefix length (1..=32).
+    Static {
+        /// The address.
+        addr: [u8; 4],
+        /// The prefix length.
+        prefix: u8,
+    },
+}
+
+impl IpWord {
+    /// One entry of `ip=`; the error says what is wrong with it.
+    ///
+    /// ```
+    /// use xenpv_protocol::cmdline::IpWord;
+    /// assert_eq!(IpWord::parse("dhcp"), Ok(IpWord::Dhcp));
+    /// assert_eq!(IpWord::parse("10.0.0.2/8"), Ok(IpWord::Static { addr: [10, 0, 0, 2], prefix: 8 }));
+    /// assert!(IpWord::parse("10.0.0.2").is_err());
+    /// ```
+    pub fn parse(entry: &str) -> Result<IpWord, &'static str> {
+        if entry == "dhcp" {
+            return Ok(IpWord::Dhcp);
+        }
+        let (a, p) = entry.split_once('/').ok_or("no /PREFIX")?;
+        let prefix: u8 = p.parse().map_err(|_| "the prefix is not a number")?;
+        if !(1..=32).contains(&prefix) {
+            return Err("the prefix is not in 1..=32");
+        }
+        let mut addr = [0u8; 4];
+        let mut parts = a.split('.');
+        for b in addr.iter_mut() {
+            let s = parts.next().ok_or("fewer than four numbers")?;
+            if s.is_empty() || s.len() > 3 || !s.bytes().all(|c| c.is_ascii_digit()) {
+                return Err("a part is not a number 0..=255");
+            }
+            *b = s.parse().map_err(|_| "a part is not a number 0..=255")?;
+        }
+        if parts.next().is_some() {
+            return Err("more than four numbers");
+        }
+        Ok(IpWord::Static { addr, prefix })
+    }
+}
+
+impl<'a> Cmdline<'a> {
+    /// Vif `index`'s entry of `ip=` (`None` if there is no `ip=` or it has fewer
+    /// entries).
+    ///
+    /// ```
+    /// use xenpv_protocol::cmdline::{Cmdline, IpWord};
+    /// let c = Cmdline("net ip=169.254.100.2/24,dhcp");
+    /// assert_eq!(c.ip(1), Ok(Some(IpWord::Dhcp)));
+    /// assert_eq!(c.ip(2), Ok(None));
+    /// ```
+    pub fn ip(&self, index: usize) -> Result<Option<IpWord>, BadValue<'a>> {
+        let Some(v) = self.value("ip") else {
+            return Ok(None);
+        };
+        match v.split(',').nth(index) {
+            None => Ok(None),
+            Some(e) => IpWord::parse(e).map(Some).map_err(|why| BadValue {
+                key: "ip",
+                value: v,
+                expected: why,
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_entries() {
+        let c = Cmdline("ip=10.1.2.3/24,dhcp,1.2.3/8");
+        let s = IpWord::Static {
+            addr: [10, 1, 2, 3],
+            prefix: 24,
+        };
+        assert_eq!(c.ip(0), Ok(Some(s)));
+        assert_eq!(c.ip(1), Ok(Some(IpWord::Dhcp)));
+        assert_eq!(c.ip(2).unwrap_err().expected, "fewer than four numbers");
+        assert_eq!(c.ip(3), Ok(None));
+        assert_eq!(Cmdline("net").ip(0), Ok(None));
+        for bad in [
+            "1.2.3.4/0",
+            "1.2.3.4/33",
+            "1.2.3.256/8",
+            "1.2.3.4.5/8",
+            "a.b.c.d/8",
+        ] {
+            assert!(IpWord::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn words_values_and_numbers() {

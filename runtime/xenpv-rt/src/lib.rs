@@ -179,6 +179,8 @@ mod ring_page;
 pub mod runtime;
 pub mod shared_page;
 pub mod time;
+#[cfg(any(feature = "async", feature = "net"))]
+pub mod time_driver;
 mod traps;
 
 pub use ring_page::PageLink;
@@ -198,6 +200,10 @@ pub use defmt;
 #[cfg(feature = "log")]
 pub use log;
 pub use start_info::StartInfo;
+/// Async sockets over smoltcp (feature `net`): what [`device::Devices::net`] hands out
+/// is a `xenpv_net::Stack`.
+#[cfg(feature = "net")]
+pub use xenpv_net;
 
 /// This runtime's version (the crate version, e.g. `"0.1.0"`), printed at start of day.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -28,7 +28,7 @@ const SHUTDOWN_TOKEN: &str = "xenpv-rt-shutdown";
 pub struct Runtime {
     boot: &'static RefCell<&'static mut Boot>,
     spawner: Spawner,
-    devices: Devices,
+    devices: &'static Devices,
     request: Cell<Option<(ShutdownRequest, u64)>>,
     shutdown_wakers: RefCell<Vec<Waker>>,
     status: Cell<Option<i32>>,
@@ -57,8 +57,8 @@ impl Runtime {
         self.spawner
     }
     /// The devices: network stacks on vifs (feature `net`), the grant table, xenstore.
-    pub fn devices(&self) -> &Devices {
-        &self.devices
+    pub fn devices(&self) -> &'static Devices {
+        self.devices
     }
     /// Resolves when the toolstack asks the guest to stop (`xl shutdown`, `xl reboot`…):
     /// the runtime has acknowledged the request already. Return from the application
@@ -125,7 +125,7 @@ pub fn main_with<S>(
     let rt: &'static Runtime = Box::leak(Box::new(Runtime {
         boot,
         spawner: executor.spawner(),
-        devices: Devices::new(boot),
+        devices: Box::leak(Box::new(Devices::new(boot, executor.spawner()))),
         request: Cell::new(None),
         shutdown_wakers: RefCell::new(Vec::new()),
         status: Cell::new(None),
@@ -156,8 +156,29 @@ pub fn main_with<S>(
         },
         || rt.grace_end(),
     );
-    rt.devices.close_all();
+    close_devices(executor, rt.devices);
     status
+}
+
+/// How long the runtime lets its device tasks close their devices when the guest ends.
+pub const CLOSE_GRACE_NS: u64 = 3_000_000_000;
+
+/// Close the devices: their tasks run (with everything else) until all are closed, at
+/// most [`CLOSE_GRACE_NS`].
+fn close_devices(executor: &'static embassy_executor::raw::Executor, devices: &'static Devices) {
+    devices.begin_close();
+    let end = crate::time::now_ns().saturating_add(CLOSE_GRACE_NS);
+    exec::run(
+        executor,
+        || (devices.all_closed() || crate::time::now_ns() >= end).then_some(()),
+        || Some(end),
+    );
+    if !devices.all_closed() {
+        crate::warn!(
+            "xenpv-rt: devices still closing after {} ms: exiting anyway",
+            CLOSE_GRACE_NS / 1_000_000
+        );
+    }
 }
 
 /// Watch `control/shutdown`; acknowledge (clear) and publish each request.
@@ -183,17 +204,8 @@ async fn shutdown_watch(rt: &'static Runtime) {
             Err(e) => crate::warn!("xenpv-rt: reading control/shutdown: {e}"),
         }
         // The next watch event (the xenstore port) or the backstop poll.
-        let mut armed = false;
         let tick = embassy_time::Timer::after(embassy_time::Duration::from_nanos(SHUTDOWN_POLL_NS));
-        let event = poll_fn(|cx| {
-            if armed {
-                return Poll::Ready(());
-            }
-            armed = true;
-            exec::wake_on(port, cx.waker());
-            Poll::Pending
-        });
-        embassy_futures::select::select(event, tick).await;
+        embassy_futures::select::select(exec::event(port), tick).await;
     }
 }
 

@@ -6,11 +6,19 @@
 //! [`GRANT_FRAMES`]), so devices connected later find references without anyone sizing
 //! it by hand.
 
+#[cfg(feature = "net")]
+mod net;
+#[cfg(feature = "net")]
+pub use net::{Net, BACKEND_CHECK_NS, MAX_VIFS, REATTACH_EVERY_NS};
+
+use crate::exec::Spawner;
 use crate::gnttab::{GntError, GrantTable};
 use crate::xenstore::{Xenstore, XsError};
 use crate::{Boot, PageLink};
-use core::cell::RefCell;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
 use core::fmt;
+use core::task::{Poll, Waker};
 
 /// Grant-table frames the device layer sets up (Xen may allow fewer: then as many as it
 /// does). Each holds 512 references; a netfront takes about 2 × 256 + 2.
@@ -31,6 +39,14 @@ pub enum DeviceError {
     Frontend(alloc::string::String),
     /// The backend did not answer in time (what was waited for).
     TimedOut(&'static str),
+    /// The guest is ending: devices are being closed.
+    Closing,
+    /// The device is connected already.
+    InUse,
+    /// More devices than the runtime runs at once.
+    TooMany,
+    /// The command line's setting for the device is wrong (what is wrong).
+    Config(alloc::string::String),
 }
 
 impl fmt::Display for DeviceError {
@@ -42,6 +58,10 @@ impl fmt::Display for DeviceError {
             DeviceError::Busy => f.write_str("the boot state is borrowed (inside with_boot?)"),
             DeviceError::Frontend(e) => f.write_str(e),
             DeviceError::TimedOut(what) => write!(f, "timed out waiting for {what}"),
+            DeviceError::Closing => f.write_str("the guest is ending: devices are closing"),
+            DeviceError::InUse => f.write_str("the device is connected already"),
+            DeviceError::TooMany => f.write_str("more devices than the runtime runs at once"),
+            DeviceError::Config(e) => f.write_str(e),
         }
     }
 }
@@ -60,13 +80,35 @@ pub struct DeviceContext<'a> {
 pub struct Devices {
     boot: &'static RefCell<&'static mut Boot>,
     grants: RefCell<Option<GrantTable>>,
+    #[cfg_attr(not(feature = "net"), allow(dead_code))]
+    spawner: Spawner,
+    /// The xenstore client's event channel (0 for dom0, which has none).
+    #[cfg_attr(not(feature = "net"), allow(dead_code))]
+    store_port: crate::evtchn::Port,
+    /// Vifs handed out (their tasks keep them, through detaches, until the end).
+    #[cfg_attr(not(feature = "net"), allow(dead_code))]
+    vifs: RefCell<Vec<u32>>,
+    /// Device tasks still running.
+    open: Cell<u32>,
+    closing: Cell<bool>,
+    closing_wakers: RefCell<Vec<Waker>>,
 }
 
 impl Devices {
-    pub(crate) fn new(boot: &'static RefCell<&'static mut Boot>) -> Devices {
+    pub(crate) fn new(boot: &'static RefCell<&'static mut Boot>, spawner: Spawner) -> Devices {
+        let store_port = boot
+            .borrow_mut()
+            .xenstore()
+            .map_or(0, |xs| xs.link().port());
         Devices {
             boot,
             grants: RefCell::new(None),
+            spawner,
+            store_port,
+            vifs: RefCell::new(Vec::new()),
+            open: Cell::new(0),
+            closing: Cell::new(false),
+            closing_wakers: RefCell::new(Vec::new()),
         }
     }
 
@@ -94,6 +136,37 @@ impl Devices {
         }))
     }
 
-    /// Close every connected device (the runtime does it when the guest ends).
-    pub(crate) fn close_all(&self) {}
+    /// Is the guest ending (devices closing)?
+    pub fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// Resolves once the devices start closing.
+    #[cfg_attr(not(feature = "net"), allow(dead_code))]
+    fn closing(&self) -> impl core::future::Future<Output = ()> + '_ {
+        core::future::poll_fn(|cx| {
+            if self.closing.get() {
+                return Poll::Ready(());
+            }
+            let mut w = self.closing_wakers.borrow_mut();
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+    }
+
+    /// Tell every device task to close its device (the runtime does it when the guest
+    /// ends); [`Self::all_closed`] says when they are done.
+    pub(crate) fn begin_close(&self) {
+        self.closing.set(true);
+        for w in self.closing_wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Have all device tasks closed their devices?
+    pub(crate) fn all_closed(&self) -> bool {
+        self.open.get() == 0
+    }
 }

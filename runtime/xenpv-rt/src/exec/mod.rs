@@ -18,7 +18,7 @@
 //! # }
 //! ```
 
-pub mod time_driver;
+use crate::time_driver;
 
 use crate::evtchn::{self, Port};
 use alloc::boxed::Box;
@@ -34,6 +34,8 @@ pub use embassy_executor;
 /// or `#[embassy_executor::task]` with a dependency of your own).
 pub use embassy_executor::task;
 pub use embassy_executor::{SpawnError, SpawnToken, Spawner};
+/// `select`, `join`, `block_on` for futures (embassy-futures).
+pub use embassy_futures;
 /// embassy-time, driven by Xen system time: `Timer`, `Duration`, `Instant`,
 /// `with_timeout`.
 pub use embassy_time;
@@ -60,6 +62,21 @@ static PORT_WAKERS: spin::Mutex<Vec<(Port, Waker)>> = spin::Mutex::new(Vec::new(
 #[unsafe(export_name = "__pender")]
 fn pender(_context: *mut ()) {
     PENDED.store(true, Ordering::SeqCst);
+}
+
+/// Resolve at the next event on `port` — or at any earlier wake of the task (a timer
+/// in the same `select`, say): callers re-check what they wait for.
+pub async fn event(port: Port) {
+    let mut armed = false;
+    core::future::poll_fn(|cx| {
+        if armed {
+            return core::task::Poll::Ready(());
+        }
+        armed = true;
+        wake_on(port, cx.waker());
+        core::task::Poll::Pending
+    })
+    .await
 }
 
 /// Wake `waker` once the next event arrives on `port` (one-shot: the idle loop clears the

@@ -1,5 +1,6 @@
 //! The async runtime's rows (xenpv-rt feature `async`): the executor, its timers on
 //! Xen's clock and event-channel wakers.
+use crate::boottest::reports::{dom0_like, runner_like};
 use crate::boottest::{has, t, BootTest, Check};
 use crate::cargo::Image;
 
@@ -27,4 +28,50 @@ pub fn timers() -> BootTest {
             Check::ExitLine,
         ],
     )
+}
+
+/// How soon after `xl shutdown` an async app (or the runtime, for one that ignores
+/// it) must have stopped.
+const SHUTDOWN_WITHIN_S: u64 = 10;
+
+/// The async runtime as a domU with a vif (`async_net`): `rt.devices().net(0)` up with
+/// the `ip=` address, TCP echo over xenpv-net answered to dom0's `$PEER` (one client,
+/// then 8 at once), and `xl shutdown` ending the guest with status 0 within
+/// [`SHUTDOWN_WITHIN_S`]: the app returns from `rt.shutdown()` (`ignore` false), or it
+/// ignores it and the runtime's grace period ends it (`ignore` true).
+pub fn net(ignore: bool) -> BootTest {
+    let (name, cmdline) = if ignore {
+        (
+            "async-net-ignore",
+            "async_net ignore_shutdown ip=169.254.100.2/24",
+        )
+    } else {
+        ("async-net", "async_net ip=169.254.100.2/24")
+    };
+    let mut checks = vec![
+        Check::Regex(r"xenpv-rt: vif0 connected mac=00:16:3e:00:00:02 ip=169\.254\.100\.2/24"),
+        has("async-net: vif0 up ip=Some(169.254.100.2/24)"),
+        Check::Report(dom0_like("peer: tcp-echo PASS bytes=1048576 conns=1 ok=1")),
+        Check::Report(dom0_like("peer: tcp-echo PASS bytes=262144 conns=8 ok=8")),
+        has("xenpv-rt: shutdown requested (poweroff)"),
+        Check::Regex(r"dom0\| xl shutdown: the domU stopped after \d+ ms .*: ok"),
+        Check::Regex(r"xenpv-rt: vif0 closed \(the guest is ending\) in \d+ ms pages_kept=0"),
+        Check::Report(runner_like("xenbox: dom0-script exit 0")),
+        Check::ExitLine,
+    ];
+    checks.push(if ignore {
+        has("xenpv-rt: the application did not return after shutdown: exit 0")
+    } else {
+        has("async-net: shutdown poweroff: returning 0")
+    });
+    let mut b = t(name, Image::app(), cmdline, 0, checks);
+    b.domu = true;
+    b.vifs = 1;
+    b.memory_mib = 256;
+    b.timeout_s = 600;
+    b.dom0_script = Some(super::script_with(
+        &[("SHUTDOWN_WITHIN", SHUTDOWN_WITHIN_S.to_string())],
+        include_str!("../scripts/async_net_test.sh"),
+    ));
+    b
 }

@@ -21,6 +21,8 @@ pub fn table() -> Vec<BootTest> {
     v.extend(dom0::direct_map());
     v.extend(dom0::paging());
     v.extend(domu::rows());
+    v.push(async_rt::net(false));
+    v.push(async_rt::net(true));
     v
 }
 

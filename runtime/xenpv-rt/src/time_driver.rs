@@ -1,6 +1,6 @@
-//! The embassy-time driver: Xen system time ([`now_ns`](crate::time::now_ns)) in 1 MHz
-//! ticks, and its timer queue (a list of deadlines and wakers that the executor's idle
-//! loop waits for and fires).
+//! The embassy-time driver (features `async` or `net`): Xen system time
+//! ([`now_ns`](crate::time::now_ns)) in 1 MHz ticks, and its timer queue (a list of
+//! deadlines and wakers that the async executor's idle loop waits for and fires).
 
 use alloc::vec::Vec;
 use core::task::Waker;

@@ -1,0 +1,15 @@
+# dom0's side of the boot tests `async-net` and `async-net-ignore` (run by the box next
+# to the domU, with DOMID and PEER set; xtask puts SHUTDOWN_WITHIN before it): TCP echo
+# over the async runtime's xenpv-net stack, then `xl shutdown`, honoured within
+# SHUTDOWN_WITHIN s (by the app returning, or by the runtime's grace period).
+# After dom0_prelude.sh (step, the $PEER check, now_ms, alive, up).
+G=169.254.100.2
+if ! up "$G:7"; then
+    exit $((fails + 1))
+fi
+step "$PEER" tcp-echo "$G:7" --bytes 1048576 --timeout 120
+step "$PEER" tcp-echo "$G:7" --bytes 262144 --conns 8 --timeout 120
+xl shutdown "$DOMID" > /run/shutdown.log 2>&1 &
+t0=$(now_ms)
+stopped_within "$t0" "xl shutdown"
+exit "$fails"
