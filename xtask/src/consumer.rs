@@ -350,9 +350,15 @@ pub fn check_net_boot(code: i32, text: &str) -> Result<(), String> {
             "dom0-check.sh did not exit 0".into(),
         ),
     ];
-    match fails.iter().find(|(ok, _)| !ok) {
-        None => Ok(()),
-        Some((_, why)) => Err(format!("{why}:\n{text}")),
+    let why: Vec<&str> = fails
+        .iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, why)| why.as_str())
+        .collect();
+    if why.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}:\n{text}", why.join("; ")))
     }
 }
 
