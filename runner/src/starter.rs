@@ -181,6 +181,9 @@ mod tests {
         assert!(toml.contains(
             "xenpv-net = { path = \"/somewhere/runtime/net\", features = [\"loopback\"] }"
         ));
+        assert!(toml.contains(
+            "xenpv-rt = { path = \"/somewhere/runtime/xenpv-rt\", features = [\"host\"] }"
+        ));
         let main = fs::read_to_string(d.join("k/src/main.rs")).unwrap();
         assert!(main.contains("my_app::serve(&net, WORKERS)"), "{main}");
         let script = fs::read_to_string(d.join("k/dom0-check.sh")).unwrap();
@@ -202,7 +205,7 @@ mod tests {
         let files = render("n", &src, Template::Net);
         let toml = &files.iter().find(|(p, _)| *p == "Cargo.toml").unwrap().1;
         let git = "git = \"https://example.org/xenpv-rt.git\"";
-        assert_eq!(toml.matches(git).count(), 3, "{toml}");
+        assert_eq!(toml.matches(git).count(), 4, "{toml}");
     }
 
     #[test]
