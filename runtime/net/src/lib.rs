@@ -55,8 +55,8 @@ pub use runner::{RunEnd, Runner};
 pub use smoltcp;
 pub use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
 pub use stack::Stack;
-pub use tcp::{TcpListener, TcpStream};
-pub use udp::UdpSocket;
+pub use tcp::{AcceptError, BindError, ConnectError, TcpListener, TcpReader, TcpStream, TcpWriter};
+pub use udp::{UdpError, UdpSocket};
 
 /// A network device the stack drives: smoltcp's `phy::Device`, plus a way to be woken
 /// when it may have work (a frame arrived, transmit space freed, the link changed).

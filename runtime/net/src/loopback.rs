@@ -71,13 +71,24 @@ pub struct Loopback {
     injected: Rc<RefCell<Injected>>,
 }
 
-#[derive(Default)]
 struct Injected {
     frames: VecDeque<Vec<u8>>,
     waker: Option<Waker>,
+    link_up: bool,
 }
 
-/// Puts hand-made frames into a [`Loopback`] as if they had arrived (a test's raw peer).
+impl Default for Injected {
+    fn default() -> Self {
+        Injected {
+            frames: VecDeque::new(),
+            waker: None,
+            link_up: true,
+        }
+    }
+}
+
+/// Puts hand-made frames into a [`Loopback`] as if they had arrived (a test's raw peer),
+/// and takes its link down or up (as a backend going away would).
 #[derive(Clone)]
 pub struct Injector {
     injected: Rc<RefCell<Injected>>,
@@ -88,6 +99,15 @@ impl Injector {
     pub fn inject(&self, frame: Vec<u8>) {
         let mut i = self.injected.borrow_mut();
         i.frames.push_back(frame);
+        if let Some(w) = i.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Take the link down (`false`: the runner's `run` returns) or up again.
+    pub fn set_link_up(&self, up: bool) {
+        let mut i = self.injected.borrow_mut();
+        i.link_up = up;
         if let Some(w) = i.waker.take() {
             w.wake();
         }
@@ -156,6 +176,115 @@ impl Driver for Loopback {
 
     fn mac(&self) -> [u8; 6] {
         MAC
+    }
+
+    fn link_up(&self) -> bool {
+        self.injected.borrow().link_up
+    }
+}
+
+/// One end of a [`wire`]: an Ethernet device whose frames arrive at the other end.
+pub struct WireEnd {
+    shared: Rc<RefCell<WireShared>>,
+    side: usize,
+    mac: [u8; 6],
+}
+
+#[derive(Default)]
+struct WireShared {
+    /// Frames waiting at each end.
+    queues: [VecDeque<Vec<u8>>; 2],
+    /// Each end's runner.
+    wakers: [Option<Waker>; 2],
+}
+
+/// Two Ethernet devices joined by a wire (1500-byte MTU, checksums computed and checked):
+/// two stacks on one host test, e.g. a client and a server with addresses of their own.
+pub fn wire(mac_a: [u8; 6], mac_b: [u8; 6]) -> (WireEnd, WireEnd) {
+    let shared = Rc::new(RefCell::new(WireShared::default()));
+    (
+        WireEnd {
+            shared: shared.clone(),
+            side: 0,
+            mac: mac_a,
+        },
+        WireEnd {
+            shared,
+            side: 1,
+            mac: mac_b,
+        },
+    )
+}
+
+#[doc(hidden)]
+pub struct WireRx(Vec<u8>);
+
+#[doc(hidden)]
+pub struct WireTx<'a> {
+    shared: &'a RefCell<WireShared>,
+    to: usize,
+}
+
+impl phy::RxToken for WireRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for WireTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = alloc::vec![0u8; len];
+        let r = f(&mut frame);
+        let mut shared = self.shared.borrow_mut();
+        shared.queues[self.to].push_back(frame);
+        if let Some(w) = shared.wakers[self.to].take() {
+            w.wake();
+        }
+        r
+    }
+}
+
+impl Device for WireEnd {
+    type RxToken<'a> = WireRx;
+    type TxToken<'a> = WireTx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(WireRx, WireTx<'_>)> {
+        let frame = self.shared.borrow_mut().queues[self.side].pop_front()?;
+        Some((
+            WireRx(frame),
+            WireTx {
+                shared: &self.shared,
+                to: 1 - self.side,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<WireTx<'_>> {
+        Some(WireTx {
+            shared: &self.shared,
+            to: 1 - self.side,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = 1514;
+        caps
+    }
+}
+
+impl Driver for WireEnd {
+    fn register_waker(&mut self, waker: &Waker) {
+        let mut shared = self.shared.borrow_mut();
+        if !shared.queues[self.side].is_empty() {
+            waker.wake_by_ref();
+        }
+        shared.wakers[self.side] = Some(waker.clone());
+    }
+
+    fn mac(&self) -> [u8; 6] {
+        self.mac
     }
 }
 

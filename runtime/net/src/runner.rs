@@ -17,7 +17,7 @@ pub enum RunEnd {
 }
 
 /// Drives a [`Stack`] over a device `D`: polls the interface whenever the device, a
-/// socket or the stack's timers say so.
+/// socket or the stack's timers say so. One runner per stack at a time.
 ///
 /// ```no_run
 /// # async fn f<D: xenpv_net::Driver>(device: D) {

@@ -9,7 +9,7 @@ use core::task::{Context, Poll};
 
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::dhcpv4;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::config::{self, Config, DhcpEvent, Ipv4State};
 use crate::tcp::listener::ListenerState;
@@ -73,8 +73,9 @@ pub(crate) fn next_ephemeral(last: u16) -> u16 {
 }
 
 impl Stack {
-    /// A stack for an interface with Ethernet address `mac`, configured by `config`.
-    /// It moves no packet until a [`Runner`](crate::Runner) plugs a device in.
+    /// A stack configured by `config`, for an interface with Ethernet address `mac` (a
+    /// device plugged in later brings its own: [`Driver::mac`] wins). It moves no packet
+    /// until a [`Runner`](crate::Runner) plugs a device in; sockets can be made before.
     pub fn new(config: Config, mac: [u8; 6]) -> Stack {
         let mut sockets = SocketSet::new(Vec::new());
         let dhcp = match config.addressing {
@@ -104,6 +105,11 @@ impl Stack {
     /// once bound).
     pub fn ipv4(&self) -> Option<Ipv4Cidr> {
         self.inner.borrow().ipv4.cidr
+    }
+
+    /// The default gateway, if configured (static, or the DHCP lease's router).
+    pub fn gateway(&self) -> Option<Ipv4Address> {
+        self.inner.borrow().ipv4.gateway
     }
 
     /// The stack's configuration.

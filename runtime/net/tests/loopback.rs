@@ -73,18 +73,23 @@ fn echo_returns_megabytes_identical() {
                     .await
                     .unwrap();
                 let mut back = Vec::with_capacity(data.len());
-                let mut r = [0u8; 8192];
-                // One stream, so write and read in turns (smaller than the buffers).
-                for chunk in data.chunks(8192) {
-                    c.write_all(chunk).await.unwrap();
-                    let mut got = 0;
-                    while got < chunk.len() {
-                        let n = c.read(&mut r).await.unwrap();
+                let (mut rx, mut tx) = c.split();
+                // Full duplex: write everything while reading the echo back.
+                let send = async {
+                    for chunk in data.chunks(10_000) {
+                        tx.write_all(chunk).await.unwrap();
+                    }
+                    tx.flush().await.unwrap();
+                };
+                let receive = async {
+                    let mut r = [0u8; 8192];
+                    while back.len() < data.len() {
+                        let n = rx.read(&mut r).await.unwrap();
                         assert!(n > 0, "early EOF");
                         back.extend_from_slice(&r[..n]);
-                        got += n;
                     }
-                }
+                };
+                join(send, receive).await;
                 assert!(c.close().await, "clean close");
                 back
             };
@@ -390,4 +395,103 @@ fn static_address_is_up_at_once() {
         })
     });
     assert_eq!(ip, Some(xenpv_net::Ipv4Cidr::new(loopback::ADDRESS, 8)));
+}
+
+#[test]
+fn runner_ends_when_the_link_goes_down_and_a_new_device_carries_on() {
+    use xenpv_net::{RunEnd, Runner, Stack};
+    let served = loopback::block_on(guarded(async {
+        let stack = Stack::new(loopback::config(), loopback::MAC);
+        let first = loopback::Loopback::new();
+        let link = first.injector();
+        let mut runner = Runner::new(stack.clone(), first);
+        let listener = TcpListener::bind(&stack, 80).unwrap();
+        // Served over the first device, then its link goes down: run() returns.
+        let round = async {
+            let mut c = TcpStream::connect(&stack, loopback::endpoint(80))
+                .await
+                .unwrap();
+            c.write_all(b"a").await.unwrap();
+            let mut out = Vec::new();
+            c.read_to_end(&mut out).await.unwrap();
+            link.set_link_up(false);
+            out
+        };
+        let served = async { select(listener.serve(1, echo_once), round).await };
+        let (end, first) = join(runner.run(), served).await;
+        assert_eq!(end, RunEnd::LinkDown);
+        let Either::Second(first) = first else {
+            panic!("serve ended")
+        };
+        let _old = runner.into_device();
+        // A new device in the same stack: the listener bound before still serves.
+        let mut runner = Runner::new(stack.clone(), loopback::Loopback::new());
+        let round = async {
+            let mut c = TcpStream::connect(&stack, loopback::endpoint(80))
+                .await
+                .unwrap();
+            c.write_all(b"b").await.unwrap();
+            let mut out = Vec::new();
+            c.read_to_end(&mut out).await.unwrap();
+            out
+        };
+        let second = match select(runner.run(), select(listener.serve(1, echo_once), round)).await {
+            Either::Second(Either::Second(out)) => out,
+            _ => panic!("runner or server ended"),
+        };
+        [first, second]
+    }));
+    assert_eq!(served, [b"a".to_vec(), b"b".to_vec()]);
+}
+
+#[test]
+fn abort_resets_the_peer_at_once() {
+    let (saw, took) = loopback::run(|stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            let server = async {
+                let s = listener.accept().await.unwrap();
+                s.abort();
+            };
+            let client = async {
+                let mut c = TcpStream::connect(&stack, loopback::endpoint(80))
+                    .await
+                    .unwrap();
+                let start = StdInstant::now();
+                (c.read(&mut [0u8; 8]).await, start.elapsed())
+            };
+            join(server, client).await.1
+        })
+    });
+    assert_eq!(saw, Err(Error::ConnectionReset));
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+}
+
+#[test]
+fn beyond_max_connections_attempts_are_refused_and_counted() {
+    let cfg = config_with(|t| {
+        t.max_connections = 2;
+        t.backlog = 1;
+    });
+    let (results, stats) = loopback::run_with(cfg, |stack| {
+        guarded(async move {
+            // Nobody accepts: connections pile up in the pool up to the limit.
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            let mut results = Vec::new();
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                match TcpStream::connect(&stack, loopback::endpoint(80)).await {
+                    Ok(c) => {
+                        held.push(c);
+                        results.push(Ok(()));
+                    }
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            (results, listener.stats())
+        })
+    });
+    use xenpv_net::ConnectError::Refused;
+    assert_eq!(results, [Ok(()), Ok(()), Err(Refused)]);
+    assert!(stats.at_limit > 0 && stats.peak == 2, "{stats:?}");
 }

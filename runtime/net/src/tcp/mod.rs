@@ -9,7 +9,7 @@ pub(crate) mod stream;
 use core::fmt;
 
 pub use listener::{ListenerStats, TcpListener};
-pub use stream::TcpStream;
+pub use stream::{TcpReader, TcpStream, TcpWriter};
 
 /// A stream's read or write failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

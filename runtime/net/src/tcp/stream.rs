@@ -166,6 +166,14 @@ impl TcpStream {
     }
 }
 
+impl TcpStream {
+    /// Abort now: a RST goes out, what is queued either way is thrown away.
+    pub fn abort(self) {
+        self.with(|s| s.abort());
+        // Dropped here: already closed, so the runner removes it once the RST is out.
+    }
+}
+
 impl Drop for TcpStream {
     fn drop(&mut self) {
         let deadline = Instant::now() + self.close_timeout;
@@ -185,12 +193,15 @@ impl Drop for TcpStream {
     }
 }
 
-impl embedded_io_async::ErrorType for TcpStream {
-    type Error = Error;
-}
+impl TcpStream {
+    /// Split into a reading and a writing half that can wait at the same time (in two
+    /// futures joined, or two tasks): full-duplex use of one connection.
+    pub fn split(&mut self) -> (TcpReader<'_>, TcpWriter<'_>) {
+        let s: &TcpStream = self;
+        (TcpReader { stream: s }, TcpWriter { stream: s })
+    }
 
-impl embedded_io_async::Read for TcpStream {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+    async fn read_shared(&self, buf: &mut [u8]) -> Result<usize, Error> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -204,20 +215,16 @@ impl embedded_io_async::Read for TcpStream {
                 Err(tcp::RecvError::Finished) => Poll::Ready(Ok(0)),
                 Err(tcp::RecvError::InvalidState) => Poll::Ready(Err(Error::ConnectionReset)),
             });
-            if let Poll::Ready(Ok(n)) = r {
-                if n > 0 {
-                    // The window opened: the runner may have to say so.
-                    self.stack.wake_runner();
-                }
+            if let Poll::Ready(Ok(1..)) = r {
+                // The window opened: the runner may have to say so.
+                self.stack.wake_runner();
             }
             r
         });
         idle_bound(self.idle, read).await
     }
-}
 
-impl embedded_io_async::Write for TcpStream {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+    async fn write_shared(&self, buf: &[u8]) -> Result<usize, Error> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -238,14 +245,14 @@ impl embedded_io_async::Write for TcpStream {
         idle_bound(self.idle, write).await
     }
 
-    async fn flush(&mut self) -> Result<(), Error> {
+    async fn flush_shared(&self) -> Result<(), Error> {
         let flush = poll_fn(|cx| {
             self.with(|s| {
+                let closing =
+                    matches!(s.state(), State::FinWait1 | State::Closing | State::LastAck);
                 if s.send_queue() == 0 {
                     Poll::Ready(Ok(()))
-                } else if !s.may_send()
-                    && !matches!(s.state(), State::FinWait1 | State::Closing | State::LastAck)
-                {
+                } else if !s.may_send() && !closing {
                     Poll::Ready(Err(Error::ConnectionReset))
                 } else {
                     s.register_send_waker(cx.waker());
@@ -254,6 +261,60 @@ impl embedded_io_async::Write for TcpStream {
             })
         });
         idle_bound(self.idle, flush).await
+    }
+}
+
+/// The reading half of a [`TcpStream`] (see [`TcpStream::split`]).
+pub struct TcpReader<'a> {
+    stream: &'a TcpStream,
+}
+
+/// The writing half of a [`TcpStream`] (see [`TcpStream::split`]).
+pub struct TcpWriter<'a> {
+    stream: &'a TcpStream,
+}
+
+impl embedded_io_async::ErrorType for TcpStream {
+    type Error = Error;
+}
+
+impl embedded_io_async::ErrorType for TcpReader<'_> {
+    type Error = Error;
+}
+
+impl embedded_io_async::ErrorType for TcpWriter<'_> {
+    type Error = Error;
+}
+
+impl embedded_io_async::Read for TcpStream {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.read_shared(buf).await
+    }
+}
+
+impl embedded_io_async::Read for TcpReader<'_> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.stream.read_shared(buf).await
+    }
+}
+
+impl embedded_io_async::Write for TcpStream {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        self.write_shared(buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        self.flush_shared().await
+    }
+}
+
+impl embedded_io_async::Write for TcpWriter<'_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        self.stream.write_shared(buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        self.stream.flush_shared().await
     }
 }
 
