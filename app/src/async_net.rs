@@ -37,7 +37,10 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
         }
     };
     net.wait_config_up().await;
-    println!("async-net: vif0 up ip={:?}", net.ipv4());
+    match net.ipv4() {
+        Some(a) => println!("async-net: vif0 up ip={a}"),
+        None => println!("async-net: vif0 up without an address"),
+    }
     let listener = match TcpListener::bind(&net, 7) {
         Ok(l) => l,
         Err(e) => {

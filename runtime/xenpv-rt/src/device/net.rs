@@ -10,7 +10,7 @@ use crate::xenbus::{self, Backend, Device, State};
 use core::fmt::Write as _;
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant, Timer};
-use xenpv_net::{Addressing, Config, Driver, Ipv4Address, Ipv4Cidr, Runner, Stack};
+use xenpv_net::{Addressing, Config, Driver, Ipv4Address, Ipv4Cidr, Runner, Stack, TcpConfig};
 
 /// How often a vif's task looks at its backend's state besides on xenstore events.
 pub const BACKEND_CHECK_NS: u64 = 1_000_000_000;
@@ -97,6 +97,11 @@ impl Devices {
     /// # Ok(()) }
     /// ```
     pub async fn net(&'static self, index: u32) -> Result<Net, DeviceError> {
+        self.net_with(index, TcpConfig::default()).await
+    }
+
+    /// [`Self::net`] with the stack's TCP settings (buffers, backlog, timeouts) chosen.
+    pub async fn net_with(&'static self, index: u32, tcp: TcpConfig) -> Result<Net, DeviceError> {
         if self.is_closing() {
             return Err(DeviceError::Closing);
         }
@@ -106,13 +111,7 @@ impl Devices {
         let addressing = addressing(self.boot.borrow().cmdline(), index)?;
         let nf = self.connect(index).await?;
         let mac = nf.mac();
-        let stack = Stack::new(
-            Config {
-                addressing,
-                tcp: Default::default(),
-            },
-            mac,
-        );
+        let stack = Stack::new(Config { addressing, tcp }, mac);
         let token = match vif_task(self, index, stack.clone(), nf) {
             Ok(t) => t,
             Err(_) => return Err(DeviceError::TooMany),

@@ -36,9 +36,11 @@ const SHUTDOWN_WITHIN_S: u64 = 10;
 
 /// The async runtime as a domU with a vif (`async_net`): `rt.devices().net(0)` up with
 /// the `ip=` address, TCP echo over xenpv-net answered to dom0's `$PEER` (one client,
-/// then 8 at once), and `xl shutdown` ending the guest with status 0 within
+/// then 8 at once, 256 KiB each), and `xl shutdown` ending the guest with status 0 within
 /// [`SHUTDOWN_WITHIN_S`]: the app returns from `rt.shutdown()` (`ignore` false), or it
-/// ignores it and the runtime's grace period ends it (`ignore` true).
+/// ignores it and the runtime's grace period ends it (`ignore` true). Without `ignore`,
+/// the vif is also detached and attached again before the shutdown: the runtime closes
+/// it, connects the new backend to the same stack, and echo works again.
 pub fn net(ignore: bool) -> BootTest {
     let (name, cmdline) = if ignore {
         (
@@ -50,27 +52,37 @@ pub fn net(ignore: bool) -> BootTest {
     };
     let mut checks = vec![
         Check::Regex(r"xenpv-rt: vif0 connected mac=00:16:3e:00:00:02 ip=169\.254\.100\.2/24"),
-        has("async-net: vif0 up ip=Some(169.254.100.2/24)"),
+        has("async-net: vif0 up ip=169.254.100.2/24"),
         Check::Report(dom0_like("peer: tcp-echo PASS bytes=1048576 conns=1 ok=1")),
-        Check::Report(dom0_like("peer: tcp-echo PASS bytes=262144 conns=8 ok=8")),
+        Check::Report(dom0_like("peer: tcp-echo PASS bytes=2097152 conns=8 ok=8")),
         has("xenpv-rt: shutdown requested (poweroff)"),
         Check::Regex(r"dom0\| xl shutdown: the domU stopped after \d+ ms .*: ok"),
         Check::Regex(r"xenpv-rt: vif0 closed \(the guest is ending\) in \d+ ms pages_kept=0"),
         Check::Report(runner_like("xenbox: dom0-script exit 0")),
         Check::ExitLine,
     ];
-    checks.push(if ignore {
-        has("xenpv-rt: the application did not return after shutdown: exit 0")
+    if ignore {
+        checks.push(has(
+            "xenpv-rt: the application did not return after shutdown: exit 0",
+        ));
     } else {
-        has("async-net: shutdown poweroff: returning 0")
-    });
+        checks.extend([
+            has("async-net: shutdown poweroff: returning 0"),
+            Check::Regex(r"xenpv-rt: vif0 closed \(its backend went away\) in \d+ ms pages_kept=0"),
+            has("xenpv-rt: vif0 reattached"),
+            has("dom0| after re-attach: ok"),
+        ]);
+    }
     let mut b = t(name, Image::app(), cmdline, 0, checks);
     b.domu = true;
     b.vifs = 1;
     b.memory_mib = 256;
     b.timeout_s = 600;
     b.dom0_script = Some(super::script_with(
-        &[("SHUTDOWN_WITHIN", SHUTDOWN_WITHIN_S.to_string())],
+        &[
+            ("SHUTDOWN_WITHIN", SHUTDOWN_WITHIN_S.to_string()),
+            ("REATTACH", u8::from(!ignore).to_string()),
+        ],
         include_str!("../scripts/async_net_test.sh"),
     ));
     b
