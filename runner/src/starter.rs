@@ -200,6 +200,21 @@ mod tests {
     }
 
     #[test]
+    fn the_dom0_script_parses_as_sh() {
+        let d = std::env::temp_dir().join(format!("xenpv-starter-sh-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        let script = d.join("dom0-check.sh");
+        fs::write(&script, NET_DOM0_CHECK).unwrap();
+        let st = std::process::Command::new("sh")
+            .arg("-n")
+            .arg(&script)
+            .status()
+            .expect("sh");
+        let _ = fs::remove_dir_all(&d);
+        assert!(st.success(), "sh -n dom0-check.sh: {st}");
+    }
+
+    #[test]
     fn a_git_source_names_the_repository_for_both_crates() {
         let src = Source::Git("https://example.org/xenpv-rt.git".into());
         let files = render("n", &src, Template::Net);
