@@ -93,7 +93,8 @@ fn is_build_script(e: &Example) -> bool {
 
 /// The guest program an example is built as.
 pub fn program(e: &Example) -> String {
-    if e.code.contains("fn main") {
+    // A whole program: its own entry (`entry!`'s `fn main`, or the async `main!`).
+    if e.code.contains("fn main") || e.code.contains("main!(") {
         return e.code.clone();
     }
     let body: String = e.code.lines().map(|l| format!("    {l}\n")).collect();
@@ -159,7 +160,7 @@ edition = \"2021\"
 publish = false
 
 [dependencies]
-xenpv-rt = {{ path = {rt:?}, features = [\"alloc\", \"net\", \"fs\", \"log\"] }}
+xenpv-rt = {{ path = {rt:?}, features = [\"alloc\", \"net\", \"fs\", \"log\", \"async\"] }}
 xenpv-paging = {{ path = {paging:?} }}
 smoltcp = {{ version = \"0.14\", default-features = false }}
 

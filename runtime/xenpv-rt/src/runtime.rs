@@ -27,6 +27,8 @@ const SHUTDOWN_TOKEN: &str = "xenpv-rt-shutdown";
 /// spawner, the devices, and the shutdown signal. One exists, for the guest's lifetime.
 pub struct Runtime {
     boot: &'static RefCell<&'static mut Boot>,
+    /// The command line, copied once (so that it outlives every borrow of the boot).
+    cmdline: &'static str,
     spawner: Spawner,
     devices: &'static Devices,
     request: Cell<Option<(ShutdownRequest, u64)>>,
@@ -37,11 +39,7 @@ pub struct Runtime {
 impl Runtime {
     /// The guest command line.
     pub fn cmdline(&self) -> crate::Cmdline<'static> {
-        let b = self.boot.borrow();
-        let s: &str = b.start_info().cmdline();
-        // The Boot is borrowed for 'static (see `main_with`), and start_info is never
-        // replaced, so its command line lives as long.
-        crate::Cmdline(extend(s))
+        crate::Cmdline(self.cmdline)
     }
     /// The start_info page Xen passed at boot (a copy).
     pub fn start_info(&self) -> crate::StartInfo {
@@ -101,13 +99,6 @@ impl Runtime {
     }
 }
 
-/// A `&str` inside the leaked Boot, for `'static`.
-fn extend(s: &str) -> &'static str {
-    // SAFETY: callers pass a string inside the Boot that `main_with` borrows for the rest
-    // of the guest's life (nothing drops or replaces it before the guest exits).
-    unsafe { &*(s as *const str) }
-}
-
 /// Start the async application and run it to its end: what [`main!`](crate::main)'s
 /// entry calls with the task it defines (`app` makes the task's spawn token). Returns the
 /// exit status: what the application returned, or 0 if it did not return within the
@@ -120,10 +111,12 @@ pub fn main_with<S>(
     // polled again once `main_with` returns, so no task touches the Runtime afterwards,
     // and the runtime exits right after the application's entry returns.
     let boot: &'static mut Boot = unsafe { &mut *(boot as *mut Boot) };
+    let cmdline: &'static str = alloc::string::String::from(boot.cmdline().0).leak();
     let boot: &'static RefCell<&'static mut Boot> = Box::leak(Box::new(RefCell::new(boot)));
     let executor = exec::start();
     let rt: &'static Runtime = Box::leak(Box::new(Runtime {
         boot,
+        cmdline,
         spawner: executor.spawner(),
         devices: Box::leak(Box::new(Devices::new(boot, executor.spawner()))),
         request: Cell::new(None),

@@ -211,7 +211,10 @@ async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Ne
                 Either::Second(Err(())) => "the guest is ending",
             };
             let t0 = crate::time::now_ns();
-            let kept = devices.close(runner.into_device().begin_close()).await;
+            let n = runner.into_device();
+            // Its port is closed next: no idle poll may name it.
+            exec::forget(n.port());
+            let kept = devices.close(n.begin_close()).await;
             crate::println!(
                 "xenpv-rt: vif{index} closed ({why}) in {} ms pages_kept={kept}",
                 (crate::time::now_ns() - t0) / 1_000_000

@@ -94,6 +94,23 @@ pub fn wake_on(port: Port, waker: &Waker) {
     }
 }
 
+/// Drop every registration on `port`, waking its wakers: call it before closing the
+/// port (Xen refuses to poll a closed one; the idle loop would drop them anyway, after
+/// a refused poll).
+pub fn forget(port: Port) {
+    let mut gone: Vec<Waker> = Vec::new();
+    PORT_WAKERS.lock().retain(|(p, w)| {
+        let keep = *p != port;
+        if !keep {
+            gone.push(w.clone());
+        }
+        keep
+    });
+    for w in gone {
+        w.wake();
+    }
+}
+
 /// The executor's spawner (for tasks defined with [`task`]).
 ///
 /// # Panics
@@ -165,11 +182,32 @@ fn idle(extra_deadline: Option<u64>) {
         // Returns on an event of a port given (Xen checks their bits after arming the
         // poll, so none is missed), at `until`, or early: the caller loops either way.
         if let Err(e) = crate::hypercall::poll(&mut ports[..n], until) {
-            crate::warn!("exec: SCHEDOP_poll: {e}");
+            poll_failed(e, &ports[..n]);
         }
     }
     wake_pending();
     time_driver::wake_due(crate::time::now_ns());
+}
+
+/// Polls Xen refused (a port closed under a registered waker, say).
+static POLL_ERRORS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Xen refused the poll: say so (the first few times), and wake and drop every port
+/// registration, so that a stale one (its port closed) goes away: the wakers still
+/// waiting register again when polled.
+fn poll_failed(e: crate::XenError, ports: &[Port]) {
+    if POLL_ERRORS.fetch_add(1, Ordering::Relaxed) < 4 {
+        crate::warn!("exec: SCHEDOP_poll on ports {ports:?}: {e}");
+    }
+    let all: Vec<(Port, Waker)> = core::mem::take(&mut *PORT_WAKERS.lock());
+    for (_, w) in all {
+        w.wake();
+    }
+}
+
+/// Polls Xen refused since boot (see the idle loop: their registrations are dropped).
+pub fn poll_errors() -> u64 {
+    POLL_ERRORS.load(Ordering::Relaxed)
 }
 
 /// Clear every registered port that is pending and wake its wakers (outside the lock:
