@@ -77,6 +77,12 @@ pub struct BootArgs {
     /// `ip=169.254.100.2/24`, `$PEER wait-up 169.254.100.2:80 --timeout 60`.
     #[arg(long, value_name = "FILE", requires = "domu")]
     pub dom0_script: Option<PathBuf>,
+    /// With --domu: carry FILE into the box's dom0 as the dom0 script's $PEER in place of
+    /// xenpv-run's own test client (a client of your own, or another build of
+    /// tools/xenbox-peer). Also taken from the environment (XENPV_RUN_PEER), so `cargo
+    /// run` can pass it.
+    #[arg(long, value_name = "FILE", env = "XENPV_RUN_PEER")]
+    pub peer: Option<PathBuf>,
     /// With --domu: give the domU the raw image FILE as a block device (xen-blkback in the
     /// box's dom0), read-only with `,ro`; repeat for more, at most 4: xvda, xvdb, … in
     /// order. FILE is used in place (a writable disk's writes land in it). A dom0 script
@@ -97,6 +103,7 @@ impl BootArgs {
         for (opt, file) in [
             ("--initrd", &self.initrd),
             ("--dom0-script", &self.dom0_script),
+            ("--peer", &self.peer),
         ] {
             if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
                 return Err(format!("{opt} {}: no such file", f.display()));

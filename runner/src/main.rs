@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! xenpv-run KERNEL [GUEST WORDS…] [--domu | --xl] [--memory MiB] [--initrd FILE] …
-//! xenpv-run new NAME
+//! xenpv-run new NAME [--template default|net]
 //! ```
 //!
 //! Run as `peer` (its file name) or `xenpv-run dom0-peer …`, it is dom0's test client
@@ -44,7 +44,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Write a new unikernel crate in ./NAME: Cargo.toml, build.rs, .cargo/config.toml
-    /// (this runner, DEFMT_LOG), src/main.rs and a host-tested src/lib.rs.
+    /// (this runner, DEFMT_LOG), src/main.rs and a host-tested src/lib.rs; with
+    /// --template net, a network appliance and its dom0 check script.
     New(NewArgs),
 }
 
@@ -59,6 +60,14 @@ struct NewArgs {
     /// Depend on xenpv-rt from a git repository instead.
     #[arg(long, value_name = "URL")]
     git: Option<String>,
+    /// What the crate is: `default`, a kernel that prints, maps memory and exits with
+    /// the status asked for (`cargo run -- exit=3`); `net`, a network appliance (TCP
+    /// echo on port 7, `GET /hello` on port 80) whose services `cargo test` runs over a
+    /// loopback device, with dom0-check.sh, which checks it from dom0
+    /// (`cargo run -- --domu --net --dom0-script dom0-check.sh ip=169.254.100.2/24`, with
+    /// --peer).
+    #[arg(long, value_enum, default_value_t = starter::Template::Default)]
+    template: starter::Template,
 }
 
 #[derive(Args, Debug)]
@@ -123,11 +132,18 @@ fn new(n: NewArgs) -> Result<u8, String> {
         )?,
     };
     let dir = PathBuf::from(&n.name);
-    starter::write(&dir, &n.name, &source)?;
-    println!(
-        "xenpv-run: wrote {0}/ — `cd {0} && cargo run` boots it, `cargo test` tests its library",
-        n.name
-    );
+    starter::write(&dir, &n.name, &source, n.template)?;
+    match n.template {
+        starter::Template::Default => println!(
+            "xenpv-run: wrote {0}/ — `cd {0} && cargo run` boots it, `cargo test` tests its library",
+            n.name
+        ),
+        starter::Template::Net => println!(
+            "xenpv-run: wrote {0}/ — `cd {0} && cargo run -- --domu --net --dom0-script \
+             dom0-check.sh --peer FILE ip=169.254.100.2/24` boots and checks it, `cargo test` tests its services",
+            n.name
+        ),
+    }
     Ok(0)
 }
 
@@ -161,9 +177,13 @@ fn run(a: RunArgs) -> Result<u8, String> {
     let xen = provision::ensure()?;
     let domu = if o.domu {
         let mut b = xenbox::ensure()?;
-        // The dom0 script's $PEER: this very program (see xenpv_run::peer).
+        // The dom0 script's $PEER: --peer FILE, else this very program (see
+        // xenpv_run::peer).
         let stub = kernel.with_extension("xenpv-run.peer-stub");
-        b.peer = Some(xenpv_run::peer::carried(std::env::current_exe(), &stub)?);
+        b.peer = Some(match o.peer.clone() {
+            Some(file) => file,
+            None => xenpv_run::peer::carried(std::env::current_exe(), &stub)?,
+        });
         Some(std::sync::Arc::new(b))
     } else {
         None
@@ -219,6 +239,16 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let c = Cli::try_parse_from(["xenpv-run", "new", "hello"]).unwrap();
         assert!(matches!(c.cmd, Some(Cmd::New(NewArgs { ref name, .. })) if name == "hello"));
+        let Some(Cmd::New(n)) = c.cmd else { panic!() };
+        assert_eq!(n.template, starter::Template::Default);
+        let c = Cli::try_parse_from(["xenpv-run", "new", "app", "--template", "net"]).unwrap();
+        let Some(Cmd::New(n)) = c.cmd else { panic!() };
+        assert_eq!(n.template, starter::Template::Net);
+        let e = Cli::try_parse_from(["xenpv-run", "new", "app", "--template", "web"]).unwrap_err();
+        assert!(
+            e.to_string().contains("default") && e.to_string().contains("net"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -257,6 +287,28 @@ mod tests {
         .unwrap();
         assert_eq!(c.run.boot.dom0_script, Some(PathBuf::from("s.sh")));
         assert_eq!(c.run.boot.net, Some(1));
+    }
+
+    #[test]
+    fn the_peer_is_a_file_carried_as_peer() {
+        let c = Cli::try_parse_from([
+            "xenpv-run",
+            "k.elf",
+            "--domu",
+            "--dom0-script",
+            "s.sh",
+            "--peer",
+            "/no/such/peer",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.run.boot.peer.as_deref(),
+            Some(std::path::Path::new("/no/such/peer"))
+        );
+        let mut b = c.run.boot;
+        b.dom0_script = None;
+        let e = b.check().unwrap_err();
+        assert!(e.starts_with("--peer /no/such/peer: no such file"), "{e}");
     }
 
     #[test]

@@ -123,6 +123,19 @@ pub fn count_results(text: &str) -> (u64, u64) {
     })
 }
 
+/// Build dom0's test client (tools/xenbox-peer, release); its path.
+pub fn build_peer() -> Result<PathBuf, String> {
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-q", "-p", "xenbox-peer"])
+        .current_dir(crate::root())
+        .status()
+        .map_err(|e| format!("cargo build -p xenbox-peer: {e}"))?;
+    if !st.success() {
+        return Err(format!("cargo build -p xenbox-peer: {st}"));
+    }
+    Ok(crate::root().join("target/release/xenbox-peer"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

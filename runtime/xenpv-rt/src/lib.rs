@@ -179,8 +179,9 @@ mod log_console;
 pub mod mm;
 pub mod net;
 // `cargo clippy --all-targets` also checks the library as a test crate (cargo passes
-// `--test` for it even with `test = false`), which links std and std's panic handler.
-#[cfg(not(test))]
+// `--test` for it even with `test = false`), which links std and std's panic handler; so
+// does a consumer's host test with a std crate in the graph (feature `host`).
+#[cfg(not(any(test, feature = "host")))]
 mod panic;
 mod ring_page;
 #[cfg(feature = "async")]
