@@ -140,7 +140,7 @@ fn new(n: NewArgs) -> Result<u8, String> {
         ),
         starter::Template::Net => println!(
             "xenpv-run: wrote {0}/ — `cd {0} && cargo run -- --domu --net --dom0-script \
-             dom0-check.sh --peer FILE ip=169.254.100.2/24` boots and checks it, `cargo test` tests its services",
+             dom0-check.sh ip=169.254.100.2/24` boots and checks it, `cargo test` tests its services",
             n.name
         ),
     }

@@ -1,12 +1,11 @@
 # dom0's check of the appliance (busybox sh, run by the box next to the domU):
 #   cargo run -- --domu --net --dom0-script dom0-check.sh ip=169.254.100.2/24
 # The box sets DOMID (the domU's) and PEER, dom0's test client, which xenpv-run carries
-# with --peer FILE or XENPV_RUN_PEER=FILE (a xenpv-rt checkout's
-# `cargo build --release -p xenbox-peer` makes target/release/xenbox-peer). Each step
+# in itself (`$PEER --help` lists its commands; `--peer FILE` runs another). Each step
 # prints a verdict line; the script's status is the number of steps that failed.
 G=169.254.100.2
 if ! "$PEER" --help > /dev/null; then
-    echo "no test client as \$PEER: run xenpv-run with --peer FILE (see xenpv-run --help)"
+    echo "no test client as \$PEER (its line above says why; see xenpv-run --help)"
     exit 1
 fi
 fails=0

@@ -44,6 +44,24 @@ pub struct TcpConfig {
     /// accepted ones not yet dropped): the bound on the memory a flood can take. Beyond
     /// it, new connection attempts are refused (and counted).
     pub max_connections: usize,
+    /// Nagle's algorithm (hold small segments while data is unacknowledged). Off by
+    /// default: request/response services and echo wait on it otherwise.
+    pub nagle: bool,
+    /// How long an ACK may wait to ride on data (`None`: at once). Off by default: a
+    /// delayed ACK stalls a sender whose window is full (throughput fell 2.5× with
+    /// smoltcp's 10 ms, measured in the echo boot rows).
+    pub ack_delay: Option<Duration>,
+}
+
+impl TcpConfig {
+    /// Apply the per-socket settings (Nagle, ACK delay) to a new socket.
+    pub(crate) fn tune(&self, s: &mut smoltcp::socket::tcp::Socket<'_>) {
+        s.set_nagle_enabled(self.nagle);
+        s.set_ack_delay(
+            self.ack_delay
+                .map(|d| smoltcp::time::Duration::from_micros(d.as_micros())),
+        );
+    }
 }
 
 impl Default for TcpConfig {
@@ -52,10 +70,12 @@ impl Default for TcpConfig {
             idle_timeout: Some(Duration::from_secs(60)),
             handshake_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(5),
-            rx_buffer: 16 * 1024,
-            tx_buffer: 16 * 1024,
+            rx_buffer: 64 * 1024,
+            tx_buffer: 64 * 1024,
             backlog: 4,
             max_connections: 1024,
+            nagle: false,
+            ack_delay: None,
         }
     }
 }

@@ -68,6 +68,7 @@ fn listening_socket(port: u16, cfg: &TcpConfig) -> Option<tcp::Socket<'static>> 
         tcp::SocketBuffer::new(buffer(cfg.rx_buffer.max(1))?),
         tcp::SocketBuffer::new(buffer(cfg.tx_buffer.max(1))?),
     );
+    cfg.tune(&mut s);
     s.listen(port).ok()?;
     Some(s)
 }

@@ -76,6 +76,7 @@ impl TcpStream {
                 tcp::SocketBuffer::new(alloc::vec![0u8; cfg.rx_buffer.max(1)]),
                 tcp::SocketBuffer::new(alloc::vec![0u8; cfg.tx_buffer.max(1)]),
             );
+            cfg.tune(&mut s);
             s.connect(iface.context(), remote, port)
                 .map_err(|e| match e {
                     tcp::ConnectError::Unaddressable => ConnectError::Unaddressable,
