@@ -157,8 +157,7 @@ fn picture_events_grants() -> Vec<BootTest> {
             Check::Report(
                 report("layout")
                     .words(&["level2_kernel"])
-                    .eq("0", "kernel")
-                    .eq("1-255", "free")
+                    .all("0-K=kernel (a few slots), K+1-255=free", kernel_then_free)
                     .all("256-N=module, then N+1-511=free", modules_then_free),
             ),
             Check::Custom("the SVG picture is valid XML with the slot labels", |o| {
@@ -488,16 +487,13 @@ fn initrd_and_regression() -> Vec<BootTest> {
                     .eq("verdict", "FAIL"),
             ),
             Check::Regex(r"stress: FAIL: non-none PTEs met"),
-            Check::Report(like("layout: level2_fixmap 0=STALE:kernel").all(
-                "slots 1-N are the initrd's, stale",
+            Check::Report(report("layout").words(&["level2_fixmap"]).all(
+                "slots 0-K are the kernel's, K+1-N the initrd's, stale",
                 |r| {
-                    r.fields
-                        .iter()
-                        .any(|(k, v)| {
-                            v == "STALE:initrd"
-                                && k.strip_prefix("1-")
-                                    .is_some_and(|n| n.parse::<u32>().is_ok())
-                        })
+                    let next = kernel_run(r, "STALE:kernel")?;
+                    let (k, v) = r.fields.get(1).ok_or("no slot after the kernel's")?;
+                    let from = k.split('-').next().and_then(|n| n.parse::<u32>().ok());
+                    (v == "STALE:initrd" && from == Some(next) && k.contains('-'))
                         .then_some(())
                         .ok_or(format!("fields {:?}", r.fields))
                 },
@@ -517,6 +513,31 @@ fn initrd_and_regression() -> Vec<BootTest> {
 
 /// `layout: level2_kernel … 256-N=module M-511=free` (M = N + 1) after the kernel's and
 /// the free slots: module space in use, and nothing past it.
+/// The first run of slots, `0` or `0-K` with K below 8 (the kernel image: a few 2 MiB
+/// slots, more as it grows), is `label`; the slot after it.
+fn kernel_run(r: &Report, label: &str) -> Result<u32, String> {
+    let (k, v) = r.fields.first().ok_or("no slots")?;
+    let last = match k.strip_prefix("0-") {
+        Some(e) => e.parse::<u32>().ok(),
+        None => (k == "0").then_some(0),
+    };
+    match last {
+        Some(last) if last < 8 && v == label => Ok(last + 1),
+        _ => Err(format!("{k}={v}, wanted 0-K={label} with K < 8")),
+    }
+}
+
+/// `0-K=kernel K+1-255=free`: the kernel image, then nothing up to the module space.
+fn kernel_then_free(r: &Report) -> Result<(), String> {
+    let next = kernel_run(r, "kernel")?;
+    match r.fields.get(1) {
+        Some((k, v)) if *k == format!("{next}-255") && v == "free" => Ok(()),
+        other => Err(format!(
+            "after the kernel: {other:?}, wanted {next}-255=free"
+        )),
+    }
+}
+
 fn modules_then_free(r: &Report) -> Result<(), String> {
     let [_, _, (m, module), (f, free)] = r.fields.as_slice() else {
         return Err(format!("{} slots, wanted 4", r.fields.len()));
@@ -543,4 +564,34 @@ fn mod_start_pfn(r: &Report) -> Result<(), String> {
         r.words,
         r.field("module")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(line: &str) -> Report {
+        line.parse().unwrap()
+    }
+
+    #[test]
+    fn the_kernel_may_take_a_few_slots_then_free() {
+        let ok = "layout: level2_kernel 0=kernel 1-255=free 256-259=module 260-511=free";
+        assert_eq!(kernel_then_free(&r(ok)), Ok(()));
+        let two = "layout: level2_kernel 0-1=kernel 2-255=free 256-260=module 261-511=free";
+        assert_eq!(kernel_then_free(&r(two)), Ok(()));
+        let gap = "layout: level2_kernel 0-1=kernel 3-255=free 256-260=module 261-511=free";
+        assert!(kernel_then_free(&r(gap)).is_err());
+        let huge = "layout: level2_kernel 0-9=kernel 10-255=free 256-260=module 261-511=free";
+        assert!(kernel_then_free(&r(huge)).is_err());
+        let not_kernel = "layout: level2_kernel 0=free 1-255=free";
+        assert!(kernel_then_free(&r(not_kernel)).is_err());
+        assert_eq!(
+            kernel_run(
+                &r("layout: level2_fixmap 0-1=STALE:kernel 2-301=STALE:initrd"),
+                "STALE:kernel"
+            ),
+            Ok(2)
+        );
+    }
 }
