@@ -51,7 +51,7 @@ pub mod udp;
 mod waker;
 
 pub use config::{Addressing, Config, TcpConfig};
-pub use runner::{RunEnd, Runner};
+pub use runner::{RunEnd, Runner, TX_FULL_WAIT};
 pub use smoltcp;
 pub use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
 pub use stack::Stack;
@@ -73,5 +73,12 @@ pub trait Driver: smoltcp::phy::Device {
     /// Can frames move? `false` once the backend is gone: the runner stops.
     fn link_up(&self) -> bool {
         true
+    }
+    /// Is every transmit slot in flight, so that nothing can be sent until the device
+    /// wakes the waker (netfront: the backend's next TX response)? While it is, the
+    /// runner does not take smoltcp's "send now" as a reason to poll again at once; it
+    /// waits for the device, or [`TX_FULL_WAIT`] at most. Default: never.
+    fn tx_full(&mut self) -> bool {
+        false
     }
 }

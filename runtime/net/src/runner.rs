@@ -8,6 +8,25 @@ use embassy_time::Timer;
 
 use crate::{Driver, Stack};
 
+/// The longest a runner waits for a device whose transmit slots are all in flight
+/// ([`Driver::tx_full`]) before it polls again: the device's wake-up normally ends the
+/// wait first; this bounds it if a wake-up is lost.
+pub const TX_FULL_WAIT: embassy_time::Duration = embassy_time::Duration::from_millis(20);
+
+/// When to poll again: the stack's `next`, except that "now" while the device cannot
+/// send is `now + TX_FULL_WAIT` (the device wakes the runner when a slot frees up);
+/// without it a runner whose stack wants to send spins until the backend catches up.
+pub(crate) fn next_poll(
+    next: Option<embassy_time::Instant>,
+    now: embassy_time::Instant,
+    tx_full: bool,
+) -> Option<embassy_time::Instant> {
+    match next {
+        Some(at) if tx_full && at <= now => Some(now + TX_FULL_WAIT),
+        other => other,
+    }
+}
+
 /// Why [`Runner::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunEnd {
@@ -72,11 +91,28 @@ impl<D: Driver> Runner<D> {
         });
         // After the round: a device with work left (frames it queued itself) wakes at once.
         self.device.register_waker(cx.waker());
+        let next = next_poll(next, embassy_time::Instant::now(), self.device.tx_full());
         self.timer = next.map(Timer::at);
         if let Some(t) = self.timer.as_mut() {
             // The first poll of a timer never completes: it registers the wake-up.
             let _ = Pin::new(t).poll(cx);
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embassy_time::{Duration, Instant};
+
+    #[test]
+    fn a_full_device_defers_send_now_but_not_later_deadlines() {
+        let now = Instant::from_millis(1000);
+        assert_eq!(next_poll(Some(now), now, true), Some(now + TX_FULL_WAIT));
+        assert_eq!(next_poll(Some(now), now, false), Some(now));
+        let later = now + Duration::from_millis(5);
+        assert_eq!(next_poll(Some(later), now, true), Some(later));
+        assert_eq!(next_poll(None, now, true), None);
     }
 }

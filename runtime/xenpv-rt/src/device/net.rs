@@ -64,6 +64,9 @@ impl Driver for Netfront {
     fn link_up(&self) -> bool {
         self.broken().is_none()
     }
+    fn tx_full(&mut self) -> bool {
+        Netfront::tx_full(self)
+    }
 }
 
 /// Vif `index`'s addressing from `ip=` (DHCP if it has no entry).
