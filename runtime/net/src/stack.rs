@@ -255,11 +255,12 @@ impl Inner {
         self.poll_dhcp();
         self.tend_listeners();
         let listeners = &mut self.listeners;
-        let orphan_at = crate::tcp::orphan::tend(&mut self.sockets, &mut self.orphans, |id| {
-            if let Some(l) = listeners.iter_mut().find(|l| l.id == id) {
-                l.accepted_alive = l.accepted_alive.saturating_sub(1);
-            }
-        });
+        let orphan_at =
+            crate::tcp::orphan::tend(&mut self.sockets, &mut self.orphans, |id, handle| {
+                if let Some(l) = listeners.iter_mut().find(|l| l.id == id) {
+                    l.release(handle);
+                }
+            });
         let iface = self.iface.as_mut()?;
         let mut next = iface.poll_at(now, &self.sockets).map(embassy_at);
         if more {

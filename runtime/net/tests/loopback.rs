@@ -495,3 +495,55 @@ fn beyond_max_connections_attempts_are_refused_and_counted() {
     assert_eq!(results, [Ok(()), Ok(()), Err(Refused)]);
     assert!(stats.at_limit > 0 && stats.peak == 2, "{stats:?}");
 }
+
+#[test]
+fn a_peer_beyond_its_limit_is_refused_while_the_first_are_served() {
+    let cfg = config_with(|t| {
+        t.per_peer = 2;
+        t.backlog = 4;
+    });
+    let (third, after, stats) = loopback::run_with(cfg, |stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 7).unwrap();
+            let client = async {
+                let connect = || TcpStream::connect(&stack, loopback::endpoint(7));
+                let mut a = connect().await.unwrap();
+                let mut b = connect().await.unwrap();
+                // Both are served (the echo comes back) while the third is refused.
+                for c in [&mut a, &mut b] {
+                    c.write_all(b"hi").await.unwrap();
+                    let mut buf = [0u8; 2];
+                    c.read_exact(&mut buf).await.unwrap();
+                    assert_eq!(&buf, b"hi");
+                }
+                let third = connect().await.map(|_| ());
+                a.write_all(b"still").await.unwrap();
+                let mut buf = [0u8; 5];
+                a.read_exact(&mut buf).await.unwrap();
+                assert_eq!(&buf, b"still");
+                // One closes: once the server has let go of it, a new one is taken.
+                drop(b);
+                let mut after = Err(Refused);
+                for _ in 0..50 {
+                    after = connect().await;
+                    if after.is_ok() {
+                        break;
+                    }
+                    Timer::after(Duration::from_millis(20)).await;
+                }
+                let mut c = after.map_err(|e| format!("{e:?}"))?;
+                c.write_all(b"new").await.unwrap();
+                let mut buf = [0u8; 3];
+                c.read_exact(&mut buf).await.unwrap();
+                Ok::<_, String>((third, buf))
+            };
+            let (third, after) = against(&listener, 4, echo, client).await.unwrap();
+            (third, after, listener.stats())
+        })
+    });
+    use xenpv_net::ConnectError::Refused;
+    assert_eq!(third, Err(Refused));
+    assert_eq!(&after, b"new");
+    assert!(stats.refused_per_peer >= 1, "{stats:?}");
+    assert_eq!(stats.accepted, 3, "{stats:?}");
+}
