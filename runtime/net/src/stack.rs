@@ -269,7 +269,7 @@ impl Inner {
         let listen_at = self
             .listeners
             .iter()
-            .filter_map(|l| l.next_deadline(&self.config.tcp))
+            .filter_map(|l| l.next_deadline(&l.cfg))
             .min();
         [next, listen_at, orphan_at].into_iter().flatten().min()
     }
@@ -277,9 +277,9 @@ impl Inner {
     /// Every listener looks at its pool (cheap: a pass over a few sockets).
     fn tend_listeners(&mut self) {
         let now = embassy_time::Instant::now();
-        let tcp = self.config.tcp;
         for l in self.listeners.iter_mut() {
-            l.tend(&mut self.sockets, &mut self.orphans, now, &tcp);
+            let cfg = l.cfg;
+            l.tend(&mut self.sockets, &mut self.orphans, now, &cfg);
         }
     }
 

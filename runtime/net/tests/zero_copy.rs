@@ -147,7 +147,9 @@ fn the_peers_fin_is_an_empty_slice_and_a_reset_an_error() {
                 // Wait for the RST.
                 while s.read(&mut buf).await.is_ok() {}
                 let r = s.read_with(|_| -> (usize, ()) { panic!("f called") }).await;
-                let w = s.write_with(|_| -> (usize, ()) { panic!("f called") }).await;
+                let w = s
+                    .write_with(|_| -> (usize, ()) { panic!("f called") })
+                    .await;
                 (r, w)
             };
             let client = async {
@@ -165,5 +167,67 @@ fn the_peers_fin_is_an_empty_slice_and_a_reset_an_error() {
     assert_eq!(
         after_reset,
         (Err(Error::ConnectionReset), Err(Error::ConnectionReset))
+    );
+}
+
+#[test]
+fn a_listener_with_settings_of_its_own_gives_them_to_its_streams() {
+    // The client's 200 KB fit only if the server's receive buffer is the listener's
+    // 1 MiB (the stack's 64 KiB and the client's 64 KiB hold 128 KiB): the server reads
+    // nothing until the client has written it all.
+    let (idle, wrote_all) = loopback::run(|stack| {
+        guarded(async move {
+            let own = xenpv_net::TcpConfig {
+                rx_buffer: 1 << 20,
+                idle_timeout: Some(Duration::from_millis(1234)),
+                ..stack.config().tcp
+            };
+            assert_ne!(stack.config().tcp.rx_buffer, own.rx_buffer);
+            let listener = TcpListener::bind_with(&stack, 9, own).unwrap();
+            let other = TcpListener::bind(&stack, 10).unwrap();
+            let (written_tx, written) =
+                (core::cell::Cell::new(false), core::cell::Cell::new(false));
+            let server = async {
+                let s = listener.accept().await.unwrap();
+                let idle = s.idle_timeout();
+                while !written_tx.get() {
+                    embassy_time::Timer::after(Duration::from_millis(5)).await;
+                }
+                written.set(true);
+                drop(s);
+                idle
+            };
+            let client = async {
+                let mut c = TcpStream::connect(&stack, loopback::endpoint(9))
+                    .await
+                    .unwrap();
+                let data = vec![7u8; 200_000];
+                let done = embassy_time::with_timeout(Duration::from_secs(2), async {
+                    c.write_all(&data).await.unwrap();
+                    c.flush().await.unwrap();
+                })
+                .await
+                .is_ok();
+                written_tx.set(true);
+                done
+            };
+            let (idle, done) = join(server, client).await;
+            assert!(written.get());
+            // The other listener keeps the stack's settings.
+            let probe = async {
+                let _c = TcpStream::connect(&stack, loopback::endpoint(10))
+                    .await
+                    .unwrap();
+                let s = other.accept().await.unwrap();
+                s.idle_timeout()
+            };
+            assert_eq!(probe.await, stack.config().tcp.idle_timeout);
+            (idle, done)
+        })
+    });
+    assert_eq!(idle, Some(Duration::from_millis(1234)));
+    assert!(
+        wrote_all,
+        "200 KB did not fit in the listener's 1 MiB window"
     );
 }

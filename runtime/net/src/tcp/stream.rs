@@ -49,10 +49,14 @@ impl TcpStream {
         let (remote, local, tcp_cfg) = stack.with(|inner| {
             let s = inner.sockets.get::<tcp::Socket<'static>>(handle);
             let unspecified = || IpEndpoint::new(smoltcp::wire::IpAddress::v4(0, 0, 0, 0), 0);
+            // Its listener's settings, if it has one.
+            let cfg = listener
+                .and_then(|id| inner.listeners.iter().find(|l| l.id == id))
+                .map_or(inner.config.tcp, |l| l.cfg);
             (
                 s.remote_endpoint().unwrap_or_else(unspecified),
                 s.local_endpoint().unwrap_or_else(unspecified),
-                inner.config.tcp,
+                cfg,
             )
         });
         TcpStream {
