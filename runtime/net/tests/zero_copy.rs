@@ -141,8 +141,10 @@ fn the_peers_fin_is_an_empty_slice_and_a_reset_an_error() {
             };
             let (seen, ()) = join(server, client).await;
             // A reset connection: read_with and write_with fail, `f` is never called.
+            let accepted = core::cell::Cell::new(false);
             let server = async {
                 let mut s = listener.accept().await.unwrap();
+                accepted.set(true);
                 let mut buf = [0u8; 1];
                 // Wait for the RST.
                 while s.read(&mut buf).await.is_ok() {}
@@ -156,6 +158,10 @@ fn the_peers_fin_is_an_empty_slice_and_a_reset_an_error() {
                 let c = TcpStream::connect(&stack, loopback::endpoint(9))
                     .await
                     .unwrap();
+                // Once accepted (a connection reset before is never handed out).
+                while !accepted.get() {
+                    embassy_time::Timer::after(Duration::from_millis(1)).await;
+                }
                 c.abort();
             };
             let (after_reset, ()) = join(server, client).await;
