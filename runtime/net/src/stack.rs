@@ -228,14 +228,32 @@ impl Inner {
         self.apply_ipv4();
     }
 
-    /// One round: take in what the device received (refilling listeners after every
-    /// packet, so a burst of SYNs finds listening sockets), send what sockets have, run
-    /// DHCP, tend listeners and orphans. Returns when to come back (`None`: only when
-    /// woken).
+    /// One round: send what sockets have, tend orphans, then take in what the device
+    /// received (refilling listeners after every packet, so a burst of SYNs finds
+    /// listening sockets), run DHCP, tend listeners. Returns when to come back (`None`:
+    /// only when woken).
+    ///
+    /// Egress comes first: what the round received is answered by the next round, after
+    /// the tasks it woke have run (a runner that is woken or whose "now" timer fires
+    /// only runs again once they have). So an echo's data carries the ACK, and a reader's
+    /// ACK the window it opened, instead of a bare ACK each before the tasks run: about
+    /// half the packets for the backend to handle, as the polled loop's round (ingress,
+    /// services, egress) does.
     pub(crate) fn poll<D: Driver>(&mut self, device: &mut D) -> Option<embassy_time::Instant> {
         let now = smol_now();
         let iface = self.iface.as_mut()?;
         iface.poll_maintenance(now);
+        while iface.poll_egress(now, device, &mut self.sockets) != smoltcp::iface::PollResult::None
+        {
+        }
+        // Right after egress: an orphan aborted before this round has had its RST sent.
+        let listeners = &mut self.listeners;
+        let orphan_at =
+            crate::tcp::orphan::tend(&mut self.sockets, &mut self.orphans, |id, handle| {
+                if let Some(l) = listeners.iter_mut().find(|l| l.id == id) {
+                    l.release(handle);
+                }
+            });
         let mut more = false;
         for i in 0..=INGRESS_PER_ROUND {
             if i == INGRESS_PER_ROUND {
@@ -248,22 +266,12 @@ impl Inner {
                 _ => self.tend_listeners(),
             }
         }
-        let iface = self.iface.as_mut()?;
-        while iface.poll_egress(now, device, &mut self.sockets) != smoltcp::iface::PollResult::None
-        {
-        }
         self.poll_dhcp();
         self.tend_listeners();
-        let listeners = &mut self.listeners;
-        let orphan_at =
-            crate::tcp::orphan::tend(&mut self.sockets, &mut self.orphans, |id, handle| {
-                if let Some(l) = listeners.iter_mut().find(|l| l.id == id) {
-                    l.release(handle);
-                }
-            });
         let iface = self.iface.as_mut()?;
         let mut next = iface.poll_at(now, &self.sockets).map(embassy_at);
-        if more {
+        // Sockets aborted in this round (a listener's) send their RST in the next.
+        if more || self.orphans.iter().any(|o| o.aborted) {
             next = Some(embassy_time::Instant::now());
         }
         let listen_at = self
