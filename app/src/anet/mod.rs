@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+mod files;
 mod report;
 mod words;
 
@@ -20,13 +21,14 @@ use alloc::vec::Vec;
 use embassy_time::{Duration, Instant};
 use futures_util::future::join_all;
 use xenpv_appliance::config::Ip;
-use xenpv_appliance_service::{self as service, Counters, NoFiles};
+use xenpv_appliance_service::{self as service, Counters};
 use xenpv_contract::status::AppStatus;
 use xenpv_rt::device::Net;
 use xenpv_rt::exec::embassy_futures::select::{select, Either};
 use xenpv_rt::println;
 use xenpv_rt::xenpv_net::{TcpListener, UdpSocket};
 
+use files::DiskFiles;
 use words::Words;
 
 /// A vif's stack and the sockets the appliance serves on it.
@@ -68,12 +70,11 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
             Err(status) => return status,
         }
     }
-    if w.files {
-        println!(
-            "net: files: not read yet by anet (disk_timeout={}ms): serving without files",
-            w.disk_timeout_ms
-        );
-    }
+    let files = if w.files {
+        DiskFiles::open(rt, w.disk_timeout_ms)
+    } else {
+        DiskFiles::default()
+    };
     let c = Counters::default();
     report::publish(rt, "data/xenpv-app/net", "serving");
     println!(
@@ -81,7 +82,7 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
         vifs.len()
     );
     report::limits(&w.limits);
-    let serve = join_all(vifs.iter().map(|v| serve_vif(rt, v, &w, &c)));
+    let serve = join_all(vifs.iter().map(|v| serve_vif(rt, v, &w, &c, &files)));
     let how = match select(serve, rt.shutdown()).await {
         Either::First(_) => {
             println!("net: every service ended");
@@ -90,7 +91,7 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
         Either::Second(how) => how,
     };
     println!("net: shutdown requested how={}", how.as_str());
-    report::served(&c, &vifs);
+    report::served(&c, &vifs, &files);
     0
 }
 
@@ -142,11 +143,16 @@ fn bind(net: Net, ip: Ip) -> Result<Vif, i32> {
 }
 
 /// Serve a vif's ports (each connection a future of its own, up to `tcp_max=` per
-/// port at once), and announce a DHCP lease.
-async fn serve_vif(rt: &'static xenpv_rt::Runtime, v: &Vif, w: &Words, c: &Counters) {
+/// port at once; `GET /files/…` from `files`), and announce a DHCP lease.
+async fn serve_vif(
+    rt: &'static xenpv_rt::Runtime,
+    v: &Vif,
+    w: &Words,
+    c: &Counters,
+    files: &DiskFiles,
+) {
     let limit = w.limits.max;
     let head = Duration::from_millis(w.limits.head_ms);
-    let files = &NoFiles;
     let tcp = async {
         xenpv_rt::exec::embassy_futures::join::join3(
             service::serve_each(&v.echo, limit, c, |s| service::echo(s, c)),

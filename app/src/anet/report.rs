@@ -11,6 +11,7 @@ use xenpv_rt::device::Net;
 use xenpv_rt::println;
 use xenpv_rt::xenpv_net::tcp::ListenerStats;
 
+use super::files::DiskFiles;
 use super::Vif;
 
 /// `vifN`: how a report names vif N (a word).
@@ -136,7 +137,7 @@ pub(super) async fn dhcp(rt: &'static xenpv_rt::Runtime, net: &Net, ip: Ip) {
 }
 
 /// The counter lines printed when the appliance stops.
-pub(super) fn served(c: &Counters, vifs: &[Vif]) {
+pub(super) fn served(c: &Counters, vifs: &[Vif], files: &DiskFiles) {
     println!(
         "{}",
         Writer::new("net")
@@ -149,8 +150,8 @@ pub(super) fn served(c: &Counters, vifs: &[Vif]) {
             .field("http_bytes", &c.http_bytes.get())
             .field("detached", &0u64)
             .field("reattached", &0u64)
-            .field("file_errors", &0u64)
-            .field("disk_trips", &0u64)
+            .field("file_errors", &files.errors())
+            .field("disk_trips", &files.trips())
     );
     let mut l = ListenerStats::default();
     for v in vifs {
