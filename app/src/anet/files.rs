@@ -6,6 +6,9 @@
 //! the breaker (`xenpv_appliance::breaker`), and `GET /files/…` is then a 503 for a
 //! back-off without calling the disk.
 
+extern crate alloc;
+
+use alloc::string::String;
 use core::cell::{Cell, RefCell};
 use core::fmt::Write as _;
 
@@ -32,11 +35,10 @@ impl DiskFiles {
     /// is printed, and counted), every `GET /files/…` is a 404.
     pub(super) fn open(rt: &'static xenpv_rt::Runtime, timeout_ms: u64) -> DiskFiles {
         let f = DiskFiles::default();
-        let r = rt.devices().with(|c| load(c, timeout_ms)).map_err(|e| {
-            let mut m = heapless::String::new();
-            let _ = write!(m, "{e}");
-            m
-        });
+        let r = rt
+            .devices()
+            .with(|c| load(c, timeout_ms))
+            .map_err(|e| alloc::format!("{e}"));
         match r.and_then(|x| x) {
             Ok(fs) => DiskFiles { fs: Some(fs), ..f },
             Err(e) => {
@@ -127,14 +129,11 @@ impl Files for DiskFiles {
 
 /// The first disk (`device/vbd`), brought up with blkfront and read as ext2/3/4; its
 /// `net: files …` line printed. The error is one line of text for the console.
-fn load(
-    c: xenpv_rt::device::DeviceContext<'_>,
-    timeout_ms: u64,
-) -> Result<Ext4, heapless::String<200>> {
+fn load(c: xenpv_rt::device::DeviceContext<'_>, timeout_ms: u64) -> Result<Ext4, String> {
     use xenpv_rt::blk::blkfront::Blkfront;
     use xenpv_rt::blk::ext4::Ext4Disk;
     use xenpv_rt::blk::BlockDevice;
-    let mut msg = heapless::String::new();
+    let mut msg = String::new();
     let ids = match Blkfront::list(c.xenstore) {
         Ok(ids) => ids,
         Err(e) => {
