@@ -91,14 +91,24 @@ impl Default for TcpConfig {
     }
 }
 
-/// A stack's configuration: its addressing and its TCP behaviour.
+/// A stack's configuration: its addressing, its TCP behaviour, IPv4 reassembly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// Static or DHCP.
     pub addressing: Addressing,
     /// Buffers, timeouts and backlog of the TCP sockets.
     pub tcp: TcpConfig,
+    /// How long a fragmented IPv4 datagram may take to arrive whole, from its first
+    /// fragment, before its reassembly buffer is freed (and its fragments counted
+    /// dropped: [`Stack::frag_counts`](crate::Stack::frag_counts)). Default 3 s
+    /// ([`crate::frag::REASSEMBLY_TIMEOUT_MS`]): a flood of incomplete fragments holds
+    /// the 16 buffers no longer than that.
+    pub reassembly_timeout: Duration,
 }
+
+/// [`Config::reassembly_timeout`]'s default.
+pub const DEFAULT_REASSEMBLY_TIMEOUT: Duration =
+    Duration::from_millis(crate::frag::REASSEMBLY_TIMEOUT_MS);
 
 impl Config {
     /// A static address (and optional gateway) with default TCP settings.
@@ -106,6 +116,7 @@ impl Config {
         Config {
             addressing: Addressing::Static { cidr, gateway },
             tcp: TcpConfig::default(),
+            reassembly_timeout: DEFAULT_REASSEMBLY_TIMEOUT,
         }
     }
 
@@ -114,6 +125,7 @@ impl Config {
         Config {
             addressing: Addressing::Dhcp,
             tcp: TcpConfig::default(),
+            reassembly_timeout: DEFAULT_REASSEMBLY_TIMEOUT,
         }
     }
 }

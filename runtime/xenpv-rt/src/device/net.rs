@@ -248,7 +248,14 @@ impl Devices {
         let nf = self.connect(index).await?;
         let ms = (crate::time::now_ns() - t0) / 1_000_000;
         let mac = nf.mac();
-        let stack = Stack::new(Config { addressing, tcp }, mac);
+        let stack = Stack::new(
+            Config {
+                addressing,
+                tcp,
+                reassembly_timeout: xenpv_net::config::DEFAULT_REASSEMBLY_TIMEOUT,
+            },
+            mac,
+        );
         let shared = Rc::new(Shared {
             events: RefCell::new(EventQueue::new()),
             waiters: RefCell::new(Vec::new()),
