@@ -10,6 +10,7 @@ use xenpv_contract::status::AppStatus;
 use xenpv_rt::mm::{DirectMapState, MmuCounts};
 use xenpv_rt::{println, Boot};
 
+mod anet;
 mod async_net;
 mod blk;
 mod events;
@@ -25,6 +26,7 @@ mod tasks;
 xenpv_rt::entry!(main);
 xenpv_rt::main!(task async_app = tasks::app);
 xenpv_rt::main!(task async_net_app = async_net::app);
+xenpv_rt::main!(task anet_app = anet::app);
 
 fn main(boot: &mut Boot) -> i32 {
     let role = if boot.is_dom0() { "dom0" } else { "domU" };
@@ -209,6 +211,10 @@ fn main(boot: &mut Boot) -> i32 {
         if !heap::run(n("seed", 1), n("heap_ops", 20_000), n("heap_mib", 256)) && status == 0 {
             status = AppStatus::Heap.into();
         }
+    }
+    if cmd.has("anet") {
+        // The appliance on the async runtime: serves until the toolstack stops it.
+        return xenpv_rt::runtime::main_with(boot, anet_app);
     }
     if cmd.has("async_net") {
         return xenpv_rt::runtime::main_with(boot, async_net_app);

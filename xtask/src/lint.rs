@@ -63,7 +63,8 @@ const STEPS: &[Step] = &[
     // driver), and so do those of the HTTP example's service (a dev-dependency); cargo
     // unifies features across one invocation for one target, and guests build for the
     // host triple, so checking them together would link std (and a second time driver)
-    // into every guest that uses xenpv-net or embassy-time. Each apart.
+    // into every guest that uses xenpv-net or embassy-time. Each apart (the appliance's
+    // services too).
     Step {
         what: "clippy (guests and pure crates)",
         args: &[
@@ -73,6 +74,8 @@ const STEPS: &[Step] = &[
             "xenpv-net",
             "--exclude",
             "http-server-service",
+            "--exclude",
+            "xenpv-appliance-service",
             "--all-targets",
             "--",
             "-D",
@@ -99,6 +102,19 @@ const STEPS: &[Step] = &[
             "clippy",
             "-p",
             "http-server-service",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        rustdocflags: false,
+    },
+    Step {
+        what: "clippy (the appliance's services, their loopback tests)",
+        args: &[
+            "clippy",
+            "-p",
+            "xenpv-appliance-service",
             "--all-targets",
             "--",
             "-D",

@@ -37,6 +37,10 @@ const HOST_TESTS: &[(&str, &[&str])] = &[
         "the HTTP example's service over the loopback",
         &["-p", "http-server-service"],
     ),
+    (
+        "the appliance's services over the loopback",
+        &["-p", "xenpv-appliance-service"],
+    ),
     ("runner", &["--manifest-path", "runner/Cargo.toml"]),
     ("xtask", &["--manifest-path", "xtask/Cargo.toml"]),
 ];

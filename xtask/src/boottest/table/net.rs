@@ -314,3 +314,49 @@ pub fn http_server_example() -> BootTest {
     ));
     b
 }
+
+/// How soon after `xl shutdown` the async appliance must have stopped.
+const ANET_SHUTDOWN_S: u64 = 10;
+
+/// The network appliance on the async runtime (`anet`) on one vif: its report lines as
+/// the polled appliance prints them, UDP echo (up to 65,507-byte datagrams), TCP echo
+/// with 8 clients at once, discard, `GET /bytes/N` checked byte for byte, a 404, and `xl
+/// shutdown` ending it with its counters and status 0 within [`ANET_SHUTDOWN_S`].
+pub fn anet_smoke() -> BootTest {
+    let pass = |example: &str| Check::Report(dom0_like(example));
+    let mut b = appliance_row(
+        "domu-anet-smoke",
+        "anet ip=169.254.100.2/24",
+        600,
+        vec![
+            Check::Report(
+                like("net: vif0 connected mac=00:16:3e:00:00:02 backend_domain=0 ip=169.254.100.2/24 gso=on")
+                    .nums(&["ms"])
+                    .all("backend= is dom0's vif N/0", |r| dom0_vif_backend(r, 0)),
+            ),
+            has("net: serving udp/7 tcp/7 tcp/9 tcp/80 on 1 vif(s)"),
+            Check::Report(like(
+                "net: limits tcp_idle=60s head_timeout=10s syn_timeout=5s per_peer=100 tcp_listen=4 tcp_max=128",
+            )),
+            pass("peer: udp-echo PASS sent=500 returned=500 lost=0 mismatched=0"),
+            pass("peer: udp-echo PASS sent=3 returned=3 lost=0 mismatched=0"),
+            pass("peer: tcp-echo PASS bytes=8388608 conns=8 ok=8"),
+            pass("peer: tcp-send PASS bytes=4194304"),
+            Check::Report(
+                dom0_like("peer: http-get PASS status=200 bytes=4194304 conns=1 ok=1")
+                    .hex_digits("fnv", 16),
+            ),
+            pass("peer: http-get PASS status=404"),
+            Check::Regex(r"dom0\| xl shutdown: the domU stopped after \d+ ms .*: ok"),
+            Check::Report(like(
+                "net: served udp_echoed=503 udp_dropped=0 tcp_echoed_bytes=8388608 discarded_bytes=4194304 http_requests=2",
+            )),
+        ],
+    );
+    b.domu = true;
+    b.dom0_script = Some(script_with(
+        &[("SHUTDOWN_WITHIN", ANET_SHUTDOWN_S.to_string())],
+        include_str!("../scripts/anet_smoke_test.sh"),
+    ));
+    b
+}

@@ -1,0 +1,170 @@
+//! The network appliance on the async runtime (command-line word `anet`): on every vif,
+//! UDP and TCP echo on port 7 (RFC 862), TCP discard on port 9 (RFC 863) and a minimal
+//! HTTP/1.1 server on port 80 (`xenpv_appliance::http`), over xenpv-net's sockets
+//! (`xenpv_appliance_service`, host-tested). It takes the polled appliance's words
+//! (`vifs=`, `ip=`, `tcp_idle=` `head_timeout=` `syn_timeout=` `per_peer=` `tcp_listen=`
+//! `tcp_max=`, `files`, `disk_timeout=`) and prints its report lines (`net: …`).
+//!
+//! The runtime keeps each vif running (its task notices a backend that goes away and
+//! re-attaches when one returns); the stack's listeners keep a backlog and bound every
+//! connection (handshake, idle and close timeouts, `tcp_max=` per port). It serves
+//! until the toolstack asks it to stop (`rt.shutdown()`), then prints its counters and
+//! returns 0.
+
+extern crate alloc;
+
+mod files;
+mod report;
+mod words;
+
+use alloc::vec::Vec;
+use embassy_time::{Duration, Instant};
+use futures_util::future::join_all;
+use xenpv_appliance::config::Ip;
+use xenpv_appliance_service::{self as service, Counters};
+use xenpv_contract::status::AppStatus;
+use xenpv_rt::device::Net;
+use xenpv_rt::exec::embassy_futures::select::{select, Either};
+use xenpv_rt::println;
+use xenpv_rt::xenpv_net::{TcpListener, UdpSocket};
+
+use files::DiskFiles;
+use words::Words;
+
+/// A vif's stack and the sockets the appliance serves on it.
+struct Vif {
+    net: Net,
+    ip: Ip,
+    udp: UdpSocket,
+    echo: TcpListener,
+    discard: TcpListener,
+    http: TcpListener,
+}
+
+/// The `anet` word's application. Its exit status: 0 after an orderly shutdown, 2 for a
+/// bad word, 9 if a vif never came up.
+pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
+    let w = match words::words(&rt.cmdline()) {
+        Ok(w) => w,
+        Err(status) => return status,
+    };
+    if rt.with_boot(|b| b.xenstore().is_none()) {
+        println!("net: no xenstore (dom0 has no backends here): run it as a domU");
+        return AppStatus::Usage.into();
+    }
+    let nets = match select(connect_all(rt, &w), rt.shutdown()).await {
+        Either::First(Ok(nets)) => nets,
+        Either::First(Err(status)) => return status,
+        Either::Second(how) => {
+            println!(
+                "net: shutdown requested how={} while=connecting",
+                how.as_str()
+            );
+            return 0;
+        }
+    };
+    let mut vifs = Vec::new();
+    for (net, ip) in nets.into_iter().zip(w.ips.iter().copied()) {
+        match bind(net, ip) {
+            Ok(v) => vifs.push(v),
+            Err(status) => return status,
+        }
+    }
+    let files = if w.files {
+        DiskFiles::open(rt, w.disk_timeout_ms)
+    } else {
+        DiskFiles::default()
+    };
+    let c = Counters::default();
+    report::publish(rt, "data/xenpv-app/net", "serving");
+    println!(
+        "net: serving udp/7 tcp/7 tcp/9 tcp/80 on {} vif(s)",
+        vifs.len()
+    );
+    report::limits(&w.limits);
+    let serve = join_all(vifs.iter().map(|v| serve_vif(rt, v, &w, &c, &files)));
+    let how = match select(serve, rt.shutdown()).await {
+        Either::First(_) => {
+            println!("net: every service ended");
+            return AppStatus::Failed.into();
+        }
+        Either::Second(how) => how,
+    };
+    println!("net: shutdown requested how={}", how.as_str());
+    report::served(&c, &vifs, &files);
+    0
+}
+
+/// Bring every vif up together (one slow backend does not hold the others up), with the
+/// stack's TCP settings from the limits; print each's `connected` line. `Err(status)`:
+/// one failed (printed).
+async fn connect_all(rt: &'static xenpv_rt::Runtime, w: &Words) -> Result<Vec<Net>, i32> {
+    let tcp = words::tcp_config(&w.limits);
+    let t0 = Instant::now();
+    let one = |i: usize| async move {
+        let r = rt.devices().net_with(i as u32, tcp).await;
+        (r, t0.elapsed().as_millis())
+    };
+    let mut nets = Vec::new();
+    for (i, (r, ms)) in join_all((0..w.vifs).map(one)).await.into_iter().enumerate() {
+        match r {
+            Ok(net) => {
+                report::connected(rt, &net, ms, w.ips[i]);
+                nets.push(net);
+            }
+            Err(e) => {
+                println!("net: vif{i}: {e}");
+                return Err(AppStatus::Device.into());
+            }
+        }
+    }
+    Ok(nets)
+}
+
+/// The appliance's sockets on a vif.
+fn bind(net: Net, ip: Ip) -> Result<Vif, i32> {
+    let i = net.index();
+    let fail = |what: &str, e: &dyn core::fmt::Debug| {
+        println!("net: vif{i}: bind {what}: {e:?}");
+        i32::from(AppStatus::Device)
+    };
+    let udp = UdpSocket::bind(&net, 7).map_err(|e| fail("udp/7", &e))?;
+    let echo = TcpListener::bind(&net, 7).map_err(|e| fail("tcp/7", &e))?;
+    let discard = TcpListener::bind(&net, 9).map_err(|e| fail("tcp/9", &e))?;
+    let http = TcpListener::bind(&net, 80).map_err(|e| fail("tcp/80", &e))?;
+    Ok(Vif {
+        net,
+        ip,
+        udp,
+        echo,
+        discard,
+        http,
+    })
+}
+
+/// Serve a vif's ports (each connection a future of its own, up to `tcp_max=` per
+/// port at once; `GET /files/…` from `files`), and announce a DHCP lease.
+async fn serve_vif(
+    rt: &'static xenpv_rt::Runtime,
+    v: &Vif,
+    w: &Words,
+    c: &Counters,
+    files: &DiskFiles,
+) {
+    let limit = w.limits.max;
+    let head = Duration::from_millis(w.limits.head_ms);
+    let tcp = async {
+        xenpv_rt::exec::embassy_futures::join::join3(
+            service::serve_each(&v.echo, limit, c, |s| service::echo(s, c)),
+            service::serve_each(&v.discard, limit, c, |s| service::discard(s, c)),
+            service::serve_each(&v.http, limit, c, |s| service::http(s, head, files, c)),
+        )
+        .await
+    };
+    xenpv_rt::exec::embassy_futures::join::join3(
+        service::udp_echo(&v.udp, c),
+        tcp,
+        report::dhcp(rt, &v.net, v.ip),
+    )
+    .await;
+}

@@ -1,0 +1,114 @@
+//! The appliance's command-line words (the same as the polled appliance's `net`), and
+//! how they map onto xenpv-net's TCP settings.
+
+use xenpv_appliance::admission::Limits;
+use xenpv_appliance::breaker::DISK_TIMEOUT_MS;
+use xenpv_appliance::config::{parse_ips, Ip, MAX_VIFS};
+use xenpv_contract::status::AppStatus;
+use xenpv_rt::cmdline::IpWord;
+use xenpv_rt::println;
+use xenpv_rt::xenpv_net::TcpConfig;
+use xenpv_rt::Cmdline;
+
+/// Socket buffers of a connection: the receive side (echo, discard, a request), and the
+/// transmit side (echo, bodies): large enough for a window of several of dom0's GSO
+/// acknowledgements (throughput is window / round trip), small enough that `tcp_max=`
+/// connections on each of the three ports fit in the guest.
+const RX_BUFFER: usize = 128 * 1024;
+const TX_BUFFER: usize = 256 * 1024;
+
+/// What the command line asks of the appliance.
+pub(super) struct Words {
+    pub(super) vifs: usize,
+    pub(super) ips: heapless::Vec<Ip, MAX_VIFS>,
+    pub(super) limits: Limits,
+    pub(super) files: bool,
+    pub(super) disk_timeout_ms: u64,
+}
+
+/// The command line's words; `Err` with [`AppStatus::Usage`] for a bad one (printed).
+pub(super) fn words(cmd: &Cmdline<'_>) -> Result<Words, i32> {
+    let usage = |m: &dyn core::fmt::Display| {
+        println!("net: {m}");
+        i32::from(AppStatus::Usage)
+    };
+    let vifs = match cmd.u64("vifs") {
+        Ok(None) => 1,
+        Ok(Some(n)) if (1..=MAX_VIFS as u64).contains(&n) => n as usize,
+        Ok(Some(n)) => {
+            return Err(usage(&format_args!(
+                "vifs={n}: the appliance brings up 1..={MAX_VIFS} vifs"
+            )))
+        }
+        Err(e) => return Err(usage(&e)),
+    };
+    let ips = parse_ips(cmd.value("ip").unwrap_or("dhcp")).map_err(|e| usage(&e))?;
+    if ips.len() < vifs {
+        return Err(usage(&format_args!(
+            "vifs={vifs} but ip= has {} entries (one per vif)",
+            ips.len()
+        )));
+    }
+    // The runtime reads ip= itself for each vif's stack: it must read what we do.
+    for (i, ip) in ips.iter().enumerate().take(vifs) {
+        let theirs = cmd.ip(i).map_err(|e| usage(&e))?;
+        if !agree(*ip, theirs) {
+            return Err(usage(&format_args!(
+                "ip= entry {i}: the runtime reads {theirs:?}, the appliance {ip:?}"
+            )));
+        }
+    }
+    let mut limits = Limits::DEFAULT;
+    for w in Limits::WORDS {
+        match cmd.u64(w) {
+            Ok(None) => {}
+            Ok(Some(v)) => limits.set(w, v).map_err(|e| usage(&e))?,
+            Err(e) => return Err(usage(&e)),
+        }
+    }
+    let disk_timeout_ms = match cmd.u64("disk_timeout") {
+        Ok(None) => DISK_TIMEOUT_MS,
+        Ok(Some(ms)) if (1..=30_000).contains(&ms) => ms,
+        Ok(Some(ms)) => {
+            return Err(usage(&format_args!(
+                "disk_timeout={ms}: milliseconds, 1..=30000"
+            )))
+        }
+        Err(e) => return Err(usage(&e)),
+    };
+    Ok(Words {
+        vifs,
+        ips,
+        limits,
+        files: cmd.has("files"),
+        disk_timeout_ms,
+    })
+}
+
+/// Does the appliance's reading of an `ip=` entry agree with the runtime's (none: DHCP)?
+fn agree(ours: Ip, theirs: Option<IpWord>) -> bool {
+    match (ours, theirs) {
+        (Ip::Dhcp, None | Some(IpWord::Dhcp)) => true,
+        (Ip::Static { addr, prefix }, Some(IpWord::Static { addr: a, prefix: p })) => {
+            addr == a && prefix == p
+        }
+        _ => false,
+    }
+}
+
+/// The stack's TCP settings for the admission limits: `tcp_idle=` is each stream's idle
+/// timeout, `syn_timeout=` the handshake's, `tcp_listen=` the listeners' backlog,
+/// `tcp_max=` the most connections per listener. (`per_peer=` is parsed and printed;
+/// the stack does not limit per peer yet. `head_timeout=` is the HTTP service's.)
+pub(super) fn tcp_config(l: &Limits) -> TcpConfig {
+    use embassy_time::Duration;
+    TcpConfig {
+        idle_timeout: Some(Duration::from_millis(l.idle_ms)),
+        handshake_timeout: Duration::from_millis(l.syn_ms),
+        rx_buffer: RX_BUFFER,
+        tx_buffer: TX_BUFFER,
+        backlog: l.listen,
+        max_connections: l.max,
+        ..TcpConfig::default()
+    }
+}
