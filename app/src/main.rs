@@ -12,6 +12,7 @@ use xenpv_rt::{println, Boot};
 
 mod async_net;
 mod blk;
+mod enet;
 mod events;
 mod faults;
 mod fmt_log;
@@ -25,6 +26,7 @@ mod tasks;
 xenpv_rt::entry!(main);
 xenpv_rt::main!(task async_app = tasks::app);
 xenpv_rt::main!(task async_net_app = async_net::app);
+xenpv_rt::main!(task enet_app = enet::app);
 
 fn main(boot: &mut Boot) -> i32 {
     let role = if boot.is_dom0() { "dom0" } else { "domU" };
@@ -209,6 +211,9 @@ fn main(boot: &mut Boot) -> i32 {
         if !heap::run(n("seed", 1), n("heap_ops", 20_000), n("heap_mib", 256)) && status == 0 {
             status = AppStatus::Heap.into();
         }
+    }
+    if cmd.has("enet") {
+        return xenpv_rt::runtime::main_with(boot, enet_app);
     }
     if cmd.has("async_net") {
         return xenpv_rt::runtime::main_with(boot, async_net_app);
