@@ -106,7 +106,7 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
 /// stack's TCP settings from the limits; print each's `connected` line. `Err(status)`:
 /// one failed (printed).
 async fn connect_all(rt: &'static xenpv_rt::Runtime, w: &Words) -> Result<Vec<Net>, i32> {
-    let tcp = words::tcp_config(&w.limits);
+    let tcp = service::config::tcp_config(&w.limits);
     let one = |i: usize| rt.devices().net_with(i as u32, tcp);
     let mut nets = Vec::new();
     for (i, r) in join_all((0..w.vifs).map(one)).await.into_iter().enumerate() {
