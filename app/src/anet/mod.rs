@@ -18,7 +18,7 @@ mod report;
 mod words;
 
 use alloc::vec::Vec;
-use embassy_time::{Duration, Instant};
+use embassy_time::Duration;
 use futures_util::future::join_all;
 use xenpv_appliance::config::Ip;
 use xenpv_appliance_service::{self as service, Counters};
@@ -26,10 +26,17 @@ use xenpv_contract::status::AppStatus;
 use xenpv_rt::device::Net;
 use xenpv_rt::exec::embassy_futures::select::{select, Either};
 use xenpv_rt::println;
-use xenpv_rt::xenpv_net::{TcpListener, UdpSocket};
+use xenpv_rt::xenpv_net::{TcpListener, UdpBuffers, UdpSocket};
 
 use files::DiskFiles;
 use words::Words;
+
+/// UDP echo's queues each way: eight of the largest datagrams, 256 in all (a window of
+/// small ones in flight from several clients is not dropped).
+const UDP_BUFFERS: UdpBuffers = UdpBuffers {
+    packets: 256,
+    bytes: 8 * 65_536,
+};
 
 /// A vif's stack and the sockets the appliance serves on it.
 struct Vif {
@@ -75,14 +82,14 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
     } else {
         DiskFiles::default()
     };
-    let c = Counters::default();
+    let (c, t) = (Counters::default(), report::Tally::default());
     report::publish(rt, "data/xenpv-app/net", "serving");
     println!(
         "net: serving udp/7 tcp/7 tcp/9 tcp/80 on {} vif(s)",
         vifs.len()
     );
     report::limits(&w.limits);
-    let serve = join_all(vifs.iter().map(|v| serve_vif(rt, v, &w, &c, &files)));
+    let serve = join_all(vifs.iter().map(|v| serve_vif(rt, v, &w, &c, &files, &t)));
     let how = match select(serve, rt.shutdown()).await {
         Either::First(_) => {
             println!("net: every service ended");
@@ -91,7 +98,7 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
         Either::Second(how) => how,
     };
     println!("net: shutdown requested how={}", how.as_str());
-    report::served(&c, &vifs, &files);
+    report::served(&c, &vifs, &files, &t);
     0
 }
 
@@ -100,16 +107,12 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
 /// one failed (printed).
 async fn connect_all(rt: &'static xenpv_rt::Runtime, w: &Words) -> Result<Vec<Net>, i32> {
     let tcp = words::tcp_config(&w.limits);
-    let t0 = Instant::now();
-    let one = |i: usize| async move {
-        let r = rt.devices().net_with(i as u32, tcp).await;
-        (r, t0.elapsed().as_millis())
-    };
+    let one = |i: usize| rt.devices().net_with(i as u32, tcp);
     let mut nets = Vec::new();
-    for (i, (r, ms)) in join_all((0..w.vifs).map(one)).await.into_iter().enumerate() {
+    for (i, r) in join_all((0..w.vifs).map(one)).await.into_iter().enumerate() {
         match r {
             Ok(net) => {
-                report::connected(rt, &net, ms, w.ips[i]);
+                report::connected(&net, w.ips[i]);
                 nets.push(net);
             }
             Err(e) => {
@@ -128,7 +131,7 @@ fn bind(net: Net, ip: Ip) -> Result<Vif, i32> {
         println!("net: vif{i}: bind {what}: {e:?}");
         i32::from(AppStatus::Device)
     };
-    let udp = UdpSocket::bind(&net, 7).map_err(|e| fail("udp/7", &e))?;
+    let udp = UdpSocket::bind_with(&net, 7, UDP_BUFFERS).map_err(|e| fail("udp/7", &e))?;
     let echo = TcpListener::bind(&net, 7).map_err(|e| fail("tcp/7", &e))?;
     let discard = TcpListener::bind(&net, 9).map_err(|e| fail("tcp/9", &e))?;
     let http = TcpListener::bind(&net, 80).map_err(|e| fail("tcp/80", &e))?;
@@ -143,13 +146,15 @@ fn bind(net: Net, ip: Ip) -> Result<Vif, i32> {
 }
 
 /// Serve a vif's ports (each connection a future of its own, up to `tcp_max=` per
-/// port at once; `GET /files/…` from `files`), and announce a DHCP lease.
+/// port at once; `GET /files/…` from `files`), announce a DHCP lease, and report the
+/// vif's detaches and re-attaches (counted in `t`).
 async fn serve_vif(
     rt: &'static xenpv_rt::Runtime,
     v: &Vif,
     w: &Words,
     c: &Counters,
     files: &DiskFiles,
+    t: &report::Tally,
 ) {
     let limit = w.limits.max;
     let head = Duration::from_millis(w.limits.head_ms);
@@ -161,10 +166,11 @@ async fn serve_vif(
         )
         .await
     };
-    xenpv_rt::exec::embassy_futures::join::join3(
+    xenpv_rt::exec::embassy_futures::join::join4(
         service::udp_echo(&v.udp, c),
         tcp,
         report::dhcp(rt, &v.net, v.ip),
+        report::events(&v.net, t),
     )
     .await;
 }

@@ -1,14 +1,15 @@
 //! The appliance's report lines (the boot rows match them, as the polled appliance
 //! prints them) and what it publishes in xenstore for dom0.
 
+use core::cell::Cell;
 use core::fmt::Write as _;
 use xenpv_appliance::admission::Limits;
 use xenpv_appliance::config::Ip;
-use xenpv_appliance::frag::REASSEMBLY_TIMEOUT_MS;
 use xenpv_appliance_service::Counters;
 use xenpv_contract::report::Writer;
-use xenpv_rt::device::Net;
+use xenpv_rt::device::{Net, VifEvent};
 use xenpv_rt::println;
+use xenpv_rt::xenpv_net::frag::{FragCounts, REASSEMBLY_TIMEOUT_MS};
 use xenpv_rt::xenpv_net::tcp::ListenerStats;
 
 use super::files::DiskFiles;
@@ -34,42 +35,16 @@ pub(super) fn publish(rt: &'static xenpv_rt::Runtime, key: &str, value: &str) {
     }
 }
 
-/// Read `key` from xenstore, as text (empty if absent or unreadable).
-fn read(rt: &'static xenpv_rt::Runtime, key: &str) -> heapless::String<128> {
-    let mut s = heapless::String::new();
-    if let Ok(Ok(v)) = rt.devices().with(|c| c.xenstore.read(key)) {
-        let v = v.strip_suffix(b"\0").unwrap_or(&v);
-        for &b in v {
-            let _ = s.push(if b.is_ascii_graphic() { b as char } else { '?' });
-        }
-    }
-    s
-}
-
 /// `net: vifN connected ms=… mac=… backend=… backend_domain=… ip=… gso=on|off`.
-pub(super) fn connected(rt: &'static xenpv_rt::Runtime, net: &Net, ms: u64, ip: Ip) {
-    let i = net.index();
-    let mut k: heapless::String<64> = heapless::String::new();
-    let _ = write!(k, "device/vif/{i}/backend");
-    let backend = read(rt, &k);
-    k.clear();
-    let _ = write!(k, "device/vif/{i}/backend-id");
-    let domid = read(rt, &k);
-    // What netfront asked for when the backend offers it (scatter-gather and TCP
-    // segmentation both).
-    let mut gso = true;
-    for f in ["feature-sg", "feature-gso-tcpv4"] {
-        let mut key: heapless::String<128> = heapless::String::new();
-        let _ = write!(key, "{backend}/{f}");
-        gso &= read(rt, &key) == "1";
-    }
+pub(super) fn connected(net: &Net, ip: Ip) {
+    let c = net.connected();
     let m = net.mac();
     println!(
         "{}",
         Writer::new("net")
-            .word(&vif_word(i))
+            .word(&vif_word(net.index()))
             .word("connected")
-            .field("ms", &ms)
+            .field("ms", &c.ms)
             .field(
                 "mac",
                 &format_args!(
@@ -77,10 +52,10 @@ pub(super) fn connected(rt: &'static xenpv_rt::Runtime, net: &Net, ms: u64, ip: 
                     m[0], m[1], m[2], m[3], m[4], m[5]
                 )
             )
-            .field("backend", &xenpv_rt::escape::Escaped(backend.as_str()))
-            .field("backend_domain", &domid.as_str())
+            .field("backend", &xenpv_rt::escape::Escaped(&c.backend_path))
+            .field("backend_domain", &c.backend_domain)
             .field("ip", &IpText(ip))
-            .field("gso", if gso { "on" } else { "off" })
+            .field("gso", if c.gso { "on" } else { "off" })
     );
 }
 
@@ -136,8 +111,57 @@ pub(super) async fn dhcp(rt: &'static xenpv_rt::Runtime, net: &Net, ip: Ip) {
     core::future::pending::<()>().await
 }
 
-/// The counter lines printed when the appliance stops.
-pub(super) fn served(c: &Counters, vifs: &[Vif], files: &DiskFiles) {
+/// What happened to the vifs' devices (for `net: served`).
+#[derive(Default)]
+pub(super) struct Tally {
+    detached: Cell<u64>,
+    reattached: Cell<u64>,
+}
+
+/// A vif's device events as they come: `net: vifN detached …` when the runtime has
+/// closed it (its backend went away), `net: vifN reattached …` when a backend returned.
+/// Never returns.
+pub(super) async fn events(net: &Net, t: &Tally) {
+    let mut ev = net.events();
+    let vif = vif_word(net.index());
+    loop {
+        match ev.next().await {
+            VifEvent::Detached {
+                pages_kept,
+                backend_state,
+                closed_ms,
+            } => {
+                t.detached.set(t.detached.get() + 1);
+                println!(
+                    "{}",
+                    Writer::new("net")
+                        .word(&vif)
+                        .word("detached")
+                        .field("backend_state", backend_state)
+                        .field("closed_ms", &closed_ms)
+                        .field("pages_kept", &pages_kept)
+                        .field("events_lost", &ev.lost())
+                );
+            }
+            VifEvent::Reattached { ms } => {
+                t.reattached.set(t.reattached.get() + 1);
+                let c = net.connected();
+                println!(
+                    "{}",
+                    Writer::new("net")
+                        .word(&vif)
+                        .word("reattached")
+                        .field("ms", &ms)
+                        .field("backend", &xenpv_rt::escape::Escaped(&c.backend_path))
+                );
+            }
+        }
+    }
+}
+
+/// The counter lines printed when the appliance stops: the services', the listeners',
+/// the fragments' (every vif's summed), then each vif's device counters.
+pub(super) fn served(c: &Counters, vifs: &[Vif], files: &DiskFiles, t: &Tally) {
     println!(
         "{}",
         Writer::new("net")
@@ -148,8 +172,8 @@ pub(super) fn served(c: &Counters, vifs: &[Vif], files: &DiskFiles) {
             .field("discarded_bytes", &c.discarded.get())
             .field("http_requests", &c.http_requests.get())
             .field("http_bytes", &c.http_bytes.get())
-            .field("detached", &0u64)
-            .field("reattached", &0u64)
+            .field("detached", &t.detached.get())
+            .field("reattached", &t.reattached.get())
             .field("file_errors", &files.errors())
             .field("disk_trips", &files.trips())
     );
@@ -161,6 +185,7 @@ pub(super) fn served(c: &Counters, vifs: &[Vif], files: &DiskFiles) {
             l.at_limit += s.at_limit;
             l.no_memory += s.no_memory;
             l.peak = l.peak.max(s.peak);
+            l.refused_per_peer += s.refused_per_peer;
         }
     }
     println!(
@@ -169,15 +194,60 @@ pub(super) fn served(c: &Counters, vifs: &[Vif], files: &DiskFiles) {
         l.peak,
         l.at_limit,
         l.no_memory,
-        0,
+        l.refused_per_peer,
         l.timed_out_handshake,
         c.timed_out_head.get(),
         c.timed_out_idle.get(),
         c.timed_out_closing.get()
     );
+    let mut f = FragCounts::default();
+    for v in vifs {
+        let x = v.net.frag_counts();
+        f.seen += x.seen;
+        f.reassembled += x.reassembled;
+        f.dropped += x.dropped;
+        f.no_slot += x.no_slot;
+        f.expired += x.expired;
+        f.pending += x.pending;
+    }
+    println!(
+        "{}",
+        Writer::new("net")
+            .word("frags")
+            .field("seen", &f.seen)
+            .field("reassembled", &f.reassembled)
+            .field("frags_dropped", &f.dropped)
+            .field("no_slot", &f.no_slot)
+            .field("expired", &f.expired)
+            .field("pending", &f.pending)
+    );
     println!(
         "net: work checksum_steps={} too_large={}",
         c.checksum_steps.get(),
         c.too_large.get()
+    );
+    for v in vifs {
+        vif_counters(&v.net);
+    }
+}
+
+/// A vif's device counters (summed across its re-attaches).
+fn vif_counters(net: &Net) {
+    let c = net.counters();
+    println!(
+        "{}",
+        Writer::new("net")
+            .word(&vif_word(net.index()))
+            .field("tx_packets", &c.tx_packets)
+            .field("rx_packets", &c.rx_packets)
+            .field("tx_bytes", &c.tx_bytes)
+            .field("rx_bytes", &c.rx_bytes)
+            .field("tx_gso", &c.tx_gso)
+            .field("rx_multi", &c.rx_multi)
+            .field("notifies", &c.notifies)
+            .field("refused", &c.refused)
+            .field("failed", &c.failed)
+            .field("tx_dropped", &c.tx_dropped)
+            .field("bad_checksums", &c.bad_checksums)
     );
 }

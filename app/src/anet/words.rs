@@ -98,8 +98,8 @@ fn agree(ours: Ip, theirs: Option<IpWord>) -> bool {
 
 /// The stack's TCP settings for the admission limits: `tcp_idle=` is each stream's idle
 /// timeout, `syn_timeout=` the handshake's, `tcp_listen=` the listeners' backlog,
-/// `tcp_max=` the most connections per listener. (`per_peer=` is parsed and printed;
-/// the stack does not limit per peer yet. `head_timeout=` is the HTTP service's.)
+/// `tcp_max=` the most connections per listener, `per_peer=` the most one remote IPv4
+/// holds to a listener. (`head_timeout=` is the HTTP service's.)
 pub(super) fn tcp_config(l: &Limits) -> TcpConfig {
     use embassy_time::Duration;
     TcpConfig {
@@ -109,6 +109,7 @@ pub(super) fn tcp_config(l: &Limits) -> TcpConfig {
         tx_buffer: TX_BUFFER,
         backlog: l.listen,
         max_connections: l.max,
+        per_peer: l.per_peer,
         ..TcpConfig::default()
     }
 }
