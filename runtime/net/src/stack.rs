@@ -274,15 +274,31 @@ impl Inner {
         self.apply_ipv4();
     }
 
-    /// One round: take in what the device received (refilling listeners after every
-    /// packet, so a burst of SYNs finds listening sockets), send what sockets have, run
-    /// DHCP, tend listeners and orphans. Returns when to come back (`None`: only when
-    /// woken).
+    /// One round: send what sockets have, tend orphans, then take in what the device
+    /// received (refilling listeners after every packet, so a burst of SYNs finds
+    /// listening sockets), run DHCP, tend listeners. Returns when to come back (`None`:
+    /// only when woken).
+    ///
+    /// Egress comes first: what the round received is answered by the next round, after
+    /// the tasks it woke have run (a runner that is woken or whose "now" timer fires
+    /// only runs again once they have). So an echo's data carries the ACK, and a reader's
+    /// ACK the window it opened, instead of a bare ACK each before the tasks run: about
+    /// half the packets for the backend to handle, as the polled loop's round (ingress,
+    /// services, egress) does.
     pub(crate) fn poll<D: Driver>(&mut self, device: &mut D) -> Option<embassy_time::Instant> {
         let now = smol_now();
         let iface = self.iface.as_mut()?;
         iface.poll_maintenance(now);
-        let mut more = false;
+        let mut dev = Counted::new(device, &mut self.frags, &mut self.outgoing);
+        let mut more = !egress(iface, now, &mut dev, &mut self.sockets);
+        // Right after egress: an orphan aborted before this round has had its RST sent.
+        let listeners = &mut self.listeners;
+        let orphan_at =
+            crate::tcp::orphan::tend(&mut self.sockets, &mut self.orphans, |id, handle| {
+                if let Some(l) = listeners.iter_mut().find(|l| l.id == id) {
+                    l.release(handle);
+                }
+            });
         for i in 0..=INGRESS_PER_ROUND {
             if i == INGRESS_PER_ROUND {
                 more = true;
@@ -296,27 +312,18 @@ impl Inner {
             }
         }
         self.frags.expire(now_ms());
-        let iface = self.iface.as_mut()?;
-        let mut dev = Counted::new(device, &mut self.frags, &mut self.outgoing);
-        more |= !egress(iface, now, &mut dev, &mut self.sockets);
         self.poll_dhcp();
         self.tend_listeners();
-        let listeners = &mut self.listeners;
-        let orphan_at =
-            crate::tcp::orphan::tend(&mut self.sockets, &mut self.orphans, |id, handle| {
-                if let Some(l) = listeners.iter_mut().find(|l| l.id == id) {
-                    l.release(handle);
-                }
-            });
         let iface = self.iface.as_mut()?;
         let mut next = iface.poll_at(now, &self.sockets).map(embassy_at);
-        if more {
+        // Sockets aborted in this round (a listener's) send their RST in the next.
+        if more || self.orphans.iter().any(|o| o.aborted) {
             next = Some(embassy_time::Instant::now());
         }
         let listen_at = self
             .listeners
             .iter()
-            .filter_map(|l| l.next_deadline(&self.config.tcp))
+            .filter_map(|l| l.next_deadline(&l.cfg))
             .min();
         [next, listen_at, orphan_at].into_iter().flatten().min()
     }
@@ -324,9 +331,9 @@ impl Inner {
     /// Every listener looks at its pool (cheap: a pass over a few sockets).
     fn tend_listeners(&mut self) {
         let now = embassy_time::Instant::now();
-        let tcp = self.config.tcp;
         for l in self.listeners.iter_mut() {
-            l.tend(&mut self.sockets, &mut self.orphans, now, &tcp);
+            let cfg = l.cfg;
+            l.tend(&mut self.sockets, &mut self.orphans, now, &cfg);
         }
     }
 

@@ -73,6 +73,8 @@ pub(crate) struct ListenerState {
     waiters: WakerSet,
     next_seq: u64,
     stats: ListenerStats,
+    /// Its TCP settings (the stack's, or its own: [`TcpListener::bind_with`]).
+    pub cfg: TcpConfig,
 }
 
 /// A TCP socket with `cfg`'s buffers, listening on `port`; `None` without memory.
@@ -275,8 +277,25 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Listen on `port` of `stack`.
+    /// Listen on `port` of `stack`, with the stack's TCP settings.
     pub fn bind(stack: &Stack, port: u16) -> Result<TcpListener, BindError> {
+        Self::bind_with(stack, port, stack.config().tcp)
+    }
+
+    /// Listen on `port` of `stack` with TCP settings of its own: its pooled sockets'
+    /// buffers, backlog, limits and timeouts, and those of the streams it accepts. A
+    /// service that streams one way takes large buffers that way (a discard service a
+    /// large receive buffer, a download a large send buffer: the window, and so the
+    /// throughput, follows) without every port paying for them.
+    ///
+    /// ```
+    /// # xenpv_net::loopback::run(|stack| async move {
+    /// use xenpv_net::{TcpConfig, TcpListener};
+    /// let discard = TcpConfig { rx_buffer: 1 << 20, tx_buffer: 4096, ..stack.config().tcp };
+    /// let listener = TcpListener::bind_with(&stack, 9, discard).unwrap();
+    /// # });
+    /// ```
+    pub fn bind_with(stack: &Stack, port: u16, cfg: TcpConfig) -> Result<TcpListener, BindError> {
         if port == 0 {
             return Err(BindError::InvalidPort);
         }
@@ -293,8 +312,8 @@ impl TcpListener {
                 waiters: WakerSet::default(),
                 next_seq: 0,
                 stats: ListenerStats::default(),
+                cfg,
             };
-            let cfg = inner.config.tcp;
             l.tend(&mut inner.sockets, &mut inner.orphans, Instant::now(), &cfg);
             inner.listeners.push(l);
             Ok(id)

@@ -49,10 +49,14 @@ impl TcpStream {
         let (remote, local, tcp_cfg) = stack.with(|inner| {
             let s = inner.sockets.get::<tcp::Socket<'static>>(handle);
             let unspecified = || IpEndpoint::new(smoltcp::wire::IpAddress::v4(0, 0, 0, 0), 0);
+            // Its listener's settings, if it has one.
+            let cfg = listener
+                .and_then(|id| inner.listeners.iter().find(|l| l.id == id))
+                .map_or(inner.config.tcp, |l| l.cfg);
             (
                 s.remote_endpoint().unwrap_or_else(unspecified),
                 s.local_endpoint().unwrap_or_else(unspecified),
-                inner.config.tcp,
+                cfg,
             )
         });
         TcpStream {
@@ -246,6 +250,83 @@ impl TcpStream {
         idle_bound(self.idle, write).await
     }
 
+    async fn read_with_shared<R>(
+        &self,
+        mut f: impl FnMut(&mut [u8]) -> (usize, R),
+    ) -> Result<R, Error> {
+        let read = poll_fn(|cx| {
+            let r = self.with(|s| {
+                if s.can_recv() {
+                    // `can_recv` vouches for the state: `recv` does not fail.
+                    return match s.recv(|b| {
+                        let (n, r) = f(b);
+                        (n.min(b.len()), (n, r))
+                    }) {
+                        Ok(x) => Poll::Ready(Ok(x)),
+                        Err(_) => Poll::Ready(Err(Error::ConnectionReset)),
+                    };
+                }
+                // Nothing to read: why (an empty read checks the state, `f` is kept for
+                // the data).
+                match s.recv_slice(&mut []) {
+                    Ok(_) => {
+                        s.register_recv_waker(cx.waker());
+                        Poll::Pending
+                    }
+                    Err(tcp::RecvError::Finished) => Poll::Ready(Ok((0, f(&mut []).1))),
+                    Err(tcp::RecvError::InvalidState) => Poll::Ready(Err(Error::ConnectionReset)),
+                }
+            });
+            match r {
+                Poll::Ready(Ok((n, r))) => {
+                    if n > 0 {
+                        // The window opened: the runner may have to say so.
+                        self.stack.wake_runner();
+                    }
+                    Poll::Ready(Ok(r))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        });
+        idle_bound(self.idle, read).await
+    }
+
+    async fn write_with_shared<R>(
+        &self,
+        mut f: impl FnMut(&mut [u8]) -> (usize, R),
+    ) -> Result<R, Error> {
+        let write = poll_fn(|cx| {
+            let r = self.with(|s| {
+                if !s.may_send() {
+                    return Poll::Ready(Err(Error::ConnectionReset));
+                }
+                if !s.can_send() {
+                    s.register_send_waker(cx.waker());
+                    return Poll::Pending;
+                }
+                match s.send(|b| {
+                    let (n, r) = f(b);
+                    (n.min(b.len()), (n, r))
+                }) {
+                    Ok(x) => Poll::Ready(Ok(x)),
+                    Err(_) => Poll::Ready(Err(Error::ConnectionReset)),
+                }
+            });
+            match r {
+                Poll::Ready(Ok((n, r))) => {
+                    if n > 0 {
+                        self.stack.wake_runner();
+                    }
+                    Poll::Ready(Ok(r))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        });
+        idle_bound(self.idle, write).await
+    }
+
     async fn flush_shared(&self) -> Result<(), Error> {
         let flush = poll_fn(|cx| {
             self.with(|s| {
@@ -316,6 +397,53 @@ impl embedded_io_async::Write for TcpWriter<'_> {
 
     async fn flush(&mut self) -> Result<(), Error> {
         self.stream.flush_shared().await
+    }
+}
+
+impl TcpStream {
+    /// Wait until received bytes are there (or the peer has closed its side), then call
+    /// `f` once on the longest contiguous run of them in the socket's own buffer; it
+    /// returns how many it consumed (at most the slice's length; the rest stays for the
+    /// next read) and a value passed on. After the peer's FIN, with everything before it
+    /// consumed, `f` gets an empty slice (`read`'s `Ok(0)`). No copy: a service that
+    /// discards or parses in place saves one. Bounded by the idle timeout like `read`.
+    pub async fn read_with<R>(
+        &mut self,
+        f: impl FnMut(&mut [u8]) -> (usize, R),
+    ) -> Result<R, Error> {
+        self.read_with_shared(f).await
+    }
+
+    /// Wait until the send buffer has room, then call `f` once on the longest contiguous
+    /// free run of it; it returns how many bytes it wrote there (at most the slice's
+    /// length; they go out in order) and a value passed on. No copy: a service that
+    /// generates its output writes it into the buffer directly. Bounded by the idle
+    /// timeout like `write`.
+    pub async fn write_with<R>(
+        &mut self,
+        f: impl FnMut(&mut [u8]) -> (usize, R),
+    ) -> Result<R, Error> {
+        self.write_with_shared(f).await
+    }
+}
+
+impl TcpReader<'_> {
+    /// [`TcpStream::read_with`] on this half.
+    pub async fn read_with<R>(
+        &mut self,
+        f: impl FnMut(&mut [u8]) -> (usize, R),
+    ) -> Result<R, Error> {
+        self.stream.read_with_shared(f).await
+    }
+}
+
+impl TcpWriter<'_> {
+    /// [`TcpStream::write_with`] on this half.
+    pub async fn write_with<R>(
+        &mut self,
+        f: impl FnMut(&mut [u8]) -> (usize, R),
+    ) -> Result<R, Error> {
+        self.stream.write_with_shared(f).await
     }
 }
 

@@ -1,8 +1,9 @@
-//! `cargo xtask bench net`: the network appliance (the app's `net`) next to a Linux PV
-//! domU, both as domUs of the box with one vif on dom0's bridge, measured by the same
-//! dom0 script in the same run.
+//! `cargo xtask bench net`: the network appliance next to a Linux PV domU, every side a
+//! domU of the box with one vif on dom0's bridge, measured by the same dom0 script in
+//! the same run, one side after the other (`--sides`, all three by default):
 //!
-//! - xenpv-rt: the app with `net ip=169.254.100.2/24`.
+//! - polled: the app's polled loop, `net ip=169.254.100.2/24`.
+//! - async: the app over the async runtime and xenpv-net, `anet ip=169.254.100.2/24`.
 //! - Linux: Debian's kernel from the box with an initramfs
 //!   ([`xenbox::netserve_initramfs`]) whose `/init` loads `xen-netfront`, takes the same
 //!   address and serves the same services: busybox `httpd` (a 32 MiB file at
@@ -11,7 +12,13 @@
 //!   server: no inetd, and its `nc` has no `-u`).
 //!
 //! The dom0 script ([`script`]) runs every measurement `--runs` times in one boot of each
-//! side with `xenbox-peer`; the figures are medians.
+//! side with `xenbox-peer`; the figures are medians. The table ([`table`]) shows each
+//! xenpv-rt side's ratio to Linux, and the port's target: the async appliance's ratio at
+//! least 0.9x the polled one's, for every figure.
+mod table;
+
+pub use table::median;
+
 use crate::boottest::box_with_peer;
 use crate::cargo::{self, Image};
 use crate::qemu::{self, Boot, Stream};
@@ -19,6 +26,7 @@ use crate::{provision, xenbox};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use table::Column;
 use xenpv_contract::report::Report;
 
 /// `cargo xtask bench net` options.
@@ -30,6 +38,68 @@ pub struct NetArgs {
     /// Wall-clock limit of one side's box boot (all its measurements), in seconds.
     #[arg(long, value_name = "S", default_value_t = 1500, value_parser = clap::value_parser!(u64).range(120..=14400))]
     timeout: u64,
+    /// The sides measured, comma-separated, each booted in turn in this order: `polled`
+    /// (the app's `net`, its polled loop), `async` (the app's `anet`, over xenpv-net),
+    /// `linux` (a Linux domU). At least one of polled and async; the port's target
+    /// (async / polled >= 0.9 per figure) needs both, the ratios to Linux need linux.
+    #[arg(long, value_name = "LIST", default_value = "polled,async,linux", value_parser = parse_sides)]
+    sides: Sides,
+}
+
+/// Which sides a run measures (always in the order polled, async, Linux).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sides {
+    pub polled: bool,
+    pub asynch: bool,
+    pub linux: bool,
+}
+
+/// `--sides`: a comma-separated list of `polled`, `async`, `linux` (repeats allowed),
+/// with at least one xenpv-rt side.
+fn parse_sides(s: &str) -> Result<Sides, String> {
+    let mut out = Sides {
+        polled: false,
+        asynch: false,
+        linux: false,
+    };
+    for w in s.split(',').map(str::trim) {
+        match w {
+            "polled" => out.polled = true,
+            "async" => out.asynch = true,
+            "linux" => out.linux = true,
+            _ => return Err(format!("{w:?} is not a side (polled, async or linux)")),
+        }
+    }
+    if !out.polled && !out.asynch {
+        return Err("no xenpv-rt side: name polled or async (or both)".into());
+    }
+    Ok(out)
+}
+
+/// One xenpv-rt side: its name (in the table, the log's name), the app's command line.
+struct RtSide {
+    name: &'static str,
+    cmdline: String,
+}
+
+impl Sides {
+    /// The xenpv-rt sides chosen, in order.
+    fn rt(self) -> Vec<RtSide> {
+        let mut v = Vec::new();
+        if self.polled {
+            v.push(RtSide {
+                name: "polled",
+                cmdline: format!("net ip={GUEST}/24"),
+            });
+        }
+        if self.asynch {
+            v.push(RtSide {
+                name: "async",
+                cmdline: format!("anet ip={GUEST}/24"),
+            });
+        }
+        v
+    }
 }
 
 /// The guest's address on the box's bridge (dom0 is 169.254.100.1).
@@ -274,154 +344,6 @@ pub fn side(text: &str, who: &str, runs: u32) -> Side {
     out
 }
 
-/// The median of `v`, `None` if it is empty.
-pub fn median(v: &[f64]) -> Option<f64> {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(s[n / 2]),
-        _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
-    }
-}
-
-/// xenpv-rt / Linux, `None` without both (or with a zero Linux figure).
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    }
-}
-
-fn opt(v: Option<f64>, d: usize) -> String {
-    v.map_or("?".into(), |v| format!("{v:.d$}"))
-}
-
-/// The medians of each side, per [`Figure`].
-pub type Medians = [Option<f64>; 5];
-
-/// The medians of a side's runs.
-pub fn medians(s: &Side) -> Medians {
-    std::array::from_fn(|i| median(&s.values[i]))
-}
-
-/// The table: one row per figure, xenpv-rt | Linux | ratio.
-pub fn table(rt: &Medians, linux: &Medians, runs: u32) -> String {
-    let mut s = format!(
-        "{:<44}{:>12}{:>12}{:>10}\n",
-        format!("medians of {runs} run(s)"),
-        "xenpv-rt",
-        "Linux",
-        "ratio"
-    );
-    for (i, f) in Figure::ALL.iter().enumerate() {
-        let d = f.decimals();
-        s += &format!(
-            "{:<44}{:>12}{:>12}{:>10}\n",
-            f.label(),
-            opt(rt[i], d),
-            opt(linux[i], d),
-            opt(ratio(rt[i], linux[i]), 2)
-        );
-    }
-    s
-}
-
-/// The medians of a side's CPU shares, per [`Figure`].
-pub fn cpu_medians(s: &Side) -> [Option<Cpu>; 5] {
-    std::array::from_fn(|i| {
-        let c = &s.cpu[i];
-        let m = |f: fn(&Cpu) -> f64| median(&c.iter().map(f).collect::<Vec<_>>());
-        Some(Cpu {
-            busy: m(|c| c.busy)?,
-            steal: m(|c| c.steal)?,
-            idle: m(|c| c.idle)?,
-        })
-    })
-}
-
-/// Where the time went: dom0's CPU shares during each figure, both sides.
-pub fn cpu_table(rt: &[Option<Cpu>; 5], linux: &[Option<Cpu>; 5]) -> String {
-    let cell = |c: &Option<Cpu>| match c {
-        Some(c) => format!(
-            "{:>3.0}% {:>3.0}% {:>3.0}%",
-            c.busy * 100.0,
-            c.steal * 100.0,
-            c.idle * 100.0
-        ),
-        None => format!("{:>14}", "?"),
-    };
-    let mut s = format!(
-        "{:<44}{:>18}{:>18}
-{:<44}{:>18}{:>18}
-",
-        "dom0's CPU during each (medians)",
-        "xenpv-rt",
-        "Linux",
-        "",
-        "busy steal idle",
-        "busy steal idle"
-    );
-    for (i, f) in Figure::ALL.iter().enumerate() {
-        s += &format!(
-            "{:<44}{:>18}{:>18}
-",
-            f.label(),
-            cell(&rt[i]),
-            cell(&linux[i])
-        );
-    }
-    s
-}
-
-/// A target: xenpv-rt / Linux ≥ 1.0 for every figure in it.
-pub struct Target {
-    pub what: &'static str,
-    pub figures: &'static [Figure],
-}
-
-/// The targets: TCP throughput both ways, UDP packets per second at both sizes.
-pub const TARGETS: [Target; 2] = [
-    Target {
-        what: "TCP throughput >= 1.0x Linux (both directions)",
-        figures: &[Figure::TcpIn, Figure::TcpOut],
-    },
-    Target {
-        what: "UDP packets/s >= 1.0x Linux (64 B and 1472 B)",
-        figures: &[Figure::Udp64, Figure::Udp1472],
-    },
-];
-
-impl Target {
-    /// Met (`Some(true)`), missed, or `None` if a figure is missing; and the line.
-    pub fn verdict(&self, rt: &Medians, linux: &Medians) -> (Option<bool>, String) {
-        let idx = |f: &Figure| Figure::ALL.iter().position(|g| g == f).expect("a figure");
-        let rs: Vec<(Figure, Option<f64>)> = self
-            .figures
-            .iter()
-            .map(|f| (*f, ratio(rt[idx(f)], linux[idx(f)])))
-            .collect();
-        let met = rs
-            .iter()
-            .map(|(_, r)| r.map(|r| r >= 1.0))
-            .try_fold(true, |a, m| m.map(|m| a && m));
-        let detail: Vec<String> = rs
-            .iter()
-            .map(|(f, r)| format!("{} {}x", f.tag(), opt(*r, 2)))
-            .collect();
-        let word = match met {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "n/a (no figures)",
-        };
-        (
-            met,
-            format!("{}: {word} ({})", self.what, detail.join(", ")),
-        )
-    }
-}
-
 /// A UDP echo server for the Linux domU (`udp-echo PORT`): busybox has none.
 const UDP_ECHO_RS: &str = r#"use std::net::UdpSocket;
 fn main() {
@@ -471,7 +393,7 @@ fn measure(
         "xtask bench net: {who}: booting the box ({} runs of each measurement; up to {} s): {cmdline}",
         a.runs, a.timeout
     );
-    let log = crate::root().join(format!("target/xtask/bench-net-{}.log", name));
+    let log = crate::root().join(format!("target/xtask/bench-net-{}.log", who.to_lowercase()));
     let out = qemu::boot_domu(
         xen,
         &Boot {
@@ -525,70 +447,125 @@ pub fn net_command(a: NetArgs) -> Result<u8, String> {
     let path = cargo::build(&Image::app(), false)?;
     let xen = provision::ensure()?;
     let bx = Arc::new(box_with_peer()?);
-    let udp_echo = build_udp_echo(&dir)?;
-    let udp_echo = std::fs::read(&udp_echo).map_err(|e| format!("{}: {e}", udp_echo.display()))?;
-    let netfront = xenbox::box_kernel_module("xen-netfront")?;
-    let linux_init = dir.join("bench-net-linux.cpio");
-    xenbox::netserve_initramfs(&bx, &netfront, &udp_echo, &linux_init)?;
     let script_path = dir.join("bench-net.sh");
     std::fs::write(&script_path, script(a.runs))
         .map_err(|e| format!("{}: {e}", script_path.display()))?;
+    let linux_init = if a.sides.linux {
+        let udp_echo = build_udp_echo(&dir)?;
+        let udp_echo =
+            std::fs::read(&udp_echo).map_err(|e| format!("{}: {e}", udp_echo.display()))?;
+        let netfront = xenbox::box_kernel_module("xen-netfront")?;
+        let init = dir.join("bench-net-linux.cpio");
+        xenbox::netserve_initramfs(&bx, &netfront, &udp_echo, &init)?;
+        Some(init)
+    } else {
+        None
+    };
 
-    let rt = measure(
-        &xen,
-        &bx,
-        "xenpv-rt",
-        "xenpv-app",
-        &path,
-        &format!("net ip={GUEST}/24"),
-        None,
-        &script_path,
-        &a,
-        &[0],
-    );
+    let rt: Vec<(&'static str, Side)> = a
+        .sides
+        .rt()
+        .into_iter()
+        .map(|r| {
+            let s = measure(
+                &xen,
+                &bx,
+                r.name,
+                "xenpv-app",
+                &path,
+                &r.cmdline,
+                None,
+                &script_path,
+                &a,
+                &[0],
+            );
+            (r.name, s)
+        })
+        .collect();
     // The Linux domU has no exit line for the box to read: its status is 125 even when
     // it powered off cleanly at `xl shutdown`.
-    let linux = measure(
-        &xen,
-        &bx,
-        "Linux",
-        "linux",
-        &bx.vmlinuz,
-        "console=hvc0 quiet",
-        Some(linux_init),
-        &script_path,
-        &a,
-        &[0, qemu::EXIT_NO_STATUS as i32],
-    );
+    let linux = linux_init.map(|init| {
+        measure(
+            &xen,
+            &bx,
+            "Linux",
+            "linux",
+            &bx.vmlinuz,
+            "console=hvc0 quiet",
+            Some(init),
+            &script_path,
+            &a,
+            &[0, qemu::EXIT_NO_STATUS as i32],
+        )
+    });
+    Ok(report(&rt, linux.as_ref(), a.runs))
+}
 
-    let (mrt, mlinux) = (medians(&rt), medians(&linux));
+/// Print the tables and verdicts of the sides measured; the exit status: 2 if a
+/// measurement failed, 1 if a target was missed, else 0.
+fn report(rt: &[(&'static str, Side)], linux: Option<&Side>, runs: u32) -> u8 {
+    let cols: Vec<Column<'_>> = rt
+        .iter()
+        .map(|(name, s)| Column {
+            name,
+            medians: table::medians(s),
+        })
+        .collect();
+    let mlinux = linux.map(table::medians);
     println!();
-    print!("{}", table(&mrt, &mlinux, a.runs));
-    println!("ratio = xenpv-rt / Linux (for the RTT, lower is better: a ratio below 1 is faster)");
+    print!("{}", table::table(&cols, mlinux.as_ref(), runs));
+    if linux.is_some() {
+        println!(
+            "NAME/L = that side / Linux (for the RTT, lower is better: a ratio below 1 is faster)"
+        );
+    }
     println!();
-    print!("{}", cpu_table(&cpu_medians(&rt), &cpu_medians(&linux)));
+    let mut cpu: Vec<(&str, _)> = rt
+        .iter()
+        .map(|(n, s)| (*n, table::cpu_medians(s)))
+        .collect();
+    if let Some(l) = linux {
+        cpu.push(("Linux", table::cpu_medians(l)));
+    }
+    print!("{}", table::cpu_table(&cpu));
     println!(
         "(the box has one CPU: dom0's steal is time the domU ran while dom0 waited; its idle, \
          time the domU ran or nothing did)"
     );
     println!();
     let mut missed = false;
-    for t in &TARGETS {
-        let (met, line) = t.verdict(&mrt, &mlinux);
+    if let Some(l) = &mlinux {
+        for c in &cols {
+            for t in &table::TARGETS {
+                let (met, line) = t.verdict(&c.medians, l);
+                missed |= met == Some(false);
+                println!("{}: {line}", c.name);
+            }
+        }
+    }
+    let find = |n: &str| cols.iter().find(|c| c.name == n).map(|c| c.medians);
+    if let (Some(p), Some(a)) = (find("polled"), find("async")) {
+        let (met, line) = table::port_verdict(&p, &a);
         missed |= met == Some(false);
         println!("{line}");
+        println!("(async / polled is each figure's ratio to Linux, async over polled: Linux cancels out; for the RTT, polled / async)");
     }
-    let errors: Vec<&String> = rt.errors.iter().chain(&linux.errors).collect();
+    let errors: Vec<&String> = rt
+        .iter()
+        .map(|(_, s)| s)
+        .chain(linux)
+        .flat_map(|s| &s.errors)
+        .collect();
     for e in &errors {
         println!("error: {e}");
     }
-    Ok(if !errors.is_empty() {
+    if !errors.is_empty() {
         2
     } else if missed {
         1
     } else {
         0
-    })
+    }
 }
 
 #[cfg(test)]
@@ -665,7 +642,7 @@ mod tests {
         assert_eq!(s.values[2], [2000.0; 3]);
         assert_eq!(s.values[3], [1500.0; 3]);
         assert_eq!(s.values[4], [450.0; 3]);
-        let m = medians(&s);
+        let m = table::medians(&s);
         assert_eq!(m[1], Some(200.0));
         // dom0: 30 + 50 + 10 busy, 20 idle, steal 10 * run.
         assert_eq!(s.cpu[1].len(), 3);
@@ -673,9 +650,9 @@ mod tests {
         assert!((c.busy - 90.0 / 130.0).abs() < 1e-9, "{c:?}");
         assert!((c.steal - 20.0 / 130.0).abs() < 1e-9, "{c:?}");
         assert!((c.idle - 20.0 / 130.0).abs() < 1e-9, "{c:?}");
-        let cm = cpu_medians(&s);
+        let cm = table::cpu_medians(&s);
         assert_eq!(cm[1], Some(c));
-        let t = cpu_table(&cm, &[None; 5]);
+        let t = table::cpu_table(&[("async", cm), ("Linux", [None; 5])]);
         assert_eq!(t.lines().count(), 7, "{t}");
         assert!(t.lines().nth(3).unwrap().contains(" 69%  15%  15%"), "{t}");
         assert!(t.lines().nth(3).unwrap().trim_end().ends_with('?'), "{t}");
@@ -735,7 +712,7 @@ mod tests {
         assert_eq!(s.errors.len(), 5);
     }
 
-    #[derive(clap::Parser)]
+    #[derive(clap::Parser, Debug)]
     struct Cli {
         #[command(flatten)]
         net: NetArgs,
@@ -748,50 +725,44 @@ mod tests {
         let p = |a: &[&str]| Cli::try_parse_from(std::iter::once("net").chain(a.iter().copied()));
         let d = p(&[]).unwrap().net;
         assert_eq!((d.runs, d.timeout), (3, 1500));
+        let all = Sides {
+            polled: true,
+            asynch: true,
+            linux: true,
+        };
+        assert_eq!(d.sides, all);
         let o = p(&["--runs", "5", "--timeout", "600"]).unwrap().net;
         assert_eq!((o.runs, o.timeout), (5, 600));
         assert!(p(&["--runs", "0"]).is_err());
         assert!(p(&["--timeout", "10"]).is_err());
         assert!(p(&["--seed", "1"]).is_err());
-    }
-
-    #[test]
-    fn medians_ratios_and_targets() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0]), Some(2.5));
-        let rt: Medians = [
-            Some(200.0),
-            Some(100.0),
-            Some(3000.0),
-            Some(1000.0),
-            Some(300.0),
-        ];
-        let linux: Medians = [
-            Some(100.0),
-            Some(100.0),
-            Some(1500.0),
-            Some(2000.0),
-            Some(600.0),
-        ];
-        let t = table(&rt, &linux, 3);
-        assert_eq!(t.lines().count(), 6, "{t}");
-        assert!(t.lines().nth(1).unwrap().ends_with("2.00"), "{t}");
-        assert!(t.lines().nth(5).unwrap().ends_with("0.50"), "{t}");
-        let (met, line) = TARGETS[0].verdict(&rt, &linux);
-        assert_eq!(met, Some(true), "{line}");
-        assert!(
-            line.ends_with(": met (tcp-in 2.00x, tcp-out 1.00x)"),
-            "{line}"
+        let q = p(&["--sides", "async,linux"]).unwrap().net.sides;
+        assert_eq!(
+            q,
+            Sides {
+                polled: false,
+                ..all
+            }
         );
-        let (met, line) = TARGETS[1].verdict(&rt, &linux);
-        assert_eq!(met, Some(false));
-        assert!(
-            line.contains("MISSED (udp-64 2.00x, udp-1472 0.50x)"),
-            "{line}"
+        let names: Vec<&str> = q.rt().iter().map(|r| r.name).collect();
+        assert_eq!(names, ["async"]);
+        assert_eq!(q.rt()[0].cmdline, "anet ip=169.254.100.2/24");
+        // Any order, repeats and spaces: measured polled, async, then Linux.
+        let r = p(&["--sides", "linux, async,polled,async"])
+            .unwrap()
+            .net
+            .sides;
+        assert_eq!(r, all);
+        let rt = r.rt();
+        assert_eq!(
+            (rt[0].name, rt[0].cmdline.as_str()),
+            ("polled", "net ip=169.254.100.2/24")
         );
-        let none: Medians = [None; 5];
-        assert_eq!(TARGETS[0].verdict(&rt, &none).0, None);
-        assert!(table(&rt, &none, 1).contains('?'));
+        assert_eq!(rt[1].name, "async");
+        let e = p(&["--sides", "linux"]).unwrap_err().to_string();
+        assert!(e.contains("no xenpv-rt side"), "{e}");
+        let e = p(&["--sides", "polled,bsd"]).unwrap_err().to_string();
+        assert!(e.contains("\"bsd\" is not a side"), "{e}");
+        assert!(p(&["--sides", ""]).is_err());
     }
 }
