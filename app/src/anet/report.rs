@@ -193,7 +193,7 @@ pub(super) fn served(c: &Counters, vifs: &[Vif], files: &DiskFiles, t: &Tally) {
         l.accepted,
         l.peak,
         l.at_limit,
-        l.no_memory,
+        l.no_memory + c.no_memory.get(),
         l.refused_per_peer,
         l.timed_out_handshake,
         c.timed_out_head.get(),
