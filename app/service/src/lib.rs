@@ -1,5 +1,6 @@
 //! The network appliance's services over xenpv-net's sockets, host-tested over the
 //! loopback device (the guest binary in `app/` only wires them to its vifs):
+//! - [`config::tcp_config`]: the admission limits as the stack's TCP settings;
 //! - [`udp_echo`]: UDP echo (RFC 862), datagrams up to 65,507 bytes;
 //! - [`echo`] and [`discard`]: TCP echo (RFC 862) and discard (RFC 863);
 //! - [`http`]: the minimal HTTP/1.1 server of `xenpv_appliance::http` (`/`, `/bytes/N`
@@ -14,13 +15,14 @@
 
 extern crate alloc;
 
+pub mod config;
 mod files;
 mod http;
 mod tcp;
 mod udp;
 
 pub use files::{Files, NoFiles, ReadFail};
-pub use http::{http, http_exchange, Outcome};
+pub use http::{http, http_exchange, Outcome, BODY_STEP};
 pub use tcp::{discard, discard_loop, echo, echo_loop, serve_each, CHUNK};
 pub use udp::{udp_echo, UDP_MAX};
 
@@ -55,6 +57,8 @@ pub struct Counters {
     pub tcp_conns: Cell<u64>,
     /// The most connections [`serve_each`] served at once on one listener.
     pub conns_peak: Cell<u64>,
+    /// Connections reset for want of heap for their buffer.
+    pub no_memory: Cell<u64>,
 }
 
 /// Add `n` to a counter.

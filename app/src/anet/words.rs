@@ -1,5 +1,4 @@
-//! The appliance's command-line words (the same as the polled appliance's `net`), and
-//! how they map onto xenpv-net's TCP settings.
+//! The appliance's command-line words (the same as the polled appliance's `net`).
 
 use xenpv_appliance::admission::Limits;
 use xenpv_appliance::breaker::DISK_TIMEOUT_MS;
@@ -7,15 +6,7 @@ use xenpv_appliance::config::{parse_ips, Ip, MAX_VIFS};
 use xenpv_contract::status::AppStatus;
 use xenpv_rt::cmdline::IpWord;
 use xenpv_rt::println;
-use xenpv_rt::xenpv_net::TcpConfig;
 use xenpv_rt::Cmdline;
-
-/// Socket buffers of a connection: the receive side (echo, discard, a request), and the
-/// transmit side (echo, bodies): large enough for a window of several of dom0's GSO
-/// acknowledgements (throughput is window / round trip), small enough that `tcp_max=`
-/// connections on each of the three ports fit in the guest.
-const RX_BUFFER: usize = 128 * 1024;
-const TX_BUFFER: usize = 256 * 1024;
 
 /// What the command line asks of the appliance.
 pub(super) struct Words {
@@ -93,23 +84,5 @@ fn agree(ours: Ip, theirs: Option<IpWord>) -> bool {
             addr == a && prefix == p
         }
         _ => false,
-    }
-}
-
-/// The stack's TCP settings for the admission limits: `tcp_idle=` is each stream's idle
-/// timeout, `syn_timeout=` the handshake's, `tcp_listen=` the listeners' backlog,
-/// `tcp_max=` the most connections per listener, `per_peer=` the most one remote IPv4
-/// holds to a listener. (`head_timeout=` is the HTTP service's.)
-pub(super) fn tcp_config(l: &Limits) -> TcpConfig {
-    use embassy_time::Duration;
-    TcpConfig {
-        idle_timeout: Some(Duration::from_millis(l.idle_ms)),
-        handshake_timeout: Duration::from_millis(l.syn_ms),
-        rx_buffer: RX_BUFFER,
-        tx_buffer: TX_BUFFER,
-        backlog: l.listen,
-        max_connections: l.max,
-        per_peer: l.per_peer,
-        ..TcpConfig::default()
     }
 }

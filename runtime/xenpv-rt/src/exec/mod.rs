@@ -56,6 +56,35 @@ static PENDED: AtomicBool = AtomicBool::new(false);
 static EXECUTOR: AtomicPtr<raw::Executor> = AtomicPtr::new(core::ptr::null_mut());
 /// Wakers waiting for a port's event, one-shot.
 static PORT_WAKERS: spin::Mutex<Vec<(Port, Waker)>> = spin::Mutex::new(Vec::new());
+/// How many times each port fired (its registrations woken), for [`event`].
+static FIRED: spin::Mutex<Fired> = spin::Mutex::new(Fired::new());
+
+/// Per port, how many times it fired (wrapping). A short list: a guest has a few ports.
+struct Fired {
+    counts: Vec<(Port, u64)>,
+}
+
+impl Fired {
+    const fn new() -> Fired {
+        Fired { counts: Vec::new() }
+    }
+
+    /// Times `port` fired so far.
+    fn count(&self, port: Port) -> u64 {
+        self.counts
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// `port` fired once more.
+    fn bump(&mut self, port: Port) {
+        match self.counts.iter_mut().find(|(p, _)| *p == port) {
+            Some((_, n)) => *n = n.wrapping_add(1),
+            None => self.counts.push((port, 1)),
+        }
+    }
+}
 
 /// The executor's pender: only a flag, since the loop runs on the one vCPU and polls
 /// again before idling whenever it is set.
@@ -64,15 +93,22 @@ fn pender(_context: *mut ()) {
     PENDED.store(true, Ordering::SeqCst);
 }
 
-/// Resolve at the next event on `port` — or at any earlier wake of the task (a timer
-/// in the same `select`, say): callers re-check what they wait for.
+/// Resolve at the next event on `port` (or when its registrations are dropped: [`forget`],
+/// a refused poll). A poll of the task for another reason (a timer in the same `select`,
+/// a socket's wake) does not end it: a future that polls this in a loop next to a busy
+/// one (a vif's backend check next to its runner) does its work once per event, not once
+/// per wake of the task. Callers re-check what they wait for.
 pub async fn event(port: Port) {
-    let mut armed = false;
+    // A port out of range wakes at once and never fires: resolve at the next poll.
+    let valid = evtchn::checked(port).is_ok();
+    let mut armed_at: Option<u64> = None;
     core::future::poll_fn(|cx| {
-        if armed {
-            return core::task::Poll::Ready(());
+        let fired = FIRED.lock().count(port);
+        match armed_at {
+            Some(n) if n != fired || !valid => return core::task::Poll::Ready(()),
+            Some(_) => {}
+            None => armed_at = Some(fired),
         }
-        armed = true;
         wake_on(port, cx.waker());
         core::task::Poll::Pending
     })
@@ -98,6 +134,7 @@ pub fn wake_on(port: Port, waker: &Waker) {
 /// port (Xen refuses to poll a closed one; the idle loop would drop them anyway, after
 /// a refused poll).
 pub fn forget(port: Port) {
+    FIRED.lock().bump(port);
     let mut gone: Vec<Waker> = Vec::new();
     PORT_WAKERS.lock().retain(|(p, w)| {
         let keep = *p != port;
@@ -206,6 +243,12 @@ fn poll_failed(e: crate::XenError, ports: &[Port]) {
         crate::warn!("exec: SCHEDOP_poll on ports {ports:?}: {e}");
     }
     let all: Vec<(Port, Waker)> = core::mem::take(&mut *PORT_WAKERS.lock());
+    {
+        let mut fired = FIRED.lock();
+        for (p, _) in &all {
+            fired.bump(*p);
+        }
+    }
     for (_, w) in all {
         w.wake();
     }
@@ -233,8 +276,10 @@ fn wake_pending() {
             }
             !on
         });
+        let mut counts = FIRED.lock();
         for p in fired {
             evtchn::clear(p);
+            counts.bump(p);
         }
     }
     for w in due {

@@ -321,7 +321,8 @@ const ANET_SHUTDOWN_S: u64 = 10;
 /// The network appliance on the async runtime (`anet`) on one vif: its report lines as
 /// the polled appliance prints them, UDP echo (up to 65,507-byte datagrams), TCP echo
 /// with 8 clients at once, discard, `GET /bytes/N` checked byte for byte, a 404, and `xl
-/// shutdown` ending it with its counters and status 0 within [`ANET_SHUTDOWN_S`].
+/// shutdown` ending it with its counters (the services', the fragments', the vif's) and
+/// status 0 within [`ANET_SHUTDOWN_S`].
 pub fn anet_smoke() -> BootTest {
     let pass = |example: &str| Check::Report(dom0_like(example));
     let mut b = appliance_row(
@@ -351,6 +352,17 @@ pub fn anet_smoke() -> BootTest {
             Check::Report(like(
                 "net: served udp_echoed=503 udp_dropped=0 tcp_echoed_bytes=8388608 discarded_bytes=4194304 http_requests=2",
             )),
+            // The three 65,507-byte datagrams came in fragments, reassembled.
+            Check::Report(
+                like("net: frags frags_dropped=0")
+                    .at_least("reassembled", 3.0)
+                    .nums(&["reassembled"]),
+            ),
+            Check::Report(
+                like("net: vif0 refused=0 failed=0 bad_checksums=0")
+                    .nums(&["tx_packets", "rx_packets", "tx_bytes", "rx_bytes"])
+                    .nums(&["notifies", "tx_dropped", "tx_gso", "rx_multi"]),
+            ),
         ],
     );
     b.domu = true;
