@@ -13,6 +13,7 @@ use xenpv_rt::{println, Boot};
 mod anet;
 mod async_net;
 mod blk;
+mod enet;
 mod events;
 mod faults;
 mod fmt_log;
@@ -27,6 +28,7 @@ xenpv_rt::entry!(main);
 xenpv_rt::main!(task async_app = tasks::app);
 xenpv_rt::main!(task async_net_app = async_net::app);
 xenpv_rt::main!(task anet_app = anet::app);
+xenpv_rt::main!(task enet_app = enet::app);
 
 fn main(boot: &mut Boot) -> i32 {
     let role = if boot.is_dom0() { "dom0" } else { "domU" };
@@ -215,6 +217,9 @@ fn main(boot: &mut Boot) -> i32 {
     if cmd.has("anet") {
         // The appliance on the async runtime: serves until the toolstack stops it.
         return xenpv_rt::runtime::main_with(boot, anet_app);
+    }
+    if cmd.has("enet") {
+        return xenpv_rt::runtime::main_with(boot, enet_app);
     }
     if cmd.has("async_net") {
         return xenpv_rt::runtime::main_with(boot, async_net_app);

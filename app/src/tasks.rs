@@ -24,6 +24,19 @@ async fn sleeper(id: u32, ms: u64, done: &'static Done) {
     done.borrow_mut().push(id);
 }
 
+/// A task that only yields, until `stop` (or 2 s: then the timers were starved).
+#[exec::task(embassy_executor = xenpv_rt::exec::embassy_executor)]
+async fn busy(stop: &'static core::cell::Cell<bool>) {
+    let t0 = now_ns();
+    while !stop.get() {
+        if now_ns() - t0 > 2_000_000_000 {
+            println!("async: a task yielding in a loop held the executor for 2 s BAD");
+            return;
+        }
+        exec::embassy_futures::yield_now().await;
+    }
+}
+
 #[exec::task(embassy_executor = xenpv_rt::exec::embassy_executor)]
 async fn listener(port: Port, heard: &'static RefCell<Option<u64>>) {
     let mut armed = false;
@@ -79,6 +92,7 @@ pub async fn run(spawner: Spawner) -> bool {
     println!("async: with_timeout fired: {}", r.is_err());
 
     ok &= loopback_event(spawner).await;
+    ok &= beside_a_busy_task(spawner).await;
     println!(
         "async: timers and tasks {}",
         if ok { "ok" } else { "FAILED" }
@@ -116,6 +130,22 @@ async fn loopback_event(spawner: Spawner) -> bool {
     );
     let _ = (evtchn::close(a), evtchn::close(b));
     ok
+}
+
+/// A timer still fires on time while another task yields in a loop (it is always
+/// ready: the executor never idles, and must still let due timers and events in).
+async fn beside_a_busy_task(spawner: Spawner) -> bool {
+    let stop: &'static core::cell::Cell<bool> =
+        alloc::boxed::Box::leak(alloc::boxed::Box::default());
+    spawner.spawn(busy(stop).expect("busy pool"));
+    let t0 = now_ns();
+    Timer::after(Duration::from_millis(50)).await;
+    stop.set(true);
+    within(
+        "Timer::after(50ms) beside a task yielding in a loop",
+        now_ns() - t0,
+        50_000_000,
+    )
 }
 
 /// The `async` word's application: the checks, then status 0 (or the failed check's).

@@ -418,9 +418,10 @@ show_new
 sed -n "$((shown + 1)),\$p" "$log" | sed 's/^/domU| /'
 reason=$(xl list -v "$id" 2>/dev/null | awk 'NR==2 {print $8}')
 say "domU state=$state reason=$reason"
-# What the domU wrote to xenstore, read from dom0's side.
+# What the sample app wrote to xenstore, read from dom0's side (a consumer's kernel
+# writes no such key: then nothing is said).
 st=$(xenstore-read "/local/domain/$id/data/xenpv-app/status" 2>/dev/null)
-say "xenstore-read /local/domain/$id/data/xenpv-app/status = ${st:-<none>}"
+[ -n "$st" ] && say "xenstore-read /local/domain/$id/data/xenpv-app/status = $st"
 # A grant the domU left for dom0: map it as a backend would and check its bytes.
 gref=$(xenstore-read "/local/domain/$id/data/xenpv-app/grant-ref" 2>/dev/null)
 if [ -n "$gref" ] && [ -n "$has_peer" ]; then

@@ -191,7 +191,13 @@ pub(crate) fn run<T>(
         if let Some(t) = done() {
             return t;
         }
-        if !PENDED.load(Ordering::SeqCst) {
+        if PENDED.load(Ordering::SeqCst) {
+            // Work is ready, so no sleep; but events and due timers are let in on every
+            // pass: a task that wakes itself each poll (a yield loop, a stack that wants
+            // to send again at once) must not starve every other task.
+            wake_pending();
+            time_driver::wake_due(crate::time::now_ns());
+        } else {
             idle(deadline());
         }
     }

@@ -24,6 +24,9 @@ pub fn timers() -> BootTest {
             waited(r"with_timeout\(20ms\)", 20_000),
             has("async: with_timeout fired: true"),
             has("async: wake_on heard the loopback event: true ok"),
+            Check::Regex(
+                r"async: Timer::after\(50ms\) beside a task yielding in a loop waited \d+ us \(want 50000 us\) ok",
+            ),
             has("async: timers and tasks ok"),
             Check::ExitLine,
         ],
@@ -86,6 +89,45 @@ pub fn net(ignore: bool) -> BootTest {
             ("REATTACH", u8::from(!ignore).to_string()),
         ],
         include_str!("../scripts/async_net_test.sh"),
+    ));
+    b
+}
+
+/// embassy-net over netfront (`enet`, the alternative `cargo xtask bench net` measures
+/// against xenpv-net): TCP discard, `GET /bytes/4194304` with the right bytes, a 404,
+/// UDP echo of 1..=1472 bytes, and `xl shutdown` ending it with status 0 within
+/// [`SHUTDOWN_WITHIN_S`].
+pub fn embassy_net() -> BootTest {
+    let checks = vec![
+        has("enet: vif0 up ip=169.254.100.2/24: serving udp/7 tcp/9 tcp/80 (embassy-net)"),
+        Check::Report(dom0_like("peer: tcp-send PASS bytes=4194304")),
+        Check::Report(
+            dom0_like("peer: http-get PASS status=200 bytes=4194304 conns=1 ok=1")
+                .hex_digits("fnv", 16),
+        ),
+        Check::Report(dom0_like("peer: http-get PASS status=404")),
+        Check::Report(dom0_like(
+            "peer: udp-echo PASS sent=50 returned=50 lost=0 mismatched=0",
+        )),
+        has("enet: shutdown poweroff: returning 0"),
+        Check::Regex(r"dom0\| xl shutdown: the domU stopped after \d+ ms .*: ok"),
+        Check::Report(runner_like("xenbox: dom0-script exit 0")),
+        Check::ExitLine,
+    ];
+    let mut b = t(
+        "async-embassy-net",
+        Image::app(),
+        "enet ip=169.254.100.2/24",
+        0,
+        checks,
+    );
+    b.domu = true;
+    b.vifs = 1;
+    b.memory_mib = 256;
+    b.timeout_s = 600;
+    b.dom0_script = Some(super::script_with(
+        &[("SHUTDOWN_WITHIN", SHUTDOWN_WITHIN_S.to_string())],
+        include_str!("../scripts/enet_test.sh"),
     ));
     b
 }

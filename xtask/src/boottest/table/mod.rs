@@ -23,6 +23,7 @@ pub fn table() -> Vec<BootTest> {
     v.extend(domu::rows());
     v.push(async_rt::net(false));
     v.push(async_rt::net(true));
+    v.push(async_rt::embassy_net());
     v
 }
 
