@@ -135,7 +135,8 @@ enum BenchCmd {
     /// gave no figures.
     Boot(boot::BootArgs),
     /// Network figures: the app's network appliance, its polled loop (`net`) and over the
-    /// async runtime (`anet`), and a Linux PV domU (Debian's kernel from the box,
+    /// async runtime (`anet`), optionally the same services over embassy-net (`enet`),
+    /// and a Linux PV domU (Debian's kernel from the box,
     /// xen-netfront, busybox httpd and nc, a static UDP echo), booted in turn in the box
     /// (--sides chooses them), one vif each, measured from dom0 by the same xenbox-peer
     /// script: TCP dom0 -> guest (discard, 32 MiB), TCP guest -> dom0 (HTTP GET of 32

@@ -50,6 +50,10 @@ pub const SLICE_NS: u64 = 10_000_000;
 /// and then.
 pub const IDLE_MAX_NS: u64 = 1_000_000_000;
 
+/// While tasks keep the executor busy, events and due timers are let in at least this
+/// often (they are at every idle wait anyway).
+pub const LET_IN_NS: u64 = 1_000_000;
+
 /// Set by the pender: the executor has tasks to poll.
 static PENDED: AtomicBool = AtomicBool::new(false);
 /// The one executor, leaked at start (null before).
@@ -183,6 +187,7 @@ pub(crate) fn run<T>(
     mut done: impl FnMut() -> Option<T>,
     mut deadline: impl FnMut() -> Option<u64>,
 ) -> T {
+    let mut let_in_at = crate::time::now_ns();
     loop {
         PENDED.store(false, Ordering::SeqCst);
         // SAFETY: `run` is the only caller of `poll`, never re-entered (the pender only
@@ -192,12 +197,20 @@ pub(crate) fn run<T>(
             return t;
         }
         if PENDED.load(Ordering::SeqCst) {
-            // Work is ready, so no sleep; but events and due timers are let in on every
-            // pass: a task that wakes itself each poll (a yield loop, a stack that wants
-            // to send again at once) must not starve every other task.
-            wake_pending();
-            time_driver::wake_due(crate::time::now_ns());
+            // Work is ready, so no sleep; but events and due timers are let in at least
+            // every LET_IN_NS: a task that wakes itself each poll (a yield loop, a stack
+            // that wants to send again at once) must not starve every other task. Not on
+            // every pass: a stack's "now" timer would then run its runner before the
+            // tasks its round woke (their output would go out a round later, after a
+            // bare ACK).
+            let now = crate::time::now_ns();
+            if now.saturating_sub(let_in_at) >= LET_IN_NS {
+                let_in_at = now;
+                wake_pending();
+                time_driver::wake_due(now);
+            }
         } else {
+            let_in_at = crate::time::now_ns();
             idle(deadline());
         }
     }

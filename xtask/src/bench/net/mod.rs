@@ -4,6 +4,8 @@
 //!
 //! - polled: the app's polled loop, `net ip=169.254.100.2/24`.
 //! - async: the app over the async runtime and xenpv-net, `anet ip=169.254.100.2/24`.
+//! - embassy-net (only when named): the same services over embassy-net on netfront,
+//!   `enet ip=169.254.100.2/24`, the alternative to xenpv-net.
 //! - Linux: Debian's kernel from the box with an initramfs
 //!   ([`xenbox::netserve_initramfs`]) whose `/init` loads `xen-netfront`, takes the same
 //!   address and serves the same services: busybox `httpd` (a 32 MiB file at
@@ -40,8 +42,9 @@ pub struct NetArgs {
     timeout: u64,
     /// The sides measured, comma-separated, each booted in turn in this order: `polled`
     /// (the app's `net`, its polled loop), `async` (the app's `anet`, over xenpv-net),
-    /// `linux` (a Linux domU). At least one of polled and async; the port's target
-    /// (async / polled >= 0.9 per figure) needs both, the ratios to Linux need linux.
+    /// `embassy-net` (the app's `enet`: discard, /bytes and UDP echo over embassy-net),
+    /// `linux` (a Linux domU). At least one xenpv-rt side; the port's target (async /
+    /// polled >= 0.9 per figure) needs both, the ratios to Linux need linux.
     #[arg(long, value_name = "LIST", default_value = "polled,async,linux", value_parser = parse_sides)]
     sides: Sides,
 }
@@ -51,27 +54,34 @@ pub struct NetArgs {
 pub struct Sides {
     pub polled: bool,
     pub asynch: bool,
+    pub embassy: bool,
     pub linux: bool,
 }
 
-/// `--sides`: a comma-separated list of `polled`, `async`, `linux` (repeats allowed),
-/// with at least one xenpv-rt side.
+/// `--sides`: a comma-separated list of `polled`, `async`, `embassy-net`, `linux`
+/// (repeats allowed), with at least one xenpv-rt side.
 fn parse_sides(s: &str) -> Result<Sides, String> {
     let mut out = Sides {
         polled: false,
         asynch: false,
+        embassy: false,
         linux: false,
     };
     for w in s.split(',').map(str::trim) {
         match w {
             "polled" => out.polled = true,
             "async" => out.asynch = true,
+            "embassy-net" => out.embassy = true,
             "linux" => out.linux = true,
-            _ => return Err(format!("{w:?} is not a side (polled, async or linux)")),
+            _ => {
+                return Err(format!(
+                    "{w:?} is not a side (polled, async, embassy-net or linux)"
+                ))
+            }
         }
     }
-    if !out.polled && !out.asynch {
-        return Err("no xenpv-rt side: name polled or async (or both)".into());
+    if !out.polled && !out.asynch && !out.embassy {
+        return Err("no xenpv-rt side: name polled, async or embassy-net".into());
     }
     Ok(out)
 }
@@ -96,6 +106,12 @@ impl Sides {
             v.push(RtSide {
                 name: "async",
                 cmdline: format!("anet ip={GUEST}/24"),
+            });
+        }
+        if self.embassy {
+            v.push(RtSide {
+                name: "embassy-net",
+                cmdline: format!("enet ip={GUEST}/24"),
             });
         }
         v
@@ -728,6 +744,7 @@ mod tests {
         let all = Sides {
             polled: true,
             asynch: true,
+            embassy: false,
             linux: true,
         };
         assert_eq!(d.sides, all);
@@ -759,6 +776,20 @@ mod tests {
             ("polled", "net ip=169.254.100.2/24")
         );
         assert_eq!(rt[1].name, "async");
+        let e = p(&["--sides", "embassy-net,async"]).unwrap().net.sides;
+        let names: Vec<String> = e
+            .rt()
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.cmdline))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "async anet ip=169.254.100.2/24",
+                "embassy-net enet ip=169.254.100.2/24"
+            ]
+        );
+        assert!(!e.linux && !e.polled);
         let e = p(&["--sides", "linux"]).unwrap_err().to_string();
         assert!(e.contains("no xenpv-rt side"), "{e}");
         let e = p(&["--sides", "polled,bsd"]).unwrap_err().to_string();

@@ -47,12 +47,12 @@ pub struct Column<'a> {
 pub fn table(rt: &[Column<'_>], linux: Option<&Medians>, runs: u32) -> String {
     let mut s = format!("{:<44}", format!("medians of {runs} run(s)"));
     for c in rt {
-        s += &format!("{:>12}", c.name);
+        s += &format!("{:>14}", c.name);
     }
     if linux.is_some() {
-        s += &format!("{:>12}", "Linux");
+        s += &format!("{:>14}", "Linux");
         for c in rt {
-            s += &format!("{:>12}", format!("{}/L", c.name));
+            s += &format!("{:>14}", format!("{}/L", c.name));
         }
     }
     s += "\n";
@@ -60,12 +60,12 @@ pub fn table(rt: &[Column<'_>], linux: Option<&Medians>, runs: u32) -> String {
         let d = f.decimals();
         s += &format!("{:<44}", f.label());
         for c in rt {
-            s += &format!("{:>12}", opt(c.medians[i], d));
+            s += &format!("{:>14}", opt(c.medians[i], d));
         }
         if let Some(l) = linux {
-            s += &format!("{:>12}", opt(l[i], d));
+            s += &format!("{:>14}", opt(l[i], d));
             for c in rt {
-                s += &format!("{:>12}", opt(ratio(c.medians[i], l[i]), 2));
+                s += &format!("{:>14}", opt(ratio(c.medians[i], l[i]), 2));
             }
         }
         s += "\n";
@@ -245,7 +245,7 @@ mod tests {
             .lines()
             .next()
             .unwrap()
-            .ends_with("async       Linux     async/L"));
+            .ends_with("async         Linux       async/L"));
         assert!(t.lines().nth(1).unwrap().ends_with("2.00"), "{t}");
         assert!(t.lines().nth(5).unwrap().ends_with("0.50"), "{t}");
         let (met, line) = TARGETS[0].verdict(&RT, &LINUX);
