@@ -10,7 +10,6 @@ use xenpv_contract::status::AppStatus;
 use xenpv_rt::mm::{DirectMapState, MmuCounts};
 use xenpv_rt::{println, Boot};
 
-mod anet;
 mod async_net;
 mod blk;
 mod enet;
@@ -27,7 +26,7 @@ mod tasks;
 xenpv_rt::entry!(main);
 xenpv_rt::main!(task async_app = tasks::app);
 xenpv_rt::main!(task async_net_app = async_net::app);
-xenpv_rt::main!(task anet_app = anet::app);
+xenpv_rt::main!(task net_app = net::app);
 xenpv_rt::main!(task enet_app = enet::app);
 
 fn main(boot: &mut Boot) -> i32 {
@@ -214,9 +213,9 @@ fn main(boot: &mut Boot) -> i32 {
             status = AppStatus::Heap.into();
         }
     }
-    if cmd.has("anet") {
+    if cmd.has("net") {
         // The appliance on the async runtime: serves until the toolstack stops it.
-        return xenpv_rt::runtime::main_with(boot, anet_app);
+        return xenpv_rt::runtime::main_with(boot, net_app);
     }
     if cmd.has("enet") {
         return xenpv_rt::runtime::main_with(boot, enet_app);
@@ -226,10 +225,6 @@ fn main(boot: &mut Boot) -> i32 {
     }
     if cmd.has("async") {
         return xenpv_rt::runtime::main_with(boot, async_app);
-    }
-    if cmd.has("net") {
-        // The appliance serves until the toolstack stops it.
-        return net::run(boot);
     }
     if cmd.has("blkbench") {
         return blk::bench(boot);

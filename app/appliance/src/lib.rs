@@ -4,8 +4,7 @@
 //! - [`breaker`]: when the disk is called again after a call failed (`GET /files/…`);
 //! - [`config`]: the network words of its command line (`ip=`, `vifs=`);
 //! - [`http`]: requests parsed, responses planned;
-//! - [`pattern`]: the `/bytes/N` body and its checksum;
-//! - [`round`]: how much one round of the loop takes in.
+//! - [`pattern`]: the `/bytes/N` body and its checksum.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -14,4 +13,3 @@ pub mod breaker;
 pub mod config;
 pub mod http;
 pub mod pattern;
-pub mod round;

@@ -1,30 +1,140 @@
-//! The filesystem `GET /files/…` serves: the first disk, read as ext2/3/4.
+//! The filesystem `GET /files/…` serves (word `files`): the first disk, brought up with
+//! blkfront and read as ext2/3/4, behind the disk's breaker.
+//!
+//! The disk's calls are synchronous: each holds the executor, at most `disk_timeout=`
+//! (blkfront's deadline per call, the filesystem's load included); one that fails opens
+//! the breaker (`xenpv_appliance::breaker`), and `GET /files/…` is then a 503 for a
+//! back-off without calling the disk.
 
+extern crate alloc;
+
+use alloc::string::String;
+use core::cell::{Cell, RefCell};
+use core::fmt::Write as _;
+
+use xenpv_appliance::breaker::Breaker;
 use xenpv_appliance::http::Opened;
+use xenpv_appliance_service::{Files, ReadFail};
 use xenpv_contract::report::Writer;
 use xenpv_rt::blk::ext4::ext4_view::{Ext4, Ext4Error, File};
-use xenpv_rt::gnttab::GrantTable;
+use xenpv_rt::blk::ext4::read_exact_at;
+use xenpv_rt::println;
 use xenpv_rt::time::now_ns;
-use xenpv_rt::xenstore::Xenstore;
-use xenpv_rt::{println, PageLink};
 
-use super::stats::Stats;
+/// The appliance's files: the filesystem (if the word `files` found one), the disk's
+/// breaker, and the errors counted.
+#[derive(Default)]
+pub(super) struct DiskFiles {
+    fs: Option<Ext4>,
+    breaker: RefCell<Breaker>,
+    errors: Cell<u64>,
+}
 
-/// The first disk (`device/vbd`), brought up with blkfront and read as ext2/3/4.
-// The error is one line of text for the console, made once at start.
-#[allow(clippy::result_large_err)]
-pub(super) fn open_files(
-    mem: &mut xenpv_rt::mm::Memory,
-    gt: &mut GrantTable,
-    xs: &mut Xenstore<PageLink>,
-    timeout_ms: u64,
-) -> Result<Ext4, heapless::String<200>> {
-    use core::fmt::Write as _;
+impl DiskFiles {
+    /// The first disk's filesystem, each call's deadline `timeout_ms`; without one (it
+    /// is printed, and counted), every `GET /files/…` is a 404.
+    pub(super) fn open(rt: &'static xenpv_rt::Runtime, timeout_ms: u64) -> DiskFiles {
+        let f = DiskFiles::default();
+        let r = rt
+            .devices()
+            .with(|c| load(c, timeout_ms))
+            .map_err(|e| alloc::format!("{e}"));
+        match r.and_then(|x| x) {
+            Ok(fs) => DiskFiles { fs: Some(fs), ..f },
+            Err(e) => {
+                // A disk that cannot be read costs GET /files/… only (404): serve the rest.
+                println!("net: files: {e} (serving without files)");
+                f.errors.set(1);
+                f
+            }
+        }
+    }
+
+    /// Errors so far (the filesystem's load, opens and reads).
+    pub(super) fn errors(&self) -> u64 {
+        self.errors.get()
+    }
+
+    /// Times the breaker opened.
+    pub(super) fn trips(&self) -> u64 {
+        self.breaker.borrow().trips()
+    }
+
+    /// A call failed (`e`, printed with `what`): counted, and if the device itself
+    /// failed (its deadline passed, or an error) the breaker opens. What to answer.
+    fn failed(&self, what: &str, e: &Ext4Error) -> ReadFail {
+        println!("net: files: {what}: {e}");
+        self.errors.set(self.errors.get() + 1);
+        if xenpv_rt::blk::ext4::block_error(e).is_none() {
+            // The filesystem's own error (a corrupt structure): the disk answered.
+            return ReadFail::Failed;
+        }
+        let now = now_ns();
+        let mut b = self.breaker.borrow_mut();
+        b.failed(now);
+        match b.allow(now) {
+            Err(left_ns) => ReadFail::Unavailable { left_ns },
+            Ok(()) => ReadFail::Failed,
+        }
+    }
+}
+
+impl Files for DiskFiles {
+    type File = File;
+
+    fn open(&self, path: &str) -> Result<(File, u64), Opened> {
+        let Some(fs) = self.fs.as_ref() else {
+            return Err(Opened::NotFound);
+        };
+        // The breaker is open (a call failed lately): not called, a 503.
+        if let Err(left_ns) = self.breaker.borrow().allow(now_ns()) {
+            return Err(Opened::Unavailable { left_ns });
+        }
+        match xenpv_rt::blk::ext4::open(fs, path) {
+            Ok(f) => {
+                let len = f.metadata().len();
+                Ok((f, len))
+            }
+            Err(
+                Ext4Error::NotFound
+                | Ext4Error::IsADirectory
+                | Ext4Error::NotADirectory
+                | Ext4Error::IsASpecialFile,
+            ) => Err(Opened::NotFound),
+            Err(e) => {
+                let mut what: heapless::String<300> = heapless::String::new();
+                let _ = write!(what, "open {path}");
+                Err(match self.failed(&what, &e) {
+                    ReadFail::Failed => Opened::Failed,
+                    ReadFail::Unavailable { left_ns } => Opened::Unavailable { left_ns },
+                })
+            }
+        }
+    }
+
+    fn read_at(&self, f: &mut File, offset: u64, out: &mut [u8]) -> Result<(), ReadFail> {
+        // Another connection's call failed meanwhile: the disk is not called.
+        if let Err(left_ns) = self.breaker.borrow().allow(now_ns()) {
+            return Err(ReadFail::Unavailable { left_ns });
+        }
+        match read_exact_at(f, offset, out) {
+            Ok(()) => {
+                self.breaker.borrow_mut().succeeded();
+                Ok(())
+            }
+            Err(e) => Err(self.failed("reading", &e)),
+        }
+    }
+}
+
+/// The first disk (`device/vbd`), brought up with blkfront and read as ext2/3/4; its
+/// `net: files …` line printed. The error is one line of text for the console.
+fn load(c: xenpv_rt::device::DeviceContext<'_>, timeout_ms: u64) -> Result<Ext4, String> {
     use xenpv_rt::blk::blkfront::Blkfront;
     use xenpv_rt::blk::ext4::Ext4Disk;
     use xenpv_rt::blk::BlockDevice;
-    let mut msg = heapless::String::new();
-    let ids = match Blkfront::list(xs) {
+    let mut msg = String::new();
+    let ids = match Blkfront::list(c.xenstore) {
         Ok(ids) => ids,
         Err(e) => {
             let _ = write!(msg, "listing device/vbd: {e}");
@@ -36,7 +146,7 @@ pub(super) fn open_files(
         return Err(msg);
     };
     let t0 = now_ns();
-    let mut disk = match Blkfront::connect(mem, gt, xs, id) {
+    let mut disk = match Blkfront::connect(c.memory, c.grants, c.xenstore, id) {
         Ok(d) => d,
         Err(e) => {
             let _ = write!(msg, "vbd {id}: {e}");
@@ -44,7 +154,7 @@ pub(super) fn open_files(
         }
     };
     // Each call's deadline (`disk_timeout=`), the filesystem's load included: a disk
-    // that stalls holds the serving loop at most this long per call.
+    // that stalls holds the executor at most this long per call.
     disk.set_timeout(timeout_ms.saturating_mul(1_000_000));
     let g = disk.geometry();
     let fs = match Ext4Disk(disk).load() {
@@ -71,42 +181,4 @@ pub(super) fn open_files(
             .field("disk_timeout_ms", &timeout_ms)
     );
     Ok(fs)
-}
-
-/// Open `path` for `GET /files/…`: a regular file and its length (its checksum is
-/// taken a step a round afterwards, `FileSum`), or why not.
-pub(super) fn open_file(
-    files: Option<&Ext4>,
-    path: &str,
-    st: &mut Stats,
-) -> Result<(File, u64), Opened> {
-    let Some(fs) = files else {
-        return Err(Opened::NotFound);
-    };
-    match xenpv_rt::blk::ext4::open(fs, path) {
-        Ok(f) => {
-            let len = f.metadata().len();
-            Ok((f, len))
-        }
-        Err(Ext4Error::NotFound | Ext4Error::IsADirectory | Ext4Error::NotADirectory) => {
-            Err(Opened::NotFound)
-        }
-        Err(Ext4Error::IsASpecialFile) => Err(Opened::NotFound),
-        Err(e) => {
-            println!("net: files: open {path}: {e}");
-            st.file_errors += 1;
-            Err(disk_failed(&e, st)
-                .map_or(Opened::Failed, |left_ns| Opened::Unavailable { left_ns }))
-        }
-    }
-}
-
-/// A file read failed: if the device itself did (its deadline passed, or an error),
-/// the disk's breaker opens; how long it refuses then. `None`: the filesystem's own
-/// error (a corrupt structure), the disk answered.
-pub(super) fn disk_failed(e: &Ext4Error, st: &mut Stats) -> Option<u64> {
-    xenpv_rt::blk::ext4::block_error(e)?;
-    let now = now_ns();
-    st.disk.failed(now);
-    st.disk.allow(now).err()
 }

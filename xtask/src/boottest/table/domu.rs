@@ -32,7 +32,7 @@ pub fn rows() -> Vec<BootTest> {
     v.push(net::shutdown_during("detach"));
     v.push(net::shutdown_during("attach"));
     v.push(net::fragments());
-    v.push(net::anet_smoke());
+    v.push(net::smoke());
     v.push(blk::hostile_ext4());
     v.push(blk::stalled_disk());
     for b in &mut v {

@@ -318,16 +318,16 @@ pub fn http_server_example() -> BootTest {
 /// How soon after `xl shutdown` the async appliance must have stopped.
 const ANET_SHUTDOWN_S: u64 = 10;
 
-/// The network appliance on the async runtime (`anet`) on one vif: its report lines as
+/// The network appliance on the async runtime (`net`) on one vif: its report lines as
 /// the polled appliance prints them, UDP echo (up to 65,507-byte datagrams), TCP echo
 /// with 8 clients at once, discard, `GET /bytes/N` checked byte for byte, a 404, and `xl
 /// shutdown` ending it with its counters (the services', the fragments', the vif's) and
 /// status 0 within [`ANET_SHUTDOWN_S`].
-pub fn anet_smoke() -> BootTest {
+pub fn smoke() -> BootTest {
     let pass = |example: &str| Check::Report(dom0_like(example));
     let mut b = appliance_row(
-        "domu-anet-smoke",
-        "anet ip=169.254.100.2/24",
+        "domu-net-smoke",
+        "net ip=169.254.100.2/24",
         600,
         vec![
             Check::Report(
@@ -368,7 +368,7 @@ pub fn anet_smoke() -> BootTest {
     b.domu = true;
     b.dom0_script = Some(script_with(
         &[("SHUTDOWN_WITHIN", ANET_SHUTDOWN_S.to_string())],
-        include_str!("../scripts/anet_smoke_test.sh"),
+        include_str!("../scripts/net_smoke_test.sh"),
     ));
     b
 }

@@ -1,6 +1,6 @@
-# dom0's side of the boot test `domu-anet-smoke` (run by the box next to the domU, with
+# dom0's side of the boot test `domu-net-smoke` (run by the box next to the domU, with
 # DOMID and PEER set; xtask puts SHUTDOWN_WITHIN before it): the appliance on the async
-# runtime (`anet`) answers every service once, then `xl shutdown` stops it.
+# runtime (`net`) answers every service once, then `xl shutdown` stops it.
 # After dom0_prelude.sh (step, the $PEER check, now_ms, alive, up).
 G=169.254.100.2
 if ! up "$G:7"; then
