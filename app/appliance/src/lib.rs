@@ -4,7 +4,6 @@
 //! - [`breaker`]: when the disk is called again after a call failed (`GET /files/…`);
 //! - [`config`]: the network words of its command line (`ip=`, `vifs=`);
 //! - [`http`]: requests parsed, responses planned;
-//! - [`frag`]: the IPv4 fragments received, and which of them were dropped;
 //! - [`pattern`]: the `/bytes/N` body and its checksum;
 //! - [`round`]: how much one round of the loop takes in.
 #![cfg_attr(not(test), no_std)]
@@ -13,7 +12,6 @@
 pub mod admission;
 pub mod breaker;
 pub mod config;
-pub mod frag;
 pub mod http;
 pub mod pattern;
 pub mod round;

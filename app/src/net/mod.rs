@@ -13,7 +13,7 @@
 //! has deadlines and each port a growing pool of listeners with a per-peer limit
 //! (`xenpv_appliance::admission`, words `tcp_idle=` `head_timeout=` `syn_timeout=`
 //! `per_peer=` `tcp_listen=` `tcp_max=`), and IPv4 fragments are reassembled in bounded
-//! memory (`xenpv_appliance::frag`). Nor does a disk (`files`): each call has a deadline
+//! memory (`xenpv_net::frag`). Nor does a disk (`files`): each call has a deadline
 //! (`disk_timeout=`, ms) and a failed one opens the disk's breaker
 //! (`xenpv_appliance::breaker`: `GET /files/…` is a 503 for a back-off). The counters
 //! printed at the end say what each did.
@@ -31,12 +31,12 @@ use alloc::vec::Vec;
 use xenpv_appliance::admission::Limits;
 use xenpv_appliance::breaker::DISK_TIMEOUT_MS;
 use xenpv_appliance::config::{parse_ips, Ip, MAX_VIFS};
-use xenpv_appliance::frag::REASSEMBLY_TIMEOUT_MS;
 use xenpv_contract::report::Writer;
 use xenpv_contract::status::AppStatus;
 use xenpv_rt::gnttab::GrantTable;
 use xenpv_rt::net::smoltcp;
 use xenpv_rt::time::now_ns;
+use xenpv_rt::xenpv_net::frag::REASSEMBLY_TIMEOUT_MS;
 use xenpv_rt::xenstore::{Xenstore, XsError};
 use xenpv_rt::{evtchn, println, Boot, PageLink};
 

@@ -1,9 +1,9 @@
 //! What the appliance counts, and the counter lines it prints at the end.
 
-use xenpv_appliance::frag;
 use xenpv_contract::report::Writer;
 use xenpv_rt::net::netfront::Netfront;
 use xenpv_rt::println;
+use xenpv_rt::xenpv_net::frag;
 
 /// What the appliance counts (printed at the end, and on request).
 #[derive(Default, Clone, Copy)]

@@ -8,7 +8,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 use xenpv_appliance::admission::{Limits, Phase};
 use xenpv_appliance::config::Ip;
-use xenpv_appliance::frag::{self, Ledger, REASSEMBLY_TIMEOUT_MS};
 use xenpv_appliance::http::ROUND_BYTES;
 use xenpv_appliance::round;
 use xenpv_contract::report::Writer;
@@ -19,6 +18,7 @@ use xenpv_rt::net::phy::poll_delay_ns;
 use xenpv_rt::net::smoltcp;
 use xenpv_rt::println;
 use xenpv_rt::time::now_ns;
+use xenpv_rt::xenpv_net::frag::{self, Ledger, REASSEMBLY_TIMEOUT_MS};
 
 use smoltcp::iface::{
     Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,

@@ -44,6 +44,13 @@ pub struct TcpConfig {
     /// accepted ones not yet dropped): the bound on the memory a flood can take. Beyond
     /// it, new connection attempts are refused (and counted).
     pub max_connections: usize,
+    /// At most this many connections per remote IPv4 address per listener (half-open,
+    /// waiting for `accept`, and accepted ones not yet gone); 0: no limit. A new
+    /// connection from a peer that holds as many is reset before it reaches `accept`,
+    /// and counted in [`ListenerStats::refused_per_peer`](crate::tcp::ListenerStats):
+    /// one client cannot take a whole listener (the default is below
+    /// `max_connections`).
+    pub per_peer: usize,
     /// Nagle's algorithm (hold small segments while data is unacknowledged). Off by
     /// default: request/response services and echo wait on it otherwise.
     pub nagle: bool,
@@ -52,6 +59,9 @@ pub struct TcpConfig {
     /// smoltcp's 10 ms, measured in the echo boot rows).
     pub ack_delay: Option<Duration>,
 }
+
+/// [`TcpConfig::per_peer`]'s default: connections a peer may hold per listener.
+pub const DEFAULT_PER_PEER: usize = 100;
 
 impl TcpConfig {
     /// Apply the per-socket settings (Nagle, ACK delay) to a new socket.
@@ -74,20 +84,31 @@ impl Default for TcpConfig {
             tx_buffer: 64 * 1024,
             backlog: 4,
             max_connections: 1024,
+            per_peer: DEFAULT_PER_PEER,
             nagle: false,
             ack_delay: None,
         }
     }
 }
 
-/// A stack's configuration: its addressing and its TCP behaviour.
+/// A stack's configuration: its addressing, its TCP behaviour, IPv4 reassembly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// Static or DHCP.
     pub addressing: Addressing,
     /// Buffers, timeouts and backlog of the TCP sockets.
     pub tcp: TcpConfig,
+    /// How long a fragmented IPv4 datagram may take to arrive whole, from its first
+    /// fragment, before its reassembly buffer is freed (and its fragments counted
+    /// dropped: [`Stack::frag_counts`](crate::Stack::frag_counts)). Default 3 s
+    /// ([`crate::frag::REASSEMBLY_TIMEOUT_MS`]): a flood of incomplete fragments holds
+    /// the 16 buffers no longer than that.
+    pub reassembly_timeout: Duration,
 }
+
+/// [`Config::reassembly_timeout`]'s default.
+pub const DEFAULT_REASSEMBLY_TIMEOUT: Duration =
+    Duration::from_millis(crate::frag::REASSEMBLY_TIMEOUT_MS);
 
 impl Config {
     /// A static address (and optional gateway) with default TCP settings.
@@ -95,6 +116,7 @@ impl Config {
         Config {
             addressing: Addressing::Static { cidr, gateway },
             tcp: TcpConfig::default(),
+            reassembly_timeout: DEFAULT_REASSEMBLY_TIMEOUT,
         }
     }
 
@@ -103,6 +125,7 @@ impl Config {
         Config {
             addressing: Addressing::Dhcp,
             tcp: TcpConfig::default(),
+            reassembly_timeout: DEFAULT_REASSEMBLY_TIMEOUT,
         }
     }
 }

@@ -42,6 +42,7 @@
 extern crate alloc;
 
 pub mod config;
+pub mod frag;
 #[cfg(feature = "loopback")]
 pub mod loopback;
 mod runner;
@@ -51,12 +52,13 @@ pub mod udp;
 mod waker;
 
 pub use config::{Addressing, Config, TcpConfig};
+pub use frag::FragCounts;
 pub use runner::{RunEnd, Runner, TX_FULL_WAIT};
 pub use smoltcp;
 pub use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
 pub use stack::Stack;
 pub use tcp::{AcceptError, BindError, ConnectError, TcpListener, TcpReader, TcpStream, TcpWriter};
-pub use udp::{UdpError, UdpSocket};
+pub use udp::{UdpBuffers, UdpError, UdpSocket};
 
 /// A network device the stack drives: smoltcp's `phy::Device`, plus a way to be woken
 /// when it may have work (a frame arrived, transmit space freed, the link changed).

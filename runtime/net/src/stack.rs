@@ -12,6 +12,7 @@ use smoltcp::socket::dhcpv4;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::config::{self, Config, DhcpEvent, Ipv4State};
+use crate::frag::{self, FragCounts, Ledger};
 use crate::tcp::listener::ListenerState;
 use crate::tcp::orphan::Orphan;
 use crate::waker::{WakerSet, WakerSlot};
@@ -20,6 +21,10 @@ use crate::Driver;
 /// At most this many received packets per round, so one busy device cannot starve the
 /// executor's other tasks; the runner comes back at once for the rest.
 const INGRESS_PER_ROUND: usize = 256;
+/// At most this many calls of smoltcp's egress per round (one call sends at most one
+/// fragment of a fragmented datagram: a 65,507-byte one is 45); the runner comes back at
+/// once for the rest.
+const EGRESS_PER_ROUND: usize = 1024;
 
 /// A network stack: an interface (address, routes, neighbours) and its sockets.
 ///
@@ -51,11 +56,25 @@ pub(crate) struct Inner {
     pub orphans: Vec<Orphan>,
     pub next_id: u64,
     pub next_port: u16,
+    /// IPv4 fragments received, and what became of them (smoltcp counts none).
+    pub frags: Ledger,
+    /// Is smoltcp's fragmenter sending a datagram? (Seen on the way out.)
+    pub outgoing: Outgoing,
+}
+
+/// Milliseconds of embassy-time (the fragment ledger's clock, smoltcp's too).
+fn now_ms() -> u64 {
+    embassy_time::Instant::now().as_millis()
 }
 
 /// smoltcp's clock from embassy-time's.
 pub(crate) fn smol_now() -> smoltcp::time::Instant {
     smoltcp::time::Instant::from_micros(embassy_time::Instant::now().as_micros() as i64)
+}
+
+/// smoltcp's duration from embassy-time's.
+fn smol_duration(d: embassy_time::Duration) -> smoltcp::time::Duration {
+    smoltcp::time::Duration::from_micros(d.as_micros())
 }
 
 /// embassy-time's instant from smoltcp's.
@@ -95,6 +114,8 @@ impl Stack {
             orphans: Vec::new(),
             next_id: 0,
             next_port: 0,
+            frags: Ledger::with_timeout(config.reassembly_timeout.as_millis()),
+            outgoing: Outgoing::default(),
         };
         Stack {
             inner: Rc::new(RefCell::new(inner)),
@@ -129,6 +150,27 @@ impl Stack {
             Poll::Pending
         })
         .await
+    }
+
+    /// The IPv4 fragments the stack's devices received, and what became of them (the
+    /// datagrams completed, the fragments dropped at the reassembly timeout or for want
+    /// of a reassembly buffer, those held now): see [`crate::frag`].
+    pub fn frag_counts(&self) -> FragCounts {
+        self.with(|inner| {
+            inner.frags.expire(now_ms());
+            inner.frags.frag_counts()
+        })
+    }
+
+    /// Change [`Config::reassembly_timeout`] (datagrams being reassembled keep theirs).
+    pub fn set_reassembly_timeout(&self, timeout: embassy_time::Duration) {
+        self.with(|inner| {
+            inner.config.reassembly_timeout = timeout;
+            inner.frags.set_timeout(timeout.as_millis());
+            if let Some(iface) = inner.iface.as_mut() {
+                iface.set_reassembly_timeout(smol_duration(timeout));
+            }
+        });
     }
 
     /// Run `f` on the stack's state.
@@ -172,7 +214,11 @@ impl Inner {
             0,
             0,
         ]) ^ now.total_micros() as u64;
-        self.iface = Some(Interface::new(cfg, device, now));
+        let mut iface = Interface::new(cfg, device, now);
+        iface.set_reassembly_timeout(smol_duration(self.config.reassembly_timeout));
+        self.iface = Some(iface);
+        // A new interface's fragmenter is empty.
+        self.outgoing = Outgoing::default();
         if let Some(h) = self.dhcp {
             self.sockets.get_mut::<dhcpv4::Socket<'static>>(h).reset();
             self.set_ipv4(config::apply_dhcp(
@@ -243,23 +289,25 @@ impl Inner {
                 break;
             }
             let iface = self.iface.as_mut()?;
-            match iface.poll_ingress_single(now, device, &mut self.sockets) {
+            let mut dev = Counted::new(device, &mut self.frags, &mut self.outgoing);
+            match iface.poll_ingress_single(now, &mut dev, &mut self.sockets) {
                 smoltcp::iface::PollIngressSingleResult::None => break,
                 _ => self.tend_listeners(),
             }
         }
+        self.frags.expire(now_ms());
         let iface = self.iface.as_mut()?;
-        while iface.poll_egress(now, device, &mut self.sockets) != smoltcp::iface::PollResult::None
-        {
-        }
+        let mut dev = Counted::new(device, &mut self.frags, &mut self.outgoing);
+        more |= !egress(iface, now, &mut dev, &mut self.sockets);
         self.poll_dhcp();
         self.tend_listeners();
         let listeners = &mut self.listeners;
-        let orphan_at = crate::tcp::orphan::tend(&mut self.sockets, &mut self.orphans, |id| {
-            if let Some(l) = listeners.iter_mut().find(|l| l.id == id) {
-                l.accepted_alive = l.accepted_alive.saturating_sub(1);
-            }
-        });
+        let orphan_at =
+            crate::tcp::orphan::tend(&mut self.sockets, &mut self.orphans, |id, handle| {
+                if let Some(l) = listeners.iter_mut().find(|l| l.id == id) {
+                    l.release(handle);
+                }
+            });
         let iface = self.iface.as_mut()?;
         let mut next = iface.poll_at(now, &self.sockets).map(embassy_at);
         if more {
@@ -299,5 +347,146 @@ mod tests {
         assert_eq!(next_ephemeral(49152), 49153);
         assert_eq!(next_ephemeral(65534), 65535);
         assert_eq!(next_ephemeral(65535), 49152);
+    }
+}
+
+/// smoltcp's egress until nothing is left to send now (`true`), [`EGRESS_PER_ROUND`]
+/// calls at most (`false`: come back at once). A call that sent a fragment of a datagram
+/// being fragmented goes on even if no socket sent anything.
+fn egress<D: Driver>(
+    iface: &mut Interface,
+    now: smoltcp::time::Instant,
+    dev: &mut Counted<'_, D>,
+    sockets: &mut SocketSet<'static>,
+) -> bool {
+    for _ in 0..EGRESS_PER_ROUND {
+        dev.out.given = 0;
+        let sent = dev.out.sent;
+        let r = iface.poll_egress(now, dev, sockets);
+        let fragment_out = dev.out.fragmenting && dev.out.sent != sent;
+        if r == smoltcp::iface::PollResult::None && !fragment_out {
+            return true;
+        }
+    }
+    false
+}
+
+/// What the stack knows of smoltcp's fragmenter, from the frames going out: it holds
+/// one datagram, and a second one sent before the first's fragments are all out would
+/// overwrite it (smoltcp 0.14). So while it is busy, the device gives smoltcp's egress
+/// one transmit token per call: the fragmenter's, which comes first.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Outgoing {
+    /// The last frame out was an IPv4 fragment with more to follow.
+    fragmenting: bool,
+    /// Tokens given in this call of smoltcp's egress.
+    given: u32,
+    /// Frames sent so far (wrapping).
+    sent: u64,
+}
+
+impl Outgoing {
+    /// May smoltcp have another transmit token in this call?
+    fn may_transmit(&self) -> bool {
+        !self.fragmenting || self.given == 0
+    }
+
+    /// A frame went out.
+    fn saw(&mut self, frame: &[u8]) {
+        self.sent = self.sent.wrapping_add(1);
+        self.fragmenting = frag::more_fragments(frame);
+    }
+}
+
+/// The stack's device as smoltcp sees it: every frame received is shown to the fragment
+/// ledger, every frame sent to [`Outgoing`].
+struct Counted<'a, D> {
+    device: &'a mut D,
+    frags: &'a mut Ledger,
+    out: &'a mut Outgoing,
+}
+
+impl<'a, D> Counted<'a, D> {
+    fn new(device: &'a mut D, frags: &'a mut Ledger, out: &'a mut Outgoing) -> Self {
+        Counted { device, frags, out }
+    }
+}
+
+/// A received frame, shown to the ledger when smoltcp takes it.
+struct CountedRx<'a, T> {
+    rx: T,
+    frags: &'a mut Ledger,
+}
+
+impl<T: smoltcp::phy::RxToken> smoltcp::phy::RxToken for CountedRx<'_, T> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        let frags = self.frags;
+        self.rx.consume(|frame| {
+            if let Some(fr) = frag::fragment(frame) {
+                frags.see(fr, now_ms());
+            }
+            f(frame)
+        })
+    }
+
+    fn meta(&self) -> smoltcp::phy::PacketMeta {
+        self.rx.meta()
+    }
+}
+
+/// A frame to send, shown to [`Outgoing`] once written.
+struct CountedTx<'a, T> {
+    tx: T,
+    out: &'a mut Outgoing,
+}
+
+impl<T: smoltcp::phy::TxToken> smoltcp::phy::TxToken for CountedTx<'_, T> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let out = self.out;
+        self.tx.consume(len, |frame| {
+            let r = f(frame);
+            out.saw(frame);
+            r
+        })
+    }
+
+    fn set_meta(&mut self, meta: smoltcp::phy::PacketMeta) {
+        self.tx.set_meta(meta)
+    }
+}
+
+impl<D: Driver> smoltcp::phy::Device for Counted<'_, D> {
+    type RxToken<'b>
+        = CountedRx<'b, D::RxToken<'b>>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = CountedTx<'b, D::TxToken<'b>>
+    where
+        Self: 'b;
+
+    fn receive(
+        &mut self,
+        t: smoltcp::time::Instant,
+    ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let (rx, tx) = self.device.receive(t)?;
+        let rx = CountedRx {
+            rx,
+            frags: self.frags,
+        };
+        Some((rx, CountedTx { tx, out: self.out }))
+    }
+
+    fn transmit(&mut self, t: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
+        if !self.out.may_transmit() {
+            return None;
+        }
+        self.out.given += 1;
+        let tx = self.device.transmit(t)?;
+        Some(CountedTx { tx, out: self.out })
+    }
+
+    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+        self.device.capabilities()
     }
 }

@@ -12,10 +12,30 @@ use smoltcp::wire::IpEndpoint;
 use crate::tcp::BindError;
 use crate::Stack;
 
-/// Datagrams a socket queues each way.
-const PACKETS: usize = 32;
-/// Payload bytes a socket queues each way.
-const BYTES: usize = 64 * 1024;
+/// How much a [`UdpSocket`] queues each way (received, not yet read; sent, not yet out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpBuffers {
+    /// Datagrams (at least 1).
+    pub packets: usize,
+    /// Payload bytes: the largest datagram the socket sends or receives whole. A full
+    /// queue drops what arrives (and `send_to` waits).
+    pub bytes: usize,
+}
+
+impl UdpBuffers {
+    /// What [`UdpSocket::bind`] gives: 32 datagrams and 64 KiB each way (the largest
+    /// datagram, 65,507 bytes, fits, one at a time).
+    pub const DEFAULT: UdpBuffers = UdpBuffers {
+        packets: 32,
+        bytes: 64 * 1024,
+    };
+}
+
+impl Default for UdpBuffers {
+    fn default() -> Self {
+        UdpBuffers::DEFAULT
+    }
+}
 
 /// A UDP `recv_from` or `send_to` failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +65,23 @@ pub struct UdpSocket {
     stack: Stack,
     handle: SocketHandle,
     port: u16,
+    /// Its send buffer's bytes (a longer datagram can never be sent).
+    max: usize,
 }
 
 impl UdpSocket {
-    /// Bind `port` (0: an ephemeral port) on `stack`.
+    /// Bind `port` (0: an ephemeral port) on `stack`, with [`UdpBuffers::DEFAULT`].
     pub fn bind(stack: &Stack, port: u16) -> Result<UdpSocket, BindError> {
+        UdpSocket::bind_with(stack, port, UdpBuffers::DEFAULT)
+    }
+
+    /// [`Self::bind`] with buffers of `buffers`' size (e.g. several of the largest
+    /// datagrams each way, for a server that echoes them).
+    pub fn bind_with(
+        stack: &Stack,
+        port: u16,
+        buffers: UdpBuffers,
+    ) -> Result<UdpSocket, BindError> {
         let (handle, port) = stack.with(|inner| {
             let port = if port == 0 {
                 inner.ephemeral_port()
@@ -64,7 +96,10 @@ impl UdpSocket {
                 return Err(BindError::InUse);
             }
             let buffer = || {
-                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; PACKETS], vec![0u8; BYTES])
+                udp::PacketBuffer::new(
+                    vec![udp::PacketMetadata::EMPTY; buffers.packets.max(1)],
+                    vec![0u8; buffers.bytes],
+                )
             };
             let mut s = udp::Socket::new(buffer(), buffer());
             s.bind(port).map_err(|_| BindError::InvalidPort)?;
@@ -74,6 +109,7 @@ impl UdpSocket {
             stack: stack.clone(),
             handle,
             port,
+            max: buffers.bytes,
         })
     }
 
@@ -109,7 +145,7 @@ impl UdpSocket {
 
     /// Send `buf` to `to` (waits while the socket's send queue is full).
     pub async fn send_to(&self, buf: &[u8], to: IpEndpoint) -> Result<(), UdpError> {
-        if buf.len() > BYTES {
+        if buf.len() > self.max {
             return Err(UdpError::TooLarge);
         }
         poll_fn(|cx| {

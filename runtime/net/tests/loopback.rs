@@ -495,3 +495,118 @@ fn beyond_max_connections_attempts_are_refused_and_counted() {
     assert_eq!(results, [Ok(()), Ok(()), Err(Refused)]);
     assert!(stats.at_limit > 0 && stats.peak == 2, "{stats:?}");
 }
+
+#[test]
+fn a_peer_beyond_its_limit_is_refused_while_the_first_are_served() {
+    let cfg = config_with(|t| {
+        t.per_peer = 2;
+        t.backlog = 4;
+    });
+    let (third, after, stats) = loopback::run_with(cfg, |stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 7).unwrap();
+            let client = async {
+                let connect = || TcpStream::connect(&stack, loopback::endpoint(7));
+                let mut a = connect().await.unwrap();
+                let mut b = connect().await.unwrap();
+                // Both are served (the echo comes back) while the third is refused.
+                for c in [&mut a, &mut b] {
+                    c.write_all(b"hi").await.unwrap();
+                    let mut buf = [0u8; 2];
+                    c.read_exact(&mut buf).await.unwrap();
+                    assert_eq!(&buf, b"hi");
+                }
+                let third = connect().await.map(|_| ());
+                a.write_all(b"still").await.unwrap();
+                let mut buf = [0u8; 5];
+                a.read_exact(&mut buf).await.unwrap();
+                assert_eq!(&buf, b"still");
+                // One closes: once the server has let go of it, a new one is taken.
+                drop(b);
+                let mut after = Err(Refused);
+                for _ in 0..50 {
+                    after = connect().await;
+                    if after.is_ok() {
+                        break;
+                    }
+                    Timer::after(Duration::from_millis(20)).await;
+                }
+                let mut c = after.map_err(|e| format!("{e:?}"))?;
+                c.write_all(b"new").await.unwrap();
+                let mut buf = [0u8; 3];
+                c.read_exact(&mut buf).await.unwrap();
+                Ok::<_, String>((third, buf))
+            };
+            let (third, after) = against(&listener, 4, echo, client).await.unwrap();
+            (third, after, listener.stats())
+        })
+    });
+    use xenpv_net::ConnectError::Refused;
+    assert_eq!(third, Err(Refused));
+    assert_eq!(&after, b"new");
+    assert!(stats.refused_per_peer >= 1, "{stats:?}");
+    assert_eq!(stats.accepted, 3, "{stats:?}");
+}
+
+#[test]
+fn a_syn_flood_and_a_peer_that_stops_reading_hold_no_one_else() {
+    let cfg = config_with(|t| {
+        t.max_connections = 32;
+        t.per_peer = 8;
+        t.handshake_timeout = Duration::from_secs(5);
+        t.idle_timeout = Some(Duration::from_secs(5));
+    });
+    let device = loopback::Loopback::new();
+    let raw = device.injector();
+    let (served_in, stats) = loopback::run_on(cfg, device, |stack| {
+        guarded(async move {
+            let listener = TcpListener::bind(&stack, 80).unwrap();
+            // Learn 127.0.0.1's MAC first (see half_open_handshake_…).
+            let _ = TcpStream::connect(&stack, loopback::endpoint(81)).await;
+            // Writes a megabyte to whoever connects, then echoes once.
+            let handler = |mut s: TcpStream| async move {
+                let mut first = [0u8; 1];
+                if s.read_exact(&mut first).await.is_err() {
+                    return;
+                }
+                if first[0] == b'b' {
+                    let _ = s.write_all(&vec![1u8; 1 << 20]).await;
+                } else {
+                    let _ = s.write_all(&first).await;
+                }
+            };
+            let clients = async {
+                // A peer that asks for the megabyte and never reads it.
+                let mut stalled = TcpStream::connect(&stack, loopback::endpoint(80))
+                    .await
+                    .unwrap();
+                stalled.set_idle_timeout(None);
+                stalled.write_all(b"b").await.unwrap();
+                // 64 SYNs from 127.0.0.2 that never complete, twice the listener's limit.
+                for port in 0..64 {
+                    raw.inject(syn_frame(40_000 + port, 80));
+                }
+                Timer::after(Duration::from_millis(100)).await;
+                // Served at once, long before any handshake or idle deadline frees a slot.
+                let start = StdInstant::now();
+                let mut c = TcpStream::connect(&stack, loopback::endpoint(80))
+                    .await
+                    .unwrap();
+                c.write_all(b"x").await.unwrap();
+                let mut back = [0u8; 1];
+                c.read_exact(&mut back).await.unwrap();
+                assert_eq!(&back, b"x");
+                let took = start.elapsed();
+                drop(stalled);
+                took
+            };
+            let took = against(&listener, 4, handler, clients).await;
+            (took, listener.stats())
+        })
+    });
+    assert!(
+        served_in < std::time::Duration::from_secs(1),
+        "{served_in:?}"
+    );
+    assert_eq!(stats.refused_per_peer, 64 - 8, "{stats:?}");
+}

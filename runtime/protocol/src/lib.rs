@@ -14,6 +14,8 @@
 //! - [`shared_ring`], [`netif`] and [`netfront`]: the frontend half of `ring.h`
 //!   request/response rings, netif's slots with the checks of every response field, and
 //!   netfront's queue (multi-slot packets, GSO extra info);
+//! - [`vif`]: a vif's counters summed over its connections, and the events of its
+//!   backend going and coming back, in a bounded queue;
 //! - [`offload`]: netfront's checksum and segmentation offload, from a frame's headers;
 //! - [`grant`]: grant-table v1 entries and the reference free list;
 //! - [`evtchn`]: the 2-level event-channel bitmaps and port numbers;
@@ -72,6 +74,7 @@ pub mod offload;
 pub mod ring;
 pub mod shared_ring;
 pub mod start_info;
+pub mod vif;
 pub mod xenbus;
 pub mod xenstore;
 

@@ -98,6 +98,12 @@ pub(crate) fn refill(listening: usize, connections: usize, backlog: usize, max: 
     want.min(room)
 }
 
+/// May a new connection from a peer be kept? `held`: the peer's other connections to
+/// the listener; `per_peer`: the limit (0: none).
+pub(crate) fn admit_peer(held: usize, per_peer: usize) -> bool {
+    per_peer == 0 || held < per_peer
+}
+
 /// When the stack must look at the pool again: the earliest handshake deadline.
 pub(crate) fn next_deadline(
     marks: impl Iterator<Item = Mark>,
@@ -243,6 +249,15 @@ mod tests {
         assert_eq!(refill(0, 8, 4, 10), 2);
         assert_eq!(refill(2, 8, 4, 10), 0);
         assert_eq!(refill(0, 12, 4, 10), 0);
+    }
+
+    #[test]
+    fn a_peer_is_admitted_below_its_limit_only() {
+        assert!(admit_peer(0, 2));
+        assert!(admit_peer(1, 2));
+        assert!(!admit_peer(2, 2));
+        assert!(!admit_peer(5, 2));
+        assert!(admit_peer(1_000_000, 0), "0 is no limit");
     }
 
     #[test]

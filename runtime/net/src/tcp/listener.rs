@@ -11,6 +11,7 @@ use core::task::Poll;
 use embassy_time::Instant;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
+use smoltcp::wire::{IpAddress, Ipv4Address};
 
 use super::backlog::{self, Action, Mark, Phase};
 use super::orphan::Orphan;
@@ -35,12 +36,29 @@ pub struct ListenerStats {
     pub no_memory: u64,
     /// The most connections held at once (pooled and accepted).
     pub peak: usize,
+    /// New connections reset because their peer held [`TcpConfig::per_peer`] already.
+    pub refused_per_peer: u64,
 }
 
 /// One pooled socket.
 struct Slot {
     handle: SocketHandle,
     mark: Mark,
+    /// Its connection passed the per-peer check (reset when it listens again).
+    admitted: bool,
+    /// Its peer's IPv4 address, once admitted (`None`: not IPv4, not limited).
+    peer: Option<Ipv4Address>,
+}
+
+impl Slot {
+    fn listening(handle: SocketHandle) -> Slot {
+        Slot {
+            handle,
+            mark: Mark::default(),
+            admitted: false,
+            peer: None,
+        }
+    }
 }
 
 /// A listener's state, kept in its stack (the runner tends it after every packet).
@@ -48,8 +66,9 @@ pub(crate) struct ListenerState {
     pub id: u64,
     port: u16,
     slots: Vec<Slot>,
-    /// Accepted streams not yet gone (they count against `max_connections`).
-    pub accepted_alive: usize,
+    /// Accepted streams not yet gone, and their peers (they count against
+    /// `max_connections` and `per_peer`).
+    accepted: Vec<(SocketHandle, Option<Ipv4Address>)>,
     /// Tasks waiting in `accept`.
     waiters: WakerSet,
     next_seq: u64,
@@ -73,7 +92,79 @@ fn listening_socket(port: u16, cfg: &TcpConfig) -> Option<tcp::Socket<'static>> 
     Some(s)
 }
 
+/// The IPv4 address of a socket's peer, if it has one.
+fn peer_of(sock: &tcp::Socket<'static>) -> Option<Ipv4Address> {
+    match sock.remote_endpoint()?.addr {
+        IpAddress::Ipv4(a) => Some(a),
+        _ => None,
+    }
+}
+
 impl ListenerState {
+    /// An accepted stream is gone (its socket removed): it no longer counts.
+    pub(crate) fn release(&mut self, handle: SocketHandle) {
+        if let Some(i) = self.accepted.iter().position(|(h, _)| *h == handle) {
+            self.accepted.swap_remove(i);
+        }
+    }
+
+    /// Connections the listener holds from `peer`, but pooled socket `except`.
+    fn held_by(&self, peer: Ipv4Address, except: usize) -> usize {
+        let pooled = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(j, s)| *j != except && s.admitted && s.peer == Some(peer))
+            .count();
+        pooled
+            + self
+                .accepted
+                .iter()
+                .filter(|(_, p)| *p == Some(peer))
+                .count()
+    }
+
+    /// Check every new connection in the pool against its peer's limit: one from a peer
+    /// holding [`TcpConfig::per_peer`] already is aborted (RST) before `accept` sees it.
+    fn admit_peers(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        orphans: &mut Vec<Orphan>,
+        now: Instant,
+        cfg: &TcpConfig,
+    ) {
+        let mut i = 0;
+        while i < self.slots.len() {
+            let sock = sockets.get_mut::<tcp::Socket<'static>>(self.slots[i].handle);
+            match backlog::phase(sock.state()) {
+                Phase::Listening => {
+                    self.slots[i].admitted = false;
+                    self.slots[i].peer = None;
+                }
+                Phase::HalfOpen | Phase::Ready if !self.slots[i].admitted => {
+                    let peer = peer_of(sock);
+                    let held = peer.map_or(0, |p| self.held_by(p, i));
+                    if !backlog::admit_peer(held, cfg.per_peer) {
+                        sock.abort();
+                        self.stats.refused_per_peer += 1;
+                        let slot = self.slots.swap_remove(i);
+                        orphans.push(Orphan {
+                            handle: slot.handle,
+                            deadline: now,
+                            listener: None,
+                            aborted: true,
+                        });
+                        continue;
+                    }
+                    self.slots[i].admitted = true;
+                    self.slots[i].peer = peer;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+
     /// Look at every pooled socket: time out half-open ones, number ready ones, reuse dead
     /// ones, then add listening sockets up to the backlog. Wakes `accept`ers when any
     /// connection is ready.
@@ -84,6 +175,9 @@ impl ListenerState {
         now: Instant,
         cfg: &TcpConfig,
     ) {
+        if cfg.per_peer > 0 {
+            self.admit_peers(sockets, orphans, now, cfg);
+        }
         let mut ready = false;
         let mut listening = 0;
         let mut i = 0;
@@ -132,7 +226,7 @@ impl ListenerState {
 
     /// Add listening sockets up to the backlog, within `max_connections`.
     fn refill(&mut self, sockets: &mut SocketSet<'static>, listening: usize, cfg: &TcpConfig) {
-        let connections = self.slots.len() - listening + self.accepted_alive;
+        let connections = self.slots.len() - listening + self.accepted.len();
         let add = backlog::refill(listening, connections, cfg.backlog, cfg.max_connections);
         if add == 0 && listening == 0 {
             self.stats.at_limit += 1;
@@ -142,12 +236,9 @@ impl ListenerState {
                 self.stats.no_memory += 1;
                 break;
             };
-            self.slots.push(Slot {
-                handle: sockets.add(s),
-                mark: Mark::default(),
-            });
+            self.slots.push(Slot::listening(sockets.add(s)));
         }
-        self.stats.peak = self.stats.peak.max(self.slots.len() + self.accepted_alive);
+        self.stats.peak = self.stats.peak.max(self.slots.len() + self.accepted.len());
     }
 
     /// When the runner must tend this listener again (the oldest handshake's deadline).
@@ -163,7 +254,7 @@ impl ListenerState {
         });
         let i = backlog::pick_ready(phases)?;
         let slot = self.slots.remove(i);
-        self.accepted_alive += 1;
+        self.accepted.push((slot.handle, slot.peer));
         self.stats.accepted += 1;
         Some(slot.handle)
     }
@@ -198,7 +289,7 @@ impl TcpListener {
                 id,
                 port,
                 slots: Vec::new(),
-                accepted_alive: 0,
+                accepted: Vec::new(),
                 waiters: WakerSet::default(),
                 next_seq: 0,
                 stats: ListenerStats::default(),

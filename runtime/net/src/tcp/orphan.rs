@@ -46,12 +46,13 @@ pub(crate) fn orphan_action(
     }
 }
 
-/// Tend the orphans; `release` is told the listener of each connection removed. Returns
+/// Tend the orphans; `release` is told the listener and socket of each connection
+/// removed. Returns
 /// the earliest deadline among those still closing.
 pub(crate) fn tend(
     sockets: &mut SocketSet<'static>,
     orphans: &mut Vec<Orphan>,
-    mut release: impl FnMut(u64),
+    mut release: impl FnMut(u64, SocketHandle),
 ) -> Option<Instant> {
     let now = Instant::now();
     let mut next: Option<Instant> = None;
@@ -78,7 +79,7 @@ pub(crate) fn tend(
                 let o = orphans.swap_remove(i);
                 sockets.remove(o.handle);
                 if let Some(id) = o.listener {
-                    release(id);
+                    release(id, o.handle);
                 }
             }
         }

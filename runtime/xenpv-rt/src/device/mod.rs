@@ -9,7 +9,9 @@
 #[cfg(feature = "net")]
 mod net;
 #[cfg(feature = "net")]
-pub use net::{Net, BACKEND_CHECK_NS, MAX_VIFS, REATTACH_EVERY_NS};
+pub use net::{
+    Connected, Net, VifEvent, VifEvents, BACKEND_CHECK_NS, MAX_VIFS, REATTACH_EVERY_NS, VIF_EVENTS,
+};
 
 use crate::exec::Spawner;
 use crate::gnttab::{GntError, GrantTable};

@@ -5,12 +5,20 @@
 
 use super::{DeviceError, Devices};
 use crate::exec;
-use crate::net::netfront::{CloseStep, ClosingNetfront, ConnectStep, Netfront};
+use crate::net::netfront::{CloseStep, ClosingNetfront, ConnectStep, Counters, Netfront};
 use crate::xenbus::{self, Backend, Device, State};
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
 use core::fmt::Write as _;
+use core::task::{Poll, Waker};
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant, Timer};
+use xenpv_net::smoltcp;
 use xenpv_net::{Addressing, Config, Driver, Ipv4Address, Ipv4Cidr, Runner, Stack, TcpConfig};
+pub use xenpv_protocol::vif::VifEvent;
+use xenpv_protocol::vif::{detach_reason, EventQueue};
 
 /// How often a vif's task looks at its backend's state besides on xenstore events.
 pub const BACKEND_CHECK_NS: u64 = 1_000_000_000;
@@ -18,6 +26,88 @@ pub const BACKEND_CHECK_NS: u64 = 1_000_000_000;
 pub const REATTACH_EVERY_NS: u64 = 1_000_000_000;
 /// The most vifs the runtime runs at once (tasks in its pool).
 pub const MAX_VIFS: usize = 8;
+/// Events a vif queues for its [`VifEvents`] (the oldest are dropped beyond, and counted).
+pub const VIF_EVENTS: usize = 16;
+
+/// How a vif's first connection went (what [`Net::connected`] returns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    /// How long the first handshake took, in milliseconds.
+    pub ms: u64,
+    /// The backend's directory in xenstore (the current backend's, after a re-attach).
+    pub backend_path: String,
+    /// The backend's domain (the current backend's, after a re-attach).
+    pub backend_domain: u16,
+    /// Does the backend take frames for segmentation (GSO)?
+    pub gso: bool,
+}
+
+impl Connected {
+    fn new(ms: u64, nf: &Netfront) -> Connected {
+        Connected {
+            ms,
+            backend_path: String::from(nf.backend().path.as_str()),
+            backend_domain: nf.backend().domid,
+            gso: nf.gso(),
+        }
+    }
+}
+
+/// What a vif's task shares with its [`Net`]: events, the connection, the counters.
+struct Shared {
+    events: RefCell<EventQueue<VIF_EVENTS>>,
+    /// Tasks waiting in [`VifEvents::next`].
+    waiters: RefCell<Vec<Waker>>,
+    connected: RefCell<Connected>,
+    /// The counters of the netfronts closed so far, summed.
+    closed: Cell<Counters>,
+    /// The connected netfront's counters, as of its last round.
+    current: Cell<Counters>,
+}
+
+impl Shared {
+    fn push(&self, ev: VifEvent) {
+        self.events.borrow_mut().push(ev);
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// A netfront closed: its last counters join the sum.
+    fn close(&self, last: Counters) {
+        self.closed.set(self.closed.get().add(&last));
+        self.current.set(Counters::default());
+    }
+}
+
+/// A vif's events ([`Net::events`]): its backend going away and coming back.
+pub struct VifEvents {
+    shared: Rc<Shared>,
+}
+
+impl VifEvents {
+    /// The next event (the oldest queued; waits for one). The vif queues at most
+    /// [`VIF_EVENTS`]: older ones are dropped meanwhile and counted in [`Self::lost`].
+    /// Each event goes to one taker: hold one `VifEvents` per vif.
+    pub async fn next(&mut self) -> VifEvent {
+        core::future::poll_fn(|cx| {
+            if let Some(ev) = self.shared.events.borrow_mut().pop() {
+                return Poll::Ready(ev);
+            }
+            let mut w = self.shared.waiters.borrow_mut();
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Events dropped because nobody took them before the queue filled.
+    pub fn lost(&self) -> u64 {
+        self.shared.events.borrow().lost()
+    }
+}
 
 /// A connected vif's network stack (derefs to the [`Stack`]: bind listeners and
 /// sockets on it). The runtime's task for the vif keeps it running, through detaches
@@ -26,9 +116,25 @@ pub struct Net {
     stack: Stack,
     index: u32,
     mac: [u8; 6],
+    shared: Rc<Shared>,
 }
 
 impl Net {
+    /// The vif's events: detaches and re-attaches, queued since it connected.
+    pub fn events(&self) -> VifEvents {
+        VifEvents {
+            shared: self.shared.clone(),
+        }
+    }
+    /// How the first handshake went, and the backend now.
+    pub fn connected(&self) -> Connected {
+        self.shared.connected.borrow().clone()
+    }
+    /// The vif's netfront counters, summed over every connection it had (as of the
+    /// stack's last round).
+    pub fn counters(&self) -> Counters {
+        self.shared.closed.get().add(&self.shared.current.get())
+    }
     /// The stack.
     pub fn stack(&self) -> &Stack {
         &self.stack
@@ -50,22 +156,48 @@ impl core::ops::Deref for Net {
     }
 }
 
+/// A connected vif as the stack's device: netfront, whose counters are copied for
+/// [`Net::counters`] after every round.
+struct Vif {
+    nf: Netfront,
+    shared: Rc<Shared>,
+}
+
+impl smoltcp::phy::Device for Vif {
+    type RxToken<'a> = <Netfront as smoltcp::phy::Device>::RxToken<'a>;
+    type TxToken<'a> = <Netfront as smoltcp::phy::Device>::TxToken<'a>;
+
+    fn receive(
+        &mut self,
+        t: smoltcp::time::Instant,
+    ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.nf.receive(t)
+    }
+    fn transmit(&mut self, t: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
+        self.nf.transmit(t)
+    }
+    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+        self.nf.capabilities()
+    }
+}
+
 /// netfront drives a xenpv-net stack: its event channel wakes the stack's runner, and
 /// its link is down once a ring is broken (the vif's task closes it then).
-impl Driver for Netfront {
-    fn register_waker(&mut self, waker: &core::task::Waker) {
+impl Driver for Vif {
+    fn register_waker(&mut self, waker: &Waker) {
         // Reap TX responses and repost RX buffers after every round of the stack.
-        self.poll();
-        exec::wake_on(self.port(), waker);
+        self.nf.poll();
+        self.shared.current.set(self.nf.snapshot());
+        exec::wake_on(self.nf.port(), waker);
     }
     fn mac(&self) -> [u8; 6] {
-        Netfront::mac(self)
+        self.nf.mac()
     }
     fn link_up(&self) -> bool {
-        self.broken().is_none()
+        self.nf.broken().is_none()
     }
     fn tx_full(&mut self) -> bool {
-        Netfront::tx_full(self)
+        self.nf.tx_full()
     }
 }
 
@@ -112,10 +244,30 @@ impl Devices {
             return Err(DeviceError::InUse);
         }
         let addressing = addressing(self.boot.borrow().cmdline(), index)?;
+        let t0 = crate::time::now_ns();
         let nf = self.connect(index).await?;
+        let ms = (crate::time::now_ns() - t0) / 1_000_000;
         let mac = nf.mac();
-        let stack = Stack::new(Config { addressing, tcp }, mac);
-        let token = match vif_task(self, index, stack.clone(), nf) {
+        let stack = Stack::new(
+            Config {
+                addressing,
+                tcp,
+                reassembly_timeout: xenpv_net::config::DEFAULT_REASSEMBLY_TIMEOUT,
+            },
+            mac,
+        );
+        let shared = Rc::new(Shared {
+            events: RefCell::new(EventQueue::new()),
+            waiters: RefCell::new(Vec::new()),
+            connected: RefCell::new(Connected::new(ms, &nf)),
+            closed: Cell::new(Counters::default()),
+            current: Cell::new(Counters::default()),
+        });
+        let vif = Vif {
+            nf,
+            shared: shared.clone(),
+        };
+        let token = match vif_task(self, index, stack.clone(), vif) {
             Ok(t) => t,
             Err(_) => return Err(DeviceError::TooMany),
         };
@@ -127,7 +279,12 @@ impl Devices {
             MacFmt(mac),
             AddrFmt(addressing)
         );
-        Ok(Net { stack, index, mac })
+        Ok(Net {
+            stack,
+            index,
+            mac,
+            shared,
+        })
     }
 
     /// Bring vif `index` up, a step at a time: between steps, wait for a xenstore event
@@ -199,29 +356,41 @@ impl Devices {
 }
 
 /// A vif's life: run the stack over it until the backend goes, the ring breaks or the
-/// guest ends; close it; connect again when a backend returns.
+/// guest ends; close it; connect again when a backend returns. Each detach and
+/// re-attach is queued for the vif's [`VifEvents`] (not the close at the guest's end).
 #[embassy_executor::task(pool_size = MAX_VIFS)]
-async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Netfront) {
-    let mut nf = Some(first);
+async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Vif) {
+    let shared = first.shared.clone();
+    let mut vif = Some(first);
     let dev = Device::new("vif", index);
     loop {
-        if let Some(n) = nf.take() {
-            let backend = n.backend().clone();
-            let mut runner = Runner::new(stack.clone(), n);
-            let why = match select(runner.run(), devices.backend_gone(&dev, &backend)).await {
-                Either::First(_) => "a broken ring",
-                Either::Second(Ok(_)) => "its backend went away",
-                Either::Second(Err(())) => "the guest is ending",
+        if let Some(v) = vif.take() {
+            let backend = v.nf.backend().clone();
+            let mut runner = Runner::new(stack.clone(), v);
+            let (why, state) = match select(runner.run(), devices.backend_gone(&dev, &backend))
+                .await
+            {
+                Either::First(_) => ("a broken ring", Some(detach_reason(None, true))),
+                Either::Second(Ok(s)) => ("its backend went away", Some(detach_reason(s, false))),
+                Either::Second(Err(())) => ("the guest is ending", None),
             };
             let t0 = crate::time::now_ns();
-            let n = runner.into_device();
+            let n = runner.into_device().nf;
+            shared.close(n.snapshot());
             // Its port is closed next: no idle poll may name it.
             exec::forget(n.port());
             let kept = devices.close(n.begin_close()).await;
+            let closed_ms = (crate::time::now_ns() - t0) / 1_000_000;
             crate::println!(
-                "xenpv-rt: vif{index} closed ({why}) in {} ms pages_kept={kept}",
-                (crate::time::now_ns() - t0) / 1_000_000
+                "xenpv-rt: vif{index} closed ({why}) in {closed_ms} ms pages_kept={kept}"
             );
+            if let Some(backend_state) = state {
+                shared.push(VifEvent::Detached {
+                    pages_kept: kept,
+                    backend_state,
+                    closed_ms,
+                });
+            }
         }
         if devices.is_closing() {
             devices.open.set(devices.open.get() - 1);
@@ -233,10 +402,21 @@ async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Ne
         if devices.is_closing() {
             continue;
         }
+        let t0 = crate::time::now_ns();
         match devices.connect(index).await {
-            Ok(n) => {
+            Ok(nf) => {
+                let ms = (crate::time::now_ns() - t0) / 1_000_000;
                 crate::println!("xenpv-rt: vif{index} reattached");
-                nf = Some(n);
+                {
+                    let mut c = shared.connected.borrow_mut();
+                    let first_ms = c.ms;
+                    *c = Connected::new(first_ms, &nf);
+                }
+                shared.push(VifEvent::Reattached { ms });
+                vif = Some(Vif {
+                    nf,
+                    shared: shared.clone(),
+                });
             }
             // No backend yet (the usual case while detached): try again later.
             Err(_) => Timer::after(Duration::from_nanos(REATTACH_EVERY_NS)).await,

@@ -22,8 +22,9 @@ use crate::PageLink;
 use core::fmt::{self, Write as _};
 use xenpv_protocol::netfront::{self as nf, parse_mac, Buffers, Queue, SendError, Traffic};
 pub use xenpv_protocol::netfront::{Received, GSO_FRAME_MAX, RX_FRAME_MAX};
-use xenpv_protocol::netif::{Counters, IDS};
+use xenpv_protocol::netif::{Counters as RingCounters, IDS};
 use xenpv_protocol::shared_ring::SharedRingError;
+pub use xenpv_protocol::vif::Counters;
 use xenpv_protocol::xenbus::{self, Backend, Connecting, Device, Flavor, State, XenbusError};
 
 mod steps;
@@ -222,8 +223,18 @@ impl Netfront {
         self.port
     }
     /// Responses refused and packets the backend failed.
-    pub fn counters(&self) -> Counters {
+    pub fn counters(&self) -> RingCounters {
         self.queue.counters()
+    }
+    /// Every counter of the vif at once ([`Counters`]: traffic, responses refused,
+    /// packets failed, frames not sent, bad checksums), copied.
+    pub fn snapshot(&self) -> Counters {
+        Counters::from_parts(
+            &self.queue.traffic(),
+            &self.queue.counters(),
+            self.dropped,
+            self.bad_checksums,
+        )
     }
     /// Packets and bytes through the vif.
     pub fn traffic(&self) -> Traffic {

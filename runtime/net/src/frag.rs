@@ -8,15 +8,16 @@
 //! flood of incomplete fragments costs at most 16 × 64 KiB and delays other fragmented
 //! datagrams by at most the timeout, never the loop (each frame is one bounded step).
 //!
-//! smoltcp counts none of this, so the appliance keeps a ledger beside it: every
-//! fragment the vif receives goes through [`Ledger::see`], which mirrors smoltcp's slots
-//! (same count, same timeout, same clock) and counts the fragments of datagrams that
-//! were completed, expired, or found no slot. It counts payload bytes to decide that a
+//! smoltcp counts none of this, so a [`Stack`](crate::Stack) keeps a ledger beside it:
+//! every fragment its device receives goes through [`Ledger::see`] (the stack's ingress
+//! looks at every frame before smoltcp does), which mirrors smoltcp's slots (same count,
+//! same timeout, same clock) and counts the fragments of datagrams that were completed,
+//! expired, or found no slot ([`Stack::frag_counts`](crate::Stack::frag_counts)). It counts payload bytes to decide that a
 //! datagram is whole, so overlapping or repeated fragments can make it differ from
 //! smoltcp (which tracks holes); it is a count for reports, never a decision.
 //!
 //! ```
-//! use xenpv_appliance::frag::{Fragment, Ledger};
+//! use xenpv_net::frag::{Fragment, Ledger};
 //! let mut l = Ledger::new();
 //! let key = [10, 0, 0, 1, 10, 0, 0, 2, 0, 7, 17];
 //! l.see(Fragment { key, offset: 0, len: 1480, more: true }, 0);
@@ -25,11 +26,12 @@
 //! ```
 
 /// Datagrams smoltcp reassembles at once (its `reassembly-buffer-count-16` feature, set
-/// in the platform's Cargo.toml: keep the two equal).
+/// in this crate's Cargo.toml and the platform's: keep them equal).
 pub const REASSEMBLY_SLOTS: usize = 16;
-/// How long a datagram may take to arrive whole, from its first fragment (the
-/// appliance sets it on smoltcp's interface). Linux allows 30 s; a short time frees the
-/// slots a flood of incomplete fragments takes.
+/// How long a datagram may take to arrive whole, from its first fragment, by default
+/// ([`Config::reassembly_timeout`](crate::Config::reassembly_timeout), set on smoltcp's
+/// interface). Linux allows 30 s; a short time frees the slots a flood of incomplete
+/// fragments takes.
 pub const REASSEMBLY_TIMEOUT_MS: u64 = 3_000;
 
 /// What identifies a datagram's fragments: source and destination address,
@@ -79,6 +81,14 @@ pub fn fragment(frame: &[u8]) -> Option<Fragment> {
     })
 }
 
+/// Is `frame` an IPv4 fragment with more to follow (MF set)? How the stack tells that
+/// smoltcp's fragmenter is still sending a datagram.
+pub fn more_fragments(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&[0x08, 0x00])
+        && frame.get(14).is_some_and(|v| v >> 4 == 4)
+        && frame.get(20).is_some_and(|f| f & 0x20 != 0)
+}
+
 /// What the ledger counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -104,18 +114,73 @@ struct Slot {
     total: Option<u64>,
 }
 
+/// A ledger's counts and what it holds now (what [`Stack::frag_counts`](crate::Stack::frag_counts)
+/// returns; the `net: frags` report line's fields).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragCounts {
+    /// Fragments received.
+    pub seen: u64,
+    /// Datagrams completed from fragments.
+    pub reassembled: u64,
+    /// Fragments dropped: their datagram was not whole within the timeout, or no slot
+    /// was free for it.
+    pub dropped: u64,
+    /// Of `dropped`, those that found every slot taken.
+    pub no_slot: u64,
+    /// Datagrams given up at the timeout.
+    pub expired: u64,
+    /// Fragments held now, of datagrams not yet whole.
+    pub pending: u64,
+}
+
 /// smoltcp's reassembly slots, mirrored to count what became of each fragment.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Ledger {
     slots: [Option<Slot>; REASSEMBLY_SLOTS],
+    /// The reassembly timeout (ms), the interface's.
+    timeout_ms: u64,
     /// The counts so far.
     pub counts: Counts,
 }
 
+impl Default for Ledger {
+    fn default() -> Ledger {
+        Ledger::new()
+    }
+}
+
 impl Ledger {
-    /// Empty.
+    /// Empty, with the default timeout ([`REASSEMBLY_TIMEOUT_MS`]).
     pub fn new() -> Ledger {
-        Ledger::default()
+        Ledger::with_timeout(REASSEMBLY_TIMEOUT_MS)
+    }
+
+    /// Empty, for an interface whose reassembly timeout is `timeout_ms`.
+    pub fn with_timeout(timeout_ms: u64) -> Ledger {
+        Ledger {
+            slots: [None; REASSEMBLY_SLOTS],
+            timeout_ms,
+            counts: Counts::default(),
+        }
+    }
+
+    /// Follow the interface's new reassembly timeout (datagrams already held keep theirs,
+    /// as smoltcp's do).
+    pub fn set_timeout(&mut self, timeout_ms: u64) {
+        self.timeout_ms = timeout_ms;
+    }
+
+    /// The counts and the fragments pending, together.
+    pub fn frag_counts(&self) -> FragCounts {
+        let c = self.counts;
+        FragCounts {
+            seen: c.seen,
+            reassembled: c.reassembled,
+            dropped: c.dropped,
+            no_slot: c.no_slot,
+            expired: c.expired,
+            pending: self.pending(),
+        }
     }
 
     /// Free the slots whose time is up at `now` (ms), counting their fragments dropped
@@ -146,7 +211,7 @@ impl Ledger {
                 Some(i) => {
                     self.slots[i] = Some(Slot {
                         key: f.key,
-                        expires: now.saturating_add(REASSEMBLY_TIMEOUT_MS),
+                        expires: now.saturating_add(self.timeout_ms),
                         frags: 0,
                         bytes: 0,
                         total: None,
@@ -183,6 +248,8 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
 
     /// An Ethernet frame with an IPv4 fragment: id, offset (bytes), payload length, MF.
     fn frame(id: u16, offset: u32, len: usize, more: bool) -> Vec<u8> {
@@ -220,6 +287,18 @@ mod tests {
         for n in 0..34 {
             assert_eq!(fragment(&frame(7, 8, 100, true)[..n]), None, "{n} bytes");
         }
+    }
+
+    #[test]
+    fn more_fragments_is_the_mf_flag_of_ipv4_only() {
+        assert!(more_fragments(&frame(1, 0, 100, true)));
+        assert!(more_fragments(&frame(1, 1480, 100, true)));
+        assert!(!more_fragments(&frame(1, 1480, 100, false)));
+        assert!(!more_fragments(&frame(1, 0, 100, false)));
+        let mut arp = frame(1, 0, 100, true);
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(!more_fragments(&arp));
+        assert!(!more_fragments(&frame(1, 0, 100, true)[..20]));
     }
 
     #[test]
@@ -269,6 +348,24 @@ mod tests {
         l.see(fragment(&frame(9, 0, 1480, true)).unwrap(), t);
         l.see(fragment(&frame(9, 1480, 100, false)).unwrap(), t);
         assert_eq!(l.counts.reassembled, 1);
+    }
+
+    #[test]
+    fn a_shorter_timeout_expires_sooner_and_counts_add_up() {
+        let mut l = Ledger::with_timeout(200);
+        l.see(fragment(&frame(5, 0, 1480, true)).unwrap(), 1000);
+        l.expire(1200);
+        assert_eq!(l.frag_counts().pending, 1);
+        l.expire(1201);
+        assert_eq!(
+            l.frag_counts(),
+            FragCounts {
+                seen: 1,
+                dropped: 1,
+                expired: 1,
+                ..FragCounts::default()
+            }
+        );
     }
 
     #[test]
