@@ -1,5 +1,6 @@
 //! A consumer reading a file from a disk through embedded-io: the first disk, connected
-//! by the runtime's device layer (`rt.devices().disk(0)`), its ext4 filesystem
+//! by the runtime's device layer (`rt.devices().disk(0)`), its first MiB read as sectors
+//! (`disk.read(..).await`, FNV-1a 64 of them), its ext4 filesystem
 //! (`disk.ext4()`), the file `path=` names, read whole with `read_exact` (FNV-1a 64 of
 //! its bytes), then its last `tail=` bytes after a `Seek` from the end, both sums
 //! written to the console through `embedded_io::Write`. The runtime closes the disk when
@@ -49,6 +50,12 @@ impl From<FileError> for Error {
     }
 }
 
+impl From<ReadExactError<core::convert::Infallible>> for Error {
+    fn from(_: ReadExactError<core::convert::Infallible>) -> Self {
+        Error::Short
+    }
+}
+
 impl From<ReadExactError<FileError>> for Error {
     fn from(e: ReadExactError<FileError>) -> Self {
         match e {
@@ -72,6 +79,13 @@ impl fmt::Display for Error {
 async fn read_file(rt: &'static xenpv_rt::Runtime, path: &str, tail: u64) -> Result<(), Error> {
     let disk = rt.devices().disk(0).await.map_err(Error::Device)?;
     disk.set_timeout(10_000_000_000).map_err(Error::Disk)?; // one disk read: 10 s at most
+                                                            // The disk's first MiB (or all of it) read as sectors, awaited: other tasks would run
+                                                            // while the backend works.
+    let mut head =
+        alloc::vec![0u8; (1 << 20).min(disk.sectors() * u64::from(disk.sector_size())) as usize];
+    disk.read(0, &mut head).await.map_err(Error::Disk)?;
+    let sum = fnv1a64(&mut &head[..], head.len() as u64)?;
+    println!("read-file: sectors 0.. bytes={} fnv={sum:016x}", head.len());
     let fs = disk.ext4()?;
     let mut file = Ext4File::open(&fs, path)?;
     let len = file.len();
@@ -91,7 +105,10 @@ async fn read_file(rt: &'static xenpv_rt::Runtime, path: &str, tail: u64) -> Res
 
 /// FNV-1a 64 of the next `n` bytes of `r`, read with `read_exact` in 4000-byte pieces
 /// (not a multiple of a block: pieces straddle blocks).
-fn fnv1a64(r: &mut impl Read<Error = FileError>, n: u64) -> Result<u64, Error> {
+fn fnv1a64<R: Read>(r: &mut R, n: u64) -> Result<u64, Error>
+where
+    Error: From<ReadExactError<R::Error>>,
+{
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut buf = [0u8; 4000];
     let mut left = n;

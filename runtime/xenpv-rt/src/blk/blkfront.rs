@@ -22,7 +22,7 @@ use crate::PageLink;
 use core::fmt::{self, Write as _};
 use core::ops::ControlFlow::{Break, Continue};
 use xenpv_protocol::blkfront::{BadKey, Io, Offer, PageRef, Queue, Shape, IDS};
-pub use xenpv_protocol::blkfront::{Counters, Traffic};
+pub use xenpv_protocol::blkfront::{Counters, Traffic, Transfer};
 use xenpv_protocol::blkif::{parse_number, DIRECT_SEGMENTS, REQ_SLOT};
 use xenpv_protocol::block::{BlockDevice, BlockError, Geometry};
 use xenpv_protocol::shared_ring::{FrontRing, PageMem};
@@ -392,6 +392,32 @@ impl Blkfront {
             },
             deadline,
         )
+    }
+
+    /// Start a read of `len` bytes (whole sectors) from sector `sector` on, to be
+    /// finished by [`Self::step_read`] within the disk's timeout from now: for a caller
+    /// that waits for the event channel ([`Self::port`]) its own way, an async task say.
+    pub fn begin_read(&mut self, sector: u64, len: usize) -> Result<Transfer, BlockError> {
+        let (q, mut io, deadline) = self.live();
+        q.begin_read(&mut io, sector, len, deadline)
+    }
+
+    /// Advance a read begun by [`Self::begin_read`] into `buf` (the same buffer every
+    /// step), never waiting: `None` until it is over (step again after an event on
+    /// [`Self::port`] or at [`Transfer::deadline`]), then its result.
+    pub fn step_read(
+        &mut self,
+        t: &mut Transfer,
+        buf: &mut [u8],
+    ) -> Option<Result<(), BlockError>> {
+        let (q, mut io, _) = self.live();
+        q.step_read(&mut io, t, buf)
+    }
+
+    /// Give up on a stepped read before its end: its requests in flight are abandoned
+    /// (their answers only free their slots) and counted as timed out.
+    pub fn cancel(&mut self, t: &mut Transfer) {
+        self.queue.cancel(t);
     }
 
     /// The backend's state now (`None`: its directory is gone).

@@ -3,20 +3,26 @@
 //! geometry, sector reads and writes and (feature `fs`) its ext2/3/4 filesystem, and a
 //! task per disk that closes it when the guest ends.
 //!
-//! Reads and writes are blkfront's own calls, which wait for the backend in
-//! `SCHEDOP_poll`: each blocks the executor until the backend answers, at most the
-//! disk's timeout ([`Disk::set_timeout`], [`DEFAULT_TIMEOUT_NS`] at first). Only the
-//! handshake and the close are stepped.
+//! [`Disk::read`] is async: blkfront's read stepped, the task waiting for the disk's
+//! event channel or the read's deadline between steps, so other tasks run meanwhile.
+//! Writes, flushes, [`Disk::read_blocking`] and the filesystem's reads (ext4-view reads
+//! synchronously) are blkfront's blocking calls, which wait in `SCHEDOP_poll`: each
+//! blocks the executor until the backend answers, at most the disk's timeout
+//! ([`Disk::set_timeout`], [`DEFAULT_TIMEOUT_NS`] at first). The handshake and the
+//! close are stepped.
 
 use super::{DeviceError, Devices};
 use crate::blk::blkfront::{
-    Blkfront, CloseStep, ClosingBlkfront, ConnectStep, Counters, Traffic, MAX_DISKS,
+    Blkfront, CloseStep, ClosingBlkfront, ConnectStep, Counters, Traffic, Transfer, MAX_DISKS,
 };
 use crate::blk::{BlockDevice, BlockError, Geometry};
+use crate::exec;
 use alloc::format;
 use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 use core::fmt;
+use embassy_futures::select::select;
+use embassy_time::{Duration, Instant, Timer};
 
 /// The most disks the runtime keeps open at once (tasks in its pool).
 pub const MAX_OPEN_DISKS: usize = 8;
@@ -33,7 +39,8 @@ pub enum DiskError {
     Io(BlockError),
     /// The runtime closed the disk (the guest is ending).
     Closed,
-    /// Another call on the disk is under way (one inside a filesystem read, say).
+    /// Another call on the disk is under way (an async [`Disk::read`] another task
+    /// awaits, say).
     Busy,
 }
 
@@ -71,7 +78,10 @@ struct Shared {
     id: u32,
     geometry: Geometry,
     request_bytes: usize,
+    /// `None` while lent to an async read, and once closed.
     blk: RefCell<Option<Blkfront>>,
+    /// An async read holds blkfront.
+    lent: Cell<bool>,
     counters: Cell<Counters>,
     traffic: Cell<Traffic>,
 }
@@ -83,11 +93,61 @@ impl Shared {
         f: impl FnOnce(&mut Blkfront) -> Result<R, BlockError>,
     ) -> Result<R, DiskError> {
         let mut blk = self.blk.try_borrow_mut().map_err(|_| DiskError::Busy)?;
-        let blk = blk.as_mut().ok_or(DiskError::Closed)?;
+        let Some(blk) = blk.as_mut() else {
+            return Err(self.missing());
+        };
         let r = f(blk);
+        self.copy_counters(blk);
+        Ok(r?)
+    }
+
+    /// Why blkfront is not there.
+    fn missing(&self) -> DiskError {
+        if self.lent.get() {
+            DiskError::Busy
+        } else {
+            DiskError::Closed
+        }
+    }
+
+    fn copy_counters(&self, blk: &Blkfront) {
         self.counters.set(blk.counters());
         self.traffic.set(blk.traffic());
-        Ok(r?)
+    }
+
+    /// Lend blkfront to an async read.
+    fn lend(&self) -> Result<Lease<'_>, DiskError> {
+        let mut cell = self.blk.try_borrow_mut().map_err(|_| DiskError::Busy)?;
+        let blk = cell.take().ok_or_else(|| self.missing())?;
+        self.lent.set(true);
+        Ok(Lease {
+            shared: self,
+            blk: Some(blk),
+            transfer: None,
+        })
+    }
+}
+
+/// Blkfront lent to an async read: given back when the read ends or its future is
+/// dropped (then the read's requests in flight are abandoned).
+struct Lease<'a> {
+    shared: &'a Shared,
+    blk: Option<Blkfront>,
+    transfer: Option<Transfer>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(mut blk) = self.blk.take() {
+            if let Some(t) = self.transfer.as_mut() {
+                blk.cancel(t);
+            }
+            self.shared.copy_counters(&blk);
+            if let Ok(mut cell) = self.shared.blk.try_borrow_mut() {
+                *cell = Some(blk);
+            }
+        }
+        self.shared.lent.set(false);
     }
 }
 
@@ -157,7 +217,7 @@ impl Disk {
     }
     /// Has the runtime closed it?
     pub fn is_closed(&self) -> bool {
-        self.shared.blk.try_borrow().is_ok_and(|b| b.is_none())
+        !self.shared.lent.get() && self.shared.blk.try_borrow().is_ok_and(|b| b.is_none())
     }
 
     /// How long one call may wait for the backend from now on (the executor waits
@@ -169,14 +229,39 @@ impl Disk {
         })
     }
 
-    /// Read `buf.len()` bytes (whole sectors) from sector `sector` on: blkfront's
-    /// blocking call, within the disk's timeout (an error of
-    /// [`BlockError::Timeout`] past it, never a hang).
-    pub fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+    /// Read `buf.len()` bytes (whole sectors) from sector `sector` on, within the
+    /// disk's timeout (an error of [`BlockError::Timeout`] past it, never a hang). The
+    /// task waits for the backend's event between steps; other tasks run meanwhile.
+    /// One async read at a time per disk: a call meanwhile (from another task) is
+    /// [`DiskError::Busy`]. Dropping the future abandons the read (its requests'
+    /// answers only free their slots, counted).
+    pub async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        let mut lease = self.shared.lend()?;
+        let Some(blk) = lease.blk.as_mut() else {
+            return Err(DiskError::Busy);
+        };
+        let port = blk.port();
+        let t = lease.transfer.insert(blk.begin_read(sector, buf.len())?);
+        loop {
+            if let Some(r) = blk.step_read(t, buf) {
+                lease.transfer = None;
+                return Ok(r?);
+            }
+            // Microseconds rounded up: a timer that fires before the deadline would
+            // only step again for nothing.
+            let at = Instant::from_micros(t.deadline().div_ceil(1000));
+            select(exec::event(port), Timer::at(at)).await;
+        }
+    }
+
+    /// [`Self::read`] as blkfront's blocking call: the executor waits with it (at most
+    /// the disk's timeout).
+    pub fn read_blocking(&self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
         self.shared.call(|b| b.read(sector, buf))
     }
 
-    /// Write `buf` (whole sectors) from sector `sector` on, as [`Self::read`] waits.
+    /// Write `buf` (whole sectors) from sector `sector` on: blkfront's blocking call,
+    /// as [`Self::read_blocking`] waits.
     pub fn write(&self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
         self.shared.call(|b| b.write(sector, buf))
     }
@@ -198,13 +283,14 @@ impl Disk {
     }
 }
 
-/// The disk as a [`BlockDevice`] (for [`read_bytes`](crate::blk::read_bytes), say).
+/// The disk as a [`BlockDevice`] (for [`read_bytes`](crate::blk::read_bytes), say):
+/// blkfront's blocking calls.
 impl BlockDevice for Disk {
     fn geometry(&self) -> Geometry {
         self.shared.geometry
     }
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        Ok(Disk::read(self, sector, buf)?)
+        Ok(Disk::read_blocking(self, sector, buf)?)
     }
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
         Ok(Disk::write(self, sector, buf)?)
@@ -228,7 +314,7 @@ impl Devices {
     /// xenpv_rt::println!("{} sectors of {} bytes", disk.sectors(), disk.sector_size());
     /// let mut first = [0u8; 4096];
     /// let n = disk.sector_size() as usize;
-    /// disk.read(0, &mut first[..n]).expect("sector 0"); // blocks, 10 s at most
+    /// disk.read(0, &mut first[..n]).await.expect("sector 0"); // 10 s at most
     /// // Feature `fs`: its files, through embedded-io.
     /// let fs = disk.ext4().expect("an ext4 filesystem");
     /// let mut motd = Ext4File::open(&fs, "/etc/motd").expect("/etc/motd");
@@ -273,6 +359,7 @@ impl Devices {
             id,
             geometry,
             request_bytes: blk.request_bytes(),
+            lent: Cell::new(false),
             counters: Cell::new(blk.counters()),
             traffic: Cell::new(blk.traffic()),
             blk: RefCell::new(Some(blk)),
@@ -347,6 +434,10 @@ impl Devices {
 async fn disk_task(devices: &'static Devices, shared: Rc<Shared>) {
     devices.closing().await;
     let t0 = crate::time::now_ns();
+    // An async read holds blkfront: it ends by its deadline (or its task is dropped).
+    while shared.lent.get() {
+        Timer::after(Duration::from_millis(1)).await;
+    }
     // No call holds it across an await: the borrow is free.
     let blk = shared.blk.try_borrow_mut().ok().and_then(|mut b| b.take());
     if let Some(blk) = blk {
