@@ -228,6 +228,28 @@ struct Done {
     result: Result<(), BlockError>,
 }
 
+/// A transfer in progress ([`Queue::begin_read`], [`Queue::step_read`]): how far it
+/// got, what is in flight, its first error.
+#[derive(Clone, Debug)]
+pub struct Transfer {
+    op: u8,
+    sector: u64,
+    len: usize,
+    deadline: u64,
+    started: u64,
+    next: usize,
+    flush_sent: bool,
+    outstanding: usize,
+    first_err: Option<BlockError>,
+}
+
+impl Transfer {
+    /// When it gives up (Xen system time, ns).
+    pub fn deadline(&self) -> u64 {
+        self.deadline
+    }
+}
+
 /// One ring of requests with its ids, counters and traffic figures.
 #[derive(Clone, Debug)]
 pub struct Queue {
@@ -365,6 +387,53 @@ impl Queue {
         Ok(())
     }
 
+    /// Start a read of `len` bytes from device sector `sector` on, to be finished by
+    /// [`Self::step_read`] (a caller that waits for the backend its own way, an async
+    /// task say) before `deadline` (ns). Checked as [`Self::read`] checks.
+    pub fn begin_read(
+        &mut self,
+        io: &mut dyn Io,
+        sector: u64,
+        len: usize,
+        deadline: u64,
+    ) -> Result<Transfer, BlockError> {
+        self.offer.geometry.check(sector, len, false)?;
+        self.begin(io, OP_READ, sector, len, deadline)
+    }
+
+    /// Advance a read begun by [`Self::begin_read`] into `buf` (the same length, and the
+    /// same buffer every step): send what fits, take the responses there are. `None`:
+    /// not finished, step again after an event from the backend or at the transfer's
+    /// [`deadline`](Transfer::deadline), whichever comes first. `Some`: the read's
+    /// result, and the transfer is over.
+    pub fn step_read(
+        &mut self,
+        io: &mut dyn Io,
+        t: &mut Transfer,
+        buf: &mut [u8],
+    ) -> Option<Result<(), BlockError>> {
+        if t.op != OP_READ || buf.len() != t.len {
+            self.cancel(t);
+            return Some(Err(BlockError::Unaligned {
+                len: buf.len(),
+                sector_size: self.offer.geometry.sector_size,
+            }));
+        }
+        self.advance(io, t, &mut Data::Read(buf))
+    }
+
+    /// Give up on a transfer before its end (its caller went away): requests in flight
+    /// are abandoned (their responses only free their slots) and counted in `timed_out`.
+    pub fn cancel(&mut self, t: &mut Transfer) {
+        if t.outstanding > 0 {
+            self.counters.timed_out += t.outstanding as u64;
+            self.abandon();
+        }
+        t.outstanding = 0;
+        t.next = t.len;
+        t.flush_sent = true;
+    }
+
     fn transfer(
         &mut self,
         io: &mut dyn Io,
@@ -373,44 +442,78 @@ impl Queue {
         mut data: Data<'_>,
         deadline: u64,
     ) -> Result<(), BlockError> {
+        let mut t = self.begin(io, op, sector, data.len(), deadline)?;
+        loop {
+            if let Some(r) = self.advance(io, &mut t, &mut data) {
+                return r;
+            }
+            io.wait(deadline);
+        }
+    }
+
+    /// A transfer's start: refused at once if nothing can be sent any more.
+    fn begin(
+        &mut self,
+        io: &mut dyn Io,
+        op: u8,
+        sector: u64,
+        len: usize,
+        deadline: u64,
+    ) -> Result<Transfer, BlockError> {
         // Stopped, or every id retired (the backend kept a grant of each): nothing can
         // be sent any more.
         if self.broken || self.usable_ids() == 0 {
             return Err(BlockError::Broken);
         }
-        let started = io.now_ns();
-        let len = data.len();
-        let per_sector = u64::from(self.offer.geometry.sector_size / 512);
-        let mut next = 0usize;
+        Ok(Transfer {
+            op,
+            sector,
+            len,
+            deadline,
+            started: io.now_ns(),
+            next: 0,
+            flush_sent: false,
+            outstanding: 0,
+            first_err: None,
+        })
+    }
+
+    /// Send what fits and take the responses there are: the result once the transfer
+    /// is over, `None` while it waits for the backend (before its deadline).
+    fn advance(
+        &mut self,
+        io: &mut dyn Io,
+        t: &mut Transfer,
+        data: &mut Data<'_>,
+    ) -> Option<Result<(), BlockError>> {
+        let (op, len) = (t.op, t.len);
         // A flush is one request with no data.
         if len == 0 && (op == OP_READ || op == OP_WRITE) {
-            return Ok(());
+            return Some(Ok(()));
         }
-        let mut flush_sent = false;
-        let mut outstanding = 0usize;
-        let mut first_err: Option<BlockError> = None;
+        let per_sector = u64::from(self.offer.geometry.sector_size / 512);
         loop {
             // Send what fits: ids free, ring slots free, no error so far.
             let mut sent = false;
-            while first_err.is_none() && (next < len || (len == 0 && !flush_sent)) {
+            while t.first_err.is_none() && (t.next < len || (len == 0 && !t.flush_sent)) {
                 let Some(slot) = self.free_slot() else { break };
                 if self.ring.free() == 0 {
                     break;
                 }
-                let n = (len - next).min(self.request_bytes());
-                let s512 = sector * per_sector + (next / 512) as u64;
-                match self.send(io, slot, op, s512, &data, next, n) {
+                let n = (len - t.next).min(self.request_bytes());
+                let s512 = t.sector * per_sector + (t.next / 512) as u64;
+                match self.send(io, slot, op, s512, data, t.next, n) {
                     Ok(()) => {
-                        outstanding += 1;
+                        t.outstanding += 1;
                         sent = true;
-                        next += n;
-                        flush_sent = true;
+                        t.next += n;
+                        t.flush_sent = true;
                     }
                     // No grant free now: wait for a response to free some.
-                    Err(()) if outstanding > 0 => break,
+                    Err(()) if t.outstanding > 0 => break,
                     Err(()) => {
-                        first_err = Some(BlockError::Timeout {
-                            waited_ms: (io.now_ns() - started) / 1_000_000,
+                        t.first_err = Some(BlockError::Timeout {
+                            waited_ms: (io.now_ns() - t.started) / 1_000_000,
                         });
                         break;
                     }
@@ -420,19 +523,20 @@ impl Queue {
                 self.traffic.notifies += 1;
                 io.notify();
             }
-            if outstanding == 0 && (first_err.is_some() || next >= len) {
-                return first_err.map_or(Ok(()), Err);
+            if t.outstanding == 0 && (t.first_err.is_some() || t.next >= len) {
+                return Some(t.first_err.map_or(Ok(()), Err));
             }
-            match self.complete(io, &mut data) {
+            match self.complete(io, data) {
                 Err(()) => {
                     self.broken = true;
                     self.abandon();
-                    return Err(BlockError::Broken);
+                    t.outstanding = 0;
+                    return Some(Err(BlockError::Broken));
                 }
                 Ok(Some(done)) => {
-                    outstanding -= 1;
+                    t.outstanding -= 1;
                     if let Err(e) = done.result {
-                        first_err.get_or_insert(e);
+                        t.first_err.get_or_insert(e);
                     } else if op == OP_READ {
                         self.traffic.read_bytes += done.len as u64;
                     } else if op == OP_WRITE {
@@ -441,15 +545,16 @@ impl Queue {
                 }
                 Ok(None) => {
                     let now = io.now_ns();
-                    if now >= deadline {
-                        self.counters.timed_out += outstanding as u64;
+                    if now >= t.deadline {
+                        self.counters.timed_out += t.outstanding as u64;
                         self.abandon();
+                        t.outstanding = 0;
                         // A request that failed says more than the ones that never came.
-                        return Err(first_err.unwrap_or(BlockError::Timeout {
-                            waited_ms: (now - started) / 1_000_000,
-                        }));
+                        return Some(Err(t.first_err.unwrap_or(BlockError::Timeout {
+                            waited_ms: (now - t.started) / 1_000_000,
+                        })));
                     }
-                    io.wait(deadline);
+                    return None;
                 }
             }
         }

@@ -837,3 +837,85 @@ fn a_shape_asking_more_segments_than_the_backend_takes_is_cut_to_the_offer() {
         d.assert_clean();
     }
 }
+
+/// A read stepped by its caller (`begin_read`, `step_read` until `Some`, the caller
+/// waiting between steps): the steps that wait for the backend say so (`None`), and
+/// the data, the requests and what is left over are those of the blocking read.
+#[test]
+fn a_stepped_read_gets_what_the_blocking_read_gets() {
+    let mut d = Dev::disk(4 * MIB, 512, 32);
+    let data = bytes(21, 3 * MIB + 512);
+    d.write(8, &data).unwrap();
+    let deadline = d.deadline();
+    let mut t = d.q.begin_read(&mut d.bb, 8, data.len(), deadline).unwrap();
+    assert_eq!(t.deadline(), deadline);
+    let mut buf = vec![0u8; data.len()];
+    let mut pending = 0;
+    let r = loop {
+        if let Some(r) = d.q.step_read(&mut d.bb, &mut t, &mut buf) {
+            break r;
+        }
+        pending += 1;
+        xenpv_protocol::blkfront::Io::wait(&mut d.bb, deadline);
+    };
+    assert_eq!(r, Ok(()));
+    assert!(pending > 0, "the first step sends and waits");
+    assert_eq!(buf, data);
+    assert_eq!(d.q.counters(), Counters::default());
+    d.assert_clean();
+}
+
+/// A stepped read refuses what the blocking one refuses, at its start: past the end,
+/// unaligned; and a buffer of another length than begun is refused without a copy.
+#[test]
+fn a_stepped_read_is_checked_as_the_blocking_one() {
+    let mut d = Dev::disk(MIB, 512, 0);
+    let deadline = d.deadline();
+    let sectors = (MIB / 512) as u64;
+    assert!(matches!(
+        d.q.begin_read(&mut d.bb, sectors, 512, deadline),
+        Err(BlockError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        d.q.begin_read(&mut d.bb, 0, 100, deadline),
+        Err(BlockError::Unaligned { .. })
+    ));
+    let mut t = d.q.begin_read(&mut d.bb, 0, 4096, deadline).unwrap();
+    let mut short = vec![0u8; 512];
+    assert!(matches!(
+        d.q.step_read(&mut d.bb, &mut t, &mut short),
+        Some(Err(BlockError::Unaligned { len: 512, .. }))
+    ));
+    assert!(d.bb.log.is_empty(), "nothing sent");
+    d.assert_clean();
+}
+
+/// A silent backend: the steps say `None` until the deadline, then `Timeout`, the
+/// requests abandoned and counted; a read given up by its caller (`cancel`) is counted
+/// the same, and the late answers of both only free their slots.
+#[test]
+fn a_stepped_read_times_out_or_is_cancelled_and_the_disk_goes_on() {
+    let mut d = Dev::disk(4 * MIB, 512, 0);
+    let a = bytes(31, 64 * 1024);
+    d.write(0, &a).unwrap();
+    d.bb.mode = Mode::Silent;
+    let deadline = d.deadline();
+    let mut buf = vec![0u8; a.len()];
+    let mut t = d.q.begin_read(&mut d.bb, 0, a.len(), deadline).unwrap();
+    assert_eq!(d.q.step_read(&mut d.bb, &mut t, &mut buf), None);
+    xenpv_protocol::blkfront::Io::wait(&mut d.bb, deadline);
+    assert_eq!(
+        d.q.step_read(&mut d.bb, &mut t, &mut buf),
+        Some(Err(BlockError::Timeout { waited_ms: 1000 }))
+    );
+    assert_eq!(d.q.counters().timed_out, 2);
+    let deadline = d.deadline();
+    let mut t = d.q.begin_read(&mut d.bb, 0, a.len(), deadline).unwrap();
+    assert_eq!(d.q.step_read(&mut d.bb, &mut t, &mut buf), None);
+    d.q.cancel(&mut t);
+    assert_eq!(d.q.counters().timed_out, 4);
+    d.bb.mode = Mode::Honest;
+    assert_eq!(d.read(0, a.len()).unwrap(), a);
+    assert_eq!(d.q.counters().late, 4);
+    d.assert_clean();
+}

@@ -3,7 +3,7 @@
 
 use crate::xenstore::Xenstore;
 use crate::PageLink;
-use xenpv_protocol::xenbus::{self, Backend, Device};
+use core::ops::ControlFlow::{self, Break, Continue};
 
 /// How long the handshake may take (the backend waits for its hotplug script first:
 /// seconds under emulation).
@@ -23,8 +23,25 @@ pub struct Closed {
     pub unacknowledged: bool,
 }
 
-/// The xenbus side of closing: Closing, the backend's answer (at most [`CLOSE_NS`]),
-/// Closed. Whether the backend failed to acknowledge.
-pub(crate) fn close_handshake(xs: &mut Xenstore<PageLink>, dev: &Device, be: &Backend) -> bool {
-    xenbus::close(xs, dev, be, crate::time::now_ns() + CLOSE_NS).is_err()
+/// Step `s` to its end (`step` breaks with the result, or continues with the next state
+/// and when to step it again), waiting between steps for a xenstore watch event or that
+/// time: a blocking caller's loop. Events stay queued for their owner.
+pub(crate) fn drive<S, T>(
+    xs: &mut Xenstore<PageLink>,
+    mut s: S,
+    mut step: impl FnMut(S, &mut Xenstore<PageLink>) -> ControlFlow<T, (S, u64)>,
+) -> T {
+    loop {
+        let mark = xs.events_arrived();
+        match step(s, xs) {
+            Continue((next, wake_at)) => {
+                s = next;
+                if wake_at > crate::time::now_ns() {
+                    // A failed wait (a corrupt ring) shows at the next step's requests.
+                    let _ = xs.wait_event(mark, wake_at);
+                }
+            }
+            Break(done) => return done,
+        }
+    }
 }

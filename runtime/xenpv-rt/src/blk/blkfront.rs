@@ -12,7 +12,7 @@
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 use crate::evtchn::{self, EvtchnError, Port};
-use crate::frontend::close_handshake;
+use crate::frontend::drive;
 pub use crate::frontend::{Closed, CLOSE_NS, CONNECT_NS};
 use crate::gnttab::{GntError, GrantRef, GrantTable, GrantedPage, ReservedRef};
 use crate::mm::Memory;
@@ -20,11 +20,17 @@ use crate::shared_page::SharedPage;
 use crate::xenstore::{Xenstore, XsError};
 use crate::PageLink;
 use core::fmt::{self, Write as _};
-use xenpv_protocol::blkfront::{BadKey, Counters, Io, Offer, PageRef, Queue, Shape, Traffic, IDS};
+use core::ops::ControlFlow::{Break, Continue};
+use xenpv_protocol::blkfront::{BadKey, Io, Offer, PageRef, Queue, Shape, IDS};
+pub use xenpv_protocol::blkfront::{Counters, Traffic, Transfer};
 use xenpv_protocol::blkif::{parse_number, DIRECT_SEGMENTS, REQ_SLOT};
 use xenpv_protocol::block::{BlockDevice, BlockError, Geometry};
 use xenpv_protocol::shared_ring::{FrontRing, PageMem};
-use xenpv_protocol::xenbus::{self, Backend, Device, Flavor, State, XenbusError};
+use xenpv_protocol::xenbus::{self, Backend, Connecting, Device, Flavor, State, XenbusError};
+
+mod steps;
+use steps::Parts;
+pub use steps::{CloseStep, ClosingBlkfront, ConnectStep, PendingBlkfront};
 
 /// How long one call (read, write, flush) may take by default
 /// ([`Blkfront::set_timeout`]).
@@ -194,13 +200,35 @@ impl Blkfront {
     /// data pages (up to [`MAX_POOL`]) with a grant reference reserved for each.
     ///
     /// Everything taken is given back on failure (a grant the backend holds stays
-    /// granted, and its page is kept).
+    /// granted, and its page is kept). This blocks until the backend answers: a loop
+    /// serving other devices meanwhile uses [`Blkfront::begin_connect`].
     pub fn connect(
         mem: &mut Memory,
         gt: &mut GrantTable,
         xs: &mut Xenstore<PageLink>,
         id: u32,
     ) -> Result<Blkfront, BlkError> {
+        let p = Blkfront::begin_connect(mem, gt, xs, id)?;
+        let r = drive(xs, p, |p, xs| match p.step(mem, gt, xs) {
+            ConnectStep::Pending(next, wake_at) => Continue((next, wake_at)),
+            ConnectStep::Connected(disk) => Break(Ok(disk)),
+            ConnectStep::Failed(e, closing) => Break(Err((e, closing))),
+        });
+        r.map_err(|(e, closing)| {
+            closing.finish(mem, gt, xs);
+            e
+        })
+    }
+
+    /// Start bringing up disk `id` without waiting for its backend: read its backend,
+    /// grant the ring, allocate the event channel. The handshake is then
+    /// [`PendingBlkfront::step`]ped, a few xenstore requests at a time.
+    pub fn begin_connect(
+        mem: &mut Memory,
+        gt: &mut GrantTable,
+        xs: &mut Xenstore<PageLink>,
+        id: u32,
+    ) -> Result<PendingBlkfront, BlkError> {
         let dev = Device::new("vbd", id);
         let backend = xenbus::probe(xs, &dev).map_err(BlkError::Xenbus)?;
         let handle = read_key(xs, &dev, dev.dir(), "virtual-device")?
@@ -213,14 +241,13 @@ impl Blkfront {
         };
         // SHARED_RING_INIT before the backend maps it (the queue writes the same again).
         FrontRing::new(REQ_SLOT, &mut ring);
-        let mut ring = match gt.grant(backend.domid, ring, false) {
+        let ring = match gt.grant(backend.domid, ring, false) {
             Ok(g) => g,
             Err((ring, e)) => {
                 ring.free(mem);
                 return Err(BlkError::Grant(e));
             }
         };
-        let ring_ref = ring.gref();
         let port = match evtchn::alloc_unbound(backend.domid) {
             Ok(p) => p,
             Err(e) => {
@@ -229,37 +256,34 @@ impl Blkfront {
             }
         };
         let _ = evtchn::mask(port);
-        let r = xenbus::connect(
-            xs,
+        let handshake = Connecting::new(
             &dev,
             &backend,
             Flavor::InitialisedFirst,
             crate::time::now_ns() + CONNECT_NS,
-            &mut |t| {
-                let mut v: heapless::String<12> = heapless::String::new();
-                let _ = write!(v, "{ring_ref}");
-                t.write("ring-ref", v.as_bytes())?;
-                v.clear();
-                let _ = write!(v, "{port}");
-                t.write("event-channel", v.as_bytes())?;
-                t.write("protocol", b"x86_64-abi")
-            },
         );
-        let fail = |mem: &mut Memory, gt: &mut GrantTable, xs: &mut Xenstore<PageLink>, ring| {
-            let _ = close_handshake(xs, &dev, &backend);
-            let _ = evtchn::close(port);
-            end_and_free(mem, gt, ring);
-        };
-        if let Err(e) = r {
-            fail(mem, gt, xs, ring);
-            return Err(BlkError::Xenbus(e));
-        }
-        let offer = match read_offer(xs, &dev, &backend) {
+        Ok(PendingBlkfront {
+            id,
+            dev,
+            backend,
+            handle,
+            port,
+            ring,
+            handshake,
+        })
+    }
+
+    /// The rest of a bring-up once the backend is Connected: what it offers, the data
+    /// pages and their references. On failure, what to close.
+    fn finish(
+        p: PendingBlkfront,
+        mem: &mut Memory,
+        gt: &mut GrantTable,
+        xs: &mut Xenstore<PageLink>,
+    ) -> Result<Blkfront, (BlkError, ClosingBlkfront)> {
+        let offer = match read_offer(xs, &p.dev, &p.backend) {
             Ok(o) => o,
-            Err(e) => {
-                fail(mem, gt, xs, ring);
-                return Err(e);
-            }
+            Err(e) => return Err((e, p.abort())),
         };
         let shape = Shape::for_offer(&offer, MAX_POOL, MIN_IN_FLIGHT);
         let indirect_pages = if shape.segments > DIRECT_SEGMENTS {
@@ -267,23 +291,25 @@ impl Blkfront {
         } else {
             0
         };
-        let mut data = heapless::Vec::new();
-        let mut indirect = heapless::Vec::new();
+        let mut parts = Parts {
+            port: p.port,
+            ring: p.ring,
+            data: heapless::Vec::new(),
+            indirect: heapless::Vec::new(),
+        };
         let mut by_ref = heapless::Vec::new();
         let need = 1 + shape.pages() + indirect_pages;
         for i in 0..shape.pages() + indirect_pages {
             let Some(page) = SharedPage::alloc(mem) else {
-                release_pool(mem, gt, data, indirect);
-                fail(mem, gt, xs, ring);
-                return Err(BlkError::NoMemory { need });
+                let closing = ClosingBlkfront::new(&p.dev, &p.backend, parts);
+                return Err((BlkError::NoMemory { need }, closing));
             };
-            let p = match gt.reserve(page) {
-                Ok(p) => p,
+            let r = match gt.reserve(page) {
+                Ok(r) => r,
                 Err((page, e)) => {
                     page.free(mem);
-                    release_pool(mem, gt, data, indirect);
-                    fail(mem, gt, xs, ring);
-                    return Err(BlkError::Grant(e));
+                    let closing = ClosingBlkfront::new(&p.dev, &p.backend, parts);
+                    return Err((BlkError::Grant(e), closing));
                 }
             };
             let which = if i < shape.pages() {
@@ -291,18 +317,24 @@ impl Blkfront {
             } else {
                 PageRef::Indirect((i - shape.pages()) as u16)
             };
-            let _ = by_ref.push((p.gref(), which));
+            let _ = by_ref.push((r.gref(), which));
             let _ = match which {
-                PageRef::Data(_) => data.push(p).map_err(|_| ()),
-                PageRef::Indirect(_) => indirect.push(p).map_err(|_| ()),
+                PageRef::Data(_) => parts.data.push(r).map_err(|_| ()),
+                PageRef::Indirect(_) => parts.indirect.push(r).map_err(|_| ()),
             };
         }
         by_ref.sort_unstable_by_key(|&(r, _)| r);
-        let queue = Queue::new(&mut ring, offer, shape, handle);
+        let queue = Queue::new(&mut parts.ring, offer, shape, p.handle);
+        let Parts {
+            port,
+            ring,
+            data,
+            indirect,
+        } = parts;
         Ok(Blkfront {
-            id,
-            dev,
-            backend,
+            id: p.id,
+            dev: p.dev,
+            backend: p.backend,
             port,
             ring,
             data,
@@ -362,29 +394,59 @@ impl Blkfront {
         )
     }
 
+    /// Start a read of `len` bytes (whole sectors) from sector `sector` on, to be
+    /// finished by [`Self::step_read`] within the disk's timeout from now: for a caller
+    /// that waits for the event channel ([`Self::port`]) its own way, an async task say.
+    pub fn begin_read(&mut self, sector: u64, len: usize) -> Result<Transfer, BlockError> {
+        let (q, mut io, deadline) = self.live();
+        q.begin_read(&mut io, sector, len, deadline)
+    }
+
+    /// Advance a read begun by [`Self::begin_read`] into `buf` (the same buffer every
+    /// step), never waiting: `None` until it is over (step again after an event on
+    /// [`Self::port`] or at [`Transfer::deadline`]), then its result.
+    pub fn step_read(
+        &mut self,
+        t: &mut Transfer,
+        buf: &mut [u8],
+    ) -> Option<Result<(), BlockError>> {
+        let (q, mut io, _) = self.live();
+        q.step_read(&mut io, t, buf)
+    }
+
+    /// Give up on a stepped read before its end: its requests in flight are abandoned
+    /// (their answers only free their slots) and counted as timed out.
+    pub fn cancel(&mut self, t: &mut Transfer) {
+        self.queue.cancel(t);
+    }
+
     /// The backend's state now (`None`: its directory is gone).
     pub fn backend_state(&self, xs: &mut Xenstore<PageLink>) -> Result<Option<State>, BlkError> {
         xenbus::backend_state(xs, &self.dev, &self.backend).map_err(BlkError::Xenbus)
     }
 
     /// Close: Closing, wait for the backend (at most [`CLOSE_NS`]), Closed; then end
-    /// every grant the backend lets go of and free those pages.
+    /// every grant the backend lets go of and free those pages. This blocks until the
+    /// backend answers: a loop serving other devices meanwhile steps
+    /// [`Blkfront::begin_close`].
     pub fn close(
         self,
         mem: &mut Memory,
         gt: &mut GrantTable,
         xs: &mut Xenstore<PageLink>,
     ) -> Closed {
-        let unacknowledged = close_handshake(xs, &self.dev, &self.backend);
-        let _ = evtchn::close(self.port);
-        let mut kept = release_pool(mem, gt, self.data, self.indirect);
-        if !end_and_free(mem, gt, self.ring) {
-            kept += 1;
-        }
-        Closed {
-            pages_kept: kept,
-            unacknowledged,
-        }
+        self.begin_close().finish(mem, gt, xs)
+    }
+
+    /// Start closing, a step at a time ([`ClosingBlkfront::step`]).
+    pub fn begin_close(self) -> ClosingBlkfront {
+        let parts = Parts {
+            port: self.port,
+            ring: self.ring,
+            data: self.data,
+            indirect: self.indirect,
+        };
+        ClosingBlkfront::new(&self.dev, &self.backend, parts)
     }
 }
 

@@ -6,6 +6,8 @@
 //! [`GRANT_FRAMES`]), so devices connected later find references without anyone sizing
 //! it by hand.
 
+mod disk;
+pub use disk::{Disk, DiskError, DEFAULT_TIMEOUT_NS, MAX_OPEN_DISKS};
 #[cfg(feature = "net")]
 mod net;
 #[cfg(feature = "net")]
@@ -13,7 +15,7 @@ pub use net::{
     Connected, Net, VifEvent, VifEvents, BACKEND_CHECK_NS, MAX_VIFS, REATTACH_EVERY_NS, VIF_EVENTS,
 };
 
-use crate::exec::Spawner;
+use crate::exec::{self, Spawner};
 use crate::gnttab::{GntError, GrantTable};
 use crate::xenstore::{Xenstore, XsError};
 use crate::{Boot, PageLink};
@@ -21,6 +23,8 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::task::{Poll, Waker};
+use embassy_futures::select::select;
+use embassy_time::{Instant, Timer};
 
 /// Grant-table frames the device layer sets up (Xen may allow fewer: then as many as it
 /// does). Each holds 512 references; a netfront takes about 2 × 256 + 2.
@@ -82,14 +86,15 @@ pub struct DeviceContext<'a> {
 pub struct Devices {
     boot: &'static RefCell<&'static mut Boot>,
     grants: RefCell<Option<GrantTable>>,
-    #[cfg_attr(not(feature = "net"), allow(dead_code))]
     spawner: Spawner,
     /// The xenstore client's event channel (0 for dom0, which has none).
-    #[cfg_attr(not(feature = "net"), allow(dead_code))]
     store_port: crate::evtchn::Port,
     /// Vifs handed out (their tasks keep them, through detaches, until the end).
     #[cfg_attr(not(feature = "net"), allow(dead_code))]
     vifs: RefCell<Vec<u32>>,
+    /// Disks handed out or connecting (`device/vbd` ids; their tasks close them at the
+    /// end).
+    disks: RefCell<Vec<u32>>,
     /// Device tasks still running.
     open: Cell<u32>,
     closing: Cell<bool>,
@@ -108,6 +113,7 @@ impl Devices {
             spawner,
             store_port,
             vifs: RefCell::new(Vec::new()),
+            disks: RefCell::new(Vec::new()),
             open: Cell::new(0),
             closing: Cell::new(false),
             closing_wakers: RefCell::new(Vec::new()),
@@ -144,7 +150,6 @@ impl Devices {
     }
 
     /// Resolves once the devices start closing.
-    #[cfg_attr(not(feature = "net"), allow(dead_code))]
     fn closing(&self) -> impl core::future::Future<Output = ()> + '_ {
         core::future::poll_fn(|cx| {
             if self.closing.get() {
@@ -156,6 +161,15 @@ impl Devices {
             }
             Poll::Pending
         })
+    }
+
+    /// Wait for a xenstore event, Xen system time `until_ns`, or the devices' close.
+    pub(crate) async fn wait_store(&self, until_ns: u64) {
+        if self.is_closing() {
+            return;
+        }
+        let timer = Timer::at(Instant::from_micros(until_ns / 1000));
+        select(select(exec::event(self.store_port), timer), self.closing()).await;
     }
 
     /// Tell every device task to close its device (the runtime does it when the guest

@@ -14,7 +14,7 @@ use core::cell::{Cell, RefCell};
 use core::fmt::Write as _;
 use core::task::{Poll, Waker};
 use embassy_futures::select::{select, Either};
-use embassy_time::{Duration, Instant, Timer};
+use embassy_time::{Duration, Timer};
 use xenpv_net::smoltcp;
 use xenpv_net::{Addressing, Config, Driver, Ipv4Address, Ipv4Cidr, Runner, Stack, TcpConfig};
 pub use xenpv_protocol::vif::VifEvent;
@@ -325,15 +325,6 @@ impl Devices {
                 }
             }
         }
-    }
-
-    /// Wait for a xenstore event, Xen system time `until_ns`, or the devices' close.
-    async fn wait_store(&self, until_ns: u64) {
-        if self.is_closing() {
-            return;
-        }
-        let timer = Timer::at(Instant::from_micros(until_ns / 1000));
-        select(select(exec::event(self.store_port), timer), self.closing()).await;
     }
 
     /// Why the vif's backend is no longer serving it (`Some(state)`: closing or closed;

@@ -151,20 +151,37 @@ const READ_FILE: &str = "docs/deep/nested/1m-plus-3";
 const READ_FILE_TAIL: usize = 70_001;
 
 /// A consumer crate (examples/read-file, outside the app: the runtime's public API and
-/// embedded-io only) reads a file of an ext4 disk through `embedded_io::Read`
-/// (`read_exact` in 4000-byte pieces) and again after a `Seek` from the end, as a domU
-/// with the image as `--disk` (read by Linux's blkback): both FNV-1a sums must be the
-/// host's of the same bytes.
+/// embedded-io only) takes the disk from the async runtime's device layer
+/// (`rt.devices().disk(0)`), reads its first MiB as sectors (`disk.read(..).await`: its
+/// FNV-1a must be the image's), then (`disk.ext4()`) reads a file of an ext4 disk through
+/// `embedded_io::Read` (`read_exact` in 4000-byte pieces) and again after a `Seek` from
+/// the end, as a domU with the image as `--disk` (read by Linux's blkback): both FNV-1a
+/// sums must be the host's of the same bytes, and the runtime must close the disk once
+/// the app returns.
 pub fn read_file() -> BootTest {
     let mut b = t(
         "domu-example-read-file",
         Image::ReadFile,
         &format!("path=/{READ_FILE} tail={READ_FILE_TAIL}"),
         0,
-        vec![Check::ExitLine],
+        vec![
+            Check::ExitLine,
+            Check::Regex(r"xenpv-rt: vbd51712 closed in \d+ ms pages_kept=0"),
+        ],
     );
     b.prepare = Some(|b| {
         let (img, files) = crate::disks::ext4_files("domu-example-read-file.img")?;
+        // The image's first MiB, which the example reads as sectors (an async read).
+        let mut head = vec![0u8; 1 << 20];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open(&img).map_err(|e| format!("{}: {e}", img.display()))?,
+            &mut head,
+        )
+        .map_err(|e| format!("{}: {e}", img.display()))?;
+        b.checks.push(has(&format!(
+            "read-file: sectors 0.. bytes=1048576 fnv={:016x}",
+            crate::disks::fnv1a64(&head)
+        )));
         b.disks = vec![crate::xenbox::Disk {
             path: img,
             read_only: true,

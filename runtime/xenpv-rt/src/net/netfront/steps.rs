@@ -1,43 +1,22 @@
 //! netfront's step machines: a vif being brought up ([`PendingNetfront`]) and one being
 //! closed ([`ClosingNetfront`]), each stepped a few xenstore requests at a time without
-//! waiting for the backend, and [`drive`] for a caller that blocks until the end.
+//! waiting for the backend (`crate::frontend::drive` steps them for a caller that
+//! blocks until the end).
 
 #[cfg(feature = "net")]
 use super::{Frames, GSO_FRAME_MAX, RX_FRAME_MAX};
 use super::{NetError, Netfront, Parts, CLOSE_NS, PAGES};
 use crate::evtchn;
+pub(super) use crate::frontend::drive;
 use crate::frontend::Closed;
 use crate::gnttab::{GntError, GrantTable, GrantedPage};
 use crate::mm::Memory;
 use crate::xenstore::Xenstore;
 use crate::PageLink;
 use core::fmt::Write as _;
-use core::ops::ControlFlow::{self, Break, Continue};
+use core::ops::ControlFlow::{Break, Continue};
 use xenpv_protocol::netfront::{self as nf, Queue};
 use xenpv_protocol::xenbus::{Backend, Closing, Connecting, Device, Step};
-
-/// Step `s` to its end (`step` breaks with the result, or continues with the next state
-/// and when to step it again), waiting between steps for a xenstore watch event or that
-/// time: a blocking caller's loop. Events stay queued for their owner.
-pub(super) fn drive<S, T>(
-    xs: &mut Xenstore<PageLink>,
-    mut s: S,
-    mut step: impl FnMut(S, &mut Xenstore<PageLink>) -> ControlFlow<T, (S, u64)>,
-) -> T {
-    loop {
-        let mark = xs.events_arrived();
-        match step(s, xs) {
-            Continue((next, wake_at)) => {
-                s = next;
-                if wake_at > crate::time::now_ns() {
-                    // A failed wait (a corrupt ring) shows at the next step's requests.
-                    let _ = xs.wait_event(mark, wake_at);
-                }
-            }
-            Break(done) => return done,
-        }
-    }
-}
 
 /// What a step of [`PendingNetfront`] says.
 pub enum ConnectStep {
