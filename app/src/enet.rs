@@ -32,8 +32,9 @@ use xenpv_rt::net::netfront::Netfront;
 use xenpv_rt::net::smoltcp::phy::{self, Checksum, Device};
 use xenpv_rt::{exec, println};
 
-/// Bytes of each TCP socket's buffers (xenpv-net's default, for a like-for-like run).
-const TCP_BUF: usize = 64 * 1024;
+// Each port's socket buffers are the xenpv-net appliance's (a like-for-like run): the
+// discard port receives into 1 MiB, HTTP sends from 1 MiB.
+use xenpv_appliance_service::config::{SMALL_BUFFER, STREAM_BUFFER};
 /// Connections each TCP service serves at once.
 const WORKERS: usize = 4;
 /// The largest frame netfront may hand over (a multi-slot receive with GSO).
@@ -175,7 +176,7 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
 
 /// TCP discard (RFC 863), one connection at a time per worker.
 async fn discard(stack: embassy_net::Stack<'static>) {
-    let (mut rx, mut tx) = (vec![0u8; TCP_BUF], vec![0u8; TCP_BUF]);
+    let (mut rx, mut tx) = (vec![0u8; STREAM_BUFFER], vec![0u8; SMALL_BUFFER]);
     loop {
         let mut s = TcpSocket::new(stack, &mut rx, &mut tx);
         if s.accept(9).await.is_err() {
@@ -192,7 +193,7 @@ async fn discard(stack: embassy_net::Stack<'static>) {
 
 /// `GET /bytes/N` and the appliance's other routes, one request per connection.
 async fn serve_http(stack: embassy_net::Stack<'static>) {
-    let (mut rx, mut tx) = (vec![0u8; TCP_BUF], vec![0u8; TCP_BUF]);
+    let (mut rx, mut tx) = (vec![0u8; SMALL_BUFFER], vec![0u8; STREAM_BUFFER]);
     loop {
         let mut s = TcpSocket::new(stack, &mut rx, &mut tx);
         if s.accept(80).await.is_err() {
