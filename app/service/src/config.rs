@@ -5,12 +5,17 @@ use embassy_time::Duration;
 use xenpv_appliance::admission::Limits;
 use xenpv_net::TcpConfig;
 
-/// Socket buffers of a connection, each way: a window of several of dom0's GSO
+/// Socket buffers of an echo connection, each way: a window of several of dom0's GSO
 /// acknowledgements (throughput is window / round trip: 256 KiB measured 73 Mbit/s of
 /// single-stream echo in the emulated box, 128 KiB 50). Sockets whose buffers the heap
 /// cannot give are not made (the listener counts `no_memory`), so a flood costs
 /// connections, never the guest.
 pub const BUFFER: usize = 256 * 1024;
+/// The buffer of the direction a service streams in (discard's receive side, HTTP's
+/// transmit side), and of the other direction: the polled appliance's sizes.
+pub const STREAM_BUFFER: usize = 1024 * 1024;
+/// The buffer of the direction a service hardly uses (a request head, discard's replies).
+pub const SMALL_BUFFER: usize = 4 * 1024;
 
 /// The stack's TCP settings for `l`: `tcp_idle=` is each stream's idle timeout,
 /// `syn_timeout=` the handshake's, `tcp_listen=` the listeners' backlog, `tcp_max=` the
@@ -26,6 +31,23 @@ pub fn tcp_config(l: &Limits) -> TcpConfig {
         max_connections: l.max,
         per_peer: l.per_peer,
         ..TcpConfig::default()
+    }
+}
+
+/// The TCP settings of the listener on `port` (each connection it accepts has them):
+/// [`tcp_config`]'s, with the buffers sized for the service: discard (9) receives in
+/// [`STREAM_BUFFER`], HTTP (80) sends from one, echo (7 and any other) has [`BUFFER`]
+/// each way.
+pub fn port_config(l: &Limits, port: u16) -> TcpConfig {
+    let (rx_buffer, tx_buffer) = match port {
+        9 => (STREAM_BUFFER, SMALL_BUFFER),
+        80 => (SMALL_BUFFER, STREAM_BUFFER),
+        _ => (BUFFER, BUFFER),
+    };
+    TcpConfig {
+        rx_buffer,
+        tx_buffer,
+        ..tcp_config(l)
     }
 }
 
@@ -56,5 +78,18 @@ mod tests {
         let d = tcp_config(&Limits::DEFAULT);
         assert_eq!((d.backlog, d.max_connections, d.per_peer), (4, 128, 100));
         assert_eq!(d.idle_timeout, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn each_port_streams_through_its_large_buffer() {
+        let l = Limits::DEFAULT;
+        let b = |p| {
+            let c = port_config(&l, p);
+            (c.rx_buffer, c.tx_buffer)
+        };
+        assert_eq!(b(9), (STREAM_BUFFER, SMALL_BUFFER));
+        assert_eq!(b(80), (SMALL_BUFFER, STREAM_BUFFER));
+        assert_eq!(b(7), (BUFFER, BUFFER));
+        assert_eq!(port_config(&l, 80).max_connections, 128);
     }
 }

@@ -1,16 +1,15 @@
 //! HTTP: one request per connection (`Connection: close`), as `xenpv_appliance::http`
 //! plans it.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use embassy_time::{with_timeout, Duration};
 use embedded_io_async::{Read, Write};
+
 use xenpv_appliance::http::{self, FileSum, Opened, Parse, Route, HEAD_MAX, ROUND_BYTES};
 use xenpv_net::TcpStream;
 
 use crate::files::{Files, ReadFail};
-use crate::tcp::CHUNK;
 use crate::{add, Counters};
 
 /// How an exchange ended.
@@ -68,15 +67,20 @@ async fn open_file<F: Files>(files: &F, path: &str, c: &Counters) -> (Opened, Op
     }
 }
 
+/// Most body bytes made at once (a file's read from the disk, the pattern computed)
+/// straight into the socket's send buffer: a bounded hold of the executor.
+pub const BODY_STEP: usize = ROUND_BYTES as usize;
+
 /// Serve one HTTP request on `s`: read its head (within `head_timeout`, else
-/// [`Outcome::Abort`], counted), answer it, the body streamed in [`CHUNK`]s. The caller
-/// closes or resets the connection as the outcome says.
-pub async fn http_exchange<S: Read + Write, F: Files>(
-    s: &mut S,
+/// [`Outcome::Abort`], counted), answer it, the body made straight in the socket's send
+/// buffer, [`BODY_STEP`] bytes at most at a time. The caller closes or resets the
+/// connection as the outcome says.
+pub async fn http_exchange<F: Files>(
+    s: &mut TcpStream,
     head_timeout: Duration,
     files: &F,
     c: &Counters,
-) -> Result<Outcome, S::Error> {
+) -> Result<Outcome, xenpv_net::tcp::Error> {
     let mut head = Vec::with_capacity(HEAD_MAX);
     match read_head(s, &mut head, head_timeout).await {
         None => {
@@ -104,21 +108,24 @@ pub async fn http_exchange<S: Read + Write, F: Files>(
     };
     let h = http::head(&r, r.body.checksum());
     s.write_all(h.as_bytes()).await?;
-    let len = r.body.len();
-    let mut buf = vec![0u8; CHUNK.min(len as usize)];
+    let (body, len) = (r.body, r.body.len());
     let mut at = 0u64;
     while at < len {
-        let fill = r
-            .body
-            .fill_with(at, &mut buf, |off, out| match file.as_mut() {
-                Some(f) => files.read_at(f, off, out),
-                None => Err(ReadFail::Failed),
-            });
+        let fill = s
+            .write_with(|b| {
+                let k = b.len().min(BODY_STEP);
+                let b = &mut b[..k];
+                let r = body.fill_with(at, b, |off, out| match file.as_mut() {
+                    Some(f) => files.read_at(f, off, out),
+                    None => Err(ReadFail::Failed),
+                });
+                (*r.as_ref().unwrap_or(&0), r)
+            })
+            .await?;
         let Ok(n) = fill else {
             // The head promised a length: the connection is cut short.
             return Ok(Outcome::Abort);
         };
-        s.write_all(&buf[..n]).await?;
         add(&c.http_bytes, n as u64);
         at += n as u64;
         if file.is_some() {

@@ -22,7 +22,7 @@ mod tcp;
 mod udp;
 
 pub use files::{Files, NoFiles, ReadFail};
-pub use http::{http, http_exchange, Outcome};
+pub use http::{http, http_exchange, Outcome, BODY_STEP};
 pub use tcp::{discard, discard_loop, echo, echo_loop, serve_each, CHUNK};
 pub use udp::{udp_echo, UDP_MAX};
 
@@ -57,6 +57,8 @@ pub struct Counters {
     pub tcp_conns: Cell<u64>,
     /// The most connections [`serve_each`] served at once on one listener.
     pub conns_peak: Cell<u64>,
+    /// Connections reset for want of heap for their buffer.
+    pub no_memory: Cell<u64>,
 }
 
 /// Add `n` to a counter.

@@ -1,6 +1,6 @@
 //! TCP echo and discard, and a listener's connections served each as its own future.
 
-use alloc::vec;
+use alloc::vec::Vec;
 use core::cell::Cell;
 use core::future::Future;
 
@@ -67,17 +67,39 @@ pub(crate) async fn finish<E: embedded_io_async::Error>(
     }
 }
 
+/// `n` zero bytes, or `None` if the heap cannot give them (then counted in
+/// `no_memory`): clients drive how many connections there are, and a failed allocation
+/// would end the guest.
+pub(crate) fn buffer(n: usize, c: &Counters) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    if v.try_reserve_exact(n).is_err() {
+        add(&c.no_memory, 1);
+        return None;
+    }
+    v.resize(n, 0);
+    Some(v)
+}
+
 /// TCP echo on one connection (RFC 862).
 pub async fn echo(mut s: TcpStream, c: &Counters) {
-    let mut buf = vec![0u8; CHUNK];
+    let Some(mut buf) = buffer(CHUNK, c) else {
+        s.abort();
+        return;
+    };
     let r = echo_loop(&mut s, &mut buf, &c.tcp_echoed).await;
     finish(s, r, c).await;
 }
 
-/// TCP discard on one connection (RFC 863).
+/// TCP discard on one connection (RFC 863): what arrives is dropped in the socket's own
+/// buffer (no copy).
 pub async fn discard(mut s: TcpStream, c: &Counters) {
-    let mut buf = vec![0u8; CHUNK];
-    let r = discard_loop(&mut s, &mut buf, &c.discarded).await;
+    let r = loop {
+        match s.read_with(|b| (b.len(), b.len())).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => add(&c.discarded, n as u64),
+            Err(e) => break Err(e),
+        }
+    };
     finish(s, r, c).await;
 }
 

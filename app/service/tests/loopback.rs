@@ -4,7 +4,9 @@ use embassy_futures::join::join_array;
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 use embedded_io_async::{Read, Write};
+use xenpv_appliance::admission::Limits;
 use xenpv_appliance::http::{Fnv, Opened};
+use xenpv_appliance_service::config::port_config;
 use xenpv_appliance_service::{
     discard, echo, http, serve_each, udp_echo, Counters, Files, NoFiles, ReadFail,
 };
@@ -13,11 +15,9 @@ use xenpv_net::{loopback, Stack, TcpListener, TcpStream, UdpSocket};
 /// The services on ports 7 (UDP and TCP), 9 and 80 of `stack`, with `files`.
 async fn services<F: Files>(stack: &Stack, c: &Counters, files: &F, head: Duration) {
     let u = UdpSocket::bind(stack, 7).unwrap();
-    let (e, d, h) = (
-        TcpListener::bind(stack, 7).unwrap(),
-        TcpListener::bind(stack, 9).unwrap(),
-        TcpListener::bind(stack, 80).unwrap(),
-    );
+    // Each listener as the appliance binds it.
+    let bind = |p| TcpListener::bind_with(stack, p, port_config(&Limits::DEFAULT, p)).unwrap();
+    let (e, d, h) = (bind(7), bind(9), bind(80));
     embassy_futures::join::join4(
         udp_echo(&u, c),
         serve_each(&e, 128, c, |s| echo(s, c)),

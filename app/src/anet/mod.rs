@@ -20,7 +20,9 @@ mod words;
 use alloc::vec::Vec;
 use embassy_time::Duration;
 use futures_util::future::join_all;
+use xenpv_appliance::admission::Limits;
 use xenpv_appliance::config::Ip;
+use xenpv_appliance_service::config::port_config;
 use xenpv_appliance_service::{self as service, Counters};
 use xenpv_contract::status::AppStatus;
 use xenpv_rt::device::Net;
@@ -72,7 +74,7 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
     };
     let mut vifs = Vec::new();
     for (net, ip) in nets.into_iter().zip(w.ips.iter().copied()) {
-        match bind(net, ip) {
+        match bind(net, ip, &w.limits) {
             Ok(v) => vifs.push(v),
             Err(status) => return status,
         }
@@ -124,17 +126,18 @@ async fn connect_all(rt: &'static xenpv_rt::Runtime, w: &Words) -> Result<Vec<Ne
     Ok(nets)
 }
 
-/// The appliance's sockets on a vif.
-fn bind(net: Net, ip: Ip) -> Result<Vif, i32> {
+/// The appliance's sockets on a vif, each listener's buffers sized for its service.
+fn bind(net: Net, ip: Ip, l: &Limits) -> Result<Vif, i32> {
     let i = net.index();
     let fail = |what: &str, e: &dyn core::fmt::Debug| {
         println!("net: vif{i}: bind {what}: {e:?}");
         i32::from(AppStatus::Device)
     };
     let udp = UdpSocket::bind_with(&net, 7, UDP_BUFFERS).map_err(|e| fail("udp/7", &e))?;
-    let echo = TcpListener::bind(&net, 7).map_err(|e| fail("tcp/7", &e))?;
-    let discard = TcpListener::bind(&net, 9).map_err(|e| fail("tcp/9", &e))?;
-    let http = TcpListener::bind(&net, 80).map_err(|e| fail("tcp/80", &e))?;
+    let tcp = |port| TcpListener::bind_with(&net, port, port_config(l, port));
+    let echo = tcp(7).map_err(|e| fail("tcp/7", &e))?;
+    let discard = tcp(9).map_err(|e| fail("tcp/9", &e))?;
+    let http = tcp(80).map_err(|e| fail("tcp/80", &e))?;
     Ok(Vif {
         net,
         ip,

@@ -89,26 +89,37 @@ pub(super) fn limits(l: &Limits) {
 }
 
 /// A DHCP vif: once its lease is bound, `net: vifN dhcp address=A/P`, and the address
-/// published at `data/xenpv-app/vifN-ip` (dom0's script reads it). Never returns.
+/// published at `data/xenpv-app/vifN-ip` (dom0's script reads it); a lease lost (looked
+/// at each second) is said and unpublished, a new one announced. Never returns.
 pub(super) async fn dhcp(rt: &'static xenpv_rt::Runtime, net: &Net, ip: Ip) {
-    if ip == Ip::Dhcp {
+    if ip != Ip::Dhcp {
+        return core::future::pending::<()>().await;
+    }
+    let mut key: heapless::String<32> = heapless::String::new();
+    let _ = write!(key, "data/xenpv-app/vif{}-ip", net.index());
+    loop {
         net.wait_config_up().await;
-        if let Some(cidr) = net.ipv4() {
-            println!(
-                "{}",
-                Writer::new("net")
-                    .word(&vif_word(net.index()))
-                    .word("dhcp")
-                    .field("address", &cidr)
-            );
-            let (mut key, mut addr): (heapless::String<32>, heapless::String<24>) =
-                (heapless::String::new(), heapless::String::new());
-            let _ = write!(key, "data/xenpv-app/vif{}-ip", net.index());
-            let _ = write!(addr, "{}", cidr.address());
-            publish(rt, &key, &addr);
+        let Some(cidr) = net.ipv4() else {
+            continue;
+        };
+        println!(
+            "{}",
+            Writer::new("net")
+                .word(&vif_word(net.index()))
+                .word("dhcp")
+                .field("address", &cidr)
+        );
+        let mut addr: heapless::String<24> = heapless::String::new();
+        let _ = write!(addr, "{}", cidr.address());
+        publish(rt, &key, &addr);
+        while net.ipv4() == Some(cidr) {
+            embassy_time::Timer::after_secs(1).await;
+        }
+        if net.ipv4().is_none() {
+            println!("net: vif{} dhcp lease lost", net.index());
+            publish(rt, &key, "");
         }
     }
-    core::future::pending::<()>().await
 }
 
 /// What happened to the vifs' devices (for `net: served`).
@@ -193,7 +204,7 @@ pub(super) fn served(c: &Counters, vifs: &[Vif], files: &DiskFiles, t: &Tally) {
         l.accepted,
         l.peak,
         l.at_limit,
-        l.no_memory,
+        l.no_memory + c.no_memory.get(),
         l.refused_per_peer,
         l.timed_out_handshake,
         c.timed_out_head.get(),
