@@ -3,7 +3,7 @@
 //! MMU operation per hypercall (`mmu_batch=1 stress_batch=1`) as the baseline, and
 //! prints paging-setup and stress figures side by side (`bench stress`, also plain
 //! `bench`); `bench boot` measures boot times (see [`boot`]); `bench net` the network
-//! appliance (polled and async) next to a Linux domU (see [`net`]); `bench blk` storage,
+//! appliance (over xenpv-net, or embassy-net) next to a Linux domU (see [`net`]); `bench blk` storage,
 //! the same way (see [`blk`]).
 mod blk;
 mod boot;
@@ -134,17 +134,15 @@ enum BenchCmd {
     /// box, started several times each; exit 1 if a target ratio is missed, 2 if a boot
     /// gave no figures.
     Boot(boot::BootArgs),
-    /// Network figures: the app's network appliance, its polled loop (`net`) and over the
-    /// async runtime (`anet`), optionally the same services over embassy-net (`enet`),
-    /// and a Linux PV domU (Debian's kernel from the box,
+    /// Network figures: the app's network appliance (`net`, over xenpv-net), optionally
+    /// the same services over embassy-net (`enet`), and a Linux PV domU (Debian's kernel from the box,
     /// xen-netfront, busybox httpd and nc, a static UDP echo), booted in turn in the box
     /// (--sides chooses them), one vif each, measured from dom0 by the same xenbox-peer
     /// script: TCP dom0 -> guest (discard, 32 MiB), TCP guest -> dom0 (HTTP GET of 32
     /// MiB), UDP echo packets/s at 64 and 1472 bytes (5 s each), UDP echo round trip
     /// (200 x 56 B); medians of --runs, a table with each appliance's ratio to Linux, the
-    /// targets (TCP both ways and UDP packets/s >= 1.0x Linux), and the port's target
-    /// (async / polled >= 0.9x for every figure). Exit 1 if a target is missed, 2 if a
-    /// measurement failed.
+    /// targets (TCP both ways and UDP packets/s >= 1.0x Linux), and with embassy-net its
+    /// figures over xenpv-net's. Exit 1 if a target is missed, 2 if a measurement failed.
     Net(net::NetArgs),
     /// Storage figures: the app's `blkbench` and a Linux PV domU (Debian's kernel from
     /// the box, xen-blkfront, a small static program doing the same work with O_DIRECT)

@@ -1,11 +1,11 @@
 //! `cargo xtask bench net`: the network appliance next to a Linux PV domU, every side a
 //! domU of the box with one vif on dom0's bridge, measured by the same dom0 script in
-//! the same run, one side after the other (`--sides`, all three by default):
+//! the same run, one side after the other (`--sides`; `xenpv-net,linux` by default):
 //!
-//! - polled: the app's polled loop, `net ip=169.254.100.2/24`.
-//! - async: the app over the async runtime and xenpv-net, `anet ip=169.254.100.2/24`.
+//! - xenpv-net: the app's appliance, over the async runtime and xenpv-net,
+//!   `net ip=169.254.100.2/24`.
 //! - embassy-net (only when named): the same services over embassy-net on netfront,
-//!   `enet ip=169.254.100.2/24`, the alternative to xenpv-net.
+//!   `enet ip=169.254.100.2/24`, the kept alternative to xenpv-net.
 //! - Linux: Debian's kernel from the box with an initramfs
 //!   ([`xenbox::netserve_initramfs`]) whose `/init` loads `xen-netfront`, takes the same
 //!   address and serves the same services: busybox `httpd` (a 32 MiB file at
@@ -15,8 +15,7 @@
 //!
 //! The dom0 script ([`script`]) runs every measurement `--runs` times in one boot of each
 //! side with `xenbox-peer`; the figures are medians. The table ([`table`]) shows each
-//! xenpv-rt side's ratio to Linux, and the port's target: the async appliance's ratio at
-//! least 0.9x the polled one's, for every figure.
+//! xenpv-rt side's ratio to Linux and, with both, embassy-net's figures over xenpv-net's.
 mod table;
 
 pub use table::median;
@@ -40,48 +39,44 @@ pub struct NetArgs {
     /// Wall-clock limit of one side's box boot (all its measurements), in seconds.
     #[arg(long, value_name = "S", default_value_t = 1500, value_parser = clap::value_parser!(u64).range(120..=14400))]
     timeout: u64,
-    /// The sides measured, comma-separated, each booted in turn in this order: `polled`
-    /// (the app's `net`, its polled loop), `async` (the app's `anet`, over xenpv-net),
-    /// `embassy-net` (the app's `enet`: discard, /bytes and UDP echo over embassy-net),
-    /// `linux` (a Linux domU). At least one xenpv-rt side; the port's target (async /
-    /// polled >= 0.9 per figure) needs both, the ratios to Linux need linux.
-    #[arg(long, value_name = "LIST", default_value = "polled,async,linux", value_parser = parse_sides)]
+    /// The sides measured, comma-separated, each booted in turn in this order:
+    /// `xenpv-net` (the app's `net`), `embassy-net` (the app's `enet`: discard, /bytes
+    /// and UDP echo over embassy-net), `linux` (a Linux domU). At least one xenpv-rt
+    /// side; the ratios to Linux need linux.
+    #[arg(long, value_name = "LIST", default_value = "xenpv-net,linux", value_parser = parse_sides)]
     sides: Sides,
 }
 
-/// Which sides a run measures (always in the order polled, async, Linux).
+/// Which sides a run measures (always in the order xenpv-net, embassy-net, Linux).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sides {
-    pub polled: bool,
-    pub asynch: bool,
+    pub xenpv_net: bool,
     pub embassy: bool,
     pub linux: bool,
 }
 
-/// `--sides`: a comma-separated list of `polled`, `async`, `embassy-net`, `linux`
-/// (repeats allowed), with at least one xenpv-rt side.
+/// `--sides`: a comma-separated list of `xenpv-net`, `embassy-net`, `linux` (repeats
+/// allowed), with at least one xenpv-rt side.
 fn parse_sides(s: &str) -> Result<Sides, String> {
     let mut out = Sides {
-        polled: false,
-        asynch: false,
+        xenpv_net: false,
         embassy: false,
         linux: false,
     };
     for w in s.split(',').map(str::trim) {
         match w {
-            "polled" => out.polled = true,
-            "async" => out.asynch = true,
+            "xenpv-net" => out.xenpv_net = true,
             "embassy-net" => out.embassy = true,
             "linux" => out.linux = true,
             _ => {
                 return Err(format!(
-                    "{w:?} is not a side (polled, async, embassy-net or linux)"
+                    "{w:?} is not a side (xenpv-net, embassy-net or linux)"
                 ))
             }
         }
     }
-    if !out.polled && !out.asynch && !out.embassy {
-        return Err("no xenpv-rt side: name polled, async or embassy-net".into());
+    if !out.xenpv_net && !out.embassy {
+        return Err("no xenpv-rt side: name xenpv-net or embassy-net".into());
     }
     Ok(out)
 }
@@ -96,16 +91,10 @@ impl Sides {
     /// The xenpv-rt sides chosen, in order.
     fn rt(self) -> Vec<RtSide> {
         let mut v = Vec::new();
-        if self.polled {
+        if self.xenpv_net {
             v.push(RtSide {
-                name: "polled",
+                name: "xenpv-net",
                 cmdline: format!("net ip={GUEST}/24"),
-            });
-        }
-        if self.asynch {
-            v.push(RtSide {
-                name: "async",
-                cmdline: format!("anet ip={GUEST}/24"),
             });
         }
         if self.embassy {
@@ -560,11 +549,9 @@ fn report(rt: &[(&'static str, Side)], linux: Option<&Side>, runs: u32) -> u8 {
         }
     }
     let find = |n: &str| cols.iter().find(|c| c.name == n).map(|c| c.medians);
-    if let (Some(p), Some(a)) = (find("polled"), find("async")) {
-        let (met, line) = table::port_verdict(&p, &a);
-        missed |= met == Some(false);
-        println!("{line}");
-        println!("(async / polled is each figure's ratio to Linux, async over polled: Linux cancels out; for the RTT, polled / async)");
+    if let (Some(x), Some(e)) = (find("xenpv-net"), find("embassy-net")) {
+        println!("{}", table::compare("embassy-net", &e, "xenpv-net", &x));
+        println!("(each figure of embassy-net over xenpv-net's, measured in this run; for the RTT, xenpv-net's over embassy-net's: higher is better everywhere)");
     }
     let errors: Vec<&String> = rt
         .iter()
@@ -741,43 +728,25 @@ mod tests {
         let p = |a: &[&str]| Cli::try_parse_from(std::iter::once("net").chain(a.iter().copied()));
         let d = p(&[]).unwrap().net;
         assert_eq!((d.runs, d.timeout), (3, 1500));
-        let all = Sides {
-            polled: true,
-            asynch: true,
-            embassy: false,
-            linux: true,
-        };
-        assert_eq!(d.sides, all);
+        assert_eq!(
+            d.sides,
+            Sides {
+                xenpv_net: true,
+                embassy: false,
+                linux: true,
+            }
+        );
         let o = p(&["--runs", "5", "--timeout", "600"]).unwrap().net;
         assert_eq!((o.runs, o.timeout), (5, 600));
         assert!(p(&["--runs", "0"]).is_err());
         assert!(p(&["--timeout", "10"]).is_err());
         assert!(p(&["--seed", "1"]).is_err());
-        let q = p(&["--sides", "async,linux"]).unwrap().net.sides;
-        assert_eq!(
-            q,
-            Sides {
-                polled: false,
-                ..all
-            }
-        );
-        let names: Vec<&str> = q.rt().iter().map(|r| r.name).collect();
-        assert_eq!(names, ["async"]);
-        assert_eq!(q.rt()[0].cmdline, "anet ip=169.254.100.2/24");
-        // Any order, repeats and spaces: measured polled, async, then Linux.
-        let r = p(&["--sides", "linux, async,polled,async"])
+        // Any order, repeats and spaces: measured xenpv-net, embassy-net, then Linux.
+        let r = p(&["--sides", "linux, embassy-net,xenpv-net,embassy-net"])
             .unwrap()
             .net
             .sides;
-        assert_eq!(r, all);
-        let rt = r.rt();
-        assert_eq!(
-            (rt[0].name, rt[0].cmdline.as_str()),
-            ("polled", "net ip=169.254.100.2/24")
-        );
-        assert_eq!(rt[1].name, "async");
-        let e = p(&["--sides", "embassy-net,async"]).unwrap().net.sides;
-        let names: Vec<String> = e
+        let names: Vec<String> = r
             .rt()
             .iter()
             .map(|r| format!("{} {}", r.name, r.cmdline))
@@ -785,14 +754,16 @@ mod tests {
         assert_eq!(
             names,
             [
-                "async anet ip=169.254.100.2/24",
+                "xenpv-net net ip=169.254.100.2/24",
                 "embassy-net enet ip=169.254.100.2/24"
             ]
         );
-        assert!(!e.linux && !e.polled);
+        assert!(r.linux);
+        let e = p(&["--sides", "embassy-net"]).unwrap().net.sides;
+        assert!(!e.linux && !e.xenpv_net && e.embassy);
         let e = p(&["--sides", "linux"]).unwrap_err().to_string();
         assert!(e.contains("no xenpv-rt side"), "{e}");
-        let e = p(&["--sides", "polled,bsd"]).unwrap_err().to_string();
+        let e = p(&["--sides", "xenpv-net,bsd"]).unwrap_err().to_string();
         assert!(e.contains("\"bsd\" is not a side"), "{e}");
         assert!(p(&["--sides", ""]).is_err());
     }

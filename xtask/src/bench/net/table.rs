@@ -1,6 +1,6 @@
 //! `cargo xtask bench net`'s figures side by side: medians, the table of every side with
-//! each xenpv-rt side's ratio to Linux, dom0's CPU, the targets against Linux, and the
-//! port's target (the async appliance against the polled one).
+//! each xenpv-rt side's ratio to Linux, dom0's CPU, the targets against Linux, and two
+//! sides compared figure by figure (embassy-net against xenpv-net).
 
 use super::{Cpu, Figure, Side};
 
@@ -73,48 +73,24 @@ pub fn table(rt: &[Column<'_>], linux: Option<&Medians>, runs: u32) -> String {
     s
 }
 
-/// The lowest ratio the port's target accepts: the async appliance's ratio to Linux at
-/// least 0.9x the polled one's, for every figure.
-pub const PORT_TARGET: f64 = 0.9;
-
-/// The async appliance's ratio to Linux over the polled one's, for figure `i`, the
-/// higher the better: Linux's figure cancels out, so it is async / polled (measured in
-/// the same bench run), and for the RTT (lower is better) polled / async.
-pub fn port_ratio(polled: &Medians, asynch: &Medians, i: usize) -> Option<f64> {
+/// Side `b`'s figure over side `a`'s, for figure `i`, the higher the better for `b`:
+/// `b / a`, and for the RTT (lower is better) `a / b`.
+pub fn compare_ratio(a: &Medians, b: &Medians, i: usize) -> Option<f64> {
     if Figure::ALL[i] == Figure::Rtt {
-        ratio(polled[i], asynch[i])
+        ratio(a[i], b[i])
     } else {
-        ratio(asynch[i], polled[i])
+        ratio(b[i], a[i])
     }
 }
 
-/// The port's verdict: met (`Some(true)`) if every figure's [`port_ratio`] is at least
-/// [`PORT_TARGET`], missed, or `None` if a figure is missing; and the line.
-pub fn port_verdict(polled: &Medians, asynch: &Medians) -> (Option<bool>, String) {
-    let rs: Vec<Option<f64>> = (0..Figure::ALL.len())
-        .map(|i| port_ratio(polled, asynch, i))
-        .collect();
-    let met = rs
-        .iter()
-        .map(|r| r.map(|r| r >= PORT_TARGET))
-        .try_fold(true, |a, m| m.map(|m| a && m));
+/// `B / A: tcp-in …x, … per figure` ([`compare_ratio`] of every figure, `?` if missing).
+pub fn compare(b_name: &str, b: &Medians, a_name: &str, a: &Medians) -> String {
     let detail: Vec<String> = Figure::ALL
         .iter()
-        .zip(&rs)
-        .map(|(f, r)| format!("{} {}x", f.tag(), opt(*r, 2)))
+        .enumerate()
+        .map(|(i, f)| format!("{} {}x", f.tag(), opt(compare_ratio(a, b, i), 2)))
         .collect();
-    let word = match met {
-        Some(true) => "met",
-        Some(false) => "MISSED",
-        None => "n/a (a figure is missing)",
-    };
-    (
-        met,
-        format!(
-            "async / polled: {} per figure (target >= {PORT_TARGET}): {word}",
-            detail.join(", ")
-        ),
-    )
+    format!("{b_name} / {a_name}: {} per figure", detail.join(", "))
 }
 
 /// The medians of a side's CPU shares, per [`Figure`].
@@ -307,42 +283,29 @@ mod tests {
     }
 
     #[test]
-    fn the_port_target_compares_async_with_polled_per_figure() {
-        // async: tcp-in 0.95x, tcp-out 0.90x (at the limit), udp 1.00x, RTT 300 -> 250 us
-        // (faster: 1.20x).
-        let asynch: Medians = [
+    fn two_sides_are_compared_per_figure() {
+        // b: tcp-in 0.95x, tcp-out 0.90x, udp 1.00x, RTT 300 -> 250 us (faster: 1.20x).
+        let b: Medians = [
             Some(190.0),
             Some(90.0),
             Some(3000.0),
             Some(1000.0),
             Some(250.0),
         ];
-        let (met, line) = port_verdict(&RT, &asynch);
-        assert_eq!(met, Some(true), "{line}");
         assert_eq!(
-            line,
-            "async / polled: tcp-in 0.95x, tcp-out 0.90x, udp-64 1.00x, udp-1472 1.00x, \
-             rtt 1.20x per figure (target >= 0.9): met"
+            compare("b", &b, "a", &RT),
+            "b / a: tcp-in 0.95x, tcp-out 0.90x, udp-64 1.00x, udp-1472 1.00x, \
+             rtt 1.20x per figure"
         );
-        // A slower RTT (300 -> 400 us: 0.75x) misses, as does a lower throughput.
-        let mut slow = asynch;
+        // A slower RTT (300 -> 400 us) is below 1; a figure missing on either side is `?`.
+        let mut slow = b;
         slow[4] = Some(400.0);
-        let (met, line) = port_verdict(&RT, &slow);
-        assert_eq!(met, Some(false), "{line}");
+        slow[2] = None;
+        let line = compare("b", &slow, "a", &RT);
         assert!(
-            line.contains("rtt 0.75x") && line.ends_with(": MISSED"),
+            line.contains("rtt 0.75x") && line.contains("udp-64 ?x"),
             "{line}"
         );
-        let mut low = asynch;
-        low[3] = Some(899.0);
-        assert_eq!(port_verdict(&RT, &low).0, Some(false));
-        // A figure missing on either side: no verdict.
-        let mut gap = asynch;
-        gap[2] = None;
-        let (met, line) = port_verdict(&RT, &gap);
-        assert_eq!(met, None);
-        assert!(line.contains("udp-64 ?x") && line.ends_with("n/a (a figure is missing)"));
-        assert_eq!(port_verdict(&[None; 5], &asynch).0, None);
     }
 
     #[test]
