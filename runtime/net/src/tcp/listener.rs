@@ -150,12 +150,7 @@ impl ListenerState {
                         sock.abort();
                         self.stats.refused_per_peer += 1;
                         let slot = self.slots.swap_remove(i);
-                        orphans.push(Orphan {
-                            handle: slot.handle,
-                            deadline: now,
-                            listener: None,
-                            aborted: true,
-                        });
+                        orphans.push(Orphan::aborted(slot.handle, now));
                         continue;
                     }
                     self.slots[i].admitted = true;
@@ -206,12 +201,7 @@ impl ListenerState {
                     // (its RST goes out next round), then removed; the refill replaces it.
                     sock.abort();
                     let slot = self.slots.swap_remove(i);
-                    orphans.push(Orphan {
-                        handle: slot.handle,
-                        deadline: now,
-                        listener: None,
-                        aborted: true,
-                    });
+                    orphans.push(Orphan::aborted(slot.handle, now));
                     continue;
                 }
             }
@@ -412,12 +402,9 @@ impl Drop for TcpListener {
                     .sockets
                     .get_mut::<tcp::Socket<'static>>(s.handle)
                     .abort();
-                inner.orphans.push(Orphan {
-                    handle: s.handle,
-                    deadline: Instant::now(),
-                    listener: None,
-                    aborted: true,
-                });
+                inner
+                    .orphans
+                    .push(Orphan::aborted(s.handle, Instant::now()));
             }
             inner.runner.wake();
         });

@@ -18,6 +18,19 @@ pub(crate) struct Orphan {
     pub aborted: bool,
 }
 
+impl Orphan {
+    /// A socket aborted now (its RST goes out next round), counted by no listener: the
+    /// stack removes it after that round.
+    pub fn aborted(handle: SocketHandle, now: Instant) -> Orphan {
+        Orphan {
+            handle,
+            deadline: now,
+            listener: None,
+            aborted: true,
+        }
+    }
+}
+
 /// What to do with an orphan this round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OrphanAction {

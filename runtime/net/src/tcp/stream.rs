@@ -277,19 +277,23 @@ impl TcpStream {
                     Err(tcp::RecvError::InvalidState) => Poll::Ready(Err(Error::ConnectionReset)),
                 }
             });
-            match r {
-                Poll::Ready(Ok((n, r))) => {
-                    if n > 0 {
-                        // The window opened: the runner may have to say so.
-                        self.stack.wake_runner();
-                    }
-                    Poll::Ready(Ok(r))
-                }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            }
+            self.moved(r)
         });
         idle_bound(self.idle, read).await
+    }
+
+    /// A closure's result once it ran on the socket's buffer, `n` bytes taken or given:
+    /// if any moved, the runner may have something to say (a window opened, data to
+    /// send), so it is woken.
+    fn moved<R>(&self, r: Poll<Result<(usize, R), Error>>) -> Poll<Result<R, Error>> {
+        r.map(|res| {
+            res.map(|(n, r)| {
+                if n > 0 {
+                    self.stack.wake_runner();
+                }
+                r
+            })
+        })
     }
 
     async fn write_with_shared<R>(
@@ -313,16 +317,7 @@ impl TcpStream {
                     Err(_) => Poll::Ready(Err(Error::ConnectionReset)),
                 }
             });
-            match r {
-                Poll::Ready(Ok((n, r))) => {
-                    if n > 0 {
-                        self.stack.wake_runner();
-                    }
-                    Poll::Ready(Ok(r))
-                }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            }
+            self.moved(r)
         });
         idle_bound(self.idle, write).await
     }
