@@ -420,6 +420,7 @@ mod tests {
                 vmlinuz: dir.join("vmlinuz"),
                 initramfs: dir.join("initramfs"),
                 peer: None,
+                toolstack: Default::default(),
             })),
             ..b
         };
@@ -473,6 +474,7 @@ mod tests {
             vmlinuz: "/v".into(),
             initramfs: "/i".into(),
             peer: None,
+            toolstack: Default::default(),
         };
         let b = Boot {
             domu: Some(std::sync::Arc::new(bx)),

@@ -131,6 +131,19 @@ if [ -n "$ramdisk_dev" ]; then
     cat "$ramdisk_dev" > /run/ramdisk.img || fail "reading the ramdisk"
     ramdisk='ramdisk = "/run/ramdisk.img"'
 fi
+# The toolstack that creates the domU (header toolstack=): xl, or libvirt (only the
+# box's libvirt variant carries it: libvirt.sh starts libvirtd and makes domu_create a
+# `virsh create`).
+domu_create() { xl create /run/domu.cfg; }
+case "$(get toolstack)" in
+    "" | xl) ;;
+    libvirt)
+        [ -f /etc/xenbox/libvirt.sh ] \
+            || fail "toolstack=libvirt, but this box has no libvirt (its libvirt variant has)"
+        . /etc/xenbox/libvirt.sh
+        ;;
+    *) fail "toolstack=$(get toolstack): not xl or libvirt" ;;
+esac
 # The domU's xl config: its name, and what xl does when it stops (preserve it to read
 # its state and keys, or destroy it so that `xl create -F` returns).
 write_cfg() {
@@ -232,7 +245,7 @@ log=/var/log/xen/console/guest-$name.log
 # more try, said on the console; a second failure fails the run.
 created=no
 for attempt in 1 2; do
-    if xl create /run/domu.cfg > /run/xl.log 2>&1; then
+    if domu_create > /run/xl.log 2>&1; then
         created=yes
         break
     fi

@@ -143,6 +143,7 @@ fn write_payload(bx: &BoxImage, b: &Boot, role: Role<'_>) -> Result<PathBuf, Str
         vifs: extras.map_or(0, |e| e.vifs),
         dom0_script: extras.and_then(|e| e.dom0_script.as_deref()),
         disks: role.disks(),
+        toolstack: bx.toolstack,
     }
     .write(&path)?;
     Ok(path)

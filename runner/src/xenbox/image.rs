@@ -40,11 +40,26 @@ const MODULES: &[&str] = &[
     "loop",
 ];
 
-/// `(package, version)` pairs of the lock file.
+/// `(package, version)` pairs of the lock file: the plain box's (the lines before the
+/// first `[section]`).
 pub fn pins(lock: &str) -> Result<Vec<(String, String)>, String> {
+    section_pins(lock, None)
+}
+
+/// `(package, version)` pairs of the lock file's `[section]` (`None`: the plain box's,
+/// before the first section).
+pub fn section_pins(lock: &str, section: Option<&str>) -> Result<Vec<(String, String)>, String> {
+    let mut current: Option<&str> = None;
     lock.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| match l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            Some(name) => {
+                current = Some(name);
+                false
+            }
+            None => current == section,
+        })
         .map(|l| {
             l.split_once('=')
                 .map(|(p, v)| (p.to_string(), v.to_string()))
@@ -53,19 +68,31 @@ pub fn pins(lock: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// FNV-1a of everything the box is built from.
-fn key() -> String {
+/// FNV-1a of everything the box is built from (for the libvirt variant, its files too);
+/// the variant's directory is named `KEY-libvirt`.
+fn key(toolstack: Toolstack) -> String {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let variant: Vec<u8> = match toolstack {
+        Toolstack::Xl => vec![],
+        Toolstack::Libvirt => libvirt::LIBVIRT_SH
+            .bytes()
+            .chain(libvirt::FILES.iter().flat_map(|(n, s)| n.bytes().chain(s.bytes())))
+            .collect(),
+    };
     for b in LOCK
         .bytes()
         .chain(INIT.bytes())
         .chain(HOTPLUG.iter().flat_map(|(n, s)| n.bytes().chain(s.bytes())))
         .chain(MODULES.concat().bytes())
         .chain(LAYOUT_VERSION.to_le_bytes())
+        .chain(variant)
     {
         h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{h:016x}")
+    match toolstack {
+        Toolstack::Xl => format!("{h:016x}"),
+        t => format!("{h:016x}-{}", t.name()),
+    }
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
@@ -84,58 +111,39 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
 /// The box, built if needed (downloading the pinned packages with `apt-get download`);
 /// its [`BoxImage::peer`] is `None`, for the caller to set.
 pub fn ensure() -> Result<BoxImage, String> {
+    ensure_for(Toolstack::Xl)
+}
+
+/// The box for `toolstack`: the plain one for [`Toolstack::Xl`], the libvirt variant
+/// (the plain box plus libvirt, see `libvirt.rs`) for [`Toolstack::Libvirt`]; each
+/// built if needed and cached under its own key.
+pub fn ensure_for(toolstack: Toolstack) -> Result<BoxImage, String> {
     let base = crate::cache_dir().join("xenbox");
-    let dir = base.join(key());
+    let dir = base.join(key(toolstack));
     let img = BoxImage {
         vmlinuz: dir.join("vmlinuz"),
         initramfs: dir.join("initramfs.cpio"),
         peer: None,
+        toolstack,
     };
     if img.vmlinuz.is_file() && img.initramfs.is_file() {
         return Ok(img);
     }
-    let pins = pins(LOCK)?;
     let debs = base.join("debs");
     fs::create_dir_all(&debs).map_err(|e| format!("{}: {e}", debs.display()))?;
     let x = dir.join("x");
     let _ = fs::remove_dir_all(&x);
     fs::create_dir_all(&x).map_err(|e| format!("{}: {e}", x.display()))?;
-    for (pkg, ver) in &pins {
-        let deb = find_deb(&debs, pkg, ver);
-        let deb = match deb {
-            Some(d) => d,
-            None => {
-                eprintln!("xenpv-run: box: downloading {pkg}={ver}");
-                run(
-                    Command::new("apt-get")
-                        .args(["download", &format!("{pkg}={ver}")])
-                        .current_dir(&debs),
-                    &format!("apt-get download {pkg}={ver}"),
-                )
-                .map_err(|e| {
-                    // A pinned version can leave the mirror when Debian supersedes it.
-                    let now = Command::new("apt-cache")
-                        .args(["policy", pkg])
-                        .output()
-                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                        .unwrap_or_default();
-                    let cand = now
-                        .lines()
-                        .find_map(|l| l.trim().strip_prefix("Candidate: "))
-                        .unwrap_or("none (run apt-get update?)");
-                    format!(
-                        "{e}\nthe mirror's candidate for {pkg} is {cand}; update runner/xenbox/packages.lock to move the pin"
-                    )
-                })?;
-                find_deb(&debs, pkg, ver).ok_or(format!("{pkg}={ver}: no .deb after download"))?
-            }
-        };
-        run(
-            Command::new("dpkg").arg("-x").arg(&deb).arg(&x),
-            &format!("dpkg -x {}", deb.display()),
-        )?;
+    unpack(&pins(LOCK)?, &debs, &x)?;
+    let mut entries = layout(&x)?;
+    if toolstack == Toolstack::Libvirt {
+        let vx = dir.join("vx");
+        let _ = fs::remove_dir_all(&vx);
+        fs::create_dir_all(&vx).map_err(|e| format!("{}: {e}", vx.display()))?;
+        unpack(&section_pins(LOCK, Some("libvirt"))?, &debs, &vx)?;
+        libvirt::add(&mut entries, &vx)?;
+        let _ = fs::remove_dir_all(&vx);
     }
-    let entries = layout(&x)?;
     let tmp = dir.join("initramfs.cpio.tmp");
     let mut f = fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     write_cpio(&mut f, &entries)?;
@@ -154,6 +162,47 @@ pub fn ensure() -> Result<BoxImage, String> {
     let _ = fs::remove_dir_all(&x);
     eprintln!("xenpv-run: box built in {}", dir.display());
     Ok(img)
+}
+
+/// Unpack the pinned packages `pins` into `x` (`dpkg -x`), each downloaded into `debs`
+/// first if it is not there yet.
+fn unpack(pins: &[(String, String)], debs: &Path, x: &Path) -> Result<(), String> {
+    for (pkg, ver) in pins {
+        let deb = find_deb(debs, pkg, ver);
+        let deb = match deb {
+            Some(d) => d,
+            None => {
+                eprintln!("xenpv-run: box: downloading {pkg}={ver}");
+                run(
+                    Command::new("apt-get")
+                        .args(["download", &format!("{pkg}={ver}")])
+                        .current_dir(debs),
+                    &format!("apt-get download {pkg}={ver}"),
+                )
+                .map_err(|e| {
+                    // A pinned version can leave the mirror when Debian supersedes it.
+                    let now = Command::new("apt-cache")
+                        .args(["policy", pkg])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default();
+                    let cand = now
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("Candidate: "))
+                        .unwrap_or("none (run apt-get update?)");
+                    format!(
+                        "{e}\nthe mirror's candidate for {pkg} is {cand}; update runner/xenbox/packages.lock to move the pin"
+                    )
+                })?;
+                find_deb(debs, pkg, ver).ok_or(format!("{pkg}={ver}: no .deb after download"))?
+            }
+        };
+        run(
+            Command::new("dpkg").arg("-x").arg(&deb).arg(x),
+            &format!("dpkg -x {}", deb.display()),
+        )?;
+    }
+    Ok(())
 }
 
 fn find_deb(debs: &Path, pkg: &str, ver: &str) -> Option<PathBuf> {
@@ -393,6 +442,12 @@ mod tests {
         assert!(p.iter().any(|(n, _)| n == "xen-utils-4.17"));
         assert!(p.iter().all(|(_, v)| !v.is_empty()));
         assert!(pins("no-version\n").is_err());
+        // The libvirt variant's section: its own pins, none of the plain box's.
+        let v = section_pins(LOCK, Some("libvirt")).unwrap();
+        assert!(v.iter().any(|(n, _)| n == "libvirt-daemon-driver-xen"));
+        assert!(!v.iter().any(|(n, _)| n == "xen-utils-4.17"));
+        assert!(!p.iter().any(|(n, _)| n.starts_with("libvirt")));
+        assert!(section_pins(LOCK, Some("nothing")).unwrap().is_empty());
     }
 
     #[test]

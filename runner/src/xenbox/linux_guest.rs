@@ -174,6 +174,7 @@ mod tests {
             vmlinuz: d.with_extension("vmlinuz"),
             initramfs: d.with_extension("box.cpio"),
             peer: None,
+            toolstack: Default::default(),
         };
         fs::write(&bx.initramfs, &box_cpio).unwrap();
         bx

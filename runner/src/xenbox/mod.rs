@@ -14,7 +14,8 @@
 //!
 //! The modules, in the order a run uses them:
 //! - `image`: the box itself, packages fetched and unpacked, the initramfs laid out
-//!   ([`ensure`]);
+//!   ([`ensure`], [`ensure_for`]);
+//! - `libvirt`: the box's libvirt variant, libvirtd and virsh on board ([`Toolstack`]);
 //! - `cpio`: the archives it and the Linux guests are made of ([`write_cpio`]);
 //! - `devices`: what a domU gets besides its kernel, vifs and disks ([`DomuExtras`],
 //!   [`Disk`]);
@@ -25,6 +26,7 @@ mod bench;
 mod cpio;
 mod devices;
 mod image;
+mod libvirt;
 mod linux_guest;
 mod payload;
 
@@ -34,7 +36,8 @@ pub use devices::{
     check_disks, disk_config, disk_serial, disk_vdev, disks_key, parse_disk, parse_vifs,
     vif_config, vif_mac, Disk, DomuExtras, BRIDGE, DISK_PCI_SLOT, DOM0_ADDR, MAX_DISKS, MAX_VIFS,
 };
-pub use image::{box_kernel_module, ensure, modinfo_depends, pins};
+pub use image::{box_kernel_module, ensure, ensure_for, modinfo_depends, pins, section_pins};
+pub use libvirt::{dt_needed, Toolstack};
 pub use linux_guest::{
     blkbench_initramfs, netserve_initramfs, poweroff_initramfs, BLKBENCH_INIT, NETSERVE_INIT,
     POWEROFF_INIT,
@@ -55,4 +58,7 @@ pub struct BoxImage {
     /// A dom0-side program the init script runs when the domU publishes a grant (the
     /// xenpv-rt repository's grant test), carried on the payload disk; `None` for none.
     pub peer: Option<PathBuf>,
+    /// Which toolstack creates the domU: the plain box's `xl`, or the libvirt variant's
+    /// `virsh` (its payloads say `toolstack=libvirt`).
+    pub toolstack: Toolstack,
 }

@@ -46,6 +46,9 @@ pub struct Payload<'a> {
     /// disk, see [`disks_key`]), written only when there are disks. The files travel as
     /// QEMU drives of their own ([`crate::qemu::disk_args`]), not in the payload.
     pub disks: &'a [Disk],
+    /// Which toolstack creates the domU: header key `toolstack=libvirt`, written only for
+    /// [`Toolstack::Libvirt`] (the box must be its variant, [`BoxImage::toolstack`]).
+    pub toolstack: Toolstack,
 }
 
 impl Payload<'_> {
@@ -81,6 +84,9 @@ impl Payload<'_> {
         }
         if !self.disks.is_empty() {
             hdr += &format!("disks={}\n", disks_key(self.disks));
+        }
+        if self.toolstack != Toolstack::Xl {
+            hdr += &format!("toolstack={}\n", self.toolstack.name());
         }
         if script_len > 0 {
             hdr += &format!("script_len={script_len}\n");
@@ -176,6 +182,7 @@ pub fn payload(
         vifs: 0,
         dom0_script: None,
         disks: &[],
+        toolstack: Toolstack::Xl,
     }
     .write(path)
 }
@@ -221,6 +228,7 @@ mod tests {
             vifs: 0,
             dom0_script: None,
             disks: &[],
+            toolstack: Toolstack::Xl,
         };
         assert_eq!(
             p.header(3, 0),
@@ -271,6 +279,7 @@ mod tests {
             vifs: 0,
             dom0_script: None,
             disks: &[],
+            toolstack: Toolstack::Xl,
         };
         let plain =
             "name=app\nkernel_len=5000\npeer_len=0\nmemory=128\nextra=events\ntimeout=120\n";
@@ -344,6 +353,7 @@ mod tests {
             vifs: 0,
             dom0_script: None,
             disks: &[],
+            toolstack: Toolstack::Xl,
         };
         let plain = "name=app\nkernel_len=3\npeer_len=0\nmemory=128\nextra=events\ntimeout=120\n";
         assert_eq!(p.header(3, 0), plain);

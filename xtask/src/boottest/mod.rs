@@ -113,6 +113,9 @@ pub struct BootTest {
     /// Made once before the runs start (disk images, and what the checks expect of
     /// them): it may set `disks`, `dom0_script` and `checks`.
     pub prepare: Option<Prepare>,
+    /// As a domU: the toolstack that creates it in the box, `xl` or libvirt's `virsh`
+    /// (the box's libvirt variant, booted only for such rows).
+    pub toolstack: crate::xenbox::Toolstack,
 }
 
 pub fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check>) -> BootTest {
@@ -132,6 +135,7 @@ pub fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check
         disks: vec![],
         as_xenpv_run: false,
         prepare: None,
+        toolstack: crate::xenbox::Toolstack::Xl,
     }
 }
 

@@ -6,6 +6,7 @@ use super::{BootTest, Check, InitrdSpec};
 use crate::cargo::Image;
 use crate::initrd;
 use crate::qemu::{self, Boot, Outcome, Stream};
+use crate::xenbox::Toolstack;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,8 @@ struct Ctx {
     domu_box: Option<Arc<crate::xenbox::BoxImage>>,
     /// The box as `xenpv-run` boots it (for rows [`BootTest::as_xenpv_run`]).
     runner_box: Option<Arc<crate::xenbox::BoxImage>>,
+    /// The box's libvirt variant (for rows whose [`BootTest::toolstack`] is libvirt).
+    libvirt_box: Option<Arc<crate::xenbox::BoxImage>>,
     built: Vec<Image>,
 }
 
@@ -43,6 +46,14 @@ pub fn run_boot_tests(
         Some(b) if tests.iter().any(|t| t.as_xenpv_run) => Some(Arc::new(runner_box(b, &dir)?)),
         _ => None,
     };
+    let libvirt_box = match &domu_box {
+        Some(b) if tests.iter().any(|t| t.toolstack == Toolstack::Libvirt) => {
+            let mut v = crate::xenbox::ensure_for(Toolstack::Libvirt)?;
+            v.peer = b.peer.clone();
+            Some(Arc::new(v))
+        }
+        _ => None,
+    };
     let prepared = prepare_all(tests)?;
     let bar = Arc::new(crate::progress::bar(
         prepared.len() as u64,
@@ -56,6 +67,7 @@ pub fn run_boot_tests(
         dir,
         domu_box,
         runner_box,
+        libvirt_box,
         built: built.to_vec(),
     });
     let workers: Vec<_> = (0..jobs)
@@ -174,10 +186,13 @@ fn run_one(ctx: &Ctx, p: Prepared) -> Result<f64, String> {
     })
 }
 
-/// The box a domU row boots in: the shared one (dom0's test client built by xtask), or
-/// for a row [`BootTest::as_xenpv_run`] the box as `xenpv-run` boots it.
+/// The box a domU row boots in: the shared one (dom0's test client built by xtask), for
+/// a row [`BootTest::as_xenpv_run`] the box as `xenpv-run` boots it, for a libvirt row
+/// the libvirt variant (with the same client).
 fn domu_box(ctx: &Ctx, t: &BootTest) -> Option<Arc<crate::xenbox::BoxImage>> {
-    if t.as_xenpv_run {
+    if t.toolstack == Toolstack::Libvirt {
+        ctx.libvirt_box.clone()
+    } else if t.as_xenpv_run {
         ctx.runner_box.clone()
     } else {
         ctx.domu_box.clone()
@@ -209,6 +224,7 @@ fn runner_box(
         vmlinuz: b.vmlinuz.clone(),
         initramfs: b.initramfs.clone(),
         peer: Some(xenpv_run::peer::carried(Ok(exe), &stub)?),
+        toolstack: b.toolstack,
     })
 }
 

@@ -9,6 +9,7 @@ mod blk;
 mod dom0;
 mod domu;
 mod faults;
+mod libvirt;
 mod net;
 
 /// The table of boot tests, in the order they run.
@@ -21,6 +22,7 @@ pub fn table() -> Vec<BootTest> {
     v.extend(dom0::direct_map());
     v.extend(dom0::paging());
     v.extend(domu::rows());
+    v.push(libvirt::row());
     v.push(async_rt::net(false));
     v.push(async_rt::net(true));
     v.push(async_rt::embassy_net());

@@ -1,0 +1,68 @@
+//! The appliance under libvirt: the box's libvirt variant runs libvirtd with its libxl
+//! driver, creates the domU with `virsh create`, and the dom0 script drives it with
+//! `virsh dominfo`, `setmem`, `reboot` and `shutdown`.
+use super::{appliance_row, script_with};
+use crate::boottest::reports::dom0_like;
+use crate::boottest::{has, BootTest, Check};
+use crate::xenbox::Toolstack;
+
+/// How soon after `virsh shutdown` the domain must be gone.
+const SHUTDOWN_WITHIN_S: u64 = 10;
+
+/// `virsh setmem`'s target, KiB (96 MiB of the row's 256).
+const SETMEM_KIB: u64 = 96 * 1024;
+
+/// How long a guest with a balloon gets to reach the target before the row reports
+/// where it stands.
+const BALLOON_WITHIN_S: u64 = 20;
+
+/// Whether the guest ends a reboot request with `SHUTDOWN_reboot`, so that libvirt's
+/// `on_reboot=restart` brings it back: then the row checks that it came back and serves
+/// again. Until the runtime does, the guest ends with poweroff (the domain is gone) and
+/// the row checks only that libvirt delivered the request.
+const GUEST_REBOOTS: bool = false;
+
+/// The appliance as a libvirt domain (`domu-libvirt`).
+pub fn row() -> BootTest {
+    let mut checks = vec![
+        has("xenbox: virsh create: Domain 'xenpv-app' created from /run/domu.xml"),
+        Check::Report(
+            dom0_like("peer: http-get PASS status=200 bytes=1048576 conns=1 ok=1")
+                .hex_digits("fnv", 16),
+        ),
+        Check::Report(
+            dom0_like("libvirt: dominfo state=running max_kib=262144 used_kib=262144")
+                .nums(&["id"]),
+        ),
+        // libvirt set the target; what the guest did with it is reported (balloon=,
+        // xl_list_mib=), not judged here.
+        Check::Report(dom0_like("libvirt: setmem status=0 target_kib=98304")),
+        Check::Report(dom0_like("libvirt: reboot status=0 delivered=yes")),
+        has("xenpv-rt: shutdown requested (reboot)"),
+        Check::Report(
+            dom0_like("libvirt: shutdown status=0 within=yes exit_status=0").nums(&["ms"]),
+        ),
+    ];
+    if GUEST_REBOOTS {
+        checks.push(Check::Report(
+            dom0_like("libvirt: reboot came_back=yes").nums(&["new_domid"]),
+        ));
+    } else {
+        checks.push(Check::Report(
+            dom0_like("libvirt: reboot").one_of("came_back", &["yes", "no"]),
+        ));
+    }
+    let mut b = appliance_row("domu-libvirt", "net ip=169.254.100.2/24", 900, checks);
+    b.domu = true;
+    b.toolstack = Toolstack::Libvirt;
+    b.dom0_script = Some(script_with(
+        &[
+            ("SHUTDOWN_WITHIN", SHUTDOWN_WITHIN_S.to_string()),
+            ("SETMEM_KIB", SETMEM_KIB.to_string()),
+            ("FULL_KIB", (b.memory_mib * 1024).to_string()),
+            ("BALLOON_WITHIN", BALLOON_WITHIN_S.to_string()),
+        ],
+        include_str!("../scripts/libvirt_test.sh"),
+    ));
+    b
+}
