@@ -21,6 +21,8 @@ while [ $(($(date +%s) - lv_t0)) -lt 60 ]; do
     fi
     usleep 300000
 done
+# What libvirt describes the host CPU from (Xen's physinfo hw_cap words).
+say "xl info: $(xl info 2>/dev/null | grep '^hw_caps' | tr -s ' ')"
 [ -n "$lv_up" ] || fail "libvirtd: virsh version after 60 s: $(tr '\n' ' ' < /run/virsh-version.log) libvirtd.log: $(tail -n 20 /var/log/libvirt/libvirtd.log 2>/dev/null | tr '\n' ' ')"
 say "libvirtd up after $(($(date +%s) - lv_t0)) s: $(tr -s ' \n' ' ' < /run/virsh-version.log)"
 

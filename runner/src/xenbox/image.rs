@@ -77,6 +77,7 @@ fn key(toolstack: Toolstack) -> String {
         Toolstack::Libvirt => libvirt::LIBVIRT_SH
             .bytes()
             .chain(libvirt::FILES.iter().flat_map(|(n, s)| n.bytes().chain(s.bytes())))
+            .chain(libvirt::FALLBACK_MODEL.bytes())
             .collect(),
     };
     for b in LOCK

@@ -6,7 +6,7 @@
 //! Only what runs is taken from those packages: libvirtd, virsh, the libxl connection
 //! driver (libvirtd loads the drivers it finds; with only this one it has no QEMU, LXC,
 //! network or storage driver to start), libvirt's CPU map (the libxl driver describes the
-//! host CPU with it), and the shared libraries they need, found by following their ELF
+//! host CPU with it; plus a fallback model, `x86_xenbox.xml`), and the shared libraries they need, found by following their ELF
 //! `DT_NEEDED` entries. Those are about 50 MB (31 MB of it ICU's data, which libxml2
 //! links), five times the plain box: so this is a box of its own, and only the rows
 //! that ask for libvirt boot it.
@@ -46,6 +46,29 @@ const PROGRAMS: &[&str] = &[
     "usr/bin/virsh",
     "usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_libxl.so",
 ];
+
+/// The CPU map's fallback host model (see the file): the libxl driver does not start
+/// without a model for the host CPU, and none of the stock ones fits the box's.
+pub(super) const FALLBACK_MODEL: &str = include_str!("../../xenbox/libvirt/x86_xenbox.xml");
+
+/// Its file name in the CPU map.
+const FALLBACK_MODEL_FILE: &str = "x86_xenbox.xml";
+
+/// The CPU map's `index.xml` with [`FALLBACK_MODEL`] included among the x86 models
+/// (after `486`, the first of them).
+fn with_fallback_model(index: &str) -> Result<Vec<u8>, String> {
+    let first = "<include filename='x86_486.xml'/>";
+    if !index.contains(first) {
+        return Err(format!("libvirt's cpu_map/index.xml has no {first}"));
+    }
+    Ok(index
+        .replacen(
+            first,
+            &format!("{first}\n    <include filename='{FALLBACK_MODEL_FILE}'/>"),
+            1,
+        )
+        .into_bytes())
+}
 
 /// Where shared libraries are looked for, in the packages and in the plain box.
 const LIB_DIRS: &[&str] = &["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"];
@@ -152,16 +175,23 @@ pub(super) fn add(m: &mut BTreeMap<String, Entry>, vx: &Path) -> Result<(), Stri
     for e in fs::read_dir(&cpu_map).map_err(|e| format!("{}: {e}", cpu_map.display()))? {
         let p = e.map_err(|e| e.to_string())?.path();
         let name = p.file_name().unwrap().to_string_lossy().to_string();
-        if name.starts_with("x86_") || name == "index.xml" {
-            m.insert(
-                format!("usr/share/libvirt/cpu_map/{name}"),
-                Entry::File {
-                    data: read(&p)?,
-                    mode: 0o644,
-                },
-            );
-        }
+        let data = match name.as_str() {
+            "index.xml" => with_fallback_model(&String::from_utf8_lossy(&read(&p)?))?,
+            n if n.starts_with("x86_") => read(&p)?,
+            _ => continue,
+        };
+        m.insert(
+            format!("usr/share/libvirt/cpu_map/{name}"),
+            Entry::File { data, mode: 0o644 },
+        );
     }
+    m.insert(
+        format!("usr/share/libvirt/cpu_map/{FALLBACK_MODEL_FILE}"),
+        Entry::File {
+            data: FALLBACK_MODEL.as_bytes().to_vec(),
+            mode: 0o644,
+        },
+    );
     for (path, text) in FILES {
         m.insert(
             path.to_string(),
@@ -207,6 +237,11 @@ mod tests {
             assert!(d.lines().any(|l| l == line), "{line}");
         }
         assert!(conf("etc/libvirt/libxl.conf").contains("autoballoon = 0"));
+        let index = "<arch name='x86'>\n    <include filename='x86_486.xml'/>\n";
+        let patched = String::from_utf8(with_fallback_model(index).unwrap()).unwrap();
+        assert!(patched.contains("x86_486.xml'/>\n    <include filename='x86_xenbox.xml'/>"));
+        assert!(with_fallback_model("<cpus/>").is_err());
+        assert!(FALLBACK_MODEL.contains("<model name='xenbox-any'>"));
         assert!(conf("etc/libvirt/libvirt.conf").contains("xen:///system"));
         assert!(LIBVIRT_SH.contains("virsh create"));
         assert_eq!(Toolstack::default(), Toolstack::Xl);
