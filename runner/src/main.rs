@@ -176,7 +176,7 @@ fn run(a: RunArgs) -> Result<u8, String> {
     }
     let xen = provision::ensure()?;
     let domu = if o.domu {
-        let mut b = xenbox::ensure()?;
+        let mut b = xenbox::ensure_for(o.toolstack())?;
         // The dom0 script's $PEER: --peer FILE, else this very program (see
         // xenpv_run::peer).
         let stub = kernel.with_extension("xenpv-run.peer-stub");

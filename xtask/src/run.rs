@@ -106,7 +106,9 @@ pub fn run_command(mut o: RunArgs) -> Result<u8, String> {
     let path = cargo::build(&image, false)?;
     let xen = provision::ensure()?;
     let domu = if b.domu {
-        Some(std::sync::Arc::new(crate::boottest::box_with_peer()?))
+        Some(std::sync::Arc::new(crate::boottest::box_with_peer_for(
+            b.toolstack(),
+        )?))
     } else {
         None
     };

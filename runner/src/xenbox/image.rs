@@ -53,13 +53,15 @@ pub fn section_pins(lock: &str, section: Option<&str>) -> Result<Vec<(String, St
     lock.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter(|l| match l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            Some(name) => {
-                current = Some(name);
-                false
-            }
-            None => current == section,
-        })
+        .filter(
+            |l| match l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+                Some(name) => {
+                    current = Some(name);
+                    false
+                }
+                None => current == section,
+            },
+        )
         .map(|l| {
             l.split_once('=')
                 .map(|(p, v)| (p.to_string(), v.to_string()))
@@ -76,7 +78,11 @@ fn key(toolstack: Toolstack) -> String {
         Toolstack::Xl => vec![],
         Toolstack::Libvirt => libvirt::LIBVIRT_SH
             .bytes()
-            .chain(libvirt::FILES.iter().flat_map(|(n, s)| n.bytes().chain(s.bytes())))
+            .chain(
+                libvirt::FILES
+                    .iter()
+                    .flat_map(|(n, s)| n.bytes().chain(s.bytes())),
+            )
             .chain(libvirt::FALLBACK_MODEL.bytes())
             .collect(),
     };

@@ -162,7 +162,10 @@ pub(super) fn add(m: &mut BTreeMap<String, Entry>, vx: &Path) -> Result<(), Stri
                 let target = fs::read_link(&path).map_err(|e| e.to_string())?;
                 let target = target.to_string_lossy().to_string();
                 m.insert(format!("{dir}/{lib}"), Entry::Symlink(target.clone()));
-                format!("{dir}/{}", Path::new(&target).file_name().unwrap().to_string_lossy())
+                format!(
+                    "{dir}/{}",
+                    Path::new(&target).file_name().unwrap().to_string_lossy()
+                )
             } else {
                 format!("{dir}/{lib}")
             };
@@ -220,7 +223,10 @@ mod tests {
         // The test binary itself is a dynamic ELF program that needs libc.
         let me = fs::read(std::env::current_exe().unwrap()).unwrap();
         let needed = dt_needed(&me).unwrap();
-        assert!(needed.iter().any(|l| l.starts_with("libc.so")), "{needed:?}");
+        assert!(
+            needed.iter().any(|l| l.starts_with("libc.so")),
+            "{needed:?}"
+        );
         assert!(dt_needed(b"#!/bin/sh\n").unwrap().is_empty());
     }
 

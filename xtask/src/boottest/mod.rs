@@ -146,7 +146,15 @@ pub fn has(s: &str) -> Check {
 /// The box, with dom0's side of the grant test (tools/xenbox-peer, a std binary for the
 /// box's glibc) on board.
 pub fn box_with_peer() -> Result<crate::xenbox::BoxImage, String> {
-    let mut b = crate::xenbox::ensure()?;
+    box_with_peer_for(crate::xenbox::Toolstack::Xl)
+}
+
+/// The box for `toolstack` (the plain one, or its libvirt variant) with dom0's side of
+/// the grant test on board.
+pub fn box_with_peer_for(
+    toolstack: crate::xenbox::Toolstack,
+) -> Result<crate::xenbox::BoxImage, String> {
+    let mut b = crate::xenbox::ensure_for(toolstack)?;
     b.peer = Some(cargo::build_peer()?);
     Ok(b)
 }

@@ -230,7 +230,11 @@ fn runner_box(
 
 /// Judges a console: the row's status, then each check in order (the first that fails
 /// says why).
-fn evaluate(test: &BootTest, o: &Outcome, expect_initrd: Option<Check>) -> Result<(), String> {
+pub(super) fn evaluate(
+    test: &BootTest,
+    o: &Outcome,
+    expect_initrd: Option<Check>,
+) -> Result<(), String> {
     match &o.status {
         Ok(st) if *st == test.status => {}
         Ok(st) => return Err(format!("guest status {st}, expected {}", test.status)),

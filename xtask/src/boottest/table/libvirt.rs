@@ -66,3 +66,68 @@ pub fn row() -> BootTest {
     ));
     b
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::Outcome;
+
+    /// The lines of a passing run (`cargo xtask test --filter domu-libvirt`) the row's
+    /// checks read, as the box printed them.
+    const PASSING: &str = "\
+xenbox: virsh create: Domain 'xenpv-app' created from /run/domu.xml
+domU| net: serving udp/7 tcp/7 tcp/9 tcp/80 on 1 vif(s)
+dom0| peer: http-get PASS status=200 fnv=d84ee1ab8006ba81 bytes=1048576 conns=1 ok=1 elapsed_ms=181 mbit_s=46.18
+dom0| libvirt: dominfo state=running id=1 max_kib=262144 used_kib=262144
+dom0| libvirt: setmem status=0 target_kib=98304 balloon=none xl_list_mib=256 used_kib=262144 after_ms=3750
+domU| xenpv-rt: shutdown requested (reboot)
+domU| net: shutdown requested how=reboot
+domU| xenpv-rt: exit status 0
+dom0| libvirt: reboot status=0 delivered=yes came_back=no old_domid=1 new_domid=none ms=3220
+domU| net: serving udp/7 tcp/7 tcp/9 tcp/80 on 1 vif(s)
+dom0| libvirt: created-again domid=2
+domU| xenpv-rt: shutdown requested (poweroff)
+domU| net: shutdown requested how=poweroff
+domU| xenpv-rt: exit status 0
+dom0| libvirt: shutdown status=0 within=yes ms=3020 limit_s=10 exit_status=0
+xenbox: dom0-script exit 0
+";
+
+    fn judge(text: &str) -> Result<(), String> {
+        let o = Outcome {
+            status: Ok(0),
+            text: text.into(),
+            secs: 1.0,
+            log: "/dev/null".into(),
+        };
+        crate::boottest::run::evaluate(&row(), &o, None)
+    }
+
+    /// Every check of the row passes on a passing run's lines, and each fails when the
+    /// step it judges went wrong.
+    #[test]
+    fn each_step_of_the_libvirt_row_can_fail() {
+        judge(PASSING).unwrap();
+        for (from, to) in [
+            ("Domain 'xenpv-app' created", "error: failed to create"),
+            ("http-get PASS status=200", "http-get FAIL status=0"),
+            ("state=running", "state=paused"),
+            ("max_kib=262144", "max_kib=131072"),
+            ("setmem status=0", "setmem status=1"),
+            ("target_kib=98304", "target_kib=262144"),
+            (
+                "reboot status=0 delivered=yes",
+                "reboot status=0 delivered=no",
+            ),
+            ("xenpv-rt: shutdown requested (reboot)", "xenpv-rt: booted"),
+            ("came_back=no", "came_back=maybe"),
+            ("within=yes", "within=no"),
+            ("exit_status=0", "exit_status=none"),
+        ] {
+            let broken = PASSING.replacen(from, to, 1);
+            assert_ne!(broken, PASSING, "{from}");
+            let e = judge(&broken).expect_err(from);
+            println!("{from:?} -> {to:?}: {e}");
+        }
+    }
+}
