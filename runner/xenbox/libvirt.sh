@@ -64,7 +64,7 @@ domu_create() {
     libvirt_xml > /run/domu.xml
     virsh create /run/domu.xml > /run/virsh-create.log 2>&1
     lv_rc=$?
-    sed 's/^/xenbox: virsh create: /' /run/virsh-create.log > /dev/console
+    sed -e '/^$/d' -e 's/^/xenbox: virsh create: /' /run/virsh-create.log > /dev/console
     cat /run/virsh-create.log
     if [ "$lv_rc" != 0 ]; then
         tail -n 20 /var/log/libvirt/libvirtd.log 2>/dev/null | sed 's/^/libvirtd.log: /'
