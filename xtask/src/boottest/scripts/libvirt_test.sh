@@ -76,9 +76,11 @@ while [ $(($(now_ms) - t0)) -lt 20000 ]; do
     fi
     usleep 200000
 done
-# Came back: libvirt names the domain with a new id, running.
+# Came back: libvirt names the domain with a new id. Gone: neither libvirt nor xl has
+# it for 3 s in a row (a restart may leave a moment between the two domains).
 came_back=no
 new=""
+gone_since=""
 while [ $(($(now_ms) - t0)) -lt 60000 ]; do
     new=$(virsh domid "$DOMU_NAME" 2>/dev/null | head -n 1 | tr -d ' ')
     if [ -n "$new" ] && [ "$new" != "$old" ] && [ "$new" != "-" ]; then
@@ -86,7 +88,10 @@ while [ $(($(now_ms) - t0)) -lt 60000 ]; do
         break
     fi
     if [ -z "$new" ] && ! xl list "$old" > /dev/null 2>&1; then
-        break
+        [ -n "$gone_since" ] || gone_since=$(now_ms)
+        [ $(($(now_ms) - gone_since)) -ge 3000 ] && break
+    else
+        gone_since=""
     fi
     usleep 500000
 done
