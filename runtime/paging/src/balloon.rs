@@ -24,7 +24,7 @@
 //! free so that it keeps serving; below that the shortfall is reported.
 //!
 //! [`Balloon::check`] is the guest's self-check after each change: p2m entry invalid ⇔
-//! ballooned, M2P[p2m[pfn]] == pfn for every other frame, no direct-map entry for a
+//! ballooned, `M2P[p2m[pfn]] == pfn` for every other frame, no direct-map entry for a
 //! ballooned frame of a mapped chunk, every ballooned frame taken in the allocator, and
 //! the count agrees with Xen's `XENMEM_current_reservation`.
 
@@ -170,7 +170,7 @@ pub enum CheckError {
         /// Its p2m entry.
         mfn: Mfn,
     },
-    /// M2P[p2m[pfn]] is not pfn.
+    /// `M2P[p2m[pfn]]` is not `pfn`.
     M2p {
         /// The frame.
         pfn: Pfn,
