@@ -318,6 +318,7 @@ pub fn maximum_ram_page() -> Result<xenpv_abi::Mfn, XenError> {
 /// Safe to call, but giving back a frame that is still mapped or in use, or using a
 /// populated one before the p2m and page tables name it, breaks memory safety: the
 /// balloon (`crate::balloon`) is the one caller.
+#[cfg(feature = "async")]
 pub(crate) fn memory_reservation(cmd: u64, frames: &mut [u64]) -> Result<u64, XenError> {
     use xenpv_abi::args::{MemoryReservation, DOMID_SELF};
     let mut arg = MemoryReservation {
