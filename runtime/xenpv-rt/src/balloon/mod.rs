@@ -192,7 +192,7 @@ async fn task(rt: Rt) {
     let mut applied: Option<u64> = None;
     loop {
         match read_u64(rt, "memory/target") {
-            Ok(Some(kb)) if applied != Some(kb) => {
+            Ok(Some(kb)) if applied != Some(kb) || worth_another_go(kb) => {
                 change(rt, &mut st, kb).await;
                 applied = Some(kb);
             }
@@ -202,6 +202,15 @@ async fn task(rt: Rt) {
         let tick = embassy_time::Timer::after(embassy_time::Duration::from_nanos(POLL_NS));
         embassy_futures::select::select(exec::event(port), tick).await;
     }
+}
+
+/// Stopped short of `target_kb` at the floor, can the guest now give a batch more (its
+/// frames in use went down)? Then the change is taken up again.
+fn worth_another_go(target_kb: u64) -> bool {
+    matches!(
+        crate::mm::balloon::goal(target_kb / 4).step(),
+        Step::Release(n) if n >= BATCH as u64
+    )
 }
 
 /// Go towards `target_kb`, a batch at a time, then report and check.

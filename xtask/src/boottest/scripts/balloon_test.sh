@@ -48,7 +48,15 @@ while [ $(($(now_ms) - t0)) -lt 60000 ]; do
     usleep 200000
 done
 if [ -n "$short" ] && [ "$short" -gt 0 ]; then
-    echo "mem-set 8: shortfall_kb=$short after $(($(now_ms) - t0)) ms, xl list shows $(mem) MiB: ok"
+    # Xen's count agrees with the guest's: the target plus the shortfall (+-2 MiB).
+    want=$(((8192 + short) / 1024))
+    m=$(mem)
+    if [ -n "$m" ] && [ "$m" -ge $((want - 2)) ] && [ "$m" -le $((want + 2)) ]; then
+        echo "mem-set 8: shortfall_kb=$short after $(($(now_ms) - t0)) ms, xl list shows $m MiB (8 + shortfall: $want): ok"
+    else
+        echo "mem-set 8: shortfall_kb=$short but xl list shows ${m:-nothing} MiB, not 8 + shortfall ($want): FAIL"
+        fails=$((fails + 1))
+    fi
 else
     echo "mem-set 8: data/balloon/shortfall_kb=${short:-absent} after 60 s: FAIL"
     fails=$((fails + 1))

@@ -55,7 +55,7 @@ pub fn balloon() -> BootTest {
                     .at_least("shortfall_kb", 1.0)
                     .nums(&["floor_kb"]),
             ),
-            Check::Regex(r"dom0\| mem-set 8: shortfall_kb=[1-9]\d* after \d+ ms, xl list shows \d+ MiB: ok"),
+            Check::Regex(r"dom0\| mem-set 8: shortfall_kb=[1-9]\d* after \d+ ms, xl list shows \d+ MiB \(8 \+ shortfall: \d+\): ok"),
             Check::Report(
                 dom0_like("peer: http-get PASS status=200 bytes=1048576 conns=1 ok=1")
                     .hex_digits("fnv", 16),
