@@ -263,7 +263,9 @@ async fn change(rt: Rt, st: &mut State, target_kb: u64) {
             refused = c.refused,
             short = c.short,
             errors = c.errors,
+            overcounts = c.overcounts,
             leaked = c.leaked,
+            pte_failures = c.pte_failures,
             ms = (crate::time::now_ns() - t0) / 1_000_000,
         )
     );
