@@ -135,6 +135,7 @@ pub fn main_with<S>(
             Err(e) => crate::warn!("xenpv-rt: no shutdown watcher: {e:?}"),
         }
     }
+    crate::balloon::spawn(rt.spawner, boot);
     let status = exec::run(
         executor,
         || {
