@@ -272,8 +272,11 @@ impl Devices {
             Err(_) => return Err(DeviceError::TooMany),
         };
         self.vifs.borrow_mut().push(index);
+        self.stacks.borrow_mut().push((index, stack.clone()));
         self.open.set(self.open.get() + 1);
         self.spawner.spawn(token);
+        // dom0 sees the vif (and its static address) at once.
+        crate::metrics::refresh_soon();
         crate::println!(
             "xenpv-rt: vif{index} connected mac={} ip={}",
             MacFmt(mac),
