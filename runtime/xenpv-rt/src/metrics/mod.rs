@@ -130,15 +130,17 @@ fn publish(devices: &'static Devices, s: &mut Publishing, full: bool) -> bool {
             unix_time_s: crate::time::wallclock_s(),
         };
         let plan = s.publisher.plan(&snap, full);
+        // What changed (a full refresh writes the rest again): what the line is about.
+        let loud = if full {
+            changes_more_than_free(&s.publisher.plan(&snap, false).ops)
+        } else {
+            changes_more_than_free(&plan.ops)
+        };
         let xs = b.xenstore()?;
-        Some((
-            metrics::apply(xs, &plan.ops),
-            plan,
-            snap.mem_total_kb,
-            snap.mem_free_kb,
-        ))
+        let result = metrics::apply(xs, &plan.ops);
+        Some((result, plan, loud, snap.mem_total_kb, snap.mem_free_kb))
     });
-    let Ok(Some((result, plan, total_kb, free_kb))) = r else {
+    let Ok(Some((result, plan, loud, total_kb, free_kb))) = r else {
         // The boot is borrowed right now (or dom0): the next round does it.
         return addressless;
     };
@@ -157,7 +159,7 @@ fn publish(devices: &'static Devices, s: &mut Publishing, full: bool) -> bool {
     }
     match result {
         Ok(()) => {
-            report(&plan, &vifs, total_kb, free_kb);
+            report(&plan, loud, &vifs, total_kb, free_kb);
             s.publisher.commit(plan);
         }
         Err(e) => {
@@ -178,15 +180,19 @@ fn total_pages(b: &mut crate::Boot) -> u64 {
     b.start_info().nr_pages
 }
 
-/// One line per batch: a report (`metrics: published …`) when more than the free memory
-/// changed, a debug line otherwise (the free memory moves with the heap).
-fn report(plan: &Plan, vifs: &[VifAddrs], total_kb: u64, free_kb: u64) {
-    let only_free = plan.ops.iter().all(|op| match op {
+/// Do `ops` change more than the free memory (which moves with the heap)?
+fn changes_more_than_free(ops: &[metrics::Op]) -> bool {
+    ops.iter().any(|op| match op {
         metrics::Op::Write(k, _) => {
-            matches!(k, metrics::Key::Fixed("data/meminfo_free" | "data/updated"))
+            !matches!(k, metrics::Key::Fixed("data/meminfo_free" | "data/updated"))
         }
-        metrics::Op::Remove(_) => false,
-    });
+        metrics::Op::Remove(_) => true,
+    })
+}
+
+/// One line per batch: a report (`metrics: published …`) when it is `loud` (more than
+/// the free memory changed), a debug line otherwise.
+fn report(plan: &Plan, loud: bool, vifs: &[VifAddrs], total_kb: u64, free_kb: u64) {
     let addrs: usize = vifs.iter().map(|v| v.ipv4.len()).sum();
     let (keys, nvifs) = (plan.keys(), vifs.len());
     let line = xenpv_contract::report::Writer::new("metrics")
@@ -196,9 +202,9 @@ fn report(plan: &Plan, vifs: &[VifAddrs], total_kb: u64, free_kb: u64) {
         .field("addrs", &addrs)
         .field("meminfo_total_kb", &total_kb)
         .field("meminfo_free_kb", &free_kb);
-    if only_free {
-        crate::debug!("{line}");
-    } else {
+    if loud {
         crate::println!("{line}");
+    } else {
+        crate::debug!("{line}");
     }
 }

@@ -1,6 +1,6 @@
 # dom0's reading of the guest metrics a xenpv-rt domU publishes in xenstore (the keys
 # the xen-guest-agent writes for XAPI): `metrics_wait KEY SECONDS` waits for a key and
-# sets `waited_ms`; `metrics_report [FIELDS]` prints them all as one report line,
+# sets `waited_ms` (the row judges it: a key missing is not the script's failure); `metrics_report [FIELDS]` prints them all as one report line,
 # `xenstore: metrics …`, for the row to check (FIELDS, `name=value` words, added to it).
 MD=/local/domain/$DOMID
 xsr() { xenstore-read "$MD/$1" 2>/dev/null; }
@@ -10,10 +10,8 @@ q() { printf '"%s"' "$(printf %s "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 metrics_ms() { read -r up _ < /proc/uptime; s=${up%.*}; c=${up#*.}; echo $((s * 1000 + ${c#0} * 10)); }
 metrics_wait() {
     t0=$(metrics_ms)
-    n=0
-    while [ -z "$(xsr "$1")" ] && [ $n -lt $(($2 * 10)) ]; do
+    while [ -z "$(xsr "$1")" ] && [ $(($(metrics_ms) - t0)) -lt $(($2 * 1000)) ]; do
         usleep 100000
-        n=$((n + 1))
     done
     waited_ms=$(($(metrics_ms) - t0))
     if [ -z "$(xsr "$1")" ]; then

@@ -5,7 +5,7 @@ G=169.254.100.2
 if ! up "$G:80"; then
     exit $((fails + 1))
 fi
-step metrics_wait attr/vif/0/ipv4/0 30
+metrics_wait attr/vif/0/ipv4/0 30
 metrics_report "ipv4_waited_ms=$waited_ms"
 xl shutdown "$DOMID" > /run/shutdown.log 2>&1 &
 stopped_within "$(now_ms)" "xl shutdown"

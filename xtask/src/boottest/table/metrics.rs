@@ -122,3 +122,109 @@ fn updated_date(r: &Report) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     re.is_match(u).then_some(()).ok_or(format!("updated={u:?}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// dom0's line from a passing run of the DHCP row (the static row's is the same
+    /// but for the address and `leased=`).
+    const GOOD: &str = "dom0| xenstore: metrics installed=\"1\" major=\"1\" minor=\"0\" \
+        micro=\"0\" build=\"xenpv-rt-0.1.0\" os_distro=\"xenpv-rt\" \
+        os_name=\"xenpv-rt 0.1.0\" os_majorver=\"0\" os_minorver=\"1\" os_uname=\"0.1.0\" \
+        meminfo_total=\"262144\" meminfo_free=\"238328\" vif0=\"\" \
+        vif0_ipv4_0=\"169.254.100.59\" vif0_ipv4_1=\"\" \
+        updated=\"Mon Dec  7 18:00:34 2026\" xl_mem_mib=\"256\" leased=169.254.100.59 \
+        ipv4_waited_ms=200";
+
+    fn judge(e: &Expect, line: &str) -> Result<(), String> {
+        e.find_in(line).map(drop)
+    }
+
+    /// Each condition passes on a real line and fails when its part is wrong.
+    #[test]
+    fn the_dom0_view_fails_on_each_wrong_key() {
+        let dhcp = dom0_view("leased").at_most("ipv4_waited_ms", 3000.0);
+        judge(&dhcp, GOOD).unwrap();
+        let stat = GOOD
+            .replace("169.254.100.59", "169.254.100.2")
+            .replace(" leased=169.254.100.2", "");
+        judge(&dom0_view("169.254.100.2"), &stat).unwrap();
+        for (from, to, why) in [
+            ("major=\"1\"", "major=\"0\"", "major=0, not 1"),
+            ("installed=\"1\"", "installed=\"\"", "installed=, not 1"),
+            ("os_name=\"xenpv-rt 0.1.0\"", "os_name=\"\"", "os_name="),
+            (
+                "meminfo_total=\"262144\"",
+                "meminfo_total=\"65536\"",
+                "within 2%",
+            ),
+            (
+                "meminfo_free=\"238328\"",
+                "meminfo_free=\"0\"",
+                "meminfo_free=0",
+            ),
+            (
+                "meminfo_free=\"238328\"",
+                "meminfo_free=\"300000\"",
+                "meminfo_free=300000",
+            ),
+            (
+                "updated=\"Mon Dec  7 18:00:34 2026\"",
+                "updated=\"2\"",
+                "updated=\"2\"",
+            ),
+            ("vif0=\"\"", "vif0=\"x\"", "vif0=x"),
+            (
+                "vif0_ipv4_0=\"169.254.100.59\"",
+                "vif0_ipv4_0=\"\"",
+                "the leased address",
+            ),
+            (
+                "vif0_ipv4_1=\"\"",
+                "vif0_ipv4_1=\"10.0.0.1\"",
+                "vif0_ipv4_1=10.0.0.1",
+            ),
+            (
+                "ipv4_waited_ms=200",
+                "ipv4_waited_ms=6100",
+                "ipv4_waited_ms=6100",
+            ),
+        ] {
+            let bad = GOOD.replace(from, to);
+            assert_ne!(bad, GOOD, "{from}");
+            let e = judge(&dhcp, &bad).unwrap_err();
+            assert!(e.contains(why), "{from} -> {to}: {e}");
+        }
+        let e = judge(&dom0_view("169.254.100.2"), GOOD).unwrap_err();
+        assert!(
+            e.contains("vif0_ipv4_0=169.254.100.59, not 169.254.100.2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_guest_line_fails_without_the_vif_or_its_address() {
+        let good = "domU| metrics: published keys=1 vifs=1 addrs=1 meminfo_total_kb=262144 \
+                    meminfo_free_kb=238328";
+        judge(&published(1), good).unwrap();
+        for bad in [
+            good.replace("addrs=1", "addrs=0"),
+            good.replace("vifs=1", "vifs=0"),
+            good.replace("published", "publish"),
+            good.replace("meminfo_free_kb=238328", "meminfo_free_kb=0"),
+            good.replace(" keys=1", ""),
+        ] {
+            assert!(judge(&published(1), &bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_runtime_version_is_the_workspace_one() {
+        let v = runtime_version();
+        assert!(
+            v.split('.').count() == 3 && v.split('.').all(|p| p.parse::<u32>().is_ok()),
+            "{v}"
+        );
+    }
+}
