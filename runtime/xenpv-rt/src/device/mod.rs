@@ -92,9 +92,9 @@ pub struct Devices {
     /// Vifs handed out (their tasks keep them, through detaches, until the end).
     #[cfg_attr(not(feature = "net"), allow(dead_code))]
     vifs: RefCell<Vec<u32>>,
-    /// The vifs' stacks, for the metrics' addresses.
+    /// The vifs handed out, for the metrics' addresses.
     #[cfg(feature = "net")]
-    stacks: RefCell<Vec<(u32, xenpv_net::Stack)>>,
+    registered: RefCell<Vec<net::Registered>>,
     /// Disks handed out or connecting (`device/vbd` ids; their tasks close them at the
     /// end).
     disks: RefCell<Vec<u32>>,
@@ -117,7 +117,7 @@ impl Devices {
             store_port,
             vifs: RefCell::new(Vec::new()),
             #[cfg(feature = "net")]
-            stacks: RefCell::new(Vec::new()),
+            registered: RefCell::new(Vec::new()),
             disks: RefCell::new(Vec::new()),
             open: Cell::new(0),
             closing: Cell::new(false),
@@ -155,25 +155,9 @@ impl Devices {
         Ok(f(&mut boot))
     }
 
-    /// Each vif's device id and IPv4 address now (static, or DHCP's once leased), for
-    /// the metrics.
+    /// No vifs without the `net` feature: nothing for the metrics.
+    #[cfg(not(feature = "net"))]
     pub(crate) fn vif_addresses(&self) -> Vec<xenpv_protocol::metrics::VifAddrs> {
-        #[cfg(feature = "net")]
-        {
-            self.stacks
-                .borrow()
-                .iter()
-                .map(|(index, stack)| {
-                    let addrs: Vec<[u8; 4]> = stack
-                        .ipv4()
-                        .map(|c| c.address().octets())
-                        .into_iter()
-                        .collect();
-                    xenpv_protocol::metrics::VifAddrs::new(*index, &addrs)
-                })
-                .collect()
-        }
-        #[cfg(not(feature = "net"))]
         Vec::new()
     }
 

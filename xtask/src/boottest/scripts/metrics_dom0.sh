@@ -1,7 +1,9 @@
 # dom0's reading of the guest metrics a xenpv-rt domU publishes in xenstore (the keys
 # the xen-guest-agent writes for XAPI): `metrics_wait KEY SECONDS` waits for a key and
-# sets `waited_ms` (the row judges it: a key missing is not the script's failure); `metrics_report [FIELDS]` prints them all as one report line,
-# `xenstore: metrics …`, for the row to check (FIELDS, `name=value` words, added to it).
+# sets `waited_ms` (the row judges it: a key missing is not the script's failure);
+# `metrics_wait_gone KEY SECONDS` waits for one to be removed; `metrics_report [FIELDS]`
+# prints them all as one report line, `xenstore: metrics …`, for the row to check
+# (FIELDS, `name=value` words, added to it).
 MD=/local/domain/$DOMID
 xsr() { xenstore-read "$MD/$1" 2>/dev/null; }
 # A value quoted as a report's value (always quoted: it may be empty or have spaces).
@@ -18,6 +20,15 @@ metrics_wait() {
         echo "metrics: no $1 after $2 s"
         return 1
     fi
+}
+# Wait up to $2 s for key $1 to be gone; sets `waited_ms`.
+metrics_wait_gone() {
+    t0=$(metrics_ms)
+    while xenstore-exists "$MD/$1" 2>/dev/null && [ $(($(metrics_ms) - t0)) -lt $(($2 * 1000)) ]; do
+        usleep 100000
+    done
+    waited_ms=$(($(metrics_ms) - t0))
+    ! xenstore-exists "$MD/$1" 2>/dev/null
 }
 metrics_report() {
     xl_mem=$(xl list "$DOMID" 2>/dev/null | awk 'NR==2 {print $3}')

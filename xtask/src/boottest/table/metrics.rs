@@ -14,6 +14,10 @@ pub const METRICS_DOM0: &str = include_str!("../scripts/metrics_dom0.sh");
 /// How soon after the appliance serves the vif's address must be in xenstore.
 const STATIC_ADDRESS_S: u64 = 30;
 
+/// How soon after `xl network-detach` the vif's keys must be gone, and after `xl
+/// network-attach` back.
+const REPLUG_S: u64 = 30;
+
 /// How soon after `xl shutdown` the appliance must have stopped.
 const SHUTDOWN_S: u64 = 10;
 
@@ -24,15 +28,25 @@ pub fn rows() -> Vec<BootTest> {
 
 /// The appliance on one vif with a static address: dom0 finds every key, the memory
 /// figures next to what `xl list` says, `attr/vif/0/ipv4/0` = the address; the guest
-/// says what it published.
+/// says what it published; the vif detached, its keys go within [`REPLUG_S`], attached
+/// again, they are back within as long.
 fn static_address() -> BootTest {
     let mut checks = vec![Check::Report(
         dom0_view("169.254.100.2").at_most("ipv4_waited_ms", (STATIC_ADDRESS_S * 1000) as f64),
     )];
     checks.push(Check::Report(published(1)));
+    // Unplugged, the vif's keys go; plugged again, they come back.
+    checks.push(Check::Report(
+        dom0_like("xenstore: vif-replug gone=yes vif0_ipv4_0=169.254.100.2")
+            .at_most("gone_ms", (REPLUG_S * 1000) as f64)
+            .at_most("back_ms", (REPLUG_S * 1000) as f64),
+    ));
     let mut b = appliance_row("domu-metrics", "net ip=169.254.100.2/24", 600, checks);
     b.dom0_script = Some(script_with(
-        &[("SHUTDOWN_WITHIN", SHUTDOWN_S.to_string())],
+        &[
+            ("SHUTDOWN_WITHIN", SHUTDOWN_S.to_string()),
+            ("REPLUG_WITHIN", (REPLUG_S + 5).to_string()),
+        ],
         &format!(
             "{METRICS_DOM0}{}",
             include_str!("../scripts/metrics_test.sh")
