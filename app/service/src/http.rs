@@ -6,7 +6,9 @@ use alloc::vec::Vec;
 use embassy_time::{with_timeout, Duration};
 use embedded_io_async::{Read, Write};
 
-use xenpv_appliance::http::{self, FileSum, Opened, Parse, Route, HEAD_MAX, ROUND_BYTES};
+use xenpv_appliance::http::{
+    self, FileSum, HeapProbe, Opened, Parse, Route, HEAD_MAX, ROUND_BYTES,
+};
 use xenpv_net::TcpStream;
 
 use crate::files::{Files, ReadFail};
@@ -67,17 +69,42 @@ async fn open_file<F: Files>(files: &F, path: &str, c: &Counters) -> (Opened, Op
     }
 }
 
+/// The heap probe (`GET /heap/N`): reserve `mib` MiB of heap, touch every page, free
+/// it. A failure is the reservation's error, never a panic.
+pub fn heap_probe(mib: u64) -> Result<(), alloc::collections::TryReserveError> {
+    let bytes = usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    let mut v: Vec<u8> = Vec::new();
+    v.try_reserve_exact(bytes)?;
+    for b in v.spare_capacity_mut().iter_mut().step_by(4096) {
+        b.write(0x5a);
+    }
+    Ok(())
+}
+
+/// The response to `GET /heap/<mib>`: the probe run if `on`, else 404.
+fn heap_response(mib: u64, on: bool) -> http::Response {
+    if !on {
+        return http::respond_heap(mib, HeapProbe::Off);
+    }
+    match heap_probe(mib) {
+        Ok(()) => http::respond_heap(mib, HeapProbe::Ok),
+        Err(e) => http::respond_heap(mib, HeapProbe::Failed(&alloc::format!("{e}"))),
+    }
+}
+
 /// Most body bytes made at once (a file's read from the disk, the pattern computed)
 /// straight into the socket's send buffer: a bounded hold of the executor.
 pub const BODY_STEP: usize = ROUND_BYTES as usize;
 
 /// Serve one HTTP request on `s`: read its head (within `head_timeout`, else
 /// [`Outcome::Abort`], counted), answer it, the body made straight in the socket's send
-/// buffer, [`BODY_STEP`] bytes at most at a time. The caller closes or resets the
-/// connection as the outcome says.
+/// buffer, [`BODY_STEP`] bytes at most at a time; `GET /heap/N` runs [`heap_probe`] if
+/// `heap_probe_on` (404 otherwise). The caller closes or resets the connection as the
+/// outcome says.
 pub async fn http_exchange<F: Files>(
     s: &mut TcpStream,
     head_timeout: Duration,
+    heap_probe_on: bool,
     files: &F,
     c: &Counters,
 ) -> Result<Outcome, xenpv_net::tcp::Error> {
@@ -101,6 +128,7 @@ pub async fn http_exchange<F: Files>(
             file = f;
             http::respond_file(opened)
         }
+        Route::Heap(mib) => heap_response(mib, heap_probe_on),
         route => {
             add(&c.too_large, u64::from(route == Route::TooLarge));
             http::respond(route)
@@ -137,8 +165,14 @@ pub async fn http_exchange<F: Files>(
 }
 
 /// HTTP on one connection ([`http_exchange`]), then its close or reset.
-pub async fn http<F: Files>(mut s: TcpStream, head_timeout: Duration, files: &F, c: &Counters) {
-    let r = http_exchange(&mut s, head_timeout, files, c).await;
+pub async fn http<F: Files>(
+    mut s: TcpStream,
+    head_timeout: Duration,
+    heap_probe_on: bool,
+    files: &F,
+    c: &Counters,
+) {
+    let r = http_exchange(&mut s, head_timeout, heap_probe_on, files, c).await;
     match r {
         Ok(Outcome::Done) => crate::tcp::finish::<xenpv_net::tcp::Error>(s, Ok(()), c).await,
         Ok(Outcome::Abort) => s.abort(),

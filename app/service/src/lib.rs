@@ -4,8 +4,8 @@
 //! - [`udp_echo`]: UDP echo (RFC 862), datagrams up to 65,507 bytes;
 //! - [`echo`] and [`discard`]: TCP echo (RFC 862) and discard (RFC 863);
 //! - [`http`]: the minimal HTTP/1.1 server of `xenpv_appliance::http` (`/`, `/bytes/N`
-//!   streamed from the pattern, `/files/…` from a [`Files`] source), the request head
-//!   read under a deadline;
+//!   streamed from the pattern, `/files/…` from a [`Files`] source, `/heap/N` the heap
+//!   probe when the guest turns it on), the request head read under a deadline;
 //! - [`serve_each`]: a listener's connections, each its own future, polled only when
 //!   woken (a thousand idle connections cost a busy one nothing).
 //!
@@ -22,7 +22,7 @@ mod tcp;
 mod udp;
 
 pub use files::{Files, NoFiles, ReadFail};
-pub use http::{http, http_exchange, Outcome, BODY_STEP};
+pub use http::{heap_probe, http, http_exchange, Outcome, BODY_STEP};
 pub use tcp::{discard, discard_loop, echo, echo_loop, serve_each, CHUNK};
 pub use udp::{udp_echo, UDP_MAX};
 

@@ -14,6 +14,17 @@ use xenpv_net::{loopback, Stack, TcpListener, TcpStream, UdpSocket};
 
 /// The services on ports 7 (UDP and TCP), 9 and 80 of `stack`, with `files`.
 async fn services<F: Files>(stack: &Stack, c: &Counters, files: &F, head: Duration) {
+    services_with(stack, c, files, head, false).await
+}
+
+/// [`services`], with the heap probe on or off.
+async fn services_with<F: Files>(
+    stack: &Stack,
+    c: &Counters,
+    files: &F,
+    head: Duration,
+    probe: bool,
+) {
     let u = UdpSocket::bind(stack, 7).unwrap();
     // Each listener as the appliance binds it.
     let bind = |p| TcpListener::bind_with(stack, p, port_config(&Limits::DEFAULT, p)).unwrap();
@@ -22,7 +33,7 @@ async fn services<F: Files>(stack: &Stack, c: &Counters, files: &F, head: Durati
         udp_echo(&u, c),
         serve_each(&e, 128, c, |s| echo(s, c)),
         serve_each(&d, 128, c, |s| discard(s, c)),
-        serve_each(&h, 128, c, |s| http(s, head, files, c)),
+        serve_each(&h, 128, c, |s| http(s, head, probe, files, c)),
     )
     .await;
 }
@@ -89,6 +100,28 @@ fn bytes_index_404_and_too_large() {
     assert_eq!(c.http_requests.get(), 5);
     assert_eq!(c.too_large.get(), 1);
     assert!(c.http_bytes.get() >= 300_000);
+}
+
+#[test]
+fn the_heap_probe_when_on_and_off() {
+    for probe in [true, false] {
+        let c = Counters::default();
+        loopback::run(|stack| {
+            let c = &c;
+            async move {
+                let client = async {
+                    let (status, _, body) = split(&get(&stack, "/heap/3").await.0);
+                    if probe {
+                        assert_eq!((status, body.as_slice()), (200, &b"heap: 3 MiB ok\n"[..]));
+                    } else {
+                        assert_eq!(status, 404);
+                    }
+                };
+                let svc = services_with(&stack, c, &NoFiles, Duration::from_secs(10), probe);
+                assert!(matches!(select(svc, client).await, Either::Second(())));
+            }
+        });
+    }
 }
 
 #[test]

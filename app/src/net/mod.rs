@@ -3,7 +3,8 @@
 //! HTTP/1.1 server on port 80 (`xenpv_appliance::http`), over xenpv-net's sockets
 //! (`xenpv_appliance_service`, host-tested). It takes the polled appliance's words
 //! (`vifs=`, `ip=`, `tcp_idle=` `head_timeout=` `syn_timeout=` `per_peer=` `tcp_listen=`
-//! `tcp_max=`, `files`, `disk_timeout=`) and prints its report lines (`net: …`).
+//! `tcp_max=`, `files`, `disk_timeout=`; `heap-probe` answers `GET /heap/N`) and prints
+//! its report lines (`net: …`).
 //!
 //! The runtime keeps each vif running (its task notices a backend that goes away and
 //! re-attaches when one returns); the stack's listeners keep a backlog and bound every
@@ -165,7 +166,9 @@ async fn serve_vif(
         xenpv_rt::exec::embassy_futures::join::join3(
             service::serve_each(&v.echo, limit, c, |s| service::echo(s, c)),
             service::serve_each(&v.discard, limit, c, |s| service::discard(s, c)),
-            service::serve_each(&v.http, limit, c, |s| service::http(s, head, files, c)),
+            service::serve_each(&v.http, limit, c, |s| {
+                service::http(s, head, w.heap_probe, files, c)
+            }),
         )
         .await
     };

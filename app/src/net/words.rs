@@ -15,6 +15,8 @@ pub(super) struct Words {
     pub(super) limits: Limits,
     pub(super) files: bool,
     pub(super) disk_timeout_ms: u64,
+    /// `heap-probe`: answer `GET /heap/N` (404 otherwise).
+    pub(super) heap_probe: bool,
 }
 
 /// The command line's words; `Err` with [`AppStatus::Usage`] for a bad one (printed).
@@ -73,6 +75,7 @@ pub(super) fn words(cmd: &Cmdline<'_>) -> Result<Words, i32> {
         limits,
         files: cmd.has("files"),
         disk_timeout_ms,
+        heap_probe: cmd.has("heap-probe"),
     })
 }
 

@@ -284,6 +284,32 @@ fn small_hypercall_args() {
     );
 }
 
+// ---- memory.h (ours) ---------------------------------------------------------------
+
+#[test]
+fn memory_reservation() {
+    // memory.h: struct xen_memory_reservation { XEN_GUEST_HANDLE(xen_pfn_t) extent_start;
+    // xen_ulong_t nr_extents; unsigned int extent_order; unsigned int mem_flags;
+    // domid_t domid; };  a guest handle is a pointer (8) on x86-64: 8 + 8 + 4 + 4 + 2 =
+    // 26 bytes, padded to the 8-byte alignment: 32.
+    layout!(args::MemoryReservation, size 32, {
+        extent_start => 0, nr_extents => 8, extent_order => 16, mem_flags => 20, domid => 24,
+    });
+    // XENMEM_increase_reservation 0, decrease 1, current 3, maximum 4, populate_physmap 6;
+    // DOMID_SELF 0x7ff0 (xen.h).
+    assert_eq!(
+        (
+            args::XENMEM_INCREASE_RESERVATION,
+            args::XENMEM_DECREASE_RESERVATION,
+            args::XENMEM_CURRENT_RESERVATION,
+            args::XENMEM_MAXIMUM_RESERVATION,
+            args::XENMEM_POPULATE_PHYSMAP,
+            args::DOMID_SELF,
+        ),
+        (0, 1, 3, 4, 6, 0x7ff0)
+    );
+}
+
 // ---- xen.h, arch-x86/xen.h, arch-x86/xen-x86_64.h, event_channel.h, sched.h (xen-sys) --
 
 #[test]

@@ -216,6 +216,11 @@ impl DirectMap {
         }
     }
 
+    /// Are the direct map's data mappings NX?
+    pub fn nx(&self) -> bool {
+        self.data.contains(pte::NX)
+    }
+
     /// How L1s are written.
     pub fn pt_write(&self) -> PtWrite {
         self.pt_write

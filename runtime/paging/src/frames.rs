@@ -189,7 +189,13 @@ pub struct FrameAllocator<'a> {
     /// set: a mapped chunk stays mapped).
     chunks: Option<&'a [AtomicU64]>,
     /// Frames in unmapped chunks that no region holds: free once their chunk is mapped.
+    /// Ballooned frames are not counted (they have no machine frame to map).
     unmapped: u64,
+    /// The balloon's record (one bit per pfn, set = given back to Xen), once attached
+    /// ([`FrameAllocator::attach_balloon`]).
+    balloon: Option<&'a mut [u64]>,
+    /// Frames given back to Xen (their bits set in `balloon`, taken here).
+    ballooned: u64,
 }
 
 /// Is chunk `c`'s bit set?
@@ -241,6 +247,8 @@ impl<'a> FrameAllocator<'a> {
             rotor: 0,
             chunks: None,
             unmapped: 0,
+            balloon: None,
+            ballooned: 0,
         };
         for r in &regions {
             for pfn in (r.start.0..r.end.0.min(nr_pages)).map(Pfn) {
@@ -407,8 +415,16 @@ impl<'a> FrameAllocator<'a> {
                 }
             }
         }
-        self.free += freed - reserved;
-        self.unmapped -= freed - reserved;
+        // Ballooned frames have no machine frame: they stay taken (and were never
+        // counted in `unmapped`).
+        let mut ballooned = 0;
+        for pfn in (start.0..end.0).map(Pfn) {
+            if self.is_ballooned(pfn) && self.mark(pfn) {
+                ballooned += 1;
+            }
+        }
+        self.free += freed - reserved - ballooned;
+        self.unmapped -= freed - reserved - ballooned;
     }
 
     fn mark(&mut self, pfn: Pfn) -> bool {
@@ -519,6 +535,168 @@ impl<'a> FrameAllocator<'a> {
         self.bits[w] &= !(1 << b);
         self.free += 1;
         Ok(())
+    }
+}
+
+/// A refused balloon call of the [`FrameAllocator`]. Nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BalloonError {
+    /// No balloon record is attached.
+    NoRecord,
+    /// The frame is reserved, past nr_pages, or (mapped) not free: it is in use.
+    InUse {
+        /// The frame given.
+        pfn: Pfn,
+    },
+    /// Taking a frame that is ballooned already, or giving back one that is not.
+    Record {
+        /// The frame given.
+        pfn: Pfn,
+        /// What the record says.
+        ballooned: bool,
+    },
+}
+
+impl core::fmt::Display for BalloonError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            BalloonError::NoRecord => write!(f, "no balloon record attached"),
+            BalloonError::InUse { pfn } => write!(f, "pfn {pfn:#x} is in use"),
+            BalloonError::Record { pfn, ballooned } => {
+                write!(f, "pfn {pfn:#x}: ballooned={ballooned} already")
+            }
+        }
+    }
+}
+
+impl<'a> FrameAllocator<'a> {
+    /// Attach the balloon's record: `bits` ([`bitmap_words`] of nr_pages, need not be
+    /// zeroed) says which frames were given back to Xen; they count as taken, and a
+    /// chunk the direct map maps later keeps them taken.
+    pub fn attach_balloon(&mut self, bits: &'a mut [u64]) -> Result<(), FrameError> {
+        let need = bitmap_words(self.nr_pages);
+        if bits.len() < need {
+            return Err(FrameError::BitmapTooSmall {
+                words: bits.len(),
+                need,
+            });
+        }
+        bits.fill(0);
+        self.balloon = Some(bits);
+        self.ballooned = 0;
+        Ok(())
+    }
+
+    /// Is `pfn` given back to Xen (recorded in the balloon's bitmap)?
+    pub fn is_ballooned(&self, pfn: Pfn) -> bool {
+        let (w, b) = bit(pfn);
+        self.balloon
+            .as_ref()
+            .is_some_and(|bits| pfn.0 < self.nr_pages && bits[w] & (1 << b) != 0)
+    }
+
+    /// Frames given back to Xen.
+    pub fn ballooned_frames(&self) -> u64 {
+        self.ballooned
+    }
+
+    /// Could `pfn` be given to the balloon: below nr_pages, not reserved, not ballooned,
+    /// and free (a mapped chunk's) or in an unmapped chunk? `Some(mapped)` if so.
+    pub fn balloon_candidate(&self, pfn: Pfn) -> Option<bool> {
+        if pfn.0 >= self.nr_pages || self.balloon.is_none() || self.is_ballooned(pfn) {
+            return None;
+        }
+        let mapped = self.is_mapped(pfn);
+        if mapped && self.is_taken(pfn) {
+            return None;
+        }
+        if !mapped && self.region_of(pfn).is_some() {
+            return None;
+        }
+        Some(mapped)
+    }
+
+    /// Take `pfn` for the balloon (it is about to be given back to Xen): recorded, and
+    /// taken so that nothing hands it out. Only a [`Self::balloon_candidate`] is accepted.
+    pub fn balloon_take(&mut self, pfn: Pfn) -> Result<(), BalloonError> {
+        if self.balloon.is_none() {
+            return Err(BalloonError::NoRecord);
+        }
+        if self.is_ballooned(pfn) {
+            return Err(BalloonError::Record {
+                pfn,
+                ballooned: true,
+            });
+        }
+        let mapped = self
+            .balloon_candidate(pfn)
+            .ok_or(BalloonError::InUse { pfn })?;
+        if mapped {
+            self.mark(pfn);
+            self.free -= 1;
+        } else {
+            self.unmapped -= 1;
+        }
+        self.set_ballooned(pfn, true);
+        Ok(())
+    }
+
+    /// `pfn` has a machine frame again (Xen populated it, or refused to take it): off the
+    /// record, and free (or, in an unmapped chunk, free once the chunk is mapped). With
+    /// `usable` false the frame stays taken for good (its direct-map entry could not be
+    /// written, so handing it out would fault).
+    pub fn balloon_give(&mut self, pfn: Pfn, usable: bool) -> Result<(), BalloonError> {
+        if self.balloon.is_none() {
+            return Err(BalloonError::NoRecord);
+        }
+        if !self.is_ballooned(pfn) {
+            return Err(BalloonError::Record {
+                pfn,
+                ballooned: false,
+            });
+        }
+        self.set_ballooned(pfn, false);
+        if !usable {
+            return Ok(());
+        }
+        if self.is_mapped(pfn) {
+            let (w, b) = bit(pfn);
+            self.bits[w] &= !(1 << b);
+            self.free += 1;
+        } else {
+            self.unmapped += 1;
+        }
+        Ok(())
+    }
+
+    fn set_ballooned(&mut self, pfn: Pfn, on: bool) {
+        let (w, b) = bit(pfn);
+        if let Some(bits) = self.balloon.as_mut() {
+            if on {
+                bits[w] |= 1 << b;
+                self.ballooned += 1;
+            } else {
+                bits[w] &= !(1 << b);
+                self.ballooned -= 1;
+            }
+        }
+    }
+
+    /// The lowest ballooned pfn at or after `from`, `None` if there is none.
+    pub fn next_ballooned(&self, from: Pfn) -> Option<Pfn> {
+        let bits = self.balloon.as_ref()?;
+        let mut p = from.0;
+        while p < self.nr_pages {
+            let (w, b) = bit(Pfn(p));
+            let word = bits[w] >> b;
+            if word == 0 {
+                p = (w as u64 + 1) * 64;
+                continue;
+            }
+            let q = p + u64::from(word.trailing_zeros());
+            return (q < self.nr_pages).then_some(Pfn(q));
+        }
+        None
     }
 }
 

@@ -21,7 +21,8 @@
 //!   needs their frames;
 //! - [`vrange`] and [`vmap`]: module-space ranges and the vmap planner;
 //! - [`check`]: the layout checker the guest also runs on itself after boot;
-//! - [`exec`]: batching plans into hypercalls.
+//! - [`exec`]: batching plans into hypercalls;
+//! - [`balloon`]: giving frames back to Xen and taking them again.
 //!
 //! Everything here is `no_std`, has no `unsafe`, and reads memory only through traits
 //! ([`takeover::P2m`], [`snapshot::TableReader`], [`vmap::VmapEnv`]), so the same code
@@ -52,6 +53,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod balloon;
 pub mod check;
 pub mod direct;
 pub mod exec;

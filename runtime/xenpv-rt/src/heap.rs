@@ -8,6 +8,11 @@
 //! every free block). talc also takes memory in separate pieces, which is how this heap
 //! grows.
 //!
+//! The heap gives memory back, too ([`give_back`], which the balloon calls when it needs
+//! frames): every piece it claimed is recorded, and the parts of a piece that hold no
+//! allocation (a whole piece, or its free ends, through talc's `truncate`) go back to the
+//! frame allocator a page at a time.
+//!
 //! The heap grows on demand: when talc has no room it takes a run of consecutive frames
 //! from the frame allocator (at least [`GROW_MIN`], at least what the request needs) and
 //! hands talc their direct-map addresses, which are consecutive too; no page table is
@@ -35,13 +40,23 @@ use xenpv_paging::layout::{direct_map_va, PAGE_SIZE};
 /// The least the heap grows by at a time.
 pub const GROW_MIN: u64 = 2 << 20;
 
+/// Pieces the heap records (a piece not recorded, past this many, is never given back).
+const PIECES: usize = 64;
+
 struct State {
     talc: Talc<ErrOnOom>,
     limit: u64,
     claimed: u64,
     failures: u64,
     allocations: u64,
+    /// The spans talc manages, as its last claim or truncate returned them.
+    pieces: [Option<Span>; PIECES],
+    returned: u64,
 }
+
+// SAFETY: the spans are plain address ranges of the direct map (never dereferenced
+// through this record), and the State is only reached under the heap's lock.
+unsafe impl Send for State {}
 
 /// The global allocator: talc behind a spin lock, growing from the frame allocator.
 pub struct Heap(spin::Mutex<State>);
@@ -53,13 +68,17 @@ static HEAP: Heap = Heap(spin::Mutex::new(State {
     claimed: 0,
     failures: 0,
     allocations: 0,
+    pieces: [None; PIECES],
+    returned: 0,
 }));
 
 /// What the heap has done so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stats {
-    /// Bytes taken from the frame allocator (the heap never gives them back).
+    /// Bytes held from the frame allocator now (taken, less those given back).
     pub claimed_bytes: u64,
+    /// Bytes given back to the frame allocator so far ([`give_back`]).
+    pub returned_bytes: u64,
     /// The limit (bytes; `u64::MAX` for none).
     pub limit_bytes: u64,
     /// Allocations served.
@@ -73,6 +92,7 @@ pub fn stats() -> Stats {
     let s = HEAP.0.lock();
     Stats {
         claimed_bytes: s.claimed,
+        returned_bytes: s.returned,
         limit_bytes: s.limit,
         allocations: s.allocations,
         failures: s.failures,
@@ -111,13 +131,77 @@ impl State {
             .ok_or("no run of free frames is that long (or Boot::memory().frames() is held)")?;
         let base = direct_map_va(first).as_mut_ptr::<u8>();
         // SAFETY: the frames were just taken from the frame allocator (so nothing else
-        // uses them, and they are never given back), they are consecutive pfns and so a
-        // consecutive, writable range of the direct map, `bytes` long.
-        unsafe { self.talc.claim(Span::from_base_size(base, bytes as usize)) }
+        // uses them until `give_back` returns them, after talc let go of them), they are
+        // consecutive pfns and so a consecutive, writable range of the direct map, `bytes`
+        // long.
+        let span = unsafe { self.talc.claim(Span::from_base_size(base, bytes as usize)) }
             .map_err(|()| "talc refused the new memory")?;
+        if let Some(slot) = self.pieces.iter_mut().find(|p| p.is_none()) {
+            *slot = Some(span);
+        }
         self.claimed += bytes;
         Ok(())
     }
+
+    /// Truncate piece `i` to what holds allocations (page-rounded); the pages left out go
+    /// back to the frame allocator. Bytes given back.
+    fn trim(&mut self, i: usize) -> u64 {
+        let Some(old) = self.pieces[i] else {
+            return 0;
+        };
+        let Some((base, acme)) = old.get_base_acme() else {
+            self.pieces[i] = None;
+            return 0;
+        };
+        let page = PAGE_SIZE as usize;
+        // SAFETY: `old` is what talc's last claim or truncate of this piece returned.
+        let used = unsafe { self.talc.get_allocated_span(old) };
+        let req = match used.get_base_acme() {
+            None => Span::empty(),
+            Some((b, a)) => Span::new(
+                ((b as usize / page * page).max(base as usize)) as *mut u8,
+                ((a as usize).next_multiple_of(page).min(acme as usize)) as *mut u8,
+            ),
+        };
+        if req.size() + page > old.size() {
+            return 0; // less than a page to gain
+        }
+        // SAFETY: `old` is a piece talc manages; `req` lies within it and covers all of
+        // its allocated memory (from get_allocated_span, rounded outwards within `old`).
+        let new = unsafe { self.talc.truncate(old, req) };
+        let (keep_lo, keep_hi) = match new.get_base_acme() {
+            None => (acme as usize, acme as usize),
+            Some((b, a)) => (
+                b as usize / page * page,
+                (a as usize).next_multiple_of(page),
+            ),
+        };
+        self.pieces[i] = new.is_sized().then_some(new);
+        // Whole pages of the old piece outside the new one: talc no longer uses them.
+        let mut given = 0;
+        for (lo, hi) in [
+            ((base as usize).next_multiple_of(page), keep_lo),
+            (keep_hi, acme as usize / page * page),
+        ] {
+            if hi > lo {
+                let base = xenpv_paging::layout::DIRECT_MAP_BASE.as_u64();
+                let first = xenpv_abi::Pfn((lo as u64 - base) / PAGE_SIZE);
+                given += crate::mm::give_frame_run(first, ((hi - lo) / page) as u64);
+            }
+        }
+        let bytes = given * PAGE_SIZE;
+        self.claimed -= bytes.min(self.claimed);
+        self.returned += bytes;
+        bytes
+    }
+}
+
+/// Give the heap's free memory back to the frame allocator: every recorded piece is cut
+/// down to the pages that hold allocations. Bytes given back. The frame allocator must
+/// not be locked by the caller.
+pub fn give_back() -> u64 {
+    let mut s = HEAP.0.lock();
+    (0..PIECES).map(|i| s.trim(i)).sum()
 }
 
 fn refuse(layout: Layout, why: &str, s: &State) {

@@ -309,6 +309,56 @@ pub fn maximum_ram_page() -> Result<xenpv_abi::Mfn, XenError> {
     check(rc).map(|m| xenpv_abi::Mfn(m as u64))
 }
 
+/// `memory_op(cmd, &xen_memory_reservation)` over `frames`: the call Xen's
+/// `XENMEM_decrease_reservation` (`frames` are mfns to give back) and
+/// `XENMEM_populate_physmap` (`frames` are pfns; Xen writes each populated extent's mfn
+/// over its pfn) share. Returns the extents Xen did (a prefix of `frames`), as Xen says it:
+/// a caller treats the count as hostile (it may be more than asked).
+///
+/// Safe to call, but giving back a frame that is still mapped or in use, or using a
+/// populated one before the p2m and page tables name it, breaks memory safety: the
+/// balloon (`crate::balloon`) is the one caller.
+#[cfg(feature = "async")]
+pub(crate) fn memory_reservation(cmd: u64, frames: &mut [u64]) -> Result<u64, XenError> {
+    use xenpv_abi::args::{MemoryReservation, DOMID_SELF};
+    let mut arg = MemoryReservation {
+        extent_start: frames.as_mut_ptr() as u64,
+        nr_extents: frames.len() as u64,
+        extent_order: 0,
+        mem_flags: 0,
+        domid: DOMID_SELF,
+        pad: [0; 3],
+    };
+    // SAFETY: memory_op reads the reservation (live on this frame) and reads/writes at
+    // most `nr_extents` xen_pfn_t at `extent_start`, an exclusively borrowed slice of that
+    // length; what it does to the guest's memory is the caller's (see the doc).
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_memory_op,
+            [cmd, &mut arg as *mut MemoryReservation as u64, 0, 0, 0],
+        )
+    };
+    check(rc).map(|n| n as u64)
+}
+
+/// `memory_op(XENMEM_current_reservation or XENMEM_maximum_reservation, &domid)` for this
+/// domain: its pages now (`tot_pages`) or the most it may have (`max_pages`).
+pub fn reservation(cmd: u64) -> Result<u64, XenError> {
+    use xenpv_abi::args::{XENMEM_CURRENT_RESERVATION, XENMEM_MAXIMUM_RESERVATION};
+    if cmd != XENMEM_CURRENT_RESERVATION && cmd != XENMEM_MAXIMUM_RESERVATION {
+        return Err(XenError(-22));
+    }
+    let domid: u16 = xenpv_abi::args::DOMID_SELF;
+    // SAFETY: both commands read one domid_t from a live local and write nothing.
+    let rc = unsafe {
+        raw(
+            xen::__HYPERVISOR_memory_op,
+            [cmd, &domid as *const u16 as u64, 0, 0, 0],
+        )
+    };
+    check(rc).map(|n| n as u64)
+}
+
 /// `sched_op(SCHEDOP_yield)`: give the CPU away once (Xen runs something else if it can).
 pub fn yield_now() {
     // SAFETY: SCHEDOP_yield takes no argument and touches no guest memory.

@@ -151,6 +151,8 @@
 //! Xen's errors: [`Mfn`], [`Pfn`], [`Maddr`], [`XenError`]).
 #![no_std]
 
+#[cfg(feature = "async")]
+pub mod balloon;
 pub mod blk;
 mod boot;
 pub mod console;

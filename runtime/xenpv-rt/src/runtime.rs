@@ -136,6 +136,7 @@ pub fn main_with<S>(
         }
         crate::metrics::spawn(rt.spawner, rt.devices);
     }
+    crate::balloon::spawn(rt.spawner, boot);
     let status = exec::run(
         executor,
         || {

@@ -16,6 +16,9 @@ pub enum Route<'a> {
     NotFound,
     /// `GET /bytes/N` with N over [`BYTES_MAX`]: 400, [`BYTES_TOO_LARGE`].
     TooLarge,
+    /// `GET /heap/N`: the heap probe of N MiB (at most [`HEAP_PROBE_MAX_MIB`]; a larger
+    /// N is [`Route::BadRequest`]); answered by [`respond_heap`].
+    Heap(u64),
     /// Not a GET.
     MethodNotAllowed,
     /// Not an HTTP/1.x request line, or a head past [`HEAD_MAX`]; why.
@@ -117,6 +120,14 @@ impl<'a> FilePath<'a> {
     }
 }
 
+/// A decimal number of 1 or more digits that fits a u64.
+fn digits(n: &[u8]) -> Option<u64> {
+    let s = core::str::from_utf8(n).ok()?;
+    (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+        .then(|| s.parse::<u64>().ok())
+        .flatten()
+}
+
 /// Parse what has arrived of a request.
 pub fn parse(buf: &[u8]) -> Parse<'_> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -160,6 +171,15 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
             Some(_) => Route::TooLarge,
             // Not a number, or past u64: also over the limit if it is all digits.
             None if !n.is_empty() && n.iter().all(u8::is_ascii_digit) => Route::TooLarge,
+            None => Route::NotFound,
+        }
+    } else if let Some(n) = path.strip_prefix(b"/heap/") {
+        match digits(n) {
+            Some(n) if n <= HEAP_PROBE_MAX_MIB => Route::Heap(n),
+            Some(_) => Route::BadRequest("heap probe: more MiB than the limit"),
+            None if !n.is_empty() && n.iter().all(u8::is_ascii_digit) => {
+                Route::BadRequest("heap probe: more MiB than the limit")
+            }
             None => Route::NotFound,
         }
     } else if path.starts_with(b"/files/") {

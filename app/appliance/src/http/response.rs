@@ -16,6 +16,13 @@ pub enum Body {
         /// Bytes.
         len: u64,
     },
+    /// A short line made for this response (the heap probe's answer).
+    Line {
+        /// The bytes, `len` of them used.
+        buf: [u8; LINE_MAX],
+        /// Bytes used.
+        len: u8,
+    },
     /// A file's `len` bytes, which the caller supplies ([`Body::fill_with`]); their
     /// checksum was taken before the head ([`file_checksum`]).
     File {
@@ -31,6 +38,7 @@ impl Body {
     pub fn len(&self) -> u64 {
         match *self {
             Body::Static(b) => b.len() as u64,
+            Body::Line { len, .. } => u64::from(len),
             Body::Pattern { len } | Body::File { len, .. } => len,
         }
     }
@@ -46,6 +54,9 @@ impl Body {
         let n = self.chunk(offset, out.len());
         match *self {
             Body::Static(b) => out[..n].copy_from_slice(&b[offset as usize..offset as usize + n]),
+            Body::Line { ref buf, .. } => {
+                out[..n].copy_from_slice(&buf[offset as usize..offset as usize + n])
+            }
             Body::Pattern { .. } => fill_pattern(offset, &mut out[..n]),
             Body::File { .. } => return 0,
         }
@@ -87,6 +98,11 @@ impl Body {
                 h.update(b);
                 h.finish()
             }
+            Body::Line { ref buf, len } => {
+                let mut h = Fnv::new();
+                h.update(&buf[..usize::from(len)]);
+                h.finish()
+            }
         }
     }
 }
@@ -121,6 +137,57 @@ pub fn respond(route: Route<'_>) -> Response {
         Route::MethodNotAllowed => r(405, "Method Not Allowed", b"only GET\n"),
         Route::BadRequest(_) => r(400, "Bad Request", b"bad request\n"),
         Route::TooLarge => r(400, "Bad Request", BYTES_TOO_LARGE),
+        // A guest that runs the probe answers with `respond_heap`.
+        Route::Heap(_) => r(404, "Not Found", b"not found\n"),
+    }
+}
+
+/// Longest [`Body::Line`].
+pub const LINE_MAX: usize = 120;
+/// The most MiB `GET /heap/N` asks for.
+pub const HEAP_PROBE_MAX_MIB: u64 = 1 << 20;
+
+/// How the guest's heap probe went (`GET /heap/N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapProbe<'a> {
+    /// The probe is off (the guest was not asked for it): 404.
+    Off,
+    /// N MiB were reserved, every page touched, and freed: 200 `heap: N MiB ok`.
+    Ok,
+    /// The reservation failed, why: 507 `heap: N MiB failed: why`.
+    Failed(&'a str),
+}
+
+/// The response to `GET /heap/<mib>` after the probe.
+pub fn respond_heap(mib: u64, probe: HeapProbe<'_>) -> Response {
+    let mut line = heapless::String::<LINE_MAX>::new();
+    let (status, reason) = match probe {
+        HeapProbe::Off => return respond(Route::NotFound),
+        HeapProbe::Ok => {
+            let _ = writeln!(line, "heap: {mib} MiB ok");
+            (200, "OK")
+        }
+        HeapProbe::Failed(why) => {
+            // Cut to fit: the line says what it can.
+            let _ = write!(line, "heap: {mib} MiB failed: ");
+            for c in why.chars() {
+                if line.len() + c.len_utf8() + 1 >= LINE_MAX || line.push(c).is_err() {
+                    break;
+                }
+            }
+            let _ = line.push('\n');
+            (507, "Insufficient Storage")
+        }
+    };
+    let mut buf = [0u8; LINE_MAX];
+    buf[..line.len()].copy_from_slice(line.as_bytes());
+    Response {
+        status,
+        reason,
+        body: Body::Line {
+            buf,
+            len: line.len() as u8,
+        },
     }
 }
 
@@ -132,7 +199,7 @@ pub fn head(r: &Response, checksum: u64) -> Head {
     let mut h = Head::new();
     let ty = match r.body {
         Body::Static(b) if b.starts_with(b"<!DOCTYPE") => "text/html",
-        Body::Static(_) => "text/plain",
+        Body::Static(_) | Body::Line { .. } => "text/plain",
         Body::Pattern { .. } | Body::File { .. } => "application/octet-stream",
     };
     // 256 bytes hold the longest head (a 20-digit length).

@@ -380,3 +380,56 @@ fn file_failures_and_other_bodies() {
         assert_eq!(a, c);
     }
 }
+
+#[test]
+fn the_heap_probe_route() {
+    fn p(s: &str) -> Route<'_> {
+        match parse(s.as_bytes()) {
+            Parse::Done { route, .. } => route,
+            Parse::Incomplete => panic!("incomplete"),
+        }
+    }
+    assert_eq!(p("GET /heap/150 HTTP/1.1\r\n\r\n"), Route::Heap(150));
+    assert_eq!(p("GET /heap/0 HTTP/1.1\r\n\r\n"), Route::Heap(0));
+    assert_eq!(p("GET /heap/ HTTP/1.1\r\n\r\n"), Route::NotFound);
+    assert_eq!(p("GET /heap/x1 HTTP/1.1\r\n\r\n"), Route::NotFound);
+    assert!(matches!(
+        p("GET /heap/99999999999999999999999 HTTP/1.1\r\n\r\n"),
+        Route::BadRequest(_)
+    ));
+    assert!(matches!(
+        p("GET /heap/1048577 HTTP/1.1\r\n\r\n"),
+        Route::BadRequest(_)
+    ));
+    // Off (no `heap-probe`): 404, as for any unknown path.
+    assert_eq!(respond(Route::Heap(150)).status, 404);
+    assert_eq!(respond_heap(150, HeapProbe::Off).status, 404);
+    let body = |r: &Response| {
+        let mut out = vec![0u8; r.body.len() as usize];
+        assert_eq!(r.body.fill(0, &mut out), out.len());
+        String::from_utf8(out).unwrap()
+    };
+    let ok = respond_heap(150, HeapProbe::Ok);
+    assert_eq!((ok.status, body(&ok).as_str()), (200, "heap: 150 MiB ok\n"));
+    let h = head(&ok, ok.body.checksum());
+    assert!(
+        h.contains("Content-Length: 17\r\n") && h.contains("text/plain"),
+        "{h}"
+    );
+    let why = "memory allocation failed because the memory allocator returned an error, at length";
+    let no = respond_heap(4096, HeapProbe::Failed(why));
+    let b = body(&no);
+    assert_eq!(no.status, 507);
+    assert!(b.starts_with("heap: 4096 MiB failed: memory allocation") && b.ends_with('\n'));
+    assert!(b.len() < LINE_MAX, "cut to fit: {b:?}");
+    // Read in pieces, as a socket takes it.
+    let mut got = vec![];
+    let mut at = 0u64;
+    while at < no.body.len() {
+        let mut c = [0u8; 7];
+        let n = no.body.fill(at, &mut c);
+        got.extend_from_slice(&c[..n]);
+        at += n as u64;
+    }
+    assert_eq!(String::from_utf8(got).unwrap(), b);
+}

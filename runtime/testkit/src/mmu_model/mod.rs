@@ -131,6 +131,7 @@ use bits::*;
 
 mod builder;
 mod invariants;
+mod reservation;
 #[cfg(test)]
 mod tests;
 
@@ -349,6 +350,8 @@ pub struct XenPvModel {
     p2m: Vec<Mfn>,
     /// Operations applied (successful or not).
     pub ops_applied: u64,
+    /// The last mfn `populate_page` handed out (0: none yet).
+    last_populated: Mfn,
 }
 
 impl XenPvModel {
@@ -362,6 +365,7 @@ impl XenPvModel {
             base: None,
             p2m: Vec::new(),
             ops_applied: 0,
+            last_populated: 0,
         }
     }
 

@@ -6,12 +6,13 @@
 //! [`xenpv_protocol::metrics`]'s; this is the task that gathers a snapshot and applies
 //! the batch.
 //!
-//! The task publishes at boot, every [`METRICS_PERIOD_NS`], every
-//! [`ADDRESS_POLL_NS`] while a vif has no address yet (a DHCP lease is published within
-//! about a second of arriving), and soon after [`refresh_soon`] (the balloon calls it
-//! after each change; a vif calls it when it connects). Only what changed is written,
-//! in one transaction; every [`FULL_EVERY`]th period rewrites every key. A xenstore error
-//! never stops it: counted, said in one line, and the batch done again next time.
+//! The task publishes at boot, every [`METRICS_PERIOD_NS`], every [`ADDRESS_POLL_NS`]
+//! while a vif has no address yet (a DHCP lease is published within about a second of
+//! arriving), and soon after [`refresh_soon`] (the balloon calls it after each change; a
+//! vif calls it when it connects, is detached, and is attached again). Only what changed
+//! is written, in one transaction; every [`FULL_EVERY`]th period rewrites every key. A
+//! xenstore error never stops it: counted, said in one line, and the batch done again
+//! next time.
 
 use crate::device::Devices;
 use crate::exec::Spawner;
@@ -174,10 +175,13 @@ fn publish(devices: &'static Devices, s: &mut Publishing, full: bool) -> bool {
     addressless
 }
 
-/// The domain's memory now, in pages: what it was built with (the balloon, when it has
-/// moved the reservation, knows better).
+/// The domain's memory now, in pages: the balloon's count (the boot's nr_pages less
+/// what it gave back), or nr_pages before its task has started.
 fn total_pages(b: &mut crate::Boot) -> u64 {
-    b.start_info().nr_pages
+    match crate::balloon::stats().current_pages {
+        0 => b.start_info().nr_pages,
+        n => n,
+    }
 }
 
 /// Do `ops` change more than the free memory (which moves with the heap)?

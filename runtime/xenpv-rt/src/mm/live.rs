@@ -49,7 +49,7 @@ pub(super) fn image() -> ImageSymbols {
 }
 
 /// Xen's read-only machine-to-phys table in every 64-bit PV guest (`MACH2PHYS_VIRT_START`).
-const M2P: u64 = 0xffff_8000_0000_0000;
+pub(super) const M2P: u64 = 0xffff_8000_0000_0000;
 
 /// Frames through the direct map, the p2m list and Xen's M2P: what vmap reads with.
 #[derive(Clone, Copy)]

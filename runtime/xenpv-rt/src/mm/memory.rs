@@ -96,7 +96,7 @@ impl Frames {
 
     /// A run of `n` consecutive free frames, mapping chunks until there is one.
     #[cfg(feature = "alloc")]
-    fn alloc_run(&mut self, n: u64) -> Option<Pfn> {
+    pub(super) fn alloc_run(&mut self, n: u64) -> Option<Pfn> {
         loop {
             if let Some(p) = self.alloc.alloc_run(n) {
                 return Some(p);
@@ -167,6 +167,19 @@ fn frames_mut() -> impl core::ops::DerefMut<Target = Frames> {
 #[cfg(feature = "alloc")]
 pub(crate) fn take_frame_run(pages: u64) -> Option<Pfn> {
     FRAMES.try_lock()?.as_mut()?.alloc_run(pages)
+}
+
+/// `n` frames from `first` back to the allocator (the heap giving back a piece's pages);
+/// how many it took (a frame it does not hold as allocated is refused, and not counted).
+#[cfg(feature = "alloc")]
+pub(crate) fn give_frame_run(first: Pfn, n: u64) -> u64 {
+    let mut guard = FRAMES.lock();
+    let Some(f) = guard.as_mut() else {
+        return 0;
+    };
+    (first.0..first.0 + n)
+        .filter(|&p| f.alloc.free(Pfn(p)).is_ok())
+        .count() as u64
 }
 
 /// A frame the application owns (not Clone: freeing consumes it).

@@ -8,10 +8,13 @@
 //!   module's `unsafe`);
 //! - `takeover`: start of day, step by step;
 //! - `memory`: [`Memory`]'s user API and the frame allocator shared with the heap;
+//! - `balloon`: the balloon's planner over the live p2m, M2P, allocator and direct map;
 //! - `report`: the figures it reports ([`PagingPhases`], [`DirectMapState`], ...).
 
 pub use xenpv_paging::{check, direct, layout, ops, vmap, vrange};
 
+#[cfg(feature = "async")]
+pub(crate) mod balloon;
 mod live;
 mod memory;
 mod report;
@@ -19,7 +22,7 @@ mod takeover;
 mod xen;
 
 #[cfg(feature = "alloc")]
-pub(crate) use memory::take_frame_run;
+pub(crate) use memory::{give_frame_run, take_frame_run};
 pub use memory::{DirectMapMode, FramesGuard, Memory, Page, VmArea};
 pub use report::{DirectMapState, MmuCounts, ModuleSpaceUsage, PagingPhases, TopLevel};
 pub(crate) use takeover::take_over;

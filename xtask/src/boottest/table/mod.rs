@@ -5,6 +5,7 @@ use super::{t, BootTest, Check};
 use crate::cargo::Image;
 
 mod async_rt;
+mod balloon;
 mod blk;
 mod dom0;
 mod domu;
@@ -25,6 +26,7 @@ pub fn table() -> Vec<BootTest> {
     v.push(async_rt::net(false));
     v.push(async_rt::net(true));
     v.push(async_rt::embassy_net());
+    v.push(balloon::balloon());
     v
 }
 
