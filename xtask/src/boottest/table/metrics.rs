@@ -18,6 +18,11 @@ const STATIC_ADDRESS_S: u64 = 30;
 /// network-attach` back.
 const REPLUG_S: u64 = 30;
 
+/// How soon after `xl mem-set` `data/meminfo_total` must be the new size: the balloon
+/// acts on its watch at once and calls `metrics::refresh_soon` when done (without it the
+/// next 10 s period would publish it; about 0.7 s measured in the box).
+const MEMSET_S: u64 = 5;
+
 /// How soon after `xl shutdown` the appliance must have stopped.
 const SHUTDOWN_S: u64 = 10;
 
@@ -29,7 +34,8 @@ pub fn rows() -> Vec<BootTest> {
 /// The appliance on one vif with a static address: dom0 finds every key, the memory
 /// figures next to what `xl list` says, `attr/vif/0/ipv4/0` = the address; the guest
 /// says what it published; the vif detached, its keys go within [`REPLUG_S`], attached
-/// again, they are back within as long.
+/// again, they are back within as long; `xl mem-set` to 128 MiB and back to 256,
+/// `data/meminfo_total` follows within [`MEMSET_S`].
 fn static_address() -> BootTest {
     let mut checks = vec![Check::Report(
         dom0_view("169.254.100.2").at_most("ipv4_waited_ms", (STATIC_ADDRESS_S * 1000) as f64),
@@ -41,11 +47,21 @@ fn static_address() -> BootTest {
             .at_most("gone_ms", (REPLUG_S * 1000) as f64)
             .at_most("back_ms", (REPLUG_S * 1000) as f64),
     ));
+    for mib in [128u64, 256] {
+        let kb = (mib * 1024) as f64;
+        checks.push(Check::Report(
+            dom0_like(&format!("xenstore: mem-set target_mib={mib}"))
+                .within("meminfo_total", kb * 0.98, kb * 1.02)
+                .at_most("waited_ms", (MEMSET_S * 1000) as f64)
+                .all("meminfo_free in 1..=meminfo_total", memory_free),
+        ));
+    }
     let mut b = appliance_row("domu-metrics", "net ip=169.254.100.2/24", 600, checks);
     b.dom0_script = Some(script_with(
         &[
             ("SHUTDOWN_WITHIN", SHUTDOWN_S.to_string()),
             ("REPLUG_WITHIN", (REPLUG_S + 5).to_string()),
+            ("MEMSET_WITHIN", (MEMSET_S + 25).to_string()),
         ],
         &format!(
             "{METRICS_DOM0}{}",
