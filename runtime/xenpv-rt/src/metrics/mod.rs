@@ -175,13 +175,12 @@ fn publish(devices: &'static Devices, s: &mut Publishing, full: bool) -> bool {
     addressless
 }
 
-/// The domain's memory now, in pages: the balloon's count (the boot's nr_pages less
-/// what it gave back), or nr_pages before its task has started.
+/// The domain's memory now, in pages: the boot's nr_pages less the frames the balloon
+/// gave back to Xen (its `stats().current_pages`, read from the frame allocator's record
+/// rather than from the balloon, which calls into this module: no cycle).
 fn total_pages(b: &mut crate::Boot) -> u64 {
-    match crate::balloon::stats().current_pages {
-        0 => b.start_info().nr_pages,
-        n => n,
-    }
+    let nr_pages = b.start_info().nr_pages;
+    nr_pages.saturating_sub(b.memory().frames().ballooned_frames())
 }
 
 /// Do `ops` change more than the free memory (which moves with the heap)?
