@@ -434,3 +434,92 @@ proptest! {
         }
     }
 }
+
+/// A sink that refuses its `n`th operation (EINVAL), and every one after it unless
+/// `once`.
+struct RefuseFrom<'a> {
+    inner: Queued<'a>,
+    n: usize,
+    once: bool,
+}
+
+impl xenpv_paging::ops::MmuSink for RefuseFrom<'_> {
+    type Error = xenpv_testkit::mmu_model::Refusal;
+    fn submit(&mut self, op: xenpv_paging::ops::MmuOp) -> Result<(), Self::Error> {
+        if self.n == 0 {
+            if self.once {
+                self.n = usize::MAX;
+            }
+            return Err(xenpv_testkit::mmu_model::Refusal {
+                errno: -22,
+                what: "refused by the test".into(),
+            });
+        }
+        self.n -= 1;
+        self.inner.submit(op)
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn refused_page_table_updates_give_nothing_away_and_lose_nothing_mapped() {
+    let g = guest();
+    let mut bm = Bitmaps::new(NR);
+    let mut frames = bm.allocator(&g.out, NR);
+    let mut record = vec![0u64; bitmap_words(NR)];
+    frames.attach_balloon(&mut record).unwrap();
+    let mut p2m = P2m {
+        v: g.p2m0.clone(),
+        m: &g.m,
+    };
+    // Every chunk mapped: every frame given or taken needs its direct-map entry written.
+    let v = p2m.v.clone();
+    let mut env = ModelDirect {
+        m: &g.m,
+        p2m: &v,
+        holes: &[],
+    };
+    g.dm.borrow_mut()
+        .map_all(&mut frames, &mut env, &mut Queued::new(&g.m))
+        .unwrap();
+    let held: Vec<Pfn> = (0..100).map(|_| frames.alloc().unwrap()).collect();
+    let mut b = Balloon::new(g.out.tables.direct_l1.0, true);
+    let mut xen = Xen {
+        m: &g.m,
+        answer: Answer::Honest,
+    };
+    // Down, a PTE clear refused: nothing goes to Xen, and (the entries written back)
+    // nothing is lost.
+    let (free, tot) = (frames.free_frames(), g.m.borrow().tot_pages());
+    let mut sink = RefuseFrom {
+        inner: Queued::new(&g.m),
+        n: 3,
+        once: true,
+    };
+    let r = b.release(&mut frames, &mut p2m, &mut sink, &mut xen, 256);
+    assert!(matches!(r, Err(BalloonFail::Sink(_))), "{r:?}");
+    assert_eq!(frames.ballooned_frames(), 0);
+    assert_eq!(
+        (frames.free_frames(), g.m.borrow().tot_pages()),
+        (free, tot)
+    );
+    consistent(&g, &b, &frames, &p2m, &held);
+    // Up, the PTE writes refused: the frames are the guest's again but stay out of use
+    // (counted), never handed out unmapped.
+    run(&g, &mut b, &mut frames, &mut p2m, Answer::Honest, 20_000);
+    let free = frames.free_frames();
+    let mut sink = RefuseFrom {
+        inner: Queued::new(&g.m),
+        n: 0,
+        once: false,
+    };
+    let batch = b
+        .populate(&mut frames, &mut p2m, &mut sink, &mut xen, 256)
+        .unwrap();
+    assert_eq!(batch.done, 256);
+    assert_eq!(b.counters.pte_failures, 256);
+    assert_eq!(frames.free_frames(), free, "none of them free");
+    consistent(&g, &b, &frames, &p2m, &held);
+}

@@ -134,6 +134,9 @@ struct State {
     nr_pages: u64,
     /// Xen's pages less nr_pages at start (pages Xen counts that are not in the p2m).
     offset: i64,
+    /// The last change met no refusal or error from Xen (a change is only taken up again
+    /// then: a Xen that keeps refusing is not asked every second).
+    clean: bool,
 }
 
 /// Watch, say what holds at start, and the state; `None` if there is nothing to do.
@@ -179,6 +182,7 @@ fn start(rt: Rt) -> Option<(State, u32)> {
             balloon,
             nr_pages,
             offset,
+            clean: true,
         },
         port,
     ))
@@ -192,7 +196,7 @@ async fn task(rt: Rt) {
     let mut applied: Option<u64> = None;
     loop {
         match read_u64(rt, "memory/target") {
-            Ok(Some(kb)) if applied != Some(kb) => {
+            Ok(Some(kb)) if applied != Some(kb) || (st.clean && worth_another_go(kb)) => {
                 change(rt, &mut st, kb).await;
                 applied = Some(kb);
             }
@@ -202,6 +206,15 @@ async fn task(rt: Rt) {
         let tick = embassy_time::Timer::after(embassy_time::Duration::from_nanos(POLL_NS));
         embassy_futures::select::select(exec::event(port), tick).await;
     }
+}
+
+/// Stopped short of `target_kb` at the floor, can the guest now give a batch more (its
+/// frames in use went down)? Then the change is taken up again.
+fn worth_another_go(target_kb: u64) -> bool {
+    matches!(
+        crate::mm::balloon::goal(target_kb / 4).step(),
+        Step::Release(n) if n >= BATCH as u64
+    )
 }
 
 /// Go towards `target_kb`, a batch at a time, then report and check.
@@ -234,6 +247,7 @@ async fn change(rt: Rt, st: &mut State, target_kb: u64) {
     }
     let goal = crate::mm::balloon::goal(target);
     let c = st.balloon.counters;
+    st.clean = (c.refused, c.short, c.errors) == (before.refused, before.short, before.errors);
     let shortfall_kb = goal.shortfall * 4;
     let mut buf = heapless::String::<24>::new();
     let _ = core::fmt::write(&mut buf, format_args!("{shortfall_kb}"));
@@ -254,7 +268,9 @@ async fn change(rt: Rt, st: &mut State, target_kb: u64) {
             refused = c.refused,
             short = c.short,
             errors = c.errors,
+            overcounts = c.overcounts,
             leaked = c.leaked,
+            pte_failures = c.pte_failures,
             ms = (crate::time::now_ns() - t0) / 1_000_000,
         )
     );

@@ -1,7 +1,7 @@
 # dom0's side of the boot test `domu-balloon` (run by the box next to the domU, with
 # DOMID and PEER set; xtask puts SHUTDOWN_WITHIN and HEAP_FNV before it): the appliance
 # (256 MiB, `heap-probe`) follows `xl mem-set` down to 96 MiB, back to 256 MiB, then to
-# 8 MiB, which is below its floor; it serves after each change.
+# 8 MiB, which is below its floor, and back to 256 MiB; it serves after each change.
 # After dom0_prelude.sh (step, the $PEER check, now_ms, alive, up).
 G=169.254.100.2
 if ! up "$G:80"; then
@@ -48,7 +48,15 @@ while [ $(($(now_ms) - t0)) -lt 60000 ]; do
     usleep 200000
 done
 if [ -n "$short" ] && [ "$short" -gt 0 ]; then
-    echo "mem-set 8: shortfall_kb=$short after $(($(now_ms) - t0)) ms, xl list shows $(mem) MiB: ok"
+    # Xen's count agrees with the guest's: the target plus the shortfall (+-2 MiB).
+    want=$(((8192 + short) / 1024))
+    m=$(mem)
+    if [ -n "$m" ] && [ "$m" -ge $((want - 2)) ] && [ "$m" -le $((want + 2)) ]; then
+        echo "mem-set 8: shortfall_kb=$short after $(($(now_ms) - t0)) ms, xl list shows $m MiB (8 + shortfall: $want): ok"
+    else
+        echo "mem-set 8: shortfall_kb=$short but xl list shows ${m:-nothing} MiB, not 8 + shortfall ($want): FAIL"
+        fails=$((fails + 1))
+    fi
 else
     echo "mem-set 8: data/balloon/shortfall_kb=${short:-absent} after 60 s: FAIL"
     fails=$((fails + 1))
@@ -56,6 +64,17 @@ fi
 # It keeps serving at its floor.
 step "$PEER" http-get "$G:80" /bytes/1048576 --verify-bytes --timeout 120
 step "$PEER" tcp-echo "$G:7" --bytes 262144 --timeout 120
+# Up again from the floor (frames of mapped chunks this time: their direct-map entries
+# are written back), the shortfall back to 0, and the heap probe once more.
+step mem_set 256 60
+short=$(key data/balloon/shortfall_kb)
+if [ "$short" = 0 ]; then
+    echo "back to 256: shortfall_kb=0: ok"
+else
+    echo "back to 256: shortfall_kb=${short:-absent}: FAIL"
+    fails=$((fails + 1))
+fi
+step "$PEER" http-get "$G:80" /heap/150 --expect-file "17:$HEAP_FNV" --timeout 300
 xl shutdown "$DOMID" > /run/shutdown.log 2>&1 &
 stopped_within "$(now_ms)" "xl shutdown"
 exit "$fails"

@@ -14,8 +14,9 @@ const HEAP_FNV: &str = "81ee90c2f64ced1d";
 /// (`xl list` shows it within 20 s, the guest says how many frames it gave back, then
 /// serves a 64 MiB `/bytes` exactly), back to 256 MiB (and a 150 MiB heap allocation
 /// succeeds), then to 8 MiB, below its floor: it stops there, says so (a report and
-/// `data/balloon/shortfall_kb`, read by dom0) and keeps serving HTTP and TCP echo. The
-/// guest checks itself after each change (p2m, M2P, direct map, allocator, Xen's count).
+/// `data/balloon/shortfall_kb`, read by dom0) and keeps serving HTTP and TCP echo; and
+/// back to 256 MiB (the shortfall 0 again, 150 MiB of heap again). The guest checks
+/// itself after each change (p2m, M2P, direct map, allocator, Xen's count).
 pub fn balloon() -> BootTest {
     let pass = |example: &str| Check::Report(dom0_like(example));
     let mut b = appliance_row(
@@ -55,12 +56,19 @@ pub fn balloon() -> BootTest {
                     .at_least("shortfall_kb", 1.0)
                     .nums(&["floor_kb"]),
             ),
-            Check::Regex(r"dom0\| mem-set 8: shortfall_kb=[1-9]\d* after \d+ ms, xl list shows \d+ MiB: ok"),
+            Check::Regex(r"dom0\| mem-set 8: shortfall_kb=[1-9]\d* after \d+ ms, xl list shows \d+ MiB \(8 \+ shortfall: \d+\): ok"),
             Check::Report(
                 dom0_like("peer: http-get PASS status=200 bytes=1048576 conns=1 ok=1")
                     .hex_digits("fnv", 16),
             ),
             pass("peer: tcp-echo PASS bytes=262144 conns=1 ok=1"),
+            // Back up from the floor: every frame given at 8 MiB taken again.
+            Check::Report(
+                like("balloon: target_kb=262144 current_kb=262144 shortfall_kb=0 released=0 leaked=0")
+                    .at_least("populated", 50_000.0)
+                    .nums(&["ms"]),
+            ),
+            Check::Regex(r"dom0\| back to 256: shortfall_kb=0: ok"),
             Check::Report(
                 like("balloon: self-check ok pfns=65536").nums(&["ballooned", "ptes", "xen_pages"]),
             ),
