@@ -27,7 +27,9 @@
 //! - `ext4` (feature `ext4`, with `alloc`): read-only ext2/3/4 over a block device,
 //!   with ext4-view;
 //! - [`clock`]: Xen system time from the pvclock fields;
-//! - [`cmdline`]: the guest command line's words.
+//! - [`cmdline`]: the guest command line's words;
+//! - [`metrics`]: guest metrics for the toolstack (the PV "addons" version, OS name,
+//!   memory, vif addresses), diffed into batches of xenstore writes and removes.
 //!
 //! What the guest and the host tools share (exit statuses, report lines, the defmt
 //! framing, the initrd format) is in `xenpv-contract`.
@@ -68,6 +70,7 @@ pub mod evtchn;
 #[cfg(feature = "ext4")]
 pub mod ext4;
 pub mod grant;
+pub mod metrics;
 pub mod netfront;
 pub mod netif;
 pub mod offload;

@@ -34,6 +34,19 @@ fn read_write_directory_against_an_honest_xenstored() {
 }
 
 #[test]
+fn remove_takes_the_subtree_and_a_missing_path_is_no_error() {
+    let mut x = xs(Mode::Honest);
+    x.write("attr/vif/0", b"").unwrap();
+    x.write("attr/vif/0/ipv4/0", b"10.0.0.1").unwrap();
+    x.write("attr/vif/1", b"").unwrap();
+    x.remove("attr/vif/0").unwrap();
+    assert!(x.read("attr/vif/0/ipv4/0").is_err());
+    assert_eq!(&x.read("attr/vif/1").unwrap()[..], b"");
+    x.remove("attr/vif/0").unwrap();
+    assert!(matches!(x.remove(""), Err(XsError::Wire(_))));
+}
+
+#[test]
 fn watches_fire_and_events_queue_behind_replies() {
     let mut x = xs(Mode::Honest);
     x.watch("data", "t1").unwrap();

@@ -178,6 +178,8 @@ pub mod hypercall;
 mod libc;
 #[cfg(feature = "log")]
 mod log_console;
+#[cfg(feature = "async")]
+pub mod metrics;
 pub mod mm;
 pub mod net;
 // `cargo clippy --all-targets` also checks the library as a test crate (cargo passes

@@ -134,6 +134,7 @@ pub fn main_with<S>(
             Ok(t) => rt.spawner.spawn(t),
             Err(e) => crate::warn!("xenpv-rt: no shutdown watcher: {e:?}"),
         }
+        crate::metrics::spawn(rt.spawner, rt.devices);
     }
     crate::balloon::spawn(rt.spawner, boot);
     let status = exec::run(

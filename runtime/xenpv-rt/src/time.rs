@@ -67,3 +67,40 @@ pub fn now_ns() -> u64 {
         rdtsc()
     }
 }
+
+/// Wall-clock time now, in seconds since 1970 (UTC): shared_info's wallclock (the time
+/// at Xen system time 0, version-checked like the clock) plus Xen system time. `None`
+/// before shared_info is mapped, or if Xen does not know the time (a wallclock of 0).
+pub fn wallclock_s() -> Option<u64> {
+    use crate::mm::layout::Fixmap;
+    if !ready() {
+        return None;
+    }
+    let si = Fixmap::SharedInfo.va().as_ptr::<xen_sys::shared_info>();
+    let (sec, nsec) = loop {
+        // SAFETY: shared_info is mapped at its fixmap slot (`ready`); the fields are read
+        // volatile because Xen writes them at any time.
+        let (v0, sec, hi, nsec, v1) = unsafe {
+            let v0 = core::ptr::addr_of!((*si).wc_version).read_volatile();
+            core::sync::atomic::compiler_fence(Ordering::Acquire);
+            let sec = core::ptr::addr_of!((*si).wc_sec).read_volatile();
+            let hi = core::ptr::addr_of!((*si).wc_sec_hi).read_volatile();
+            let nsec = core::ptr::addr_of!((*si).wc_nsec).read_volatile();
+            core::sync::atomic::compiler_fence(Ordering::Acquire);
+            (
+                v0,
+                sec,
+                hi,
+                nsec,
+                core::ptr::addr_of!((*si).wc_version).read_volatile(),
+            )
+        };
+        if v0 == v1 && v0 & 1 == 0 {
+            break ((u64::from(hi) << 32) | u64::from(sec), u64::from(nsec));
+        }
+    };
+    if sec == 0 {
+        return None;
+    }
+    Some(sec + (nsec + now_ns()) / 1_000_000_000)
+}

@@ -509,6 +509,22 @@ impl<L: Link> Xenstore<L> {
             .map(|_| ())
     }
 
+    /// Remove `path` and everything under it. A path that is not there is no error
+    /// (xenstored answers `ENOENT` when its parent is missing too: nothing to remove).
+    pub fn remove(&mut self, path: &str) -> Result<(), XsError> {
+        self.remove_in(0, path)
+    }
+
+    /// [`Self::remove`] inside transaction `tx` (0: none).
+    pub fn remove_in(&mut self, tx: u32, path: &str) -> Result<(), XsError> {
+        wire::check_path(path)?;
+        match self.transact_in(tx, MsgType::Rm, &[path], &[]) {
+            Ok(_) => Ok(()),
+            Err(XsError::Xenstore(e)) if e == "ENOENT" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// End transaction `tx`, committing it or not: `Ok(false)` if xenstored answered
     /// `EAGAIN` (another writer got in first: nothing was written, start again).
     pub fn transaction_end(&mut self, tx: u32, commit: bool) -> Result<bool, XsError> {

@@ -44,6 +44,8 @@ pub enum MsgType {
     GetDomainPath = 10,
     /// `XS_WRITE`: set the value at a path.
     Write = 11,
+    /// `XS_RM`: remove a path and everything under it.
+    Rm = 13,
     /// `XS_WATCH_EVENT`: a fired watch (path and token), unrequested.
     WatchEvent = 15,
     /// `XS_ERROR`: the reply to a failed request, its errno name.
@@ -62,6 +64,7 @@ impl MsgType {
             7 => MsgType::TransactionEnd,
             10 => MsgType::GetDomainPath,
             11 => MsgType::Write,
+            13 => MsgType::Rm,
             15 => MsgType::WatchEvent,
             16 => MsgType::Error,
             _ => return None,

@@ -288,6 +288,7 @@ async fn change(rt: Rt, st: &mut State, target_kb: u64) {
     self_check(st);
     publish(st, target);
     STATS.lock().changes += 1;
+    crate::metrics::refresh_soon();
 }
 
 /// The self-check after a change, reported.

@@ -92,6 +92,9 @@ pub struct Devices {
     /// Vifs handed out (their tasks keep them, through detaches, until the end).
     #[cfg_attr(not(feature = "net"), allow(dead_code))]
     vifs: RefCell<Vec<u32>>,
+    /// The vifs handed out, for the metrics' addresses.
+    #[cfg(feature = "net")]
+    registered: RefCell<Vec<net::Registered>>,
     /// Disks handed out or connecting (`device/vbd` ids; their tasks close them at the
     /// end).
     disks: RefCell<Vec<u32>>,
@@ -113,6 +116,8 @@ impl Devices {
             spawner,
             store_port,
             vifs: RefCell::new(Vec::new()),
+            #[cfg(feature = "net")]
+            registered: RefCell::new(Vec::new()),
             disks: RefCell::new(Vec::new()),
             open: Cell::new(0),
             closing: Cell::new(false),
@@ -142,6 +147,18 @@ impl Devices {
             grants,
             xenstore,
         }))
+    }
+
+    /// Run `f` with the boot state, if it is not borrowed elsewhere right now.
+    pub(crate) fn with_boot<R>(&self, f: impl FnOnce(&mut Boot) -> R) -> Result<R, DeviceError> {
+        let mut boot = self.boot.try_borrow_mut().map_err(|_| DeviceError::Busy)?;
+        Ok(f(&mut boot))
+    }
+
+    /// No vifs without the `net` feature: nothing for the metrics.
+    #[cfg(not(feature = "net"))]
+    pub(crate) fn vif_addresses(&self) -> Vec<xenpv_protocol::metrics::VifAddrs> {
+        Vec::new()
     }
 
     /// Is the guest ending (devices closing)?

@@ -63,6 +63,16 @@ struct Shared {
     closed: Cell<Counters>,
     /// The connected netfront's counters, as of its last round.
     current: Cell<Counters>,
+    /// Is a backend connected (not between a detach and a re-attach)?
+    attached: Cell<bool>,
+}
+
+/// A vif handed out, as the metrics see it: its number, its stack (for the address), and
+/// whether it is attached.
+pub(super) struct Registered {
+    index: u32,
+    stack: Stack,
+    shared: Rc<Shared>,
 }
 
 impl Shared {
@@ -262,6 +272,7 @@ impl Devices {
             connected: RefCell::new(Connected::new(ms, &nf)),
             closed: Cell::new(Counters::default()),
             current: Cell::new(Counters::default()),
+            attached: Cell::new(true),
         });
         let vif = Vif {
             nf,
@@ -272,8 +283,15 @@ impl Devices {
             Err(_) => return Err(DeviceError::TooMany),
         };
         self.vifs.borrow_mut().push(index);
+        self.registered.borrow_mut().push(Registered {
+            index,
+            stack: stack.clone(),
+            shared: shared.clone(),
+        });
         self.open.set(self.open.get() + 1);
         self.spawner.spawn(token);
+        // dom0 sees the vif (and its static address) at once.
+        crate::metrics::refresh_soon();
         crate::println!(
             "xenpv-rt: vif{index} connected mac={} ip={}",
             MacFmt(mac),
@@ -285,6 +303,26 @@ impl Devices {
             mac,
             shared,
         })
+    }
+
+    /// Each attached vif's number and IPv4 address now (static, or DHCP's once leased),
+    /// for the metrics: a detached vif is left out (its keys go, as a Linux guest's
+    /// interface does when its device is unplugged).
+    pub(crate) fn vif_addresses(&self) -> Vec<xenpv_protocol::metrics::VifAddrs> {
+        self.registered
+            .borrow()
+            .iter()
+            .filter(|r| r.shared.attached.get())
+            .map(|r| {
+                let addrs: Vec<[u8; 4]> = r
+                    .stack
+                    .ipv4()
+                    .map(|c| c.address().octets())
+                    .into_iter()
+                    .collect();
+                xenpv_protocol::metrics::VifAddrs::new(r.index, &addrs)
+            })
+            .collect()
     }
 
     /// Bring vif `index` up, a step at a time: between steps, wait for a xenstore event
@@ -368,6 +406,8 @@ async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Vi
             let t0 = crate::time::now_ns();
             let n = runner.into_device().nf;
             shared.close(n.snapshot());
+            shared.attached.set(false);
+            crate::metrics::refresh_soon();
             // Its port is closed next: no idle poll may name it.
             exec::forget(n.port());
             let kept = devices.close(n.begin_close()).await;
@@ -404,6 +444,8 @@ async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Vi
                     *c = Connected::new(first_ms, &nf);
                 }
                 shared.push(VifEvent::Reattached { ms });
+                shared.attached.set(true);
+                crate::metrics::refresh_soon();
                 vif = Some(Vif {
                     nf,
                     shared: shared.clone(),

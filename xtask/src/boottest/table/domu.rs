@@ -1,7 +1,7 @@
 //! Rows that boot the app as a domU of a Linux dom0 in the box (xl, xenstored,
 //! xenconsoled): the console and xenstore, paging, and early errors on the ring console.
 use super::faults::{fault, stack_overflow};
-use super::{blk, net};
+use super::{blk, metrics, net};
 use crate::boottest::checks::{burst_complete, heap_pass, layout_ok};
 use crate::boottest::reports::{like, report, runner_like};
 use crate::boottest::{has, t, BootTest, Check, InitrdSpec};
@@ -33,6 +33,7 @@ pub fn rows() -> Vec<BootTest> {
     v.push(net::shutdown_during("attach"));
     v.push(net::fragments());
     v.push(net::smoke());
+    v.extend(metrics::rows());
     v.push(blk::hostile_ext4());
     v.push(blk::stalled_disk());
     for b in &mut v {

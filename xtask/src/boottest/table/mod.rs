@@ -11,6 +11,7 @@ mod dom0;
 mod domu;
 mod faults;
 mod libvirt;
+mod metrics;
 mod net;
 
 /// The table of boot tests, in the order they run.

@@ -1,6 +1,7 @@
 //! The network appliance's rows: two vifs against Linux's netback, DHCP, and the hostile
 //! clients of issue 24.
 use super::appliance_row;
+use super::metrics;
 use super::script_with;
 use crate::boottest::reports::{dom0_like, like, report, runner_like};
 use crate::boottest::{has, t, BootTest, Check};
@@ -27,6 +28,10 @@ pub fn dhcp() -> BootTest {
             Check::NoReport(report("net").words(&["dhcp", "lease", "lost"])),
             // The script's own line (prose for the reader of the log).
             Check::Regex(r"dom0\| leased address: 169\.254\.100\.(5\d|60)"),
+            // The runtime's metrics: the lease at attr/vif/0/ipv4/0 within 3 s of the
+            // appliance's own key (its address polled each second until it has one).
+            Check::Report(metrics::dom0_view("leased").at_most("ipv4_waited_ms", 3000.0)),
+            Check::Report(metrics::published(1)),
             // busybox ping's summary.
             has("dom0| 5 packets transmitted, 5 packets received, 0% packet loss"),
             Check::Report(
@@ -37,7 +42,14 @@ pub fn dhcp() -> BootTest {
         ],
     );
     b.vifs = 1;
-    b.dom0_script = Some(include_str!("../scripts/net_dhcp_test.sh"));
+    b.dom0_script = Some(Box::leak(
+        format!(
+            "{}{}",
+            metrics::METRICS_DOM0,
+            include_str!("../scripts/net_dhcp_test.sh")
+        )
+        .into_boxed_str(),
+    ));
     b.timeout_s = 600;
     b
 }
