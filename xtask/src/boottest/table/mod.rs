@@ -9,6 +9,7 @@ mod blk;
 mod dom0;
 mod domu;
 mod faults;
+mod lifecycle;
 mod net;
 
 /// The table of boot tests, in the order they run.
