@@ -269,12 +269,13 @@ show_new() {
 # After `xl reboot`, xl (on_reboot = "restart", its monitoring child) destroys the
 # domain and creates it again under the same name with a new id; xenconsoled appends the
 # new domain's console to the same per-name log, so streaming goes on as is. When the
-# tracked domain has shut down for a reboot (reason 1), or is gone ($1 empty), wait for
-# the name's new id (30 s at most, the console streamed meanwhile) and follow it: 0 then.
+# tracked domain has shut down for a reboot (reason 1; xl's state then reads `--psr-`),
+# or is gone (it may go between two questions), wait for the name's new id (30 s at
+# most, the console streamed meanwhile) and follow it: 0 then. Any other reason: 1.
 follow_reboot() {
     if [ -n "$1" ]; then
         r=$(xl list -v "$id" 2>/dev/null | awk 'NR==2 {print $8}')
-        [ "$r" = 1 ] || return 1
+        [ -z "$r" ] || [ "$r" = 1 ] || return 1
     fi
     n=0
     while [ $n -lt 150 ]; do
