@@ -53,7 +53,9 @@ pub fn dry_run_text(cfg_path: &Path, cfg: &str, cmd: &str) -> String {
 }
 
 /// Boot `kernel` as domain `name` with `xl create -c` on this Xen host (or, with
-/// `dry_run`, print the config and the command); the guest's status is the result.
+/// `dry_run`, print the config and the command); the guest's status is the result. The
+/// console is the first domain's: after an `xl reboot` the new domain (the config's
+/// `on_reboot = "restart"`) runs on under xl's monitor.
 pub fn run(
     name: &str,
     kernel: &Path,

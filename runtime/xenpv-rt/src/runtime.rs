@@ -232,9 +232,9 @@ async fn control_task(rt: &'static Runtime) {
 }
 
 /// Where an action came from: `control/shutdown`, or the sysrq letter.
-type From = Option<char>;
+type Origin = Option<char>;
 /// One key's outcome: an action (and where from), nothing, or the key and its error.
-type Read = Result<Option<(From, Action)>, (&'static str, XsError)>;
+type Read = Result<Option<(Origin, Action)>, (&'static str, XsError)>;
 
 /// Drain pending watch events (their tokens do not matter: both keys are read anyway),
 /// then read `control/shutdown` and `control/sysrq`, decide, and acknowledge (clear the
@@ -279,7 +279,7 @@ fn read_key(
 }
 
 /// Act on what the control keys asked, each outcome in one line.
-fn act(rt: &Runtime, from: From, a: Action) {
+fn act(rt: &Runtime, from: Origin, a: Action) {
     if let (Some(key), Action::Stop(r)) = (from, &a) {
         crate::println!("xenpv-rt: sysrq {key}: {}", r.as_str());
     }
