@@ -463,7 +463,9 @@ status=$(sed -n 's/^xenpv-rt: exit status \([0-9]*\).*/\1/p' "$log" | tail -1)
 case "$reason" in
     0) [ "$status" = 0 ] || say "status $status but shutdown reason poweroff" ;;
     1) say "status $status, shutdown reason reboot, but no new domain followed" ;;
-    3) [ "$status" != 0 ] || say "status 0 but shutdown reason crash" ;;
+    # A crash the toolstack asked for (control/shutdown crash, sysrq c) ends with status 0.
+    3) [ "$status" != 0 ] || grep -q "^xenpv-rt: shutdown reason=crash" "$log" \
+        || say "status 0 but shutdown reason crash" ;;
 esac
 # With a dom0 script, the run's status is the guest's if nonzero, else the script's (a
 # status the exit device cannot carry, above 127, is 125).

@@ -2,9 +2,9 @@
 # DOMID, DOMU_NAME and PEER set; xtask puts SHUTDOWN_WITHIN and REBOOT_WITHIN before
 # it): the appliance serves, its feature keys are there, `xl sysrq h` is answered and
 # cleared, a `suspend` written to control/shutdown is refused (left there, the guest
-# serving on) until dom0 clears it as libxl does when it gives up; then `xl reboot`
-# brings it back as a new domain (the box follows it too) that serves again, and
-# `xl shutdown` ends it within SHUTDOWN_WITHIN s with reason poweroff.
+# serving on) until dom0 clears it as libxl does when it gives up; then `xl reboot`, and
+# after it `xl sysrq b`, each bring it back as a new domain (the box follows it too) that
+# serves again, and `xl shutdown` ends it within SHUTDOWN_WITHIN s with reason poweroff.
 # After dom0_prelude.sh (step, the $PEER check, now_ms, alive, up, stopped_within).
 G=169.254.100.2
 # Wait (at most $2 s) until `xenstore-read $1` gives "$3"; says how long it took.
@@ -51,30 +51,34 @@ echo "control/shutdown 3 s after suspend was asked: '$(xenstore-read "$D/shutdow
 [ "$(xenstore-read "$D/shutdown" 2>/dev/null)" = suspend ] || fails=$((fails + 1))
 step "$PEER" http-get "$G:80" /bytes/65536 --verify-bytes --timeout 60
 step xenstore-write "$D/shutdown" ""
-# xl reboot: the domain ends with reason reboot, xl (on_reboot = "restart") creates it
-# again under the same name with a new id.
-old=$DOMID
-t0=$(now_ms)
-step xl reboot "$DOMID"
-new=""
-while [ $(($(now_ms) - t0)) -lt $((REBOOT_WITHIN * 1000)) ]; do
-    new=$(xl domid "$DOMU_NAME" 2>/dev/null)
-    [ -n "$new" ] && [ "$new" != "$old" ] && break
+# Ask for a reboot with "$@" (xl reboot, xl sysrq b): the domain ends with reason
+# reboot, xl (on_reboot = "restart") creates it again under the same name with a new id,
+# which serves again (/bytes/1048576 checked) with its feature keys. DOMID becomes the new
+# id; 1 if no new domain came within REBOOT_WITHIN s or it does not serve.
+rebooted_by() {
+    old=$DOMID
+    t0=$(now_ms)
+    step "$@"
     new=""
-    usleep 200000
-done
-if [ -z "$new" ]; then
-    echo "xl reboot: no new domain named $DOMU_NAME within $REBOOT_WITHIN s: FAIL"
-    exit $((fails + 1))
-fi
-echo "xl reboot: domain $old is now domain $new after $(($(now_ms) - t0)) ms: ok"
-DOMID=$new
-if ! up "$G:80"; then
-    exit $((fails + 1))
-fi
-echo "serving again $(($(now_ms) - t0)) ms after xl reboot"
-step "$PEER" http-get "$G:80" /bytes/1048576 --verify-bytes --timeout 120
-features "$DOMID"
+    while [ $(($(now_ms) - t0)) -lt $((REBOOT_WITHIN * 1000)) ]; do
+        new=$(xl domid "$DOMU_NAME" 2>/dev/null)
+        [ -n "$new" ] && [ "$new" != "$old" ] && break
+        new=""
+        usleep 200000
+    done
+    if [ -z "$new" ]; then
+        echo "$*: no new domain named $DOMU_NAME within $REBOOT_WITHIN s: FAIL"
+        return 1
+    fi
+    echo "$*: domain $old is now domain $new after $(($(now_ms) - t0)) ms: ok"
+    DOMID=$new
+    up "$G:80" || return 1
+    echo "serving again $(($(now_ms) - t0)) ms after $*"
+    step "$PEER" http-get "$G:80" /bytes/1048576 --verify-bytes --timeout 120
+    features "$DOMID"
+}
+rebooted_by xl reboot "$DOMID" || exit $((fails + 1))
+rebooted_by xl sysrq "$DOMID" b || exit $((fails + 1))
 # xl shutdown: the new domain stops within SHUTDOWN_WITHIN s, reason poweroff (0).
 xl shutdown "$DOMID" > /run/shutdown.log 2>&1 &
 stopped_within "$(now_ms)" "xl shutdown after the reboot"

@@ -1,9 +1,10 @@
 //! The guest's lifecycle as a toolstack drives it (the runtime's control task): `xl
 //! reboot` (a new domain that serves again), `xl shutdown` in the middle of a large
-//! transfer, `xl sysrq`, a refused `suspend`, the feature keys.
+//! transfer, `xl sysrq`, a refused `suspend`, a `crash` request, the feature keys.
 use super::{appliance_row, script_with};
-use crate::boottest::reports::{dom0_like, like};
-use crate::boottest::{has, BootTest, Check};
+use crate::boottest::reports::{dom0_like, like, runner_like};
+use crate::boottest::{has, t, BootTest, Check};
+use crate::cargo::Image;
 use crate::qemu::Outcome;
 
 /// How soon after `xl shutdown` the appliance must have stopped (the issue's bar).
@@ -19,8 +20,9 @@ const SERVING: &str = "net: serving udp/7 tcp/7 tcp/9 tcp/80 on 1 vif(s)";
 
 /// `xl reboot`: the appliance ends with reason reboot and comes back as a new domain
 /// (the box follows it: `xenbox: domU … rebooted: now domain N`) whose console shows
-/// the second boot and which serves HTTP again; then `xl shutdown` ends it with status 0
-/// and reason poweroff within [`SHUTDOWN_WITHIN_S`]. Before the reboot: the feature
+/// the second boot and which serves HTTP again; `xl sysrq b` does the same once more;
+/// then `xl shutdown` ends it with status 0 and reason poweroff within
+/// [`SHUTDOWN_WITHIN_S`]. Before the reboot: the feature
 /// keys (poweroff, reboot, no suspend), `xl sysrq h` answered and cleared, and a
 /// `suspend` refused (unacknowledged, said once, the guest serving on).
 pub fn reboot() -> BootTest {
@@ -41,8 +43,10 @@ pub fn reboot() -> BootTest {
             Check::Report(like("net: shutdown requested how=reboot")),
             Check::Report(like("xenpv-rt: shutdown reason=reboot")),
             Check::Regex(r"xenbox: domU \S+ rebooted: now domain \d+"),
-            Check::Regex(r"dom0\| xl reboot: domain (\d+) is now domain \d+ after \d+ ms: ok"),
-            Check::Custom("two boots, the first ending in a reboot", two_boots),
+            Check::Regex(r"dom0\| xl reboot \d+: domain \d+ is now domain \d+ after \d+ ms: ok"),
+            has("xenpv-rt: sysrq b: reboot"),
+            Check::Regex(r"dom0\| xl sysrq \d+ b: domain \d+ is now domain \d+ after \d+ ms: ok"),
+            Check::Custom("three boots, the first two ending in a reboot", three_boots),
             Check::Report(
                 dom0_like("peer: http-get PASS status=200 bytes=1048576 conns=1 ok=1")
                     .hex_digits("fnv", 16),
@@ -101,6 +105,38 @@ pub fn shutdown_mid_get() -> BootTest {
     b
 }
 
+/// `crash` written to `control/shutdown` (what a toolstack may ask; xl has no command
+/// for it): acknowledged (the key cleared), the application told (`how=crash`), and the
+/// domain ends within [`SHUTDOWN_WITHIN_S`] as crashed (reason code 3, state `c`), its
+/// exit status still 0 (the application returned it).
+pub fn crash_request() -> BootTest {
+    let mut b = t(
+        "domu-crash-request",
+        Image::app(),
+        "net ip=169.254.100.2/24",
+        0,
+        vec![
+            Check::Report(dom0_like("peer: http-get PASS status=200 bytes=65536")),
+            Check::Regex(r"dom0\| crash request: the domU stopped after \d+ ms .*: ok"),
+            has("dom0| control/shutdown after it: ''"),
+            Check::Regex(r"dom0\| domain \d+ state \S*c\S* shutdown reason code: 3"),
+            Check::Report(like("net: shutdown requested how=crash")),
+            Check::Report(like("xenpv-rt: shutdown reason=crash")),
+            Check::NotContains("status 0 but shutdown reason crash".into()),
+            Check::Report(runner_like("xenbox: dom0-script exit 0")),
+            Check::ExitLine,
+        ],
+    );
+    b.vifs = 1;
+    b.memory_mib = 256;
+    b.timeout_s = 600;
+    b.dom0_script = Some(script_with(
+        &[("SHUTDOWN_WITHIN", SHUTDOWN_WITHIN_S.to_string())],
+        include_str!("../scripts/lifecycle_crash_test.sh"),
+    ));
+    b
+}
+
 /// The suspend refusal comes once for the one request (the key is read many times
 /// while it stays).
 fn suspend_refused_once(o: &Outcome) -> Result<(), String> {
@@ -111,11 +147,16 @@ fn suspend_refused_once(o: &Outcome) -> Result<(), String> {
     (n == 1).then_some(()).ok_or(format!("said {n} times"))
 }
 
-/// The console shows two boots of the appliance: the first serving, asked to reboot and
-/// ending with reason reboot, then the second serving and ending with reason poweroff.
-fn two_boots(o: &Outcome) -> Result<(), String> {
+/// The console shows three boots of the appliance: the first serving, asked to reboot
+/// (`xl reboot`) and ending with reason reboot; the second the same through `xl sysrq b`;
+/// the third serving and ending with reason poweroff.
+fn three_boots(o: &Outcome) -> Result<(), String> {
     let order = [
         SERVING,
+        "net: shutdown requested how=reboot",
+        "xenpv-rt: shutdown reason=reboot",
+        SERVING,
+        "xenpv-rt: sysrq b: reboot",
         "net: shutdown requested how=reboot",
         "xenpv-rt: shutdown reason=reboot",
         SERVING,
@@ -131,7 +172,7 @@ fn two_boots(o: &Outcome) -> Result<(), String> {
     match next.next() {
         None => Ok(()),
         Some(w) => Err(format!(
-            "the console lacks {w:?} in its place (boot, reboot, boot, poweroff)"
+            "the console lacks {w:?} in its place (boot, xl reboot, boot, sysrq b, boot, poweroff)"
         )),
     }
 }
