@@ -49,7 +49,8 @@ pub struct BootArgs {
     /// counts (see --help).
     ///
     /// The box starts FILE with `/bin/sh` once the domU has its domain id. Its environment:
-    /// DOMID and DOMU_NAME (the domU's); PEER=/run/peer, dom0's test client
+    /// DOMID and DOMU_NAME (the domU's; the domU restarts on reboot, so after an
+    /// `xl reboot` it is a new domain: `xl domid "$DOMU_NAME"`); PEER=/run/peer, dom0's test client
     /// (tools/xenbox-peer: `$PEER wait-up HOST:PORT`, `tcp-echo`, `udp-echo`, `http-get`,
     /// …; `$PEER --help`), which xenpv-run carries in itself (it is a multi-call binary:
     /// run as `peer` or `xenpv-run dom0-peer`, it is that client) and `cargo xtask run`

@@ -3,7 +3,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// The xl configuration for the image.
+/// The xl configuration for the image: `on_reboot = "restart"` (xl creates the domain
+/// again after `xl reboot`), `on_poweroff` and `on_crash` destroy.
 pub fn config(
     name: &str,
     kernel: &Path,
@@ -21,7 +22,9 @@ pub fn config(
     if let Some(r) = ramdisk {
         c.push_str(&format!("ramdisk = \"{}\"\n", q(&r.to_string_lossy())));
     }
-    c.push_str("on_poweroff = \"destroy\"\non_reboot = \"destroy\"\non_crash = \"destroy\"\n");
+    // A guest that asks to reboot (`xl reboot`, or its own SHUTDOWN_reboot) is created
+    // again, a new domain under the same name; poweroff and crash end it.
+    c.push_str("on_poweroff = \"destroy\"\non_reboot = \"restart\"\non_crash = \"destroy\"\n");
     c
 }
 
@@ -50,7 +53,9 @@ pub fn dry_run_text(cfg_path: &Path, cfg: &str, cmd: &str) -> String {
 }
 
 /// Boot `kernel` as domain `name` with `xl create -c` on this Xen host (or, with
-/// `dry_run`, print the config and the command); the guest's status is the result.
+/// `dry_run`, print the config and the command); the guest's status is the result. The
+/// console is the first domain's: after an `xl reboot` the new domain (the config's
+/// `on_reboot = "restart"`) runs on under xl's monitor.
 pub fn run(
     name: &str,
     kernel: &Path,
@@ -122,7 +127,7 @@ mod tests {
             c,
             "name = \"xenpv-app\"\ntype = \"pv\"\nkernel = \"/k/app\"\nmemory = 512\nvcpus = 1\n\
              extra = \"split=1G \\\"x\\\"\"\nramdisk = \"/r/img\"\non_poweroff = \"destroy\"\n\
-             on_reboot = \"destroy\"\non_crash = \"destroy\"\n"
+             on_reboot = \"restart\"\non_crash = \"destroy\"\n"
         );
         assert!(!config("n", Path::new("/k"), "", None, 64).contains("ramdisk"));
     }
@@ -143,7 +148,7 @@ mod tests {
             out,
             "# /t/release/xenpv-app.xl.cfg\nname = \"xenpv-app\"\ntype = \"pv\"\n\
              kernel = \"/t/release/xenpv-app\"\nmemory = 768\nvcpus = 1\nextra = \"split=1G\"\n\
-             ramdisk = \"/r/600M.img\"\non_poweroff = \"destroy\"\non_reboot = \"destroy\"\n\
+             ramdisk = \"/r/600M.img\"\non_poweroff = \"destroy\"\non_reboot = \"restart\"\n\
              on_crash = \"destroy\"\n# then:\ntimeout 60 xl create -c /t/release/xenpv-app.xl.cfg\n"
         );
     }

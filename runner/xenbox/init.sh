@@ -145,7 +145,8 @@ case "$(get toolstack)" in
     *) fail "toolstack=$(get toolstack): not xl or libvirt" ;;
 esac
 # The domU's xl config: its name, and what xl does when it stops (preserve it to read
-# its state and keys, or destroy it so that `xl create -F` returns).
+# its state and keys, or destroy it so that `xl create -F` returns; $3, on_reboot:
+# restart it, a new domain under the same name, which the box follows).
 write_cfg() {
     cat > /run/domu.cfg <<CFG
 name = "$1"
@@ -156,7 +157,7 @@ memory = $mem
 vcpus = 1
 extra = "$extra"
 on_poweroff = "$2"
-on_reboot = "$2"
+on_reboot = "${3:-$2}"
 on_crash = "$2"
 CFG
     if [ -n "$vif_cfg" ]; then echo "$vif_cfg" >> /run/domu.cfg; fi
@@ -234,7 +235,7 @@ if [ "$(get bench)" = 1 ]; then
     # finish does not come back (the exit device stops QEMU); never fall through.
     while :; do sleep 60; done
 fi
-write_cfg "$name" preserve
+write_cfg "$name" preserve restart
 say "xl create (memory ${mem} MiB, ramdisk $([ -n "$ramdisk" ] && wc -c < /run/ramdisk.img || echo none) bytes)"
 [ -n "$vif_cfg" ] && say "domU network: $vif_cfg (dom0 169.254.100.1/24 on xenbr0)"
 [ -n "$disk_cfg" ] && say "domU disks: $disk_cfg"
@@ -278,6 +279,32 @@ show_new() {
         shown=$total
     fi
 }
+# After `xl reboot`, xl (on_reboot = "restart", its monitoring child) destroys the
+# domain and creates it again under the same name with a new id; xenconsoled appends the
+# new domain's console to the same per-name log, so streaming goes on as is. When the
+# tracked domain has shut down for a reboot (reason 1; xl's state then reads `--psr-`),
+# or is gone (it may go between two questions), wait for the name's new id (30 s at
+# most, the console streamed meanwhile) and follow it: 0 then. Any other reason: 1.
+follow_reboot() {
+    if [ -n "$1" ]; then
+        r=$(xl list -v "$id" 2>/dev/null | awk 'NR==2 {print $8}')
+        [ -z "$r" ] || [ "$r" = 1 ] || return 1
+    fi
+    n=0
+    while [ $n -lt 150 ]; do
+        nid=$(xl domid "$name" 2>/dev/null)
+        if [ -n "$nid" ] && [ "$nid" != "$id" ]; then
+            say "domU $name rebooted: now domain $nid"
+            id=$nid
+            return 0
+        fi
+        show_new
+        usleep 200000
+        n=$((n + 1))
+    done
+    say "domU $name: domain $id ended (state ${1:-gone}) and no new domain of that name came within 30 s"
+    return 1
+}
 # Wait for the domU to shut down (state flag s or c). The limit is wall-clock time, with
 # room left before the host's own limit, so a domU that never stops is reported here.
 start=$(date +%s)
@@ -285,8 +312,7 @@ if [ -z "$slen" ]; then
 while :; do
     show_new
     state=$(xl list "$id" 2>/dev/null | awk 'NR==2 {print $5}')
-    case "$state" in *s*|*c*) break ;; esac
-    [ -z "$state" ] && break
+    case "$state" in *s*|*c*|"") follow_reboot "$state" || break ;; esac
     if [ $(($(date +%s) - start)) -ge $((limit - 30)) ]; then
         say "domU still running after $((limit - 30)) s"
         break
@@ -294,7 +320,8 @@ while :; do
     usleep 200000
 done
 else
-# With a dom0 script: it runs in a session of its own (so that it and whatever it left
+# With a dom0 script (DOMID: the first domain's id; after an `xl reboot` the script asks
+# `xl domid "$DOMU_NAME"` for the new one): it runs in a session of its own (so that it and whatever it left
 # running can be stopped), its output into a file streamed like the console, `dom0| `
 # lines. Its status is written (last, by rename) when it ends. The domU and the script
 # are watched in one loop, each until it ends, under one deadline: when dom0 has been up
@@ -373,8 +400,10 @@ while :; do
         done
         case "$state" in
             *s*|*c*|"")
-                ddone=yes
-                [ "$sdone" = no ] && say "domU stopped (state=${state:-gone}), the dom0-script goes on"
+                if ! follow_reboot "$state"; then
+                    ddone=yes
+                    [ "$sdone" = no ] && say "domU stopped (state=${state:-gone}), the dom0-script goes on"
+                fi
                 ;;
         esac
     fi
@@ -446,7 +475,10 @@ status=$(sed -n 's/^xenpv-rt: exit status \([0-9]*\).*/\1/p' "$log" | tail -1)
 [ -z "$status" ] && status=125
 case "$reason" in
     0) [ "$status" = 0 ] || say "status $status but shutdown reason poweroff" ;;
-    3) [ "$status" != 0 ] || say "status 0 but shutdown reason crash" ;;
+    1) say "status $status, shutdown reason reboot, but no new domain followed" ;;
+    # A crash the toolstack asked for (control/shutdown crash, sysrq c) ends with status 0.
+    3) [ "$status" != 0 ] || grep -q "^xenpv-rt: shutdown reason=crash" "$log" \
+        || say "status 0 but shutdown reason crash" ;;
 esac
 # With a dom0 script, the run's status is the guest's if nonzero, else the script's (a
 # status the exit device cannot carry, above 127, is 125).

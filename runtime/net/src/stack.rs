@@ -9,6 +9,7 @@ use core::task::{Context, Poll};
 
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::dhcpv4;
+use smoltcp::socket::tcp::State;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::config::{self, Config, DhcpEvent, Ipv4State};
@@ -171,6 +172,39 @@ impl Stack {
                 iface.set_reassembly_timeout(smol_duration(timeout));
             }
         });
+    }
+
+    /// Reset every TCP connection: each sends a RST at the runner's next round (then the
+    /// stack forgets it), listeners stop. For the end of a guest or a device: a peer in
+    /// the middle of a transfer sees the connection reset, not a silence it waits out.
+    /// Returns how many connections were reset; [`Self::resets_pending`] says when their
+    /// RSTs are out.
+    pub fn reset_all(&self) -> usize {
+        self.with(|inner| {
+            let mut n = 0;
+            for (_, socket) in inner.sockets.iter_mut() {
+                if let smoltcp::socket::Socket::Tcp(s) = socket {
+                    let connected = s.remote_endpoint().is_some()
+                        && !matches!(s.state(), State::Closed | State::TimeWait);
+                    n += usize::from(connected);
+                    s.abort();
+                }
+            }
+            inner.runner.wake();
+            n
+        })
+    }
+
+    /// Whether a RST of [`Self::reset_all`] (or of any abort) is still to be sent.
+    pub fn resets_pending(&self) -> bool {
+        self.with(|inner| {
+            inner.sockets.iter().any(|(_, socket)| match socket {
+                smoltcp::socket::Socket::Tcp(s) => {
+                    s.state() == State::Closed && s.remote_endpoint().is_some()
+                }
+                _ => false,
+            })
+        })
     }
 
     /// Run `f` on the stack's state.

@@ -1,7 +1,17 @@
 //! The async application's runtime (feature `async`): [`main!`](crate::main) starts the
-//! executor, spawns the application's task with a [`Runtime`], watches
-//! `control/shutdown`, and ends the guest when the application returns — or, after a
-//! shutdown request, when its grace period ([`SHUTDOWN_GRACE_NS`]) is over.
+//! executor, spawns the application's task with a [`Runtime`], runs the control task,
+//! and ends the guest when the application returns — or, after a shutdown request, when
+//! its grace period ([`SHUTDOWN_GRACE_NS`]) is over.
+//!
+//! The control task answers the toolstack as Linux's `drivers/xen/manage.c` does
+//! ([`xenpv_protocol::xenbus::Control`] decides): it writes `control/feature-poweroff`
+//! and `control/feature-reboot` at boot, and watches `control/shutdown` and
+//! `control/sysrq`. `poweroff`, `halt`, `reboot` and `crash` (and sysrq `o`, `b`, `c`)
+//! are acknowledged (the key cleared), the application told ([`Runtime::shutdown`]), and
+//! the domain ends with the matching `SCHEDOP_shutdown` reason once the application has
+//! returned (or its grace is over) and the devices are closed
+//! ([`crate::exit::request_reason`]). `suspend` is refused: left unacknowledged (libxl
+//! cancels it after its timeout), said in one line, the guest goes on.
 
 use crate::device::Devices;
 use crate::exec::{self, SpawnError, SpawnToken, Spawner};
@@ -12,16 +22,18 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
-pub use xenpv_protocol::xenbus::ShutdownRequest;
+use xenpv_protocol::xenbus::{Action, Control, FEATURES, SHUTDOWN_KEY, SYSRQ_KEY};
+pub use xenpv_protocol::xenbus::{ShutdownReason, ShutdownRequest};
 
 /// How long an application has, after a shutdown request, to return by itself before
 /// the runtime closes its devices and exits with status 0.
 pub const SHUTDOWN_GRACE_NS: u64 = 3_000_000_000;
-/// How often the shutdown watcher re-reads `control/shutdown` besides on its watch's
-/// events (a backstop for an event lost in a full queue).
+/// How often the control task re-reads `control/shutdown` and `control/sysrq` besides on
+/// its watches' events (a backstop for an event lost in a full queue).
 pub const SHUTDOWN_POLL_NS: u64 = 1_000_000_000;
-/// The xenstore watch token of `control/shutdown`.
+/// The xenstore watch tokens of `control/shutdown` and `control/sysrq`.
 const SHUTDOWN_TOKEN: &str = "xenpv-rt-shutdown";
+const SYSRQ_TOKEN: &str = "xenpv-rt-sysrq";
 
 /// What an async application gets (see [`main!`](crate::main)): the boot state, the
 /// spawner, the devices, and the shutdown signal. One exists, for the guest's lifetime.
@@ -58,10 +70,12 @@ impl Runtime {
     pub fn devices(&self) -> &'static Devices {
         self.devices
     }
-    /// Resolves when the toolstack asks the guest to stop (`xl shutdown`, `xl reboot`…):
-    /// the runtime has acknowledged the request already. Return from the application
-    /// within [`SHUTDOWN_GRACE_NS`]; otherwise the runtime closes the devices and exits
-    /// with status 0 itself.
+    /// Resolves when the toolstack asks the guest to stop (`xl shutdown`, `xl reboot`,
+    /// `xl sysrq DOMID o|b|c`…): the runtime has acknowledged the request already. Return
+    /// from the application within [`SHUTDOWN_GRACE_NS`]; otherwise the runtime closes
+    /// the devices and exits with status 0 itself. Either way a status of 0 ends the
+    /// domain with the request's reason ([`ShutdownRequest::reason`]: a reboot restarts
+    /// it under xl's `on_reboot = "restart"`).
     pub fn shutdown(&self) -> impl core::future::Future<Output = ShutdownRequest> + '_ {
         poll_fn(move |cx| match self.request() {
             Some(r) => Poll::Ready(r),
@@ -92,6 +106,9 @@ impl Runtime {
     }
     fn requested(&self, r: ShutdownRequest) {
         crate::println!("xenpv-rt: shutdown requested ({})", r.as_str());
+        if let Some(reason) = r.reason() {
+            crate::exit::request_reason(reason);
+        }
         self.request.set(Some((r, crate::time::now_ns())));
         for w in self.shutdown_wakers.borrow_mut().drain(..) {
             w.wake();
@@ -130,9 +147,9 @@ pub fn main_with<S>(
     if rt.boot.borrow().is_dom0() {
         crate::info!("xenpv-rt: dom0 has no control/shutdown to watch");
     } else {
-        match shutdown_watch(rt) {
+        match control_task(rt) {
             Ok(t) => rt.spawner.spawn(t),
-            Err(e) => crate::warn!("xenpv-rt: no shutdown watcher: {e:?}"),
+            Err(e) => crate::warn!("xenpv-rt: no control task: {e:?}"),
         }
         crate::metrics::spawn(rt.spawner, rt.devices);
     }
@@ -176,27 +193,39 @@ fn close_devices(executor: &'static embassy_executor::raw::Executor, devices: &'
     }
 }
 
-/// Watch `control/shutdown`; acknowledge (clear) and publish each request.
+/// Answer the toolstack's `control/` keys (see the module): the feature keys once, then
+/// each request read from `control/shutdown` and `control/sysrq`, on their watches'
+/// events or every [`SHUTDOWN_POLL_NS`].
 #[embassy_executor::task]
-async fn shutdown_watch(rt: &'static Runtime) {
+async fn control_task(rt: &'static Runtime) {
     let Some(port) = rt.with_boot(|b| {
         let xs = b.xenstore()?;
-        if let Err(e) = xs.watch("control/shutdown", SHUTDOWN_TOKEN) {
-            crate::warn!("xenpv-rt: watching control/shutdown: {e}");
+        for (key, token) in [(SHUTDOWN_KEY, SHUTDOWN_TOKEN), (SYSRQ_KEY, SYSRQ_TOKEN)] {
+            if let Err(e) = xs.watch(key, token) {
+                crate::warn!("xenpv-rt: watching {key}: {e}");
+            }
+        }
+        for key in FEATURES {
+            if let Err(e) = xs.write(key, b"1") {
+                crate::println!("xenpv-rt: cannot write {key}=1: {e}");
+            }
         }
         Some(xs.link().port())
     }) else {
         return;
     };
+    let mut control = Control::new();
     loop {
         let got = rt.with_boot(|b| match b.xenstore() {
-            Some(xs) => take_request(xs),
-            None => Ok(None),
+            Some(xs) => read_control(xs, &mut control),
+            None => [Ok(None), Ok(None)],
         });
-        match got {
-            Ok(Some(r)) => rt.requested(r),
-            Ok(None) => {}
-            Err(e) => crate::warn!("xenpv-rt: reading control/shutdown: {e}"),
+        for r in got {
+            match r {
+                Ok(Some((from, a))) => act(rt, from, a),
+                Ok(None) => {}
+                Err((key, e)) => crate::warn!("xenpv-rt: reading {key}: {e}"),
+            }
         }
         // The next watch event (the xenstore port) or the backstop poll.
         let tick = embassy_time::Timer::after(embassy_time::Duration::from_nanos(SHUTDOWN_POLL_NS));
@@ -204,22 +233,75 @@ async fn shutdown_watch(rt: &'static Runtime) {
     }
 }
 
-/// Drain pending watch events (their tokens do not matter: the key is read anyway), then
-/// read `control/shutdown` and clear it if it holds a request.
-fn take_request(
+/// Where an action came from: `control/shutdown`, or the sysrq letter.
+type Origin = Option<char>;
+/// One key's outcome: an action (and where from), nothing, or the key and its error.
+type Read = Result<Option<(Origin, Action)>, (&'static str, XsError)>;
+
+/// Drain pending watch events (their tokens do not matter: both keys are read anyway),
+/// then read `control/shutdown` and `control/sysrq`, decide, and acknowledge (clear the
+/// key) what is to be acknowledged.
+fn read_control(
     xs: &mut crate::xenstore::Xenstore<crate::PageLink>,
-) -> Result<Option<ShutdownRequest>, XsError> {
+    control: &mut Control,
+) -> [Read; 2] {
     while let Ok(Some(_)) = xs.next_event(0) {}
-    let v = match xs.read("control/shutdown") {
-        Ok(v) => v,
-        Err(XsError::Xenstore(e)) if e == "ENOENT" => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let Some(r) = ShutdownRequest::parse(&v) else {
-        return Ok(None);
-    };
-    // The acknowledgement Linux gives (manage.c writes ""): the toolstack then knows the
-    // guest heard it.
-    xs.write("control/shutdown", b"")?;
-    Ok(Some(r))
+    let shutdown = read_key(xs, SHUTDOWN_KEY).and_then(|v| {
+        let (ack, a) = control.shutdown(&v);
+        // The acknowledgement Linux gives (manage.c writes ""): the toolstack then knows
+        // the guest heard it.
+        if ack {
+            xs.write(SHUTDOWN_KEY, b"")?;
+        }
+        Ok((a != Action::Nothing).then_some((None, a)))
+    });
+    let sysrq = read_key(xs, SYSRQ_KEY).and_then(|v| match control.sysrq(&v) {
+        Some((key, a)) => {
+            xs.write(SYSRQ_KEY, b"")?;
+            Ok(Some((Some(key), a)))
+        }
+        None => Ok(None),
+    });
+    [
+        shutdown.map_err(|e| (SHUTDOWN_KEY, e)),
+        sysrq.map_err(|e| (SYSRQ_KEY, e)),
+    ]
+}
+
+/// A key's value; empty if it does not exist.
+fn read_key(
+    xs: &mut crate::xenstore::Xenstore<crate::PageLink>,
+    key: &str,
+) -> Result<Vec<u8>, XsError> {
+    match xs.read(key) {
+        Ok(v) => Ok(v.to_vec()),
+        Err(XsError::Xenstore(e)) if e == "ENOENT" => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Act on what the control keys asked, each outcome in one line.
+fn act(rt: &Runtime, from: Origin, a: Action) {
+    if let (Some(key), Action::Stop(r)) = (from, &a) {
+        crate::println!("xenpv-rt: sysrq {key}: {}", r.as_str());
+    }
+    match a {
+        Action::Nothing => {}
+        Action::Stop(r) => rt.requested(r),
+        Action::AlreadyStopping { request, first } => crate::println!(
+            "xenpv-rt: shutdown request {} ignored: already stopping ({})",
+            request.as_str(),
+            first.as_str()
+        ),
+        Action::RefuseSuspend => {
+            crate::println!("xenpv-rt: suspend refused: save/restore is not implemented yet")
+        }
+        Action::Unknown(r) => crate::println!(
+            "xenpv-rt: shutdown request {:?} not understood: left unacknowledged",
+            r.as_str()
+        ),
+        Action::SysrqUnsupported(key) => {
+            crate::println!("xenpv-rt: sysrq {key}: not supported (b reboot, o poweroff, c crash)")
+        }
+    }
 }

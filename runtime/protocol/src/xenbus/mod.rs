@@ -32,9 +32,11 @@
 // fault), so they are large; they come once per failed handshake, and no_std has no Box.
 #![allow(clippy::result_large_err)]
 
+mod control;
 mod shutdown;
 mod steps;
-pub use shutdown::ShutdownRequest;
+pub use control::{Action, Control, FEATURES, SHUTDOWN_KEY, SYSRQ_KEY};
+pub use shutdown::{ShutdownReason, ShutdownRequest};
 pub use steps::{close, connect, Closing, Connecting, Step};
 
 use crate::ring::Link;

@@ -1,6 +1,7 @@
 //! `control/shutdown`: what the toolstack asks a guest to do (`xl shutdown`, `xl reboot`,
 //! …), as Linux's `drivers/xen/manage.c` reads it. The guest acknowledges a request by
-//! clearing the key (writing an empty value), then acts on it.
+//! clearing the key (writing an empty value), then acts on it; it ends with the
+//! [`ShutdownReason`] the request maps to ([`ShutdownRequest::reason`]).
 
 /// A request found in `control/shutdown`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,8 +12,10 @@ pub enum ShutdownRequest {
     Reboot,
     /// `halt`.
     Halt,
-    /// `suspend` (save or migrate); this runtime cannot suspend, so it treats it as a
-    /// request to stop.
+    /// `crash`: end as crashed (`SHUTDOWN_crash`: the toolstack's `on_crash` applies).
+    Crash,
+    /// `suspend` (save or migrate). This runtime cannot suspend yet: the request is
+    /// refused (never acknowledged, see [`crate::xenbus::Control`]), the guest goes on.
     Suspend,
     /// Anything else: the value, printable ASCII only (others become `?`), at most 16
     /// bytes.
@@ -35,6 +38,7 @@ impl ShutdownRequest {
             b"poweroff" => ShutdownRequest::Poweroff,
             b"reboot" => ShutdownRequest::Reboot,
             b"halt" => ShutdownRequest::Halt,
+            b"crash" => ShutdownRequest::Crash,
             b"suspend" => ShutdownRequest::Suspend,
             other => {
                 let mut s = heapless::String::new();
@@ -52,8 +56,77 @@ impl ShutdownRequest {
             ShutdownRequest::Poweroff => "poweroff",
             ShutdownRequest::Reboot => "reboot",
             ShutdownRequest::Halt => "halt",
+            ShutdownRequest::Crash => "crash",
             ShutdownRequest::Suspend => "suspend",
             ShutdownRequest::Other(s) => s.as_str(),
+        }
+    }
+
+    /// How the domain ends when it honours this request (`SCHEDOP_shutdown`'s reason):
+    /// poweroff and halt power off, reboot reboots, crash crashes; `None` for a request
+    /// the guest does not stop for (suspend, anything unknown).
+    ///
+    /// ```
+    /// use xenpv_protocol::xenbus::{ShutdownReason, ShutdownRequest};
+    /// assert_eq!(ShutdownRequest::Reboot.reason(), Some(ShutdownReason::Reboot));
+    /// assert_eq!(ShutdownRequest::Suspend.reason(), None);
+    /// ```
+    pub fn reason(&self) -> Option<ShutdownReason> {
+        match self {
+            ShutdownRequest::Poweroff | ShutdownRequest::Halt => Some(ShutdownReason::Poweroff),
+            ShutdownRequest::Reboot => Some(ShutdownReason::Reboot),
+            ShutdownRequest::Crash => Some(ShutdownReason::Crash),
+            ShutdownRequest::Suspend | ShutdownRequest::Other(_) => None,
+        }
+    }
+}
+
+/// How a domain ends: the reason it gives `SCHEDOP_shutdown` (`SHUTDOWN_*` in
+/// `xen/include/public/sched.h`), which the toolstack's `on_poweroff`, `on_reboot` and
+/// `on_crash` act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownReason {
+    /// `SHUTDOWN_poweroff` (0): stop.
+    Poweroff,
+    /// `SHUTDOWN_reboot` (1): restart (a new domain, under xl `on_reboot = "restart"`).
+    Reboot,
+    /// `SHUTDOWN_crash` (3): stopped on an error.
+    Crash,
+}
+
+impl ShutdownReason {
+    /// The `SHUTDOWN_*` code.
+    pub fn code(self) -> u32 {
+        match self {
+            ShutdownReason::Poweroff => xen_sys::SHUTDOWN_poweroff,
+            ShutdownReason::Reboot => xen_sys::SHUTDOWN_reboot,
+            ShutdownReason::Crash => xen_sys::SHUTDOWN_crash,
+        }
+    }
+
+    /// Its name in the report line (`poweroff`, `reboot`, `crash`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShutdownReason::Poweroff => "poweroff",
+            ShutdownReason::Reboot => "reboot",
+            ShutdownReason::Crash => "crash",
+        }
+    }
+
+    /// The reason a guest ends with: a failing status (non-zero) is a crash whatever
+    /// was asked; status 0 ends as the toolstack asked (`requested`), or powers off.
+    ///
+    /// ```
+    /// use xenpv_protocol::xenbus::ShutdownReason as R;
+    /// assert_eq!(R::for_exit(0, Some(R::Reboot)), R::Reboot);
+    /// assert_eq!(R::for_exit(0, None), R::Poweroff);
+    /// assert_eq!(R::for_exit(2, Some(R::Reboot)), R::Crash);
+    /// ```
+    pub fn for_exit(status: i32, requested: Option<ShutdownReason>) -> ShutdownReason {
+        match (status, requested) {
+            (0, Some(r)) => r,
+            (0, None) => ShutdownReason::Poweroff,
+            _ => ShutdownReason::Crash,
         }
     }
 }
@@ -68,7 +141,24 @@ mod tests {
         assert_eq!(R::parse(b"reboot"), Some(R::Reboot));
         assert_eq!(R::parse(b"halt"), Some(R::Halt));
         assert_eq!(R::parse(b"suspend"), Some(R::Suspend));
+        assert_eq!(R::parse(b"crash"), Some(R::Crash));
         assert_eq!(R::parse(b"\0"), None);
+    }
+
+    #[test]
+    fn each_request_ends_with_its_reason() {
+        use super::ShutdownReason as E;
+        assert_eq!(R::Poweroff.reason(), Some(E::Poweroff));
+        assert_eq!(R::Halt.reason(), Some(E::Poweroff));
+        assert_eq!(R::Reboot.reason(), Some(E::Reboot));
+        assert_eq!(R::Crash.reason(), Some(E::Crash));
+        assert_eq!(R::parse(b"hibernate").unwrap().reason(), None);
+        assert_eq!(
+            [E::Poweroff.code(), E::Reboot.code(), E::Crash.code()],
+            [0, 1, 3]
+        );
+        assert_eq!(E::for_exit(0, Some(E::Crash)), E::Crash);
+        assert_eq!(E::for_exit(-1, None), E::Crash);
     }
 
     #[test]

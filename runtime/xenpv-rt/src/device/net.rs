@@ -26,6 +26,12 @@ pub const BACKEND_CHECK_NS: u64 = 1_000_000_000;
 pub const REATTACH_EVERY_NS: u64 = 1_000_000_000;
 /// The most vifs the runtime runs at once (tasks in its pool).
 pub const MAX_VIFS: usize = 8;
+/// When the guest ends, how long a vif keeps running after its connections were reset
+/// (their RSTs out, and a little more for the backend to take them off the ring) before
+/// it closes: a peer mid-transfer sees the connection reset, not a silence.
+pub const RESET_FLUSH_NS: u64 = 300_000_000;
+/// Of [`RESET_FLUSH_NS`], how long the vif runs on once the RSTs have left the stack.
+const RESET_SETTLE_NS: u64 = 50_000_000;
 /// Events a vif queues for its [`VifEvents`] (the oldest are dropped beyond, and counted).
 pub const VIF_EVENTS: usize = 16;
 
@@ -401,7 +407,10 @@ async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Vi
             {
                 Either::First(_) => ("a broken ring", Some(detach_reason(None, true))),
                 Either::Second(Ok(s)) => ("its backend went away", Some(detach_reason(s, false))),
-                Either::Second(Err(())) => ("the guest is ending", None),
+                Either::Second(Err(())) => {
+                    reset_connections(index, &stack, &mut runner).await;
+                    ("the guest is ending", None)
+                }
             };
             let t0 = crate::time::now_ns();
             let n = runner.into_device().nf;
@@ -455,6 +464,29 @@ async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Vi
             Err(_) => Timer::after(Duration::from_nanos(REATTACH_EVERY_NS)).await,
         }
     }
+}
+
+/// The guest is ending: reset the stack's connections and run the vif until their RSTs
+/// are out (at most [`RESET_FLUSH_NS`]), saying how many there were.
+async fn reset_connections(index: u32, stack: &Stack, runner: &mut Runner<Vif>) {
+    let n = stack.reset_all();
+    if n == 0 {
+        return;
+    }
+    let t0 = crate::time::now_ns();
+    let sent = async {
+        while stack.resets_pending() {
+            Timer::after(Duration::from_millis(5)).await;
+        }
+        Timer::after(Duration::from_nanos(RESET_SETTLE_NS)).await;
+    };
+    let bound = Timer::after(Duration::from_nanos(RESET_FLUSH_NS));
+    select(runner.run(), select(sent, bound)).await;
+    crate::println!(
+        "xenpv-rt: vif{index} reset connections={n} flushed_ms={} pending={}",
+        (crate::time::now_ns() - t0) / 1_000_000,
+        stack.resets_pending()
+    );
 }
 
 /// `aa:bb:cc:dd:ee:ff`.

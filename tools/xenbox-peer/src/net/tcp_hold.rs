@@ -236,6 +236,8 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
     let want = Want {
         status: 200,
         body: None,
+        cut: false,
+        started: None,
     };
     let probed = http_get::one(a, from, &addr, &probe, &want, pd);
     let probe_ms = millis(t.elapsed());

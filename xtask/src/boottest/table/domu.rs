@@ -36,6 +36,11 @@ pub fn rows() -> Vec<BootTest> {
     v.extend(metrics::rows());
     v.push(blk::hostile_ext4());
     v.push(blk::stalled_disk());
+    // The lifecycle as a toolstack drives it: reboot, shutdown mid-transfer, sysrq,
+    // suspend refused, a crash request, feature keys.
+    v.push(super::lifecycle::reboot());
+    v.push(super::lifecycle::shutdown_mid_get());
+    v.push(super::lifecycle::crash_request());
     for b in &mut v {
         b.domu = true;
         b.timeout_s = b.timeout_s.max(240);

@@ -11,6 +11,7 @@ mod dom0;
 mod domu;
 mod faults;
 mod libvirt;
+mod lifecycle;
 mod metrics;
 mod net;
 

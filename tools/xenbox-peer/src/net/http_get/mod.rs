@@ -34,7 +34,11 @@ pub static SPEC: Spec = Spec {
             body has LEN bytes (0 is fine) and FNV-1a 64 FNV, and X-Checksum-FNV1a64 is the\n\
             FNV-1a 64 of the body received. No bytes may follow the body. Reports status, fnv\n\
             (the body's FNV-1a 64, with --verify-bytes or --expect-file), bytes (bodies, all\n\
-            connections), elapsed_ms and mbit_s.",
+            connections), elapsed_ms and mbit_s.\n\
+            With --expect-cut (one connection, status 200), the body must NOT come whole: the\n\
+            server must end the connection mid-body (a reset or a close; `cut=` says which),\n\
+            the bytes that came still checked with --verify-bytes; a hang is a timeout FAIL.\n\
+            --started-file FILE is written (`started BYTES`) once 256 KiB of the body came.",
     opts: &[
         Opt::val(
             "expect-status",
@@ -59,6 +63,17 @@ pub static SPEC: Spec = Spec {
             required: false,
             help: "check a 200 body of LEN bytes with FNV-1a 64 FNV, and its checksum header",
         },
+        Opt::flag(
+            "expect-cut",
+            "the server must cut the body short (reset or close), not complete it or hang",
+        ),
+        Opt {
+            name: "started-file",
+            value: Some("FILE"),
+            default: None,
+            required: false,
+            help: "write FILE once 256 KiB of the body came (a script waits for it)",
+        },
         TIMEOUT,
     ],
 };
@@ -79,6 +94,10 @@ pub(crate) struct Want {
     pub(crate) status: u16,
     /// `None`: any body (but not an empty one with status 200).
     pub(crate) body: Option<Expect>,
+    /// The body must be cut short by the server (--expect-cut).
+    pub(crate) cut: bool,
+    /// Written once the body has started (--started-file).
+    pub(crate) started: Option<std::path::PathBuf>,
 }
 
 /// The value of --expect-file, `LEN:FNV`: LEN decimal, FNV 16 lowercase hex digits.
@@ -104,6 +123,8 @@ pub(crate) struct Got {
     pub(crate) len: u64,
     fnv: u64,
     done: Instant,
+    /// How the server cut the body short (--expect-cut): `reset` or `close`.
+    cut: Option<&'static str>,
 }
 
 /// One request for `path` (from the local address `from`, if given), checked against
@@ -150,18 +171,23 @@ pub(crate) fn one(
         fnv: FNV_OFFSET,
         verify: want.body.is_some_and(|e| e.pattern),
         first_bad: None,
+        started: want.started.clone(),
     };
-    match (h.chunked, h.content_length) {
-        (true, _) => chunked(&mut r, &mut body)?,
-        (false, Some(n)) => exactly(&mut r, n, &mut body)?,
+    let read = match (h.chunked, h.content_length) {
+        (true, _) => chunked(&mut r, &mut body),
+        (false, Some(n)) => exactly(&mut r, n, &mut body),
         (false, None) => loop {
-            let b = r.take(u64::MAX)?;
-            if b.is_empty() {
-                break;
+            match r.take(u64::MAX) {
+                Ok([]) => break Ok(()),
+                Ok(b) => body.eat(b),
+                Err(e) => break Err(e.into()),
             }
-            body.eat(b);
         },
+    };
+    if want.cut {
+        return cut_short(read, &body, h.status);
     }
+    read?;
     let done = Instant::now();
     // Asked to close, the server should now; it must not send more either way.
     let extra = (r.end - r.pos) as u64 + extra_bytes(&s, &d, Duration::from_secs(1));
@@ -208,6 +234,36 @@ pub(crate) fn one(
         len: body.len,
         fnv: body.fnv,
         done,
+        cut: None,
+    })
+}
+
+/// --expect-cut: the body's read must have ended early on the server's reset or close
+/// (the bytes that came right, with --verify-bytes); a whole body or a timeout fails.
+fn cut_short(read: Result<(), Fail>, body: &Body, status: u16) -> Result<Got, Fail> {
+    let cut = match read {
+        Ok(()) => {
+            return Err(Fail(
+                "not-cut",
+                format!("the whole {}-byte body came", body.len),
+            ))
+        }
+        Err(Fail("reset" | "broken-pipe", _)) => "reset",
+        Err(Fail("short-body" | "eof", _)) => "close",
+        Err(f) => return Err(f),
+    };
+    if let Some(i) = body.first_bad {
+        return Err(Fail(
+            "body-mismatch",
+            format!("first wrong byte at offset {i}"),
+        ));
+    }
+    Ok(Got {
+        status,
+        len: body.len,
+        fnv: body.fnv,
+        done: Instant::now(),
+        cut: Some(cut),
     })
 }
 
@@ -262,7 +318,17 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
             return Ok(v);
         }
     };
-    let want = std::sync::Arc::new(Want { status, body });
+    let cut = p.flag("expect-cut");
+    if cut && (conns != 1 || status != 200) {
+        return bad("--expect-cut wants one connection (--conns 1) and status 200");
+    }
+    let started = p.text("started-file").map(std::path::PathBuf::from);
+    let want = std::sync::Arc::new(Want {
+        status,
+        body,
+        cut,
+        started,
+    });
     let start = Instant::now();
     let threads: Vec<_> = (0..conns)
         .map(|_| {
@@ -299,6 +365,9 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
     }
     if let Some(g) = results.iter().flatten().next() {
         v.kv("status", g.status);
+        if let Some(cut) = g.cut {
+            v.kv("cut", cut);
+        }
         if body.is_some() {
             v.kv("fnv", format_args!("{:016x}", g.fnv));
         }

@@ -139,7 +139,13 @@ pub(super) struct Body {
     /// Check against the `/bytes/N` pattern.
     pub(super) verify: bool,
     pub(super) first_bad: Option<u64>,
+    /// Written (`started BYTES`) once [`STARTED_BYTES`] of the body have come, then
+    /// `None` (--started-file).
+    pub(super) started: Option<std::path::PathBuf>,
 }
+
+/// How much of a body makes a transfer "started" (--started-file).
+pub(super) const STARTED_BYTES: u64 = 256 * 1024;
 
 impl Body {
     pub(super) fn eat(&mut self, b: &[u8]) {
@@ -148,6 +154,17 @@ impl Body {
         }
         self.fnv = fnv1a64(self.fnv, b);
         self.len += b.len() as u64;
+        if self.len >= STARTED_BYTES {
+            if let Some(f) = self.started.take() {
+                // Written whole then renamed: a watcher never reads half a line.
+                let tmp = f.with_extension("tmp");
+                let done = std::fs::write(&tmp, format!("started {}\n", self.len))
+                    .and_then(|()| std::fs::rename(&tmp, &f));
+                if let Err(e) = done {
+                    crate::verdict::progress("http-get", format_args!("--started-file: {e}"));
+                }
+            }
+        }
     }
 }
 

@@ -353,3 +353,45 @@ fn expect_file_refuses_malformed_values_and_verify_bytes() {
     ]);
     assert!(m.starts_with("--expect-file: ") && m.contains("404"), "{m}");
 }
+
+#[test]
+fn expect_cut_passes_only_for_a_body_cut_short() {
+    // The server closes 10 bytes short of its Content-Length: cut by a close.
+    let a = http(HttpMode::LengthPlus(10));
+    let dir = std::env::temp_dir().join(format!("http-get-cut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let started = dir.join("started");
+    let v = cmd(&[
+        "http-get",
+        &a,
+        "/bytes/300000",
+        "--expect-cut",
+        "--started-file",
+        started.to_str().unwrap(),
+    ]);
+    assert!(v.passed(), "{v}");
+    assert_eq!(v.get("cut"), Some("close"), "{v}");
+    assert_eq!(v.get("bytes"), Some("300000"), "{v}");
+    let said = std::fs::read_to_string(&started).unwrap();
+    assert!(said.starts_with("started "), "{said:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    // A whole body is a FAIL, and so is a server that never cuts (a timeout).
+    let v = cmd(&[
+        "http-get",
+        &http(HttpMode::Honest),
+        "/bytes/5000",
+        "--expect-cut",
+    ]);
+    assert_eq!(v.reason(), Some("not-cut"), "{v}");
+    let v = cmd(&[
+        "http-get",
+        &http(HttpMode::Silent),
+        "/",
+        "--expect-cut",
+        "--timeout",
+        "0.8",
+    ]);
+    assert_eq!(v.reason(), Some("timeout"), "{v}");
+    let m = refused(&["http-get", &a, "/", "--expect-cut", "--conns", "2"]);
+    assert!(m.contains("--expect-cut"), "{m}");
+}
