@@ -29,11 +29,10 @@ step "$PEER" http-get "$G:80" /bytes/1048576 --verify-bytes --timeout 120
 v dominfo "$DOMU_NAME" || fails=$((fails + 1))
 echo "libvirt: dominfo state=$(info State) id=$(info Id) max_kib=$(info 'Max memory') used_kib=$(info 'Used memory')"
 
-# setmem: libvirt's libxl driver sets the domain's memory/target. The guest follows it
-# only with a balloon driver: then xl list shows the new size within BALLOON_WITHIN s;
-# without one the target is set and nothing moves. Reported (balloon=, reached=), not
-# judged here. A balloon shows itself by control/feature-balloon=1 or its
-# data/balloon/shortfall_kb key; with neither after 3 s, the wait ends.
+# setmem: libvirt's libxl driver sets the domain's memory/target; the guest's balloon
+# follows it, and xl list shows the new size within BALLOON_WITHIN s (the row judges
+# balloon= and reached=). A balloon shows itself by control/feature-balloon=1 or its
+# data/balloon/shortfall_kb key; a guest with neither after 3 s has none: the wait ends.
 v setmem "$DOMU_NAME" "$SETMEM_KIB"
 rc=$?
 [ "$rc" = 0 ] || fails=$((fails + 1))
@@ -59,9 +58,9 @@ echo "libvirt: setmem status=$rc target_kib=${target:-none} balloon=$balloon rea
 v setmem "$DOMU_NAME" "$FULL_KIB" || fails=$((fails + 1))
 
 # reboot: libvirt writes control/shutdown=reboot; the guest says it got it on its
-# console. With on_reboot=restart the domain comes back with a new id if the guest ends
-# with SHUTDOWN_reboot; a guest that ends with poweroff instead is gone (on_poweroff
-# destroy), and is created again from the same XML for the shutdown step.
+# console and ends with SHUTDOWN_reboot, so on_reboot=restart brings the domain back with
+# a new id (the row judges came_back=). Should it not come back, it is created again
+# from the same XML so that the shutdown step still runs and reports.
 before=$(grep -c '^xenpv-rt: shutdown requested (reboot)' "$LOG")
 old=$DOMID
 v reboot "$DOMU_NAME"
