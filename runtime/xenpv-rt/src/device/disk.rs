@@ -311,6 +311,11 @@ impl Disk {
         let port = blk.port();
         let t = lease.transfer.insert(blk.begin_read(sector, buf.len())?);
         loop {
+            // A new domain may wake the port's waiters before its own arm is polled: never
+            // step (send, notify) on the old ring then.
+            if self.shared.devices.epoch() != seen {
+                blk.mark_resumed();
+            }
             if let Some(r) = blk.step_read(t, buf) {
                 lease.transfer = None;
                 return Ok(r?);

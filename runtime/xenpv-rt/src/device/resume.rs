@@ -92,12 +92,9 @@ impl Devices {
     pub fn end_suspend(&self, kind: ResumeKind) {
         self.suspending.set(false);
         crate::balloon::gate(false);
-        if kind == ResumeKind::Cancelled {
-            crate::println!(
-                "xenpv-rt: devices resumed kind=cancelled epoch={}",
-                self.epoch()
-            );
-        }
+        // Cancelled (or refused after the gate): nothing to redo, rings and grants are
+        // intact. New: the tasks woken by `resumed_new` may start their handshakes now.
+        let _ = kind;
         self.wake_resume();
     }
 
