@@ -1,0 +1,164 @@
+//! The suspend sequence (see the module above): checks, the window, the hypercall, and
+//! both ways back. Synchronous from the window on: nothing else runs, nothing prints
+//! (the console's waits read the clock, frozen then) until the frames are mapped again.
+
+use super::shim::{self, StartInfoPage};
+use super::{next_epoch, ResumeKind, Resumed};
+use crate::device::Devices;
+use crate::gnttab::GrantTable;
+use crate::mm::layout::Fixmap;
+use crate::Boot;
+use xenpv_abi::Mfn;
+
+/// Why a suspend was not attempted (the guest goes on; the toolstack times out).
+pub(crate) type Refusal = &'static str;
+
+/// Suspend now (the request is acknowledged already): `Ok` once resumed (in the same
+/// domain or a new one), `Err` with the reason if it was not attempted.
+pub(crate) fn run(devices: &Devices) -> Result<Resumed, Refusal> {
+    shim::begin_suspend(devices)?;
+    let r = devices
+        .with_boot_and_grants(|boot, grants| window(boot, grants))
+        .map_err(|_| "boot-state-busy")?;
+    if let Ok(resumed) = &r {
+        after(devices, resumed);
+    }
+    r
+}
+
+/// What the device layer is told once the guest goes on (stand-in: the console and
+/// xenstore are back; devices are refused before the window, see the shim).
+fn after(_devices: &Devices, _resumed: &Resumed) {}
+
+/// Checks, then the window, the hypercall and the resume.
+fn window(boot: &mut Boot, mut grants: Option<&mut GrantTable>) -> Result<Resumed, Refusal> {
+    if boot.xenstore().is_some_and(|xs| !xs.quiescent()) {
+        return Err("xenstore-busy");
+    }
+    if crate::gnttab::map_slot_busy() {
+        return Err("grant-mapping-live");
+    }
+    let old_si = boot.start_info().shared_info_maddr;
+    let mem = boot.memory();
+    let mut page = shim::start_info_page(mem)?;
+    // The toolstack reads the p2m before it asks: a guest that could not publish it
+    // would not be here, but say so rather than fail the save blind.
+    shim::publish_p2m(mem)?;
+
+    let mono_before = crate::time::enter_window();
+    set_upcall_mask(1);
+    if let Some(g) = grants.as_deref_mut() {
+        if g.suspend(mem).is_err() {
+            // Nothing unmapped that matters yet: undo and refuse.
+            crate::time::leave_window(false);
+            set_upcall_mask(0);
+            let _ = g.resume(mem, false);
+            return Err("grant-table-unmap-failed");
+        }
+    }
+    page.rings_to_pfns();
+    let si_unmapped = mem.set_fixmap(Fixmap::SharedInfo as usize, None).is_ok();
+    let rc = if si_unmapped {
+        crate::hypercall::suspend(page.mfn())
+    } else {
+        -1
+    };
+    let kind = if rc == 0 {
+        ResumeKind::New
+    } else {
+        ResumeKind::Cancelled
+    };
+    resume(boot, grants, &mut page, kind, old_si, mono_before, rc)
+}
+
+/// Both ways back: shared_info mapped (the new one from start_info in a new domain),
+/// the clock, the p2m, the grant table; then, in a new domain, everything Xen renewed.
+fn resume(
+    boot: &mut Boot,
+    grants: Option<&mut GrantTable>,
+    page: &mut StartInfoPage,
+    kind: ResumeKind,
+    old_si: u64,
+    mono_before: u64,
+    rc: i64,
+) -> Result<Resumed, Refusal> {
+    let new = kind == ResumeKind::New;
+    let info = if new { page.resume_info().ok() } else { None };
+    let si = info.map_or(old_si, |i| i.shared_info_maddr);
+    let mem = boot.memory();
+    // Without shared_info nothing goes on (no clock, no events): fatal, said.
+    if let Err(e) = mem.set_fixmap(Fixmap::SharedInfo as usize, Some(Mfn(si >> 12))) {
+        crate::fatal!("suspend: cannot map shared_info {si:#x} again: {}", e.error);
+    }
+    if !new {
+        page.rings_to_mfns();
+    }
+    let epoch = if new { next_epoch() } else { super::epoch() };
+    crate::time::leave_window(new);
+    let p2m = shim::publish_p2m(mem);
+    let gnt = grants.map(|g| g.resume(mem, new));
+    if new {
+        let _ = crate::hypercall::stop_periodic_timer();
+        shim::mm_resume_new(mem);
+        new_domain(boot, info);
+    }
+    set_upcall_mask(0);
+    let mono_after = crate::time::now_ns();
+    if let Err(e) = p2m {
+        crate::warn!("suspend: p2m not published after the resume: {e}");
+    }
+    if let Some(Err(e)) = gnt {
+        crate::warn!("suspend: grant table not set up again: {e}");
+    }
+    Ok(Resumed {
+        kind,
+        epoch,
+        rc,
+        ms: mono_after.saturating_sub(mono_before) / 1_000_000,
+        mono_before,
+        mono_after,
+    })
+}
+
+/// In a new domain: the start_info copy, event channels unmasked, the executor's port
+/// registrations dropped, the console and xenstore on their new ports (xenstore's
+/// watches set again).
+fn new_domain(boot: &mut Boot, info: Option<shim::ResumeInfo>) {
+    crate::evtchn::unmask_all();
+    crate::exec::reset_ports();
+    let Some(i) = info else {
+        crate::warn!("suspend: new domain without a readable start_info: no console or xenstore");
+        return;
+    };
+    {
+        let si = boot.start_info_mut();
+        si.shared_info_maddr = i.shared_info_maddr;
+        si.store_mfn = i.store_mfn;
+        si.store_evtchn = i.store_evtchn;
+        si.console = xenpv_protocol::start_info::ConsoleInfo::DomU {
+            mfn: i.console_mfn,
+            evtchn: i.console_evtchn,
+        };
+    }
+    crate::console::ring::set_port(i.console_evtchn);
+    if let Some(xs) = boot.xenstore() {
+        let (sent, failed) = xs.resume_new(i.store_evtchn);
+        if failed > 0 {
+            crate::warn!(
+                "suspend: {failed} of {} xenstore watches not set again",
+                sent + failed
+            );
+        }
+    }
+}
+
+/// vCPU 0's `evtchn_upcall_mask` (upcalls are never taken, but Linux masks them over
+/// the suspend and so does this).
+fn set_upcall_mask(v: u8) {
+    let si = Fixmap::SharedInfo.va().as_mut_ptr::<xen_sys::shared_info>();
+    // SAFETY: shared_info is mapped at its fixmap slot whenever this runs (before the
+    // window's unmap, after the resume's map); the byte is the guest's to write.
+    unsafe {
+        core::ptr::addr_of_mut!((*si).vcpu_info[0].evtchn_upcall_mask).write_volatile(v);
+    }
+}
