@@ -2,7 +2,7 @@
 //! both ways back. Synchronous from the window on: nothing else runs, nothing prints
 //! (the console's waits read the clock, frozen then) until the frames are mapped again.
 
-use super::shim::{self, StartInfoPage};
+use super::shim;
 use super::{next_epoch, ResumeKind, Resumed};
 use crate::device::Devices;
 use crate::gnttab::GrantTable;
@@ -40,35 +40,39 @@ fn window(boot: &mut Boot, mut grants: Option<&mut GrantTable>) -> Result<Resume
     }
     let old_si = boot.start_info().shared_info_maddr;
     let mem = boot.memory();
-    let mut page = shim::start_info_page(mem)?;
+    let si_mfn = shim::start_info_page(mem)?.mfn();
+    if si_mfn.0 == !0 {
+        return Err("start_info-mfn-unknown");
+    }
     // The toolstack reads the p2m before it asks: a guest that could not publish it
     // would not be here, but say so rather than fail the save blind.
     shim::publish_p2m(mem)?;
 
+    let mask = upcall_mask();
     let mono_before = crate::time::enter_window();
     set_upcall_mask(1);
     if let Some(g) = grants.as_deref_mut() {
         if g.suspend(mem).is_err() {
             // Nothing unmapped that matters yet: undo and refuse.
-            crate::time::leave_window(false);
-            set_upcall_mask(0);
             let _ = g.resume(mem, false);
+            set_upcall_mask(mask);
+            crate::time::leave_window(false);
             return Err("grant-table-unmap-failed");
         }
     }
-    page.rings_to_pfns();
-    let si_unmapped = mem.set_fixmap(Fixmap::SharedInfo as usize, None).is_ok();
-    let rc = if si_unmapped {
-        crate::hypercall::suspend(page.mfn())
-    } else {
-        -1
+    shim::start_info_page(mem)?.rings_to_pfns();
+    let rc = match mem.set_fixmap(Fixmap::SharedInfo as usize, None) {
+        Ok(()) => crate::hypercall::suspend(si_mfn),
+        Err(_) => -1,
     };
     let kind = if rc == 0 {
         ResumeKind::New
     } else {
         ResumeKind::Cancelled
     };
-    resume(boot, grants, &mut page, kind, old_si, mono_before, rc)
+    let r = resume(boot, grants, kind, old_si, mono_before, rc);
+    set_upcall_mask(mask);
+    r
 }
 
 /// Both ways back: shared_info mapped (the new one from start_info in a new domain),
@@ -76,33 +80,36 @@ fn window(boot: &mut Boot, mut grants: Option<&mut GrantTable>) -> Result<Resume
 fn resume(
     boot: &mut Boot,
     grants: Option<&mut GrantTable>,
-    page: &mut StartInfoPage,
     kind: ResumeKind,
     old_si: u64,
     mono_before: u64,
     rc: i64,
 ) -> Result<Resumed, Refusal> {
     let new = kind == ResumeKind::New;
-    let info = if new { page.resume_info().ok() } else { None };
-    let si = info.map_or(old_si, |i| i.shared_info_maddr);
     let mem = boot.memory();
+    let info = match (new, shim::start_info_page(mem)) {
+        (true, Ok(mut p)) => p.resume_info().ok(),
+        _ => None,
+    };
+    let si = info.map_or(old_si, |i| i.shared_info_maddr);
     // Without shared_info nothing goes on (no clock, no events): fatal, said.
     if let Err(e) = mem.set_fixmap(Fixmap::SharedInfo as usize, Some(Mfn(si >> 12))) {
         crate::fatal!("suspend: cannot map shared_info {si:#x} again: {}", e.error);
     }
     if !new {
-        page.rings_to_mfns();
+        if let Ok(mut p) = shim::start_info_page(mem) {
+            p.rings_to_mfns();
+        }
     }
     let epoch = if new { next_epoch() } else { super::epoch() };
     crate::time::leave_window(new);
-    let p2m = shim::publish_p2m(mem);
+    let p2m = shim::publish_p2m(mem).map(|_| ());
     let gnt = grants.map(|g| g.resume(mem, new));
     if new {
         let _ = crate::hypercall::stop_periodic_timer();
         shim::mm_resume_new(mem);
         new_domain(boot, info);
     }
-    set_upcall_mask(0);
     let mono_after = crate::time::now_ns();
     if let Err(e) = p2m {
         crate::warn!("suspend: p2m not published after the resume: {e}");
@@ -152,8 +159,16 @@ fn new_domain(boot: &mut Boot, info: Option<shim::ResumeInfo>) {
     }
 }
 
-/// vCPU 0's `evtchn_upcall_mask` (upcalls are never taken, but Linux masks them over
-/// the suspend and so does this).
+/// vCPU 0's `evtchn_upcall_mask`: 1 over the suspend (as Linux), then what it was
+/// (the runtime registers no event callback, so it never clears it: Xen would jump to
+/// a callback that is not there).
+fn upcall_mask() -> u8 {
+    let si = Fixmap::SharedInfo.va().as_ptr::<xen_sys::shared_info>();
+    // SAFETY: shared_info is mapped at its fixmap slot when this runs (before the window).
+    unsafe { core::ptr::addr_of!((*si).vcpu_info[0].evtchn_upcall_mask).read_volatile() }
+}
+
+/// Set vCPU 0's `evtchn_upcall_mask` (see [`upcall_mask`]).
 fn set_upcall_mask(v: u8) {
     let si = Fixmap::SharedInfo.va().as_mut_ptr::<xen_sys::shared_info>();
     // SAFETY: shared_info is mapped at its fixmap slot whenever this runs (before the

@@ -23,7 +23,7 @@ impl StartInfoPage {
     }
     pub(crate) fn rings_to_pfns(&mut self) {}
     pub(crate) fn rings_to_mfns(&mut self) {}
-    pub(crate) fn resume_info(&self) -> Result<ResumeInfo, &'static str> {
+    pub(crate) fn resume_info(&mut self) -> Result<ResumeInfo, &'static str> {
         Err("no start_info page")
     }
 }
