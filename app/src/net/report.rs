@@ -166,6 +166,18 @@ pub(super) async fn events(net: &Net, t: &Tally) {
                         .field("backend", &xenpv_rt::escape::Escaped(&c.backend_path))
                 );
             }
+            VifEvent::Resumed { epoch, ms } => {
+                let c = net.connected();
+                println!(
+                    "{}",
+                    Writer::new("net")
+                        .word(&vif)
+                        .word("resumed")
+                        .field("epoch", &epoch)
+                        .field("ms", &ms)
+                        .field("backend", &xenpv_rt::escape::Escaped(&c.backend_path))
+                );
+            }
         }
     }
 }

@@ -31,9 +31,8 @@
 //! ```
 
 use crate::blkif::{
-    self, parse_number, Request, Response, Segment, VdiskInfo, DIRECT_SEGMENTS, OP_FLUSH_DISKCACHE,
-    OP_INDIRECT, OP_READ, OP_WRITE, OP_WRITE_BARRIER, RING_SLOTS, RSP_OKAY, RSP_SLOT,
-    SEGMENTS_PER_INDIRECT_PAGE,
+    self, Request, Response, Segment, DIRECT_SEGMENTS, OP_INDIRECT, OP_READ, OP_WRITE, RING_SLOTS,
+    RSP_OKAY, RSP_SLOT, SEGMENTS_PER_INDIRECT_PAGE,
 };
 use crate::block::{BlockError, Geometry};
 use crate::shared_ring::{FrontRing, PageMem};
@@ -44,86 +43,8 @@ pub const IDS: usize = RING_SLOTS as usize;
 pub const MAX_SEGMENTS: usize = 256;
 const PAGE: usize = 4096;
 
-/// What the backend offers, from its keys, checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Offer {
-    /// Size, sector size, read-only and removable (from `sectors`, `sector-size`, `info`).
-    pub geometry: Geometry,
-    /// The flush operation to use: `feature-flush-cache` first, then `feature-barrier`.
-    pub flush: Option<u8>,
-    /// `feature-max-indirect-segments` (0: none).
-    pub max_indirect: u32,
-}
-
-/// A backend key whose value this frontend refuses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BadKey {
-    /// The key.
-    pub key: &'static str,
-    /// Why.
-    pub why: &'static str,
-}
-
-impl core::fmt::Display for BadKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}: {}", self.key, self.why)
-    }
-}
-
-impl Offer {
-    /// Check the backend's keys: `sectors` (512-byte units), `sector-size` (a power of
-    /// two, 512..=4096), `info` (`VDISK_*` bits), and the optional features (a missing
-    /// or `0` feature is off; anything that is not a number is refused).
-    pub fn parse(
-        sectors: &[u8],
-        sector_size: &[u8],
-        info: &[u8],
-        flush_cache: Option<&[u8]>,
-        barrier: Option<&[u8]>,
-        max_indirect: Option<&[u8]>,
-    ) -> Result<Offer, BadKey> {
-        let bad = |key, why| BadKey { key, why };
-        let s512 = parse_number(sectors).ok_or(bad("sectors", "not a decimal number"))?;
-        let ss = parse_number(sector_size)
-            .filter(|&s| (512..=4096).contains(&s) && s.is_power_of_two())
-            .ok_or(bad("sector-size", "not a power of two from 512 to 4096"))?;
-        let info = parse_number(info)
-            .filter(|&i| i <= u64::from(u32::MAX))
-            .ok_or(bad("info", "not a 32-bit decimal number"))? as u32;
-        // Unknown bits are kept (and ignored), as Linux's blkfront does.
-        let info = VdiskInfo::from_bits_retain(info);
-        let feature = |v: Option<&[u8]>, key| match v {
-            None => Ok(0),
-            Some(v) => parse_number(v).ok_or(bad(key, "not a decimal number")),
-        };
-        let flush = if feature(flush_cache, "feature-flush-cache")? != 0 {
-            Some(OP_FLUSH_DISKCACHE)
-        } else if feature(barrier, "feature-barrier")? != 0 {
-            Some(OP_WRITE_BARRIER)
-        } else {
-            None
-        };
-        let max_indirect =
-            feature(max_indirect, "feature-max-indirect-segments")?.min(u64::from(u32::MAX)) as u32;
-        Ok(Offer {
-            geometry: Geometry {
-                sector_size: ss as u32,
-                // `sectors` counts 512-byte units; the API counts the disk's sectors.
-                sectors: s512 / (ss / 512),
-                read_only: info.contains(VdiskInfo::READONLY),
-                removable: info.contains(VdiskInfo::REMOVABLE),
-            },
-            flush,
-            max_indirect,
-        })
-    }
-
-    /// Segments per request: up to [`MAX_SEGMENTS`] when the backend takes indirect
-    /// requests with more than [`DIRECT_SEGMENTS`], else [`DIRECT_SEGMENTS`].
-    pub fn segments(&self) -> usize {
-        (self.max_indirect as usize).clamp(DIRECT_SEGMENTS, MAX_SEGMENTS)
-    }
-}
+mod offer;
+pub use offer::{check_reattach, BadKey, GeometryChanged, Offer};
 
 /// A page the queue moves data through: data page `n` of the pool, or request id
 /// `id`'s indirect page.
@@ -261,6 +182,8 @@ pub struct Queue {
     offer: Offer,
     generation: u64,
     broken: bool,
+    /// Abandoned for a new domain ([`Queue::abandon_for_resume`]).
+    resumed: bool,
     counters: Counters,
     traffic: Traffic,
 }
@@ -317,6 +240,7 @@ impl Queue {
             offer,
             generation: 0,
             broken: false,
+            resumed: false,
             counters: Counters::default(),
             traffic: Traffic::default(),
         }
@@ -412,6 +336,11 @@ impl Queue {
         t: &mut Transfer,
         buf: &mut [u8],
     ) -> Option<Result<(), BlockError>> {
+        if self.resumed {
+            // The ring belongs to the old domain: nothing in flight will be answered.
+            t.outstanding = 0;
+            return Some(Err(BlockError::Resumed));
+        }
         if t.op != OP_READ || buf.len() != t.len {
             self.cancel(t);
             return Some(Err(BlockError::Unaligned {
@@ -420,6 +349,23 @@ impl Queue {
             }));
         }
         self.advance(io, t, &mut Data::Read(buf))
+    }
+
+    /// The guest moved to a new domain: the ring, its grants and the backend stayed with
+    /// the old one. Every request in flight is dropped without waiting for an answer
+    /// (none will come), and from now on every transfer, including one begun before, ends
+    /// in [`BlockError::Resumed`] so that its caller re-issues it on the new backend's
+    /// queue. Returns the requests that were in flight.
+    pub fn abandon_for_resume(&mut self) -> usize {
+        let n = self.in_flight();
+        self.slots = [Slot::Free; IDS];
+        self.resumed = true;
+        n
+    }
+
+    /// Has the queue been abandoned for a new domain?
+    pub fn is_resumed(&self) -> bool {
+        self.resumed
     }
 
     /// Give up on a transfer before its end (its caller went away): requests in flight
@@ -460,6 +406,9 @@ impl Queue {
         len: usize,
         deadline: u64,
     ) -> Result<Transfer, BlockError> {
+        if self.resumed {
+            return Err(BlockError::Resumed);
+        }
         // Stopped, or every id retired (the backend kept a grant of each): nothing can
         // be sent any more.
         if self.broken || self.usable_ids() == 0 {

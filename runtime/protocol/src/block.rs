@@ -111,6 +111,10 @@ pub enum BlockError {
     /// The device stopped: the backend corrupted the ring, kept a grant of every request
     /// id, or went away.
     Broken,
+    /// The guest moved to a new domain while the request was in flight: its backend is
+    /// gone with the old domain, and the request never completed. A read is re-issued
+    /// to the new backend once the disk is connected again (reads are idempotent).
+    Resumed,
 }
 
 impl fmt::Display for BlockError {
@@ -145,6 +149,12 @@ impl fmt::Display for BlockError {
             }
             BlockError::Timeout { waited_ms } => write!(f, "no answer in {waited_ms} ms"),
             BlockError::Broken => write!(f, "the device stopped (ring corrupt or backend gone)"),
+            BlockError::Resumed => {
+                write!(
+                    f,
+                    "the guest moved to a new domain with the request in flight"
+                )
+            }
         }
     }
 }

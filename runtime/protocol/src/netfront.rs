@@ -554,3 +554,21 @@ pub const FEATURES: [(&str, &[u8]); 5] = [
 
 /// The backend's keys that must all read `1` before frames are sent for segmentation.
 pub const BACKEND_GSO_KEYS: [&str; 2] = ["feature-sg", "feature-gso-tcpv4"];
+
+/// Does the backend at `backend` (its xenstore directory) take frames for segmentation
+/// (GSO): every one of [`BACKEND_GSO_KEYS`] reads `1`? A key missing or unreadable
+/// turns the feature off. Read at every connect: a new domain's backend (after a
+/// restore or a migration) may offer less or more than the old one did.
+pub fn backend_gso<L: crate::ring::Link>(
+    xs: &mut crate::xenstore::Xenstore<L>,
+    backend: &str,
+) -> bool {
+    BACKEND_GSO_KEYS.iter().all(|k| {
+        let mut key: heapless::String<{ crate::xenbus::PATH_MAX }> = heapless::String::new();
+        if core::fmt::Write::write_fmt(&mut key, format_args!("{backend}/{k}")).is_err() {
+            return false;
+        }
+        xs.read(&key)
+            .is_ok_and(|v| v.strip_suffix(b"\0").unwrap_or(&v) == b"1")
+    })
+}

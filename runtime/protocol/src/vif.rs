@@ -96,6 +96,40 @@ pub enum VifEvent {
         /// How long the handshake took, in milliseconds.
         ms: u64,
     },
+    /// The guest was restored or migrated into a new domain: the old backend was
+    /// abandoned (no handshake with it), the vif connected to the new domain's backend
+    /// under the same stack, and a gratuitous ARP announced its address.
+    Resumed {
+        /// The new domain's suspend epoch (1 after the first save/restore).
+        epoch: u32,
+        /// From the wake-up to the vif connected, in milliseconds.
+        ms: u64,
+    },
+}
+
+/// Bytes of a gratuitous ARP frame (Ethernet header and an IPv4 ARP body).
+pub const GARP_LEN: usize = 42;
+
+/// A gratuitous ARP announcing `ip` at `mac`, as Linux sends one after a migration
+/// (`netdev_notify_peers`): a broadcast ARP request whose sender and target address are
+/// both `ip` and whose target hardware address is zero. Switches learn the port the
+/// guest is behind now, and peers refresh their caches.
+pub fn garp_frame(mac: [u8; 6], ip: [u8; 4]) -> [u8; GARP_LEN] {
+    let mut f = [0u8; GARP_LEN];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    // Hardware Ethernet (1), protocol IPv4, lengths 6 and 4, operation request (1).
+    f[14..16].copy_from_slice(&1u16.to_be_bytes());
+    f[16..18].copy_from_slice(&0x0800u16.to_be_bytes());
+    f[18] = 6;
+    f[19] = 4;
+    f[20..22].copy_from_slice(&1u16.to_be_bytes());
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&ip);
+    // Target hardware address stays zero.
+    f[38..42].copy_from_slice(&ip);
+    f
 }
 
 /// The word a [`VifEvent::Detached`] gives for why: a broken ring wins, then the
@@ -211,6 +245,19 @@ mod tests {
             failed: 9,
         };
         assert_eq!(Counters::from_parts(&t, &ring, 10, 11), c(1));
+    }
+
+    #[test]
+    fn a_gratuitous_arp_as_linux_sends_it() {
+        let mac = [0x00, 0x16, 0x3e, 0x01, 0x02, 0x03];
+        let f = garp_frame(mac, [10, 0, 0, 2]);
+        // The frame Linux's arp_create builds for arp_send(ARPOP_REQUEST, ip, ip, NULL target).
+        let want: [u8; GARP_LEN] = [
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x16, 0x3e, 0x01, 0x02, 0x03, 0x08, 0x06,
+            0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x00, 0x16, 0x3e, 0x01, 0x02, 0x03, 10,
+            0, 0, 2, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2,
+        ];
+        assert_eq!(f, want);
     }
 
     #[test]

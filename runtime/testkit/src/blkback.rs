@@ -213,6 +213,8 @@ pub struct Blkback {
     /// Copies into or out of a page while it was granted (a frontend bug but with
     /// [`Mode::KeepsGrants`], where the frontend reads a kept page once).
     pub copies_while_granted: u64,
+    /// Times the backend was replaced ([`Blkback::replace_backend`]).
+    pub replaced: u32,
 }
 
 impl Blkback {
@@ -253,6 +255,7 @@ impl Blkback {
             grants_made: 0,
             bad_end_grants: 0,
             copies_while_granted: 0,
+            replaced: 0,
         }
     }
 
@@ -294,6 +297,29 @@ impl Blkback {
             b(5),
         )
         .expect("the model's keys parse")
+    }
+
+    /// The guest moved to a new domain, and this is the new domain's backend for the same
+    /// disk (the same bytes: the image is shared storage), freshly at Initialising: it
+    /// never saw the old ring, so the requests the old one held are never answered, and
+    /// the old domain's grants are gone with it (Xen empties the table; references start
+    /// over at 8). The frontend's pages are the guest's memory and stay. A test changes
+    /// the features afterwards ([`Self::flush_cache`], [`Self::max_indirect`]…) to model a
+    /// host that offers others. Returns the requests that were held unanswered.
+    pub fn replace_backend(&mut self) -> usize {
+        let lost = self.held.len() + self.unconsumed() as usize;
+        self.ring = RingPage(vec![0; PAGE]);
+        self.grants.clear();
+        self.kept.clear();
+        self.next_gref = 8;
+        self.held.clear();
+        self.req_cons = 0;
+        self.rsp_prod_pvt = 0;
+        self.rsp_published = 0;
+        self.awake = false;
+        self.mode = Mode::Honest;
+        self.replaced += 1;
+        lost
     }
 
     /// Grants live (made and not ended).

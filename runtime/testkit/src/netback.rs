@@ -73,6 +73,8 @@ pub struct Netback {
     rx_posted: VecDeque<RxRequest>,
     /// The last ids answered (`Duplicate`).
     last: (Option<u16>, Option<u16>),
+    /// Times the backend was replaced ([`Netback::replace_backend`]).
+    pub replaced: u32,
 }
 
 const SLOTS: u32 = 256;
@@ -94,6 +96,7 @@ impl Netback {
             incoming_gso: VecDeque::new(),
             rx_posted: VecDeque::new(),
             last: (None, None),
+            replaced: 0,
         }
     }
 
@@ -107,6 +110,27 @@ impl Netback {
         let at = SLOTS_AT + (self.rx_prod % SLOTS) as usize * RX_SLOT;
         self.rx.write(at, &r.encode());
         self.rx_prod = self.rx_prod.wrapping_add(1);
+    }
+
+    /// The guest moved to a new domain, and this is the new domain's netback for the
+    /// vif: fresh ring pages (the frontend initialises them again), every index at 0,
+    /// none of the old buffers posted (their grants went with the old domain), honest.
+    /// Packets waiting for buffers stay queued (the peer's traffic arrives at the new
+    /// host). The log of what was sent stays, for the test. Returns the RX buffers that
+    /// were posted to the old backend and are lost with it.
+    pub fn replace_backend(&mut self) -> usize {
+        let lost = self.rx_posted.len();
+        self.tx = vec![0; 4096];
+        self.rx = vec![0; 4096];
+        self.tx_cons = 0;
+        self.tx_prod = 0;
+        self.rx_cons = 0;
+        self.rx_prod = 0;
+        self.rx_posted.clear();
+        self.last = (None, None);
+        self.mode = NetMode::Honest;
+        self.replaced += 1;
+        lost
     }
 
     /// Take every request pushed and answer as the mode says.

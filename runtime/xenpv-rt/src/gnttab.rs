@@ -571,6 +571,24 @@ impl GrantTable {
         Ok(g.take().1)
     }
 
+    /// A guard from before a new domain (a restore or a migration): Xen emptied the
+    /// table, so the entry is not ours to touch any more (the reference may be granted
+    /// again in the new epoch), and no peer maps the page. Hand the page back without
+    /// looking at the entry or the free list (the table's resume after a new domain
+    /// starts the free list over).
+    pub fn forget_stale(&mut self, g: GrantedPage) -> SharedPage {
+        g.take().1
+    }
+
+    /// [`Self::forget_stale`] for a reserved reference: its page back, the entry and the
+    /// free list untouched.
+    pub fn forget_stale_reserved(&mut self, mut r: ReservedRef) -> SharedPage {
+        r.granted = false;
+        r.page
+            .take()
+            .expect("a ReservedRef holds its page until consumed")
+    }
+
     /// `GNTTABOP_copy` of `len` bytes (one page at most) from `src` to `dst`. Which side
     /// Xen reads as a grant reference follows from how it was made ([`by_ref`],
     /// [`by_frame`]).

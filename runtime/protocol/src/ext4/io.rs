@@ -196,9 +196,10 @@ pub fn block_error_kind(e: &BlockError) -> ErrorKind {
         BlockError::Unaligned { .. } => ErrorKind::InvalidInput,
         BlockError::ReadOnly => ErrorKind::PermissionDenied,
         BlockError::FlushUnsupported => ErrorKind::Unsupported,
-        BlockError::Backend { .. } | BlockError::BadResponse { .. } | BlockError::Broken => {
-            ErrorKind::Other
-        }
+        BlockError::Backend { .. }
+        | BlockError::BadResponse { .. }
+        | BlockError::Broken
+        | BlockError::Resumed => ErrorKind::Other,
     }
 }
 

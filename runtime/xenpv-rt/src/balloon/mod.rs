@@ -24,6 +24,7 @@ use crate::exec::{self, Spawner};
 use crate::xenstore::XsError;
 use crate::Boot;
 use core::cell::RefCell;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use xenpv_abi::args::XENMEM_CURRENT_RESERVATION;
 use xenpv_contract::report::Writer;
 use xenpv_paging::balloon::{Balloon, BalloonFail, Step};
@@ -72,6 +73,31 @@ static STATS: spin::Mutex<BalloonStats> = spin::Mutex::new(BalloonStats {
     xen_anomalies: 0,
     check_failures: 0,
 });
+
+/// Set while a suspend is under way: the task takes no new batch (a batch is synchronous,
+/// so the window always finds it between two).
+static SUSPENDING: AtomicBool = AtomicBool::new(false);
+/// The epoch of a new domain the task has not checked itself after yet (0: none).
+static NEW_DOMAIN: AtomicU32 = AtomicU32::new(0);
+
+/// A suspend begins (`true`) or ended (`false`): hold the balloon between batches
+/// meanwhile.
+pub(crate) fn gate(on: bool) {
+    SUSPENDING.store(on, Ordering::Release);
+}
+
+/// The guest runs in a new domain of epoch `epoch`: the task checks itself (the p2m
+/// and the ballooned frames against Xen's count) at its next round.
+pub(crate) fn resumed_new(epoch: u32) {
+    NEW_DOMAIN.store(epoch, Ordering::Release);
+}
+
+/// Wait while a suspend is under way.
+async fn wait_gate() {
+    while SUSPENDING.load(Ordering::Acquire) {
+        embassy_time::Timer::after(embassy_time::Duration::from_millis(1)).await;
+    }
+}
 
 /// The balloon's figures (all zero before its task started, and on dom0).
 pub fn stats() -> BalloonStats {
@@ -194,7 +220,22 @@ async fn task(rt: Rt) {
         return;
     };
     let mut applied: Option<u64> = None;
+    let mut port = port;
     loop {
+        wait_gate().await;
+        let epoch = NEW_DOMAIN.swap(0, Ordering::AcqRel);
+        if epoch != 0 {
+            // A new domain binds the xenstore client to another port.
+            port = rt.with_boot(|b| b.xenstore().map(|xs| xs.link().port()).unwrap_or(port));
+            crate::println!(
+                "{}",
+                Writer::new("balloon")
+                    .word("resumed")
+                    .field("epoch", &epoch)
+                    .field("current_kb", &(crate::mm::balloon::goal(0).current * 4))
+            );
+            self_check(&st);
+        }
         match read_u64(rt, "memory/target") {
             Ok(Some(kb)) if applied != Some(kb) || (st.clean && worth_another_go(kb)) => {
                 change(rt, &mut st, kb).await;
@@ -233,6 +274,7 @@ async fn change(rt: Rt, st: &mut State, target_kb: u64) {
         if step == Step::Done || crate::time::now_ns().saturating_sub(t0) > CHANGE_NS {
             break;
         }
+        wait_gate().await;
         match crate::mm::balloon::batch(&mut st.balloon, step, &mut xen) {
             Ok(b) if b.done > 0 => {}
             Ok(_) | Err(BalloonFail::Nothing) => break,

@@ -373,6 +373,10 @@ impl Blkfront {
     pub fn set_timeout(&mut self, ns: u64) {
         self.timeout_ns = ns;
     }
+    /// How long one call may wait for the backend ([`Self::set_timeout`]).
+    pub fn timeout(&self) -> u64 {
+        self.timeout_ns
+    }
     /// The event channel (masked; the calls wait on it themselves).
     pub fn port(&self) -> Port {
         self.port
@@ -418,6 +422,29 @@ impl Blkfront {
     /// (their answers only free their slots) and counted as timed out.
     pub fn cancel(&mut self, t: &mut Transfer) {
         self.queue.cancel(t);
+    }
+
+    /// The guest moved to a new domain: requests in flight will never be answered. The
+    /// queue drops them and ends every transfer, one begun before included, in
+    /// [`BlockError::Resumed`]. Returns the requests
+    /// that were in flight.
+    pub fn mark_resumed(&mut self) -> usize {
+        self.queue.abandon_for_resume()
+    }
+
+    /// The guest moved to a new domain: let go of the ring, the pool and the event
+    /// channel without a word to the old backend (see `Netfront::abandon`): every grant
+    /// guard forgotten ([`GrantTable::forget_stale`]), its page freed. Returns the
+    /// requests that were in flight and the pages freed.
+    pub fn abandon(mut self, mem: &mut Memory, gt: &mut GrantTable) -> (usize, usize) {
+        let in_flight = self.queue.abandon_for_resume();
+        let mut freed = 1;
+        gt.forget_stale(self.ring).free(mem);
+        for r in self.data.into_iter().chain(self.indirect) {
+            gt.forget_stale_reserved(r).free(mem);
+            freed += 1;
+        }
+        (in_flight, freed)
     }
 
     /// The backend's state now (`None`: its directory is gone).

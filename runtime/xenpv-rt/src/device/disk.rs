@@ -21,8 +21,10 @@ use alloc::format;
 use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 use core::fmt;
-use embassy_futures::select::select;
+use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_time::{Duration, Instant, Timer};
+use xenpv_contract::report::Writer;
+use xenpv_protocol::blkfront::check_reattach;
 
 /// The most disks the runtime keeps open at once (tasks in its pool).
 pub const MAX_OPEN_DISKS: usize = 8;
@@ -75,9 +77,20 @@ impl From<DiskError> for BlockError {
 /// What a disk's task shares with its [`Disk`]: blkfront (gone once closed), the last
 /// counters seen.
 struct Shared {
+    devices: &'static Devices,
     id: u32,
+    /// Kept across a new domain: a backend that offers another is refused.
     geometry: Geometry,
-    request_bytes: usize,
+    /// May change in a new domain (its backend may offer other indirect segments).
+    request_bytes: Cell<usize>,
+    /// The suspend epoch blkfront is connected in (behind [`Devices::epoch`] between a
+    /// new domain and the re-attach).
+    epoch: Cell<u32>,
+    /// Reads re-issued because the guest moved to a new domain under them, since the
+    /// last re-attach's report.
+    requeued: Cell<u32>,
+    /// Why the disk failed in a new domain (its backend refused or changed).
+    failed: Cell<Option<&'static str>>,
     /// `None` while lent to an async read, and once closed.
     blk: RefCell<Option<Blkfront>>,
     /// An async read holds blkfront.
@@ -92,6 +105,10 @@ impl Shared {
         &self,
         f: impl FnOnce(&mut Blkfront) -> Result<R, BlockError>,
     ) -> Result<R, DiskError> {
+        // blkfront of an old domain, not re-attached yet: its ring is dead.
+        if self.epoch.get() != self.devices.epoch() {
+            return Err(DiskError::Io(BlockError::Resumed));
+        }
         let mut blk = self.blk.try_borrow_mut().map_err(|_| DiskError::Busy)?;
         let Some(blk) = blk.as_mut() else {
             return Err(self.missing());
@@ -105,8 +122,33 @@ impl Shared {
     fn missing(&self) -> DiskError {
         if self.lent.get() {
             DiskError::Busy
+        } else if self.failed.get().is_some() {
+            DiskError::Io(BlockError::Broken)
         } else {
             DiskError::Closed
+        }
+    }
+
+    /// Wait until blkfront is connected in the current epoch (the disk's task re-attaches
+    /// it after a new domain), at most [`REATTACH_NS`]; the disk's failure or close
+    /// instead is an error.
+    async fn reconnected(&self) -> Result<(), DiskError> {
+        let deadline = crate::time::now_ns().saturating_add(REATTACH_NS);
+        loop {
+            let here = self.blk.try_borrow().is_ok_and(|b| b.is_some());
+            if self.epoch.get() == self.devices.epoch() {
+                return if here || self.lent.get() {
+                    Ok(())
+                } else {
+                    Err(self.missing())
+                };
+            }
+            if crate::time::now_ns() >= deadline {
+                return Err(DiskError::Io(BlockError::Timeout {
+                    waited_ms: REATTACH_NS / 1_000_000,
+                }));
+            }
+            Timer::after(Duration::from_millis(2)).await;
         }
     }
 
@@ -204,8 +246,11 @@ impl Disk {
         self.shared.geometry.read_only
     }
     /// Bytes one request to the backend carries at most (larger calls are split).
+    ///
+    /// A new domain's backend may offer other indirect segments: this may change after a
+    /// restore or a migration (the geometry may not).
     pub fn request_bytes(&self) -> usize {
-        self.shared.request_bytes
+        self.shared.request_bytes.get()
     }
     /// Responses refused and requests failed (as of the last call).
     pub fn counters(&self) -> Counters {
@@ -235,7 +280,30 @@ impl Disk {
     /// One async read at a time per disk: a call meanwhile (from another task) is
     /// [`DiskError::Busy`]. Dropping the future abandons the read (its requests'
     /// answers only free their slots, counted).
+    ///
+    /// A read under way when the guest moves to a new domain (a restore, a migration)
+    /// waits for the disk to be connected to the new backend and is issued again whole
+    /// (reads are idempotent), counted in the disk's `requeued`.
     pub async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        loop {
+            match self.read_once(sector, buf).await {
+                Err(DiskError::Io(BlockError::Resumed)) => {
+                    let n = self.shared.requeued.get();
+                    self.shared.requeued.set(n.saturating_add(1));
+                    self.shared.reconnected().await?;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One go of [`Self::read`]: [`BlockError::Resumed`] if the guest moved to a new
+    /// domain before or during it (blkfront handed back to the disk's task).
+    async fn read_once(&self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        let seen = self.shared.epoch.get();
+        if seen != self.shared.devices.epoch() {
+            return Err(DiskError::Io(BlockError::Resumed));
+        }
         let mut lease = self.shared.lend()?;
         let Some(blk) = lease.blk.as_mut() else {
             return Err(DiskError::Busy);
@@ -250,7 +318,12 @@ impl Disk {
             // Microseconds rounded up: a timer that fires before the deadline would
             // only step again for nothing.
             let at = Instant::from_micros(t.deadline().div_ceil(1000));
-            select(exec::event(port), Timer::at(at)).await;
+            let new = self.shared.devices.new_domain(seen);
+            if let Either3::Third(_) = select3(exec::event(port), Timer::at(at), new).await {
+                // The ring is the old domain's: no answer will come. The next step ends
+                // in Resumed, and the lease hands blkfront back to the disk's task.
+                blk.mark_resumed();
+            }
         }
     }
 
@@ -356,9 +429,13 @@ impl Devices {
         blk.set_timeout(DEFAULT_TIMEOUT_NS);
         let geometry = blk.geometry();
         let shared = Rc::new(Shared {
+            devices: self,
             id,
             geometry,
-            request_bytes: blk.request_bytes(),
+            request_bytes: Cell::new(blk.request_bytes()),
+            epoch: Cell::new(self.epoch()),
+            requeued: Cell::new(0),
+            failed: Cell::new(None),
             lent: Cell::new(false),
             counters: Cell::new(blk.counters()),
             traffic: Cell::new(blk.traffic()),
@@ -387,6 +464,8 @@ impl Devices {
     /// Bring disk `id` up, a step at a time: between steps, wait for a xenstore event
     /// or the step's time (the handshake's own deadline bounds the whole).
     async fn connect_disk(&self, id: u32) -> Result<Blkfront, DeviceError> {
+        self.settled().await;
+        let _h = self.handshake();
         let mut p = self.with(|c| {
             Blkfront::begin_connect(c.memory, c.grants, c.xenstore, id)
                 .map_err(|e| DeviceError::Frontend(format!("{e}")))
@@ -413,6 +492,8 @@ impl Devices {
     /// Close a disk a step at a time (the close's own deadline bounds the whole);
     /// pages the backend still holds stay granted (the grant table's deferred list).
     async fn close_disk(&self, mut c: ClosingBlkfront) -> usize {
+        self.settled().await;
+        let _h = self.handshake();
         loop {
             match self.with(move |x| c.step(x.memory, x.grants, x.xenstore)) {
                 Ok(CloseStep::Pending(next, wake_at)) => {
@@ -429,10 +510,16 @@ impl Devices {
     }
 }
 
-/// A disk's life: wait for the guest's end, then close the disk.
+/// A disk's life: re-attach it in every new domain; at the guest's end, close it.
 #[embassy_executor::task(pool_size = MAX_OPEN_DISKS)]
 async fn disk_task(devices: &'static Devices, shared: Rc<Shared>) {
-    devices.closing().await;
+    loop {
+        let seen = shared.epoch.get();
+        match select(devices.closing(), devices.new_domain(seen)).await {
+            Either::First(()) => break,
+            Either::Second(epoch) => reattach(devices, &shared, epoch).await,
+        }
+    }
     let t0 = crate::time::now_ns();
     // An async read holds blkfront: it ends by its deadline (or its task is dropped).
     while shared.lent.get() {
@@ -447,4 +534,90 @@ async fn disk_task(devices: &'static Devices, shared: Rc<Shared>) {
         crate::println!("xenpv-rt: vbd{id} closed in {ms} ms pages_kept={kept}");
     }
     devices.open.set(devices.open.get() - 1);
+}
+
+/// How long a read that met a new domain waits for the disk to be connected again (the
+/// handshake's own bound, and a little more).
+const REATTACH_NS: u64 = crate::blk::blkfront::CONNECT_NS + 5_000_000_000;
+
+/// The guest moved to a new domain of epoch `epoch`: take blkfront back (an async read
+/// holding it sees the new domain in its own wait and hands it back), let go of it
+/// without a word to the old backend, connect to the new domain's backend, check that
+/// the geometry is the same (or fail the disk, visibly), accept its features, and put
+/// it back. One report line either way.
+async fn reattach(devices: &'static Devices, shared: &Shared, epoch: u32) {
+    let t0 = match devices.resumed_at() {
+        0 => crate::time::now_ns(),
+        t => t,
+    };
+    let id = shared.id;
+    while shared.lent.get() {
+        Timer::after(Duration::from_millis(1)).await;
+    }
+    let old = shared.blk.try_borrow_mut().ok().and_then(|mut b| b.take());
+    let (mut in_flight, mut timeout) = (0, DEFAULT_TIMEOUT_NS);
+    if let Some(old) = old {
+        timeout = old.timeout();
+        // Its port's number may be bound to something else in the new domain.
+        exec::forget(old.port());
+        let mut old = Some(old);
+        let r = devices.with(|c| old.take().map(|b| b.abandon(c.memory, c.grants)));
+        if let Ok(Some((n, _))) = r {
+            in_flight = n;
+        }
+        if let Some(b) = old.take() {
+            // Never ended nor deferred (its grants are stale): its pages are lost.
+            crate::warn!("xenpv-rt: vbd{id} not abandoned: {:?}", r.err());
+            core::mem::forget(b);
+        }
+    }
+    let why = match devices.connect_disk(id).await {
+        Ok(mut blk) => match check_reattach(&shared.geometry, &blk.geometry()) {
+            Ok(()) => {
+                blk.set_timeout(timeout);
+                shared.request_bytes.set(blk.request_bytes());
+                shared.copy_counters(&blk);
+                let offer = blk.offer();
+                if let Ok(mut b) = shared.blk.try_borrow_mut() {
+                    *b = Some(blk);
+                }
+                shared.epoch.set(epoch);
+                let ms = crate::time::now_ns().saturating_sub(t0) / 1_000_000;
+                crate::println!(
+                    "{}",
+                    Writer::new("disk")
+                        .word("resumed")
+                        .field("id", &id)
+                        .field("epoch", &epoch)
+                        .field("requeued", &shared.requeued.replace(0))
+                        .field("in_flight", &in_flight)
+                        .field("indirect", &offer.max_indirect)
+                        .field("flush", &u8::from(offer.flush.is_some()))
+                        .field("request_bytes", &shared.request_bytes.get())
+                        .field("ms", &ms)
+                );
+                return;
+            }
+            Err(e) => {
+                crate::println!("xenpv-rt: vbd{id} in the new domain: {e}");
+                devices.close_disk(blk.begin_close()).await;
+                "geometry-changed"
+            }
+        },
+        Err(e) => {
+            crate::println!("xenpv-rt: vbd{id} in the new domain: {e}");
+            "no-backend"
+        }
+    };
+    shared.failed.set(Some(why));
+    shared.epoch.set(epoch);
+    crate::println!(
+        "{}",
+        Writer::new("disk")
+            .word("failed")
+            .field("id", &id)
+            .field("epoch", &epoch)
+            .field("why", why)
+            .field("requeued", &shared.requeued.replace(0))
+    );
 }

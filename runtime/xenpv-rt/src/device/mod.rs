@@ -8,6 +8,8 @@
 
 mod disk;
 pub use disk::{Disk, DiskError, DEFAULT_TIMEOUT_NS, MAX_OPEN_DISKS};
+mod resume;
+pub use resume::{ResumeKind, SuspendRefusal};
 #[cfg(feature = "net")]
 mod net;
 #[cfg(feature = "net")]
@@ -87,8 +89,9 @@ pub struct Devices {
     boot: &'static RefCell<&'static mut Boot>,
     grants: RefCell<Option<GrantTable>>,
     spawner: Spawner,
-    /// The xenstore client's event channel (0 for dom0, which has none).
-    store_port: crate::evtchn::Port,
+    /// The xenstore client's event channel (0 for dom0, which has none; a new domain
+    /// binds another: [`Devices::set_store_port`]).
+    store_port: Cell<crate::evtchn::Port>,
     /// Vifs handed out (their tasks keep them, through detaches, until the end).
     #[cfg_attr(not(feature = "net"), allow(dead_code))]
     vifs: RefCell<Vec<u32>>,
@@ -102,6 +105,16 @@ pub struct Devices {
     open: Cell<u32>,
     closing: Cell<bool>,
     closing_wakers: RefCell<Vec<Waker>>,
+    /// The suspend epoch the devices are in (0 until the first new domain).
+    epoch: Cell<u32>,
+    /// When the current epoch's domain woke (Xen system time, ns).
+    resumed_at: Cell<u64>,
+    /// Between `begin_suspend` and `end_suspend`.
+    suspending: Cell<bool>,
+    /// Device handshakes (connects and closes) under way.
+    handshakes: Cell<u32>,
+    /// Tasks waiting for a new domain or the end of a suspend.
+    resume_wakers: RefCell<Vec<Waker>>,
 }
 
 impl Devices {
@@ -114,7 +127,7 @@ impl Devices {
             boot,
             grants: RefCell::new(None),
             spawner,
-            store_port,
+            store_port: Cell::new(store_port),
             vifs: RefCell::new(Vec::new()),
             #[cfg(feature = "net")]
             registered: RefCell::new(Vec::new()),
@@ -122,6 +135,11 @@ impl Devices {
             open: Cell::new(0),
             closing: Cell::new(false),
             closing_wakers: RefCell::new(Vec::new()),
+            epoch: Cell::new(0),
+            resumed_at: Cell::new(0),
+            suspending: Cell::new(false),
+            handshakes: Cell::new(0),
+            resume_wakers: RefCell::new(Vec::new()),
         }
     }
 
@@ -207,7 +225,11 @@ impl Devices {
             return;
         }
         let timer = Timer::at(Instant::from_micros(until_ns / 1000));
-        select(select(exec::event(self.store_port), timer), self.closing()).await;
+        select(
+            select(exec::event(self.store_port.get()), timer),
+            self.closing(),
+        )
+        .await;
     }
 
     /// Tell every device task to close its device (the runtime does it when the guest

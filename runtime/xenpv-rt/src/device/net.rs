@@ -13,12 +13,12 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt::Write as _;
 use core::task::{Poll, Waker};
-use embassy_futures::select::{select, Either};
+use embassy_futures::select::{select, select3, Either3};
 use embassy_time::{Duration, Timer};
 use xenpv_net::smoltcp;
 use xenpv_net::{Addressing, Config, Driver, Ipv4Address, Ipv4Cidr, Runner, Stack, TcpConfig};
 pub use xenpv_protocol::vif::VifEvent;
-use xenpv_protocol::vif::{detach_reason, EventQueue};
+use xenpv_protocol::vif::{detach_reason, garp_frame, EventQueue};
 
 /// How often a vif's task looks at its backend's state besides on xenstore events.
 pub const BACKEND_CHECK_NS: u64 = 1_000_000_000;
@@ -87,6 +87,17 @@ impl Shared {
         for w in self.waiters.borrow_mut().drain(..) {
             w.wake();
         }
+    }
+
+    /// A netfront connected again (after a detach or in a new domain): the backend's
+    /// directory and features now, the first handshake's time kept.
+    fn reconnected(&self, nf: &Netfront) {
+        {
+            let mut c = self.connected.borrow_mut();
+            let first_ms = c.ms;
+            *c = Connected::new(first_ms, nf);
+        }
+        self.attached.set(true);
     }
 
     /// A netfront closed: its last counters join the sum.
@@ -334,6 +345,8 @@ impl Devices {
     /// Bring vif `index` up, a step at a time: between steps, wait for a xenstore event
     /// or the step's time (the handshake's own deadline bounds the whole).
     async fn connect(&self, index: u32) -> Result<Netfront, DeviceError> {
+        self.settled().await;
+        let _h = self.handshake();
         let mut p = self.with(|c| {
             Netfront::begin_connect(c.memory, c.grants, c.xenstore, index)
                 .map_err(|e| DeviceError::Frontend(alloc::format!("{e}")))
@@ -356,6 +369,8 @@ impl Devices {
     /// Close a vif a step at a time (the close's own deadline bounds the whole); the
     /// pages a backend still holds stay granted (the grant table's deferred list).
     async fn close(&self, mut c: ClosingNetfront) -> u32 {
+        self.settled().await;
+        let _h = self.handshake();
         loop {
             match self.with(move |x| c.step(x.memory, x.grants, x.xenstore)) {
                 Ok(CloseStep::Pending(next, wake_at)) => {
@@ -378,6 +393,8 @@ impl Devices {
             if self.is_closing() {
                 return Err(());
             }
+            // No xenstore request inside a suspend's window.
+            self.settled().await;
             let state = self.with(|c| xenbus::backend_state(c.xenstore, dev, backend).ok());
             match state {
                 Ok(Some(None)) => return Ok(None),
@@ -390,24 +407,40 @@ impl Devices {
     }
 }
 
-/// A vif's life: run the stack over it until the backend goes, the ring breaks or the
-/// guest ends; close it; connect again when a backend returns. Each detach and
-/// re-attach is queued for the vif's [`VifEvents`] (not the close at the guest's end).
+/// A vif's life: run the stack over it until the backend goes, the ring breaks, the
+/// guest moves to a new domain or the guest ends; close it (or, in a new domain, let go
+/// of it and connect to the new backend at once); connect again when a backend returns.
+/// Each detach, re-attach and resume is queued for the vif's [`VifEvents`] (not the
+/// close at the guest's end).
 #[embassy_executor::task(pool_size = MAX_VIFS)]
 async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Vif) {
     let shared = first.shared.clone();
     let mut vif = Some(first);
     let dev = Device::new("vif", index);
+    let mut seen = devices.epoch();
     loop {
         if let Some(v) = vif.take() {
             let backend = v.nf.backend().clone();
             let mut runner = Runner::new(stack.clone(), v);
-            let (why, state) = match select(runner.run(), devices.backend_gone(&dev, &backend))
-                .await
-            {
-                Either::First(_) => ("a broken ring", Some(detach_reason(None, true))),
-                Either::Second(Ok(s)) => ("its backend went away", Some(detach_reason(s, false))),
-                Either::Second(Err(())) => {
+            // The new domain first: its old backend is gone too, and must not be closed.
+            let ended = select3(
+                devices.new_domain(seen),
+                runner.run(),
+                devices.backend_gone(&dev, &backend),
+            )
+            .await;
+            if devices.epoch() != seen {
+                seen = devices.epoch();
+                let old = runner.into_device().nf;
+                vif = resume_vif(devices, index, &stack, &shared, old, seen).await;
+                continue;
+            }
+            let (why, state) = match ended {
+                Either3::First(_) | Either3::Second(_) => {
+                    ("a broken ring", Some(detach_reason(None, true)))
+                }
+                Either3::Third(Ok(s)) => ("its backend went away", Some(detach_reason(s, false))),
+                Either3::Third(Err(())) => {
                     reset_connections(index, &stack, &mut runner).await;
                     ("the guest is ending", None)
                 }
@@ -443,17 +476,14 @@ async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Vi
             continue;
         }
         let t0 = crate::time::now_ns();
+        // A detached vif connects to whatever domain it is in now.
+        seen = devices.epoch();
         match devices.connect(index).await {
             Ok(nf) => {
                 let ms = (crate::time::now_ns() - t0) / 1_000_000;
                 crate::println!("xenpv-rt: vif{index} reattached");
-                {
-                    let mut c = shared.connected.borrow_mut();
-                    let first_ms = c.ms;
-                    *c = Connected::new(first_ms, &nf);
-                }
+                shared.reconnected(&nf);
                 shared.push(VifEvent::Reattached { ms });
-                shared.attached.set(true);
                 crate::metrics::refresh_soon();
                 vif = Some(Vif {
                     nf,
@@ -462,6 +492,66 @@ async fn vif_task(devices: &'static Devices, index: u32, stack: Stack, first: Vi
             }
             // No backend yet (the usual case while detached): try again later.
             Err(_) => Timer::after(Duration::from_nanos(REATTACH_EVERY_NS)).await,
+        }
+    }
+}
+
+/// The guest moved to a new domain of epoch `epoch`: let go of the old netfront without
+/// a word to its backend ([`Netfront::abandon`]), connect to the new domain's backend at
+/// once under the same stack (TCP connections carry on), and announce the address with
+/// a gratuitous ARP. `None` if no backend could be connected: the vif is detached then,
+/// and the task's re-attach loop takes over.
+async fn resume_vif(
+    devices: &'static Devices,
+    index: u32,
+    stack: &Stack,
+    shared: &Rc<Shared>,
+    old: Netfront,
+    epoch: u32,
+) -> Option<Vif> {
+    let t0 = match devices.resumed_at() {
+        0 => crate::time::now_ns(),
+        t => t,
+    };
+    shared.close(old.snapshot());
+    shared.attached.set(false);
+    // The port's number may be bound to something else in the new domain.
+    exec::forget(old.port());
+    let mut old = Some(old);
+    let freed = devices.with(|c| old.take().map_or(0, |n| n.abandon(c.memory, c.grants)));
+    if let Some(n) = old.take() {
+        // Never ended nor deferred (its grants are stale): its pages are lost, counted.
+        crate::warn!("xenpv-rt: vif{index} not abandoned: {:?}", freed.err());
+        core::mem::forget(n);
+    }
+    match devices.connect(index).await {
+        Ok(mut nf) => {
+            let garp = stack.ipv4().is_some_and(|c| {
+                let f = garp_frame(nf.mac(), c.address().octets());
+                nf.send(f.len(), |b| b.copy_from_slice(&f)).is_ok()
+            });
+            let ms = (crate::time::now_ns().saturating_sub(t0)) / 1_000_000;
+            shared.reconnected(&nf);
+            shared.push(VifEvent::Resumed { epoch, ms });
+            crate::metrics::refresh_soon();
+            crate::println!(
+                "xenpv-rt: vif{index} resumed epoch={epoch} ms={ms} garp={}",
+                u8::from(garp)
+            );
+            Some(Vif {
+                nf,
+                shared: shared.clone(),
+            })
+        }
+        Err(e) => {
+            crate::println!("xenpv-rt: vif{index} resume failed epoch={epoch}: {e}");
+            shared.push(VifEvent::Detached {
+                pages_kept: 0,
+                backend_state: "gone",
+                closed_ms: 0,
+            });
+            crate::metrics::refresh_soon();
+            None
         }
     }
 }

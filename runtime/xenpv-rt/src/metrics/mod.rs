@@ -18,7 +18,7 @@ use crate::device::Devices;
 use crate::exec::Spawner;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Poll, Waker};
-use embassy_futures::select::select;
+use embassy_futures::select::{select3, Either3};
 use embassy_time::{Duration, Timer};
 use xenpv_protocol::metrics::{self, Plan, Publisher, Refused, Snapshot, VifAddrs};
 
@@ -90,7 +90,10 @@ async fn metrics_task(devices: &'static Devices) {
         periods: 0,
     };
     let mut next_period = crate::time::now_ns();
+    let mut seen = devices.epoch();
     loop {
+        // No xenstore request inside a suspend's window.
+        devices.settled().await;
         let now = crate::time::now_ns();
         let full = now >= next_period && s.periods % FULL_EVERY == FULL_EVERY - 1;
         if now >= next_period {
@@ -109,8 +112,21 @@ async fn metrics_task(devices: &'static Devices) {
         let timer = Timer::after(Duration::from_nanos(
             until.saturating_sub(crate::time::now_ns()),
         ));
-        if let embassy_futures::select::Either::Second(()) = select(timer, soon()).await {
-            Timer::after(Duration::from_nanos(SOON_NS)).await;
+        match select3(timer, soon(), devices.new_domain(seen)).await {
+            Either3::First(()) => {}
+            Either3::Second(()) => Timer::after(Duration::from_nanos(SOON_NS)).await,
+            Either3::Third(epoch) => {
+                // The new domain's directory is empty: forget what was published, so
+                // that the next batch writes every key again.
+                seen = epoch;
+                s.publisher = Publisher::new();
+                crate::println!(
+                    "{}",
+                    xenpv_contract::report::Writer::new("metrics")
+                        .word("republish")
+                        .field("epoch", &epoch)
+                );
+            }
         }
     }
 }

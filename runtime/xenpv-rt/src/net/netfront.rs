@@ -393,6 +393,25 @@ impl Netfront {
         self.begin_close().finish(mem, gt, xs)
     }
 
+    /// The guest moved to a new domain: the backend, the event channel and every grant
+    /// belong to the old one. Let go of it all without a word to anyone (the old
+    /// backend is on the old host; a xenstore write would land in the new domain's
+    /// device directory): every grant guard is forgotten ([`GrantTable::forget_stale`]:
+    /// the entry is not touched, it may be granted again in the new epoch) and its page
+    /// freed; the port is neither closed nor signalled (its number may be bound to
+    /// something else now). The caller forgets the port in the executor first. Returns
+    /// the pages freed.
+    pub fn abandon(self, mem: &mut Memory, gt: &mut GrantTable) -> usize {
+        let Bufs { tx, rx } = self.bufs;
+        let guards = [self.tx_ring, self.rx_ring].into_iter().chain(tx).chain(rx);
+        let mut freed = 0;
+        for g in guards {
+            gt.forget_stale(g).free(mem);
+            freed += 1;
+        }
+        freed
+    }
+
     /// Start closing without waiting for the backend: stepped with
     /// [`ClosingNetfront::step`] (the handshake at most [`CLOSE_NS`] from now).
     pub fn begin_close(self) -> ClosingNetfront {
