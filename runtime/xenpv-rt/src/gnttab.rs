@@ -369,27 +369,6 @@ impl GrantTable {
         )
     }
 
-    /// The page of a guard granted before the guest resumed in a new domain, without
-    /// touching its entry (the reference may name a new grant now) or the free list
-    /// (already reset). A guard of the current epoch is handed back (end it instead).
-    pub fn forget_stale(&mut self, g: GrantedPage) -> Result<SharedPage, GrantedPage> {
-        if !g.is_stale() {
-            return Err(g);
-        }
-        Ok(g.take().1)
-    }
-
-    /// [`forget_stale`](Self::forget_stale) for a reserved reference.
-    pub fn forget_stale_ref(&mut self, mut r: ReservedRef) -> Result<SharedPage, ReservedRef> {
-        if !r.is_stale() {
-            return Err(r);
-        }
-        match r.page.take() {
-            Some(page) => Ok(page),
-            None => Err(r),
-        }
-    }
-
     /// Before the suspend hypercall: the table's frames unmapped (Xen's frames must not
     /// be mapped when the domain is saved: the toolstack rejects them, or drops the page
     /// table holding them). Nothing may touch an entry until [`resume`](Self::resume).
@@ -485,7 +464,7 @@ impl ReservedRef {
         Ok(())
     }
     /// Reserved before the guest resumed in a new domain: the reference means nothing
-    /// now (hand it to [`GrantTable::forget_stale_ref`]).
+    /// now (hand it to [`GrantTable::forget_stale_reserved`]).
     pub fn is_stale(&self) -> bool {
         self.epoch != now_epoch()
     }

@@ -349,7 +349,7 @@ fn suspend(rt: &Runtime) {
             "{}",
             Writer::new("suspend")
                 .word("refused")
-                .field("reason", reason)
+                .field("reason", reason.as_str())
         ),
     }
 }

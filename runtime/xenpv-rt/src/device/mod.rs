@@ -182,12 +182,6 @@ impl Devices {
         Ok(f(&mut boot, grants.as_mut()))
     }
 
-    /// Were any vifs or disks handed out?
-    #[cfg(feature = "suspend")]
-    pub(crate) fn has_devices(&self) -> bool {
-        !self.vifs.borrow().is_empty() || !self.disks.borrow().is_empty()
-    }
-
     /// Run `f` with the boot state, if it is not borrowed elsewhere right now.
     pub(crate) fn with_boot<R>(&self, f: impl FnOnce(&mut Boot) -> R) -> Result<R, DeviceError> {
         let mut boot = self.boot.try_borrow_mut().map_err(|_| DeviceError::Busy)?;

@@ -10,28 +10,38 @@ use crate::mm::layout::Fixmap;
 use crate::Boot;
 use xenpv_abi::Mfn;
 
-/// Why a suspend was not attempted (the guest goes on; the toolstack times out).
-pub(crate) type Refusal = &'static str;
+/// Why a suspend was not attempted (the guest goes on; the toolstack times out): one
+/// word, or a word and the value and limit (`device-handshake under_way=1 limit=0`).
+pub(crate) type Refusal = alloc::string::String;
 
 /// Suspend now (the request is acknowledged already): `Ok` once resumed (in the same
-/// domain or a new one), `Err` with the reason if it was not attempted.
+/// domain or a new one), `Err` with the reason if it was not attempted. The devices are
+/// asked first ([`Devices::begin_suspend`]: no handshake half done), told on a new
+/// domain once grants, events, xenstore and the console are back
+/// ([`Devices::resumed_new`]), and let go after either resume
+/// ([`Devices::end_suspend`]).
 pub(crate) fn run(devices: &Devices) -> Result<Resumed, Refusal> {
-    shim::begin_suspend(devices)?;
+    use alloc::string::ToString;
+    devices.begin_suspend().map_err(|e| e.to_string())?;
     let r = devices
         .with_boot_and_grants(|boot, grants| window(boot, grants))
-        .map_err(|_| "boot-state-busy")?;
-    if let Ok(resumed) = &r {
-        after(devices, resumed);
-    }
-    r
+        .unwrap_or(Err("boot-state-busy"));
+    let kind = match &r {
+        Ok(resumed) if resumed.kind == ResumeKind::New => {
+            if let Ok(Some(port)) = devices.with_boot(|b| b.xenstore().map(|xs| xs.link().port())) {
+                devices.set_store_port(port);
+            }
+            devices.resumed_new(resumed.epoch);
+            crate::device::ResumeKind::New
+        }
+        _ => crate::device::ResumeKind::Cancelled,
+    };
+    devices.end_suspend(kind);
+    r.map_err(|e| e.to_string())
 }
 
-/// What the device layer is told once the guest goes on (stand-in: the console and
-/// xenstore are back; devices are refused before the window, see the shim).
-fn after(_devices: &Devices, _resumed: &Resumed) {}
-
 /// Checks, then the window, the hypercall and the resume.
-fn window(boot: &mut Boot, mut grants: Option<&mut GrantTable>) -> Result<Resumed, Refusal> {
+fn window(boot: &mut Boot, mut grants: Option<&mut GrantTable>) -> Result<Resumed, &'static str> {
     if boot.xenstore().is_some_and(|xs| !xs.quiescent()) {
         return Err("xenstore-busy");
     }
@@ -84,7 +94,7 @@ fn resume(
     old_si: u64,
     mono_before: u64,
     rc: i64,
-) -> Result<Resumed, Refusal> {
+) -> Result<Resumed, &'static str> {
     let new = kind == ResumeKind::New;
     let mem = boot.memory();
     let info = match (new, shim::start_info_page(mem)) {

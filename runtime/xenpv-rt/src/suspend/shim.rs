@@ -1,5 +1,5 @@
 //! Stand-ins for what the suspend sequence uses from paging (the p2m publisher, the
-//! kept start_info page) and the device layer (their suspend hooks), until those land.
+//! kept start_info page), until those land.
 //! Each says what it lacks: a suspend that needs it is refused, visibly.
 
 use crate::mm::Memory;
@@ -40,13 +40,3 @@ pub(crate) fn publish_p2m(_mem: &mut Memory) -> Result<(), &'static str> {
 
 /// Refresh what the new host's memory size changes (`max_mfn`).
 pub(crate) fn mm_resume_new(_mem: &mut Memory) {}
-
-/// The device layer's suspend hooks (`Devices::{begin_suspend, end_suspend,
-/// resumed_new}`): none yet, so a guest with devices is refused (their rings and grants
-/// would not survive), one without goes ahead.
-pub(crate) fn begin_suspend(devices: &crate::device::Devices) -> Result<(), &'static str> {
-    if devices.has_devices() {
-        return Err("devices-not-suspendable");
-    }
-    Ok(())
-}

@@ -5,7 +5,8 @@
 # checkpoints it (the same domain goes on); then SAVES times `xl save` + `xl restore`
 # (a new domain each time, followed by name); then `xl shutdown` ends it within
 # SHUTDOWN_WITHIN s. After dom0_prelude.sh (step, now_ms, alive, stopped_within).
-F=/var/tmp/domu.save
+F=/tmp/domu.save
+mkdir -p /tmp
 # Wait (at most $2 s) until `xenstore-read $1` gives "$3"; says how long it took.
 key_becomes() {
     t=$(now_ms)
@@ -37,7 +38,11 @@ i=1
 while [ $i -le "$SAVES" ]; do
     old=$DOMID
     t0=$(now_ms)
-    step xl save "$DOMU_NAME" "$F"
+    if ! xl save "$DOMU_NAME" "$F"; then
+        echo "save/restore $i: xl save failed, domain $old $(alive && echo goes on || echo "is ${state:-gone}"): FAIL"
+        fails=$((fails + 1))
+        break
+    fi
     t1=$(now_ms)
     step xl restore "$F"
     t2=$(now_ms)
