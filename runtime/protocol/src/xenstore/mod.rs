@@ -615,9 +615,9 @@ impl<L: Link> Xenstore<L> {
             let entry = heapless::String::try_from(path)
                 .ok()
                 .zip(heapless::String::try_from(token).ok());
-            match entry.map(|e| self.watches.push(e)) {
-                Some(Ok(())) => {}
-                _ => self.unregistered += 1,
+            let kept = entry.is_some_and(|e| self.watches.push(e).is_ok());
+            if !kept {
+                self.unregistered += 1;
             }
         }
         Ok(())

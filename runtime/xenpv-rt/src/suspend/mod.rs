@@ -2,7 +2,7 @@
 //! epoch every handle that does not survive a new domain is stamped with.
 //!
 //! The toolstack asks through `control/shutdown = "suspend"`; the control task
-//! acknowledges and runs the sequence ([`run`], feature `suspend`): the devices are
+//! acknowledges and runs the sequence (`suspend::run`, feature `suspend`): the devices are
 //! told first ([`crate::device::Devices`]), then, synchronously and without an
 //! `.await`, the window: the guest's clock frozen, Xen's frames unmapped (grant table,
 //! shared_info), the store and console frames written as PFNs into start_info, and
