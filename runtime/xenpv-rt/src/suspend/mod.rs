@@ -23,8 +23,6 @@ use core::sync::atomic::{AtomicU32, Ordering};
 #[cfg(feature = "suspend")]
 mod run;
 #[cfg(feature = "suspend")]
-mod shim;
-#[cfg(feature = "suspend")]
 pub(crate) use run::run;
 
 /// The epoch: how many times the guest resumed in a new domain (0 at boot).

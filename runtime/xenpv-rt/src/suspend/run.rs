@@ -2,13 +2,13 @@
 //! both ways back. Synchronous from the window on: nothing else runs, nothing prints
 //! (the console's waits read the clock, frozen then) until the frames are mapped again.
 
-use super::shim;
 use super::{next_epoch, ResumeKind, Resumed};
 use crate::device::Devices;
 use crate::gnttab::GrantTable;
 use crate::mm::layout::Fixmap;
 use crate::Boot;
 use xenpv_abi::Mfn;
+use xenpv_protocol::start_info::{ResumeInfo, StartInfoError};
 
 /// Why a suspend was not attempted (the guest goes on; the toolstack times out): one
 /// word, or a word and the value and limit (`device-handshake under_way=1 limit=0`).
@@ -50,13 +50,10 @@ fn window(boot: &mut Boot, mut grants: Option<&mut GrantTable>) -> Result<Resume
     }
     let old_si = boot.start_info().shared_info_maddr;
     let mem = boot.memory();
-    let si_mfn = shim::start_info_page(mem)?.mfn();
+    let si_mfn = mem.start_info_page().mfn();
     if si_mfn.0 == !0 {
         return Err("start_info-mfn-unknown");
     }
-    // The toolstack reads the p2m before it asks: a guest that could not publish it
-    // would not be here, but say so rather than fail the save blind.
-    shim::publish_p2m(mem)?;
 
     let mask = upcall_mask();
     let mono_before = crate::time::enter_window();
@@ -70,7 +67,7 @@ fn window(boot: &mut Boot, mut grants: Option<&mut GrantTable>) -> Result<Resume
             return Err("grant-table-unmap-failed");
         }
     }
-    shim::start_info_page(mem)?.rings_to_pfns();
+    mem.start_info_page().rings_to_pfns();
     let rc = match mem.set_fixmap(Fixmap::SharedInfo as usize, None) {
         Ok(()) => crate::hypercall::suspend(si_mfn),
         Err(_) => -1,
@@ -97,27 +94,25 @@ fn resume(
 ) -> Result<Resumed, &'static str> {
     let new = kind == ResumeKind::New;
     let mem = boot.memory();
-    let info = match (new, shim::start_info_page(mem)) {
-        (true, Ok(mut p)) => p.resume_info().ok(),
-        _ => None,
+    let info = new.then(|| mem.start_info_page().resume_info());
+    let si = match &info {
+        Some(Ok(i)) => i.shared_info_maddr,
+        _ => old_si,
     };
-    let si = info.map_or(old_si, |i| i.shared_info_maddr);
     // Without shared_info nothing goes on (no clock, no events): fatal, said.
     if let Err(e) = mem.set_fixmap(Fixmap::SharedInfo as usize, Some(Mfn(si >> 12))) {
         crate::fatal!("suspend: cannot map shared_info {si:#x} again: {}", e.error);
     }
     if !new {
-        if let Ok(mut p) = shim::start_info_page(mem) {
-            p.rings_to_mfns();
-        }
+        mem.start_info_page().rings_to_mfns();
     }
     let epoch = if new { next_epoch() } else { super::epoch() };
     crate::time::leave_window(new);
-    let p2m = shim::publish_p2m(mem).map(|_| ());
+    let p2m = crate::mm::p2m::publish_p2m(mem).map(|_| ());
     let gnt = grants.map(|g| g.resume(mem, new));
     if new {
         let _ = crate::hypercall::stop_periodic_timer();
-        shim::mm_resume_new(mem);
+        crate::mm::resume_new(mem);
         new_domain(boot, info);
     }
     let mono_after = crate::time::now_ns();
@@ -140,12 +135,16 @@ fn resume(
 /// In a new domain: the start_info copy, event channels unmasked, the executor's port
 /// registrations dropped, the console and xenstore on their new ports (xenstore's
 /// watches set again).
-fn new_domain(boot: &mut Boot, info: Option<shim::ResumeInfo>) {
+fn new_domain(boot: &mut Boot, info: Option<Result<ResumeInfo, StartInfoError>>) {
     crate::evtchn::unmask_all();
     crate::exec::reset_ports();
-    let Some(i) = info else {
-        crate::warn!("suspend: new domain without a readable start_info: no console or xenstore");
-        return;
+    let i = match info {
+        Some(Ok(i)) => i,
+        Some(Err(e)) => {
+            crate::warn!("suspend: the new domain's start_info refused: {e}");
+            return;
+        }
+        None => return,
     };
     {
         let si = boot.start_info_mut();
