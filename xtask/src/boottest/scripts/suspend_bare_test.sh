@@ -5,8 +5,7 @@
 # checkpoints it (the same domain goes on); then SAVES times `xl save` + `xl restore`
 # (a new domain each time, followed by name); then `xl shutdown` ends it within
 # SHUTDOWN_WITHIN s. After dom0_prelude.sh (step, now_ms, alive, stopped_within).
-F=/tmp/domu.save
-mkdir -p /tmp
+F=/run/domu.save
 # Wait (at most $2 s) until `xenstore-read $1` gives "$3"; says how long it took.
 key_becomes() {
     t=$(now_ms)

@@ -60,6 +60,8 @@ pub fn bare() -> BootTest {
         checks,
     );
     b.domu = true;
+    // Room for the save image in dom0 (and the shadow-paging Xen the box uses for it).
+    b.migrate = true;
     b.memory_mib = 64;
     b.timeout_s = 1200;
     b.dom0_script = Some(script_with(
