@@ -1,10 +1,12 @@
-# dom0's side of the boot test `domu-save-restore-bare` (run by the box next to the
-# domU, with DOMID, DOMU_NAME and PEER set; xtask puts SHUTDOWN_WITHIN and SAVES before
-# it): a guest without devices (the app's `ticker` word, built with the runtime's
-# `suspend` feature) says it can suspend (control/feature-suspend = 1); `xl save -c`
-# checkpoints it (the same domain goes on); then SAVES times `xl save` + `xl restore`
-# (a new domain each time, followed by name); then `xl shutdown` ends it within
-# SHUTDOWN_WITHIN s. After dom0_prelude.sh (step, now_ms, alive, stopped_within).
+# dom0's side of the boot tests `domu-save-restore-bare` and `domu-migrate-bare` (run by
+# the box next to the domU, with DOMID, DOMU_NAME and PEER set; xtask puts
+# SHUTDOWN_WITHIN, CHECKPOINT, SAVES and MIGRATES before it): a guest without devices
+# (the app's `ticker` word, built with the runtime's `suspend` feature) says it can
+# suspend (control/feature-suspend = 1); if CHECKPOINT is 1, `xl save -c` checkpoints it
+# (the same domain goes on); then SAVES times `xl save` + `xl restore` and MIGRATES
+# times `xl migrate` to this host (a new domain each time, followed by name); then `xl
+# shutdown` ends it within SHUTDOWN_WITHIN s. After dom0_prelude.sh (step, now_ms,
+# alive, stopped_within).
 F=/run/domu.save
 # Wait (at most $2 s) until `xenstore-read $1` gives "$3"; says how long it took.
 key_becomes() {
@@ -22,17 +24,19 @@ key_becomes() {
 key_becomes "/local/domain/$DOMID/control/feature-suspend" 60 1 || exit 1
 sleep 5
 # The checkpoint: the domain is suspended, saved, and resumed where it was.
-t0=$(now_ms)
-step xl save -c "$DOMU_NAME" "$F"
-nid=$(xl domid "$DOMU_NAME" 2>/dev/null)
-if [ "$nid" = "$DOMID" ] && alive; then
-    echo "xl save -c: domain $DOMID goes on after $(($(now_ms) - t0)) ms: ok"
-else
-    echo "xl save -c: domain $DOMID is now '${nid}' (state ${state:-gone}): FAIL"
-    fails=$((fails + 1))
+if [ "$CHECKPOINT" = 1 ]; then
+    t0=$(now_ms)
+    step xl save -c "$DOMU_NAME" "$F"
+    nid=$(xl domid "$DOMU_NAME" 2>/dev/null)
+    if [ "$nid" = "$DOMID" ] && alive; then
+        echo "xl save -c: domain $DOMID goes on after $(($(now_ms) - t0)) ms: ok"
+    else
+        echo "xl save -c: domain $DOMID is now '${nid}' (state ${state:-gone}): FAIL"
+        fails=$((fails + 1))
+    fi
+    rm -f "$F"
+    sleep 5
 fi
-rm -f "$F"
-sleep 5
 i=1
 while [ $i -le "$SAVES" ]; do
     old=$DOMID
@@ -51,6 +55,23 @@ while [ $i -le "$SAVES" ]; do
         echo "save/restore $i: domain $old is now domain $DOMID save_ms=$((t1 - t0)) restore_ms=$((t2 - t1)): ok"
     else
         echo "save/restore $i: domain $old is now '${DOMID}' (state ${state:-gone}): FAIL"
+        fails=$((fails + 1))
+        break
+    fi
+    sleep 5
+    i=$((i + 1))
+done
+i=1
+while [ $i -le "$MIGRATES" ]; do
+    old=$DOMID
+    t0=$(now_ms)
+    step xl migrate -s '' "$DOMU_NAME" 'xl migrate-receive'
+    t1=$(now_ms)
+    DOMID=$(xl domid "$DOMU_NAME" 2>/dev/null)
+    if [ -n "$DOMID" ] && [ "$DOMID" != "$old" ] && alive; then
+        echo "migrate $i: domain $old is now domain $DOMID migrate_ms=$((t1 - t0)): ok"
+    else
+        echo "migrate $i: domain $old is now '${DOMID}' (state ${state:-gone}): FAIL"
         fails=$((fails + 1))
         break
     fi

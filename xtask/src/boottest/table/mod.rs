@@ -32,6 +32,7 @@ pub fn table() -> Vec<BootTest> {
     v.push(async_rt::embassy_net());
     v.push(balloon::balloon());
     v.push(suspend::bare());
+    v.push(suspend::migrate());
     v
 }
 

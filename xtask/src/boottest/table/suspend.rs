@@ -10,6 +10,8 @@ use crate::qemu::Outcome;
 
 /// `xl save` + `xl restore` rounds after the checkpoint.
 const SAVES: u32 = 3;
+/// `xl migrate` rounds to the same host.
+const MIGRATES: u32 = 3;
 /// How soon after `xl shutdown` the guest must have stopped.
 const SHUTDOWN_WITHIN_S: u64 = 10;
 
@@ -41,10 +43,7 @@ pub fn bare() -> BootTest {
         )));
     }
     checks.extend([
-        Check::Custom(
-            "the resumes in order, the clock never back",
-            resumes_in_order,
-        ),
+        Check::Custom("the resumes in order, the clock never back", saves_in_order),
         Check::Report(like(&format!(
             "ticker: stopped how=poweroff back=0 epoch={SAVES}"
         ))),
@@ -64,14 +63,77 @@ pub fn bare() -> BootTest {
     b.migrate = true;
     b.memory_mib = 64;
     b.timeout_s = 1200;
-    b.dom0_script = Some(script_with(
+    b.dom0_script = Some(script(true, SAVES, 0));
+    b
+}
+
+/// `domu-migrate-bare`: [`MIGRATES`] × `xl migrate` to the same host (on the box's
+/// shadow-paging Xen: log-dirty), each a new domain with the next epoch, the clock never
+/// back, the guest ticking on; `xl shutdown` ends it with status 0.
+pub fn migrate() -> BootTest {
+    let mut checks = vec![Check::Regex(
+        r"dom0\| /local/domain/\d+/control/feature-suspend = '1' after \d+ ms: ok",
+    )];
+    for i in 1..=MIGRATES {
+        checks.push(Check::Regex(Box::leak(
+            format!(r"suspend: resumed kind=new rc=0 epoch={i} domid=\d+ ").into_boxed_str(),
+        )));
+        checks.push(Check::Regex(Box::leak(
+            format!(r"dom0\| migrate {i}: domain \d+ is now domain \d+ .*: ok").into_boxed_str(),
+        )));
+    }
+    checks.extend([
+        Check::Custom(
+            "the resumes in order, the clock never back",
+            migrations_in_order,
+        ),
+        Check::Report(like(&format!(
+            "ticker: stopped how=poweroff back=0 epoch={MIGRATES}"
+        ))),
+        Check::Regex(r"dom0\| xl shutdown: the domU stopped after \d+ ms .*: ok"),
+        Check::Report(runner_like("xenbox: dom0-script exit 0")),
+        Check::ExitLine,
+    ]);
+    let mut b = t(
+        "domu-migrate-bare",
+        image(),
+        "ticker tick_every=2",
+        0,
+        checks,
+    );
+    b.domu = true;
+    b.migrate = true;
+    b.memory_mib = 64;
+    b.timeout_s = 1200;
+    b.dom0_script = Some(script(false, 0, MIGRATES));
+    b
+}
+
+/// The dom0 script: the checkpoint or not, then `saves` save + restore rounds, then
+/// `migrates` migrations.
+fn script(checkpoint: bool, saves: u32, migrates: u32) -> &'static str {
+    script_with(
         &[
             ("SHUTDOWN_WITHIN", SHUTDOWN_WITHIN_S.to_string()),
-            ("SAVES", SAVES.to_string()),
+            ("CHECKPOINT", u8::from(checkpoint).to_string()),
+            ("SAVES", saves.to_string()),
+            ("MIGRATES", migrates.to_string()),
         ],
         include_str!("../scripts/suspend_bare_test.sh"),
-    ));
-    b
+    )
+}
+
+/// The bare row's resumes: cancelled (epoch 0), then new with epochs 1..=SAVES.
+fn saves_in_order(o: &Outcome) -> Result<(), String> {
+    let mut want = vec![("cancelled".to_string(), 0u32)];
+    want.extend((1..=SAVES).map(|i| ("new".to_string(), i)));
+    resumes_in_order(o, &want)
+}
+
+/// The migrate row's resumes: new with epochs 1..=MIGRATES.
+fn migrations_in_order(o: &Outcome) -> Result<(), String> {
+    let want: Vec<_> = (1..=MIGRATES).map(|i| ("new".to_string(), i)).collect();
+    resumes_in_order(o, &want)
 }
 
 /// A field's value in a report line (`key=value`).
@@ -80,12 +142,10 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// The resume lines: cancelled (epoch 0), then new with epochs 1..=SAVES; each one's
-/// `mono_after` at least its `mono_before`, each `mono_before` at least the last time the
-/// guest showed (a resume or a tick): the clock never goes back.
-fn resumes_in_order(o: &Outcome) -> Result<(), String> {
-    let mut want = vec![("cancelled".to_string(), 0u32)];
-    want.extend((1..=SAVES).map(|i| ("new".to_string(), i)));
+/// The resume lines are `want` (kind, epoch) in order; each one's `mono_after` at least
+/// its `mono_before`, each `mono_before` at least the last time the guest showed (a
+/// resume or a tick): the clock never goes back.
+fn resumes_in_order(o: &Outcome, want: &[(String, u32)]) -> Result<(), String> {
     let (mut got, mut last) = (Vec::new(), 0u64);
     let num = |l: &str, k: &str| -> Result<u64, String> {
         field(l, k)
