@@ -22,12 +22,14 @@ mod net;
 mod store;
 mod stress;
 mod tasks;
+mod ticker;
 
 xenpv_rt::entry!(main);
 xenpv_rt::main!(task async_app = tasks::app);
 xenpv_rt::main!(task async_net_app = async_net::app);
 xenpv_rt::main!(task net_app = net::app);
 xenpv_rt::main!(task enet_app = enet::app);
+xenpv_rt::main!(task ticker_app = ticker::app);
 
 fn main(boot: &mut Boot) -> i32 {
     let role = if boot.is_dom0() { "dom0" } else { "domU" };
@@ -225,6 +227,9 @@ fn main(boot: &mut Boot) -> i32 {
     }
     if cmd.has("async") {
         return xenpv_rt::runtime::main_with(boot, async_app);
+    }
+    if cmd.has("ticker") {
+        return xenpv_rt::runtime::main_with(boot, ticker_app);
     }
     if cmd.has("blkbench") {
         return blk::bench(boot);

@@ -10,6 +10,10 @@
 //!                                                                one L1 per 2 MiB chunk,
 //!                                                                mapped on demand
 //!                                                                (xenpv_paging::direct)
+//!  [273] ──────> p2m window L3 ──> L2 per GiB ──> L1s              the p2m list's own frames,
+//!                0xffff_8880_0000_0000 + i*4K = list page i      read-only, for the toolstack
+//!                                                                (shared_info.arch.p2m_vaddr;
+//!                                                                xenpv_paging::p2m)
 //!  [511] ──────> level3_kernel
 //!                 [510] ─> level2_kernel   0xffff_ffff_8000_0000  kernel image (Xen's L1s)
 //!                 │         slot 0..k      kernel image, .bss included
@@ -43,6 +47,9 @@
 //!     [4, 3, 2, 1].map(|l| index(KERNEL_VIRT_BASE, l)),
 //!     [L4_KERNEL, L3_KERNEL, 0, 0]
 //! );
+//! // The p2m window: its own L4 slot, 1 GiB-aligned.
+//! assert_eq!(index(P2M_LIST_BASE, 4), L4_P2M_LIST);
+//! assert_eq!(P2M_LIST_BASE.as_u64() % L3_SPAN, 0);
 //! // The fixmap's L1 hangs off level2_fixmap, under level3_kernel[511].
 //! assert_eq!(kernel_l2_slot_va(L3_FIXMAP, FIXMAP_L2_SLOT), FIXMAP_BASE);
 //! assert_eq!(Fixmap::SharedInfo.va(), FIXMAP_BASE);
@@ -68,6 +75,12 @@ pub const DIRECT_MAP_BASE: VirtAddr = VirtAddr::new(0xffff_8800_0000_0000);
 /// The direct map's L4 slot: the first one after Xen's (a PV guest may not write
 /// [`L4_XEN_FIRST`]`..=`[`L4_XEN_LAST`]).
 pub const L4_DIRECT_MAP: usize = 272;
+/// The L4 slot of the p2m list's window ([`P2M_LIST_BASE`]).
+pub const L4_P2M_LIST: usize = 273;
+/// Where the p2m list is mapped (read-only) for the toolstack, which walks it from
+/// `shared_info.arch.p2m_cr3` and `p2m_vaddr`. 1 GiB-aligned on purpose: Xen 4.17's
+/// save side (`map_p2m_list`) trims a list whose window does not start at L2 index 0.
+pub const P2M_LIST_BASE: VirtAddr = VirtAddr::new(0xffff_8880_0000_0000);
 /// The kernel map's L4 slot.
 pub const L4_KERNEL: usize = 511;
 /// level3_kernel's slot for level2_kernel (the image, from [`KERNEL_VIRT_BASE`]).

@@ -25,6 +25,8 @@ pub enum Use {
     BootL1,
     /// Shared rings Xen set up for a domU (xenstore, console).
     SharedRing,
+    /// The start_info page: suspend names it to Xen, a restore rewrites it in place.
+    StartInfo,
 }
 
 impl Use {
@@ -38,6 +40,7 @@ impl Use {
             Use::Bitmap => "frame-bitmap",
             Use::BootL1 => "boot-l1",
             Use::SharedRing => "shared-ring",
+            Use::StartInfo => "start-info",
         }
     }
 }

@@ -22,7 +22,8 @@
 //! - [`vrange`] and [`vmap`]: module-space ranges and the vmap planner;
 //! - [`check`]: the layout checker the guest also runs on itself after boot;
 //! - [`exec`]: batching plans into hypercalls;
-//! - [`balloon`]: giving frames back to Xen and taking them again.
+//! - [`balloon`]: giving frames back to Xen and taking them again;
+//! - [`p2m`]: publishing the p2m for the toolstack (save, migrate), and checking it.
 //!
 //! Everything here is `no_std`, has no `unsafe`, and reads memory only through traits
 //! ([`takeover::P2m`], [`snapshot::TableReader`], [`vmap::VmapEnv`]), so the same code
@@ -61,6 +62,7 @@ pub mod frames;
 pub mod graft;
 pub mod layout;
 pub mod ops;
+pub mod p2m;
 pub mod snapshot;
 pub mod tables;
 pub mod takeover;

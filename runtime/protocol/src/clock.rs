@@ -55,9 +55,85 @@ impl Clock {
     }
 }
 
+/// The offset from Xen system time to the guest's monotonic time after a resume in a
+/// new domain (`guest = raw + offset`), so that the guest's clock goes on from where it
+/// stopped: `mono_saved` (the guest time read just before suspending) plus 1 ns at
+/// `raw_now` (Xen system time on the new host, read just after resuming), whatever the
+/// new host's system time is (it may be far behind or far ahead). The time the guest
+/// spent saved does not count (pause semantics, as Linux's `xen_sched_clock_offset`).
+///
+/// ```
+/// use xenpv_protocol::clock::{resume_offset, guest_time};
+/// // Saved at guest time 5 s, resumed on a host that booted 1 s ago.
+/// let off = resume_offset(5_000_000_000, 1_000_000_000);
+/// assert_eq!(guest_time(1_000_000_000, off), 5_000_000_001);
+/// ```
+pub fn resume_offset(mono_saved: u64, raw_now: u64) -> i64 {
+    let off = i128::from(mono_saved) + 1 - i128::from(raw_now);
+    off.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// Guest time for Xen system time `raw` under `offset` (saturating at 0 and `u64::MAX`).
+pub fn guest_time(raw: u64, offset: i64) -> u64 {
+    (i128::from(raw) + i128::from(offset)).clamp(0, i128::from(u64::MAX)) as u64
+}
+
+/// The Xen system time to hand Xen for guest-time deadline `deadline` under `offset`
+/// (`set_timer_op`, `SCHEDOP_poll`): 0 stays 0 (it means "none" to both), a deadline
+/// already past on Xen's clock becomes 1 (past: at once), the rest saturates.
+pub fn to_xen(deadline: u64, offset: i64) -> u64 {
+    if deadline == 0 {
+        return 0;
+    }
+    (i128::from(deadline) - i128::from(offset)).clamp(1, i128::from(u64::MAX)) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_time_never_goes_back_across_resumes_on_any_host() {
+        // Raw host clocks at resume: far behind, equal, far ahead, and up to Xen's limit
+        // (system time is an s_time_t: at most i64::MAX, 292 years of uptime).
+        let hosts = [0u64, 1, 7_000_000_000, 90_000_000_000, 1 << 61, 1 << 62];
+        let mut offset = 0i64;
+        let mut raw = 3_000_000_000u64;
+        let mut last = guest_time(raw, offset);
+        for (i, &host) in hosts.iter().cycle().take(24).enumerate() {
+            // Run a while on this host, then save.
+            raw = raw.saturating_add(1_000_000 * (i as u64 + 1));
+            let saved = guest_time(raw, offset);
+            assert!(saved >= last, "went back before save {i}");
+            // Resume on the next host.
+            offset = resume_offset(saved, host);
+            raw = host;
+            let after = guest_time(raw, offset);
+            assert!(
+                after > saved || saved == u64::MAX,
+                "resume {i}: {saved} -> {after}"
+            );
+            last = after;
+        }
+    }
+
+    #[test]
+    fn deadlines_round_trip_and_keep_their_special_values() {
+        for off in [0i64, -5_000_000_000, 5_000_000_000, i64::MIN, i64::MAX] {
+            assert_eq!(to_xen(0, off), 0, "0 means none to Xen");
+            for raw in [1u64, 1_000, 10_000_000_000] {
+                let g = guest_time(raw, off);
+                if g != 0 && g != u64::MAX {
+                    assert_eq!(to_xen(g, off), raw, "offset {off}");
+                }
+            }
+        }
+        // A deadline before Xen's time 0 is past: at once, not "none".
+        assert_eq!(to_xen(5, 100), 1);
+        assert_eq!(to_xen(u64::MAX, -10), u64::MAX);
+        assert_eq!(resume_offset(u64::MAX, 0), i64::MAX);
+        assert_eq!(resume_offset(0, u64::MAX), i64::MIN);
+    }
 
     #[test]
     fn scaling_matches_xens_fixed_point() {

@@ -67,6 +67,12 @@ pub enum GntError {
     /// The grant table is already set up: a guest has one table (a second would be a
     /// second free list over the same entries).
     AlreadySetUp,
+    /// A handle from before the guest resumed in a new domain (its grant table is a new
+    /// one; the reference may name someone else's grant now): not used.
+    Stale {
+        /// The epoch the handle was made in (the current one is later).
+        epoch: u32,
+    },
 }
 
 /// `GNTST_*` names.
@@ -112,6 +118,10 @@ impl core::fmt::Display for GntError {
                 "grant entry still granted or in use (flags {flags:#x}): not overwritten"
             ),
             GntError::AlreadySetUp => write!(f, "the grant table is already set up"),
+            GntError::Stale { epoch } => write!(
+                f,
+                "grant handle from epoch {epoch}, before a resume in a new domain: not used"
+            ),
         }
     }
 }
@@ -140,6 +150,11 @@ impl FreeList {
             rotor: RESERVED,
             used,
         }
+    }
+    /// Every reference free again (but the reserved ones): the table of a new domain,
+    /// after a restore, where Xen starts with every entry empty.
+    pub fn reset(&mut self) {
+        *self = FreeList::new(self.refs);
     }
     /// References free to hand out.
     pub fn free_count(&self) -> usize {
@@ -322,6 +337,31 @@ impl Entry<'_> {
                 Err(now) => flags = now,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+
+    #[test]
+    fn a_reset_frees_every_reference_but_the_reserved() {
+        let refs = 2 * ENTRIES_PER_FRAME;
+        let mut f = FreeList::new(refs);
+        let taken: Vec<_> = (0..300).map(|_| f.alloc().unwrap()).collect();
+        assert_eq!(f.free_count(), (refs - RESERVED) as usize - 300);
+        f.reset();
+        assert_eq!(f.free_count(), (refs - RESERVED) as usize);
+        // Every one comes out once again, none of them reserved.
+        let mut all: Vec<_> = (0..refs - RESERVED).map(|_| f.alloc().unwrap()).collect();
+        all.sort();
+        assert_eq!(all, (RESERVED..refs).collect::<Vec<_>>());
+        assert!(taken.iter().all(|r| *r >= RESERVED));
+        assert!(f.alloc().is_err());
+        assert_eq!(
+            format!("{}", GntError::Stale { epoch: 2 }),
+            "grant handle from epoch 2, before a resume in a new domain: not used"
+        );
     }
 }
 

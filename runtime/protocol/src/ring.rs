@@ -148,6 +148,10 @@ pub trait Link {
     fn wait(&mut self, deadline_ns: u64);
     /// Xen system time now, in nanoseconds.
     fn now_ns(&self) -> u64;
+    /// The event channel changed (the guest resumed in a new domain, where every port
+    /// is new): signal the peer through `port` from now on. A link without a port (a
+    /// model) ignores it.
+    fn set_port(&mut self, _port: u32) {}
 }
 
 struct Half<'a, L: Link>(&'a mut L, Side);
@@ -220,6 +224,21 @@ impl<L: Link> Duplex<L> {
     /// The link underneath.
     pub fn link(&mut self) -> &mut L {
         &mut self.link
+    }
+
+    /// Take the page as a new domain finds it (after a restore, against a new peer):
+    /// what the old peer had produced and we had not read is dropped (our consumer index
+    /// jumps to its producer's, as Linux's `xb_init_comms` does), and our producer
+    /// index is re-read from the page. Returns the bytes dropped.
+    pub fn resume_new(&mut self) -> u32 {
+        let prod = self.link.index(Idx::RxProd);
+        let dropped = prod
+            .wrapping_sub(self.rx_cons)
+            .min(self.link.size(Side::Rx));
+        self.rx_cons = prod;
+        self.link.set_index(Idx::RxCons, prod);
+        self.tx_prod = self.link.index(Idx::TxProd);
+        dropped
     }
 
     /// Write all of `data`, waiting for room as long as the peer makes progress, until

@@ -184,6 +184,23 @@ pub enum StartInfoError {
         /// Its value.
         mfn: u64,
     },
+    /// After a restore: `nr_pages` is not the domain's (the p2m and every plan are sized
+    /// by it).
+    NrPagesChanged {
+        /// `nr_pages` as read.
+        value: u64,
+        /// The domain's.
+        want: u64,
+    },
+    /// After a restore: a frame or port field holds a value no frame or port has.
+    BadField {
+        /// The field's name.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// The largest value allowed.
+        max: u64,
+    },
 }
 
 impl core::fmt::Display for StartInfoError {
@@ -229,6 +246,12 @@ impl core::fmt::Display for StartInfoError {
                 f,
                 "{field} {mfn:#x} is not one of this domain's frames (not in the p2m)"
             ),
+            NrPagesChanged { value, want } => {
+                write!(f, "nr_pages {value} after a restore, the domain has {want}")
+            }
+            BadField { field, value, max } => {
+                write!(f, "{field} {value:#x} out of range 1..={max:#x}")
+            }
         }
     }
 }
@@ -358,6 +381,94 @@ impl StartInfo {
     /// Flag bits this runtime does not know (reported, not refused: newer Xens add some).
     pub const fn unknown_flags(&self) -> u32 {
         self.flags & !SIF_KNOWN
+    }
+}
+
+/// What a restore rewrote in the start_info page (Xen 4.17
+/// `xg_sr_restore_x86_pv.c: process_start_info`): the new domain's shared_info, xenstore
+/// and console rings and ports, `nr_pages` and `flags` (set to 0). Read from the same
+/// page after a suspend that resumed in a new domain; everything else in the page is the
+/// guest's own copy, saved and restored with its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumeInfo {
+    /// Machine address of the new shared_info (page-aligned, not 0).
+    pub shared_info_maddr: u64,
+    /// Machine frame of the xenstore ring (1..=[`MAX_MFN`]).
+    pub store_mfn: u64,
+    /// Port of the xenstore ring (1..=[`MAX_PORT`]).
+    pub store_evtchn: u32,
+    /// Machine frame of the console ring (1..=[`MAX_MFN`]).
+    pub console_mfn: u64,
+    /// Port of the console ring (1..=[`MAX_PORT`]).
+    pub console_evtchn: u32,
+    /// Pages of the domain (checked: the domain's own count).
+    pub nr_pages: u64,
+    /// `SIF_*` flags as written (0 after a restore): never trusted for
+    /// [`SIF_INITDOMAIN`] or [`SIF_PRIVILEGED`], only reported.
+    pub flags: u32,
+}
+
+/// Largest machine frame a field may name (40 address bits of frame number, the PTE
+/// limit).
+pub const MAX_MFN: u64 = (1 << 40) - 1;
+/// Largest event-channel port of the 2-level ABI a 64-bit guest uses (64 × 64 ports).
+pub const MAX_PORT: u64 = 4095;
+
+/// The ring fields of a domU's start_info page (`store_mfn`, `console.domU.mfn`), as
+/// `(store, console)`; `None` if the page is too short.
+pub fn ring_fields(b: &[u8]) -> Option<(u64, u64)> {
+    (b.len() >= RAW_SIZE).then(|| (u64_at(b, offset_of!(Raw, store_mfn)), u64_at(b, CON)))
+}
+
+/// Write the ring fields (before a suspend: the rings' pfns, which a restore turns into
+/// the new domain's mfns; on a cancelled suspend: the mfns again). `false` if the page is
+/// too short (nothing written).
+pub fn set_ring_fields(b: &mut [u8], store: u64, console: u64) -> bool {
+    if b.len() < RAW_SIZE {
+        return false;
+    }
+    let store_at = offset_of!(Raw, store_mfn);
+    b[store_at..store_at + 8].copy_from_slice(&store.to_le_bytes());
+    b[CON..CON + 8].copy_from_slice(&console.to_le_bytes());
+    true
+}
+
+impl ResumeInfo {
+    /// Parse the page a restore rewrote (at least [`RAW_SIZE`] bytes) for a domain of
+    /// `nr_pages` pages. Hostile input: every field is bounded, nothing panics.
+    pub fn parse(b: &[u8], nr_pages: u64) -> Result<ResumeInfo, StartInfoError> {
+        use StartInfoError::*;
+        if b.len() < RAW_SIZE {
+            return Err(ShortPage { len: b.len() });
+        }
+        parse_magic(b)?;
+        let value = u64_at(b, offset_of!(Raw, nr_pages));
+        if value != nr_pages {
+            return Err(NrPagesChanged {
+                value,
+                want: nr_pages,
+            });
+        }
+        let bounded = |field: &'static str, value: u64, max: u64| {
+            if value == 0 || value > max {
+                Err(BadField { field, value, max })
+            } else {
+                Ok(value)
+            }
+        };
+        let si = u64_at(b, offset_of!(Raw, shared_info));
+        bounded("shared_info", si, MAX_MFN << 12)?;
+        aligned("shared_info", si, PAGE_SIZE)?;
+        let port = |field, off| bounded(field, u32_at(b, off).into(), MAX_PORT).map(|p| p as u32);
+        Ok(ResumeInfo {
+            shared_info_maddr: si,
+            store_mfn: bounded("store_mfn", u64_at(b, offset_of!(Raw, store_mfn)), MAX_MFN)?,
+            store_evtchn: port("store_evtchn", offset_of!(Raw, store_evtchn))?,
+            console_mfn: bounded("console.domU.mfn", u64_at(b, CON), MAX_MFN)?,
+            console_evtchn: port("console.domU.evtchn", CON_DOMU_EVTCHN)?,
+            nr_pages,
+            flags: u32_at(b, offset_of!(Raw, flags)),
+        })
     }
 }
 
@@ -541,6 +652,116 @@ mod tests {
         put64(&mut b, CON, 0x501);
         b[CON_DOMU_EVTCHN] = 2;
         b
+    }
+
+    /// The domU page after a restore: new shared_info, rings, ports; flags 0.
+    fn restored() -> Vec<u8> {
+        let mut b = domu();
+        put64(&mut b, offset_of!(Raw, shared_info), 0x9876_5000);
+        put64(&mut b, offset_of!(Raw, store_mfn), 0x7700);
+        b[offset_of!(Raw, store_evtchn)] = 1;
+        put64(&mut b, CON, 0x7701);
+        b[CON_DOMU_EVTCHN] = 3;
+        b
+    }
+
+    #[test]
+    fn resume_info_reads_what_a_restore_rewrote() {
+        let r = ResumeInfo::parse(&restored(), 65536).unwrap();
+        assert_eq!(
+            r,
+            ResumeInfo {
+                shared_info_maddr: 0x9876_5000,
+                store_mfn: 0x7700,
+                store_evtchn: 1,
+                console_mfn: 0x7701,
+                console_evtchn: 3,
+                nr_pages: 65536,
+                flags: 0,
+            }
+        );
+        // Flags are reported, never trusted: a restored page claiming dom0 parses the same.
+        let mut b = restored();
+        b[offset_of!(Raw, flags)] = (SIF_PRIVILEGED | SIF_INITDOMAIN) as u8;
+        assert_eq!(ResumeInfo::parse(&b, 65536).unwrap().flags, 3);
+    }
+
+    #[test]
+    fn ring_fields_round_trip() {
+        let mut b = domu();
+        assert_eq!(ring_fields(&b), Some((0x500, 0x501)));
+        assert!(set_ring_fields(&mut b, 0x10, 0x11));
+        assert_eq!(ring_fields(&b), Some((0x10, 0x11)));
+        // Only the two fields changed: the rest parses as before.
+        let si = StartInfo::parse(&b).unwrap();
+        assert_eq!((si.store_mfn, si.nr_pages), (0x10, 65536));
+        assert!(!set_ring_fields(&mut b[..64], 1, 2));
+        assert_eq!(ring_fields(&b[..64]), None);
+    }
+
+    #[test]
+    fn resume_info_refuses_each_bad_field_by_name() {
+        use StartInfoError::*;
+        let p = |b: &[u8]| ResumeInfo::parse(b, 65536);
+        assert_eq!(p(&restored()[..100]), Err(ShortPage { len: 100 }));
+        assert_eq!(
+            ResumeInfo::parse(&restored(), 4096),
+            Err(NrPagesChanged {
+                value: 65536,
+                want: 4096
+            })
+        );
+        let cases: [(usize, u64, &str); 6] = [
+            (offset_of!(Raw, shared_info), 0, "shared_info"),
+            (offset_of!(Raw, store_mfn), 0, "store_mfn"),
+            (offset_of!(Raw, store_mfn), 1 << 40, "store_mfn"),
+            (CON, u64::MAX, "console.domU.mfn"),
+            (offset_of!(Raw, store_evtchn), 4096, "store_evtchn"),
+            (CON_DOMU_EVTCHN, 0, "console.domU.evtchn"),
+        ];
+        for (off, v, field) in cases {
+            let mut b = restored();
+            if off == offset_of!(Raw, store_evtchn) || off == CON_DOMU_EVTCHN {
+                b[off..off + 4].copy_from_slice(&(v as u32).to_le_bytes());
+            } else {
+                put64(&mut b, off, v);
+            }
+            match p(&b) {
+                Err(BadField {
+                    field: f, value, ..
+                }) => assert_eq!((f, value), (field, v)),
+                other => panic!("{field}={v:#x}: {other:?}"),
+            }
+        }
+        let mut b = restored();
+        put64(&mut b, offset_of!(Raw, shared_info), 0x9876_5008);
+        assert!(matches!(
+            p(&b),
+            Err(Misaligned {
+                field: "shared_info",
+                ..
+            })
+        ));
+        let mut b = restored();
+        b[0] = b'X';
+        assert_eq!(p(&b), Err(BadMagic));
+    }
+
+    proptest! {
+        #[test]
+        fn resume_info_never_panics_and_bounds_what_it_accepts(
+            bytes in proptest::collection::vec(any::<u8>(), 0..RAW_SIZE + 64),
+            nr in 1u64..=MAX_PAGES,
+        ) {
+            if let Ok(r) = ResumeInfo::parse(&bytes, nr) {
+                prop_assert_eq!(r.nr_pages, nr);
+                prop_assert!(r.store_mfn >= 1 && r.store_mfn <= MAX_MFN);
+                prop_assert!(r.console_mfn >= 1 && r.console_mfn <= MAX_MFN);
+                prop_assert!(r.store_evtchn >= 1 && u64::from(r.store_evtchn) <= MAX_PORT);
+                prop_assert!(r.console_evtchn >= 1 && u64::from(r.console_evtchn) <= MAX_PORT);
+                prop_assert!(r.shared_info_maddr != 0 && r.shared_info_maddr % PAGE_SIZE == 0);
+            }
+        }
     }
 
     #[test]

@@ -451,3 +451,64 @@ proptest! {
         }
     }
 }
+
+/// A new domain's xenstored (after a restore): the same ring page (its indices as the
+/// old one left them, with a half reply it never finished), a new store without our
+/// watches.
+fn restart(x: &mut Xenstore<Xenstored>) {
+    let mut idx = x.link().idx;
+    // The old xenstored had produced 7 bytes of a reply we never read.
+    idx[3] = idx[3].wrapping_add(7);
+    let mut fresh = Xenstored::new(Mode::Honest);
+    fresh.idx = idx;
+    fresh.clock = x.link().clock;
+    *x.link() = fresh;
+}
+
+#[test]
+fn a_new_domain_gets_every_registered_watch_again_and_nothing_else() {
+    let mut x = xs(Mode::Honest);
+    x.watch("control/shutdown", "c").unwrap();
+    x.watch("memory/target", "m").unwrap();
+    x.watch("device/vif/0", "v").unwrap();
+    // Twice: xenstored refuses it, and it stays registered once.
+    assert!(x.watch("memory/target", "m").is_err());
+    x.unwatch("device/vif/0", "v").unwrap();
+    while let Ok(Some(_)) = x.next_event(0) {}
+    assert!(x.quiescent());
+    assert_eq!(
+        x.watches().collect::<Vec<_>>(),
+        [("control/shutdown", "c"), ("memory/target", "m")]
+    );
+    let epoch = x.lost_epoch();
+    restart(&mut x);
+    assert_eq!(x.link().watch_count(), 0);
+    assert_eq!(x.resume_new(9), (2, 0));
+    assert_eq!(x.link().watch_count(), 2);
+    assert!(x.lost_epoch() > epoch, "watchers must re-read");
+    // The stale bytes were skipped: requests and events work on the new xenstored.
+    assert_eq!(x.next_event(u64::MAX), Err(XsError::EventsLost));
+    let mut fired: Vec<String> = (0..2)
+        .map(|_| x.next_event(u64::MAX).unwrap().unwrap().token.to_string())
+        .collect();
+    fired.sort();
+    assert_eq!(fired, ["c", "m"]);
+    x.write("memory/target", b"65536").unwrap();
+    let e = x.next_event(u64::MAX).unwrap().unwrap();
+    assert_eq!((e.path.as_str(), e.token.as_str()), ("memory/target", "m"));
+    assert_eq!(&x.read("domid").unwrap()[..], b"5");
+    // A second restore re-sends the same set again.
+    restart(&mut x);
+    assert_eq!(x.resume_new(11), (2, 0));
+    assert_eq!(x.link().watch_count(), 2);
+}
+
+#[test]
+fn a_half_sent_request_is_not_quiescent() {
+    let mut x = xs(Mode::Honest);
+    assert!(x.quiescent());
+    x.link().stall_req_until = u64::MAX;
+    let long = "data/".to_string() + &"x".repeat(1500);
+    assert!(x.write(&long, b"v").is_err());
+    assert!(!x.quiescent(), "a request stalled half-written");
+}

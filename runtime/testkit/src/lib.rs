@@ -5,6 +5,7 @@
 //!   MMU operations (`xenpv_paging::ops::MmuSink`);
 //! - [`takeover_run`]: the takeover planner run against that model, the scenario the
 //!   paging tests start from;
+//! - [`p2m_run`]: the p2m publisher run against the model after a takeover;
 //! - [`blkback`]: a model blkback, honest, slow or hostile, as `blkfront::Io`;
 //! - [`ring_peer`]: the other end of a shared byte ring, honest, slow, stalled or hostile;
 //! - [`xenstored`]: a model xenstored on the far side of the store ring;
@@ -17,6 +18,7 @@
 pub mod blkback;
 pub mod mmu_model;
 pub mod netback;
+pub mod p2m_run;
 pub mod ring_peer;
 pub mod strategies;
 pub mod takeover_run;

@@ -128,6 +128,8 @@ pub struct Dom0 {
     pub xen_pt: (Pfn, Pfn),
     pub boot_end: VirtAddr,
     pub shared_info: Mfn,
+    /// The start_info page.
+    pub start_info: Pfn,
 }
 
 /// (mfn, writable) of `va` in the model's current tables.
@@ -306,6 +308,7 @@ fn take_over_only(c: &Case, module_space_min: u64, holes: &[Pfn]) -> Done {
         xen_pt: (pt0, pt0 + b.nr_pt_frames),
         boot_end: VirtAddr::new(b.v_end),
         shared_info: Mfn(b.shared_info >> 12),
+        start_info: pfn_of(b.start_info),
     };
     assert_eq!(
         model.base(),
@@ -334,6 +337,7 @@ fn take_over_only(c: &Case, module_space_min: u64, holes: &[Pfn]) -> Done {
         p2m_pfns: d.p2m_pfns,
         module: d.module,
         shared_rings: [None, None],
+        start_info: d.start_info,
         shared_info: d.shared_info,
         split: c.split,
         module_space_min,

@@ -88,7 +88,7 @@ extern "C" fn xenpv_rt_start(si: *const u8) -> ! {
     };
     let mode = crate::mm::DirectMapMode { eager, pt_write };
     let takeover_tsc = crate::time::rdtsc();
-    let memory = crate::mm::take_over(&info, split, module_space_min, batch, mode);
+    let memory = crate::mm::take_over(&info, si, split, module_space_min, batch, mode);
     crate::time::mark_ready();
     let takeover_end_tsc = crate::time::rdtsc();
     #[cfg(feature = "defmt")]

@@ -116,3 +116,20 @@ notes_asm!();
 // XEN_ELFNOTE_MOD_START_PFN: Xen leaves the initrd unmapped and passes its first pfn.
 #[cfg(feature = "mod-start-pfn")]
 notes_asm!("xen_note 16, .long 1");
+
+// XEN_ELFNOTE_SUSPEND_CANCEL (14) = 1: a cancelled save resumes in the same domain with
+// the suspend hypercall returning 1 (the toolstack's fast path, `xc_domain_resume`),
+// which the runtime's suspend sequence handles. Written out whole (not with the
+// macro's `xen_note`, whose definition lives in the other asm block).
+#[cfg(feature = "suspend")]
+core::arch::global_asm!(
+    ".pushsection .note.Xen, \"a\", @note",
+    ".balign 4",
+    ".long 4",  // namesz: "Xen\0"
+    ".long 4",  // descsz
+    ".long 14", // XEN_ELFNOTE_SUSPEND_CANCEL
+    ".asciz \"Xen\"",
+    ".balign 4",
+    ".long 1",
+    ".popsection",
+);

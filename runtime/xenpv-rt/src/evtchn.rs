@@ -114,6 +114,25 @@ pub fn unmask(port: Port) -> Result<(), EvtchnError> {
     op("unmask", xen::EVTCHNOP_unmask, &mut a)
 }
 
+/// Unmask every port (after a resume in a new domain, where Xen starts with every port
+/// masked, and ports allocated later keep their mask bit): the mask words cleared, then
+/// each pending port unmasked through Xen so that its event is delivered. Returns the
+/// ports found pending.
+pub fn unmask_all() -> usize {
+    let mut pending = 0;
+    for i in 0..NR_PORTS / 64 {
+        word(true, i * 64).store(0, Ordering::SeqCst);
+        let mut bits = word(false, i * 64).load(Ordering::SeqCst);
+        while bits != 0 {
+            let port = i * 64 + bits.trailing_zeros();
+            bits &= bits - 1;
+            pending += 1;
+            let _ = unmask(port);
+        }
+    }
+    pending
+}
+
 /// Whether `port`'s pending bit is set (masked or not); `false` for a port out of range.
 pub fn is_pending(port: Port) -> bool {
     port < NR_PORTS && word(false, port).load(Ordering::SeqCst) & (1 << (port % 64)) != 0
@@ -200,6 +219,12 @@ impl Timer {
             d => timer_deadline(d, crate::time::now_ns()),
         };
         hypercall::set_timer_op(at).map_err(|e| EvtchnError::Xen("set_timer_op", e))
+    }
+    /// Bind `VIRQ_TIMER` again and stop Xen's periodic tick: after a resume in a new
+    /// domain, where the old port is gone (and the tick back on).
+    pub fn rebind(&mut self) -> Result<(), EvtchnError> {
+        *self = Timer::new()?;
+        Ok(())
     }
     /// Wait for the timer to fire, giving up at Xen system time `give_up_ns`: `true` if
     /// it fired (its pending bit is cleared), `false` if `give_up_ns` came first.

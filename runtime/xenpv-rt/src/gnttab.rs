@@ -58,6 +58,12 @@ fn status(name: &'static str, s: i16) -> Result<(), GntError> {
 /// Is the fixmap's grant-mapping slot holding a live [`Mapping`]?
 static MAP_SLOT_BUSY: AtomicBool = AtomicBool::new(false);
 
+/// Is a grant mapped back at the fixmap's grant-mapping slot ([`GrantTable::map`])? A
+/// foreign frame there must not be saved: the guest does not suspend meanwhile.
+pub fn map_slot_busy() -> bool {
+    MAP_SLOT_BUSY.load(Ordering::Acquire)
+}
+
 /// A guest has one grant table: set up once ([`GrantTable::setup`]).
 static SET_UP: SetUpOnce = SetUpOnce::new();
 
@@ -74,9 +80,31 @@ static DEFERRED: spin::Mutex<Deferred<SharedPage, DEFERRED_MAX>> =
 /// `retry_deferred`, which cannot happen in the runtime): kept out of use forever.
 static LOST: AtomicU64 = AtomicU64::new(0);
 
-/// Hand a page whose grant may still be live to the deferred list. Full or busy: the
-/// page is never freed (a `Page` that is not given back stays allocated) and counted.
-fn defer_page(gref: GrantRef, page: SharedPage) {
+/// Pages of guards dropped after a resume in a new domain (their grants died with the
+/// old table): freed by the next [`GrantTable::retry_deferred`], never ended (their
+/// references may name new grants now).
+static STALE: spin::Mutex<heapless::Vec<SharedPage, DEFERRED_MAX>> =
+    spin::Mutex::new(heapless::Vec::new());
+
+/// The current epoch (see [`crate::suspend::epoch`]).
+fn now_epoch() -> u32 {
+    crate::suspend::epoch()
+}
+
+/// Hand a page whose grant may still be live to the deferred list (or, made in an
+/// earlier epoch, to the stale list). Full or busy: the page is never freed (a `Page`
+/// that is not given back stays allocated) and counted.
+fn defer_page(gref: GrantRef, page: SharedPage, epoch: u32) {
+    if epoch != now_epoch() {
+        let full = match STALE.try_lock() {
+            Some(mut s) => s.push(page).is_err(),
+            None => true,
+        };
+        if full {
+            LOST.fetch_add(1, Ordering::Relaxed);
+        }
+        return;
+    }
     match DEFERRED.try_lock() {
         // Full: counted in `Deferred::lost`; the page (not freed) is kept out of use.
         Some(mut d) => {
@@ -99,12 +127,19 @@ pub struct GrantedPage {
     gref: GrantRef,
     /// Always `Some` until `end` or `drop` takes it.
     page: Option<SharedPage>,
+    /// The epoch it was granted in ([`crate::suspend::epoch`]).
+    epoch: u32,
 }
 
 impl GrantedPage {
     /// The reference (what the peer is told).
     pub fn gref(&self) -> GrantRef {
         self.gref
+    }
+    /// Granted before the guest resumed in a new domain: the grant is gone, the
+    /// reference means nothing (hand the guard to [`GrantTable::forget_stale`]).
+    pub fn is_stale(&self) -> bool {
+        self.epoch != now_epoch()
     }
     /// The page, for volatile reads ([`SharedPage::read_bytes`]) and as a copy side.
     pub fn page(&self) -> &SharedPage {
@@ -138,7 +173,7 @@ impl GrantedPage {
 impl Drop for GrantedPage {
     fn drop(&mut self) {
         if let Some(page) = self.page.take() {
-            defer_page(self.gref, page);
+            defer_page(self.gref, page, self.epoch);
         }
     }
 }
@@ -259,6 +294,7 @@ impl GrantTable {
                 gref,
                 page: Some(page),
                 granted: false,
+                epoch: now_epoch(),
             }),
             Err(e) => Err((page, e)),
         }
@@ -267,6 +303,10 @@ impl GrantTable {
     /// Put a reserved reference back in the free list, ending its grant first, and hand
     /// its page back; refused (and handed back) while the peer still uses it.
     pub fn release(&mut self, mut r: ReservedRef) -> Result<SharedPage, (ReservedRef, GntError)> {
+        if r.is_stale() {
+            let epoch = r.epoch;
+            return Err((r, GntError::Stale { epoch }));
+        }
         if let Err(e) = r.end() {
             return Err((r, e));
         }
@@ -303,11 +343,18 @@ impl GrantTable {
     /// (bounded); call it now and then (drivers do on connect, the appliance each round
     /// while [`deferred`](GrantTable::deferred) is not 0).
     pub fn retry_deferred(&mut self, mem: &mut Memory) -> usize {
+        let mut back = 0;
+        if let Some(mut s) = STALE.try_lock() {
+            while let Some(page) = s.pop() {
+                page.free(mem);
+                back += 1;
+            }
+        }
         let Some(mut d) = DEFERRED.try_lock() else {
-            return 0;
+            return back;
         };
         let (refs, free) = (self.refs(), &mut self.free);
-        d.retry(
+        back + d.retry(
             |r| {
                 if r >= refs {
                     return Err(GntError::NotGranted(r));
@@ -320,6 +367,50 @@ impl GrantTable {
                 page.free(mem);
             },
         )
+    }
+
+    /// Before the suspend hypercall: the table's frames unmapped (Xen's frames must not
+    /// be mapped when the domain is saved: the toolstack rejects them, or drops the page
+    /// table holding them). Nothing may touch an entry until [`resume`](Self::resume).
+    #[cfg(feature = "suspend")]
+    pub(crate) fn suspend(&mut self, mem: &mut Memory) -> Result<(), GntError> {
+        if MAP_SLOT_BUSY.load(Ordering::Acquire) {
+            return Err(GntError::MapSlotBusy);
+        }
+        for i in 0..self.frames as usize {
+            mem.set_fixmap(Fixmap::GnttabFirst as usize + i, None)
+                .map_err(|e| GntError::Xen("unmapping the grant table", e.error))?;
+        }
+        Ok(())
+    }
+
+    /// After the suspend hypercall: the table set up again (`GNTTABOP_setup_table` for
+    /// as many frames, mapped at the same slots). In a new domain (`new_domain`) every
+    /// grant is gone: the deferred pages are freed (their grants with them) and the free
+    /// list starts afresh; guards from before are stale (the caller bumped the epoch).
+    #[cfg(feature = "suspend")]
+    pub(crate) fn resume(&mut self, mem: &mut Memory, new_domain: bool) -> Result<(), GntError> {
+        let mut list = [0u64; GNTTAB_MAX_FRAMES];
+        let n = (self.frames as usize).min(GNTTAB_MAX_FRAMES);
+        let mut s = [SetupTable {
+            dom: DOMID_SELF,
+            nr_frames: n as u32,
+            status: 0,
+            frame_list: list.as_mut_ptr(),
+        }];
+        op("GNTTABOP_setup_table", GNTTABOP_SETUP_TABLE, &mut s)?;
+        status("GNTTABOP_setup_table", s[0].status)?;
+        for (i, &mfn) in list[..n].iter().enumerate() {
+            mem.set_fixmap(Fixmap::GnttabFirst as usize + i, Some(Mfn(mfn)))
+                .map_err(|e| GntError::Xen("mapping the grant table", e.error))?;
+        }
+        if new_domain {
+            if let Some(mut d) = DEFERRED.try_lock() {
+                d.retry(|_| Ok(()), |_, page| page.free(mem));
+            }
+            self.free.reset();
+        }
+        Ok(())
     }
 }
 
@@ -334,6 +425,8 @@ pub struct ReservedRef {
     page: Option<SharedPage>,
     /// Granted and not (yet) ended.
     granted: bool,
+    /// The epoch it was reserved in ([`crate::suspend::epoch`]).
+    epoch: u32,
 }
 
 impl ReservedRef {
@@ -357,6 +450,7 @@ impl ReservedRef {
     /// Grant `domid` access to the page through this reference; refused while a grant
     /// of it is live ([`GntError::EntryInUse`]).
     pub fn grant(&mut self, domid: u16, readonly: bool) -> Result<(), GntError> {
+        self.current()?;
         let mfn = self.page().page().mfn().0;
         entry(self.gref).grant(domid, mfn, readonly)?;
         self.granted = true;
@@ -364,8 +458,20 @@ impl ReservedRef {
     }
     /// End access; refused while the peer uses the page.
     pub fn end(&mut self) -> Result<(), GntError> {
+        self.current()?;
         entry(self.gref).end(self.gref)?;
         self.granted = false;
+        Ok(())
+    }
+    /// Reserved before the guest resumed in a new domain: the reference means nothing
+    /// now (hand it to [`GrantTable::forget_stale_reserved`]).
+    pub fn is_stale(&self) -> bool {
+        self.epoch != now_epoch()
+    }
+    fn current(&self) -> Result<(), GntError> {
+        if self.is_stale() {
+            return Err(GntError::Stale { epoch: self.epoch });
+        }
         Ok(())
     }
 }
@@ -373,7 +479,7 @@ impl ReservedRef {
 impl Drop for ReservedRef {
     fn drop(&mut self) {
         if let Some(page) = self.page.take() {
-            defer_page(self.gref, page);
+            defer_page(self.gref, page, self.epoch);
         }
     }
 }
@@ -420,12 +526,17 @@ impl GrantTable {
         Ok(GrantedPage {
             gref: r,
             page: Some(page),
+            epoch: now_epoch(),
         })
     }
 
     /// End access and hand the page back; refused (the guard handed back, still
     /// granted) while the peer uses it.
     pub fn end(&mut self, g: GrantedPage) -> Result<SharedPage, (GrantedPage, GntError)> {
+        if g.is_stale() {
+            let epoch = g.epoch;
+            return Err((g, GntError::Stale { epoch }));
+        }
         let r = g.gref;
         // References below RESERVED are the toolstack's (console, xenstore): never touched.
         if r < RESERVED || !self.free.is_used(r) {

@@ -107,6 +107,39 @@ pub fn shutdown(reason: u32) -> XenError {
     XenError(if rc < 0 { rc } else { -1 })
 }
 
+/// `sched_op(SCHEDOP_shutdown, &{SHUTDOWN_suspend})` with rdx = `start_info`, the
+/// machine frame of the start_info page (`sched.h`): suspend this domain for a save.
+/// Returns in the domain that goes on: 0 in a new domain (restored or migrated; Xen
+/// rewrote start_info there), 1 if the save was cancelled or was a checkpoint (the same
+/// domain, nothing changed: the toolstack's fast resume, which needs
+/// `XEN_ELFNOTE_SUSPEND_CANCEL`), negative if Xen refused (nothing happened).
+///
+/// Only the runtime's suspend sequence may call it: shared_info and the grant frames
+/// must be unmapped, the store and console frames turned into PFNs, and the p2m
+/// published, or the save fails (or the restore silently drops a page table).
+#[cfg(feature = "suspend")]
+pub(crate) fn suspend(start_info: xenpv_abi::Mfn) -> i64 {
+    const SHUTDOWN_SUSPEND: u32 = 2;
+    let arg = xenpv_abi::args::SchedShutdown {
+        reason: SHUTDOWN_SUSPEND,
+    };
+    // SAFETY: sched_op(SCHEDOP_shutdown, &sched_shutdown, mfn) reads one u32 from `arg`,
+    // live on this frame for the call; the third argument is a frame number, not
+    // dereferenced by us. What the suspend does to the guest is the caller's (see doc).
+    unsafe {
+        raw(
+            xen::__HYPERVISOR_sched_op,
+            [
+                xen::SCHEDOP_shutdown as u64,
+                &arg as *const _ as u64,
+                start_info.0,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
 /// `physdev_op(PHYSDEVOP_set_iopl, &physdev_set_iopl)` (`physdev.h`): set this vCPU's
 /// virtual I/O privilege level. A 64-bit PV kernel runs in ring 3, so `iopl` 3 is what
 /// lets it execute `in`/`out`: Xen then emulates each one on ports the domain may access
@@ -286,11 +319,13 @@ pub(crate) fn event_channel_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError>
 }
 
 /// `set_timer_op(deadline)` (`__HYPERVISOR_set_timer_op`, 15): a one-shot `VIRQ_TIMER`
-/// on this vCPU at Xen system time `deadline_ns` (0 cancels; a deadline already past
-/// fires right away). Replaces any earlier one-shot deadline.
+/// on this vCPU at guest time `deadline_ns` ([`crate::time::now_ns`]; converted to Xen
+/// system time here) (0 cancels; a deadline already past fires right away). Replaces
+/// any earlier one-shot deadline.
 pub fn set_timer_op(deadline_ns: u64) -> Result<(), XenError> {
+    let at = crate::time::to_xen(deadline_ns);
     // SAFETY: no pointers; arming the timer touches no guest memory.
-    let rc = unsafe { raw(xen::__HYPERVISOR_set_timer_op, [deadline_ns, 0, 0, 0, 0]) };
+    let rc = unsafe { raw(xen::__HYPERVISOR_set_timer_op, [at, 0, 0, 0, 0]) };
     check(rc).map(|_| ())
 }
 
@@ -386,7 +421,8 @@ pub fn stop_periodic_timer() -> Result<(), XenError> {
 }
 
 /// `sched_op(SCHEDOP_poll, &sched_poll)` (`sched.h`): block until one of `ports` is
-/// pending or Xen system time reaches `deadline_ns` (0: no deadline). Event delivery
+/// pending or guest time ([`crate::time::now_ns`]; converted to Xen system time here)
+/// reaches `deadline_ns` (0: no deadline). Event delivery
 /// stays masked: this is how the runtime waits (see [`evtchn`](crate::evtchn)). It may
 /// also return early: callers re-check the pending bits and the time.
 pub fn poll(ports: &mut [u32], deadline_ns: u64) -> Result<(), XenError> {
@@ -394,7 +430,7 @@ pub fn poll(ports: &mut [u32], deadline_ns: u64) -> Result<(), XenError> {
         ports: ports.as_mut_ptr(),
         nr_ports: ports.len() as u32,
         // A deadline past i64::MAX would be negative to Xen: a poll that never waits.
-        timeout: xenpv_protocol::evtchn::poll_timeout(deadline_ns),
+        timeout: xenpv_protocol::evtchn::poll_timeout(crate::time::to_xen(deadline_ns)),
     };
     // SAFETY: Xen reads the sched_poll struct on this frame and `nr_ports` ports from the
     // live slice it points to; it writes neither.

@@ -191,6 +191,7 @@ mod ring_page;
 #[cfg(feature = "async")]
 pub mod runtime;
 pub mod shared_page;
+pub mod suspend;
 pub mod time;
 #[cfg(any(feature = "async", feature = "net"))]
 pub mod time_driver;
@@ -204,6 +205,7 @@ pub use xenpv_protocol::{cmdline, escape, ring, start_info, xenbus, xenstore};
 pub use cmdline::Cmdline;
 #[cfg(feature = "async")]
 pub use runtime::{Runtime, ShutdownRequest, SHUTDOWN_GRACE_NS};
+pub use suspend::{epoch, ResumeKind, Resumed};
 
 /// The application's defmt macros, for apps that do not depend on defmt themselves.
 #[cfg(feature = "defmt")]
@@ -289,6 +291,11 @@ impl Boot {
     /// dom0 kernel starts, and there is no store page).
     pub fn xenstore(&mut self) -> Option<&mut xenstore::Xenstore<PageLink>> {
         self.xenstore.as_mut()
+    }
+    /// The start_info copy, to update after a resume in a new domain.
+    #[cfg(feature = "suspend")]
+    pub(crate) fn start_info_mut(&mut self) -> &mut StartInfo {
+        &mut self.start_info
     }
     /// Start-of-day timestamps.
     pub fn timing(&self) -> Timing {

@@ -33,6 +33,11 @@ impl PageLink {
     pub fn port(&self) -> crate::evtchn::Port {
         self.port
     }
+    /// Signal and wait through `port` from now on (after a resume in a new domain, where
+    /// every event channel is new).
+    pub fn set_port(&mut self, port: crate::evtchn::Port) {
+        self.port = port;
+    }
     /// The page at byte offset `off`.
     fn at<T>(&self, off: usize) -> *mut T {
         (self.va + off as u64).as_mut_ptr::<T>()
@@ -88,5 +93,8 @@ impl Link for PageLink {
     }
     fn now_ns(&self) -> u64 {
         crate::time::now_ns()
+    }
+    fn set_port(&mut self, port: u32) {
+        self.port = port;
     }
 }

@@ -22,7 +22,9 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
-use xenpv_protocol::xenbus::{Action, Control, FEATURES, SHUTDOWN_KEY, SYSRQ_KEY};
+use xenpv_protocol::xenbus::{
+    Action, Control, FEATURES, FEATURES_SUSPEND, SHUTDOWN_KEY, SYSRQ_KEY,
+};
 pub use xenpv_protocol::xenbus::{ShutdownReason, ShutdownRequest};
 
 /// How long an application has, after a shutdown request, to return by itself before
@@ -198,23 +200,32 @@ fn close_devices(executor: &'static embassy_executor::raw::Executor, devices: &'
 /// events or every [`SHUTDOWN_POLL_NS`].
 #[embassy_executor::task]
 async fn control_task(rt: &'static Runtime) {
-    let Some(port) = rt.with_boot(|b| {
+    let Some(()) = rt.with_boot(|b| {
         let xs = b.xenstore()?;
         for (key, token) in [(SHUTDOWN_KEY, SHUTDOWN_TOKEN), (SYSRQ_KEY, SYSRQ_TOKEN)] {
             if let Err(e) = xs.watch(key, token) {
                 crate::warn!("xenpv-rt: watching {key}: {e}");
             }
         }
-        for key in FEATURES {
+        let features: &[&str] = if cfg!(feature = "suspend") {
+            &FEATURES_SUSPEND
+        } else {
+            &FEATURES
+        };
+        for &key in features {
             if let Err(e) = xs.write(key, b"1") {
                 crate::println!("xenpv-rt: cannot write {key}=1: {e}");
             }
         }
-        Some(xs.link().port())
+        Some(())
     }) else {
         return;
     };
-    let mut control = Control::new();
+    let mut control = if cfg!(feature = "suspend") {
+        Control::with_suspend()
+    } else {
+        Control::new()
+    };
     loop {
         let got = rt.with_boot(|b| match b.xenstore() {
             Some(xs) => read_control(xs, &mut control),
@@ -227,7 +238,9 @@ async fn control_task(rt: &'static Runtime) {
                 Err((key, e)) => crate::warn!("xenpv-rt: reading {key}: {e}"),
             }
         }
-        // The next watch event (the xenstore port) or the backstop poll.
+        // The next watch event (the xenstore port: read each time, a resume in a new
+        // domain changes it) or the backstop poll.
+        let port = rt.with_boot(|b| b.xenstore().map_or(0, |xs| xs.link().port()));
         let tick = embassy_time::Timer::after(embassy_time::Duration::from_nanos(SHUTDOWN_POLL_NS));
         embassy_futures::select::select(exec::event(port), tick).await;
     }
@@ -296,6 +309,7 @@ fn act(rt: &Runtime, from: Origin, a: Action) {
         Action::RefuseSuspend => {
             crate::println!("xenpv-rt: suspend refused: save/restore is not implemented yet")
         }
+        Action::Suspend => suspend(rt),
         Action::Unknown(r) => crate::println!(
             "xenpv-rt: shutdown request {:?} not understood: left unacknowledged",
             r.as_str()
@@ -305,3 +319,41 @@ fn act(rt: &Runtime, from: Origin, a: Action) {
         }
     }
 }
+
+/// Suspend (acknowledged already), each outcome in one line.
+#[cfg(feature = "suspend")]
+fn suspend(rt: &Runtime) {
+    use xenpv_contract::report::Writer;
+    crate::println!("{}", Writer::new("suspend").word("acked"));
+    match crate::suspend::run(rt.devices) {
+        Ok(r) => {
+            let domid = rt.with_boot(|b| {
+                let v = b.xenstore()?.read("domid").ok()?;
+                core::str::from_utf8(&v).ok()?.trim().parse::<i64>().ok()
+            });
+            let domid = domid.unwrap_or(-1);
+            crate::println!(
+                "{}",
+                Writer::new("suspend")
+                    .word("resumed")
+                    .field("kind", r.kind.as_str())
+                    .field("rc", &r.rc)
+                    .field("epoch", &r.epoch)
+                    .field("domid", &domid)
+                    .field("mono_before", &r.mono_before)
+                    .field("mono_after", &r.mono_after)
+                    .field("ms", &r.ms)
+            );
+        }
+        Err(reason) => crate::println!(
+            "{}",
+            Writer::new("suspend")
+                .word("refused")
+                .field("reason", reason.as_str())
+        ),
+    }
+}
+
+/// Without the feature the control task never suspends (it refuses).
+#[cfg(not(feature = "suspend"))]
+fn suspend(_rt: &Runtime) {}

@@ -1,8 +1,20 @@
 //! Xen system time, read live from vCPU 0's `vcpu_time_info` (the arithmetic is
-//! `xenpv_protocol::clock`).
+//! `xenpv_protocol::clock`), and the guest's monotonic time on top of it.
+//!
+//! The guest's time ([`now_ns`]) is Xen system time plus an offset that is 0 until the
+//! guest resumes in a new domain (a restore or a migration, feature `suspend`): there
+//! Xen's system time is the new host's, and the offset makes the guest's time go on
+//! from where it stopped ([`xenpv_protocol::clock::resume_offset`]). Every deadline
+//! handed to Xen is converted back (`to_xen`; `set_timer_op` and `SCHEDOP_poll` do it).
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 pub use xenpv_protocol::clock::Clock;
+
+/// Guest time minus Xen system time (0 until a resume in a new domain).
+static OFFSET: AtomicI64 = AtomicI64::new(0);
+/// Non-zero inside the suspend window: the guest time [`now_ns`] returns meanwhile
+/// (shared_info is unmapped then, the clock cannot be read).
+static FROZEN: AtomicU64 = AtomicU64::new(0);
 
 /// shared_info is mapped (the takeover did it): the pvclock can be read.
 static READY: AtomicBool = AtomicBool::new(false);
@@ -61,11 +73,49 @@ pub fn clock() -> Clock {
 /// ticks, about a nanosecond each on the machines Xen runs on, which is close enough
 /// for the stall timeouts that are all start of day uses.
 pub fn now_ns() -> u64 {
+    match FROZEN.load(Ordering::Acquire) {
+        0 => xenpv_protocol::clock::guest_time(raw_now_ns(), OFFSET.load(Ordering::Acquire)),
+        frozen => frozen,
+    }
+}
+
+/// Xen system time now, without the guest's offset (what the wallclock is relative to).
+fn raw_now_ns() -> u64 {
     if ready() {
         clock().at(rdtsc())
     } else {
         rdtsc()
     }
+}
+
+/// The Xen system time to hand Xen for guest-time deadline `deadline_ns` (0, "none",
+/// stays 0).
+pub(crate) fn to_xen(deadline_ns: u64) -> u64 {
+    xenpv_protocol::clock::to_xen(deadline_ns, OFFSET.load(Ordering::Acquire))
+}
+
+/// Enter the suspend window: the guest time is frozen at its value now (returned), and
+/// [`ready`] is false (shared_info is about to be unmapped) until [`leave_window`].
+#[cfg(feature = "suspend")]
+pub(crate) fn enter_window() -> u64 {
+    let saved = now_ns().max(1);
+    FROZEN.store(saved, Ordering::Release);
+    READY.store(false, Ordering::Release);
+    saved
+}
+
+/// Leave the suspend window (shared_info is mapped again). In a new domain
+/// (`new_domain`) the offset is set so that the guest time goes on from where it was
+/// frozen; in the same domain the clock is the same and the offset stays.
+#[cfg(feature = "suspend")]
+pub(crate) fn leave_window(new_domain: bool) {
+    READY.store(true, Ordering::Release);
+    let saved = FROZEN.load(Ordering::Acquire);
+    if new_domain && saved != 0 {
+        let off = xenpv_protocol::clock::resume_offset(saved, raw_now_ns());
+        OFFSET.store(off, Ordering::Release);
+    }
+    FROZEN.store(0, Ordering::Release);
 }
 
 /// Wall-clock time now, in seconds since 1970 (UTC): shared_info's wallclock (the time
@@ -102,5 +152,6 @@ pub fn wallclock_s() -> Option<u64> {
     if sec == 0 {
         return None;
     }
-    Some(sec + (nsec + now_ns()) / 1_000_000_000)
+    // Relative to Xen's own system time: the guest's offset plays no part.
+    Some(sec + (nsec + raw_now_ns()) / 1_000_000_000)
 }

@@ -90,7 +90,7 @@ pub fn layout_ok() -> Vec<Check> {
     let layout = |what: &'static str| report("layout").words(&[what]);
     vec![
         Check::Report(layout("l4").all(
-            "Xen's slots within 256..=271, then 272=direct-map 511=kernel-map and no more",
+            "Xen's slots within 256..=271, then 272=direct-map 273=p2m-window 511=kernel-map and no more",
             l4_slots_ok,
         )),
         Check::Report(
@@ -130,18 +130,49 @@ pub fn layout_ok() -> Vec<Check> {
                 .within("vcpu0_upcall_mask", 0.0, 9.0)
                 .nums(&["vcpu0_upcall_mask"]),
         ),
+        // The p2m published for the toolstack (save, migrate), walked by the guest as a
+        // toolstack walks it (the list through the window, the tree) against its p2m.
+        Check::Report(
+            report("p2m")
+                .eq("check", "ok")
+                .eq("p2m_vaddr", "0xffff888000000000")
+                .hex("p2m_cr3")
+                .hex("fll")
+                .nums(&["max_pfn", "leaves", "entries", "window_tables", "tree_frames"])
+                .all("max_pfn = entries, leaves = entries/512 rounded up", p2m_sizes),
+        ),
     ]
 }
 
+/// `p2m: check=ok …`: the walk covered every entry and every leaf.
+fn p2m_sizes(r: &Report) -> Result<(), String> {
+    let n = |k: &str| -> Result<u64, String> {
+        r.field(k)
+            .unwrap_or_default()
+            .parse::<u64>()
+            .map_err(|e| format!("{k}: {e}"))
+    };
+    let (max, entries, leaves) = (n("max_pfn")?, n("entries")?, n("leaves")?);
+    if max == 0 || max != entries || leaves != entries.div_ceil(512) {
+        return Err(format!("max_pfn={max} entries={entries} leaves={leaves}"));
+    }
+    Ok(())
+}
+
 /// `layout: l4 …`: Xen fills some of its slots 256..=271 (which ones is Xen's business),
-/// each `N=xen` or `N-M=xen`, then `272=direct-map 511=kernel-map`, and nothing else.
+/// each `N=xen` or `N-M=xen`, then `272=direct-map 273=p2m-window 511=kernel-map` (the
+/// p2m list's window for the toolstack), and nothing else.
 fn l4_slots_ok(r: &Report) -> Result<(), String> {
     if r.words != ["l4"] {
         return Err(format!("words {:?}", r.words));
     }
     let n = r.fields.len();
-    let (xen, ours) = r.fields.split_at(n.saturating_sub(2));
-    let ours_want = [("272", "direct-map"), ("511", "kernel-map")];
+    let (xen, ours) = r.fields.split_at(n.saturating_sub(3));
+    let ours_want = [
+        ("272", "direct-map"),
+        ("273", "p2m-window"),
+        ("511", "kernel-map"),
+    ];
     if xen.is_empty()
         || ours
             .iter()

@@ -22,7 +22,7 @@
 //! 4. Retire the boot region from the kernel map: level2_kernel slots past the image,
 //!    the grafted level2_fixmap slots, and the image's last L1 past its end. Flush.
 //! 5. Reclaim Xen's boot page-table frames nobody references any more (direct map RW
-//!    again) and the rest of the boot region (start_info, stack, padding).
+//!    again) and the rest of the boot region (stack, padding); start_info is kept.
 
 mod chunks;
 
@@ -80,6 +80,9 @@ pub struct Input<'a> {
     pub module: Option<(Pfn, Pfn)>,
     /// A domU's xenstore and console ring frames: never reclaimed.
     pub shared_rings: [Option<Pfn>; 2],
+    /// The start_info page (in the boot region): never reclaimed, as suspend names it to
+    /// Xen and a restore writes the new domain's start_info into the same pfn.
+    pub start_info: Pfn,
     /// Machine frame of shared_info (mapped at fixmap slot 0).
     pub shared_info: Mfn,
     /// Where module space begins.
@@ -686,8 +689,8 @@ fn push_region(regions: &mut Regions, start: Pfn, end: Pfn, what: Use) {
 }
 
 /// Step 5: Xen's table frames no kernel-map entry references any more become data
-/// (direct map RW again), and the rest of the boot region (start_info, stack, padding)
-/// is free. Returns the reserved regions and the frames reclaimed.
+/// (direct map RW again), and the rest of the boot region (stack, padding) is free; the
+/// start_info page stays reserved. Returns the reserved regions and the frames reclaimed.
 fn reclaim<S: MmuSink>(
     p: &Plan<'_, '_>,
     dm: &DirectMap,
@@ -723,6 +726,10 @@ fn reclaim<S: MmuSink>(
     for r in input.shared_rings.iter().flatten() {
         push_region(&mut regions, *r, *r + 1, Use::SharedRing);
     }
+    let si = input.start_info;
+    if si.0 < input.nr_pages {
+        push_region(&mut regions, si, si + 1, Use::StartInfo);
+    }
     let mut reclaimed = 0;
     for pfn in input.xen_pt.0.up_to(input.xen_pt.1) {
         let m = p.mfn(pfn)?;
@@ -744,6 +751,7 @@ fn reclaim<S: MmuSink>(
             || in_range(pfn, input.p2m_pfns)
             || input.module.is_some_and(|m| in_range(pfn, m))
             || input.shared_rings.contains(&Some(pfn))
+            || pfn == input.start_info
     };
     reclaimed += kernel_end_pfn
         .up_to(p.boot_end_pfn.min(Pfn(input.nr_pages)))

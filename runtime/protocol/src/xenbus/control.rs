@@ -4,7 +4,9 @@
 //!   (poweroff, halt, reboot, crash) is acknowledged by clearing the key, then acted on;
 //!   the first one decides how the guest ends, later ones are acknowledged and ignored.
 //!   `suspend` is refused: never acknowledged (libxl gives up after its timeout and
-//!   clears the key itself), said once per request. An unknown word is left
+//!   clears the key itself), said once per request; unless the guest supports it
+//!   ([`Control::with_suspend`]), when it is acknowledged and acted on
+//!   ([`Action::Suspend`]) like the others, except that it does not stop the guest. An unknown word is left
 //!   unacknowledged too, as Linux does ("Ignoring shutdown request").
 //! - `control/sysrq` holds one letter (`xl sysrq DOMID X`), acknowledged by clearing it:
 //!   `b` reboots, `o` powers off, `c` crashes (as requests of their own); any other is
@@ -18,8 +20,16 @@ pub const SHUTDOWN_KEY: &str = "control/shutdown";
 /// The key `xl sysrq` writes its letter to.
 pub const SYSRQ_KEY: &str = "control/sysrq";
 /// The feature keys the guest writes (value `1`) at boot: the requests it honours.
-/// Not `feature-suspend` (refused until save/restore exists), nor `feature-balloon`.
+/// Not `feature-suspend` (refused by a guest without save/restore), nor
+/// `feature-balloon`.
 pub const FEATURES: [&str; 2] = ["control/feature-poweroff", "control/feature-reboot"];
+/// The feature keys of a guest that suspends ([`Control::with_suspend`]): [`FEATURES`]
+/// and `control/feature-suspend`.
+pub const FEATURES_SUSPEND: [&str; 3] = [
+    "control/feature-poweroff",
+    "control/feature-reboot",
+    "control/feature-suspend",
+];
 
 /// What to do about a value read from a control key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +47,8 @@ pub enum Action {
     },
     /// `suspend`, refused (left unacknowledged); said once per request.
     RefuseSuspend,
+    /// `suspend`, acknowledged: suspend now (only with [`Control::with_suspend`]).
+    Suspend,
     /// A word the guest does not know, left unacknowledged; said once per request.
     Unknown(ShutdownRequest),
     /// A sysrq letter with no meaning here (printable ASCII, else `?`).
@@ -49,12 +61,47 @@ pub enum Action {
 pub struct Control {
     stopping: Option<ShutdownRequest>,
     said: Option<ShutdownRequest>,
+    /// The guest suspends: `suspend` is acknowledged and acted on.
+    suspend: bool,
 }
 
 impl Control {
     /// Nothing read yet.
     pub fn new() -> Control {
         Control::default()
+    }
+
+    /// Nothing read yet, for a guest that suspends: `suspend` is acknowledged and gives
+    /// [`Action::Suspend`], unless the guest is already stopping (then it is refused, as
+    /// without suspend support: a guest on its way out is not saved).
+    ///
+    /// ```
+    /// use xenpv_protocol::xenbus::{Action, Control, ShutdownRequest};
+    /// let mut c = Control::with_suspend();
+    /// assert_eq!(c.shutdown(b"suspend"), (true, Action::Suspend));
+    /// assert_eq!(c.shutdown(b""), (false, Action::Nothing)); // our own clear
+    /// assert_eq!(c.shutdown(b"suspend"), (true, Action::Suspend)); // the next save
+    /// ```
+    pub fn with_suspend() -> Control {
+        Control {
+            suspend: true,
+            ..Control::default()
+        }
+    }
+
+    /// Does this guest suspend ([`Control::with_suspend`])?
+    pub fn suspends(&self) -> bool {
+        self.suspend
+    }
+
+    /// The feature keys to write at boot: with `control/feature-suspend` only for a
+    /// guest that suspends.
+    pub fn features(&self) -> &'static [&'static str] {
+        if self.suspend {
+            &FEATURES_SUSPEND
+        } else {
+            &FEATURES
+        }
     }
 
     /// The request the guest is stopping for, if any.
@@ -82,6 +129,11 @@ impl Control {
         if r.reason().is_some() {
             self.said = None;
             return (true, self.honour(r));
+        }
+        if r == ShutdownRequest::Suspend && self.suspend && self.stopping.is_none() {
+            // Acknowledged (cleared): a later `suspend` is the next save.
+            self.said = None;
+            return (true, Action::Suspend);
         }
         if self.said.as_ref() == Some(&r) {
             return (false, Action::Nothing);
@@ -171,6 +223,26 @@ mod tests {
         assert_eq!(c.stopping(), None);
         // A poweroff written over a refused suspend is honoured.
         assert_eq!(c.shutdown(b"poweroff"), (true, A::Stop(R::Poweroff)));
+    }
+
+    #[test]
+    fn with_suspend_each_suspend_is_acknowledged_and_does_not_stop() {
+        let mut c = Control::with_suspend();
+        assert_eq!(c.features().last(), Some(&"control/feature-suspend"));
+        assert!(!Control::new()
+            .features()
+            .contains(&"control/feature-suspend"));
+        for _ in 0..3 {
+            assert_eq!(c.shutdown(b"suspend\0"), (true, A::Suspend));
+            assert_eq!(c.shutdown(b""), (false, A::Nothing));
+        }
+        // Read again before our clear landed: a second ack is harmless (xl waits for "").
+        assert_eq!(c.shutdown(b"suspend"), (true, A::Suspend));
+        assert_eq!(c.stopping(), None);
+        // A guest on its way out refuses (unacknowledged, said once).
+        assert_eq!(c.shutdown(b"poweroff"), (true, A::Stop(R::Poweroff)));
+        assert_eq!(c.shutdown(b"suspend"), (false, A::RefuseSuspend));
+        assert_eq!(c.shutdown(b"suspend"), (false, A::Nothing));
     }
 
     #[test]

@@ -35,7 +35,7 @@
 mod control;
 mod shutdown;
 mod steps;
-pub use control::{Action, Control, FEATURES, SHUTDOWN_KEY, SYSRQ_KEY};
+pub use control::{Action, Control, FEATURES, FEATURES_SUSPEND, SHUTDOWN_KEY, SYSRQ_KEY};
 pub use shutdown::{ShutdownReason, ShutdownRequest};
 pub use steps::{close, connect, Closing, Connecting, Step};
 

@@ -78,6 +78,16 @@ pub const EVENT_QUEUE: usize = 8;
 pub const EVENT_PATH_MAX: usize = 512;
 /// Longest watch token, ours or in an event.
 pub const TOKEN_MAX: usize = 64;
+/// Watches the client keeps to re-send after a restore ([`Xenstore::resume_new`]); a
+/// watch past it is still set, but counted ([`Xenstore::watches_unregistered`]) and
+/// not re-sent.
+pub const WATCHES_MAX: usize = 32;
+
+/// A watch set and not removed: what a new domain's xenstored is told again.
+type Registered = (
+    heapless::String<EVENT_PATH_MAX>,
+    heapless::String<TOKEN_MAX>,
+);
 /// Bytes of an error reply's errno name kept in [`XsError::Xenstore`] (the names in
 /// xs_wire.h's `xsd_errors` are far shorter; a longer one is cut on a char boundary).
 pub const ERRNO_MAX: usize = 32;
@@ -196,6 +206,9 @@ pub struct Xenstore<L: Link> {
     rx: Rx,
     /// The unsent rest of a request that stalled half-written.
     tx_rest: Request,
+    /// The watches set and not removed, re-sent by [`Xenstore::resume_new`].
+    watches: heapless::Vec<Registered, WATCHES_MAX>,
+    unregistered: u64,
 }
 
 impl<L: Link> Xenstore<L> {
@@ -214,7 +227,57 @@ impl<L: Link> Xenstore<L> {
             resyncs: 0,
             rx: Rx::default(),
             tx_rest: Request::new(),
+            watches: heapless::Vec::new(),
+            unregistered: 0,
         }
+    }
+
+    /// The watches set and not removed (path, token), as [`resume_new`](Self::resume_new)
+    /// re-sends them.
+    pub fn watches(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.watches.iter().map(|(p, t)| (p.as_str(), t.as_str()))
+    }
+
+    /// Watches set while the registry was full ([`WATCHES_MAX`]): not re-sent after a
+    /// restore.
+    pub fn watches_unregistered(&self) -> u64 {
+        self.unregistered
+    }
+
+    /// Nothing is half done on the ring: no message half received, no request half
+    /// sent. Requests are synchronous, so between two calls none is waiting for its
+    /// reply; what this adds is the pieces a deadline cut. A guest suspends only then.
+    pub fn quiescent(&self) -> bool {
+        self.tx_rest.is_empty() && self.rx.hgot == 0 && self.rx.hdr.is_none() && self.rx.skip == 0
+    }
+
+    /// Carry on in a new domain (the guest was restored or migrated): the ring page is
+    /// the same but its peer is a new xenstored, reached through `port`, that knows none
+    /// of our watches. The link signals `port` from now on; what the old xenstored left
+    /// unread on the ring is dropped, and any half-received message with it (their
+    /// requests are gone); every registered watch is set again (in order; each one's
+    /// error is counted in `failed` and the rest still go); and the lost-events epoch
+    /// moves on, so that every watcher reads what it watches again (xenstored also fires
+    /// each watch once when it is set). Returns `(re-sent, failed)`.
+    pub fn resume_new(&mut self, port: u32) -> (usize, usize) {
+        self.ring.link().set_port(port);
+        if self.ring.resume_new() > 0 {
+            self.resyncs += 1;
+        }
+        self.rx = Rx::default();
+        self.tx_rest.clear();
+        self.events.clear();
+        self.lose_events();
+        let watches = core::mem::take(&mut self.watches);
+        let (mut sent, mut failed) = (0, 0);
+        for (path, token) in watches.iter() {
+            match self.transact(MsgType::Watch, &[path, token], &[]) {
+                Ok(_) => sent += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        self.watches = watches;
+        (sent, failed)
     }
 
     /// Replies discarded because they answered no request in flight (they arrived after
@@ -547,14 +610,26 @@ impl<L: Link> Xenstore<L> {
     /// Watch `path`; events carry `token`. xenstored fires the watch once at once.
     pub fn watch(&mut self, path: &str, token: &str) -> Result<(), XsError> {
         check_watch(path, token)?;
-        self.transact(MsgType::Watch, &[path, token], &[])
-            .map(|_| ())
+        self.transact(MsgType::Watch, &[path, token], &[])?;
+        if !self.watches().any(|w| w == (path, token)) {
+            let entry = heapless::String::try_from(path)
+                .ok()
+                .zip(heapless::String::try_from(token).ok());
+            let kept = entry.is_some_and(|e| self.watches.push(e).is_ok());
+            if !kept {
+                self.unregistered += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Remove the watch on `path` with `token` (xenstored counts watches against a
     /// quota). Events it fired before are still queued.
     pub fn unwatch(&mut self, path: &str, token: &str) -> Result<(), XsError> {
         check_watch(path, token)?;
+        // Forgotten first: a watch xenstored may or may not have removed is not re-sent.
+        self.watches
+            .retain(|(p, t)| (p.as_str(), t.as_str()) != (path, token));
         self.transact(MsgType::Unwatch, &[path, token], &[])
             .map(|_| ())
     }

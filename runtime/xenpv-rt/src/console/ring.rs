@@ -41,6 +41,16 @@ pub(crate) fn failing() {
     FAILING.store(true, Ordering::SeqCst);
 }
 
+/// The console's event channel changed (a resume in a new domain): signal it from now
+/// on, and once now (output written meanwhile was not signalled on a live port).
+#[cfg(feature = "suspend")]
+pub(crate) fn set_port(port: crate::evtchn::Port) {
+    if let Some(r) = RING.lock().as_mut() {
+        r.link().set_port(port);
+        let _ = crate::evtchn::send(port);
+    }
+}
+
 /// The ring, locked: waiting for the lock normally; on the failing path without waiting
 /// (`None`: drop the message).
 fn lock_ring() -> Option<spin::MutexGuard<'static, Option<Live>>> {

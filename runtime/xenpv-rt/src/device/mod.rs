@@ -167,6 +167,21 @@ impl Devices {
         }))
     }
 
+    /// Run `f` with the boot state and the grant table (`None` if no device set it up
+    /// yet), if neither is borrowed elsewhere right now: the suspend sequence.
+    #[cfg(feature = "suspend")]
+    pub(crate) fn with_boot_and_grants<R>(
+        &self,
+        f: impl FnOnce(&mut Boot, Option<&mut GrantTable>) -> R,
+    ) -> Result<R, DeviceError> {
+        let mut boot = self.boot.try_borrow_mut().map_err(|_| DeviceError::Busy)?;
+        let mut grants = self
+            .grants
+            .try_borrow_mut()
+            .map_err(|_| DeviceError::Busy)?;
+        Ok(f(&mut boot, grants.as_mut()))
+    }
+
     /// Run `f` with the boot state, if it is not borrowed elsewhere right now.
     pub(crate) fn with_boot<R>(&self, f: impl FnOnce(&mut Boot) -> R) -> Result<R, DeviceError> {
         let mut boot = self.boot.try_borrow_mut().map_err(|_| DeviceError::Busy)?;

@@ -134,6 +134,24 @@ pub fn wake_on(port: Port, waker: &Waker) {
     }
 }
 
+/// Every port is gone (the guest resumed in a new domain): every registration is dropped
+/// and its waker woken, and every [`event`] future resolves at its next poll (its port
+/// counted as fired once more). The tasks re-check what they waited for, and wait on
+/// their new ports.
+pub fn reset_ports() {
+    let all: Vec<(Port, Waker)> = core::mem::take(&mut *PORT_WAKERS.lock());
+    {
+        let mut fired = FIRED.lock();
+        let known: Vec<Port> = fired.counts.iter().map(|(p, _)| *p).collect();
+        for p in known.into_iter().chain(all.iter().map(|(p, _)| *p)) {
+            fired.bump(p);
+        }
+    }
+    for (_, w) in all {
+        w.wake();
+    }
+}
+
 /// Drop every registration on `port`, waking its wakers: call it before closing the
 /// port (Xen refuses to poll a closed one; the idle loop would drop them anyway, after
 /// a refused poll).

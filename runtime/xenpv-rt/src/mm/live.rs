@@ -256,3 +256,162 @@ impl Direct {
 pub(super) fn shared_info() -> *mut xen_sys::shared_info {
     Fixmap::SharedInfo.va().as_mut_ptr::<xen_sys::shared_info>()
 }
+
+/// The p2m fields of `shared_info.arch`, as published (`nmi_reason` untouched).
+pub(super) fn write_p2m_arch(p: &xenpv_paging::p2m::P2mPublish) {
+    use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
+    let si = shared_info();
+    // SAFETY: shared_info is mapped read-write at fixmap slot 0 (the takeover maps it; the
+    // callers run while it is mapped); volatile stores of whole words into `arch`, which
+    // only the guest and the toolstack (reading) touch. The order is the contract with
+    // the toolstack: generation, the tree, the list's place and size, p2m_cr3 last (it
+    // selects the list), a compiler fence between them.
+    unsafe {
+        let arch = core::ptr::addr_of_mut!((*si).arch);
+        core::ptr::addr_of_mut!((*arch).p2m_generation).write_volatile(p.generation);
+        compiler_fence(SeqCst);
+        core::ptr::addr_of_mut!((*arch).pfn_to_mfn_frame_list_list).write_volatile(p.fll.0);
+        compiler_fence(SeqCst);
+        core::ptr::addr_of_mut!((*arch).p2m_vaddr).write_volatile(p.p2m_vaddr);
+        core::ptr::addr_of_mut!((*arch).max_pfn).write_volatile(p.max_pfn);
+        compiler_fence(SeqCst);
+        core::ptr::addr_of_mut!((*arch).p2m_cr3).write_volatile(p.p2m_cr3);
+    }
+}
+
+/// The p2m fields of `shared_info.arch` as they are now (what a toolstack would read).
+pub(super) fn read_p2m_arch() -> xenpv_paging::p2m::P2mPublish {
+    let si = shared_info();
+    // SAFETY: shared_info is mapped at fixmap slot 0 (see `write_p2m_arch`); volatile
+    // reads of plain words.
+    unsafe {
+        let arch = core::ptr::addr_of!((*si).arch);
+        xenpv_paging::p2m::P2mPublish {
+            max_pfn: core::ptr::addr_of!((*arch).max_pfn).read_volatile(),
+            p2m_vaddr: core::ptr::addr_of!((*arch).p2m_vaddr).read_volatile(),
+            p2m_cr3: core::ptr::addr_of!((*arch).p2m_cr3).read_volatile(),
+            fll: Mfn(core::ptr::addr_of!((*arch).pfn_to_mfn_frame_list_list).read_volatile()),
+            generation: core::ptr::addr_of!((*arch).p2m_generation).read_volatile(),
+        }
+    }
+}
+
+/// The p2m tree's frames written with plain stores through the direct map.
+pub(super) struct TreeStores<'a> {
+    pub(super) direct: &'a Direct,
+    /// The tree's frames `[start, start + n)`: the only ones stored into.
+    pub(super) frames: (Pfn, u64),
+}
+
+impl TableStore for TreeStores<'_> {
+    fn store_table(&mut self, pfn: Pfn, entries: &[u64; 512]) {
+        let (start, n) = self.frames;
+        assert!(
+            pfn >= start && pfn.0 < start.0 + n && self.direct.is_mapped(pfn),
+            "p2m tree store into pfn {pfn:#x}, not a tree frame"
+        );
+        // SAFETY: the frame is one of the tree's (checked above): data frames the runtime
+        // took from the allocator for the tree alone (mapped read-write in the direct map,
+        // their chunk mapped), referenced by no Rust reference; 4096 bytes, page-aligned.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                entries.as_ptr(),
+                direct_map_va(pfn).as_mut_ptr::<u64>(),
+                entries.len(),
+            )
+        }
+    }
+}
+
+impl DirectEnv for TreeStores<'_> {
+    fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        VmapEnv::mfn(self.direct, pfn)
+    }
+}
+
+impl xenpv_paging::p2m::Machine for Direct {
+    fn word(&self, mfn: Mfn, index: usize) -> Option<u64> {
+        let pfn = self.pfn(mfn)?;
+        if index >= 512 || !self.is_mapped(pfn) {
+            return None;
+        }
+        // SAFETY: the frame's chunk is mapped (checked above), so it is readable through
+        // the direct map; one volatile word read inside the page.
+        Some(unsafe {
+            (direct_map_va(pfn) + index as u64 * 8)
+                .as_ptr::<u64>()
+                .read_volatile()
+        })
+    }
+    fn m2p(&self, mfn: Mfn) -> Option<Pfn> {
+        if mfn > self.max_mfn || mfn > Mfn::MAX {
+            return None;
+        }
+        // SAFETY: as in `VmapEnv::pfn`: the M2P covers every frame up to max_mfn.
+        Some(Pfn(unsafe {
+            ((M2P + mfn.0 * 8) as *const u64).read_volatile()
+        }))
+    }
+    fn p2m(&self, pfn: Pfn) -> Option<Mfn> {
+        VmapEnv::mfn(self, pfn)
+    }
+    fn max_mfn(&self) -> Mfn {
+        self.max_mfn
+    }
+}
+
+/// The start_info page's bytes through the direct map (the takeover keeps the page, and
+/// its chunk is a start chunk: it lies in Xen's boot region).
+///
+/// # Safety
+/// `pfn` is the start_info page the takeover reserved, and the caller holds the only
+/// borrow of it (through `&mut Memory` or `&Memory` for the lifetime of the result; only
+/// `StartInfoPage` calls this).
+pub(super) unsafe fn start_info_bytes<'a>(pfn: Pfn) -> &'a mut [u8; 4096] {
+    // SAFETY: see the function's contract: a mapped (start chunk), reserved page that no
+    // other reference reaches; 4096 bytes, page-aligned.
+    unsafe { &mut *direct_map_va(pfn).as_mut_ptr::<[u8; 4096]>() }
+}
+
+/// Where the p2m list is (direct-map VA), its entries and the highest machine frame,
+/// for readers without a [`Memory`](super::Memory) at hand (`Page::mfn`). Set once by the
+/// takeover; `max_mfn` again after a new domain.
+static P2M_VA: AtomicU64 = AtomicU64::new(0);
+static P2M_NR: AtomicU64 = AtomicU64::new(0);
+static MAX_MFN: AtomicU64 = AtomicU64::new(0);
+
+/// Record the live p2m's place (the takeover) and the highest machine frame (the
+/// takeover, and [`super::resume_new`]).
+pub(super) fn set_live_p2m(d: &Direct) {
+    P2M_VA.store(d.p2m_va.as_u64(), Ordering::Release);
+    MAX_MFN.store(d.max_mfn.0, Ordering::Release);
+    P2M_NR.store(d.nr_pages, Ordering::Release);
+}
+
+/// The p2m entry of `pfn` now (`None` past the list, or before the takeover).
+pub(crate) fn p2m_entry(pfn: Pfn) -> Option<Mfn> {
+    let (va, nr) = (
+        P2M_VA.load(Ordering::Acquire),
+        P2M_NR.load(Ordering::Acquire),
+    );
+    if va == 0 || pfn.0 >= nr {
+        return None;
+    }
+    // SAFETY: pfn < nr_pages and the list is direct-mapped at `va` from the takeover on
+    // (its chunks are start chunks), for the guest's life.
+    Some(Mfn(unsafe {
+        ((va + pfn.0 * 8) as *const u64).read_volatile()
+    }))
+}
+
+/// Xen's M2P entry of `mfn` (`None` above the highest machine frame).
+pub(crate) fn m2p_entry(mfn: Mfn) -> Option<Pfn> {
+    if mfn.0 > MAX_MFN.load(Ordering::Acquire) || mfn > Mfn::MAX {
+        return None;
+    }
+    // SAFETY: Xen maps the M2P read-only for every PV guest, up to the highest machine
+    // frame, which `mfn` does not exceed (checked above).
+    Some(Pfn(unsafe {
+        ((M2P + mfn.0 * 8) as *const u64).read_volatile()
+    }))
+}

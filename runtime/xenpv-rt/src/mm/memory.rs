@@ -68,6 +68,30 @@ pub struct Memory {
     pub(super) exec: Executor<Xen>,
     pub(super) vmap: Vmap,
     pub(super) mode: DirectMapMode,
+    /// NX is set on data mappings.
+    pub(super) nx: bool,
+    /// The p2m list and what publishes it (see [`super::p2m`]).
+    pub(super) p2m: P2mState,
+}
+
+/// Where the p2m and its published forms live (fixed for the guest's life).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct P2mState {
+    /// The list's pages `[start, end)`; `None` if Xen did not page-align it (then nothing
+    /// can be published: the toolstack maps whole pages from entry 0).
+    pub(crate) list: Option<(Pfn, Pfn)>,
+    /// Where Xen put the list (start_info `mfn_list`), for the refusal.
+    pub(crate) mfn_list: u64,
+    /// The window is mapped (done once).
+    pub(crate) window: bool,
+    /// The window's L3 (in L4 slot 273), once mapped.
+    pub(crate) window_l3: Option<Pfn>,
+    /// The tree's frames `[start, start + n)` (n = 0: not taken yet).
+    pub(crate) tree: (Pfn, u64),
+    /// Frames the window's tables took.
+    pub(crate) window_frames: u64,
+    /// The start_info page (kept by the takeover).
+    pub(crate) start_info: Pfn,
 }
 
 /// The frame allocator and the direct map that grows under it, shared by [`Memory`] and
@@ -84,7 +108,7 @@ pub(super) struct Frames {
 impl Frames {
     /// Map chunks until `enough` holds (or all are mapped): whether it holds. A failure
     /// is reported once and leaves the frames of the chunk unused.
-    fn grow_until(&mut self, enough: impl Fn(&FrameAllocator<'_>) -> bool) -> bool {
+    pub(super) fn grow_until(&mut self, enough: impl Fn(&FrameAllocator<'_>) -> bool) -> bool {
         let r = self
             .direct
             .grow_until(&mut self.alloc, &mut self.env, &mut self.exec, enough);
@@ -187,8 +211,9 @@ pub(crate) fn give_frame_run(first: Pfn, n: u64) -> u64 {
 pub struct Page {
     // Private: a Page is proof of ownership of its frame (`page_mut` hands out `&mut` to
     // it), so safe code must not be able to make one up.
+    // No machine frame number is kept: after a save and restore every one changes,
+    // while the pfn stays.
     pfn: Pfn,
-    mfn: Mfn,
 }
 
 impl Page {
@@ -196,9 +221,18 @@ impl Page {
     pub fn pfn(&self) -> Pfn {
         self.pfn
     }
-    /// Its machine frame number (what Xen and peers name it by).
+    /// Its machine frame number now (what Xen and peers name it by), read from the live
+    /// p2m: valid until the domain is saved or migrated, so look it up per operation and
+    /// never keep it. Debug builds check it against Xen's M2P.
     pub fn mfn(&self) -> Mfn {
-        self.mfn
+        let mfn = live::p2m_entry(self.pfn).unwrap_or(Mfn(!0));
+        debug_assert_eq!(
+            live::m2p_entry(mfn),
+            Some(self.pfn),
+            "m2p[p2m[{:#x}]] is not the page's pfn",
+            self.pfn
+        );
+        mfn
     }
 }
 
@@ -277,7 +311,7 @@ impl Memory {
             f.alloc.alloc()?
         };
         match self.mfn(pfn) {
-            Some(mfn) if mfn <= Mfn::MAX => Some(Page { pfn, mfn }),
+            Some(mfn) if mfn <= Mfn::MAX => Some(Page { pfn }),
             _ => None, // a hole in the p2m: keep the frame out of use
         }
     }

@@ -187,6 +187,11 @@ impl core::fmt::Display for TopLevel<'_> {
             super::layout::L4_XEN_FIRST..=super::layout::L4_XEN_LAST => "xen",
             _ if pte::frame(e) == mfn(t.level3_ident) => "direct-map",
             _ if pte::frame(e) == mfn(t.level3_kernel) => "kernel-map",
+            super::layout::L4_P2M_LIST
+                if m.p2m.window_l3.is_some_and(|l3| pte::frame(e) == mfn(l3)) =>
+            {
+                "p2m-window"
+            }
             _ => "UNEXPECTED",
         };
         write!(f, "layout: l4")?;

@@ -42,12 +42,17 @@ struct BootRead {
     snap: BootSnapshot,
     module: Option<(Pfn, Pfn)>,
     shared_rings: [Option<Pfn>; 2],
+    start_info: Pfn,
 }
 
 /// Read start_info's frames and Xen's boot tables, refusing (fatally) anything that does
 /// not add up.
-fn read_boot(info: &StartInfo, kernel_end: VirtAddr) -> BootRead {
+fn read_boot(info: &StartInfo, si_va: VirtAddr, kernel_end: VirtAddr) -> BootRead {
     let nr = info.nr_pages;
+    let start_info = pfn_range(si_va, 1).0;
+    if !si_va.is_aligned(PAGE_SIZE) || start_info.0 >= nr {
+        crate::fatal!("start_info at {si_va:#x} is not a page of the boot region");
+    }
     let p2m = LiveP2m {
         boot: info.mfn_list,
         nr_pages: nr,
@@ -98,6 +103,7 @@ fn read_boot(info: &StartInfo, kernel_end: VirtAddr) -> BootRead {
         snap,
         module,
         shared_rings,
+        start_info,
     }
 }
 
@@ -127,6 +133,7 @@ fn run_plan(
         p2m_pfns: boot.p2m_pfns,
         module: boot.module,
         shared_rings: boot.shared_rings,
+        start_info: boot.start_info,
         shared_info: Maddr(info.shared_info_maddr).mfn(),
         split,
         module_space_min,
@@ -197,6 +204,7 @@ fn start_allocator(
         exec,
     };
     *FRAMES.lock() = Some(frames);
+    live::set_live_p2m(&direct);
     direct
 }
 
@@ -218,11 +226,13 @@ fn take_executor(batch: usize) -> Executor<Xen> {
     core::mem::replace(&mut f.exec, fresh)
 }
 
-/// Take over paging. Refusals and hypercall failures are fatal (status 102) with a message
+/// Take over paging, then publish the p2m for the toolstack (`p2m:` line). Refusals and hypercall failures are fatal (status 102) with a message
 /// naming the sizes or the operation; refusals happen before anything is written.
+/// `si` is where Xen mapped start_info (its page is kept).
 /// `batch` caps operations per hypercall (512 normally; 1 for the bench's baseline).
 pub(crate) fn take_over(
     info: &StartInfo,
+    si: *const u8,
     split: Split,
     module_space_min: u64,
     batch: usize,
@@ -230,7 +240,7 @@ pub(crate) fn take_over(
 ) -> Memory {
     let kernel_end = live::image().kernel_end;
     let t_snap = crate::time::rdtsc();
-    let boot = read_boot(info, kernel_end);
+    let boot = read_boot(info, VirtAddr::from_ptr(si), kernel_end);
 
     let t_run = crate::time::rdtsc();
     let xen_run = super::xen::ticks_in_xen();
@@ -267,7 +277,8 @@ pub(crate) fn take_over(
         xen_plan,
         super::xen::ticks_in_xen() - xen_eager,
     ]);
-    Memory {
+    let list_aligned = boot.p2m.boot.is_aligned(PAGE_SIZE);
+    let mut mem = Memory {
         outcome,
         split,
         kernel_end,
@@ -277,5 +288,17 @@ pub(crate) fn take_over(
         exec,
         vmap,
         mode,
-    }
+        nx,
+        p2m: super::memory::P2mState {
+            list: list_aligned.then_some(boot.p2m_pfns),
+            mfn_list: boot.p2m.boot.as_u64(),
+            window: false,
+            window_l3: None,
+            tree: (Pfn(0), 0),
+            window_frames: 0,
+            start_info: boot.start_info,
+        },
+    };
+    super::p2m::publish_at_boot(&mut mem);
+    mem
 }

@@ -14,6 +14,7 @@ mod libvirt;
 mod lifecycle;
 mod metrics;
 mod net;
+mod suspend;
 
 /// The table of boot tests, in the order they run.
 pub fn table() -> Vec<BootTest> {
@@ -30,6 +31,8 @@ pub fn table() -> Vec<BootTest> {
     v.push(async_rt::net(true));
     v.push(async_rt::embassy_net());
     v.push(balloon::balloon());
+    v.push(suspend::bare());
+    v.push(suspend::migrate());
     v
 }
 

@@ -1,0 +1,187 @@
+//! Suspend in the runtime (feature `suspend`) on a guest without devices: the app's
+//! `ticker` word, built with the feature, through `xl save -c` (the same domain goes on)
+//! and `xl save` + `xl restore` (a new domain, the epoch one more), its monotonic clock
+//! never going back. The rows with devices (vif, disk, migrate) are in `migrate.rs`.
+use super::script_with;
+use crate::boottest::reports::{like, runner_like};
+use crate::boottest::{t, BootTest, Check};
+use crate::cargo::Image;
+use crate::qemu::Outcome;
+
+/// `xl save` + `xl restore` rounds after the checkpoint.
+const SAVES: u32 = 3;
+/// `xl migrate` rounds to the same host.
+const MIGRATES: u32 = 3;
+/// How soon after `xl shutdown` the guest must have stopped.
+const SHUTDOWN_WITHIN_S: u64 = 10;
+
+/// The app built with the runtime's `suspend` feature.
+pub fn image() -> Image {
+    Image::App {
+        features: vec!["xenpv-rt/suspend".into()],
+    }
+}
+
+/// `domu-save-restore-bare`: the checkpoint resumes with `kind=cancelled epoch=0` in the
+/// same domain; each of [`SAVES`] save + restore rounds with `kind=new` and the next
+/// epoch in a new domain; the clock never goes back (in the resume lines and in the
+/// ticks); `xl shutdown` ends it with status 0.
+pub fn bare() -> BootTest {
+    let mut checks = vec![
+        Check::Regex(r"dom0\| /local/domain/\d+/control/feature-suspend = '1' after \d+ ms: ok"),
+        Check::Report(like("suspend: acked")),
+        Check::Regex(r"suspend: resumed kind=cancelled rc=1 epoch=0 domid=\d+ "),
+        Check::Regex(r"dom0\| xl save -c: domain \d+ goes on after \d+ ms: ok"),
+    ];
+    for i in 1..=SAVES {
+        checks.push(Check::Regex(Box::leak(
+            format!(r"suspend: resumed kind=new rc=0 epoch={i} domid=\d+ ").into_boxed_str(),
+        )));
+        checks.push(Check::Regex(Box::leak(
+            format!(r"dom0\| save/restore {i}: domain \d+ is now domain \d+ .*: ok")
+                .into_boxed_str(),
+        )));
+    }
+    checks.extend([
+        Check::Custom("the resumes in order, the clock never back", saves_in_order),
+        Check::Report(like(&format!(
+            "ticker: stopped how=poweroff back=0 epoch={SAVES}"
+        ))),
+        Check::Regex(r"dom0\| xl shutdown: the domU stopped after \d+ ms .*: ok"),
+        Check::Report(runner_like("xenbox: dom0-script exit 0")),
+        Check::ExitLine,
+    ]);
+    let mut b = t(
+        "domu-save-restore-bare",
+        image(),
+        "ticker tick_every=2",
+        0,
+        checks,
+    );
+    b.domu = true;
+    // Room for the save image in dom0 (and the shadow-paging Xen the box uses for it).
+    b.migrate = true;
+    b.memory_mib = 64;
+    b.timeout_s = 1200;
+    b.dom0_script = Some(script(true, SAVES, 0));
+    b
+}
+
+/// `domu-migrate-bare`: [`MIGRATES`] × `xl migrate` to the same host (on the box's
+/// shadow-paging Xen: log-dirty), each a new domain with the next epoch, the clock never
+/// back, the guest ticking on; `xl shutdown` ends it with status 0.
+pub fn migrate() -> BootTest {
+    let mut checks = vec![Check::Regex(
+        r"dom0\| /local/domain/\d+/control/feature-suspend = '1' after \d+ ms: ok",
+    )];
+    for i in 1..=MIGRATES {
+        checks.push(Check::Regex(Box::leak(
+            format!(r"suspend: resumed kind=new rc=0 epoch={i} domid=\d+ ").into_boxed_str(),
+        )));
+        checks.push(Check::Regex(Box::leak(
+            format!(r"dom0\| migrate {i}: domain \d+ is now domain \d+ .*: ok").into_boxed_str(),
+        )));
+    }
+    checks.extend([
+        Check::Custom(
+            "the resumes in order, the clock never back",
+            migrations_in_order,
+        ),
+        Check::Report(like(&format!(
+            "ticker: stopped how=poweroff back=0 epoch={MIGRATES}"
+        ))),
+        Check::Regex(r"dom0\| xl shutdown: the domU stopped after \d+ ms .*: ok"),
+        Check::Report(runner_like("xenbox: dom0-script exit 0")),
+        Check::ExitLine,
+    ]);
+    let mut b = t(
+        "domu-migrate-bare",
+        image(),
+        "ticker tick_every=2",
+        0,
+        checks,
+    );
+    b.domu = true;
+    b.migrate = true;
+    b.memory_mib = 64;
+    b.timeout_s = 1200;
+    b.dom0_script = Some(script(false, 0, MIGRATES));
+    b
+}
+
+/// The dom0 script: the checkpoint or not, then `saves` save + restore rounds, then
+/// `migrates` migrations.
+fn script(checkpoint: bool, saves: u32, migrates: u32) -> &'static str {
+    script_with(
+        &[
+            ("SHUTDOWN_WITHIN", SHUTDOWN_WITHIN_S.to_string()),
+            ("CHECKPOINT", u8::from(checkpoint).to_string()),
+            ("SAVES", saves.to_string()),
+            ("MIGRATES", migrates.to_string()),
+        ],
+        include_str!("../scripts/suspend_bare_test.sh"),
+    )
+}
+
+/// The bare row's resumes: cancelled (epoch 0), then new with epochs 1..=SAVES.
+fn saves_in_order(o: &Outcome) -> Result<(), String> {
+    let mut want = vec![("cancelled".to_string(), 0u32)];
+    want.extend((1..=SAVES).map(|i| ("new".to_string(), i)));
+    resumes_in_order(o, &want)
+}
+
+/// The migrate row's resumes: new with epochs 1..=MIGRATES.
+fn migrations_in_order(o: &Outcome) -> Result<(), String> {
+    let want: Vec<_> = (1..=MIGRATES).map(|i| ("new".to_string(), i)).collect();
+    resumes_in_order(o, &want)
+}
+
+/// A field's value in a report line (`key=value`).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The resume lines are `want` (kind, epoch) in order; each one's `mono_after` at least
+/// its `mono_before`, each `mono_before` at least the last time the guest showed (a
+/// resume or a tick): the clock never goes back.
+fn resumes_in_order(o: &Outcome, want: &[(String, u32)]) -> Result<(), String> {
+    let (mut got, mut last) = (Vec::new(), 0u64);
+    let num = |l: &str, k: &str| -> Result<u64, String> {
+        field(l, k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("no {k}= in {l:?}"))
+    };
+    for l in o.guest_lines() {
+        if l.starts_with("suspend: resumed ") {
+            let (before, after) = (num(l, "mono_before")?, num(l, "mono_after")?);
+            if before < last || after < before {
+                return Err(format!("the clock went back (last seen {last}): {l:?}"));
+            }
+            last = after;
+            let kind = field(l, "kind").unwrap_or("?").to_string();
+            got.push((kind, num(l, "epoch")? as u32));
+        } else if l.starts_with("ticker: n=") {
+            let now = num(l, "mono_ns")?;
+            if now < last {
+                return Err(format!("a tick went back (last seen {last}): {l:?}"));
+            }
+            last = now;
+        }
+    }
+    if got != want {
+        return Err(format!("resumes {got:?}, want {want:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fields_are_found_whole() {
+        let l = "suspend: resumed kind=new rc=0 epoch=2 mono_before=5 mono_after=7";
+        assert_eq!(super::field(l, "epoch"), Some("2"));
+        assert_eq!(super::field(l, "mono_after"), Some("7"));
+        assert_eq!(super::field(l, "mono"), None);
+    }
+}
