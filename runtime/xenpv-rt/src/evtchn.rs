@@ -185,7 +185,7 @@ pub fn wait(ports: &[Port], deadline_ns: u64) -> Result<Option<Port>, EvtchnErro
             return Ok(None);
         }
         // Returns when a port is pending or at the deadline (or spuriously): re-check.
-        hypercall::poll(&mut buf[..n], deadline_ns)
+        hypercall::poll(&mut buf[..n], crate::time::to_xen(deadline_ns))
             .map_err(|e| EvtchnError::Xen("SCHEDOP_poll", e))?;
     }
 }
@@ -218,7 +218,8 @@ impl Timer {
             0 => 0,
             d => timer_deadline(d, crate::time::now_ns()),
         };
-        hypercall::set_timer_op(at).map_err(|e| EvtchnError::Xen("set_timer_op", e))
+        hypercall::set_timer_op(crate::time::to_xen(at))
+            .map_err(|e| EvtchnError::Xen("set_timer_op", e))
     }
     /// Bind `VIRQ_TIMER` again and stop Xen's periodic tick: after a resume in a new
     /// domain, where the old port is gone (and the tick back on).

@@ -319,13 +319,13 @@ pub(crate) fn event_channel_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError>
 }
 
 /// `set_timer_op(deadline)` (`__HYPERVISOR_set_timer_op`, 15): a one-shot `VIRQ_TIMER`
-/// on this vCPU at guest time `deadline_ns` ([`crate::time::now_ns`]; converted to Xen
-/// system time here) (0 cancels; a deadline already past fires right away). Replaces
-/// any earlier one-shot deadline.
+/// on this vCPU at Xen system time `deadline_ns` (0 cancels; a deadline already past
+/// fires right away). Replaces any earlier one-shot deadline. Xen's time, not the
+/// guest's: after a resume in a new domain they differ; [`evtchn::Timer`](crate::evtchn::Timer)
+/// converts.
 pub fn set_timer_op(deadline_ns: u64) -> Result<(), XenError> {
-    let at = crate::time::to_xen(deadline_ns);
     // SAFETY: no pointers; arming the timer touches no guest memory.
-    let rc = unsafe { raw(xen::__HYPERVISOR_set_timer_op, [at, 0, 0, 0, 0]) };
+    let rc = unsafe { raw(xen::__HYPERVISOR_set_timer_op, [deadline_ns, 0, 0, 0, 0]) };
     check(rc).map(|_| ())
 }
 
@@ -421,8 +421,8 @@ pub fn stop_periodic_timer() -> Result<(), XenError> {
 }
 
 /// `sched_op(SCHEDOP_poll, &sched_poll)` (`sched.h`): block until one of `ports` is
-/// pending or guest time ([`crate::time::now_ns`]; converted to Xen system time here)
-/// reaches `deadline_ns` (0: no deadline). Event delivery
+/// pending or Xen system time reaches `deadline_ns` (0: no deadline; Xen's time, not the
+/// guest's: [`evtchn::wait`](crate::evtchn::wait) converts). Event delivery
 /// stays masked: this is how the runtime waits (see [`evtchn`](crate::evtchn)). It may
 /// also return early: callers re-check the pending bits and the time.
 pub fn poll(ports: &mut [u32], deadline_ns: u64) -> Result<(), XenError> {
@@ -430,7 +430,7 @@ pub fn poll(ports: &mut [u32], deadline_ns: u64) -> Result<(), XenError> {
         ports: ports.as_mut_ptr(),
         nr_ports: ports.len() as u32,
         // A deadline past i64::MAX would be negative to Xen: a poll that never waits.
-        timeout: xenpv_protocol::evtchn::poll_timeout(crate::time::to_xen(deadline_ns)),
+        timeout: xenpv_protocol::evtchn::poll_timeout(deadline_ns),
     };
     // SAFETY: Xen reads the sched_poll struct on this frame and `nr_ports` ports from the
     // live slice it points to; it writes neither.

@@ -11,7 +11,9 @@
 //! the domain ends with the matching `SCHEDOP_shutdown` reason once the application has
 //! returned (or its grace is over) and the devices are closed
 //! ([`crate::exit::request_reason`]). `suspend` is refused: left unacknowledged (libxl
-//! cancels it after its timeout), said in one line, the guest goes on.
+//! cancels it after its timeout), said in one line, the guest goes on; with the feature
+//! `suspend`, `control/feature-suspend` is written too and `suspend` is acknowledged and
+//! done ([`crate::suspend`]).
 
 use crate::device::Devices;
 use crate::exec::{self, SpawnError, SpawnToken, Spawner};
@@ -233,6 +235,7 @@ async fn control_task(rt: &'static Runtime) {
         });
         for r in got {
             match r {
+                Ok(Some((_, Action::Suspend))) => suspend(rt).await,
                 Ok(Some((from, a))) => act(rt, from, a),
                 Ok(None) => {}
                 Err((key, e)) => crate::warn!("xenpv-rt: reading {key}: {e}"),
@@ -309,7 +312,8 @@ fn act(rt: &Runtime, from: Origin, a: Action) {
         Action::RefuseSuspend => {
             crate::println!("xenpv-rt: suspend refused: save/restore is not implemented yet")
         }
-        Action::Suspend => suspend(rt),
+        // Run by the control task itself (it waits for the devices): see `suspend`.
+        Action::Suspend => {}
         Action::Unknown(r) => crate::println!(
             "xenpv-rt: shutdown request {:?} not understood: left unacknowledged",
             r.as_str()
@@ -320,11 +324,37 @@ fn act(rt: &Runtime, from: Origin, a: Action) {
     }
 }
 
-/// Suspend (acknowledged already), each outcome in one line.
+/// How long a suspend waits for the devices to be between two steps (a handshake half
+/// done) before it is refused: well inside libxl's 60 s for the suspend to happen.
 #[cfg(feature = "suspend")]
-fn suspend(rt: &Runtime) {
+pub const SUSPEND_QUIESCE_NS: u64 = 5_000_000_000;
+
+/// Suspend (acknowledged already), each outcome in one line. The devices are asked
+/// every 100 ms, up to [`SUSPEND_QUIESCE_NS`] ([`Devices::begin_suspend`]), then the
+/// sequence runs (synchronously: nothing else runs until the guest is back).
+#[cfg(feature = "suspend")]
+async fn suspend(rt: &Runtime) {
     use xenpv_contract::report::Writer;
     crate::println!("{}", Writer::new("suspend").word("acked"));
+    let give_up = crate::time::now_ns().saturating_add(SUSPEND_QUIESCE_NS);
+    loop {
+        match rt.devices.begin_suspend() {
+            Ok(()) => break,
+            Err(_) if crate::time::now_ns() < give_up => {
+                embassy_time::Timer::after(embassy_time::Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                let reason = alloc::format!("{e}");
+                crate::println!(
+                    "{}",
+                    Writer::new("suspend")
+                        .word("refused")
+                        .field("reason", reason.as_str())
+                );
+                return;
+            }
+        }
+    }
     match crate::suspend::run(rt.devices) {
         Ok(r) => {
             let domid = rt.with_boot(|b| {
@@ -356,4 +386,4 @@ fn suspend(rt: &Runtime) {
 
 /// Without the feature the control task never suspends (it refuses).
 #[cfg(not(feature = "suspend"))]
-fn suspend(_rt: &Runtime) {}
+async fn suspend(_rt: &Runtime) {}

@@ -5,7 +5,8 @@
 //! guest resumes in a new domain (a restore or a migration, feature `suspend`): there
 //! Xen's system time is the new host's, and the offset makes the guest's time go on
 //! from where it stopped ([`xenpv_protocol::clock::resume_offset`]). Every deadline
-//! handed to Xen is converted back (`to_xen`; `set_timer_op` and `SCHEDOP_poll` do it).
+//! handed to Xen is converted back (`to_xen`: `evtchn::wait`, `evtchn::Timer::set` and the
+//! executor's idle poll, the only callers of `set_timer_op` and `SCHEDOP_poll`).
 
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 pub use xenpv_protocol::clock::Clock;

@@ -255,7 +255,7 @@ fn idle(extra_deadline: Option<u64>) {
         let n = ports.len().min(POLL_PORTS_MAX);
         // Returns on an event of a port given (Xen checks their bits after arming the
         // poll, so none is missed), at `until`, or early: the caller loops either way.
-        if let Err(e) = crate::hypercall::poll(&mut ports[..n], until) {
+        if let Err(e) = crate::hypercall::poll(&mut ports[..n], crate::time::to_xen(until)) {
             poll_failed(e, &ports[..n]);
         }
     }

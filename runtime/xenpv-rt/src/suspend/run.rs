@@ -14,15 +14,13 @@ use xenpv_protocol::start_info::{ResumeInfo, StartInfoError};
 /// word, or a word and the value and limit (`device-handshake under_way=1 limit=0`).
 pub(crate) type Refusal = alloc::string::String;
 
-/// Suspend now (the request is acknowledged already): `Ok` once resumed (in the same
-/// domain or a new one), `Err` with the reason if it was not attempted. The devices are
-/// asked first ([`Devices::begin_suspend`]: no handshake half done), told on a new
-/// domain once grants, events, xenstore and the console are back
-/// ([`Devices::resumed_new`]), and let go after either resume
-/// ([`Devices::end_suspend`]).
+/// Suspend now (the request is acknowledged, and the devices agreed:
+/// [`Devices::begin_suspend`] returned `Ok`): `Ok` once resumed (in the same domain or a
+/// new one), `Err` with the reason if it was not attempted. The devices are told on a
+/// new domain once grants, events, xenstore and the console are back
+/// ([`Devices::resumed_new`]), and let go in every case ([`Devices::end_suspend`]).
 pub(crate) fn run(devices: &Devices) -> Result<Resumed, Refusal> {
     use alloc::string::ToString;
-    devices.begin_suspend().map_err(|e| e.to_string())?;
     let r = devices
         .with_boot_and_grants(|boot, grants| window(boot, grants))
         .unwrap_or(Err("boot-state-busy"));

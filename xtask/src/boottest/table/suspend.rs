@@ -142,46 +142,102 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// The resume lines are `want` (kind, epoch) in order; each one's `mono_after` at least
-/// its `mono_before`, each `mono_before` at least the last time the guest showed (a
-/// resume or a tick): the clock never goes back.
+/// The resume lines are `want` (kind, epoch), in the order of their `mono_before`, and
+/// the guest's clock never goes back. Judged on the values, not on the order the lines
+/// reached the console log (across a migration the box streams two logs, and lines of
+/// the old and the new domain can interleave): the ticks, in the order of their count,
+/// have rising times; each resume's `mono_after` is at least its `mono_before`; a resume
+/// into epoch E comes after every tick of an earlier epoch and before every tick of E
+/// or later.
 fn resumes_in_order(o: &Outcome, want: &[(String, u32)]) -> Result<(), String> {
-    let (mut got, mut last) = (Vec::new(), 0u64);
     let num = |l: &str, k: &str| -> Result<u64, String> {
         field(l, k)
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| format!("no {k}= in {l:?}"))
     };
+    // (n, mono, epoch) and (mono_before, mono_after, kind, epoch, line).
+    let (mut ticks, mut resumes) = (Vec::new(), Vec::new());
     for l in o.guest_lines() {
         if l.starts_with("suspend: resumed ") {
-            let (before, after) = (num(l, "mono_before")?, num(l, "mono_after")?);
-            if before < last || after < before {
-                return Err(format!("the clock went back (last seen {last}): {l:?}"));
-            }
-            last = after;
             let kind = field(l, "kind").unwrap_or("?").to_string();
-            got.push((kind, num(l, "epoch")? as u32));
+            let (b, a, e) = (
+                num(l, "mono_before")?,
+                num(l, "mono_after")?,
+                num(l, "epoch")?,
+            );
+            resumes.push((b, a, kind, e as u32, l.to_string()));
         } else if l.starts_with("ticker: n=") {
-            let now = num(l, "mono_ns")?;
-            if now < last {
-                return Err(format!("a tick went back (last seen {last}): {l:?}"));
-            }
-            last = now;
+            ticks.push((num(l, "n")?, num(l, "mono_ns")?, num(l, "epoch")? as u32));
         }
     }
+    resumes.sort_by_key(|r| r.0);
+    let got: Vec<(String, u32)> = resumes.iter().map(|r| (r.2.clone(), r.3)).collect();
     if got != want {
         return Err(format!("resumes {got:?}, want {want:?}"));
+    }
+    ticks.sort_by_key(|t| t.0);
+    if let Some(w) = ticks.windows(2).find(|w| w[1].1 <= w[0].1) {
+        return Err(format!(
+            "tick {} at {} ns after tick {} at {} ns",
+            w[1].0, w[1].1, w[0].0, w[0].1
+        ));
+    }
+    for (before, after, kind, epoch, line) in &resumes {
+        let back = after < before
+            || (kind == "new"
+                && ticks
+                    .iter()
+                    .any(|&(_, m, e)| (e < *epoch && m > *before) || (e >= *epoch && m < *after)));
+        if back {
+            return Err(format!("the clock went back around {line:?}"));
+        }
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn outcome(text: &str) -> Outcome {
+        Outcome {
+            status: Ok(0),
+            text: text.into(),
+            secs: 0.0,
+            log: "x.log".into(),
+        }
+    }
+
     #[test]
     fn fields_are_found_whole() {
         let l = "suspend: resumed kind=new rc=0 epoch=2 mono_before=5 mono_after=7";
-        assert_eq!(super::field(l, "epoch"), Some("2"));
-        assert_eq!(super::field(l, "mono_after"), Some("7"));
-        assert_eq!(super::field(l, "mono"), None);
+        assert_eq!(field(l, "epoch"), Some("2"));
+        assert_eq!(field(l, "mono_after"), Some("7"));
+        assert_eq!(field(l, "mono"), None);
+    }
+
+    /// As domu-migrate-bare's run printed it: the new domain's first tick reached the
+    /// log before the resume line (two logs streamed), which is no step back.
+    const MIGRATED: &str = "\
+domU| ticker: n=12 mono_ns=50195587559 back=0 epoch=0
+domU| ticker: n=14 mono_ns=52201507191 back=0 epoch=1
+domU| suspend: resumed kind=new rc=0 epoch=1 domid=2 mono_before=50763801964 mono_after=50809784966 ms=45
+domU| ticker: n=16 mono_ns=54209932494 back=0 epoch=1
+";
+
+    #[test]
+    fn lines_interleaved_across_logs_pass_and_a_step_back_fails() {
+        let want = [("new".to_string(), 1)];
+        assert_eq!(resumes_in_order(&outcome(MIGRATED), &want), Ok(()));
+        // The new domain's clock restarting from the host's (no offset): a tick of epoch
+        // 1 before the resume's own time.
+        let back = MIGRATED.replace("n=14 mono_ns=52201507191", "n=14 mono_ns=3000000000");
+        let e = resumes_in_order(&outcome(&back), &want).unwrap_err();
+        assert!(e.contains("tick 14 at 3000000000 ns after tick 12"), "{e}");
+        let back = MIGRATED.replace("mono_before=50763801964", "mono_before=49000000000");
+        let e = resumes_in_order(&outcome(&back), &want).unwrap_err();
+        assert!(e.contains("the clock went back around"), "{e}");
+        let e = resumes_in_order(&outcome(MIGRATED), &[("cancelled".into(), 0)]).unwrap_err();
+        assert!(e.contains("resumes [(\"new\", 1)]"), "{e}");
     }
 }
