@@ -136,6 +136,7 @@ fn the_planner_refuses_bad_inputs_before_writing() {
 
 // ---- save and restore (the 4.17 toolstack's model)
 
+use xenpv_paging::balloon::{Balloon, P2mAccess, Reservation, INVALID_P2M};
 use xenpv_paging::direct::PtWrite;
 use xenpv_paging::ops::{Maddr, MmuOp};
 use xenpv_paging::vmap::{Vmap, VmapEnv, VmapTables};
@@ -302,6 +303,76 @@ impl Guest {
     }
 }
 
+/// The balloon's view of the guest's p2m: its list in guest memory (what the toolstack
+/// saves) and the copy the test reads, and Xen's M2P.
+struct GuestP2m<'a> {
+    v: &'a mut Vec<Mfn>,
+    m: &'a RefCell<Model>,
+    list: VirtAddr,
+}
+
+impl P2mAccess for GuestP2m<'_> {
+    fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        self.v.get(pfn.0 as usize).copied()
+    }
+    fn set_mfn(&mut self, pfn: Pfn, mfn: Mfn) {
+        self.v[pfn.0 as usize] = mfn;
+        let va = DIRECT_MAP_BASE + (self.list - KERNEL_VIRT_BASE) + pfn.0 * 8;
+        self.m
+            .borrow_mut()
+            .write_va(va.as_u64(), mfn.0)
+            .expect("the list is writable");
+    }
+    fn m2p(&self, mfn: Mfn) -> Option<Pfn> {
+        self.m.borrow().m2p(mfn.0).map(Pfn)
+    }
+    fn max_mfn(&self) -> Mfn {
+        Mfn(1 << 40)
+    }
+}
+
+/// Xen's reservation in the model.
+struct ModelReservation<'a>(&'a RefCell<Model>);
+
+impl Reservation for ModelReservation<'_> {
+    fn decrease(&mut self, mfns: &mut [u64]) -> Result<u64, xenpv_paging::XenError> {
+        let mut m = self.0.borrow_mut();
+        for &mfn in mfns.iter() {
+            m.remove_page(mfn)
+                .unwrap_or_else(|e| panic!("decrease: {e}"));
+        }
+        Ok(mfns.len() as u64)
+    }
+    fn populate(&mut self, frames: &mut [u64]) -> Result<u64, xenpv_paging::XenError> {
+        let mut m = self.0.borrow_mut();
+        for f in frames.iter_mut() {
+            *f = m.populate_page(*f);
+        }
+        Ok(frames.len() as u64)
+    }
+}
+
+impl Guest {
+    /// The balloon's self-check (p2m, M2P, direct map, allocator agree).
+    fn balloon_check(&mut self, b: &Balloon, frames: &xenpv_paging::frames::FrameAllocator<'_>) {
+        let l1 = self.out.tables.direct_l1.0;
+        let m = &self.m;
+        let pte = |p: Pfn| {
+            frames.is_mapped(p).then(|| {
+                let va = direct_map_va(l1 + p.0 / 512) + (p.0 % 512) * 8;
+                m.borrow().read_va(va.as_u64()).expect("chunk L1 readable")
+            })
+        };
+        let p2m = GuestP2m {
+            v: &mut self.p2m.clone(),
+            m,
+            list: self.mfn_list,
+        };
+        b.check(frames, &p2m, &pte, None)
+            .expect("balloon self-check");
+    }
+}
+
 /// The ports the new domain's toolstack binds for the store and the console.
 const PORTS: (u32, u32) = (5, 6);
 
@@ -314,8 +385,10 @@ fn save_restore(g: &mut Guest, seed: u64) -> Image {
     let old: Vec<Mfn> = g.p2m.clone();
     g.resume_new(r);
     assert!(
-        old.iter().zip(&g.p2m).all(|(a, b)| a != b),
-        "every mfn changed"
+        old.iter()
+            .zip(&g.p2m)
+            .all(|(a, b)| a != b || *a == INVALID_P2M),
+        "every mfn changed (ballooned pfns stay invalid)"
     );
     img
 }
@@ -348,6 +421,26 @@ fn save_restore_republish_save_again_and_the_planners_still_validate() {
     g.m.borrow_mut()
         .write_va(area.va().as_u64(), 0x5eed)
         .expect("area writable");
+    // A batch of frames (256) ballooned out before the first save: the toolstack sends them as XTAB,
+    // the restore leaves them out, the guest's list keeps INVALID_P2M for them.
+    let mut record = vec![!0u64; xenpv_paging::frames::bitmap_words(nr)];
+    frames.attach_balloon(&mut record).unwrap();
+    let mut b = Balloon::new(g.out.tables.direct_l1.0, true);
+    let (m, l) = (&g.m, g.mfn_list);
+    let mut bp = GuestP2m {
+        v: &mut g.p2m,
+        m,
+        list: l,
+    };
+    let r = b.release(
+        &mut frames,
+        &mut bp,
+        &mut Queued::new(m),
+        &mut ModelReservation(m),
+        256,
+    );
+    assert_eq!(r.expect("release").done, 256);
+    g.balloon_check(&b, &frames);
     for (round, seed) in [11u64, 22, 33].into_iter().enumerate() {
         let img = save_restore(&mut g, seed);
         // The start_info page a restore rewrote: rings back to mfns, the new ports, nr_pages.
@@ -393,7 +486,28 @@ fn save_restore_republish_save_again_and_the_planners_still_validate() {
         };
         p2m::verify(&p, g.placed.list.0, &mm).expect("republished p2m walks");
     }
-    // The planners' next operations, with every mfn changed, against the restored model.
+    // The planners' next operations, with every mfn changed, against the restored model:
+    // the balloon first (its self-check, then the 256 frames taken back).
+    let ballooned = g.p2m.iter().filter(|&&m| m == INVALID_P2M).count();
+    assert_eq!(ballooned, 256, "ballooned pfns stay out across the moves");
+    g.balloon_check(&b, &frames);
+    b.begin();
+    let (m, l) = (&g.m, g.mfn_list);
+    let mut bp = GuestP2m {
+        v: &mut g.p2m,
+        m,
+        list: l,
+    };
+    let r = b.populate(
+        &mut frames,
+        &mut bp,
+        &mut Queued::new(m),
+        &mut ModelReservation(m),
+        256,
+    );
+    assert_eq!(r.expect("populate").done, 256);
+    g.balloon_check(&b, &frames);
+    assert!(g.p2m.iter().all(|&m| m != INVALID_P2M));
     let mut env = ModelDirect {
         m: &g.m,
         p2m: &g.p2m,
