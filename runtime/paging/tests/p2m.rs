@@ -393,6 +393,55 @@ fn save_restore(g: &mut Guest, seed: u64) -> Image {
     img
 }
 
+/// What a restore must leave, checked after each round: start_info rewritten (rings
+/// back to mfns, the new ports, nr_pages, flags 0), the pinned root sent as such, the
+/// model's invariants, a vmap area's data, and the republished p2m walking.
+fn after_restore(g: &Guest, img: &Image, round: usize, area: VirtAddr) {
+    let nr = g.p2m.len() as u64;
+    // The start_info page a restore rewrote: rings back to mfns, the new ports, nr_pages.
+    let si = direct_map_va(g.start_info).as_u64();
+    let rd = |off: usize| g.m.borrow().read_va(si + off as u64).unwrap();
+    assert_eq!(
+        rd(migrate::si::STORE_MFN),
+        g.mfn(g.rings.0).0,
+        "round {round}"
+    );
+    assert_eq!(rd(migrate::si::CONSOLE_MFN), g.mfn(g.rings.1).0);
+    assert_eq!(rd(migrate::si::STORE_EVTCHN) as u32, PORTS.0);
+    assert_eq!(rd(migrate::si::NR_PAGES), nr);
+    assert_eq!(rd(migrate::si::FLAGS) as u32, 0);
+    // The pinned root came back pinned, the window with it (the tables were sent).
+    let l4 = g.out.tables.l4.0 as usize;
+    assert_eq!(
+        img.types[l4],
+        PfnType::Table {
+            level: 4,
+            pinned: true
+        }
+    );
+    let model = g.m.borrow();
+    model
+        .check_invariants()
+        .expect("model invariants after restore");
+    assert_eq!(
+        model.read_va(area.as_u64()),
+        Ok(0x5eed),
+        "the vmap area's data"
+    );
+    let mm = ModelMachine {
+        m: &model,
+        p2m: &g.p2m,
+    };
+    let p = p2m::P2mPublish {
+        max_pfn: g.arch.max_pfn,
+        p2m_vaddr: g.arch.p2m_vaddr,
+        p2m_cr3: g.arch.p2m_cr3,
+        fll: Mfn(g.arch.fll),
+        generation: 0,
+    };
+    p2m::verify(&p, g.placed.list.0, &mm).expect("republished p2m walks");
+}
+
 #[test]
 fn save_restore_republish_save_again_and_the_planners_still_validate() {
     let nr = 8192;
@@ -421,8 +470,8 @@ fn save_restore_republish_save_again_and_the_planners_still_validate() {
     g.m.borrow_mut()
         .write_va(area.va().as_u64(), 0x5eed)
         .expect("area writable");
-    // A batch of frames (256) ballooned out before the first save: the toolstack sends them as XTAB,
-    // the restore leaves them out, the guest's list keeps INVALID_P2M for them.
+    // A batch of frames (256) ballooned out before the first save: the toolstack sends
+    // them as XTAB, the restore leaves them out, the guest's list keeps INVALID_P2M.
     let mut record = vec![!0u64; xenpv_paging::frames::bitmap_words(nr)];
     frames.attach_balloon(&mut record).unwrap();
     let mut b = Balloon::new(g.out.tables.direct_l1.0, true);
@@ -443,48 +492,7 @@ fn save_restore_republish_save_again_and_the_planners_still_validate() {
     g.balloon_check(&b, &frames);
     for (round, seed) in [11u64, 22, 33].into_iter().enumerate() {
         let img = save_restore(&mut g, seed);
-        // The start_info page a restore rewrote: rings back to mfns, the new ports, nr_pages.
-        let si = direct_map_va(g.start_info).as_u64();
-        let rd = |off: usize| g.m.borrow().read_va(si + off as u64).unwrap();
-        assert_eq!(
-            rd(migrate::si::STORE_MFN),
-            g.mfn(g.rings.0).0,
-            "round {round}"
-        );
-        assert_eq!(rd(migrate::si::CONSOLE_MFN), g.mfn(g.rings.1).0);
-        assert_eq!(rd(migrate::si::STORE_EVTCHN) as u32, PORTS.0);
-        assert_eq!(rd(migrate::si::NR_PAGES), nr);
-        assert_eq!(rd(migrate::si::FLAGS) as u32, 0);
-        // The pinned root came back pinned, the window with it (the tables were sent).
-        let l4 = g.out.tables.l4.0 as usize;
-        assert_eq!(
-            img.types[l4],
-            PfnType::Table {
-                level: 4,
-                pinned: true
-            }
-        );
-        let model = g.m.borrow();
-        model
-            .check_invariants()
-            .expect("model invariants after restore");
-        assert_eq!(
-            model.read_va(area.va().as_u64()),
-            Ok(0x5eed),
-            "the vmap area's data"
-        );
-        let mm = ModelMachine {
-            m: &model,
-            p2m: &g.p2m,
-        };
-        let p = p2m::P2mPublish {
-            max_pfn: g.arch.max_pfn,
-            p2m_vaddr: g.arch.p2m_vaddr,
-            p2m_cr3: g.arch.p2m_cr3,
-            fll: Mfn(g.arch.fll),
-            generation: 0,
-        };
-        p2m::verify(&p, g.placed.list.0, &mm).expect("republished p2m walks");
+        after_restore(&g, &img, round, area.va());
     }
     // The planners' next operations, with every mfn changed, against the restored model:
     // the balloon first (its self-check, then the 256 frames taken back).
