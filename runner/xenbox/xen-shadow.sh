@@ -11,6 +11,8 @@ say() { echo "xen-shadow: $*" >&2; }
 ver=$(sed -n 's/^version=//p' "$lock")
 frag=$(sed -n 's/^config=//p' "$lock")
 [ -n "$ver" ] && [ -n "$frag" ] || { say "$lock: no version= or config= line"; exit 1; }
+bad=$(grep -vE '^(#.*|version=.+|config=.+|[0-9a-f]{64}  [^ /]+)?$' "$lock" || true)
+[ -z "$bad" ] || { say "$lock: not a comment, version=, config= or 'SHA256  FILE': $bad"; exit 1; }
 mkdir -p "$src" "$out"
 # The mirror: the URI apt uses for bookworm main (apt-cache policy names it).
 mirror=""
@@ -33,7 +35,10 @@ done
 work=$(mktemp -d "$out/../build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 dsc=$(grep -oE '[^ ]+\.dsc$' "$lock")
-dpkg-source -x "$src/$dsc" "$work/xen" > "$work/dpkg-source.log"
+# (It checks the files against the .dsc; the .dsc's signature cannot be checked without
+# Debian's keyring and is not needed: the lock pins every file's sha256.)
+dpkg-source -x "$src/$dsc" "$work/xen" > "$work/dpkg-source.log" 2>&1 \
+    || { cat "$work/dpkg-source.log" >&2; say "dpkg-source -x failed"; exit 1; }
 cd "$work/xen"
 cp debian/xen-kconfig xen/.config
 echo "$frag" >> xen/.config

@@ -140,7 +140,9 @@ pub struct Outcome {
     pub bitmap: (Pfn, Pfn),
     /// The chunks the takeover mapped in the direct map.
     pub start_chunks: ChunkRanges,
-    /// What was grafted from Xen's boot tables, and retired again.
+    /// What was grafted from Xen's boot tables, and retired again. Copies of Xen's boot
+    /// PTEs (machine frames): a record of start of day only, stale once the domain has
+    /// been saved and restored.
     pub graft: Graft,
     /// Reserved regions to seed the frame allocator with.
     pub regions: Regions,

@@ -131,6 +131,7 @@ use bits::*;
 
 mod builder;
 mod invariants;
+pub mod migrate;
 mod reservation;
 #[cfg(test)]
 mod tests;
