@@ -509,6 +509,76 @@ mod tests {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// Runs init's `follow_reboot` with sh against a stand-in `xl` whose answers come
+    /// from `xl_list_v` (the tracked domain's shutdown reason, column 8), `states` (what
+    /// `xl list ID` says, one per poll, the last repeated) and `domids` (what `xl domid
+    /// NAME` says, one per poll, the last repeated); returns what it said and its status.
+    fn follow(reason: &str, states: &[&str], domids: &[&str]) -> String {
+        let start = INIT
+            .find("follow_reboot() {")
+            .expect("init has follow_reboot");
+        let end = INIT[start..].find("\n}\n").expect("follow_reboot ends") + start + 3;
+        let dir = std::env::temp_dir().join(format!(
+            "xenbox-follow-{}-{}",
+            std::process::id(),
+            domids.join("_")
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let script = format!(
+            r#"d={dir}
+printf '%s\n' {states} > $d/states
+printf '%s\n' {domids} > $d/domids
+pop() {{ l=$(head -1 $d/$1); [ "$(wc -l < $d/$1)" -gt 1 ] && sed -i 1d $d/$1; echo "$l"; }}
+xl() {{
+    case "$1 $2" in
+        "list -v") printf 'Name ID\nx 5 1 1 --ps-- 0 0 {reason}\n' ;;
+        "domid "*) v=$(pop domids); [ "$v" = - ] || echo "$v" ;;
+        "list "*) v=$(pop states); [ "$v" = - ] || printf 'Name ID\nx 5 1 1 %s 0\n' "$v" ;;
+    esac
+}}
+say() {{ echo "xenbox: $*"; }}
+show_new() {{ :; }}
+usleep() {{ :; }}
+id=5; name=d; slen=""; follow_s=1
+{func}
+follow_reboot "--ps--"; echo "status=$? id=$id"
+"#,
+            dir = dir.display(),
+            states = states.join(" "),
+            domids = domids.join(" "),
+            func = &INIT[start..end],
+        );
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn the_box_follows_a_suspended_domain_to_its_next_id_or_in_place() {
+        // xl save + xl restore (or a migration): suspended, gone, then a new id.
+        let out = follow("2", &["---ss-", "-"], &["5", "-", "-", "7"]);
+        assert!(
+            out.contains("xenbox: domU d resumed: now domain 7\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("status=0 id=7\n"), "{out}");
+        // xl save -c: the same domain runs again.
+        let out = follow("2", &["---ss-", "-b----"], &["5"]);
+        assert!(out.contains("resumed in place: domain 5"), "{out}");
+        assert!(out.ends_with("status=0 id=5\n"), "{out}");
+        // A reboot is said as before.
+        let out = follow("1", &["-"], &["5", "6"]);
+        assert!(out.contains("rebooted: now domain 6"), "{out}");
+        // A crash is not followed; a suspended domain that never comes back ends the run.
+        assert_eq!(follow("3", &["-"], &["6"]), "status=1 id=5\n");
+        let out = follow("2", &["-"], &["-"]);
+        assert!(
+            out.contains("no new domain of that name came within 1 s"),
+            "{out}"
+        );
+        assert!(out.ends_with("status=1 id=5\n"), "{out}");
+    }
+
     #[test]
     fn without_a_peer_the_scripts_peer_fails_loudly() {
         let dir = std::env::temp_dir().join(format!("xenbox-peer-stub-{}", std::process::id()));
