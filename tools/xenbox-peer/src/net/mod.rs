@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::args::{bad, Usage};
 use crate::verdict::Verdict;
 
+pub mod echo_hold;
 pub mod frag_flood;
 pub mod http_get;
 pub mod rtt_under_load;
