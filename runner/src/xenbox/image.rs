@@ -19,7 +19,7 @@ const HOTPLUG: &[(&str, &str)] = &[
 ];
 
 /// Bumped when the layout of the initramfs changes.
-const LAYOUT_VERSION: u32 = 2;
+const LAYOUT_VERSION: u32 = 3;
 
 /// Kernel modules the init script loads (their dependencies come first, read from
 /// each module's `.modinfo`).
@@ -238,7 +238,15 @@ fn layout(x: &Path) -> Result<BTreeMap<String, Entry>, String> {
     }
     m.insert("dev/console".into(), Entry::CharDev(5, 1));
     m.insert("bin/busybox".into(), exe(read(&x.join("bin/busybox"))?));
-    for b in ["xl", "xenstored", "xenconsoled", "xen-init-dom0"] {
+    // libxl-save-helper: xl save/restore/migrate run it for the domain's memory stream
+    // (its libraries, libxenguest and libxenctrl, come with xl's).
+    for b in [
+        "xl",
+        "xenstored",
+        "xenconsoled",
+        "xen-init-dom0",
+        "libxl-save-helper",
+    ] {
         m.insert(
             format!("usr/lib/xen-4.17/bin/{b}"),
             exe(read(&x.join("usr/lib/xen-4.17/bin").join(b))?),
