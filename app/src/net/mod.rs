@@ -115,6 +115,7 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
         Either::Second(how) => how,
     };
     println!("net: shutdown requested how={}", how.as_str());
+    keeper.final_report();
     report::served(&c, &vifs, &files, &t);
     0
 }

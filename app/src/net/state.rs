@@ -116,6 +116,25 @@ impl Keeper {
         }
     }
 
+    /// Say the final figures (at shutdown): `net: state final ticks=N mono_back=K
+    /// written=W write_errors=E`, so that dom0's count of the records can be held
+    /// against what the guest wrote.
+    pub(super) fn final_report(&self) {
+        let (ticks, back) = (self.ticks.get(), self.mono_back.get());
+        let (written, errors) = (self.written.get(), self.write_errors.get());
+        println!(
+            "{}",
+            Writer::new("net")
+                .word("state")
+                .word("final")
+                .field("ticks", &ticks)
+                .field("mono_back", &back)
+                .field("records", &u8::from(self.disk.is_some()))
+                .field("written", &written)
+                .field("write_errors", &errors)
+        );
+    }
+
     /// `GET /state`'s line.
     fn state(&self) -> Response {
         let mut s: heapless::String<120> = heapless::String::new();

@@ -13,6 +13,7 @@ mod faults;
 mod libvirt;
 mod lifecycle;
 mod metrics;
+mod migrate;
 mod net;
 
 /// The table of boot tests, in the order they run.
