@@ -24,7 +24,7 @@ struct Command {
 }
 
 /// The network subcommands.
-static COMMANDS: [Command; 13] = [
+static COMMANDS: [Command; 14] = [
     Command {
         spec: &disk::FILL,
         run: disk::run_fill,
@@ -40,6 +40,10 @@ static COMMANDS: [Command; 13] = [
     Command {
         spec: &net::echo_hold::SPEC,
         run: net::echo_hold::run,
+    },
+    Command {
+        spec: &net::http_body::SPEC,
+        run: net::http_body::run,
     },
     Command {
         spec: &net::wait_up::SPEC,

@@ -11,6 +11,7 @@ use crate::verdict::Verdict;
 
 pub mod echo_hold;
 pub mod frag_flood;
+pub mod http_body;
 pub mod http_get;
 pub mod rtt_under_load;
 pub mod tcp_echo;

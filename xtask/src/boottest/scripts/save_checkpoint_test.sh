@@ -4,7 +4,7 @@
 hold_start || exit $((fails + 1))
 serves "before"
 old=$(domid_now)
-f=/var/tmp/checkpoint
+f=/run/checkpoint
 t=$(now_ms)
 if xl save -c "$DOMU_NAME" "$f" > /run/save.log 2>&1; then
     echo "xl save -c: $(($(now_ms) - t)) ms, $(wc -c < "$f") bytes: ok"

@@ -5,7 +5,7 @@
 hold_start || exit $((fails + 1))
 serves "before"
 for i in $(seq 1 "$ROUNDS"); do
-    f=/var/tmp/save.$i
+    f=/run/save.$i
     t=$(now_ms)
     if ! xl save "$DOMU_NAME" "$f" > /run/save.log 2>&1; then
         echo "xl save $i failed after $(($(now_ms) - t)) ms: $(tr '\n' ' ' < /run/save.log): FAIL"

@@ -15,13 +15,13 @@ else
     echo "control/feature-suspend is '$s', not 1: ok"
 fi
 t=$(now_ms)
-if xl save "$DOMU_NAME" /var/tmp/refused > /run/save.log 2>&1; then
+if xl save "$DOMU_NAME" /run/refused > /run/save.log 2>&1; then
     echo "xl save succeeded on a guest without suspend: FAIL"
     fails=$((fails + 1))
 else
     echo "xl save failed after $(($(now_ms) - t)) ms: $(tr '\n' ' ' < /run/save.log | cut -c1-400)"
 fi
-rm -f /var/tmp/refused
+rm -f /run/refused
 new=$(xl domid "$DOMU_NAME" 2>/dev/null)
 if [ "$new" = "$old" ] && alive; then
     echo "after the refused save: still domain $new, running: ok"
