@@ -40,6 +40,11 @@ pub fn rows() -> Vec<BootTest> {
 pub fn appliance_suspends() -> bool {
     let manifest =
         std::fs::read_to_string(crate::root().join("app/Cargo.toml")).unwrap_or_default();
+    suspends_in(&manifest)
+}
+
+/// Does this app manifest forward `suspend` to the runtime and turn it on by default?
+fn suspends_in(manifest: &str) -> bool {
     let line = |key: &str| {
         manifest
             .lines()
@@ -323,6 +328,10 @@ fn no_dom0_fail(o: &Outcome) -> Result<(), String> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+#[path = "migrate_tests.rs"]
+mod judged;
 
 #[cfg(test)]
 mod tests {
