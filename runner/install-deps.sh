@@ -8,7 +8,17 @@ set -euo pipefail
 have_mkfs_ext4() {
   command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ]
 }
-if command -v qemu-system-x86_64 >/dev/null && [ -f /boot/xen-4.17-amd64.gz ] && have_mkfs_ext4; then
+# The box's runs that migrate boot a hypervisor built with shadow paging from Debian's
+# source package (runner/xenbox/xen-shadow.sh): make -C xen needs flex and bison (its
+# kconfig has no pre-generated parser), gcc, make, python3, dpkg-source and curl.
+have_xen_build_deps() {
+  local t
+  for t in flex bison gcc make python3 dpkg-source curl; do
+    command -v "$t" >/dev/null || return 1
+  done
+}
+if command -v qemu-system-x86_64 >/dev/null && [ -f /boot/xen-4.17-amd64.gz ] && have_mkfs_ext4 \
+  && have_xen_build_deps; then
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -17,7 +27,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-pkgs=(qemu-system-x86 xen-hypervisor-4.17-amd64 e2fsprogs)
+pkgs=(qemu-system-x86 xen-hypervisor-4.17-amd64 e2fsprogs flex bison gcc make python3 dpkg-dev curl)
 extra=()
 # Some machine images carry a backported qemu-utils newer than bookworm's QEMU, whose
 # "Breaks: qemu-system-common (<< 8)" makes apt refuse. Pin qemu-utils to the version

@@ -102,6 +102,15 @@ pub struct BootArgs {
     /// /run/domu.xml. Not with --disk.
     #[arg(long, requires = "domu", conflicts_with = "disk")]
     pub libvirt: bool,
+    /// With --domu: the dom0 script saves, restores or migrates the domU (`xl save`,
+    /// `xl restore`, `xl migrate -s '' $DOMU_NAME 'xl migrate-receive'` to the same
+    /// box): the box gets room for a second copy of the domU and boots Xen built with
+    /// shadow paging (which a PV guest's live migration needs; Debian's hypervisor has
+    /// none), built once from Debian's source package and cached (about 2 minutes).
+    /// The box follows the domU to each new domain: `xenbox: domU NAME resumed: now
+    /// domain N`.
+    #[arg(long, requires = "domu")]
+    pub migrate: bool,
 }
 
 impl BootArgs {
@@ -135,6 +144,7 @@ impl BootArgs {
         DomuExtras {
             vifs: self.net.unwrap_or(0),
             dom0_script: self.dom0_script.clone(),
+            migrate: self.migrate,
         }
     }
 

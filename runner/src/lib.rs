@@ -29,6 +29,7 @@ pub mod provision;
 pub mod qemu;
 pub mod starter;
 pub mod symbolize;
+pub mod xen_shadow;
 pub mod xenbox;
 pub mod xl;
 

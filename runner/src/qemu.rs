@@ -201,6 +201,7 @@ impl Role<'_> {
         static NOTHING: crate::xenbox::DomuExtras = crate::xenbox::DomuExtras {
             vifs: 0,
             dom0_script: None,
+            migrate: false,
         };
         match b.domu {
             Some(_) => Role::Domu {
@@ -452,8 +453,8 @@ mod tests {
         let want = "bench mode runs in the box: no box given".to_string();
         assert_eq!(o.status, Err(Failure::Start(want)));
         let dom0 = [
-            &memory_args(&b, 0)[..],
-            &xen_args(&b, 0),
+            &memory_args(&b, 0, 0)[..],
+            &xen_args(&b, 0, 0),
             &module_args(&b),
             &box_drive_args(&b, None),
         ]
@@ -464,12 +465,12 @@ mod tests {
                 "-m",
                 "640",
                 "-append",
-                &xen_args(&b, 0)[1],
+                &xen_args(&b, 0, 0)[1],
                 "-initrd",
                 &format!("{} a=1 qemu-exit", dir.join("k").display()),
             ]
         );
-        assert!(xen_args(&b, 0)[1].contains(" dom0_mem=128M,max:128M "));
+        assert!(xen_args(&b, 0, 0)[1].contains(" dom0_mem=128M,max:128M "));
         let bx = crate::xenbox::BoxImage {
             vmlinuz: "/v".into(),
             initramfs: "/i".into(),
@@ -485,8 +486,8 @@ mod tests {
         let o = run(Path::new("/xen"), &b, Role::Dom0);
         assert!(matches!(o.status, Err(Failure::Start(_))), "{:?}", o.status);
         let args = [
-            &memory_args(&b, 3 << 20)[..],
-            &xen_args(&b, 3 << 20),
+            &memory_args(&b, 3 << 20, 0)[..],
+            &xen_args(&b, 3 << 20, 0),
             &module_args(&b),
             &box_drive_args(&b, Some(Path::new("/p"))),
         ]

@@ -32,7 +32,8 @@ done
 mount -t xenfs xenfs /proc/xen || fail "mount xenfs"
 xenstored --pid-file=/run/xenstored.pid || fail "xenstored"
 xen-init-dom0 > /run/xen-init-dom0.log 2>&1 || fail "xen-init-dom0: $(cat /run/xen-init-dom0.log)"
-xenconsoled --log=guest --log-dir=/var/log/xen/console || fail "xenconsoled"
+xenconsoled --log=guest --log-dir=/var/log/xen/console --pid-file=/run/xenconsoled.pid \
+    || fail "xenconsoled"
 say "dom0 ready"
 # The domUs' network: a bridge in dom0 that the vif-bridge hotplug script puts every vif
 # on, dom0 169.254.100.1/24 there. Nothing else is on it: QEMU gives the box no network
@@ -64,6 +65,13 @@ done
 hdr=$(head -c 4096 "$payload_dev" | tr -d '\000')
 get() { echo "$hdr" | sed -n "s/^$1=//p"; }
 name=$(get name); klen=$(get kernel_len); mem=$(get memory); extra=$(get extra); limit=$(get timeout)
+follow_s=$(get follow_s)
+# A run that saves, restores or migrates its domU (header migrate=1): the runner gave the
+# box room for a second copy of the domU and the hypervisor with shadow paging (which
+# log-dirty, and so a live migration of a PV guest, needs); said here with what Xen has.
+if [ "$(get migrate)" = 1 ]; then
+    say "migrate=1: room for two copies of the domU; $(xl info 2>/dev/null | grep -E '^(xen_version|virt_caps)' | tr -s ' ' | tr '\n' ' ')"
+fi
 dd if="$payload_dev" bs=4096 skip=1 2>/dev/null | head -c "$klen" > /run/kernel || fail "reading the kernel"
 # The peer (header peer_len=N): dom0's test client (tools/xenbox-peer, or xenpv-run
 # itself, a multi-call binary), a dom0 script's $PEER. Without one (a runner-library
@@ -267,42 +275,85 @@ done
 [ -n "$id" ] || fail "no domain id for $name after xl create: $(xl list 2>&1)"
 say "domU $name is domain $id"
 touch "$log"
+# A domain migrated in (`xl migrate`, `xl migrate-receive`) is created as NAME--incoming
+# and renamed once it runs: xenconsoled names a console log after the domain's name when
+# it opens it, so the new domain's first lines land in this one (the box sends
+# xenconsoled SIGHUP after each follow, which reopens every log under its current name).
+ilog=/var/log/xen/console/guest-$name--incoming.log
 # Stream the domU's console as xenconsoled logs it. One loop in this shell, no pipeline
 # of background processes: under load a pipeline could start late or be killed before
 # it printed anything. Complete lines are shown as they arrive (`wc -l` counts them),
 # the last partial line at the end; nothing is shown twice and nothing is skipped.
 shown=0
+ishown=0
 show_new() {
     total=$(wc -l < "$log" 2>/dev/null || echo 0)
     if [ "$total" -gt "$shown" ]; then
         sed -n "$((shown + 1)),${total}p" "$log" | sed 's/^/domU| /'
         shown=$total
     fi
+    [ -f "$ilog" ] || return 0
+    total=$(wc -l < "$ilog" 2>/dev/null || echo 0)
+    if [ "$total" -gt "$ishown" ]; then
+        sed -n "$((ishown + 1)),${total}p" "$ilog" | sed 's/^/domU| /'
+        ishown=$total
+    fi
 }
-# After `xl reboot`, xl (on_reboot = "restart", its monitoring child) destroys the
-# domain and creates it again under the same name with a new id; xenconsoled appends the
-# new domain's console to the same per-name log, so streaming goes on as is. When the
-# tracked domain has shut down for a reboot (reason 1; xl's state then reads `--psr-`),
-# or is gone (it may go between two questions), wait for the name's new id (30 s at
-# most, the console streamed meanwhile) and follow it: 0 then. Any other reason: 1.
+# The domain the box watches changes under the same name: after `xl reboot` (on_reboot =
+# "restart": xl destroys it and creates it again), `xl restore` of a saved domU, or a
+# localhost `xl migrate` (the sender's domain is renamed NAME--migratedaway and destroyed,
+# the receiver's NAME--incoming becomes NAME). When the tracked domain has shut down for
+# a reboot (reason 1; xl's state then reads `--psr-`) or a suspend (reason 2), or is gone
+# (it may go between two questions), wait for the name's new id (the console streamed
+# meanwhile) and follow it: 0 then. A suspended domain that runs again under its own id
+# (`xl save -c`, a migration that failed and resumed at the sender) is followed as it is:
+# 0. Any other reason, or no new domain in time (30 s after a reboot; after a suspend or
+# a disappearance FOLLOW_S, header follow_s=, default 300 s, as `xl save` then
+# `xl restore` may be minutes apart): 1.
 follow_reboot() {
+    r=""
     if [ -n "$1" ]; then
         r=$(xl list -v "$id" 2>/dev/null | awk 'NR==2 {print $8}')
-        [ -z "$r" ] || [ "$r" = 1 ] || return 1
+        [ -z "$r" ] || [ "$r" = 1 ] || [ "$r" = 2 ] || return 1
     fi
+    wait_s=30
+    [ "$r" = 1 ] || wait_s=${follow_s:-300}
     n=0
-    while [ $n -lt 150 ]; do
+    while [ $n -lt $((wait_s * 5)) ]; do
         nid=$(xl domid "$name" 2>/dev/null)
         if [ -n "$nid" ] && [ "$nid" != "$id" ]; then
-            say "domU $name rebooted: now domain $nid"
+            if [ "$r" = 1 ]; then
+                say "domU $name rebooted: now domain $nid"
+            else
+                say "domU $name resumed: now domain $nid"
+            fi
             id=$nid
+            kill -HUP "$(cat /run/xenconsoled.pid 2>/dev/null)" 2>/dev/null
             return 0
         fi
+        if [ "$r" = 2 ]; then
+            st=$(xl list "$id" 2>/dev/null | awk 'NR==2 {print $5}')
+            case "$st" in
+                "") r=gone ;;
+                *s*|*c*) ;;
+                *)
+                    say "domU $name resumed in place: domain $id"
+                    return 0
+                    ;;
+            esac
+        fi
         show_new
+        # With a dom0 script: its lines keep coming, and a script that has ended (5 s
+        # ago) or the run's deadline ends the wait, as nothing else would bring a domain.
+        if [ -n "$slen" ]; then
+            show_script
+            [ -s /run/dom0-script.rc ] && [ $n -ge 25 ] && break
+            [ "$(date +%s)" -ge "${deadline:-0}" ] && [ -n "$deadline" ] && break
+        fi
         usleep 200000
         n=$((n + 1))
     done
-    say "domU $name: domain $id ended (state ${1:-gone}) and no new domain of that name came within 30 s"
+    say "domU $name: domain $id ended (state ${1:-gone}) and no new domain of that name came within $((n / 5)) s"
     return 1
 }
 # Wait for the domU to shut down (state flag s or c). The limit is wall-clock time, with
@@ -471,7 +522,8 @@ if [ -n "$gref" ] && [ -n "$has_peer" ]; then
     /run/peer "$id" "$gref" "$gfnv" 2>&1 | sed 's/^/xenbox: /'
 fi
 # The guest's status from its console's own exit line (cross-checked with the reason).
-status=$(sed -n 's/^xenpv-rt: exit status \([0-9]*\).*/\1/p' "$log" | tail -1)
+# (A domain that migrated in may have written it to the --incoming log.)
+status=$(cat "$log" "$ilog" 2>/dev/null | sed -n 's/^xenpv-rt: exit status \([0-9]*\).*/\1/p' | tail -1)
 [ -z "$status" ] && status=125
 case "$reason" in
     0) [ "$status" = 0 ] || say "status $status but shutdown reason poweroff" ;;

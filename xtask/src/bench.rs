@@ -7,6 +7,7 @@
 //! the same way (see [`blk`]).
 mod blk;
 mod boot;
+mod migrate;
 mod net;
 
 use crate::boottest::stress_memory_mib;
@@ -154,6 +155,13 @@ enum BenchCmd {
     /// 1.0x Linux). Exit 1 if the target is missed, 2 if a run failed or gave no
     /// figures.
     Blk(blk::BlkArgs),
+    /// Save/restore and live migration: `xl save` + `xl restore` times and the downtime
+    /// of a localhost `xl migrate` (the longest gap between UDP echoes, dom0 asking every
+    /// 10 ms) for the network appliance and a Linux PV domU of the same memory, each
+    /// booted in the box with the shadow-paging hypervisor; medians of --runs, the ratios,
+    /// and the target (downtime <= 1.0x Linux). Exit 1 if the target is missed, 2 if a
+    /// side failed (a guest that cannot suspend fails at its first `xl save`).
+    Migrate(migrate::MigrateArgs),
 }
 
 /// `cargo xtask bench stress` options.
@@ -181,6 +189,7 @@ pub fn bench_command(a: BenchArgs) -> Result<u8, String> {
         Some(BenchCmd::Boot(b)) => boot::boot_command(b),
         Some(BenchCmd::Net(n)) => net::net_command(n),
         Some(BenchCmd::Blk(b)) => blk::blk_command(b),
+        Some(BenchCmd::Migrate(m)) => migrate::migrate_command(m),
     }
 }
 

@@ -18,12 +18,21 @@ pub(super) fn command(xen: &Path, b: &Boot, role: Role<'_>) -> Result<Command, S
         .as_ref()
         .and_then(|p| p.metadata().ok())
         .map_or(0, |m| m.len());
+    // A domU to be saved or migrated: room for its second copy, the hypervisor with
+    // shadow paging.
+    let migrate = matches!(role, Role::Domu { extras, .. } if extras.migrate);
+    let spare = if migrate { b.memory_mib } else { 0 };
+    let shadow = if migrate {
+        Some(crate::xen_shadow::ensure()?)
+    } else {
+        None
+    };
     let mut cmd = Command::new(provision::QEMU);
     cmd.args(BASE_ARGS)
         .arg("-kernel")
-        .arg(xen)
-        .args(memory_args(b, initrd_bytes))
-        .args(xen_args(b, initrd_bytes))
+        .arg(shadow.as_deref().unwrap_or(xen))
+        .args(memory_args(b, initrd_bytes, spare))
+        .args(xen_args(b, initrd_bytes, spare))
         .args(module_args(b))
         .args(box_drive_args(b, payload.as_deref()))
         .args(disk_args(role.disks()))
@@ -34,27 +43,30 @@ pub(super) fn command(xen: &Path, b: &Boot, role: Role<'_>) -> Result<Command, S
 }
 
 /// dom0's memory in MiB: the guest's as dom0; in the box, the box's dom0's, with room for
-/// a copy of the ramdisk until xl has loaded it into the domU.
-fn dom0_mib(b: &Boot, initrd_bytes: u64) -> u64 {
+/// a copy of the ramdisk until xl has loaded it into the domU, and `spare_mib` more (a
+/// domU to be saved: `xl save` writes its image to dom0's `/run`, a tmpfs).
+fn dom0_mib(b: &Boot, initrd_bytes: u64, spare_mib: u64) -> u64 {
     match b.domu {
         None => b.memory_mib,
-        Some(_) => xenbox::DOM0_MIB + initrd_bytes.div_ceil(1 << 20),
+        Some(_) => xenbox::DOM0_MIB + initrd_bytes.div_ceil(1 << 20) + spare_mib,
     }
 }
 
 /// The machine's memory: the guest's and its initrd's as dom0 ([`qemu_memory`]); the
-/// box's dom0's plus the domU's, and headroom, in the box.
-pub(super) fn memory_args(b: &Boot, initrd_bytes: u64) -> [String; 2] {
+/// box's dom0's plus the domU's, and headroom, in the box; with `spare_mib` (a domU to
+/// be saved or migrated) that much more for dom0 and again for Xen, where a migration's
+/// receiving domain is built while the sender still runs.
+pub(super) fn memory_args(b: &Boot, initrd_bytes: u64, spare_mib: u64) -> [String; 2] {
     let mib = match b.domu {
         None => qemu_memory(b.memory_mib, initrd_bytes),
-        Some(_) => dom0_mib(b, initrd_bytes) + b.memory_mib + 384,
+        Some(_) => dom0_mib(b, initrd_bytes, spare_mib) + b.memory_mib + spare_mib + 384,
     };
     ["-m".into(), mib.to_string()]
 }
 
 /// Xen's command line: its console on the serial line, everything logged, dom0's memory.
-pub(super) fn xen_args(b: &Boot, initrd_bytes: u64) -> [String; 2] {
-    let mib = dom0_mib(b, initrd_bytes);
+pub(super) fn xen_args(b: &Boot, initrd_bytes: u64, spare_mib: u64) -> [String; 2] {
+    let mib = dom0_mib(b, initrd_bytes, spare_mib);
     [
         "-append".into(),
         format!(
@@ -144,6 +156,7 @@ fn write_payload(bx: &BoxImage, b: &Boot, role: Role<'_>) -> Result<PathBuf, Str
         dom0_script: extras.and_then(|e| e.dom0_script.as_deref()),
         disks: role.disks(),
         toolstack: bx.toolstack,
+        migrate: extras.is_some_and(|e| e.migrate),
     }
     .write(&path)?;
     Ok(path)

@@ -30,6 +30,12 @@ pub struct DomuExtras {
     pub vifs: u32,
     /// The dom0 script, if any.
     pub dom0_script: Option<PathBuf>,
+    /// The domU will be saved, restored or migrated (`--migrate`): the box gets room for
+    /// a second copy of the domU (QEMU's memory and dom0's, which holds `xl save`'s image
+    /// in `/run`, each grow by the domU's memory) and boots the hypervisor built with
+    /// shadow paging ([`crate::xen_shadow::ensure`]), which a PV guest's live migration
+    /// needs; header `migrate=1`.
+    pub migrate: bool,
 }
 
 /// The number of vifs of `--net N`: 1..=[`MAX_VIFS`]; the error names the limit.

@@ -49,6 +49,10 @@ pub struct Payload<'a> {
     /// Which toolstack creates the domU: header key `toolstack=libvirt`, written only for
     /// [`Toolstack::Libvirt`] (the box must be its variant, [`BoxImage::toolstack`]).
     pub toolstack: Toolstack,
+    /// The domU will be saved, restored or migrated (header key `migrate=1`, written only
+    /// when set): the box says so with the hypervisor's version and capabilities, which
+    /// shows that the run has the shadow-paging hypervisor ([`crate::xen_shadow`]).
+    pub migrate: bool,
 }
 
 impl Payload<'_> {
@@ -87,6 +91,9 @@ impl Payload<'_> {
         }
         if self.toolstack != Toolstack::Xl {
             hdr += &format!("toolstack={}\n", self.toolstack.name());
+        }
+        if self.migrate {
+            hdr += "migrate=1\n";
         }
         if script_len > 0 {
             hdr += &format!("script_len={script_len}\n");
@@ -183,6 +190,7 @@ pub fn payload(
         dom0_script: None,
         disks: &[],
         toolstack: Toolstack::Xl,
+        migrate: false,
     }
     .write(path)
 }
@@ -229,6 +237,7 @@ mod tests {
             dom0_script: None,
             disks: &[],
             toolstack: Toolstack::Xl,
+            migrate: false,
         };
         assert_eq!(
             p.header(3, 0),
@@ -280,6 +289,7 @@ mod tests {
             dom0_script: None,
             disks: &[],
             toolstack: Toolstack::Xl,
+            migrate: false,
         };
         let plain =
             "name=app\nkernel_len=5000\npeer_len=0\nmemory=128\nextra=events\ntimeout=120\n";
@@ -354,6 +364,7 @@ mod tests {
             dom0_script: None,
             disks: &[],
             toolstack: Toolstack::Xl,
+            migrate: false,
         };
         let plain = "name=app\nkernel_len=3\npeer_len=0\nmemory=128\nextra=events\ntimeout=120\n";
         assert_eq!(p.header(3, 0), plain);

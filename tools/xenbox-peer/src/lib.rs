@@ -24,7 +24,7 @@ struct Command {
 }
 
 /// The network subcommands.
-static COMMANDS: [Command; 14] = [
+static COMMANDS: [Command; 15] = [
     Command {
         spec: &disk::FILL,
         run: disk::run_fill,
@@ -80,6 +80,10 @@ static COMMANDS: [Command; 14] = [
     Command {
         spec: &net::frag_flood::SPEC,
         run: net::frag_flood::run,
+    },
+    Command {
+        spec: &net::udp_poll::SPEC,
+        run: net::udp_poll::run,
     },
 ];
 

@@ -116,6 +116,10 @@ pub struct BootTest {
     /// As a domU: the toolstack that creates it in the box, `xl` or libvirt's `virsh`
     /// (the box's libvirt variant, booted only for such rows).
     pub toolstack: crate::xenbox::Toolstack,
+    /// As a domU that its dom0 script saves, restores or migrates: the box has room for
+    /// a second copy of the domU and boots the shadow-paging hypervisor
+    /// ([`crate::xenbox::DomuExtras::migrate`], `xenpv-run --migrate`).
+    pub migrate: bool,
 }
 
 pub fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check>) -> BootTest {
@@ -136,6 +140,7 @@ pub fn t(name: &str, image: Image, cmdline: &str, status: i32, checks: Vec<Check
         as_xenpv_run: false,
         prepare: None,
         toolstack: crate::xenbox::Toolstack::Xl,
+        migrate: false,
     }
 }
 

@@ -158,6 +158,7 @@ fn run_one(ctx: &Ctx, p: Prepared) -> Result<f64, String> {
     let extras = crate::xenbox::DomuExtras {
         vifs: t.vifs,
         dom0_script: script,
+        migrate: t.migrate,
     };
     let o = qemu::boot_domu_with_disks(
         &ctx.xen,

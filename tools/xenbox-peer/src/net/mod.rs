@@ -18,6 +18,7 @@ pub mod tcp_echo;
 pub mod tcp_hold;
 pub mod tcp_send;
 pub mod udp_echo;
+pub mod udp_poll;
 pub mod udp_rate;
 pub mod wait_up;
 

@@ -370,7 +370,7 @@ fn main() {
 "#;
 
 /// Build [`UDP_ECHO_RS`] as a static x86-64 Linux program in `dir`; its path.
-fn build_udp_echo(dir: &Path) -> Result<PathBuf, String> {
+pub(super) fn build_udp_echo(dir: &Path) -> Result<PathBuf, String> {
     super::static_linux_program(
         dir,
         "bench-net-udp-echo",
@@ -415,6 +415,7 @@ fn measure(
         &xenbox::DomuExtras {
             vifs: 1,
             dom0_script: Some(script.to_path_buf()),
+            migrate: false,
         },
     );
     let mut s = side(&out.text, who, a.runs);

@@ -73,6 +73,9 @@ fn row(
     );
     b.checks.extend(common_checks());
     b.memory_mib = MEMORY_MIB;
+    // The box's room for a save image and a second copy, and its shadow-paging Xen
+    // (log-dirty, which a PV live migration needs).
+    b.migrate = true;
     let prelude = include_str!("../scripts/migrate_prelude.sh");
     b.dom0_script = Some(script_with(
         &[("ROUNDS", rounds.to_string())],
