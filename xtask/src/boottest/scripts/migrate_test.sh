@@ -15,8 +15,8 @@ for i in $(seq 1 "$ROUNDS"); do
     echo "xl migrate $i: $(($(now_ms) - t)) ms: domain $old is now domain $(domid_now): ok"
     serves "after migration $i"
 done
-bad=$(xl dmesg | grep -ciE "error|failed|bug|assert")
+bad=$(xl dmesg | grep -ciwE "error|failed|bug|assert")
 echo "xl dmesg: $bad lines with error/failed/bug/assert"
-[ "$bad" = 0 ] || xl dmesg | grep -iE "error|failed|bug|assert" | tail -n 5
+[ "$bad" = 0 ] || xl dmesg | grep -iwE "error|failed|bug|assert" | tail -n 5
 finish
 exit "$fails"
