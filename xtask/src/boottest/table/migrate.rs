@@ -131,6 +131,9 @@ pub fn save_restore() -> BootTest {
             Check::Regex(r"dom0\| xl save 3: \d+ ms, \d+ bytes: ok"),
             Check::Regex(r"dom0\| xl restore 3: \d+ ms: now domain \d+: ok"),
             Check::Regex(r"dom0\| state after restore 3: ticks=\d+ .*: ok"),
+            // The vif and the disk re-handshaken with the last domain's backends.
+            Check::Report(like("xenpv-rt: vif0 resumed epoch=3 garp=1").nums(&["ms"])),
+            Check::Report(like("disk: resumed id=51712 epoch=3").nums(&["requeued", "ms"])),
             Check::Custom("three resumes in new domains, epochs 1 to 3", |o| {
                 resumes(o, "new", SAVE_ROUNDS)
             }),
@@ -158,6 +161,7 @@ pub fn save_checkpoint() -> BootTest {
             Check::Report(like("suspend: resumed kind=cancelled epoch=0").nums(&["ms", "rc"])),
             Check::NoReport(like("suspend: resumed kind=new")),
             Check::NoReport(like("xenpv-rt: vif0 resumed")),
+            Check::NoReport(like("disk: resumed")),
             Check::Custom("/bytes/1048576 served before and after", |o| gets(o, 2)),
         ],
     )
@@ -176,6 +180,8 @@ pub fn migrate() -> BootTest {
             Check::Regex(r"dom0\| xl migrate 10: \d+ ms: domain \d+ is now domain \d+: ok"),
             Check::Regex(r"dom0\| state after migration 10: ticks=\d+ .*: ok"),
             has("dom0| xl dmesg: 0 lines with error/failed/bug/assert"),
+            Check::Report(like("xenpv-rt: vif0 resumed epoch=10 garp=1").nums(&["ms"])),
+            Check::Report(like("disk: resumed id=51712 epoch=10").nums(&["requeued", "ms"])),
             Check::Custom("ten resumes in new domains, epochs 1 to 10", |o| {
                 resumes(o, "new", MIGRATIONS)
             }),

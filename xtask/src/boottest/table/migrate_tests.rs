@@ -26,6 +26,8 @@ fn passing(ops: u32, kind: &str, op: fn(u32) -> String) -> String {
         );
         if kind == "new" {
             t += &format!("xenbox: domU xenpv-app resumed: now domain {}\n", i + 1);
+            t += &format!("domU| xenpv-rt: vif0 resumed epoch={i} ms=40 garp=1\n");
+            t += &format!("domU| disk: resumed id=51712 epoch={i} requeued=0 in_flight=0 indirect=32 flush=1 request_bytes=131072 ms=30\n");
         }
         t += &op(i);
         t += get;
@@ -121,6 +123,14 @@ fn save_restore_is_judged_and_each_check_can_fail() {
         ("kind=new rc=0 epoch=3", "kind=cancelled rc=1 epoch=3"),
         ("xenbox: domU xenpv-app resumed: now domain 3\n", ""),
         ("http-get PASS", "http-get FAIL"),
+        (
+            "vif0 resumed epoch=3 ms=40 garp=1",
+            "vif0 resumed epoch=3 ms=40 garp=0",
+        ),
+        (
+            "disk: resumed id=51712 epoch=3",
+            "disk: resumed id=51712 epoch=2",
+        ),
     ]);
     each_can_fail(&save_restore(), &text, &breaks);
 }
