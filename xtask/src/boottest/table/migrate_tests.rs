@@ -83,6 +83,11 @@ const COMMON_BREAKS: &[(&str, &str)] = &[
     ),
     ("records=62", "records=61"),
     ("mono_back=0 records=1", "mono_back=2 records=1"),
+    ("written=62 write_errors=0", "written=62 write_errors=99"),
+    (
+        "written=60 bad=none write_errors=0",
+        "written=60 bad=none write_errors=99",
+    ),
     (
         "mono_ns=41486721355 epoch=0 last_seq=0 written=1 mono_back=0: ok",
         "FAIL",
