@@ -18,7 +18,9 @@ while ! xl domid "$DOMU_NAME--incoming" > /dev/null 2>&1; do
     usleep 200000
 done
 usleep 500000
-rpid=$(ps -o pid,args | awk '/xl migrate-receive/ && !/awk/ {print $1}' | head -n 1)
+# The receiver's own process (`xl migrate-receive`), not the sender, whose arguments
+# name it too (`xl migrate -s '' NAME 'xl migrate-receive'`), nor a shell around it.
+rpid=$(ps -o pid,args | awk '$2 == "xl" && $3 == "migrate-receive" {print $1}' | head -n 1)
 if [ -n "$rpid" ] && kill -0 "$mpid" 2>/dev/null; then
     kill -KILL "$rpid"
     echo "killed the receiver (pid $rpid) mid-stream: ok"
