@@ -1,6 +1,6 @@
 //! Where `GET /files/…` reads from.
 
-use xenpv_appliance::http::Opened;
+use xenpv_appliance::http::{Opened, Response, Route};
 
 /// Why a read of a file failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,12 @@ pub trait Files {
     fn open(&self, path: &str) -> Result<(Self::File, u64), Opened>;
     /// Fill all of `out` with the file's bytes from `offset`.
     fn read_at(&self, f: &mut Self::File, offset: u64, out: &mut [u8]) -> Result<(), ReadFail>;
+    /// The guest's own one-line pages (`GET /state`, `GET /records`: [`Route::State`],
+    /// [`Route::Records`]) where the same source keeps them; `None` (the default): 404.
+    fn page(&self, route: Route<'_>) -> Option<Response> {
+        let _ = route;
+        None
+    }
 }
 
 /// No filesystem: every `GET /files/…` is a 404.
@@ -49,5 +55,8 @@ impl<F: Files> Files for &F {
     }
     fn read_at(&self, f: &mut Self::File, offset: u64, out: &mut [u8]) -> Result<(), ReadFail> {
         (**self).read_at(f, offset, out)
+    }
+    fn page(&self, route: Route<'_>) -> Option<Response> {
+        (**self).page(route)
     }
 }

@@ -129,6 +129,7 @@ pub async fn http_exchange<F: Files>(
             http::respond_file(opened)
         }
         Route::Heap(mib) => heap_response(mib, heap_probe_on),
+        Route::State | Route::Records => files.page(route).unwrap_or_else(|| http::respond(route)),
         route => {
             add(&c.too_large, u64::from(route == Route::TooLarge));
             http::respond(route)

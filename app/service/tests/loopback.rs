@@ -285,3 +285,59 @@ fn files_are_served_checked_refused_and_cut_short() {
     });
     assert!(c.checksum_steps.get() >= 4);
 }
+
+/// A source with the guest's own pages: `/state` a line, `/records` none (404).
+struct Pages;
+
+impl Files for Pages {
+    type File = ();
+    fn open(&self, _: &str) -> Result<((), u64), Opened> {
+        Err(Opened::NotFound)
+    }
+    fn read_at(&self, _: &mut (), _: u64, _: &mut [u8]) -> Result<(), ReadFail> {
+        Err(ReadFail::Failed)
+    }
+    fn page(
+        &self,
+        route: xenpv_appliance::http::Route<'_>,
+    ) -> Option<xenpv_appliance::http::Response> {
+        (route == xenpv_appliance::http::Route::State)
+            .then(|| xenpv_appliance::http::respond_line("ticks=3 mono_ns=9"))
+    }
+}
+
+#[test]
+fn the_guests_own_pages_or_404() {
+    let c = Counters::default();
+    loopback::run(|stack| {
+        let c = &c;
+        async move {
+            let client = async {
+                let (all, clean) = get(&stack, "/state").await;
+                assert!(clean);
+                let (status, head, body) = split(&all);
+                assert_eq!(
+                    (status, body.as_slice()),
+                    (200, b"ticks=3 mono_ns=9\n".as_slice())
+                );
+                assert!(head.contains(&format!("X-Checksum-FNV1a64: {}", fnv(&body))));
+                assert_eq!(split(&get(&stack, "/records").await.0).0, 404);
+            };
+            let svc = services(&stack, c, &Pages, Duration::from_secs(10));
+            assert!(matches!(select(svc, client).await, Either::Second(())));
+        }
+    });
+    // Without the pages (no source keeps them): 404 both.
+    let c = Counters::default();
+    loopback::run(|stack| {
+        let c = &c;
+        async move {
+            let client = async {
+                assert_eq!(split(&get(&stack, "/state").await.0).0, 404);
+                assert_eq!(split(&get(&stack, "/records").await.0).0, 404);
+            };
+            let svc = services(&stack, c, &NoFiles, Duration::from_secs(10));
+            assert!(matches!(select(svc, client).await, Either::Second(())));
+        }
+    });
+}

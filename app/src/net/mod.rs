@@ -4,7 +4,9 @@
 //! (`xenpv_appliance_service`, host-tested). It takes the polled appliance's words
 //! (`vifs=`, `ip=`, `tcp_idle=` `head_timeout=` `syn_timeout=` `per_peer=` `tcp_listen=`
 //! `tcp_max=`, `files`, `disk_timeout=`; `heap-probe` answers `GET /heap/N`) and prints
-//! its report lines (`net: …`).
+//! its report lines (`net: …`). It keeps a tick counter and (word `records`) a disk
+//! writer, shown by `GET /state` and checked by `GET /records` (module `state`): what
+//! a save, restore or migration must not lose.
 //!
 //! The runtime keeps each vif running (its task notices a backend that goes away and
 //! re-attaches when one returns); the stack's listeners keep a backlog and bound every
@@ -16,6 +18,7 @@ extern crate alloc;
 
 mod files;
 mod report;
+mod state;
 mod words;
 
 use alloc::vec::Vec;
@@ -32,6 +35,7 @@ use xenpv_rt::println;
 use xenpv_rt::xenpv_net::{TcpListener, UdpBuffers, UdpSocket};
 
 use files::DiskFiles;
+use state::{Keeper, Site};
 use words::Words;
 
 /// UDP echo's queues each way: eight of the largest datagrams, 256 in all (a window of
@@ -85,6 +89,14 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
     } else {
         DiskFiles::default()
     };
+    let keeper = match records_disk(rt, &w).await {
+        Ok(disk) => Keeper::new(disk),
+        Err(status) => return status,
+    };
+    let site = Site {
+        files: &files,
+        keeper: &keeper,
+    };
     let (c, t) = (Counters::default(), report::Tally::default());
     report::publish(rt, "data/xenpv-app/net", "serving");
     println!(
@@ -92,7 +104,9 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
         vifs.len()
     );
     report::limits(&w.limits);
-    let serve = join_all(vifs.iter().map(|v| serve_vif(rt, v, &w, &c, &files, &t)));
+    let serve = join_all(vifs.iter().map(|v| serve_vif(rt, v, &w, &c, &site, &t)));
+    let keep = xenpv_rt::exec::embassy_futures::join::join(keeper.tick(), keeper.write());
+    let serve = select(serve, keep);
     let how = match select(serve, rt.shutdown()).await {
         Either::First(_) => {
             println!("net: every service ended");
@@ -101,8 +115,44 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
         Either::Second(how) => how,
     };
     println!("net: shutdown requested how={}", how.as_str());
+    keeper.final_report();
     report::served(&c, &vifs, &files, &t);
     0
+}
+
+/// The writer's disk (word `records`: the first disk, raw, its connected line
+/// printed), or none. `Err(status)`: asked for and not there (printed).
+async fn records_disk(
+    rt: &'static xenpv_rt::Runtime,
+    w: &Words,
+) -> Result<Option<xenpv_rt::device::Disk>, i32> {
+    if !w.records {
+        return Ok(None);
+    }
+    match rt.devices().disk(0).await {
+        Ok(d) if !d.read_only() && d.sector_size() as usize == xenpv_contract::records::SECTOR => {
+            println!(
+                "{}",
+                xenpv_contract::report::Writer::new("net")
+                    .word("records")
+                    .field("vbd", &d.id())
+                    .field("sectors", &d.sectors())
+                    .field("every_ms", &1000)
+            );
+            Ok(Some(d))
+        }
+        Ok(d) => {
+            println!(
+                "net: records: vbd {} is read-only or its sectors are not 512 bytes",
+                d.id()
+            );
+            Err(AppStatus::Device.into())
+        }
+        Err(e) => {
+            println!("net: records: disk 0: {e}");
+            Err(AppStatus::Device.into())
+        }
+    }
 }
 
 /// Bring every vif up together (one slow backend does not hold the others up), with the
@@ -157,7 +207,7 @@ async fn serve_vif(
     v: &Vif,
     w: &Words,
     c: &Counters,
-    files: &DiskFiles,
+    site: &Site<'_>,
     t: &report::Tally,
 ) {
     let limit = w.limits.max;
@@ -167,7 +217,7 @@ async fn serve_vif(
             service::serve_each(&v.echo, limit, c, |s| service::echo(s, c)),
             service::serve_each(&v.discard, limit, c, |s| service::discard(s, c)),
             service::serve_each(&v.http, limit, c, |s| {
-                service::http(s, head, w.heap_probe, files, c)
+                service::http(s, head, w.heap_probe, site, c)
             }),
         )
         .await

@@ -17,6 +17,8 @@ pub(super) struct Words {
     pub(super) disk_timeout_ms: u64,
     /// `heap-probe`: answer `GET /heap/N` (404 otherwise).
     pub(super) heap_probe: bool,
+    /// `records`: the disk writer on the first disk (raw), `GET /records` checks it.
+    pub(super) records: bool,
 }
 
 /// The command line's words; `Err` with [`AppStatus::Usage`] for a bad one (printed).
@@ -69,6 +71,11 @@ pub(super) fn words(cmd: &Cmdline<'_>) -> Result<Words, i32> {
         }
         Err(e) => return Err(usage(&e)),
     };
+    if cmd.has("records") && cmd.has("files") {
+        return Err(usage(
+            &"records and files both want the first disk: one of them",
+        ));
+    }
     Ok(Words {
         vifs,
         ips,
@@ -76,6 +83,7 @@ pub(super) fn words(cmd: &Cmdline<'_>) -> Result<Words, i32> {
         files: cmd.has("files"),
         disk_timeout_ms,
         heap_probe: cmd.has("heap-probe"),
+        records: cmd.has("records"),
     })
 }
 

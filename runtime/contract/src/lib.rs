@@ -8,11 +8,14 @@
 //!   an allocation-free writer for guests and, with feature `alloc`, the parsed
 //!   `report::Report`;
 //! - [`defmt_line`]: the console framing of defmt frames;
-//! - [`initrd`]: the checked initrd image format.
+//! - [`initrd`]: the checked initrd image format;
+//! - [`records`]: the disk writer's records (the sample appliance writes them, dom0
+//!   checks them).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod defmt_line;
 pub mod initrd;
+pub mod records;
 pub mod report;
 pub mod status;

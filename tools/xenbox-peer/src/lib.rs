@@ -24,7 +24,7 @@ struct Command {
 }
 
 /// The network subcommands.
-static COMMANDS: [Command; 12] = [
+static COMMANDS: [Command; 15] = [
     Command {
         spec: &disk::FILL,
         run: disk::run_fill,
@@ -32,6 +32,18 @@ static COMMANDS: [Command; 12] = [
     Command {
         spec: &disk::VERIFY,
         run: disk::run_verify,
+    },
+    Command {
+        spec: &disk::records::RECORDS,
+        run: disk::records::run,
+    },
+    Command {
+        spec: &net::echo_hold::SPEC,
+        run: net::echo_hold::run,
+    },
+    Command {
+        spec: &net::http_body::SPEC,
+        run: net::http_body::run,
     },
     Command {
         spec: &net::wait_up::SPEC,

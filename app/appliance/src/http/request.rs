@@ -19,6 +19,12 @@ pub enum Route<'a> {
     /// `GET /heap/N`: the heap probe of N MiB (at most [`HEAP_PROBE_MAX_MIB`]; a larger
     /// N is [`Route::BadRequest`]); answered by [`respond_heap`].
     Heap(u64),
+    /// `GET /state`: the guest's clocks and counters, one line (a guest that keeps none
+    /// answers 404).
+    State,
+    /// `GET /records`: the guest checks its disk writer's records and answers one line
+    /// (a guest without the writer answers 404).
+    Records,
     /// Not a GET.
     MethodNotAllowed,
     /// Not an HTTP/1.x request line, or a head past [`HEAD_MAX`]; why.
@@ -161,6 +167,10 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
         Route::MethodNotAllowed
     } else if path == b"/" {
         Route::Index
+    } else if path == b"/state" {
+        Route::State
+    } else if path == b"/records" {
+        Route::Records
     } else if let Some(n) = path.strip_prefix(b"/bytes/") {
         match core::str::from_utf8(n).ok().and_then(|s| {
             (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))

@@ -133,7 +133,10 @@ pub fn respond(route: Route<'_>) -> Response {
             reason: "OK",
             body: Body::Pattern { len },
         },
-        Route::NotFound | Route::File(_) => r(404, "Not Found", b"not found\n"),
+        // A guest that keeps them answers with `respond_line`.
+        Route::NotFound | Route::File(_) | Route::State | Route::Records => {
+            r(404, "Not Found", b"not found\n")
+        }
         Route::MethodNotAllowed => r(405, "Method Not Allowed", b"only GET\n"),
         Route::BadRequest(_) => r(400, "Bad Request", b"bad request\n"),
         Route::TooLarge => r(400, "Bad Request", BYTES_TOO_LARGE),
@@ -187,6 +190,30 @@ pub fn respond_heap(mib: u64, probe: HeapProbe<'_>) -> Response {
         body: Body::Line {
             buf,
             len: line.len() as u8,
+        },
+    }
+}
+
+/// A 200 whose body is `text` and a newline, cut to [`LINE_MAX`] bytes at a character
+/// boundary (`GET /state`, `GET /records`).
+pub fn respond_line(text: &str) -> Response {
+    let mut buf = [0u8; LINE_MAX];
+    let mut len = 0;
+    for c in text.chars() {
+        let n = c.len_utf8();
+        if len + n + 1 > LINE_MAX {
+            break;
+        }
+        c.encode_utf8(&mut buf[len..len + n]);
+        len += n;
+    }
+    buf[len] = b'\n';
+    Response {
+        status: 200,
+        reason: "OK",
+        body: Body::Line {
+            buf,
+            len: (len + 1) as u8,
         },
     }
 }

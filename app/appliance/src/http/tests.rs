@@ -433,3 +433,34 @@ fn the_heap_probe_route() {
     }
     assert_eq!(String::from_utf8(got).unwrap(), b);
 }
+
+#[test]
+fn the_state_and_records_routes() {
+    fn p(s: &str) -> Route<'_> {
+        match parse(s.as_bytes()) {
+            Parse::Done { route, .. } => route,
+            Parse::Incomplete => panic!("incomplete"),
+        }
+    }
+    assert_eq!(p("GET /state HTTP/1.1\r\n\r\n"), Route::State);
+    assert_eq!(p("GET /records HTTP/1.1\r\n\r\n"), Route::Records);
+    assert_eq!(p("GET /state/x HTTP/1.1\r\n\r\n"), Route::NotFound);
+    assert_eq!(p("GET /recordsx HTTP/1.1\r\n\r\n"), Route::NotFound);
+    // A guest that keeps neither: 404.
+    assert_eq!(respond(Route::State).status, 404);
+    assert_eq!(respond(Route::Records).status, 404);
+    let r = respond_line("ticks=5 mono_ns=7");
+    let mut out = vec![0u8; r.body.len() as usize];
+    r.body.fill(0, &mut out);
+    assert_eq!(
+        (r.status, out.as_slice()),
+        (200, b"ticks=5 mono_ns=7\n".as_slice())
+    );
+    // Cut to fit, the newline kept, at a character boundary.
+    let long = "é".repeat(200);
+    let r = respond_line(&long);
+    let mut out = vec![0u8; r.body.len() as usize];
+    r.body.fill(0, &mut out);
+    let s = String::from_utf8(out).unwrap();
+    assert!(s.len() <= LINE_MAX && s.ends_with("é\n"), "{s:?}");
+}

@@ -1,5 +1,6 @@
 //! The dom0 side of the storage tests: write the disk pattern onto a block device the
-//! domU will read (`disk-fill`), and check a device the domU wrote (`disk-verify`).
+//! domU will read (`disk-fill`), and check a device the domU wrote (`disk-verify`, and
+//! `disk-records` for the appliance's disk writer: module `records`).
 //!
 //! The pattern is the one the guest appliance writes and checks (`blk` mode): byte `o`
 //! of a disk with seed `s` is byte `o % 8` (little-endian) of
@@ -8,6 +9,8 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
+
+pub mod records;
 
 use crate::args::{Opt, Parsed, Spec, Usage};
 use crate::verdict::Verdict;

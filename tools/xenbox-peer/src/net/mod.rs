@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use crate::args::{bad, Usage};
 use crate::verdict::Verdict;
 
+pub mod echo_hold;
 pub mod frag_flood;
+pub mod http_body;
 pub mod http_get;
 pub mod rtt_under_load;
 pub mod tcp_echo;

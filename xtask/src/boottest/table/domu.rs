@@ -41,6 +41,9 @@ pub fn rows() -> Vec<BootTest> {
     v.push(super::lifecycle::reboot());
     v.push(super::lifecycle::shutdown_mid_get());
     v.push(super::lifecycle::crash_request());
+    // Save, restore and live migration: the appliance moves without dropping a
+    // connection or a record.
+    v.extend(super::migrate::rows());
     for b in &mut v {
         b.domu = true;
         b.timeout_s = b.timeout_s.max(240);

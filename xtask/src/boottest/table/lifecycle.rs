@@ -23,45 +23,51 @@ const SERVING: &str = "net: serving udp/7 tcp/7 tcp/9 tcp/80 on 1 vif(s)";
 /// the second boot and which serves HTTP again; `xl sysrq b` does the same once more;
 /// then `xl shutdown` ends it with status 0 and reason poweroff within
 /// [`SHUTDOWN_WITHIN_S`]. Before the reboot: the feature
-/// keys (poweroff, reboot, no suspend), `xl sysrq h` answered and cleared, and a
-/// `suspend` refused (unacknowledged, said once, the guest serving on).
+/// keys (poweroff, reboot, and suspend as the appliance's manifest says:
+/// [`super::migrate::appliance_suspends`]), `xl sysrq h` answered and cleared, and,
+/// for an appliance without suspend, a `suspend` refused (unacknowledged, said once,
+/// the guest serving on).
 pub fn reboot() -> BootTest {
-    let mut b = appliance_row(
-        "domu-reboot",
-        "net ip=169.254.100.2/24",
-        900,
-        vec![
-            Check::Regex(
-                r"dom0\| /local/domain/\d+/control/feature-poweroff = '1' after \d+ ms: ok",
-            ),
-            Check::Regex(r"dom0\| /local/domain/\d+/control/feature-reboot = '1' after \d+ ms: ok"),
+    let suspends = super::migrate::appliance_suspends();
+    let mut checks = vec![
+        Check::Regex(r"dom0\| /local/domain/\d+/control/feature-poweroff = '1' after \d+ ms: ok"),
+        Check::Regex(r"dom0\| /local/domain/\d+/control/feature-reboot = '1' after \d+ ms: ok"),
+        has("xenpv-rt: sysrq h: not supported (b reboot, o poweroff, c crash)"),
+        Check::Regex(r"dom0\| /local/domain/\d+/control/sysrq = '' after \d+ ms: ok"),
+    ];
+    if suspends {
+        // The appliance saves and restores (the `domu-save-*` rows): it offers it, and
+        // a bare `suspend` here would suspend it; the refusal is `domu-suspend-refused`'s.
+        checks.push(Check::Regex(r"dom0\| control/feature-suspend is '1': ok"));
+    } else {
+        checks.extend([
             Check::Regex(r"dom0\| control/feature-suspend is '', not 1: ok"),
-            has("xenpv-rt: sysrq h: not supported (b reboot, o poweroff, c crash)"),
-            Check::Regex(r"dom0\| /local/domain/\d+/control/sysrq = '' after \d+ ms: ok"),
             has("dom0| control/shutdown 3 s after suspend was asked: 'suspend'"),
             Check::Custom("the suspend refusal is said once", suspend_refused_once),
-            Check::Report(like("net: shutdown requested how=reboot")),
-            Check::Report(like("xenpv-rt: shutdown reason=reboot")),
-            Check::Regex(r"xenbox: domU \S+ rebooted: now domain \d+"),
-            Check::Regex(r"dom0\| xl reboot \d+: domain \d+ is now domain \d+ after \d+ ms: ok"),
-            has("xenpv-rt: sysrq b: reboot"),
-            Check::Regex(r"dom0\| xl sysrq \d+ b: domain \d+ is now domain \d+ after \d+ ms: ok"),
-            Check::Custom("three boots, the first two ending in a reboot", three_boots),
-            Check::Report(
-                dom0_like("peer: http-get PASS status=200 bytes=1048576 conns=1 ok=1")
-                    .hex_digits("fnv", 16),
-            ),
-            Check::Regex(
-                r"dom0\| xl shutdown after the reboot: the domU stopped after \d+ ms .*: ok",
-            ),
-            Check::Regex(r"dom0\| domain \d+ shutdown reason code: 0"),
-            Check::Report(like("xenpv-rt: shutdown reason=poweroff")),
-        ],
-    );
+        ]);
+    }
+    checks.extend([
+        Check::Report(like("net: shutdown requested how=reboot")),
+        Check::Report(like("xenpv-rt: shutdown reason=reboot")),
+        Check::Regex(r"xenbox: domU \S+ rebooted: now domain \d+"),
+        Check::Regex(r"dom0\| xl reboot \d+: domain \d+ is now domain \d+ after \d+ ms: ok"),
+        has("xenpv-rt: sysrq b: reboot"),
+        Check::Regex(r"dom0\| xl sysrq \d+ b: domain \d+ is now domain \d+ after \d+ ms: ok"),
+        Check::Custom("three boots, the first two ending in a reboot", three_boots),
+        Check::Report(
+            dom0_like("peer: http-get PASS status=200 bytes=1048576 conns=1 ok=1")
+                .hex_digits("fnv", 16),
+        ),
+        Check::Regex(r"dom0\| xl shutdown after the reboot: the domU stopped after \d+ ms .*: ok"),
+        Check::Regex(r"dom0\| domain \d+ shutdown reason code: 0"),
+        Check::Report(like("xenpv-rt: shutdown reason=poweroff")),
+    ]);
+    let mut b = appliance_row("domu-reboot", "net ip=169.254.100.2/24", 900, checks);
     b.dom0_script = Some(script_with(
         &[
             ("SHUTDOWN_WITHIN", SHUTDOWN_WITHIN_S.to_string()),
             ("REBOOT_WITHIN", REBOOT_WITHIN_S.to_string()),
+            ("SUSPENDS", u8::from(suspends).to_string()),
         ],
         include_str!("../scripts/lifecycle_reboot_test.sh"),
     ));

@@ -13,6 +13,7 @@ mod faults;
 mod libvirt;
 mod lifecycle;
 mod metrics;
+mod migrate;
 mod net;
 mod suspend;
 
