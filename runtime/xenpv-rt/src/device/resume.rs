@@ -15,17 +15,7 @@ use super::Devices;
 use core::fmt;
 use core::task::Poll;
 
-/// How the guest came back from a suspend.
-///
-/// A local copy until the suspend module's own type (`suspend::ResumeKind`) is merged:
-/// the same two variants, to be unified then.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResumeKind {
-    /// A new domain (a restore or a migration): the hypercall returned 0.
-    New,
-    /// The same domain (a failed or checkpointing save): the hypercall returned 1.
-    Cancelled,
-}
+pub use crate::suspend::ResumeKind;
 
 /// Why the devices refuse a suspend now (the suspend is cancelled and reported with it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

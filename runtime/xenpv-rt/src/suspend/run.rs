@@ -22,7 +22,7 @@ pub(crate) type Refusal = alloc::string::String;
 pub(crate) fn run(devices: &Devices) -> Result<Resumed, Refusal> {
     use alloc::string::ToString;
     let r = devices
-        .with_boot_and_grants(|boot, grants| window(boot, grants))
+        .with_boot_and_grants(window)
         .unwrap_or(Err("boot-state-busy"));
     let kind = match &r {
         Ok(resumed) if resumed.kind == ResumeKind::New => {
@@ -30,9 +30,9 @@ pub(crate) fn run(devices: &Devices) -> Result<Resumed, Refusal> {
                 devices.set_store_port(port);
             }
             devices.resumed_new(resumed.epoch);
-            crate::device::ResumeKind::New
+            ResumeKind::New
         }
-        _ => crate::device::ResumeKind::Cancelled,
+        _ => ResumeKind::Cancelled,
     };
     devices.end_suspend(kind);
     r.map_err(|e| e.to_string())
