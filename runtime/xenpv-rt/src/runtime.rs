@@ -310,7 +310,7 @@ fn act(rt: &Runtime, from: Origin, a: Action) {
             first.as_str()
         ),
         Action::RefuseSuspend => {
-            crate::println!("xenpv-rt: suspend refused: save/restore is not implemented yet")
+            crate::println!("xenpv-rt: suspend refused: built without the feature `suspend` (no save, restore or migration)")
         }
         // Run by the control task itself (it waits for the devices): see `suspend`.
         Action::Suspend => {}

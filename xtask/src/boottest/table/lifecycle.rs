@@ -148,7 +148,7 @@ pub fn crash_request() -> BootTest {
 fn suspend_refused_once(o: &Outcome) -> Result<(), String> {
     let n = o
         .guest_lines()
-        .filter(|l| l.contains("xenpv-rt: suspend refused: save/restore is not implemented yet"))
+        .filter(|l| l.contains("xenpv-rt: suspend refused: built without the feature `suspend` (no save, restore or migration)"))
         .count();
     (n == 1).then_some(()).ok_or(format!("said {n} times"))
 }

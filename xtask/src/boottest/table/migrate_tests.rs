@@ -202,7 +202,7 @@ fn the_refusal_is_judged_and_each_check_can_fail() {
     let text = format!(
         "domU| http-server: serving http://169.254.100.2:80/\n{get}\
          dom0| control/feature-suspend is '', not 1: ok\n\
-         domU| xenpv-rt: suspend refused: save/restore is not implemented yet\n\
+         domU| xenpv-rt: suspend refused: built without the feature `suspend` (no save, restore or migration)\n\
          dom0| xl save failed after 60210 ms: Saving to /run/refused new xl format libxl: error: libxl_dom_suspend.c:358:suspend_common_wait_guest_timeout: Domain 1:guest didn't acknowledge suspend, cancelling request Failed to save domain, resuming domain\n\
          dom0| after the refused save: still domain 1, running: ok\n{get}\
          xenbox: dom0-script exit 0\n\
