@@ -2,6 +2,7 @@
 //! window maps the list's own frames read-only at `P2M_LIST_BASE` (Xen validates every
 //! table), the tree names the same frames, and the walks a toolstack makes agree with the
 //! p2m; a broken publication is caught by the walk.
+#![cfg_attr(feature = "regress-2014-fixmap-copy", allow(unused))]
 
 use std::cell::RefCell;
 use xenpv_paging::layout::*;
@@ -442,6 +443,9 @@ fn after_restore(g: &Guest, img: &Image, round: usize, area: VirtAddr) {
     p2m::verify(&p, g.placed.list.0, &mm).expect("republished p2m walks");
 }
 
+// Needs the sound takeover: with the 2014 regression a frame the planners take is still
+// mapped writable (the bug those tests catch), and Xen's model refuses it as a table.
+#[cfg(not(feature = "regress-2014-fixmap-copy"))]
 #[test]
 fn save_restore_republish_save_again_and_the_planners_still_validate() {
     let nr = 8192;
@@ -626,6 +630,9 @@ fn what_the_toolstack_refuses() {
 /// (it compares a relative index with an absolute one). A guest over 1 GiB publishing the
 /// direct map's alias of its list (behind a 4 MiB initrd: L2 index 2) is saved short;
 /// the 1 GiB-aligned window is saved whole.
+// Needs the sound takeover: with the 2014 regression a frame the planners take is still
+// mapped writable (the bug those tests catch), and Xen's model refuses it as a table.
+#[cfg(not(feature = "regress-2014-fixmap-copy"))]
 #[test]
 fn an_unaligned_list_window_is_cut_short_by_the_toolstack() {
     let nr = (1 << 18) + 1024;
