@@ -322,7 +322,11 @@ follow_reboot() {
     while [ $n -lt $((wait_s * 5)) ]; do
         nid=$(xl domid "$name" 2>/dev/null)
         if [ -n "$nid" ] && [ "$nid" != "$id" ]; then
-            if [ "$r" = 1 ]; then
+            # Gone before its reason could be read (r empty): a reboot, in practice. xl
+            # re-creates a rebooting domain within one poll, while a saved or migrating
+            # domain stays suspended (reason 2, then r=gone) for the seconds its memory
+            # takes. It is waited for as long as a suspend all the same.
+            if [ "$r" = 1 ] || [ -z "$r" ]; then
                 say "domU $name rebooted: now domain $nid"
             else
                 say "domU $name resumed: now domain $nid"

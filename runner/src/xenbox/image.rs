@@ -569,6 +569,11 @@ follow_reboot "--ps--"; echo "status=$? id=$id"
         // A reboot is said as before.
         let out = follow("1", &["-"], &["5", "6"]);
         assert!(out.contains("rebooted: now domain 6"), "{out}");
+        // Gone before its reason was read: said as a reboot (xl re-creates a rebooting
+        // domain within one poll; a suspended one stays for seconds), waited for as long.
+        let out = follow("", &["-"], &["5", "-", "8"]);
+        assert!(out.contains("rebooted: now domain 8"), "{out}");
+        assert!(out.ends_with("status=0 id=8\n"), "{out}");
         // A crash is not followed; a suspended domain that never comes back ends the run.
         assert_eq!(follow("3", &["-"], &["6"]), "status=1 id=5\n");
         let out = follow("2", &["-"], &["-"]);
