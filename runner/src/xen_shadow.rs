@@ -58,6 +58,13 @@ pub fn ensure() -> Result<PathBuf, String> {
     if xen.is_file() {
         return Ok(xen);
     }
+    // Rows run in threads of one process (one pid, so one tmp name): one builds, the
+    // others wait here and then find it built.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if xen.is_file() {
+        return Ok(xen);
+    }
     std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
     let tmp = base.join(format!("{}.tmp-{}", key(&gcc), std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
