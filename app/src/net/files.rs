@@ -32,14 +32,11 @@ pub(super) struct DiskFiles {
 
 impl DiskFiles {
     /// The first disk's filesystem, each call's deadline `timeout_ms`; without one (it
-    /// is printed, and counted), every `GET /files/…` is a 404.
-    pub(super) fn open(rt: &'static xenpv_rt::Runtime, timeout_ms: u64) -> DiskFiles {
+    /// is printed, and counted), every `GET /files/…` is a 404. The disk comes from the
+    /// device layer, so it is re-attached after a restore or a migration.
+    pub(super) async fn open(rt: &'static xenpv_rt::Runtime, timeout_ms: u64) -> DiskFiles {
         let f = DiskFiles::default();
-        let r = rt
-            .devices()
-            .with(|c| load(c, timeout_ms))
-            .map_err(|e| alloc::format!("{e}"));
-        match r.and_then(|x| x) {
+        match load(rt, timeout_ms).await {
             Ok(fs) => DiskFiles { fs: Some(fs), ..f },
             Err(e) => {
                 // A disk that cannot be read costs GET /files/… only (404): serve the rest.
@@ -127,43 +124,39 @@ impl Files for DiskFiles {
     }
 }
 
-/// The first disk (`device/vbd`), brought up with blkfront and read as ext2/3/4; its
+/// The first disk (`device/vbd`), from the device layer, read as ext2/3/4; its
 /// `net: files …` line printed. The error is one line of text for the console.
-fn load(c: xenpv_rt::device::DeviceContext<'_>, timeout_ms: u64) -> Result<Ext4, String> {
-    use xenpv_rt::blk::blkfront::Blkfront;
-    use xenpv_rt::blk::ext4::Ext4Disk;
-    use xenpv_rt::blk::BlockDevice;
+async fn load(rt: &'static xenpv_rt::Runtime, timeout_ms: u64) -> Result<Ext4, String> {
+    use xenpv_rt::blk::ext4::FileError;
     let mut msg = String::new();
-    let ids = match Blkfront::list(c.xenstore) {
-        Ok(ids) => ids,
-        Err(e) => {
-            let _ = write!(msg, "listing device/vbd: {e}");
-            return Err(msg);
-        }
-    };
-    let Some(&id) = ids.first() else {
-        let _ = write!(msg, "no disk (device/vbd is empty)");
-        return Err(msg);
-    };
     let t0 = now_ns();
-    let mut disk = match Blkfront::connect(c.memory, c.grants, c.xenstore, id) {
+    let disk = match rt.devices().disk(0).await {
         Ok(d) => d,
         Err(e) => {
-            let _ = write!(msg, "vbd {id}: {e}");
+            let _ = write!(msg, "disk 0: {e}");
             return Err(msg);
         }
     };
+    let id = disk.id();
     // Each call's deadline (`disk_timeout=`), the filesystem's load included: a disk
     // that stalls holds the executor at most this long per call.
-    disk.set_timeout(timeout_ms.saturating_mul(1_000_000));
+    if let Err(e) = disk.set_timeout(timeout_ms.saturating_mul(1_000_000)) {
+        let _ = write!(msg, "vbd {id}: {e}");
+        return Err(msg);
+    }
     let g = disk.geometry();
-    let fs = match Ext4Disk(disk).load() {
+    // The filesystem keeps its own handle on the disk: the `Disk` itself may go.
+    let fs = match disk.ext4() {
         Ok(fs) => fs,
-        Err(e) => {
+        Err(FileError::Fs(e)) => {
             let _ = match xenpv_rt::blk::ext4::bad_superblock(&e) {
                 Some(bad) => write!(msg, "vbd {id}: {bad}"),
                 None => write!(msg, "vbd {id}: not an ext2/3/4 filesystem: {e}"),
             };
+            return Err(msg);
+        }
+        Err(e) => {
+            let _ = write!(msg, "vbd {id}: {e}");
             return Err(msg);
         }
     };

@@ -85,7 +85,7 @@ pub async fn app(rt: &'static xenpv_rt::Runtime) -> i32 {
         }
     }
     let files = if w.files {
-        DiskFiles::open(rt, w.disk_timeout_ms)
+        DiskFiles::open(rt, w.disk_timeout_ms).await
     } else {
         DiskFiles::default()
     };
