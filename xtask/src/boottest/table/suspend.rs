@@ -42,29 +42,13 @@ pub fn bare() -> BootTest {
                 .into_boxed_str(),
         )));
     }
-    checks.extend([
-        Check::Custom("the resumes in order, the clock never back", saves_in_order),
-        Check::Report(like(&format!(
-            "ticker: stopped how=poweroff back=0 epoch={SAVES}"
-        ))),
-        Check::Regex(r"dom0\| xl shutdown: the domU stopped after \d+ ms .*: ok"),
-        Check::Report(runner_like("xenbox: dom0-script exit 0")),
-        Check::ExitLine,
-    ]);
-    let mut b = t(
+    bare_row(
         "domu-save-restore-bare",
-        image(),
-        "ticker tick_every=2",
-        0,
         checks,
-    );
-    b.domu = true;
-    // Room for the save image in dom0 (and the shadow-paging Xen the box uses for it).
-    b.migrate = true;
-    b.memory_mib = 64;
-    b.timeout_s = 1200;
-    b.dom0_script = Some(script(true, SAVES, 0));
-    b
+        saves_in_order,
+        SAVES,
+        script(true, SAVES, 0),
+    )
 }
 
 /// `domu-migrate-bare`: [`MIGRATES`] × `xl migrate` to the same host (on the box's
@@ -82,30 +66,42 @@ pub fn migrate() -> BootTest {
             format!(r"dom0\| migrate {i}: domain \d+ is now domain \d+ .*: ok").into_boxed_str(),
         )));
     }
+    bare_row(
+        "domu-migrate-bare",
+        checks,
+        migrations_in_order,
+        MIGRATES,
+        script(false, 0, MIGRATES),
+    )
+}
+
+/// A bare row's common end: the resumes in order (`in_order`), the ticker stopped at
+/// epoch `last_epoch` with its clock never back, `xl shutdown` within its limit, the
+/// script and the guest ending well; a 64 MiB domU with room for a second copy (and the
+/// box's shadow-paging Xen).
+fn bare_row(
+    name: &str,
+    mut checks: Vec<Check>,
+    in_order: fn(&Outcome) -> Result<(), String>,
+    last_epoch: u32,
+    dom0_script: &'static str,
+) -> BootTest {
     checks.extend([
-        Check::Custom(
-            "the resumes in order, the clock never back",
-            migrations_in_order,
-        ),
+        Check::Custom("the resumes in order, the clock never back", in_order),
         Check::Report(like(&format!(
-            "ticker: stopped how=poweroff back=0 epoch={MIGRATES}"
+            "ticker: stopped how=poweroff back=0 epoch={last_epoch}"
         ))),
         Check::Regex(r"dom0\| xl shutdown: the domU stopped after \d+ ms .*: ok"),
         Check::Report(runner_like("xenbox: dom0-script exit 0")),
         Check::ExitLine,
     ]);
-    let mut b = t(
-        "domu-migrate-bare",
-        image(),
-        "ticker tick_every=2",
-        0,
-        checks,
-    );
+    let mut b = t(name, image(), "ticker tick_every=2", 0, checks);
     b.domu = true;
+    // Room for the save image in dom0 (and the shadow-paging Xen the box uses for it).
     b.migrate = true;
     b.memory_mib = 64;
     b.timeout_s = 1200;
-    b.dom0_script = Some(script(false, 0, MIGRATES));
+    b.dom0_script = Some(dom0_script);
     b
 }
 
