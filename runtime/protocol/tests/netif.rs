@@ -3,34 +3,11 @@
 
 use proptest::prelude::*;
 use xenpv_protocol::netfront::{
-    Buffers, Queue, Received, SendError, TxOffload, MAX_CHAIN, MAX_FRAME, RX_FRAME_MAX,
+    Queue, Received, SendError, TxOffload, MAX_CHAIN, MAX_FRAME, RX_FRAME_MAX,
 };
 use xenpv_protocol::netif::*;
 use xenpv_protocol::shared_ring::{FrontRing, SharedRingError};
-use xenpv_testkit::netback::{NetMode, Netback};
-
-/// The buffer pages: RX page `i` holds byte `i` everywhere (what a backend copied in),
-/// so a packet copied out of the wrong page or offset shows.
-struct Pages {
-    tx: Vec<[u8; 4096]>,
-    rx: Vec<[u8; 4096]>,
-}
-
-impl Buffers for Pages {
-    fn tx_page(&mut self, id: u16) -> &mut [u8; 4096] {
-        &mut self.tx[id as usize]
-    }
-    fn rx_read(&self, id: u16, offset: u16, out: &mut [u8]) {
-        let o = offset as usize;
-        out.copy_from_slice(&self.rx[id as usize][o..o + out.len()]);
-    }
-    fn tx_gref(&self, id: u16) -> u32 {
-        1000 + u32::from(id)
-    }
-    fn rx_gref(&self, id: u16) -> u32 {
-        2000 + u32::from(id)
-    }
-}
+use xenpv_testkit::netback::{NetMode, Netback, Pages};
 
 /// The frontend's side: the library's queue, its buffers, what it received.
 struct Front {

@@ -6,13 +6,13 @@
 
 use xenpv_protocol::blkfront::{check_reattach, Queue, Shape};
 use xenpv_protocol::block::BlockError;
-use xenpv_protocol::netfront::{self as nf, Buffers};
+use xenpv_protocol::netfront as nf;
 use xenpv_protocol::netif::IDS;
 use xenpv_protocol::vif::{garp_frame, GARP_LEN};
 use xenpv_protocol::xenbus::{connect, probe, Device, Flavor, Txn};
 use xenpv_protocol::xenstore::{Xenstore, XsError};
 use xenpv_testkit::blkback::{Blkback, Mode};
-use xenpv_testkit::netback::{NetMode, Netback};
+use xenpv_testkit::netback::{NetMode, Netback, Pages};
 use xenpv_testkit::xenstored::{BackendKind, Xenstored, BACK, FRONT};
 
 const SECOND: u64 = 1_000_000_000;
@@ -86,28 +86,6 @@ fn a_watch_set_again_in_the_new_domain_fires_once() {
     assert_eq!(xs.link().watch_count(), 0);
     xs.watch("memory/target", "balloon").unwrap();
     assert_eq!(xs.link().watch_count(), 1);
-}
-
-/// Buffer pages for netfront's queue.
-struct Pages {
-    tx: Vec<[u8; 4096]>,
-    rx: Vec<[u8; 4096]>,
-}
-
-impl Buffers for Pages {
-    fn tx_page(&mut self, id: u16) -> &mut [u8; 4096] {
-        &mut self.tx[id as usize]
-    }
-    fn rx_read(&self, id: u16, offset: u16, out: &mut [u8]) {
-        let o = offset as usize;
-        out.copy_from_slice(&self.rx[id as usize][o..o + out.len()]);
-    }
-    fn tx_gref(&self, id: u16) -> u32 {
-        1000 + u32::from(id)
-    }
-    fn rx_gref(&self, id: u16) -> u32 {
-        2000 + u32::from(id)
-    }
 }
 
 #[test]

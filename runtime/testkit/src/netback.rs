@@ -297,3 +297,29 @@ fn answer_id(mode: NetMode, last: &mut Option<u16>, id: u16) -> u16 {
         id
     }
 }
+
+/// Netfront's buffer pages for a test ([`xenpv_protocol::netfront::Buffers`]): TX page
+/// `id` is `tx[id]`, RX page `id` is `rx[id]`; grant references are 1000 + id (TX) and
+/// 2000 + id (RX).
+pub struct Pages {
+    /// The TX pages, one per id.
+    pub tx: Vec<[u8; 4096]>,
+    /// The RX pages, one per id (what the backend copied in).
+    pub rx: Vec<[u8; 4096]>,
+}
+
+impl xenpv_protocol::netfront::Buffers for Pages {
+    fn tx_page(&mut self, id: u16) -> &mut [u8; 4096] {
+        &mut self.tx[id as usize]
+    }
+    fn rx_read(&self, id: u16, offset: u16, out: &mut [u8]) {
+        let o = offset as usize;
+        out.copy_from_slice(&self.rx[id as usize][o..o + out.len()]);
+    }
+    fn tx_gref(&self, id: u16) -> u32 {
+        1000 + u32::from(id)
+    }
+    fn rx_gref(&self, id: u16) -> u32 {
+        2000 + u32::from(id)
+    }
+}
