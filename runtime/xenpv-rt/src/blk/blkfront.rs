@@ -12,7 +12,7 @@
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 use crate::evtchn::{self, EvtchnError, Port};
-use crate::frontend::drive;
+use crate::frontend::{drive, end_by};
 pub use crate::frontend::{Closed, CLOSE_NS, CONNECT_NS};
 use crate::gnttab::{GntError, GrantRef, GrantTable, GrantedPage, ReservedRef};
 use crate::mm::Memory;
@@ -251,7 +251,8 @@ impl Blkfront {
         let port = match evtchn::alloc_unbound(backend.domid) {
             Ok(p) => p,
             Err(e) => {
-                end_and_free(mem, gt, ring);
+                // Never published: the backend cannot have mapped it.
+                end_and_free(mem, gt, ring, crate::time::now_ns());
                 return Err(BlkError::Evtchn(e));
             }
         };
@@ -571,61 +572,25 @@ fn short(s: &str) -> heapless::String<32> {
     out
 }
 
-/// End the ring's grant and free its page; `false` (the page deferred to the grant
-/// table, retried later) if the backend holds it past [`CLOSE_NS`].
-fn end_and_free(mem: &mut Memory, gt: &mut GrantTable, ring: GrantedPage) -> bool {
-    let deadline = crate::time::now_ns() + CLOSE_NS;
-    let mut ring = ring;
-    loop {
-        match gt.end(ring) {
-            Ok(page) => {
-                page.free(mem);
-                return true;
-            }
-            Err((g, GntError::InUse { .. })) if crate::time::now_ns() < deadline => {
-                ring = g;
-                crate::hypercall::yield_now();
-            }
-            // The backend still maps it: never reuse the page until its grant ends.
-            Err((g, _)) => {
-                gt.defer(g);
-                return false;
-            }
-        }
-    }
+/// End the ring's grant and free its page by `deadline` ([`release_deadline`](crate::frontend::release_deadline));
+/// `false` if the backend still held it then (the page deferred to the grant table).
+fn end_and_free(mem: &mut Memory, gt: &mut GrantTable, ring: GrantedPage, deadline: u64) -> bool {
+    end_by(ring, mem, gt, deadline)
 }
 
 /// Give back the data and indirect pages and their references (retrying while the
-/// backend unmaps, up to [`CLOSE_NS`]); pages still granted are kept: how many.
+/// backend unmaps, up to `deadline`: [`release_deadline`](crate::frontend::release_deadline)); pages still granted are
+/// kept: how many.
 fn release_pool(
     mem: &mut Memory,
     gt: &mut GrantTable,
     data: heapless::Vec<Pooled, MAX_POOL>,
     indirect: heapless::Vec<Pooled, IDS>,
+    deadline: u64,
 ) -> usize {
-    let deadline = crate::time::now_ns() + CLOSE_NS;
-    let mut kept = 0;
-    for p in data.into_iter().chain(indirect) {
-        let mut p = p;
-        loop {
-            match gt.release(p) {
-                Ok(page) => {
-                    page.free(mem);
-                    break;
-                }
-                Err((r, GntError::InUse { .. })) if crate::time::now_ns() < deadline => {
-                    p = r;
-                    crate::hypercall::yield_now();
-                }
-                Err((r, _)) => {
-                    // The backend still maps it: dropping the reserved reference hands
-                    // it and its page to the deferred list, retried later.
-                    drop(r);
-                    kept += 1;
-                    break;
-                }
-            }
-        }
-    }
-    kept
+    data.into_iter()
+        .chain(indirect)
+        .map(|p| end_by(p, mem, gt, deadline))
+        .filter(|freed| !freed)
+        .count()
 }

@@ -5,7 +5,7 @@
 
 use super::{end_and_free, release_pool, BlkError, Blkfront, Pooled, MAX_POOL};
 use crate::evtchn::{self, Port};
-use crate::frontend::{drive, Closed, CLOSE_NS};
+use crate::frontend::{drive, release_deadline, Closed, CLOSE_NS};
 use crate::gnttab::{GrantTable, GrantedPage};
 use crate::mm::Memory;
 use crate::xenstore::Xenstore;
@@ -111,11 +111,14 @@ pub enum CloseStep {
 /// A disk being closed: the xenbus handshake ([`Closing`]) a step at a time, then, in
 /// the step that sees it over (or failed: the backend never acknowledged), its grants
 /// ended and pages freed. A backend that has acknowledged the close has unmapped them,
-/// so that last step is quick; pages still granted are retried up to [`CLOSE_NS`]
-/// there, then left to the grant table's deferred list.
+/// so that last step is quick; pages still granted are retried there until the close's
+/// one deadline, [`CLOSE_NS`] from its start (a second after the handshake at least),
+/// then left to the grant table's deferred list. (Not stepped like netfront's release:
+/// the pool is tens of KiB, and every state carried through the steps costs stack.)
 pub struct ClosingBlkfront {
     handshake: Closing,
     parts: Parts,
+    deadline: u64,
 }
 
 impl ClosingBlkfront {
@@ -124,6 +127,7 @@ impl ClosingBlkfront {
         ClosingBlkfront {
             handshake: Closing::new(dev, backend, deadline),
             parts,
+            deadline,
         }
     }
 
@@ -146,8 +150,9 @@ impl ClosingBlkfront {
             indirect,
         } = self.parts;
         let _ = evtchn::close(port);
-        let mut kept = release_pool(mem, gt, data, indirect);
-        if !end_and_free(mem, gt, ring) {
+        let deadline = release_deadline(self.deadline);
+        let mut kept = release_pool(mem, gt, data, indirect, deadline);
+        if !end_and_free(mem, gt, ring, deadline) {
             kept += 1;
         }
         CloseStep::Closed(Closed {

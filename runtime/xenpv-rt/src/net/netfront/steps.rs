@@ -8,8 +8,8 @@ use super::{Frames, GSO_FRAME_MAX, RX_FRAME_MAX};
 use super::{NetError, Netfront, Parts, CLOSE_NS, PAGES};
 use crate::evtchn;
 pub(super) use crate::frontend::drive;
-use crate::frontend::Closed;
-use crate::gnttab::{GntError, GrantTable, GrantedPage};
+use crate::frontend::{Closed, Releasing, RELEASE_RETRY_NS};
+use crate::gnttab::{GrantTable, GrantedPage};
 use crate::mm::Memory;
 use crate::xenstore::Xenstore;
 use crate::PageLink;
@@ -146,6 +146,8 @@ pub enum CloseStep {
 /// acknowledges the close but keeps its mappings for a while holds no loop up).
 pub struct ClosingNetfront {
     index: u32,
+    /// The whole close's deadline (handshake and release).
+    deadline: u64,
     phase: ClosePhase,
 }
 
@@ -153,11 +155,8 @@ enum ClosePhase {
     /// The xenbus handshake, the parts still whole.
     Handshake(Closing, Parts),
     /// Ending the grants; whether the backend failed to acknowledge the close.
-    Releasing(Releasing, bool),
+    Releasing(Releasing, heapless::Vec<GrantedPage, PAGES>, bool),
 }
-
-/// How long a close waits between tries at ending the grants a backend still maps.
-const RELEASE_RETRY_NS: u64 = 10_000_000;
 
 impl ClosingNetfront {
     /// The vif's number.
@@ -174,45 +173,55 @@ impl ClosingNetfront {
         let deadline = crate::time::now_ns() + CLOSE_NS;
         ClosingNetfront {
             index,
+            deadline,
             phase: ClosePhase::Handshake(Closing::new(dev, backend, deadline), parts),
         }
     }
 
     /// One step: of the handshake, then (once it is over, or failed: the backend never
     /// acknowledged) one try at ending every grant left, freeing the pages let go. Grants
-    /// still mapped [`CLOSE_NS`] after the handshake go to the grant table's deferred
-    /// list.
+    /// still mapped [`CLOSE_NS`] after the close began (or a second after the handshake,
+    /// if later) go to the grant table's deferred list.
     pub fn step(
         self,
         mem: &mut Memory,
         gt: &mut GrantTable,
         xs: &mut Xenstore<PageLink>,
     ) -> CloseStep {
-        let index = self.index;
-        let (mut releasing, unacknowledged) = match self.phase {
+        let (index, deadline) = (self.index, self.deadline);
+        let (mut releasing, mut left, unacknowledged) = match self.phase {
             ClosePhase::Handshake(mut handshake, parts) => {
                 let unacknowledged = match handshake.step(xs) {
                     Step::Pending { wake_at } => {
                         let phase = ClosePhase::Handshake(handshake, parts);
-                        return CloseStep::Pending(ClosingNetfront { index, phase }, wake_at);
+                        let c = ClosingNetfront {
+                            index,
+                            deadline,
+                            phase,
+                        };
+                        return CloseStep::Pending(c, wake_at);
                     }
                     Step::Done => false,
                     Step::Failed(_) => true,
                 };
-                (Releasing::new(parts), unacknowledged)
+                (Releasing::new(deadline), release(parts), unacknowledged)
             }
-            ClosePhase::Releasing(r, unacknowledged) => (r, unacknowledged),
+            ClosePhase::Releasing(r, left, unacknowledged) => (r, left, unacknowledged),
         };
-        match releasing.step(mem, gt) {
-            Some(pages_kept) => CloseStep::Closed(Closed {
-                pages_kept,
+        if releasing.step(&mut left, mem, gt) {
+            CloseStep::Closed(Closed {
+                pages_kept: releasing.kept(),
                 unacknowledged,
-            }),
-            None => {
-                let phase = ClosePhase::Releasing(releasing, unacknowledged);
-                let wake_at = crate::time::now_ns() + RELEASE_RETRY_NS;
-                CloseStep::Pending(ClosingNetfront { index, phase }, wake_at)
-            }
+            })
+        } else {
+            let phase = ClosePhase::Releasing(releasing, left, unacknowledged);
+            let wake_at = crate::time::now_ns() + RELEASE_RETRY_NS;
+            let c = ClosingNetfront {
+                index,
+                deadline,
+                phase,
+            };
+            CloseStep::Pending(c, wake_at)
         }
     }
 
@@ -230,59 +239,21 @@ impl ClosingNetfront {
     }
 }
 
-/// A closed vif's granted pages, their grants being ended ([`ClosingNetfront`]).
-struct Releasing {
-    left: heapless::Vec<GrantedPage, PAGES>,
-    deadline: u64,
-}
-
-impl Releasing {
-    /// Close the event channel; every page is left to end (within [`CLOSE_NS`]).
-    fn new(parts: Parts) -> Releasing {
-        let _ = evtchn::close(parts.port);
-        let Parts {
-            tx_ring,
-            rx_ring,
-            bufs,
-            ..
-        } = parts;
-        let mut left: heapless::Vec<GrantedPage, PAGES> = heapless::Vec::new();
-        // Cannot fail: PAGES of them.
-        let _ = left.push(tx_ring);
-        let _ = left.push(rx_ring);
-        for g in bufs.rx.into_iter().chain(bufs.tx) {
-            let _ = left.push(g);
-        }
-        Releasing {
-            left,
-            deadline: crate::time::now_ns() + CLOSE_NS,
-        }
+/// Close the event channel of a closed vif: its granted pages, to end.
+fn release(parts: Parts) -> heapless::Vec<GrantedPage, PAGES> {
+    let _ = evtchn::close(parts.port);
+    let Parts {
+        tx_ring,
+        rx_ring,
+        bufs,
+        ..
+    } = parts;
+    let mut left: heapless::Vec<GrantedPage, PAGES> = heapless::Vec::new();
+    // Cannot fail: PAGES of them.
+    let _ = left.push(tx_ring);
+    let _ = left.push(rx_ring);
+    for g in bufs.rx.into_iter().chain(bufs.tx) {
+        let _ = left.push(g);
     }
-
-    /// One try at ending every grant left, freeing the pages let go: `Some(pages)` once
-    /// done, the pages still granted at the deadline handed to the grant table's
-    /// deferred list (retried later; the backend may still write them).
-    fn step(&mut self, mem: &mut Memory, gt: &mut GrantTable) -> Option<usize> {
-        let mut still: heapless::Vec<GrantedPage, PAGES> = heapless::Vec::new();
-        for g in core::mem::take(&mut self.left) {
-            match gt.end(g) {
-                Ok(p) => p.free(mem),
-                Err((g, GntError::InUse { .. })) => {
-                    let _ = still.push(g);
-                }
-                // Not ours to end (cannot happen for refs we granted): deferred.
-                Err((g, _)) => gt.defer(g),
-            }
-        }
-        if still.is_empty() {
-            return Some(0);
-        }
-        if crate::time::now_ns() >= self.deadline {
-            let n = still.len();
-            still.into_iter().for_each(|g| gt.defer(g));
-            return Some(n);
-        }
-        self.left = still;
-        None
-    }
+    left
 }
