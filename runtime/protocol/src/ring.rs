@@ -152,6 +152,11 @@ pub trait Link {
     /// is new): signal the peer through `port` from now on. A link without a port (a
     /// model) ignores it.
     fn set_port(&mut self, _port: u32) {}
+    /// A watch event (or another message the peer sent unasked) was taken off the ring
+    /// by whichever call was reading it: a link whose port others also wait on (tasks of
+    /// an executor) tells them, since the read consumed the port's signal. A model
+    /// ignores it.
+    fn message_taken(&mut self) {}
 }
 
 struct Half<'a, L: Link>(&'a mut L, Side);

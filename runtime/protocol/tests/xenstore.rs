@@ -67,6 +67,22 @@ fn watches_fire_and_events_queue_behind_replies() {
 }
 
 #[test]
+fn a_watch_event_taken_during_a_request_is_told_to_the_link() {
+    // The runtime's link wakes the tasks awaiting the port: the request's read took the
+    // event and the port's signal with it.
+    let mut x = xs(Mode::Honest);
+    x.watch("data", "t1").unwrap();
+    let _ = x.next_event(u64::MAX).unwrap().unwrap();
+    let (mark, told) = (x.events_arrived(), x.link().taken);
+    x.write("data/a", b"1").unwrap();
+    x.read("domid").unwrap(); // the write's event arrives behind its reply
+    assert_eq!(x.events_arrived(), mark + 1);
+    assert_eq!(x.link().taken, told + 1, "one event, told once");
+    x.read("domid").unwrap();
+    assert_eq!(x.link().taken, told + 1, "a reply is not an event");
+}
+
+#[test]
 fn bad_requests_are_refused_before_sending() {
     let mut x = xs(Mode::Honest);
     assert!(matches!(x.read(""), Err(XsError::Wire(_))));

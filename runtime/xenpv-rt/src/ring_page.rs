@@ -97,4 +97,12 @@ impl Link for PageLink {
     fn set_port(&mut self, port: u32) {
         self.port = port;
     }
+    fn message_taken(&mut self) {
+        // Tasks may await this port (a device handshake waits for the backend's watch
+        // event): the blocking read that took the event also cleared the port's pending
+        // bit, so the executor's idle loop would never wake them (they would wait for
+        // their backstop timer instead).
+        #[cfg(feature = "async")]
+        crate::exec::fire(self.port);
+    }
 }

@@ -420,7 +420,7 @@ impl<L: Link> Xenstore<L> {
     /// A watch event's payload: queued, or dropped and counted (never an error: the
     /// request in flight, if any, is not the event's concern).
     fn take_event(&mut self, p: &[u8]) {
-        self.arrived += 1;
+        self.note_arrival();
         match parse_event(p) {
             Some(ev) => {
                 if self.events.push_back(ev).is_err() {
@@ -435,12 +435,19 @@ impl<L: Link> Xenstore<L> {
         }
     }
 
+    /// A watch event arrived (kept or not): counted, and the link told (another waiter
+    /// on its port may be waiting for exactly this, and the read took the signal).
+    fn note_arrival(&mut self) {
+        self.arrived += 1;
+        self.ring.link().message_taken();
+    }
+
     /// A message that is no reply to a request in flight: an event, or a stale reply.
     fn take_unsolicited(&mut self, m: &Msg) {
         match *m {
             Msg::Whole(h, ref p) if h.ty == MsgType::WatchEvent as u32 => self.take_event(p),
             Msg::Oversized { ty, .. } if ty == MsgType::WatchEvent as u32 => {
-                self.arrived += 1;
+                self.note_arrival();
                 self.malformed += 1;
                 self.lose_events();
             }

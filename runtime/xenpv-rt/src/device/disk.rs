@@ -480,10 +480,11 @@ impl Devices {
                 self.close_disk(p.abort()).await;
                 return Err(DeviceError::Closing);
             }
+            let mark = self.store_mark();
             match self.with(move |c| p.step(c.memory, c.grants, c.xenstore))? {
                 ConnectStep::Pending(next, wake_at) => {
                     p = next;
-                    self.wait_store(wake_at).await;
+                    self.wait_store_since(mark, wake_at).await;
                 }
                 ConnectStep::Connected(blk) => return Ok(blk),
                 ConnectStep::Failed(e, closing) => {
@@ -500,10 +501,11 @@ impl Devices {
         self.settled().await;
         let _h = self.handshake();
         loop {
+            let mark = self.store_mark();
             match self.with(move |x| c.step(x.memory, x.grants, x.xenstore)) {
                 Ok(CloseStep::Pending(next, wake_at)) => {
                     c = next;
-                    self.wait_store(wake_at).await;
+                    self.wait_store_since(mark, wake_at).await;
                 }
                 Ok(CloseStep::Closed(closed)) => return closed.pages_kept,
                 Err(e) => {

@@ -215,7 +215,24 @@ impl Devices {
 
     /// Wait for a xenstore event, Xen system time `until_ns`, or the devices' close.
     pub(crate) async fn wait_store(&self, until_ns: u64) {
-        if self.is_closing() {
+        self.wait_store_since(self.store_mark(), until_ns).await
+    }
+
+    /// The xenstore watch events taken off the ring so far: a mark for
+    /// [`Self::wait_store_since`], taken before a handshake's step.
+    pub(crate) fn store_mark(&self) -> u64 {
+        self.boot
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut b| b.xenstore().map(|xs| xs.events_arrived()))
+            .unwrap_or(0)
+    }
+
+    /// As [`Self::wait_store`], but not at all if a watch event arrived since `mark`:
+    /// the step that took the mark read it itself (its requests took the event, and
+    /// the port's signal with it), and what it watches may have changed since it read.
+    pub(crate) async fn wait_store_since(&self, mark: u64, until_ns: u64) {
+        if self.is_closing() || self.store_mark() != mark {
             return;
         }
         let timer = Timer::at(Instant::from_micros(until_ns / 1000));

@@ -352,10 +352,11 @@ impl Devices {
                 .map_err(|e| DeviceError::Frontend(alloc::format!("{e}")))
         })??;
         loop {
+            let mark = self.store_mark();
             match self.with(move |c| p.step(c.xenstore))? {
                 ConnectStep::Pending(next, wake_at) => {
                     p = next;
-                    self.wait_store(wake_at).await;
+                    self.wait_store_since(mark, wake_at).await;
                 }
                 ConnectStep::Connected(nf) => return Ok(nf),
                 ConnectStep::Failed(e, closing) => {
@@ -372,10 +373,11 @@ impl Devices {
         self.settled().await;
         let _h = self.handshake();
         loop {
+            let mark = self.store_mark();
             match self.with(move |x| c.step(x.memory, x.grants, x.xenstore)) {
                 Ok(CloseStep::Pending(next, wake_at)) => {
                     c = next;
-                    self.wait_store(wake_at).await;
+                    self.wait_store_since(mark, wake_at).await;
                 }
                 Ok(CloseStep::Closed(closed)) => return closed.pages_kept as u32,
                 Err(e) => {

@@ -157,6 +157,22 @@ pub fn reset_ports() {
 /// a refused poll).
 pub fn forget(port: Port) {
     FIRED.lock().bump(port);
+    wake_registered(port);
+}
+
+/// `port` fired, but a blocking wait took its signal (the xenstore client reading a
+/// watch event during a request): wake its registrations as the idle loop would.
+/// Nothing to do (and nothing allocated: it may run before the heap) if none.
+pub fn fire(port: Port) {
+    if PORT_WAKERS.lock().iter().any(|(p, _)| *p == port) {
+        FIRED.lock().bump(port);
+        wake_registered(port);
+    }
+}
+
+/// Drop `port`'s registrations, waking them (outside the lock: a woken future may
+/// register again at once).
+fn wake_registered(port: Port) {
     let mut gone: Vec<Waker> = Vec::new();
     PORT_WAKERS.lock().retain(|(p, w)| {
         let keep = *p != port;
