@@ -1,0 +1,26 @@
+//! The memory floor: the smallest domain start of day serves. Xen rounds its boot
+//! region up to 4 MiB, so at 4 MiB that region is all of memory and the runtime's own
+//! page tables must fit in its free tail.
+use crate::boottest::reports::runner_like;
+use crate::boottest::{has, t, BootTest, Check};
+use crate::cargo::Image;
+
+/// examples/hello as a domU of 4 MiB: the takeover, the vmalloc and a clean exit.
+pub fn rows() -> Vec<BootTest> {
+    let mut hello = t(
+        "floor-domu-hello-4mib",
+        Image::Example,
+        "",
+        0,
+        vec![
+            has("hello from a library consumer: 1024 pages"),
+            Check::Regex(r"vmalloc'd 1 MiB at 0xffffffffa0000000 and gave it back"),
+            Check::Report(runner_like("xenbox: domU state=---s-- reason=0")),
+            Check::ExitLine,
+        ],
+    );
+    hello.domu = true;
+    hello.memory_mib = 4;
+    hello.timeout_s = 240;
+    vec![hello]
+}
