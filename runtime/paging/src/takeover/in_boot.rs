@@ -85,14 +85,16 @@ pub(super) fn write_tables<S: crate::ops::MmuSink>(
             store.store_table(dm.l1_of(c), &entries);
         }
     }
-    // Only now, every store done: the table frames' boot mappings read-only.
+    // Only now, every store done: the table frames' boot mappings read-only, the chunk
+    // L1s not in use yet included. The boot mapping is retired after the switch, but a
+    // wrong graft (the 2014 copy) would keep an alias of it: no writable alias of a
+    // future page table then survives it, and the layout check, not a refused
+    // `mmu_update` at some later chunk, reports the bug.
     for pfn in p.start.up_to(p.upper_end) {
         boot_read_only(p, pfn, e)?;
     }
-    for &(cs, ce) in &p.wanted {
-        for c in cs..ce {
-            boot_read_only(p, dm.l1_of(c), e)?;
-        }
+    for pfn in t.direct_l1.0.up_to(t.direct_l1.0 + t.direct_l1.1) {
+        boot_read_only(p, pfn, e)?;
     }
     e.flush()?;
     Ok(holes)

@@ -401,13 +401,13 @@ fn reserve_tables<'i, 'a>(input: &'i Input<'a>, g: Graft) -> Result<Plan<'i, 'a>
     let bitmap_pages = ((bitmap_words(nr) + chunk_words(nr)) as u64 * 8).div_ceil(PAGE_SIZE);
     let need = Tables::FIXED + n_l2i + n_l1 + bitmap_pages;
     let tail = boot_tail(input, boot_end_pfn);
-    let in_boot = tail.1 .0.saturating_sub(tail.0 .0) >= need;
     let mut start = boot_end_pfn.max(input.p2m_pfns.1);
     if let Some(m) = input.module {
         if start < m.1 && m.0 < start + need {
             start = m.1;
         }
     }
+    let in_boot = tail.1 .0.saturating_sub(tail.0 .0) >= need;
     if in_boot {
         start = tail.0;
     } else if start.0 + need > nr {
