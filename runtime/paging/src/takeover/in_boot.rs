@@ -13,10 +13,12 @@
 //! still take over).
 
 use super::chunks::in_chunks;
-use super::{Emitter, Plan, TakeoverError};
+use super::{Emitter, Input, Plan, TakeoverError};
 use crate::direct::{DirectMap, TableStore};
 use crate::frames::CHUNK_PAGES;
-use crate::layout::{index, FIXMAP_L2_SLOT, KERNEL_VIRT_BASE, L3_FIXMAP, L3_KERNEL, L4_DIRECT_MAP};
+use crate::layout::{
+    index, FIXMAP_L2_BASE, FIXMAP_L2_SLOT, KERNEL_VIRT_BASE, L3_FIXMAP, L3_KERNEL, L4_DIRECT_MAP,
+};
 use crate::layout::{L4_KERNEL, PAGE_SIZE};
 use crate::ops::{pte, Mfn, Pfn};
 
@@ -110,4 +112,28 @@ fn boot_read_only<S: crate::ops::MmuSink>(
     let va = KERNEL_VIRT_BASE + pfn.0 * PAGE_SIZE;
     let l1 = pte::frame(p.g.level2_kernel[index(va, 2)]);
     e.put(l1, index(va, 1), pte::entry(p.mfn(pfn)?, p.data - pte::RW))
+}
+
+/// The free tail of Xen's boot region `[start, end)`: past everything Xen put there (the
+/// image, the p2m list, start_info, a domU's rings, a mapped initrd, the boot tables and
+/// the boot stack page after them), below the end of memory and under L3\[510\] (the
+/// fast path makes the tables' boot mappings read-only through level2_kernel's L1s).
+/// Empty if an initrd loaded past the boot region reaches into it.
+pub(super) fn boot_tail(input: &Input<'_>, boot_end_pfn: Pfn) -> (Pfn, Pfn) {
+    let kernel_end = Pfn((input.kernel_end - KERNEL_VIRT_BASE).div_ceil(PAGE_SIZE));
+    let mut start = kernel_end
+        .max(input.p2m_pfns.1)
+        .max(input.xen_pt.1 + 1)
+        .max(input.start_info + 1);
+    for r in input.shared_rings.iter().flatten() {
+        start = start.max(*r + 1);
+    }
+    let below_fixmap = Pfn((FIXMAP_L2_BASE - KERNEL_VIRT_BASE) / PAGE_SIZE);
+    let end = boot_end_pfn.min(Pfn(input.nr_pages)).min(below_fixmap);
+    if let Some(m) = input.module {
+        if m.0 < end {
+            start = start.max(m.1);
+        }
+    }
+    (start, end.max(start))
 }

@@ -8,6 +8,11 @@
 //! the image and Xen's boot region, the p2m list, the initrd, the new tables and bitmaps,
 //! a domU's rings, and [`START_FREE_CHUNKS`] chunk of free frames. The work is
 //! proportional to them, not to memory; the allocator maps the other chunks on demand.
+//! When the run of new frames (step 1) fits in the free tail of Xen's boot region, the
+//! tables go there and steps 1-3 are `in_boot`'s: every upper table and every start
+//! chunk's L1 written with plain stores through the boot mapping, their boot mappings
+//! (and every chunk L1's) made read-only, then the pin and the switch; steps 4 and 5 as
+//! below. Otherwise:
 //! 1. Pick one run of free frames above Xen's boot region: the upper tables
 //!    (level2_ident included), the frame allocator's bitmaps, and an L1 for every chunk
 //!    (used or not). `ClearPage` the upper tables (untyped frames: plain writes).
@@ -265,7 +270,7 @@ impl<S: MmuSink> Emitter<'_, S> {
 /// are written that way, each with two `mmu_update`s instead of 513. `boot_store` writes
 /// a frame of the boot region with plain stores through Xen's boot mapping (before the
 /// switch): when the new tables fit in the boot region's free tail, every table is
-/// written so ([`in_boot`]).
+/// written so (`in_boot`).
 pub fn run<S: MmuSink>(
     input: &Input<'_>,
     sink: &mut S,
@@ -342,7 +347,7 @@ struct Plan<'i, 'a> {
     data: PageTableFlags,
     /// Frames below this pfn hold the image's text and read-only data.
     image_ro_end: Pfn,
-    /// The run lies in the boot region's free tail ([`in_boot`]).
+    /// The run lies in the boot region's free tail (`in_boot`).
     in_boot: bool,
     /// The new tables are live (the p2m is read through them).
     switched: core::cell::Cell<bool>,
@@ -400,7 +405,7 @@ fn reserve_tables<'i, 'a>(input: &'i Input<'a>, g: Graft) -> Result<Plan<'i, 'a>
     let (n_l2i, n_l1) = direct_map_tables(nr);
     let bitmap_pages = ((bitmap_words(nr) + chunk_words(nr)) as u64 * 8).div_ceil(PAGE_SIZE);
     let need = Tables::FIXED + n_l2i + n_l1 + bitmap_pages;
-    let tail = boot_tail(input, boot_end_pfn);
+    let tail = in_boot::boot_tail(input, boot_end_pfn);
     let mut start = boot_end_pfn.max(input.p2m_pfns.1);
     if let Some(m) = input.module {
         if start < m.1 && m.0 < start + need {
@@ -484,30 +489,6 @@ fn reserve_tables<'i, 'a>(input: &'i Input<'a>, g: Graft) -> Result<Plan<'i, 'a>
         in_boot,
         switched: core::cell::Cell::new(false),
     })
-}
-
-/// The free tail of Xen's boot region `[start, end)`: past everything Xen put there (the
-/// image, the p2m list, start_info, a domU's rings, a mapped initrd, the boot tables and
-/// the boot stack page after them), below the end of memory and under L3\[510\] (the
-/// fast path makes the tables' boot mappings read-only through level2_kernel's L1s).
-/// Empty if an initrd loaded past the boot region reaches into it.
-fn boot_tail(input: &Input<'_>, boot_end_pfn: Pfn) -> (Pfn, Pfn) {
-    let kernel_end = Pfn((input.kernel_end - KERNEL_VIRT_BASE).div_ceil(PAGE_SIZE));
-    let mut start = kernel_end
-        .max(input.p2m_pfns.1)
-        .max(input.xen_pt.1 + 1)
-        .max(input.start_info + 1);
-    for r in input.shared_rings.iter().flatten() {
-        start = start.max(*r + 1);
-    }
-    let below_fixmap = Pfn((FIXMAP_L2_BASE - KERNEL_VIRT_BASE) / PAGE_SIZE);
-    let end = boot_end_pfn.min(Pfn(input.nr_pages)).min(below_fixmap);
-    if let Some(m) = input.module {
-        if m.0 < end {
-            start = start.max(m.1);
-        }
-    }
-    (start, end.max(start))
 }
 
 type Step<S> = Result<(), TakeoverError<<S as MmuSink>::Error>>;
