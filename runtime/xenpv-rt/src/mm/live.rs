@@ -364,6 +364,22 @@ impl xenpv_paging::p2m::Machine for Direct {
                 .read_volatile()
         })
     }
+    fn words(&self, mfn: Mfn, out: &mut [u64]) -> Option<()> {
+        let pfn = self.pfn(mfn)?;
+        if out.len() > 512 || !self.is_mapped(pfn) {
+            return None;
+        }
+        // SAFETY: as in `word`: the frame's chunk is mapped, so its page is readable
+        // through the direct map; `out.len()` words, within the page (checked above).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                direct_map_va(pfn).as_ptr::<u64>(),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        Some(())
+    }
     fn m2p(&self, mfn: Mfn) -> Option<Pfn> {
         if mfn > self.max_mfn || mfn > Mfn::MAX {
             return None;
