@@ -10,14 +10,14 @@ fn main(boot: &mut xenpv_rt::Boot) -> i32 {
         "hello from a library consumer: {} pages",
         boot.start_info().nr_pages
     );
-    // 3 MiB of fresh frames in module space: RW, NX, a guard page after.
-    match boot.memory().vmalloc(3 << 20) {
+    // 1 MiB of fresh frames in module space: RW, NX, a guard page after.
+    match boot.memory().vmalloc(1 << 20) {
         Ok(mut area) => {
             area.as_mut_slice().fill(0x5a5a); // &mut [u64] over the mapping
             let va = area.va();
             // PTEs cleared, TLB flushed, frames back to the allocator.
             match boot.memory().vfree(area) {
-                Ok(()) => xenpv_rt::println!("vmalloc'd 3 MiB at {va:#x} and gave it back"),
+                Ok(()) => xenpv_rt::println!("vmalloc'd 1 MiB at {va:#x} and gave it back"),
                 Err(e) => xenpv_rt::println!("vfree: {e}"),
             }
             0

@@ -119,11 +119,12 @@ pub enum LayoutError {
         /// The split asked for.
         split: Split,
     },
-    /// Not enough free frames above the boot region for the new page tables.
+    /// Not enough free frames for the new page tables, neither in the free tail of the
+    /// boot region nor above it.
     OutOfFrames {
         /// Frames the new tables and the frame bitmap need, in one run.
         need: u64,
-        /// Frames from the first usable one to the end of memory.
+        /// The longer of the two runs there are.
         have: u64,
     },
     /// The chunks start of day must map are scattered over more ranges than the planner
@@ -170,7 +171,7 @@ impl core::fmt::Display for LayoutError {
             ),
             LayoutError::OutOfFrames { need, have } => write!(
                 f,
-                "the new page tables need {need} free frames above the boot region, there are {have}"
+                "the new page tables need {need} free frames in or above the boot region's free tail, there are {have}"
             ),
             LayoutError::StartChunks { max } => write!(
                 f,

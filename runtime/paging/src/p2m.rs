@@ -268,6 +268,15 @@ pub fn publish(l4_mfn: Mfn, nr_pages: u64, fll: Mfn) -> P2mPublish {
 pub trait Machine {
     /// Word `index` of machine frame `mfn` (`None`: not a frame of the guest's).
     fn word(&self, mfn: Mfn, index: usize) -> Option<u64>;
+    /// The first `out.len()` words of machine frame `mfn`, as [`Machine::word`] reads
+    /// them (`None`: not a frame of the guest's). [`verify`] reads each leaf so: the
+    /// live system overrides this to look the frame up once, not once a word.
+    fn words(&self, mfn: Mfn, out: &mut [u64]) -> Option<()> {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = self.word(mfn, i)?;
+        }
+        Some(())
+    }
     /// The M2P entry of `mfn` (`None` past the table).
     fn m2p(&self, mfn: Mfn) -> Option<Pfn>;
     /// The p2m entry of `pfn`.
@@ -421,9 +430,15 @@ pub fn verify(p: &P2mPublish, list: Pfn, m: &impl Machine) -> Result<Walked, Wal
             }
         }
         leaf_ok(m, "leaf", k, t, n - 1)?;
-        for i in 0..FPP.min(n - k * FPP) {
-            let pfn = Pfn(k * FPP + i);
-            let found = word(m, "leaf", k, t, i as usize)?;
+        let mut leaf = [0u64; FPP as usize];
+        let here = FPP.min(n - k * FPP) as usize;
+        m.words(t, &mut leaf[..here]).ok_or(WalkError::BadMfn {
+            what: "leaf",
+            index: k,
+            mfn: t,
+        })?;
+        for (i, &found) in leaf[..here].iter().enumerate() {
+            let pfn = Pfn(k * FPP + i as u64);
             if Some(Mfn(found)) != m.p2m(pfn) {
                 return Err(WalkError::Entry { pfn, found });
             }

@@ -11,7 +11,9 @@ use xenpv_paging::ops::{Mfn, Pfn};
 use xenpv_paging::snapshot;
 use xenpv_paging::takeover::TakeoverError;
 use xenpv_testkit::mmu_model::PageType;
-use xenpv_testkit::takeover_run::{take_over, tr, Case, Done, Image, NoModules};
+use xenpv_testkit::takeover_run::{
+    take_over, take_over_on_demand, tr, Case, Done, Image, NoModules,
+};
 
 /// Everything the layout promises, checked on the model's address space.
 fn verify(c: &Case, done: &Done) -> check::Report {
@@ -276,6 +278,59 @@ fn layouts_that_cannot_fit_are_refused_before_anything_is_written() {
     let e =
         xenpv_paging::graft::graft(&snap, KERNEL_VIRT_BASE + (600 << 20), Split::Half).unwrap_err();
     assert!(matches!(e, LayoutError::KernelTooBig { .. }));
+}
+
+#[test]
+#[cfg(not(feature = "regress-2014-fixmap-copy"))]
+fn a_4_mib_domain_takes_over_in_its_boot_region() {
+    // Xen rounds the boot region up to 4 MiB: at 4 MiB it is all of memory, so the
+    // tables go into its free tail, written with plain stores (no ClearPage, no
+    // entry-by-entry writes), and the layout is the drawn one.
+    for kernel_pages in [0x59, 0x130, 0x2c0] {
+        let c = Case {
+            nr_pages: 1024,
+            kernel_pages,
+            initrd: 0,
+            mod_start_pfn: false,
+            split: Split::Full,
+        };
+        let done = take_over(&c, 0);
+        let out = done.out.as_ref().expect("takeover at 4 MiB");
+        assert!(out.in_boot_region, "{kernel_pages:#x}-page image");
+        assert!(out.tables.l4.0 + out.tables.count() <= 1024);
+        let report = verify(&c, &done);
+        assert!(report.ok(), "{report}");
+    }
+}
+
+#[test]
+fn a_domain_too_small_for_the_tables_is_refused_clearly() {
+    // 256 MiB with an image so big that Xen's boot region (rounded to 4 MiB) is all of
+    // memory: the tables (138 frames) must fit in its free tail. With a 65137-page image
+    // they just do; three pages more and they do not, and nothing lies above.
+    let c = |kernel_pages| Case {
+        nr_pages: 65536,
+        kernel_pages,
+        initrd: 0,
+        mod_start_pfn: false,
+        split: Split::Full,
+    };
+    let fits = take_over_on_demand(&c(65137), 0, &[]);
+    assert!(fits.out.as_ref().is_ok_and(|o| o.in_boot_region));
+    let done = take_over_on_demand(&c(65140), 0, &[]);
+    let Err(TakeoverError::Layout(e @ LayoutError::OutOfFrames { need, have })) = done.out else {
+        panic!("not refused: {:?}", done.out.map(|o| o.tables));
+    };
+    assert_eq!((need, have), (138, 135), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "the new page tables need 138 free frames in or above the boot region's free tail, there are 135"
+    );
+    assert_eq!(
+        done.m.base(),
+        Some(done.d.p2m[done.d.xen_pt.0 .0 as usize].0),
+        "still on Xen's tables"
+    );
 }
 
 proptest! {

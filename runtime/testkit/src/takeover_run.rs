@@ -188,6 +188,28 @@ impl TableStore for ModelDirect<'_> {
     }
 }
 
+/// Plain stores through Xen's boot mapping of the model's guest (pfn i at
+/// `KERNEL_VIRT_BASE` + i pages). A store into a page not mapped writable there (a page
+/// table, or a table made read-only too early) panics naming the address.
+pub struct BootStores<'a> {
+    pub m: &'a RefCell<Model>,
+}
+
+impl TableStore for BootStores<'_> {
+    fn store_table(&mut self, pfn: Pfn, entries: &[u64; 512]) {
+        let mut m = self.m.borrow_mut();
+        for (i, &v) in entries.iter().enumerate() {
+            let va = KERNEL_VIRT_BASE + pfn.0 * PAGE_SIZE + i as u64 * 8;
+            if let Err(f) = m.write_va(va.as_u64(), v) {
+                panic!(
+                    "plain store into boot-region pfn {pfn:#x} at {va:#x} faults: {}",
+                    f.what
+                );
+            }
+        }
+    }
+}
+
 /// The allocator's two bitmaps, owned, for an allocator over a takeover's outcome.
 pub struct Bitmaps {
     pub bits: Vec<u64>,
@@ -354,7 +376,12 @@ fn take_over_only(c: &Case, module_space_min: u64, holes: &[Pfn]) -> Done {
         p2m: &d.p2m,
         holes: &[],
     };
-    let out = takeover::run(&input, &mut Queued::new(&m), &mut store);
+    let out = takeover::run(
+        &input,
+        &mut Queued::new(&m),
+        &mut store,
+        &mut BootStores { m: &m },
+    );
     Done {
         m: m.into_inner(),
         d,

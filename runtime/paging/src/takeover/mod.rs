@@ -8,6 +8,11 @@
 //! the image and Xen's boot region, the p2m list, the initrd, the new tables and bitmaps,
 //! a domU's rings, and [`START_FREE_CHUNKS`] chunk of free frames. The work is
 //! proportional to them, not to memory; the allocator maps the other chunks on demand.
+//! When the run of new frames (step 1) fits in the free tail of Xen's boot region, the
+//! tables go there and steps 1-3 are `in_boot`'s: every upper table and every start
+//! chunk's L1 written with plain stores through the boot mapping, their boot mappings
+//! (and every chunk L1's) made read-only, then the pin and the switch; steps 4 and 5 as
+//! below. Otherwise:
 //! 1. Pick one run of free frames above Xen's boot region: the upper tables
 //!    (level2_ident included), the frame allocator's bitmaps, and an L1 for every chunk
 //!    (used or not). `ClearPage` the upper tables (untyped frames: plain writes).
@@ -25,6 +30,7 @@
 //!    again) and the rest of the boot region (stack, padding); start_info is kept.
 
 mod chunks;
+mod in_boot;
 
 use crate::direct::{DirectEnv, DirectMap, GrowError, PtWrite, TableStore};
 use crate::frames::{bitmap_words, chunk_words, chunks, Region, Regions, Use, CHUNK_PAGES};
@@ -156,6 +162,9 @@ pub struct Outcome {
     pub pt_updates: u64,
     /// `mmuext_op` requests the plan emitted.
     pub mmuext_ops: u64,
+    /// The new tables lie in the free tail of Xen's boot region (written with plain
+    /// stores before the switch) rather than above it.
+    pub in_boot_region: bool,
 }
 
 /// Why the takeover stopped.
@@ -258,11 +267,15 @@ impl<S: MmuSink> Emitter<'_, S> {
 ///
 /// `store` writes a chunk L1 with plain stores through the new direct map (after the
 /// switch, into frames it maps read-write): the start chunks other than the first few
-/// are written that way, each with two `mmu_update`s instead of 513.
+/// are written that way, each with two `mmu_update`s instead of 513. `boot_store` writes
+/// a frame of the boot region with plain stores through Xen's boot mapping (before the
+/// switch): when the new tables fit in the boot region's free tail, every table is
+/// written so (`in_boot`).
 pub fn run<S: MmuSink>(
     input: &Input<'_>,
     sink: &mut S,
     store: &mut dyn TableStore,
+    boot_store: &mut dyn TableStore,
 ) -> Result<Outcome, TakeoverError<S::Error>> {
     let g = check_layout(input).map_err(TakeoverError::Layout)?;
     let plan = reserve_tables(input, g).map_err(TakeoverError::Layout)?;
@@ -276,11 +289,17 @@ pub fn run<S: MmuSink>(
         pt_updates: 0,
         mmuext_ops: 0,
     };
-    clear_tables(&plan, &mut e)?;
-    let mut holes = map_first_chunks(&plan, &mut dm, &mut e)?;
-    build_kernel_map(&plan, &mut e)?;
-    switch(&plan, &mut e)?;
-    let mapped = map_start_chunks(&plan, &mut dm, store, &mut e)?;
+    let (mut holes, mapped) = if plan.in_boot {
+        let holes = in_boot::write_tables(&plan, &dm, boot_store, &mut e)?;
+        switch(&plan, &mut e)?;
+        (holes, plan.wanted.clone())
+    } else {
+        clear_tables(&plan, &mut e)?;
+        let holes = map_first_chunks(&plan, &mut dm, &mut e)?;
+        build_kernel_map(&plan, &mut e)?;
+        switch(&plan, &mut e)?;
+        (holes, map_start_chunks(&plan, &mut dm, store, &mut e)?)
+    };
     holes += dm.stats.holes;
     retire_boot_region(&plan, &mut e)?;
     if let Some(image) = input.image {
@@ -300,6 +319,7 @@ pub fn run<S: MmuSink>(
         direct_map_holes: holes,
         pt_updates: e.pt_updates,
         mmuext_ops: e.mmuext_ops,
+        in_boot_region: plan.in_boot,
     })
 }
 
@@ -327,6 +347,8 @@ struct Plan<'i, 'a> {
     data: PageTableFlags,
     /// Frames below this pfn hold the image's text and read-only data.
     image_ro_end: Pfn,
+    /// The run lies in the boot region's free tail (`in_boot`).
+    in_boot: bool,
     /// The new tables are live (the p2m is read through them).
     switched: core::cell::Cell<bool>,
 }
@@ -383,16 +405,22 @@ fn reserve_tables<'i, 'a>(input: &'i Input<'a>, g: Graft) -> Result<Plan<'i, 'a>
     let (n_l2i, n_l1) = direct_map_tables(nr);
     let bitmap_pages = ((bitmap_words(nr) + chunk_words(nr)) as u64 * 8).div_ceil(PAGE_SIZE);
     let need = Tables::FIXED + n_l2i + n_l1 + bitmap_pages;
+    let tail = in_boot::boot_tail(input, boot_end_pfn);
     let mut start = boot_end_pfn.max(input.p2m_pfns.1);
     if let Some(m) = input.module {
         if start < m.1 && m.0 < start + need {
             start = m.1;
         }
     }
-    if start.0 + need > nr {
+    let in_boot = tail.1 .0.saturating_sub(tail.0 .0) >= need;
+    if in_boot {
+        start = tail.0;
+    } else if start.0 + need > nr {
         return Err(LayoutError::OutOfFrames {
             need,
-            have: nr.saturating_sub(start.0),
+            have: nr
+                .saturating_sub(start.0)
+                .max(tail.1 .0.saturating_sub(tail.0 .0)),
         });
     }
     // The run: the fixed tables and level2_ident, the bitmaps, then the chunk L1s (so
@@ -458,6 +486,7 @@ fn reserve_tables<'i, 'a>(input: &'i Input<'a>, g: Graft) -> Result<Plan<'i, 'a>
         p2m_high,
         data: pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | nx,
         image_ro_end,
+        in_boot,
         switched: core::cell::Cell::new(false),
     })
 }
@@ -749,6 +778,7 @@ fn reclaim<S: MmuSink>(
     e.flush()?;
     let kept = |pfn: Pfn| {
         pfn < kernel_end_pfn
+            || in_range(pfn, (p.start, p.start + p.need))
             || in_range(pfn, input.xen_pt)
             || in_range(pfn, input.p2m_pfns)
             || input.module.is_some_and(|m| in_range(pfn, m))

@@ -161,6 +161,27 @@ impl TableStore for StartStores {
     }
 }
 
+/// Plain stores into a frame of Xen's boot region through the boot mapping, before the
+/// switch: the takeover writes its tables so when they fit in the region's free tail.
+pub(super) struct BootStores;
+
+impl TableStore for BootStores {
+    fn store_table(&mut self, pfn: Pfn, entries: &[u64; 512]) {
+        // SAFETY: the takeover stores only into frames of its table run in the boot
+        // region's free tail, before the switch: Xen maps the whole boot region
+        // read-write at `KERNEL_VIRT_BASE` + pfn pages, nothing else uses those frames
+        // (past every bootstrap element), and they are made read-only only after the
+        // last store. 4096 bytes, page-aligned.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                entries.as_ptr(),
+                (KERNEL_VIRT_BASE + pfn.0 * PAGE_SIZE).as_mut_ptr::<u64>(),
+                entries.len(),
+            )
+        }
+    }
+}
+
 /// The p2m list: boot mapping before the switch, direct map after.
 pub(super) struct LiveP2m {
     /// Where Xen mapped it (start_info's `mfn_list`).
@@ -342,6 +363,22 @@ impl xenpv_paging::p2m::Machine for Direct {
                 .as_ptr::<u64>()
                 .read_volatile()
         })
+    }
+    fn words(&self, mfn: Mfn, out: &mut [u64]) -> Option<()> {
+        let pfn = self.pfn(mfn)?;
+        if out.len() > 512 || !self.is_mapped(pfn) {
+            return None;
+        }
+        // SAFETY: as in `word`: the frame's chunk is mapped, so its page is readable
+        // through the direct map; `out.len()` words, within the page (checked above).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                direct_map_va(pfn).as_ptr::<u64>(),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        Some(())
     }
     fn m2p(&self, mfn: Mfn) -> Option<Pfn> {
         if mfn > self.max_mfn || mfn > Mfn::MAX {

@@ -3,7 +3,7 @@
 //! allocator. Each step is a function named for it; the memory it reads goes through
 //! the readers of [`super::live`].
 
-use super::live::{self, BootTables, Direct, LiveP2m, StartStores};
+use super::live::{self, BootStores, BootTables, Direct, LiveP2m, StartStores};
 use super::memory::{DirectMapMode, Frames, Memory, FRAMES};
 use super::report::PHASES;
 use super::Xen;
@@ -150,7 +150,7 @@ fn run_plan(
     if let Err(e) = exec.set_batch(batch) {
         crate::fatal!("paging: {e}");
     }
-    let outcome = match takeover::run(&input, &mut exec, &mut StartStores) {
+    let outcome = match takeover::run(&input, &mut exec, &mut StartStores, &mut BootStores) {
         Ok(o) => o,
         Err(TakeoverError::Layout(e)) => crate::fatal!("layout refused: {e}"),
         Err(TakeoverError::BadP2m { pfn, mfn }) => {

@@ -78,7 +78,7 @@ pub fn basics() -> Vec<BootTest> {
             0,
             vec![
                 has("hello from a library consumer: 65536 pages"),
-                Check::Regex(r"vmalloc'd 3 MiB at 0xffffffffa0000000 and gave it back"),
+                Check::Regex(r"vmalloc'd 1 MiB at 0xffffffffa0000000 and gave it back"),
             ],
         ),
         t(

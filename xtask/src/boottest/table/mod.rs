@@ -10,6 +10,7 @@ mod blk;
 mod dom0;
 mod domu;
 mod faults;
+mod floor;
 mod libvirt;
 mod lifecycle;
 mod metrics;
@@ -27,6 +28,7 @@ pub fn table() -> Vec<BootTest> {
     v.extend(dom0::direct_map());
     v.extend(dom0::paging());
     v.extend(domu::rows());
+    v.extend(floor::rows());
     v.push(libvirt::row());
     v.push(async_rt::net(false));
     v.push(async_rt::net(true));
