@@ -34,10 +34,11 @@ fn app() -> BootTest {
         "",
         0,
         vec![
-            Check::Report(
-                like("timing: direct_map=on-demand pt_write=stores")
-                    .nums(&["entry_to_main_us", "paging_setup_us", "paging_pte_updates"]),
-            ),
+            Check::Report(like("timing: direct_map=on-demand pt_write=stores").nums(&[
+                "entry_to_main_us",
+                "paging_setup_us",
+                "paging_pte_updates",
+            ])),
             Check::Regex(r"p2m: check=ok max_pfn=3072 "),
             Check::Report(runner_like("xenbox: domU state=---s-- reason=0")),
             Check::ExitLine,
