@@ -234,6 +234,10 @@ async fn task(rt: Rt) {
                     .field("epoch", &epoch)
                     .field("current_kb", &(crate::mm::balloon::goal(0).current * 4))
             );
+            // The data path first: the check walks every pfn with the CPU held, and a
+            // migration's downtime lasts until the vifs are back.
+            embassy_time::Timer::after(embassy_time::Duration::from_nanos(SELF_CHECK_WAIT_NS))
+                .await;
             self_check(&st);
         }
         match read_u64(rt, "memory/target") {
@@ -334,6 +338,9 @@ async fn change(rt: Rt, st: &mut State, target_kb: u64) {
 }
 
 /// The self-check after a change, reported.
+/// In a new domain, how long the balloon waits before its self-check.
+const SELF_CHECK_WAIT_NS: u64 = 1_000_000_000;
+
 fn self_check(st: &State) {
     let xen_pages = crate::hypercall::reservation(XENMEM_CURRENT_RESERVATION).ok();
     match crate::mm::balloon::check(&st.balloon, xen_pages.map(|p| (p, st.offset))) {

@@ -526,8 +526,10 @@ async fn resume_vif(
         crate::warn!("xenpv-rt: vif{index} not abandoned: {:?}", freed.err());
         core::mem::forget(n);
     }
+    let t_connect = crate::time::now_ns();
     match devices.connect(index).await {
         Ok(mut nf) => {
+            let handshake_ms = crate::time::now_ns().saturating_sub(t_connect) / 1_000_000;
             let garp = stack.ipv4().is_some_and(|c| {
                 let f = garp_frame(nf.mac(), c.address().octets());
                 nf.send(f.len(), |b| b.copy_from_slice(&f)).is_ok()
@@ -537,7 +539,7 @@ async fn resume_vif(
             shared.push(VifEvent::Resumed { epoch, ms });
             crate::metrics::refresh_soon();
             crate::println!(
-                "xenpv-rt: vif{index} resumed epoch={epoch} ms={ms} garp={}",
+                "xenpv-rt: vif{index} resumed epoch={epoch} ms={ms} garp={} handshake_ms={handshake_ms}",
                 u8::from(garp)
             );
             Some(Vif {

@@ -18,7 +18,7 @@ use crate::device::Devices;
 use crate::exec::Spawner;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Poll, Waker};
-use embassy_futures::select::{select3, Either3};
+use embassy_futures::select::{select, select3, Either3};
 use embassy_time::{Duration, Timer};
 use xenpv_protocol::metrics::{self, Plan, Publisher, Refused, Snapshot, VifAddrs};
 
@@ -34,6 +34,9 @@ pub const ADDRESS_POLL_NS: u64 = 1_000_000_000;
 pub const FULL_EVERY: u64 = 6;
 /// How soon after [`refresh_soon`] the batch goes out: calls in a burst make one batch.
 pub const SOON_NS: u64 = 50_000_000;
+
+/// In a new domain, how long the metrics wait for a vif to be back before publishing.
+const REPUBLISH_WAIT_NS: u64 = 2_000_000_000;
 
 /// A refresh was asked for and not done yet.
 static SOON: AtomicBool = AtomicBool::new(false);
@@ -126,6 +129,13 @@ async fn metrics_task(devices: &'static Devices) {
                         .word("republish")
                         .field("epoch", &epoch)
                 );
+                // The data path first: a batch is a dozen xenstore round trips that
+                // hold the CPU, and a migration's downtime lasts until the vifs are back.
+                // A vif asks for a refresh once it is (with its new backend); without
+                // one, the batch goes after REPUBLISH_WAIT_NS.
+                SOON.store(false, Ordering::Release);
+                let wait = Timer::after(Duration::from_nanos(REPUBLISH_WAIT_NS));
+                select(soon(), wait).await;
             }
         }
     }
