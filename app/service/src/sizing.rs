@@ -1,0 +1,462 @@
+//! How much memory the appliance's sockets take, decided from the memory the domain has:
+//! socket buffers, the connection pool (`tcp_max=`), the listeners' backlog
+//! (`tcp_listen=`) and UDP echo's queues, after the fixed costs (each vif's ring and
+//! buffer pages, each disk's data pool, a reserve for the rest of the heap).
+//!
+//! The rule ([`size`]):
+//! - the **socket budget** is the free memory less the fixed costs ([`Costs`]);
+//! - the **buffers** are the defaults ([`BUFFER`], [`STREAM_BUFFER`], [`SMALL_BUFFER`],
+//!   UDP 512 KiB each
+//!   way) halved step by step ([`Sizes::shift`], at most [`MAX_SHIFT`]) until
+//!   [`MIN_POOL`] sockets on every port of every vif fit in the budget at once, so a
+//!   small domain serves every service with smaller windows rather than refusing them;
+//! - the **connection pool** is `tcp_max=` (default 128) but at most what one port's
+//!   buffers fit in the budget (a flood on one service cannot take more than there is);
+//!   the backlog is at most a quarter of the pool;
+//! - an override (`sock_kib=N`: the streaming buffer, the others in proportion; an
+//!   explicit `tcp_max=`) is taken as asked, and refused ([`NoFit`]) when its
+//!   [`MIN_POOL`] (or its pool, if smaller) does not fit; so is a domain where even the
+//!   smallest buffers do not.
+//!
+//! ```
+//! use xenpv_appliance_service::sizing::{size, Ask, Costs, Memory};
+//! let mem = Memory { total: 256 << 20, free: 240 << 20 };
+//! let s = size(mem, &Costs::for_vifs(1, 2 << 20), &Ask::default()).unwrap();
+//! assert_eq!((s.shift, s.max), (0, 128)); // the defaults
+//! let small = Memory { total: 16 << 20, free: 5 << 20 };
+//! let s = size(small, &Costs::for_vifs(1, 2 << 20), &Ask::default()).unwrap();
+//! assert!(s.shift > 0 && s.max >= 16);
+//! ```
+
+use core::fmt;
+
+/// Socket buffers of an echo connection, each way: a window of several of dom0's GSO
+/// acknowledgements (throughput is window / round trip: 256 KiB measured 73 Mbit/s of
+/// single-stream echo in the emulated box, 128 KiB 50). Sockets whose buffers the heap
+/// cannot give are not made (the listener counts `no_memory`), so a flood costs
+/// connections, never the guest.
+pub const BUFFER: usize = 256 * 1024;
+/// The buffer of the direction a service streams in (discard's receive side, HTTP's
+/// transmit side), and of the other direction: the polled appliance's sizes.
+pub const STREAM_BUFFER: usize = 1024 * 1024;
+/// The buffer of the direction a service hardly uses (a request head, discard's replies).
+pub const SMALL_BUFFER: usize = 4 * 1024;
+
+/// Sockets every port of every vif can hold at once, whatever the domain's size (the
+/// backlog and a dozen connections: the boot rows' 8 echo clients at once fit).
+pub const MIN_POOL: usize = 16;
+/// The most the buffers are halved (the streaming buffer 1 MiB down to 16 KiB).
+pub const MAX_SHIFT: u32 = 6;
+/// The default connection pool per port (`tcp_max=`, `Limits::DEFAULT`).
+pub const DEFAULT_POOL: usize = 128;
+/// UDP echo's queue each way at full size: eight of the largest datagrams.
+pub const UDP_BYTES: usize = 8 * 65_536;
+/// UDP echo's queue each way at least: one whole 65,507-byte datagram.
+pub const UDP_MIN_BYTES: usize = 65_536;
+/// Heap kept for everything but the socket buffers (each connection's future and copy
+/// buffer, smoltcp's socket set, IPv4 reassembly, request heads).
+pub const RESERVE: u64 = 1 << 20;
+/// The least a buffer is: a page (below it smoltcp's window is too small to matter).
+const MIN_BUFFER: usize = 4096;
+/// The least `sock_kib=` takes, and the most.
+pub const SOCK_KIB: (u64, u64) = (16, 16 * 1024);
+
+/// The domain's memory, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memory {
+    /// What it has (start_info's nr_pages less what the balloon gave back).
+    pub total: u64,
+    /// What is free now (the frame allocator's free frames).
+    pub free: u64,
+}
+
+/// What the appliance takes besides its socket buffers, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Costs {
+    /// Vifs it brings up.
+    pub vifs: usize,
+    /// Each vif's ring and buffer pages and its frame scratch.
+    pub per_vif: u64,
+    /// Every disk's data pool and ring, together.
+    pub disks: u64,
+    /// The rest of the heap ([`RESERVE`]).
+    pub reserve: u64,
+}
+
+impl Costs {
+    /// `vifs` vifs of `per_vif` bytes each, no disk, the [`RESERVE`].
+    pub fn for_vifs(vifs: usize, per_vif: u64) -> Costs {
+        Costs {
+            vifs,
+            per_vif,
+            disks: 0,
+            reserve: RESERVE,
+        }
+    }
+
+    /// All of it.
+    pub fn total(&self) -> u64 {
+        (self.vifs as u64)
+            .saturating_mul(self.per_vif)
+            .saturating_add(self.disks)
+            .saturating_add(self.reserve)
+    }
+}
+
+/// What the command line asks (`None`: sized to memory).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ask {
+    /// `sock_kib=N`: the streaming buffer in KiB (the others in proportion).
+    pub sock_kib: Option<u64>,
+    /// `tcp_max=N`, given on the command line.
+    pub max: Option<usize>,
+    /// `tcp_listen=N` (default 4).
+    pub listen: Option<usize>,
+}
+
+/// The chosen sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    /// How many times the default buffers were halved.
+    pub shift: u32,
+    /// Echo's buffers each way (port 7).
+    pub echo: usize,
+    /// The direction a service streams in (discard's receive, HTTP's transmit).
+    pub stream: usize,
+    /// The direction a service hardly uses.
+    pub small: usize,
+    /// UDP echo's queue each way, bytes.
+    pub udp: usize,
+    /// Sockets per port, listening or connected (`tcp_max`).
+    pub max: usize,
+    /// Listening sockets kept ready per port (`tcp_listen`).
+    pub listen: usize,
+    /// The socket budget: free memory less the fixed costs.
+    pub budget: u64,
+}
+
+impl Sizes {
+    /// The full-size buffers and the default pool (a large domain's choice).
+    pub const FULL: Sizes = Sizes {
+        shift: 0,
+        echo: BUFFER,
+        stream: STREAM_BUFFER,
+        small: SMALL_BUFFER,
+        udp: UDP_BYTES,
+        max: DEFAULT_POOL,
+        listen: 4,
+        budget: 0,
+    };
+
+    /// Bytes of one socket on each of the three TCP ports (echo, discard, HTTP).
+    pub fn per_triple(&self) -> u64 {
+        (2 * self.echo + 2 * (self.stream + self.small)) as u64
+    }
+
+    /// Bytes of `n` sockets on every port of `vifs` vifs, and UDP echo's queues.
+    pub fn sockets(&self, n: usize, vifs: usize) -> u64 {
+        let per_vif = self.per_triple() * n as u64 + 2 * self.udp as u64;
+        per_vif * vifs as u64
+    }
+}
+
+/// Why a configuration does not fit: what it needs and what there is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoFit {
+    /// What was asked (`sockets` for the smallest sizing, or the override).
+    pub what: &'static str,
+    /// Bytes it needs besides the fixed costs.
+    pub need: u64,
+    /// Bytes free for it (free memory less the fixed costs; 0 if they do not fit).
+    pub free: u64,
+    /// The fixed costs.
+    pub fixed: u64,
+    /// The domain's memory.
+    pub total: u64,
+}
+
+/// Bytes as MiB, rounded up for a need (`up`) and down for what there is.
+fn mib(b: u64, up: bool) -> u64 {
+    if up {
+        b.div_ceil(1 << 20)
+    } else {
+        b >> 20
+    }
+}
+
+impl fmt::Display for NoFit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "does not fit: {} need {} KiB ({} MiB), {} KiB free of {} MiB after {} KiB of vif pages, disk pools and heap reserve",
+            self.what,
+            self.need.div_ceil(1024),
+            mib(self.need, true),
+            self.free >> 10,
+            mib(self.total, false),
+            self.fixed.div_ceil(1024)
+        )
+    }
+}
+
+/// The buffers at `shift`: the defaults halved that many times (at least a page; UDP at
+/// least one whole datagram).
+fn at_shift(shift: u32, budget: u64, listen: usize, max: usize) -> Sizes {
+    let half = |b: usize| (b >> shift).max(MIN_BUFFER);
+    Sizes {
+        shift,
+        echo: half(BUFFER),
+        stream: half(STREAM_BUFFER),
+        small: SMALL_BUFFER,
+        udp: (UDP_BYTES >> shift).max(UDP_MIN_BYTES),
+        max,
+        listen,
+        budget,
+    }
+}
+
+/// The shift a `sock_kib=` override asks for: the streaming buffer at most `kib`.
+fn shift_for_kib(kib: u64) -> u32 {
+    let want = (kib as usize).saturating_mul(1024);
+    (0..=MAX_SHIFT + 4)
+        .find(|s| STREAM_BUFFER >> s <= want)
+        .unwrap_or(MAX_SHIFT + 4)
+}
+
+/// Decide the sizes for `mem` after `costs`, taking `ask`'s overrides; [`NoFit`] when
+/// what is asked (or the smallest sizing) does not fit. See the module's rule.
+pub fn size(mem: Memory, costs: &Costs, ask: &Ask) -> Result<Sizes, NoFit> {
+    let fixed = costs.total();
+    let budget = mem.free.saturating_sub(fixed);
+    let listen = ask.listen.unwrap_or(4);
+    let nofit = |what, need| NoFit {
+        what,
+        need,
+        free: budget,
+        fixed,
+        total: mem.total,
+    };
+    if fixed > mem.free {
+        return Err(nofit("vifs, disks and heap reserve", fixed - mem.free));
+    }
+    let vifs = costs.vifs.max(1);
+    // The sockets that must fit at once: the guaranteed pool, or an explicit smaller one.
+    let floor = ask.max.map_or(MIN_POOL, |m| m.min(MIN_POOL)).max(listen);
+    let (shift, what) = match ask.sock_kib {
+        Some(kib) => (shift_for_kib(kib), "sockets (sock_kib=)"),
+        None => {
+            let fits = |s: &u32| at_shift(*s, budget, listen, 0).sockets(floor, vifs) <= budget;
+            match (0..=MAX_SHIFT).find(fits) {
+                Some(s) => (s, "sockets"),
+                None => (MAX_SHIFT, "sockets"),
+            }
+        }
+    };
+    let s = at_shift(shift, budget, listen, 0);
+    let need = s.sockets(floor, vifs);
+    if need > budget {
+        return Err(nofit(what, need));
+    }
+    // One port's pool fits the budget by itself (with UDP's queues).
+    let port_max = (s.stream + s.small).max(2 * s.echo) as u64;
+    let room = budget.saturating_sub(2 * s.udp as u64 * vifs as u64);
+    let fit = (room / (port_max * vifs as u64)) as usize;
+    let max = match ask.max {
+        Some(m) if m > fit => {
+            let need = port_max * (m * vifs) as u64 + 2 * s.udp as u64 * vifs as u64;
+            return Err(nofit("tcp_max= sockets", need));
+        }
+        Some(m) => m,
+        None => fit.min(DEFAULT_POOL),
+    };
+    let listen = match ask.listen {
+        Some(l) => l,
+        None => listen.min((max / 4).max(1)),
+    };
+    Ok(Sizes { max, listen, ..s })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::string::ToString;
+
+    const MIB: u64 = 1 << 20;
+    /// A vif as the runtime has it: 514 pages and 128 KiB of frame scratch.
+    const VIF: u64 = 514 * 4096 + 128 * 1024;
+
+    fn one_vif() -> Costs {
+        Costs::for_vifs(1, VIF)
+    }
+
+    #[test]
+    fn a_large_domain_keeps_the_defaults() {
+        let s = size(
+            Memory {
+                total: 256 * MIB,
+                free: 240 * MIB,
+            },
+            &one_vif(),
+            &Ask::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.echo, s.stream, s.small, s.udp),
+            (BUFFER, STREAM_BUFFER, SMALL_BUFFER, UDP_BYTES)
+        );
+        assert_eq!((s.max, s.listen), (DEFAULT_POOL, 4));
+    }
+
+    #[test]
+    fn smaller_domains_get_smaller_buffers_and_the_guaranteed_pool_fits() {
+        let mut last = u32::MAX;
+        for free_mib in [240u64, 64, 32, 16, 8, 6, 5] {
+            let mem = Memory {
+                total: free_mib * MIB + 10 * MIB,
+                free: free_mib * MIB,
+            };
+            let s = size(mem, &one_vif(), &Ask::default()).unwrap();
+            // Every port holds MIN_POOL sockets at once, with UDP's queues.
+            assert!(s.sockets(MIN_POOL, 1) <= s.budget, "{free_mib} MiB: {s:?}");
+            assert!(s.max >= MIN_POOL && s.max <= DEFAULT_POOL, "{s:?}");
+            assert!(s.listen >= 1 && s.listen <= 4);
+            assert!(s.udp >= UDP_MIN_BYTES);
+            // One port's whole pool fits too.
+            let port = (s.stream + s.small).max(2 * s.echo) as u64;
+            assert!(port * s.max as u64 + 2 * s.udp as u64 <= s.budget, "{s:?}");
+            // Less memory never means larger buffers.
+            if last != u32::MAX {
+                assert!(
+                    s.shift >= last,
+                    "{free_mib} MiB: shift {} < {last}",
+                    s.shift
+                );
+            }
+            last = s.shift;
+        }
+        assert!(last > 0, "4 MiB free cannot keep the 1 MiB buffers");
+    }
+
+    #[test]
+    fn the_sizes_follow_the_memory_not_a_constant() {
+        let at = |free| {
+            size(
+                Memory {
+                    total: 16 * MIB,
+                    free,
+                },
+                &one_vif(),
+                &Ask::default(),
+            )
+            .unwrap()
+        };
+        assert!(at(5 * MIB).stream < at(64 * MIB).stream);
+        assert!(at(5 * MIB).max < at(200 * MIB).max);
+    }
+
+    #[test]
+    fn too_little_memory_is_refused_naming_the_need_and_what_there_is() {
+        let mem = Memory {
+            total: 12 * MIB,
+            free: 2 * MIB,
+        };
+        let e = size(mem, &one_vif(), &Ask::default()).unwrap_err();
+        assert_eq!(e.what, "vifs, disks and heap reserve");
+        assert_eq!(e.total, 12 * MIB);
+        assert!(e
+            .to_string()
+            .starts_with("does not fit: vifs, disks and heap reserve need "));
+        assert!(e.to_string().contains("free of 12 MiB"), "{e}");
+        // Room for the vif but not for the smallest sockets.
+        let mem = Memory {
+            total: 12 * MIB,
+            free: VIF + RESERVE + 256 * 1024,
+        };
+        let e = size(mem, &one_vif(), &Ask::default()).unwrap_err();
+        assert_eq!(e.what, "sockets");
+        assert!(e.need > e.free, "{e:?}");
+        assert_eq!(e.free, 256 * 1024);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "does not fit: sockets need {} KiB ({} MiB), 256 KiB free of 12 MiB after {} KiB of vif pages, disk pools and heap reserve",
+                e.need / 1024,
+                e.need.div_ceil(MIB),
+                (VIF + RESERVE) / 1024
+            )
+        );
+    }
+
+    #[test]
+    fn overrides_are_taken_or_refused_clearly() {
+        let small = Memory {
+            total: 16 * MIB,
+            free: 5 * MIB,
+        };
+        // A smaller buffer than memory allows is taken.
+        let ask = Ask {
+            sock_kib: Some(32),
+            ..Ask::default()
+        };
+        let s = size(small, &one_vif(), &ask).unwrap();
+        assert_eq!(s.stream, 32 * 1024);
+        // The default 1 MiB stream buffers with 16 sockets a port do not fit in 16 MiB.
+        let ask = Ask {
+            sock_kib: Some(1024),
+            ..Ask::default()
+        };
+        let e = size(small, &one_vif(), &ask).unwrap_err();
+        assert_eq!(e.what, "sockets (sock_kib=)");
+        assert!(e.need > 16 * MIB);
+        // An explicit pool larger than fits is refused; one that fits is kept.
+        let ask = Ask {
+            max: Some(1024),
+            ..Ask::default()
+        };
+        assert_eq!(
+            size(small, &one_vif(), &ask).unwrap_err().what,
+            "tcp_max= sockets"
+        );
+        let ask = Ask {
+            max: Some(8),
+            listen: Some(2),
+            ..Ask::default()
+        };
+        let s = size(small, &one_vif(), &ask).unwrap();
+        assert_eq!((s.max, s.listen), (8, 2));
+        // The large domain keeps an explicit pool above the default.
+        let big = Memory {
+            total: 1024 * MIB,
+            free: 1000 * MIB,
+        };
+        let ask = Ask {
+            max: Some(300),
+            ..Ask::default()
+        };
+        assert_eq!(size(big, &one_vif(), &ask).unwrap().max, 300);
+    }
+
+    #[test]
+    fn disks_and_more_vifs_cost_their_share() {
+        let mem = Memory {
+            total: 32 * MIB,
+            free: 20 * MIB,
+        };
+        let one = size(mem, &one_vif(), &Ask::default()).unwrap();
+        let mut c = Costs::for_vifs(2, VIF);
+        c.disks = 4 * MIB;
+        let two = size(mem, &c, &Ask::default()).unwrap();
+        assert!(two.budget < one.budget);
+        assert!(two.sockets(MIN_POOL, 2) <= two.budget);
+        assert!(two.shift >= one.shift);
+    }
+
+    #[test]
+    fn sock_kib_rounds_down_to_a_halving() {
+        assert_eq!(shift_for_kib(1024), 0);
+        assert_eq!(shift_for_kib(1000), 1);
+        assert_eq!(shift_for_kib(512), 1);
+        assert_eq!(shift_for_kib(16), 6);
+    }
+}
