@@ -286,21 +286,17 @@ mod tests {
     /// A vif as the runtime has it: 514 pages and 128 KiB of frame scratch.
     const VIF: u64 = 514 * 4096 + 128 * 1024;
 
+    fn mem(total: u64, free: u64) -> Memory {
+        Memory { total, free }
+    }
+
     fn one_vif() -> Costs {
         Costs::for_vifs(1, VIF)
     }
 
     #[test]
     fn a_large_domain_keeps_the_defaults() {
-        let s = size(
-            Memory {
-                total: 256 * MIB,
-                free: 240 * MIB,
-            },
-            &one_vif(),
-            &Ask::default(),
-        )
-        .unwrap();
+        let s = size(mem(256 * MIB, 240 * MIB), &one_vif(), &Ask::default()).unwrap();
         assert_eq!(
             (s.echo, s.stream, s.small, s.udp),
             (BUFFER, STREAM_BUFFER, SMALL_BUFFER, UDP_BYTES)
@@ -312,11 +308,8 @@ mod tests {
     fn smaller_domains_get_smaller_buffers_and_the_guaranteed_pool_fits() {
         let mut last = u32::MAX;
         for free_mib in [240u64, 64, 32, 16, 8, 6, 5] {
-            let mem = Memory {
-                total: free_mib * MIB + 10 * MIB,
-                free: free_mib * MIB,
-            };
-            let s = size(mem, &one_vif(), &Ask::default()).unwrap();
+            let m = mem(free_mib * MIB + 10 * MIB, free_mib * MIB);
+            let s = size(m, &one_vif(), &Ask::default()).unwrap();
             // Every port holds MIN_POOL sockets at once, with UDP's queues.
             assert!(s.sockets(MIN_POOL, 1) <= s.budget, "{free_mib} MiB: {s:?}");
             assert!(s.max >= MIN_POOL && s.max <= DEFAULT_POOL, "{s:?}");
@@ -340,28 +333,15 @@ mod tests {
 
     #[test]
     fn the_sizes_follow_the_memory_not_a_constant() {
-        let at = |free| {
-            size(
-                Memory {
-                    total: 16 * MIB,
-                    free,
-                },
-                &one_vif(),
-                &Ask::default(),
-            )
-            .unwrap()
-        };
+        let at = |free| size(mem(16 * MIB, free), &one_vif(), &Ask::default()).unwrap();
         assert!(at(5 * MIB).stream < at(64 * MIB).stream);
         assert!(at(5 * MIB).max < at(200 * MIB).max);
     }
 
     #[test]
     fn too_little_memory_is_refused_naming_the_need_and_what_there_is() {
-        let mem = Memory {
-            total: 12 * MIB,
-            free: 2 * MIB,
-        };
-        let e = size(mem, &one_vif(), &Ask::default()).unwrap_err();
+        let m = mem(12 * MIB, 2 * MIB);
+        let e = size(m, &one_vif(), &Ask::default()).unwrap_err();
         assert_eq!(e.what, "vifs, disks and heap reserve");
         assert_eq!(e.total, 12 * MIB);
         assert!(e
@@ -369,11 +349,8 @@ mod tests {
             .starts_with("does not fit: vifs, disks and heap reserve need "));
         assert!(e.to_string().contains("free of 12 MiB"), "{e}");
         // Room for the vif but not for the smallest sockets.
-        let mem = Memory {
-            total: 12 * MIB,
-            free: VIF + RESERVE + 256 * 1024,
-        };
-        let e = size(mem, &one_vif(), &Ask::default()).unwrap_err();
+        let m = mem(12 * MIB, VIF + RESERVE + 256 * 1024);
+        let e = size(m, &one_vif(), &Ask::default()).unwrap_err();
         assert_eq!(e.what, "sockets");
         assert!(e.need > e.free, "{e:?}");
         assert_eq!(e.free, 256 * 1024);
@@ -390,10 +367,7 @@ mod tests {
 
     #[test]
     fn overrides_are_taken_or_refused_clearly() {
-        let small = Memory {
-            total: 16 * MIB,
-            free: 5 * MIB,
-        };
+        let small = mem(16 * MIB, 5 * MIB);
         // A smaller buffer than memory allows is taken.
         let ask = Ask {
             sock_kib: Some(32),
@@ -426,10 +400,7 @@ mod tests {
         let s = size(small, &one_vif(), &ask).unwrap();
         assert_eq!((s.max, s.listen), (8, 2));
         // The large domain keeps an explicit pool above the default.
-        let big = Memory {
-            total: 1024 * MIB,
-            free: 1000 * MIB,
-        };
+        let big = mem(1024 * MIB, 1000 * MIB);
         let ask = Ask {
             max: Some(300),
             ..Ask::default()
@@ -439,14 +410,11 @@ mod tests {
 
     #[test]
     fn disks_and_more_vifs_cost_their_share() {
-        let mem = Memory {
-            total: 32 * MIB,
-            free: 20 * MIB,
-        };
-        let one = size(mem, &one_vif(), &Ask::default()).unwrap();
+        let m = mem(32 * MIB, 20 * MIB);
+        let one = size(m, &one_vif(), &Ask::default()).unwrap();
         let mut c = Costs::for_vifs(2, VIF);
         c.disks = 4 * MIB;
-        let two = size(mem, &c, &Ask::default()).unwrap();
+        let two = size(m, &c, &Ask::default()).unwrap();
         assert!(two.budget < one.budget);
         assert!(two.sockets(MIN_POOL, 2) <= two.budget);
         assert!(two.shift >= one.shift);
@@ -454,9 +422,8 @@ mod tests {
 
     #[test]
     fn sock_kib_rounds_down_to_a_halving() {
-        assert_eq!(shift_for_kib(1024), 0);
-        assert_eq!(shift_for_kib(1000), 1);
-        assert_eq!(shift_for_kib(512), 1);
-        assert_eq!(shift_for_kib(16), 6);
+        for (kib, shift) in [(1024, 0), (1000, 1), (512, 1), (16, 6)] {
+            assert_eq!(shift_for_kib(kib), shift, "sock_kib={kib}");
+        }
     }
 }
