@@ -1,15 +1,18 @@
-//! How much memory the appliance's sockets take, decided from the memory the domain has:
-//! socket buffers, the connection pool (`tcp_max=`), the listeners' backlog
-//! (`tcp_listen=`) and UDP echo's queues, after the fixed costs (each vif's ring and
-//! buffer pages, each disk's data pool, a reserve for the rest of the heap).
+//! How much memory the appliance's sockets and disks take, decided from the memory the
+//! domain has: socket buffers, the connection pool (`tcp_max=`), the listeners' backlog
+//! (`tcp_listen=`), UDP echo's queues and each disk's data pool, after the fixed costs
+//! (each vif's ring and buffer pages, each disk's ring, a reserve for the rest of the
+//! heap).
 //!
 //! The rule ([`size`]):
-//! - the **socket budget** is the free memory less the fixed costs ([`Costs`]);
-//! - the **buffers** are the defaults ([`BUFFER`], [`STREAM_BUFFER`], [`SMALL_BUFFER`],
-//!   UDP 512 KiB each
-//!   way) halved step by step ([`Sizes::shift`], at most [`MAX_SHIFT`]) until
-//!   [`MIN_POOL`] sockets on every port of every vif fit in the budget at once, so a
-//!   small domain serves every service with smaller windows rather than refusing them;
+//! - the **socket budget** is the free memory less the fixed costs ([`Costs`]) and the
+//!   disks' data pools (blkfront's 4 MiB at full size, halved with the buffers down to
+//!   [`MIN_DISK_POOL`] pages);
+//! - the **buffers** (and the disks' pools) are the defaults ([`BUFFER`],
+//!   [`STREAM_BUFFER`], [`SMALL_BUFFER`], UDP 512 KiB each way) halved step by step
+//!   ([`Sizes::shift`], at most [`MAX_SHIFT`]) until [`MIN_POOL`] sockets on every port
+//!   of every vif fit in the budget at once, so a small domain serves every service with
+//!   smaller windows rather than refusing them;
 //! - the **connection pool** is `tcp_max=` (default 128) but at most what one port's
 //!   buffers fit in the budget (a flood on one service cannot take more than there is);
 //!   the backlog is at most a quarter of the pool;
@@ -58,6 +61,8 @@ pub const UDP_MIN_BYTES: usize = 65_536;
 pub const RESERVE: u64 = 1 << 20;
 /// The least a buffer is: a page (below it smoltcp's window is too small to matter).
 const MIN_BUFFER: usize = 4096;
+/// The least data pool a disk is given, in pages (4 requests of 16 KiB in flight).
+pub const MIN_DISK_POOL: usize = 16;
 /// The least `sock_kib=` takes, and the most.
 pub const SOCK_KIB: (u64, u64) = (16, 16 * 1024);
 
@@ -77,8 +82,13 @@ pub struct Costs {
     pub vifs: usize,
     /// Each vif's ring and buffer pages and its frame scratch.
     pub per_vif: u64,
-    /// Every disk's data pool and ring, together.
-    pub disks: u64,
+    /// Disks it brings up.
+    pub disks: usize,
+    /// Each disk's pages besides its data pool (ring, indirect pages), in bytes.
+    pub per_disk: u64,
+    /// A disk's data pool at full size, in pages (blkfront's largest); it is halved with
+    /// the buffers ([`Sizes::disk_pool`]).
+    pub disk_pool: usize,
     /// The rest of the heap ([`RESERVE`]).
     pub reserve: u64,
 }
@@ -90,15 +100,17 @@ impl Costs {
             vifs,
             per_vif,
             disks: 0,
+            per_disk: 0,
+            disk_pool: 0,
             reserve: RESERVE,
         }
     }
 
-    /// All of it.
+    /// All of it but the disks' data pools.
     pub fn total(&self) -> u64 {
         (self.vifs as u64)
             .saturating_mul(self.per_vif)
-            .saturating_add(self.disks)
+            .saturating_add((self.disks as u64).saturating_mul(self.per_disk))
             .saturating_add(self.reserve)
     }
 }
@@ -131,7 +143,9 @@ pub struct Sizes {
     pub max: usize,
     /// Listening sockets kept ready per port (`tcp_listen`).
     pub listen: usize,
-    /// The socket budget: free memory less the fixed costs.
+    /// Each disk's data pool, in pages (blkfront's `set_pool_pages`).
+    pub disk_pool: usize,
+    /// The socket budget: free memory less the fixed costs and the disks' pools.
     pub budget: u64,
 }
 
@@ -145,6 +159,7 @@ impl Sizes {
         udp: UDP_BYTES,
         max: DEFAULT_POOL,
         listen: 4,
+        disk_pool: 1024,
         budget: 0,
     };
 
@@ -200,18 +215,22 @@ impl fmt::Display for NoFit {
 }
 
 /// The buffers at `shift`: the defaults halved that many times (at least a page; UDP at
-/// least one whole datagram).
-fn at_shift(shift: u32, budget: u64, listen: usize, max: usize) -> Sizes {
+/// least one whole datagram; a disk's pool at least [`MIN_DISK_POOL`] pages), and the
+/// socket budget that leaves of `budget` (after `disks` pools).
+fn at_shift(shift: u32, budget: u64, c: &Costs, listen: usize) -> Sizes {
     let half = |b: usize| (b >> shift).max(MIN_BUFFER);
+    let disk_pool = (c.disk_pool >> shift).max(MIN_DISK_POOL).min(c.disk_pool);
+    let pools = (c.disks * disk_pool) as u64 * 4096;
     Sizes {
         shift,
         echo: half(BUFFER),
         stream: half(STREAM_BUFFER),
         small: SMALL_BUFFER,
         udp: (UDP_BYTES >> shift).max(UDP_MIN_BYTES),
-        max,
+        max: 0,
         listen,
-        budget,
+        disk_pool,
+        budget: budget.saturating_sub(pools),
     }
 }
 
@@ -242,21 +261,26 @@ pub fn size(mem: Memory, costs: &Costs, ask: &Ask) -> Result<Sizes, NoFit> {
     let vifs = costs.vifs.max(1);
     // The sockets that must fit at once: the guaranteed pool, or an explicit smaller one.
     let floor = ask.max.map_or(MIN_POOL, |m| m.min(MIN_POOL)).max(listen);
+    let sized = |shift| at_shift(shift, budget, costs, listen);
     let (shift, what) = match ask.sock_kib {
         Some(kib) => (shift_for_kib(kib), "sockets (sock_kib=)"),
         None => {
-            let fits = |s: &u32| at_shift(*s, budget, listen, 0).sockets(floor, vifs) <= budget;
-            match (0..=MAX_SHIFT).find(fits) {
-                Some(s) => (s, "sockets"),
-                None => (MAX_SHIFT, "sockets"),
-            }
+            let fits = |s: &u32| sized(*s).sockets(floor, vifs) <= sized(*s).budget;
+            let what = if costs.disks > 0 {
+                "sockets and disk pools"
+            } else {
+                "sockets"
+            };
+            ((0..=MAX_SHIFT).find(fits).unwrap_or(MAX_SHIFT), what)
         }
     };
-    let s = at_shift(shift, budget, listen, 0);
+    let s = sized(shift);
     let need = s.sockets(floor, vifs);
-    if need > budget {
-        return Err(nofit(what, need));
+    if need > s.budget {
+        // What it needs besides the fixed costs: the sockets and the disks' pools.
+        return Err(nofit(what, need + (budget - s.budget)));
     }
+    let budget = s.budget;
     // One port's pool fits the budget by itself (with UDP's queues).
     let port_max = (s.stream + s.small).max(2 * s.echo) as u64;
     let room = budget.saturating_sub(2 * s.udp as u64 * vifs as u64);
@@ -413,11 +437,23 @@ mod tests {
         let m = mem(32 * MIB, 20 * MIB);
         let one = size(m, &one_vif(), &Ask::default()).unwrap();
         let mut c = Costs::for_vifs(2, VIF);
-        c.disks = 4 * MIB;
+        c.disks = 1;
+        c.per_disk = 64 * 4096;
+        c.disk_pool = 1024;
         let two = size(m, &c, &Ask::default()).unwrap();
         assert!(two.budget < one.budget);
         assert!(two.sockets(MIN_POOL, 2) <= two.budget);
         assert!(two.shift >= one.shift);
+        // The disk's pool is halved with the buffers, and counted.
+        assert_eq!(two.disk_pool, (1024 >> two.shift).max(MIN_DISK_POOL));
+        let fixed = c.total() + two.disk_pool as u64 * 4096;
+        assert_eq!(two.budget, m.free - fixed);
+        // A large domain keeps the whole pool; too small a one says what it needs.
+        let big = size(mem(256 * MIB, 240 * MIB), &c, &Ask::default()).unwrap();
+        assert_eq!(big.disk_pool, 1024);
+        let e = size(mem(16 * MIB, 6 * MIB), &c, &Ask::default()).unwrap_err();
+        assert_eq!(e.what, "sockets and disk pools");
+        assert!(e.need > e.free, "{e:?}");
     }
 
     #[test]

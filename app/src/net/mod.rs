@@ -52,9 +52,9 @@ const UDP_PACKETS: usize = 256;
 const VIF_BYTES: u64 = (xenpv_rt::net::netfront::PAGES as u64) * 4096
     + (xenpv_rt::net::netfront::RX_FRAME_MAX + xenpv_rt::net::netfront::GSO_FRAME_MAX) as u64;
 
-/// What a disk takes (`files`, `records`): blkfront's largest data pool and its ring
-/// and indirect pages.
-const DISK_BYTES: u64 = (xenpv_rt::blk::blkfront::MAX_POOL as u64 + 64) * 4096;
+/// What a disk takes (`files`, `records`) besides its data pool: its ring and indirect
+/// pages.
+const DISK_BYTES: u64 = xenpv_rt::blk::blkfront::OVERHEAD_PAGES as u64 * 4096;
 
 /// A vif's stack and the sockets the appliance serves on it.
 struct Vif {
@@ -170,8 +170,9 @@ async fn records_disk(
     }
 }
 
-/// Size the sockets to the domain's memory ([`sizing::size`]) before any vif or disk
-/// takes its share, and set the pool and backlog it chose in `w.limits`.
+/// Size the sockets and the disks' data pools to the domain's memory ([`sizing::size`])
+/// before any vif or disk takes its share; set the pool and backlog it chose in
+/// `w.limits`, and the disks' pool in blkfront.
 /// `Err(status)`: what was asked (or the least the appliance needs) does not fit: said
 /// in one line, `net: does not fit: …`, naming the need and what there is.
 fn sized(rt: &'static xenpv_rt::Runtime, w: &mut Words) -> Result<(Memory, Sizes), i32> {
@@ -183,12 +184,17 @@ fn sized(rt: &'static xenpv_rt::Runtime, w: &mut Words) -> Result<(Memory, Sizes
             free: frames.available_frames() * 4096,
         }
     });
-    let mut costs = Costs::for_vifs(w.vifs, VIF_BYTES);
-    costs.disks = u64::from(w.files || w.records) * DISK_BYTES;
+    let costs = Costs {
+        disks: usize::from(w.files || w.records),
+        per_disk: DISK_BYTES,
+        disk_pool: xenpv_rt::blk::blkfront::MAX_POOL,
+        ..Costs::for_vifs(w.vifs, VIF_BYTES)
+    };
     match sizing::size(mem, &costs, &w.ask) {
         Ok(s) => {
             w.limits.max = s.max;
             w.limits.listen = s.listen;
+            xenpv_rt::blk::blkfront::set_pool_pages(s.disk_pool);
             Ok((mem, s))
         }
         Err(e) => {

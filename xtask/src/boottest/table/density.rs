@@ -15,7 +15,7 @@ const TOO_SMALL_MIB: u64 = 14;
 
 /// The density rows, in the order they run.
 pub fn rows() -> Vec<BootTest> {
-    let mut v = vec![small(), too_small(), too_large_buffers()];
+    let mut v = vec![small(), small_files(), too_small(), too_large_buffers()];
     for b in &mut v {
         b.domu = true;
         b.timeout_s = b.timeout_s.max(240);
@@ -36,6 +36,20 @@ fn small() -> BootTest {
                 .within("stream_kib", 4.0, 512.0)
                 .at_least("tcp_max", 16.0),
         ),
+        Check::Report(like("net: tcp no_memory=0")),
+    ]);
+    b
+}
+
+/// `domu-blk-files` (a dozen files from 0 bytes to 64 MiB served from an ext4 disk,
+/// each checked in dom0) at [`SMALL_MIB`]: the disk's data pool is sized down with the
+/// buffers.
+fn small_files() -> BootTest {
+    let mut b = super::blk::files();
+    b.name = "domu-blk-files-16mib".into();
+    b.memory_mib = SMALL_MIB;
+    b.checks.extend([
+        Check::Report(like("net: limits memory_kib=16384").within("disk_pool_kib", 64.0, 2048.0)),
         Check::Report(like("net: tcp no_memory=0")),
     ]);
     b
