@@ -23,10 +23,10 @@
 //!
 //! ```
 //! use xenpv_appliance_service::sizing::{size, Ask, Costs, Memory};
-//! let mem = Memory { total: 256 << 20, free: 240 << 20 };
+//! let mem = Memory { total: 256 << 20, free: 240 << 20, target: None };
 //! let s = size(mem, &Costs::for_vifs(1, 2 << 20), &Ask::default()).unwrap();
 //! assert_eq!((s.shift, s.max), (0, 128)); // the defaults
-//! let small = Memory { total: 16 << 20, free: 5 << 20 };
+//! let small = Memory { total: 16 << 20, free: 5 << 20, target: None };
 //! let s = size(small, &Costs::for_vifs(1, 2 << 20), &Ask::default()).unwrap();
 //! assert!(s.shift > 0 && s.max >= 16);
 //! ```
@@ -73,6 +73,21 @@ pub struct Memory {
     pub total: u64,
     /// What is free now (the frame allocator's free frames).
     pub free: u64,
+    /// The balloon's target, if one was read: memory above it goes back to Xen, so it is
+    /// not the appliance's to size into.
+    pub target: Option<u64>,
+}
+
+impl Memory {
+    /// The memory the domain keeps: its own, or the balloon's target if lower.
+    pub fn kept(&self) -> u64 {
+        self.target.map_or(self.total, |t| t.min(self.total))
+    }
+
+    /// What is free and stays: the free memory less what the balloon is to give back.
+    pub fn usable(&self) -> u64 {
+        self.free.saturating_sub(self.total - self.kept())
+    }
 }
 
 /// What the appliance takes besides its socket buffers, in bytes.
@@ -186,7 +201,7 @@ pub struct NoFit {
     pub free: u64,
     /// The fixed costs.
     pub fixed: u64,
-    /// The domain's memory.
+    /// The domain's memory (the balloon's target if lower).
     pub total: u64,
 }
 
@@ -246,17 +261,18 @@ fn shift_for_kib(kib: u64) -> u32 {
 /// what is asked (or the smallest sizing) does not fit. See the module's rule.
 pub fn size(mem: Memory, costs: &Costs, ask: &Ask) -> Result<Sizes, NoFit> {
     let fixed = costs.total();
-    let budget = mem.free.saturating_sub(fixed);
+    let free = mem.usable();
+    let budget = free.saturating_sub(fixed);
     let listen = ask.listen.unwrap_or(4);
     let nofit = |what, need| NoFit {
         what,
         need,
         free: budget,
         fixed,
-        total: mem.total,
+        total: mem.kept(),
     };
-    if fixed > mem.free {
-        return Err(nofit("vifs, disks and heap reserve", fixed - mem.free));
+    if fixed > free {
+        return Err(nofit("vifs, disks and heap reserve", fixed - free));
     }
     let vifs = costs.vifs.max(1);
     // The sockets that must fit at once: the guaranteed pool, or an explicit smaller one.
@@ -311,7 +327,11 @@ mod tests {
     const VIF: u64 = 514 * 4096 + 128 * 1024;
 
     fn mem(total: u64, free: u64) -> Memory {
-        Memory { total, free }
+        Memory {
+            total,
+            free,
+            target: None,
+        }
     }
 
     fn one_vif() -> Costs {
@@ -454,6 +474,31 @@ mod tests {
         let e = size(mem(16 * MIB, 6 * MIB), &c, &Ask::default()).unwrap_err();
         assert_eq!(e.what, "sockets and disk pools");
         assert!(e.need > e.free, "{e:?}");
+    }
+
+    #[test]
+    fn memory_the_balloon_gives_back_is_not_sized_into() {
+        let full = size(mem(64 * MIB, 50 * MIB), &one_vif(), &Ask::default()).unwrap();
+        let ballooned = Memory {
+            target: Some(24 * MIB),
+            ..mem(64 * MIB, 50 * MIB)
+        };
+        assert_eq!(ballooned.usable(), 10 * MIB);
+        let s = size(ballooned, &one_vif(), &Ask::default()).unwrap();
+        assert!(s.budget < full.budget && s.shift > full.shift, "{s:?}");
+        // A target above the memory (or none) changes nothing; one too low is refused.
+        let above = Memory {
+            target: Some(128 * MIB),
+            ..mem(64 * MIB, 50 * MIB)
+        };
+        assert_eq!(size(above, &one_vif(), &Ask::default()), Ok(full));
+        let low = Memory {
+            target: Some(16 * MIB),
+            ..mem(64 * MIB, 50 * MIB)
+        };
+        let e = size(low, &one_vif(), &Ask::default()).unwrap_err();
+        assert_eq!(e.total, 16 * MIB);
+        assert!(e.to_string().contains("free of 16 MiB"), "{e}");
     }
 
     #[test]

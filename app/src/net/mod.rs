@@ -176,12 +176,15 @@ async fn records_disk(
 /// `Err(status)`: what was asked (or the least the appliance needs) does not fit: said
 /// in one line, `net: does not fit: …`, naming the need and what there is.
 fn sized(rt: &'static xenpv_rt::Runtime, w: &mut Words) -> Result<(Memory, Sizes), i32> {
+    let balloon = xenpv_rt::balloon::stats().target_pages;
     let mem = rt.with_boot(|b| {
         let nr_pages = b.start_info().nr_pages;
         let frames = b.memory().frames();
         Memory {
             total: nr_pages.saturating_sub(frames.ballooned_frames()) * 4096,
             free: frames.available_frames() * 4096,
+            // Zero until the balloon's task read one (and on dom0).
+            target: (balloon > 0).then_some(balloon * 4096),
         }
     });
     let costs = Costs {

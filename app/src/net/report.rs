@@ -77,7 +77,8 @@ impl core::fmt::Display for IpText {
 
 /// `net: limits …`, with the sizes chosen for the domain's memory (buffers in KiB: echo's
 /// each way, the streaming and the small direction, UDP's queue each way, a disk's data
-/// pool; the memory, the free memory and the socket budget they were decided from).
+/// pool; the memory kept (the balloon's target if lower), the free memory and the
+/// socket budget they were decided from).
 pub(super) fn limits(l: &Limits, s: &Sizes, m: Memory) {
     println!(
         "net: limits tcp_idle={}s head_timeout={}s syn_timeout={}s per_peer={} tcp_listen={} tcp_max={} reassembly_timeout={}ms echo_kib={} stream_kib={} small_kib={} udp_kib={} disk_pool_kib={} memory_kib={} free_kib={} budget_kib={}",
@@ -93,7 +94,7 @@ pub(super) fn limits(l: &Limits, s: &Sizes, m: Memory) {
         s.small >> 10,
         s.udp >> 10,
         s.disk_pool * 4,
-        m.total >> 10,
+        m.kept() >> 10,
         m.free >> 10,
         s.budget >> 10,
     );
