@@ -19,8 +19,10 @@ pub struct BootArgs {
     /// With --xl: print the config and the command, run nothing.
     #[arg(long, requires = "xl")]
     pub dry_run: bool,
-    /// Guest memory in MiB (default: 256 as dom0, 128 as a domU, more with an initrd).
-    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(64..=65536))]
+    /// Guest memory in MiB (default: 256 as dom0, 128 as a domU, more with an initrd),
+    /// from 1 (as xl takes it): a kernel that spans more than the memory is refused before
+    /// the boot, naming both; what else does not fit, the guest says.
+    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub memory: Option<u64>,
     /// Hand FILE to the guest as its initrd (a Xen module as dom0, handed on by xl as a
     /// domU).

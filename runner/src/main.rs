@@ -157,6 +157,7 @@ fn run(a: RunArgs) -> Result<u8, String> {
     let cmdline = a.guest.join(" ");
     let base = if o.domu { 128 } else { 256 };
     let memory = o.memory.unwrap_or(base + o.initrd_mib());
+    xenpv_run::elf::check_memory(&kernel, memory)?;
     let name = a.name.unwrap_or_else(|| {
         kernel
             .file_name()

@@ -283,8 +283,9 @@ pub struct LayoutArgs {
     cmdline: String,
     #[command(flatten)]
     initrd: crate::InitrdArgs,
-    /// Guest memory in MiB (default: 256 + twice the initrd).
-    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(64..=65536))]
+    /// Guest memory in MiB (default: 256 + twice the initrd; from 1, as xl takes it: a
+    /// kernel larger than the memory is refused before the boot).
+    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(1..=65536))]
     memory: Option<u64>,
 }
 
@@ -299,6 +300,7 @@ pub fn layout_command(a: LayoutArgs) -> Result<u8, String> {
     let memory_mib = a.memory.unwrap_or(256 + initrd_mib * 2);
     let image = crate::cargo::Image::app();
     let path = crate::cargo::build(&image, false)?;
+    xenpv_run::elf::check_memory(&path, memory_mib)?;
     let xen = crate::provision::ensure()?;
     let out = crate::qemu::boot(
         &xen,

@@ -104,6 +104,7 @@ pub fn run_command(mut o: RunArgs) -> Result<u8, String> {
     }
     b.check()?;
     let path = cargo::build(&image, false)?;
+    xenpv_run::elf::check_memory(&path, memory_mib)?;
     let xen = provision::ensure()?;
     let domu = if b.domu {
         Some(std::sync::Arc::new(crate::boottest::box_with_peer_for(

@@ -5,17 +5,9 @@ use embassy_time::Duration;
 use xenpv_appliance::admission::Limits;
 use xenpv_net::TcpConfig;
 
-/// Socket buffers of an echo connection, each way: a window of several of dom0's GSO
-/// acknowledgements (throughput is window / round trip: 256 KiB measured 73 Mbit/s of
-/// single-stream echo in the emulated box, 128 KiB 50). Sockets whose buffers the heap
-/// cannot give are not made (the listener counts `no_memory`), so a flood costs
-/// connections, never the guest.
-pub const BUFFER: usize = 256 * 1024;
-/// The buffer of the direction a service streams in (discard's receive side, HTTP's
-/// transmit side), and of the other direction: the polled appliance's sizes.
-pub const STREAM_BUFFER: usize = 1024 * 1024;
-/// The buffer of the direction a service hardly uses (a request head, discard's replies).
-pub const SMALL_BUFFER: usize = 4 * 1024;
+use crate::sizing::Sizes;
+
+pub use crate::sizing::{BUFFER, SMALL_BUFFER, STREAM_BUFFER};
 
 /// The stack's TCP settings for `l`: `tcp_idle=` is each stream's idle timeout,
 /// `syn_timeout=` the handshake's, `tcp_listen=` the listeners' backlog, `tcp_max=` the
@@ -39,10 +31,17 @@ pub fn tcp_config(l: &Limits) -> TcpConfig {
 /// [`STREAM_BUFFER`], HTTP (80) sends from one, echo (7 and any other) has [`BUFFER`]
 /// each way.
 pub fn port_config(l: &Limits, port: u16) -> TcpConfig {
+    sized_port_config(l, port, &Sizes::FULL)
+}
+
+/// [`port_config`] with the buffers of `s` ([`crate::sizing::size`]'s choice for the
+/// domain's memory): discard receives in `s.stream`, HTTP sends from it, echo has
+/// `s.echo` each way, the other directions `s.small`.
+pub fn sized_port_config(l: &Limits, port: u16, s: &Sizes) -> TcpConfig {
     let (rx_buffer, tx_buffer) = match port {
-        9 => (STREAM_BUFFER, SMALL_BUFFER),
-        80 => (SMALL_BUFFER, STREAM_BUFFER),
-        _ => (BUFFER, BUFFER),
+        9 => (s.stream, s.small),
+        80 => (s.small, s.stream),
+        _ => (s.echo, s.echo),
     };
     TcpConfig {
         rx_buffer,

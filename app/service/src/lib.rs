@@ -1,6 +1,7 @@
 //! The network appliance's services over xenpv-net's sockets, host-tested over the
 //! loopback device (the guest binary in `app/` only wires them to its vifs):
 //! - [`config::tcp_config`]: the admission limits as the stack's TCP settings;
+//! - [`sizing::size`]: socket buffers and connection pools sized to the domain's memory;
 //! - [`udp_echo`]: UDP echo (RFC 862), datagrams up to 65,507 bytes;
 //! - [`echo`] and [`discard`]: TCP echo (RFC 862) and discard (RFC 863);
 //! - [`http`]: the minimal HTTP/1.1 server of `xenpv_appliance::http` (`/`, `/bytes/N`
@@ -18,6 +19,7 @@ extern crate alloc;
 pub mod config;
 mod files;
 mod http;
+pub mod sizing;
 mod tcp;
 mod udp;
 

@@ -5,6 +5,7 @@ use core::cell::Cell;
 use core::fmt::Write as _;
 use xenpv_appliance::admission::Limits;
 use xenpv_appliance::config::Ip;
+use xenpv_appliance_service::sizing::{Memory, Sizes};
 use xenpv_appliance_service::Counters;
 use xenpv_contract::report::Writer;
 use xenpv_rt::device::{Net, VifEvent};
@@ -74,17 +75,28 @@ impl core::fmt::Display for IpText {
     }
 }
 
-/// `net: limits …`.
-pub(super) fn limits(l: &Limits) {
+/// `net: limits …`, with the sizes chosen for the domain's memory (buffers in KiB: echo's
+/// each way, the streaming and the small direction, UDP's queue each way, a disk's data
+/// pool; the memory kept (the balloon's target if lower), the free memory and the
+/// socket budget they were decided from).
+pub(super) fn limits(l: &Limits, s: &Sizes, m: Memory) {
     println!(
-        "net: limits tcp_idle={}s head_timeout={}s syn_timeout={}s per_peer={} tcp_listen={} tcp_max={} reassembly_timeout={}ms",
+        "net: limits tcp_idle={}s head_timeout={}s syn_timeout={}s per_peer={} tcp_listen={} tcp_max={} reassembly_timeout={}ms echo_kib={} stream_kib={} small_kib={} udp_kib={} disk_pool_kib={} memory_kib={} free_kib={} budget_kib={}",
         l.idle_ms / 1000,
         l.head_ms / 1000,
         l.syn_ms / 1000,
         l.per_peer,
         l.listen,
         l.max,
-        REASSEMBLY_TIMEOUT_MS
+        REASSEMBLY_TIMEOUT_MS,
+        s.echo >> 10,
+        s.stream >> 10,
+        s.small >> 10,
+        s.udp >> 10,
+        s.disk_pool * 4,
+        m.kept() >> 10,
+        m.free >> 10,
+        s.budget >> 10,
     );
 }
 

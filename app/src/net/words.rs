@@ -3,6 +3,7 @@
 use xenpv_appliance::admission::Limits;
 use xenpv_appliance::breaker::DISK_TIMEOUT_MS;
 use xenpv_appliance::config::{parse_ips, Ip, MAX_VIFS};
+use xenpv_appliance_service::sizing::{Ask, SOCK_KIB};
 use xenpv_contract::status::AppStatus;
 use xenpv_rt::cmdline::IpWord;
 use xenpv_rt::println;
@@ -13,6 +14,8 @@ pub(super) struct Words {
     pub(super) vifs: usize,
     pub(super) ips: heapless::Vec<Ip, MAX_VIFS>,
     pub(super) limits: Limits,
+    /// The sizing's overrides: `sock_kib=`, and `tcp_max=` / `tcp_listen=` as given.
+    pub(super) ask: Ask,
     pub(super) files: bool,
     pub(super) disk_timeout_ms: u64,
     /// `heap-probe`: answer `GET /heap/N` (404 otherwise).
@@ -61,6 +64,23 @@ pub(super) fn words(cmd: &Cmdline<'_>) -> Result<Words, i32> {
             Err(e) => return Err(usage(&e)),
         }
     }
+    let given = |w| cmd.value(w).is_some();
+    let mut ask = Ask {
+        max: given("tcp_max").then_some(limits.max),
+        listen: given("tcp_listen").then_some(limits.listen),
+        sock_kib: None,
+    };
+    let (lo, hi) = SOCK_KIB;
+    match cmd.u64("sock_kib") {
+        Ok(None) => {}
+        Ok(Some(k)) if (lo..=hi).contains(&k) => ask.sock_kib = Some(k),
+        Ok(Some(k)) => {
+            return Err(usage(&format_args!(
+                "sock_kib={k}: the streaming socket buffer in KiB, {lo}..={hi}"
+            )))
+        }
+        Err(e) => return Err(usage(&e)),
+    }
     let disk_timeout_ms = match cmd.u64("disk_timeout") {
         Ok(None) => DISK_TIMEOUT_MS,
         Ok(Some(ms)) if (1..=30_000).contains(&ms) => ms,
@@ -80,6 +100,7 @@ pub(super) fn words(cmd: &Cmdline<'_>) -> Result<Words, i32> {
         vifs,
         ips,
         limits,
+        ask,
         files: cmd.has("files"),
         disk_timeout_ms,
         heap_probe: cmd.has("heap-probe"),

@@ -85,11 +85,14 @@ pub enum AppStatus {
     Heap = 8,
     /// A device (vif, vbd) could not be listed or connected.
     Device = 9,
+    /// What was asked does not fit in the domain's memory (the appliance's socket
+    /// buffers and pools after its vifs and disks): said at startup, before any of it.
+    Memory = 10,
 }
 
 impl AppStatus {
     /// Every status, in order.
-    pub const ALL: [AppStatus; 9] = [
+    pub const ALL: [AppStatus; 10] = [
         AppStatus::Failed,
         AppStatus::Usage,
         AppStatus::Layout,
@@ -99,6 +102,7 @@ impl AppStatus {
         AppStatus::Xenstore,
         AppStatus::Heap,
         AppStatus::Device,
+        AppStatus::Memory,
     ];
 
     /// The status as the exit channel carries it.

@@ -14,7 +14,8 @@
 //! frame allocator a page at a time.
 //!
 //! The heap grows on demand: when talc has no room it takes a run of consecutive frames
-//! from the frame allocator (at least [`GROW_MIN`], at least what the request needs) and
+//! from the frame allocator (at least [`GROW_MIN`], at least what the request needs, and
+//! just what it needs when no longer run is free: a small domain's last megabytes) and
 //! hands talc their direct-map addresses, which are consecutive too; no page table is
 //! touched. It stops at a limit: `heap=MiB` on the guest command line or
 //! [`set_limit`], otherwise free memory. An allocation it cannot serve returns null, with
@@ -127,8 +128,18 @@ impl State {
         } else {
             bytes
         };
-        let first = crate::mm::take_frame_run(bytes / PAGE_SIZE)
-            .ok_or("no run of free frames is that long (or Boot::memory().frames() is held)")?;
+        // The preferred run may not be there on a small or fragmented domain: then
+        // just what the request needs (a failure only when even that is missing).
+        let least = need.next_multiple_of(PAGE_SIZE).min(bytes);
+        let (first, bytes) = match crate::mm::take_frame_run(bytes / PAGE_SIZE) {
+            Some(first) => (first, bytes),
+            None => (
+                crate::mm::take_frame_run(least / PAGE_SIZE).ok_or(
+                    "no run of free frames is that long (or Boot::memory().frames() is held)",
+                )?,
+                least,
+            ),
+        };
         let base = direct_map_va(first).as_mut_ptr::<u8>();
         // SAFETY: the frames were just taken from the frame allocator (so nothing else
         // uses them until `give_back` returns them, after talc let go of them), they are

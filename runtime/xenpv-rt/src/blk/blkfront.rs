@@ -21,6 +21,7 @@ use crate::xenstore::{Xenstore, XsError};
 use crate::PageLink;
 use core::fmt::{self, Write as _};
 use core::ops::ControlFlow::{Break, Continue};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use xenpv_protocol::blkfront::{BadKey, Io, Offer, PageRef, Queue, Shape, IDS};
 pub use xenpv_protocol::blkfront::{Counters, Traffic, Transfer};
 use xenpv_protocol::blkif::{parse_number, DIRECT_SEGMENTS, REQ_SLOT};
@@ -40,6 +41,24 @@ pub const CALL_NS: u64 = 30_000_000_000;
 pub const MAX_POOL: usize = 1024;
 /// Requests kept in flight at least (the pool is split so that this many fit).
 const MIN_IN_FLIGHT: usize = 4;
+/// Pages a disk takes besides its data pool: its ring, and an indirect page per request
+/// id at most.
+pub const OVERHEAD_PAGES: usize = 1 + IDS;
+/// The data pages a disk brought up from now on may use ([`set_pool_pages`]).
+static POOL_PAGES: AtomicUsize = AtomicUsize::new(MAX_POOL);
+
+/// Let every disk brought up from now on move its bytes through at most `pages` data
+/// pages (clamped to 4..=[`MAX_POOL`]; [`MAX_POOL`] until set): a small domain trades
+/// disk throughput (fewer or smaller requests in flight) for memory. A disk already up
+/// keeps its pool.
+pub fn set_pool_pages(pages: usize) {
+    POOL_PAGES.store(pages.clamp(MIN_IN_FLIGHT, MAX_POOL), Ordering::Relaxed);
+}
+
+/// The data pages a disk brought up now may use ([`set_pool_pages`]).
+pub fn pool_pages() -> usize {
+    POOL_PAGES.load(Ordering::Relaxed)
+}
 /// Most disks [`Blkfront::list`] returns.
 pub const MAX_DISKS: usize = 16;
 
@@ -286,7 +305,7 @@ impl Blkfront {
             Ok(o) => o,
             Err(e) => return Err((e, p.abort())),
         };
-        let shape = Shape::for_offer(&offer, MAX_POOL, MIN_IN_FLIGHT);
+        let shape = Shape::for_offer(&offer, pool_pages(), MIN_IN_FLIGHT);
         let indirect_pages = if shape.segments > DIRECT_SEGMENTS {
             shape.ids
         } else {

@@ -7,6 +7,7 @@ use crate::cargo::Image;
 mod async_rt;
 mod balloon;
 mod blk;
+mod density;
 mod dom0;
 mod domu;
 mod faults;
@@ -29,6 +30,7 @@ pub fn table() -> Vec<BootTest> {
     v.extend(dom0::paging());
     v.extend(domu::rows());
     v.extend(floor::rows());
+    v.extend(density::rows());
     v.push(libvirt::row());
     v.push(async_rt::net(false));
     v.push(async_rt::net(true));

@@ -336,9 +336,21 @@ const ANET_SHUTDOWN_S: u64 = 10;
 /// shutdown` ending it with its counters (the services', the fragments', the vif's) and
 /// status 0 within [`ANET_SHUTDOWN_S`].
 pub fn smoke() -> BootTest {
+    let mut b = smoke_row("domu-net-smoke", 4 << 20);
+    // At its memory the appliance keeps the default connection pool.
+    b.checks.push(Check::Report(
+        like("net: limits tcp_idle=60s").eq("tcp_max", 128),
+    ));
+    b
+}
+
+/// [`smoke`]'s row named `name`, its `GET /bytes/N` of `bytes` (the caller sets the
+/// memory; the `net: limits` line is checked for its words, whatever the sizes).
+pub(super) fn smoke_row(name: &str, bytes: u64) -> BootTest {
     let pass = |example: &str| Check::Report(dom0_like(example));
+    let get = format!("peer: http-get PASS status=200 bytes={bytes} conns=1 ok=1");
     let mut b = appliance_row(
-        "domu-net-smoke",
+        name,
         "net ip=169.254.100.2/24",
         600,
         vec![
@@ -349,16 +361,13 @@ pub fn smoke() -> BootTest {
             ),
             has("net: serving udp/7 tcp/7 tcp/9 tcp/80 on 1 vif(s)"),
             Check::Report(like(
-                "net: limits tcp_idle=60s head_timeout=10s syn_timeout=5s per_peer=100 tcp_listen=4 tcp_max=128",
-            )),
+                "net: limits tcp_idle=60s head_timeout=10s syn_timeout=5s per_peer=100 tcp_listen=4",
+            ).nums(&["tcp_max"])),
             pass("peer: udp-echo PASS sent=500 returned=500 lost=0 mismatched=0"),
             pass("peer: udp-echo PASS sent=3 returned=3 lost=0 mismatched=0"),
             pass("peer: tcp-echo PASS bytes=8388608 conns=8 ok=8"),
             pass("peer: tcp-send PASS bytes=4194304"),
-            Check::Report(
-                dom0_like("peer: http-get PASS status=200 bytes=4194304 conns=1 ok=1")
-                    .hex_digits("fnv", 16),
-            ),
+            Check::Report(dom0_like(&get).hex_digits("fnv", 16)),
             pass("peer: http-get PASS status=404"),
             Check::Regex(r"dom0\| xl shutdown: the domU stopped after \d+ ms .*: ok"),
             Check::Report(like(
@@ -379,7 +388,10 @@ pub fn smoke() -> BootTest {
     );
     b.domu = true;
     b.dom0_script = Some(script_with(
-        &[("SHUTDOWN_WITHIN", ANET_SHUTDOWN_S.to_string())],
+        &[
+            ("SHUTDOWN_WITHIN", ANET_SHUTDOWN_S.to_string()),
+            ("BYTES", bytes.to_string()),
+        ],
         include_str!("../scripts/net_smoke_test.sh"),
     ));
     b
