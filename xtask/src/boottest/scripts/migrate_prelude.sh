@@ -73,9 +73,30 @@ hold_end() {
 }
 # The domU's id under its name now (a restore or a migration makes a new one).
 domid_now() { xl domid "$DOMU_NAME" 2>/dev/null; }
-# After the operations: the records checked in the guest, the hold ended, the domU shut
-# down (120 s at most), and the records checked from dom0.
+# Wait (60 s at most) until the guest says it has written $1 records: the writer adds
+# one a second of the guest's time, and the operations take little of it (a saved
+# guest's clock stands still), so a quick run may reach the end with only a few.
+wait_written() {
+    n=0
+    while :; do
+        w=$(field "$(page /state)" written)
+        if [ -n "$w" ] && [ "$w" -ge "$1" ]; then
+            echo "records written: $w (at least $1): ok"
+            return 0
+        fi
+        n=$((n + 1))
+        if [ $n -gt 60 ]; then
+            echo "records written: ${w:-none} after 60 s (at least $1 wanted): FAIL"
+            fails=$((fails + 1))
+            return 1
+        fi
+        sleep 1
+    done
+}
+# After the operations: enough records written, the records checked in the guest, the
+# hold ended, the domU shut down (120 s at most), and the records checked from dom0.
 finish() {
+    wait_written 5
     r=$(page /records 120)
     echo "records in the guest: $r"
     [ "$(field "$r" pass)" = 1 ] || fails=$((fails + 1))
