@@ -354,6 +354,21 @@ impl Reservation for ModelReservation<'_> {
 }
 
 impl Guest {
+    /// A balloon operation (`release` or `populate`) against the model: the guest's p2m
+    /// list, Xen's MMU and its reservation.
+    fn balloon_op<R>(
+        &mut self,
+        op: impl FnOnce(&mut GuestP2m<'_>, &mut Queued<'_>, &mut ModelReservation<'_>) -> R,
+    ) -> R {
+        let (m, list) = (&self.m, self.mfn_list);
+        let mut p2m = GuestP2m {
+            v: &mut self.p2m,
+            m,
+            list,
+        };
+        op(&mut p2m, &mut Queued::new(m), &mut ModelReservation(m))
+    }
+
     /// The balloon's self-check (p2m, M2P, direct map, allocator agree).
     fn balloon_check(&mut self, b: &Balloon, frames: &xenpv_paging::frames::FrameAllocator<'_>) {
         let l1 = self.out.tables.direct_l1.0;
@@ -479,19 +494,7 @@ fn save_restore_republish_save_again_and_the_planners_still_validate() {
     let mut record = vec![!0u64; xenpv_paging::frames::bitmap_words(nr)];
     frames.attach_balloon(&mut record).unwrap();
     let mut b = Balloon::new(g.out.tables.direct_l1.0, true);
-    let (m, l) = (&g.m, g.mfn_list);
-    let mut bp = GuestP2m {
-        v: &mut g.p2m,
-        m,
-        list: l,
-    };
-    let r = b.release(
-        &mut frames,
-        &mut bp,
-        &mut Queued::new(m),
-        &mut ModelReservation(m),
-        256,
-    );
+    let r = g.balloon_op(|p2m, mmu, xen| b.release(&mut frames, p2m, mmu, xen, 256));
     assert_eq!(r.expect("release").done, 256);
     g.balloon_check(&b, &frames);
     for (round, seed) in [11u64, 22, 33].into_iter().enumerate() {
@@ -504,19 +507,7 @@ fn save_restore_republish_save_again_and_the_planners_still_validate() {
     assert_eq!(ballooned, 256, "ballooned pfns stay out across the moves");
     g.balloon_check(&b, &frames);
     b.begin();
-    let (m, l) = (&g.m, g.mfn_list);
-    let mut bp = GuestP2m {
-        v: &mut g.p2m,
-        m,
-        list: l,
-    };
-    let r = b.populate(
-        &mut frames,
-        &mut bp,
-        &mut Queued::new(m),
-        &mut ModelReservation(m),
-        256,
-    );
+    let r = g.balloon_op(|p2m, mmu, xen| b.populate(&mut frames, p2m, mmu, xen, 256));
     assert_eq!(r.expect("populate").done, 256);
     g.balloon_check(&b, &frames);
     assert!(g.p2m.iter().all(|&m| m != INVALID_P2M));
