@@ -134,8 +134,8 @@ pub(crate) fn end_by<T: Held>(p: T, mem: &mut Memory, gt: &mut GrantTable, deadl
 }
 
 /// The release of a closed device's granted pages, a try at a time (never waiting in
-/// between: the caller steps it again after [`RELEASE_RETRY_NS`]), over lists the caller
-/// keeps (ended in place: a disk's pool is tens of KiB, never copied).
+/// between: the caller steps it again after [`RELEASE_RETRY_NS`]), over a list the
+/// caller keeps (ended in place, not copied): netfront's close.
 pub(crate) struct Releasing {
     deadline: u64,
     /// Pages handed to the deferred list so far.

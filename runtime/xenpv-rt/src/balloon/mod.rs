@@ -337,10 +337,10 @@ async fn change(rt: Rt, st: &mut State, target_kb: u64) {
     crate::metrics::refresh_soon();
 }
 
-/// The self-check after a change, reported.
 /// In a new domain, how long the balloon waits before its self-check.
 const SELF_CHECK_WAIT_NS: u64 = 1_000_000_000;
 
+/// The self-check after a change, reported.
 fn self_check(st: &State) {
     let xen_pages = crate::hypercall::reservation(XENMEM_CURRENT_RESERVATION).ok();
     match crate::mm::balloon::check(&st.balloon, xen_pages.map(|p| (p, st.offset))) {

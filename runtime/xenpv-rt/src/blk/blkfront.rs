@@ -271,7 +271,7 @@ impl Blkfront {
             Ok(p) => p,
             Err(e) => {
                 // Never published: the backend cannot have mapped it.
-                end_and_free(mem, gt, ring, crate::time::now_ns());
+                end_by(ring, mem, gt, crate::time::now_ns());
                 return Err(BlkError::Evtchn(e));
             }
         };
@@ -591,15 +591,9 @@ fn short(s: &str) -> heapless::String<32> {
     out
 }
 
-/// End the ring's grant and free its page by `deadline` ([`release_deadline`](crate::frontend::release_deadline));
-/// `false` if the backend still held it then (the page deferred to the grant table).
-fn end_and_free(mem: &mut Memory, gt: &mut GrantTable, ring: GrantedPage, deadline: u64) -> bool {
-    end_by(ring, mem, gt, deadline)
-}
-
 /// Give back the data and indirect pages and their references (retrying while the
-/// backend unmaps, up to `deadline`: [`release_deadline`](crate::frontend::release_deadline)); pages still granted are
-/// kept: how many.
+/// backend unmaps, up to `deadline`: [`release_deadline`](crate::frontend::release_deadline));
+/// pages still granted are kept: how many.
 fn release_pool(
     mem: &mut Memory,
     gt: &mut GrantTable,

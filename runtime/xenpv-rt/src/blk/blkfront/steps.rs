@@ -3,9 +3,9 @@
 //! xenstore requests at a time without waiting for the backend
 //! (`crate::frontend::drive` steps them for a caller that blocks until the end).
 
-use super::{end_and_free, release_pool, BlkError, Blkfront, Pooled, MAX_POOL};
+use super::{release_pool, BlkError, Blkfront, Pooled, MAX_POOL};
 use crate::evtchn::{self, Port};
-use crate::frontend::{drive, release_deadline, Closed, CLOSE_NS};
+use crate::frontend::{drive, end_by, release_deadline, Closed, CLOSE_NS};
 use crate::gnttab::{GrantTable, GrantedPage};
 use crate::mm::Memory;
 use crate::xenstore::Xenstore;
@@ -152,7 +152,7 @@ impl ClosingBlkfront {
         let _ = evtchn::close(port);
         let deadline = release_deadline(self.deadline);
         let mut kept = release_pool(mem, gt, data, indirect, deadline);
-        if !end_and_free(mem, gt, ring, deadline) {
+        if !end_by(ring, mem, gt, deadline) {
             kept += 1;
         }
         CloseStep::Closed(Closed {
