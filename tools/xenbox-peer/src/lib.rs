@@ -13,6 +13,7 @@ use verdict::Verdict;
 mod args;
 mod data;
 mod disk;
+mod domain_cpu;
 mod grant;
 mod net;
 mod verdict;
@@ -23,8 +24,12 @@ struct Command {
     run: fn(&Parsed) -> Result<Verdict, Usage>,
 }
 
-/// The network subcommands.
-static COMMANDS: [Command; 15] = [
+/// The subcommands (network clients, disk checks, and dom0's view of a domain).
+static COMMANDS: [Command; 16] = [
+    Command {
+        spec: &domain_cpu::SPEC,
+        run: domain_cpu::run,
+    },
     Command {
         spec: &disk::FILL,
         run: disk::run_fill,

@@ -16,6 +16,7 @@
 //! The dom0 script ([`script`]) runs every measurement `--runs` times in one boot of each
 //! side with `xenbox-peer`; the figures are medians. The table ([`table`]) shows each
 //! xenpv-rt side's ratio to Linux and, with both, embassy-net's figures over xenpv-net's.
+mod guest_cpu;
 mod table;
 
 pub use table::median;
@@ -203,8 +204,9 @@ impl Figure {
 /// The dom0 script, the same for both sides: wait for the guest's HTTP port (served
 /// last by both), then `runs` rounds of every [`Figure`], each announced by a
 /// `bench-net: measure TAG RUN` line before its verdict and bracketed by dom0's CPU
-/// times (`bench-net: cpu …`, the first line of `/proc/stat`). Its status is the number
-/// of measurements that failed.
+/// times (`bench-net: cpu …`, the first line of `/proc/stat`) and the guest's
+/// (`bench-net: guest peer: domain-cpu …`, Xen's CPU time of domain `$DOMID`). Its
+/// status is the number of measurements that failed.
 pub fn script(runs: u32) -> String {
     let mut s = format!(
         "# cargo xtask bench net: dom0's side (DOMID and PEER set by the box).\n\
@@ -215,7 +217,7 @@ pub fn script(runs: u32) -> String {
     );
     for f in Figure::ALL {
         s += &format!(
-            "    echo \"bench-net: measure {} $i\"\n    echo \"bench-net: $(head -1 /proc/stat)\"\n    \"$PEER\" {} || fails=$((fails + 1))\n    echo \"bench-net: $(head -1 /proc/stat)\"\n",
+            "    echo \"bench-net: measure {} $i\"\n    echo \"bench-net: $(head -1 /proc/stat)\"\n    echo \"bench-net: guest $(\"$PEER\" domain-cpu \"$DOMID\")\"\n    \"$PEER\" {} || fails=$((fails + 1))\n    echo \"bench-net: $(head -1 /proc/stat)\"\n    echo \"bench-net: guest $(\"$PEER\" domain-cpu \"$DOMID\")\"\n",
             f.tag(),
             f.command()
         );
@@ -231,6 +233,8 @@ pub fn script(runs: u32) -> String {
 pub struct Side {
     pub values: [Vec<f64>; 5],
     pub cpu: [Vec<Cpu>; 5],
+    /// The guest's CPU time and the bytes it moved, per run that passed.
+    pub guest: [Vec<guest_cpu::GuestCpu>; 5],
     pub errors: Vec<String>,
 }
 
@@ -279,6 +283,8 @@ pub fn side(text: &str, who: &str, runs: u32) -> Side {
     // before it.
     let mut current: Option<(usize, String, bool)> = None;
     let (mut cpu_before, mut passed): (Option<String>, bool) = (None, false);
+    // The guest's CPU time before, and what the measurement moved (from its verdict).
+    let (mut guest_before, mut moved): (Option<u64>, Option<(u64, f64)>) = (None, None);
     let close = |cur: &mut Option<(usize, String, bool)>, out: &mut Side| {
         if let Some((i, run, false)) = cur.take() {
             out.errors.push(format!(
@@ -299,6 +305,24 @@ pub fn side(text: &str, who: &str, runs: u32) -> Side {
                 .position(|f| f.tag() == tag)
                 .map(|i| (i, run.trim().to_string(), false));
             (cpu_before, passed) = (None, false);
+            (guest_before, moved) = (None, None);
+        } else if let Some(g) = l.strip_prefix("bench-net: guest ") {
+            let Some(ns) = guest_cpu::cpu_ns(g) else {
+                out.errors
+                    .push(format!("{who}: the guest's CPU time: no figure in {l:?}"));
+                continue;
+            };
+            match (guest_before.take(), current.as_ref(), moved) {
+                (Some(b), Some((i, _, true)), Some((bytes, elapsed_ms))) if passed => {
+                    out.guest[*i].push(guest_cpu::GuestCpu {
+                        cpu_ns: ns.saturating_sub(b),
+                        bytes,
+                        elapsed_ms,
+                    });
+                }
+                (None, Some((_, _, false)), _) => guest_before = Some(ns),
+                _ => {}
+            }
         } else if let Some(cpu) = l.strip_prefix("bench-net: cpu ") {
             match (cpu_before.take(), current.as_ref()) {
                 (Some(b), Some((i, _, true))) if passed => {
@@ -323,6 +347,7 @@ pub fn side(text: &str, who: &str, runs: u32) -> Side {
                     Ok(x) => {
                         out.values[*i].push(x);
                         passed = true;
+                        moved = guest_cpu::moved(f, &v);
                     }
                     Err(_) => out
                         .errors
@@ -343,6 +368,14 @@ pub fn side(text: &str, who: &str, runs: u32) -> Side {
             out.errors.push(format!(
                 "{who}: {}: {got} of {runs} runs measured",
                 f.label()
+            ));
+        }
+        let (g, got) = (out.guest[i].len(), out.values[i].len());
+        if g < got {
+            out.errors.push(format!(
+                "{who}: {}: the guest's CPU time missing for {} of {got} runs",
+                f.label(),
+                got - g
             ));
         }
     }
@@ -539,6 +572,22 @@ fn report(rt: &[(&'static str, Side)], linux: Option<&Side>, runs: u32) -> u8 {
          time the domU ran or nothing did)"
     );
     println!();
+    let grt: Vec<(&str, guest_cpu::Medians)> = rt
+        .iter()
+        .map(|(n, s)| (*n, guest_cpu::medians(&s.guest)))
+        .collect();
+    let glinux = linux.map(|l| guest_cpu::medians(&l.guest));
+    print!("{}", guest_cpu::table(&grt, glinux.as_ref()));
+    println!(
+        "(Xen's CPU time of the guest's domain during each measurement, over the bytes it \
+         moved; UDP echo counts each datagram in and out)"
+    );
+    if let Some(l) = &glinux {
+        for (n, m) in &grt {
+            println!("{}", guest_cpu::headline(n, m, l));
+        }
+    }
+    println!();
     let mut missed = false;
     if let Some(l) = &mlinux {
         for c in &cols {
@@ -580,9 +629,12 @@ mod tests {
         format!(
             "dom0| bench-net: measure {tag} {run}\n\
              dom0| bench-net: cpu  100 0 200 50 0 0 10 40 0 0\n\
+             dom0| bench-net: guest peer: domain-cpu PASS domid=2 cpu_ns=1000000000\n\
              dom0| peer: x: progress\ndom0| {verdict}\n\
-             dom0| bench-net: cpu  130 0 250 70 0 0 20 {} 0 0\n",
-            40 + 10 * run
+             dom0| bench-net: cpu  130 0 250 70 0 0 20 {} 0 0\n\
+             dom0| bench-net: guest peer: domain-cpu PASS domid=2 cpu_ns={}\n",
+            40 + 10 * run,
+            1_000_000_000 + 100_000_000 * u64::from(run)
         )
     }
 
@@ -625,6 +677,11 @@ mod tests {
                 .count(),
             10
         );
+        assert_eq!(
+            s.matches("echo \"bench-net: guest $(\"$PEER\" domain-cpu \"$DOMID\")\"")
+                .count(),
+            10
+        );
         assert!(s.contains("tcp-send 169.254.100.2:9 --bytes 33554432"));
         assert!(s.contains("http-get 169.254.100.2:80 /bytes/33554432"));
         assert!(s.contains("udp-rate 169.254.100.2:7 --size 64 --seconds 5"));
@@ -660,6 +717,29 @@ mod tests {
         assert_eq!(t.lines().count(), 7, "{t}");
         assert!(t.lines().nth(3).unwrap().contains(" 69%  15%  15%"), "{t}");
         assert!(t.lines().nth(3).unwrap().trim_end().ends_with('?'), "{t}");
+        // The guest: 100 ms * run of CPU over 32 MiB, over 1000 ms (tcp-in's elapsed).
+        assert_eq!(s.guest[0].len(), 3);
+        let g = s.guest[0][1];
+        assert_eq!((g.cpu_ns, g.bytes, g.elapsed_ms), (200_000_000, 33_554_432, 1000.0));
+        assert_eq!(s.guest[2][0].bytes, 2 * 10 * 64);
+        assert_eq!(guest_cpu::medians(&s.guest)[0].1, Some(0.2));
+    }
+
+    #[test]
+    fn a_missing_guest_cpu_figure_fails_the_side() {
+        // As when the peer cannot read it (not root, another Xen): never a quiet blank.
+        let t = all_runs(1).replacen(
+            "domain-cpu PASS domid=2 cpu_ns=1100000000",
+            "domain-cpu FAIL no-figure domid=2 why=x",
+            1,
+        );
+        let s = side(&t, "x", 1);
+        assert!(s.errors.iter().any(|e| e.contains("no figure")), "{:?}", s.errors);
+        assert!(
+            s.errors.iter().any(|e| e.contains("CPU time missing for 1 of 1 runs")),
+            "{:?}",
+            s.errors
+        );
     }
 
     #[test]
