@@ -278,6 +278,8 @@ fn vif_counters(net: &Net) {
             .field("tx_bytes", &c.tx_bytes)
             .field("rx_bytes", &c.rx_bytes)
             .field("tx_gso", &c.tx_gso)
+            .field("tx_in_place", &c.tx_in_place)
+            .field("tx_copied", &c.tx_copied)
             .field("rx_multi", &c.rx_multi)
             .field("notifies", &c.notifies)
             .field("refused", &c.refused)

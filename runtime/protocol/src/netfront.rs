@@ -77,6 +77,13 @@ pub trait Buffers {
     fn tx_gref(&self, id: u16) -> u32;
     /// The grant reference of RX page `id`.
     fn rx_gref(&self, id: u16) -> u32;
+    /// TX pages `first..first + n` as one slice, if they lie at consecutive addresses, so
+    /// that a long frame is written straight into them ([`Queue::send_in_place`]); `None`
+    /// (the default) if they do not.
+    fn tx_run(&mut self, first: u16, n: usize) -> Option<&mut [u8]> {
+        let _ = (first, n);
+        None
+    }
 }
 
 /// Why a frame was not sent.
@@ -92,6 +99,12 @@ pub enum SendError {
     },
     /// Not enough TX buffers or ring slots free: reap responses first.
     Full,
+    /// The free TX buffers next in turn are not at consecutive addresses (or not in id
+    /// order): [`Queue::send_in_place`] cannot write the frame in place; copy it.
+    NoRun {
+        /// Pages the frame needs.
+        pages: usize,
+    },
 }
 
 impl core::fmt::Display for SendError {
@@ -101,6 +114,10 @@ impl core::fmt::Display for SendError {
                 write!(f, "a frame of {len} bytes, the limit is {limit}")
             }
             SendError::Full => write!(f, "every TX buffer is in flight"),
+            SendError::NoRun { pages } => write!(
+                f,
+                "the next {pages} free TX buffers are not at consecutive addresses"
+            ),
         }
     }
 }
@@ -114,6 +131,10 @@ pub struct Traffic {
     pub tx_bytes: u64,
     /// Frames sent for segmentation by the backend's side (GSO).
     pub tx_gso: u64,
+    /// Frames longer than a page written straight into their TX pages (no copy).
+    pub tx_in_place: u64,
+    /// Frames longer than a page copied over their TX pages ([`Queue::send_copy`]).
+    pub tx_copied: u64,
     /// Frames received and handed on.
     pub rx_packets: u64,
     /// Their bytes.
@@ -294,20 +315,79 @@ impl Queue {
             // Cannot fail: ids and slots were counted above.
             let Some(id) = self.tx_ids.take() else { break };
             bufs.tx_page(id)[..c.len()].copy_from_slice(c);
-            let req = TxRequest {
-                gref: bufs.tx_gref(id),
-                offset: 0,
-                flags: if i + 1 < rest {
-                    TxFlags::MORE_DATA
-                } else {
-                    TxFlags::empty()
-                },
-                id,
-                size: c.len() as u16,
-            };
-            let _ = self.tx.put(tx_ring, &req.encode());
+            self.put_more(tx_ring, bufs, id, c.len(), i + 1 < rest);
+        }
+        if pages > 1 {
+            self.traffic.tx_copied += 1;
         }
         Ok(())
+    }
+
+    /// Send a frame of `len` bytes (at most [`GSO_FRAME_MAX`]) that `fill` writes straight
+    /// into as many TX buffer pages as it needs, with the offload `fill` returns: no copy.
+    /// The pages are the next free ones in turn when they lie at consecutive addresses
+    /// ([`Buffers::tx_run`]); otherwise `fill` is handed back unrun with
+    /// [`SendError::NoRun`] (or `Full`, `TooLong`), nothing taken, for the caller to build
+    /// the frame elsewhere and [`Queue::send_copy`] it. Needs a free slot more than its
+    /// pages (the GSO slot, if `fill` asks for one).
+    pub fn send_in_place<R, F: FnOnce(&mut [u8]) -> (R, TxOffload)>(
+        &mut self,
+        tx_ring: &mut (impl PageMem + ?Sized),
+        bufs: &mut impl Buffers,
+        len: usize,
+        fill: F,
+    ) -> Result<R, (SendError, F)> {
+        let limit = GSO_FRAME_MAX;
+        if len > limit {
+            return Err((SendError::TooLong { len, limit }, fill));
+        }
+        let page = PAGE as usize;
+        let pages = len.div_ceil(page).max(1);
+        if !self.can_send_slots(pages + 1) {
+            return Err((SendError::Full, fill));
+        }
+        let Some(first) = self.tx_ids.peek_run(pages) else {
+            return Err((SendError::NoRun { pages }, fill));
+        };
+        let Some(buf) = bufs.tx_run(first, pages) else {
+            return Err((SendError::NoRun { pages }, fill));
+        };
+        let (r, o) = fill(&mut buf[..len]);
+        self.tx_ids.take_run(pages);
+        self.put_first(tx_ring, bufs, first, len, o.flags, o.gso_mss, pages > 1);
+        for k in 1..pages {
+            let size = (len - k * page).min(page);
+            // `first + k` < IDS: peek_run checked the run.
+            self.put_more(tx_ring, bufs, first + k as u16, size, k + 1 < pages);
+        }
+        if pages > 1 {
+            self.traffic.tx_in_place += 1;
+        }
+        Ok(r)
+    }
+
+    /// Put a frame's next request: `size` bytes of page `id`, more after it or not.
+    fn put_more(
+        &mut self,
+        tx_ring: &mut (impl PageMem + ?Sized),
+        bufs: &impl Buffers,
+        id: u16,
+        size: usize,
+        more: bool,
+    ) {
+        let req = TxRequest {
+            gref: bufs.tx_gref(id),
+            offset: 0,
+            flags: if more {
+                TxFlags::MORE_DATA
+            } else {
+                TxFlags::empty()
+            },
+            id,
+            size: size as u16,
+        };
+        // Cannot fail: the callers checked the slots.
+        let _ = self.tx.put(tx_ring, &req.encode());
     }
 
     /// Put a frame's first request (`size` is the whole frame's) and its GSO slot.

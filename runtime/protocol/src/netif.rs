@@ -462,6 +462,18 @@ impl Ids {
             },
         }
     }
+    /// The first of the next `n` free ids if they are `first..first + n` in turn.
+    fn peek_run(&self, n: usize) -> Option<u16> {
+        let first = *self.free.front()?;
+        let in_turn = self.free.len() >= n
+            && self
+                .free
+                .iter()
+                .take(n)
+                .zip(first..)
+                .all(|(&id, want)| id == want);
+        (n > 0 && in_turn).then_some(first)
+    }
     fn take(&mut self) -> Option<u16> {
         let id = self.free.pop_front()?;
         self.in_flight[id as usize / 64] |= 1 << (id % 64);
@@ -512,6 +524,17 @@ impl TxIds {
     /// Ids free.
     pub fn free(&self) -> usize {
         self.ids.free.len()
+    }
+    /// The first of the next `n` ids [`TxIds::take`] would give, if they are consecutive
+    /// (`first..first + n`, all below [`IDS`]); `None` if not, or fewer are free.
+    pub fn peek_run(&self, n: usize) -> Option<u16> {
+        self.ids.peek_run(n)
+    }
+    /// Take the `n` ids that [`TxIds::peek_run`] found (or the next `n`, if it found none).
+    pub fn take_run(&mut self, n: usize) {
+        for _ in 0..n {
+            let _ = self.ids.take();
+        }
     }
     /// Ids in flight.
     pub fn in_flight(&self) -> usize {

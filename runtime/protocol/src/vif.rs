@@ -18,6 +18,10 @@ pub struct Counters {
     pub tx_bytes: u64,
     /// Frames sent for segmentation by the backend (GSO).
     pub tx_gso: u64,
+    /// Frames longer than a page written straight into their TX pages.
+    pub tx_in_place: u64,
+    /// Frames longer than a page copied over their TX pages.
+    pub tx_copied: u64,
     /// Frames received and handed on.
     pub rx_packets: u64,
     /// Their bytes.
@@ -48,6 +52,8 @@ impl Counters {
             tx_packets: traffic.tx_packets,
             tx_bytes: traffic.tx_bytes,
             tx_gso: traffic.tx_gso,
+            tx_in_place: traffic.tx_in_place,
+            tx_copied: traffic.tx_copied,
             rx_packets: traffic.rx_packets,
             rx_bytes: traffic.rx_bytes,
             rx_multi: traffic.rx_multi,
@@ -66,6 +72,8 @@ impl Counters {
             tx_packets: s(self.tx_packets, other.tx_packets),
             tx_bytes: s(self.tx_bytes, other.tx_bytes),
             tx_gso: s(self.tx_gso, other.tx_gso),
+            tx_in_place: s(self.tx_in_place, other.tx_in_place),
+            tx_copied: s(self.tx_copied, other.tx_copied),
             rx_packets: s(self.rx_packets, other.rx_packets),
             rx_bytes: s(self.rx_bytes, other.rx_bytes),
             rx_multi: s(self.rx_multi, other.rx_multi),
@@ -202,6 +210,8 @@ mod tests {
             tx_packets: n,
             tx_bytes: n * 2,
             tx_gso: n * 3,
+            tx_in_place: n * 12,
+            tx_copied: n * 13,
             rx_packets: n * 4,
             rx_bytes: n * 5,
             rx_multi: n * 6,
@@ -230,6 +240,8 @@ mod tests {
             tx_packets: 1,
             tx_bytes: 2,
             tx_gso: 3,
+            tx_in_place: 12,
+            tx_copied: 13,
             rx_packets: 4,
             rx_bytes: 5,
             rx_multi: 6,

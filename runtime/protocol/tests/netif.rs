@@ -404,6 +404,100 @@ fn a_gso_frame_goes_over_its_pages_with_its_extra_slot_and_all_come_back() {
     );
 }
 
+/// The frame of `a_gso_frame_goes_over_its_pages…`, sent in place: the same requests,
+/// the bytes written straight into consecutive pages, and a frame whose free ids wrap
+/// (…, 255, 0, …) refused with `fill` handed back, then copied.
+#[test]
+fn a_gso_frame_is_written_in_place_when_its_pages_are_in_turn() {
+    let mut nb = Netback::new(NetMode::Honest);
+    let mut f = Front::new(&mut nb);
+    let frame: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let o = TxOffload {
+        flags: TxFlags::CSUM_BLANK | TxFlags::DATA_VALIDATED,
+        gso_mss: Some(1448),
+    };
+    let fill = |b: &mut [u8]| {
+        b.copy_from_slice(&frame);
+        ((), o)
+    };
+    let (mut in_place, mut refused) = (0, 0);
+    for _ in 0..40 {
+        let first = nb.frames.len();
+        while f.q.can_send_slots(4) {
+            match f
+                .q
+                .send_in_place(&mut nb.tx[..], &mut f.bufs, frame.len(), fill)
+            {
+                Ok(()) => in_place += 1,
+                Err((e, fill)) => {
+                    assert_eq!(e, SendError::NoRun { pages: 3 });
+                    refused += 1;
+                    let mut b = vec![0; frame.len()];
+                    fill(&mut b);
+                    f.q.send_copy(&mut nb.tx[..], &mut f.bufs, &b, o).unwrap();
+                }
+            }
+        }
+        f.q.flush(&mut nb.tx[..]);
+        nb.serve();
+        f.reap(&mut nb).unwrap();
+        assert_eq!(f.q.tx_in_flight(), 0);
+        assert_eq!(f.q.counters(), Counters::default());
+        for fr in &nb.frames[first..] {
+            assert_eq!(fr.gso, Some(ExtraInfo::gso_tcpv4(1448)));
+            let sizes: Vec<u16> = fr.slots.iter().map(|r| r.size).collect();
+            assert_eq!(sizes, [10_000, 4096, 1808]);
+            let mut got = vec![];
+            let mut left = 10_000usize;
+            for r in &fr.slots {
+                let n = left.min(4096);
+                got.extend_from_slice(&f.bufs.tx[r.id as usize][..n]);
+                left -= n;
+            }
+            assert_eq!(got, frame);
+        }
+    }
+    // Every frame but those whose three ids wrap past the last id went in place.
+    assert!(in_place >= 40 * 60, "{in_place} in place, {refused} copied");
+    assert!(refused >= 1, "a wrap is refused");
+    let t = f.q.traffic();
+    assert_eq!((t.tx_in_place, t.tx_copied), (in_place, refused));
+    let mut big = |len| {
+        f.q.send_in_place(&mut nb.tx[..], &mut f.bufs, len, |_| ((), o))
+            .map_err(|(e, _)| e)
+    };
+    assert_eq!(
+        big(65_536),
+        Err(SendError::TooLong {
+            len: 65_536,
+            limit: 65_535
+        })
+    );
+}
+
+#[test]
+fn tx_ids_find_a_run_only_in_turn() {
+    let mut ids = TxIds::new();
+    assert_eq!(ids.peek_run(3), Some(0));
+    ids.take_run(3);
+    assert_eq!(ids.peek_run(IDS - 3), Some(3));
+    assert_eq!(ids.peek_run(IDS - 2), None, "fewer free");
+    assert_eq!(ids.peek_run(0), None);
+    // Free 1 before 0: the free ids in turn are 3.., 1, 0.
+    for id in [1u16, 0] {
+        ids.complete(TxResponse {
+            id,
+            status: RSP_OKAY,
+        })
+        .unwrap();
+    }
+    assert_eq!(ids.peek_run(IDS - 3), Some(3));
+    assert_eq!(ids.peek_run(IDS - 2), None, "wraps to 1");
+    ids.take_run(IDS - 3);
+    assert_eq!(ids.peek_run(2), None, "1 then 0 is not a run");
+    assert_eq!(ids.peek_run(1), Some(1));
+}
+
 #[test]
 fn received_is_a_plain_value() {
     let r = Received {

@@ -322,4 +322,11 @@ impl xenpv_protocol::netfront::Buffers for Pages {
     fn rx_gref(&self, id: u16) -> u32 {
         2000 + u32::from(id)
     }
+    /// The pages of a `Vec` are consecutive: any run of ids is.
+    fn tx_run(&mut self, first: u16, n: usize) -> Option<&mut [u8]> {
+        let first = first as usize;
+        self.tx
+            .get_mut(first..first.checked_add(n)?)
+            .map(|s| s.as_flattened_mut())
+    }
 }

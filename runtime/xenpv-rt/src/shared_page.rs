@@ -17,10 +17,18 @@ pub struct SharedPage {
 impl SharedPage {
     /// A fresh page, zeroed; `None` when memory is exhausted.
     pub fn alloc(mem: &mut Memory) -> Option<SharedPage> {
-        let mut page = mem.alloc_page()?;
+        let page = mem.alloc_page()?;
+        Some(Self::from_page(mem, page))
+    }
+    /// A page the caller allocated (e.g. from a [`crate::mm::PageRun`]), zeroed.
+    pub fn from_page(mem: &mut Memory, mut page: Page) -> SharedPage {
         mem.page_mut(&mut page).fill(0);
         let va = direct_map_va(page.pfn());
-        Some(SharedPage { page, va })
+        SharedPage { page, va }
+    }
+    /// Where it is mapped (in the direct map).
+    pub(crate) fn va(&self) -> VirtAddr {
+        self.va
     }
     /// The page (to grant it).
     pub fn page(&self) -> &Page {

@@ -206,6 +206,39 @@ pub(crate) fn give_frame_run(first: Pfn, n: u64) -> u64 {
         .count() as u64
 }
 
+/// Fresh frames at consecutive pfns, from [`Memory::alloc_run`], in order: each one taken
+/// is the caller's [`Page`]; those never taken go back to the allocator when the run is
+/// dropped.
+#[derive(Debug)]
+pub struct PageRun {
+    next: u64,
+    end: u64,
+}
+
+impl Iterator for PageRun {
+    type Item = Page;
+    fn next(&mut self) -> Option<Page> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            Page {
+                pfn: Pfn(self.next - 1),
+            }
+        })
+    }
+}
+
+impl Drop for PageRun {
+    fn drop(&mut self) {
+        if self.next < self.end {
+            let mut f = frames_mut();
+            for p in self.next..self.end {
+                // Cannot fail: the run's frames not handed out are still allocated.
+                let _ = f.alloc.free(Pfn(p));
+            }
+        }
+    }
+}
+
 /// A frame the application owns (not Clone: freeing consumes it).
 #[derive(Debug)]
 pub struct Page {
@@ -314,6 +347,25 @@ impl Memory {
             Some(mfn) if mfn <= Mfn::MAX => Some(Page { pfn }),
             _ => None, // a hole in the p2m: keep the frame out of use
         }
+    }
+
+    /// `n` fresh frames at consecutive pfns, so at consecutive addresses in the direct
+    /// map (a vif's TX buffers: a long frame is then written straight across them).
+    /// `None`, nothing taken, if no run is that long now or the p2m has a hole in it.
+    pub fn alloc_run(&mut self, n: u64) -> Option<PageRun> {
+        let first = {
+            let mut f = frames_mut();
+            f.grow_until(|a| a.free_frames() >= n);
+            f.alloc.alloc_run(n)?
+        };
+        let run = PageRun {
+            next: first.0,
+            end: first.0 + n,
+        };
+        let whole =
+            (run.next..run.end).all(|p| matches!(self.mfn(Pfn(p)), Some(m) if m <= Mfn::MAX));
+        // Dropped, the run gives its frames back.
+        whole.then_some(run)
     }
 
     /// The page's bytes through the direct map.

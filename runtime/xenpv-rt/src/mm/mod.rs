@@ -27,7 +27,7 @@ mod xen;
 
 #[cfg(feature = "alloc")]
 pub(crate) use memory::{give_frame_run, take_frame_run};
-pub use memory::{DirectMapMode, FramesGuard, Memory, Page, VmArea};
+pub use memory::{DirectMapMode, FramesGuard, Memory, Page, PageRun, VmArea};
 pub use report::{DirectMapState, MmuCounts, ModuleSpaceUsage, PagingPhases, TopLevel};
 #[allow(unused_imports)] // the suspend path's (a cargo feature of its own)
 pub(crate) use start_info::StartInfoPage;

@@ -91,6 +91,21 @@ impl Buffers for Bufs {
     fn rx_gref(&self, id: u16) -> u32 {
         self.rx[id as usize].gref()
     }
+    fn tx_run(&mut self, first: u16, n: usize) -> Option<&mut [u8]> {
+        let first = first as usize;
+        let pages = self.tx.get(first..first.checked_add(n)?)?;
+        let va = pages.first()?.page().va();
+        let in_turn = pages
+            .iter()
+            .enumerate()
+            .all(|(k, g)| g.page().va() == va + k as u64 * 4096);
+        // SAFETY: the n pages are `self.tx[first..first + n]`, each owned by its grant
+        // guard and mapped read-write in the direct map for as long as it lives; their
+        // addresses were just checked to follow one another, so the slice covers exactly
+        // them. The backend may only read TX pages (granted read-only), and `&mut self`
+        // makes this the only reference to them in the guest until it ends.
+        in_turn.then(|| unsafe { core::slice::from_raw_parts_mut(va.as_mut_ptr::<u8>(), n * 4096) })
+    }
 }
 
 /// One connected vif.
@@ -116,7 +131,9 @@ pub struct Netfront {
 
 /// The stack's frame buffers (feature `net`): a received packet is copied into `rx`
 /// whole (up to [`RX_FRAME_MAX`] bytes over several pages); a frame longer than a page is
-/// built in `tx` and copied over its pages.
+/// written straight into TX pages that follow one another, or, when the next free ones do
+/// not (or the vif's TX buffers got no run of memory), built in `tx` and copied over its
+/// pages.
 #[cfg(feature = "net")]
 struct Frames {
     rx: alloc::boxed::Box<[u8]>,
@@ -492,17 +509,30 @@ impl TxPath<'_> {
                     });
                 sent = r.ok();
             } else {
-                let b = &mut self.scratch[..len];
-                let r = (fill.take().expect("called once"))(b);
-                let o = xenpv_protocol::offload::prepare_tx(b, mss);
-                if self
+                // Straight into TX pages in turn if the next free ones are; else built
+                // in the scratch buffer and copied over them.
+                let f = fill.take().expect("called once");
+                let r = self
                     .queue
-                    .send_copy(&mut *self.tx_ring, &mut *self.bufs, b, o)
-                    .is_err()
-                {
-                    *self.dropped += 1;
-                }
-                sent = Some(r);
+                    .send_in_place(&mut *self.tx_ring, &mut *self.bufs, len, |b| {
+                        let r = f(b);
+                        (r, xenpv_protocol::offload::prepare_tx(b, mss))
+                    });
+                sent = Some(match r {
+                    Ok(r) => r,
+                    Err((_, f)) => {
+                        let b = &mut self.scratch[..len];
+                        let (r, o) = f(b);
+                        if self
+                            .queue
+                            .send_copy(&mut *self.tx_ring, &mut *self.bufs, b, o)
+                            .is_err()
+                        {
+                            *self.dropped += 1;
+                        }
+                        r
+                    }
+                });
             }
             if self.queue.flush(&mut *self.tx_ring) {
                 // A failed send only delays the backend until our next notification.
@@ -547,6 +577,9 @@ impl Parts {
     /// Allocate and grant everything to `domid`, and allocate the event channel.
     fn take(mem: &mut Memory, gt: &mut GrantTable, domid: u16) -> Result<Parts, NetError> {
         let mut granted: heapless::Vec<GrantedPage, PAGES> = heapless::Vec::new();
+        // TX buffers at consecutive addresses if memory has such a run: a long frame is
+        // then written straight across them (`Queue::send_in_place`), not copied.
+        let mut tx_run = mem.alloc_run(IDS as u64);
         let undo = |mem: &mut Memory, gt: &mut GrantTable, granted: heapless::Vec<_, PAGES>| {
             // Never mapped by the backend yet, so ending is not refused; if it were, the
             // page goes to the deferred list.
@@ -557,7 +590,11 @@ impl Parts {
             }
         };
         for i in 0..PAGES {
-            let Some(p) = SharedPage::alloc(mem) else {
+            let p = match tx_run.as_mut().filter(|_| i >= 2 + IDS) {
+                Some(run) => run.next().map(|page| SharedPage::from_page(mem, page)),
+                None => SharedPage::alloc(mem),
+            };
+            let Some(p) = p else {
                 undo(mem, gt, granted);
                 return Err(NetError::NoMemory { need: PAGES });
             };

@@ -7,8 +7,8 @@
 //! Bytes moved: the TCP transfers' `bytes`; for UDP echo, every datagram that came back
 //! counted twice (the guest received it and sent it back). The round-trip figure moves
 //! too little to divide by and shows only the CPU share.
-use super::Figure;
 use super::table::{median, ratio};
+use super::Figure;
 use xenpv_contract::report::Report;
 
 /// One measurement as the guest paid for it.
@@ -135,7 +135,10 @@ mod tests {
             cpu_ns("peer: domain-cpu PASS domid=3 cpu_ns=123456789"),
             Some(123_456_789)
         );
-        assert_eq!(cpu_ns("peer: domain-cpu FAIL no-figure domid=3 why=x"), None);
+        assert_eq!(
+            cpu_ns("peer: domain-cpu FAIL no-figure domid=3 why=x"),
+            None
+        );
         assert_eq!(cpu_ns("peer: udp-rate PASS cpu_ns=5"), None);
         assert_eq!(cpu_ns("garbage"), None);
     }
@@ -149,7 +152,10 @@ mod tests {
         assert_eq!(moved(Figure::Udp64, &udp), Some((1280, 5000.0)));
         let rtt = v("peer: udp-echo PASS sent=200 returned=200 elapsed_ms=90 rtt_avg_us=450");
         assert_eq!(moved(Figure::Rtt, &rtt), Some((0, 90.0)));
-        assert_eq!(moved(Figure::TcpOut, &v("peer: http-get PASS elapsed_ms=1")), None);
+        assert_eq!(
+            moved(Figure::TcpOut, &v("peer: http-get PASS elapsed_ms=1")),
+            None
+        );
     }
 
     #[test]

@@ -720,7 +720,10 @@ mod tests {
         // The guest: 100 ms * run of CPU over 32 MiB, over 1000 ms (tcp-in's elapsed).
         assert_eq!(s.guest[0].len(), 3);
         let g = s.guest[0][1];
-        assert_eq!((g.cpu_ns, g.bytes, g.elapsed_ms), (200_000_000, 33_554_432, 1000.0));
+        assert_eq!(
+            (g.cpu_ns, g.bytes, g.elapsed_ms),
+            (200_000_000, 33_554_432, 1000.0)
+        );
         assert_eq!(s.guest[2][0].bytes, 2 * 10 * 64);
         assert_eq!(guest_cpu::medians(&s.guest)[0].1, Some(0.2));
     }
@@ -734,9 +737,15 @@ mod tests {
             1,
         );
         let s = side(&t, "x", 1);
-        assert!(s.errors.iter().any(|e| e.contains("no figure")), "{:?}", s.errors);
         assert!(
-            s.errors.iter().any(|e| e.contains("CPU time missing for 1 of 1 runs")),
+            s.errors.iter().any(|e| e.contains("no figure")),
+            "{:?}",
+            s.errors
+        );
+        assert!(
+            s.errors
+                .iter()
+                .any(|e| e.contains("CPU time missing for 1 of 1 runs")),
             "{:?}",
             s.errors
         );
