@@ -99,8 +99,8 @@ pub enum SendError {
     },
     /// Not enough TX buffers or ring slots free: reap responses first.
     Full,
-    /// The free TX buffers next in turn are not at consecutive addresses (or not in id
-    /// order): [`Queue::send_in_place`] cannot write the frame in place; copy it.
+    /// No run of free TX buffers with consecutive ids at consecutive addresses is long
+    /// enough: [`Queue::send_in_place`] cannot write the frame in place; copy it.
     NoRun {
         /// Pages the frame needs.
         pages: usize,
@@ -114,10 +114,9 @@ impl core::fmt::Display for SendError {
                 write!(f, "a frame of {len} bytes, the limit is {limit}")
             }
             SendError::Full => write!(f, "every TX buffer is in flight"),
-            SendError::NoRun { pages } => write!(
-                f,
-                "the next {pages} free TX buffers are not at consecutive addresses"
-            ),
+            SendError::NoRun { pages } => {
+                write!(f, "no {pages} free TX buffers lie at consecutive addresses")
+            }
         }
     }
 }
@@ -325,8 +324,8 @@ impl Queue {
 
     /// Send a frame of `len` bytes (at most [`GSO_FRAME_MAX`]) that `fill` writes straight
     /// into as many TX buffer pages as it needs, with the offload `fill` returns: no copy.
-    /// The pages are the next free ones in turn when they lie at consecutive addresses
-    /// ([`Buffers::tx_run`]); otherwise `fill` is handed back unrun with
+    /// The pages are free ones with consecutive ids ([`TxIds::find_run`]) that lie at
+    /// consecutive addresses ([`Buffers::tx_run`]); otherwise `fill` is handed back unrun with
     /// [`SendError::NoRun`] (or `Full`, `TooLong`), nothing taken, for the caller to build
     /// the frame elsewhere and [`Queue::send_copy`] it. Needs a free slot more than its
     /// pages (the GSO slot, if `fill` asks for one).
@@ -346,14 +345,14 @@ impl Queue {
         if !self.can_send_slots(pages + 1) {
             return Err((SendError::Full, fill));
         }
-        let Some(first) = self.tx_ids.peek_run(pages) else {
+        let Some(first) = self.tx_ids.find_run(pages) else {
             return Err((SendError::NoRun { pages }, fill));
         };
         let Some(buf) = bufs.tx_run(first, pages) else {
             return Err((SendError::NoRun { pages }, fill));
         };
         let (r, o) = fill(&mut buf[..len]);
-        self.tx_ids.take_run(pages);
+        self.tx_ids.take_run(first, pages);
         self.put_first(tx_ring, bufs, first, len, o.flags, o.gso_mss, pages > 1);
         for k in 1..pages {
             let size = (len - k * page).min(page);

@@ -462,17 +462,44 @@ impl Ids {
             },
         }
     }
-    /// The first of the next `n` free ids if they are `first..first + n` in turn.
-    fn peek_run(&self, n: usize) -> Option<u16> {
-        let first = *self.free.front()?;
-        let in_turn = self.free.len() >= n
-            && self
-                .free
-                .iter()
-                .take(n)
-                .zip(first..)
-                .all(|(&id, want)| id == want);
-        (n > 0 && in_turn).then_some(first)
+    fn is_free(&self, id: usize) -> bool {
+        self.in_flight[id / 64] & (1 << (id % 64)) == 0
+    }
+    /// The first of `n` consecutive free ids (`first..first + n`, below [`IDS`]), looking
+    /// from `from` on and then from 0; `None` if there is no such run.
+    fn find_run(&self, n: usize, from: usize) -> Option<u16> {
+        if n == 0 || n > self.free.len() {
+            return None;
+        }
+        let from = from % IDS;
+        let mut run = 0;
+        // From `from` to the end, then from 0 up to `from + n` (a run may start before
+        // `from` and end after it); a run never crosses IDS - 1 -> 0.
+        for id in (from..IDS).chain(0..(from + n).min(IDS)) {
+            if id == 0 {
+                run = 0;
+            }
+            run = if self.is_free(id) { run + 1 } else { 0 };
+            if run == n {
+                return Some((id + 1 - n) as u16);
+            }
+        }
+        None
+    }
+    /// Take `first..first + n` (all free: see [`Ids::find_run`]) out of the free queue.
+    fn take_run(&mut self, first: u16, n: usize) {
+        let run = first as usize..first as usize + n;
+        for id in run.clone() {
+            self.in_flight[id / 64] |= 1 << (id % 64);
+        }
+        for _ in 0..self.free.len() {
+            if let Some(id) = self.free.pop_front() {
+                if !run.contains(&(id as usize)) {
+                    // Cannot overflow: one was just taken out.
+                    let _ = self.free.push_back(id);
+                }
+            }
+        }
     }
     fn take(&mut self) -> Option<u16> {
         let id = self.free.pop_front()?;
@@ -501,6 +528,9 @@ impl Ids {
 pub struct TxIds {
     ids: Ids,
     extras: u32,
+    /// Where the next run is looked for: after the last one, so runs go round the ids
+    /// as single ids do.
+    run_from: usize,
 }
 
 impl Default for TxIds {
@@ -515,6 +545,7 @@ impl TxIds {
         TxIds {
             ids: Ids::new(),
             extras: 0,
+            run_from: 0,
         }
     }
     /// An id (and so a buffer page) to send with; `None` when all are in flight.
@@ -525,16 +556,16 @@ impl TxIds {
     pub fn free(&self) -> usize {
         self.ids.free.len()
     }
-    /// The first of the next `n` ids [`TxIds::take`] would give, if they are consecutive
-    /// (`first..first + n`, all below [`IDS`]); `None` if not, or fewer are free.
-    pub fn peek_run(&self, n: usize) -> Option<u16> {
-        self.ids.peek_run(n)
+    /// The first of `n` consecutive free ids (`first..first + n`, all below [`IDS`]),
+    /// looked for after the last run taken; `None` if there is none now.
+    pub fn find_run(&self, n: usize) -> Option<u16> {
+        self.ids.find_run(n, self.run_from)
     }
-    /// Take the `n` ids that [`TxIds::peek_run`] found (or the next `n`, if it found none).
-    pub fn take_run(&mut self, n: usize) {
-        for _ in 0..n {
-            let _ = self.ids.take();
-        }
+    /// Take the run [`TxIds::find_run`] found: `first..first + n` (ids already in flight
+    /// in it are left as they are).
+    pub fn take_run(&mut self, first: u16, n: usize) {
+        self.ids.take_run(first, n);
+        self.run_from = first as usize + n;
     }
     /// Ids in flight.
     pub fn in_flight(&self) -> usize {

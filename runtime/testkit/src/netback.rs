@@ -38,6 +38,9 @@ pub enum NetMode {
     BadExtra,
     /// TX answered with `RSP_NULL` (the answer to an extra slot) in place of a status.
     NullStatus,
+    /// Honest, but each round's TX requests answered last first, as netback answers out
+    /// of order when it lets go of grant-mapped pages as their packets are freed.
+    Reordered,
 }
 
 /// A frame the frontend sent, as netback reads it: its requests and GSO extra info.
@@ -145,6 +148,7 @@ impl Netback {
     /// Read every TX request, gather them into frames (and their GSO slots), answer each.
     fn serve_tx(&mut self) {
         let mut extra_next = false;
+        let mut held = Vec::new();
         while self.tx_cons != self.tx.load_u32(0) {
             let mut b = [0u8; TX_SLOT];
             self.tx
@@ -185,7 +189,14 @@ impl Netback {
                 NetMode::NullStatus => (req.id, RSP_NULL),
                 _ => (answer_id(self.mode, &mut self.last.0, req.id), RSP_OKAY),
             };
-            self.tx_rsp(TxResponse { id, status });
+            if self.mode == NetMode::Reordered {
+                held.push(TxResponse { id, status });
+            } else {
+                self.tx_rsp(TxResponse { id, status });
+            }
+        }
+        for r in held.into_iter().rev() {
+            self.tx_rsp(r);
         }
     }
 
