@@ -142,8 +142,10 @@ enum BenchCmd {
     /// script: TCP dom0 -> guest (discard, 32 MiB), TCP guest -> dom0 (HTTP GET of 32
     /// MiB), UDP echo packets/s at 64 and 1472 bytes (5 s each), UDP echo round trip
     /// (200 x 56 B); medians of --runs, a table with each appliance's ratio to Linux, the
-    /// targets (TCP both ways and UDP packets/s >= 1.0x Linux), and with embassy-net its
-    /// figures over xenpv-net's. Exit 1 if a target is missed, 2 if a measurement failed.
+    /// targets (TCP both ways and UDP packets/s >= 1.0x Linux), dom0's CPU shares, the
+    /// guest's own CPU per MB moved (Xen's CPU time of its domain) next to Linux's, and
+    /// with embassy-net its figures over xenpv-net's. Exit 1 if a target is missed, 2 if
+    /// a measurement failed.
     Net(net::NetArgs),
     /// Storage figures: the app's `blkbench` and a Linux PV domU (Debian's kernel from
     /// the box, xen-blkfront, a small static program doing the same work with O_DIRECT)
