@@ -332,6 +332,19 @@ fn an_extra_info_slot_not_negotiated_drops_its_packet_only() {
     assert_eq!(f.received, [70; 4]);
 }
 
+/// A frame's bytes as the backend reads them: its first request's size, over the pages
+/// its requests name, in turn.
+fn frame_bytes(bufs: &Pages, slots: &[TxRequest]) -> Vec<u8> {
+    let mut got = vec![];
+    let mut left = slots.first().map_or(0, |r| r.size as usize);
+    for r in slots {
+        let n = left.min(4096);
+        got.extend_from_slice(&bufs.tx[r.id as usize][..n]);
+        left -= n;
+    }
+    got
+}
+
 #[test]
 fn a_gso_frame_goes_over_its_pages_with_its_extra_slot_and_all_come_back() {
     let mut nb = Netback::new(NetMode::Honest);
@@ -386,14 +399,7 @@ fn a_gso_frame_goes_over_its_pages_with_its_extra_slot_and_all_come_back() {
             | TxFlags::EXTRA_INFO;
         assert_eq!(flags, [first, TxFlags::MORE_DATA, TxFlags::empty()]);
         // The bytes: the pages the requests name, in turn, hold the frame.
-        let mut got = vec![];
-        let mut left = 10_000usize;
-        for r in &fr.slots {
-            let n = left.min(4096);
-            got.extend_from_slice(&f.bufs.tx[r.id as usize][..n]);
-            left -= n;
-        }
-        assert_eq!(got, frame);
+        assert_eq!(frame_bytes(&f.bufs, &fr.slots), frame);
     }
     assert_eq!(
         f.q.send_copy(&mut nb.tx[..], &mut f.bufs, &vec![0; 65_536], o),
@@ -430,14 +436,10 @@ fn gso_in_place(mode: NetMode) -> (u64, u64) {
             assert_eq!(fr.gso, Some(ExtraInfo::gso_tcpv4(1448)));
             let sizes: Vec<u16> = fr.slots.iter().map(|r| r.size).collect();
             assert_eq!(sizes, [10_000, 4096, 1808]);
-            let mut got = vec![];
-            let mut left = 10_000usize;
-            for r in &fr.slots {
-                let n = left.min(4096);
-                got.extend_from_slice(&f.bufs.tx[r.id as usize][..n]);
-                left -= n;
-            }
-            assert!(got == frame, "the pages the requests name hold the frame");
+            assert!(
+                frame_bytes(&f.bufs, &fr.slots) == frame,
+                "the pages the requests name hold the frame"
+            );
         }
         checked = nb.frames.len();
         f.reap(nb).unwrap();
