@@ -225,6 +225,7 @@ async fn connect_all(
     for (i, r) in join_all((0..w.vifs).map(one)).await.into_iter().enumerate() {
         match r {
             Ok(net) => {
+                net.set_tx_in_place(!w.tx_copy);
                 report::connected(&net, w.ips[i]);
                 nets.push(net);
             }

@@ -22,6 +22,9 @@ pub(super) struct Words {
     pub(super) heap_probe: bool,
     /// `records`: the disk writer on the first disk (raw), `GET /records` checks it.
     pub(super) records: bool,
+    /// `tx_copy`: long frames built aside and copied over the TX pages, not written in
+    /// place (`cargo xtask bench net`'s `xenpv-copy` side measures what that costs).
+    pub(super) tx_copy: bool,
 }
 
 /// The command line's words; `Err` with [`AppStatus::Usage`] for a bad one (printed).
@@ -105,6 +108,7 @@ pub(super) fn words(cmd: &Cmdline<'_>) -> Result<Words, i32> {
         disk_timeout_ms,
         heap_probe: cmd.has("heap-probe"),
         records: cmd.has("records"),
+        tx_copy: cmd.has("tx_copy"),
     })
 }
 

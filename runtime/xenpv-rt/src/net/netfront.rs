@@ -124,6 +124,8 @@ pub struct Netfront {
     /// The backend takes frames for segmentation (its `feature-sg` and
     /// `feature-gso-tcpv4`).
     gso: bool,
+    /// Long frames written straight into TX pages (else built in the scratch and copied).
+    tx_in_place: bool,
     bad_checksums: u64,
     #[cfg(feature = "net")]
     frames: Frames,
@@ -154,6 +156,7 @@ macro_rules! tx_path {
             broken: &mut $nf.broken,
             dropped: &mut $nf.dropped,
             gso: $nf.gso,
+            in_place: $nf.tx_in_place,
             scratch: $scratch,
         }
     };
@@ -346,6 +349,13 @@ impl Netfront {
         }
     }
 
+    /// Write frames longer than a page straight into TX pages in a row (`true`, the
+    /// default), or build each in the scratch buffer and copy it over them (to measure
+    /// the copy that saves).
+    pub fn set_tx_in_place(&mut self, on: bool) {
+        self.tx_in_place = on;
+    }
+
     /// Does the backend take frames for segmentation (GSO)?
     pub fn gso(&self) -> bool {
         self.gso
@@ -455,6 +465,7 @@ pub(super) struct TxPath<'a> {
     broken: &'a mut Option<SharedRingError>,
     dropped: &'a mut u64,
     gso: bool,
+    in_place: bool,
     scratch: &'a mut [u8],
 }
 
@@ -512,12 +523,16 @@ impl TxPath<'_> {
                 // Straight into TX pages in turn if the next free ones are; else built
                 // in the scratch buffer and copied over them.
                 let f = fill.take().expect("called once");
-                let r = self
-                    .queue
-                    .send_in_place(&mut *self.tx_ring, &mut *self.bufs, len, |b| {
-                        let r = f(b);
-                        (r, xenpv_protocol::offload::prepare_tx(b, mss))
-                    });
+                let fill = |b: &mut [u8]| {
+                    let r = f(b);
+                    (r, xenpv_protocol::offload::prepare_tx(b, mss))
+                };
+                let r = if self.in_place {
+                    self.queue
+                        .send_in_place(&mut *self.tx_ring, &mut *self.bufs, len, fill)
+                } else {
+                    Err((SendError::NoRun { pages: 0 }, fill))
+                };
                 sent = Some(match r {
                     Ok(r) => r,
                     Err((_, f)) => {

@@ -41,17 +41,22 @@ pub struct NetArgs {
     #[arg(long, value_name = "S", default_value_t = 1500, value_parser = clap::value_parser!(u64).range(120..=14400))]
     timeout: u64,
     /// The sides measured, comma-separated, each booted in turn in this order:
-    /// `xenpv-net` (the app's `net`), `embassy-net` (the app's `enet`: discard, /bytes
-    /// and UDP echo over embassy-net), `linux` (a Linux domU). At least one xenpv-rt
-    /// side; the ratios to Linux need linux.
+    /// `xenpv-net` (the app's `net`), `xenpv-copy` (`net tx_copy`: long frames copied
+    /// over the TX pages, not written in place), `embassy-net` (the app's `enet`:
+    /// discard, /bytes and UDP echo over embassy-net), `linux` (a Linux domU). At least
+    /// one xenpv-rt side; the ratios to Linux need linux.
     #[arg(long, value_name = "LIST", default_value = "xenpv-net,linux", value_parser = parse_sides)]
     sides: Sides,
 }
 
-/// Which sides a run measures (always in the order xenpv-net, embassy-net, Linux).
+/// Which sides a run measures (always in the order xenpv-net, xenpv-copy, embassy-net,
+/// Linux).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sides {
     pub xenpv_net: bool,
+    /// The appliance with `tx_copy`: long frames copied over the TX pages, not written
+    /// in place (what the copy costs).
+    pub xenpv_copy: bool,
     pub embassy: bool,
     pub linux: bool,
 }
@@ -61,23 +66,25 @@ pub struct Sides {
 fn parse_sides(s: &str) -> Result<Sides, String> {
     let mut out = Sides {
         xenpv_net: false,
+        xenpv_copy: false,
         embassy: false,
         linux: false,
     };
     for w in s.split(',').map(str::trim) {
         match w {
             "xenpv-net" => out.xenpv_net = true,
+            "xenpv-copy" => out.xenpv_copy = true,
             "embassy-net" => out.embassy = true,
             "linux" => out.linux = true,
             _ => {
                 return Err(format!(
-                    "{w:?} is not a side (xenpv-net, embassy-net or linux)"
+                    "{w:?} is not a side (xenpv-net, xenpv-copy, embassy-net or linux)"
                 ))
             }
         }
     }
-    if !out.xenpv_net && !out.embassy {
-        return Err("no xenpv-rt side: name xenpv-net or embassy-net".into());
+    if !out.xenpv_net && !out.xenpv_copy && !out.embassy {
+        return Err("no xenpv-rt side: name xenpv-net, xenpv-copy or embassy-net".into());
     }
     Ok(out)
 }
@@ -96,6 +103,12 @@ impl Sides {
             v.push(RtSide {
                 name: "xenpv-net",
                 cmdline: format!("net ip={GUEST}/24"),
+            });
+        }
+        if self.xenpv_copy {
+            v.push(RtSide {
+                name: "xenpv-copy",
+                cmdline: format!("net tx_copy ip={GUEST}/24"),
             });
         }
         if self.embassy {
@@ -822,6 +835,7 @@ mod tests {
             d.sides,
             Sides {
                 xenpv_net: true,
+                xenpv_copy: false,
                 embassy: false,
                 linux: true,
             }
@@ -832,10 +846,13 @@ mod tests {
         assert!(p(&["--timeout", "10"]).is_err());
         assert!(p(&["--seed", "1"]).is_err());
         // Any order, repeats and spaces: measured xenpv-net, embassy-net, then Linux.
-        let r = p(&["--sides", "linux, embassy-net,xenpv-net,embassy-net"])
-            .unwrap()
-            .net
-            .sides;
+        let r = p(&[
+            "--sides",
+            "linux, embassy-net,xenpv-copy,xenpv-net,embassy-net",
+        ])
+        .unwrap()
+        .net
+        .sides;
         let names: Vec<String> = r
             .rt()
             .iter()
@@ -845,6 +862,7 @@ mod tests {
             names,
             [
                 "xenpv-net net ip=169.254.100.2/24",
+                "xenpv-copy net tx_copy ip=169.254.100.2/24",
                 "embassy-net enet ip=169.254.100.2/24"
             ]
         );

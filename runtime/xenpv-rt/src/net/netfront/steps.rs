@@ -120,6 +120,7 @@ impl PendingNetfront {
             broken: None,
             dropped: 0,
             gso,
+            tx_in_place: true,
             bad_checksums: 0,
             #[cfg(feature = "net")]
             frames: Frames {
