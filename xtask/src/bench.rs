@@ -7,6 +7,7 @@
 //! the same way (see [`blk`]).
 mod blk;
 mod boot;
+mod density;
 mod migrate;
 mod net;
 
@@ -162,6 +163,17 @@ enum BenchCmd {
     /// and the target (downtime <= 1.0x Linux). Exit 1 if the target is missed, 2 if a
     /// side failed (a guest that cannot suspend fails at its first `xl save`).
     Migrate(migrate::MigrateArgs),
+    /// Density: the network appliance and a Linux PV domU (Debian's kernel from the box,
+    /// xen-netfront, busybox httpd), each side in a box of its own whose Xen gets
+    /// --box-mib MiB for domUs: the smallest memory that serves, found the same way for
+    /// both (bisection between --app-mib/--linux-mib LO,HI; each probe an xl create, an
+    /// HTTP GET of /bytes/N checked byte for byte, xl destroy), then --count domUs at that
+    /// memory started one after another until the count or Xen's memory runs out, each
+    /// checked on arrival and all again once all are up; a table of per-domU memory,
+    /// create-to-serving median and p90, the total, domUs per GiB, the app/Linux ratios,
+    /// and the target (domUs per GiB >= 4.0x Linux). Exit 1 if the target is missed, 2
+    /// if a side failed (a domU that never served, a search that could not start).
+    Density(density::DensityArgs),
 }
 
 /// `cargo xtask bench stress` options.
@@ -181,7 +193,7 @@ pub struct StressArgs {
     initrd_mib: u64,
 }
 
-/// `cargo xtask bench [stress|boot|net|blk]`.
+/// `cargo xtask bench [stress|boot|net|blk|migrate|density]`.
 pub fn bench_command(a: BenchArgs) -> Result<u8, String> {
     match a.cmd {
         None => stress_command(a.stress),
@@ -190,6 +202,7 @@ pub fn bench_command(a: BenchArgs) -> Result<u8, String> {
         Some(BenchCmd::Net(n)) => net::net_command(n),
         Some(BenchCmd::Blk(b)) => blk::blk_command(b),
         Some(BenchCmd::Migrate(m)) => migrate::migrate_command(m),
+        Some(BenchCmd::Density(d)) => density::density_command(d),
     }
 }
 

@@ -20,7 +20,7 @@ pub fn poweroff_initramfs(bx: &BoxImage, out: &Path) -> Result<(), String> {
 /// Write to `out` an initramfs (uncompressed newc cpio, which Linux takes as it is) for a
 /// Linux domU of the benches: `init` as `/init`, the box's own busybox, `/dev/console`,
 /// and `files` (path, bytes, mode).
-fn linux_initramfs(
+pub fn linux_initramfs(
     bx: &BoxImage,
     init: &str,
     files: &[(&str, &[u8], u32)],
