@@ -206,6 +206,23 @@ pub fn bench_command(a: BenchArgs) -> Result<u8, String> {
     }
 }
 
+/// `--sides` of the benches that boot the appliance and Linux in turn: a comma-separated
+/// list of `app` and `linux`; (app, linux).
+pub(crate) fn app_linux_sides(list: &str) -> Result<(bool, bool), String> {
+    let sides: Vec<&str> = list.split(',').map(str::trim).collect();
+    if let Some(bad) = sides.iter().find(|s| !["app", "linux"].contains(s)) {
+        return Err(format!("--sides: {bad:?} is not app or linux"));
+    }
+    Ok((sides.contains(&"app"), sides.contains(&"linux")))
+}
+
+/// `target/xtask`, made if needed: the benches' logs, scripts and initramfs images.
+pub(crate) fn bench_dir() -> Result<std::path::PathBuf, String> {
+    let dir = crate::root().join("target/xtask");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
 /// Boot the app `image` as the PV dom0, quietly: the benches' one kind of boot.
 pub(crate) fn boot_dom0(
     xen: &std::path::Path,

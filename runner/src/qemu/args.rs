@@ -69,9 +69,7 @@ pub(super) fn memory_args(
 ) -> [String; 2] {
     let mib = match b.domu {
         None => qemu_memory(b.memory_mib, initrd_bytes),
-        Some(_) => {
-            dom0_mib(b, initrd_bytes, spare_mib) + b.memory_mib + spare_mib + room_mib + 384
-        }
+        Some(_) => dom0_mib(b, initrd_bytes, spare_mib) + b.memory_mib + spare_mib + room_mib + 384,
     };
     ["-m".into(), mib.to_string()]
 }

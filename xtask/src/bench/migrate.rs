@@ -275,19 +275,15 @@ fn measure(
 
 /// `cargo xtask bench migrate`.
 pub fn migrate_command(a: MigrateArgs) -> Result<u8, String> {
-    let sides: Vec<&str> = a.sides.split(',').map(str::trim).collect();
-    if let Some(bad) = sides.iter().find(|s| !["app", "linux"].contains(s)) {
-        return Err(format!("--sides: {bad:?} is not app or linux"));
-    }
-    let dir = crate::root().join("target/xtask");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (with_app, with_linux) = super::app_linux_sides(&a.sides)?;
+    let dir = super::bench_dir()?;
     println!("xtask bench migrate: building the app, the box, xenbox-peer and the Linux initramfs");
     let xen = provision::ensure()?;
     let bx = Arc::new(box_with_peer()?);
     let script_path = dir.join("bench-migrate.sh");
     std::fs::write(&script_path, script(a.runs))
         .map_err(|e| format!("{}: {e}", script_path.display()))?;
-    let app = if sides.contains(&"app") {
+    let app = if with_app {
         let path = cargo::build(&Image::app(), false)?;
         let cmdline = format!("net ip={GUEST}/24");
         Some(measure(
@@ -303,7 +299,7 @@ pub fn migrate_command(a: MigrateArgs) -> Result<u8, String> {
     } else {
         None
     };
-    let linux = if sides.contains(&"linux") {
+    let linux = if with_linux {
         let init = dir.join("bench-migrate-linux.cpio");
         let udp_echo = super::net::build_udp_echo(&dir)?;
         let udp_echo =

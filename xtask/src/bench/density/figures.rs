@@ -510,44 +510,27 @@ mod tests {
     #[test]
     fn a_failed_or_short_side_is_named() {
         let c = console(true);
-        let s = side(
-            &c.replace("sweep i=2 ok=1", "sweep i=2 ok=0 why=no answer within 60 s"),
-            "app",
-            (8, 64, 1),
-            3,
+        // The app side's errors with `from` in its console replaced by `to`.
+        let errors = |from: &str, to: &str| side(&c.replace(from, to), "app", (8, 64, 1), 3).errors;
+        let why = "sweep i=2 ok=0 why=no answer within 60 s";
+        assert_eq!(
+            errors("sweep i=2 ok=1", why),
+            [format!("app: sweep: {why}")]
         );
         assert_eq!(
-            s.errors,
-            ["app: sweep: sweep i=2 ok=0 why=no answer within 60 s"]
-        );
-        let s = side(
-            &c.replace("dom0| density: done side=app\n", ""),
-            "app",
-            (8, 64, 1),
-            3,
-        );
-        assert_eq!(s.errors, ["app: the script did not finish"]);
-        let s = side(
-            &c.replace("smallest mib=16", "smallest mib=17"),
-            "app",
-            (8, 64, 1),
-            3,
+            errors("dom0| density: done side=app\n", ""),
+            ["app: the script did not finish"]
         );
         assert_eq!(
-            s.errors,
+            errors("smallest mib=16", "smallest mib=17"),
             ["app: the script says 17 MiB, the probes say 16 MiB"]
         );
-        let s = side(
-            &c.replace("started count=3", "started count=4"),
-            "app",
-            (8, 64, 1),
-            3,
-        );
+        let e = errors("started count=3", "started count=4");
         assert!(
-            s.errors[0].contains("3 domUs timed, Some(4) said started"),
-            "{:?}",
-            s.errors
+            e[0].contains("3 domUs timed, Some(4) said started"),
+            "{e:?}"
         );
+        assert!(errors("swept count=3", "swept count=2")[0].contains("did not check every domU"));
         // A domU that never served: the script's FAIL line, nothing else piled on.
         let cut = c.split("dom0| density: up i=3").next().unwrap().to_string()
             + "dom0| density: FAIL up i=3 mib=16 never served: no answer within 150 s\n";

@@ -234,22 +234,18 @@ fn measure(
 
 /// `cargo xtask bench density`.
 pub fn density_command(a: DensityArgs) -> Result<u8, String> {
-    let sides: Vec<&str> = a.sides.split(',').map(str::trim).collect();
-    if let Some(bad) = sides.iter().find(|s| !["app", "linux"].contains(s)) {
-        return Err(format!("--sides: {bad:?} is not app or linux"));
-    }
-    let dir = crate::root().join("target/xtask");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (with_app, with_linux) = super::app_linux_sides(&a.sides)?;
+    let dir = super::bench_dir()?;
     println!("xtask bench density: building the app, the box, xenbox-peer and the Linux initramfs");
     let xen = provision::ensure()?;
     let bx = Arc::new(box_with_peer()?);
-    let app = if sides.contains(&"app") {
+    let app = if with_app {
         let path = cargo::build(&Image::app(), false)?;
         Some(measure(&xen, &bx, Kind::App, &path, None, &a))
     } else {
         None
     };
-    let linux = if sides.contains(&"linux") {
+    let linux = if with_linux {
         let init = dir.join("bench-density-linux.cpio");
         linux_initramfs(&bx, a.bytes, &init)?;
         Some(measure(&xen, &bx, Kind::Linux, &bx.vmlinuz, Some(init), &a))
