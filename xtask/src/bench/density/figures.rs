@@ -91,6 +91,25 @@ pub fn replay_search(probes: &[(u64, bool)], lo: u64, hi: u64, res: u64) -> Resu
     }
 }
 
+/// The memory domUs are started at: the smallest that served and `headroom` percent
+/// more, rounded up to a MiB (the same rule for both sides: at the very floor a Linux
+/// domU served in the search and then panicked, "System is deadlocked on memory", on a
+/// later start). The dom0 script's `mem=` is this.
+pub fn with_headroom(mib: u64, headroom: u64) -> u64 {
+    (mib * (100 + headroom)).div_ceil(100)
+}
+
+/// What a side was asked to do: the search's bounds and grid, the headroom (percent),
+/// the count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub lo: u64,
+    pub hi: u64,
+    pub res: u64,
+    pub headroom: u64,
+    pub asked: u64,
+}
+
 /// `key=value` of a report line's words; for `why` and `stop`, the rest of the line.
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     if key == "why" || key == "stop" {
@@ -120,6 +139,8 @@ pub struct Side {
     /// The search's probes, in order.
     pub probes: Vec<Probe>,
     /// The smallest memory that served (checked against the probes).
+    pub smallest: Option<u64>,
+    /// The memory the domUs were started at (the smallest and the headroom, checked).
     pub mib: Option<u64>,
     /// Create-to-serving of each domU started at that memory, in order (ms).
     pub up_ms: Vec<f64>,
@@ -152,14 +173,14 @@ impl Side {
     }
 }
 
-/// Read a side's run from the box's console (`dom0| density: …` lines): `lo`, `hi`,
-/// `res` are the search's bounds and grid, `asked` the count asked for.
-pub fn side(text: &str, who: &str, (lo, hi, res): (u64, u64, u64), asked: u64) -> Side {
+/// Read a side's run from the box's console (`dom0| density: …` lines), done as `plan`
+/// says.
+pub fn side(text: &str, who: &str, plan: &Plan) -> Side {
     let mut s = Side {
-        asked,
+        asked: plan.asked,
         ..Side::default()
     };
-    let mut smallest = None;
+    let (mut smallest, mut mem) = (None, None);
     let mut done = false;
     for line in text.lines().map(|l| l.trim_end_matches('\r')) {
         let Some(l) = line.strip_prefix("dom0| density: ") else {
@@ -175,7 +196,10 @@ pub fn side(text: &str, who: &str, (lo, hi, res): (u64, u64, u64), asked: u64) -
                 why: field(l, "why").unwrap_or("").to_string(),
             }),
             "smallest" => smallest = num(l, "mib"),
-            "phase2" => s.free_before = num(l, "free_mib"),
+            "phase2" => {
+                s.free_before = num(l, "free_mib");
+                mem = num(l, "mib");
+            }
             "up" => s.up_ms.extend(num(l, "ms").map(|x| x as f64)),
             "started" => {
                 s.started = num(l, "count");
@@ -192,16 +216,28 @@ pub fn side(text: &str, who: &str, (lo, hi, res): (u64, u64, u64), asked: u64) -
             _ => {}
         }
     }
-    check(&mut s, who, (lo, hi, res), smallest, done);
+    check(&mut s, who, plan, smallest, done);
+    if let (Some(m), Some(start)) = (s.smallest, mem) {
+        let want = with_headroom(m, plan.headroom);
+        if start == want {
+            s.mib = Some(start);
+        } else {
+            s.errors.push(format!(
+                "{who}: domUs started at {start} MiB, not {want} MiB ({m} MiB + {}%)",
+                plan.headroom
+            ));
+        }
+    }
     s
 }
 
 /// The checks of a side read back: the search replayed, every count agreeing.
-fn check(s: &mut Side, who: &str, (lo, hi, res): (u64, u64, u64), said: Option<u64>, done: bool) {
+fn check(s: &mut Side, who: &str, plan: &Plan, said: Option<u64>, done: bool) {
+    let (lo, hi, res) = (plan.lo, plan.hi, plan.res);
     let probes: Vec<(u64, bool)> = s.probes.iter().map(|p| (p.mib, p.ok)).collect();
     let failed = !s.errors.is_empty();
     match (replay_search(&probes, lo, hi, res), said) {
-        (Ok(m), Some(x)) if x == m => s.mib = Some(m),
+        (Ok(m), Some(x)) if x == m => s.smallest = Some(m),
         (Ok(m), Some(x)) => s.errors.push(format!(
             "{who}: the script says {x} MiB, the probes say {m} MiB"
         )),
@@ -252,8 +288,17 @@ pub fn median_p90(v: &[f64]) -> Option<(f64, f64)> {
 pub fn table(app: &Side, linux: &Side) -> String {
     let cell = |x: Option<f64>, d: usize| x.map_or("-".to_string(), |x| format!("{x:.d$}"));
     type Get = fn(&Side) -> Option<f64>;
-    let rows: [(&str, Get, usize); 9] = [
-        ("per-domU memory (MiB)", |s| s.mib.map(|m| m as f64), 0),
+    let rows: [(&str, Get, usize); 10] = [
+        (
+            "smallest memory that served (MiB)",
+            |s| s.smallest.map(|m| m as f64),
+            0,
+        ),
+        (
+            "per-domU memory, with the headroom (MiB)",
+            |s| s.mib.map(|m| m as f64),
+            0,
+        ),
         ("domUs started", |s| s.started.map(|n| n as f64), 0),
         (
             "create-to-serving median (ms)",
@@ -341,6 +386,17 @@ pub fn target(app: &Side, linux: &Side) -> (Option<bool>, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tests' plan: search 8..64 MiB on a 1 MiB grid, `headroom` percent, 3 domUs.
+    fn plan(headroom: u64) -> Plan {
+        Plan {
+            lo: 8,
+            hi: 64,
+            res: 1,
+            headroom,
+            asked: 3,
+        }
+    }
 
     /// The search against a domU that serves from `floor` MiB on: every probe, in order.
     fn search(lo: u64, hi: u64, res: u64, floor: u64) -> Vec<(u64, bool)> {
@@ -493,7 +549,7 @@ mod tests {
 
     #[test]
     fn a_side_is_read_from_the_console() {
-        let s = side(&console(true), "app", (8, 64, 1), 3);
+        let s = side(&console(true), "app", &plan(0));
         assert!(s.errors.is_empty(), "{:?}", s.errors);
         assert_eq!(s.mib, Some(16));
         assert_eq!(s.probes.len(), 7);
@@ -511,7 +567,7 @@ mod tests {
     fn a_failed_or_short_side_is_named() {
         let c = console(true);
         // The app side's errors with `from` in its console replaced by `to`.
-        let errors = |from: &str, to: &str| side(&c.replace(from, to), "app", (8, 64, 1), 3).errors;
+        let errors = |from: &str, to: &str| side(&c.replace(from, to), "app", &plan(0)).errors;
         let why = "sweep i=2 ok=0 why=no answer within 60 s";
         assert_eq!(
             errors("sweep i=2 ok=1", why),
@@ -534,20 +590,47 @@ mod tests {
         // A domU that never served: the script's FAIL line, nothing else piled on.
         let cut = c.split("dom0| density: up i=3").next().unwrap().to_string()
             + "dom0| density: FAIL up i=3 mib=16 never served: no answer within 150 s\n";
-        let s = side(&cut, "app", (8, 64, 1), 3);
+        let s = side(&cut, "app", &plan(0));
         assert_eq!(
             s.errors,
             ["app: FAIL up i=3 mib=16 never served: no answer within 150 s"]
         );
         // The search's bound did not hold.
-        let s = side("dom0| density: probe mib=64 ok=0 why=x\ndom0| density: FAIL never served at 64 MiB, the search's upper bound\n", "linux", (8, 64, 1), 3);
+        let s = side("dom0| density: probe mib=64 ok=0 why=x\ndom0| density: FAIL never served at 64 MiB, the search's upper bound\n", "linux", &plan(0));
         assert_eq!(
             s.errors,
             ["linux: FAIL never served at 64 MiB, the search's upper bound"]
         );
         assert_eq!(s.mib, None);
-        let s = side("", "linux", (8, 64, 1), 3);
+        let s = side("", "linux", &plan(0));
         assert_eq!(s.errors, ["linux: search: no probe was made"]);
+    }
+
+    #[test]
+    fn domus_start_at_the_smallest_memory_and_the_headroom() {
+        assert_eq!(with_headroom(16, 0), 16);
+        assert_eq!(with_headroom(15, 5), 16);
+        assert_eq!(with_headroom(85, 5), 90);
+        assert_eq!(with_headroom(20, 5), 21);
+        assert_eq!(with_headroom(100, 5), 105);
+        // The console's smallest is 16 MiB: +5% is 17 MiB.
+        let c = console(true);
+        let s = side(
+            &c.replace("phase2 mib=16", "phase2 mib=17"),
+            "app",
+            &plan(5),
+        );
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(
+            (s.smallest, s.mib, s.per_gib()),
+            (Some(16), Some(17), Some(1024.0 / 17.0))
+        );
+        let s = side(&c, "app", &plan(5));
+        assert_eq!(
+            s.errors,
+            ["app: domUs started at 16 MiB, not 17 MiB (16 MiB + 5%)"]
+        );
+        assert_eq!(s.mib, None);
     }
 
     #[test]
@@ -564,12 +647,11 @@ mod tests {
 
     #[test]
     fn the_table_and_the_target() {
-        let app = side(&console(true), "app", (8, 64, 1), 3);
+        let app = side(&console(true), "app", &plan(0));
         let linux = side(
             &console(false).replace("mib=16 count", "mib=64 count"),
             "linux",
-            (8, 64, 1),
-            3,
+            &plan(0),
         );
         assert!(linux.errors.is_empty(), "{:?}", linux.errors);
         assert_eq!(linux.mib, Some(64));
@@ -581,7 +663,7 @@ mod tests {
                 .to_string()
         };
         assert!(
-            row("per-domU memory (MiB)").ends_with("16         64       0.25"),
+            row("per-domU memory, with the headroom").ends_with("16         64       0.25"),
             "{t}"
         );
         assert!(

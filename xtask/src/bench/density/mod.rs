@@ -8,7 +8,7 @@
 //!    `--resolution` MiB ([`figures::next_probe`]); each probe is an `xl create`, an HTTP
 //!    GET of `/bytes/N` that must bring the appliance's pattern within
 //!    `--serve-timeout`, then `xl destroy`;
-//! 2. at that memory, domUs started one after another (each its own name, MAC and
+//! 2. at that memory and `--headroom` percent more (default 5, both sides), domUs started one after another (each its own name, MAC and
 //!    link-local address on the bridge) until `--count` or Xen's free memory runs out
 //!    (`xl info` free_memory below one more domU, or `xl create` failing), each checked
 //!    on arrival (create-to-serving timed with dom0's clock), then all of them checked
@@ -48,6 +48,11 @@ pub struct DensityArgs {
     /// Linux's search range in MiB, `LO,HI`: HI must serve, LO must not.
     #[arg(long, value_name = "LO,HI", default_value = "32,256", value_parser = parse_range)]
     linux_mib: (u64, u64),
+    /// The domUs start at the smallest memory that served plus this many percent, rounded
+    /// up to a MiB (both sides): at the very floor a Linux domU that served once can
+    /// panic out of memory on its next start.
+    #[arg(long, value_name = "PERCENT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100))]
+    headroom: u64,
     /// The search's grid in MiB (both sides).
     #[arg(long, value_name = "MiB", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     resolution: u64,
@@ -139,9 +144,10 @@ const POWEROFF: &str = "#!/bin/busybox sh\n/bin/busybox poweroff -f\n";
 /// them). Status 3 when the search cannot start, 4 when a domU did not serve.
 fn script(kind: Kind, (lo, hi): (u64, u64), a: &DensityArgs) -> String {
     let vars = format!(
-        "side={} lo={lo} hi={hi} res={} count={} bytes={} limit={}\n",
+        "side={} lo={lo} hi={hi} res={} headroom={} count={} bytes={} limit={}\n",
         kind.name(),
         a.resolution,
+        a.headroom,
         a.count,
         a.bytes,
         a.serve_timeout
@@ -219,7 +225,14 @@ fn measure(
             room_mib: a.box_mib.saturating_sub(first),
         },
     );
-    let mut s = figures::side(&out.text, who, (range.0, range.1, a.resolution), a.count);
+    let plan = figures::Plan {
+        lo: range.0,
+        hi: range.1,
+        res: a.resolution,
+        headroom: a.headroom,
+        asked: a.count,
+    };
+    let mut s = figures::side(&out.text, who, &plan);
     if let Err(f) = &out.status {
         s.errors
             .push(format!("{who}: {f} (log: {})", out.log.display()));
@@ -322,7 +335,7 @@ mod tests {
         for (kind, range) in [(Kind::App, a.app_mib), (Kind::Linux, a.linux_mib)] {
             let s = script(kind, range, &a);
             let vars = format!(
-                "side={} lo={} hi={} res=1 count=3 bytes=4096 limit=90\n",
+                "side={} lo={} hi={} res=1 headroom=5 count=3 bytes=4096 limit=90\n",
                 kind.name(),
                 range.0,
                 range.1
@@ -337,6 +350,23 @@ mod tests {
                 .status()
                 .unwrap();
             assert!(st.success());
+        }
+        // The script's memory for the domUs is figures::with_headroom.
+        let line = include_str!("start.sh")
+            .lines()
+            .find(|l| l.starts_with("mem="))
+            .unwrap();
+        for (hi, pct) in [(15, 5), (85, 5), (16, 0), (20, 5), (97, 33)] {
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("hi={hi} headroom={pct}\n{line}\necho $mem")])
+                .output()
+                .unwrap();
+            let mem = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert_eq!(
+                mem,
+                figures::with_headroom(hi, pct).to_string(),
+                "{hi} {pct}"
+            );
         }
         assert!(LINUX_INIT.contains("ip addr add \"$density_ip/24\" dev eth0"));
         assert!(LINUX_INIT.contains("httpd -p 80 -h /www"));

@@ -1,5 +1,6 @@
-# Variables above: side (app|linux), lo/hi/res (the search, MiB), count, bytes (the
-# body of each GET), limit (seconds a domU has to serve).
+# Variables above: side (app|linux), lo/hi/res (the search, MiB), headroom (percent
+# more memory for the domUs started), count, bytes (the body of each GET), limit
+# (seconds a domU has to serve).
 now_ms() { read -r up _ < /proc/uptime; s=${up%.*}; c=${up#*.}; echo $((s * 1000 + ${c#0} * 10)); }
 say() { echo "density: $*"; }
 free_mib() { xl info 2>/dev/null | sed -n 's/^free_memory *: *//p'; }

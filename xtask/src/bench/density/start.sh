@@ -1,6 +1,7 @@
-mem=$hi
-say "smallest mib=$mem"
-# Start domUs of $mem MiB one after another until $count or Xen's memory runs out.
+say "smallest mib=$hi"
+# Start domUs of $mem MiB (the smallest and the headroom, as figures::with_headroom) one
+# after another until $count or Xen's memory runs out.
+mem=$(((hi * (100 + headroom) + 99) / 100))
 f0=$(free_mib)
 say "phase2 mib=$mem count=$count free_mib=$f0"
 i=1
