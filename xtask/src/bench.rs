@@ -216,6 +216,27 @@ pub(crate) fn app_linux_sides(list: &str) -> Result<(bool, bool), String> {
     Ok((sides.contains(&"app"), sides.contains(&"linux")))
 }
 
+/// The end of a bench with an appliance side and a Linux side: print the target line
+/// (`None`: a side was not measured) and each error as `FAIL …`; the exit status: 2 if
+/// there is an error, 1 if the target was missed, else 0.
+pub(crate) fn app_linux_verdict(target: Option<(Option<bool>, String)>, errors: &[&String]) -> u8 {
+    let mut missed = false;
+    if let Some((met, line)) = target {
+        missed = met == Some(false);
+        println!("{line}");
+    }
+    for e in errors {
+        println!("FAIL {e}");
+    }
+    if !errors.is_empty() {
+        2
+    } else if missed {
+        1
+    } else {
+        0
+    }
+}
+
 /// `target/xtask`, made if needed: the benches' logs, scripts and initramfs images.
 pub(crate) fn bench_dir() -> Result<std::path::PathBuf, String> {
     let dir = crate::root().join("target/xtask");
@@ -394,6 +415,21 @@ stress: seed=7 cycles=660 pages_mapped=501310 peak_pages=247397 exhausted_va=1 e
         assert!(figures(&no_timing)
             .unwrap_err()
             .contains("entry_to_main_us"));
+    }
+
+    #[test]
+    fn app_linux_sides_and_verdict() {
+        assert_eq!(app_linux_sides("app, linux"), Ok((true, true)));
+        assert_eq!(app_linux_sides("linux"), Ok((false, true)));
+        let e = app_linux_sides("app,bsd").unwrap_err();
+        assert_eq!(e, "--sides: \"bsd\" is not app or linux");
+        let line = |met| Some((met, String::from("target")));
+        let err = String::from("app: FAIL x");
+        assert_eq!(app_linux_verdict(line(Some(true)), &[]), 0);
+        assert_eq!(app_linux_verdict(line(Some(false)), &[]), 1);
+        assert_eq!(app_linux_verdict(line(None), &[]), 0);
+        assert_eq!(app_linux_verdict(None, &[]), 0);
+        assert_eq!(app_linux_verdict(line(Some(false)), &[&err]), 2);
     }
 
     #[derive(clap::Parser)]

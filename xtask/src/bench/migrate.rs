@@ -322,23 +322,9 @@ pub fn migrate_command(a: MigrateArgs) -> Result<u8, String> {
     };
     println!();
     print!("{}", table(app.as_ref(), linux.as_ref(), a.runs));
-    let mut missed = false;
-    if let (Some(x), Some(l)) = (&app, &linux) {
-        let (met, line) = target(x, l);
-        missed = met == Some(false);
-        println!("{line}");
-    }
+    let verdict = app.as_ref().zip(linux.as_ref()).map(|(x, l)| target(x, l));
     let errors: Vec<&String> = app.iter().chain(&linux).flat_map(|s| &s.errors).collect();
-    for e in &errors {
-        println!("FAIL {e}");
-    }
-    Ok(if !errors.is_empty() {
-        2
-    } else if missed {
-        1
-    } else {
-        0
-    })
+    Ok(super::app_linux_verdict(verdict, &errors))
 }
 
 #[cfg(test)]

@@ -275,23 +275,12 @@ pub fn density_command(a: DensityArgs) -> Result<u8, String> {
         )
     );
     println!("(app/Linux: above 1 the appliance has more of it; for memory and times, below 1 it needs less)");
-    let mut missed = false;
-    if let (Some(x), Some(l)) = (&app, &linux) {
-        let (met, line) = figures::target(x, l);
-        missed = met == Some(false);
-        println!("{line}");
-    }
+    let verdict = app
+        .as_ref()
+        .zip(linux.as_ref())
+        .map(|(x, l)| figures::target(x, l));
     let errors: Vec<&String> = app.iter().chain(&linux).flat_map(|s| &s.errors).collect();
-    for e in &errors {
-        println!("FAIL {e}");
-    }
-    Ok(if !errors.is_empty() {
-        2
-    } else if missed {
-        1
-    } else {
-        0
-    })
+    Ok(super::app_linux_verdict(verdict, &errors))
 }
 
 #[cfg(test)]
