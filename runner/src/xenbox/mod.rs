@@ -40,7 +40,7 @@ pub use image::{box_kernel_module, ensure, ensure_for, modinfo_depends, pins, se
 pub use libvirt::{dt_needed, Toolstack};
 pub use linux_guest::{
     blkbench_initramfs, linux_initramfs, netserve_initramfs, poweroff_initramfs, BLKBENCH_INIT,
-    NETSERVE_INIT, POWEROFF_INIT,
+    INIT_MOUNTS, NETSERVE_INIT, POWEROFF_INIT,
 };
 pub use payload::{payload, BenchMode, Payload};
 

@@ -15,8 +15,8 @@
 //!    again once all are up; then all destroyed.
 //!
 //! The appliance is the app's `net ip=…`; Linux is Debian's kernel from the box with a
-//! small initramfs ([`LINUX_INIT`]): xen-netfront and busybox `httpd` serving the same
-//! body as a file. Both serve the same `/bytes/N` (the appliance's pattern) and dom0
+//! small initramfs ([`xenbox::INIT_MOUNTS`] and [`LINUX_INIT`]): xen-netfront and
+//! busybox `httpd` serving the same body as a file. Both serve the same `/bytes/N` (the appliance's pattern) and dom0
 //! checks both with the same `xenbox-peer http-get --verify-bytes`, every byte (the
 //! appliance's X-Checksum-FNV1a64 too; busybox httpd sends no such header:
 //! `--no-checksum-header` for Linux).
@@ -111,17 +111,11 @@ impl Kind {
     }
 }
 
-/// The `/init` of the Linux domUs: xen-netfront, the address from the kernel command
-/// line's `density_ip=` (Linux hands init such words as variables), busybox `httpd`
-/// serving `/www` (the body is a file of the initramfs), `density: serving`, then wait.
-pub const LINUX_INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys /dev /sbin /usr/bin /usr/sbin
-/bin/busybox mount -t proc proc /proc
-/bin/busybox --install -s
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-trap 'poweroff -f' USR2 TERM
+/// The `/init` of the Linux domUs after [`xenbox::INIT_MOUNTS`]: xen-netfront, the
+/// address from the kernel command line's `density_ip=` (Linux hands init such words as
+/// variables), busybox `httpd` serving `/www` (the body is a file of the initramfs),
+/// `density: serving`, then wait.
+pub const LINUX_INIT: &str = r#"trap 'poweroff -f' USR2 TERM
 fail() { echo "density: FAIL $*"; }
 [ -n "$density_ip" ] || fail "no density_ip= on the kernel command line"
 insmod /lib/modules/xen-netfront.ko || fail "insmod xen-netfront"
@@ -168,7 +162,7 @@ fn linux_initramfs(bx: &xenbox::BoxImage, bytes: u64, out: &Path) -> Result<(), 
     let page = format!("www/bytes/{bytes}");
     xenbox::linux_initramfs(
         bx,
-        LINUX_INIT,
+        &format!("{}{LINUX_INIT}", xenbox::INIT_MOUNTS),
         &[
             ("lib/modules/xen-netfront.ko", &netfront, 0o644),
             (&page, &body, 0o644),
