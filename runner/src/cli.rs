@@ -147,6 +147,7 @@ impl BootArgs {
             vifs: self.net.unwrap_or(0),
             dom0_script: self.dom0_script.clone(),
             migrate: self.migrate,
+            room_mib: 0,
         }
     }
 

@@ -202,6 +202,7 @@ impl Role<'_> {
             vifs: 0,
             dom0_script: None,
             migrate: false,
+            room_mib: 0,
         };
         match b.domu {
             Some(_) => Role::Domu {
@@ -453,7 +454,7 @@ mod tests {
         let want = "bench mode runs in the box: no box given".to_string();
         assert_eq!(o.status, Err(Failure::Start(want)));
         let dom0 = [
-            &memory_args(&b, 0, 0)[..],
+            &memory_args(&b, 0, 0, 0)[..],
             &xen_args(&b, 0, 0),
             &module_args(&b),
             &box_drive_args(&b, None),
@@ -486,7 +487,7 @@ mod tests {
         let o = run(Path::new("/xen"), &b, Role::Dom0);
         assert!(matches!(o.status, Err(Failure::Start(_))), "{:?}", o.status);
         let args = [
-            &memory_args(&b, 3 << 20, 0)[..],
+            &memory_args(&b, 3 << 20, 0, 0)[..],
             &xen_args(&b, 3 << 20, 0),
             &module_args(&b),
             &box_drive_args(&b, Some(Path::new("/p"))),
@@ -494,6 +495,8 @@ mod tests {
         .concat();
         assert_eq!(args[..3], ["-m", "1027", "-append"]);
         assert!(args[3].contains(" dom0_mem=515M,max:515M "), "{}", args[3]);
+        // Room for a dom0 script's own domUs is Xen's: QEMU grows (dom0_mem above is the same).
+        assert_eq!(memory_args(&b, 3 << 20, 0, 2048)[1], "3075");
         assert_eq!(
             args[4..],
             [

@@ -7,6 +7,7 @@
 //! the same way (see [`blk`]).
 mod blk;
 mod boot;
+mod density;
 mod migrate;
 mod net;
 
@@ -164,6 +165,17 @@ enum BenchCmd {
     /// and the target (downtime <= 1.0x Linux). Exit 1 if the target is missed, 2 if a
     /// side failed (a guest that cannot suspend fails at its first `xl save`).
     Migrate(migrate::MigrateArgs),
+    /// Density: the network appliance and a Linux PV domU (Debian's kernel from the box,
+    /// xen-netfront, busybox httpd), each side in a box of its own whose Xen gets
+    /// --box-mib MiB for domUs: the smallest memory that serves, found the same way for
+    /// both (bisection between --app-mib/--linux-mib LO,HI; each probe an xl create, an
+    /// HTTP GET of /bytes/N checked byte for byte, xl destroy), then --count domUs at that
+    /// memory started one after another until the count or Xen's memory runs out, each
+    /// checked on arrival and all again once all are up; a table of per-domU memory,
+    /// create-to-serving median and p90, the total, domUs per GiB, the app/Linux ratios,
+    /// and the target (domUs per GiB >= 4.0x Linux). Exit 1 if the target is missed, 2
+    /// if a side failed (a domU that never served, a search that could not start).
+    Density(density::DensityArgs),
 }
 
 /// `cargo xtask bench stress` options.
@@ -183,7 +195,7 @@ pub struct StressArgs {
     initrd_mib: u64,
 }
 
-/// `cargo xtask bench [stress|boot|net|blk]`.
+/// `cargo xtask bench [stress|boot|net|blk|migrate|density]`.
 pub fn bench_command(a: BenchArgs) -> Result<u8, String> {
     match a.cmd {
         None => stress_command(a.stress),
@@ -192,7 +204,46 @@ pub fn bench_command(a: BenchArgs) -> Result<u8, String> {
         Some(BenchCmd::Net(n)) => net::net_command(n),
         Some(BenchCmd::Blk(b)) => blk::blk_command(b),
         Some(BenchCmd::Migrate(m)) => migrate::migrate_command(m),
+        Some(BenchCmd::Density(d)) => density::density_command(d),
     }
+}
+
+/// `--sides` of the benches that boot the appliance and Linux in turn: a comma-separated
+/// list of `app` and `linux`; (app, linux).
+pub(crate) fn app_linux_sides(list: &str) -> Result<(bool, bool), String> {
+    let sides: Vec<&str> = list.split(',').map(str::trim).collect();
+    if let Some(bad) = sides.iter().find(|s| !["app", "linux"].contains(s)) {
+        return Err(format!("--sides: {bad:?} is not app or linux"));
+    }
+    Ok((sides.contains(&"app"), sides.contains(&"linux")))
+}
+
+/// The end of a bench with an appliance side and a Linux side: print the target line
+/// (`None`: a side was not measured) and each error as `FAIL …`; the exit status: 2 if
+/// there is an error, 1 if the target was missed, else 0.
+pub(crate) fn app_linux_verdict(target: Option<(Option<bool>, String)>, errors: &[&String]) -> u8 {
+    let mut missed = false;
+    if let Some((met, line)) = target {
+        missed = met == Some(false);
+        println!("{line}");
+    }
+    for e in errors {
+        println!("FAIL {e}");
+    }
+    if !errors.is_empty() {
+        2
+    } else if missed {
+        1
+    } else {
+        0
+    }
+}
+
+/// `target/xtask`, made if needed: the benches' logs, scripts and initramfs images.
+pub(crate) fn bench_dir() -> Result<std::path::PathBuf, String> {
+    let dir = crate::root().join("target/xtask");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 /// Boot the app `image` as the PV dom0, quietly: the benches' one kind of boot.
@@ -366,6 +417,21 @@ stress: seed=7 cycles=660 pages_mapped=501310 peak_pages=247397 exhausted_va=1 e
         assert!(figures(&no_timing)
             .unwrap_err()
             .contains("entry_to_main_us"));
+    }
+
+    #[test]
+    fn app_linux_sides_and_verdict() {
+        assert_eq!(app_linux_sides("app, linux"), Ok((true, true)));
+        assert_eq!(app_linux_sides("linux"), Ok((false, true)));
+        let e = app_linux_sides("app,bsd").unwrap_err();
+        assert_eq!(e, "--sides: \"bsd\" is not app or linux");
+        let line = |met| Some((met, String::from("target")));
+        let err = String::from("app: FAIL x");
+        assert_eq!(app_linux_verdict(line(Some(true)), &[]), 0);
+        assert_eq!(app_linux_verdict(line(Some(false)), &[]), 1);
+        assert_eq!(app_linux_verdict(line(None), &[]), 0);
+        assert_eq!(app_linux_verdict(None, &[]), 0);
+        assert_eq!(app_linux_verdict(line(Some(false)), &[&err]), 2);
     }
 
     #[derive(clap::Parser)]

@@ -56,7 +56,9 @@ enum Cmd {
     /// with one MMU op per hypercall; `bench boot` measures boot times, as dom0 over
     /// memory sizes and start-of-day modes and as domUs next to Linux; `bench net` the
     /// network appliance next to a Linux PV domU in the box; `bench blk` storage (the
-    /// app's blkfront next to Linux's, each on a fresh disk in the box).
+    /// app's blkfront next to Linux's, each on a fresh disk in the box); `bench migrate`
+    /// save/restore and migration downtime; `bench density` how many appliances and
+    /// how many Linux domUs fit, each at its smallest memory that serves.
     Bench(bench::BenchArgs),
 }
 

@@ -22,6 +22,10 @@ pub(super) fn command(xen: &Path, b: &Boot, role: Role<'_>) -> Result<Command, S
     // shadow paging.
     let migrate = matches!(role, Role::Domu { extras, .. } if extras.migrate);
     let spare = if migrate { b.memory_mib } else { 0 };
+    let room = match role {
+        Role::Domu { extras, .. } => extras.room_mib,
+        _ => 0,
+    };
     let shadow = if migrate {
         Some(crate::xen_shadow::ensure()?)
     } else {
@@ -31,7 +35,7 @@ pub(super) fn command(xen: &Path, b: &Boot, role: Role<'_>) -> Result<Command, S
     cmd.args(BASE_ARGS)
         .arg("-kernel")
         .arg(shadow.as_deref().unwrap_or(xen))
-        .args(memory_args(b, initrd_bytes, spare))
+        .args(memory_args(b, initrd_bytes, spare, room))
         .args(xen_args(b, initrd_bytes, spare))
         .args(module_args(b))
         .args(box_drive_args(b, payload.as_deref()))
@@ -55,11 +59,17 @@ fn dom0_mib(b: &Boot, initrd_bytes: u64, spare_mib: u64) -> u64 {
 /// The machine's memory: the guest's and its initrd's as dom0 ([`qemu_memory`]); the
 /// box's dom0's plus the domU's, and headroom, in the box; with `spare_mib` (a domU to
 /// be saved or migrated) that much more for dom0 and again for Xen, where a migration's
-/// receiving domain is built while the sender still runs.
-pub(super) fn memory_args(b: &Boot, initrd_bytes: u64, spare_mib: u64) -> [String; 2] {
+/// receiving domain is built while the sender still runs; with `room_mib` (domUs a dom0
+/// script creates itself) that much more for Xen.
+pub(super) fn memory_args(
+    b: &Boot,
+    initrd_bytes: u64,
+    spare_mib: u64,
+    room_mib: u64,
+) -> [String; 2] {
     let mib = match b.domu {
         None => qemu_memory(b.memory_mib, initrd_bytes),
-        Some(_) => dom0_mib(b, initrd_bytes, spare_mib) + b.memory_mib + spare_mib + 384,
+        Some(_) => dom0_mib(b, initrd_bytes, spare_mib) + b.memory_mib + spare_mib + room_mib + 384,
     };
     ["-m".into(), mib.to_string()]
 }

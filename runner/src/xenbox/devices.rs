@@ -36,6 +36,10 @@ pub struct DomuExtras {
     /// shadow paging ([`crate::xen_shadow::ensure`]), which a PV guest's live migration
     /// needs; header `migrate=1`.
     pub migrate: bool,
+    /// Memory in MiB for domUs that the dom0 script creates itself (`xl create` of its
+    /// own configs, as `cargo xtask bench density` does): the box's QEMU gets this much
+    /// more, all of it left to Xen (dom0's stays as it is); the header is unchanged.
+    pub room_mib: u64,
 }
 
 /// The number of vifs of `--net N`: 1..=[`MAX_VIFS`]; the error names the limit.

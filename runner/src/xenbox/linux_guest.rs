@@ -17,10 +17,30 @@ pub fn poweroff_initramfs(bx: &BoxImage, out: &Path) -> Result<(), String> {
     linux_initramfs(bx, POWEROFF_INIT, &[], out)
 }
 
+/// [`INIT_MOUNTS`] as a literal, for `concat!`.
+macro_rules! init_mounts {
+    () => {
+        r#"#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /sbin /usr/bin /usr/sbin
+/bin/busybox mount -t proc proc /proc
+/bin/busybox --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+"#
+    };
+}
+
+/// The first lines of a bench's `/init` (busybox sh): the shebang, /proc, /sys and /dev
+/// mounted, busybox's applets installed and on PATH; what [`BLKBENCH_INIT`] begins with
+/// (and [`NETSERVE_INIT`], with two directories more), for a caller's own `/init`
+/// ([`linux_initramfs`]).
+pub const INIT_MOUNTS: &str = init_mounts!();
+
 /// Write to `out` an initramfs (uncompressed newc cpio, which Linux takes as it is) for a
 /// Linux domU of the benches: `init` as `/init`, the box's own busybox, `/dev/console`,
 /// and `files` (path, bytes, mode).
-fn linux_initramfs(
+pub fn linux_initramfs(
     bx: &BoxImage,
     init: &str,
     files: &[(&str, &[u8], u32)],
@@ -109,14 +129,9 @@ pub fn netserve_initramfs(
 /// kernel command line's `bench_mib=N` and `bench_ops=N`, which Linux hands init as
 /// environment variables, else 128 and 2000), which prints `blkbench: NAME=VALUE` lines,
 /// then powers off. Every failure is a `blkbench: FAIL …` line.
-pub const BLKBENCH_INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys /dev /sbin /usr/bin /usr/sbin
-/bin/busybox mount -t proc proc /proc
-/bin/busybox --install -s
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-# max_indirect_segments=N on the kernel command line reaches init as a variable.
+pub const BLKBENCH_INIT: &str = concat!(
+    init_mounts!(),
+    r#"# max_indirect_segments=N on the kernel command line reaches init as a variable.
 if insmod /lib/modules/xen-blkfront.ko ${max_indirect_segments:+max_indirect_segments=$max_indirect_segments}; then
     n=0
     while [ ! -b /dev/xvda ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
@@ -130,7 +145,8 @@ else
     echo "blkbench: FAIL insmod xen-blkfront"
 fi
 poweroff -f
-"#;
+"#
+);
 
 /// Write to `out` an initramfs (uncompressed newc cpio) for a Linux domU that measures
 /// its first disk ([`BLKBENCH_INIT`]): the box's busybox, `blkfront_ko` as
@@ -178,6 +194,14 @@ mod tests {
         };
         fs::write(&bx.initramfs, &box_cpio).unwrap();
         bx
+    }
+
+    #[test]
+    fn the_bench_inits_begin_with_the_mounts() {
+        assert!(BLKBENCH_INIT.starts_with(INIT_MOUNTS));
+        let netserve = NETSERVE_INIT.replacen(" /www/bytes /tmp", "", 1);
+        assert!(netserve.starts_with(INIT_MOUNTS), "{netserve}");
+        assert!(INIT_MOUNTS.ends_with("mount -t devtmpfs dev /dev\n"));
     }
 
     #[test]

@@ -39,8 +39,8 @@ pub use devices::{
 pub use image::{box_kernel_module, ensure, ensure_for, modinfo_depends, pins, section_pins};
 pub use libvirt::{dt_needed, Toolstack};
 pub use linux_guest::{
-    blkbench_initramfs, netserve_initramfs, poweroff_initramfs, BLKBENCH_INIT, NETSERVE_INIT,
-    POWEROFF_INIT,
+    blkbench_initramfs, linux_initramfs, netserve_initramfs, poweroff_initramfs, BLKBENCH_INIT,
+    INIT_MOUNTS, NETSERVE_INIT, POWEROFF_INIT,
 };
 pub use payload::{payload, BenchMode, Payload};
 

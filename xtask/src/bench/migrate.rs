@@ -255,6 +255,7 @@ fn measure(
             vifs: 1,
             dom0_script: Some(script.to_path_buf()),
             migrate: true,
+            room_mib: 0,
         },
     );
     let mut s = side(&out.text, who, a.runs);
@@ -274,19 +275,15 @@ fn measure(
 
 /// `cargo xtask bench migrate`.
 pub fn migrate_command(a: MigrateArgs) -> Result<u8, String> {
-    let sides: Vec<&str> = a.sides.split(',').map(str::trim).collect();
-    if let Some(bad) = sides.iter().find(|s| !["app", "linux"].contains(s)) {
-        return Err(format!("--sides: {bad:?} is not app or linux"));
-    }
-    let dir = crate::root().join("target/xtask");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (with_app, with_linux) = super::app_linux_sides(&a.sides)?;
+    let dir = super::bench_dir()?;
     println!("xtask bench migrate: building the app, the box, xenbox-peer and the Linux initramfs");
     let xen = provision::ensure()?;
     let bx = Arc::new(box_with_peer()?);
     let script_path = dir.join("bench-migrate.sh");
     std::fs::write(&script_path, script(a.runs))
         .map_err(|e| format!("{}: {e}", script_path.display()))?;
-    let app = if sides.contains(&"app") {
+    let app = if with_app {
         let path = cargo::build(&Image::app(), false)?;
         let cmdline = format!("net ip={GUEST}/24");
         Some(measure(
@@ -302,7 +299,7 @@ pub fn migrate_command(a: MigrateArgs) -> Result<u8, String> {
     } else {
         None
     };
-    let linux = if sides.contains(&"linux") {
+    let linux = if with_linux {
         let init = dir.join("bench-migrate-linux.cpio");
         let udp_echo = super::net::build_udp_echo(&dir)?;
         let udp_echo =
@@ -325,23 +322,9 @@ pub fn migrate_command(a: MigrateArgs) -> Result<u8, String> {
     };
     println!();
     print!("{}", table(app.as_ref(), linux.as_ref(), a.runs));
-    let mut missed = false;
-    if let (Some(x), Some(l)) = (&app, &linux) {
-        let (met, line) = target(x, l);
-        missed = met == Some(false);
-        println!("{line}");
-    }
+    let verdict = app.as_ref().zip(linux.as_ref()).map(|(x, l)| target(x, l));
     let errors: Vec<&String> = app.iter().chain(&linux).flat_map(|s| &s.errors).collect();
-    for e in &errors {
-        println!("FAIL {e}");
-    }
-    Ok(if !errors.is_empty() {
-        2
-    } else if missed {
-        1
-    } else {
-        0
-    })
+    Ok(super::app_linux_verdict(verdict, &errors))
 }
 
 #[cfg(test)]

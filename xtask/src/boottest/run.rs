@@ -159,6 +159,7 @@ fn run_one(ctx: &Ctx, p: Prepared) -> Result<f64, String> {
         vifs: t.vifs,
         dom0_script: script,
         migrate: t.migrate,
+        room_mib: 0,
     };
     let o = qemu::boot_domu_with_disks(
         &ctx.xen,

@@ -462,6 +462,7 @@ fn measure(
             vifs: 1,
             dom0_script: Some(script.to_path_buf()),
             migrate: false,
+            room_mib: 0,
         },
     );
     let mut s = side(&out.text, who, a.runs);

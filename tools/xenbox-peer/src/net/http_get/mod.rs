@@ -32,7 +32,9 @@ pub static SPEC: Spec = Spec {
             bytes, FNV the file's FNV-1a 64 as 16 lowercase hex digits; not with\n\
             --verify-bytes), check instead that the status is 200, Content-Length is LEN, the\n\
             body has LEN bytes (0 is fine) and FNV-1a 64 FNV, and X-Checksum-FNV1a64 is the\n\
-            FNV-1a 64 of the body received. No bytes may follow the body. Reports status, fnv\n\
+            FNV-1a 64 of the body received (with --no-checksum-header, for a server that sends\n\
+            none such as busybox httpd, the header is not asked for; the body still is checked).\n\
+            No bytes may follow the body. Reports status, fnv\n\
             (the body's FNV-1a 64, with --verify-bytes or --expect-file), bytes (bodies, all\n\
             connections), elapsed_ms and mbit_s.\n\
             With --expect-cut (one connection, status 200), the body must NOT come whole: the\n\
@@ -64,6 +66,10 @@ pub static SPEC: Spec = Spec {
             help: "check a 200 body of LEN bytes with FNV-1a 64 FNV, and its checksum header",
         },
         Opt::flag(
+            "no-checksum-header",
+            "with --verify-bytes or --expect-file: the server sends no X-Checksum-FNV1a64 (busybox httpd); the body is still checked",
+        ),
+        Opt::flag(
             "expect-cut",
             "the server must cut the body short (reset or close), not complete it or hang",
         ),
@@ -87,6 +93,8 @@ pub(crate) struct Expect {
     pattern: bool,
     /// Its FNV-1a 64, if known (--expect-file).
     fnv: Option<u64>,
+    /// Whether X-Checksum-FNV1a64 must come with it (not with --no-checksum-header).
+    header: bool,
 }
 
 /// What the test wants of each response.
@@ -114,7 +122,23 @@ fn expect_file(v: &str) -> Option<Expect> {
         len: len.parse().ok()?,
         pattern: false,
         fnv: Some(u64::from_str_radix(fnv, 16).ok()?),
+        header: true,
     })
+}
+
+/// The X-Checksum-FNV1a64 header `sum` must be there and be the body's `fnv`.
+fn checksum_header(sum: Option<&str>, fnv: u64) -> Result<(), Fail> {
+    let Some(sum) = sum else {
+        return Err(Fail("checksum", "no X-Checksum-FNV1a64 header".into()));
+    };
+    let valid = sum.len() == 16 && sum.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !valid || u64::from_str_radix(sum, 16).ok() != Some(fnv) {
+        return Err(Fail(
+            "checksum",
+            format!("X-Checksum-FNV1a64 {sum:?}, body's is {fnv:016x}"),
+        ));
+    }
+    Ok(())
 }
 
 /// One successful request.
@@ -216,15 +240,8 @@ pub(crate) fn one(
                 format!("body's FNV-1a 64 is {:016x}, expected {fnv:016x}", body.fnv),
             ));
         }
-        let Some(sum) = h.checksum else {
-            return Err(Fail("checksum", "no X-Checksum-FNV1a64 header".into()));
-        };
-        let valid = sum.len() == 16 && sum.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if !valid || u64::from_str_radix(&sum, 16).ok() != Some(body.fnv) {
-            return Err(Fail(
-                "checksum",
-                format!("X-Checksum-FNV1a64 {sum:?}, body's is {:016x}", body.fnv),
-            ));
+        if e.header {
+            checksum_header(h.checksum.as_deref(), body.fnv)?;
         }
     } else if h.status == 200 && body.len == 0 {
         return Err(Fail("empty-body", "status 200 with an empty body".into()));
@@ -287,6 +304,7 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
                 len,
                 pattern: true,
                 fnv: None,
+                header: true,
             }),
             None => {
                 return bad(format!(
@@ -308,6 +326,13 @@ pub fn run(p: &Parsed) -> Result<Verdict, Usage> {
             }
         },
         (false, None) => None,
+    };
+    let body = match (body, p.flag("no-checksum-header")) {
+        (None, true) => {
+            return bad("--no-checksum-header checks a body: give --verify-bytes or --expect-file")
+        }
+        (Some(e), true) => Some(Expect { header: false, ..e }),
+        (b, false) => b,
     };
     let d = Deadline::after(p.timeout()?);
     let mut v = Verdict::new(SPEC.name);

@@ -395,3 +395,38 @@ fn expect_cut_passes_only_for_a_body_cut_short() {
     let m = refused(&["http-get", &a, "/", "--expect-cut", "--conns", "2"]);
     assert!(m.contains("--expect-cut"), "{m}");
 }
+
+#[test]
+fn no_checksum_header_still_checks_the_body() {
+    // busybox httpd serving the pattern as a file: no X-Checksum-FNV1a64.
+    let mut b = vec![0u8; 5000];
+    crate::data::pattern_fill(0, &mut b);
+    let a = files("Content-Length: 5000\r\n", &b);
+    let v = cmd(&["http-get", &a, "/bytes/5000", "--verify-bytes"]);
+    assert_eq!(v.reason(), Some("checksum"), "{v}");
+    // Both ways of checking a body, without the header.
+    let want = expect(&b);
+    let ways: [&[&str]; 2] = [
+        &["/bytes/5000", "--verify-bytes"],
+        &["/files/f", "--expect-file", &want],
+    ];
+    let get = |a: &str, way: &[&str]| {
+        let args = [&["http-get", a][..], way, &["--no-checksum-header"]].concat();
+        cmd(&args)
+    };
+    for way in ways {
+        let v = get(&a, way);
+        assert!(v.passed(), "{v}");
+        assert_eq!(v.get("fnv"), Some(fnv(&b).as_str()), "{v}");
+    }
+    // The body is still checked: a wrong byte, a wrong checksum.
+    let mut bad = b.clone();
+    bad[4321] ^= 1;
+    let a = files("Content-Length: 5000\r\n", &bad);
+    for (way, why) in ways.iter().zip(["body-mismatch", "body-checksum"]) {
+        let v = get(&a, way);
+        assert_eq!(v.reason(), Some(why), "{v}");
+    }
+    let e = refused(&["http-get", "127.0.0.1:1", "/", "--no-checksum-header"]);
+    assert!(e.contains("--verify-bytes or --expect-file"), "{e}");
+}
