@@ -356,7 +356,7 @@ impl Queue {
         self.put_first(tx_ring, bufs, first, len, o.flags, o.gso_mss, pages > 1);
         for k in 1..pages {
             let size = (len - k * page).min(page);
-            // `first + k` < IDS: peek_run checked the run.
+            // `first + k` < IDS: find_run checked the run.
             self.put_more(tx_ring, bufs, first + k as u16, size, k + 1 < pages);
         }
         if pages > 1 {

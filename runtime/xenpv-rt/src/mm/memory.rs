@@ -119,7 +119,6 @@ impl Frames {
     }
 
     /// A run of `n` consecutive free frames, mapping chunks until there is one.
-    #[cfg(feature = "alloc")]
     pub(super) fn alloc_run(&mut self, n: u64) -> Option<Pfn> {
         loop {
             if let Some(p) = self.alloc.alloc_run(n) {
@@ -353,11 +352,7 @@ impl Memory {
     /// map (a vif's TX buffers: a long frame is then written straight across them).
     /// `None`, nothing taken, if no run is that long now or the p2m has a hole in it.
     pub fn alloc_run(&mut self, n: u64) -> Option<PageRun> {
-        let first = {
-            let mut f = frames_mut();
-            f.grow_until(|a| a.free_frames() >= n);
-            f.alloc.alloc_run(n)?
-        };
+        let first = frames_mut().alloc_run(n)?;
         let run = PageRun {
             next: first.0,
             end: first.0 + n,

@@ -133,9 +133,8 @@ pub struct Netfront {
 
 /// The stack's frame buffers (feature `net`): a received packet is copied into `rx`
 /// whole (up to [`RX_FRAME_MAX`] bytes over several pages); a frame longer than a page is
-/// written straight into TX pages that follow one another, or, when the next free ones do
-/// not (or the vif's TX buffers got no run of memory), built in `tx` and copied over its
-/// pages.
+/// written straight into free TX pages in a row, or, when there is no such run (or the
+/// vif's TX buffers got no run of memory), built in `tx` and copied over its pages.
 #[cfg(feature = "net")]
 struct Frames {
     rx: alloc::boxed::Box<[u8]>,
